@@ -1,0 +1,339 @@
+#include "controller/controller.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "api/convert.h"
+#include "common/util.h"
+#include "common/version.h"
+#include "controller/impl.h"
+#include "db/migrate.h"
+
+namespace kiln::controller {
+
+// ---- project cache ----
+
+Status ProjectCache::Refresh(bool force) {
+  auto v = q_->ProjectsVersion();
+  if (!v.ok()) return v.status();
+  {
+    std::lock_guard g(mu_);
+    if (!force && *v == version_) return Status::Ok();
+  }
+  auto rows = q_->ListProjects();
+  if (!rows.ok()) return rows.status();
+  std::map<std::string, config::ProjectConfig> next;
+  for (const auto& p : *rows) {
+    auto c = config::ParseProjectConfig(p.config_json);
+    if (!c.ok()) {
+      // Written around the API (by SQL): keep defaults, say so.
+      spdlog::warn("invalid configuration of project {} ignored: {}", p.name, c.status().message());
+      next[p.name] = config::ProjectConfig{};
+    } else {
+      next[p.name] = *c;
+    }
+  }
+  std::lock_guard g(mu_);
+  projects_ = std::move(next);
+  version_ = *v;
+  spdlog::debug("project configuration loaded: {} projects", projects_.size());
+  return Status::Ok();
+}
+
+Result<config::ProjectConfig> ProjectCache::Get(const std::string& project) {
+  for (int pass = 0; pass < 2; ++pass) {
+    {
+      std::lock_guard g(mu_);
+      auto it = projects_.find(project);
+      if (it != projects_.end()) return it->second;
+    }
+    if (pass == 0) KILN_RETURN_IF_ERROR(Refresh(true));
+  }
+  return NotFound("project \"" + project + "\" does not exist; create it with: kiln projects create " + project);
+}
+
+// ---- background loops ----
+
+void Controller::Impl::Enqueue(Event e) {
+  {
+    std::lock_guard g(events_mu);
+    events.push_back(std::move(e));
+  }
+  events_cv.notify_one();
+}
+
+void Controller::Impl::DispatchLoop() {
+  uint64_t seen = dispatch_wake.generation();
+  size_t rr = 0;
+  while (!stopping) {
+    bool more = false;
+    auto sessions = registry.All();
+    for (size_t k = 0; k < sessions.size() && !stopping; ++k) {
+      auto& s = sessions[(rr + k) % sessions.size()];
+      int free = s->FreeSlots();
+      if (free <= 0) continue;
+      auto claimed = queue->Claim(s->worker_id, s->session_id, free);
+      if (!claimed.ok()) {
+        spdlog::warn("claim failed: {}", claimed.status().message());
+        break;
+      }
+      for (auto& job : *claimed) {
+        s->Assigned(job.id);
+        v1::ControllerMessage m;
+        auto* a = m.mutable_assign();
+        a->set_job_id(job.id);
+        a->set_attempt(job.attempt);
+        a->set_project(job.project);
+        api::ToProto(job.spec, a->mutable_spec());
+        spdlog::debug("assigned job_id={} attempt={} worker_id={}", job.id, job.attempt, s->worker_id);
+        if (!s->Send(m)) {
+          // The stream is gone: its handler requeues the worker's jobs.
+          spdlog::info("worker {} went away while being assigned job {}", s->worker_id, job.id);
+          break;
+        }
+      }
+      if (!claimed->empty()) job_events.Notify();
+      if (static_cast<int>(claimed->size()) == free) more = true;
+    }
+    ++rr;
+    if (more) continue;
+    seen = dispatch_wake.Wait(seen, cfg.dispatch_poll_interval);
+  }
+}
+
+void Controller::Impl::ApplyLoop() {
+  constexpr size_t kMaxBatch = 1000;
+  auto backoff = std::chrono::milliseconds(50);
+  std::deque<Event> batch;
+  while (true) {
+    {
+      std::unique_lock lk(events_mu);
+      events_cv.wait_for(lk, std::chrono::milliseconds(200), [&] { return !events.empty() || stopping; });
+      if (events.empty() && batch.empty()) {
+        if (stopping) return;
+        continue;
+      }
+      while (!events.empty() && batch.size() < kMaxBatch) {
+        batch.push_back(std::move(events.front()));
+        events.pop_front();
+      }
+    }
+    std::vector<queue::Update> updates;
+    std::vector<queue::LogAppend> logs;
+    std::map<std::pair<int64_t, int>, std::shared_ptr<Session>> senders;
+    for (auto& e : batch) {
+      if (e.is_log) {
+        logs.push_back(e.log);
+      } else {
+        updates.push_back(e.update);
+        senders[{e.update.job_id, e.update.attempt}] = e.session;
+      }
+    }
+    auto outcomes = queue->Apply(updates, logs);
+    if (!outcomes.ok()) {
+      // Keep the batch: nothing a worker reported is dropped while the
+      // database is away; workers keep final results until acknowledged.
+      spdlog::warn("cannot store worker updates, retrying in {} ms: {}", backoff.count(),
+                   outcomes.status().message());
+      if (stopping) return;
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      continue;
+    }
+    backoff = std::chrono::milliseconds(50);
+    for (const auto& o : *outcomes) {
+      auto& s = senders[{o.job_id, o.attempt}];
+      bool final_report = true;
+      for (const auto& u : updates) {
+        if (u.job_id == o.job_id && u.attempt == o.attempt) final_report = u.status != queue::JobStatus::kRunning;
+      }
+      if (!o.applied) {
+        spdlog::info("stale report ignored: job_id={} attempt={} worker_id={}", o.job_id, o.attempt,
+                     s ? s->worker_id : "?");
+        if (!final_report && s) {
+          // The worker runs something that is no longer its own: stop it.
+          v1::ControllerMessage m;
+          auto* c = m.mutable_cancel();
+          c->set_job_id(o.job_id);
+          c->set_attempt(o.attempt);
+          c->set_reason("this attempt no longer owns the job");
+          s->Send(m);
+        }
+      }
+      if (final_report && s) {
+        v1::ControllerMessage m;
+        auto* ack = m.mutable_ack();
+        ack->set_job_id(o.job_id);
+        ack->set_attempt(o.attempt);
+        ack->set_applied(o.applied);
+        s->Send(m);
+      }
+    }
+    batch.clear();
+    job_events.Notify();
+  }
+}
+
+void Controller::Impl::ReapLoop() {
+  Signal never;
+  uint64_t g = 0;
+  while (!stopping) {
+    auto r = queue->Reap();
+    if (!r.ok()) {
+      spdlog::warn("lease reaper: {}", r.status().message());
+    } else if (!r->job_ids.empty()) {
+      spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
+      job_events.Notify();
+    }
+    for (auto waited = std::chrono::milliseconds(0); waited < cfg.reap_interval && !stopping;
+         waited += std::chrono::milliseconds(50)) {
+      g = never.Wait(g, std::min(cfg.reap_interval, std::chrono::milliseconds(50)));
+    }
+  }
+}
+
+void Controller::Impl::ConfigLoop() {
+  uint64_t seen = config_wake.generation();
+  while (!stopping) {
+    Status s = projects->Refresh(false);
+    if (!s.ok()) spdlog::warn("project configuration refresh failed: {}", s.message());
+    seen = config_wake.Wait(seen, cfg.config_poll_interval);
+  }
+}
+
+void Controller::Impl::OnNotify(const std::string& channel, const std::string& payload) {
+  if (channel == "kiln_jobs") {
+    dispatch_wake.Notify();
+  } else if (channel == "kiln_config") {
+    config_wake.Notify();
+  } else if (channel == "kiln_cancel") {
+    // payload: "<job id> <attempt> <worker id>"
+    std::istringstream in(payload);
+    int64_t id = 0;
+    int attempt = 0;
+    std::string worker;
+    in >> id >> attempt >> worker;
+    if (auto s = registry.Find(worker)) {
+      v1::ControllerMessage m;
+      auto* c = m.mutable_cancel();
+      c->set_job_id(id);
+      c->set_attempt(attempt);
+      c->set_reason("cancelled by a user");
+      spdlog::info("forwarding cancel job_id={} attempt={} worker_id={}", id, attempt, worker);
+      s->Send(m);
+    }
+    job_events.Notify();
+  }
+}
+
+// ---- composition ----
+
+Controller::Controller(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Controller::~Controller() {
+  Shutdown();
+  for (auto& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+std::string Controller::address() const { return impl_->bound_address; }
+
+Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerConfig& cfg) {
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  impl->controller_id = std::string(host) + "-" + RandomHex(3);
+
+  if (cfg.migrate_on_start) {
+    auto m = db::Migrate(cfg.database_url);
+    if (!m.ok()) return m.status();
+    for (const auto& name : m->applied) spdlog::info("applied migration {}", name);
+  } else {
+    auto v = db::SchemaVersion(cfg.database_url);
+    if (!v.ok()) return v.status();
+    if (*v < db::LatestVersion()) {
+      return FailedPrecondition("database schema is at version " + std::to_string(*v) + ", this kiln needs " +
+                                std::to_string(db::LatestVersion()) + ": run kiln-controller migrate");
+    }
+  }
+  auto q = queue::Queue::Create(cfg.database_url, static_cast<size_t>(cfg.db_pool_size));
+  if (!q.ok()) return q.status();
+  impl->queue = std::move(q).value();
+  impl->projects = std::make_unique<ProjectCache>(impl->queue.get());
+  KILN_RETURN_IF_ERROR(impl->projects->Refresh(true));
+
+  impl->job_service = MakeJobService(impl.get());
+  impl->admin_service = MakeAdminService(impl.get());
+  impl->worker_service = MakeWorkerService(impl.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(impl->job_service.get());
+  builder.RegisterService(impl->admin_service.get());
+  builder.RegisterService(impl->worker_service.get());
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || port == 0) {
+    return Unavailable("cannot listen on " + cfg.listen + ": address in use or invalid (set listen or --listen)");
+  }
+  std::string addr = cfg.listen;
+  auto colon = addr.rfind(':');
+  if (colon != std::string::npos && addr.rfind("unix:", 0) != 0) addr = addr.substr(0, colon + 1) + std::to_string(port);
+  impl->bound_address = addr;
+  impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.JobService", true);
+  impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.WorkerService", true);
+
+  auto* raw = impl.get();
+  impl->listener = std::make_unique<queue::Listener>(
+      cfg.database_url, std::vector<std::string>{"kiln_jobs", "kiln_cancel", "kiln_config"},
+      [raw](const std::string& ch, const std::string& p) { raw->OnNotify(ch, p); },
+      [raw] {
+        raw->dispatch_wake.Notify();
+        raw->config_wake.Notify();
+      });
+  return std::unique_ptr<Controller>(new Controller(std::move(impl)));
+}
+
+void Controller::Run() {
+  auto& i = *impl_;
+  i.listener->Start();
+  i.threads.emplace_back([&i] { i.DispatchLoop(); });
+  i.threads.emplace_back([&i] { i.ApplyLoop(); });
+  i.threads.emplace_back([&i] { i.ReapLoop(); });
+  i.threads.emplace_back([&i] { i.ConfigLoop(); });
+  if (!i.cfg.address_file.empty()) {
+    std::string tmp = i.cfg.address_file + ".tmp";
+    std::ofstream(tmp) << i.bound_address << "\n";
+    std::rename(tmp.c_str(), i.cfg.address_file.c_str());
+  }
+  spdlog::info("kiln-controller {} serving on {} (controller_id={})", kVersion, i.bound_address, i.controller_id);
+  sd_notify(0, "READY=1");
+  i.server->Wait();
+}
+
+void Controller::Shutdown() {
+  auto& i = *impl_;
+  if (i.stopping.exchange(true)) return;
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("shutting down: closing worker streams (their jobs stay with them), ending client streams");
+  i.dispatch_wake.Notify();
+  i.job_events.Notify();
+  i.config_wake.Notify();
+  i.events_cv.notify_all();
+  for (auto& s : i.registry.All()) s->Close();
+  if (i.server) i.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (i.listener) i.listener->Stop();
+}
+
+}  // namespace kiln::controller

@@ -1,0 +1,59 @@
+#pragma once
+// Internals of the controller shared by its translation units.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <thread>
+
+#include "controller/controller.h"
+#include "controller/state.h"
+#include "queue/listener.h"
+
+namespace kiln::controller {
+
+// An update or log chunk from a worker, waiting to be written.
+struct Event {
+  std::shared_ptr<Session> session;
+  bool is_log = false;
+  queue::Update update;
+  queue::LogAppend log;
+};
+
+struct Controller::Impl {
+  config::ControllerConfig cfg;
+  std::string controller_id;
+  std::unique_ptr<queue::Queue> queue;
+  std::unique_ptr<ProjectCache> projects;
+  Registry registry;
+  std::atomic<bool> stopping{false};
+
+  Signal dispatch_wake;  // new jobs or freed slots
+  Signal job_events;     // something about some job changed (for WatchJob)
+  Signal config_wake;    // NOTIFY kiln_config
+
+  // Worker updates are applied by one thread in batches.
+  std::mutex events_mu;
+  std::condition_variable events_cv;
+  std::deque<Event> events;
+
+  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service;
+  std::unique_ptr<grpc::Server> server;
+  std::string bound_address;
+  std::unique_ptr<queue::Listener> listener;
+  std::vector<std::thread> threads;
+
+  void Enqueue(Event e);
+  void DispatchLoop();
+  void ApplyLoop();
+  void ReapLoop();
+  void ConfigLoop();
+  void OnNotify(const std::string& channel, const std::string& payload);
+};
+
+std::unique_ptr<grpc::Service> MakeJobService(Controller::Impl* c);
+std::unique_ptr<grpc::Service> MakeAdminService(Controller::Impl* c);
+std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c);
+
+}  // namespace kiln::controller

@@ -1,0 +1,264 @@
+// JobService and AdminService: the client-facing API. Handlers never throw;
+// every failure is a grpc::Status with a message saying what to do.
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "api/convert.h"
+#include "controller/impl.h"
+
+namespace kiln::controller {
+namespace {
+
+constexpr size_t kMaxArgs = 4096;
+constexpr size_t kMaxSpecBytes = 1 << 20;
+constexpr int64_t kMaxTimeoutS = 7 * 24 * 3600;
+
+Status ValidateSubmit(const v1::SubmitRequest& r) {
+  const auto& s = r.spec();
+  if (s.argv_size() == 0) return InvalidArgument("empty command: give the command to run after --");
+  if (static_cast<size_t>(s.argv_size()) > kMaxArgs) return InvalidArgument("too many arguments (at most 4096)");
+  if (s.ByteSizeLong() > kMaxSpecBytes) return InvalidArgument("job spec too large (at most 1 MiB of argv and env)");
+  if (s.argv(0).empty()) return InvalidArgument("empty command name");
+  for (const auto& a : s.argv()) {
+    if (a.find('\0') != std::string::npos) return InvalidArgument("an argument contains a NUL byte");
+  }
+  for (const auto& [k, v] : s.env()) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos ||
+        v.find('\0') != std::string::npos) {
+      return InvalidArgument("invalid environment variable name \"" + k + "\"");
+    }
+  }
+  for (const auto& [k, v] : s.requirements()) {
+    if (k.empty()) return InvalidArgument("empty requirement name");
+  }
+  if (s.timeout_s() < 0 || s.timeout_s() > kMaxTimeoutS) {
+    return InvalidArgument("timeout_s must be between 0 (project default) and 604800 (7 days)");
+  }
+  const auto& wd = s.working_dir();
+  if (!wd.empty() && (wd[0] == '/' || wd == ".." || wd.rfind("../", 0) == 0 || wd.find("/../") != std::string::npos ||
+                      (wd.size() >= 3 && wd.compare(wd.size() - 3, 3, "/..") == 0))) {
+    return InvalidArgument("working_dir \"" + wd + "\" must be a relative path inside the job directory");
+  }
+  if (r.has_priority() && (r.priority() < -1000 || r.priority() > 1000)) {
+    return InvalidArgument("priority must be between -1000 and 1000");
+  }
+  if (r.max_attempts() < 0 || r.max_attempts() > 100) return InvalidArgument("max_attempts must be between 1 and 100");
+  if (r.request_id().size() > 200) return InvalidArgument("request_id is too long (at most 200 bytes)");
+  return Status::Ok();
+}
+
+class JobServiceImpl final : public v1::JobService::Service {
+ public:
+  explicit JobServiceImpl(Controller::Impl* c) : c_(c) {}
+
+  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req, v1::SubmitResponse* resp) override {
+    if (Status s = ValidateSubmit(*req); !s.ok()) return api::ToGrpc(s);
+    std::string project = req->project().empty() ? "default" : req->project();
+    auto pc = c_->projects->Get(project);
+    if (!pc.ok()) return api::ToGrpc(pc.status());
+    queue::NewJob job;
+    job.project = project;
+    job.cluster = req->cluster();
+    job.priority = req->has_priority() ? req->priority() : pc->default_priority;
+    job.max_attempts = req->max_attempts() > 0 ? req->max_attempts() : pc->max_attempts;
+    job.request_id = req->request_id();
+    job.spec = api::FromProto(req->spec());
+    if (job.spec.timeout_s == 0) job.spec.timeout_s = pc->timeout_s;
+    for (const auto& [k, v] : pc->env) job.spec.env.emplace(k, v);                   // the job's own win
+    for (const auto& [k, v] : pc->requirements) job.spec.requirements.emplace(k, v);
+    job.spec.requirements.emplace("arch", "x86_64");
+    auto out = c_->queue->Submit(job);
+    if (!out.ok()) return api::ToGrpc(out.status());
+    api::ToProto(out->job, resp->mutable_job());
+    resp->set_existing(out->existing);
+    if (!out->existing) {
+      spdlog::debug("submitted job_id={} project={} priority={}", out->job.id, project, job.priority);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req, v1::Job* resp) override {
+    return api::ToGrpc(Fill(req->job_id(), resp));
+  }
+
+  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req, v1::Job* resp) override {
+    auto j = c_->queue->Cancel(req->job_id(), req->reason());
+    if (!j.ok()) return api::ToGrpc(j.status());
+    spdlog::info("cancel requested job_id={} status={}", j->id, queue::ToString(j->status));
+    c_->job_events.Notify();
+    api::ToProto(*j, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) override {
+    queue::ListFilter f;
+    f.project = req->project();
+    f.limit = req->limit();
+    f.before_id = req->before_id();
+    if (f.limit < 0) return grpc::Status(grpc::INVALID_ARGUMENT, "limit must not be negative");
+    for (int st : req->status()) {
+      auto q = api::FromProto(static_cast<v1::JobStatus>(st));
+      if (!q) return grpc::Status(grpc::INVALID_ARGUMENT, "unknown job status " + std::to_string(st));
+      f.statuses.push_back(*q);
+    }
+    auto jobs = c_->queue->List(f);
+    if (!jobs.ok()) return api::ToGrpc(jobs.status());
+    for (const auto& j : *jobs) api::ToProto(j, resp->add_jobs());
+    return grpc::Status::OK;
+  }
+
+  // State first, then log data from the offset; with follow, more of both
+  // until the job ended and its log was sent.
+  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
+                        grpc::ServerWriter<v1::JobEvent>* w) override {
+    constexpr int64_t kChunk = 64 << 10;
+    if (req->offset() < 0) return grpc::Status(grpc::INVALID_ARGUMENT, "offset must not be negative");
+    int attempt = req->attempt();
+    int64_t offset = req->offset();
+    std::string last_state;
+    while (true) {
+      uint64_t gen = c_->job_events.generation();
+      v1::JobEvent ev;
+      Status s = Fill(req->job_id(), ev.mutable_state());
+      if (!s.ok()) return api::ToGrpc(s);
+      const v1::Job& job = ev.state();
+      if (req->attempt() == 0 && attempt != 0 && job.attempt() != attempt) {
+        offset = 0;  // a new attempt: its log starts afresh
+      }
+      if (req->attempt() == 0 && job.attempt() > 0) attempt = job.attempt();
+      v1::Job keyed = job;
+      keyed.set_log_size(0);  // log growth is sent as log data, not as a state change
+      std::string key = keyed.SerializeAsString();
+      if (key != last_state) {
+        if (!w->Write(ev)) return grpc::Status(grpc::CANCELLED, "client went away");
+        last_state = key;
+      }
+      bool ended = job.status() >= v1::SUCCEEDED;
+      bool current = attempt == job.attempt();
+      // Read until caught up with what is stored.
+      while (attempt > 0) {
+        auto slice = c_->queue->ReadLog(req->job_id(), attempt, offset, kChunk);
+        if (!slice.ok()) return api::ToGrpc(slice.status());
+        if (slice->data.empty()) break;
+        v1::JobEvent le;
+        auto* l = le.mutable_log();
+        l->set_attempt(attempt);
+        l->set_offset(offset);
+        offset += static_cast<int64_t>(slice->data.size());
+        l->set_data(std::move(slice->data));
+        if (!w->Write(le)) return grpc::Status(grpc::CANCELLED, "client went away");
+      }
+      if (!req->follow() || (ended && (!current || offset >= job.log_size()))) return grpc::Status::OK;
+      if (!current) return grpc::Status::OK;  // an old attempt is complete
+      if (c_->stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down; reconnect to resume");
+      if (ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "client went away");
+      // Local changes wake us at once; changes made through other
+      // controllers are seen by this poll.
+      c_->job_events.Wait(gen, std::chrono::milliseconds(250));
+    }
+  }
+
+ private:
+  Status Fill(int64_t id, v1::Job* out) {
+    auto j = c_->queue->Get(id);
+    if (!j.ok()) return j.status();
+    api::ToProto(*j, out);
+    if (j->status == queue::JobStatus::kQueued) {
+      auto why = c_->queue->Unsatisfiable(id);
+      if (why.ok()) out->set_unsatisfiable(*why);
+    }
+    return Status::Ok();
+  }
+
+  Controller::Impl* c_;
+};
+
+class AdminServiceImpl final : public v1::AdminService::Service {
+ public:
+  explicit AdminServiceImpl(Controller::Impl* c) : c_(c) {}
+
+  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest* req,
+                           v1::ListWorkersResponse* resp) override {
+    auto ws = c_->queue->ListWorkers(req->include_gone());
+    if (!ws.ok()) return api::ToGrpc(ws.status());
+    for (const auto& w : *ws) api::ToProto(w, resp->add_workers());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListProjects(grpc::ServerContext*, const v1::Empty*, v1::ListProjectsResponse* resp) override {
+    auto ps = c_->queue->ListProjects();
+    if (!ps.ok()) return api::ToGrpc(ps.status());
+    for (const auto& p : *ps) api::ToProto(p, resp->add_projects());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateProject(grpc::ServerContext*, const v1::CreateProjectRequest* req, v1::Project* resp) override {
+    auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
+    if (!cfg.ok()) return api::ToGrpc(cfg.status());
+    auto p = c_->queue->CreateProject(req->name(), *cfg);
+    if (!p.ok()) return api::ToGrpc(p.status());
+    spdlog::info("project created: {}", req->name());
+    api::ToProto(*p, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetProject(grpc::ServerContext*, const v1::GetProjectRequest* req, v1::Project* resp) override {
+    auto p = c_->queue->GetProject(req->name());
+    if (!p.ok()) return api::ToGrpc(p.status());
+    api::ToProto(*p, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetProjectConfig(grpc::ServerContext*, const v1::SetProjectConfigRequest* req,
+                                v1::Project* resp) override {
+    auto cfg = Normalize(req->config_json());
+    if (!cfg.ok()) return api::ToGrpc(cfg.status());
+    auto p = c_->queue->SetProjectConfig(req->name(), *cfg);
+    if (!p.ok()) return api::ToGrpc(p.status());
+    spdlog::info("project configuration changed: {}", req->name());
+    c_->config_wake.Notify();
+    api::ToProto(*p, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListClusters(grpc::ServerContext*, const v1::Empty*, v1::ListClustersResponse* resp) override {
+    auto cs = c_->queue->ListClusters();
+    if (!cs.ok()) return api::ToGrpc(cs.status());
+    for (const auto& c : *cs) api::ToProto(c, resp->add_clusters());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateCluster(grpc::ServerContext*, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
+    auto c = c_->queue->CreateCluster(req->name());
+    if (!c.ok()) return api::ToGrpc(c.status());
+    api::ToProto(*c, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status MapProject(grpc::ServerContext*, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
+    auto c = c_->queue->MapProject(req->cluster(), req->project(), req->unmap());
+    if (!c.ok()) return api::ToGrpc(c.status());
+    c_->dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
+    api::ToProto(*c, resp);
+    return grpc::Status::OK;
+  }
+
+ private:
+  // Validates and re-serializes, so the stored document is canonical.
+  static Result<std::string> Normalize(const std::string& text) {
+    auto parsed = config::ParseProjectConfig(text);
+    if (!parsed.ok()) return parsed.status();
+    return nlohmann::json::parse(text).dump();
+  }
+
+  Controller::Impl* c_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeJobService(Controller::Impl* c) { return std::make_unique<JobServiceImpl>(c); }
+std::unique_ptr<grpc::Service> MakeAdminService(Controller::Impl* c) { return std::make_unique<AdminServiceImpl>(c); }
+
+}  // namespace kiln::controller

@@ -1,0 +1,164 @@
+#pragma once
+// Shared in-memory state of one controller: connected worker sessions, the
+// project configuration cache, and wake-up signals. Nothing here is the
+// source of truth; it is rebuilt from PostgreSQL and from reconnecting workers.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/project_config.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+#include "queue/queue.h"
+
+namespace kiln::controller {
+
+// A counter to wait on: Notify bumps it, Wait returns once it moved past
+// what the caller saw, or at the timeout.
+class Signal {
+ public:
+  void Notify() {
+    {
+      std::lock_guard g(mu_);
+      ++gen_;
+    }
+    cv_.notify_all();
+  }
+  uint64_t generation() {
+    std::lock_guard g(mu_);
+    return gen_;
+  }
+  // Returns the new generation.
+  uint64_t Wait(uint64_t seen, std::chrono::milliseconds timeout) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, timeout, [&] { return gen_ != seen; });
+    return gen_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t gen_ = 0;
+};
+
+using WorkerStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::WorkerMessage>;
+
+// One connected worker's stream. Writes are serialized; reads happen only on
+// the stream's own handler thread.
+class Session {
+ public:
+  Session(std::string worker_id, std::string session_id, std::string cluster, int slots, WorkerStream* stream,
+          grpc::ServerContext* ctx)
+      : worker_id(std::move(worker_id)),
+        session_id(std::move(session_id)),
+        cluster(std::move(cluster)),
+        slots(slots),
+        stream_(stream),
+        ctx_(ctx) {}
+
+  const std::string worker_id;
+  const std::string session_id;
+  const std::string cluster;
+  const int slots;
+  std::atomic<bool> draining{false};
+
+  // Returns false if the stream is gone.
+  bool Send(const v1::ControllerMessage& m) {
+    std::lock_guard g(write_mu_);
+    if (closed_) return false;
+    if (!stream_->Write(m)) {
+      closed_ = true;
+      return false;
+    }
+    return true;
+  }
+  void Close() {
+    std::lock_guard g(write_mu_);
+    closed_ = true;
+    ctx_->TryCancel();
+  }
+
+  // Jobs assigned and not yet finished, as this controller saw them.
+  int FreeSlots() {
+    std::lock_guard g(mu_);
+    return draining ? 0 : slots - static_cast<int>(inflight_.size());
+  }
+  void Assigned(int64_t job_id) {
+    std::lock_guard g(mu_);
+    inflight_.insert(job_id);
+  }
+  // Returns true if the job was in flight here.
+  bool Finished(int64_t job_id) {
+    std::lock_guard g(mu_);
+    return inflight_.erase(job_id) > 0;
+  }
+  void Adopt(const std::vector<int64_t>& ids) {
+    std::lock_guard g(mu_);
+    inflight_.insert(ids.begin(), ids.end());
+  }
+
+ private:
+  std::mutex write_mu_;
+  bool closed_ = false;
+  WorkerStream* stream_;
+  grpc::ServerContext* ctx_;
+  std::mutex mu_;
+  std::set<int64_t> inflight_;
+};
+
+class Registry {
+ public:
+  void Add(const std::shared_ptr<Session>& s) {
+    std::lock_guard g(mu_);
+    auto& slot = sessions_[s->worker_id];
+    if (slot && slot != s) slot->Close();  // the same worker reconnected: the old stream is stale
+    slot = s;
+  }
+  void Remove(const std::shared_ptr<Session>& s) {
+    std::lock_guard g(mu_);
+    auto it = sessions_.find(s->worker_id);
+    if (it != sessions_.end() && it->second == s) sessions_.erase(it);
+  }
+  std::shared_ptr<Session> Find(const std::string& worker_id) {
+    std::lock_guard g(mu_);
+    auto it = sessions_.find(worker_id);
+    return it == sessions_.end() ? nullptr : it->second;
+  }
+  std::vector<std::shared_ptr<Session>> All() {
+    std::lock_guard g(mu_);
+    std::vector<std::shared_ptr<Session>> out;
+    for (auto& [_, s] : sessions_) out.push_back(s);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+};
+
+// The in-memory copy of every project's configuration, refreshed by polling
+// projects' updated_at and on NOTIFY kiln_config.
+class ProjectCache {
+ public:
+  explicit ProjectCache(queue::Queue* q) : q_(q) {}
+  // Reloads if the version moved (or force). Returns the error of the read.
+  Status Refresh(bool force);
+  // The project's config; NotFound if it does not exist (after one reload).
+  Result<config::ProjectConfig> Get(const std::string& project);
+
+ private:
+  queue::Queue* q_;
+  std::mutex mu_;
+  std::string version_;
+  std::map<std::string, config::ProjectConfig> projects_;
+};
+
+}  // namespace kiln::controller

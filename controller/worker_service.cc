@@ -1,0 +1,160 @@
+// WorkerService: one bidirectional stream per connected worker. The handler
+// thread reads; the dispatcher, the applier and the listener write.
+
+#include <spdlog/spdlog.h>
+
+#include "api/convert.h"
+#include "common/util.h"
+#include "controller/impl.h"
+
+namespace kiln::controller {
+namespace {
+
+Status ValidateRegister(const v1::WorkerRegister& r) {
+  if (r.worker_id().empty() || r.worker_id().size() > 128) return InvalidArgument("worker_id must be 1-128 bytes");
+  if (r.slots() < 0 || r.slots() > 4096) return InvalidArgument("slots must be between 0 and 4096");
+  if (r.arch().empty()) return InvalidArgument("arch is required");
+  if (r.cluster().empty()) return InvalidArgument("cluster is required");
+  if (r.labels_size() > 64) return InvalidArgument("at most 64 labels");
+  for (const auto& [k, v] : r.labels()) {
+    if (k.empty() || k == "arch" || k == "os") return InvalidArgument("invalid label name \"" + k + "\"");
+  }
+  return Status::Ok();
+}
+
+class WorkerServiceImpl final : public v1::WorkerService::Service {
+ public:
+  explicit WorkerServiceImpl(Controller::Impl* c) : c_(c) {}
+
+  grpc::Status Connect(grpc::ServerContext* ctx, WorkerStream* stream) override {
+    v1::WorkerMessage msg;
+    if (!stream->Read(&msg)) return grpc::Status(grpc::CANCELLED, "stream closed before registering");
+    if (!msg.has_register_()) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "the first message on a worker stream must be a registration");
+    }
+    const auto& reg = msg.register_();
+    if (Status s = ValidateRegister(reg); !s.ok()) return api::ToGrpc(s);
+    if (c_->stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down");
+
+    queue::WorkerRegistration w;
+    w.id = reg.worker_id();
+    w.hostname = reg.hostname();
+    w.cluster = reg.cluster();
+    w.arch = reg.arch();
+    w.os = reg.os().empty() ? "linux" : reg.os();
+    for (const auto& [k, v] : reg.labels()) w.labels[k] = v;
+    w.slots = reg.slots();
+    w.version = reg.version();
+    w.controller_id = c_->controller_id;
+    w.session = RandomHex(8);
+    w.draining = reg.draining();
+    if (Status s = c_->queue->RegisterWorker(w, c_->cfg.lease); !s.ok()) return api::ToGrpc(s);
+
+    auto session = std::make_shared<Session>(w.id, w.session, w.cluster, w.slots, stream, ctx);
+    session->draining = reg.draining();
+    // Jobs the worker still runs from before a reconnect: keep those it
+    // still owns, stop the others.
+    std::vector<queue::JobRef> running;
+    std::vector<int64_t> kept;
+    for (const auto& r : reg.running()) running.push_back({r.job_id(), r.attempt()});
+    auto stop = c_->queue->Adopt(w.id, running);
+    if (!stop.ok()) return api::ToGrpc(stop.status());
+    for (const auto& r : running) {
+      bool stopped = false;
+      for (const auto& s : *stop) stopped |= s.job_id == r.job_id;
+      if (!stopped) kept.push_back(r.job_id);
+    }
+    session->Adopt(kept);
+
+    v1::ControllerMessage hello;
+    auto* ok = hello.mutable_registered();
+    ok->set_heartbeat_interval_ms(static_cast<int32_t>(c_->cfg.heartbeat_interval.count()));
+    ok->set_lease_ms(static_cast<int32_t>(c_->cfg.lease.count()));
+    ok->set_controller_id(c_->controller_id);
+    if (!session->Send(hello)) return grpc::Status(grpc::CANCELLED, "worker went away");
+    for (const auto& s : *stop) {
+      v1::ControllerMessage m;
+      m.mutable_cancel()->set_job_id(s.job_id);
+      m.mutable_cancel()->set_attempt(s.attempt);
+      m.mutable_cancel()->set_reason("this attempt no longer owns the job");
+      session->Send(m);
+    }
+    c_->registry.Add(session);
+    spdlog::info("worker connected worker_id={} host={} cluster={} slots={} adopted={}", w.id, w.hostname, w.cluster,
+                 w.slots, kept.size());
+    c_->dispatch_wake.Notify();
+
+    std::string why = "its stream closed";
+    while (stream->Read(&msg)) {
+      if (msg.has_heartbeat()) {
+        bool draining = msg.heartbeat().draining();
+        if (draining && !session->draining) spdlog::info("worker draining worker_id={}", w.id);
+        session->draining = draining;
+        Status s = c_->queue->Heartbeat(w.id, w.session, c_->cfg.lease, draining);
+        if (s.code() == Code::kNotFound) {
+          why = "";
+          break;  // registered again through another stream
+        }
+        if (!s.ok()) spdlog::warn("heartbeat of worker {} not recorded: {}", w.id, s.message());
+      } else if (msg.has_update()) {
+        const auto& u = msg.update();
+        auto st = api::FromProto(u.status());
+        if (!st || *st == queue::JobStatus::kSetup || *st == queue::JobStatus::kLost) {
+          spdlog::warn("worker {} sent an invalid job status {} for job {}; ignored", w.id,
+                       static_cast<int>(u.status()), u.job_id());
+          continue;
+        }
+        Event e;
+        e.session = session;
+        e.update.worker_id = w.id;
+        e.update.job_id = u.job_id();
+        e.update.attempt = u.attempt();
+        e.update.status = *st;
+        if (u.has_result()) e.update.result = api::FromProto(u.result());
+        e.update.started_ms = u.started_at_ms();
+        e.update.finished_ms = u.finished_at_ms();
+        if (*st != queue::JobStatus::kRunning && session->Finished(u.job_id())) c_->dispatch_wake.Notify();
+        c_->Enqueue(std::move(e));
+      } else if (msg.has_log()) {
+        const auto& l = msg.log();
+        if (l.offset() < 0 || l.data().size() > (4u << 20)) {
+          spdlog::warn("worker {} sent an invalid log chunk for job {}; ignored", w.id, l.job_id());
+          continue;
+        }
+        Event e;
+        e.session = session;
+        e.is_log = true;
+        e.log = {w.id, l.job_id(), l.attempt(), l.offset(), l.data()};
+        c_->Enqueue(std::move(e));
+      }
+    }
+    c_->registry.Remove(session);
+    session->Close();
+    if (c_->stopping || why.empty()) {
+      spdlog::info("worker stream closed worker_id={} (jobs stay with the worker)", w.id);
+      return grpc::Status::OK;
+    }
+    // The worker went away: its jobs go back in line now, not at lease expiry.
+    auto r = c_->queue->DropWorker(w.id, w.session, "its stream to controller " + c_->controller_id + " closed");
+    if (!r.ok()) {
+      spdlog::warn("worker {} disconnected; its jobs will be requeued when its lease expires: {}", w.id,
+                   r.status().message());
+    } else {
+      spdlog::info("worker disconnected worker_id={} requeued={} lost={} cancelled={}", w.id, r->requeued, r->lost,
+                   r->cancelled);
+    }
+    c_->job_events.Notify();
+    return grpc::Status::OK;
+  }
+
+ private:
+  Controller::Impl* c_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c) {
+  return std::make_unique<WorkerServiceImpl>(c);
+}
+
+}  // namespace kiln::controller

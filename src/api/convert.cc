@@ -1,0 +1,128 @@
+#include "api/convert.h"
+
+namespace kiln::api {
+
+v1::JobStatus ToProto(queue::JobStatus s) {
+  switch (s) {
+    case queue::JobStatus::kQueued: return v1::QUEUED;
+    case queue::JobStatus::kSetup: return v1::SETUP;
+    case queue::JobStatus::kRunning: return v1::RUNNING;
+    case queue::JobStatus::kSucceeded: return v1::SUCCEEDED;
+    case queue::JobStatus::kFailed: return v1::FAILED;
+    case queue::JobStatus::kCancelled: return v1::CANCELLED;
+    case queue::JobStatus::kLost: return v1::LOST;
+  }
+  return v1::JOB_STATUS_UNSPECIFIED;
+}
+
+std::optional<queue::JobStatus> FromProto(v1::JobStatus s) {
+  switch (s) {
+    case v1::QUEUED: return queue::JobStatus::kQueued;
+    case v1::SETUP: return queue::JobStatus::kSetup;
+    case v1::RUNNING: return queue::JobStatus::kRunning;
+    case v1::SUCCEEDED: return queue::JobStatus::kSucceeded;
+    case v1::FAILED: return queue::JobStatus::kFailed;
+    case v1::CANCELLED: return queue::JobStatus::kCancelled;
+    case v1::LOST: return queue::JobStatus::kLost;
+    default: return std::nullopt;
+  }
+}
+
+const char* StatusName(v1::JobStatus s) {
+  auto q = FromProto(s);
+  return q ? queue::ToString(*q) : "unknown";
+}
+
+void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
+  for (const auto& a : in.argv) out->add_argv(a);
+  for (const auto& [k, v] : in.env) (*out->mutable_env())[k] = v;
+  out->set_working_dir(in.working_dir);
+  out->set_timeout_s(in.timeout_s);
+  for (const auto& [k, v] : in.requirements) (*out->mutable_requirements())[k] = v;
+}
+
+queue::JobSpec FromProto(const v1::JobSpec& in) {
+  queue::JobSpec s;
+  s.argv.assign(in.argv().begin(), in.argv().end());
+  for (const auto& [k, v] : in.env()) s.env[k] = v;
+  s.working_dir = in.working_dir();
+  s.timeout_s = in.timeout_s();
+  for (const auto& [k, v] : in.requirements()) s.requirements[k] = v;
+  return s;
+}
+
+void ToProto(const queue::JobResult& in, v1::JobResult* out) {
+  out->set_exit_code(in.exit_code);
+  out->set_term_signal(in.term_signal);
+  out->set_error(in.error);
+  out->set_timed_out(in.timed_out);
+}
+
+queue::JobResult FromProto(const v1::JobResult& in) {
+  queue::JobResult r;
+  r.exit_code = in.exit_code();
+  r.term_signal = in.term_signal();
+  r.error = in.error();
+  r.timed_out = in.timed_out();
+  return r;
+}
+
+void ToProto(const queue::Job& in, v1::Job* out) {
+  out->set_id(in.id);
+  out->set_project(in.project);
+  out->set_cluster(in.cluster);
+  out->set_priority(in.priority);
+  out->set_status(ToProto(in.status));
+  out->set_attempt(in.attempt);
+  out->set_max_attempts(in.max_attempts);
+  out->set_worker_id(in.worker_id);
+  ToProto(in.spec, out->mutable_spec());
+  out->set_request_id(in.request_id);
+  out->set_submitted_at_ms(in.submitted_ms);
+  out->set_queued_at_ms(in.queued_ms);
+  out->set_started_at_ms(in.started_ms);
+  out->set_finished_at_ms(in.finished_ms);
+  if (in.result) ToProto(*in.result, out->mutable_result());
+  out->set_log_size(in.log_size);
+  out->set_cancel_requested(in.cancel_requested);
+}
+
+void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out) {
+  out->set_id(in.id);
+  out->set_hostname(in.hostname);
+  out->set_cluster(in.cluster);
+  for (const auto& [k, v] : in.properties) {
+    if (k == "arch") out->set_arch(v);
+    else if (k != "os") (*out->mutable_labels())[k] = v;
+  }
+  out->set_slots(in.slots);
+  out->set_running(in.running);
+  out->set_state(in.state);
+  out->set_last_heartbeat_ms(in.last_heartbeat_ms);
+  out->set_version(in.version);
+}
+
+void ToProto(const queue::ProjectRow& in, v1::Project* out) {
+  out->set_name(in.name);
+  out->set_config_json(in.config_json);
+  out->set_updated_at_ms(in.updated_at_ms);
+  for (const auto& c : in.clusters) out->add_clusters(c);
+}
+
+void ToProto(const queue::ClusterRow& in, v1::Cluster* out) {
+  out->set_name(in.name);
+  for (const auto& p : in.projects) out->add_projects(p);
+  out->set_workers(in.workers);
+}
+
+grpc::Status ToGrpc(const Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), s.message());
+}
+
+Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return Status::Ok();
+  return Status(static_cast<Code>(static_cast<int>(s.error_code())), s.error_message());
+}
+
+}  // namespace kiln::api

@@ -1,0 +1,32 @@
+#pragma once
+// Conversions between queue types and the protobuf messages of kiln.proto,
+// and between Status and grpc::Status.
+
+#include <grpcpp/support/status.h>
+
+#include "common/status.h"
+#include "kiln/v1/kiln.pb.h"
+#include "queue/types.h"
+
+namespace kiln::api {
+
+v1::JobStatus ToProto(queue::JobStatus s);
+// QUEUED..LOST map over; UNSPECIFIED and unknown values give nullopt.
+std::optional<queue::JobStatus> FromProto(v1::JobStatus s);
+
+void ToProto(const queue::JobSpec& in, v1::JobSpec* out);
+queue::JobSpec FromProto(const v1::JobSpec& in);
+void ToProto(const queue::JobResult& in, v1::JobResult* out);
+queue::JobResult FromProto(const v1::JobResult& in);
+void ToProto(const queue::Job& in, v1::Job* out);
+void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out);
+void ToProto(const queue::ProjectRow& in, v1::Project* out);
+void ToProto(const queue::ClusterRow& in, v1::Cluster* out);
+
+grpc::Status ToGrpc(const Status& s);
+Status FromGrpc(const grpc::Status& s);
+
+// "queued", "running", ... for a proto status (for CLI output).
+const char* StatusName(v1::JobStatus s);
+
+}  // namespace kiln::api

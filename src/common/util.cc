@@ -1,0 +1,73 @@
+#include "common/util.h"
+
+#include <sys/random.h>
+
+#include <cctype>
+#include <cstdio>
+
+namespace kiln {
+
+int64_t NowUnixMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  std::string t = Trim(text);
+  size_t i = 0;
+  while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
+  if (i == 0 || i > 12) {
+    return InvalidArgument("invalid duration \"" + std::string(text) + "\": expected e.g. 500ms, 5s, 2m, 1h");
+  }
+  int64_t n = std::stoll(t.substr(0, i));
+  std::string unit = Trim(t.substr(i));
+  int64_t ms;
+  if (unit.empty() || unit == "s") ms = n * 1000;
+  else if (unit == "ms") ms = n;
+  else if (unit == "m" || unit == "min") ms = n * 60'000;
+  else if (unit == "h") ms = n * 3'600'000;
+  else return InvalidArgument("invalid duration \"" + std::string(text) + "\": unknown unit \"" + unit + "\" (use ms, s, m or h)");
+  return std::chrono::milliseconds(ms);
+}
+
+Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text) {
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return InvalidArgument("expected KEY=VALUE, got \"" + std::string(text) + "\"");
+  }
+  return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+std::string Trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+std::string FormatMs(int64_t ms) {
+  char buf[64];
+  if (ms < 1000) std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(ms));
+  else if (ms < 120'000) std::snprintf(buf, sizeof buf, "%.1f s", ms / 1000.0);
+  else std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
+                     static_cast<long long>((ms / 1000) % 60));
+  return buf;
+}
+
+}  // namespace kiln

@@ -1,0 +1,33 @@
+#pragma once
+// Small helpers shared by every component: time, durations, strings, ids.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln {
+
+// Milliseconds since the unix epoch, wall clock.
+int64_t NowUnixMs();
+
+// Parses "250ms", "5s", "2m", "1h" or a bare number of seconds.
+// Returns InvalidArgument naming the text on anything else.
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+
+// Parses "key=value" into its parts; InvalidArgument if there is no '=' or the key is empty.
+Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text);
+
+// 16 random hex characters from the OS's CSPRNG (for worker and controller ids).
+std::string RandomHex(size_t bytes = 8);
+
+std::string Trim(std::string_view s);
+
+// "1.2 s", "35 ms": for humans.
+std::string FormatMs(int64_t ms);
+
+}  // namespace kiln

@@ -1,0 +1,150 @@
+#include "config/config.h"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "common/util.h"
+
+namespace kiln::config {
+namespace {
+
+Status ParseBool(const std::string& key, const std::string& v, bool& out) {
+  if (v == "true" || v == "on" || v == "yes" || v == "1") out = true;
+  else if (v == "false" || v == "off" || v == "no" || v == "0") out = false;
+  else return InvalidArgument(key + ": expected true or false, got \"" + v + "\"");
+  return Status::Ok();
+}
+
+Status ParseInt(const std::string& key, const std::string& v, int lo, int hi, int& out) {
+  try {
+    size_t used = 0;
+    long n = std::stol(v, &used);
+    if (used != v.size() || n < lo || n > hi) throw std::out_of_range(v);
+    out = static_cast<int>(n);
+    return Status::Ok();
+  } catch (const std::exception&) {
+    return InvalidArgument(key + ": expected an integer from " + std::to_string(lo) + " to " +
+                           std::to_string(hi) + ", got \"" + v + "\"");
+  }
+}
+
+Status ParseDur(const std::string& key, const std::string& v, milliseconds& out) {
+  auto d = ParseDuration(v);
+  if (!d.ok()) return InvalidArgument(key + ": " + d.status().message());
+  out = *d;
+  return Status::Ok();
+}
+
+template <typename C>
+Result<C> Load(const std::string& path) {
+  C c;
+  if (!path.empty()) {
+    auto kv = ReadKeyValueFile(path);
+    if (!kv.ok()) return kv.status();
+    for (const auto& [k, v] : *kv) {
+      Status s = Apply(c, k, v);
+      if (!s.ok()) return InvalidArgument(path + ": " + s.message());
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+Result<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot read config file " + path + ": no such file or not readable");
+  std::map<std::string, std::string> out;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    std::string t = Trim(line);
+    if (t.empty()) continue;
+    auto eq = t.find('=');
+    if (eq == std::string::npos) {
+      return InvalidArgument(path + ":" + std::to_string(n) + ": expected \"key = value\", got \"" + t + "\"");
+    }
+    std::string k = Trim(t.substr(0, eq)), v = Trim(t.substr(eq + 1));
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
+    if (k.empty()) return InvalidArgument(path + ":" + std::to_string(n) + ": empty key");
+    out[k] = v;
+  }
+  return out;
+}
+
+Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
+  if (k == "listen") c.listen = v;
+  else if (k == "database_url") c.database_url = v;
+  else if (k == "migrate_on_start") return ParseBool(k, v, c.migrate_on_start);
+  else if (k == "db_pool_size") return ParseInt(k, v, 1, 256, c.db_pool_size);
+  else if (k == "heartbeat_interval") return ParseDur(k, v, c.heartbeat_interval);
+  else if (k == "lease") return ParseDur(k, v, c.lease);
+  else if (k == "reap_interval") return ParseDur(k, v, c.reap_interval);
+  else if (k == "dispatch_poll_interval") return ParseDur(k, v, c.dispatch_poll_interval);
+  else if (k == "config_poll_interval") return ParseDur(k, v, c.config_poll_interval);
+  else if (k == "log_level") c.log_level = v;
+  else if (k == "address_file") c.address_file = v;
+  else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
+  return Status::Ok();
+}
+
+Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
+  if (k == "controller") c.controller = v;
+  else if (k == "slots") return ParseInt(k, v, 0, 4096, c.slots);
+  else if (k == "work_dir") c.work_dir = v;
+  else if (k == "cluster") c.cluster = v;
+  else if (k == "hostname") c.hostname = v;
+  else if (k.rfind("label.", 0) == 0 && k.size() > 6) c.labels[k.substr(6)] = v;
+  else if (k == "drain_grace") return ParseDur(k, v, c.drain_grace);
+  else if (k == "log_level") c.log_level = v;
+  else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
+  return Status::Ok();
+}
+
+Status Validate(const ControllerConfig& c) {
+  if (c.database_url.empty()) {
+    return InvalidArgument("no database configured: set database_url in the config file, "
+                           "KILN_DATABASE_URL, or --database-url");
+  }
+  if (c.listen.empty()) return InvalidArgument("listen: empty address");
+  if (c.lease < 2 * c.heartbeat_interval) {
+    return InvalidArgument("lease (" + std::to_string(c.lease.count()) + " ms) must be at least twice "
+                           "heartbeat_interval (" + std::to_string(c.heartbeat_interval.count()) + " ms)");
+  }
+  if (c.heartbeat_interval.count() < 50) return InvalidArgument("heartbeat_interval must be at least 50ms");
+  if (c.reap_interval.count() < 10) return InvalidArgument("reap_interval must be at least 10ms");
+  if (c.dispatch_poll_interval.count() < 10) return InvalidArgument("dispatch_poll_interval must be at least 10ms");
+  if (c.config_poll_interval.count() < 10) return InvalidArgument("config_poll_interval must be at least 10ms");
+  return Status::Ok();
+}
+
+Status Validate(const WorkerConfig& c) {
+  if (c.controller.empty()) return InvalidArgument("controller: empty address");
+  if (c.work_dir.empty()) return InvalidArgument("work_dir: empty path");
+  if (c.cluster.empty()) return InvalidArgument("cluster: empty name");
+  for (const auto& [k, v] : c.labels) {
+    if (k == "arch" || k == "os") {
+      return InvalidArgument("label." + k + ": \"" + k + "\" is reported by the worker itself and cannot be a label");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<ControllerConfig> LoadController(const std::string& path) {
+  auto c = Load<ControllerConfig>(path);
+  if (!c.ok()) return c;
+  if (const char* url = std::getenv("KILN_DATABASE_URL"); url != nullptr && *url != '\0') c->database_url = url;
+  return c;
+}
+
+Result<WorkerConfig> LoadWorker(const std::string& path) {
+  auto c = Load<WorkerConfig>(path);
+  if (!c.ok()) return c;
+  if (const char* a = std::getenv("KILN_CONTROLLER"); a != nullptr && *a != '\0') c->controller = a;
+  return c;
+}
+
+}  // namespace kiln::config

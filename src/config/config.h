@@ -1,0 +1,57 @@
+#pragma once
+// Daemon configuration: one validated, immutable struct per daemon, layered
+// defaults -> file -> environment -> flags. Files are "key = value" lines
+// with '#' comments (see deploy/*.conf.example).
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::config {
+
+using std::chrono::milliseconds;
+
+struct ControllerConfig {
+  std::string listen = "127.0.0.1:7070";
+  std::string database_url;                  // required; KILN_DATABASE_URL
+  bool migrate_on_start = true;
+  int db_pool_size = 8;
+  milliseconds heartbeat_interval{2000};     // workers heartbeat this often
+  milliseconds lease{10000};                 // a silent worker loses its jobs after this
+  milliseconds reap_interval{1000};
+  milliseconds dispatch_poll_interval{5000}; // safety net behind LISTEN/NOTIFY
+  milliseconds config_poll_interval{2000};
+  std::string log_level = "info";
+  std::string address_file;                  // write the bound address here once serving
+};
+
+struct WorkerConfig {
+  std::string controller = "127.0.0.1:7070";
+  int slots = 0;                             // 0: number of CPUs
+  std::string work_dir = "/var/lib/kiln-worker";
+  std::string cluster = "default";
+  std::string hostname;                      // empty: gethostname()
+  std::map<std::string, std::string> labels;
+  milliseconds drain_grace{600000};          // SIGTERM: running jobs get this long before hand-back
+  std::string log_level = "info";
+};
+
+// Reads "key = value" lines. InvalidArgument names the file and line.
+Result<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& path);
+
+// Applies one key to a config; InvalidArgument for unknown keys or bad values.
+Status Apply(ControllerConfig& c, const std::string& key, const std::string& value);
+Status Apply(WorkerConfig& c, const std::string& key, const std::string& value);
+
+// Checks cross-field rules (e.g. lease > heartbeat interval).
+Status Validate(const ControllerConfig& c);
+Status Validate(const WorkerConfig& c);
+
+// Loads a file (if path non-empty) onto the defaults, then the environment
+// (KILN_DATABASE_URL, KILN_CONTROLLER).
+Result<ControllerConfig> LoadController(const std::string& path);
+Result<WorkerConfig> LoadWorker(const std::string& path);
+
+}  // namespace kiln::config

@@ -1,0 +1,63 @@
+#include "config/project_config.h"
+
+#include <nlohmann/json.hpp>
+
+namespace kiln::config {
+namespace {
+
+Status StringMap(const nlohmann::json& v, const std::string& key, std::map<std::string, std::string>& out) {
+  if (!v.is_object()) return InvalidArgument(key + ": expected an object of strings");
+  for (const auto& [k, x] : v.items()) {
+    if (!x.is_string()) return InvalidArgument(key + "." + k + ": expected a string");
+    if (k.empty()) return InvalidArgument(key + ": empty key");
+    out[k] = x.get<std::string>();
+  }
+  return Status::Ok();
+}
+
+Status Int(const nlohmann::json& v, const std::string& key, int64_t lo, int64_t hi, int64_t& out) {
+  if (!v.is_number_integer()) return InvalidArgument(key + ": expected an integer");
+  int64_t n = v.get<int64_t>();
+  if (n < lo || n > hi) {
+    return InvalidArgument(key + ": " + std::to_string(n) + " is out of range " + std::to_string(lo) + ".." +
+                           std::to_string(hi));
+  }
+  out = n;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    return InvalidArgument(std::string("project config is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) return InvalidArgument("project config must be a JSON object");
+  ProjectConfig c;
+  for (const auto& [k, v] : j.items()) {
+    int64_t n = 0;
+    if (k == "default_priority") {
+      KILN_RETURN_IF_ERROR(Int(v, k, -1000, 1000, n));
+      c.default_priority = static_cast<int>(n);
+    } else if (k == "max_attempts") {
+      KILN_RETURN_IF_ERROR(Int(v, k, 1, 100, n));
+      c.max_attempts = static_cast<int>(n);
+    } else if (k == "timeout_s") {
+      KILN_RETURN_IF_ERROR(Int(v, k, 1, 604800, n));
+      c.timeout_s = n;
+    } else if (k == "env") {
+      KILN_RETURN_IF_ERROR(StringMap(v, k, c.env));
+    } else if (k == "requirements") {
+      KILN_RETURN_IF_ERROR(StringMap(v, k, c.requirements));
+    } else {
+      return InvalidArgument("unknown project setting \"" + k +
+                             "\" (known: default_priority, max_attempts, timeout_s, env, requirements)");
+    }
+  }
+  return c;
+}
+
+}  // namespace kiln::config

@@ -1,0 +1,29 @@
+#pragma once
+// Project configuration: a jsonb document in projects.config, validated on
+// every write. Known keys:
+//   default_priority  integer -1000..1000
+//   max_attempts      integer 1..100
+//   timeout_s         integer 1..604800
+//   env               object of string -> string, merged under the job's env
+//   requirements      object of string -> string, merged under the job's
+
+#include <map>
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::config {
+
+struct ProjectConfig {
+  int default_priority = 0;
+  int max_attempts = 3;
+  int64_t timeout_s = 3600;
+  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> requirements;
+};
+
+// Parses and validates a project configuration document. InvalidArgument
+// names the offending key and says what is allowed.
+Result<ProjectConfig> ParseProjectConfig(const std::string& json_text);
+
+}  // namespace kiln::config

@@ -1,0 +1,102 @@
+#include "db/pool.h"
+
+#include <spdlog/spdlog.h>
+
+namespace kiln::db {
+
+Status FromException(const std::exception& e, const std::string& what) {
+  std::string msg = what + ": " + e.what();
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return Unavailable(msg + " (is PostgreSQL running and reachable?)");
+  }
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) return AlreadyExists(msg);
+  if (dynamic_cast<const pqxx::check_violation*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::foreign_key_violation*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::not_null_violation*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::data_exception*>(&e) != nullptr) {
+    return InvalidArgument(msg);
+  }
+  if (auto* s = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    // 40001 serialization failure, 40P01 deadlock, 57P01 admin shutdown: retryable.
+    const std::string& st = s->sqlstate();
+    if (st == "40001" || st == "40P01") return Aborted(msg);
+    if (st.rfind("57P", 0) == 0 || st.rfind("08", 0) == 0) return Unavailable(msg);
+  }
+  return Internal(msg);
+}
+
+Result<std::unique_ptr<pqxx::connection>> Connect(const std::string& url) {
+  try {
+    return std::make_unique<pqxx::connection>(url);
+  } catch (const std::exception& e) {
+    return FromException(e, "cannot connect to the database");
+  }
+}
+
+Pool::Pool(std::string url, size_t size, Prepare prepare)
+    : url_(std::move(url)), size_(size == 0 ? 1 : size), prepare_(std::move(prepare)) {}
+
+Pool::~Pool() = default;
+
+Pool::Lease::~Lease() {
+  if (pool_ && c_) pool_->Return(std::move(c_), broken_);
+}
+
+Result<Pool::Lease> Pool::Acquire() {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !idle_.empty() || open_ < size_; });
+  if (!idle_.empty()) {
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(this, std::move(c));
+  }
+  ++open_;
+  lk.unlock();
+  auto c = Connect(url_);
+  if (!c.ok()) {
+    std::lock_guard g(mu_);
+    --open_;
+    cv_.notify_one();
+    return c.status();
+  }
+  try {
+    if (prepare_) prepare_(**c);
+  } catch (const std::exception& e) {
+    std::lock_guard g(mu_);
+    --open_;
+    cv_.notify_one();
+    return FromException(e, "cannot prepare statements");
+  }
+  return Lease(this, std::move(c).value());
+}
+
+void Pool::Return(std::unique_ptr<pqxx::connection> c, bool broken) {
+  std::lock_guard g(mu_);
+  if (broken || !c->is_open()) {
+    --open_;
+  } else {
+    idle_.push_back(std::move(c));
+  }
+  cv_.notify_one();
+}
+
+Status Pool::Run(const std::function<Status(pqxx::connection&)>& fn, const std::string& what) {
+  auto lease = Acquire();
+  if (!lease.ok()) return lease.status();
+  try {
+    return fn(**lease);
+  } catch (const pqxx::broken_connection& e) {
+    lease->Discard();
+    return FromException(e, what);
+  } catch (const pqxx::in_doubt_error& e) {
+    lease->Discard();
+    return FromException(e, what);
+  } catch (const std::exception& e) {
+    if (!(**lease).is_open()) lease->Discard();
+    return FromException(e, what);
+  }
+}
+
+}  // namespace kiln::db

@@ -1,0 +1,163 @@
+#pragma once
+// Plain data types of the build queue, free of libpqxx and gRPC.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::queue {
+
+enum class JobStatus { kQueued, kSetup, kRunning, kSucceeded, kFailed, kCancelled, kLost };
+
+// "queued", "setup", ... as stored in build_jobs.status.
+const char* ToString(JobStatus s);
+// Inverse of ToString; nullopt for anything else.
+std::optional<JobStatus> ParseJobStatus(std::string_view s);
+bool IsTerminal(JobStatus s);
+
+struct JobSpec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string working_dir;
+  int64_t timeout_s = 0;
+  std::map<std::string, std::string> requirements;  // matched against worker properties
+};
+
+struct JobResult {
+  int exit_code = -1;
+  int term_signal = 0;
+  std::string error;
+  bool timed_out = false;
+};
+
+struct Job {
+  int64_t id = 0;
+  std::string project;
+  std::string cluster;  // pinned cluster or empty
+  int priority = 0;
+  JobStatus status = JobStatus::kQueued;
+  int attempt = 0;
+  int max_attempts = 0;
+  std::string worker_id;
+  JobSpec spec;
+  std::string request_id;
+  int64_t submitted_ms = 0, queued_ms = 0, started_ms = 0, finished_ms = 0;
+  std::optional<JobResult> result;
+  int64_t log_size = 0;
+  bool cancel_requested = false;
+};
+
+struct NewJob {
+  std::string project;
+  std::string cluster;  // optional pin
+  int priority = 0;
+  int max_attempts = 3;
+  std::string request_id;  // optional idempotency key
+  JobSpec spec;
+};
+
+struct SubmitOutcome {
+  Job job;
+  bool existing = false;  // the request id named an earlier, identical submit
+};
+
+// A job handed to a worker by Claim.
+struct Claimed {
+  int64_t id = 0;
+  int attempt = 0;
+  std::string project;
+  JobSpec spec;
+};
+
+// A state change reported by a worker, applied only while the job is still
+// held by that worker at that attempt.
+struct Update {
+  std::string worker_id;
+  int64_t job_id = 0;
+  int attempt = 0;
+  JobStatus status = JobStatus::kRunning;  // running, succeeded, failed, cancelled; queued = hand back
+  std::optional<JobResult> result;
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+};
+
+struct LogAppend {
+  std::string worker_id;
+  int64_t job_id = 0;
+  int attempt = 0;
+  int64_t offset = 0;  // within the attempt's log
+  std::string data;
+};
+
+struct UpdateOutcome {
+  int64_t job_id = 0;
+  int attempt = 0;
+  bool applied = false;  // false: stale (another attempt owns the job, or it ended)
+  JobStatus status = JobStatus::kQueued;  // the job's status afterwards, if applied
+};
+
+struct JobRef {
+  int64_t job_id = 0;
+  int attempt = 0;
+};
+
+struct WorkerRegistration {
+  std::string id;
+  std::string hostname;
+  std::string cluster;
+  std::string arch;
+  std::string os;
+  std::map<std::string, std::string> labels;
+  int slots = 0;
+  std::string version;
+  std::string controller_id;
+  std::string session;
+  bool draining = false;
+};
+
+struct WorkerRow {
+  std::string id, hostname, cluster, state, version;
+  std::map<std::string, std::string> properties;  // arch, os and labels
+  int slots = 0;
+  int running = 0;
+  int64_t last_heartbeat_ms = 0;
+};
+
+struct ProjectRow {
+  std::string name;
+  std::string config_json;
+  int64_t updated_at_ms = 0;
+  std::vector<std::string> clusters;
+};
+
+struct ClusterRow {
+  std::string name;
+  std::vector<std::string> projects;
+  int workers = 0;  // connected or draining
+};
+
+struct ListFilter {
+  std::string project;
+  std::vector<JobStatus> statuses;
+  int limit = 50;
+  int64_t before_id = 0;
+};
+
+struct LogSlice {
+  int attempt = 0;       // the attempt read
+  int64_t offset = 0;    // where data starts
+  std::string data;
+};
+
+// Result of a lease sweep or a dropped stream.
+struct RequeueOutcome {
+  int requeued = 0;
+  int lost = 0;       // attempts exhausted
+  int cancelled = 0;  // cancel was pending
+  std::vector<int64_t> job_ids;
+};
+
+}  // namespace kiln::queue

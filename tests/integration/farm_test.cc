@@ -1,0 +1,339 @@
+// The farm as operators run it: kiln-controller and kiln-worker processes,
+// gRPC on loopback, a real PostgreSQL. Also the kiln CLI end to end.
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+
+#include "harness/harness.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+
+namespace kiln {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Farm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = test::NewDatabase();
+    conf_ = dir_.path() + "/controller.conf";
+    std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 1s\nreap_interval = 100ms\n"
+                            "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n";
+  }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      for (size_t i = 0; i < logs_.size(); ++i) {
+        std::ifstream in(logs_[i]);
+        std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (all.size() > 6000) all = all.substr(all.size() - 6000);
+        std::cerr << "---- " << logs_[i] << " (tail) ----\n" << all << "\n";
+      }
+    }
+  }
+
+  // Starts a controller; returns its index. Port 0 is used unless a port is given.
+  int StartController(int port = 0) {
+    std::string n = std::to_string(controllers_.size());
+    std::string addr_file = dir_.path() + "/controller" + n + ".addr";
+    std::remove(addr_file.c_str());
+    std::string log = dir_.path() + "/controller" + n + ".log";
+    logs_.push_back(log);
+    controllers_.push_back(std::make_unique<test::Process>(
+        std::vector<std::string>{test::BinPath("kiln-controller"), "--config", conf_, "--database-url", url_,
+                                 "--listen", "127.0.0.1:" + std::to_string(port), "--address-file", addr_file},
+        log));
+    std::string addr;
+    EXPECT_TRUE(test::WaitFor(
+        [&] {
+          std::ifstream in(addr_file);
+          return static_cast<bool>(std::getline(in, addr)) && !addr.empty();
+        },
+        20s))
+        << "controller did not start";
+    addresses_.push_back(addr);
+    return static_cast<int>(controllers_.size()) - 1;
+  }
+
+  test::Process& StartWorker(int controller, int slots, std::vector<std::string> extra = {}) {
+    std::string n = std::to_string(workers_.size());
+    std::string log = dir_.path() + "/worker" + n + ".log";
+    logs_.push_back(log);
+    std::vector<std::string> argv{test::BinPath("kiln-worker"), "--controller", addresses_[controller],
+                                  "--slots",  std::to_string(slots), "--work-dir", dir_.path() + "/w" + n};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    int before = std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'"));
+    workers_.push_back(std::make_unique<test::Process>(argv, log));
+    EXPECT_TRUE(test::WaitFor(
+        [&] { return std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'")) > before; },
+        20s))
+        << "worker did not register";
+    return *workers_.back();
+  }
+
+  std::unique_ptr<v1::JobService::Stub> Jobs(int controller = 0) {
+    return v1::JobService::NewStub(grpc::CreateChannel(addresses_[controller], grpc::InsecureChannelCredentials()));
+  }
+  std::unique_ptr<v1::AdminService::Stub> Admin(int controller = 0) {
+    return v1::AdminService::NewStub(grpc::CreateChannel(addresses_[controller], grpc::InsecureChannelCredentials()));
+  }
+
+  int64_t Submit(v1::JobService::Stub& stub, std::vector<std::string> argv, int64_t timeout_s = 0,
+                 std::map<std::string, std::string> req = {}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::SubmitRequest r;
+    for (auto& a : argv) r.mutable_spec()->add_argv(a);
+    r.mutable_spec()->set_timeout_s(timeout_s);
+    for (auto& [k, v] : req) (*r.mutable_spec()->mutable_requirements())[k] = v;
+    v1::SubmitResponse resp;
+    auto s = stub.Submit(&ctx, r, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.job().id();
+  }
+
+  v1::Job Get(v1::JobService::Stub& stub, int64_t id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::GetJobRequest r;
+    r.set_job_id(id);
+    v1::Job j;
+    auto s = stub.GetJob(&ctx, r, &j);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return j;
+  }
+
+  int Count(const std::string& where) { return std::stoi(test::Sql(url_, "SELECT count(*) FROM build_jobs WHERE " + where)); }
+
+  bool AllEnded(std::chrono::milliseconds timeout) {
+    return test::WaitFor([&] { return Count("status IN ('queued', 'setup', 'running')") == 0; }, timeout);
+  }
+
+  std::string Log(v1::JobService::Stub& stub, int64_t id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::WatchJobRequest r;
+    r.set_job_id(id);
+    auto reader = stub.WatchJob(&ctx, r);
+    v1::JobEvent ev;
+    std::string out;
+    while (reader->Read(&ev)) {
+      if (ev.has_log()) out += ev.log().data();
+    }
+    reader->Finish();
+    return out;
+  }
+
+  test::TempDir dir_;
+  std::string url_, conf_;
+  std::vector<std::string> addresses_, logs_;
+  std::vector<std::unique_ptr<test::Process>> controllers_, workers_;
+};
+
+TEST_F(Farm, ThreeHundredJobsOnTwoWorkersSucceedExactlyOnce) {
+  StartController();
+  StartWorker(0, 4);
+  StartWorker(0, 4);
+  auto jobs = Jobs();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back(Submit(*jobs, {"sh", "-c", "echo job $KILN_JOB_ID"}));
+  ASSERT_TRUE(AllEnded(120s));
+  EXPECT_EQ(Count("status = 'succeeded' AND attempt = 1"), 300);
+  EXPECT_EQ(std::stoi(test::Sql(url_, "SELECT count(DISTINCT worker_id) FROM build_jobs")), 2);
+  for (int64_t id : {ids.front(), ids[150], ids.back()}) {
+    EXPECT_EQ(Log(*jobs, id), "job " + std::to_string(id) + "\n");
+  }
+}
+
+TEST_F(Farm, JobsOfAKilledWorkerRunAgainElsewhere) {
+  StartController();
+  auto& victim = StartWorker(0, 3);
+  auto jobs = Jobs();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit(*jobs, {"sleep", "1"}));
+  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'running'") == 3; }, 20s));
+  StartWorker(0, 3);
+  victim.Signal(SIGKILL);
+  victim.Wait(5s);
+  // Requeued at once on the dropped stream (not after the lease), run by the survivor.
+  ASSERT_TRUE(AllEnded(30s));
+  EXPECT_EQ(Count("status = 'succeeded'"), 3);
+  EXPECT_EQ(Count("attempt = 2"), 3);
+}
+
+TEST_F(Farm, CancelStopsARunningJobAndItsProcessGroup) {
+  StartController();
+  StartWorker(0, 1);
+  auto jobs = Jobs();
+  std::string pidfile = dir_.path() + "/child.pid";
+  int64_t id = Submit(*jobs, {"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"});
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::RUNNING && std::ifstream(pidfile).good(); }, 20s));
+  pid_t child = 0;
+  ASSERT_TRUE(test::WaitFor([&] { return static_cast<bool>(std::ifstream(pidfile) >> child); }, 5s));
+  grpc::ClientContext ctx;
+  v1::CancelJobRequest r;
+  r.set_job_id(id);
+  v1::Job j;
+  ASSERT_TRUE(jobs->CancelJob(&ctx, r, &j).ok());
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::CANCELLED; }, 10s));
+  EXPECT_TRUE(test::WaitFor([&] { return kill(child, 0) != 0; }, 5s)) << "background child survived the cancel";
+}
+
+TEST_F(Farm, ControllerRestartMidRunLosesNothing) {
+  int port = test::FreePort();
+  StartController(port);
+  StartWorker(0, 2);
+  auto jobs = Jobs();
+  for (int i = 0; i < 30; ++i) Submit(*jobs, {"sleep", "0.1"});
+  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'succeeded'") >= 5; }, 30s));
+  controllers_[0]->Signal(SIGKILL);
+  controllers_[0]->Wait(5s);
+  StartController(port);
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Count("status = 'succeeded'"), 30);
+}
+
+TEST_F(Farm, TwoControllersOnOneDatabaseAssignNoJobTwice) {
+  StartController();
+  StartController();
+  StartWorker(0, 3);
+  StartWorker(1, 3);
+  auto a = Jobs(0), b = Jobs(1);
+  for (int i = 0; i < 100; ++i) Submit(i % 2 ? *a : *b, {"true"});
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Count("status = 'succeeded' AND attempt = 1"), 100);
+  EXPECT_EQ(std::stoi(test::Sql(url_, "SELECT count(DISTINCT worker_id) FROM build_jobs")), 2);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(controllers_[i]->Log().find("stale report"), std::string::npos);
+}
+
+TEST_F(Farm, ProjectConfigReachesAnotherControllerWithoutRestart) {
+  StartController();
+  StartController();
+  auto admin = Admin(0);
+  grpc::ClientContext ctx;
+  v1::SetProjectConfigRequest r;
+  r.set_name("default");
+  r.set_config_json(R"({"default_priority": 7, "env": {"FROM_PROJECT": "yes"}})");
+  v1::Project p;
+  ASSERT_TRUE(admin->SetProjectConfig(&ctx, r, &p).ok());
+  auto other = Jobs(1);
+  EXPECT_TRUE(test::WaitFor([&] { return Get(*other, Submit(*other, {"true"})).priority() == 7; }, 5s));
+  grpc::ClientContext bad_ctx;
+  r.set_config_json(R"({"default_priority": "high"})");
+  auto s = admin->SetProjectConfig(&bad_ctx, r, &p);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("default_priority"), std::string::npos);
+}
+
+TEST_F(Farm, DrainingWorkerFinishesItsJobAndTakesNoMore) {
+  StartController();
+  auto& w = StartWorker(0, 2);
+  auto jobs = Jobs();
+  int64_t first = Submit(*jobs, {"sleep", "1"});
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, first).status() == v1::RUNNING; }, 20s));
+  w.Signal(SIGTERM);
+  ASSERT_TRUE(test::WaitFor([&] { return test::Sql(url_, "SELECT state FROM workers") == "draining"; }, 5s));
+  int64_t second = Submit(*jobs, {"true"});
+  EXPECT_EQ(w.Wait(20s), 0) << "worker did not exit cleanly after draining";
+  EXPECT_EQ(Get(*jobs, first).status(), v1::SUCCEEDED);
+  EXPECT_EQ(Get(*jobs, second).status(), v1::QUEUED);
+}
+
+TEST_F(Farm, WatchStreamsTheLogWhileTheJobRuns) {
+  StartController();
+  StartWorker(0, 1);
+  auto jobs = Jobs();
+  std::string gate = dir_.path() + "/gate";
+  int64_t id = Submit(*jobs, {"sh", "-c", "echo first; while [ ! -e " + gate + " ]; do sleep 0.05; done; echo second"});
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+  v1::WatchJobRequest r;
+  r.set_job_id(id);
+  r.set_follow(true);
+  auto reader = jobs->WatchJob(&ctx, r);
+  v1::JobEvent ev;
+  std::string log;
+  v1::JobStatus last = v1::JOB_STATUS_UNSPECIFIED;
+  while (reader->Read(&ev)) {
+    if (ev.has_state()) last = ev.state().status();
+    if (ev.has_log()) {
+      log += ev.log().data();
+      if (log == "first\n") {
+        EXPECT_EQ(Get(*jobs, id).status(), v1::RUNNING);  // live, not after the fact
+        std::ofstream(gate) << "go";
+      }
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(log, "first\nsecond\n");
+  EXPECT_EQ(last, v1::SUCCEEDED);
+  // Resume from an offset.
+  grpc::ClientContext ctx2;
+  r.set_follow(false);
+  r.set_offset(6);
+  auto again = jobs->WatchJob(&ctx2, r);
+  std::string tail;
+  while (again->Read(&ev)) {
+    if (ev.has_log()) tail += ev.log().data();
+  }
+  EXPECT_EQ(tail, "second\n");
+}
+
+TEST_F(Farm, TimeoutKillsTheJobAndSaysSo) {
+  StartController();
+  StartWorker(0, 1);
+  auto jobs = Jobs();
+  int64_t id = Submit(*jobs, {"sleep", "60"}, 1);
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::FAILED; }, 20s));
+  auto j = Get(*jobs, id);
+  EXPECT_TRUE(j.result().timed_out());
+  EXPECT_NE(j.result().error().find("timeout of 1 s"), std::string::npos) << j.result().error();
+}
+
+TEST_F(Farm, AJobNoWorkerCanRunIsReportedNotSilent) {
+  StartController();
+  StartWorker(0, 1, {"--label", "ssd=yes"});
+  auto jobs = Jobs();
+  int64_t arm = Submit(*jobs, {"true"}, 0, {{"arch", "aarch64"}});
+  int64_t ssd = Submit(*jobs, {"true"}, 0, {{"ssd", "yes"}});
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, ssd).status() == v1::SUCCEEDED; }, 20s));
+  auto j = Get(*jobs, arm);
+  EXPECT_EQ(j.status(), v1::QUEUED);
+  EXPECT_NE(j.unsatisfiable().find("aarch64"), std::string::npos) << j.unsatisfiable();
+}
+
+TEST_F(Farm, InvalidRequestsGetClearErrors) {
+  StartController();
+  auto jobs = Jobs();
+  grpc::ClientContext c1;
+  v1::SubmitRequest empty;
+  v1::SubmitResponse resp;
+  auto s = jobs->Submit(&c1, empty, &resp);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("empty command"), std::string::npos);
+  grpc::ClientContext c2;
+  v1::SubmitRequest escape;
+  escape.mutable_spec()->add_argv("true");
+  escape.mutable_spec()->set_working_dir("../../etc");
+  EXPECT_EQ(jobs->Submit(&c2, escape, &resp).error_code(), grpc::INVALID_ARGUMENT);
+  grpc::ClientContext c3;
+  v1::SubmitRequest unknown;
+  unknown.set_project("nope");
+  unknown.mutable_spec()->add_argv("true");
+  s = jobs->Submit(&c3, unknown, &resp);
+  EXPECT_EQ(s.error_code(), grpc::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("kiln projects create nope"), std::string::npos);
+  grpc::ClientContext c4;
+  v1::GetJobRequest g;
+  g.set_job_id(424242);
+  v1::Job j;
+  EXPECT_EQ(jobs->GetJob(&c4, g, &j).error_code(), grpc::NOT_FOUND);
+  EXPECT_EQ(Count("true"), 0);
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,324 @@
+// The queue against a real PostgreSQL: claims, fencing, leases, routing.
+
+#include "queue/queue.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "db/migrate.h"
+#include "harness/harness.h"
+
+namespace kiln {
+namespace {
+
+using namespace std::chrono_literals;
+using queue::JobStatus;
+
+class QueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = test::NewDatabase();
+    auto q = queue::Queue::Create(url_, 12);
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    q_ = std::move(q).value();
+  }
+
+  int64_t SubmitJob(const std::string& project = "default", int priority = 0,
+                    std::map<std::string, std::string> req = {{"arch", "x86_64"}}, int max_attempts = 3) {
+    queue::NewJob j;
+    j.project = project;
+    j.priority = priority;
+    j.max_attempts = max_attempts;
+    j.spec.argv = {"true"};
+    j.spec.requirements = std::move(req);
+    auto r = q_->Submit(j);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? r->job.id : 0;
+  }
+
+  std::string Worker(const std::string& id, const std::string& cluster = "default",
+                     std::map<std::string, std::string> labels = {}, std::chrono::milliseconds lease = 60s) {
+    queue::WorkerRegistration w;
+    w.id = id;
+    w.hostname = "host-" + id;
+    w.cluster = cluster;
+    w.arch = "x86_64";
+    w.os = "linux";
+    w.labels = std::move(labels);
+    w.slots = 4;
+    w.session = "s-" + id;
+    Status s = q_->RegisterWorker(w, lease);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return w.session;
+  }
+
+  queue::Update Done(const std::string& worker, const queue::Claimed& c,
+                     JobStatus st = JobStatus::kSucceeded) {
+    queue::Update u;
+    u.worker_id = worker;
+    u.job_id = c.id;
+    u.attempt = c.attempt;
+    u.status = st;
+    u.result = queue::JobResult{0, 0, "", false};
+    return u;
+  }
+
+  std::string url_;
+  std::unique_ptr<queue::Queue> q_;
+};
+
+TEST_F(QueueTest, MigrationsAreIdempotent) {
+  auto again = db::Migrate(url_);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_TRUE(again->applied.empty());
+  EXPECT_EQ(again->current_version, db::LatestVersion());
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM kiln_schema_migrations"), std::to_string(db::LatestVersion()));
+}
+
+TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {
+  constexpr int kJobs = 5000;
+  ASSERT_EQ(test::Sql(url_,
+                      "INSERT INTO build_jobs (project_id, spec) SELECT 1, '{\"argv\": [\"true\"]}'"
+                      " FROM generate_series(1, 5000) RETURNING 1"),
+            "1");
+  std::vector<std::string> sessions;
+  for (int i = 0; i < 8; ++i) sessions.push_back(Worker("w" + std::to_string(i)));
+  std::mutex mu;
+  std::vector<int64_t> all;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      std::string w = "w" + std::to_string(i);
+      while (true) {
+        auto c = q_->Claim(w, sessions[i], 1 + i % 3 * 10);  // 1, 11 or 21 at a time
+        if (!c.ok()) {
+          ++errors;
+          return;
+        }
+        if (c->empty()) return;
+        std::vector<queue::Update> ups;
+        for (const auto& job : *c) ups.push_back(Done(w, job));
+        auto a = q_->Apply(ups, {});
+        if (!a.ok()) ++errors;
+        std::lock_guard g(mu);
+        for (const auto& job : *c) all.push_back(job.id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors, 0);
+  std::set<int64_t> unique(all.begin(), all.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kJobs)) << "some job was claimed twice or not at all";
+  EXPECT_EQ(unique.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs WHERE status = 'succeeded' AND attempt = 1"), "5000");
+}
+
+TEST_F(QueueTest, ClaimsRespectClusterMapping) {
+  ASSERT_TRUE(q_->CreateCluster("east").ok());
+  ASSERT_TRUE(q_->CreateProject("web", "{}").ok());
+  ASSERT_TRUE(q_->MapProject("east", "web", false).ok());
+  int64_t web = SubmitJob("web");
+  int64_t def = SubmitJob("default");
+  std::string se = Worker("east1", "east");
+  auto c = q_->Claim("east1", se, 10);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->size(), 1u);
+  EXPECT_EQ((*c)[0].id, web);
+  std::string sd = Worker("def1", "default");
+  c = q_->Claim("def1", sd, 10);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->size(), 1u);
+  EXPECT_EQ((*c)[0].id, def);
+}
+
+TEST_F(QueueTest, ClaimsByPriorityThenAge) {
+  int64_t low_old = SubmitJob("default", 0);
+  int64_t high = SubmitJob("default", 5);
+  int64_t low_new = SubmitJob("default", 0);
+  int64_t highest = SubmitJob("default", 9);
+  std::string s = Worker("w");
+  std::vector<int64_t> order;
+  for (int i = 0; i < 4; ++i) {
+    auto c = q_->Claim("w", s, 1);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(c->size(), 1u);
+    order.push_back((*c)[0].id);
+  }
+  EXPECT_EQ(order, (std::vector<int64_t>{highest, high, low_old, low_new}));
+}
+
+TEST_F(QueueTest, ExpiredLeaseRequeuesKeepingPlaceThenMarksLost) {
+  int64_t id = SubmitJob("default", 0, {{"arch", "x86_64"}}, 2);
+  std::string queued_at = test::Sql(url_, "SELECT queue_start_time FROM build_jobs WHERE id = " + std::to_string(id));
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    std::string w = "short" + std::to_string(attempt);
+    std::string s = Worker(w, "default", {}, 100ms);
+    auto c = q_->Claim(w, s, 1);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(c->size(), 1u);
+    EXPECT_EQ((*c)[0].attempt, attempt);
+    ASSERT_TRUE(test::WaitFor(
+        [&] {
+          auto r = q_->Reap();
+          return r.ok() && !r->job_ids.empty();
+        },
+        5s));
+    auto j = q_->Get(id);
+    ASSERT_TRUE(j.ok());
+    if (attempt == 1) {
+      EXPECT_EQ(j->status, JobStatus::kQueued);
+      EXPECT_TRUE(j->worker_id.empty());
+      EXPECT_EQ(test::Sql(url_, "SELECT queue_start_time FROM build_jobs WHERE id = " + std::to_string(id)), queued_at);
+    } else {
+      EXPECT_EQ(j->status, JobStatus::kLost);
+      ASSERT_TRUE(j->result.has_value());
+      EXPECT_NE(j->result->error.find("attempt 2 of 2"), std::string::npos) << j->result->error;
+    }
+  }
+}
+
+TEST_F(QueueTest, StaleAttemptChangesNothing) {
+  int64_t id = SubmitJob();
+  std::string s1 = Worker("w1");
+  auto c1 = q_->Claim("w1", s1, 1);
+  ASSERT_TRUE(c1.ok() && c1->size() == 1);
+  auto dropped = q_->DropWorker("w1", s1, "test");
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(dropped->requeued, 1);
+  std::string s2 = Worker("w2");
+  auto c2 = q_->Claim("w2", s2, 1);
+  ASSERT_TRUE(c2.ok() && c2->size() == 1);
+  EXPECT_EQ((*c2)[0].attempt, 2);
+  // The zombie reports success for attempt 1, and logs.
+  auto out = q_->Apply({Done("w1", (*c1)[0])}, {{"w1", id, 1, 0, "zombie output"}});
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(out->size(), 1u);
+  EXPECT_FALSE((*out)[0].applied);
+  auto j = q_->Get(id);
+  EXPECT_EQ(j->status, JobStatus::kSetup);
+  EXPECT_EQ(j->worker_id, "w2");
+  EXPECT_EQ(j->attempt, 2);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM job_logs"), "0");
+  // The rightful holder's report is applied.
+  out = q_->Apply({Done("w2", (*c2)[0])}, {{"w2", id, 2, 0, "real output"}});
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE((*out)[0].applied);
+  EXPECT_EQ(q_->Get(id)->status, JobStatus::kSucceeded);
+  auto log = q_->ReadLog(id, 0, 0, 1 << 20);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->data, "real output");
+}
+
+TEST_F(QueueTest, DropOfAnOldSessionDoesNotRequeue) {
+  SubmitJob();
+  std::string old_session = Worker("w1");
+  std::string new_session = "s2-w1";
+  queue::WorkerRegistration w{"w1", "h", "default", "x86_64", "linux", {}, 4, "", "", new_session, false};
+  ASSERT_TRUE(q_->RegisterWorker(w, 60s).ok());
+  auto c = q_->Claim("w1", new_session, 1);
+  ASSERT_TRUE(c.ok() && c->size() == 1);
+  auto dropped = q_->DropWorker("w1", old_session, "old stream closed late");
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(dropped->requeued, 0);
+  EXPECT_EQ(q_->Get((*c)[0].id)->status, JobStatus::kSetup);
+}
+
+TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
+  queue::NewJob j;
+  j.project = "default";
+  j.request_id = "ci-build-42";
+  j.spec.argv = {"make", "all"};
+  auto a = q_->Submit(j);
+  auto b = q_->Submit(j);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->job.id, b->job.id);
+  EXPECT_FALSE(a->existing);
+  EXPECT_TRUE(b->existing);
+  j.spec.argv = {"make", "other"};
+  auto c = q_->Submit(j);
+  EXPECT_EQ(c.status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "1");
+}
+
+TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
+  int64_t arm = SubmitJob("default", 0, {{"arch", "aarch64"}});
+  int64_t gpu = SubmitJob("default", 0, {{"arch", "x86_64"}, {"gpu", "1"}});
+  std::string s = Worker("plain");
+  auto c = q_->Claim("plain", s, 10);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->empty());
+  auto why = q_->Unsatisfiable(arm);
+  ASSERT_TRUE(why.ok());
+  EXPECT_NE(why->find("aarch64"), std::string::npos) << *why;
+  std::string sg = Worker("gpu-box", "default", {{"gpu", "1"}});
+  EXPECT_EQ(*q_->Unsatisfiable(gpu), "");
+  c = q_->Claim("gpu-box", sg, 10);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->size(), 1u);
+  EXPECT_EQ((*c)[0].id, gpu);
+}
+
+TEST_F(QueueTest, CancelQueuedIsImmediateAndRunningIsRequested) {
+  int64_t queued = SubmitJob();
+  auto j = q_->Cancel(queued, "not needed");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->status, JobStatus::kCancelled);
+  int64_t running = SubmitJob();
+  std::string s = Worker("w");
+  auto c = q_->Claim("w", s, 1);
+  ASSERT_TRUE(c.ok() && c->size() == 1 && (*c)[0].id == running);
+  j = q_->Cancel(running, "");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->status, JobStatus::kSetup);
+  EXPECT_TRUE(j->cancel_requested);
+  auto out = q_->Apply({Done("w", (*c)[0], JobStatus::kCancelled)}, {});
+  ASSERT_TRUE(out.ok() && (*out)[0].applied);
+  EXPECT_EQ(q_->Get(running)->status, JobStatus::kCancelled);
+  EXPECT_EQ(q_->Cancel(running, "").status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(q_->Cancel(999999, "").status().code(), Code::kNotFound);
+}
+
+TEST_F(QueueTest, DequeueIsAnIndexScanWhateverTheHistory) {
+  test::Sql(url_,
+            "INSERT INTO build_jobs (project_id, spec, status) SELECT 1, '{}', 'succeeded'"
+            " FROM generate_series(1, 20000)");
+  for (int i = 0; i < 20; ++i) SubmitJob();
+  test::Sql(url_, "ANALYZE build_jobs");
+  std::string s = Worker("w");
+  pqxx::connection c(url_);
+  pqxx::nontransaction tx(c);
+  std::string plan;
+  for (const auto& row : tx.exec(
+           "EXPLAIN WITH w AS (SELECT id, cluster_id, properties FROM workers WHERE id = 'w'),"
+           " claimed AS MATERIALIZED (SELECT j.id FROM build_jobs j, w WHERE j.status = 'queued'"
+           "  AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = w.cluster_id)"
+           "  AND (j.cluster_id IS NULL OR j.cluster_id = w.cluster_id) AND j.requirements <@ w.properties"
+           "  ORDER BY j.priority DESC, j.queue_start_time, j.id LIMIT 10 FOR UPDATE OF j SKIP LOCKED)"
+           " SELECT * FROM claimed")) {
+    plan += row[0].as<std::string>() + "\n";
+  }
+  EXPECT_NE(plan.find("build_jobs_queued"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("Seq Scan on build_jobs"), std::string::npos) << plan;
+}
+
+TEST_F(QueueTest, ProjectUpdatedAtIsKeptByTrigger) {
+  ASSERT_TRUE(q_->CreateProject("p1", "{}").ok());
+  std::string before = test::Sql(url_, "SELECT updated_at FROM projects WHERE name = 'p1'");
+  auto p = q_->SetProjectConfig("p1", R"({"default_priority": 3})");
+  ASSERT_TRUE(p.ok());
+  // Even an UPDATE that tries to set updated_at itself gets the trigger's value.
+  test::Sql(url_, "UPDATE projects SET updated_at = '2000-01-01' WHERE name = 'p1'");
+  std::string after = test::Sql(url_, "SELECT updated_at > '" + before + "' FROM projects WHERE name = 'p1'");
+  EXPECT_EQ(after, "t");
+  EXPECT_EQ(q_->CreateProject("p1", "{}").status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(q_->CreateProject("bad/name", "{}").status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kiln

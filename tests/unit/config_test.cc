@@ -1,0 +1,65 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/util.h"
+#include "config/config.h"
+#include "config/project_config.h"
+
+namespace kiln {
+namespace {
+
+TEST(Duration, ParsesUnitsAndRejectsGarbage) {
+  EXPECT_EQ(ParseDuration("250ms")->count(), 250);
+  EXPECT_EQ(ParseDuration("5s")->count(), 5000);
+  EXPECT_EQ(ParseDuration("2m")->count(), 120000);
+  EXPECT_EQ(ParseDuration("7")->count(), 7000);
+  EXPECT_FALSE(ParseDuration("5 parsecs").ok());
+  EXPECT_FALSE(ParseDuration("").ok());
+  EXPECT_FALSE(ParseDuration("-1s").ok());
+}
+
+TEST(ControllerConfig, FileThenValidation) {
+  std::string path = "/tmp/kiln-config-test-" + std::to_string(getpid());
+  std::ofstream(path) << "# comment\nlisten = 0.0.0.0:9000\ndatabase_url = 'host=/tmp dbname=x'\nlease = 4s\n";
+  auto c = config::LoadController(path);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->listen, "0.0.0.0:9000");
+  EXPECT_EQ(c->database_url, "host=/tmp dbname=x");
+  EXPECT_EQ(c->lease.count(), 4000);
+  EXPECT_TRUE(config::Validate(*c).ok());
+  c->lease = std::chrono::milliseconds(3000);  // less than twice the heartbeat
+  EXPECT_FALSE(config::Validate(*c).ok());
+  std::ofstream(path) << "lsiten = x\n";
+  auto bad = config::LoadController(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown setting \"lsiten\""), std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST(WorkerConfig, LabelsAndReservedNames) {
+  config::WorkerConfig w;
+  ASSERT_TRUE(config::Apply(w, "label.ssd", "true").ok());
+  EXPECT_EQ(w.labels["ssd"], "true");
+  EXPECT_TRUE(config::Validate(w).ok());
+  w.labels["arch"] = "arm";
+  EXPECT_FALSE(config::Validate(w).ok());
+  EXPECT_FALSE(config::Apply(w, "slots", "many").ok());
+}
+
+TEST(ProjectConfig, ValidatesOnWrite) {
+  auto ok = config::ParseProjectConfig(R"({"default_priority": 5, "env": {"CC": "gcc"}, "max_attempts": 2})");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->default_priority, 5);
+  EXPECT_EQ(ok->env.at("CC"), "gcc");
+  EXPECT_FALSE(config::ParseProjectConfig("{").ok());
+  EXPECT_FALSE(config::ParseProjectConfig("[]").ok());
+  EXPECT_FALSE(config::ParseProjectConfig(R"({"max_attempts": 0})").ok());
+  EXPECT_FALSE(config::ParseProjectConfig(R"({"env": {"A": 1}})").ok());
+  auto unknown = config::ParseProjectConfig(R"({"priorty": 1})");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("priorty"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln

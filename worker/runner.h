@@ -1,0 +1,37 @@
+#pragma once
+// Runs one job's command as a child process in its own process group, in a
+// fresh directory, streaming its merged stdout/stderr. This is the plain
+// runner for trusted pools; the sandbox (runc) replaces it for images.
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "queue/types.h"
+
+namespace kiln::worker {
+
+struct RunRequest {
+  int64_t job_id = 0;
+  int attempt = 0;
+  queue::JobSpec spec;
+  std::string job_dir;  // created before, removed after by the caller
+};
+
+struct RunOutcome {
+  queue::JobStatus status = queue::JobStatus::kFailed;
+  queue::JobResult result;
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+};
+
+// Runs the request to completion. `on_output` gets the log in order, in
+// chunks of at most 64 KiB, at most 100 ms after the bytes were written.
+// Setting `cancel` (polled every few ms) kills the process group and yields
+// CANCELLED; `hand_back` kills it and yields QUEUED. The timeout kills it
+// and yields FAILED with timed_out. Never throws.
+RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t started_ms)>& on_started,
+                  const std::function<void(const std::string& chunk)>& on_output, const std::atomic<bool>& cancel,
+                  const std::atomic<bool>& hand_back, std::atomic<int>* pgid_out = nullptr);
+
+}  // namespace kiln::worker

@@ -1,0 +1,352 @@
+#include "worker/worker.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/utsname.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "api/convert.h"
+#include "common/util.h"
+#include "common/version.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+#include "worker/runner.h"
+
+namespace kiln::worker {
+
+namespace fs = std::filesystem;
+using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::ControllerMessage>;
+
+struct JobState {
+  int64_t id = 0;
+  int attempt = 0;
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> hand_back{false};
+  std::atomic<int> pgid{0};
+};
+
+struct Worker::Impl {
+  config::WorkerConfig cfg;
+  std::string id;
+  std::string hostname;
+  std::string arch;
+  std::unique_ptr<v1::WorkerService::Stub> stub;
+
+  std::mutex mu;  // guards jobs, unacked
+  std::condition_variable cv;
+  std::map<int64_t, std::shared_ptr<JobState>> jobs;
+  std::map<std::pair<int64_t, int>, v1::JobUpdate> unacked;  // final reports until acknowledged
+
+  std::mutex write_mu;  // guards stream, ctx and writes
+  Stream* stream = nullptr;
+  std::shared_ptr<grpc::ClientContext> ctx;
+  std::chrono::milliseconds heartbeat_interval{2000};
+
+  std::atomic<bool> draining{false};
+  std::atomic<bool> done{false};
+  std::thread drain_thread;
+
+  bool Send(const v1::WorkerMessage& m) {
+    std::lock_guard g(write_mu);
+    return stream != nullptr && stream->Write(m);
+  }
+
+  void Heartbeat() {
+    v1::WorkerMessage m;
+    {
+      std::lock_guard g(mu);
+      m.mutable_heartbeat()->set_running(static_cast<int>(jobs.size()));
+    }
+    m.mutable_heartbeat()->set_draining(draining);
+    Send(m);
+  }
+
+  // Reports a final state; kept and re-sent until acknowledged.
+  void Report(const v1::JobUpdate& u) {
+    {
+      std::lock_guard g(mu);
+      unacked[{u.job_id(), u.attempt()}] = u;
+    }
+    v1::WorkerMessage m;
+    *m.mutable_update() = u;
+    Send(m);
+  }
+
+  void HandBack(int64_t job_id, int attempt, const std::string& why) {
+    v1::JobUpdate u;
+    u.set_job_id(job_id);
+    u.set_attempt(attempt);
+    u.set_status(v1::QUEUED);
+    u.mutable_result()->set_exit_code(-1);
+    u.mutable_result()->set_error(why);
+    Report(u);
+  }
+
+  void Start(const v1::Assign& a) {
+    auto js = std::make_shared<JobState>();
+    js->id = a.job_id();
+    js->attempt = a.attempt();
+    {
+      std::lock_guard g(mu);
+      if (jobs.count(a.job_id())) return;  // a repeat of an assignment we run
+      if (draining || static_cast<int>(jobs.size()) >= cfg.slots) {
+        spdlog::info("handing back job_id={} attempt={}: {}", a.job_id(), a.attempt(),
+                     draining ? "draining" : "no free slot");
+      } else {
+        jobs[a.job_id()] = js;
+        js = nullptr == js ? js : js;
+        goto run;
+      }
+    }
+    HandBack(a.job_id(), a.attempt(), draining ? "the worker is draining" : "the worker has no free slot");
+    return;
+  run:
+    std::thread([this, a, js] { RunOne(a, js); }).detach();
+  }
+
+  void RunOne(const v1::Assign& a, const std::shared_ptr<JobState>& js) {
+    RunRequest req;
+    req.job_id = a.job_id();
+    req.attempt = a.attempt();
+    req.spec = api::FromProto(a.spec());
+    req.job_dir = cfg.work_dir + "/jobs/" + std::to_string(a.job_id()) + "-" + std::to_string(a.attempt());
+    std::error_code ec;
+    fs::remove_all(req.job_dir, ec);
+    fs::create_directories(req.job_dir, ec);
+    spdlog::debug("running job_id={} attempt={}", a.job_id(), a.attempt());
+    int64_t offset = 0;
+    auto out = RunJob(
+        req,
+        [&](int64_t started_ms) {
+          v1::WorkerMessage m;
+          auto* u = m.mutable_update();
+          u->set_job_id(a.job_id());
+          u->set_attempt(a.attempt());
+          u->set_status(v1::RUNNING);
+          u->set_started_at_ms(started_ms);
+          Send(m);
+        },
+        [&](const std::string& chunk) {
+          v1::WorkerMessage m;
+          auto* l = m.mutable_log();
+          l->set_job_id(a.job_id());
+          l->set_attempt(a.attempt());
+          l->set_offset(offset);
+          l->set_data(chunk);
+          offset += static_cast<int64_t>(chunk.size());
+          Send(m);  // lost if the stream is down: logs are best effort, results are not
+        },
+        js->cancel, js->hand_back, &js->pgid);
+    fs::remove_all(req.job_dir, ec);
+    v1::JobUpdate u;
+    u.set_job_id(a.job_id());
+    u.set_attempt(a.attempt());
+    u.set_status(api::ToProto(out.status));
+    api::ToProto(out.result, u.mutable_result());
+    u.set_started_at_ms(out.started_ms);
+    u.set_finished_at_ms(out.finished_ms);
+    u.set_log_size(offset);
+    spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id(), a.attempt(), queue::ToString(out.status));
+    Report(u);
+    {
+      std::lock_guard g(mu);
+      jobs.erase(a.job_id());
+    }
+    cv.notify_all();
+  }
+
+  void Handle(const v1::ControllerMessage& m) {
+    if (m.has_assign()) {
+      Start(m.assign());
+    } else if (m.has_cancel()) {
+      std::lock_guard g(mu);
+      auto it = jobs.find(m.cancel().job_id());
+      if (it != jobs.end() && it->second->attempt == m.cancel().attempt()) {
+        spdlog::info("cancelling job_id={} attempt={}: {}", m.cancel().job_id(), m.cancel().attempt(),
+                     m.cancel().reason());
+        it->second->cancel = true;
+      }
+    } else if (m.has_ack()) {
+      std::lock_guard g(mu);
+      unacked.erase({m.ack().job_id(), m.ack().attempt()});
+      if (!m.ack().applied()) {
+        spdlog::info("controller dropped our report as stale job_id={} attempt={}", m.ack().job_id(),
+                     m.ack().attempt());
+      }
+      cv.notify_all();
+    }
+  }
+
+  // One connection: register, serve, return when the stream ends.
+  void Session() {
+    auto context = std::make_shared<grpc::ClientContext>();
+    auto s = stub->Connect(context.get());
+    v1::WorkerMessage reg;
+    auto* r = reg.mutable_register_();
+    r->set_worker_id(id);
+    r->set_hostname(hostname);
+    r->set_arch(arch);
+    r->set_os("linux");
+    r->set_slots(cfg.slots);
+    for (const auto& [k, v] : cfg.labels) (*r->mutable_labels())[k] = v;
+    r->set_cluster(cfg.cluster);
+    r->set_version(kVersion);
+    r->set_draining(draining);
+    std::vector<v1::JobUpdate> resend;
+    {
+      std::lock_guard g(mu);
+      for (const auto& [jid, js] : jobs) {
+        auto* ref = r->add_running();
+        ref->set_job_id(jid);
+        ref->set_attempt(js->attempt);
+      }
+      for (const auto& [_, u] : unacked) resend.push_back(u);
+    }
+    if (!s->Write(reg)) {
+      auto st = s->Finish();
+      spdlog::warn("cannot reach controller {}: {}", cfg.controller, st.error_message());
+      return;
+    }
+    v1::ControllerMessage m;
+    if (!s->Read(&m) || !m.has_registered()) {
+      auto st = s->Finish();
+      spdlog::warn("controller {} refused registration: {}", cfg.controller,
+                   st.ok() ? "no answer" : st.error_message());
+      return;
+    }
+    heartbeat_interval = std::chrono::milliseconds(std::max(50, m.registered().heartbeat_interval_ms()));
+    {
+      std::lock_guard g(write_mu);
+      stream = s.get();
+      ctx = context;
+    }
+    spdlog::info("connected to controller {} ({}) as worker_id={} slots={}", cfg.controller,
+                 m.registered().controller_id(), id, cfg.slots);
+    sd_notify(0, "READY=1");
+    for (const auto& u : resend) {
+      v1::WorkerMessage um;
+      *um.mutable_update() = u;
+      Send(um);
+    }
+    std::atomic<bool> connected{true};
+    std::thread hb([&] {
+      while (connected) {
+        auto until = std::chrono::steady_clock::now() + heartbeat_interval;
+        std::unique_lock lk(mu);
+        cv.wait_until(lk, until, [&] { return !connected; });
+        lk.unlock();
+        if (connected) Heartbeat();
+      }
+    });
+    while (s->Read(&m)) Handle(m);
+    connected = false;
+    cv.notify_all();
+    hb.join();
+    {
+      std::lock_guard g(write_mu);
+      stream = nullptr;
+      ctx = nullptr;
+    }
+    auto st = s->Finish();
+    if (!done) spdlog::warn("lost the controller stream: {}", st.ok() ? "closed by the controller" : st.error_message());
+  }
+
+  void Drain() {
+    spdlog::info("draining: no new jobs; {} running get up to {} s", jobs.size(), cfg.drain_grace.count() / 1000);
+    Heartbeat();
+    std::unique_lock lk(mu);
+    if (!cv.wait_for(lk, cfg.drain_grace, [&] { return jobs.empty(); })) {
+      spdlog::info("drain grace over: handing back {} jobs", jobs.size());
+      for (auto& [_, js] : jobs) js->hand_back = true;
+      cv.wait(lk, [&] { return jobs.empty(); });
+    }
+    // Wait (a little) for the controller to acknowledge the final reports.
+    cv.wait_for(lk, std::chrono::seconds(10), [&] { return unacked.empty(); });
+    if (!unacked.empty()) spdlog::warn("{} final reports unacknowledged at exit", unacked.size());
+    done = true;
+    lk.unlock();
+    std::lock_guard g(write_mu);
+    if (ctx) ctx->TryCancel();
+  }
+};
+
+Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Worker::~Worker() {
+  if (impl_->drain_thread.joinable()) impl_->drain_thread.join();
+}
+const std::string& Worker::id() const { return impl_->id; }
+
+Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) {
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  if (impl->cfg.slots <= 0) impl->cfg.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  impl->hostname = cfg.hostname.empty() ? host : cfg.hostname;
+  struct utsname u;
+  uname(&u);
+  impl->arch = u.machine;
+  impl->id = impl->hostname + "-" + RandomHex(4);
+  std::error_code ec;
+  fs::create_directories(cfg.work_dir + "/jobs", ec);
+  if (ec) return FailedPrecondition("cannot create work directory " + cfg.work_dir + ": " + ec.message());
+  // Leftovers of a crashed run: their jobs were requeued long ago.
+  for (const auto& e : fs::directory_iterator(cfg.work_dir + "/jobs", ec)) {
+    spdlog::info("removing leftover job directory {}", e.path().string());
+    fs::remove_all(e.path(), ec);
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  auto channel = grpc::CreateCustomChannel(cfg.controller, grpc::InsecureChannelCredentials(), args);
+  impl->stub = v1::WorkerService::NewStub(channel);
+  return std::unique_ptr<Worker>(new Worker(std::move(impl)));
+}
+
+int Worker::Run() {
+  auto& i = *impl_;
+  spdlog::info("kiln-worker {} starting: worker_id={} controller={} slots={} work_dir={}", kVersion, i.id,
+               i.cfg.controller, i.cfg.slots, i.cfg.work_dir);
+  auto backoff = std::chrono::milliseconds(100);
+  while (!i.done) {
+    auto began = std::chrono::steady_clock::now();
+    i.Session();
+    if (i.done) break;
+    if (std::chrono::steady_clock::now() - began > std::chrono::seconds(5)) backoff = std::chrono::milliseconds(100);
+    std::unique_lock lk(i.mu);
+    i.cv.wait_for(lk, backoff, [&] { return i.done.load(); });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(3000));
+  }
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("stopped");
+  return 0;
+}
+
+void Worker::Stop(int n) {
+  auto& i = *impl_;
+  if (n >= 2) {
+    spdlog::warn("second stop signal: killing running jobs and exiting at once");
+    std::lock_guard g(i.mu);
+    for (auto& [_, js] : i.jobs) {
+      if (js->pgid > 0) kill(-js->pgid, SIGKILL);
+    }
+    std::_Exit(1);
+  }
+  if (i.draining.exchange(true)) return;
+  sd_notify(0, "STOPPING=1");
+  i.drain_thread = std::thread([&i] { i.Drain(); });
+}
+
+}  // namespace kiln::worker
