@@ -94,21 +94,19 @@ struct Worker::Impl {
     auto js = std::make_shared<JobState>();
     js->id = a.job_id();
     js->attempt = a.attempt();
+    std::string refuse;
     {
       std::lock_guard g(mu);
       if (jobs.count(a.job_id())) return;  // a repeat of an assignment we run
-      if (draining || static_cast<int>(jobs.size()) >= cfg.slots) {
-        spdlog::info("handing back job_id={} attempt={}: {}", a.job_id(), a.attempt(),
-                     draining ? "draining" : "no free slot");
-      } else {
-        jobs[a.job_id()] = js;
-        js = nullptr == js ? js : js;
-        goto run;
-      }
+      if (draining) refuse = "the worker is draining";
+      else if (static_cast<int>(jobs.size()) >= cfg.slots) refuse = "the worker has no free slot";
+      else jobs[a.job_id()] = js;
     }
-    HandBack(a.job_id(), a.attempt(), draining ? "the worker is draining" : "the worker has no free slot");
-    return;
-  run:
+    if (!refuse.empty()) {
+      spdlog::info("handing back job_id={} attempt={}: {}", a.job_id(), a.attempt(), refuse);
+      HandBack(a.job_id(), a.attempt(), refuse);
+      return;
+    }
     std::thread([this, a, js] { RunOne(a, js); }).detach();
   }
 
@@ -155,11 +153,13 @@ struct Worker::Impl {
     u.set_finished_at_ms(out.finished_ms);
     u.set_log_size(offset);
     spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id(), a.attempt(), queue::ToString(out.status));
-    Report(u);
     {
+      // Free the slot before reporting: the controller may assign the next
+      // job the moment it reads this report.
       std::lock_guard g(mu);
       jobs.erase(a.job_id());
     }
+    Report(u);
     cv.notify_all();
   }
 

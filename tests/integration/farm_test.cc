@@ -142,7 +142,9 @@ TEST_F(Farm, ThreeHundredJobsOnTwoWorkersSucceedExactlyOnce) {
   std::vector<int64_t> ids;
   for (int i = 0; i < 300; ++i) ids.push_back(Submit(*jobs, {"sh", "-c", "echo job $KILN_JOB_ID"}));
   ASSERT_TRUE(AllEnded(120s));
-  EXPECT_EQ(Count("status = 'succeeded' AND attempt = 1"), 300);
+  EXPECT_EQ(Count("status = 'succeeded' AND attempt = 1"), 300)
+      << test::Sql(url_, "SELECT string_agg(id || ' ' || status || ' attempt ' || attempt || ' ' || coalesce(result::text, ''), '; ')"
+                         " FROM build_jobs WHERE NOT (status = 'succeeded' AND attempt = 1)");
   EXPECT_EQ(std::stoi(test::Sql(url_, "SELECT count(DISTINCT worker_id) FROM build_jobs")), 2);
   for (int64_t id : {ids.front(), ids[150], ids.back()}) {
     EXPECT_EQ(Log(*jobs, id), "job " + std::to_string(id) + "\n");
