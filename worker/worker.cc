@@ -97,8 +97,13 @@ struct Worker::Impl {
     std::string refuse;
     {
       std::lock_guard g(mu);
-      if (jobs.count(a.job_id())) return;  // a repeat of an assignment we run
-      if (draining) refuse = "the worker is draining";
+      auto it = jobs.find(a.job_id());
+      if (it != jobs.end() && it->second->attempt >= a.attempt()) return;  // a repeat of what we run
+      if (it != jobs.end()) {
+        // A newer attempt owns the job: stop ours, let the new one be claimed again.
+        it->second->cancel = true;
+        refuse = "an older attempt of the job is still stopping here";
+      } else if (draining) refuse = "the worker is draining";
       else if (static_cast<int>(jobs.size()) >= cfg.slots) refuse = "the worker has no free slot";
       else jobs[a.job_id()] = js;
     }
@@ -188,6 +193,14 @@ struct Worker::Impl {
   // One connection: register, serve, return when the stream ends.
   void Session() {
     auto context = std::make_shared<grpc::ClientContext>();
+    // Wait for the channel rather than fail fast while it backs off: a
+    // restarted controller is picked up as soon as it listens.
+    context->set_wait_for_ready(true);
+    {
+      std::lock_guard g(write_mu);
+      if (done) return;
+      ctx = context;  // lets Drain() cancel a connect in progress
+    }
     auto s = stub->Connect(context.get());
     v1::WorkerMessage reg;
     auto* r = reg.mutable_register_();
@@ -208,7 +221,14 @@ struct Worker::Impl {
         ref->set_job_id(jid);
         ref->set_attempt(js->attempt);
       }
-      for (const auto& [_, u] : unacked) resend.push_back(u);
+      // A job whose final report is unacknowledged is still ours: without
+      // it here, the controller would think we lost it and run it again.
+      for (const auto& [_, u] : unacked) {
+        resend.push_back(u);
+        auto* ref = r->add_running();
+        ref->set_job_id(u.job_id());
+        ref->set_attempt(u.attempt());
+      }
     }
     if (!s->Write(reg)) {
       auto st = s->Finish();
@@ -226,7 +246,6 @@ struct Worker::Impl {
     {
       std::lock_guard g(write_mu);
       stream = s.get();
-      ctx = context;
     }
     spdlog::info("connected to controller {} ({}) as worker_id={} slots={}", cfg.controller,
                  m.registered().controller_id(), id, cfg.slots);
@@ -307,7 +326,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   auto channel = grpc::CreateCustomChannel(cfg.controller, grpc::InsecureChannelCredentials(), args);
@@ -325,9 +344,12 @@ int Worker::Run() {
     i.Session();
     if (i.done) break;
     if (std::chrono::steady_clock::now() - began > std::chrono::seconds(5)) backoff = std::chrono::milliseconds(100);
+    // Jittered, capped at a second: a controller restart must not cost a
+    // lease, and many workers must not reconnect in lockstep.
+    auto wait = backoff / 2 + std::chrono::milliseconds(std::stoul(RandomHex(2), nullptr, 16) % (backoff.count() / 2 + 1));
     std::unique_lock lk(i.mu);
-    i.cv.wait_for(lk, backoff, [&] { return i.done.load(); });
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(3000));
+    i.cv.wait_for(lk, wait, [&] { return i.done.load(); });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
   sd_notify(0, "STOPPING=1");
   spdlog::info("stopped");

@@ -21,7 +21,8 @@ class Farm : public ::testing::Test {
   void SetUp() override {
     url_ = test::NewDatabase();
     conf_ = dir_.path() + "/controller.conf";
-    std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 1s\nreap_interval = 100ms\n"
+    // The lease must outlast a controller restart plus the worker's reconnect.
+    std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 3s\nreap_interval = 100ms\n"
                             "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n";
   }
 
@@ -197,6 +198,28 @@ TEST_F(Farm, ControllerRestartMidRunLosesNothing) {
   StartController(port);
   ASSERT_TRUE(AllEnded(60s));
   EXPECT_EQ(Count("status = 'succeeded'"), 30);
+}
+
+TEST_F(Farm, GracefulControllerRestartLeavesRunningJobsWithTheirWorker) {
+  int port = test::FreePort();
+  StartController(port);
+  StartWorker(0, 1);
+  auto jobs = Jobs();
+  std::string gate = dir_.path() + "/gate";
+  int64_t id = Submit(*jobs, {"sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.05; done"});
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::RUNNING; }, 20s));
+  std::string old_session = test::Sql(url_, "SELECT session FROM workers");
+  controllers_[0]->Signal(SIGTERM);
+  EXPECT_EQ(controllers_[0]->Wait(10s), 0) << "controller did not stop promptly on SIGTERM";
+  StartController(port);
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return test::Sql(url_, "SELECT session FROM workers WHERE state = 'connected'") != old_session; }, 20s));
+  EXPECT_EQ(Get(*jobs, id).status(), v1::RUNNING);
+  std::ofstream(gate) << "go";
+  ASSERT_TRUE(AllEnded(20s));
+  auto j = Get(*jobs, id);
+  EXPECT_EQ(j.status(), v1::SUCCEEDED);
+  EXPECT_EQ(j.attempt(), 1) << "the job was re-run instead of adopted";
 }
 
 TEST_F(Farm, TwoControllersOnOneDatabaseAssignNoJobTwice) {
