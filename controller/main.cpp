@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-migrate", no_migrate, "Do not apply schema migrations on start (fail if the schema is old)");
   app.add_flag("--check-config", check_config, "Validate the configuration and exit");
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations and exit");
+  migrate->fallthrough();  // kiln-controller migrate --database-url URL
 
   try {
     app.parse(argc, argv);

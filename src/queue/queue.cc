@@ -129,6 +129,46 @@ std::vector<std::string> PgTextArray(const pqxx::field& f) {
   return out;
 }
 
+// The claim: see docs/architecture.md. MATERIALIZED keeps the planner from
+// running the locking subquery more than once. $1 worker, $2 session, $3 n.
+constexpr const char* kClaimSql =
+    "WITH w AS (SELECT id, cluster_id, properties FROM workers"
+    "           WHERE id = $1 AND session = $2 AND state = 'connected'),"
+    " claimed AS MATERIALIZED ("
+    "  SELECT j.id FROM build_jobs j, w"
+    "  WHERE j.status = 'queued'"
+    "    AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = w.cluster_id)"
+    "    AND (j.cluster_id IS NULL OR j.cluster_id = w.cluster_id)"
+    "    AND j.requirements <@ w.properties"
+    "  ORDER BY j.priority DESC, j.queue_start_time, j.id"
+    "  LIMIT $3 FOR UPDATE OF j SKIP LOCKED)"
+    " UPDATE build_jobs b SET status = 'setup', worker_id = $1, attempt = b.attempt + 1,"
+    "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0"
+    " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
+    " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text";
+
+// Fenced worker reports: $1 is a JSON array of {id, attempt, status,
+// result, started_ms, finished_ms, worker}.
+constexpr const char* kApplyUpdatesSql =
+    "UPDATE build_jobs j SET"
+    "  status = CASE WHEN u.status = 'queued' AND j.cancel_requested THEN 'cancelled' ELSE u.status END,"
+    "  worker_id = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,"
+    "  result = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled') THEN u.result"
+    "                WHEN u.status = 'queued' AND j.cancel_requested"
+    "                  THEN '{\"exit_code\": -1, \"error\": \"cancelled\"}'::jsonb END,"
+    "  started_at = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL"
+    "                    WHEN u.started_ms > 0 THEN to_timestamp(u.started_ms / 1000.0)"
+    "                    ELSE j.started_at END,"
+    "  finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')"
+    "                       OR (u.status = 'queued' AND j.cancel_requested)"
+    "                     THEN coalesce(to_timestamp(nullif(u.finished_ms, 0) / 1000.0), now()) END"
+    " FROM jsonb_to_recordset($1::jsonb)"
+    "   AS u(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
+    "        worker text)"
+    " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
+    "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
+    " RETURNING j.id, j.attempt, j.status";
+
 void PrepareAll(pqxx::connection& c) {
   c.prepare("get_job", std::string("SELECT ") + kJobColumns + kJobFrom + "WHERE j.id = $1");
   c.prepare("submit",
@@ -140,23 +180,7 @@ void PrepareAll(pqxx::connection& c) {
   c.prepare("job_by_request", std::string("SELECT ") + kJobColumns +
                                   ", (j.spec = $2::jsonb AND j.requirements = $3::jsonb AND p.name = $4)" + kJobFrom +
                                   "WHERE j.request_id = $1");
-  // The claim: see docs/architecture.md. MATERIALIZED keeps the planner from
-  // running the locking subquery more than once.
-  c.prepare("claim",
-            "WITH w AS (SELECT id, cluster_id, properties FROM workers"
-            "           WHERE id = $1 AND session = $2 AND state = 'connected'),"
-            " claimed AS MATERIALIZED ("
-            "  SELECT j.id FROM build_jobs j, w"
-            "  WHERE j.status = 'queued'"
-            "    AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = w.cluster_id)"
-            "    AND (j.cluster_id IS NULL OR j.cluster_id = w.cluster_id)"
-            "    AND j.requirements <@ w.properties"
-            "  ORDER BY j.priority DESC, j.queue_start_time, j.id"
-            "  LIMIT $3 FOR UPDATE OF j SKIP LOCKED)"
-            " UPDATE build_jobs b SET status = 'setup', worker_id = $1, attempt = b.attempt + 1,"
-            "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0"
-            " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
-            " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text");
+  c.prepare("claim", kClaimSql);
   c.prepare("apply_logs",
             "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb)"
             "           AS u(id bigint, attempt int, off bigint, data text, worker text)),"
@@ -168,25 +192,7 @@ void PrepareAll(pqxx::connection& c) {
             " UPDATE build_jobs j SET log_size = greatest(j.log_size, m.e)"
             " FROM (SELECT job_id, attempt, max(e) AS e FROM ins GROUP BY 1, 2) m"
             " WHERE j.id = m.job_id AND j.attempt = m.attempt");
-  c.prepare("apply_updates",
-            "UPDATE build_jobs j SET"
-            "  status = CASE WHEN u.status = 'queued' AND j.cancel_requested THEN 'cancelled' ELSE u.status END,"
-            "  worker_id = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,"
-            "  result = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled') THEN u.result"
-            "                WHEN u.status = 'queued' AND j.cancel_requested"
-            "                  THEN '{\"exit_code\": -1, \"error\": \"cancelled\"}'::jsonb END,"
-            "  started_at = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL"
-            "                    WHEN u.started_ms > 0 THEN to_timestamp(u.started_ms / 1000.0)"
-            "                    ELSE j.started_at END,"
-            "  finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')"
-            "                       OR (u.status = 'queued' AND j.cancel_requested)"
-            "                     THEN coalesce(to_timestamp(nullif(u.finished_ms, 0) / 1000.0), now()) END"
-            " FROM jsonb_to_recordset($1::jsonb)"
-            "   AS u(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
-            "        worker text)"
-            " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
-            "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
-            " RETURNING j.id, j.attempt, j.status");
+  c.prepare("apply_updates", kApplyUpdatesSql);
   c.prepare("heartbeat",
             "UPDATE workers SET last_heartbeat = now(), lease_expires_at = now() + $3 * interval '1 millisecond',"
             " state = CASE WHEN $4 THEN 'draining' ELSE 'connected' END"
@@ -211,6 +217,9 @@ void PrepareAll(pqxx::connection& c) {
 }
 
 }  // namespace
+
+const char* ClaimSql() { return kClaimSql; }
+const char* ApplyUpdatesSql() { return kApplyUpdatesSql; }
 
 Queue::Queue(std::unique_ptr<db::Pool> pool) : pool_(std::move(pool)) {}
 Queue::~Queue() = default;

@@ -18,6 +18,11 @@ class Pool;
 
 namespace kiln::queue {
 
+// The SQL text of the claim and of the fenced update, as prepared; for
+// benchmarks that run the same statements through pgbench.
+const char* ClaimSql();
+const char* ApplyUpdatesSql();
+
 class Queue {
  public:
   // Connects lazily: pool_size connections at most.

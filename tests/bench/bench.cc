@@ -1,0 +1,310 @@
+// kiln-bench: measures the queue and the farm, printing key=value lines.
+// Run it through tests/bench/run.sh, which starts a durable PostgreSQL.
+//
+//   queue     queue library claim+complete, one job and 50 jobs per claim,
+//             beside pgbench running the same statements (the floor)
+//   e2e       no-op jobs through controller and worker on loopback
+//   dispatch  submit-to-running latency on an idle farm
+//   requeue   kill -9 of a worker until its job runs again elsewhere
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <pqxx/pqxx>
+#include <regex>
+#include <thread>
+
+#include "common/util.h"
+#include "harness/harness.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+#include "queue/queue.h"
+
+namespace kiln::bench {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string g_url;
+std::string g_pghost, g_pgport, g_pgdb;
+constexpr int kClients = 8;
+
+void Out(const std::string& k, double v) {
+  std::printf("%s=%.1f\n", k.c_str(), v);
+  std::fflush(stdout);
+}
+
+void Exec(const std::string& sql) {
+  pqxx::connection c(g_url);
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  return s;
+}
+
+// Empties the queue and fills it with n queued jobs; registers the
+// benchmark's claimers bw0..bw7.
+void Prefill(queue::Queue& q, int n) {
+  Exec("TRUNCATE job_logs, build_jobs RESTART IDENTITY");
+  Exec("INSERT INTO build_jobs (project_id, spec) SELECT 1, '{\"argv\": [\"true\"]}' FROM generate_series(1, " +
+       std::to_string(n) + ")");
+  Exec("VACUUM ANALYZE build_jobs");
+  for (int i = 0; i < kClients; ++i) {
+    queue::WorkerRegistration w{"bw" + std::to_string(i), "bench", "default", "x86_64", "linux", {}, 64, "", "", "s", false};
+    (void)q.RegisterWorker(w, 3600s);
+  }
+}
+
+double LibraryRun(queue::Queue& q, int batch, int iterations) {
+  std::atomic<int64_t> done{0};
+  auto t0 = Clock::now();
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kClients; ++i) {
+    ts.emplace_back([&, i] {
+      std::string w = "bw" + std::to_string(i);
+      for (int k = 0; k < iterations; ++k) {
+        auto c = q.Claim(w, "s", batch);
+        if (!c.ok() || c->empty()) continue;
+        std::vector<queue::Update> ups;
+        for (const auto& j : *c) {
+          queue::Update u;
+          u.worker_id = w;
+          u.job_id = j.id;
+          u.attempt = j.attempt;
+          u.status = queue::JobStatus::kSucceeded;
+          u.result = queue::JobResult{0, 0, "", false};
+          ups.push_back(u);
+        }
+        if (q.Apply(ups, {}).ok()) done += static_cast<int64_t>(c->size());
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return static_cast<double>(done) / s;
+}
+
+// pgbench with the library's own claim and update statements.
+double PgbenchRun(int batch, int iterations) {
+  std::string claim = queue::ClaimSql();
+  claim = Replace(claim, "$1", "('bw' || :client_id)");
+  claim = Replace(claim, "$2", "'s'");
+  claim = Replace(claim, "$3", std::to_string(batch));
+  std::string update = Replace(queue::ApplyUpdatesSql(), "$1::jsonb", ":js::jsonb");
+  std::string script = "/tmp/kiln-bench-" + std::to_string(getpid()) + ".sql";
+  std::ofstream(script) << "WITH c AS (" << claim
+                        << ") SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'attempt', attempt, 'status', "
+                           "'succeeded', 'result', '{\"exit_code\": 0}'::jsonb, 'started_ms', 0, 'finished_ms', 0, "
+                           "'worker', 'bw' || :client_id)), '[]') AS js FROM c\n\\gset\n"
+                        << update << ";\n";
+  std::string cmd = "/usr/lib/postgresql/15/bin/pgbench -n -M prepared -c " + std::to_string(kClients) +
+                    " -j 2 -t " + std::to_string(iterations) + " -f " + script + " -h " + g_pghost + " -p " +
+                    g_pgport + " -U postgres " + g_pgdb + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  pclose(p);
+  std::remove(script.c_str());
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex("tps = ([0-9.]+) \\(without initial connection time\\)"))) {
+    std::cerr << "pgbench failed:\n" << out << "\n";
+    return 0;
+  }
+  return std::stod(m[1]) * batch;
+}
+
+void QueueBench() {
+  auto q = queue::Queue::Create(g_url, kClients);
+  if (!q.ok()) {
+    std::cerr << q.status().message() << "\n";
+    std::exit(1);
+  }
+  struct Mode {
+    const char* name;
+    int batch, iterations;
+  } modes[] = {{"single", 1, 1500}, {"batched", 50, 200}};
+  for (const auto& m : modes) {
+    int n = kClients * m.batch * m.iterations;
+    // Alternate, twice each, and keep the best: the machine is shared.
+    double lib = 0, pg = 0;
+    for (int round = 0; round < 2; ++round) {
+      Prefill(**q, n + n / 10);
+      lib = std::max(lib, LibraryRun(**q, m.batch, m.iterations));
+      Prefill(**q, n + n / 10);
+      pg = std::max(pg, PgbenchRun(m.batch, m.iterations));
+    }
+    Out(std::string("queue_jobs_per_s_") + m.name, lib);
+    Out(std::string("pgbench_jobs_per_s_") + m.name, pg);
+    Out(std::string("queue_vs_pgbench_ratio_") + m.name, pg > 0 ? lib / pg * 100 : 0);
+  }
+}
+
+// ---- farm benchmarks ----
+
+struct Farm {
+  test::TempDir dir;
+  std::unique_ptr<test::Process> controller;
+  std::vector<std::unique_ptr<test::Process>> workers;
+  std::string address;
+  std::unique_ptr<v1::JobService::Stub> jobs;
+
+  explicit Farm(int nworkers, int slots) {
+    Exec("TRUNCATE job_logs, build_jobs RESTART IDENTITY");
+    Exec("DELETE FROM workers");
+    std::string addr_file = dir.path() + "/addr";
+    controller = std::make_unique<test::Process>(
+        std::vector<std::string>{test::BinPath("kiln-controller"), "--database-url", g_url, "--listen", "127.0.0.1:0",
+                                 "--address-file", addr_file, "--log-level", "warn"},
+        dir.path() + "/controller.log");
+    test::WaitFor([&] { return static_cast<bool>(std::getline(std::ifstream(addr_file) >> std::ws, address)); }, 20s);
+    for (int i = 0; i < nworkers; ++i) StartWorker(i, slots);
+    jobs = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  }
+
+  void StartWorker(int i, int slots) {
+    if (static_cast<int>(workers.size()) <= i) workers.resize(i + 1);
+    std::string n = std::to_string(i);
+    workers[i] = std::make_unique<test::Process>(
+        std::vector<std::string>{test::BinPath("kiln-worker"), "--controller", address, "--slots", std::to_string(slots),
+                                 "--work-dir", dir.path() + "/w" + n, "--label", "bench=" + n, "--log-level", "warn"},
+        dir.path() + "/worker" + n + ".log");
+    test::WaitFor([&] { return test::Sql(g_url, "SELECT count(*) FROM workers WHERE state = 'connected' AND properties->>'bench' = '" + n + "'") == "1"; }, 20s);
+  }
+
+  int64_t Submit(const std::vector<std::string>& argv) {
+    grpc::ClientContext ctx;
+    v1::SubmitRequest r;
+    for (const auto& a : argv) r.mutable_spec()->add_argv(a);
+    v1::SubmitResponse resp;
+    if (!jobs->Submit(&ctx, r, &resp).ok()) return 0;
+    return resp.job().id();
+  }
+
+  void Follow(int64_t id) {
+    grpc::ClientContext ctx;
+    v1::WatchJobRequest r;
+    r.set_job_id(id);
+    r.set_follow(true);
+    auto reader = jobs->WatchJob(&ctx, r);
+    v1::JobEvent ev;
+    while (reader->Read(&ev)) {
+    }
+    reader->Finish();
+  }
+};
+
+void E2eBench() {
+  Farm farm(1, 8);
+  constexpr int kJobs = 3000, kSubmitters = 4;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kSubmitters; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < kJobs / kSubmitters; ++i) farm.Submit({"true"});
+    });
+  }
+  for (auto& t : ts) t.join();
+  test::WaitFor([&] { return test::Sql(g_url, "SELECT count(*) FROM build_jobs WHERE status = 'succeeded'") == std::to_string(kJobs); }, 300s);
+  double span = std::stod(test::Sql(g_url, "SELECT extract(epoch FROM max(finished_at) - min(submitted_at)) FROM build_jobs"));
+  Out("e2e_jobs_per_s", kJobs / span);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+void DispatchBench() {
+  Farm farm(1, 2);
+  constexpr int kJobs = 500;
+  for (int i = 0; i < 20; ++i) farm.Follow(farm.Submit({"true"}));  // warm up connections
+  Exec("TRUNCATE job_logs, build_jobs RESTART IDENTITY");
+  for (int i = 0; i < kJobs; ++i) farm.Follow(farm.Submit({"true"}));
+  pqxx::connection c(g_url);
+  pqxx::nontransaction tx(c);
+  std::vector<double> ms;
+  for (const auto& r : tx.exec("SELECT extract(epoch FROM started_at - submitted_at) * 1000 FROM build_jobs")) {
+    ms.push_back(r[0].as<double>());
+  }
+  Out("dispatch_p50_ms", Percentile(ms, 0.50));
+  Out("dispatch_p99_ms", Percentile(ms, 0.99));
+}
+
+void RequeueBench() {
+  Farm farm(2, 1);
+  std::vector<double> ms;
+  for (int round = 0; round < 5; ++round) {
+    int64_t id = farm.Submit({"sleep", "60"});
+    std::string holder;
+    test::WaitFor([&] {
+      holder = test::Sql(g_url, "SELECT w.properties->>'bench' FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
+                                " WHERE j.id = " + std::to_string(id) + " AND j.status = 'running'");
+      return !holder.empty();
+    }, 20s);
+    int victim = std::stoi(holder);
+    int64_t killed_ms = NowUnixMs();
+    farm.workers[victim]->Signal(SIGKILL);
+    std::string started;
+    test::WaitFor([&] {
+      started = test::Sql(g_url, "SELECT (extract(epoch FROM started_at) * 1000)::bigint FROM build_jobs WHERE id = " +
+                                     std::to_string(id) + " AND attempt = 2 AND status = 'running'");
+      return !started.empty();
+    }, 30s);
+    if (!started.empty()) ms.push_back(static_cast<double>(std::stoll(started) - killed_ms));
+    farm.workers[victim]->Wait(5s);
+    grpc::ClientContext ctx;
+    v1::CancelJobRequest cr;
+    cr.set_job_id(id);
+    v1::Job j;
+    farm.jobs->CancelJob(&ctx, cr, &j);
+    test::WaitFor([&] { return test::Sql(g_url, "SELECT status FROM build_jobs WHERE id = " + std::to_string(id)) == "cancelled"; }, 10s);
+    farm.StartWorker(victim, 1);
+  }
+  if (ms.empty()) return;
+  Out("requeue_after_worker_kill_ms", Percentile(ms, 0.5));
+  Out("requeue_after_worker_kill_max_ms", *std::max_element(ms.begin(), ms.end()));
+}
+
+}  // namespace
+}  // namespace kiln::bench
+
+int main(int argc, char** argv) {
+  using namespace kiln::bench;
+  std::vector<std::string> names;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--database-url" && i + 1 < argc) g_url = argv[++i];
+    else names.push_back(a);
+  }
+  const char* host = std::getenv("KILN_BENCH_PGHOST");
+  const char* port = std::getenv("KILN_BENCH_PGPORT");
+  const char* db = std::getenv("KILN_BENCH_PGDATABASE");
+  if (g_url.empty() || !host || !port || !db) {
+    std::cerr << "usage: KILN_BENCH_PGHOST=.. KILN_BENCH_PGPORT=.. KILN_BENCH_PGDATABASE=.. kiln-bench --database-url URL "
+                 "[queue|e2e|dispatch|requeue]...\n(tests/bench/run.sh sets all of this up)\n";
+    return 2;
+  }
+  g_pghost = host;
+  g_pgport = port;
+  g_pgdb = db;
+  if (names.empty()) names = {"queue", "e2e", "dispatch", "requeue"};
+  for (const auto& n : names) {
+    if (n == "queue") QueueBench();
+    else if (n == "e2e") E2eBench();
+    else if (n == "dispatch") DispatchBench();
+    else if (n == "requeue") RequeueBench();
+    else {
+      std::cerr << "unknown benchmark \"" << n << "\" (queue, e2e, dispatch, requeue)\n";
+      return 2;
+    }
+  }
+  return 0;
+}
