@@ -61,11 +61,13 @@ class Cluster {
                           " -c max_connections=200\" start > /dev/null 2>&1";
       if (Shell(start) == 0) {
         started_ = true;
+        start_cmd_ = start;
         break;
       }
     }
     if (!started_) throw std::runtime_error("cannot start PostgreSQL; see " + dir_ + "/server.log");
     stop_cmd_ = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop > /dev/null 2>&1";
+    restart_stop_cmd_ = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -m fast -w stop > /dev/null 2>&1";
     pqxx::connection c(Url("postgres"));
     pqxx::nontransaction tx(c);
     tx.exec0("CREATE DATABASE kiln_template");
@@ -77,6 +79,10 @@ class Cluster {
     std::error_code ec;
     if (std::getenv("KILN_TEST_KEEP_PG") == nullptr) fs::remove_all(dir_, ec);
   }
+  void Restart() {
+    if (Shell(restart_stop_cmd_) != 0) throw std::runtime_error("cannot stop PostgreSQL");
+    if (Shell(start_cmd_) != 0) throw std::runtime_error("cannot restart PostgreSQL; see " + dir_ + "/server.log");
+  }
   std::string Url(const std::string& db) const {
     return "host=" + dir_ + " port=" + std::to_string(port_) + " user=postgres dbname=" + db;
   }
@@ -85,7 +91,7 @@ class Cluster {
   std::string dir_;
   int port_ = 0;
   bool started_ = false;
-  std::string stop_cmd_;
+  std::string stop_cmd_, restart_stop_cmd_, start_cmd_;
 };
 
 Cluster& TheCluster() {
@@ -106,6 +112,8 @@ std::string NewDatabase() {
   tx.exec0("CREATE DATABASE " + name + " TEMPLATE kiln_template");
   return c.Url(name);
 }
+
+void RestartDatabase() { TheCluster().Restart(); }
 
 std::string Sql(const std::string& url, const std::string& sql) {
   pqxx::connection c(url);

@@ -19,6 +19,9 @@ namespace kiln::test {
 // Returns the URL of a new database cloned from the template.
 std::string NewDatabase();
 
+// Stops the cluster (fast shutdown: every connection is dropped) and starts it again.
+void RestartDatabase();
+
 // Runs SQL on a database and returns the first column of the first row ("" if none).
 std::string Sql(const std::string& url, const std::string& sql);
 

@@ -222,6 +222,32 @@ TEST_F(Farm, GracefulControllerRestartLeavesRunningJobsWithTheirWorker) {
   EXPECT_EQ(j.attempt(), 1) << "the job was re-run instead of adopted";
 }
 
+TEST_F(Farm, DatabaseRestartMidRunLosesNothing) {
+  StartController();
+  StartWorker(0, 2);
+  auto jobs = Jobs();
+  for (int i = 0; i < 20; ++i) Submit(*jobs, {"sh", "-c", "sleep 0.2; echo done"});
+  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'succeeded'") >= 2; }, 30s));
+  test::RestartDatabase();
+  // Submits after the restart must work too (fresh pool connections, and the
+  // listener re-LISTENs so the dispatcher wakes).
+  std::vector<int64_t> later;
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        grpc::ClientContext ctx;
+        v1::SubmitRequest r;
+        r.mutable_spec()->add_argv("true");
+        v1::SubmitResponse resp;
+        if (!jobs->Submit(&ctx, r, &resp).ok()) return false;
+        later.push_back(resp.job().id());
+        return true;
+      },
+      20s));
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Count("status = 'succeeded'"), 21);
+  EXPECT_EQ(Get(*jobs, later.back()).status(), v1::SUCCEEDED);
+}
+
 TEST_F(Farm, TwoControllersOnOneDatabaseAssignNoJobTwice) {
   StartController();
   StartController();
