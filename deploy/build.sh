@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Configure and build kiln with CMake + Ninja + ccache.
+#   deploy/build.sh [extra cmake -D options...]
+# Env: BUILD_DIR (default: build, relative to the repo root),
+#      CCACHE_DIR (default: <repo>/.ccache), KILN_BUILD_JOBS (default: 2).
+set -euo pipefail
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$REPO"
+
+die() { printf 'build: error: %s\n' "$*" >&2; exit 1; }
+
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${KILN_BUILD_JOBS:-2}
+export CCACHE_DIR=${CCACHE_DIR:-$REPO/.ccache}
+
+for tool in cmake ninja ccache; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run deploy/install-deps.sh first"
+done
+
+# A build dir configured with another generator makes cmake fail obscurely.
+cache=$BUILD_DIR/CMakeCache.txt
+if [[ -f $cache ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$cache"; then
+  die "$BUILD_DIR was configured with a different generator: remove it (rm -rf $BUILD_DIR) and re-run"
+fi
+
+start=$SECONDS
+cmake -S . -B "$BUILD_DIR" -G Ninja \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+  "$@"
+cmake --build "$BUILD_DIR" -j "$JOBS"
+printf 'build: %s built in %ds (ccache: %s)\n' "$BUILD_DIR" "$((SECONDS - start))" "$CCACHE_DIR"

@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# Many functions run only via trap or wait_for, which shellcheck cannot see:
+# shellcheck disable=SC2317
+# One-command kiln demo for a fresh Debian 12 machine (run as root):
+# installs dependencies, builds, starts a private PostgreSQL, the controller and
+# one worker in a state directory, runs the sample C build (deploy/sample)
+# through the farm, then stops everything again.
+#
+#   deploy/quickstart.sh                 run the demo, then stop the farm
+#   deploy/quickstart.sh --keep-running  leave the farm running afterwards
+#   deploy/quickstart.sh --stop          stop a farm left running by --keep-running
+#   options: --no-deps (skip install-deps.sh), --no-build (skip build.sh)
+#
+# Env: KILN_STATE_DIR (default /var/tmp/kiln-quickstart; wiped on each run),
+#      KILN_PORT (controller port, default 7070), BUILD_DIR (default build),
+#      KILN_QUICKSTART_BUILD_TIMEOUT (seconds for the sample build, default 600).
+# Exit status: the sample build's exit code (or 1 if the farm failed to start).
+set -euo pipefail
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+STATE=${KILN_STATE_DIR:-/var/tmp/kiln-quickstart}
+PORT=${KILN_PORT:-7070}
+ADDR=127.0.0.1:$PORT
+BUILD_DIR=${BUILD_DIR:-build}
+[[ $BUILD_DIR == /* ]] || BUILD_DIR=$REPO/$BUILD_DIR
+BIN=$BUILD_DIR/bin
+BUILD_TIMEOUT=${KILN_QUICKSTART_BUILD_TIMEOUT:-600}
+MARKER=.kiln-quickstart    # marks a state dir this script created (safe to wipe)
+START_TIMEOUT=60           # seconds for each daemon to come up
+STOP_TIMEOUT=30            # seconds between SIGTERM and SIGKILL
+
+# shellcheck source=deploy/pg.sh
+source "$REPO/deploy/pg.sh"
+
+log() { printf '==> %s\n' "$*"; }
+warn() { printf 'quickstart: warning: %s\n' "$*" >&2; }
+die() { printf 'quickstart: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  sed -n '/^# One-command/,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
+}
+
+# ---- timing -------------------------------------------------------------------
+now_us() { local t=${EPOCHREALTIME/./}; printf '%s' "$((10#$t))"; }
+fmt_us() { printf '%d.%01ds' "$(($1 / 1000000))" "$(($1 % 1000000 / 100000))"; }
+PHASES=()
+PHASE=""
+PHASE_T0=0
+T0=$(now_us)
+phase() {  # phase NAME: end the current phase (if any) and start NAME
+  phase_end
+  PHASE=$1
+  PHASE_T0=$(now_us)
+  log "$PHASE"
+}
+phase_end() {
+  [[ -n $PHASE ]] || return 0
+  local d=$(($(now_us) - PHASE_T0))
+  PHASES+=("$(printf '  %-28s %8s' "$PHASE" "$(fmt_us "$d")")")
+  PHASE=""
+}
+print_timings() {
+  phase_end
+  ((${#PHASES[@]})) || return 0
+  echo "timings:"
+  printf '%s\n' "${PHASES[@]}"
+  printf '  %-28s %8s\n' total "$(fmt_us $(($(now_us) - T0)))"
+}
+
+# ---- processes ----------------------------------------------------------------
+# Daemons are called "controller" and "worker": binary $BIN/kiln-NAME,
+# pid file $STATE/NAME.pid, log $STATE/NAME.log.
+
+# is_running NAME: the pid in NAME's pid file is alive and runs kiln-NAME as
+# argv[0] (or argv[1], for a script wrapper). Guards against stale pid files
+# and reused pids; a zombie has an empty cmdline.
+is_running() {
+  local pidfile=$STATE/$1.pid pid
+  local -a argv=()
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  mapfile -d '' -n 2 argv 2>/dev/null <"/proc/$pid/cmdline" || return 1
+  [[ ${argv[0]:-} == */"kiln-$1" || ${argv[0]:-} == "kiln-$1" ||
+    ${argv[1]:-} == */"kiln-$1" || ${argv[1]:-} == "kiln-$1" ]]
+}
+
+# stop_daemon NAME: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL.
+stop_daemon() {
+  local name=$1 pid deadline
+  if is_running "$name"; then
+    pid=$(<"$STATE/$name.pid")
+    printf 'stopping kiln-%s (pid %s)\n' "$name" "$pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$(($(now_us) + STOP_TIMEOUT * 1000000))
+    while is_running "$name"; do
+      if (($(now_us) > deadline)); then
+        warn "kiln-$name did not exit within ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  fi
+  rm -f -- "$STATE/$name.pid"
+}
+
+# start_daemon NAME ARGS...: run kiln-NAME in its own session (so a ^C reaches
+# only this script, which then stops the daemons in order).
+start_daemon() {
+  local name=$1 pid deadline
+  shift
+  setsid "$BIN/kiln-$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$STATE/$name.pid"
+  # Wait for the exec, so is_running/check_alive see the real binary.
+  deadline=$(($(now_us) + 5000000))
+  until is_running "$name"; do
+    [[ -d /proc/$pid ]] || die "kiln-$name exited immediately (log: $STATE/$name.log)"
+    (($(now_us) < deadline)) || die "kiln-$name did not start within 5s"
+    sleep 0.05
+  done
+}
+
+# Fail fast if a daemon we started has exited.
+check_alive() {
+  local name
+  for name in controller worker; do
+    if [[ -s $STATE/$name.pid ]] && ! is_running "$name"; then
+      die "kiln-$name exited unexpectedly (log: $STATE/$name.log)"
+    fi
+  done
+}
+
+# wait_for DESC TIMEOUT CMD...: poll CMD until it succeeds, or fail at the deadline.
+wait_for() {
+  local desc=$1 timeout=$2 deadline
+  shift 2
+  deadline=$(($(now_us) + timeout * 1000000))
+  until "$@"; do
+    check_alive
+    (($(now_us) < deadline)) || die "timed out after ${timeout}s waiting for $desc"
+    sleep 0.2
+  done
+}
+
+address_file_ready() { [[ -s $STATE/controller.addr ]]; }
+
+worker_connected() {
+  local out
+  out=$("$BIN/kiln" --controller "$ADDR" workers --json 2>/dev/null) || return 1
+  grep -Eq '"state"[[:space:]]*:[[:space:]]*"connected"' <<<"$out"
+}
+
+show_logs() {
+  local f
+  for f in "$STATE/controller.log" "$STATE/worker.log" "$STATE/pg/server.log"; do
+    [[ -s $f ]] || continue
+    printf '\n----- last 40 lines of %s -----\n' "$f" >&2
+    tail -n 40 -- "$f" >&2
+  done
+}
+
+# ---- stop mode ----------------------------------------------------------------
+stop_farm() {
+  local any=0
+  if is_running worker || is_running controller || kiln_pg_status "$STATE/pg"; then
+    any=1
+  fi
+  stop_daemon worker
+  stop_daemon controller
+  kiln_pg_stop "$STATE/pg" || warn "PostgreSQL in $STATE/pg did not stop cleanly (log: $STATE/pg/server.log)"
+  if ((any)); then echo "kiln farm in $STATE stopped"; else echo "no running kiln farm in $STATE"; fi
+}
+
+# ---- teardown -----------------------------------------------------------------
+KEEP=0
+STARTED=0     # set once this run owns the state dir
+FARM_READY=0  # set once the worker is connected
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if ((KEEP && FARM_READY)); then
+    ((rc == 0)) || show_logs
+    print_timings
+    print_keep_info
+    exit "$rc"
+  fi
+  if ((STARTED)); then
+    phase "stopping the farm"
+    stop_daemon worker
+    stop_daemon controller
+    kiln_pg_stop "$STATE/pg"
+    phase_end
+    ((rc == 0)) || show_logs
+  fi
+  print_timings
+  exit "$rc"
+}
+
+print_keep_info() {
+  cat <<EOF
+
+kiln farm is running (state in $STATE):
+  controller  $ADDR   log: $STATE/controller.log
+  worker      2 slots          log: $STATE/worker.log
+  database    $KILN_DATABASE_URL
+
+Try it:
+  $BIN/kiln --controller $ADDR workers
+  $BIN/kiln --controller $ADDR submit --project default -- sh -c 'echo hello'
+
+Stop it:
+  KILN_STATE_DIR=$STATE $REPO/deploy/quickstart.sh --stop
+EOF
+}
+
+# ---- state dir ----------------------------------------------------------------
+prepare_state() {
+  if [[ -e $STATE ]]; then
+    [[ -d $STATE ]] || die "$STATE is not a directory: set KILN_STATE_DIR to another path"
+    if [[ -e $STATE/$MARKER ]]; then
+      if is_running controller || is_running worker; then
+        die "a farm from an earlier --keep-running is still running in $STATE: stop it with 'KILN_STATE_DIR=$STATE $REPO/deploy/quickstart.sh --stop'"
+      fi
+      kiln_pg_stop "$STATE/pg" || die "cannot stop the old PostgreSQL in $STATE/pg: stop it by hand, then retry"
+      # Never recurse into a mount (e.g. a sandbox bind mount left by a crashed worker).
+      local real
+      real=$(cd -- "$STATE" && pwd -P)
+      if awk -v d="$real/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+        die "there are mounts below $real (left by a crashed worker?): unmount them (see 'findmnt -R $real'), then retry"
+      fi
+      rm -rf -- "$real"
+    elif [[ -n $(ls -A -- "$STATE") ]]; then
+      die "$STATE is not empty and was not created by quickstart: remove it or set KILN_STATE_DIR to a new directory"
+    fi
+  fi
+  mkdir -p -- "$STATE"
+  chmod 0755 "$STATE"  # PostgreSQL runs as user postgres in $STATE/pg
+  STATE=$(cd -- "$STATE" && pwd -P)
+  : >"$STATE/$MARKER"
+  STARTED=1
+}
+
+# ---- main ---------------------------------------------------------------------
+MODE=run
+DO_DEPS=1
+DO_BUILD=1
+while (($#)); do
+  case $1 in
+    --keep-running) KEEP=1 ;;
+    --stop) MODE=stop ;;
+    --no-deps) DO_DEPS=0 ;;
+    --no-build) DO_BUILD=0 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+  esac
+  shift
+done
+
+if [[ $MODE == stop ]]; then
+  [[ -d $STATE ]] || { echo "no kiln farm state in $STATE (set KILN_STATE_DIR if you used another one)"; exit 0; }
+  STATE=$(cd -- "$STATE" && pwd -P)
+  stop_farm
+  exit 0
+fi
+
+((EUID == 0)) || die "run as root: it installs packages and the worker needs root for runc (sudo $0)"
+[[ $PORT =~ ^[0-9]+$ ]] || die "KILN_PORT must be a port number (got: $PORT)"
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ((DO_DEPS)); then
+  phase "installing dependencies"
+  "$REPO/deploy/install-deps.sh"
+fi
+if ((DO_BUILD)); then
+  phase "building kiln"
+  BUILD_DIR=$BUILD_DIR "$REPO/deploy/build.sh"
+fi
+for b in kiln-controller kiln-worker kiln; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b not found: the build did not produce it (run deploy/build.sh)"
+done
+
+if [[ -n $(ss -Htln "sport = :$PORT" 2>/dev/null) ]]; then
+  die "port $PORT is already in use: set KILN_PORT to a free port"
+fi
+
+phase "starting PostgreSQL"
+prepare_state
+kiln_pg_start "$STATE/pg"
+
+phase "starting controller"
+start_daemon controller --database-url "$KILN_DATABASE_URL" --listen "$ADDR" \
+  --address-file "$STATE/controller.addr"
+wait_for "the controller to listen (address file $STATE/controller.addr)" "$START_TIMEOUT" address_file_ready
+log "controller listening on $(<"$STATE/controller.addr")"
+
+phase "starting worker"
+mkdir -p -- "$STATE/worker"
+start_daemon worker --controller "$ADDR" --work-dir "$STATE/worker" --slots 2
+wait_for "the worker to connect (kiln workers --json)" "$START_TIMEOUT" worker_connected
+FARM_READY=1
+"$BIN/kiln" --controller "$ADDR" workers || true
+
+phase "running the sample build"
+sample=$(printf '%q' "$REPO/deploy/sample/.")
+set +e
+timeout --foreground "$BUILD_TIMEOUT" \
+  "$BIN/kiln" --controller "$ADDR" submit --project default -- sh -c "cp -R $sample . && make && ./hello"
+rc=$?
+set -e
+phase_end
+if ((rc == 0)); then
+  printf '\nRESULT: PASS - the sample build succeeded on the kiln farm\n\n'
+elif ((rc == 124)); then
+  printf '\nRESULT: FAIL - the sample build did not finish within %ss\n\n' "$BUILD_TIMEOUT"
+else
+  printf '\nRESULT: FAIL - the sample build exited with code %d\n\n' "$rc"
+fi
+
+# ---- ISSUE 5: run the sample build a second time here -----------------------
+# (e.g. to show that the second run is served faster / from cache); combine its
+# exit code into rc.
+# ---- end ISSUE 5 --------------------------------------------------------------
+
+exit "$rc"
