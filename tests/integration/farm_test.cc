@@ -7,7 +7,10 @@
 
 #include <fstream>
 #include <memory>
+#include <set>
 
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -355,6 +358,40 @@ TEST_F(Farm, AJobNoWorkerCanRunIsReportedNotSilent) {
   auto j = Get(*jobs, arm);
   EXPECT_EQ(j.status(), v1::QUEUED);
   EXPECT_NE(j.unsatisfiable().find("aarch64"), std::string::npos) << j.unsatisfiable();
+}
+
+TEST_F(Farm, HealthCheckingAndReflectionWorkForGenericTools) {
+  StartController();
+  auto channel = grpc::CreateChannel(addresses_[0], grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (const char* service : {"", "kiln.v1.JobService", "kiln.v1.WorkerService"}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok()) << service;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = reflection->ServerReflectionInfo(&ctx);
+  grpc::reflection::v1alpha::ServerReflectionRequest req;
+  req.set_list_services("");
+  ASSERT_TRUE(stream->Write(req));
+  grpc::reflection::v1alpha::ServerReflectionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  std::set<std::string> names;
+  for (const auto& s : resp.list_services_response().service()) names.insert(s.name());
+  EXPECT_TRUE(names.count("kiln.v1.JobService"));
+  EXPECT_TRUE(names.count("kiln.v1.AdminService"));
+  EXPECT_TRUE(names.count("kiln.v1.WorkerService"));
+  // And the schema of a message can be fetched, as grpcurl-like tools do.
+  req.set_file_containing_symbol("kiln.v1.SubmitRequest");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_GT(resp.file_descriptor_response().file_descriptor_proto_size(), 0);
+  stream->WritesDone();
+  stream->Finish();
 }
 
 TEST_F(Farm, InvalidRequestsGetClearErrors) {
