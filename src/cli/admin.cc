@@ -1,0 +1,152 @@
+// kiln workers, projects, clusters.
+
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "cli/output.h"
+#include "common/util.h"
+#include "config/project_config.h"
+
+namespace kiln::cli {
+namespace {
+
+ErrorContext Ctx(const Globals& g) { return {g.controller, g.timeout}; }
+
+void PrintLine(const std::string& s) { std::printf("%s\n", s.c_str()); }
+
+std::string Join(const google::protobuf::RepeatedPtrField<std::string>& items, const char* empty) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out.empty() ? empty : out;
+}
+
+// Local validation before the round trip, so mistakes get a quick, clear error.
+Status ValidateConfig(const std::string& json) {
+  auto parsed = config::ParseProjectConfig(json);
+  if (!parsed.ok()) return InvalidArgument("invalid project configuration: " + parsed.status().message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunWorkers(Client& c, const Globals& g, bool all) {
+  auto resp = c.ListWorkers(all);
+  if (!resp.ok()) return ReportError(resp.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJsonArray(resp->workers()));
+    return kExitOk;
+  }
+  const int64_t now = NowUnixMs();
+  Table t({"ID", "HOST", "CLUSTER", "STATE", "SLOTS", "RUNNING", "ARCH", "LABELS", "LAST-SEEN"});
+  for (const auto& w : resp->workers()) {
+    std::string seen = w.last_heartbeat_ms() > 0 ? FormatAge(w.last_heartbeat_ms(), now) + " ago" : "-";
+    t.AddRow({w.id(), w.hostname(), w.cluster().empty() ? "-" : w.cluster(), w.state(), std::to_string(w.slots()),
+              std::to_string(w.running()), w.arch(), w.labels().empty() ? "-" : JoinMap(w.labels()), seen});
+  }
+  t.Print(stdout);
+  return kExitOk;
+}
+
+int RunProjectsList(Client& c, const Globals& g) {
+  auto resp = c.ListProjects();
+  if (!resp.ok()) return ReportError(resp.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJsonArray(resp->projects()));
+    return kExitOk;
+  }
+  const int64_t now = NowUnixMs();
+  Table t({"NAME", "CLUSTERS", "UPDATED", "CONFIG"});
+  for (const auto& p : resp->projects()) {
+    t.AddRow({p.name(), Join(p.clusters(), "-"), FormatAge(p.updated_at_ms(), now),
+              Truncate(p.config_json().empty() ? "{}" : p.config_json(), 50)});
+  }
+  t.Print(stdout);
+  return kExitOk;
+}
+
+int RunProjectsCreate(Client& c, const Globals& g, const std::string& name, const std::string& config) {
+  std::string doc;
+  if (!config.empty()) {
+    auto text = ReadDocumentArg(config);
+    if (!text.ok()) return UsageError(text.status().message());
+    if (Status s = ValidateConfig(*text); !s.ok()) return UsageError(s.message());
+    doc = *text;
+  }
+  auto p = c.CreateProject(name, doc);
+  if (!p.ok()) return ReportError(p.status(), Ctx(g));
+  if (g.json) PrintLine(ToJson(*p));
+  else PrintLine("project " + p->name() + " created");
+  return kExitOk;
+}
+
+int RunProjectsShow(Client& c, const Globals& g, const std::string& name) {
+  auto p = c.GetProject(name);
+  if (!p.ok()) return ReportError(p.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJson(*p));
+    return kExitOk;
+  }
+  Table t({"project:", p->name()});
+  t.AddRow({"clusters:", p->clusters().empty()
+                             ? "none: its jobs wait until it is mapped (kiln clusters map CLUSTER " + p->name() + ")"
+                             : Join(p->clusters(), "-")});
+  t.AddRow({"updated:", FormatTime(p->updated_at_ms())});
+  t.Print(stdout);
+  PrintLine("config:");
+  PrintLine(PrettyJson(p->config_json().empty() ? "{}" : p->config_json()));
+  return kExitOk;
+}
+
+int RunProjectsConfigGet(Client& c, const Globals& g, const std::string& name) {
+  auto p = c.GetProject(name);
+  if (!p.ok()) return ReportError(p.status(), Ctx(g));
+  PrintLine(PrettyJson(p->config_json().empty() ? "{}" : p->config_json()));
+  return kExitOk;
+}
+
+int RunProjectsConfigSet(Client& c, const Globals& g, const std::string& name, const std::string& config) {
+  auto text = ReadDocumentArg(config);
+  if (!text.ok()) return UsageError(text.status().message());
+  if (Status s = ValidateConfig(*text); !s.ok()) return UsageError(s.message());
+  auto p = c.SetProjectConfig(name, *text);
+  if (!p.ok()) return ReportError(p.status(), Ctx(g));
+  if (g.json) PrintLine(ToJson(*p));
+  else PrintLine("project " + p->name() + " configuration updated");
+  return kExitOk;
+}
+
+int RunClustersList(Client& c, const Globals& g) {
+  auto resp = c.ListClusters();
+  if (!resp.ok()) return ReportError(resp.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJsonArray(resp->clusters()));
+    return kExitOk;
+  }
+  Table t({"NAME", "WORKERS", "PROJECTS"});
+  for (const auto& cl : resp->clusters()) {
+    t.AddRow({cl.name(), std::to_string(cl.workers()), Join(cl.projects(), "-")});
+  }
+  t.Print(stdout);
+  return kExitOk;
+}
+
+int RunClustersCreate(Client& c, const Globals& g, const std::string& name) {
+  auto cl = c.CreateCluster(name);
+  if (!cl.ok()) return ReportError(cl.status(), Ctx(g));
+  if (g.json) PrintLine(ToJson(*cl));
+  else PrintLine("cluster " + cl->name() + " created");
+  return kExitOk;
+}
+
+int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap) {
+  auto cl = c.MapProject(cluster, project, unmap);
+  if (!cl.ok()) return ReportError(cl.status(), Ctx(g));
+  if (g.json) PrintLine(ToJson(*cl));
+  else if (unmap) PrintLine("project " + project + " unmapped from cluster " + cluster);
+  else PrintLine("project " + project + " mapped to cluster " + cluster);
+  return kExitOk;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,216 @@
+#include "cli/app.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "common/util.h"
+#include "common/version.h"
+
+namespace kiln::cli {
+namespace {
+
+constexpr const char* kGlobalFooter =
+    "Global options (before or after the subcommand): --controller ADDR (env KILN_CONTROLLER, default "
+    "127.0.0.1:7070), --json, --timeout DUR (default 30s). See kiln --help.";
+
+CLI::App* Sub(CLI::App* parent, const std::string& name, const std::string& description) {
+  CLI::App* s = parent->add_subcommand(name, description);
+  s->footer(kGlobalFooter);
+  return s;
+}
+
+// "kiln projects config set" for the subcommands given on the command line.
+std::string CommandPath(CLI::App& app) {
+  std::string path = "kiln";
+  CLI::App* cur = &app;
+  while (!cur->get_subcommands().empty()) {
+    cur = cur->get_subcommands().front();
+    path += " " + cur->get_name();
+  }
+  return path;
+}
+
+// "unknown command "x" for kiln projects; expected one of: list, create, ..."
+std::string MissingSubcommand(CLI::App& app) {
+  CLI::App* cur = &app;
+  while (!cur->get_subcommands().empty()) cur = cur->get_subcommands().front();
+  std::string names;
+  for (const CLI::App* s : cur->get_subcommands({})) names += (names.empty() ? "" : ", ") + s->get_name();
+  std::vector<std::string> rest = app.remaining(true);
+  std::string what = rest.empty() ? "missing command" : "unknown command \"" + rest.front() + "\"";
+  return what + " for " + CommandPath(app) + "; expected one of: " + names;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"kiln: submit builds to a kiln build farm and inspect jobs, workers, projects and clusters.", "kiln"};
+  app.fallthrough();  // global options also after the subcommand
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("kiln ") + kVersion);
+  app.footer(
+      "Exit codes: 0 ok; 2 usage error; 3 controller unreachable or too slow; 4 not found; 5 other error from "
+      "the controller. kiln submit (without --detach) exits like the job: its exit code, 124 timed out, "
+      "128+N killed by signal N, 130 cancelled, 125 lost or failed without an exit code.");
+
+  Globals g;
+  std::string controller = "127.0.0.1:7070";
+  std::string timeout_text = "30s";
+  app.add_option("--controller", controller, "kiln-controller address, host:port")
+      ->envname("KILN_CONTROLLER")
+      ->type_name("ADDR")
+      ->capture_default_str();
+  app.add_flag("--json", g.json, "machine-readable output: protobuf messages as JSON");
+  app.add_option("--timeout", timeout_text, "deadline of each call to the controller, e.g. 500ms, 30s, 2m")
+      ->type_name("DUR")
+      ->capture_default_str();
+
+  std::function<int(Client&)> action;
+
+  // submit
+  SubmitArgs submit;
+  int priority = 0;
+  auto* sub = Sub(&app, "submit", "Queue a build command; follow its log and exit like it (or --detach)");
+  sub->footer(std::string("Give the command after --: kiln submit [OPTIONS] -- CMD ARGS...\n") + kGlobalFooter);
+  sub->add_option("--project", submit.project, "project the job belongs to")->capture_default_str();
+  sub->add_option("--cluster", submit.cluster, "run only on this cluster (must be mapped to the project)");
+  auto* prio = sub->add_option("--priority", priority, "higher runs first; default: the project's")
+                   ->check(CLI::Range(-1000, 1000));
+  sub->add_option("--max-attempts", submit.max_attempts, "attempts before giving up on lost workers")
+      ->check(CLI::Range(1, 100));
+  sub->add_option("--timeout-s", submit.timeout_s, "kill the build after this many seconds; default: the project's")
+      ->check(CLI::Range(int64_t{1}, int64_t{604800}));
+  sub->add_option("--env", submit.env, "environment variable for the build, KEY=VALUE (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("KEY=VALUE");
+  sub->add_option("--require", submit.require, "worker property to require, KEY=VALUE, e.g. arch=aarch64 (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("KEY=VALUE");
+  sub->add_option("--workdir", submit.workdir, "directory to run in, relative to the job's work directory");
+  sub->add_flag("--detach", submit.detach, "print the job id (or the job as JSON with --json) and exit");
+  sub->add_option("--request-id", submit.request_id, "idempotency key: submitting it again returns the same job");
+  sub->add_option("command", submit.command, "the command to run and its arguments, after --")->type_name("CMD");
+  sub->callback([&] {
+    if (prio->count() > 0) submit.priority = priority;
+    action = [&](Client& c) { return RunSubmit(c, g, submit); };
+  });
+
+  // status
+  std::string status_id;
+  auto* st = Sub(&app, "status", "Show a job's state, times and outcome");
+  st->add_option("id", status_id, "job id")->type_name("ID")->required();
+  st->callback([&] { action = [&](Client& c) { return RunStatus(c, g, status_id); }; });
+
+  // logs
+  LogsArgs logs;
+  auto* lg = Sub(&app, "logs", "Print a job's log");
+  lg->add_flag("-f,--follow", logs.follow, "keep printing until the job ended");
+  lg->add_option("--attempt", logs.attempt, "the log of this attempt; default: the current one")
+      ->check(CLI::Range(1, 1000000).description("a positive number"));
+  lg->add_option("id", logs.job_id, "job id")->type_name("ID")->required();
+  lg->callback([&] { action = [&](Client& c) { return RunLogs(c, g, logs); }; });
+
+  // cancel
+  CancelArgs cancel;
+  auto* cn = Sub(&app, "cancel", "Cancel a job and wait until it stopped");
+  cn->add_option("id", cancel.job_id, "job id")->type_name("ID")->required();
+  cn->add_option("--reason", cancel.reason, "why, recorded with the job");
+  cn->add_flag("--no-wait", cancel.no_wait, "return once the cancel is requested");
+  cn->callback([&] { action = [&](Client& c) { return RunCancel(c, g, cancel); }; });
+
+  // list
+  ListArgs list;
+  auto* ls = Sub(&app, "list", "List recent jobs, newest first");
+  ls->add_option("--project", list.project, "only this project's jobs");
+  ls->add_option("--status", list.statuses, "only jobs in this state (repeatable or comma-separated): "
+                                            "queued, setup, running, succeeded, failed, cancelled, lost")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->type_name("STATUS");
+  ls->add_option("--limit", list.limit, "at most this many jobs (default 50)")->check(CLI::Range(1, 1000));
+  ls->callback([&] { action = [&](Client& c) { return RunList(c, g, list); }; });
+
+  // workers
+  bool all_workers = false;
+  auto* wk = Sub(&app, "workers", "List workers");
+  wk->add_flag("--all", all_workers, "include disconnected and lost workers");
+  wk->callback([&] { action = [&](Client& c) { return RunWorkers(c, g, all_workers); }; });
+
+  // projects
+  auto* pr = Sub(&app, "projects", "Manage projects");
+  pr->require_subcommand(1);
+  auto* pl = Sub(pr, "list", "List projects");
+  pl->callback([&] { action = [&](Client& c) { return RunProjectsList(c, g); }; });
+  std::string project_name, project_config;
+  auto* pc = Sub(pr, "create", "Create a project");
+  pc->add_option("name", project_name, "project name")->required();
+  pc->add_option("--config", project_config, "configuration: JSON text, @FILE or - for standard input");
+  pc->callback([&] { action = [&](Client& c) { return RunProjectsCreate(c, g, project_name, project_config); }; });
+  auto* ps = Sub(pr, "show", "Show a project, its clusters and configuration");
+  ps->add_option("name", project_name, "project name")->required();
+  ps->callback([&] { action = [&](Client& c) { return RunProjectsShow(c, g, project_name); }; });
+  auto* pcfg = Sub(pr, "config", "Read or replace a project's configuration");
+  pcfg->require_subcommand(1);
+  auto* pget = Sub(pcfg, "get", "Print the configuration as JSON");
+  pget->add_option("name", project_name, "project name")->required();
+  pget->callback([&] { action = [&](Client& c) { return RunProjectsConfigGet(c, g, project_name); }; });
+  auto* pset = Sub(pcfg, "set", "Replace the configuration (validated here first)");
+  pset->add_option("name", project_name, "project name")->required();
+  pset->add_option("config", project_config, "JSON text, @FILE, or - for standard input")->required();
+  pset->callback([&] { action = [&](Client& c) { return RunProjectsConfigSet(c, g, project_name, project_config); }; });
+
+  // clusters
+  auto* cl = Sub(&app, "clusters", "Manage clusters and which projects they serve");
+  cl->require_subcommand(1);
+  auto* cll = Sub(cl, "list", "List clusters");
+  cll->callback([&] { action = [&](Client& c) { return RunClustersList(c, g); }; });
+  std::string cluster_name, map_project;
+  auto* clc = Sub(cl, "create", "Create a cluster");
+  clc->add_option("name", cluster_name, "cluster name")->required();
+  clc->callback([&] { action = [&](Client& c) { return RunClustersCreate(c, g, cluster_name); }; });
+  for (bool unmap : {false, true}) {
+    auto* m = Sub(cl, unmap ? "unmap" : "map",
+                  unmap ? "Stop running a project's jobs on a cluster" : "Let a cluster run a project's jobs");
+    m->add_option("cluster", cluster_name, "cluster name")->required();
+    m->add_option("project", map_project, "project name")->required();
+    m->callback([&, unmap] {
+      action = [&, unmap](Client& c) { return RunClustersMap(c, g, cluster_name, map_project, unmap); };
+    });
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::string msg = e.what();
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && msg.find("subcommand") != std::string::npos) {
+      msg = MissingSubcommand(app);
+    }
+    if (CommandPath(app) == "kiln submit" && dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+      msg += " (give the command to run after --: kiln submit [OPTIONS] -- CMD ARGS...)";
+    }
+    UsageError(msg);
+    std::fprintf(stderr, "Run '%s --help' for usage.\n", CommandPath(app).c_str());
+    return kExitUsage;
+  }
+
+  auto timeout = ParseDuration(timeout_text);
+  if (!timeout.ok()) return UsageError("--timeout: " + timeout.status().message());
+  if (timeout->count() <= 0) return UsageError("--timeout must be greater than zero");
+  g.controller = controller;
+  g.timeout = *timeout;
+  if (!action) return UsageError("no command given; run 'kiln --help'");
+
+  ClientOptions options;
+  options.address = controller;
+  options.timeout = *timeout;
+  auto client = Client::Connect(options);
+  return action(*client);
+}
+
+}  // namespace kiln::cli

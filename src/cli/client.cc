@@ -1,0 +1,242 @@
+#include "cli/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "cli/client_stubs.h"
+
+namespace kiln::cli {
+
+struct Client::Impl {
+  ClientOptions options;
+  std::unique_ptr<v1::JobService::StubInterface> jobs;
+  std::unique_ptr<v1::AdminService::StubInterface> admin;
+};
+
+namespace {
+
+Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return Status::Ok();
+  int code = static_cast<int>(s.error_code());
+  if (code < 0 || code > static_cast<int>(Code::kUnavailable)) {
+    // DATA_LOSS, UNAUTHENTICATED: not used by kiln; keep the message.
+    return {Code::kUnknown, s.error_message()};
+  }
+  std::string msg = s.error_message();
+  if (msg.empty()) msg = CodeName(static_cast<Code>(code));
+  return {static_cast<Code>(code), std::move(msg)};
+}
+
+// One unary call with the configured deadline.
+template <typename Resp, typename Fn>
+Result<Resp> Call(const ClientOptions& o, Fn&& fn) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + o.timeout);
+  Resp resp;
+  grpc::Status s = fn(&ctx, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp;
+}
+
+Status NoStub(const char* service) {
+  return {Code::kUnimplemented, std::string("this client has no ") + service + " stub"};
+}
+
+}  // namespace
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+std::unique_ptr<Client> MakeClient(const ClientOptions& options,
+                                   std::unique_ptr<v1::JobService::StubInterface> jobs,
+                                   std::unique_ptr<v1::AdminService::StubInterface> admin) {
+  auto impl = std::make_unique<Client::Impl>();
+  impl->options = options;
+  impl->jobs = std::move(jobs);
+  impl->admin = std::move(admin);
+  return std::make_unique<Client>(std::move(impl));
+}
+
+std::unique_ptr<Client> Client::Connect(const ClientOptions& options) {
+  grpc::ChannelArguments args;
+  // Reconnect quickly after a controller restart (Submit retries, follow resumes).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 4000);
+  // Notice a dead controller host during a long, quiet follow. Five minutes is
+  // the server's default minimum ping interval, so no "too many pings".
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 300'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
+  return MakeClient(options, v1::JobService::NewStub(channel), v1::AdminService::NewStub(channel));
+}
+
+const ClientOptions& Client::options() const { return impl_->options; }
+
+Result<v1::SubmitResponse> Client::Submit(const v1::SubmitRequest& req) {
+  if (!impl_->jobs) return NoStub("JobService");
+  constexpr int kRetries = 3;
+  auto backoff = impl_->options.retry_backoff;
+  std::optional<Status> first_failure;  // usually the clearest ("connection refused")
+  for (int attempt = 0;; ++attempt) {
+    auto r = Call<v1::SubmitResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::SubmitResponse* resp) {
+      return impl_->jobs->Submit(ctx, req, resp);
+    });
+    if (r.ok() || r.status().code() != Code::kUnavailable) return r;
+    if (!first_failure) first_failure = r.status();
+    if (attempt == kRetries) {
+      return Status(Code::kUnavailable, first_failure->message() + " (tried " + std::to_string(kRetries + 1) + " times)");
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff *= 2;
+  }
+}
+
+Result<v1::Job> Client::GetJob(int64_t job_id) {
+  if (!impl_->jobs) return NoStub("JobService");
+  v1::GetJobRequest req;
+  req.set_job_id(job_id);
+  return Call<v1::Job>(impl_->options, [&](grpc::ClientContext* ctx, v1::Job* resp) {
+    return impl_->jobs->GetJob(ctx, req, resp);
+  });
+}
+
+Result<v1::Job> Client::CancelJob(int64_t job_id, const std::string& reason) {
+  if (!impl_->jobs) return NoStub("JobService");
+  v1::CancelJobRequest req;
+  req.set_job_id(job_id);
+  req.set_reason(reason);
+  return Call<v1::Job>(impl_->options, [&](grpc::ClientContext* ctx, v1::Job* resp) {
+    return impl_->jobs->CancelJob(ctx, req, resp);
+  });
+}
+
+Result<v1::ListJobsResponse> Client::ListJobs(const v1::ListJobsRequest& req) {
+  if (!impl_->jobs) return NoStub("JobService");
+  return Call<v1::ListJobsResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListJobsResponse* resp) {
+    return impl_->jobs->ListJobs(ctx, req, resp);
+  });
+}
+
+Status Client::WatchJob(const v1::WatchJobRequest& req,
+                        const std::function<std::chrono::milliseconds(const v1::JobEvent&)>& on_event) {
+  using Clock = std::chrono::steady_clock;
+  if (!impl_->jobs) return NoStub("JobService");
+  grpc::ClientContext ctx;
+  if (!req.follow()) ctx.set_deadline(std::chrono::system_clock::now() + impl_->options.timeout);
+
+  // Silence watchdog: cancels the call once the limit on_event set has passed.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false, silent = false;
+  std::optional<Clock::time_point> give_up_at;
+  std::thread watchdog([&] {
+    std::unique_lock lock(mu);
+    while (!done) {
+      if (!give_up_at) {
+        cv.wait(lock);
+      } else if (cv.wait_until(lock, *give_up_at) == std::cv_status::timeout && give_up_at &&
+                 Clock::now() >= *give_up_at) {
+        silent = true;
+        ctx.TryCancel();
+        return;
+      }
+    }
+  });
+
+  auto reader = impl_->jobs->WatchJob(&ctx, req);
+  v1::JobEvent ev;
+  while (reader->Read(&ev)) {
+    std::chrono::milliseconds limit = on_event(ev);
+    std::lock_guard lock(mu);
+    give_up_at = limit.count() > 0 ? std::optional(Clock::now() + limit) : std::nullopt;
+    cv.notify_one();
+  }
+  grpc::Status status = reader->Finish();
+  {
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_one();
+  }
+  watchdog.join();
+  if (silent) return Status(Code::kDeadlineExceeded, "the log stream went silent");
+  return FromGrpc(status);
+}
+
+Result<v1::ListWorkersResponse> Client::ListWorkers(bool include_gone) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::ListWorkersRequest req;
+  req.set_include_gone(include_gone);
+  return Call<v1::ListWorkersResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListWorkersResponse* resp) {
+    return impl_->admin->ListWorkers(ctx, req, resp);
+  });
+}
+
+Result<v1::ListProjectsResponse> Client::ListProjects() {
+  if (!impl_->admin) return NoStub("AdminService");
+  return Call<v1::ListProjectsResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListProjectsResponse* resp) {
+    return impl_->admin->ListProjects(ctx, v1::Empty(), resp);
+  });
+}
+
+Result<v1::Project> Client::CreateProject(const std::string& name, const std::string& config_json) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::CreateProjectRequest req;
+  req.set_name(name);
+  req.set_config_json(config_json);
+  return Call<v1::Project>(impl_->options, [&](grpc::ClientContext* ctx, v1::Project* resp) {
+    return impl_->admin->CreateProject(ctx, req, resp);
+  });
+}
+
+Result<v1::Project> Client::GetProject(const std::string& name) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::GetProjectRequest req;
+  req.set_name(name);
+  return Call<v1::Project>(impl_->options, [&](grpc::ClientContext* ctx, v1::Project* resp) {
+    return impl_->admin->GetProject(ctx, req, resp);
+  });
+}
+
+Result<v1::Project> Client::SetProjectConfig(const std::string& name, const std::string& config_json) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::SetProjectConfigRequest req;
+  req.set_name(name);
+  req.set_config_json(config_json);
+  return Call<v1::Project>(impl_->options, [&](grpc::ClientContext* ctx, v1::Project* resp) {
+    return impl_->admin->SetProjectConfig(ctx, req, resp);
+  });
+}
+
+Result<v1::ListClustersResponse> Client::ListClusters() {
+  if (!impl_->admin) return NoStub("AdminService");
+  return Call<v1::ListClustersResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListClustersResponse* resp) {
+    return impl_->admin->ListClusters(ctx, v1::Empty(), resp);
+  });
+}
+
+Result<v1::Cluster> Client::CreateCluster(const std::string& name) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::CreateClusterRequest req;
+  req.set_name(name);
+  return Call<v1::Cluster>(impl_->options, [&](grpc::ClientContext* ctx, v1::Cluster* resp) {
+    return impl_->admin->CreateCluster(ctx, req, resp);
+  });
+}
+
+Result<v1::Cluster> Client::MapProject(const std::string& cluster, const std::string& project, bool unmap) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::MapProjectRequest req;
+  req.set_cluster(cluster);
+  req.set_project(project);
+  req.set_unmap(unmap);
+  return Call<v1::Cluster>(impl_->options, [&](grpc::ClientContext* ctx, v1::Cluster* resp) {
+    return impl_->admin->MapProject(ctx, req, resp);
+  });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,74 @@
+#pragma once
+// The kiln subcommands. Each takes parsed arguments, talks to the controller
+// through a Client, prints its result and returns the process exit code
+// (see main.cpp); none throws.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/client.h"
+
+namespace kiln::cli {
+
+// Options shared by every subcommand.
+struct Globals {
+  std::string controller;                    // address, for messages
+  bool json = false;                         // machine-readable output
+  std::chrono::milliseconds timeout{30'000};
+};
+
+struct SubmitArgs {
+  std::string project = "default";
+  std::string cluster;
+  std::optional<int> priority;
+  int max_attempts = 0;
+  int64_t timeout_s = 0;
+  std::vector<std::string> env;       // KEY=VALUE
+  std::vector<std::string> require;   // KEY=VALUE
+  std::string workdir;
+  bool detach = false;
+  std::string request_id;             // empty: a random one
+  std::vector<std::string> command;
+};
+int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a);
+
+int RunStatus(Client& c, const Globals& g, const std::string& job_id);
+
+struct LogsArgs {
+  std::string job_id;
+  bool follow = false;
+  int attempt = 0;
+};
+int RunLogs(Client& c, const Globals& g, const LogsArgs& a);
+
+struct CancelArgs {
+  std::string job_id;
+  std::string reason;
+  bool no_wait = false;
+};
+int RunCancel(Client& c, const Globals& g, const CancelArgs& a);
+
+struct ListArgs {
+  std::string project;
+  std::vector<std::string> statuses;
+  int limit = 0;
+};
+int RunList(Client& c, const Globals& g, const ListArgs& a);
+
+int RunWorkers(Client& c, const Globals& g, bool all);
+
+int RunProjectsList(Client& c, const Globals& g);
+int RunProjectsCreate(Client& c, const Globals& g, const std::string& name, const std::string& config);
+int RunProjectsShow(Client& c, const Globals& g, const std::string& name);
+int RunProjectsConfigGet(Client& c, const Globals& g, const std::string& name);
+// `config` is JSON text, @FILE or - (stdin).
+int RunProjectsConfigSet(Client& c, const Globals& g, const std::string& name, const std::string& config);
+
+int RunClustersList(Client& c, const Globals& g);
+int RunClustersCreate(Client& c, const Globals& g, const std::string& name);
+int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap);
+
+}  // namespace kiln::cli

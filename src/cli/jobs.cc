@@ -1,0 +1,232 @@
+// kiln submit, status, logs, cancel, list.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "cli/follow.h"
+#include "cli/interrupt.h"
+#include "cli/output.h"
+#include "common/util.h"
+
+namespace kiln::cli {
+namespace {
+
+ErrorContext Ctx(const Globals& g) { return {g.controller, g.timeout}; }
+
+void PrintLine(const std::string& s) { std::printf("%s\n", s.c_str()); }
+
+std::string Duration(const v1::Job& j, int64_t now_ms) {
+  if (j.started_at_ms() <= 0) return "-";
+  if (j.finished_at_ms() >= j.started_at_ms()) return FormatMs(j.finished_at_ms() - j.started_at_ms());
+  if (!IsTerminal(j.status())) return FormatMs(std::max<int64_t>(0, now_ms - j.started_at_ms())) + " so far";
+  return "-";
+}
+
+std::string Attempts(const v1::Job& j) {
+  return std::to_string(j.attempt()) + "/" + std::to_string(j.max_attempts());
+}
+
+std::string TimeAndAge(int64_t ms, int64_t now_ms) {
+  if (ms <= 0) return "-";
+  return FormatTime(ms) + " (" + FormatAge(ms, now_ms) + " ago)";
+}
+
+void PrintJobSummary(const v1::Job& j) {
+  const int64_t now = NowUnixMs();
+  Table t({"id:", std::to_string(j.id())});
+  t.AddRow({"status:", JobStatusName(j.status()) + (j.cancel_requested() && !IsTerminal(j.status())
+                                                        ? " (cancel requested)" : "")});
+  if (j.status() == v1::QUEUED && !j.unsatisfiable().empty()) {
+    t.AddRow({"waiting:", j.unsatisfiable()});
+  }
+  t.AddRow({"project:", j.project()});
+  if (!j.cluster().empty()) t.AddRow({"cluster:", j.cluster()});
+  t.AddRow({"attempt:", Attempts(j)});
+  t.AddRow({"worker:", j.worker_id().empty() ? "-" : j.worker_id()});
+  t.AddRow({"priority:", std::to_string(j.priority())});
+  t.AddRow({"command:", CommandLine(j.spec())});
+  if (!j.spec().working_dir().empty()) t.AddRow({"workdir:", j.spec().working_dir()});
+  if (!j.spec().requirements().empty()) t.AddRow({"requires:", JoinMap(j.spec().requirements())});
+  t.AddRow({"submitted:", TimeAndAge(j.submitted_at_ms() > 0 ? j.submitted_at_ms() : j.queued_at_ms(), now)});
+  t.AddRow({"started:", TimeAndAge(j.started_at_ms(), now)});
+  t.AddRow({"finished:", TimeAndAge(j.finished_at_ms(), now)});
+  t.AddRow({"duration:", Duration(j, now)});
+  if (j.has_result()) {
+    const auto& r = j.result();
+    if (r.exit_code() >= 0) t.AddRow({"exit code:", std::to_string(r.exit_code())});
+    if (r.term_signal() > 0) t.AddRow({"signal:", std::to_string(r.term_signal())});
+    if (r.timed_out()) t.AddRow({"timed out:", "yes (after " + FormatMs(j.spec().timeout_s() * 1000) + ")"});
+    if (!r.error().empty()) t.AddRow({"error:", r.error()});
+  }
+  if (IsTerminal(j.status())) t.AddRow({"outcome:", DescribeOutcome(j)});
+  t.AddRow({"log:", std::to_string(j.log_size()) + " bytes (attempt " + std::to_string(j.attempt()) + ")"});
+  t.Print(stdout);
+}
+
+}  // namespace
+
+int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
+  if (a.command.empty()) return UsageError("no command given: kiln submit [OPTIONS] -- CMD ARGS...");
+  auto env = ParseKeyValues(a.env, "--env");
+  if (!env.ok()) return UsageError(env.status().message());
+  auto req_kv = ParseKeyValues(a.require, "--require");
+  if (!req_kv.ok()) return UsageError(req_kv.status().message());
+
+  v1::SubmitRequest req;
+  req.set_project(a.project);
+  req.set_cluster(a.cluster);
+  if (a.priority) req.set_priority(*a.priority);
+  req.set_max_attempts(a.max_attempts);
+  // The idempotency key makes retrying Submit safe: a retry gets the same job.
+  req.set_request_id(a.request_id.empty() ? RandomHex(16) : a.request_id);
+  auto* spec = req.mutable_spec();
+  for (const auto& arg : a.command) spec->add_argv(arg);
+  for (const auto& [k, v] : *env) (*spec->mutable_env())[k] = v;
+  for (const auto& [k, v] : *req_kv) (*spec->mutable_requirements())[k] = v;
+  spec->set_working_dir(a.workdir);
+  spec->set_timeout_s(a.timeout_s);
+
+  auto resp = c.Submit(req);
+  if (!resp.ok()) return ReportError(resp.status(), Ctx(g));
+  const v1::Job& job = resp->job();
+  const int64_t id = job.id();
+  const std::string name = "job " + std::to_string(id);
+
+  if (a.detach) {
+    if (g.json) PrintLine(ToJson(job));
+    else PrintLine(std::to_string(id));
+    return kExitOk;
+  }
+
+  if (resp->existing()) {
+    std::fprintf(stderr, "kiln: %s already submitted with request id %s (project %s)\n", name.c_str(),
+                 req.request_id().c_str(), job.project().c_str());
+  } else {
+    std::fprintf(stderr, "kiln: %s queued (project %s)\n", name.c_str(), job.project().c_str());
+  }
+
+  FollowOptions fo;
+  fo.job_id = id;
+  fo.status_lines = true;
+  fo.retry_first_connect = true;
+  if (auto now = c.GetJob(id); now.ok()) {
+    if (!now->unsatisfiable().empty()) {
+      Warn(name + " cannot start yet: " + now->unsatisfiable() + "; it stays queued (Ctrl-C cancels it)");
+      fo.known_unsatisfiable = now->unsatisfiable();
+    }
+  }
+
+  // First Ctrl-C cancels the job and keeps following; the second exits 130.
+  InterruptGuard guard([&c, id, name] {
+    // After the terminal's "^C", start on a fresh line.
+    std::fprintf(stderr, "%skiln: cancelling %s (Ctrl-C again to stop waiting)\n", isatty(STDERR_FILENO) ? "\n" : "",
+                 name.c_str());
+    auto r = c.CancelJob(id, "cancelled from kiln submit (Ctrl-C)");
+    if (!r.ok()) Warn("could not cancel " + name + ": " + r.status().message());
+  });
+
+  auto final_job = FollowJob(c, fo);
+  if (!final_job.ok()) {
+    int code = ReportError(final_job.status(), Ctx(g));
+    std::fprintf(stderr, "kiln: %s continues without this client; see kiln status %lld\n", name.c_str(),
+                 static_cast<long long>(id));
+    return code;
+  }
+  std::fprintf(stderr, "kiln: %s %s\n", name.c_str(), DescribeOutcome(*final_job).c_str());
+  return JobExitCode(*final_job);
+}
+
+int RunStatus(Client& c, const Globals& g, const std::string& job_id) {
+  auto id = ParseJobId(job_id);
+  if (!id.ok()) return UsageError(id.status().message());
+  auto job = c.GetJob(*id);
+  if (!job.ok()) return ReportError(job.status(), Ctx(g));
+  if (g.json) PrintLine(ToJson(*job));
+  else PrintJobSummary(*job);
+  return kExitOk;
+}
+
+int RunLogs(Client& c, const Globals& g, const LogsArgs& a) {
+  auto id = ParseJobId(a.job_id);
+  if (!id.ok()) return UsageError(id.status().message());
+  FollowOptions fo;
+  fo.job_id = *id;
+  fo.attempt = a.attempt;
+  fo.follow = a.follow;
+  auto r = FollowJob(c, fo);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  return kExitOk;
+}
+
+int RunCancel(Client& c, const Globals& g, const CancelArgs& a) {
+  auto id = ParseJobId(a.job_id);
+  if (!id.ok()) return UsageError(id.status().message());
+  const std::string name = "job " + std::to_string(*id);
+  auto job = c.CancelJob(*id, a.reason);
+  if (!job.ok()) return ReportError(job.status(), Ctx(g));
+
+  if (!a.no_wait) {
+    // The worker stops the build; wait until it reported.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!IsTerminal(job->status())) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        if (g.json) PrintLine(ToJson(*job));
+        std::fprintf(stderr,
+                     "kiln: error: %s is still %s 30 s after the cancel request; it stops when its worker acts "
+                     "on it (check with: kiln status %lld)\n",
+                     name.c_str(), JobStatusName(job->status()).c_str(), static_cast<long long>(*id));
+        return kExitUnreachable;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto next = c.GetJob(*id);
+      if (!next.ok()) return ReportError(next.status(), Ctx(g));
+      job = std::move(next);
+    }
+  }
+
+  if (g.json) PrintLine(ToJson(*job));
+  if (a.no_wait && !IsTerminal(job->status())) {
+    if (!g.json) PrintLine("cancel requested for " + name);
+    return kExitOk;
+  }
+  if (!g.json) PrintLine(name + " " + DescribeOutcome(*job));
+  if (job->status() == v1::CANCELLED) return kExitOk;
+  // It ended on its own before the cancel took effect.
+  if (!g.json) std::fprintf(stderr, "kiln: error: %s ended before it could be cancelled\n", name.c_str());
+  return kExitRemote;
+}
+
+int RunList(Client& c, const Globals& g, const ListArgs& a) {
+  v1::ListJobsRequest req;
+  req.set_project(a.project);
+  req.set_limit(a.limit);
+  for (const auto& s : a.statuses) {
+    auto st = ParseJobStatus(s);
+    if (!st.ok()) return UsageError(st.status().message());
+    req.add_status(*st);
+  }
+  auto resp = c.ListJobs(req);
+  if (!resp.ok()) return ReportError(resp.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJsonArray(resp->jobs()));
+    return kExitOk;
+  }
+  const int64_t now = NowUnixMs();
+  Table t({"ID", "STATUS", "PROJECT", "ATTEMPT", "WORKER", "AGE", "COMMAND"});
+  for (const auto& j : resp->jobs()) {
+    int64_t since = j.submitted_at_ms() > 0 ? j.submitted_at_ms() : j.queued_at_ms();
+    t.AddRow({std::to_string(j.id()), JobStatusName(j.status()), j.project(), Attempts(j),
+              j.worker_id().empty() ? "-" : j.worker_id(), FormatAge(since, now),
+              Truncate(CommandLine(j.spec()), 40)});
+  }
+  t.Print(stdout);
+  return kExitOk;
+}
+
+}  // namespace kiln::cli

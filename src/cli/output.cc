@@ -1,0 +1,156 @@
+#include "cli/output.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+
+namespace kiln::cli {
+namespace {
+
+nlohmann::ordered_json JsonOf(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
+  std::string out;
+  auto s = google::protobuf::util::MessageToJsonString(m, &out, opts);
+  // Serializing a well-formed message cannot fail; keep the message if it does.
+  if (!s.ok()) return nlohmann::ordered_json{{"error", std::string(s.message())}};
+  return nlohmann::ordered_json::parse(out);
+}
+
+}  // namespace
+
+std::string ToJson(const google::protobuf::Message& m) { return JsonOf(m).dump(2); }
+
+std::string ToJsonArray(const std::vector<const google::protobuf::Message*>& ms) {
+  auto arr = nlohmann::ordered_json::array();
+  for (const auto* m : ms) arr.push_back(JsonOf(*m));
+  return arr.dump(2);
+}
+
+std::string PrettyJson(const std::string& text) {
+  auto j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return text;
+  return j.dump(2);
+}
+
+void Table::Print(std::FILE* out) const {
+  std::vector<size_t> width;
+  for (const auto& row : rows_) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows_) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::fprintf(out, "%s\n", line.c_str());
+  }
+}
+
+std::string JobStatusName(v1::JobStatus s) {
+  if (s < v1::QUEUED || s > v1::LOST) return "unknown";
+  std::string name = v1::JobStatus_Name(s);
+  for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+bool IsTerminal(v1::JobStatus s) { return s >= v1::SUCCEEDED && s <= v1::LOST; }
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string FormatAge(int64_t unix_ms, int64_t now_ms) {
+  if (unix_ms <= 0) return "-";
+  int64_t s = std::max<int64_t>(0, (now_ms - unix_ms) / 1000);
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m";
+  if (s < 86400) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+std::string CommandLine(const v1::JobSpec& spec) {
+  std::string out;
+  for (const auto& a : spec.argv()) {
+    if (!out.empty()) out += ' ';
+    bool plain = !a.empty() && std::all_of(a.begin(), a.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || std::strchr("-_./=:,+@%", ch) != nullptr;
+    });
+    if (plain) {
+      out += a;
+      continue;
+    }
+    out += '\'';
+    for (char ch : a) {
+      if (ch == '\'') out += "'\\''";
+      else out += ch;
+    }
+    out += '\'';
+  }
+  return out;
+}
+
+std::string Truncate(const std::string& s, size_t width) {
+  if (s.size() <= width) return s;
+  if (width <= 3) return s.substr(0, width);
+  return s.substr(0, width - 3) + "...";
+}
+
+std::string JoinMap(const google::protobuf::Map<std::string, std::string>& m) {
+  std::map<std::string, std::string> sorted(m.begin(), m.end());
+  std::string out;
+  for (const auto& [k, v] : sorted) {
+    if (!out.empty()) out += ',';
+    out += k + "=" + v;
+  }
+  return out;
+}
+
+std::string DescribeOutcome(const v1::Job& job) {
+  const v1::JobResult& r = job.result();
+  std::string why = r.error().empty() ? "" : ": " + r.error();
+  switch (job.status()) {
+    case v1::SUCCEEDED: {
+      if (job.started_at_ms() > 0 && job.finished_at_ms() >= job.started_at_ms()) {
+        return "succeeded in " + FormatMs(job.finished_at_ms() - job.started_at_ms());
+      }
+      return "succeeded";
+    }
+    case v1::CANCELLED: {
+      // The controller's error usually reads "cancelled ...: <reason>" already.
+      if (r.error().rfind("cancelled", 0) == 0) return r.error();
+      return (job.started_at_ms() > 0 ? "cancelled" : "cancelled before it started") + why;
+    }
+    case v1::LOST:
+      return "lost with its worker after " + std::to_string(job.attempt()) + " attempt(s)" + why;
+    case v1::FAILED: break;
+    default: return JobStatusName(job.status());
+  }
+  // For timeouts and signals the error only restates the cause; kiln status shows it.
+  if (r.timed_out()) return "failed: timed out after " + FormatMs(job.spec().timeout_s() * 1000);
+  if (r.term_signal() > 0) {
+    const char* abbrev = sigabbrev_np(r.term_signal());
+    std::string name = abbrev ? std::string(" (SIG") + abbrev + ")" : "";
+    return "failed: killed by signal " + std::to_string(r.term_signal()) + name;
+  }
+  if (r.exit_code() > 0) return "failed: exit code " + std::to_string(r.exit_code()) + why;
+  return "failed" + (why.empty() ? std::string(" without an exit code") : why);
+}
+
+}  // namespace kiln::cli
