@@ -139,14 +139,16 @@ class JobServiceImpl final : public v1::JobService::Service {
       bool current = attempt == job.attempt();
       // Read until caught up with what is stored.
       while (attempt > 0) {
-        auto slice = c_->queue->ReadLog(req->job_id(), attempt, offset, kChunk);
+        // A job that ended will not fill a gap left by a lost chunk: skip it.
+        bool final_log = ended || !current;
+        auto slice = c_->queue->ReadLog(req->job_id(), attempt, offset, kChunk, final_log);
         if (!slice.ok()) return api::ToGrpc(slice.status());
         if (slice->data.empty()) break;
         v1::JobEvent le;
         auto* l = le.mutable_log();
         l->set_attempt(attempt);
-        l->set_offset(offset);
-        offset += static_cast<int64_t>(slice->data.size());
+        l->set_offset(slice->offset);
+        offset = slice->offset + static_cast<int64_t>(slice->data.size());
         l->set_data(std::move(slice->data));
         if (!w->Write(le)) return grpc::Status(grpc::CANCELLED, "client went away");
       }

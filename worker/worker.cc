@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -54,9 +55,38 @@ struct Worker::Impl {
   std::atomic<bool> done{false};
   std::thread drain_thread;
 
-  bool Send(const v1::WorkerMessage& m) {
+  // Messages that could not be sent wait here, in order, for the next
+  // connection: logs (up to kMaxOutbox bytes), job state changes.
+  static constexpr size_t kMaxOutbox = 16 << 20;
+  std::deque<v1::WorkerMessage> outbox;  // guarded by write_mu
+  size_t outbox_bytes = 0;
+  bool outbox_overflowed = false;
+
+  // Sends now, or (keep) queues for the next connection. Order is kept:
+  // nothing overtakes what waits in the outbox.
+  void Send(const v1::WorkerMessage& m, bool keep = true) {
     std::lock_guard g(write_mu);
-    return stream != nullptr && stream->Write(m);
+    if (stream != nullptr && outbox.empty() && stream->Write(m)) return;
+    if (!keep) return;
+    size_t n = m.ByteSizeLong();
+    if (m.has_log() && outbox_bytes + n > kMaxOutbox) {
+      if (!outbox_overflowed) spdlog::warn("controller unreachable: dropping log output beyond 16 MiB");
+      outbox_overflowed = true;
+      return;
+    }
+    outbox.push_back(m);
+    outbox_bytes += n;
+  }
+
+  // Sends what waits; true if the outbox is empty afterwards.
+  bool Flush() {
+    std::lock_guard g(write_mu);
+    while (!outbox.empty() && stream != nullptr && stream->Write(outbox.front())) {
+      outbox_bytes -= outbox.front().ByteSizeLong();
+      outbox.pop_front();
+    }
+    if (outbox.empty()) outbox_overflowed = false;
+    return outbox.empty();
   }
 
   void Heartbeat() {
@@ -66,7 +96,7 @@ struct Worker::Impl {
       m.mutable_heartbeat()->set_running(static_cast<int>(jobs.size()));
     }
     m.mutable_heartbeat()->set_draining(draining);
-    Send(m);
+    Send(m, /*keep=*/false);
   }
 
   // Reports a final state; kept and re-sent until acknowledged.
@@ -145,7 +175,7 @@ struct Worker::Impl {
           l->set_offset(offset);
           l->set_data(chunk);
           offset += static_cast<int64_t>(chunk.size());
-          Send(m);  // lost if the stream is down: logs are best effort, results are not
+          Send(m);
         },
         js->cancel, js->hand_back, &js->pgid);
     fs::remove_all(req.job_dir, ec);
@@ -250,10 +280,14 @@ struct Worker::Impl {
     spdlog::info("connected to controller {} ({}) as worker_id={} slots={}", cfg.controller,
                  m.registered().controller_id(), id, cfg.slots);
     sd_notify(0, "READY=1");
-    for (const auto& u : resend) {
-      v1::WorkerMessage um;
-      *um.mutable_update() = u;
-      Send(um);
+    // What waited (logs first, in order), then final reports again: a final
+    // report applied before its job's last log chunks would fence them out.
+    if (Flush()) {
+      for (const auto& u : resend) {
+        v1::WorkerMessage um;
+        *um.mutable_update() = u;
+        Send(um, /*keep=*/false);
+      }
     }
     std::atomic<bool> connected{true};
     std::thread hb([&] {

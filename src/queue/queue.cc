@@ -342,7 +342,7 @@ Result<Job> Queue::Cancel(int64_t id, const std::string& reason) {
   return Get(id);
 }
 
-Result<LogSlice> Queue::ReadLog(int64_t id, int attempt, int64_t offset, int64_t max_bytes) {
+Result<LogSlice> Queue::ReadLog(int64_t id, int attempt, int64_t offset, int64_t max_bytes, bool skip_gaps) {
   LogSlice out;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
@@ -355,15 +355,20 @@ Result<LogSlice> Queue::ReadLog(int64_t id, int attempt, int64_t offset, int64_t
         }
         out.attempt = a;
         out.offset = offset;
-        // Chunks overlapping [offset, offset + max_bytes): contiguous from offset.
+        // Chunks ending after offset, contiguous from offset (or, skipping a
+        // gap, from the first stored chunk after it).
         auto r = tx.exec_params(
             "SELECT off, data FROM job_logs WHERE job_id = $1 AND attempt = $2"
-            " AND off + octet_length(data) > $3 AND off < $3 + $4 ORDER BY off",
+            " AND off + octet_length(data) > $3 AND off < $3 + $4 + 65536 ORDER BY off",
             id, a, offset, max_bytes);
         int64_t pos = offset;
         for (const auto& row : r) {
           int64_t off = row[0].as<int64_t>();
           pqxx::binarystring b(row[1]);
+          if (off > pos && skip_gaps && out.data.empty()) {
+            pos = off;  // bytes [offset, off) were lost with a connection
+            out.offset = off;
+          }
           if (off > pos) break;  // a gap: a chunk not stored yet
           size_t skip = static_cast<size_t>(pos - off);
           if (skip >= b.size()) continue;

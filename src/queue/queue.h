@@ -40,8 +40,10 @@ class Queue {
   // Queued: cancelled at once. Setup/running: cancel_requested is set and the
   // holding worker is told (via NOTIFY kiln_cancel). Ended: FailedPrecondition.
   Result<Job> Cancel(int64_t job_id, const std::string& reason);
-  // Up to max_bytes of an attempt's log from offset (attempt 0: current).
-  Result<LogSlice> ReadLog(int64_t job_id, int attempt, int64_t offset, int64_t max_bytes);
+  // Up to max_bytes of an attempt's log from offset (attempt 0: current),
+  // contiguous. With skip_gaps (for an ended job, whose missing chunks will
+  // never come), data may start after offset: see LogSlice::offset.
+  Result<LogSlice> ReadLog(int64_t job_id, int attempt, int64_t offset, int64_t max_bytes, bool skip_gaps = false);
   // Why a queued job cannot be taken by any registered worker, or "" if some can.
   Result<std::string> Unsatisfiable(int64_t job_id);
 

@@ -215,6 +215,26 @@ TEST_F(QueueTest, StaleAttemptChangesNothing) {
   EXPECT_EQ(log->data, "real output");
 }
 
+TEST_F(QueueTest, ReadLogStopsAtAGapUnlessTheJobEnded) {
+  int64_t id = SubmitJob();
+  std::string s = Worker("w");
+  auto c = q_->Claim("w", s, 1);
+  ASSERT_TRUE(c.ok() && c->size() == 1);
+  // Bytes 5..10 never arrive.
+  ASSERT_TRUE(q_->Apply({}, {{"w", id, 1, 0, "01234"}, {"w", id, 1, 10, "abcde"}}).ok());
+  EXPECT_EQ(q_->Get(id)->log_size, 15);
+  auto head = q_->ReadLog(id, 0, 0, 1 << 20);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->data, "01234");
+  auto waiting = q_->ReadLog(id, 0, 5, 1 << 20);
+  EXPECT_TRUE(waiting->data.empty());
+  auto skipped = q_->ReadLog(id, 0, 5, 1 << 20, /*skip_gaps=*/true);
+  EXPECT_EQ(skipped->offset, 10);
+  EXPECT_EQ(skipped->data, "abcde");
+  auto middle = q_->ReadLog(id, 0, 12, 2);
+  EXPECT_EQ(middle->data, "cd");
+}
+
 TEST_F(QueueTest, DropOfAnOldSessionDoesNotRequeue) {
   SubmitJob();
   std::string old_session = Worker("w1");

@@ -1,0 +1,142 @@
+#pragma once
+// A farm fixture for tests: a fresh database, controllers and workers as real
+// processes with fast test timings, gRPC stubs, and helpers to submit and wait.
+// On failure, the tail of every daemon's log is printed.
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness/harness.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+
+namespace kiln {
+
+using namespace std::chrono_literals;
+
+class Farm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = test::NewDatabase();
+    conf_ = dir_.path() + "/controller.conf";
+    // The lease must outlast a controller restart plus the worker's reconnect.
+    std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 3s\nreap_interval = 100ms\n"
+                            "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n";
+  }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      for (size_t i = 0; i < logs_.size(); ++i) {
+        std::ifstream in(logs_[i]);
+        std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (all.size() > 6000) all = all.substr(all.size() - 6000);
+        std::cerr << "---- " << logs_[i] << " (tail) ----\n" << all << "\n";
+      }
+    }
+  }
+
+  // Starts a controller; returns its index. Port 0 is used unless a port is given.
+  int StartController(int port = 0) {
+    std::string n = std::to_string(controllers_.size());
+    std::string addr_file = dir_.path() + "/controller" + n + ".addr";
+    std::remove(addr_file.c_str());
+    std::string log = dir_.path() + "/controller" + n + ".log";
+    logs_.push_back(log);
+    controllers_.push_back(std::make_unique<test::Process>(
+        std::vector<std::string>{test::BinPath("kiln-controller"), "--config", conf_, "--database-url", url_,
+                                 "--listen", "127.0.0.1:" + std::to_string(port), "--address-file", addr_file},
+        log));
+    std::string addr;
+    EXPECT_TRUE(test::WaitFor(
+        [&] {
+          std::ifstream in(addr_file);
+          return static_cast<bool>(std::getline(in, addr)) && !addr.empty();
+        },
+        20s))
+        << "controller did not start";
+    addresses_.push_back(addr);
+    return static_cast<int>(controllers_.size()) - 1;
+  }
+
+  test::Process& StartWorker(int controller, int slots, std::vector<std::string> extra = {}) {
+    std::string n = std::to_string(workers_.size());
+    std::string log = dir_.path() + "/worker" + n + ".log";
+    logs_.push_back(log);
+    std::vector<std::string> argv{test::BinPath("kiln-worker"), "--controller", addresses_[controller],
+                                  "--slots",  std::to_string(slots), "--work-dir", dir_.path() + "/w" + n};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    int before = std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'"));
+    workers_.push_back(std::make_unique<test::Process>(argv, log));
+    EXPECT_TRUE(test::WaitFor(
+        [&] { return std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'")) > before; },
+        20s))
+        << "worker did not register";
+    return *workers_.back();
+  }
+
+  std::unique_ptr<v1::JobService::Stub> Jobs(int controller = 0) {
+    return v1::JobService::NewStub(grpc::CreateChannel(addresses_[controller], grpc::InsecureChannelCredentials()));
+  }
+  std::unique_ptr<v1::AdminService::Stub> Admin(int controller = 0) {
+    return v1::AdminService::NewStub(grpc::CreateChannel(addresses_[controller], grpc::InsecureChannelCredentials()));
+  }
+
+  int64_t Submit(v1::JobService::Stub& stub, std::vector<std::string> argv, int64_t timeout_s = 0,
+                 std::map<std::string, std::string> req = {}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::SubmitRequest r;
+    for (auto& a : argv) r.mutable_spec()->add_argv(a);
+    r.mutable_spec()->set_timeout_s(timeout_s);
+    for (auto& [k, v] : req) (*r.mutable_spec()->mutable_requirements())[k] = v;
+    v1::SubmitResponse resp;
+    auto s = stub.Submit(&ctx, r, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.job().id();
+  }
+
+  v1::Job Get(v1::JobService::Stub& stub, int64_t id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::GetJobRequest r;
+    r.set_job_id(id);
+    v1::Job j;
+    auto s = stub.GetJob(&ctx, r, &j);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return j;
+  }
+
+  int Count(const std::string& where) { return std::stoi(test::Sql(url_, "SELECT count(*) FROM build_jobs WHERE " + where)); }
+
+  bool AllEnded(std::chrono::milliseconds timeout) {
+    return test::WaitFor([&] { return Count("status IN ('queued', 'setup', 'running')") == 0; }, timeout);
+  }
+
+  std::string Log(v1::JobService::Stub& stub, int64_t id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::WatchJobRequest r;
+    r.set_job_id(id);
+    auto reader = stub.WatchJob(&ctx, r);
+    v1::JobEvent ev;
+    std::string out;
+    while (reader->Read(&ev)) {
+      if (ev.has_log()) out += ev.log().data();
+    }
+    reader->Finish();
+    return out;
+  }
+
+  test::TempDir dir_;
+  std::string url_, conf_;
+  std::vector<std::string> addresses_, logs_;
+  std::vector<std::unique_ptr<test::Process>> controllers_, workers_;
+};
+
+}  // namespace kiln
