@@ -1,0 +1,155 @@
+// The binaries as a user runs them: kiln, kiln-controller, kiln-worker.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/farm.h"
+
+namespace kiln {
+namespace {
+
+class Cli : public Farm {
+ protected:
+  test::CommandResult Kiln(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+    std::vector<std::string> argv{test::BinPath("kiln"), "--controller", addresses_.empty() ? "127.0.0.1:1" : addresses_[0]};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::RunCommand(argv, timeout);
+  }
+  void Up() {
+    StartController();
+    StartWorker(0, 2);
+  }
+};
+
+TEST_F(Cli, SubmitFollowsTheLogAndExitsLikeTheBuild) {
+  Up();
+  auto ok = Kiln({"submit", "--", "sh", "-c", "echo building; echo to-stderr >&2"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "building\nto-stderr\n");
+  EXPECT_NE(ok.err.find("succeeded"), std::string::npos) << ok.err;
+  auto failed = Kiln({"submit", "--", "sh", "-c", "echo broken; exit 3"});
+  EXPECT_EQ(failed.exit_code, 3);
+  EXPECT_EQ(failed.out, "broken\n");
+  auto killed = Kiln({"submit", "--", "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(killed.exit_code, 128 + 9);
+  auto timed_out = Kiln({"submit", "--timeout-s", "1", "--", "sleep", "30"});
+  EXPECT_EQ(timed_out.exit_code, 124);
+  EXPECT_NE(timed_out.err.find("timed out"), std::string::npos) << timed_out.err;
+  auto missing = Kiln({"submit", "--", "no-such-command-kiln"});
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_NE(missing.out.find("no-such-command-kiln"), std::string::npos) << missing.out;
+}
+
+TEST_F(Cli, DetachStatusLogsListAndJson) {
+  Up();
+  auto sub = Kiln({"submit", "--detach", "--priority", "4", "--", "sh", "-c", "echo detached output"});
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(test::WaitFor([&] { return Kiln({"status", id}).out.find("succeeded") != std::string::npos; }, 20s));
+  auto logs = Kiln({"logs", id});
+  EXPECT_EQ(logs.exit_code, 0);
+  EXPECT_EQ(logs.out, "detached output\n");
+  auto js = Kiln({"--json", "status", id});
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  auto j = nlohmann::json::parse(js.out);
+  EXPECT_EQ(j["status"], "SUCCEEDED");
+  EXPECT_EQ(j["priority"], 4);
+  auto list = Kiln({"list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_NE(list.out.find(id), std::string::npos);
+  EXPECT_NE(list.out.find("echo detached output"), std::string::npos) << list.out;
+  auto workers = Kiln({"--json", "workers"});
+  ASSERT_EQ(workers.exit_code, 0) << workers.err;
+  auto ws = nlohmann::json::parse(workers.out);
+  ASSERT_EQ(ws.size(), 1u);
+  EXPECT_EQ(ws[0]["state"], "connected");
+}
+
+TEST_F(Cli, LogsFollowWhileRunningAndCancelStopsIt) {
+  Up();
+  auto sub = Kiln({"submit", "--detach", "--", "sh", "-c", "echo started; sleep 60"});
+  ASSERT_EQ(sub.exit_code, 0);
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  ASSERT_TRUE(test::WaitFor([&] { return Kiln({"logs", id}).out == "started\n"; }, 20s));
+  auto cancel = Kiln({"cancel", id});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_NE(Kiln({"status", id}).out.find("cancelled"), std::string::npos);
+  auto again = Kiln({"cancel", id});
+  EXPECT_EQ(again.exit_code, 5);
+  EXPECT_NE(again.err.find("already ended"), std::string::npos) << again.err;
+}
+
+TEST_F(Cli, StatusSaysWhyAJobCannotRun) {
+  Up();
+  auto sub = Kiln({"submit", "--detach", "--require", "arch=aarch64", "--", "true"});
+  ASSERT_EQ(sub.exit_code, 0);
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  auto st = Kiln({"status", id});
+  EXPECT_EQ(st.exit_code, 0);
+  EXPECT_NE(st.out.find("aarch64"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("no connected worker"), std::string::npos) << st.out;
+}
+
+TEST_F(Cli, ProjectsAndClusters) {
+  StartController();
+  EXPECT_EQ(Kiln({"projects", "create", "web"}).exit_code, 0);
+  EXPECT_EQ(Kiln({"projects", "create", "web"}).exit_code, 5);
+  auto bad = Kiln({"projects", "config", "set", "web", R"({"max_attempts": 0})"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("max_attempts"), std::string::npos) << bad.err;
+  EXPECT_EQ(Kiln({"projects", "config", "set", "web", R"({"default_priority": 9})"}).exit_code, 0);
+  auto get = Kiln({"projects", "config", "get", "web"});
+  EXPECT_NE(get.out.find("\"default_priority\": 9"), std::string::npos) << get.out;
+  EXPECT_EQ(Kiln({"clusters", "create", "east"}).exit_code, 0);
+  EXPECT_EQ(Kiln({"clusters", "map", "east", "web"}).exit_code, 0);
+  auto clusters = Kiln({"clusters", "list"});
+  EXPECT_NE(clusters.out.find("east"), std::string::npos);
+  EXPECT_NE(clusters.out.find("web"), std::string::npos) << clusters.out;
+  EXPECT_EQ(Kiln({"clusters", "map", "nowhere", "web"}).exit_code, 4);
+  // A web job waits for a worker of cluster east and runs on it.
+  StartWorker(0, 1, {"--cluster", "east"});
+  auto run = Kiln({"submit", "--project", "web", "--", "sh", "-c", "echo on east"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "on east\n");
+}
+
+TEST_F(Cli, ErrorsSayWhatIsWrongWithDocumentedExitCodes) {
+  auto unreachable = Kiln({"status", "1"}, 30s);
+  EXPECT_EQ(unreachable.exit_code, 3);
+  EXPECT_NE(unreachable.err.find("kiln-controller running"), std::string::npos) << unreachable.err;
+  StartController();
+  auto unknown = Kiln({"status", "999999"});
+  EXPECT_EQ(unknown.exit_code, 4);
+  EXPECT_NE(unknown.err.find("does not exist"), std::string::npos) << unknown.err;
+  EXPECT_EQ(Kiln({"status", "abc"}).exit_code, 2);
+  EXPECT_EQ(Kiln({"frobnicate"}).exit_code, 2);
+  auto no_dashes = Kiln({"submit", "make", "-j8"});
+  EXPECT_EQ(no_dashes.exit_code, 2);
+  EXPECT_NE(no_dashes.err.find("--"), std::string::npos) << no_dashes.err;
+  EXPECT_EQ(Kiln({"submit", "--project", "nope", "--", "true"}).exit_code, 4);
+}
+
+TEST(Binaries, AnswerHelpVersionAndCheckConfig) {
+  for (const char* bin : {"kiln", "kiln-controller", "kiln-worker"}) {
+    auto help = test::RunCommand({test::BinPath(bin), "--help"}, 10s);
+    EXPECT_EQ(help.exit_code, 0) << bin;
+    EXPECT_NE(help.out.find("Usage"), std::string::npos) << bin;
+    auto version = test::RunCommand({test::BinPath(bin), "--version"}, 10s);
+    EXPECT_EQ(version.exit_code, 0) << bin;
+    EXPECT_NE(version.out.find("0.1.0"), std::string::npos) << bin;
+    auto bad = test::RunCommand({test::BinPath(bin), "--no-such-flag"}, 10s);
+    EXPECT_EQ(bad.exit_code, 2) << bin;
+  }
+  auto ok = test::RunCommand({test::BinPath("kiln-controller"), "--check-config", "--database-url", "host=/tmp"}, 10s);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  auto no_db = test::RunCommand({test::BinPath("kiln-controller"), "--check-config"}, 10s, {{"KILN_DATABASE_URL", ""}});
+  EXPECT_EQ(no_db.exit_code, 2);
+  EXPECT_NE(no_db.err.find("KILN_DATABASE_URL"), std::string::npos) << no_db.err;
+  auto bad_label = test::RunCommand({test::BinPath("kiln-worker"), "--check-config", "--label", "arch=arm"}, 10s);
+  EXPECT_EQ(bad_label.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace kiln
