@@ -16,7 +16,6 @@
 #include <fstream>
 #include <iostream>
 #include <pqxx/pqxx>
-#include <regex>
 #include <thread>
 
 #include "common/util.h"
@@ -114,16 +113,18 @@ double PgbenchRun(int batch, int iterations) {
   while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   pclose(p);
   std::remove(script.c_str());
-  std::smatch m;
-  if (!std::regex_search(out, m, std::regex("tps = ([0-9.]+) \\(without initial connection time\\)"))) {
+  const std::string marker = "tps = ";
+  size_t at = out.find(marker);
+  if (at == std::string::npos || out.find("without initial connection time", at) == std::string::npos) {
     std::cerr << "pgbench failed:\n" << out << "\n";
     return 0;
   }
+  double tps = std::stod(out.substr(at + marker.size()));
   // Count jobs actually completed: a claim that found nothing is still a
   // pgbench transaction.
   double completed = std::stod(test::Sql(g_url, "SELECT count(*) FROM build_jobs WHERE status = 'succeeded'"));
   double transactions = static_cast<double>(kClients) * iterations;
-  return std::stod(m[1]) * completed / transactions;
+  return tps * completed / transactions;
 }
 
 void QueueBench() {
