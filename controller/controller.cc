@@ -149,10 +149,8 @@ void Controller::Impl::ApplyLoop() {
     backoff = std::chrono::milliseconds(50);
     for (const auto& o : *outcomes) {
       auto& s = senders[{o.job_id, o.attempt}];
-      bool final_report = true;
-      for (const auto& u : updates) {
-        if (u.job_id == o.job_id && u.attempt == o.attempt) final_report = u.status != queue::JobStatus::kRunning;
-      }
+      // The status is the stored one if applied, else the one reported.
+      bool final_report = o.status != queue::JobStatus::kRunning;
       if (!o.applied) {
         spdlog::info("stale report ignored: job_id={} attempt={} worker_id={}", o.job_id, o.attempt,
                      s ? s->worker_id : "?");
@@ -181,8 +179,7 @@ void Controller::Impl::ApplyLoop() {
 }
 
 void Controller::Impl::ReapLoop() {
-  Signal never;
-  uint64_t g = 0;
+  uint64_t seen = shutdown_wake.generation();
   while (!stopping) {
     auto r = queue->Reap();
     if (!r.ok()) {
@@ -191,10 +188,7 @@ void Controller::Impl::ReapLoop() {
       spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
       job_events.Notify();
     }
-    for (auto waited = std::chrono::milliseconds(0); waited < cfg.reap_interval && !stopping;
-         waited += std::chrono::milliseconds(50)) {
-      g = never.Wait(g, std::min(cfg.reap_interval, std::chrono::milliseconds(50)));
-    }
+    seen = shutdown_wake.Wait(seen, cfg.reap_interval);
   }
 }
 
@@ -329,6 +323,7 @@ void Controller::Shutdown() {
   sd_notify(0, "STOPPING=1");
   spdlog::info("shutting down: closing worker streams (their jobs stay with them), ending client streams");
   i.dispatch_wake.Notify();
+  i.shutdown_wake.Notify();
   i.job_events.Notify();
   i.config_wake.Notify();
   i.events_cv.notify_all();

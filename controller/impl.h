@@ -32,6 +32,7 @@ struct Controller::Impl {
   Signal dispatch_wake;  // new jobs or freed slots
   Signal job_events;     // something about some job changed (for WatchJob)
   Signal config_wake;    // NOTIFY kiln_config
+  Signal shutdown_wake;  // Shutdown() was called
 
   // Worker updates are applied by one thread in batches.
   std::mutex events_mu;

@@ -170,6 +170,14 @@ constexpr const char* kApplyUpdatesSql =
     " RETURNING j.id, j.attempt, j.status";
 
 void PrepareAll(pqxx::connection& c) {
+  // With LIMIT $3, a custom plan for a small limit looks far cheaper than the
+  // generic one, so PostgreSQL would re-plan the claim on every execution.
+  // The generic plan is the same ordered scan of build_jobs_queued (checked by
+  // QueueTest.DequeueIsAnIndexScanWhateverTheHistory), so keep it.
+  {
+    pqxx::nontransaction tx(c);
+    tx.exec0("SET plan_cache_mode = force_generic_plan");
+  }
   c.prepare("get_job", std::string("SELECT ") + kJobColumns + kJobFrom + "WHERE j.id = $1");
   c.prepare("submit",
             "INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts, request_id, requirements, spec)"

@@ -96,7 +96,7 @@ struct UpdateOutcome {
   int64_t job_id = 0;
   int attempt = 0;
   bool applied = false;  // false: stale (another attempt owns the job, or it ended)
-  JobStatus status = JobStatus::kQueued;  // the job's status afterwards, if applied
+  JobStatus status = JobStatus::kQueued;  // the stored status if applied, else the one reported
 };
 
 struct JobRef {
