@@ -201,6 +201,19 @@ void Controller::Impl::ConfigLoop() {
   }
 }
 
+void Controller::Impl::NotifyLoop() {
+  // One NOTIFY covers every submit committed before it is sent, so bursts of
+  // submits cost one NOTIFY per round trip, not one each.
+  uint64_t seen = remote_wake.generation();
+  while (!stopping) {
+    uint64_t now = remote_wake.Wait(seen, std::chrono::seconds(1));
+    if (now == seen) continue;
+    seen = now;
+    Status s = queue->NotifyJobs();
+    if (!s.ok()) spdlog::warn("{}", s.message());
+  }
+}
+
 void Controller::Impl::OnNotify(const std::string& channel, const std::string& payload) {
   if (channel == "kiln_jobs") {
     dispatch_wake.Notify();
@@ -307,6 +320,7 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.ApplyLoop(); });
   i.threads.emplace_back([&i] { i.ReapLoop(); });
   i.threads.emplace_back([&i] { i.ConfigLoop(); });
+  i.threads.emplace_back([&i] { i.NotifyLoop(); });
   if (!i.cfg.address_file.empty()) {
     std::string tmp = i.cfg.address_file + ".tmp";
     std::ofstream(tmp) << i.bound_address << "\n";
@@ -324,6 +338,7 @@ void Controller::Shutdown() {
   spdlog::info("shutting down: closing worker streams (their jobs stay with them), ending client streams");
   i.dispatch_wake.Notify();
   i.shutdown_wake.Notify();
+  i.remote_wake.Notify();
   i.job_events.Notify();
   i.config_wake.Notify();
   i.events_cv.notify_all();

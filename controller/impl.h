@@ -33,6 +33,7 @@ struct Controller::Impl {
   Signal job_events;     // something about some job changed (for WatchJob)
   Signal config_wake;    // NOTIFY kiln_config
   Signal shutdown_wake;  // Shutdown() was called
+  Signal remote_wake;    // jobs were submitted here: tell the other controllers
 
   // Worker updates are applied by one thread in batches.
   std::mutex events_mu;
@@ -50,6 +51,7 @@ struct Controller::Impl {
   void ApplyLoop();
   void ReapLoop();
   void ConfigLoop();
+  void NotifyLoop();
   void OnNotify(const std::string& channel, const std::string& payload);
 };
 

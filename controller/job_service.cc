@@ -75,6 +75,8 @@ class JobServiceImpl final : public v1::JobService::Service {
     resp->set_existing(out->existing);
     if (!out->existing) {
       spdlog::debug("submitted job_id={} project={} priority={}", out->job.id, project, job.priority);
+      c_->dispatch_wake.Notify();
+      c_->remote_wake.Notify();
     }
     return grpc::Status::OK;
   }

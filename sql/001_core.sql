@@ -103,8 +103,12 @@ CREATE TABLE job_logs (
     PRIMARY KEY (job_id, attempt, off)
 );
 
--- Wake-ups. Submits and requeues wake every controller's dispatcher; a cancel
--- of a running job reaches the controller that holds the worker's stream.
+-- Wake-ups. A requeue wakes every controller's dispatcher; a cancel of a
+-- running job reaches the controller that holds the worker's stream.
+-- Submits do not notify from the INSERT: a transaction that NOTIFYs holds a
+-- global lock while it commits, which would serialize submits (one fsync
+-- each). The controller that took the submit wakes its own dispatcher and
+-- sends one coalesced NOTIFY kiln_jobs for the others.
 CREATE FUNCTION kiln_notify_queued() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -112,8 +116,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER build_jobs_notify_insert AFTER INSERT ON build_jobs
-    FOR EACH STATEMENT EXECUTE FUNCTION kiln_notify_queued();
 CREATE TRIGGER build_jobs_notify_requeue AFTER UPDATE OF status ON build_jobs
     FOR EACH ROW WHEN (NEW.status = 'queued' AND OLD.status <> 'queued')
     EXECUTE FUNCTION kiln_notify_queued();

@@ -179,12 +179,16 @@ void PrepareAll(pqxx::connection& c) {
     tx.exec0("SET plan_cache_mode = force_generic_plan");
   }
   c.prepare("get_job", std::string("SELECT ") + kJobColumns + kJobFrom + "WHERE j.id = $1");
+  // Inserts and returns the new job in the shape of get_job, in one statement.
   c.prepare("submit",
-            "INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts, request_id, requirements, spec)"
-            " SELECT p.id, (SELECT id FROM clusters WHERE name = $2), $3, $4, nullif($5, ''), $6::jsonb, $7::jsonb"
-            " FROM projects p WHERE p.name = $1"
-            " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"
-            " RETURNING id");
+            std::string("WITH j AS (INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts,"
+                        "   request_id, requirements, spec)"
+                        " SELECT p.id, (SELECT id FROM clusters WHERE name = $2), $3, $4, nullif($5, ''), $6::jsonb,"
+                        "   $7::jsonb FROM projects p WHERE p.name = $1"
+                        " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"
+                        " RETURNING *)"
+                        " SELECT ") + kJobColumns +
+                " FROM j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id");
   c.prepare("job_by_request", std::string("SELECT ") + kJobColumns +
                                   ", (j.spec = $2::jsonb AND j.requirements = $3::jsonb AND p.name = $4)" + kJobFrom +
                                   "WHERE j.request_id = $1");
@@ -262,10 +266,11 @@ Result<SubmitOutcome> Queue::Submit(const NewJob& job) {
         }
         auto r = tx.exec_prepared("submit", job.project, job.cluster, job.priority, job.max_attempts,
                                   job.request_id, req, spec);
-        int64_t id = 0;
         if (!r.empty()) {
-          id = r[0][0].as<int64_t>();
-        } else if (!job.request_id.empty()) {
+          out.job = RowToJob(r[0]);
+          return Status::Ok();
+        }
+        if (!job.request_id.empty()) {
           auto e = tx.exec_prepared("job_by_request", job.request_id, spec, req, job.project);
           if (!e.empty()) {
             if (!e[0][18].as<bool>()) {
@@ -278,13 +283,8 @@ Result<SubmitOutcome> Queue::Submit(const NewJob& job) {
             return Status::Ok();
           }
         }
-        if (id == 0) {
-          return NotFound("project \"" + job.project + "\" does not exist; create it with: kiln projects create " +
-                          job.project);
-        }
-        auto g = tx.exec_prepared("get_job", id);
-        out.job = RowToJob(g[0]);
-        return Status::Ok();
+        return NotFound("project \"" + job.project + "\" does not exist; create it with: kiln projects create " +
+                        job.project);
       },
       "cannot submit the job");
   if (!s.ok()) return s;
@@ -421,6 +421,18 @@ Result<std::string> Queue::Unsatisfiable(int64_t id) {
       "cannot check job " + std::to_string(id));
   if (!s.ok()) return s;
   return why;
+}
+
+Status Queue::NotifyJobs() {
+  return pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        tx.exec0("SET LOCAL synchronous_commit = off");
+        tx.exec0("NOTIFY kiln_jobs");
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot notify other controllers");
 }
 
 Result<std::vector<Claimed>> Queue::Claim(const std::string& worker_id, const std::string& session, int n) {

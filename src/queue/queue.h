@@ -49,6 +49,10 @@ class Queue {
 
   // ---- dispatch (controllers) ----
 
+  // NOTIFY kiln_jobs, without waiting for it to be durable: wakes the other
+  // controllers' dispatchers after submits (a lost one is covered by polling).
+  Status NotifyJobs();
+
   // Claims up to n queued jobs for a connected worker of this session, in
   // one statement: SKIP LOCKED, priority then age, only projects mapped to
   // the worker's cluster, only jobs whose requirements the worker's

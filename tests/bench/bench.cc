@@ -190,7 +190,11 @@ struct Farm {
     v1::SubmitRequest r;
     for (const auto& a : argv) r.mutable_spec()->add_argv(a);
     v1::SubmitResponse resp;
-    if (!jobs->Submit(&ctx, r, &resp).ok()) return 0;
+    auto st = jobs->Submit(&ctx, r, &resp);
+    if (!st.ok()) {
+      std::cerr << "submit failed: " << st.error_code() << " " << st.error_message() << "\n";
+      return 0;
+    }
     return resp.job().id();
   }
 
@@ -209,15 +213,23 @@ struct Farm {
 
 void E2eBench() {
   Farm farm(1, 8);
-  constexpr int kJobs = 3000, kSubmitters = 4;
+  constexpr int kJobs = 3000, kSubmitters = 16;  // concurrent clients, as CI pipelines are
   std::vector<std::thread> ts;
   for (int t = 0; t < kSubmitters; ++t) {
-    ts.emplace_back([&] {
-      for (int i = 0; i < kJobs / kSubmitters; ++i) farm.Submit({"true"});
+    ts.emplace_back([&, t] {
+      for (int i = t; i < kJobs; i += kSubmitters) farm.Submit({"true"});
     });
   }
   for (auto& t : ts) t.join();
-  test::WaitFor([&] { return test::Sql(g_url, "SELECT count(*) FROM build_jobs WHERE status = 'succeeded'") == std::to_string(kJobs); }, 300s);
+  Out("e2e_submit_per_s", kJobs / std::stod(test::Sql(g_url, "SELECT extract(epoch FROM max(submitted_at) - min(submitted_at)) FROM build_jobs")));
+  // Poll on one connection, not a new one (a backend fork) each time.
+  pqxx::connection c(g_url);
+  pqxx::nontransaction tx(c);
+  auto deadline = Clock::now() + 300s;
+  while (Clock::now() < deadline &&
+         tx.exec1("SELECT count(*) FROM build_jobs WHERE status = 'succeeded'")[0].as<int>() < kJobs) {
+    std::this_thread::sleep_for(50ms);
+  }
   double span = std::stod(test::Sql(g_url, "SELECT extract(epoch FROM max(finished_at) - min(submitted_at)) FROM build_jobs"));
   Out("e2e_jobs_per_s", kJobs / span);
 }
