@@ -122,7 +122,14 @@ grpc::Status ToGrpc(const Status& s) {
 
 Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return Status::Ok();
-  return Status(static_cast<Code>(static_cast<int>(s.error_code())), s.error_message());
+  int code = static_cast<int>(s.error_code());
+  if (code < 0 || code > static_cast<int>(Code::kUnavailable)) {
+    // DATA_LOSS, UNAUTHENTICATED: codes kiln does not use; keep the message.
+    return {Code::kUnknown, s.error_message()};
+  }
+  std::string msg = s.error_message();
+  if (msg.empty()) msg = CodeName(static_cast<Code>(code));
+  return {static_cast<Code>(code), std::move(msg)};
 }
 
 }  // namespace kiln::api

@@ -1,5 +1,7 @@
 #include "cli/client.h"
 
+#include "api/convert.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <condition_variable>
@@ -19,17 +21,7 @@ struct Client::Impl {
 
 namespace {
 
-Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return Status::Ok();
-  int code = static_cast<int>(s.error_code());
-  if (code < 0 || code > static_cast<int>(Code::kUnavailable)) {
-    // DATA_LOSS, UNAUTHENTICATED: not used by kiln; keep the message.
-    return {Code::kUnknown, s.error_message()};
-  }
-  std::string msg = s.error_message();
-  if (msg.empty()) msg = CodeName(static_cast<Code>(code));
-  return {static_cast<Code>(code), std::move(msg)};
-}
+using api::FromGrpc;
 
 // One unary call with the configured deadline.
 template <typename Resp, typename Fn>

@@ -1,5 +1,7 @@
 #include "cli/output.h"
 
+#include "api/convert.h"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
@@ -57,12 +59,7 @@ void Table::Print(std::FILE* out) const {
   }
 }
 
-std::string JobStatusName(v1::JobStatus s) {
-  if (s < v1::QUEUED || s > v1::LOST) return "unknown";
-  std::string name = v1::JobStatus_Name(s);
-  for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return name;
-}
+std::string JobStatusName(v1::JobStatus s) { return api::StatusName(s); }
 
 bool IsTerminal(v1::JobStatus s) { return s >= v1::SUCCEEDED && s <= v1::LOST; }
 
