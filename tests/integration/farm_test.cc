@@ -203,6 +203,24 @@ TEST_F(Farm, DrainingWorkerFinishesItsJobAndTakesNoMore) {
   EXPECT_EQ(Get(*jobs, second).status(), v1::QUEUED);
 }
 
+TEST_F(Farm, SecondSigtermKillsJobsAndExitsAtOnce) {
+  StartController();
+  auto& w = StartWorker(0, 1);
+  auto jobs = Jobs();
+  std::string pidfile = dir_.path() + "/job.pid";
+  int64_t id = Submit(*jobs, {"sh", "-c", "echo $$ > " + pidfile + "; exec sleep 60"});
+  pid_t job = 0;
+  ASSERT_TRUE(test::WaitFor([&] { return static_cast<bool>(std::ifstream(pidfile) >> job) && job > 0; }, 20s));
+  w.Signal(SIGTERM);
+  ASSERT_TRUE(test::WaitFor([&] { return test::Sql(url_, "SELECT state FROM workers") == "draining"; }, 5s));
+  w.Signal(SIGTERM);
+  EXPECT_EQ(w.Wait(5s), 1) << "worker did not exit at once on the second SIGTERM";
+  EXPECT_TRUE(test::WaitFor([&] { return kill(job, 0) != 0; }, 5s)) << "the job outlived its worker";
+  // Its stream dropped: the job is back in line for another worker.
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::QUEUED; }, 10s));
+  EXPECT_EQ(Get(*jobs, id).attempt(), 1);
+}
+
 TEST_F(Farm, WatchStreamsTheLogWhileTheJobRuns) {
   StartController();
   StartWorker(0, 1);
