@@ -119,7 +119,15 @@ void Controller::Impl::ApplyLoop() {
         if (stopping) return;
         continue;
       }
-      while (!events.empty() && batch.size() < kMaxBatch) {
+      // A batch ends before a stream drop, which is applied on its own, in order.
+      if (batch.empty() && !events.empty() && events.front().kind == Event::kDrop) {
+        Event drop = std::move(events.front());
+        events.pop_front();
+        lk.unlock();
+        ApplyDrop(drop);
+        continue;
+      }
+      while (!events.empty() && batch.size() < kMaxBatch && events.front().kind != Event::kDrop) {
         batch.push_back(std::move(events.front()));
         events.pop_front();
       }
@@ -128,7 +136,7 @@ void Controller::Impl::ApplyLoop() {
     std::vector<queue::LogAppend> logs;
     std::map<std::pair<int64_t, int>, std::shared_ptr<Session>> senders;
     for (auto& e : batch) {
-      if (e.is_log) {
+      if (e.kind == Event::kLog) {
         logs.push_back(e.log);
       } else {
         updates.push_back(e.update);
@@ -136,6 +144,13 @@ void Controller::Impl::ApplyLoop() {
       }
     }
     auto outcomes = queue->Apply(updates, logs);
+    if (!outcomes.ok() && outcomes.status().code() == Code::kInvalidArgument) {
+      // The database refused the data: retrying cannot help. Unacknowledged
+      // final reports come again when their workers reconnect.
+      spdlog::error("dropping {} worker reports the database refused: {}", batch.size(), outcomes.status().message());
+      batch.clear();
+      continue;
+    }
     if (!outcomes.ok()) {
       // Keep the batch: nothing a worker reported is dropped while the
       // database is away; workers keep final results until acknowledged.
@@ -176,6 +191,26 @@ void Controller::Impl::ApplyLoop() {
     batch.clear();
     job_events.Notify();
   }
+}
+
+void Controller::Impl::ApplyDrop(const Event& drop) {
+  const auto& s = drop.session;
+  for (auto backoff = std::chrono::milliseconds(50);; backoff = std::min(backoff * 2, std::chrono::milliseconds(2000))) {
+    auto r = queue->DropWorker(s->worker_id, s->session_id, drop.why);
+    if (r.ok()) {
+      spdlog::info("worker disconnected worker_id={} requeued={} lost={} cancelled={}", s->worker_id, r->requeued,
+                   r->lost, r->cancelled);
+      break;
+    }
+    if (stopping) {
+      spdlog::warn("worker {} disconnected; its jobs will be requeued when its lease expires: {}", s->worker_id,
+                   r.status().message());
+      break;
+    }
+    spdlog::warn("cannot requeue the jobs of disconnected worker {}, retrying: {}", s->worker_id, r.status().message());
+    std::this_thread::sleep_for(backoff);
+  }
+  job_events.Notify();
 }
 
 void Controller::Impl::ReapLoop() {
@@ -291,6 +326,12 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   builder.RegisterService(impl->admin_service.get());
   builder.RegisterService(impl->worker_service.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
+  // Find peers that stopped reading (a blocked Write would otherwise wait forever).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   impl->server = builder.BuildAndStart();
   if (!impl->server || port == 0) {
     return Unavailable("cannot listen on " + cfg.listen + ": address in use or invalid (set listen or --listen)");

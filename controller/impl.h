@@ -15,10 +15,11 @@ namespace kiln::controller {
 
 // An update or log chunk from a worker, waiting to be written.
 struct Event {
+  enum Kind { kUpdate, kLog, kDrop } kind = kUpdate;
   std::shared_ptr<Session> session;
-  bool is_log = false;
   queue::Update update;
   queue::LogAppend log;
+  std::string why;  // kDrop: why the stream closed
 };
 
 struct Controller::Impl {
@@ -49,6 +50,7 @@ struct Controller::Impl {
   void Enqueue(Event e);
   void DispatchLoop();
   void ApplyLoop();
+  void ApplyDrop(const Event& drop);
   void ReapLoop();
   void ConfigLoop();
   void NotifyLoop();

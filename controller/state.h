@@ -83,7 +83,13 @@ class Session {
   void Close() {
     std::lock_guard g(write_mu_);
     closed_ = true;
-    ctx_->TryCancel();
+    if (!finished_) ctx_->TryCancel();
+  }
+  // The handler is returning: stream and context die with it.
+  void Finish() {
+    std::lock_guard g(write_mu_);
+    closed_ = true;
+    finished_ = true;
   }
 
   // Jobs assigned and not yet finished, as this controller saw them.
@@ -108,6 +114,7 @@ class Session {
  private:
   std::mutex write_mu_;
   bool closed_ = false;
+  bool finished_ = false;
   WorkerStream* stream_;
   grpc::ServerContext* ctx_;
   std::mutex mu_;
@@ -117,10 +124,16 @@ class Session {
 class Registry {
  public:
   void Add(const std::shared_ptr<Session>& s) {
-    std::lock_guard g(mu_);
-    auto& slot = sessions_[s->worker_id];
-    if (slot && slot != s) slot->Close();  // the same worker reconnected: the old stream is stale
-    slot = s;
+    std::shared_ptr<Session> stale;
+    {
+      std::lock_guard g(mu_);
+      auto& slot = sessions_[s->worker_id];
+      if (slot != s) stale = slot;
+      slot = s;
+    }
+    // The same worker reconnected: the old stream is stale. Closed outside
+    // the lock, which must never wait on a stream.
+    if (stale) stale->Close();
   }
   void Remove(const std::shared_ptr<Session>& s) {
     std::lock_guard g(mu_);

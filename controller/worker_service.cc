@@ -10,6 +10,9 @@
 namespace kiln::controller {
 namespace {
 
+constexpr int64_t kMaxUnixMs = int64_t{1} << 45;      // year 3084: beyond that a time is garbage
+constexpr int64_t kMaxLogOffset = int64_t{1} << 50;   // 1 PiB of log
+
 Status ValidateRegister(const v1::WorkerRegister& r) {
   if (r.worker_id().empty() || r.worker_id().size() > 128) return InvalidArgument("worker_id must be 1-128 bytes");
   if (r.slots() < 0 || r.slots() > 4096) return InvalidArgument("slots must be between 0 and 4096");
@@ -104,6 +107,11 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                        static_cast<int>(u.status()), u.job_id());
           continue;
         }
+        if (u.started_at_ms() < 0 || u.started_at_ms() > kMaxUnixMs || u.finished_at_ms() < 0 ||
+            u.finished_at_ms() > kMaxUnixMs) {
+          spdlog::warn("worker {} sent impossible times for job {}; ignored", w.id, u.job_id());
+          continue;
+        }
         Event e;
         e.session = session;
         e.update.worker_id = w.id;
@@ -117,33 +125,31 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         c_->Enqueue(std::move(e));
       } else if (msg.has_log()) {
         const auto& l = msg.log();
-        if (l.offset() < 0 || l.data().size() > (4u << 20)) {
+        if (l.offset() < 0 || l.offset() > kMaxLogOffset || l.data().size() > (4u << 20)) {
           spdlog::warn("worker {} sent an invalid log chunk for job {}; ignored", w.id, l.job_id());
           continue;
         }
         Event e;
         e.session = session;
-        e.is_log = true;
+        e.kind = Event::kLog;
         e.log = {w.id, l.job_id(), l.attempt(), l.offset(), l.data()};
         c_->Enqueue(std::move(e));
       }
     }
     c_->registry.Remove(session);
-    session->Close();
+    session->Finish();
     if (c_->stopping || why.empty()) {
       spdlog::info("worker stream closed worker_id={} (jobs stay with the worker)", w.id);
       return grpc::Status::OK;
     }
-    // The worker went away: its jobs go back in line now, not at lease expiry.
-    auto r = c_->queue->DropWorker(w.id, w.session, "its stream to controller " + c_->controller_id + " closed");
-    if (!r.ok()) {
-      spdlog::warn("worker {} disconnected; its jobs will be requeued when its lease expires: {}", w.id,
-                   r.status().message());
-    } else {
-      spdlog::info("worker disconnected worker_id={} requeued={} lost={} cancelled={}", w.id, r->requeued, r->lost,
-                   r->cancelled);
-    }
-    c_->job_events.Notify();
+    // The worker went away: its jobs go back in line now, not at lease
+    // expiry. Queued behind the reports already read from this stream, so
+    // a result that arrived is stored before the requeue.
+    Event drop;
+    drop.kind = Event::kDrop;
+    drop.session = session;
+    drop.why = "its stream to controller " + c_->controller_id + " closed";
+    c_->Enqueue(std::move(drop));
     return grpc::Status::OK;
   }
 

@@ -103,8 +103,9 @@ CREATE TABLE job_logs (
     PRIMARY KEY (job_id, attempt, off)
 );
 
--- Wake-ups. A requeue wakes every controller's dispatcher; a cancel of a
--- running job reaches the controller that holds the worker's stream.
+-- Wake-ups. A requeue wakes every controller's dispatcher. (A cancel of a
+-- running job is sent by Queue::Cancel as NOTIFY kiln_cancel, on every
+-- request, to reach the controller that holds the worker's stream.)
 -- Submits do not notify from the INSERT: a transaction that NOTIFYs holds a
 -- global lock while it commits, which would serialize submits (one fsync
 -- each). The controller that took the submit wakes its own dispatcher and
@@ -119,18 +120,6 @@ END $$;
 CREATE TRIGGER build_jobs_notify_requeue AFTER UPDATE OF status ON build_jobs
     FOR EACH ROW WHEN (NEW.status = 'queued' AND OLD.status <> 'queued')
     EXECUTE FUNCTION kiln_notify_queued();
-
-CREATE FUNCTION kiln_notify_cancel() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('kiln_cancel', NEW.id || ' ' || NEW.attempt || ' ' || NEW.worker_id);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER build_jobs_notify_cancel AFTER UPDATE OF cancel_requested ON build_jobs
-    FOR EACH ROW WHEN (NEW.cancel_requested AND NOT OLD.cancel_requested
-                       AND NEW.status IN ('setup', 'running'))
-    EXECUTE FUNCTION kiln_notify_cancel();
 
 INSERT INTO clusters (name) VALUES ('default');
 INSERT INTO projects (name) VALUES ('default');

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "common/util.h"
@@ -111,7 +112,10 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
     first_byte = Clock::time_point::max();
   };
   auto exited_at = Clock::time_point::max();
-  while (!eof) {
+  // Until the command has exited and its output is read. EOF on the pipe
+  // only stops the reading: a command that closed its output still runs and
+  // is still subject to cancel, hand-back and the timeout.
+  while (!exited || !eof) {
     if (!timed_out && !cancelled && !handed_back) {
       if (cancel) cancelled = true;
       else if (hand_back) handed_back = true;
@@ -124,13 +128,15 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
       // Whatever the command left behind goes with it.
       kill_group();
     }
-    // A grandchild may hold the pipe after the group was killed (it cannot,
-    // unless it left the group): stop reading a second after exit.
+    // Something that left the process group may hold the pipe: stop reading
+    // a second after the command exited.
     if (exited && Clock::now() - exited_at > std::chrono::seconds(1)) break;
+    if (eof) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
     pollfd p{fds[0], POLLIN, 0};
-    int wait_ms = 20;
-    int n = poll(&p, 1, wait_ms);
-    if (n > 0) {
+    if (poll(&p, 1, 20) > 0) {
       char tmp[65536];
       ssize_t r = read(fds[0], tmp, sizeof tmp);
       if (r > 0) {
@@ -144,11 +150,6 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
   }
   flush();
   close(fds[0]);
-  if (!exited) {
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-    }
-    kill_group();
-  }
   out.finished_ms = NowUnixMs();
   if (WIFEXITED(wstatus)) {
     out.result.exit_code = WEXITSTATUS(wstatus);

@@ -12,6 +12,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -45,6 +46,8 @@ struct Worker::Impl {
   std::condition_variable cv;
   std::map<int64_t, std::shared_ptr<JobState>> jobs;
   std::map<std::pair<int64_t, int>, v1::JobUpdate> unacked;  // final reports until acknowledged
+  std::set<std::pair<int64_t, int>> early_cancels;  // cancels that overtook their assignment
+  int live_runs = 0;                                 // RunOne threads not yet finished
 
   std::mutex write_mu;  // guards stream, ctx and writes
   Stream* stream = nullptr;
@@ -129,13 +132,17 @@ struct Worker::Impl {
       std::lock_guard g(mu);
       auto it = jobs.find(a.job_id());
       if (it != jobs.end() && it->second->attempt >= a.attempt()) return;  // a repeat of what we run
+      if (early_cancels.erase({a.job_id(), a.attempt()})) js->cancel = true;
       if (it != jobs.end()) {
         // A newer attempt owns the job: stop ours, let the new one be claimed again.
         it->second->cancel = true;
         refuse = "an older attempt of the job is still stopping here";
       } else if (draining) refuse = "the worker is draining";
       else if (static_cast<int>(jobs.size()) >= cfg.slots) refuse = "the worker has no free slot";
-      else jobs[a.job_id()] = js;
+      else {
+        jobs[a.job_id()] = js;
+        ++live_runs;
+      }
     }
     if (!refuse.empty()) {
       spdlog::info("handing back job_id={} attempt={}: {}", a.job_id(), a.attempt(), refuse);
@@ -189,12 +196,20 @@ struct Worker::Impl {
     u.set_log_size(offset);
     spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id(), a.attempt(), queue::ToString(out.status));
     {
-      // Free the slot before reporting: the controller may assign the next
-      // job the moment it reads this report.
+      // Free the slot before reporting (the controller may assign the next
+      // job the moment it reads this report) and, in the same step, keep the
+      // report until acknowledged: the job is never in neither set.
       std::lock_guard g(mu);
       jobs.erase(a.job_id());
+      unacked[{u.job_id(), u.attempt()}] = u;
     }
-    Report(u);
+    v1::WorkerMessage m;
+    *m.mutable_update() = u;
+    Send(m);
+    {
+      std::lock_guard g(mu);
+      --live_runs;
+    }
     cv.notify_all();
   }
 
@@ -208,6 +223,9 @@ struct Worker::Impl {
         spdlog::info("cancelling job_id={} attempt={}: {}", m.cancel().job_id(), m.cancel().attempt(),
                      m.cancel().reason());
         it->second->cancel = true;
+      } else if (!unacked.count({m.cancel().job_id(), m.cancel().attempt()}) && early_cancels.size() < 10000) {
+        // The cancel may have overtaken its assignment: remember it.
+        early_cancels.insert({m.cancel().job_id(), m.cancel().attempt()});
       }
     } else if (m.has_ack()) {
       std::lock_guard g(mu);
@@ -316,10 +334,10 @@ struct Worker::Impl {
     spdlog::info("draining: no new jobs; {} running get up to {} s", jobs.size(), cfg.drain_grace.count() / 1000);
     Heartbeat();
     std::unique_lock lk(mu);
-    if (!cv.wait_for(lk, cfg.drain_grace, [&] { return jobs.empty(); })) {
+    if (!cv.wait_for(lk, cfg.drain_grace, [&] { return jobs.empty() && live_runs == 0; })) {
       spdlog::info("drain grace over: handing back {} jobs", jobs.size());
       for (auto& [_, js] : jobs) js->hand_back = true;
-      cv.wait(lk, [&] { return jobs.empty(); });
+      cv.wait(lk, [&] { return jobs.empty() && live_runs == 0; });
     }
     // Wait (a little) for the controller to acknowledge the final reports.
     cv.wait_for(lk, std::chrono::seconds(10), [&] { return unacked.empty(); });

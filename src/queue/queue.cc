@@ -5,6 +5,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "db/pool.h"
 
@@ -130,10 +131,12 @@ std::vector<std::string> PgTextArray(const pqxx::field& f) {
 }
 
 // The claim: see docs/architecture.md. MATERIALIZED keeps the planner from
-// running the locking subquery more than once. $1 worker, $2 session, $3 n.
+// running the locking subquery more than once. FOR SHARE on the worker row
+// serializes the session check with a re-registration or a drop of the
+// worker. $1 worker, $2 session, $3 n.
 constexpr const char* kClaimSql =
     "WITH w AS (SELECT id, cluster_id, properties FROM workers"
-    "           WHERE id = $1 AND session = $2 AND state = 'connected'),"
+    "           WHERE id = $1 AND session = $2 AND state = 'connected' FOR SHARE),"
     " claimed AS MATERIALIZED ("
     "  SELECT j.id FROM build_jobs j, w"
     "  WHERE j.status = 'queued'"
@@ -337,9 +340,17 @@ Result<Job> Queue::Cancel(int64_t id, const std::string& reason) {
             " finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
             " result = CASE WHEN status = 'queued' THEN jsonb_build_object('exit_code', -1, 'error',"
             "   'cancelled before it started' || CASE WHEN $2 <> '' THEN ': ' || $2 ELSE '' END) ELSE result END"
-            " WHERE id = $1 AND status IN ('queued', 'setup', 'running') RETURNING id",
+            " WHERE id = $1 AND status IN ('queued', 'setup', 'running') RETURNING id, status, attempt, worker_id",
             id, reason);
-        if (!r.empty()) return Status::Ok();
+        if (!r.empty()) {
+          // Every request reaches the holder, not only the first: a cancel
+          // lost on the way (a reconnecting worker) can be asked again.
+          if (r[0][1].as<std::string>() != "cancelled") {
+            tx.exec_params("SELECT pg_notify('kiln_cancel', $1 || ' ' || $2 || ' ' || $3)", id, r[0][2].as<int>(),
+                           r[0][3].as<std::string>());
+          }
+          return Status::Ok();
+        }
         auto e = tx.exec_params("SELECT status FROM build_jobs WHERE id = $1", id);
         if (e.empty()) return NotFound("job " + std::to_string(id) + " does not exist");
         return FailedPrecondition("job " + std::to_string(id) + " already ended (" + e[0][0].as<std::string>() +
@@ -596,20 +607,26 @@ Result<RequeueOutcome> Queue::Reap() {
 }
 
 Result<std::vector<JobRef>> Queue::Adopt(const std::string& worker_id, const std::vector<JobRef>& running) {
-  std::vector<JobRef> stop;
+  std::vector<JobRef> stop;  // not the worker's any more, or cancelled: stop them
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
         auto r = tx.exec_params(
-            "SELECT id, attempt FROM build_jobs WHERE worker_id = $1 AND status IN ('setup', 'running') FOR UPDATE",
+            "SELECT id, attempt, cancel_requested FROM build_jobs"
+            " WHERE worker_id = $1 AND status IN ('setup', 'running') FOR UPDATE",
             worker_id);
         std::map<int64_t, int> owned;
-        for (const auto& row : r) owned[row[0].as<int64_t>()] = row[1].as<int>();
+        std::set<int64_t> cancelling;
+        for (const auto& row : r) {
+          owned[row[0].as<int64_t>()] = row[1].as<int>();
+          if (row[2].as<bool>()) cancelling.insert(row[0].as<int64_t>());
+        }
         std::map<int64_t, int> reported;
         for (const auto& ref : running) {
           reported[ref.job_id] = ref.attempt;
           auto it = owned.find(ref.job_id);
-          if (it == owned.end() || it->second != ref.attempt) stop.push_back(ref);
+          // Not its own any more, or a cancel it may have missed.
+          if (it == owned.end() || it->second != ref.attempt || cancelling.count(ref.job_id)) stop.push_back(ref);
         }
         for (const auto& [id, attempt] : owned) {
           auto it = reported.find(id);

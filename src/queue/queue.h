@@ -77,8 +77,8 @@ class Queue {
   // Requeues jobs of workers whose lease expired, marks those workers lost.
   Result<RequeueOutcome> Reap();
   // Reconciles a reconnecting worker's running jobs with the database:
-  // returns the refs the worker must stop (not its own any more) and
-  // requeues the worker's jobs it no longer reports.
+  // returns the refs the worker must stop (not its own any more, or with a
+  // pending cancel) and requeues the worker's jobs it no longer reports.
   Result<std::vector<JobRef>> Adopt(const std::string& worker_id, const std::vector<JobRef>& running);
   Result<std::vector<WorkerRow>> ListWorkers(bool include_gone);
 

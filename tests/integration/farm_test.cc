@@ -266,10 +266,14 @@ TEST_F(Farm, TimeoutKillsTheJobAndSaysSo) {
   StartWorker(0, 1);
   auto jobs = Jobs();
   int64_t id = Submit(*jobs, {"sleep", "60"}, 1);
+  // Closing its output does not take a job out of reach of its timeout.
+  int64_t quiet = Submit(*jobs, {"sh", "-c", "exec >/dev/null 2>&1; sleep 60"}, 1);
   ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::FAILED; }, 20s));
   auto j = Get(*jobs, id);
   EXPECT_TRUE(j.result().timed_out());
   EXPECT_NE(j.result().error().find("timeout of 1 s"), std::string::npos) << j.result().error();
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, quiet).status() == v1::FAILED; }, 20s));
+  EXPECT_TRUE(Get(*jobs, quiet).result().timed_out());
 }
 
 TEST_F(Farm, AJobNoWorkerCanRunIsReportedNotSilent) {
