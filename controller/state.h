@@ -55,18 +55,15 @@ using WorkerStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::WorkerM
 // the stream's own handler thread.
 class Session {
  public:
-  Session(std::string worker_id, std::string session_id, std::string cluster, int slots, WorkerStream* stream,
-          grpc::ServerContext* ctx)
+  Session(std::string worker_id, std::string session_id, int slots, WorkerStream* stream, grpc::ServerContext* ctx)
       : worker_id(std::move(worker_id)),
         session_id(std::move(session_id)),
-        cluster(std::move(cluster)),
         slots(slots),
         stream_(stream),
         ctx_(ctx) {}
 
   const std::string worker_id;
   const std::string session_id;
-  const std::string cluster;
   const int slots;
   std::atomic<bool> draining{false};
 

@@ -53,7 +53,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     w.draining = reg.draining();
     if (Status s = c_->queue->RegisterWorker(w, c_->cfg.lease); !s.ok()) return api::ToGrpc(s);
 
-    auto session = std::make_shared<Session>(w.id, w.session, w.cluster, w.slots, stream, ctx);
+    auto session = std::make_shared<Session>(w.id, w.session, w.slots, stream, ctx);
     session->draining = reg.draining();
     // Jobs the worker still runs from before a reconnect: keep those it
     // still owns, stop the others.

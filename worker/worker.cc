@@ -102,10 +102,14 @@ struct Worker::Impl {
     Send(m, /*keep=*/false);
   }
 
-  // Reports a final state; kept and re-sent until acknowledged.
-  void Report(const v1::JobUpdate& u) {
+  // Reports a final state; kept and re-sent until acknowledged. With
+  // ran_here, the job also leaves `jobs` in the same step, freeing its slot
+  // before the report goes out (the controller may assign the next job the
+  // moment it reads it) and never leaving the job in neither set.
+  void Report(const v1::JobUpdate& u, bool ran_here = false) {
     {
       std::lock_guard g(mu);
+      if (ran_here) jobs.erase(u.job_id());
       unacked[{u.job_id(), u.attempt()}] = u;
     }
     v1::WorkerMessage m;
@@ -195,17 +199,7 @@ struct Worker::Impl {
     u.set_finished_at_ms(out.finished_ms);
     u.set_log_size(offset);
     spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id(), a.attempt(), queue::ToString(out.status));
-    {
-      // Free the slot before reporting (the controller may assign the next
-      // job the moment it reads this report) and, in the same step, keep the
-      // report until acknowledged: the job is never in neither set.
-      std::lock_guard g(mu);
-      jobs.erase(a.job_id());
-      unacked[{u.job_id(), u.attempt()}] = u;
-    }
-    v1::WorkerMessage m;
-    *m.mutable_update() = u;
-    Send(m);
+    Report(u, /*ran_here=*/true);
     {
       std::lock_guard g(mu);
       --live_runs;

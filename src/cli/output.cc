@@ -61,7 +61,10 @@ void Table::Print(std::FILE* out) const {
 
 std::string JobStatusName(v1::JobStatus s) { return api::StatusName(s); }
 
-bool IsTerminal(v1::JobStatus s) { return s >= v1::SUCCEEDED && s <= v1::LOST; }
+bool IsTerminal(v1::JobStatus s) {
+  auto q = api::FromProto(s);
+  return q && queue::IsTerminal(*q);
+}
 
 std::string FormatTime(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";

@@ -94,8 +94,6 @@ class Queue {
   Result<ClusterRow> CreateCluster(const std::string& name);
   Result<ClusterRow> MapProject(const std::string& cluster, const std::string& project, bool unmap);
 
-  db::Pool& pool() { return *pool_; }
-
  private:
   explicit Queue(std::unique_ptr<db::Pool> pool);
   std::unique_ptr<db::Pool> pool_;
