@@ -227,6 +227,28 @@ void Controller::Impl::ReapLoop() {
   }
 }
 
+void Controller::Impl::GcLoop() {
+  uint64_t seen = shutdown_wake.generation();
+  while (!stopping) {
+    seen = shutdown_wake.Wait(seen, cfg.cas_gc_interval);
+    if (stopping) break;
+    auto began = std::chrono::steady_clock::now();
+    auto st = cas->Collect();
+    if (!st.ok()) {
+      spdlog::warn("CAS collection failed: {}", st.status().message());
+      continue;
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    if (st->blobs_removed > 0 || st->trees_removed > 0) {
+      spdlog::info("CAS collection: removed {} blobs ({} bytes) and {} tree nodes, kept {} blobs ({} bytes) in {} ms",
+                   st->blobs_removed, st->bytes_removed, st->trees_removed, st->blobs_kept, st->bytes_kept, ms);
+    } else {
+      spdlog::debug("CAS collection: nothing to remove, {} blobs ({} bytes) in {} ms", st->blobs_kept,
+                    st->bytes_kept, ms);
+    }
+  }
+}
+
 void Controller::Impl::ConfigLoop() {
   uint64_t seen = config_wake.generation();
   while (!stopping) {
@@ -313,9 +335,14 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->projects = std::make_unique<ProjectCache>(impl->queue.get());
   KILN_RETURN_IF_ERROR(impl->projects->Refresh(true));
 
+  auto cas = Cas::Open(cfg);
+  if (!cas.ok()) return cas.status();
+  impl->cas = std::move(cas).value();
+
   impl->job_service = MakeJobService(impl.get());
   impl->admin_service = MakeAdminService(impl.get());
   impl->worker_service = MakeWorkerService(impl.get());
+  impl->cas_service = MakeCasService(impl->cas.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -325,6 +352,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   builder.RegisterService(impl->job_service.get());
   builder.RegisterService(impl->admin_service.get());
   builder.RegisterService(impl->worker_service.get());
+  builder.RegisterService(impl->cas_service.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
   // Find peers that stopped reading (a blocked Write would otherwise wait forever).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -342,6 +370,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->bound_address = addr;
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.JobService", true);
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.WorkerService", true);
+  impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.CasService", true);
 
   auto* raw = impl.get();
   impl->listener = std::make_unique<queue::Listener>(
@@ -362,6 +391,7 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.ReapLoop(); });
   i.threads.emplace_back([&i] { i.ConfigLoop(); });
   i.threads.emplace_back([&i] { i.NotifyLoop(); });
+  i.threads.emplace_back([&i] { i.GcLoop(); });
   if (!i.cfg.address_file.empty()) {
     std::string tmp = i.cfg.address_file + ".tmp";
     std::ofstream(tmp) << i.bound_address << "\n";

@@ -7,6 +7,7 @@
 #include <deque>
 #include <thread>
 
+#include "controller/cas.h"
 #include "controller/controller.h"
 #include "controller/state.h"
 #include "queue/listener.h"
@@ -27,6 +28,7 @@ struct Controller::Impl {
   std::string controller_id;
   std::unique_ptr<queue::Queue> queue;
   std::unique_ptr<ProjectCache> projects;
+  std::unique_ptr<Cas> cas;
   Registry registry;
   std::atomic<bool> stopping{false};
 
@@ -41,7 +43,7 @@ struct Controller::Impl {
   std::condition_variable events_cv;
   std::deque<Event> events;
 
-  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service;
+  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service;
   std::unique_ptr<grpc::Server> server;
   std::string bound_address;
   std::unique_ptr<queue::Listener> listener;
@@ -54,6 +56,7 @@ struct Controller::Impl {
   void ReapLoop();
   void ConfigLoop();
   void NotifyLoop();
+  void GcLoop();
   void OnNotify(const std::string& channel, const std::string& payload);
 };
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "api/convert.h"
 #include "controller/impl.h"
@@ -46,6 +47,21 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   }
   if (r.max_attempts() < 0 || r.max_attempts() > 100) return InvalidArgument("max_attempts must be between 1 and 100");
   if (r.request_id().size() > 200) return InvalidArgument("request_id is too long (at most 200 bytes)");
+  if (s.has_input_root()) {
+    if (auto st = cas::CheckDigest(api::FromProto(s.input_root()), "input_root"); !st.ok()) return st;
+  }
+  if (s.outputs_size() > 1000) return InvalidArgument("too many declared outputs (at most 1000)");
+  std::set<std::string> outs;
+  for (const auto& o : s.outputs()) {
+    if (auto st = cas::CheckRelativePath(o, "output"); !st.ok()) return st;
+    if (!outs.insert(o).second) return InvalidArgument("output '" + o + "' is declared twice");
+  }
+  for (const auto& o : outs) {
+    // "a" and "a/b" would capture the same files twice.
+    auto next = outs.upper_bound(o);
+    if (next != outs.end() && next->rfind(o + "/", 0) == 0)
+      return InvalidArgument("output '" + *next + "' lies inside output '" + o + "'; declare only one of them");
+  }
   return Status::Ok();
 }
 
@@ -58,6 +74,10 @@ class JobServiceImpl final : public v1::JobService::Service {
     std::string project = req->project().empty() ? "default" : req->project();
     auto pc = c_->projects->Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
+    if (req->spec().has_input_root()) {
+      Status s = c_->cas->CheckTree(api::FromProto(req->spec().input_root()), "input tree");
+      if (!s.ok()) return api::ToGrpc(s);
+    }
     queue::NewJob job;
     job.project = project;
     job.cluster = req->cluster();

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <iostream>
+#include <vector>
 
 #include "common/log.h"
 #include "common/signals.h"
@@ -17,13 +18,16 @@ int main(int argc, char** argv) {
   using namespace kiln;
   CLI::App app{"kiln-controller: queues builds in PostgreSQL and dispatches them to kiln-worker daemons"};
   app.set_version_flag("--version", std::string("kiln-controller ") + kVersion);
-  std::string config_file, listen, database_url, address_file, log_level;
+  std::string config_file, listen, database_url, address_file, log_level, cas_dir;
+  std::vector<std::string> sets;
   bool check_config = false, no_migrate = false;
   app.add_option("--config", config_file, "Config file (key = value lines; see deploy/controller.conf.example)");
   app.add_option("--listen", listen, "Address to serve gRPC on (default 127.0.0.1:7070; port 0 picks one)");
   app.add_option("--database-url", database_url, "PostgreSQL connection string (else KILN_DATABASE_URL)");
   app.add_option("--address-file", address_file, "Write the bound address to this file once serving");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error");
+  app.add_option("--cas-dir", cas_dir, "Directory of the content-addressed store (default /var/lib/kiln-controller/cas)");
+  app.add_option("--set", sets, "Override one config setting, KEY=VALUE (repeatable), e.g. --set cas_max_bytes=50GiB");
   app.add_flag("--no-migrate", no_migrate, "Do not apply schema migrations on start (fail if the schema is old)");
   app.add_flag("--check-config", check_config, "Validate the configuration and exit");
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations and exit");
@@ -44,7 +48,17 @@ int main(int argc, char** argv) {
   if (!database_url.empty()) cfg->database_url = database_url;
   if (!address_file.empty()) cfg->address_file = address_file;
   if (!log_level.empty()) cfg->log_level = log_level;
+  if (!cas_dir.empty()) cfg->cas_dir = cas_dir;
   if (no_migrate) cfg->migrate_on_start = false;
+  for (const auto& kv : sets) {
+    auto eq = kv.find('=');
+    Status s = eq == std::string::npos ? InvalidArgument("--set " + kv + ": expected KEY=VALUE")
+                                       : config::Apply(*cfg, kv.substr(0, eq), kv.substr(eq + 1));
+    if (!s.ok()) {
+      std::cerr << "kiln-controller: " << s.message() << "\n";
+      return 2;
+    }
+  }
   if (Status s = config::Validate(*cfg); !s.ok()) {
     std::cerr << "kiln-controller: invalid configuration: " << s.message() << "\n";
     return 2;

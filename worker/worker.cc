@@ -20,6 +20,9 @@
 #include "common/util.h"
 #include "common/version.h"
 #include "kiln/v1/kiln.grpc.pb.h"
+#include "cas/client.h"
+#include "cas/walk.h"
+#include "worker/local_cas.h"
 #include "worker/runner.h"
 
 namespace kiln::worker {
@@ -41,6 +44,8 @@ struct Worker::Impl {
   std::string hostname;
   std::string arch;
   std::unique_ptr<v1::WorkerService::Stub> stub;
+  std::unique_ptr<cas::CasClient> cas;
+  std::unique_ptr<LocalCas> local_cas;
 
   std::mutex mu;  // guards jobs, unacked
   std::condition_variable cv;
@@ -156,6 +161,47 @@ struct Worker::Impl {
     std::thread([this, a, js] { RunOne(a, js); }).detach();
   }
 
+  // Fills the job directory with the input tree. Unavailable: CAS could not
+  // be reached (the job goes back in line); anything else fails the job.
+  Status Materialize(const v1::Assign& a, const std::string& job_dir) {
+    auto root = cas::ParseDigest(a.spec().input_root().hash() + "/" + std::to_string(a.spec().input_root().size()));
+    if (!root.ok()) return root.status();
+    auto began = std::chrono::steady_clock::now();
+    auto rep = local_cas->Materialize(*cas, *root, job_dir);
+    if (!rep.ok()) return rep.status();
+    spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
+                 a.job_id(), a.attempt(), root->ToString(), rep->files, rep->bytes, rep->fetched_files,
+                 rep->fetched_bytes,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count());
+    return Status::Ok();
+  }
+
+  // Captures the declared outputs into CAS; returns the root of their tree.
+  Result<std::string> CaptureOutputs(const v1::Assign& a, const std::string& job_dir) {
+    cas::WalkOptions o;
+    o.paths.assign(a.spec().outputs().begin(), a.spec().outputs().end());
+    auto t = cas::BuildTree(job_dir, o);
+    if (!t.ok()) {
+      if (t.status().code() == Code::kNotFound)
+        return NotFound("declared output " + t.status().message().substr(0, t.status().message().find(':')) +
+                        " was not produced by the build");
+      return Status(t.status().code(), "cannot capture outputs: " + t.status().message());
+    }
+    Status last;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+      auto up = cas->UploadTree(*t);
+      if (up.ok()) {
+        spdlog::debug("job_id={} outputs {}: uploaded {} blobs ({} bytes), {} nodes", a.job_id(), t->root.ToString(),
+                      up->blobs, up->blob_bytes, up->nodes);
+        return t->root.Key();
+      }
+      last = up.status();
+      if (last.code() != Code::kUnavailable && last.code() != Code::kDeadlineExceeded) break;
+    }
+    return Status(last.code(), "cannot upload outputs: " + last.message());
+  }
+
   void RunOne(const v1::Assign& a, const std::shared_ptr<JobState>& js) {
     RunRequest req;
     req.job_id = a.job_id();
@@ -167,28 +213,49 @@ struct Worker::Impl {
     fs::create_directories(req.job_dir, ec);
     spdlog::debug("running job_id={} attempt={}", a.job_id(), a.attempt());
     int64_t offset = 0;
-    auto out = RunJob(
-        req,
-        [&](int64_t started_ms) {
-          v1::WorkerMessage m;
-          auto* u = m.mutable_update();
-          u->set_job_id(a.job_id());
-          u->set_attempt(a.attempt());
-          u->set_status(v1::RUNNING);
-          u->set_started_at_ms(started_ms);
-          Send(m);
-        },
-        [&](const std::string& chunk) {
-          v1::WorkerMessage m;
-          auto* l = m.mutable_log();
-          l->set_job_id(a.job_id());
-          l->set_attempt(a.attempt());
-          l->set_offset(offset);
-          l->set_data(chunk);
-          offset += static_cast<int64_t>(chunk.size());
-          Send(m);
-        },
-        js->cancel, js->hand_back, &js->pgid);
+    auto log = [&](const std::string& chunk) {
+      v1::WorkerMessage m;
+      auto* l = m.mutable_log();
+      l->set_job_id(a.job_id());
+      l->set_attempt(a.attempt());
+      l->set_offset(offset);
+      l->set_data(chunk);
+      offset += static_cast<int64_t>(chunk.size());
+      Send(m);
+    };
+    RunOutcome out;
+    Status setup;
+    if (a.spec().has_input_root()) setup = Materialize(a, req.job_dir);
+    if (!setup.ok()) {
+      spdlog::warn("job_id={} attempt={}: cannot prepare the input tree: {}", a.job_id(), a.attempt(), setup.message());
+      out.status = setup.code() == Code::kUnavailable ? queue::JobStatus::kQueued : queue::JobStatus::kFailed;
+      out.result.error = "cannot prepare the input tree on worker " + id + ": " + setup.message();
+      out.started_ms = out.finished_ms = NowUnixMs();
+    } else {
+      out = RunJob(
+          req,
+          [&](int64_t started_ms) {
+            v1::WorkerMessage m;
+            auto* u = m.mutable_update();
+            u->set_job_id(a.job_id());
+            u->set_attempt(a.attempt());
+            u->set_status(v1::RUNNING);
+            u->set_started_at_ms(started_ms);
+            Send(m);
+          },
+          log, js->cancel, js->hand_back, &js->pgid);
+      if (out.status == queue::JobStatus::kSucceeded && a.spec().outputs_size() > 0) {
+        auto root = CaptureOutputs(a, req.job_dir);
+        if (root.ok()) {
+          out.result.output_root = *root;
+        } else {
+          out.status = queue::JobStatus::kFailed;
+          out.result.error = root.status().message();
+          log("kiln: " + root.status().message() + "\n");
+        }
+        out.finished_ms = NowUnixMs();
+      }
+    }
     fs::remove_all(req.job_dir, ec);
     v1::JobUpdate u;
     u.set_job_id(a.job_id());
@@ -363,6 +430,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   std::error_code ec;
   fs::create_directories(cfg.work_dir + "/jobs", ec);
   if (ec) return FailedPrecondition("cannot create work directory " + cfg.work_dir + ": " + ec.message());
+  impl->local_cas = std::make_unique<LocalCas>(cfg.work_dir + "/cas", cfg.cache_max_bytes);
   // Leftovers of a crashed run: their jobs were requeued long ago.
   for (const auto& e : fs::directory_iterator(cfg.work_dir + "/jobs", ec)) {
     spdlog::info("removing leftover job directory {}", e.path().string());
@@ -377,6 +445,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   auto channel = grpc::CreateCustomChannel(cfg.controller, grpc::InsecureChannelCredentials(), args);
   impl->stub = v1::WorkerService::NewStub(channel);
+  impl->cas = std::make_unique<cas::CasClient>(channel);
   return std::unique_ptr<Worker>(new Worker(std::move(impl)));
 }
 

@@ -1,5 +1,7 @@
 #include "api/convert.h"
 
+#include <cstdlib>
+
 namespace kiln::api {
 
 v1::JobStatus ToProto(queue::JobStatus s) {
@@ -33,12 +35,68 @@ const char* StatusName(v1::JobStatus s) {
   return q ? queue::ToString(*q) : "unknown";
 }
 
+std::string DigestKey(const v1::Digest& d) { return d.hash() + "/" + std::to_string(d.size()); }
+
+void DigestToProto(const std::string& key, v1::Digest* out) {
+  auto slash = key.find('/');
+  out->set_hash(key.substr(0, slash));
+  if (slash != std::string::npos) out->set_size(std::strtoll(key.c_str() + slash + 1, nullptr, 10));
+}
+
+v1::Digest ToProto(const cas::Digest& d) {
+  v1::Digest out;
+  out.set_hash(d.hash);
+  out.set_size(d.size);
+  return out;
+}
+
+cas::Digest FromProto(const v1::Digest& d) { return cas::Digest{d.hash(), d.size()}; }
+
+void ToProto(const cas::Directory& in, v1::Directory* out) {
+  for (const auto& e : in.entries) {
+    auto* o = out->add_entries();
+    o->set_name(e.name);
+    switch (e.kind) {
+      case cas::Kind::kFile: o->set_kind(v1::ENTRY_FILE); break;
+      case cas::Kind::kDir: o->set_kind(v1::ENTRY_DIRECTORY); break;
+      case cas::Kind::kSymlink: o->set_kind(v1::ENTRY_SYMLINK); break;
+    }
+    if (e.kind != cas::Kind::kSymlink) *o->mutable_digest() = ToProto(e.digest);
+    o->set_executable(e.executable);
+    o->set_target(e.target);
+  }
+}
+
+Result<cas::Directory> FromProto(const v1::Directory& in, const std::string& where) {
+  cas::Directory d;
+  d.entries.reserve(static_cast<size_t>(in.entries_size()));
+  for (const auto& e : in.entries()) {
+    cas::Entry o;
+    o.name = e.name();
+    switch (e.kind()) {
+      case v1::ENTRY_FILE: o.kind = cas::Kind::kFile; break;
+      case v1::ENTRY_DIRECTORY: o.kind = cas::Kind::kDir; break;
+      case v1::ENTRY_SYMLINK: o.kind = cas::Kind::kSymlink; break;
+      default:
+        return InvalidArgument("in tree node " + where + ": entry '" + e.name().substr(0, 200) +
+                               "' has no valid kind (file, directory or symlink)");
+    }
+    if (e.has_digest()) o.digest = FromProto(e.digest());
+    o.executable = e.executable();
+    o.target = e.target();
+    d.entries.push_back(std::move(o));
+  }
+  return d;
+}
+
 void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
   for (const auto& a : in.argv) out->add_argv(a);
   for (const auto& [k, v] : in.env) (*out->mutable_env())[k] = v;
   out->set_working_dir(in.working_dir);
   out->set_timeout_s(in.timeout_s);
   for (const auto& [k, v] : in.requirements) (*out->mutable_requirements())[k] = v;
+  if (!in.input_root.empty()) DigestToProto(in.input_root, out->mutable_input_root());
+  for (const auto& o : in.outputs) out->add_outputs(o);
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -48,6 +106,8 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   s.working_dir = in.working_dir();
   s.timeout_s = in.timeout_s();
   for (const auto& [k, v] : in.requirements()) s.requirements[k] = v;
+  if (in.has_input_root()) s.input_root = DigestKey(in.input_root());
+  s.outputs.assign(in.outputs().begin(), in.outputs().end());
   return s;
 }
 
@@ -56,6 +116,7 @@ void ToProto(const queue::JobResult& in, v1::JobResult* out) {
   out->set_term_signal(in.term_signal);
   out->set_error(in.error);
   out->set_timed_out(in.timed_out);
+  if (!in.output_root.empty()) DigestToProto(in.output_root, out->mutable_output_root());
 }
 
 queue::JobResult FromProto(const v1::JobResult& in) {
@@ -64,6 +125,7 @@ queue::JobResult FromProto(const v1::JobResult& in) {
   r.term_signal = in.term_signal();
   r.error = in.error();
   r.timed_out = in.timed_out();
+  if (in.has_output_root()) r.output_root = DigestKey(in.output_root());
   return r;
 }
 

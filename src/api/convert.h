@@ -4,6 +4,7 @@
 
 #include <grpcpp/support/status.h>
 
+#include "cas/tree.h"
 #include "common/status.h"
 #include "kiln/v1/kiln.pb.h"
 #include "queue/types.h"
@@ -13,6 +14,17 @@ namespace kiln::api {
 v1::JobStatus ToProto(queue::JobStatus s);
 // QUEUED..LOST map over; UNSPECIFIED and unknown values give nullopt.
 std::optional<queue::JobStatus> FromProto(v1::JobStatus s);
+
+// "<hex>/<size>", the form kept in job specs and results.
+std::string DigestKey(const v1::Digest& d);
+void DigestToProto(const std::string& key, v1::Digest* out);
+v1::Digest ToProto(const cas::Digest& d);
+cas::Digest FromProto(const v1::Digest& d);
+
+void ToProto(const cas::Directory& in, v1::Directory* out);
+// Checks kinds and the fields each kind allows; names and order are checked
+// by cas::Normalize. `where` names the node in errors.
+Result<cas::Directory> FromProto(const v1::Directory& in, const std::string& where);
 
 void ToProto(const queue::JobSpec& in, v1::JobSpec* out);
 queue::JobSpec FromProto(const v1::JobSpec& in);

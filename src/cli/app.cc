@@ -94,6 +94,23 @@ int Main(int argc, char** argv) {
   sub->add_option("--workdir", submit.workdir, "directory to run in, relative to the job's work directory");
   sub->add_flag("--detach", submit.detach, "print the job id (or the job as JSON with --json) and exit");
   sub->add_option("--request-id", submit.request_id, "idempotency key: submitting it again returns the same job");
+  sub->add_option("--input", submit.input,
+                  "directory sent as the build's input tree; the build runs at its root (default: .)")
+      ->type_name("DIR");
+  sub->add_flag("--no-input", submit.no_input, "send no tree: the build runs in an empty directory");
+  sub->add_option("--include", submit.include,
+                  "send only files matching this glob (relative path; a directory match takes all under it; repeatable)")
+      ->type_name("GLOB");
+  sub->add_option("--exclude", submit.exclude, "do not send files matching this glob (repeatable)")->type_name("GLOB");
+  sub->add_flag("--no-gitignore", submit.no_gitignore,
+                "in a git checkout, send every file, not git's list (tracked and untracked, not ignored)");
+  sub->add_flag("--no-hash-cache", submit.no_hash_cache, "hash every file, ignoring the local hash cache");
+  sub->add_option("--output", submit.outputs,
+                  "file or directory the build produces, relative to the tree's root; downloaded after success "
+                  "(repeatable)")
+      ->type_name("PATH");
+  sub->add_option("--outputs-dir", submit.outputs_dir, "where outputs land (default: the --input directory)")
+      ->type_name("DIR");
   sub->add_option("command", submit.command, "the command to run and its arguments, after --")->type_name("CMD");
   sub->callback([&] {
     if (prio->count() > 0) submit.priority = priority;
@@ -105,6 +122,13 @@ int Main(int argc, char** argv) {
   auto* st = Sub(&app, "status", "Show a job's state, times and outcome");
   st->add_option("id", status_id, "job id")->type_name("ID")->required();
   st->callback([&] { action = [&](Client& c) { return RunStatus(c, g, status_id); }; });
+
+  // outputs
+  OutputsArgs outs;
+  auto* op = Sub(&app, "outputs", "Download a finished job's declared outputs");
+  op->add_option("id", outs.job_id, "job id")->type_name("ID")->required();
+  op->add_option("--dest", outs.dest, "directory to write them into (default: .)")->type_name("DIR");
+  op->callback([&] { action = [&](Client& c) { return RunOutputs(c, g, outs); }; });
 
   // logs
   LogsArgs logs;

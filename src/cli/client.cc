@@ -1,5 +1,7 @@
 #include "cli/client.h"
 
+#include "cas/client.h"
+
 #include "api/convert.h"
 
 #include <grpcpp/grpcpp.h>
@@ -17,6 +19,7 @@ struct Client::Impl {
   ClientOptions options;
   std::unique_ptr<v1::JobService::StubInterface> jobs;
   std::unique_ptr<v1::AdminService::StubInterface> admin;
+  std::unique_ptr<cas::CasClient> cas;
 };
 
 namespace {
@@ -64,8 +67,12 @@ std::unique_ptr<Client> Client::Connect(const ClientOptions& options) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 300'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
   auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
-  return MakeClient(options, v1::JobService::NewStub(channel), v1::AdminService::NewStub(channel));
+  auto c = MakeClient(options, v1::JobService::NewStub(channel), v1::AdminService::NewStub(channel));
+  c->impl_->cas = std::make_unique<cas::CasClient>(channel);
+  return c;
 }
+
+cas::CasClient* Client::Cas() { return impl_->cas.get(); }
 
 const ClientOptions& Client::options() const { return impl_->options; }
 

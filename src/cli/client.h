@@ -13,6 +13,10 @@
 #include "common/status.h"
 #include "kiln/v1/kiln.pb.h"
 
+namespace kiln::cas {
+class CasClient;
+}
+
 namespace kiln::cli {
 
 struct ClientOptions {
@@ -34,6 +38,9 @@ class Client {
   static std::unique_ptr<Client> Connect(const ClientOptions& options);
 
   const ClientOptions& options() const;
+  // The CasService client on the same channel; null for a Client made over
+  // test stubs without one.
+  cas::CasClient* Cas();
 
   // Submit, retried up to 3 times with backoff on UNAVAILABLE only, with the
   // same request: set request_id so that a retry cannot create a second job.

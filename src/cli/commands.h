@@ -32,10 +32,24 @@ struct SubmitArgs {
   bool detach = false;
   std::string request_id;             // empty: a random one
   std::vector<std::string> command;
+  // The input tree: this directory, as a Merkle tree in CAS.
+  std::string input = ".";
+  bool no_input = false;              // run in an empty directory
+  std::vector<std::string> include, exclude;
+  bool no_gitignore = false;
+  bool no_hash_cache = false;
+  std::vector<std::string> outputs;   // declared outputs, relative to the tree's root
+  std::string outputs_dir;            // where they land; default: the input directory
 };
 int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a);
 
 int RunStatus(Client& c, const Globals& g, const std::string& job_id);
+
+struct OutputsArgs {
+  std::string job_id;
+  std::string dest = ".";
+};
+int RunOutputs(Client& c, const Globals& g, const OutputsArgs& a);
 
 struct LogsArgs {
   std::string job_id;

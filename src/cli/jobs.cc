@@ -12,6 +12,7 @@
 #include "cli/follow.h"
 #include "cli/interrupt.h"
 #include "cli/output.h"
+#include "cli/trees.h"
 #include "common/util.h"
 
 namespace kiln::cli {
@@ -53,6 +54,13 @@ void PrintJobSummary(const v1::Job& j) {
   t.AddRow({"command:", CommandLine(j.spec())});
   if (!j.spec().working_dir().empty()) t.AddRow({"workdir:", j.spec().working_dir()});
   if (!j.spec().requirements().empty()) t.AddRow({"requires:", JoinMap(j.spec().requirements())});
+  auto digest = [](const v1::Digest& d) { return "sha256:" + d.hash() + "/" + std::to_string(d.size()); };
+  if (j.spec().has_input_root()) t.AddRow({"input:", digest(j.spec().input_root())});
+  if (j.spec().outputs_size() > 0) {
+    std::string outs;
+    for (const auto& o : j.spec().outputs()) outs += (outs.empty() ? "" : " ") + o;
+    t.AddRow({"outputs:", outs});
+  }
   t.AddRow({"submitted:", TimeAndAge(j.submitted_at_ms() > 0 ? j.submitted_at_ms() : j.queued_at_ms(), now)});
   t.AddRow({"started:", TimeAndAge(j.started_at_ms(), now)});
   t.AddRow({"finished:", TimeAndAge(j.finished_at_ms(), now)});
@@ -63,6 +71,7 @@ void PrintJobSummary(const v1::Job& j) {
     if (r.term_signal() > 0) t.AddRow({"signal:", std::to_string(r.term_signal())});
     if (r.timed_out()) t.AddRow({"timed out:", "yes (after " + FormatMs(j.spec().timeout_s() * 1000) + ")"});
     if (!r.error().empty()) t.AddRow({"error:", r.error()});
+    if (r.has_output_root()) t.AddRow({"output tree:", digest(r.output_root()) + " (kiln outputs " + std::to_string(j.id()) + ")"});
   }
   if (IsTerminal(j.status())) t.AddRow({"outcome:", DescribeOutcome(j)});
   t.AddRow({"log:", std::to_string(j.log_size()) + " bytes (attempt " + std::to_string(j.attempt()) + ")"});
@@ -91,6 +100,22 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   for (const auto& [k, v] : *req_kv) (*spec->mutable_requirements())[k] = v;
   spec->set_working_dir(a.workdir);
   spec->set_timeout_s(a.timeout_s);
+  for (auto o : a.outputs) {
+    while (o.rfind("./", 0) == 0) o = o.substr(2);
+    while (o.size() > 1 && o.back() == '/') o.pop_back();
+    spec->add_outputs(o);
+  }
+  if (!a.no_input) {
+    SendOptions so;
+    so.dir = a.input;
+    so.include = a.include;
+    so.exclude = a.exclude;
+    so.use_git = !a.no_gitignore;
+    so.hash_cache = !a.no_hash_cache;
+    auto root = SendTree(c, so);
+    if (!root.ok()) return ReportError(root.status(), Ctx(g));
+    *spec->mutable_input_root() = *root;
+  }
 
   auto resp = c.Submit(req);
   if (!resp.ok()) return ReportError(resp.status(), Ctx(g));
@@ -139,7 +164,31 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
     return code;
   }
   std::fprintf(stderr, "kiln: %s %s\n", name.c_str(), DescribeOutcome(*final_job).c_str());
+  if (final_job->status() == v1::SUCCEEDED && final_job->result().has_output_root()) {
+    std::string dest = !a.outputs_dir.empty() ? a.outputs_dir : a.no_input ? "." : a.input;
+    if (Status s = DownloadOutputs(c, final_job->result().output_root(), dest); !s.ok()) {
+      ReportError(s, Ctx(g));
+      std::fprintf(stderr, "kiln: fetch them again with: kiln outputs %lld --dest %s\n", static_cast<long long>(id),
+                   dest.c_str());
+      return ExitCodeFor(s) == kExitOk ? kExitRemote : ExitCodeFor(s);
+    }
+  }
   return JobExitCode(*final_job);
+}
+
+int RunOutputs(Client& c, const Globals& g, const OutputsArgs& a) {
+  auto id = ParseJobId(a.job_id);
+  if (!id.ok()) return UsageError(id.status().message());
+  auto job = c.GetJob(*id);
+  if (!job.ok()) return ReportError(job.status(), Ctx(g));
+  if (!job->result().has_output_root()) {
+    std::string why = job->spec().outputs_size() == 0 ? "it declared none (kiln submit --output PATH)"
+                      : !IsTerminal(job->status()) ? "it has not finished yet"
+                                                   : "it ended " + JobStatusName(job->status()) + " without them";
+    return ReportError(NotFound("job " + a.job_id + " has no outputs: " + why), Ctx(g));
+  }
+  if (Status s = DownloadOutputs(c, job->result().output_root(), a.dest); !s.ok()) return ReportError(s, Ctx(g));
+  return kExitOk;
 }
 
 int RunStatus(Client& c, const Globals& g, const std::string& job_id) {

@@ -55,6 +55,8 @@ inline Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondit
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 inline Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
+inline Status OutOfRange(std::string m) { return {Code::kOutOfRange, std::move(m)}; }
 
 // A value or the Status explaining why there is none.
 template <typename T>

@@ -26,8 +26,27 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   else if (unit == "ms") ms = n;
   else if (unit == "m" || unit == "min") ms = n * 60'000;
   else if (unit == "h") ms = n * 3'600'000;
-  else return InvalidArgument("invalid duration \"" + std::string(text) + "\": unknown unit \"" + unit + "\" (use ms, s, m or h)");
+  else if (unit == "d") ms = n * 86'400'000;
+  else return InvalidArgument("invalid duration \"" + std::string(text) + "\": unknown unit \"" + unit + "\" (use ms, s, m, h or d)");
   return std::chrono::milliseconds(ms);
+}
+
+Result<int64_t> ParseBytes(std::string_view text) {
+  std::string t = Trim(text);
+  size_t i = 0;
+  while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
+  if (i == 0 || i > 15) return InvalidArgument("invalid size \"" + std::string(text) + "\": expected e.g. 4096, 64MiB, 10GiB");
+  int64_t n = std::stoll(t.substr(0, i));
+  std::string unit = Trim(t.substr(i));
+  int shift;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K" || unit == "KiB") shift = 10;
+  else if (unit == "M" || unit == "MiB") shift = 20;
+  else if (unit == "G" || unit == "GiB") shift = 30;
+  else if (unit == "T" || unit == "TiB") shift = 40;
+  else return InvalidArgument("invalid size \"" + std::string(text) + "\": unknown unit \"" + unit + "\" (use KiB, MiB, GiB or TiB)");
+  if (n > (int64_t{1} << (62 - shift))) return InvalidArgument("invalid size \"" + std::string(text) + "\": too large");
+  return n << shift;
 }
 
 Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text) {

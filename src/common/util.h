@@ -18,6 +18,8 @@ int64_t NowUnixMs();
 // Parses "250ms", "5s", "2m", "1h" or a bare number of seconds.
 // Returns InvalidArgument naming the text on anything else.
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+// "4096", "64KiB", "10GiB" (also K, M, G, T): a number of bytes.
+Result<int64_t> ParseBytes(std::string_view text);
 
 // Parses "key=value" into its parts; InvalidArgument if there is no '=' or the key is empty.
 Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text);

@@ -28,6 +28,13 @@ Status ParseInt(const std::string& key, const std::string& v, int lo, int hi, in
   }
 }
 
+Status ParseSize(const std::string& key, const std::string& v, int64_t& out) {
+  auto b = ParseBytes(v);
+  if (!b.ok()) return InvalidArgument(key + ": " + b.status().message());
+  out = *b;
+  return Status::Ok();
+}
+
 Status ParseDur(const std::string& key, const std::string& v, milliseconds& out) {
   auto d = ParseDuration(v);
   if (!d.ok()) return InvalidArgument(key + ": " + d.status().message());
@@ -87,6 +94,14 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "config_poll_interval") return ParseDur(k, v, c.config_poll_interval);
   else if (k == "log_level") c.log_level = v;
   else if (k == "address_file") c.address_file = v;
+  else if (k == "cas_dir") c.cas_dir = v;
+  else if (k == "cas_max_blob_bytes") return ParseSize(k, v, c.cas_max_blob_bytes);
+  else if (k == "cas_max_tree_files") return ParseSize(k, v, c.cas_max_tree_files);
+  else if (k == "cas_max_bytes") return ParseSize(k, v, c.cas_max_bytes);
+  else if (k == "cas_max_age") return ParseDur(k, v, c.cas_max_age);
+  else if (k == "cas_min_age") return ParseDur(k, v, c.cas_min_age);
+  else if (k == "cas_gc_interval") return ParseDur(k, v, c.cas_gc_interval);
+  else if (k == "output_retention") return ParseDur(k, v, c.output_retention);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -99,6 +114,7 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "hostname") c.hostname = v;
   else if (k.rfind("label.", 0) == 0 && k.size() > 6) c.labels[k.substr(6)] = v;
   else if (k == "drain_grace") return ParseDur(k, v, c.drain_grace);
+  else if (k == "cache_max_bytes") return ParseSize(k, v, c.cache_max_bytes);
   else if (k == "log_level") c.log_level = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();
@@ -118,6 +134,11 @@ Status Validate(const ControllerConfig& c) {
   if (c.reap_interval.count() < 10) return InvalidArgument("reap_interval must be at least 10ms");
   if (c.dispatch_poll_interval.count() < 10) return InvalidArgument("dispatch_poll_interval must be at least 10ms");
   if (c.config_poll_interval.count() < 10) return InvalidArgument("config_poll_interval must be at least 10ms");
+  if (c.cas_dir.empty()) return InvalidArgument("cas_dir: empty path");
+  if (c.cas_max_blob_bytes < 1) return InvalidArgument("cas_max_blob_bytes must be at least 1 byte");
+  if (c.cas_max_tree_files < 1) return InvalidArgument("cas_max_tree_files must be at least 1");
+  if (c.cas_gc_interval.count() < 100) return InvalidArgument("cas_gc_interval must be at least 100ms");
+  if (c.cas_max_age < c.cas_min_age) return InvalidArgument("cas_max_age must not be shorter than cas_min_age");
   return Status::Ok();
 }
 
@@ -125,6 +146,7 @@ Status Validate(const WorkerConfig& c) {
   if (c.controller.empty()) return InvalidArgument("controller: empty address");
   if (c.work_dir.empty()) return InvalidArgument("work_dir: empty path");
   if (c.cluster.empty()) return InvalidArgument("cluster: empty name");
+  if (c.cache_max_bytes < (1 << 20)) return InvalidArgument("cache_max_bytes must be at least 1MiB");
   for (const auto& [k, v] : c.labels) {
     if (k == "arch" || k == "os") {
       return InvalidArgument("label." + k + ": \"" + k + "\" is reported by the worker itself and cannot be a label");

@@ -4,6 +4,7 @@
 // with '#' comments (see deploy/*.conf.example).
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -25,6 +26,15 @@ struct ControllerConfig {
   milliseconds config_poll_interval{2000};
   std::string log_level = "info";
   std::string address_file;                  // write the bound address here once serving
+  // Content-addressed storage (a directory every controller of the farm shares).
+  std::string cas_dir = "/var/lib/kiln-controller/cas";
+  int64_t cas_max_blob_bytes = int64_t{8} << 30;  // larger uploads are refused
+  int64_t cas_max_tree_files = 1'000'000;       // file entries in one submitted tree
+  int64_t cas_max_bytes = 0;                    // collect least recently used blobs past this; 0: no cap
+  milliseconds cas_max_age{30LL * 86'400'000};  // collect blobs unused this long
+  milliseconds cas_min_age{3'600'000};          // never collect what was used more recently
+  milliseconds cas_gc_interval{600'000};
+  milliseconds output_retention{7LL * 86'400'000};  // outputs of ended jobs are kept this long
 };
 
 struct WorkerConfig {
@@ -35,6 +45,7 @@ struct WorkerConfig {
   std::string hostname;                      // empty: gethostname()
   std::map<std::string, std::string> labels;
   milliseconds drain_grace{600000};          // SIGTERM: running jobs get this long before hand-back
+  int64_t cache_max_bytes = int64_t{10} << 30;  // local CAS cache (work_dir/cas); least recently used go first
   std::string log_level = "info";
 };
 

@@ -47,12 +47,16 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.env = j.value("env", std::map<std::string, std::string>{});
   s.working_dir = j.value("working_dir", "");
   s.timeout_s = j.value("timeout_s", int64_t{0});
+  s.input_root = j.value("input_root", "");
+  s.outputs = j.value("outputs", std::vector<std::string>{});
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
 
 std::string SpecToJson(const JobSpec& s) {
   json j = {{"argv", s.argv}, {"env", s.env}, {"working_dir", s.working_dir}, {"timeout_s", s.timeout_s}};
+  if (!s.input_root.empty()) j["input_root"] = s.input_root;
+  if (!s.outputs.empty()) j["outputs"] = s.outputs;
   return j.dump();
 }
 
@@ -61,6 +65,7 @@ json ResultToJson(const JobResult& r) {
   if (r.term_signal != 0) j["term_signal"] = r.term_signal;
   if (!r.error.empty()) j["error"] = r.error;
   if (r.timed_out) j["timed_out"] = true;
+  if (!r.output_root.empty()) j["output_root"] = r.output_root;
   return j;
 }
 
@@ -71,6 +76,7 @@ JobResult ResultFromJson(const std::string& text) {
   r.term_signal = j.value("term_signal", 0);
   r.error = j.value("error", "");
   r.timed_out = j.value("timed_out", false);
+  r.output_root = j.value("output_root", "");
   return r;
 }
 

@@ -24,6 +24,8 @@ struct JobSpec {
   std::string working_dir;
   int64_t timeout_s = 0;
   std::map<std::string, std::string> requirements;  // matched against worker properties
+  std::string input_root;            // "<sha256 hex>/<size>" of the input tree, or empty
+  std::vector<std::string> outputs;  // declared output paths, relative to the tree's root
 };
 
 struct JobResult {
@@ -31,6 +33,7 @@ struct JobResult {
   int term_signal = 0;
   std::string error;
   bool timed_out = false;
+  std::string output_root;  // "<sha256 hex>/<size>" of the outputs' tree, or empty
 };
 
 struct Job {

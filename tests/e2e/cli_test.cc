@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "harness/farm.h"
 
 namespace kiln {
@@ -11,10 +13,17 @@ namespace {
 
 class Cli : public Farm {
  protected:
-  test::CommandResult Kiln(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+  // Runs kiln in `cwd` (default: an empty directory of the test's own, so a
+  // submit sends an empty tree).
+  test::CommandResult Kiln(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s,
+                           std::string cwd = "") {
     std::vector<std::string> argv{test::BinPath("kiln"), "--controller", addresses_.empty() ? "127.0.0.1:1" : addresses_[0]};
     argv.insert(argv.end(), args.begin(), args.end());
-    return test::RunCommand(argv, timeout);
+    if (cwd.empty()) {
+      cwd = dir_.path() + "/cwd";
+      std::filesystem::create_directories(cwd);
+    }
+    return test::RunCommand(argv, timeout, {{"XDG_CACHE_HOME", dir_.path() + "/cache"}}, cwd);
   }
   void Up() {
     StartController();

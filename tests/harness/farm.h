@@ -27,8 +27,13 @@ class Farm : public ::testing::Test {
     conf_ = dir_.path() + "/controller.conf";
     // The lease must outlast a controller restart plus the worker's reconnect.
     std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 3s\nreap_interval = 100ms\n"
-                            "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n";
+                            "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n"
+                         << "cas_dir = " << dir_.path() << "/cas\n"
+                         << extra_conf_;
   }
+
+  // Settings appended to the controllers' config file (set before SetUp).
+  std::string extra_conf_;
 
   void TearDown() override {
     if (HasFailure()) {

@@ -158,9 +158,11 @@ std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& ext
   return out;
 }
 
-pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, const std::map<std::string, std::string>& env) {
+pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, const std::map<std::string, std::string>& env,
+            const std::string& cwd = "") {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
   posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
@@ -223,12 +225,12 @@ std::string Process::Log() const {
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                         const std::map<std::string, std::string>& env) {
+                         const std::map<std::string, std::string>& env, const std::string& cwd) {
   TempDir d;
   std::string out = d.path() + "/out", err = d.path() + "/err";
   int ofd = open(out.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   int efd = open(err.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  pid_t pid = Spawn(argv, ofd, efd, env);
+  pid_t pid = Spawn(argv, ofd, efd, env, cwd);
   close(ofd);
   close(efd);
   int st = 0;

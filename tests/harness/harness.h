@@ -72,8 +72,9 @@ struct CommandResult {
   std::string out;
   std::string err;
 };
+// Runs argv to completion (killed after `timeout`), in `cwd` if given.
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                         const std::map<std::string, std::string>& env = {});
+                         const std::map<std::string, std::string>& env = {}, const std::string& cwd = "");
 
 // A free TCP port on 127.0.0.1 (bound and released; callers retry on a clash).
 int FreePort();

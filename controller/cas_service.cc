@@ -1,0 +1,340 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "api/convert.h"
+#include "common/util.h"
+#include "controller/cas.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+
+namespace kiln::controller {
+
+namespace {
+
+constexpr int kMaxDigestsPerCall = 10000;
+constexpr int64_t kMaxBatchBytes = 4 << 20;      // BatchUpload
+constexpr int64_t kMaxBatchReadBytes = 3 << 20;  // BatchRead: a response stays under gRPC's default 4 MiB
+constexpr int64_t kReadChunk = 1 << 20;
+constexpr int64_t kTreePageBytes = 2 << 20;
+constexpr int kMaxDepth = 512;
+
+std::string Where(const std::string& path) { return path.empty() ? "the tree's root" : "'" + path + "'"; }
+
+}  // namespace
+
+Result<std::unique_ptr<Cas>> Cas::Open(const config::ControllerConfig& cfg) {
+  auto blobs = cas::OpenDirStore(cfg.cas_dir);
+  if (!blobs.ok()) return blobs.status();
+  std::unique_ptr<Cas> c(new Cas(cfg));
+  c->blobs_ = std::move(blobs).value();
+  c->trees_ = std::make_unique<cas::TreeStore>(cfg.database_url, 4);
+  return c;
+}
+
+Status Cas::CheckTree(const cas::Digest& root, const std::string& what) {
+  if (auto s = cas::CheckDigest(root, what); !s.ok()) return s;
+  auto reach = trees_->Reachable(root);
+  if (!reach.ok()) return reach.status();
+  std::unordered_map<std::string, const cas::Directory*> nodes;
+  for (const auto& [d, dir] : reach->nodes) nodes[d.hash] = &dir;
+  std::unordered_map<std::string, bool> blob_present;
+  int64_t files = 0;
+  struct Item {
+    std::string hash, path;
+    int depth;
+  };
+  std::vector<Item> stack{{root.hash, "", 0}};
+  while (!stack.empty()) {
+    Item it = std::move(stack.back());
+    stack.pop_back();
+    auto n = nodes.find(it.hash);
+    if (n == nodes.end()) {
+      return FailedPrecondition(what + ": directory " + Where(it.path) + " (sha256:" + it.hash +
+                                ") is not in CAS; upload its node first (kiln submit does this)");
+    }
+    if (it.depth > kMaxDepth) return InvalidArgument(what + ": directories nested deeper than 512 levels");
+    for (const auto& e : n->second->entries) {
+      std::string p = cas::JoinPath(it.path, e.name);
+      switch (e.kind) {
+        case cas::Kind::kDir:
+          stack.push_back({e.digest.hash, p, it.depth + 1});
+          break;
+        case cas::Kind::kSymlink:
+          if (!cas::LinkStaysInside(it.path, e.target))
+            return InvalidArgument(what + ": symlink '" + p + "' -> '" + e.target + "' leaves the tree");
+          break;
+        case cas::Kind::kFile: {
+          if (++files > cfg_.cas_max_tree_files)
+            return ResourceExhausted(what + " has more than " + std::to_string(cfg_.cas_max_tree_files) +
+                                     " files (cas_max_tree_files)");
+          auto [b, fresh] = blob_present.try_emplace(e.digest.Key(), false);
+          if (fresh) b->second = blobs_->Has(e.digest);
+          if (!b->second)
+            return FailedPrecondition(what + ": file '" + p + "' (" + e.digest.ToString() +
+                                      ") is not in CAS; upload it first (kiln submit does this)");
+          break;
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Cas::GcStats> Cas::Collect() {
+  GcStats st;
+  auto live = trees_->LiveHashes(cfg_.output_retention.count() / 1000);
+  if (!live.ok()) return live.status();
+  int64_t now = NowUnixMs() / 1000;
+  int64_t min_age_cut = now - cfg_.cas_min_age.count() / 1000;
+  int64_t max_age_cut = now - cfg_.cas_max_age.count() / 1000;
+  std::vector<cas::BlobInfo> candidates;
+  blobs_->ForEach([&](const cas::BlobInfo& b) {
+    if (live->count(b.digest.hash) || b.last_used_s >= min_age_cut) {
+      ++st.blobs_kept;
+      st.bytes_kept += b.digest.size;
+      return;
+    }
+    candidates.push_back(b);
+  });
+  // Oldest first: past the age limit they go in any case, then more while
+  // the store is over its size cap.
+  std::sort(candidates.begin(), candidates.end(),
+            [](const cas::BlobInfo& a, const cas::BlobInfo& b) { return a.last_used_s < b.last_used_s; });
+  int64_t total = st.bytes_kept;
+  for (const auto& b : candidates) total += b.digest.size;
+  for (const auto& b : candidates) {
+    bool too_old = b.last_used_s < max_age_cut;
+    bool over = cfg_.cas_max_bytes > 0 && total > cfg_.cas_max_bytes;
+    if ((too_old || over) && blobs_->RemoveIfUnused(b.digest, min_age_cut)) {
+      ++st.blobs_removed;
+      st.bytes_removed += b.digest.size;
+      total -= b.digest.size;
+    } else {
+      ++st.blobs_kept;
+      st.bytes_kept += b.digest.size;
+    }
+  }
+  auto t = trees_->DeleteUnreachable(*live, cfg_.cas_max_age.count() / 1000);
+  if (!t.ok()) return t.status();
+  st.trees_removed = *t;
+  blobs_->RemoveStaleUploads(now - 86400);
+  return st;
+}
+
+namespace {
+
+class CasServiceImpl final : public v1::CasService::Service {
+ public:
+  explicit CasServiceImpl(Cas* cas) : cas_(cas) {}
+
+  grpc::Status FindMissing(grpc::ServerContext*, const v1::FindMissingRequest* req,
+                           v1::FindMissingResponse* resp) override {
+    if (req->blobs_size() + req->trees_size() > kMaxDigestsPerCall)
+      return api::ToGrpc(InvalidArgument("at most 10000 digests per FindMissing call"));
+    for (const auto& d : req->blobs()) {
+      if (auto s = cas::CheckDigest(api::FromProto(d), "blob"); !s.ok()) return api::ToGrpc(s);
+      if (!cas_->blobs().Has(api::FromProto(d))) *resp->add_blobs() = d;
+    }
+    std::vector<cas::Digest> trees;
+    for (const auto& d : req->trees()) {
+      if (auto s = cas::CheckDigest(api::FromProto(d), "tree node"); !s.ok()) return api::ToGrpc(s);
+      trees.push_back(api::FromProto(d));
+    }
+    auto missing = cas_->trees().FindMissing(trees);
+    if (!missing.ok()) return api::ToGrpc(missing.status());
+    for (const auto& d : *missing) *resp->add_trees() = api::ToProto(d);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status BatchUpload(grpc::ServerContext*, const v1::BatchUploadRequest* req,
+                           v1::BatchUploadResponse* resp) override {
+    std::vector<std::pair<cas::Digest, std::string_view>> ok;
+    std::vector<int> index(static_cast<size_t>(req->blobs_size()), -1);
+    int64_t total = 0;
+    for (int i = 0; i < req->blobs_size(); ++i) {
+      const auto& b = req->blobs(i);
+      auto* st = resp->add_statuses();
+      *st->mutable_digest() = b.digest();
+      cas::Digest d = api::FromProto(b.digest());
+      Status s = cas::CheckDigest(d, "blob");
+      if (s.ok() && d.size > cas_->cfg().cas_max_blob_bytes) s = TooLarge(d);
+      total += static_cast<int64_t>(b.data().size());
+      if (s.ok() && total > kMaxBatchBytes)
+        s = InvalidArgument("BatchUpload carries at most 4 MiB; send larger blobs with Write");
+      if (!s.ok()) {
+        st->set_code(static_cast<int>(s.code()));
+        st->set_message(s.message());
+        continue;
+      }
+      index[static_cast<size_t>(i)] = static_cast<int>(ok.size());
+      ok.emplace_back(d, b.data());
+    }
+    auto results = cas_->blobs().PutMany(ok);
+    for (int i = 0; i < req->blobs_size(); ++i) {
+      int k = index[static_cast<size_t>(i)];
+      if (k < 0) continue;
+      const Status& s = results[static_cast<size_t>(k)];
+      resp->mutable_statuses(i)->set_code(static_cast<int>(s.code()));
+      resp->mutable_statuses(i)->set_message(s.message());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status BatchRead(grpc::ServerContext*, const v1::BatchReadRequest* req, v1::BatchReadResponse* resp) override {
+    if (req->digests_size() > kMaxDigestsPerCall) return api::ToGrpc(InvalidArgument("at most 10000 digests per call"));
+    int64_t total = 0;
+    for (const auto& pd : req->digests()) {
+      auto* st = resp->add_statuses();
+      *st->mutable_digest() = pd;
+      cas::Digest d = api::FromProto(pd);
+      Status s = cas::CheckDigest(d, "blob");
+      if (s.ok() && total + d.size > kMaxBatchReadBytes)
+        s = ResourceExhausted("BatchRead returns at most 3 MiB; read " + d.ToString() + " with Read or in another call");
+      if (s.ok()) {
+        auto data = cas_->blobs().Read(d, 0, 0);
+        if (data.ok()) {
+          total += d.size;
+          auto* b = resp->add_blobs();
+          *b->mutable_digest() = pd;
+          *b->mutable_data() = std::move(*data);
+        } else {
+          s = data.status();
+        }
+      }
+      st->set_code(static_cast<int>(s.code()));
+      st->set_message(s.message());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Write(grpc::ServerContext*, grpc::ServerReader<v1::WriteRequest>* reader,
+                     v1::WriteResponse* resp) override {
+    v1::WriteRequest m;
+    if (!reader->Read(&m)) return api::ToGrpc(InvalidArgument("empty Write stream"));
+    cas::Digest d = api::FromProto(m.digest());
+    if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
+    if (d.size > cas_->cfg().cas_max_blob_bytes) return api::ToGrpc(TooLarge(d));
+    if (cas_->blobs().Has(d)) {
+      resp->set_committed_size(d.size);
+      resp->set_complete(true);
+      return grpc::Status::OK;
+    }
+    auto w = cas_->blobs().OpenWriter(d, m.upload_id());
+    if (!w.ok()) return api::ToGrpc(w.status());
+    auto& writer = **w;
+    for (;;) {
+      if (m.offset() != writer.committed()) {
+        return api::ToGrpc(FailedPrecondition("write of " + d.ToString() + " at offset " + std::to_string(m.offset()) +
+                                              ", but the server holds " + std::to_string(writer.committed()) +
+                                              " bytes of this upload; resume from QueryWrite's committed_size"));
+      }
+      if (Status s = writer.Append(m.data()); !s.ok()) return api::ToGrpc(s);
+      if (m.finish()) {
+        if (Status s = writer.Commit(); !s.ok()) return api::ToGrpc(s);
+        resp->set_committed_size(d.size);
+        resp->set_complete(true);
+        return grpc::Status::OK;
+      }
+      if (!reader->Read(&m)) break;
+    }
+    return api::ToGrpc(Aborted("upload of " + d.ToString() + " ended before finish after " +
+                               std::to_string(writer.committed()) + " bytes; resume it with the same upload id"));
+  }
+
+  grpc::Status QueryWrite(grpc::ServerContext*, const v1::QueryWriteRequest* req, v1::WriteResponse* resp) override {
+    cas::Digest d = api::FromProto(req->digest());
+    if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
+    if (cas_->blobs().Has(d)) {
+      resp->set_committed_size(d.size);
+      resp->set_complete(true);
+    } else {
+      resp->set_committed_size(cas_->blobs().PendingSize(d, req->upload_id()));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Read(grpc::ServerContext* ctx, const v1::ReadRequest* req,
+                    grpc::ServerWriter<v1::ReadResponse>* writer) override {
+    cas::Digest d = api::FromProto(req->digest());
+    if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
+    if (req->offset() < 0 || req->offset() > d.size || req->limit() < 0)
+      return api::ToGrpc(OutOfRange("read offset or limit outside blob " + d.ToString()));
+    int64_t end = req->limit() > 0 ? std::min(d.size, req->offset() + req->limit()) : d.size;
+    int64_t off = req->offset();
+    if (!cas_->blobs().Has(d)) return api::ToGrpc(NotFound("blob " + d.ToString() + " is not in CAS"));
+    do {
+      auto data = cas_->blobs().Read(d, off, std::min(kReadChunk, end - off));
+      if (!data.ok()) return api::ToGrpc(data.status());
+      off += static_cast<int64_t>(data->size());
+      v1::ReadResponse r;
+      *r.mutable_data() = std::move(*data);
+      if (ctx->IsCancelled() || !writer->Write(r)) return grpc::Status::CANCELLED;
+    } while (off < end);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UploadTrees(grpc::ServerContext*, const v1::UploadTreesRequest* req,
+                           v1::UploadTreesResponse* resp) override {
+    if (req->nodes_size() > kMaxDigestsPerCall) return api::ToGrpc(InvalidArgument("at most 10000 nodes per call"));
+    std::vector<std::pair<cas::Digest, cas::Directory>> nodes;
+    for (const auto& n : req->nodes()) {
+      cas::Digest claimed = api::FromProto(n.digest());
+      if (auto s = cas::CheckDigest(claimed, "tree node"); !s.ok()) return api::ToGrpc(s);
+      std::string where = claimed.ToString();
+      auto dir = api::FromProto(n.directory(), where);
+      if (!dir.ok()) return api::ToGrpc(dir.status());
+      if (Status s = cas::Normalize(&*dir, "node " + where); !s.ok()) return api::ToGrpc(s);
+      cas::Digest actual = cas::DigestOf(*dir);
+      if (actual != claimed) {
+        return api::ToGrpc(InvalidArgument("tree node " + claimed.ToString() +
+                                           ": its canonical encoding hashes to " + actual.ToString()));
+      }
+      nodes.emplace_back(claimed, std::move(*dir));
+    }
+    if (Status s = cas_->trees().Insert(nodes); !s.ok()) return api::ToGrpc(s);
+    resp->set_stored(static_cast<int>(nodes.size()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetTree(grpc::ServerContext*, const v1::GetTreeRequest* req, v1::GetTreeResponse* resp) override {
+    cas::Digest root = api::FromProto(req->root());
+    if (auto s = cas::CheckDigest(root, "tree root"); !s.ok()) return api::ToGrpc(s);
+    size_t start = 0;
+    if (!req->page_token().empty()) {
+      const std::string& t = req->page_token();
+      auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), start);
+      if (ec != std::errc() || p != t.data() + t.size()) return api::ToGrpc(InvalidArgument("bad page_token"));
+    }
+    auto reach = cas_->trees().Reachable(root);
+    if (!reach.ok()) return api::ToGrpc(reach.status());
+    if (start == 0 && reach->nodes.empty())
+      return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
+    int64_t bytes = 0;
+    size_t i = start;
+    for (; i < reach->nodes.size() && bytes < kTreePageBytes; ++i) {
+      auto* n = resp->add_nodes();
+      *n->mutable_digest() = api::ToProto(reach->nodes[i].first);
+      api::ToProto(reach->nodes[i].second, n->mutable_directory());
+      bytes += static_cast<int64_t>(n->ByteSizeLong());
+    }
+    if (i < reach->nodes.size()) resp->set_next_page_token(std::to_string(i));
+    return grpc::Status::OK;
+  }
+
+ private:
+  Status TooLarge(const cas::Digest& d) {
+    return InvalidArgument("blob " + d.ToString() + " is larger than the limit of " +
+                           std::to_string(cas_->cfg().cas_max_blob_bytes) + " bytes (cas_max_blob_bytes)");
+  }
+
+  Cas* cas_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeCasService(Cas* cas) { return std::make_unique<CasServiceImpl>(cas); }
+
+}  // namespace kiln::controller

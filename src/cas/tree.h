@@ -1,0 +1,74 @@
+#pragma once
+// Merkle directory nodes. A directory's digest is the sha256 of its canonical
+// encoding (docs/architecture.md, "Canonical directory encoding"); a tree is
+// named by its root node's digest.
+
+#include <map>
+#include <unordered_map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cas/digest.h"
+#include "common/status.h"
+
+namespace kiln::cas {
+
+enum class Kind { kFile, kDir, kSymlink };
+
+struct Entry {
+  std::string name;         // one path component
+  Kind kind = Kind::kFile;
+  Digest digest;            // file content or child directory node; empty for symlinks
+  bool executable = false;  // files only
+  std::string target;       // symlinks only: relative, stays inside the tree
+  bool operator==(const Entry&) const = default;
+};
+
+struct Directory {
+  std::vector<Entry> entries;  // sorted by name (bytewise), names unique
+  bool operator==(const Directory&) const = default;
+};
+
+// Canonical bytes of a directory whose entries are sorted and unique.
+std::string Encode(const Directory& d);
+Digest DigestOf(const Directory& d);
+
+// A single path component: not empty, not "." or "..", no '/', no NUL, at
+// most 255 bytes.
+Status CheckName(std::string_view name);
+// A symlink target: relative, not empty, no NUL, at most 4095 bytes. Whether
+// it stays inside the tree depends on where the link is: see CheckLinkInside.
+Status CheckTarget(std::string_view target);
+// True if `target`, followed lexically from the directory `dir_path`
+// ("" for the root, else "a/b"), never leaves the tree.
+bool LinkStaysInside(std::string_view dir_path, std::string_view target);
+
+// Sorts the entries and checks every name, kind field and digest; refuses
+// duplicates. `path` names the directory in errors ("" for the root).
+Status Normalize(Directory* d, std::string_view path);
+
+// hstore form: name -> "f:<hex>/<size>" (file), "x:<hex>/<size>" (executable
+// file), "d:<hex>/<size>" (directory), "l:<target>" (symlink).
+std::string EntryValue(const Entry& e);
+Result<Entry> EntryFromValue(std::string name, std::string_view value);
+
+// Every entry of the tree under `root`, each with its path, parents before
+// children. Checks what a receiver must not trust: every node present,
+// symlinks inside the tree, at most `max_entries` entries and 512 levels.
+struct PathEntry {
+  std::string path;
+  Entry entry;
+};
+Result<std::vector<PathEntry>> Flatten(const Digest& root,
+                                       const std::unordered_map<std::string, const Directory*>& nodes_by_hash,
+                                       int64_t max_entries);
+
+// Joins a relative path and a name ("" + "a" = "a").
+std::string JoinPath(std::string_view dir, std::string_view name);
+
+// Checks a path a job declares as an output, or a working directory:
+// relative, normalized ("a/b", no "." or ".." or empty components).
+Status CheckRelativePath(std::string_view p, std::string_view what);
+
+}  // namespace kiln::cas

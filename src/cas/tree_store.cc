@@ -1,0 +1,163 @@
+#include "cas/tree_store.h"
+
+#include "db/pool.h"
+
+namespace kiln::cas {
+
+namespace {
+
+// Every node reachable from the roots selected by ROOTS (a query giving
+// "<hex>/<size>" or "<hex>" values).
+#define KILN_WALK(ROOTS)                                                                                  \
+  "WITH RECURSIVE walk(digest) AS ("                                                                   \
+  "  SELECT split_part(r, '/', 1) FROM (" ROOTS ") AS roots(r)"                                       \
+  "  UNION"                                                                                             \
+  "  SELECT split_part(substr(v, 3), '/', 1) FROM walk w JOIN cas_trees t ON t.digest = w.digest,"    \
+  "    LATERAL svals(t.entries) v WHERE left(v, 2) = 'd:') "
+
+std::string ArrayLiteral(const std::vector<Digest>& ds) {
+  std::string s = "{";
+  for (size_t i = 0; i < ds.size(); ++i) {
+    if (i) s += ',';
+    s += ds[i].hash;  // checked hex: needs no quoting
+  }
+  return s + "}";
+}
+
+}  // namespace
+
+TreeStore::TreeStore(std::string db_url, size_t pool_size)
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})) {}
+TreeStore::~TreeStore() = default;
+
+Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& nodes) {
+  std::vector<Digest> missing;
+  if (nodes.empty()) return missing;
+  for (const auto& d : nodes)
+    if (!IsHash(d.hash)) return InvalidArgument("bad tree digest '" + d.hash.substr(0, 80) + "'");
+  std::unordered_set<std::string> present;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto r = tx.exec_params(
+            "UPDATE cas_trees SET last_used = CASE WHEN last_used < now() - interval '10 minutes' THEN now()"
+            " ELSE last_used END WHERE digest = ANY($1::text[]) RETURNING digest",
+            ArrayLiteral(nodes));
+        tx.commit();
+        for (const auto& row : r) present.insert(row[0].as<std::string>());
+        return Status::Ok();
+      },
+      "cannot look up tree nodes");
+  if (!s.ok()) return s;
+  for (const auto& d : nodes)
+    if (!present.count(d.hash)) missing.push_back(d);
+  return missing;
+}
+
+Status TreeStore::Insert(const std::vector<std::pair<Digest, Directory>>& nodes) {
+  if (nodes.empty()) return Status::Ok();
+  return pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        constexpr size_t kBatch = 500;
+        for (size_t i = 0; i < nodes.size(); i += kBatch) {
+          std::string sql = "INSERT INTO cas_trees (digest, size, entries) VALUES ";
+          for (size_t k = i; k < std::min(nodes.size(), i + kBatch); ++k) {
+            const auto& [d, dir] = nodes[k];
+            if (k > i) sql += ',';
+            sql += "('" + d.hash + "'," + std::to_string(d.size) + ",hstore(ARRAY[";
+            for (size_t e = 0; e < dir.entries.size(); ++e) sql += (e ? "," : "") + tx.quote(dir.entries[e].name);
+            sql += "]::text[],ARRAY[";
+            for (size_t e = 0; e < dir.entries.size(); ++e)
+              sql += (e ? "," : "") + tx.quote(EntryValue(dir.entries[e]));
+            sql += "]::text[]))";
+          }
+          sql += " ON CONFLICT (digest) DO UPDATE SET last_used = now()";
+          tx.exec(sql);
+        }
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot store tree nodes");
+}
+
+Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
+  Reach out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec_params(KILN_WALK("SELECT $1::text")
+                                "SELECT w.digest, t.size, e.key, e.value FROM walk w"
+                                " LEFT JOIN cas_trees t ON t.digest = w.digest"
+                                " LEFT JOIN LATERAL each(t.entries) e ON true ORDER BY w.digest, e.key COLLATE \"C\"",
+                                root.hash);
+        std::string cur;
+        for (const auto& row : r) {
+          std::string h = row[0].as<std::string>();
+          if (row[1].is_null()) {
+            out.missing.push_back(Digest{h, 0});
+            continue;
+          }
+          if (h != cur) {
+            out.nodes.emplace_back(Digest{h, row[1].as<int64_t>()}, Directory{});
+            cur = h;
+          }
+          if (row[2].is_null()) continue;  // an empty directory
+          auto e = EntryFromValue(row[2].as<std::string>(), row[3].as<std::string>());
+          if (!e.ok()) return e.status();
+          out.nodes.back().second.entries.push_back(std::move(*e));
+        }
+        return Status::Ok();
+      },
+      "cannot read tree " + root.ToString());
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::unordered_set<std::string>> TreeStore::LiveHashes(int64_t output_retention_s) {
+  std::unordered_set<std::string> live;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec_params(
+            KILN_WALK("SELECT * FROM kiln_cas_live_roots(make_interval(secs => $1))")
+            "SELECT digest FROM walk UNION"
+            " SELECT split_part(substr(v, 3), '/', 1) FROM walk w JOIN cas_trees t ON t.digest = w.digest,"
+            "   LATERAL svals(t.entries) v WHERE left(v, 2) IN ('f:', 'x:')",
+            static_cast<double>(output_retention_s));
+        for (const auto& row : r) live.insert(row[0].as<std::string>());
+        return Status::Ok();
+      },
+      "cannot list the live CAS trees");
+  if (!s.ok()) return s;
+  return live;
+}
+
+Result<int64_t> TreeStore::DeleteUnreachable(const std::unordered_set<std::string>& live, int64_t min_age_s) {
+  int64_t n = 0;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto r = tx.exec_params("SELECT digest FROM cas_trees WHERE last_used < now() - make_interval(secs => $1)",
+                                static_cast<double>(min_age_s));
+        std::vector<Digest> dead;
+        for (const auto& row : r) {
+          std::string h = row[0].as<std::string>();
+          if (!live.count(h)) dead.push_back(Digest{h, 0});
+        }
+        if (!dead.empty()) {
+          auto d = tx.exec_params(
+              "DELETE FROM cas_trees WHERE digest = ANY($1::text[])"
+              " AND last_used < now() - make_interval(secs => $2)",
+              ArrayLiteral(dead), static_cast<double>(min_age_s));
+          n = static_cast<int64_t>(d.affected_rows());
+        }
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot collect tree nodes");
+  if (!s.ok()) return s;
+  return n;
+}
+
+}  // namespace kiln::cas

@@ -1,0 +1,44 @@
+#pragma once
+// Directory nodes in PostgreSQL (table cas_trees, hstore entries), and the
+// reachability queries the CAS service and its collector need.
+
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "cas/tree.h"
+
+namespace kiln::db {
+class Pool;
+}
+
+namespace kiln::cas {
+
+class TreeStore {
+ public:
+  explicit TreeStore(std::string db_url, size_t pool_size = 4);
+  ~TreeStore();
+
+  // The nodes not stored; marks the stored ones as used now.
+  Result<std::vector<Digest>> FindMissing(const std::vector<Digest>& nodes);
+  // Stores checked nodes (existing ones are left alone).
+  Status Insert(const std::vector<std::pair<Digest, Directory>>& nodes);
+
+  struct Reach {
+    std::vector<std::pair<Digest, Directory>> nodes;  // stored nodes reachable from the root
+    std::vector<Digest> missing;                      // referenced but not stored
+  };
+  Result<Reach> Reachable(const Digest& root);
+
+  // Hashes of every node and blob reachable from kiln_cas_live_roots.
+  Result<std::unordered_set<std::string>> LiveHashes(int64_t output_retention_s);
+  // Deletes nodes unused for `min_age_s` that are not in `live`.
+  Result<int64_t> DeleteUnreachable(const std::unordered_set<std::string>& live, int64_t min_age_s);
+
+ private:
+  std::unique_ptr<db::Pool> pool_;
+};
+
+}  // namespace kiln::cas

@@ -1,0 +1,142 @@
+#include "cli/trees.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <unordered_map>
+
+#include "api/convert.h"
+#include "cas/client.h"
+#include "cas/walk.h"
+#include "common/util.h"
+
+namespace kiln::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+double Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string CleanPattern(std::string p) {
+  while (p.rfind("./", 0) == 0) p = p.substr(2);
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+}  // namespace
+
+std::string HumanBytes(int64_t n) {
+  char buf[64];
+  if (n < 1024) std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(n));
+  else if (n < (1 << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
+  else if (n < (1LL << 30)) std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
+  else std::snprintf(buf, sizeof buf, "%.2f GiB", n / 1073741824.0);
+  return buf;
+}
+
+Result<v1::Digest> SendTree(Client& c, const SendOptions& o) {
+  if (c.Cas() == nullptr) return Internal("no CAS client");
+  std::error_code ec;
+  std::string abs = fs::weakly_canonical(fs::absolute(o.dir, ec), ec).string();
+  struct stat st {};
+  if (::stat(abs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return NotFound("input directory " + o.dir + " does not exist or is not a directory (set it with --input)");
+  cas::WalkOptions w;
+  for (const auto& p : o.include) w.include.push_back(CleanPattern(p));
+  for (const auto& p : o.exclude) w.exclude.push_back(CleanPattern(p));
+  w.use_git = o.use_git;
+  cas::HashCache cache;
+  if (o.hash_cache) {
+    cache = cas::HashCache::Load(cas::HashCache::DefaultFile(abs));
+    w.cache = &cache;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto tree = cas::BuildTree(abs, w);
+  if (!tree.ok()) {
+    return Status(tree.status().code(), "cannot send " + o.dir + ": " + tree.status().message());
+  }
+  double hash_s = Since(t0);
+  if (o.hash_cache) {
+    if (auto s = cache.Save(); !s.ok()) std::fprintf(stderr, "kiln: warning: %s\n", s.message().c_str());
+  }
+  std::fprintf(stderr, "kiln: hashed %s: %lld files, %s%s in %.2f s (%lld read, %lld unchanged since the last submit)\n",
+               o.dir.c_str(), static_cast<long long>(tree->file_count), HumanBytes(tree->file_bytes).c_str(),
+               tree->used_git ? " (git's file list)" : "", hash_s, static_cast<long long>(tree->hashed_files),
+               static_cast<long long>(tree->file_count - tree->hashed_files));
+  auto t1 = std::chrono::steady_clock::now();
+  auto up = c.Cas()->UploadTree(*tree);
+  if (!up.ok()) return up.status();
+  std::fprintf(stderr,
+               "kiln: uploaded %lld files (%lld bytes, %s) and %lld directory nodes (%lld bytes) in %.2f s; "
+               "the farm had the other %lld files\n",
+               static_cast<long long>(up->blobs), static_cast<long long>(up->blob_bytes),
+               HumanBytes(up->blob_bytes).c_str(), static_cast<long long>(up->nodes),
+               static_cast<long long>(up->node_bytes), Since(t1),
+               static_cast<long long>(static_cast<int64_t>(tree->files.size()) - up->blobs));
+  return api::ToProto(tree->root);
+}
+
+Status DownloadOutputs(Client& c, const v1::Digest& root_pb, const std::string& dest) {
+  if (c.Cas() == nullptr) return Internal("no CAS client");
+  auto t0 = std::chrono::steady_clock::now();
+  cas::Digest root = api::FromProto(root_pb);
+  auto tree = c.Cas()->GetTree(root);
+  if (!tree.ok()) return tree.status();
+  std::error_code ec;
+  fs::create_directories(dest, ec);
+  if (ec) return FailedPrecondition("cannot create " + dest + ": " + ec.message());
+  std::string staging = dest + "/.kiln-download-" + RandomHex(4);
+  if (::mkdir(staging.c_str(), 0700) != 0) return FailedPrecondition("cannot create " + staging);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(dir, e);
+    }
+  } cleanup{staging};
+  // Fetch every distinct blob once, then move (or copy, for a repeat) into place.
+  std::vector<cas::Digest> blobs;
+  {
+    auto by_hash = tree->by_hash();
+    auto entries = cas::Flatten(root, by_hash, int64_t{10} << 20);
+    if (!entries.ok()) return Status(entries.status().code(), "bad output tree: " + entries.status().message());
+    std::unordered_map<std::string, bool> seen;
+    for (const auto& pe : *entries)
+      if (pe.entry.kind == cas::Kind::kFile && !seen[pe.entry.digest.hash]) {
+        seen[pe.entry.digest.hash] = true;
+        blobs.push_back(pe.entry.digest);
+      }
+  }
+  auto staged = [&](const cas::Digest& d) { return staging + "/" + d.hash; };
+  if (auto s = c.Cas()->FetchBlobs(blobs, staged); !s.ok()) return s;
+  std::unordered_map<std::string, std::string> placed;  // hash -> first path written
+  auto st = cas::WriteTree(*tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
+    mode_t mode = e.executable ? 0755 : 0644;
+    auto it = placed.find(e.digest.hash);
+    std::string src = staged(e.digest);
+    if (it != placed.end()) {
+      std::error_code ce;
+      src = path + ".kiln-tmp-" + RandomHex(4);
+      fs::copy_file(it->second, src, fs::copy_options::overwrite_existing, ce);
+      if (ce) return FailedPrecondition("cannot write " + path + ": " + ce.message());
+    }
+    if (::chmod(src.c_str(), mode) != 0 || ::rename(src.c_str(), path.c_str()) != 0) {
+      ::unlink(src.c_str());
+      return FailedPrecondition("cannot write " + path + ": " + std::strerror(errno));
+    }
+    placed.emplace(e.digest.hash, path);
+    return Status::Ok();
+  });
+  if (!st.ok()) return st.status();
+  std::fprintf(stderr, "kiln: outputs %s: %lld files (%s) written under %s in %.2f s\n", root.ToString().c_str(),
+               static_cast<long long>(st->files), HumanBytes(st->bytes).c_str(), dest.c_str(), Since(t0));
+  return Status::Ok();
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,31 @@
+#pragma once
+// Input trees and outputs for kiln submit / kiln outputs: hash a directory,
+// upload what the farm lacks, download an output tree.
+
+#include <string>
+#include <vector>
+
+#include "cli/client.h"
+#include "common/status.h"
+
+namespace kiln::cli {
+
+struct SendOptions {
+  std::string dir;
+  std::vector<std::string> include, exclude;
+  bool use_git = true;
+  bool hash_cache = true;
+};
+
+// Hashes `o.dir`, uploads what CAS lacks, and prints what it did to stderr.
+// Returns the input tree's digest ("<hex>/<size>").
+Result<v1::Digest> SendTree(Client& c, const SendOptions& o);
+
+// Writes the output tree `root` into `dest`, replacing files of the same
+// names; prints a summary line to stderr.
+Status DownloadOutputs(Client& c, const v1::Digest& root, const std::string& dest);
+
+// "1.2 MiB".
+std::string HumanBytes(int64_t n);
+
+}  // namespace kiln::cli

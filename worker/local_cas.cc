@@ -1,0 +1,180 @@
+#include "worker/local_cas.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+namespace kiln::worker {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Cached files carry this mtime (1 s after the epoch). A build that writes
+// through a hardlink changes it, so the damage is seen before the next use.
+constexpr time_t kMarkerMtime = 1;
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+}  // namespace
+
+LocalCas::LocalCas(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  for (const auto& shard : fs::directory_iterator(dir_, ec)) {
+    std::error_code ec2;
+    for (const auto& f : fs::directory_iterator(shard.path(), ec2)) {
+      std::string name = f.path().filename();
+      struct stat s {};
+      bool tmp = name.find(".kiln-tmp-") != std::string::npos;
+      if (tmp || ::lstat(f.path().c_str(), &s) != 0 || !S_ISREG(s.st_mode)) {
+        ::unlink(f.path().c_str());
+        continue;
+      }
+      items_[name] = Item{s.st_size, 0, 0};
+      total_ += s.st_size;
+    }
+  }
+  spdlog::info("local CAS cache {}: {} files, {} bytes (cap {})", dir_, items_.size(), total_, max_bytes_);
+}
+
+int64_t LocalCas::bytes() const {
+  std::lock_guard g(mu_);
+  return total_;
+}
+
+std::string LocalCas::PathOf(const std::string& hash, bool exec) const {
+  return dir_ + "/" + hash.substr(0, 2) + "/" + hash + (exec ? ".x" : "");
+}
+
+bool LocalCas::Intact(const std::string& path, int64_t size) const {
+  struct stat s {};
+  if (::lstat(path.c_str(), &s) != 0 || !S_ISREG(s.st_mode)) return false;
+  return s.st_size == size && s.st_mtime == kMarkerMtime && (s.st_mode & 0222) == 0;
+}
+
+Status LocalCas::Seal(const std::string& path, bool exec) const {
+  if (::chmod(path.c_str(), exec ? 0555 : 0444) != 0) return FailedPrecondition(Errno("cannot seal " + path));
+  struct timespec ts[2] = {{0, UTIME_NOW}, {kMarkerMtime, 0}};
+  if (::utimensat(AT_FDCWD, path.c_str(), ts, 0) != 0) return FailedPrecondition(Errno("cannot seal " + path));
+  return Status::Ok();
+}
+
+void LocalCas::Pin(const std::string& key, int64_t size) {
+  std::lock_guard g(mu_);
+  auto [it, fresh] = items_.try_emplace(key, Item{size, 0, 0});
+  if (fresh) total_ += size;
+  it->second.pins++;
+  it->second.last_use = ++clock_;
+}
+
+void LocalCas::Unpin(const std::vector<std::string>& keys) {
+  std::lock_guard g(mu_);
+  for (const auto& k : keys) {
+    auto it = items_.find(k);
+    if (it != items_.end() && it->second.pins > 0) it->second.pins--;
+  }
+}
+
+void LocalCas::Trim() {
+  std::lock_guard g(mu_);
+  if (total_ <= max_bytes_) return;
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& [k, it] : items_)
+    if (it.pins == 0) order.emplace_back(it.last_use, k);
+  std::sort(order.begin(), order.end());
+  int64_t freed = 0;
+  size_t n = 0;
+  for (const auto& [use, k] : order) {
+    if (total_ <= max_bytes_) break;
+    bool exec = k.size() > 2 && k.compare(k.size() - 2, 2, ".x") == 0;
+    std::string hash = exec ? k.substr(0, k.size() - 2) : k;
+    ::unlink(PathOf(hash, exec).c_str());
+    total_ -= items_[k].size;
+    freed += items_[k].size;
+    items_.erase(k);
+    ++n;
+  }
+  spdlog::debug("local CAS cache: evicted {} files ({} bytes), {} bytes left", n, freed, total_);
+}
+
+Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::Digest& root,
+                                                const std::string& dest) {
+  auto tree = client.GetTree(root);
+  if (!tree.ok()) return tree.status();
+  // Which blobs (and executable copies) does the job need?
+  std::map<std::string, cas::Digest> plain;  // hash -> digest
+  std::set<std::string> exec;
+  auto by_hash = tree->by_hash();
+  auto entries = cas::Flatten(root, by_hash, int64_t{10} << 20);
+  if (!entries.ok()) return entries.status();
+  for (const auto& pe : *entries) {
+    if (pe.entry.kind != cas::Kind::kFile) continue;
+    plain[pe.entry.digest.hash] = pe.entry.digest;
+    if (pe.entry.executable) exec.insert(pe.entry.digest.hash);
+  }
+  MaterializeReport rep;
+  std::vector<std::string> pinned;
+  struct Unpinner {
+    LocalCas* c;
+    std::vector<std::string>* keys;
+    ~Unpinner() {
+      c->Unpin(*keys);
+      c->Trim();
+    }
+  } unpin{this, &pinned};
+  {
+    std::lock_guard fg(fetch_mu_);
+    std::vector<cas::Digest> missing;
+    for (const auto& [hash, d] : plain) {
+      Pin(hash, d.size);
+      pinned.push_back(hash);
+      if (!Intact(PathOf(hash, false), d.size)) {
+        ::unlink(PathOf(hash, false).c_str());
+        ::unlink(PathOf(hash, true).c_str());
+        missing.push_back(d);
+      }
+    }
+    for (const auto& d : missing) {
+      std::error_code ec;
+      fs::create_directories(fs::path(PathOf(d.hash, false)).parent_path(), ec);
+      rep.fetched_files++;
+      rep.fetched_bytes += d.size;
+    }
+    if (auto s = client.FetchBlobs(missing, [&](const cas::Digest& d) { return PathOf(d.hash, false); }); !s.ok())
+      return s;
+    for (const auto& d : missing)
+      if (auto s = Seal(PathOf(d.hash, false), false); !s.ok()) return s;
+    for (const auto& hash : exec) {
+      std::string x = PathOf(hash, true);
+      Pin(hash + ".x", plain[hash].size);
+      pinned.push_back(hash + ".x");
+      if (Intact(x, plain[hash].size)) continue;
+      ::unlink(x.c_str());
+      std::error_code ec;
+      std::string tmp = x + ".kiln-tmp";
+      fs::copy_file(PathOf(hash, false), tmp, fs::copy_options::overwrite_existing, ec);
+      if (ec) return FailedPrecondition("cannot copy " + PathOf(hash, false) + ": " + ec.message());
+      if (auto s = Seal(tmp, true); !s.ok()) return s;
+      if (::rename(tmp.c_str(), x.c_str()) != 0) return FailedPrecondition(Errno("cannot store " + x));
+    }
+  }
+  auto st = cas::WriteTree(*tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
+    if (::link(PathOf(e.digest.hash, e.executable).c_str(), path.c_str()) != 0)
+      return FailedPrecondition(Errno("cannot link " + path + " from the local CAS cache"));
+    return Status::Ok();
+  });
+  if (!st.ok()) return st.status();
+  rep.files = st->files;
+  rep.bytes = st->bytes;
+  return rep;
+}
+
+}  // namespace kiln::worker

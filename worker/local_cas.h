@@ -1,0 +1,56 @@
+#pragma once
+// The worker's local CAS cache: blobs fetched once, kept read-only, and
+// hardlinked into job workspaces; least recently used blobs go past a size
+// cap.
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cas/client.h"
+
+namespace kiln::worker {
+
+struct MaterializeReport {
+  int64_t files = 0, bytes = 0;
+  int64_t fetched_files = 0, fetched_bytes = 0;  // not in the cache before
+};
+
+class LocalCas {
+ public:
+  // Scans `dir` (removing unfinished downloads).
+  LocalCas(std::string dir, int64_t max_bytes);
+
+  // Writes the tree `root` into `dest`, fetching what the cache lacks.
+  // Files are hardlinks to read-only cache entries: a build must replace
+  // them, not write into them.
+  Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::Digest& root, const std::string& dest);
+
+  int64_t bytes() const;
+
+ private:
+  struct Item {
+    int64_t size = 0;
+    uint64_t last_use = 0;
+    int pins = 0;
+  };
+  std::string PathOf(const std::string& hash, bool exec) const;
+  // True if the cached copy is intact (size, mode and the marker mtime:
+  // anything that wrote through a hardlink changed them).
+  bool Intact(const std::string& path, int64_t size) const;
+  Status Seal(const std::string& path, bool exec) const;
+  void Pin(const std::string& key, int64_t size);
+  void Unpin(const std::vector<std::string>& keys);
+  void Trim();
+
+  std::string dir_;
+  int64_t max_bytes_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Item> items_;  // "<hash>" or "<hash>.x"
+  int64_t total_ = 0;
+  uint64_t clock_ = 0;
+  std::mutex fetch_mu_;  // one download at a time: two jobs needing a blob fetch it once
+};
+
+}  // namespace kiln::worker
