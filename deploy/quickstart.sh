@@ -209,7 +209,8 @@ kiln farm is running (state in $STATE):
 
 Try it:
   $BIN/kiln --controller $ADDR workers
-  $BIN/kiln --controller $ADDR submit --project default -- sh -c 'echo hello'
+  $BIN/kiln --controller $ADDR submit --no-input -- sh -c 'echo hello'
+  cd YOUR/C/PROJECT && $BIN/kiln --controller $ADDR submit --output app -- make app
 
 Stop it:
   KILN_STATE_DIR=$STATE $REPO/deploy/quickstart.sh --stop
@@ -295,7 +296,7 @@ kiln_pg_start "$STATE/pg"
 
 phase "starting controller"
 start_daemon controller --database-url "$KILN_DATABASE_URL" --listen "$ADDR" \
-  --address-file "$STATE/controller.addr"
+  --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas"
 wait_for "the controller to listen (address file $STATE/controller.addr)" "$START_TIMEOUT" address_file_ready
 log "controller listening on $(<"$STATE/controller.addr")"
 
@@ -307,12 +308,15 @@ FARM_READY=1
 "$BIN/kiln" --controller "$ADDR" workers || true
 
 phase "running the sample build"
-sample=$(printf '%q' "$REPO/deploy/sample/.")
+# The CLI sends deploy/sample as the build's input tree (only what the farm
+# lacks) and downloads the declared output into $STATE/out.
 set +e
 timeout --foreground "$BUILD_TIMEOUT" \
-  "$BIN/kiln" --controller "$ADDR" submit --project default -- sh -c "cp -R $sample . && make && ./hello"
+  "$BIN/kiln" --controller "$ADDR" submit --project default --input "$REPO/deploy/sample" \
+  --output hello --outputs-dir "$STATE/out" -- sh -c "make && ./hello"
 rc=$?
 set -e
+((rc == 0)) && log "the binary built on the farm is in $STATE/out/hello"
 phase_end
 if ((rc == 0)); then
   printf '\nRESULT: PASS - the sample build succeeded on the kiln farm\n\n'

@@ -183,8 +183,8 @@ struct Worker::Impl {
     auto t = cas::BuildTree(job_dir, o);
     if (!t.ok()) {
       if (t.status().code() == Code::kNotFound)
-        return NotFound("declared output " + t.status().message().substr(0, t.status().message().find(':')) +
-                        " was not produced by the build");
+        return NotFound("declared output '" + t.status().message().substr(0, t.status().message().find(':')) +
+                        "' was not produced by the build");
       return Status(t.status().code(), "cannot capture outputs: " + t.status().message());
     }
     Status last;

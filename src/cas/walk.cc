@@ -358,7 +358,7 @@ std::optional<Digest> HashCache::Lookup(const std::string& rel, const struct sta
 void HashCache::Record(const std::string& rel, const struct stat& st, const Digest& d) {
   // A file changed within the last seconds may change again within the same
   // timestamp tick without a visible difference: do not trust it yet.
-  if (Ns(st.st_mtim) > loaded_ns_ - 2'000'000'000LL || Ns(st.st_ctim) > loaded_ns_ - 2'000'000'000LL) return;
+  if (Ns(st.st_mtim) > loaded_ns_ - 2'000'000'000LL) return;
   if (d.size != st.st_size) return;  // changed while we read it
   seen_[rel] = Item{static_cast<uint64_t>(st.st_ino), st.st_size, Ns(st.st_mtim), Ns(st.st_ctim), d.hash};
 }

@@ -6,6 +6,10 @@
 //   e2e       no-op jobs through controller and worker on loopback
 //   dispatch  submit-to-running latency on an idle farm
 //   requeue   kill -9 of a worker until its job runs again elsewhere
+//
+//   kiln-bench hash DIR [--cache-file F]   (no database; run.sh's cas mode)
+//             hashes DIR into a Merkle tree as kiln submit does, with the
+//             local hash cache F when given (loaded before, saved after)
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -18,6 +22,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "cas/walk.h"
 #include "common/util.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -168,7 +173,7 @@ struct Farm {
     std::string addr_file = dir.path() + "/addr";
     controller = std::make_unique<test::Process>(
         std::vector<std::string>{test::BinPath("kiln-controller"), "--database-url", g_url, "--listen", "127.0.0.1:0",
-                                 "--address-file", addr_file, "--log-level", "warn"},
+                                 "--address-file", addr_file, "--cas-dir", dir.path() + "/cas", "--log-level", "warn"},
         dir.path() + "/controller.log");
     test::WaitFor([&] { return static_cast<bool>(std::getline(std::ifstream(addr_file) >> std::ws, address)); }, 20s);
     for (int i = 0; i < nworkers; ++i) StartWorker(i, slots);
@@ -290,11 +295,57 @@ void RequeueBench() {
   Out("requeue_after_worker_kill_max_ms", *std::max_element(ms.begin(), ms.end()));
 }
 
+// kiln-bench hash DIR [--cache-file F]: seconds covers loading the cache,
+// BuildTree and saving the cache (what kiln submit spends before uploading);
+// walk_seconds is BuildTree alone.
+int HashMain(int argc, char** argv) {
+  std::string dir, cache_file;
+  bool bad = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--cache-file" && i + 1 < argc) cache_file = argv[++i];
+    else if (dir.empty() && !a.empty() && a[0] != '-') dir = a;
+    else bad = true;
+  }
+  if (dir.empty() || bad) {
+    std::cerr << "usage: kiln-bench hash DIR [--cache-file FILE]\n";
+    return 2;
+  }
+  auto t0 = Clock::now();
+  cas::WalkOptions opts;  // use_git false: every file under DIR
+  cas::HashCache cache;
+  if (!cache_file.empty()) {
+    cache = cas::HashCache::Load(cache_file);
+    opts.cache = &cache;
+  }
+  auto t1 = Clock::now();
+  auto tree = cas::BuildTree(dir, opts);
+  auto t2 = Clock::now();
+  if (!tree.ok()) {
+    std::cerr << "kiln-bench hash: " << tree.status().message() << "\n";
+    return 1;
+  }
+  if (!cache_file.empty()) {
+    if (auto s = cache.Save(); !s.ok()) {
+      std::cerr << "kiln-bench hash: " << s.message() << "\n";
+      return 1;
+    }
+  }
+  auto t3 = Clock::now();
+  std::printf("seconds=%.3f\nwalk_seconds=%.3f\nfiles=%lld\nbytes=%lld\nhashed=%lld\ndirs=%lld\nroot=%s\n",
+              std::chrono::duration<double>(t3 - t0).count(), std::chrono::duration<double>(t2 - t1).count(),
+              static_cast<long long>(tree->file_count), static_cast<long long>(tree->file_bytes),
+              static_cast<long long>(tree->hashed_files), static_cast<long long>(tree->dir_count),
+              tree->root.ToString().c_str());
+  return 0;
+}
+
 }  // namespace
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
   using namespace kiln::bench;
+  if (argc >= 2 && std::string(argv[1]) == "hash") return HashMain(argc, argv);
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -306,7 +357,8 @@ int main(int argc, char** argv) {
   const char* db = std::getenv("KILN_BENCH_PGDATABASE");
   if (g_url.empty() || !host || !port || !db) {
     std::cerr << "usage: KILN_BENCH_PGHOST=.. KILN_BENCH_PGPORT=.. KILN_BENCH_PGDATABASE=.. kiln-bench --database-url URL "
-                 "[queue|e2e|dispatch|requeue]...\n(tests/bench/run.sh sets all of this up)\n";
+                 "[queue|e2e|dispatch|requeue]...\n       kiln-bench hash DIR [--cache-file FILE]\n"
+                 "(tests/bench/run.sh sets all of this up)\n";
     return 2;
   }
   g_pghost = host;

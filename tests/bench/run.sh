@@ -1,29 +1,183 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue]...  (default: all)
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas]...  (default: all)
 # Builds what it needs, starts its own durable PostgreSQL (fsync and
 # synchronous_commit on, as in production) in a temp directory, prints one
 # key=value line per figure, and removes everything on exit.
+#
+# cas hashes and submits the PostgreSQL 15 source tree, fetched once with
+# apt-get source into KILN_BENCH_SRC_DIR (default /var/tmp/kiln-bench-src) and
+# reused; it adds a deb-src entry (/etc/apt/sources.list.d/zz-kiln-src.sources)
+# when apt has none.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+
+modes=("$@")
+((${#modes[@]})) || modes=(queue e2e dispatch requeue cas)
+bench_modes=() run_cas=0
+for m in "${modes[@]}"; do
+  case $m in
+    cas) run_cas=1 ;;
+    *) bench_modes+=("$m") ;;  # kiln-bench checks the names
+  esac
+done
 
 if [[ "${KILN_BENCH_NO_BUILD:-0}" != 1 ]]; then
   deploy/install-deps.sh >&2
   deploy/build.sh >&2
 fi
 build="${BUILD_DIR:-build}"
-[[ -x "$build/bin/kiln-bench" ]] || { echo "bench: $build/bin/kiln-bench is missing; build first" >&2; exit 1; }
+for b in kiln-bench kiln kiln-controller kiln-worker; do
+  [[ -x "$build/bin/$b" ]] || { echo "bench: $build/bin/$b is missing; build first" >&2; exit 1; }
+done
 
 pgdir="$(mktemp -d /tmp/kiln-bench-pg.XXXXXX)"
 chmod 755 "$pgdir"  # the postgres user must enter it
+state="$(mktemp -d /var/tmp/kiln-bench-state.XXXXXX)"  # daemons' dirs, the tree copy, caches
+pids=()
 # shellcheck source=../../deploy/pg.sh
 source deploy/pg.sh
-cleanup() { kiln_pg_stop "$pgdir/pg" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  kiln_pg_stop "$pgdir/pg" >/dev/null 2>&1 || true
+  rm -rf "$pgdir" "$state"
+}
 trap cleanup EXIT
 KILN_PG_DURABLE=1 kiln_pg_start "$pgdir/pg" >&2
 "$build/bin/kiln-controller" migrate --database-url "$KILN_DATABASE_URL" >&2
 
 port="$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$KILN_DATABASE_URL")"
 echo "# kiln benchmarks on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ), durable commits" 
-KILN_BENCH_PGHOST="$pgdir/pg" KILN_BENCH_PGPORT="$port" KILN_BENCH_PGDATABASE=kiln \
-  "$build/bin/kiln-bench" --database-url "$KILN_DATABASE_URL" "$@"
+if ((${#bench_modes[@]})); then
+  KILN_BENCH_PGHOST="$pgdir/pg" KILN_BENCH_PGPORT="$port" KILN_BENCH_PGDATABASE=kiln \
+    "$build/bin/kiln-bench" --database-url "$KILN_DATABASE_URL" "${bench_modes[@]}"
+fi
+((run_cas)) || exit 0
+
+# ---- cas: hashing and uploading a real source tree ----
+
+sql() { "$KILN_PG_BIN/psql" -X -qtA -v ON_ERROR_STOP=1 -h "$pgdir/pg" -p "$port" -U postgres -d kiln -c "$1"; }
+now() { date +%s.%N; }
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+# Prints the unpacked PostgreSQL 15 source tree, fetching it the first time.
+pg_source_tree() {
+  local cache="${KILN_BENCH_SRC_DIR:-/var/tmp/kiln-bench-src}" tarball tree
+  mkdir -p "$cache"
+  tarball="$(find "$cache" -maxdepth 1 -name 'postgresql-15_*.orig.tar.bz2' | sort -V | tail -n 1)"
+  if [[ -z $tarball ]]; then
+    if ! grep -qs '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources &&
+       ! grep -qs '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list; then
+      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >/etc/apt/sources.list.d/zz-kiln-src.sources
+      apt-get update >&2
+    fi
+    # The bookworm suite: the security pocket's newer version has no orig tarball.
+    (cd "$cache" && apt-get source --download-only postgresql-15/bookworm) >&2 ||
+      { apt-get update >&2 && (cd "$cache" && apt-get source --download-only postgresql-15/bookworm) >&2; }
+    tarball="$(find "$cache" -maxdepth 1 -name 'postgresql-15_*.orig.tar.bz2' | sort -V | tail -n 1)"
+    [[ -n $tarball ]] || { echo "bench: apt-get source gave no postgresql-15 orig tarball in $cache" >&2; exit 1; }
+  fi
+  tree="$cache/$(basename "$tarball" .orig.tar.bz2)"  # postgresql-15_15.18
+  if [[ ! -e $tree.unpacked ]]; then
+    rm -rf "$tree" "$tree.tmp"
+    mkdir "$tree.tmp"
+    tar -xjf "$tarball" -C "$tree.tmp" --strip-components=1
+    mv "$tree.tmp" "$tree"
+    : >"$tree.unpacked"
+    sleep 2  # the hash cache does not trust files changed (ctime) in the last 2 s
+  fi
+  printf '%s\n' "$tree"
+}
+
+tree="$(pg_source_tree)"  # read only: the upload part changes a copy
+# A copy for the uploads, made now so its ctimes are old enough for the CLI's
+# hash cache by the time it is submitted.
+copy="$state/pg-src-copy"
+cp -a "$tree" "$copy"
+files="$(find "$tree" -type f | wc -l)"
+tree_bytes="$(find "$tree" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}')"
+echo "files=$files"
+echo "tree_bytes=$tree_bytes"
+
+hash_tree() { "$build/bin/kiln-bench" hash "$tree" --cache-file "$state/hashcache"; }
+field() { sed -n "s/^$1=//p"; }
+sha256sum_tree() { (cd "$tree" && find . -type f -print0 | xargs -0 sha256sum >/dev/null); }
+
+sha256sum_tree  # warm the page cache for both
+sha_s=() cold_s=()
+for _ in 1 2 3; do
+  t0="$(now)"
+  sha256sum_tree
+  sha_s+=("$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f", b - a}')")
+  rm -f "$state/hashcache"
+  out="$(hash_tree)"
+  cold_s+=("$(field seconds <<<"$out")")
+  [[ $(field hashed <<<"$out") == "$files" && $(field files <<<"$out") == "$files" &&
+     $(field bytes <<<"$out") == "$tree_bytes" ]] ||
+    { echo "bench: the cold hash did not read exactly the $files files ($tree_bytes bytes):"$'\n'"$out" >&2; exit 1; }
+done
+out="$(hash_tree)"  # the cache from the last cold run, nothing changed
+[[ $(field hashed <<<"$out") == 0 ]] ||
+  echo "bench: warning: the warm hash read $(field hashed <<<"$out") files" >&2
+cold="$(median3 "${cold_s[@]}")" sha="$(median3 "${sha_s[@]}")"
+echo "hash_tree_s_cold=$cold"
+echo "hash_tree_s_warm=$(field seconds <<<"$out")"
+printf 'sha256sum_tree_s=%.3f\n' "$sha"
+awk -v c="$cold" -v s="$sha" 'BEGIN {printf "hash_vs_sha256sum=%.2f\n", c / s}'
+
+# Uploads: a fresh controller (own CAS dir; the database's tree nodes emptied)
+# and one worker, as the e2e mode runs them.
+sql "TRUNCATE job_logs, build_jobs, cas_trees RESTART IDENTITY; DELETE FROM workers"
+"$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
+  --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn >"$state/controller.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do [[ -s $state/addr ]] && break; sleep 0.1; done
+[[ -s $state/addr ]] || { echo "bench: controller did not start:" >&2; cat "$state/controller.log" >&2; exit 1; }
+addr="$(<"$state/addr")"
+"$build/bin/kiln-worker" --controller "$addr" --slots 2 --work-dir "$state/w0" --label bench=cas \
+  --log-level warn >"$state/worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] && break; sleep 0.1; done
+[[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] ||
+  { echo "bench: worker did not connect:" >&2; cat "$state/worker.log" >&2; exit 1; }
+
+# Submits the copy; sets up_bytes, up_blobs, up_nodes, up_s from the CLI's report,
+# then waits for the job so the worker's fetch does not overlap the next one.
+submit() {
+  local err id
+  err="$(XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --detach --no-gitignore \
+    --input "$copy" -- true 2>&1 >"$state/job")" || { echo "bench: submit failed:"$'\n'"$err" >&2; exit 1; }
+  grep '^kiln: ' <<<"$err" >&2 || true  # the CLI's hashed/uploaded lines, for the reader
+  local line
+  line="$(grep '^kiln: uploaded ' <<<"$err")" || { echo "bench: no upload report:"$'\n'"$err" >&2; exit 1; }
+  read -r up_blobs blob_bytes up_nodes node_bytes < <(sed -E \
+    's/^kiln: uploaded ([0-9]+) files \(([0-9]+) bytes.* and ([0-9]+) directory nodes \(([0-9]+) bytes\).*/\1 \2 \3 \4/' <<<"$line")
+  up_bytes=$((blob_bytes + node_bytes))
+  up_s="$(sed -E 's/.* in ([0-9.]+) s;.*/\1/' <<<"$line")"
+  id="$(grep -o '[0-9]\+' "$state/job" | head -n 1)"
+  for _ in $(seq 600); do
+    case "$(sql "SELECT status FROM build_jobs WHERE id = $id")" in
+      succeeded) return 0 ;;
+      failed | cancelled | lost) echo "bench: warning: job $id did not succeed (worker log: see below)" >&2
+        tail -n 20 "$state/worker.log" >&2; return 0 ;;
+    esac
+    sleep 0.1
+  done
+  echo "bench: warning: job $id still not finished after 60 s" >&2
+}
+
+submit
+echo "upload_cold_bytes=$up_bytes"
+echo "upload_cold_s=$up_s"  # the CLI's own figure: FindMissing, blobs and nodes sent
+submit
+echo "upload_resubmit_bytes=$up_bytes"
+changed=src/backend/utils/adt/int.c
+echo "/* kiln bench: one changed file */" >>"$copy/$changed"
+submit
+echo "upload_onefile_bytes=$up_bytes"
+echo "upload_onefile_blobs=$up_blobs"
+echo "upload_onefile_nodes=$up_nodes"
+slashes="${changed//[^\/]/}"
+echo "onefile_path_depth=$((${#slashes} + 1))"  # the root, src, backend, utils, adt

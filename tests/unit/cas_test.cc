@@ -1,0 +1,294 @@
+// Digests, canonical directory nodes, tree walking, the hash cache and the
+// blob store: everything of CAS that needs no server.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cas/digest.h"
+#include "cas/store.h"
+#include "cas/tree.h"
+#include "cas/walk.h"
+#include "harness/harness.h"
+
+namespace kiln::cas {
+namespace {
+
+namespace fs = std::filesystem;
+
+void Write(const std::string& path, const std::string& data, bool exec = false) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+  ::chmod(path.c_str(), exec ? 0755 : 0644);
+}
+
+void SetMtime(const std::string& path, time_t t) {
+  struct timespec ts[2] = {{t, 0}, {t, 0}};
+  ::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+}
+
+// The sample tree of the pinned digests below (computed independently of
+// this code, from the encoding in docs/architecture.md).
+void MakeSample(const std::string& root, bool reverse_order) {
+  std::vector<std::function<void()>> steps = {
+      [&] { Write(root + "/a.txt", "hello\n"); },
+      [&] { Write(root + "/bin/run.sh", "#!/bin/sh\necho hi\n", true); },
+      [&] { fs::create_directories(root + "/empty"); },
+      [&] { fs::create_symlink("a.txt", root + "/link"); },
+      [&] { Write(root + "/src/lib/util.c", "int util(void) { return 1; }\n"); },
+      [&] { Write(root + "/src/main.c", "int main(void) { return 0; }\n"); },
+  };
+  if (reverse_order) std::reverse(steps.begin(), steps.end());
+  for (auto& s : steps) s();
+}
+
+Result<BuiltTree> Build(const std::string& root, WalkOptions o = {}) { return BuildTree(root, o); }
+
+TEST(Digest, FormatsAndParses) {
+  Digest d = DigestOf(std::string_view("hello\n"));
+  EXPECT_EQ(d.ToString(), "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03/6");
+  auto p = ParseDigest(d.ToString());
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p, d);
+  EXPECT_FALSE(ParseDigest("sha256:abc/6").ok());
+  EXPECT_FALSE(ParseDigest("sha256:" + std::string(64, 'A') + "/6").ok());
+  EXPECT_FALSE(ParseDigest("sha256:" + d.hash + "/-1").ok());
+  EXPECT_FALSE(ParseDigest("sha256:" + d.hash).ok());
+}
+
+TEST(Tree, CanonicalEncodingIsPinned) {
+  Directory d;
+  d.entries.push_back({"a.txt", Kind::kFile, DigestOf(std::string_view("hello\n")), false, ""});
+  d.entries.push_back({"link", Kind::kSymlink, {}, false, "a.txt"});
+  d.entries.push_back({"sub", Kind::kDir, DigestOf(Directory{}), false, ""});
+  d.entries.push_back({"x", Kind::kFile, DigestOf(std::string_view("")), true, ""});
+  ASSERT_TRUE(Normalize(&d, "").ok());
+  EXPECT_EQ(Encode(Directory{}), "kiln-tree-1\n");
+  EXPECT_EQ(Encode(d),
+            "kiln-tree-1\n"
+            "f 5:a.txt 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03/6\n"
+            "l 4:link 5:a.txt\n"
+            "d 3:sub 63cce0e03ed1835b51a4e39caf5c2671410c56bb310fb953e5fd792156c2cc89/12\n"
+            "x 1:x e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0\n");
+}
+
+TEST(Tree, SampleTreeHasItsPinnedRootDigest) {
+  test::TempDir dir;
+  MakeSample(dir.path(), false);
+  auto t = Build(dir.path());
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ(t->root.ToString(), "sha256:8b88067f76153ad26ebc72b04da3eed58454b63003a32c76c5915656beb94681/337");
+  EXPECT_EQ(t->file_count, 4);
+  EXPECT_EQ(t->dir_count, 5);  // root, bin, empty, src, src/lib
+}
+
+TEST(Tree, RootDigestIgnoresWalkOrderAndMtimes) {
+  test::TempDir a, b;
+  MakeSample(a.path(), false);
+  MakeSample(b.path(), true);
+  SetMtime(b.path() + "/a.txt", 1000);
+  SetMtime(b.path() + "/src/main.c", 2000000000);
+  auto ta = Build(a.path()), tb = Build(b.path());
+  ASSERT_TRUE(ta.ok() && tb.ok());
+  EXPECT_EQ(ta->root, tb->root);
+}
+
+TEST(Tree, EmptyDirectoryAndExecutableBitChangeTheRoot) {
+  test::TempDir dir;
+  MakeSample(dir.path(), false);
+  auto before = Build(dir.path());
+  fs::create_directories(dir.path() + "/src/new-empty");
+  auto with_dir = Build(dir.path());
+  ::chmod((dir.path() + "/src/main.c").c_str(), 0755);
+  auto with_exec = Build(dir.path());
+  ASSERT_TRUE(before.ok() && with_dir.ok() && with_exec.ok());
+  EXPECT_NE(before->root, with_dir->root);
+  EXPECT_NE(with_dir->root, with_exec->root);
+  // Same content: the blob set is unchanged, only nodes differ.
+  EXPECT_EQ(before->files.size(), with_exec->files.size());
+}
+
+TEST(Tree, NamesAreSinglePathComponents) {
+  for (const char* bad : {"", ".", "..", "a/b", "/"}) EXPECT_FALSE(CheckName(bad).ok()) << bad;
+  EXPECT_FALSE(CheckName(std::string("a\0b", 3)).ok());
+  EXPECT_FALSE(CheckName("\xff\xfe").ok());
+  EXPECT_FALSE(CheckName(std::string(256, 'a')).ok());
+  EXPECT_TRUE(CheckName("..hidden").ok());
+  EXPECT_TRUE(CheckName("ünïcödé file").ok());
+  Directory dup;
+  dup.entries.push_back({"x", Kind::kFile, DigestOf(std::string_view("1")), false, ""});
+  dup.entries.push_back({"x", Kind::kDir, DigestOf(Directory{}), false, ""});
+  auto s = Normalize(&dup, "sub");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("sub/x: duplicate entry"), std::string::npos) << s.message();
+}
+
+TEST(Tree, SymlinksMustStayInside) {
+  EXPECT_TRUE(LinkStaysInside("", "a/b"));
+  EXPECT_TRUE(LinkStaysInside("x/y", "../../z"));
+  EXPECT_FALSE(LinkStaysInside("x/y", "../../../z"));
+  EXPECT_FALSE(LinkStaysInside("", "../z"));
+  EXPECT_FALSE(LinkStaysInside("", "a/../../z"));
+  EXPECT_FALSE(LinkStaysInside("", "/etc/passwd"));
+  EXPECT_FALSE(CheckTarget("/etc/passwd").ok());
+
+  test::TempDir dir;
+  Write(dir.path() + "/src/a.c", "x");
+  fs::create_symlink("/etc/passwd", dir.path() + "/src/abs");
+  auto t = Build(dir.path());
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("src/abs"), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("absolute"), std::string::npos) << t.status().message();
+  fs::remove(dir.path() + "/src/abs");
+  fs::create_symlink("../../outside", dir.path() + "/src/up");
+  t = Build(dir.path());
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("src/up: symlink target '../../outside' leaves the tree"), std::string::npos)
+      << t.status().message();
+}
+
+TEST(Tree, SpecialFilesAreRefusedByName) {
+  test::TempDir dir;
+  Write(dir.path() + "/ok.c", "x");
+  ASSERT_EQ(::mkfifo((dir.path() + "/pipe").c_str(), 0644), 0);
+  auto t = Build(dir.path());
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("pipe: not a regular file"), std::string::npos) << t.status().message();
+  WalkOptions o;
+  o.exclude = {"pipe"};
+  EXPECT_TRUE(Build(dir.path(), o).ok());
+}
+
+TEST(Tree, IncludeAndExcludeSelectFiles) {
+  test::TempDir dir;
+  MakeSample(dir.path(), false);
+  WalkOptions ex;
+  ex.exclude = {"src", "*.sh"};
+  auto t = Build(dir.path(), ex);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->file_count, 1);  // a.txt
+  WalkOptions in;
+  in.include = {"*.c"};
+  t = Build(dir.path(), in);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->file_count, 2);
+}
+
+TEST(Tree, GitCheckoutSendsGitsFileList) {
+  test::TempDir dir;
+  MakeSample(dir.path(), false);
+  Write(dir.path() + "/.gitignore", "*.o\nbuild/\n");
+  Write(dir.path() + "/src/main.o", "object");
+  Write(dir.path() + "/build/out", "built");
+  auto init = test::RunCommand({"/usr/bin/git", "-C", dir.path(), "init", "-q"}, std::chrono::seconds(20));
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  WalkOptions o;
+  o.use_git = true;
+  auto t = Build(dir.path(), o);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_TRUE(t->used_git);
+  EXPECT_EQ(t->file_count, 5);  // the sample's 4 and .gitignore; not main.o, not build/
+  bool has_link = false;
+  for (const auto& [d, dir_node] : t->nodes)
+    for (const auto& e : dir_node.entries) has_link |= e.kind == Kind::kSymlink;
+  EXPECT_TRUE(has_link);
+}
+
+TEST(HashCache, UnchangedFilesAreNotReadAgain) {
+  test::TempDir dir, cache_dir;
+  MakeSample(dir.path(), false);
+  for (const char* f : {"a.txt", "bin/run.sh", "src/lib/util.c", "src/main.c"}) SetMtime(dir.path() + "/" + f, 1000000);
+  std::string file = cache_dir.path() + "/hashes";
+  auto first = HashCache::Load(file);
+  WalkOptions o;
+  o.cache = &first;
+  auto t1 = Build(dir.path(), o);
+  ASSERT_TRUE(t1.ok());
+  EXPECT_EQ(t1->hashed_files, 4);
+  ASSERT_TRUE(first.Save().ok());
+
+  auto second = HashCache::Load(file);
+  o.cache = &second;
+  auto t2 = Build(dir.path(), o);
+  ASSERT_TRUE(t2.ok());
+  EXPECT_EQ(t2->hashed_files, 0);
+  EXPECT_EQ(t2->root, t1->root);
+
+  // A changed file (same mtime, other size and ctime) is read again.
+  Write(dir.path() + "/src/main.c", "int main(void) { return 1; }\n\n");
+  SetMtime(dir.path() + "/src/main.c", 1000000);
+  auto third = HashCache::Load(file);
+  o.cache = &third;
+  auto t3 = Build(dir.path(), o);
+  ASSERT_TRUE(t3.ok());
+  EXPECT_EQ(t3->hashed_files, 1);
+  EXPECT_NE(t3->root, t1->root);
+}
+
+std::vector<std::string> FilesUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out.push_back(e.path().lexically_relative(dir).string());
+  return out;
+}
+
+TEST(DirStore, RefusesMismatchesAndNeverShowsHalfBlobs) {
+  test::TempDir dir;
+  auto store = OpenDirStore(dir.path());
+  ASSERT_TRUE(store.ok());
+  std::string data(100000, 'x');
+  Digest d = DigestOf(std::string_view(data));
+  Digest wrong = DigestOf(std::string_view("something else"));
+  wrong.size = d.size;
+  auto s = (*store)->Put(wrong, data);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("does not match"), std::string::npos);
+  EXPECT_TRUE(FilesUnder(dir.path()).empty());
+
+  // A streamed upload shows nothing until it is complete and verified.
+  auto w = (*store)->OpenWriter(d, "up1");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Append(std::string_view(data).substr(0, 40000)).ok());
+  EXPECT_FALSE((*store)->Has(d));
+  w->reset();
+  EXPECT_EQ((*store)->PendingSize(d, "up1"), 40000);
+  auto resumed = (*store)->OpenWriter(d, "up1");
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ((*resumed)->committed(), 40000);
+  ASSERT_TRUE((*resumed)->Append(std::string_view(data).substr(40000)).ok());
+  ASSERT_TRUE((*resumed)->Commit().ok());
+  EXPECT_TRUE((*store)->Has(d));
+  auto back = (*store)->Read(d, 0, 0);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, data);
+  EXPECT_EQ(FilesUnder(dir.path()), std::vector<std::string>{"blobs/" + d.hash.substr(0, 2) + "/" + d.hash});
+
+  // A stream whose bytes are wrong is dropped at commit.
+  auto bad = (*store)->OpenWriter(wrong, "up2");
+  ASSERT_TRUE(bad.ok());
+  ASSERT_TRUE((*bad)->Append(data).ok());
+  EXPECT_EQ((*bad)->Commit().code(), Code::kInvalidArgument);
+  EXPECT_FALSE((*store)->Has(wrong));
+  EXPECT_EQ(FilesUnder(dir.path()).size(), 1u);
+}
+
+TEST(DirStore, PutManyStoresEachVerifiedBlob) {
+  test::TempDir dir;
+  auto store = OpenDirStore(dir.path());
+  ASSERT_TRUE(store.ok());
+  std::string a = "alpha", b = "beta";
+  Digest da = DigestOf(std::string_view(a)), db = DigestOf(std::string_view(b));
+  auto st = (*store)->PutMany({{da, a}, {db, std::string_view("not beta")}});
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_TRUE(st[0].ok());
+  EXPECT_FALSE(st[1].ok());
+  EXPECT_TRUE((*store)->Has(da));
+  EXPECT_FALSE((*store)->Has(db));
+}
+
+}  // namespace
+}  // namespace kiln::cas
