@@ -19,9 +19,6 @@ constexpr int64_t kMaxBatchBytes = 4 << 20;      // BatchUpload
 constexpr int64_t kMaxBatchReadBytes = 3 << 20;  // BatchRead: a response stays under gRPC's default 4 MiB
 constexpr int64_t kReadChunk = 1 << 20;
 constexpr int64_t kTreePageBytes = 2 << 20;
-constexpr int kMaxDepth = 512;
-
-std::string Where(const std::string& path) { return path.empty() ? "the tree's root" : "'" + path + "'"; }
 
 }  // namespace
 
@@ -40,45 +37,25 @@ Status Cas::CheckTree(const cas::Digest& root, const std::string& what) {
   if (!reach.ok()) return reach.status();
   std::unordered_map<std::string, const cas::Directory*> nodes;
   for (const auto& [d, dir] : reach->nodes) nodes[d.hash] = &dir;
-  std::unordered_map<std::string, bool> blob_present;
-  int64_t files = 0;
-  struct Item {
-    std::string hash, path;
-    int depth;
-  };
-  std::vector<Item> stack{{root.hash, "", 0}};
-  while (!stack.empty()) {
-    Item it = std::move(stack.back());
-    stack.pop_back();
-    auto n = nodes.find(it.hash);
-    if (n == nodes.end()) {
-      return FailedPrecondition(what + ": directory " + Where(it.path) + " (sha256:" + it.hash +
-                                ") is not in CAS; upload its node first (kiln submit does this)");
-    }
-    if (it.depth > kMaxDepth) return InvalidArgument(what + ": directories nested deeper than 512 levels");
-    for (const auto& e : n->second->entries) {
-      std::string p = cas::JoinPath(it.path, e.name);
-      switch (e.kind) {
-        case cas::Kind::kDir:
-          stack.push_back({e.digest.hash, p, it.depth + 1});
-          break;
-        case cas::Kind::kSymlink:
-          if (!cas::LinkStaysInside(it.path, e.target))
-            return InvalidArgument(what + ": symlink '" + p + "' -> '" + e.target + "' leaves the tree");
-          break;
-        case cas::Kind::kFile: {
-          if (++files > cfg_.cas_max_tree_files)
-            return ResourceExhausted(what + " has more than " + std::to_string(cfg_.cas_max_tree_files) +
-                                     " files (cas_max_tree_files)");
-          auto [b, fresh] = blob_present.try_emplace(e.digest.Key(), false);
-          if (fresh) b->second = blobs_->Has(e.digest);
-          if (!b->second)
-            return FailedPrecondition(what + ": file '" + p + "' (" + e.digest.ToString() +
-                                      ") is not in CAS; upload it first (kiln submit does this)");
-          break;
-        }
-      }
-    }
+  // Entries are counted per path, so a node shared many times counts each
+  // time: the cap bounds the work of every worker that materializes it.
+  auto entries = cas::Flatten(root, nodes, cfg_.cas_max_tree_files);
+  if (!entries.ok()) {
+    const Status& s = entries.status();
+    if (s.code() == Code::kNotFound)
+      return FailedPrecondition(what + ": " + s.message() + "; upload it first (kiln submit does this)");
+    if (s.code() == Code::kResourceExhausted)
+      return ResourceExhausted(what + ": " + s.message() + " (cas_max_tree_files)");
+    return Status(s.code(), what + ": " + s.message());
+  }
+  std::unordered_map<std::string, bool> present;
+  for (const auto& pe : *entries) {
+    if (pe.entry.kind != cas::Kind::kFile) continue;
+    auto [b, fresh] = present.try_emplace(pe.entry.digest.Key(), false);
+    if (fresh) b->second = blobs_->Has(pe.entry.digest);
+    if (!b->second)
+      return FailedPrecondition(what + ": file '" + pe.path + "' (" + pe.entry.digest.ToString() +
+                                ") is not in CAS; upload it first (kiln submit does this)");
   }
   return Status::Ok();
 }

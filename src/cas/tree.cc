@@ -192,11 +192,12 @@ Result<std::vector<PathEntry>> Flatten(const Digest& root,
     auto n = nodes.find(it.hash);
     if (n == nodes.end())
       return NotFound("directory " + (it.path.empty() ? std::string("at the root") : "'" + it.path + "'") +
-                      " (sha256:" + it.hash + ") is missing from the tree");
+                      " (sha256:" + it.hash + ") is not in CAS");
     if (it.depth > 512) return InvalidArgument("directories nested deeper than 512 levels");
     for (const auto& e : n->second->entries) {
       if (static_cast<int64_t>(out.size()) >= max_entries)
-        return ResourceExhausted("the tree has more than " + std::to_string(max_entries) + " entries");
+        return ResourceExhausted("the tree has more than " + std::to_string(max_entries) +
+                                 " entries (files, directories and symlinks)");
       std::string p = JoinPath(it.path, e.name);
       if (auto s = CheckName(e.name); !s.ok()) return InvalidArgument(p + ": " + s.message());
       if (e.kind == Kind::kSymlink && !LinkStaysInside(it.path, e.target))

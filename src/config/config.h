@@ -29,7 +29,7 @@ struct ControllerConfig {
   // Content-addressed storage (a directory every controller of the farm shares).
   std::string cas_dir = "/var/lib/kiln-controller/cas";
   int64_t cas_max_blob_bytes = int64_t{8} << 30;  // larger uploads are refused
-  int64_t cas_max_tree_files = 1'000'000;       // file entries in one submitted tree
+  int64_t cas_max_tree_files = 1'000'000;       // entries (files, dirs, symlinks) of one submitted tree
   int64_t cas_max_bytes = 0;                    // collect least recently used blobs past this; 0: no cap
   milliseconds cas_max_age{30LL * 86'400'000};  // collect blobs unused this long
   milliseconds cas_min_age{3'600'000};          // never collect what was used more recently

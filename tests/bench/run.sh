@@ -86,14 +86,14 @@ pg_source_tree() {
     tar -xjf "$tarball" -C "$tree.tmp" --strip-components=1
     mv "$tree.tmp" "$tree"
     : >"$tree.unpacked"
-    sleep 2  # the hash cache does not trust files changed (ctime) in the last 2 s
+    sleep 2  # the hash cache does not trust files changed in the last 2 s (tar keeps mtimes: belt and braces)
   fi
   printf '%s\n' "$tree"
 }
 
 tree="$(pg_source_tree)"  # read only: the upload part changes a copy
-# A copy for the uploads, made now so its ctimes are old enough for the CLI's
-# hash cache by the time it is submitted.
+# A copy for the uploads (cp -a keeps mtimes, so the CLI's hash cache takes
+# its files at the first submit).
 copy="$state/pg-src-copy"
 cp -a "$tree" "$copy"
 files="$(find "$tree" -type f | wc -l)"

@@ -224,6 +224,17 @@ std::string Process::Log() const {
   return ss.str();
 }
 
+void WriteFile(const std::string& path, const std::string& data, bool exec) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+  chmod(path.c_str(), exec ? 0755 : 0644);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                          const std::map<std::string, std::string>& env, const std::string& cwd) {
   TempDir d;

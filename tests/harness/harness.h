@@ -31,6 +31,10 @@ bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeou
 // Path of a built binary (build/bin/NAME).
 std::string BinPath(const std::string& name);
 
+// Writes a file (creating its directories), mode 0755 if exec else 0644.
+void WriteFile(const std::string& path, const std::string& data, bool exec = false);
+std::string ReadFile(const std::string& path);
+
 // A temp directory removed on destruction.
 class TempDir {
  public:

@@ -18,17 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void Write(const std::string& path, const std::string& data, bool exec = false) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
-  ::chmod(path.c_str(), exec ? 0755 : 0644);
-}
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 class Cas : public Farm {
  protected:
   std::unique_ptr<cas::CasClient> Client(int c = 0) {
@@ -98,10 +87,10 @@ TEST_F(Cas, OnlyWhatTheFarmLacksCrossesTheWire) {
   StartController();
   StartWorker(0, 1);
   std::string src = dir_.path() + "/src";
-  Write(src + "/README", "readme\n");
-  Write(src + "/lib/deep/er/x.c", "int x;\n");
-  Write(src + "/lib/y.c", "int y;\n");
-  Write(src + "/copy-of-y.c", "int y;\n");  // same content: one blob
+  test::WriteFile(src + "/README", "readme\n");
+  test::WriteFile(src + "/lib/deep/er/x.c", "int x;\n");
+  test::WriteFile(src + "/lib/y.c", "int y;\n");
+  test::WriteFile(src + "/copy-of-y.c", "int y;\n");  // same content: one blob
   auto first = Upload(Tree(src));
   EXPECT_EQ(first.blobs, 3);
   EXPECT_EQ(first.nodes, 4);  // root, lib, lib/deep, lib/deep/er
@@ -111,7 +100,7 @@ TEST_F(Cas, OnlyWhatTheFarmLacksCrossesTheWire) {
   EXPECT_EQ(again.blob_bytes, 0);
   EXPECT_EQ(again.nodes, 0);
 
-  Write(src + "/lib/deep/er/x.c", "int x = 42;\n");
+  test::WriteFile(src + "/lib/deep/er/x.c", "int x = 42;\n");
   auto t = Tree(src);
   auto one = Upload(t);
   EXPECT_EQ(one.blobs, 1);
@@ -219,7 +208,7 @@ TEST_F(Cas, RefusedInputsChangeNothing) {
 
   // The CLI refuses such a tree before sending anything.
   std::string src = dir_.path() + "/bad";
-  Write(src + "/ok.c", "ok\n");
+  test::WriteFile(src + "/ok.c", "ok\n");
   fs::create_symlink("/etc/passwd", src + "/passwd");
   const int trees1 = TreeRows();
   auto r = Kiln({"submit", "--", "true"}, src);
@@ -234,8 +223,8 @@ TEST_F(Cas, OutputsComeBackByteForByte) {
   StartController();
   StartWorker(0, 1);
   std::string src = dir_.path() + "/proj";
-  Write(src + "/hello.c", "#include <stdio.h>\nint main(void) { puts(\"hello from the farm\"); return 0; }\n");
-  Write(src + "/build.sh",
+  test::WriteFile(src + "/hello.c", "#include <stdio.h>\nint main(void) { puts(\"hello from the farm\"); return 0; }\n");
+  test::WriteFile(src + "/build.sh",
         "set -e\nmkdir -p bin out/docs\ncc -O1 -o bin/hello hello.c\necho one > out/a.txt\n"
         "echo two > out/docs/b.txt\nln -s a.txt out/link\nsha256sum bin/hello out/a.txt out/docs/b.txt\n");
   std::string dest = dir_.path() + "/got";
@@ -246,7 +235,7 @@ TEST_F(Cas, OutputsComeBackByteForByte) {
   EXPECT_NE(r.err.find("kiln: outputs sha256:"), std::string::npos) << r.err;
   // The sums the build printed are the sums of what we got.
   for (const char* f : {"bin/hello", "out/a.txt", "out/docs/b.txt"}) {
-    std::string sum = cas::DigestOf(std::string_view(Read(dest + "/" + f))).hash;
+    std::string sum = cas::DigestOf(std::string_view(test::ReadFile(dest + "/" + f))).hash;
     EXPECT_NE(r.out.find(sum + "  " + f), std::string::npos) << f << " differs; build printed:\n" << r.out;
   }
   EXPECT_EQ(fs::read_symlink(dest + "/out/link"), "a.txt");
@@ -259,7 +248,7 @@ TEST_F(Cas, OutputsComeBackByteForByte) {
   std::string dest2 = dir_.path() + "/again";
   auto o = Kiln({"outputs", id, "--dest", dest2}, src);
   ASSERT_EQ(o.exit_code, 0) << o.err;
-  EXPECT_EQ(Read(dest2 + "/bin/hello"), Read(dest + "/bin/hello"));
+  EXPECT_EQ(test::ReadFile(dest2 + "/bin/hello"), test::ReadFile(dest + "/bin/hello"));
   EXPECT_TRUE(fs::status(dest2 + "/bin/hello").permissions() != fs::perms::none &&
               (fs::status(dest2 + "/bin/hello").permissions() & fs::perms::owner_exec) != fs::perms::none);
   auto again = Kiln({"submit", "--detach", "--", "true"}, src);
@@ -271,7 +260,7 @@ TEST_F(Cas, AMissingDeclaredOutputFailsTheJobByName) {
   StartController();
   StartWorker(0, 1);
   std::string src = dir_.path() + "/proj";
-  Write(src + "/x", "x\n");
+  test::WriteFile(src + "/x", "x\n");
   auto r = Kiln({"submit", "--output", "dist/app", "--", "true"}, src);
   EXPECT_EQ(r.exit_code, 125) << r.err;  // failed by kiln, not by an exit code of its own
   EXPECT_NE(r.err.find("declared output 'dist' was not produced by the build"), std::string::npos) << r.err;
@@ -348,7 +337,7 @@ TEST_F(Cas, AKilledControllerLeavesNoHalfBlobAndTheUploadResumes) {
   EXPECT_EQ(Blobs(), std::vector<std::string>{d.hash});
   std::string fetched = dir_.path() + "/fetched";
   ASSERT_TRUE(client->FetchBlobs({d}, [&](const cas::Digest&) { return fetched; }).ok());
-  EXPECT_TRUE(Read(fetched) == data);
+  EXPECT_TRUE(test::ReadFile(fetched) == data);
 }
 
 TEST_F(Cas, CollectorKeepsWhatLiveJobsNeedAndRemovesTheRest) {
@@ -356,8 +345,8 @@ TEST_F(Cas, CollectorKeepsWhatLiveJobsNeedAndRemovesTheRest) {
   SetUp();
   StartController();
   std::string a = dir_.path() + "/a", b = dir_.path() + "/b";
-  Write(a + "/sub/kept.c", "kept\n");
-  Write(b + "/sub/dropped.c", "dropped\n");
+  test::WriteFile(a + "/sub/kept.c", "kept\n");
+  test::WriteFile(b + "/sub/dropped.c", "dropped\n");
   auto ta = Tree(a), tb = Tree(b);
   Upload(ta);
   Upload(tb);
@@ -390,7 +379,7 @@ TEST_F(Cas, ABuildWritingThroughAnInputCannotSpoilTheWorkersCache) {
   StartController();
   StartWorker(0, 1);
   std::string src = dir_.path() + "/src";
-  Write(src + "/a.txt", "original\n");
+  test::WriteFile(src + "/a.txt", "original\n");
   auto t = Tree(src);
   Upload(t);
   int64_t first = 0, second = 0;

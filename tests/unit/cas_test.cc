@@ -20,12 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void Write(const std::string& path, const std::string& data, bool exec = false) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
-  ::chmod(path.c_str(), exec ? 0755 : 0644);
-}
-
 void SetMtime(const std::string& path, time_t t) {
   struct timespec ts[2] = {{t, 0}, {t, 0}};
   ::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW);
@@ -35,12 +29,12 @@ void SetMtime(const std::string& path, time_t t) {
 // this code, from the encoding in docs/architecture.md).
 void MakeSample(const std::string& root, bool reverse_order) {
   std::vector<std::function<void()>> steps = {
-      [&] { Write(root + "/a.txt", "hello\n"); },
-      [&] { Write(root + "/bin/run.sh", "#!/bin/sh\necho hi\n", true); },
+      [&] { test::WriteFile(root + "/a.txt", "hello\n"); },
+      [&] { test::WriteFile(root + "/bin/run.sh", "#!/bin/sh\necho hi\n", true); },
       [&] { fs::create_directories(root + "/empty"); },
       [&] { fs::create_symlink("a.txt", root + "/link"); },
-      [&] { Write(root + "/src/lib/util.c", "int util(void) { return 1; }\n"); },
-      [&] { Write(root + "/src/main.c", "int main(void) { return 0; }\n"); },
+      [&] { test::WriteFile(root + "/src/lib/util.c", "int util(void) { return 1; }\n"); },
+      [&] { test::WriteFile(root + "/src/main.c", "int main(void) { return 0; }\n"); },
   };
   if (reverse_order) std::reverse(steps.begin(), steps.end());
   for (auto& s : steps) s();
@@ -137,7 +131,7 @@ TEST(Tree, SymlinksMustStayInside) {
   EXPECT_FALSE(CheckTarget("/etc/passwd").ok());
 
   test::TempDir dir;
-  Write(dir.path() + "/src/a.c", "x");
+  test::WriteFile(dir.path() + "/src/a.c", "x");
   fs::create_symlink("/etc/passwd", dir.path() + "/src/abs");
   auto t = Build(dir.path());
   ASSERT_FALSE(t.ok());
@@ -153,7 +147,7 @@ TEST(Tree, SymlinksMustStayInside) {
 
 TEST(Tree, SpecialFilesAreRefusedByName) {
   test::TempDir dir;
-  Write(dir.path() + "/ok.c", "x");
+  test::WriteFile(dir.path() + "/ok.c", "x");
   ASSERT_EQ(::mkfifo((dir.path() + "/pipe").c_str(), 0644), 0);
   auto t = Build(dir.path());
   ASSERT_FALSE(t.ok());
@@ -181,9 +175,9 @@ TEST(Tree, IncludeAndExcludeSelectFiles) {
 TEST(Tree, GitCheckoutSendsGitsFileList) {
   test::TempDir dir;
   MakeSample(dir.path(), false);
-  Write(dir.path() + "/.gitignore", "*.o\nbuild/\n");
-  Write(dir.path() + "/src/main.o", "object");
-  Write(dir.path() + "/build/out", "built");
+  test::WriteFile(dir.path() + "/.gitignore", "*.o\nbuild/\n");
+  test::WriteFile(dir.path() + "/src/main.o", "object");
+  test::WriteFile(dir.path() + "/build/out", "built");
   auto init = test::RunCommand({"/usr/bin/git", "-C", dir.path(), "init", "-q"}, std::chrono::seconds(20));
   ASSERT_EQ(init.exit_code, 0) << init.err;
   WalkOptions o;
@@ -219,7 +213,7 @@ TEST(HashCache, UnchangedFilesAreNotReadAgain) {
   EXPECT_EQ(t2->root, t1->root);
 
   // A changed file (same mtime, other size and ctime) is read again.
-  Write(dir.path() + "/src/main.c", "int main(void) { return 1; }\n\n");
+  test::WriteFile(dir.path() + "/src/main.c", "int main(void) { return 1; }\n\n");
   SetMtime(dir.path() + "/src/main.c", 1000000);
   auto third = HashCache::Load(file);
   o.cache = &third;
