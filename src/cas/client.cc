@@ -6,7 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <atomic>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "api/convert.h"
 #include "common/util.h"
@@ -21,6 +24,7 @@ constexpr int64_t kSmallBlob = 1 << 20;     // larger blobs are streamed
 constexpr int64_t kBatchBytes = 3 << 20;    // per BatchUpload / BatchRead
 constexpr int64_t kChunk = 1 << 20;         // Write stream chunk
 constexpr size_t kDigestsPerCall = 10000;
+constexpr size_t kCallsInFlight = 4;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -116,48 +120,75 @@ Result<UploadStats> CasClient::UploadTree(const BuiltTree& t) {
     for (const auto& d : resp.blobs()) missing_blobs.push_back(api::FromProto(d));
     for (const auto& d : resp.trees()) missing_nodes.push_back(api::FromProto(d));
   }
-  // 2. Blobs: small ones in batches, large ones streamed.
-  v1::BatchUploadRequest batch;
+  // 2. Blobs: small ones in batches, large ones streamed; a few calls in
+  // flight, so reading files here overlaps the server's writes to disk.
+  std::vector<std::vector<Digest>> work;
   int64_t batch_bytes = 0;
-  auto flush = [&]() -> Status {
-    if (batch.blobs_size() == 0) return Status::Ok();
+  for (const auto& d : missing_blobs) {
+    if (!t.files.count(d)) return Internal("CAS asked for a blob that is not in the tree: " + d.ToString());
+    if (d.size > kSmallBlob) {
+      work.push_back({d});
+      continue;
+    }
+    if (work.empty() || work.back().front().size > kSmallBlob || batch_bytes + d.size > kBatchBytes) {
+      work.emplace_back();
+      batch_bytes = 0;
+    }
+    work.back().push_back(d);
+    batch_bytes += d.size;
+  }
+  std::mutex mu;
+  Status failed;
+  std::atomic<size_t> next{0};
+  auto upload_one = [&](const std::vector<Digest>& item) -> Status {
+    if (item.size() == 1 && item[0].size > kSmallBlob) return UploadBlob(item[0], t.files.at(item[0]), nullptr);
+    v1::BatchUploadRequest batch;
+    for (const auto& d : item) {
+      const std::string& path = t.files.at(d);
+      auto data = ReadFile(path);
+      if (!data.ok()) return data.status();
+      if (DigestOf(*data) != d) return Changed(path);
+      auto* b = batch.add_blobs();
+      *b->mutable_digest() = api::ToProto(d);
+      *b->mutable_data() = std::move(*data);
+    }
     v1::BatchUploadResponse resp;
     auto ctx = Ctx();
     auto s = stub_->BatchUpload(ctx.get(), batch, &resp);
     if (!s.ok()) return FromGrpc(s, "cannot upload to CAS");
-    for (int i = 0; i < resp.statuses_size(); ++i) {
-      const auto& bs = resp.statuses(i);
-      if (bs.code() != 0) {
-        Digest d = api::FromProto(bs.digest());
-        auto it = t.files.find(d);
-        return Status(static_cast<Code>(bs.code()),
-                      (it != t.files.end() ? it->second : d.ToString()) + ": " + bs.message());
-      }
+    for (const auto& bs : resp.statuses()) {
+      if (bs.code() == 0) continue;
+      Digest d = api::FromProto(bs.digest());
+      auto it = t.files.find(d);
+      return Status(static_cast<Code>(bs.code()), (it != t.files.end() ? it->second : d.ToString()) + ": " + bs.message());
     }
-    st.blobs += batch.blobs_size();
-    st.blob_bytes += batch_bytes;
-    batch.Clear();
-    batch_bytes = 0;
     return Status::Ok();
   };
-  for (const auto& d : missing_blobs) {
-    auto it = t.files.find(d);
-    if (it == t.files.end()) return Internal("CAS asked for a blob that is not in the tree: " + d.ToString());
-    if (d.size > kSmallBlob) {
-      if (auto s = UploadBlob(d, it->second, &st); !s.ok()) return s;
-      continue;
+  auto worker = [&] {
+    for (;;) {
+      {
+        std::lock_guard g(mu);
+        if (!failed.ok()) return;
+      }
+      size_t k = next++;
+      if (k >= work.size()) return;
+      Status s = upload_one(work[k]);
+      std::lock_guard g(mu);
+      if (!s.ok()) {
+        if (failed.ok()) failed = s;
+        return;
+      }
+      st.blobs += static_cast<int64_t>(work[k].size());
+      for (const auto& d : work[k]) st.blob_bytes += d.size;
     }
-    if (batch_bytes + d.size > kBatchBytes)
-      if (auto s = flush(); !s.ok()) return s;
-    auto data = ReadFile(it->second);
-    if (!data.ok()) return data.status();
-    if (DigestOf(*data) != d) return Changed(it->second);
-    auto* b = batch.add_blobs();
-    *b->mutable_digest() = api::ToProto(d);
-    *b->mutable_data() = std::move(*data);
-    batch_bytes += d.size;
+  };
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < std::min<size_t>(kCallsInFlight, work.size()); ++i) threads.emplace_back(worker);
+    worker();
+    for (auto& th : threads) th.join();
   }
-  if (auto s = flush(); !s.ok()) return s;
+  if (!failed.ok()) return failed;
   // 3. Nodes, once their blobs are in.
   v1::UploadTreesRequest treq;
   int64_t tbytes = 0;
