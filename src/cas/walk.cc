@@ -142,7 +142,7 @@ class Walker {
                                  std::to_string(o_.max_file_bytes) + " bytes");
       if (o_.max_files > 0 && static_cast<int64_t>(items_.size()) >= o_.max_files)
         return ResourceExhausted("the tree has more than " + std::to_string(o_.max_files) +
-                                 " files; narrow it with --exclude or --include");
+                                 " files; is this the right directory? Narrow it with --exclude or --include");
       auto item = std::make_unique<FileItem>();
       item->rel = rel;
       item->abs = root_ + "/" + rel;

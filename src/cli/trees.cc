@@ -50,7 +50,11 @@ Result<v1::Digest> SendTree(Client& c, const SendOptions& o) {
   cas::WalkOptions w;
   for (const auto& p : o.include) w.include.push_back(CleanPattern(p));
   for (const auto& p : o.exclude) w.exclude.push_back(CleanPattern(p));
+  // What an interrupted download (kiln outputs) may leave behind is not input.
+  w.exclude.push_back(".kiln-download-*");
+  w.exclude.push_back("*.kiln-tmp-*");
   w.use_git = o.use_git;
+  w.max_files = o.max_files;
   cas::HashCache cache;
   if (o.hash_cache) {
     cache = cas::HashCache::Load(cas::HashCache::DefaultFile(abs));

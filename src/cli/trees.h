@@ -15,6 +15,7 @@ struct SendOptions {
   std::vector<std::string> include, exclude;
   bool use_git = true;
   bool hash_cache = true;
+  int64_t max_files = 1'000'000;  // a submit from the wrong directory (say $HOME) stops early
 };
 
 // Hashes `o.dir`, uploads what CAS lacks, and prints what it did to stderr.

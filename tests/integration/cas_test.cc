@@ -392,5 +392,34 @@ TEST_F(Cas, ABuildWritingThroughAnInputCannotSpoilTheWorkersCache) {
   EXPECT_EQ(Log(*Jobs(), second), "original\n");
 }
 
+TEST_F(Cas, TheWorkersCacheStaysUnderItsCap) {
+  StartController();
+  std::string conf = dir_.path() + "/worker.conf";
+  std::ofstream(conf) << "cache_max_bytes = 1MiB\n";
+  StartWorker(0, 1, {"--config", conf});
+  std::string cache = dir_.path() + "/w0/cas";
+  auto cache_bytes = [&] {
+    int64_t n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(cache))
+      if (e.is_regular_file()) n += static_cast<int64_t>(e.file_size());
+    return n;
+  };
+  std::vector<cas::Digest> roots;
+  for (char c : {'a', 'b', 'c'}) {
+    std::string src = dir_.path() + "/src-" + c;
+    test::WriteFile(src + "/big", std::string(700 << 10, c));
+    auto t = Tree(src);
+    Upload(t);
+    roots.push_back(t.root);
+  }
+  for (size_t i = 0; i < roots.size(); ++i) {
+    int64_t id = 0;
+    ASSERT_TRUE(SubmitTree(roots[i], {"sh", "-c", "head -c 3 big"}, &id).ok());
+    ASSERT_TRUE(test::WaitFor([&] { return Ended(id); }, 30s));
+    EXPECT_EQ(Log(*Jobs(), id), std::string(3, static_cast<char>('a' + i)));
+    EXPECT_LE(cache_bytes(), 1 << 20) << "after job " << i;
+  }
+}
+
 }  // namespace
 }  // namespace kiln
