@@ -29,6 +29,11 @@ std::string CleanPattern(std::string p) {
   return p;
 }
 
+// "1 file", "3 files".
+std::string Count(int64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
 }  // namespace
 
 std::string HumanBytes(int64_t n) {
@@ -69,20 +74,20 @@ Result<v1::Digest> SendTree(Client& c, const SendOptions& o) {
   if (o.hash_cache) {
     if (auto s = cache.Save(); !s.ok()) std::fprintf(stderr, "kiln: warning: %s\n", s.message().c_str());
   }
-  std::fprintf(stderr, "kiln: hashed %s: %lld files, %s%s in %.2f s (%lld read, %lld unchanged since the last submit)\n",
-               o.dir.c_str(), static_cast<long long>(tree->file_count), HumanBytes(tree->file_bytes).c_str(),
+  std::fprintf(stderr, "kiln: hashed %s: %s, %s%s in %.2f s (%lld read, %lld unchanged since the last submit)\n",
+               o.dir.c_str(), Count(tree->file_count, "file", "files").c_str(), HumanBytes(tree->file_bytes).c_str(),
                tree->used_git ? " (git's file list)" : "", hash_s, static_cast<long long>(tree->hashed_files),
                static_cast<long long>(tree->file_count - tree->hashed_files));
   auto t1 = std::chrono::steady_clock::now();
   auto up = c.Cas()->UploadTree(*tree);
   if (!up.ok()) return up.status();
   std::fprintf(stderr,
-               "kiln: uploaded %lld files (%lld bytes, %s) and %lld directory nodes (%lld bytes) in %.2f s; "
-               "the farm had the other %lld files\n",
-               static_cast<long long>(up->blobs), static_cast<long long>(up->blob_bytes),
-               HumanBytes(up->blob_bytes).c_str(), static_cast<long long>(up->nodes),
+               "kiln: uploaded %s (%lld bytes, %s) and %s (%lld bytes) in %.2f s; "
+               "the farm had the other %s\n",
+               Count(up->blobs, "file", "files").c_str(), static_cast<long long>(up->blob_bytes),
+               HumanBytes(up->blob_bytes).c_str(), Count(up->nodes, "directory node", "directory nodes").c_str(),
                static_cast<long long>(up->node_bytes), Since(t1),
-               static_cast<long long>(static_cast<int64_t>(tree->files.size()) - up->blobs));
+               Count(static_cast<int64_t>(tree->files.size()) - up->blobs, "distinct file", "distinct files").c_str());
   return api::ToProto(tree->root);
 }
 
@@ -138,8 +143,8 @@ Status DownloadOutputs(Client& c, const v1::Digest& root_pb, const std::string& 
     return Status::Ok();
   });
   if (!st.ok()) return st.status();
-  std::fprintf(stderr, "kiln: outputs %s: %lld files (%s) written under %s in %.2f s\n", root.ToString().c_str(),
-               static_cast<long long>(st->files), HumanBytes(st->bytes).c_str(), dest.c_str(), Since(t0));
+  std::fprintf(stderr, "kiln: outputs %s: %s (%s) written under %s in %.2f s\n", root.ToString().c_str(),
+               Count(st->files, "file", "files").c_str(), HumanBytes(st->bytes).c_str(), dest.c_str(), Since(t0));
   return Status::Ok();
 }
 

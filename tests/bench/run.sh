@@ -153,7 +153,7 @@ submit() {
   local line
   line="$(grep '^kiln: uploaded ' <<<"$err")" || { echo "bench: no upload report:"$'\n'"$err" >&2; exit 1; }
   read -r up_blobs blob_bytes up_nodes node_bytes < <(sed -E \
-    's/^kiln: uploaded ([0-9]+) files \(([0-9]+) bytes.* and ([0-9]+) directory nodes \(([0-9]+) bytes\).*/\1 \2 \3 \4/' <<<"$line")
+    's/^kiln: uploaded ([0-9]+) files? \(([0-9]+) bytes.* and ([0-9]+) directory nodes? \(([0-9]+) bytes\).*/\1 \2 \3 \4/' <<<"$line")
   up_bytes=$((blob_bytes + node_bytes))
   up_s="$(sed -E 's/.* in ([0-9.]+) s;.*/\1/' <<<"$line")"
   id="$(grep -o '[0-9]\+' "$state/job" | head -n 1)"
