@@ -19,15 +19,19 @@ constexpr int64_t kMaxBatchBytes = 4 << 20;      // BatchUpload
 constexpr int64_t kMaxBatchReadBytes = 3 << 20;  // BatchRead: a response stays under gRPC's default 4 MiB
 constexpr int64_t kReadChunk = 1 << 20;
 constexpr int64_t kTreePageBytes = 2 << 20;
+constexpr int64_t kPerBlobOverhead = 128;  // digest and framing of one blob in a response
 
 }  // namespace
 
 Result<std::unique_ptr<Cas>> Cas::Open(const config::ControllerConfig& cfg) {
-  auto blobs = cas::OpenDirStore(cfg.cas_dir);
+  // Uses are recorded often enough that nothing used within cas_min_age
+  // looks older than that to the collector.
+  int64_t touch_after_s = std::min<int64_t>(600, cfg.cas_min_age.count() / 4000);
+  auto blobs = cas::OpenDirStore(cfg.cas_dir, touch_after_s);
   if (!blobs.ok()) return blobs.status();
   std::unique_ptr<Cas> c(new Cas(cfg));
   c->blobs_ = std::move(blobs).value();
-  c->trees_ = std::make_unique<cas::TreeStore>(cfg.database_url, 4);
+  c->trees_ = std::make_unique<cas::TreeStore>(cfg.database_url, 4, touch_after_s);
   return c;
 }
 
@@ -48,6 +52,9 @@ Status Cas::CheckTree(const cas::Digest& root, const std::string& what) {
       return ResourceExhausted(what + ": " + s.message() + " (cas_max_tree_files)");
     return Status(s.code(), what + ": " + s.message());
   }
+  std::vector<cas::Digest> used;
+  for (const auto& [d, dir] : reach->nodes) used.push_back(d);
+  if (Status s = trees_->Touch(used); !s.ok()) return s;  // the collector must not take them now
   std::unordered_map<std::string, bool> present;
   for (const auto& pe : *entries) {
     if (pe.entry.kind != cas::Kind::kFile) continue;
@@ -168,12 +175,12 @@ class CasServiceImpl final : public v1::CasService::Service {
       *st->mutable_digest() = pd;
       cas::Digest d = api::FromProto(pd);
       Status s = cas::CheckDigest(d, "blob");
-      if (s.ok() && total + d.size > kMaxBatchReadBytes)
+      if (s.ok() && total + d.size + kPerBlobOverhead > kMaxBatchReadBytes)
         s = ResourceExhausted("BatchRead returns at most 3 MiB; read " + d.ToString() + " with Read or in another call");
       if (s.ok()) {
         auto data = cas_->blobs().Read(d, 0, 0);
         if (data.ok()) {
-          total += d.size;
+          total += d.size + kPerBlobOverhead;
           auto* b = resp->add_blobs();
           *b->mutable_digest() = pd;
           *b->mutable_data() = std::move(*data);
@@ -239,7 +246,7 @@ class CasServiceImpl final : public v1::CasService::Service {
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
     if (req->offset() < 0 || req->offset() > d.size || req->limit() < 0)
       return api::ToGrpc(OutOfRange("read offset or limit outside blob " + d.ToString()));
-    int64_t end = req->limit() > 0 ? std::min(d.size, req->offset() + req->limit()) : d.size;
+    int64_t end = req->limit() > 0 && req->limit() < d.size - req->offset() ? req->offset() + req->limit() : d.size;
     int64_t off = req->offset();
     if (!cas_->blobs().Has(d)) return api::ToGrpc(NotFound("blob " + d.ToString() + " is not in CAS"));
     do {
@@ -291,11 +298,14 @@ class CasServiceImpl final : public v1::CasService::Service {
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
     int64_t bytes = 0;
     size_t i = start;
-    for (; i < reach->nodes.size() && bytes < kTreePageBytes; ++i) {
-      auto* n = resp->add_nodes();
-      *n->mutable_digest() = api::ToProto(reach->nodes[i].first);
-      api::ToProto(reach->nodes[i].second, n->mutable_directory());
-      bytes += static_cast<int64_t>(n->ByteSizeLong());
+    for (; i < reach->nodes.size(); ++i) {
+      v1::TreeNode n;
+      *n.mutable_digest() = api::ToProto(reach->nodes[i].first);
+      api::ToProto(reach->nodes[i].second, n.mutable_directory());
+      auto size = static_cast<int64_t>(n.ByteSizeLong());
+      if (resp->nodes_size() > 0 && bytes + size > kTreePageBytes) break;  // a big node gets a page of its own
+      bytes += size;
+      *resp->add_nodes() = std::move(n);
     }
     if (i < reach->nodes.size()) resp->set_next_page_token(std::to_string(i));
     return grpc::Status::OK;

@@ -54,10 +54,10 @@ std::string LocalCas::PathOf(const std::string& hash, bool exec) const {
   return dir_ + "/" + hash.substr(0, 2) + "/" + hash + (exec ? ".x" : "");
 }
 
-bool LocalCas::Intact(const std::string& path, int64_t size) const {
+bool LocalCas::Intact(const std::string& path, int64_t size, bool exec) const {
   struct stat s {};
   if (::lstat(path.c_str(), &s) != 0 || !S_ISREG(s.st_mode)) return false;
-  return s.st_size == size && s.st_mtime == kMarkerMtime && (s.st_mode & 0222) == 0;
+  return s.st_size == size && s.st_mtime == kMarkerMtime && (s.st_mode & 07777) == (exec ? 0555 : 0444);
 }
 
 Status LocalCas::Seal(const std::string& path, bool exec) const {
@@ -136,11 +136,9 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
     for (const auto& [hash, d] : plain) {
       Pin(hash, d.size);
       pinned.push_back(hash);
-      if (!Intact(PathOf(hash, false), d.size)) {
-        ::unlink(PathOf(hash, false).c_str());
-        ::unlink(PathOf(hash, true).c_str());
-        missing.push_back(d);
-      }
+      // A damaged copy is replaced by rename, never unlinked first: another
+      // job may be linking it right now.
+      if (!Intact(PathOf(hash, false), d.size, false)) missing.push_back(d);
     }
     for (const auto& d : missing) {
       std::error_code ec;
@@ -156,10 +154,9 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
       std::string x = PathOf(hash, true);
       Pin(hash + ".x", plain[hash].size);
       pinned.push_back(hash + ".x");
-      if (Intact(x, plain[hash].size)) continue;
-      ::unlink(x.c_str());
+      if (Intact(x, plain[hash].size, true)) continue;
       std::error_code ec;
-      std::string tmp = x + ".kiln-tmp";
+      std::string tmp = x + ".kiln-tmp-x";
       fs::copy_file(PathOf(hash, false), tmp, fs::copy_options::overwrite_existing, ec);
       if (ec) return FailedPrecondition("cannot copy " + PathOf(hash, false) + ": " + ec.message());
       if (auto s = Seal(tmp, true); !s.ok()) return s;

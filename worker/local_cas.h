@@ -36,9 +36,9 @@ class LocalCas {
     int pins = 0;
   };
   std::string PathOf(const std::string& hash, bool exec) const;
-  // True if the cached copy is intact (size, mode and the marker mtime:
-  // anything that wrote through a hardlink changed them).
-  bool Intact(const std::string& path, int64_t size) const;
+  // True if the cached copy is intact (size, exact mode and the marker
+  // mtime: anything that wrote or chmodded through a hardlink changed them).
+  bool Intact(const std::string& path, int64_t size, bool exec) const;
   Status Seal(const std::string& path, bool exec) const;
   void Pin(const std::string& key, int64_t size);
   void Unpin(const std::vector<std::string>& keys);

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -180,13 +181,13 @@ struct Worker::Impl {
   Result<std::string> CaptureOutputs(const v1::Assign& a, const std::string& job_dir) {
     cas::WalkOptions o;
     o.paths.assign(a.spec().outputs().begin(), a.spec().outputs().end());
-    auto t = cas::BuildTree(job_dir, o);
-    if (!t.ok()) {
-      if (t.status().code() == Code::kNotFound)
-        return NotFound("declared output '" + t.status().message().substr(0, t.status().message().find(':')) +
-                        "' was not produced by the build");
-      return Status(t.status().code(), "cannot capture outputs: " + t.status().message());
+    for (const auto& p : o.paths) {
+      struct stat st {};
+      if (::lstat((job_dir + "/" + p).c_str(), &st) != 0)
+        return NotFound("declared output '" + p + "' was not produced by the build");
     }
+    auto t = cas::BuildTree(job_dir, o);
+    if (!t.ok()) return Status(t.status().code(), "cannot capture outputs: " + t.status().message());
     Status last;
     for (int attempt = 0; attempt < 5; ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
@@ -437,6 +438,9 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     fs::remove_all(e.path(), ec);
   }
   grpc::ChannelArguments args;
+  // A directory node of a very large directory, or a page of them, may pass
+  // gRPC's default 4 MiB (the controller takes up to 16 MiB).
+  args.SetMaxReceiveMessageSize(32 << 20);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

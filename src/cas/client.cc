@@ -207,12 +207,13 @@ Result<UploadStats> CasClient::UploadTree(const BuiltTree& t) {
   for (const auto& d : missing_nodes) {
     auto it = t.nodes.find(d);
     if (it == t.nodes.end()) return Internal("CAS asked for a node that is not in the tree: " + d.ToString());
+    if (treq.nodes_size() > 0 &&
+        (tbytes + d.size > kBatchBytes || treq.nodes_size() >= static_cast<int>(kDigestsPerCall)))
+      if (auto s = flush_nodes(); !s.ok()) return s;
     auto* n = treq.add_nodes();
     *n->mutable_digest() = api::ToProto(d);
     api::ToProto(it->second, n->mutable_directory());
     tbytes += d.size;
-    if (tbytes > kBatchBytes || treq.nodes_size() >= static_cast<int>(kDigestsPerCall))
-      if (auto s = flush_nodes(); !s.ok()) return s;
   }
   if (auto s = flush_nodes(); !s.ok()) return s;
   return st;
@@ -298,7 +299,9 @@ Status CasClient::StreamFile(const Digest& d, const std::string& path) {
     auto s = writer->Finish();
     if (s.ok() && resp.complete()) return Status::Ok();
     if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
-      if (s.error_message().find("does not match") != std::string::npos) return Changed(path);
+      // The bytes, or their number, are not what we hashed.
+      for (const char* m : {"does not match", "longer than the digest", "ended after"})
+        if (s.error_message().find(m) != std::string::npos) return Changed(path);
       return FromGrpc(s, "cannot upload " + path);
     }
     last = FromGrpc(s, "cannot upload " + path);

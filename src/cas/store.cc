@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,7 +82,7 @@ class DirWriter : public BlobWriter {
 
 class DirStore : public BlobStore {
  public:
-  explicit DirStore(std::string root) : root_(std::move(root)) {}
+  DirStore(std::string root, int64_t touch_after_s) : root_(std::move(root)), touch_after_s_(touch_after_s) {}
 
   std::string PathOf(const Digest& d) const { return root_ + "/blobs/" + d.hash.substr(0, 2) + "/" + d.hash; }
   std::string UploadPath(const Digest& d, const std::string& id) const {
@@ -91,13 +92,12 @@ class DirStore : public BlobStore {
   bool Has(const Digest& d) override {
     std::string p = PathOf(d);
     struct stat s {};
-    if (::stat(p.c_str(), &s) != 0) return false;
-    if (s.st_size != d.size) {
-      ::unlink(p.c_str());  // damaged (a crash of the machine before the data reached disk)
+    // A size other than the claimed one: not this blob (the claim is wrong,
+    // or the copy is damaged); either way absent, and never deleted here.
+    if (::stat(p.c_str(), &s) != 0 || s.st_size != d.size) return false;
+    // Mark it used. If the collector took it meanwhile, it is absent.
+    if (s.st_mtime < ::time(nullptr) - touch_after_s_ && ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0) != 0)
       return false;
-    }
-    time_t now = ::time(nullptr);
-    if (s.st_mtime < now - 600) ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0);
     return true;
   }
 
@@ -200,8 +200,13 @@ class DirStore : public BlobStore {
     if (!ValidUploadId(upload_id))
       return InvalidArgument("upload id must be 1 to 64 letters, digits, '-' or '_'");
     std::string tmp = UploadPath(d, upload_id);
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0444);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return Unavailable(Errno("cannot create " + tmp));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return FailedPrecondition("upload " + upload_id + " of " + d.ToString() +
+                                " is being written by another stream; wait for it or use another upload id");
+    }
     struct stat s {};
     ::fstat(fd, &s);
     return std::unique_ptr<BlobWriter>(std::make_unique<DirWriter>(this, d, tmp, fd, s.st_size));
@@ -232,7 +237,16 @@ class DirStore : public BlobStore {
     std::string p = PathOf(d);
     struct stat s {};
     if (::stat(p.c_str(), &s) != 0 || s.st_mtime >= unused_since_s) return false;
-    return ::unlink(p.c_str()) == 0;
+    // Move it aside first, then look again: a Has() that marked it used in
+    // between either saw it moved (and said absent) or left a fresh mtime,
+    // in which case it goes back.
+    std::string aside = root_ + "/uploads/gc-" + d.hash;
+    if (::rename(p.c_str(), aside.c_str()) != 0) return false;
+    if (::stat(aside.c_str(), &s) == 0 && s.st_mtime >= unused_since_s) {
+      ::rename(aside.c_str(), p.c_str());
+      return false;
+    }
+    return ::unlink(aside.c_str()) == 0;
   }
 
   int RemoveStaleUploads(int64_t older_than_s) override {
@@ -247,12 +261,13 @@ class DirStore : public BlobStore {
 
  private:
   std::string root_;
+  int64_t touch_after_s_;
 };
 
 Status DirWriter::Commit() {
   if (size_ != d_.size)
     return InvalidArgument("upload of " + d_.ToString() + " ended after " + std::to_string(size_) + " bytes");
-  if (::fsync(fd_) != 0) return Unavailable(Errno("cannot flush " + tmp_));
+  if (::fchmod(fd_, 0444) != 0 || ::fsync(fd_) != 0) return Unavailable(Errno("cannot flush " + tmp_));
   int rfd = ::open(tmp_.c_str(), O_RDONLY | O_CLOEXEC);
   if (rfd < 0) return Unavailable(Errno("cannot reopen " + tmp_));
   auto got = DigestFd(rfd, tmp_);
@@ -267,14 +282,14 @@ Status DirWriter::Commit() {
 
 }  // namespace
 
-Result<std::unique_ptr<BlobStore>> OpenDirStore(const std::string& root) {
+Result<std::unique_ptr<BlobStore>> OpenDirStore(const std::string& root, int64_t touch_after_s) {
   std::error_code ec;
   fs::create_directories(root + "/blobs", ec);
   if (!ec) fs::create_directories(root + "/uploads", ec);
   if (ec) return FailedPrecondition("cannot create the CAS directory " + root + ": " + ec.message());
   if (::access((root + "/uploads").c_str(), W_OK) != 0)
     return FailedPrecondition(Errno("the CAS directory " + root + " is not writable"));
-  return std::unique_ptr<BlobStore>(std::make_unique<DirStore>(root));
+  return std::unique_ptr<BlobStore>(std::make_unique<DirStore>(root, touch_after_s));
 }
 
 }  // namespace kiln::cas

@@ -103,18 +103,21 @@ Status CheckTarget(std::string_view t) {
 
 bool LinkStaysInside(std::string_view dir_path, std::string_view target) {
   if (target.empty() || target.front() == '/') return false;
-  // Depth of the directory holding the link, then walk the target's parts.
+  // "../" parts may only lead the target, and no further up than the link's
+  // own depth: they then climb real directories of the tree. A ".." after a
+  // name could climb out of wherever that name (maybe a symlink) leads.
   long depth = 0;
   if (!dir_path.empty()) depth = 1 + std::count(dir_path.begin(), dir_path.end(), '/');
+  bool descended = false;
   size_t i = 0;
   while (i <= target.size()) {
     size_t j = target.find('/', i);
     if (j == std::string_view::npos) j = target.size();
     auto part = target.substr(i, j - i);
     if (part == "..") {
-      if (--depth < 0) return false;
+      if (descended || --depth < 0) return false;
     } else if (!part.empty() && part != ".") {
-      ++depth;
+      descended = true;
     }
     i = j + 1;
   }
@@ -186,6 +189,11 @@ Result<std::vector<PathEntry>> Flatten(const Digest& root,
     int depth;
   };
   std::vector<Item> stack{{root.hash, "", 0}};
+  // Paths are bounded one by one and in total, so that a small tree whose
+  // nodes are shared many times cannot make a huge list.
+  constexpr size_t kMaxPath = 4095;
+  constexpr size_t kMaxPathBytes = size_t{256} << 20;
+  size_t path_bytes = 0;
   while (!stack.empty()) {
     Item it = std::move(stack.back());
     stack.pop_back();
@@ -198,10 +206,14 @@ Result<std::vector<PathEntry>> Flatten(const Digest& root,
       if (static_cast<int64_t>(out.size()) >= max_entries)
         return ResourceExhausted("the tree has more than " + std::to_string(max_entries) +
                                  " entries (files, directories and symlinks)");
+      if (it.path.size() + 1 + e.name.size() > kMaxPath)
+        return InvalidArgument("a path in the tree is longer than 4095 bytes (under '" + Printable(it.path) + "')");
       std::string p = JoinPath(it.path, e.name);
-      if (auto s = CheckName(e.name); !s.ok()) return InvalidArgument(p + ": " + s.message());
+      if ((path_bytes += p.size()) > kMaxPathBytes)
+        return ResourceExhausted("the tree's paths add up to more than 256 MiB");
+      if (auto s = CheckName(e.name); !s.ok()) return InvalidArgument(Printable(p) + ": " + s.message());
       if (e.kind == Kind::kSymlink && !LinkStaysInside(it.path, e.target))
-        return InvalidArgument("symlink '" + p + "' -> '" + e.target + "' leaves the tree");
+        return InvalidArgument("symlink '" + Printable(p) + "' -> '" + Printable(e.target) + "' leaves the tree");
       if (e.kind == Kind::kDir) stack.push_back({e.digest.hash, p, it.depth + 1});
       out.push_back({std::move(p), e});
     }

@@ -40,8 +40,9 @@ Status CheckName(std::string_view name);
 // A symlink target: relative, not empty, no NUL, at most 4095 bytes. Whether
 // it stays inside the tree depends on where the link is: see CheckLinkInside.
 Status CheckTarget(std::string_view target);
-// True if `target`, followed lexically from the directory `dir_path`
-// ("" for the root, else "a/b"), never leaves the tree.
+// True if `target`, followed from the directory `dir_path` ("" for the root,
+// else "a/b"), cannot leave the tree, even through other links of the tree:
+// its ".." parts all come first and climb no higher than the root.
 bool LinkStaysInside(std::string_view dir_path, std::string_view target);
 
 // Sorts the entries and checks every name, kind field and digest; refuses

@@ -1,5 +1,7 @@
 #include "cas/tree_store.h"
 
+#include <algorithm>
+
 #include "db/pool.h"
 
 namespace kiln::cas {
@@ -26,8 +28,9 @@ std::string ArrayLiteral(const std::vector<Digest>& ds) {
 
 }  // namespace
 
-TreeStore::TreeStore(std::string db_url, size_t pool_size)
-    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})) {}
+TreeStore::TreeStore(std::string db_url, size_t pool_size, int64_t touch_after_s)
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})),
+      touch_after_s_(touch_after_s) {}
 TreeStore::~TreeStore() = default;
 
 Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& nodes) {
@@ -38,24 +41,47 @@ Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& no
   std::unordered_set<std::string> present;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::work tx(c);
-        auto r = tx.exec_params(
-            "UPDATE cas_trees SET last_used = CASE WHEN last_used < now() - interval '10 minutes' THEN now()"
-            " ELSE last_used END WHERE digest = ANY($1::text[]) RETURNING digest",
-            ArrayLiteral(nodes));
-        tx.commit();
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec_params("SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])", ArrayLiteral(nodes));
         for (const auto& row : r) present.insert(row[0].as<std::string>());
         return Status::Ok();
       },
       "cannot look up tree nodes");
   if (!s.ok()) return s;
+  std::vector<Digest> found;
+  for (const auto& d : nodes)
+    if (present.count(d.hash)) found.push_back(d);
+  if (auto t = Touch(found); !t.ok()) return t;
   for (const auto& d : nodes)
     if (!present.count(d.hash)) missing.push_back(d);
   return missing;
 }
 
-Status TreeStore::Insert(const std::vector<std::pair<Digest, Directory>>& nodes) {
+Status TreeStore::Touch(const std::vector<Digest>& nodes) {
   if (nodes.empty()) return Status::Ok();
+  return pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        // In digest order, so that concurrent touches never deadlock.
+        tx.exec_params(
+            "WITH stale AS (SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])"
+            "   AND last_used < now() - make_interval(secs => $2) ORDER BY digest FOR UPDATE)"
+            " UPDATE cas_trees t SET last_used = now() FROM stale WHERE t.digest = stale.digest",
+            ArrayLiteral(nodes), static_cast<double>(touch_after_s_));
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot mark tree nodes used");
+}
+
+Status TreeStore::Insert(std::vector<std::pair<Digest, Directory>> nodes) {
+  if (nodes.empty()) return Status::Ok();
+  // Sorted and unique: rows are locked in one order by every inserter (no
+  // deadlock), and no row is affected twice by one statement.
+  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.first.hash < b.first.hash; });
+  nodes.erase(std::unique(nodes.begin(), nodes.end(),
+                          [](const auto& a, const auto& b) { return a.first.hash == b.first.hash; }),
+              nodes.end());
   return pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);

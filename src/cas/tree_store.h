@@ -18,13 +18,16 @@ namespace kiln::cas {
 
 class TreeStore {
  public:
-  explicit TreeStore(std::string db_url, size_t pool_size = 4);
+  // Node uses are recorded when older than `touch_after_s`.
+  explicit TreeStore(std::string db_url, size_t pool_size = 4, int64_t touch_after_s = 600);
   ~TreeStore();
 
   // The nodes not stored; marks the stored ones as used now.
   Result<std::vector<Digest>> FindMissing(const std::vector<Digest>& nodes);
-  // Stores checked nodes (existing ones are left alone).
-  Status Insert(const std::vector<std::pair<Digest, Directory>>& nodes);
+  // Stores checked nodes (existing ones are marked used).
+  Status Insert(std::vector<std::pair<Digest, Directory>> nodes);
+  // Marks nodes used (a submit that names them).
+  Status Touch(const std::vector<Digest>& nodes);
 
   struct Reach {
     std::vector<std::pair<Digest, Directory>> nodes;  // stored nodes reachable from the root
@@ -39,6 +42,7 @@ class TreeStore {
 
  private:
   std::unique_ptr<db::Pool> pool_;
+  int64_t touch_after_s_;
 };
 
 }  // namespace kiln::cas

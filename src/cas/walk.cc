@@ -115,6 +115,10 @@ class Walker {
     for (const auto& name : names) {
       std::string child = JoinPath(rel, name);
       if (!o_.exclude.empty() && Matches(o_.exclude, child)) continue;
+      if (auto c = CheckName(name); !c.ok()) {
+        st = InvalidArgument(c.message() + " (in directory " + Display(rel) + "); rename it or exclude it with --exclude");
+        break;
+      }
       struct stat s {};
       if (::fstatat(fd, name.c_str(), &s, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT) continue;  // vanished while we looked

@@ -58,6 +58,8 @@ std::unique_ptr<Client> MakeClient(const ClientOptions& options,
 
 std::unique_ptr<Client> Client::Connect(const ClientOptions& options) {
   grpc::ChannelArguments args;
+  // A directory node of a very large directory may pass gRPC's default 4 MiB.
+  args.SetMaxReceiveMessageSize(32 << 20);
   // Reconnect quickly after a controller restart (Submit retries, follow resumes).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);

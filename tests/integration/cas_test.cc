@@ -182,6 +182,30 @@ TEST_F(Cas, RefusedInputsChangeNothing) {
   EXPECT_EQ(Blobs(), blobs0);
   EXPECT_EQ(TreeRows(), trees0);
 
+  // Asking about a stored blob with a wrong size says "missing" and deletes nothing.
+  {
+    std::string other = "stored\n";
+    cas::Digest od = cas::DigestOf(std::string_view(other));
+    v1::BatchUploadRequest req;
+    auto* b = req.add_blobs();
+    *b->mutable_digest() = api::ToProto(od);
+    b->set_data(other);
+    v1::BatchUploadResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(Client()->stub().BatchUpload(&ctx, req, &resp).ok());
+    v1::FindMissingRequest fm;
+    cas::Digest wrong_size = od;
+    wrong_size.size = 999;
+    *fm.add_blobs() = api::ToProto(wrong_size);
+    v1::FindMissingResponse fmr;
+    grpc::ClientContext c2;
+    ASSERT_TRUE(Client()->stub().FindMissing(&c2, fm, &fmr).ok());
+    EXPECT_EQ(fmr.blobs_size(), 1);
+    auto now = Blobs();
+    EXPECT_NE(std::find(now.begin(), now.end(), od.hash), now.end()) << "a wrong claim deleted a stored blob";
+  }
+  const auto blobs1 = Blobs();
+
   // A tree naming a blob CAS lacks, a missing subdirectory, an escaping
   // symlink: each submit is refused, naming the path, and queues nothing.
   cas::Digest root;
@@ -204,7 +228,7 @@ TEST_F(Cas, RefusedInputsChangeNothing) {
   EXPECT_NE(s.error_message().find("symlink 'd/up' -> '../../etc/passwd' leaves the tree"), std::string::npos)
       << s.error_message();
   EXPECT_EQ(JobRows(), jobs0);
-  EXPECT_EQ(Blobs(), blobs0);
+  EXPECT_EQ(Blobs(), blobs1);
 
   // The CLI refuses such a tree before sending anything.
   std::string src = dir_.path() + "/bad";
@@ -214,7 +238,7 @@ TEST_F(Cas, RefusedInputsChangeNothing) {
   auto r = Kiln({"submit", "--", "true"}, src);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("passwd: symlink target '/etc/passwd' is absolute"), std::string::npos) << r.err;
-  EXPECT_EQ(Blobs(), blobs0);
+  EXPECT_EQ(Blobs(), blobs1);
   EXPECT_EQ(TreeRows(), trees1);
   EXPECT_EQ(JobRows(), jobs0);
 }
@@ -263,7 +287,7 @@ TEST_F(Cas, AMissingDeclaredOutputFailsTheJobByName) {
   test::WriteFile(src + "/x", "x\n");
   auto r = Kiln({"submit", "--output", "dist/app", "--", "true"}, src);
   EXPECT_EQ(r.exit_code, 125) << r.err;  // failed by kiln, not by an exit code of its own
-  EXPECT_NE(r.err.find("declared output 'dist' was not produced by the build"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("declared output 'dist/app' was not produced by the build"), std::string::npos) << r.err;
   auto none = Kiln({"outputs", "1"}, src);
   EXPECT_EQ(none.exit_code, 4);
   EXPECT_NE(none.err.find("job 1 has no outputs"), std::string::npos) << none.err;

@@ -128,6 +128,11 @@ TEST(Tree, SymlinksMustStayInside) {
   EXPECT_FALSE(LinkStaysInside("", "../z"));
   EXPECT_FALSE(LinkStaysInside("", "a/../../z"));
   EXPECT_FALSE(LinkStaysInside("", "/etc/passwd"));
+  // ".." after a name could climb out of wherever that name leads: a -> "."
+  // makes "a/.." the tree's parent.
+  EXPECT_FALSE(LinkStaysInside("", "a/.."));
+  EXPECT_FALSE(LinkStaysInside("x", "../y/../z"));
+  EXPECT_TRUE(LinkStaysInside("x", "./../y/./z"));
   EXPECT_FALSE(CheckTarget("/etc/passwd").ok());
 
   test::TempDir dir;
@@ -143,6 +148,42 @@ TEST(Tree, SymlinksMustStayInside) {
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("src/up: symlink target '../../outside' leaves the tree"), std::string::npos)
       << t.status().message();
+}
+
+TEST(Tree, FlattenBoundsWhatASmallHostileTreeCanCost) {
+  // A chain of directories with 255-byte names: paths past 4095 bytes.
+  std::unordered_map<std::string, const Directory*> nodes;
+  std::vector<std::unique_ptr<Directory>> keep;
+  Digest child = DigestOf(Directory{});
+  keep.push_back(std::make_unique<Directory>());
+  nodes[child.hash] = keep.back().get();
+  for (int i = 0; i < 20; ++i) {
+    auto d = std::make_unique<Directory>();
+    d->entries.push_back({std::string(255, 'a'), Kind::kDir, child, false, ""});
+    child = DigestOf(*d);
+    nodes[child.hash] = d.get();
+    keep.push_back(std::move(d));
+  }
+  auto deep = Flatten(child, nodes, 1000000);
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.status().message().find("longer than 4095 bytes"), std::string::npos) << deep.status().message();
+
+  // One node of 1,000 files referenced 1,000 times: a million paths from two
+  // small nodes. The cap stops it.
+  auto files = std::make_unique<Directory>();
+  for (int i = 0; i < 1000; ++i)
+    files->entries.push_back({"f" + std::to_string(i), Kind::kFile, DigestOf(std::string_view("x")), false, ""});
+  ASSERT_TRUE(Normalize(files.get(), "").ok());
+  Digest fd = DigestOf(*files);
+  auto fan = std::make_unique<Directory>();
+  for (int i = 0; i < 1000; ++i) fan->entries.push_back({"d" + std::to_string(i), Kind::kDir, fd, false, ""});
+  ASSERT_TRUE(Normalize(fan.get(), "").ok());
+  Digest top = DigestOf(*fan);
+  nodes[fd.hash] = files.get();
+  nodes[top.hash] = fan.get();
+  auto wide = Flatten(top, nodes, 50000);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_EQ(wide.status().code(), Code::kResourceExhausted);
 }
 
 TEST(Tree, SpecialFilesAreRefusedByName) {
