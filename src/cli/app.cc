@@ -100,15 +100,19 @@ int Main(int argc, char** argv) {
   sub->add_flag("--no-input", submit.no_input, "send no tree: the build runs in an empty directory");
   sub->add_option("--include", submit.include,
                   "send only files matching this glob (relative path; a directory match takes all under it; repeatable)")
-      ->type_name("GLOB");
-  sub->add_option("--exclude", submit.exclude, "do not send files matching this glob (repeatable)")->type_name("GLOB");
+      ->type_name("GLOB")
+      ->allow_extra_args(false);
+  sub->add_option("--exclude", submit.exclude, "do not send files matching this glob (repeatable)")
+      ->type_name("GLOB")
+      ->allow_extra_args(false);
   sub->add_flag("--no-gitignore", submit.no_gitignore,
                 "in a git checkout, send every file, not git's list (tracked and untracked, not ignored)");
   sub->add_flag("--no-hash-cache", submit.no_hash_cache, "hash every file, ignoring the local hash cache");
   sub->add_option("--output", submit.outputs,
                   "file or directory the build produces, relative to the tree's root; downloaded after success "
                   "(repeatable)")
-      ->type_name("PATH");
+      ->type_name("PATH")
+      ->allow_extra_args(false);
   sub->add_option("--outputs-dir", submit.outputs_dir, "where outputs land (default: the --input directory)")
       ->type_name("DIR");
   sub->add_option("command", submit.command, "the command to run and its arguments, after --")->type_name("CMD");

@@ -285,7 +285,8 @@ TEST_F(Cas, AMissingDeclaredOutputFailsTheJobByName) {
   StartWorker(0, 1);
   std::string src = dir_.path() + "/proj";
   test::WriteFile(src + "/x", "x\n");
-  auto r = Kiln({"submit", "--output", "dist/app", "--", "true"}, src);
+  // (--output right before "--" must not swallow the command's own flags)
+  auto r = Kiln({"submit", "--output", "dist/app", "--", "sh", "-c", "true"}, src);
   EXPECT_EQ(r.exit_code, 125) << r.err;  // failed by kiln, not by an exit code of its own
   EXPECT_NE(r.err.find("declared output 'dist/app' was not produced by the build"), std::string::npos) << r.err;
   auto none = Kiln({"outputs", "1"}, src);
