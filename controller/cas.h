@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "cas/image_store.h"
 #include "cas/store.h"
 #include "cas/tree_store.h"
 #include "config/config.h"
@@ -19,6 +20,7 @@ class Cas {
 
   cas::BlobStore& blobs() { return *blobs_; }
   cas::TreeStore& trees() { return *trees_; }
+  cas::ImageStore& images() { return *images_; }
   const config::ControllerConfig& cfg() const { return cfg_; }
 
   // A submitted input tree: every node and blob present, every symlink
@@ -37,8 +39,10 @@ class Cas {
   config::ControllerConfig cfg_;
   std::unique_ptr<cas::BlobStore> blobs_;
   std::unique_ptr<cas::TreeStore> trees_;
+  std::unique_ptr<cas::ImageStore> images_;
 };
 
 std::unique_ptr<grpc::Service> MakeCasService(Cas* cas);
+std::unique_ptr<grpc::Service> MakeImageService(Cas* cas);
 
 }  // namespace kiln::controller

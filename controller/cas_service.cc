@@ -32,6 +32,7 @@ Result<std::unique_ptr<Cas>> Cas::Open(const config::ControllerConfig& cfg) {
   std::unique_ptr<Cas> c(new Cas(cfg));
   c->blobs_ = std::move(blobs).value();
   c->trees_ = std::make_unique<cas::TreeStore>(cfg.database_url, 4, touch_after_s);
+  c->images_ = std::make_unique<cas::ImageStore>(cfg.database_url, 2);
   return c;
 }
 

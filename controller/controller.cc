@@ -343,6 +343,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->admin_service = MakeAdminService(impl.get());
   impl->worker_service = MakeWorkerService(impl.get());
   impl->cas_service = MakeCasService(impl->cas.get());
+  impl->image_service = MakeImageService(impl->cas.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -353,6 +354,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   builder.RegisterService(impl->admin_service.get());
   builder.RegisterService(impl->worker_service.get());
   builder.RegisterService(impl->cas_service.get());
+  builder.RegisterService(impl->image_service.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
   // Find peers that stopped reading (a blocked Write would otherwise wait forever).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -371,6 +373,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.JobService", true);
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.WorkerService", true);
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.CasService", true);
+  impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.ImageService", true);
 
   auto* raw = impl.get();
   impl->listener = std::make_unique<queue::Listener>(

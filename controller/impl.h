@@ -43,7 +43,7 @@ struct Controller::Impl {
   std::condition_variable events_cv;
   std::deque<Event> events;
 
-  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service;
+  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service, image_service;
   std::unique_ptr<grpc::Server> server;
   std::string bound_address;
   std::unique_ptr<queue::Listener> listener;

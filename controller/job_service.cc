@@ -37,6 +37,12 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   if (s.timeout_s() < 0 || s.timeout_s() > kMaxTimeoutS) {
     return InvalidArgument("timeout_s must be between 0 (project default) and 604800 (7 days)");
   }
+  const auto& res = s.resources();
+  if (res.memory_bytes() < 0 || res.pids() < 0 || res.cpu_millis() < 0)
+    return InvalidArgument("resources must not be negative (0: the worker's cap)");
+  if (res.memory_bytes() > 0 && res.memory_bytes() < (4 << 20))
+    return InvalidArgument("memory limit below 4 MiB: a build cannot start in that");
+  if (res.pids() > 0 && res.pids() < 8) return InvalidArgument("pids limit below 8: a build cannot run in that");
   const auto& wd = s.working_dir();
   if (!wd.empty() && (wd[0] == '/' || wd == ".." || wd.rfind("../", 0) == 0 || wd.find("/../") != std::string::npos ||
                       (wd.size() >= 3 && wd.compare(wd.size() - 3, 3, "/..") == 0))) {
@@ -78,6 +84,16 @@ class JobServiceImpl final : public v1::JobService::Service {
       Status s = c_->cas->CheckTree(api::FromProto(req->spec().input_root()), "input tree");
       if (!s.ok()) return api::ToGrpc(s);
     }
+    // The image: the job's, else the project's. An unknown one fails here,
+    // never on a worker. Only workers that run containers take such jobs.
+    std::string image = !req->spec().image().empty() ? req->spec().image() : pc->image;
+    if (!image.empty()) {
+      auto h = cas::oci::ParseImageRef(image);
+      if (!h.ok()) return api::ToGrpc(h.status());
+      auto row = c_->cas->images().Get(*h);
+      if (!row.ok()) return api::ToGrpc(row.status());
+      image = "sha256:" + *h;
+    }
     queue::NewJob job;
     job.project = project;
     job.cluster = req->cluster();
@@ -89,6 +105,8 @@ class JobServiceImpl final : public v1::JobService::Service {
     for (const auto& [k, v] : pc->env) job.spec.env.emplace(k, v);                   // the job's own win
     for (const auto& [k, v] : pc->requirements) job.spec.requirements.emplace(k, v);
     job.spec.requirements.emplace("arch", "x86_64");
+    job.spec.image = image;
+    if (!image.empty()) job.spec.requirements["sandbox"] = "runc";
     auto out = c_->queue->Submit(job);
     if (!out.ok()) return api::ToGrpc(out.status());
     api::ToProto(out->job, resp->mutable_job());

@@ -10,7 +10,7 @@ PACKAGES=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libpqxx-dev libspdlog-dev nlohmann-json3-dev libssl-dev libsystemd-dev
-  libcli11-dev libcpp-httplib-dev
+  libcli11-dev libcpp-httplib-dev libarchive-dev
   # tests
   libgtest-dev libgmock-dev
   # runtime: database, sandbox, network tooling

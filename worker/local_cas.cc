@@ -105,6 +105,24 @@ void LocalCas::Trim() {
   spdlog::debug("local CAS cache: evicted {} files ({} bytes), {} bytes left", n, freed, total_);
 }
 
+Result<std::string> LocalCas::Blob(cas::CasClient& client, const cas::Digest& d) {
+  std::lock_guard fg(fetch_mu_);
+  std::string path = PathOf(d.hash, false);
+  Pin(d.hash, d.size);
+  if (!Intact(path, d.size, false)) {
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    Status s = client.FetchBlobs({d}, [&](const cas::Digest&) { return path; });
+    if (s.ok()) s = Seal(path, false);
+    if (!s.ok()) {
+      Unpin({d.hash});
+      return s;
+    }
+  }
+  Unpin({d.hash});
+  return path;
+}
+
 Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::Digest& root,
                                                 const std::string& dest) {
   auto tree = client.GetTree(root);

@@ -29,6 +29,10 @@ class LocalCas {
 
   int64_t bytes() const;
 
+  // The path of one blob in the cache, fetched if missing (e.g. an image
+  // layer). The file stays until the cache is trimmed past its cap.
+  Result<std::string> Blob(cas::CasClient& client, const cas::Digest& d);
+
  private:
   struct Item {
     int64_t size = 0;

@@ -73,11 +73,15 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
   posix_spawnattr_setpgroup(&attr, 0);          // its own process group, killed as a whole
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
                                       POSIX_SPAWN_USEVFORK);
-  std::vector<std::string> env = BuildEnv(req, cwd);
+  if (!req.launcher.empty()) cwd = req.job_dir;
+  std::vector<std::string> env;
+  if (req.launcher.empty()) env = BuildEnv(req, cwd);
+  else
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
   std::vector<char*> envp, argv;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::vector<std::string> args = req.spec.argv;
+  std::vector<std::string> args = req.launcher.empty() ? req.spec.argv : req.launcher;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
@@ -102,10 +106,13 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
   auto deadline = req.spec.timeout_s > 0 ? Clock::now() + std::chrono::seconds(req.spec.timeout_s) : Clock::time_point::max();
   std::string buf;
   auto first_byte = Clock::time_point::max();
-  bool timed_out = false, cancelled = false, handed_back = false, eof = false;
+  bool timed_out = false, cancelled = false, handed_back = false, aborted = false, eof = false;
   int wstatus = 0;
   bool exited = false;
-  auto kill_group = [&] { kill(-pid, SIGKILL); };
+  auto kill_group = [&] {
+    if (req.kill) req.kill();
+    kill(-pid, SIGKILL);
+  };
   auto flush = [&] {
     if (!buf.empty()) on_output(buf);
     buf.clear();
@@ -116,17 +123,19 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
   // only stops the reading: a command that closed its output still runs and
   // is still subject to cancel, hand-back and the timeout.
   while (!exited || !eof) {
-    if (!timed_out && !cancelled && !handed_back) {
+    if (!timed_out && !cancelled && !handed_back && !aborted) {
       if (cancel) cancelled = true;
       else if (hand_back) handed_back = true;
+      else if (req.abort != nullptr && *req.abort) aborted = true;
       else if (Clock::now() >= deadline) timed_out = true;
-      if (cancelled || handed_back || timed_out) kill_group();
+      if (cancelled || handed_back || timed_out || aborted) kill_group();
     }
     if (!exited && waitpid(pid, &wstatus, WNOHANG) == pid) {
       exited = true;
       exited_at = Clock::now();
-      // Whatever the command left behind goes with it.
-      kill_group();
+      // Whatever the command left behind goes with it (a launcher's
+      // container is its caller's to remove).
+      if (req.launcher.empty()) kill_group();
     }
     // Something that left the process group may hold the pipe: stop reading
     // a second after the command exited.
@@ -163,9 +172,14 @@ RunOutcome RunJob(const RunRequest& req, const std::function<void(int64_t)>& on_
   } else if (cancelled) {
     out.status = queue::JobStatus::kCancelled;
     out.result.error = "cancelled";
+  } else if (aborted) {
+    out.status = queue::JobStatus::kFailed;
+    out.result.error = req.abort_reason;
+    out.result.limit = req.abort_limit;
   } else if (timed_out) {
     out.status = queue::JobStatus::kFailed;
     out.result.timed_out = true;
+    out.result.limit = "timeout";
     out.result.error = "killed: exceeded its timeout of " + std::to_string(req.spec.timeout_s) + " s";
   } else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
     out.status = queue::JobStatus::kSucceeded;

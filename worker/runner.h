@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "queue/types.h"
 
@@ -16,6 +17,16 @@ struct RunRequest {
   int attempt = 0;
   queue::JobSpec spec;
   std::string job_dir;  // created before, removed after by the caller
+  // A launcher (e.g. runc) run instead of spec.argv, in job_dir, with the
+  // worker's own environment; `kill` stops what it started (default: the
+  // process group).
+  std::vector<std::string> launcher;
+  std::function<void()> kill;
+  // Set by the caller to end the run as FAILED with `abort_reason` (e.g. the
+  // log grew past its cap).
+  const std::atomic<bool>* abort = nullptr;
+  std::string abort_reason;
+  std::string abort_limit;
 };
 
 struct RunOutcome {

@@ -23,7 +23,9 @@
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "cas/client.h"
 #include "cas/walk.h"
+#include "worker/images.h"
 #include "worker/local_cas.h"
+#include "worker/sandbox.h"
 #include "worker/runner.h"
 
 namespace kiln::worker {
@@ -37,6 +39,7 @@ struct JobState {
   std::atomic<bool> cancel{false};
   std::atomic<bool> hand_back{false};
   std::atomic<int> pgid{0};
+  std::atomic<bool> log_overflow{false};
 };
 
 struct Worker::Impl {
@@ -47,6 +50,10 @@ struct Worker::Impl {
   std::unique_ptr<v1::WorkerService::Stub> stub;
   std::unique_ptr<cas::CasClient> cas;
   std::unique_ptr<LocalCas> local_cas;
+  std::unique_ptr<v1::ImageService::Stub> image_stub;
+  std::unique_ptr<ImageStore> images;
+  std::unique_ptr<Sandbox> sandbox;   // null: this worker runs no containers
+  std::string no_sandbox_why;
 
   std::mutex mu;  // guards jobs, unacked
   std::condition_variable cv;
@@ -203,6 +210,40 @@ struct Worker::Impl {
     return Status(last.code(), "cannot upload outputs: " + last.message());
   }
 
+  // Runs the job: in a container when it names an image (never bare), else
+  // as a plain process where this worker allows that.
+  RunOutcome RunIn(const v1::Assign& a, const RunRequest& req, const std::function<void(int64_t)>& started,
+                   const std::function<void(const std::string&)>& log, const std::shared_ptr<JobState>& js) {
+    auto refuse = [&](queue::JobStatus st, const std::string& why) {
+      RunOutcome out;
+      out.status = st;
+      out.result.error = why;
+      out.started_ms = out.finished_ms = NowUnixMs();
+      log("kiln: " + why + "\n");
+      return out;
+    };
+    const std::string& image = a.spec().image();
+    if (image.empty()) {
+      if (!cfg.allow_plain_jobs)
+        return refuse(queue::JobStatus::kFailed, "worker " + id + " runs only jobs with an image "
+                                                 "(kiln submit --image, or the project's image); "
+                                                 "allow_plain_jobs is off");
+      return RunJob(req, started, log, js->cancel, js->hand_back, &js->pgid);
+    }
+    if (!sandbox)
+      return refuse(queue::JobStatus::kFailed, "worker " + id + " cannot run containers (" + no_sandbox_why +
+                                                   "); the job needs image " + image);
+    auto rootfs = images->Acquire(*cas, *image_stub, image);
+    if (!rootfs.ok()) {
+      bool transient = rootfs.status().code() == Code::kUnavailable;
+      return refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
+                    "cannot prepare image " + image + " on worker " + id + ": " + rootfs.status().message());
+    }
+    RunOutcome out = sandbox->Run(req, *rootfs, started, log, js->cancel, js->hand_back);
+    images->Release(image);
+    return out;
+  }
+
   void RunOne(const v1::Assign& a, const std::shared_ptr<JobState>& js) {
     RunRequest req;
     req.job_id = a.job_id();
@@ -215,6 +256,10 @@ struct Worker::Impl {
     spdlog::debug("running job_id={} attempt={}", a.job_id(), a.attempt());
     int64_t offset = 0;
     auto log = [&](const std::string& chunk) {
+      if (offset + static_cast<int64_t>(chunk.size()) > cfg.max_log_bytes) {
+        js->log_overflow = true;
+        return;
+      }
       v1::WorkerMessage m;
       auto* l = m.mutable_log();
       l->set_job_id(a.job_id());
@@ -233,18 +278,19 @@ struct Worker::Impl {
       out.result.error = "cannot prepare the input tree on worker " + id + ": " + setup.message();
       out.started_ms = out.finished_ms = NowUnixMs();
     } else {
-      out = RunJob(
-          req,
-          [&](int64_t started_ms) {
-            v1::WorkerMessage m;
-            auto* u = m.mutable_update();
-            u->set_job_id(a.job_id());
-            u->set_attempt(a.attempt());
-            u->set_status(v1::RUNNING);
-            u->set_started_at_ms(started_ms);
-            Send(m);
-          },
-          log, js->cancel, js->hand_back, &js->pgid);
+      auto started = [&](int64_t started_ms) {
+        v1::WorkerMessage m;
+        auto* u = m.mutable_update();
+        u->set_job_id(a.job_id());
+        u->set_attempt(a.attempt());
+        u->set_status(v1::RUNNING);
+        u->set_started_at_ms(started_ms);
+        Send(m);
+      };
+      req.abort = &js->log_overflow;
+      req.abort_limit = "log";
+      req.abort_reason = "killed: its log exceeded the limit of " + std::to_string(cfg.max_log_bytes >> 20) + " MiB";
+      out = RunIn(a, req, started, log, js);
       if (out.status == queue::JobStatus::kSucceeded && a.spec().outputs_size() > 0) {
         auto root = CaptureOutputs(a, req.job_dir);
         if (root.ok()) {
@@ -320,6 +366,7 @@ struct Worker::Impl {
     r->set_os("linux");
     r->set_slots(cfg.slots);
     for (const auto& [k, v] : cfg.labels) (*r->mutable_labels())[k] = v;
+    if (sandbox) (*r->mutable_labels())["sandbox"] = "runc";
     r->set_cluster(cfg.cluster);
     r->set_version(kVersion);
     r->set_draining(draining);
@@ -432,6 +479,25 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   fs::create_directories(cfg.work_dir + "/jobs", ec);
   if (ec) return FailedPrecondition("cannot create work directory " + cfg.work_dir + ": " + ec.message());
   impl->local_cas = std::make_unique<LocalCas>(cfg.work_dir + "/cas", cfg.cache_max_bytes);
+  impl->images = std::make_unique<ImageStore>(cfg.work_dir + "/images", cfg.image_cache_bytes, impl->local_cas.get());
+  if (cfg.sandbox == "runc") {
+    SandboxCaps caps;
+    caps.uid = caps.gid = static_cast<uint32_t>(cfg.sandbox_uid);
+    caps.memory_bytes = cfg.sandbox_memory_max;
+    caps.pids = cfg.sandbox_pids_max;
+    caps.cpu_millis = cfg.sandbox_cpus_max * 1000;
+    caps.tmp_bytes = cfg.sandbox_tmp_bytes;
+    auto sb = MakeRuncSandbox(cfg.work_dir + "/runc", cfg.work_dir + "/bundles", "kiln-" + impl->id + "-", caps);
+    if (Status s = sb->Check(); s.ok()) {
+      sb->CleanUp();
+      impl->sandbox = std::move(sb);
+    } else {
+      impl->no_sandbox_why = s.message();
+      spdlog::warn("containers are off on this worker: {}; jobs with an image will not be sent here", s.message());
+    }
+  } else {
+    impl->no_sandbox_why = "sandbox = none in its configuration";
+  }
   // Leftovers of a crashed run: their jobs were requeued long ago.
   for (const auto& e : fs::directory_iterator(cfg.work_dir + "/jobs", ec)) {
     spdlog::info("removing leftover job directory {}", e.path().string());
@@ -450,6 +516,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   auto channel = grpc::CreateCustomChannel(cfg.controller, grpc::InsecureChannelCredentials(), args);
   impl->stub = v1::WorkerService::NewStub(channel);
   impl->cas = std::make_unique<cas::CasClient>(channel);
+  impl->image_stub = v1::ImageService::NewStub(channel);
   return std::unique_ptr<Worker>(new Worker(std::move(impl)));
 }
 

@@ -97,6 +97,12 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
   for (const auto& [k, v] : in.requirements) (*out->mutable_requirements())[k] = v;
   if (!in.input_root.empty()) DigestToProto(in.input_root, out->mutable_input_root());
   for (const auto& o : in.outputs) out->add_outputs(o);
+  out->set_image(in.image);
+  if (in.memory_bytes > 0 || in.pids > 0 || in.cpu_millis > 0) {
+    out->mutable_resources()->set_memory_bytes(in.memory_bytes);
+    out->mutable_resources()->set_pids(in.pids);
+    out->mutable_resources()->set_cpu_millis(in.cpu_millis);
+  }
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -108,6 +114,10 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   for (const auto& [k, v] : in.requirements()) s.requirements[k] = v;
   if (in.has_input_root()) s.input_root = DigestKey(in.input_root());
   s.outputs.assign(in.outputs().begin(), in.outputs().end());
+  s.image = in.image();
+  s.memory_bytes = in.resources().memory_bytes();
+  s.pids = in.resources().pids();
+  s.cpu_millis = in.resources().cpu_millis();
   return s;
 }
 
@@ -117,6 +127,7 @@ void ToProto(const queue::JobResult& in, v1::JobResult* out) {
   out->set_error(in.error);
   out->set_timed_out(in.timed_out);
   if (!in.output_root.empty()) DigestToProto(in.output_root, out->mutable_output_root());
+  out->set_limit(in.limit);
 }
 
 queue::JobResult FromProto(const v1::JobResult& in) {
@@ -126,6 +137,7 @@ queue::JobResult FromProto(const v1::JobResult& in) {
   r.error = in.error();
   r.timed_out = in.timed_out();
   if (in.has_output_root()) r.output_root = DigestKey(in.output_root());
+  r.limit = in.limit();
   return r;
 }
 

@@ -149,7 +149,8 @@ Result<std::unordered_set<std::string>> TreeStore::LiveHashes(int64_t output_ret
             KILN_WALK("SELECT * FROM kiln_cas_live_roots(make_interval(secs => $1))")
             "SELECT digest FROM walk UNION"
             " SELECT split_part(substr(v, 3), '/', 1) FROM walk w JOIN cas_trees t ON t.digest = w.digest,"
-            "   LATERAL svals(t.entries) v WHERE left(v, 2) IN ('f:', 'x:')",
+            "   LATERAL svals(t.entries) v WHERE left(v, 2) IN ('f:', 'x:')"
+            " UNION SELECT * FROM kiln_cas_live_blobs()",
             static_cast<double>(output_retention_s));
         for (const auto& row : r) live.insert(row[0].as<std::string>());
         return Status::Ok();

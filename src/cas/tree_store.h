@@ -35,7 +35,8 @@ class TreeStore {
   };
   Result<Reach> Reachable(const Digest& root);
 
-  // Hashes of every node and blob reachable from kiln_cas_live_roots.
+  // Hashes of every node and blob reachable from kiln_cas_live_roots, and
+  // of kiln_cas_live_blobs (images).
   Result<std::unordered_set<std::string>> LiveHashes(int64_t output_retention_s);
   // Deletes nodes unused for `min_age_s` that are not in `live`.
   Result<int64_t> DeleteUnreachable(const std::unordered_set<std::string>& live, int64_t min_age_s);

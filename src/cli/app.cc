@@ -115,6 +115,13 @@ int Main(int argc, char** argv) {
       ->allow_extra_args(false);
   sub->add_option("--outputs-dir", submit.outputs_dir, "where outputs land (default: the --input directory)")
       ->type_name("DIR");
+  sub->add_option("--image", submit.image,
+                  "run in this imported OCI image, sha256:<digest> (kiln image list); default: the project's image")
+      ->type_name("DIGEST");
+  sub->add_option("--memory", submit.memory, "memory limit in the container, e.g. 2GiB (default and cap: the worker's)")
+      ->type_name("SIZE");
+  sub->add_option("--pids", submit.pids, "most processes and threads at once in the container")->type_name("N");
+  sub->add_option("--cpus", submit.cpus, "CPU time, in CPUs (e.g. 1.5)")->type_name("N");
   sub->add_option("command", submit.command, "the command to run and its arguments, after --")->type_name("CMD");
   sub->callback([&] {
     if (prio->count() > 0) submit.priority = priority;
@@ -126,6 +133,24 @@ int Main(int argc, char** argv) {
   auto* st = Sub(&app, "status", "Show a job's state, times and outcome");
   st->add_option("id", status_id, "job id")->type_name("ID")->required();
   st->callback([&] { action = [&](Client& c) { return RunStatus(c, g, status_id); }; });
+
+  // image
+  auto* im = Sub(&app, "image", "OCI images builds run in (import, list, rm)");
+  im->require_subcommand(1);
+  ImageImportArgs imp;
+  auto* imi = im->add_subcommand("import", "Store an image in CAS and print its digest");
+  imi->add_option("path", imp.path, "OCI image layout directory, OCI archive (tar), or a root filesystem tarball")
+      ->type_name("PATH")
+      ->required();
+  imi->add_option("--name", imp.name, "a label shown by kiln image list");
+  imi->add_option("--ref", imp.ref, "the image to take from a layout that holds several (its ref name)");
+  imi->callback([&] { action = [&](Client& c) { return RunImageImport(c, g, imp); }; });
+  auto* iml = im->add_subcommand("list", "Imported images, newest first");
+  iml->callback([&] { action = [&](Client& c) { return RunImageList(c, g); }; });
+  std::string rm_digest;
+  auto* imr = im->add_subcommand("rm", "Forget an image (refused while jobs that have not ended use it)");
+  imr->add_option("digest", rm_digest, "sha256:<digest>")->type_name("DIGEST")->required();
+  imr->callback([&] { action = [&](Client& c) { return RunImageRemove(c, g, rm_digest); }; });
 
   // outputs
   OutputsArgs outs;

@@ -20,6 +20,7 @@ struct Client::Impl {
   std::unique_ptr<v1::JobService::StubInterface> jobs;
   std::unique_ptr<v1::AdminService::StubInterface> admin;
   std::unique_ptr<cas::CasClient> cas;
+  std::unique_ptr<v1::ImageService::Stub> images;
 };
 
 namespace {
@@ -71,6 +72,7 @@ std::unique_ptr<Client> Client::Connect(const ClientOptions& options) {
   auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
   auto c = MakeClient(options, v1::JobService::NewStub(channel), v1::AdminService::NewStub(channel));
   c->impl_->cas = std::make_unique<cas::CasClient>(channel);
+  c->impl_->images = v1::ImageService::NewStub(channel);
   return c;
 }
 
@@ -174,6 +176,29 @@ Result<v1::ListWorkersResponse> Client::ListWorkers(bool include_gone) {
   req.set_include_gone(include_gone);
   return Call<v1::ListWorkersResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListWorkersResponse* resp) {
     return impl_->admin->ListWorkers(ctx, req, resp);
+  });
+}
+
+Result<v1::Image> Client::RegisterImage(const v1::RegisterImageRequest& req) {
+  if (!impl_->images) return NoStub("ImageService");
+  return Call<v1::Image>(impl_->options, [&](grpc::ClientContext* ctx, v1::Image* resp) {
+    return impl_->images->RegisterImage(ctx, req, resp);
+  });
+}
+
+Result<v1::ListImagesResponse> Client::ListImages() {
+  if (!impl_->images) return NoStub("ImageService");
+  return Call<v1::ListImagesResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListImagesResponse* resp) {
+    return impl_->images->ListImages(ctx, v1::Empty(), resp);
+  });
+}
+
+Result<v1::Image> Client::RemoveImage(const std::string& digest) {
+  if (!impl_->images) return NoStub("ImageService");
+  v1::GetImageRequest req;
+  req.set_digest(digest);
+  return Call<v1::Image>(impl_->options, [&](grpc::ClientContext* ctx, v1::Image* resp) {
+    return impl_->images->RemoveImage(ctx, req, resp);
   });
 }
 

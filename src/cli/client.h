@@ -64,6 +64,10 @@ class Client {
   Result<v1::Project> SetProjectConfig(const std::string& name, const std::string& config_json);
   Result<v1::ListClustersResponse> ListClusters();
   Result<v1::Cluster> CreateCluster(const std::string& name);
+  Result<v1::Image> RegisterImage(const v1::RegisterImageRequest& req);
+  Result<v1::ListImagesResponse> ListImages();
+  Result<v1::Image> RemoveImage(const std::string& digest);
+
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);
 

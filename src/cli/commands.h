@@ -40,6 +40,10 @@ struct SubmitArgs {
   bool no_hash_cache = false;
   std::vector<std::string> outputs;   // declared outputs, relative to the tree's root
   std::string outputs_dir;            // where they land; default: the input directory
+  std::string image;                  // sha256:<hex>; empty: the project's
+  std::string memory;                 // e.g. 2GiB
+  int pids = 0;
+  double cpus = 0;
 };
 int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a);
 
@@ -73,6 +77,15 @@ struct ListArgs {
 int RunList(Client& c, const Globals& g, const ListArgs& a);
 
 int RunWorkers(Client& c, const Globals& g, bool all);
+
+struct ImageImportArgs {
+  std::string path;  // OCI layout directory, OCI archive tar, or a rootfs tar
+  std::string name;
+  std::string ref;   // which image of a layout holding several
+};
+int RunImageImport(Client& c, const Globals& g, const ImageImportArgs& a);
+int RunImageList(Client& c, const Globals& g);
+int RunImageRemove(Client& c, const Globals& g, const std::string& digest);
 
 int RunProjectsList(Client& c, const Globals& g);
 int RunProjectsCreate(Client& c, const Globals& g, const std::string& name, const std::string& config);

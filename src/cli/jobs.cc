@@ -55,6 +55,7 @@ void PrintJobSummary(const v1::Job& j) {
   if (!j.spec().working_dir().empty()) t.AddRow({"workdir:", j.spec().working_dir()});
   if (!j.spec().requirements().empty()) t.AddRow({"requires:", JoinMap(j.spec().requirements())});
   auto digest = [](const v1::Digest& d) { return "sha256:" + d.hash() + "/" + std::to_string(d.size()); };
+  if (!j.spec().image().empty()) t.AddRow({"image:", j.spec().image()});
   if (j.spec().has_input_root()) t.AddRow({"input:", digest(j.spec().input_root())});
   if (j.spec().outputs_size() > 0) {
     std::string outs;
@@ -70,6 +71,7 @@ void PrintJobSummary(const v1::Job& j) {
     if (r.exit_code() >= 0) t.AddRow({"exit code:", std::to_string(r.exit_code())});
     if (r.term_signal() > 0) t.AddRow({"signal:", std::to_string(r.term_signal())});
     if (r.timed_out()) t.AddRow({"timed out:", "yes (after " + FormatMs(j.spec().timeout_s() * 1000) + ")"});
+    if (!r.limit().empty()) t.AddRow({"limit hit:", r.limit()});
     if (!r.error().empty()) t.AddRow({"error:", r.error()});
     if (r.has_output_root()) t.AddRow({"output tree:", digest(r.output_root()) + " (kiln outputs " + std::to_string(j.id()) + ")"});
   }
@@ -100,6 +102,14 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   for (const auto& [k, v] : *req_kv) (*spec->mutable_requirements())[k] = v;
   spec->set_working_dir(a.workdir);
   spec->set_timeout_s(a.timeout_s);
+  spec->set_image(a.image);
+  if (!a.memory.empty()) {
+    auto m = ParseBytes(a.memory);
+    if (!m.ok()) return UsageError("--memory: " + m.status().message());
+    spec->mutable_resources()->set_memory_bytes(*m);
+  }
+  if (a.pids > 0) spec->mutable_resources()->set_pids(a.pids);
+  if (a.cpus > 0) spec->mutable_resources()->set_cpu_millis(static_cast<int>(a.cpus * 1000));
   for (auto o : a.outputs) {
     while (o.rfind("./", 0) == 0) o = o.substr(2);
     while (o.size() > 1 && o.back() == '/') o.pop_back();

@@ -144,6 +144,8 @@ std::string DescribeOutcome(const v1::Job& job) {
   }
   // For timeouts and signals the error only restates the cause; kiln status shows it.
   if (r.timed_out()) return "failed: timed out after " + FormatMs(job.spec().timeout_s() * 1000);
+  // A container limit ended it: say which ("killed: exceeded memory limit 2 GiB").
+  if (!r.limit().empty() && !r.error().empty()) return "failed: " + r.error();
   if (r.term_signal() > 0) {
     const char* abbrev = sigabbrev_np(r.term_signal());
     std::string name = abbrev ? std::string(" (SIG") + abbrev + ")" : "";

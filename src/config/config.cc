@@ -115,6 +115,15 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k.rfind("label.", 0) == 0 && k.size() > 6) c.labels[k.substr(6)] = v;
   else if (k == "drain_grace") return ParseDur(k, v, c.drain_grace);
   else if (k == "cache_max_bytes") return ParseSize(k, v, c.cache_max_bytes);
+  else if (k == "sandbox") c.sandbox = v;
+  else if (k == "allow_plain_jobs") return ParseBool(k, v, c.allow_plain_jobs);
+  else if (k == "image_cache_bytes") return ParseSize(k, v, c.image_cache_bytes);
+  else if (k == "sandbox_uid") return ParseInt(k, v, 1, 2000000000, c.sandbox_uid);
+  else if (k == "sandbox_memory_max") return ParseSize(k, v, c.sandbox_memory_max);
+  else if (k == "sandbox_pids_max") return ParseInt(k, v, 8, 1 << 22, c.sandbox_pids_max);
+  else if (k == "sandbox_cpus_max") return ParseInt(k, v, 0, 4096, c.sandbox_cpus_max);
+  else if (k == "sandbox_tmp_bytes") return ParseSize(k, v, c.sandbox_tmp_bytes);
+  else if (k == "max_log_bytes") return ParseSize(k, v, c.max_log_bytes);
   else if (k == "log_level") c.log_level = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();
@@ -147,8 +156,11 @@ Status Validate(const WorkerConfig& c) {
   if (c.work_dir.empty()) return InvalidArgument("work_dir: empty path");
   if (c.cluster.empty()) return InvalidArgument("cluster: empty name");
   if (c.cache_max_bytes < (1 << 20)) return InvalidArgument("cache_max_bytes must be at least 1MiB");
+  if (c.sandbox != "runc" && c.sandbox != "none") return InvalidArgument("sandbox: expected runc or none, got \"" + c.sandbox + "\"");
+  if (c.sandbox_memory_max < (16 << 20)) return InvalidArgument("sandbox_memory_max must be at least 16MiB");
+  if (c.max_log_bytes < (1 << 20)) return InvalidArgument("max_log_bytes must be at least 1MiB");
   for (const auto& [k, v] : c.labels) {
-    if (k == "arch" || k == "os") {
+    if (k == "arch" || k == "os" || k == "sandbox") {
       return InvalidArgument("label." + k + ": \"" + k + "\" is reported by the worker itself and cannot be a label");
     }
   }

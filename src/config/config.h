@@ -46,6 +46,17 @@ struct WorkerConfig {
   std::map<std::string, std::string> labels;
   milliseconds drain_grace{600000};          // SIGTERM: running jobs get this long before hand-back
   int64_t cache_max_bytes = int64_t{10} << 30;  // local CAS cache (work_dir/cas); least recently used go first
+  // Containers (runc). "runc": run jobs with an image in containers (the
+  // worker must be root); "none": refuse such jobs.
+  std::string sandbox = "runc";
+  bool allow_plain_jobs = true;      // run jobs without an image as plain processes (trusted pools only)
+  int64_t image_cache_bytes = int64_t{20} << 30;  // unpacked images (work_dir/images)
+  int sandbox_uid = 100000;          // the build's user and group on the host
+  int64_t sandbox_memory_max = int64_t{4} << 30;  // per job: the default and the cap
+  int sandbox_pids_max = 4096;
+  int sandbox_cpus_max = 0;          // whole CPUs; 0: all
+  int64_t sandbox_tmp_bytes = int64_t{1} << 30;   // the container's tmpfs /tmp
+  int64_t max_log_bytes = int64_t{64} << 20;      // a job whose log grows past this is stopped
   std::string log_level = "info";
 };
 

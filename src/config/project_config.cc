@@ -52,9 +52,17 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
       KILN_RETURN_IF_ERROR(StringMap(v, k, c.env));
     } else if (k == "requirements") {
       KILN_RETURN_IF_ERROR(StringMap(v, k, c.requirements));
+    } else if (k == "image") {
+      if (!v.is_string()) return InvalidArgument("image: expected a manifest digest string, sha256:<64 hex digits>");
+      std::string d = v.get<std::string>();
+      if (d.rfind("sha256:", 0) == 0) d = d.substr(7);
+      bool hex = d.size() == 64;
+      for (char ch : d) hex = hex && ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+      if (!hex) return InvalidArgument("image: expected sha256:<64 lowercase hex digits>, got \"" + v.get<std::string>() + "\"");
+      c.image = "sha256:" + d;
     } else {
       return InvalidArgument("unknown project setting \"" + k +
-                             "\" (known: default_priority, max_attempts, timeout_s, env, requirements)");
+                             "\" (known: default_priority, max_attempts, timeout_s, env, requirements, image)");
     }
   }
   return c;

@@ -6,6 +6,7 @@
 //   timeout_s         integer 1..604800
 //   env               object of string -> string, merged under the job's env
 //   requirements      object of string -> string, merged under the job's
+//   image             "sha256:<hex>": the image of jobs that name none
 
 #include <map>
 #include <string>
@@ -20,6 +21,7 @@ struct ProjectConfig {
   int64_t timeout_s = 3600;
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> requirements;
+  std::string image;  // "sha256:<hex>" or empty
 };
 
 // Parses and validates a project configuration document. InvalidArgument

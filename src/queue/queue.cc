@@ -49,6 +49,10 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.timeout_s = j.value("timeout_s", int64_t{0});
   s.input_root = j.value("input_root", "");
   s.outputs = j.value("outputs", std::vector<std::string>{});
+  s.image = j.value("image", "");
+  s.memory_bytes = j.value("memory_bytes", int64_t{0});
+  s.pids = j.value("pids", 0);
+  s.cpu_millis = j.value("cpu_millis", 0);
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
@@ -57,6 +61,10 @@ std::string SpecToJson(const JobSpec& s) {
   json j = {{"argv", s.argv}, {"env", s.env}, {"working_dir", s.working_dir}, {"timeout_s", s.timeout_s}};
   if (!s.input_root.empty()) j["input_root"] = s.input_root;
   if (!s.outputs.empty()) j["outputs"] = s.outputs;
+  if (!s.image.empty()) j["image"] = s.image;
+  if (s.memory_bytes > 0) j["memory_bytes"] = s.memory_bytes;
+  if (s.pids > 0) j["pids"] = s.pids;
+  if (s.cpu_millis > 0) j["cpu_millis"] = s.cpu_millis;
   return j.dump();
 }
 
@@ -66,6 +74,7 @@ json ResultToJson(const JobResult& r) {
   if (!r.error.empty()) j["error"] = r.error;
   if (r.timed_out) j["timed_out"] = true;
   if (!r.output_root.empty()) j["output_root"] = r.output_root;
+  if (!r.limit.empty()) j["limit"] = r.limit;
   return j;
 }
 
@@ -77,6 +86,7 @@ JobResult ResultFromJson(const std::string& text) {
   r.error = j.value("error", "");
   r.timed_out = j.value("timed_out", false);
   r.output_root = j.value("output_root", "");
+  r.limit = j.value("limit", "");
   return r;
 }
 

@@ -26,6 +26,10 @@ struct JobSpec {
   std::map<std::string, std::string> requirements;  // matched against worker properties
   std::string input_root;            // "<sha256 hex>/<size>" of the input tree, or empty
   std::vector<std::string> outputs;  // declared output paths, relative to the tree's root
+  std::string image;                 // "sha256:<hex>" manifest digest, or empty
+  int64_t memory_bytes = 0;          // 0: the worker's cap
+  int pids = 0;
+  int cpu_millis = 0;
 };
 
 struct JobResult {
@@ -34,6 +38,7 @@ struct JobResult {
   std::string error;
   bool timed_out = false;
   std::string output_root;  // "<sha256 hex>/<size>" of the outputs' tree, or empty
+  std::string limit;        // "timeout", "memory", "pids": the limit that ended it
 };
 
 struct Job {

@@ -84,7 +84,7 @@ double LibraryRun(queue::Queue& q, int batch, int iterations) {
           u.job_id = j.id;
           u.attempt = j.attempt;
           u.status = queue::JobStatus::kSucceeded;
-          u.result = queue::JobResult{0, 0, "", false, ""};
+          u.result = queue::JobResult{0, 0, "", false, "", ""};
           ups.push_back(u);
         }
         if (q.Apply(ups, {}).ok()) done += static_cast<int64_t>(c->size());

@@ -64,7 +64,7 @@ class QueueTest : public ::testing::Test {
     u.job_id = c.id;
     u.attempt = c.attempt;
     u.status = st;
-    u.result = queue::JobResult{0, 0, "", false, ""};
+    u.result = queue::JobResult{0, 0, "", false, "", ""};
     return u;
   }
 

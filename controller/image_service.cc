@@ -1,0 +1,95 @@
+// ImageService: records OCI images whose blobs are in CAS, so that jobs can
+// name them by manifest digest.
+
+#include "api/convert.h"
+#include "controller/cas.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+
+namespace kiln::controller {
+
+namespace {
+
+constexpr int64_t kMaxJsonBlob = 4 << 20;
+
+void ToProto(const cas::ImageRow& r, v1::Image* out) {
+  out->set_digest("sha256:" + r.hash);
+  out->set_manifest_size(r.manifest_size);
+  out->set_name(r.name);
+  out->set_size(r.size);
+  out->set_layers(static_cast<int>(r.manifest.layers.size()));
+  out->set_imported_at_ms(r.imported_at_ms);
+  *out->mutable_config() = api::ToProto(r.manifest.config);
+  for (const auto& l : r.manifest.layers) {
+    *out->add_layer_digests() = api::ToProto(l.digest);
+    out->add_layer_media_types(l.media_type);
+  }
+}
+
+class ImageServiceImpl final : public v1::ImageService::Service {
+ public:
+  explicit ImageServiceImpl(Cas* cas) : cas_(cas) {}
+
+  grpc::Status RegisterImage(grpc::ServerContext*, const v1::RegisterImageRequest* req, v1::Image* resp) override {
+    cas::Digest md = api::FromProto(req->manifest());
+    if (auto s = cas::CheckDigest(md, "manifest"); !s.ok()) return api::ToGrpc(s);
+    if (req->name().size() > 200) return api::ToGrpc(InvalidArgument("image name is too long (at most 200 bytes)"));
+    auto manifest_text = ReadJson(md, "manifest");
+    if (!manifest_text.ok()) return api::ToGrpc(manifest_text.status());
+    auto m = cas::oci::ParseManifest(*manifest_text);
+    if (!m.ok()) return api::ToGrpc(m.status());
+    auto config_text = ReadJson(m->config, "config");
+    if (!config_text.ok()) return api::ToGrpc(config_text.status());
+    if (Status s = cas::oci::CheckConfig(*config_text); !s.ok()) return api::ToGrpc(s);
+    for (const auto& l : m->layers) {
+      if (!cas_->blobs().Has(l.digest))
+        return api::ToGrpc(FailedPrecondition("layer " + l.digest.ToString() +
+                                              " is not in CAS; upload it first (kiln image import does this)"));
+    }
+    auto row = cas_->images().Put(md.hash, md.size, req->name(), *m);
+    if (!row.ok()) return api::ToGrpc(row.status());
+    ToProto(*row, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetImage(grpc::ServerContext*, const v1::GetImageRequest* req, v1::Image* resp) override {
+    auto h = cas::oci::ParseImageRef(req->digest());
+    if (!h.ok()) return api::ToGrpc(h.status());
+    auto row = cas_->images().Get(*h);
+    if (!row.ok()) return api::ToGrpc(row.status());
+    ToProto(*row, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListImages(grpc::ServerContext*, const v1::Empty*, v1::ListImagesResponse* resp) override {
+    auto rows = cas_->images().List();
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) ToProto(r, resp->add_images());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RemoveImage(grpc::ServerContext*, const v1::GetImageRequest* req, v1::Image* resp) override {
+    auto h = cas::oci::ParseImageRef(req->digest());
+    if (!h.ok()) return api::ToGrpc(h.status());
+    auto row = cas_->images().Remove(*h);
+    if (!row.ok()) return api::ToGrpc(row.status());
+    ToProto(*row, resp);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Result<std::string> ReadJson(const cas::Digest& d, const std::string& what) {
+    if (d.size > kMaxJsonBlob) return InvalidArgument("image " + what + " " + d.ToString() + " is larger than 4 MiB");
+    if (!cas_->blobs().Has(d))
+      return FailedPrecondition("image " + what + " " + d.ToString() +
+                                " is not in CAS; upload it first (kiln image import does this)");
+    return cas_->blobs().Read(d, 0, 0);
+  }
+
+  Cas* cas_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeImageService(Cas* cas) { return std::make_unique<ImageServiceImpl>(cas); }
+
+}  // namespace kiln::controller

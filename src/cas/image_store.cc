@@ -1,0 +1,133 @@
+#include "cas/image_store.h"
+
+#include <nlohmann/json.hpp>
+
+#include "db/pool.h"
+
+namespace kiln::cas {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kCols =
+    "digest, manifest_size, name, config, layers::text, size,"
+    " (extract(epoch FROM imported_at) * 1000)::bigint";
+
+Result<ImageRow> RowOf(const pqxx::row& r) {
+  ImageRow i;
+  i.hash = r[0].as<std::string>();
+  i.manifest_size = r[1].as<int64_t>();
+  i.name = r[2].as<std::string>();
+  auto c = ParseDigest(r[3].as<std::string>());
+  if (!c.ok()) return c.status();
+  i.manifest.config = *c;
+  for (const auto& l : json::parse(r[4].as<std::string>())) {
+    auto d = ParseDigest(l.at("digest").get<std::string>());
+    if (!d.ok()) return d.status();
+    i.manifest.layers.push_back({*d, l.at("media_type").get<std::string>()});
+  }
+  i.size = r[5].as<int64_t>();
+  i.imported_at_ms = r[6].as<int64_t>();
+  return i;
+}
+
+Status NotImported(const std::string& hash) {
+  return NotFound("image sha256:" + hash + " is not imported; import it with: kiln image import PATH");
+}
+
+}  // namespace
+
+ImageStore::ImageStore(std::string db_url, size_t pool_size)
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})) {}
+ImageStore::~ImageStore() = default;
+
+Result<ImageRow> ImageStore::Put(const std::string& hash, int64_t manifest_size, const std::string& name,
+                                 const oci::Manifest& m) {
+  json layers = json::array();
+  int64_t size = 0;
+  for (const auto& l : m.layers) {
+    layers.push_back({{"digest", l.digest.Key()}, {"media_type", l.media_type}});
+    size += l.digest.size;
+  }
+  std::optional<ImageRow> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto r = tx.exec_params(std::string("INSERT INTO images (digest, manifest_size, name, config, layers, size)"
+                                            " VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (digest) DO UPDATE"
+                                            " SET name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name"
+                                            " ELSE images.name END RETURNING ") + kCols,
+                                hash, manifest_size, name, m.config.Key(), layers.dump(), size);
+        tx.commit();
+        auto row = RowOf(r[0]);
+        if (!row.ok()) return row.status();
+        out = *row;
+        return Status::Ok();
+      },
+      "cannot record the image");
+  if (!s.ok()) return s;
+  return *out;
+}
+
+Result<ImageRow> ImageStore::Get(const std::string& hash) {
+  std::optional<ImageRow> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec_params(std::string("SELECT ") + kCols + " FROM images WHERE digest = $1", hash);
+        if (r.empty()) return NotImported(hash);
+        auto row = RowOf(r[0]);
+        if (!row.ok()) return row.status();
+        out = *row;
+        return Status::Ok();
+      },
+      "cannot read the image");
+  if (!s.ok()) return s;
+  return *out;
+}
+
+Result<std::vector<ImageRow>> ImageStore::List() {
+  std::vector<ImageRow> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec(std::string("SELECT ") + kCols + " FROM images ORDER BY imported_at DESC, digest");
+        for (const auto& row : r) {
+          auto i = RowOf(row);
+          if (!i.ok()) return i.status();
+          out.push_back(std::move(*i));
+        }
+        return Status::Ok();
+      },
+      "cannot list images");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<ImageRow> ImageStore::Remove(const std::string& hash) {
+  std::optional<ImageRow> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto users = tx.exec_params(
+            "SELECT count(*) FROM build_jobs WHERE status IN ('queued', 'setup', 'running')"
+            " AND spec->>'image' = $1",
+            "sha256:" + hash);
+        if (users[0][0].as<int64_t>() > 0)
+          return FailedPrecondition("image sha256:" + hash + " is used by " + users[0][0].as<std::string>() +
+                                    " job(s) that have not ended; remove it once they did");
+        auto r = tx.exec_params(std::string("DELETE FROM images WHERE digest = $1 RETURNING ") + kCols, hash);
+        if (r.empty()) return NotImported(hash);
+        auto row = RowOf(r[0]);
+        if (!row.ok()) return row.status();
+        tx.commit();
+        out = *row;
+        return Status::Ok();
+      },
+      "cannot remove the image");
+  if (!s.ok()) return s;
+  return *out;
+}
+
+}  // namespace kiln::cas

@@ -1,0 +1,225 @@
+// Builds in runc containers: real runc, a real image made from Debian's
+// busybox-static (deploy/images/busybox.sh), imported with the kiln CLI.
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cas/digest.h"
+#include "harness/farm.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Sandbox : public Farm {
+ protected:
+  test::CommandResult Kiln(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s,
+                           const std::string& cwd = "") {
+    std::vector<std::string> argv{test::BinPath("kiln"), "--controller", addresses_[0]};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string dir = cwd.empty() ? dir_.path() + "/cwd" : cwd;
+    fs::create_directories(dir);
+    return test::RunCommand(argv, timeout, {{"XDG_CACHE_HOME", dir_.path() + "/xdg"}}, dir);
+  }
+  // Imports the busybox image; returns its digest.
+  std::string Busybox() {
+    std::string tar = dir_.path() + "/busybox.tar";
+    auto b = test::RunCommand({"/bin/bash", std::string(KILN_SOURCE_DIR) + "/deploy/images/busybox.sh", tar}, 60s);
+    EXPECT_EQ(b.exit_code, 0) << b.err;
+    auto r = Kiln({"image", "import", tar, "--name", "busybox"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string d = r.out.substr(0, r.out.find('\n'));
+    EXPECT_EQ(d.rfind("sha256:", 0), 0u) << r.out;
+    return d;
+  }
+  void Up() {
+    StartController();
+    StartWorker(0, 2);
+  }
+  // Runs a command in the image (no input tree); returns the CLI's result.
+  test::CommandResult Run(const std::string& image, std::vector<std::string> extra, const std::string& script) {
+    std::vector<std::string> args{"submit", "--no-input", "--image", image};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--", "sh", "-c", script});
+    return Kiln(args);
+  }
+};
+
+TEST_F(Sandbox, TheBuildSeesOnlyItsImageAndTreeAsANonRootUserWithoutNetwork) {
+  Up();
+  std::string img = Busybox();
+  auto r = Run(img, {},
+               "id -u; grep -c : /proc/net/dev; "
+               "nc -w 2 127.0.0.1 " + addresses_[0].substr(addresses_[0].rfind(':') + 1) +
+                   " </dev/null 2>/dev/null && echo CONNECTED || echo no-tcp; "
+               "touch /usr/x 2>/dev/null && echo WROTE-USR || echo usr-read-only; "
+               "ls / | tr '\\n' ' '; echo; test -e " + dir_.path() + " && echo SEES-HOST || echo host-hidden");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "100000\n"
+            "1\n"  // lo only
+            "no-tcp\n"
+            "usr-read-only\n"
+            "bin dev etc proc src sys tmp usr \n"
+            "host-hidden\n");
+}
+
+TEST_F(Sandbox, LimitsEndTheJobAndSayWhich) {
+  Up();
+  std::string img = Busybox();
+  auto mem = Run(img, {"--memory", "32MiB"}, "head -c 300000000 /dev/zero | tail > /dev/null");
+  EXPECT_NE(mem.exit_code, 0);
+  EXPECT_NE(mem.err.find("killed: exceeded memory limit 32 MiB"), std::string::npos) << mem.err;
+  auto pids = Run(img, {"--pids", "16"}, "for i in $(seq 40); do sleep 5 & done; wait");
+  EXPECT_NE(pids.exit_code, 0);
+  EXPECT_NE(pids.err.find("reached the limit of 16 processes"), std::string::npos) << pids.err;
+  auto slow = Run(img, {"--timeout-s", "1"}, "sleep 30");
+  EXPECT_EQ(slow.exit_code, 124) << slow.err;
+  // Nothing of them is left running.
+  auto left = test::RunCommand({"/bin/sh", "-c", "ls " + dir_.path() + "/w0/bundles | wc -l"}, 10s);
+  EXPECT_EQ(left.out, "0\n");
+}
+
+TEST_F(Sandbox, CancelStopsTheContainerPromptly) {
+  Up();
+  std::string img = Busybox();
+  auto sub = Run(img, {"--detach"}, "echo started; sleep 60");
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  int64_t id = std::stoll(sub.out);
+  auto jobs = Jobs();
+  ASSERT_TRUE(test::WaitFor([&] { return Log(*jobs, id) == "started\n"; }, 30s));
+  auto asked = std::chrono::steady_clock::now();
+  ASSERT_EQ(Kiln({"cancel", "--no-wait", std::to_string(id)}).exit_code, 0);
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::CANCELLED; }, 20s));
+  // A second, with room for a loaded test machine.
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 3s);
+}
+
+TEST_F(Sandbox, OutputsOfAContainerBuildComeBackAndRepeat) {
+  StartController();
+  StartWorker(0, 1);
+  StartWorker(0, 1);
+  std::string img = Busybox();
+  std::string src = dir_.path() + "/proj";
+  test::WriteFile(src + "/in.txt", "input\n");
+  std::string outs[2];
+  for (int i = 0; i < 2; ++i) {
+    std::string dest = dir_.path() + "/out" + std::to_string(i);
+    auto r = Kiln({"submit", "--image", img, "--output", "dist", "--outputs-dir", dest, "--", "sh", "-c",
+                   "mkdir -p dist && tr a-z A-Z < in.txt > dist/up.txt && pwd > dist/where"},
+                  60s, src);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    outs[i] = test::ReadFile(dest + "/dist/up.txt") + test::ReadFile(dest + "/dist/where");
+  }
+  EXPECT_EQ(outs[0], "INPUT\n/src\n");
+  EXPECT_EQ(outs[0], outs[1]);
+}
+
+// A tar with the given entries (name -> content; a name ending in '/' is a directory).
+void WriteTar(const std::string& path, const std::vector<std::pair<std::string, std::string>>& entries) {
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_open_filename(a, path.c_str());
+  for (const auto& [name, data] : entries) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    bool dir = !name.empty() && name.back() == '/';
+    archive_entry_set_filetype(e, dir ? AE_IFDIR : AE_IFREG);
+    archive_entry_set_perm(e, dir ? 0755 : 0644);
+    archive_entry_set_size(e, dir ? 0 : static_cast<la_int64_t>(data.size()));
+    archive_write_header(a, e);
+    if (!dir) archive_write_data(a, data.data(), data.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+}
+
+// An OCI layout around one layer file; returns the manifest digest.
+std::string MakeLayout(const std::string& dir, const std::string& layer_path) {
+  auto blob = [&](const std::string& data) {
+    auto d = cas::DigestOf(std::string_view(data));
+    test::WriteFile(dir + "/blobs/sha256/" + d.hash, data);
+    return d;
+  };
+  auto layer = cas::DigestOf(std::string_view(test::ReadFile(layer_path)));
+  fs::create_directories(dir + "/blobs/sha256");
+  fs::copy_file(layer_path, dir + "/blobs/sha256/" + layer.hash, fs::copy_options::overwrite_existing);
+  auto config = blob(R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}})");
+  nlohmann::json m = {{"schemaVersion", 2},
+                      {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                      {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                                  {"digest", "sha256:" + config.hash}, {"size", config.size}}},
+                      {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+                                   {"digest", "sha256:" + layer.hash}, {"size", layer.size}}}}};
+  auto md = blob(m.dump());
+  test::WriteFile(dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  nlohmann::json index = {{"schemaVersion", 2},
+                          {"manifests", {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                          {"digest", "sha256:" + md.hash}, {"size", md.size}}}}};
+  test::WriteFile(dir + "/index.json", index.dump());
+  return "sha256:" + md.hash;
+}
+
+TEST_F(Sandbox, ImagesAreVerifiedAndUnpackedSafely) {
+  Up();
+  // The same image twice: the same digest.
+  std::string a = Busybox(), b = Busybox();
+  EXPECT_EQ(a, b);
+  // An unknown digest fails at submit, not on a worker.
+  auto unknown = Run("sha256:" + std::string(64, 'e'), {}, "true");
+  EXPECT_EQ(unknown.exit_code, 4);
+  EXPECT_NE(unknown.err.find("is not imported; import it with: kiln image import"), std::string::npos) << unknown.err;
+
+  // A layout whose layer was tampered with is refused at import.
+  std::string layer = dir_.path() + "/layer.tar";
+  WriteTar(layer, {{"etc/", ""}, {"etc/motd", "hello\n"}});
+  std::string layout = dir_.path() + "/layout";
+  MakeLayout(layout, layer);
+  std::string lh = cas::DigestOf(std::string_view(test::ReadFile(layer))).hash;
+  std::string tampered = test::ReadFile(layer);
+  tampered[600] ^= 1;
+  test::WriteFile(layout + "/blobs/sha256/" + lh, tampered);
+  auto bad = Kiln({"image", "import", layout});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("the image is damaged"), std::string::npos) << bad.err;
+
+  // A layer that climbs out with "../" imports (its digest is right) but
+  // never unpacks: the job fails and says why; nothing lands outside.
+  std::string evil = dir_.path() + "/evil.tar";
+  WriteTar(evil, {{"bin/", ""}, {"../../../../../../tmp/kiln-escape-test", "pwned\n"}});
+  std::string evil_layout = dir_.path() + "/evil-layout";
+  MakeLayout(evil_layout, evil);
+  auto imp = Kiln({"image", "import", evil_layout});
+  ASSERT_EQ(imp.exit_code, 0) << imp.err;
+  std::string evil_img = imp.out.substr(0, imp.out.find('\n'));
+  auto run = Run(evil_img, {}, "true");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.err.find("leaves the archive's tree"), std::string::npos) << run.err;
+  EXPECT_FALSE(fs::exists("/tmp/kiln-escape-test"));
+}
+
+TEST_F(Sandbox, TwoJobsNeedingANewImageUnpackItOnce) {
+  StartController();
+  StartWorker(0, 2);
+  std::string img = Busybox();
+  auto s1 = Run(img, {"--detach"}, "sleep 0.5");
+  auto s2 = Run(img, {"--detach"}, "sleep 0.5");
+  ASSERT_EQ(s1.exit_code, 0);
+  ASSERT_EQ(s2.exit_code, 0);
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Count("status = 'succeeded'"), 2);
+  std::string log = workers_[0]->Log();
+  size_t n = 0;
+  for (size_t p = log.find("unpacked:"); p != std::string::npos; p = log.find("unpacked:", p + 1)) ++n;
+  EXPECT_EQ(n, 1u) << log;
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,246 @@
+#include "worker/sandbox.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+extern char** environ;
+
+namespace kiln::worker {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Runs a short command; returns its exit code (-1 if it could not start).
+int Exec(const std::vector<std::string>& argv, std::string* out = nullptr) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  std::vector<std::string> a = argv;
+  std::vector<char*> av;
+  for (auto& s : a) av.push_back(s.data());
+  av.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, av[0], &fa, nullptr, av.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while (rc == 0 && (n = read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  if (out != nullptr) *out = text;
+  if (rc != 0) return -1;
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int64_t ReadCounter(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  std::string k;
+  int64_t v;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+std::string HumanBytes(int64_t n) {
+  if (n % (int64_t{1} << 30) == 0) return std::to_string(n >> 30) + " GiB";
+  if (n % (1 << 20) == 0) return std::to_string(n >> 20) + " MiB";
+  return std::to_string(n) + " bytes";
+}
+
+json Seccomp() {
+  // Default allow; refuse what a build never needs and a breakout would.
+  static const char* kDenied[] = {
+      "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
+      "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "init_module", "ioperm", "iopl",
+      "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr", "move_mount",
+      "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
+      "process_vm_readv", "process_vm_writev", "quotactl", "reboot", "request_key", "setns", "settimeofday",
+      "swapoff", "swapon", "syslog", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vhangup"};
+  json names = json::array();
+  for (const char* n : kDenied) names.push_back(n);
+  return {{"defaultAction", "SCMP_ACT_ALLOW"},
+          {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"}},
+          {"syscalls", {{{"names", names}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1}}}}};
+}
+
+class RuncSandbox : public Sandbox {
+ public:
+  RuncSandbox(std::string state, std::string bundles, std::string prefix, SandboxCaps caps)
+      : state_(std::move(state)), bundles_(std::move(bundles)), prefix_(std::move(prefix)), caps_(caps) {}
+
+  Status Check() override {
+    if (geteuid() != 0) return FailedPrecondition("containers need kiln-worker to run as root");
+    std::string v;
+    if (Exec({"runc", "--version"}, &v) != 0) return FailedPrecondition("runc is not installed (apt install runc)");
+    for (const char* c : {"memory", "pids", "cpu"})
+      if (!fs::exists(std::string("/sys/fs/cgroup/") + c))
+        return FailedPrecondition(std::string("the cgroup v1 controller ") + c + " is not mounted");
+    return Status::Ok();
+  }
+
+  void CleanUp() override {
+    std::error_code ec;
+    fs::create_directories(state_, ec);
+    std::string list;
+    if (Exec({"runc", "--root", state_, "list", "-q"}, &list) == 0) {
+      std::istringstream in(list);
+      std::string id;
+      while (in >> id) {  // the state directory is this worker's own: everything in it is a leftover
+        spdlog::info("removing leftover container {}", id);
+        Exec({"runc", "--root", state_, "delete", "--force", id});
+      }
+    }
+    fs::remove_all(bundles_, ec);
+    fs::create_directories(bundles_, ec);
+  }
+
+  RunOutcome Run(const RunRequest& req_in, const std::string& rootfs, const std::function<void(int64_t)>& on_started,
+                 const std::function<void(const std::string&)>& on_output, const std::atomic<bool>& cancel,
+                 const std::atomic<bool>& hand_back) override {
+    RunRequest req = req_in;
+    std::string id = prefix_ + std::to_string(req.job_id) + "-" + std::to_string(req.attempt);
+    std::string bundle = bundles_ + "/" + id;
+    std::string cgroup = "/kiln/" + id;
+    std::error_code ec;
+    fs::remove_all(bundle, ec);
+    fs::create_directories(bundle, ec);
+    Exec({"runc", "--root", state_, "delete", "--force", id});
+    // The build's user may create and delete in every directory of its tree;
+    // the files are the worker cache's read-only hardlinks and stay root's.
+    for (auto it = fs::recursive_directory_iterator(req.job_dir, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec)) ::lchown(it->path().c_str(), caps_.uid, caps_.gid);
+    }
+    ::chown(req.job_dir.c_str(), caps_.uid, caps_.gid);
+    std::ofstream(bundle + "/config.json") << RuncConfig(req, rootfs, caps_, cgroup);
+    req.launcher = {"runc", "--root", state_, "run", "--keep", "--bundle", bundle, id};
+    std::string state = state_;
+    req.kill = [state, id] { Exec({"runc", "--root", state, "kill", "--all", id, "KILL"}); };
+    RunOutcome out = RunJob(req, on_started, on_output, cancel, hand_back);
+    // runc exits with the container's status: 128+N when signal N ended it.
+    if (out.result.exit_code > 128 && out.result.term_signal == 0) {
+      out.result.term_signal = out.result.exit_code - 128;
+      out.result.exit_code = -1;
+    }
+    int64_t oom = ReadCounter("/sys/fs/cgroup/memory" + cgroup + "/memory.oom_control", "oom_kill");
+    int64_t pids_max = ReadCounter("/sys/fs/cgroup/pids" + cgroup + "/pids.events", "max");
+    Exec({"runc", "--root", state_, "delete", "--force", id});
+    fs::remove_all(bundle, ec);
+    int64_t mem = Limit(req.spec.memory_bytes, caps_.memory_bytes);
+    if (out.status == queue::JobStatus::kFailed && out.result.limit.empty()) {
+      if (oom > 0) {
+        out.result.limit = "memory";
+        out.result.error = "killed: exceeded memory limit " + HumanBytes(mem);
+      } else if (pids_max > 0) {
+        out.result.limit = "pids";
+        out.result.error = "failed: reached the limit of " + std::to_string(Limit(req.spec.pids, caps_.pids)) +
+                           " processes (pids)";
+      } else if (out.result.exit_code == 127 && out.result.error.find("cannot run") != std::string::npos) {
+        out.result.error = "cannot start runc: " + out.result.error;
+      }
+    }
+    return out;
+  }
+
+ private:
+  static int64_t Limit(int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; }
+
+  std::string state_, bundles_, prefix_;
+  SandboxCaps caps_;
+};
+
+}  // namespace
+
+std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
+                       const std::string& cgroup_path) {
+  auto limit = [](int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; };
+  std::map<std::string, std::string> env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+                                            {"HOME", "/tmp"},
+                                            {"TMPDIR", "/tmp"},
+                                            {"LANG", "C.UTF-8"},
+                                            {"TZ", "UTC"}};
+  for (const auto& [k, v] : req.spec.env) env[k] = v;
+  env["KILN_JOB_ID"] = std::to_string(req.job_id);
+  env["KILN_ATTEMPT"] = std::to_string(req.attempt);
+  json envs = json::array();
+  for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
+  json caps_empty = json::array();
+  int64_t mem = limit(req.spec.memory_bytes, caps.memory_bytes);
+  int64_t pids = limit(req.spec.pids, caps.pids);
+  json resources = {{"devices", {{{"allow", false}, {"access", "rwm"}}}},
+                    {"memory", {{"limit", mem}, {"swap", mem}}},
+                    {"pids", {{"limit", pids}}}};
+  int64_t cpu = limit(req.spec.cpu_millis, caps.cpu_millis);
+  if (cpu > 0) resources["cpu"] = {{"quota", cpu * 100}, {"period", 100000}};
+  std::string cwd = "/src";
+  if (!req.spec.working_dir.empty()) cwd += "/" + req.spec.working_dir;
+  json config = {
+      {"ociVersion", "1.0.2"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", caps.uid}, {"gid", caps.gid}}},
+        {"args", req.spec.argv},
+        {"env", envs},
+        {"cwd", cwd},
+        {"capabilities",
+         {{"bounding", caps_empty}, {"effective", caps_empty}, {"inheritable", caps_empty},
+          {"permitted", caps_empty}, {"ambient", caps_empty}}},
+        {"rlimits", {{{"type", "RLIMIT_CORE"}, {"hard", 0}, {"soft", 0}}}},
+        {"noNewPrivileges", true}}},
+      {"root", {{"path", rootfs}, {"readonly", true}}},
+      {"hostname", "kiln"},
+      {"mounts",
+       {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+        {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+         {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+        {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+         {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+        {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
+         {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+        {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
+         {"options", {"nosuid", "noexec", "nodev"}}},
+        {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
+         {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+        {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+         {"options", {"nosuid", "nodev", "mode=1777", "size=" + std::to_string(caps.tmp_bytes)}}},
+        {{"destination", "/src"}, {"type", "bind"}, {"source", req.job_dir},
+         {"options", {"rbind", "rw", "nosuid", "nodev"}}}}},
+      {"linux",
+       {{"namespaces", {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
+                        {{"type", "mount"}}}},
+        {"cgroupsPath", cgroup_path},
+        {"resources", resources},
+        {"maskedPaths", {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                         "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                         "/proc/scsi"}},
+        {"readonlyPaths", {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}},
+        {"seccomp", Seccomp()}}}};
+  return config.dump(2);
+}
+
+std::unique_ptr<Sandbox> MakeRuncSandbox(std::string state_dir, std::string bundle_dir, std::string prefix,
+                                         SandboxCaps caps) {
+  return std::make_unique<RuncSandbox>(std::move(state_dir), std::move(bundle_dir), std::move(prefix), caps);
+}
+
+}  // namespace kiln::worker

@@ -1,0 +1,48 @@
+#pragma once
+// Runs a job in a runc container: read-only image root, the job's tree as the
+// writable /src, tmpfs /tmp, no network, new PID/IPC/UTS/mount namespaces, a
+// non-root user, no capabilities, no new privileges, a seccomp deny list,
+// cgroup limits on memory, pids and CPU. The seam for another runtime is
+// this interface (Sandbox), not runc's command line.
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "worker/runner.h"
+
+namespace kiln::worker {
+
+struct SandboxCaps {
+  uint32_t uid = 100000, gid = 100000;      // the build's user on the host
+  int64_t memory_bytes = int64_t{4} << 30;  // cap and default per job
+  int pids = 4096;
+  int cpu_millis = 0;                       // 0: all CPUs
+  int64_t tmp_bytes = int64_t{1} << 30;     // tmpfs /tmp
+};
+
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+  // Whether containers can run here; else why not.
+  virtual Status Check() = 0;
+  // Removes containers and bundles a crashed worker left.
+  virtual void CleanUp() = 0;
+  // Like RunJob, inside the container; the outcome names the limit that
+  // ended it (memory, pids, timeout).
+  virtual RunOutcome Run(const RunRequest& req, const std::string& rootfs,
+                         const std::function<void(int64_t)>& on_started,
+                         const std::function<void(const std::string&)>& on_output, const std::atomic<bool>& cancel,
+                         const std::atomic<bool>& hand_back) = 0;
+};
+
+// runc, with its state under `state_dir` (this worker's own) and bundles
+// under `bundle_dir`; container names (and cgroups) start with `prefix`.
+std::unique_ptr<Sandbox> MakeRuncSandbox(std::string state_dir, std::string bundle_dir, std::string prefix,
+                                         SandboxCaps caps);
+
+// The OCI config.json of a job (exposed for tests).
+std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
+                       const std::string& cgroup_path);
+
+}  // namespace kiln::worker
