@@ -15,6 +15,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   # runtime: database, sandbox, network tooling
   postgresql-15 postgresql-contrib-15 runc busybox-static iproute2
+  # the toolchain image (deploy/images/toolchain.sh)
+  mmdebstrap
   # kiln submit takes a git checkout's file list (so .gitignore applies)
   git
 )
