@@ -195,6 +195,10 @@ struct Worker::Impl {
     }
     auto t = cas::BuildTree(job_dir, o);
     if (!t.ok()) return Status(t.status().code(), "cannot capture outputs: " + t.status().message());
+    if (t->file_bytes > cfg.max_output_bytes)
+      return ResourceExhausted("the declared outputs hold " + std::to_string(t->file_bytes) +
+                               " bytes, over this worker's limit of " + std::to_string(cfg.max_output_bytes) +
+                               " (max_output_bytes)");
     Status last;
     for (int attempt = 0; attempt < 5; ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));

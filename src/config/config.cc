@@ -124,6 +124,7 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "sandbox_cpus_max") return ParseInt(k, v, 0, 4096, c.sandbox_cpus_max);
   else if (k == "sandbox_tmp_bytes") return ParseSize(k, v, c.sandbox_tmp_bytes);
   else if (k == "max_log_bytes") return ParseSize(k, v, c.max_log_bytes);
+  else if (k == "max_output_bytes") return ParseSize(k, v, c.max_output_bytes);
   else if (k == "log_level") c.log_level = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();

@@ -57,6 +57,7 @@ struct WorkerConfig {
   int sandbox_cpus_max = 0;          // whole CPUs; 0: all
   int64_t sandbox_tmp_bytes = int64_t{1} << 30;   // the container's tmpfs /tmp
   int64_t max_log_bytes = int64_t{64} << 20;      // a job whose log grows past this is stopped
+  int64_t max_output_bytes = int64_t{8} << 30;    // declared outputs larger than this fail the job
   std::string log_level = "info";
 };
 

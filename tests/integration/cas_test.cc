@@ -417,6 +417,19 @@ TEST_F(Cas, ABuildWritingThroughAnInputCannotSpoilTheWorkersCache) {
   EXPECT_EQ(Log(*Jobs(), second), "original\n");
 }
 
+TEST_F(Cas, OutputsOverTheWorkersCapFailTheJob) {
+  StartController();
+  std::string conf = dir_.path() + "/worker.conf";
+  std::ofstream(conf) << "max_output_bytes = 1MiB\n";
+  StartWorker(0, 1, {"--config", conf});
+  std::string src = dir_.path() + "/proj";
+  test::WriteFile(src + "/x", "x\n");
+  auto r = Kiln({"submit", "--output", "big", "--", "sh", "-c", "head -c 2000000 /dev/zero > big"}, src);
+  EXPECT_EQ(r.exit_code, 125) << r.err;
+  EXPECT_NE(r.err.find("over this worker's limit of 1048576 (max_output_bytes)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(src + "/big"));
+}
+
 TEST_F(Cas, TheWorkersCacheStaysUnderItsCap) {
   StartController();
   std::string conf = dir_.path() + "/worker.conf";

@@ -123,15 +123,17 @@ TEST_F(Sandbox, CancelStopsTheContainerPromptly) {
 
 TEST_F(Sandbox, OutputsOfAContainerBuildComeBackAndRepeat) {
   StartController();
-  StartWorker(0, 1);
-  StartWorker(0, 1);
+  StartWorker(0, 1, {"--label", "n=0"});
+  StartWorker(0, 1, {"--label", "n=1"});
   std::string img = Busybox();
   std::string src = dir_.path() + "/proj";
   test::WriteFile(src + "/in.txt", "input\n");
   std::string outs[2];
   for (int i = 0; i < 2; ++i) {
     std::string dest = dir_.path() + "/out" + std::to_string(i);
-    auto r = Kiln({"submit", "--image", img, "--output", "dist", "--outputs-dir", dest, "--", "sh", "-c",
+    // Once on each worker process.
+    auto r = Kiln({"submit", "--image", img, "--require", "n=" + std::to_string(i), "--output", "dist",
+                   "--outputs-dir", dest, "--", "sh", "-c",
                    "mkdir -p dist && tr a-z A-Z < in.txt > dist/up.txt && pwd > dist/where"},
                   60s, src);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -141,7 +143,8 @@ TEST_F(Sandbox, OutputsOfAContainerBuildComeBackAndRepeat) {
   EXPECT_EQ(outs[0], outs[1]);
 }
 
-// A tar with the given entries (name -> content; a name ending in '/' is a directory).
+// A tar with the given entries (name -> content; a name ending in '/' is a
+// directory; content "-> T" makes a symlink to T).
 void WriteTar(const std::string& path, const std::vector<std::pair<std::string, std::string>>& entries) {
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
@@ -150,11 +153,13 @@ void WriteTar(const std::string& path, const std::vector<std::pair<std::string, 
     archive_entry* e = archive_entry_new();
     archive_entry_set_pathname(e, name.c_str());
     bool dir = !name.empty() && name.back() == '/';
-    archive_entry_set_filetype(e, dir ? AE_IFDIR : AE_IFREG);
+    bool link = data.rfind("-> ", 0) == 0;
+    archive_entry_set_filetype(e, dir ? AE_IFDIR : link ? AE_IFLNK : AE_IFREG);
     archive_entry_set_perm(e, dir ? 0755 : 0644);
-    archive_entry_set_size(e, dir ? 0 : static_cast<la_int64_t>(data.size()));
+    if (link) archive_entry_set_symlink(e, data.substr(3).c_str());
+    archive_entry_set_size(e, dir || link ? 0 : static_cast<la_int64_t>(data.size()));
     archive_write_header(a, e);
-    if (!dir) archive_write_data(a, data.data(), data.size());
+    if (!dir && !link) archive_write_data(a, data.data(), data.size());
     archive_entry_free(e);
   }
   archive_write_close(a);
@@ -222,6 +227,19 @@ TEST_F(Sandbox, ImagesAreVerifiedAndUnpackedSafely) {
   auto run = Run(evil_img, {}, "true");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.err.find("leaves the archive's tree"), std::string::npos) << run.err;
+  EXPECT_FALSE(fs::exists("/tmp/kiln-escape-test"));
+
+  // An absolute symlink is fine inside the image, but nothing is written
+  // through it: a later entry under it is refused.
+  std::string via = dir_.path() + "/via-link.tar";
+  WriteTar(via, {{"host", "-> /"}, {"host/tmp/kiln-escape-test", "pwned\n"}});
+  std::string via_layout = dir_.path() + "/via-layout";
+  MakeLayout(via_layout, via);
+  auto imp2 = Kiln({"image", "import", via_layout});
+  ASSERT_EQ(imp2.exit_code, 0) << imp2.err;
+  auto run2 = Run(imp2.out.substr(0, imp2.out.find('\n')), {}, "true");
+  EXPECT_NE(run2.exit_code, 0);
+  EXPECT_NE(run2.err.find("goes through the symlink 'host'"), std::string::npos) << run2.err;
   EXPECT_FALSE(fs::exists("/tmp/kiln-escape-test"));
 }
 
