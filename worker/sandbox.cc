@@ -123,8 +123,7 @@ class RuncSandbox : public Sandbox {
     std::string cgroup = "/kiln/" + id;
     std::error_code ec;
     fs::remove_all(bundle, ec);
-    fs::create_directories(bundle, ec);
-    Exec({"runc", "--root", state_, "delete", "--force", id});
+    fs::create_directories(bundle, ec);  // (ids are unique per worker; CleanUp took a crashed run's)
     // The build's user may create and delete in every directory of its tree;
     // the files are the worker cache's read-only hardlinks and stay root's.
     for (auto it = fs::recursive_directory_iterator(req.job_dir, ec); !ec && it != fs::recursive_directory_iterator();

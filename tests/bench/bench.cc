@@ -13,26 +13,33 @@
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "cas/unpack.h"
 #include "cas/walk.h"
 #include "common/util.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "queue/queue.h"
+#include "worker/sandbox.h"
 
 namespace kiln::bench {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
 std::string g_url;
 std::string g_pghost, g_pgport, g_pgdb;
@@ -340,12 +347,94 @@ int HashMain(int argc, char** argv) {
   return 0;
 }
 
+// kiln-bench sandbox BUSYBOX_TAR [TOOLCHAIN_TAR]: the runc sandbox's cost per
+// job against bare runc, and the image unpack time.
+//   sandbox_start_ms: the worker's whole per-job path (bundle, chown, runc run,
+//     limit readout, runc delete, bundle removal) for `true`, image unpacked;
+//   runc_bare_ms: `runc run` of the same prepared bundle, nothing else;
+// both the median of 50, alternating; image_unpack_s: the toolchain layer.
+int SandboxMain(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: kiln-bench sandbox BUSYBOX_TAR [TOOLCHAIN_TAR]\n";
+    return 2;
+  }
+  test::TempDir dir;
+  std::string rootfs = dir.path() + "/rootfs";
+  fs::create_directories(rootfs);
+  if (auto u = cas::Unpack(argv[2], rootfs, {}); !u.ok()) {
+    std::cerr << "kiln-bench sandbox: " << u.status().message() << "\n";
+    return 1;
+  }
+  ::chmod((rootfs + "/tmp").c_str(), 01777);
+  worker::SandboxCaps caps;
+  auto sb = worker::MakeRuncSandbox(dir.path() + "/runc", dir.path() + "/bundles", "kiln-bench-", caps);
+  if (auto s = sb->Check(); !s.ok()) {
+    std::cerr << "kiln-bench sandbox: " << s.message() << "\n";
+    return 1;
+  }
+  sb->CleanUp();
+  std::atomic<bool> no{false};
+  std::vector<double> kiln_ms, bare_ms;
+  // A bare bundle: the same config, written once.
+  std::string bare = dir.path() + "/bare";
+  fs::create_directories(bare + "/ws");
+  worker::RunRequest br;
+  br.job_id = 0;
+  br.spec.argv = {"true"};
+  br.job_dir = bare + "/ws";
+  ::chown(br.job_dir.c_str(), caps.uid, caps.gid);
+  std::ofstream(bare + "/config.json") << worker::RuncConfig(br, rootfs, caps, "/kiln/kiln-bench-bare");
+  for (int i = 0; i < 50; ++i) {
+    worker::RunRequest req;
+    req.job_id = i + 1;
+    req.attempt = 1;
+    req.spec.argv = {"true"};
+    req.job_dir = dir.path() + "/job" + std::to_string(i);
+    fs::create_directories(req.job_dir);
+    auto t0 = Clock::now();
+    auto out = sb->Run(req, rootfs, [](int64_t) {}, [](const std::string&) {}, no, no);
+    kiln_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (out.status != queue::JobStatus::kSucceeded) {
+      std::cerr << "kiln-bench sandbox: the trivial job failed: " << out.result.error << "\n";
+      return 1;
+    }
+    auto t1 = Clock::now();
+    int rc = std::system(("runc --root " + dir.path() + "/runc-bare run --bundle " + bare + " bare" +
+                          std::to_string(i) + " >/dev/null 2>&1").c_str());
+    bare_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t1).count());
+    if (rc != 0) {
+      std::cerr << "kiln-bench sandbox: bare runc run failed\n";
+      return 1;
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  double k = median(kiln_ms), b = median(bare_ms);
+  std::printf("sandbox_start_ms=%.1f\nrunc_bare_ms=%.1f\nsandbox_vs_bare=%.2f\n", k, b, k / b);
+  if (argc >= 4) {
+    std::string root2 = dir.path() + "/toolchain";
+    fs::create_directories(root2);
+    auto t0 = Clock::now();
+    auto u = cas::Unpack(argv[3], root2, {});
+    if (!u.ok()) {
+      std::cerr << "kiln-bench sandbox: " << u.status().message() << "\n";
+      return 1;
+    }
+    std::printf("image_unpack_s=%.2f\nimage_unpack_bytes=%lld\n",
+                std::chrono::duration<double>(Clock::now() - t0).count(), static_cast<long long>(u->bytes));
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
   using namespace kiln::bench;
   if (argc >= 2 && std::string(argv[1]) == "hash") return HashMain(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "sandbox") return SandboxMain(argc, argv);
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas]...  (default: all)
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox]...  (default: all)
 # Builds what it needs, starts its own durable PostgreSQL (fsync and
 # synchronous_commit on, as in production) in a temp directory, prints one
 # key=value line per figure, and removes everything on exit.
@@ -8,16 +8,21 @@
 # apt-get source into KILN_BENCH_SRC_DIR (default /var/tmp/kiln-bench-src) and
 # reused; it adds a deb-src entry (/etc/apt/sources.list.d/zz-kiln-src.sources)
 # when apt has none.
+#
+# sandbox times the worker's per-job runc path against bare `runc run` of the
+# same bundle (busybox image, median of 50) and unpacking the toolchain image
+# (deploy/images/toolchain.sh, built once per machine).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 modes=("$@")
-((${#modes[@]})) || modes=(queue e2e dispatch requeue cas)
-bench_modes=() run_cas=0
+((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox)
+bench_modes=() run_cas=0 run_sandbox=0
 for m in "${modes[@]}"; do
   case $m in
     cas) run_cas=1 ;;
+    sandbox) run_sandbox=1 ;;
     *) bench_modes+=("$m") ;;  # kiln-bench checks the names
   esac
 done
@@ -53,6 +58,11 @@ echo "# kiln benchmarks on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ), durab
 if ((${#bench_modes[@]})); then
   KILN_BENCH_PGHOST="$pgdir/pg" KILN_BENCH_PGPORT="$port" KILN_BENCH_PGDATABASE=kiln \
     "$build/bin/kiln-bench" --database-url "$KILN_DATABASE_URL" "${bench_modes[@]}"
+fi
+if ((run_sandbox)); then
+  bb="$(deploy/images/busybox.sh "$state/busybox.tar")"
+  tc="$(deploy/images/toolchain.sh)"
+  "$build/bin/kiln-bench" sandbox "$bb" "$tc"
 fi
 ((run_cas)) || exit 0
 

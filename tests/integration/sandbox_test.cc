@@ -243,6 +243,39 @@ TEST_F(Sandbox, ImagesAreVerifiedAndUnpackedSafely) {
   EXPECT_FALSE(fs::exists("/tmp/kiln-escape-test"));
 }
 
+TEST_F(Sandbox, AWorkerKilledMidBuildLeavesNoContainerOnceItIsBack) {
+  StartController();
+  StartWorker(0, 1);
+  std::string img = Busybox();
+  auto sub = Run(img, {"--detach"}, "echo started; sleep 600");
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  int64_t id = std::stoll(sub.out);
+  auto jobs = Jobs();
+  ASSERT_TRUE(test::WaitFor([&] { return Log(*jobs, id) == "started\n"; }, 30s));
+  std::string wdir = dir_.path() + "/w0";
+  auto containers = [&] {
+    auto r = test::RunCommand({"/usr/sbin/runc", "--root", wdir + "/runc", "list", "-q"}, 10s);
+    return r.out;
+  };
+  std::string old = containers();
+  ASSERT_NE(old, "");
+  old = old.substr(0, old.find('\n'));  // kiln-<worker>-<job>-1
+  workers_[0]->Signal(SIGKILL);
+  workers_[0]->Wait(5s);
+  EXPECT_NE(containers().find(old), std::string::npos) << "the container outlives its worker until the worker is back";
+  // The same worker (same work directory) comes back and cleans up first.
+  test::Process again({test::BinPath("kiln-worker"), "--controller", addresses_[0], "--slots", "1", "--work-dir", wdir},
+                      dir_.path() + "/worker-again.log");
+  EXPECT_TRUE(test::WaitFor([&] { return containers().find(old) == std::string::npos; }, 20s)) << containers();
+  EXPECT_TRUE(test::WaitFor([&] { return !fs::exists(wdir + "/bundles/" + old); }, 20s));
+  // And the job runs again elsewhere (here: on the restarted worker).
+  EXPECT_TRUE(test::WaitFor([&] { return Get(*jobs, id).attempt() >= 2; }, 30s));
+  // Stop it before the harness kills the worker (a killed worker's container
+  // waits for the worker's return, which would not come).
+  EXPECT_EQ(Kiln({"cancel", std::to_string(id)}).exit_code, 0);
+  EXPECT_TRUE(test::WaitFor([&] { return containers().empty(); }, 20s)) << containers();
+}
+
 TEST_F(Sandbox, TwoJobsNeedingANewImageUnpackItOnce) {
   StartController();
   StartWorker(0, 2);
