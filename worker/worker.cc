@@ -172,13 +172,13 @@ struct Worker::Impl {
   // Fills the job directory with the input tree. Unavailable: CAS could not
   // be reached (the job goes back in line); anything else fails the job.
   Status Materialize(const v1::Assign& a, const std::string& job_dir) {
-    auto root = cas::ParseDigest(a.spec().input_root().hash() + "/" + std::to_string(a.spec().input_root().size()));
-    if (!root.ok()) return root.status();
+    const cas::Digest root = api::FromProto(a.spec().input_root());
+    if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
     auto began = std::chrono::steady_clock::now();
-    auto rep = local_cas->Materialize(*cas, *root, job_dir);
+    auto rep = local_cas->Materialize(*cas, root, job_dir);
     if (!rep.ok()) return rep.status();
     spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
-                 a.job_id(), a.attempt(), root->ToString(), rep->files, rep->bytes, rep->fetched_files,
+                 a.job_id(), a.attempt(), root.ToString(), rep->files, rep->bytes, rep->fetched_files,
                  rep->fetched_bytes,
                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count());
     return Status::Ok();

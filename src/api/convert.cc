@@ -1,7 +1,5 @@
 #include "api/convert.h"
 
-#include <cstdlib>
-
 namespace kiln::api {
 
 v1::JobStatus ToProto(queue::JobStatus s) {
@@ -37,17 +35,17 @@ const char* StatusName(v1::JobStatus s) {
 
 std::string DigestKey(const v1::Digest& d) { return d.hash() + "/" + std::to_string(d.size()); }
 
-void DigestToProto(const std::string& key, v1::Digest* out) {
-  auto slash = key.find('/');
-  out->set_hash(key.substr(0, slash));
-  if (slash != std::string::npos) out->set_size(std::strtoll(key.c_str() + slash + 1, nullptr, 10));
-}
-
 v1::Digest ToProto(const cas::Digest& d) {
   v1::Digest out;
   out.set_hash(d.hash);
   out.set_size(d.size);
   return out;
+}
+
+void DigestToProto(const std::string& key, v1::Digest* out) {
+  auto d = cas::ParseDigest(key);  // keys are written by kiln: well formed
+  if (d.ok()) *out = ToProto(*d);
+  else out->set_hash(key);
 }
 
 cas::Digest FromProto(const v1::Digest& d) { return cas::Digest{d.hash(), d.size()}; }
