@@ -106,7 +106,10 @@ class JobServiceImpl final : public v1::JobService::Service {
     for (const auto& [k, v] : pc->requirements) job.spec.requirements.emplace(k, v);
     job.spec.requirements.emplace("arch", "x86_64");
     job.spec.image = image;
+    // Routing: a job with an image only to workers that run containers, one
+    // without only to workers that allow plain processes (allow_plain_jobs).
     if (!image.empty()) job.spec.requirements["sandbox"] = "runc";
+    else job.spec.requirements["plain"] = "yes";
     auto out = c_->queue->Submit(job);
     if (!out.ok()) return api::ToGrpc(out.status());
     api::ToProto(out->job, resp->mutable_job());

@@ -51,10 +51,7 @@ int main(int argc, char** argv) {
   if (!cas_dir.empty()) cfg->cas_dir = cas_dir;
   if (no_migrate) cfg->migrate_on_start = false;
   for (const auto& kv : sets) {
-    auto eq = kv.find('=');
-    Status s = eq == std::string::npos ? InvalidArgument("--set " + kv + ": expected KEY=VALUE")
-                                       : config::Apply(*cfg, kv.substr(0, eq), kv.substr(eq + 1));
-    if (!s.ok()) {
+    if (Status s = config::ApplySetting(*cfg, kv); !s.ok()) {
       std::cerr << "kiln-controller: " << s.message() << "\n";
       return 2;
     }

@@ -3,7 +3,8 @@
 # shellcheck disable=SC2317
 # One-command kiln demo for a fresh Debian 12 machine (run as root):
 # installs dependencies, builds, starts a private PostgreSQL, the controller and
-# one worker in a state directory, runs the sample C build (deploy/sample)
+# one worker in a state directory, builds a toolchain image from Debian's
+# packages (once per machine), runs the sample C build (deploy/sample) in it
 # through the farm, then stops everything again.
 #
 #   deploy/quickstart.sh                 run the demo, then stop the farm
@@ -307,12 +308,21 @@ wait_for "the worker to connect (kiln workers --json)" "$START_TIMEOUT" worker_c
 FARM_READY=1
 "$BIN/kiln" --controller "$ADDR" workers || true
 
+phase "preparing the toolchain image"
+# Builds run in a container from an image pinned by digest: gcc, make and libc
+# from Debian's packages (built once per machine, cached in /var/tmp/kiln-images).
+TOOLCHAIN_TAR=$("$REPO/deploy/images/toolchain.sh") || die "could not build the toolchain image (deploy/images/toolchain.sh)"
+IMAGE=$("$BIN/kiln" --controller "$ADDR" image import "$TOOLCHAIN_TAR" --name toolchain) ||
+  die "could not import the toolchain image $TOOLCHAIN_TAR"
+log "toolchain image $IMAGE"
+
 phase "running the sample build"
 # The CLI sends deploy/sample as the build's input tree (only what the farm
-# lacks) and downloads the declared output into $STATE/out.
+# lacks); the worker runs it in the toolchain image under runc and the CLI
+# downloads the declared output into $STATE/out.
 set +e
 timeout --foreground "$BUILD_TIMEOUT" \
-  "$BIN/kiln" --controller "$ADDR" submit --project default --input "$REPO/deploy/sample" \
+  "$BIN/kiln" --controller "$ADDR" submit --project default --image "$IMAGE" --input "$REPO/deploy/sample" \
   --output hello --outputs-dir "$STATE/out" -- sh -c "make && ./hello"
 rc=$?
 set -e

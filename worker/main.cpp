@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln-worker: runs builds assigned by a kiln-controller"};
   app.set_version_flag("--version", std::string("kiln-worker ") + kVersion);
   std::string config_file, controller, work_dir, cluster, log_level, drain_grace;
-  std::vector<std::string> labels;
+  std::vector<std::string> labels, sets;
   int slots = -1;
   bool check_config = false;
   app.add_option("--config", config_file, "Config file (key = value lines; see deploy/worker.conf.example)");
@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   app.add_option("--label", labels, "KEY=VALUE property jobs may require (repeatable)");
   app.add_option("--drain-grace", drain_grace, "On SIGTERM, how long running jobs may finish (e.g. 10m)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error");
+  app.add_option("--set", sets, "Override one config setting, KEY=VALUE (repeatable), e.g. --set allow_plain_jobs=true");
   app.add_flag("--check-config", check_config, "Validate the configuration and exit");
   try {
     app.parse(argc, argv);
@@ -61,6 +62,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     cfg->drain_grace = *d;
+  }
+  for (const auto& kv : sets) {
+    if (Status s = config::ApplySetting(*cfg, kv); !s.ok()) {
+      std::cerr << "kiln-worker: " << s.message() << "\n";
+      return 2;
+    }
   }
   if (Status s = config::Validate(*cfg); !s.ok()) {
     std::cerr << "kiln-worker: invalid configuration: " << s.message() << "\n";

@@ -371,6 +371,7 @@ struct Worker::Impl {
     r->set_slots(cfg.slots);
     for (const auto& [k, v] : cfg.labels) (*r->mutable_labels())[k] = v;
     if (sandbox) (*r->mutable_labels())["sandbox"] = "runc";
+    if (cfg.allow_plain_jobs) (*r->mutable_labels())["plain"] = "yes";
     r->set_cluster(cfg.cluster);
     r->set_version(kVersion);
     r->set_draining(draining);

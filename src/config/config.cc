@@ -161,7 +161,7 @@ Status Validate(const WorkerConfig& c) {
   if (c.sandbox_memory_max < (16 << 20)) return InvalidArgument("sandbox_memory_max must be at least 16MiB");
   if (c.max_log_bytes < (1 << 20)) return InvalidArgument("max_log_bytes must be at least 1MiB");
   for (const auto& [k, v] : c.labels) {
-    if (k == "arch" || k == "os" || k == "sandbox") {
+    if (k == "arch" || k == "os" || k == "sandbox" || k == "plain") {
       return InvalidArgument("label." + k + ": \"" + k + "\" is reported by the worker itself and cannot be a label");
     }
   }

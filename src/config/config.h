@@ -49,7 +49,7 @@ struct WorkerConfig {
   // Containers (runc). "runc": run jobs with an image in containers (the
   // worker must be root); "none": refuse such jobs.
   std::string sandbox = "runc";
-  bool allow_plain_jobs = true;      // run jobs without an image as plain processes (trusted pools only)
+  bool allow_plain_jobs = false;     // run jobs without an image as plain processes (trusted pools only)
   int64_t image_cache_bytes = int64_t{20} << 30;  // unpacked images (work_dir/images)
   int sandbox_uid = 100000;          // the build's user and group on the host
   int64_t sandbox_memory_max = int64_t{4} << 30;  // per job: the default and the cap
@@ -67,6 +67,14 @@ Result<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& p
 // Applies one key to a config; InvalidArgument for unknown keys or bad values.
 Status Apply(ControllerConfig& c, const std::string& key, const std::string& value);
 Status Apply(WorkerConfig& c, const std::string& key, const std::string& value);
+
+// Applies a command line's "--set KEY=VALUE".
+template <class Config>
+Status ApplySetting(Config& c, const std::string& key_value) {
+  auto eq = key_value.find('=');
+  if (eq == std::string::npos) return InvalidArgument("--set " + key_value + ": expected KEY=VALUE");
+  return Apply(c, key_value.substr(0, eq), key_value.substr(eq + 1));
+}
 
 // Checks cross-field rules (e.g. lease > heartbeat interval).
 Status Validate(const ControllerConfig& c);

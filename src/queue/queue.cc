@@ -427,7 +427,9 @@ Result<std::string> Queue::Unsatisfiable(int64_t id) {
             "SELECT count(w.id), count(w.id) FILTER (WHERE w.properties @> j.requirements),"
             "       j.requirements::text, p.name,"
             "       (SELECT string_agg(DISTINCT w2.properties::text, ', ') FROM workers w2"
-            "        WHERE w2.state IN ('connected', 'draining'))"
+            "        WHERE w2.state IN ('connected', 'draining')),"
+            "       j.requirements @> '{\"plain\": \"yes\"}' AND"
+            "       NOT coalesce(bool_or(w.properties @> '{\"plain\": \"yes\"}'), false)"
             " FROM build_jobs j JOIN projects p ON p.id = j.project_id"
             " LEFT JOIN workers w ON w.state IN ('connected', 'draining')"
             "   AND w.cluster_id IN (SELECT cluster_id FROM cluster_projects WHERE project_id = j.project_id)"
@@ -439,6 +441,9 @@ Result<std::string> Queue::Unsatisfiable(int64_t id) {
         if (eligible == 0) {
           why = "no connected worker belongs to a cluster that serves project \"" + r[0][3].as<std::string>() +
                 "\" (see kiln clusters and kiln workers)";
+        } else if (matching == 0 && r[0][5].as<bool>()) {
+          why = "it names no image and no connected worker runs plain processes: submit with --image "
+                "(or set the project's image), or start a trusted worker with allow_plain_jobs = true";
         } else if (matching == 0) {
           why = "no connected worker satisfies the job's requirements " + r[0][2].as<std::string>() +
                 "; workers offer " + (r[0][4].is_null() ? std::string("nothing") : r[0][4].as<std::string>());

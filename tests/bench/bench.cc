@@ -192,7 +192,8 @@ struct Farm {
     std::string n = std::to_string(i);
     workers[i] = std::make_unique<test::Process>(
         std::vector<std::string>{test::BinPath("kiln-worker"), "--controller", address, "--slots", std::to_string(slots),
-                                 "--work-dir", dir.path() + "/w" + n, "--label", "bench=" + n, "--log-level", "warn"},
+                                 "--work-dir", dir.path() + "/w" + n, "--label", "bench=" + n, "--log-level", "warn",
+                                 "--set", "allow_plain_jobs=true"},
         dir.path() + "/worker" + n + ".log");
     test::WaitFor([&] { return test::Sql(g_url, "SELECT count(*) FROM workers WHERE state = 'connected' AND properties->>'bench' = '" + n + "'") == "1"; }, 20s);
   }

@@ -147,6 +147,7 @@ for _ in $(seq 200); do [[ -s $state/addr ]] && break; sleep 0.1; done
 [[ -s $state/addr ]] || { echo "bench: controller did not start:" >&2; cat "$state/controller.log" >&2; exit 1; }
 addr="$(<"$state/addr")"
 "$build/bin/kiln-worker" --controller "$addr" --slots 2 --work-dir "$state/w0" --label bench=cas \
+  --set allow_plain_jobs=true \
   --log-level warn >"$state/worker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] && break; sleep 0.1; done

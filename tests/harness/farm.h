@@ -74,7 +74,9 @@ class Farm : public ::testing::Test {
     std::string log = dir_.path() + "/worker" + n + ".log";
     logs_.push_back(log);
     std::vector<std::string> argv{test::BinPath("kiln-worker"), "--controller", addresses_[controller],
-                                  "--slots",  std::to_string(slots), "--work-dir", dir_.path() + "/w" + n};
+                                  "--slots",  std::to_string(slots), "--work-dir", dir_.path() + "/w" + n,
+                                  // Tests run plain jobs (no image); a test's own --set comes later and wins.
+                                  "--set", "allow_plain_jobs=true"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     int before = std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'"));
     workers_.push_back(std::make_unique<test::Process>(argv, log));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
@@ -286,6 +287,27 @@ TEST_F(Farm, AJobNoWorkerCanRunIsReportedNotSilent) {
   auto j = Get(*jobs, arm);
   EXPECT_EQ(j.status(), v1::QUEUED);
   EXPECT_NE(j.unsatisfiable().find("aarch64"), std::string::npos) << j.unsatisfiable();
+}
+
+TEST_F(Farm, AJobWithoutAnImageRunsOnlyWhereWorkersAllowPlainProcesses) {
+  StartController();
+  StartWorker(0, 1, {"--set", "allow_plain_jobs=false"});  // the default
+  auto jobs = Jobs();
+  std::string marker = dir_.path() + "/ran-on";
+  int64_t id = Submit(*jobs, {"sh", "-c", "touch " + marker});
+  // Not run, not failed: it waits, and says why and what to do.
+  ASSERT_TRUE(test::WaitFor([&] { return !Get(*jobs, id).unsatisfiable().empty(); }, 10s));
+  auto j = Get(*jobs, id);
+  EXPECT_EQ(j.status(), v1::QUEUED);
+  EXPECT_NE(j.unsatisfiable().find("--image"), std::string::npos) << j.unsatisfiable();
+  EXPECT_NE(j.unsatisfiable().find("allow_plain_jobs = true"), std::string::npos) << j.unsatisfiable();
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  // A trusted worker (plain processes allowed) takes it.
+  StartWorker(0, 1, {"--label", "trusted=yes"});
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::SUCCEEDED; }, 20s));
+  EXPECT_EQ(test::Sql(url_, "SELECT w.properties->>'trusted' FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
+                            " WHERE j.id = " + std::to_string(id)),
+            "yes");
 }
 
 TEST_F(Farm, HealthCheckingAndReflectionWorkForGenericTools) {
