@@ -161,8 +161,9 @@ void ImageStore::Trim() {
     if (victim.empty()) return;
     std::error_code ec;
     fs::remove_all(dir_ + "/" + victim, ec);
+    spdlog::info("image sha256:{} removed from the image store: {} bytes in use, over image_cache_bytes {}", victim,
+                 total, max_bytes_);
     total -= entries_[victim]->bytes;
-    spdlog::info("image sha256:{} removed from the image store ({} bytes over the cap)", victim, total - max_bytes_);
     entries_.erase(victim);
   }
 }

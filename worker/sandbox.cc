@@ -78,9 +78,22 @@ json Seccomp() {
       "swapoff", "swapon", "syslog", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vhangup"};
   json names = json::array();
   for (const char* n : kDenied) names.push_back(n);
+  json rules = json::array({{{"names", names}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1}}});
+  // No new namespaces through clone either (a user namespace needs no
+  // capability): one rule per flag, EPERM if it is set. clone3 passes its
+  // flags in memory seccomp cannot read: ENOSYS makes libc fall back to clone.
+  for (uint64_t flag : {0x00020000ULL /*NEWNS*/, 0x02000000ULL /*NEWCGROUP*/, 0x04000000ULL /*NEWUTS*/,
+                        0x08000000ULL /*NEWIPC*/, 0x10000000ULL /*NEWUSER*/, 0x20000000ULL /*NEWPID*/,
+                        0x40000000ULL /*NEWNET*/}) {
+    rules.push_back({{"names", {"clone"}},
+                     {"action", "SCMP_ACT_ERRNO"},
+                     {"errnoRet", 1},
+                     {"args", {{{"index", 0}, {"value", flag}, {"valueTwo", flag}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+  }
+  rules.push_back({{"names", {"clone3"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 38}});
   return {{"defaultAction", "SCMP_ACT_ALLOW"},
           {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"}},
-          {"syscalls", {{{"names", names}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1}}}}};
+          {"syscalls", rules}};
 }
 
 class RuncSandbox : public Sandbox {

@@ -38,6 +38,12 @@ class Sandbox : public Farm {
     EXPECT_EQ(d.rfind("sha256:", 0), 0u) << r.out;
     return d;
   }
+  // Container ids in worker n's runc state directory, one per line.
+  std::string Containers(int n = 0) {
+    return test::RunCommand({"/usr/sbin/runc", "--root", dir_.path() + "/w" + std::to_string(n) + "/runc", "list", "-q"},
+                            10s)
+        .out;
+  }
   void Up() {
     StartController();
     StartWorker(0, 2);
@@ -54,10 +60,17 @@ class Sandbox : public Farm {
 TEST_F(Sandbox, TheBuildSeesOnlyItsImageAndTreeAsANonRootUserWithoutNetwork) {
   Up();
   std::string img = Busybox();
+  // The host's own addresses (never an address off this machine): the
+  // controller listens on loopback; the first non-loopback one, if any.
+  std::string port = addresses_[0].substr(addresses_[0].rfind(':') + 1);
+  auto ips = test::RunCommand({"/bin/sh", "-c", "hostname -I | awk '{print $1}'"}, 10s);
+  std::string host_ip = ips.out.substr(0, ips.out.find('\n'));
+  if (host_ip.empty()) host_ip = "127.0.0.2";
   auto r = Run(img, {},
                "id -u; grep -c : /proc/net/dev; "
-               "nc -w 2 127.0.0.1 " + addresses_[0].substr(addresses_[0].rfind(':') + 1) +
-                   " </dev/null 2>/dev/null && echo CONNECTED || echo no-tcp; "
+               "nc -w 2 127.0.0.1 " + port + " </dev/null 2>/dev/null && echo CONNECTED || echo no-tcp; "
+               "nc -w 2 " + host_ip + " " + port + " </dev/null 2>/dev/null && echo CONNECTED || echo no-tcp; "
+               "ping -c 1 -W 1 " + host_ip + " >/dev/null 2>&1 && echo PINGED || echo no-ping; "
                "touch /usr/x 2>/dev/null && echo WROTE-USR || echo usr-read-only; "
                "ls / | tr '\\n' ' '; echo; test -e " + dir_.path() + " && echo SEES-HOST || echo host-hidden");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -65,6 +78,8 @@ TEST_F(Sandbox, TheBuildSeesOnlyItsImageAndTreeAsANonRootUserWithoutNetwork) {
             "100000\n"
             "1\n"  // lo only
             "no-tcp\n"
+            "no-tcp\n"
+            "no-ping\n"
             "usr-read-only\n"
             "bin dev etc proc src sys tmp usr \n"
             "host-hidden\n");
@@ -88,6 +103,26 @@ TEST_F(Sandbox, ACProgramBuildsWithMakeInTheToolchainImageAndRunsOnTheHost) {
   auto run = test::RunCommand({dest + "/hello"}, 10s);
   EXPECT_EQ(run.exit_code, 0);
   EXPECT_NE(run.out.find("hello from kiln"), std::string::npos) << run.out;
+  // The seccomp profile: no new (user) namespace through clone; a plain fork
+  // still works (and clone3 falls back to clone, as make and gcc showed).
+  std::string probe = dir_.path() + "/probe";
+  fs::create_directories(probe);
+  test::WriteFile(probe + "/probe.c",
+                  "#define _GNU_SOURCE\n#include <errno.h>\n#include <sched.h>\n#include <signal.h>\n"
+                  "#include <stdio.h>\n#include <sys/syscall.h>\n#include <sys/wait.h>\n#include <unistd.h>\n"
+                  "static const char* try_clone(long flags) {\n"
+                  "  long r = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);\n"
+                  "  if (r == 0) _exit(0);\n"
+                  "  if (r < 0) return errno == EPERM ? \"refused\" : \"failed\";\n"
+                  "  waitpid((pid_t)r, 0, 0);\n  return \"ok\";\n}\n"
+                  "int main(void) {\n  printf(\"userns %s\\n\", try_clone(CLONE_NEWUSER));\n"
+                  "  printf(\"netns %s\\n\", try_clone(CLONE_NEWNET));\n"
+                  "  printf(\"fork %s\\n\", try_clone(0));\n  return 0;\n}\n");
+  auto p = Kiln({"submit", "--image", img, "--input", probe, "--no-gitignore", "--", "sh", "-c",
+                 "cc -o /tmp/probe probe.c && /tmp/probe"},
+                120s);
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.out, "userns refused\nnetns refused\nfork ok\n");
 }
 
 TEST_F(Sandbox, LimitsEndTheJobAndSayWhich) {
@@ -101,6 +136,21 @@ TEST_F(Sandbox, LimitsEndTheJobAndSayWhich) {
   EXPECT_NE(pids.err.find("reached the limit of 16 processes"), std::string::npos) << pids.err;
   auto slow = Run(img, {"--timeout-s", "1"}, "sleep 30");
   EXPECT_EQ(slow.exit_code, 124) << slow.err;
+  // CPU: half a core is the container's CFS quota while it runs.
+  auto cpu = Run(img, {"--cpus", "0.5", "--detach"}, "sleep 30");
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  std::string quota;
+  EXPECT_TRUE(test::WaitFor(
+      [&] {
+        auto q = test::RunCommand({"/bin/sh", "-c", "cat /sys/fs/cgroup/cpu/kiln/kiln-*-" + std::to_string(std::stoll(cpu.out)) +
+                                                        "-1/cpu.cfs_quota_us"},
+                                  10s);
+        quota = q.out;
+        return q.exit_code == 0;
+      },
+      30s));
+  EXPECT_EQ(quota, "50000\n");
+  EXPECT_EQ(Kiln({"cancel", cpu.out.substr(0, cpu.out.find('\n'))}).exit_code, 0);
   // Nothing of them is left running.
   auto left = test::RunCommand({"/bin/sh", "-c", "ls " + dir_.path() + "/w0/bundles | wc -l"}, 10s);
   EXPECT_EQ(left.out, "0\n");
@@ -114,11 +164,17 @@ TEST_F(Sandbox, CancelStopsTheContainerPromptly) {
   int64_t id = std::stoll(sub.out);
   auto jobs = Jobs();
   ASSERT_TRUE(test::WaitFor([&] { return Log(*jobs, id) == "started\n"; }, 30s));
+  ASSERT_NE(Containers(), "");
   auto asked = std::chrono::steady_clock::now();
   ASSERT_EQ(Kiln({"cancel", "--no-wait", std::to_string(id)}).exit_code, 0);
+  // The container itself is gone (not only the job marked) within a second
+  // (typically under 0.1 s here).
+  ASSERT_TRUE(test::WaitFor([&] { return Containers().empty(); }, 20s)) << Containers();
+  auto took = std::chrono::steady_clock::now() - asked;
+  EXPECT_LT(took, 1s);
+  std::cerr << "cancel to container gone: " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+            << " ms\n";
   ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::CANCELLED; }, 20s));
-  // A second, with room for a loaded test machine.
-  EXPECT_LT(std::chrono::steady_clock::now() - asked, 3s);
 }
 
 TEST_F(Sandbox, OutputsOfAContainerBuildComeBackAndRepeat) {
@@ -253,10 +309,7 @@ TEST_F(Sandbox, AWorkerKilledMidBuildLeavesNoContainerOnceItIsBack) {
   auto jobs = Jobs();
   ASSERT_TRUE(test::WaitFor([&] { return Log(*jobs, id) == "started\n"; }, 30s));
   std::string wdir = dir_.path() + "/w0";
-  auto containers = [&] {
-    auto r = test::RunCommand({"/usr/sbin/runc", "--root", wdir + "/runc", "list", "-q"}, 10s);
-    return r.out;
-  };
+  auto containers = [&] { return Containers(0); };
   std::string old = containers();
   ASSERT_NE(old, "");
   old = old.substr(0, old.find('\n'));  // kiln-<worker>-<job>-1
@@ -291,6 +344,38 @@ TEST_F(Sandbox, TwoJobsNeedingANewImageUnpackItOnce) {
   size_t n = 0;
   for (size_t p = log.find("unpacked:"); p != std::string::npos; p = log.find("unpacked:", p + 1)) ++n;
   EXPECT_EQ(n, 1u) << log;
+}
+
+TEST_F(Sandbox, TheImageStoreEvictsTheLeastRecentlyUsedImagePastItsCap) {
+  StartController();
+  StartWorker(0, 1, {"--set", "image_cache_bytes=3MiB"});  // one busybox image (2 MiB), not two
+  std::string a = Busybox();
+  // A second image: the same root plus one file.
+  std::string tar = dir_.path() + "/busybox2.tar";
+  auto mk = test::RunCommand({"/bin/sh", "-c",
+                              "cp " + dir_.path() + "/busybox.tar " + tar + " && cd " + dir_.path() +
+                                  " && mkdir -p extra/etc && echo two > extra/etc/variant && tar -rf " + tar +
+                                  " -C extra ./etc/variant"},
+                             30s);
+  ASSERT_EQ(mk.exit_code, 0) << mk.err;
+  auto imp = Kiln({"image", "import", tar, "--name", "busybox2"});
+  ASSERT_EQ(imp.exit_code, 0) << imp.err;
+  std::string b = imp.out.substr(0, imp.out.find('\n'));
+  ASSERT_NE(a, b);
+  std::string store = dir_.path() + "/w0/images/";
+  auto unpacked = [&](const std::string& img) { return fs::exists(store + img.substr(7) + "/rootfs/bin/busybox"); };
+  EXPECT_EQ(Run(a, {}, "true").exit_code, 0);
+  EXPECT_TRUE(unpacked(a));
+  auto rb = Run(b, {}, "cat /etc/variant");
+  EXPECT_EQ(rb.exit_code, 0) << rb.err;
+  EXPECT_EQ(rb.out, "two\n");
+  // a was not in use and is older: gone; b stays until something replaces it.
+  EXPECT_FALSE(unpacked(a));
+  EXPECT_TRUE(unpacked(b));
+  // And a comes back when needed.
+  EXPECT_EQ(Run(a, {}, "test ! -e /etc/variant").exit_code, 0);
+  EXPECT_TRUE(unpacked(a));
+  EXPECT_FALSE(unpacked(b));
 }
 
 }  // namespace
