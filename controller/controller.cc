@@ -233,6 +233,11 @@ void Controller::Impl::GcLoop() {
     seen = shutdown_wake.Wait(seen, cfg.cas_gc_interval);
     if (stopping) break;
     auto began = std::chrono::steady_clock::now();
+    if (auto n = queue->ExpireActionCache(cfg.action_cache_max_age); !n.ok()) {
+      spdlog::warn("action cache expiry failed: {}", n.status().message());
+    } else if (*n > 0) {
+      spdlog::info("action cache: dropped {} entries unused for {} s", *n, cfg.action_cache_max_age.count() / 1000);
+    }
     auto st = cas->Collect();
     if (!st.ok()) {
       spdlog::warn("CAS collection failed: {}", st.status().message());

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "api/convert.h"
+#include "cache/action.h"
 #include "controller/impl.h"
 
 namespace kiln::controller {
@@ -110,6 +111,11 @@ class JobServiceImpl final : public v1::JobService::Service {
     // without only to workers that allow plain processes (allow_plain_jobs).
     if (!image.empty()) job.spec.requirements["sandbox"] = "runc";
     else job.spec.requirements["plain"] = "yes";
+    if (cache::Cacheable(job.spec)) {
+      job.action_digest = cache::ActionDigest(job.spec);
+      job.cache_scope = pc->cache_scope.empty() ? project : pc->cache_scope;
+      job.no_cache = req->no_cache();
+    }
     auto out = c_->queue->Submit(job);
     if (!out.ok()) return api::ToGrpc(out.status());
     api::ToProto(out->job, resp->mutable_job());
@@ -180,8 +186,9 @@ class JobServiceImpl final : public v1::JobService::Service {
       }
       bool ended = job.status() >= v1::SUCCEEDED;
       bool current = attempt == job.attempt();
-      // Read until caught up with what is stored.
-      while (attempt > 0) {
+      // Read until caught up with what is stored. A job served from the
+      // action cache never ran (attempt 0): its log is the copy stored at 0.
+      while (attempt > 0 || (ended && job.attempt() == 0)) {
         // A job that ended will not fill a gap left by a lost chunk: skip it.
         bool final_log = ended || !current;
         auto slice = c_->queue->ReadLog(req->job_id(), attempt, offset, kChunk, final_log);

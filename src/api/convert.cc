@@ -126,6 +126,7 @@ void ToProto(const queue::JobResult& in, v1::JobResult* out) {
   out->set_timed_out(in.timed_out);
   if (!in.output_root.empty()) DigestToProto(in.output_root, out->mutable_output_root());
   out->set_limit(in.limit);
+  out->set_cached_from_job(in.cached_from);
 }
 
 queue::JobResult FromProto(const v1::JobResult& in) {
@@ -136,6 +137,7 @@ queue::JobResult FromProto(const v1::JobResult& in) {
   r.timed_out = in.timed_out();
   if (in.has_output_root()) r.output_root = DigestKey(in.output_root());
   r.limit = in.limit();
+  // (cached_from_job is the controller's to set, never a worker's.)
   return r;
 }
 
@@ -157,6 +159,7 @@ void ToProto(const queue::Job& in, v1::Job* out) {
   if (in.result) ToProto(*in.result, out->mutable_result());
   out->set_log_size(in.log_size);
   out->set_cancel_requested(in.cancel_requested);
+  if (in.status == queue::JobStatus::kQueued) out->set_waits_for_job(in.waits_for);
 }
 
 void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out) {

@@ -108,6 +108,8 @@ int Main(int argc, char** argv) {
   sub->add_flag("--no-gitignore", submit.no_gitignore,
                 "in a git checkout, send every file, not git's list (tracked and untracked, not ignored)");
   sub->add_flag("--no-hash-cache", submit.no_hash_cache, "hash every file, ignoring the local hash cache");
+  sub->add_flag("--no-cache", submit.no_cache,
+                "run the build even if the farm has the result of an identical one (the result is still cached)");
   sub->add_option("--output", submit.outputs,
                   "file or directory the build produces, relative to the tree's root; downloaded after success "
                   "(repeatable)")

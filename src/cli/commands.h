@@ -38,6 +38,7 @@ struct SubmitArgs {
   std::vector<std::string> include, exclude;
   bool no_gitignore = false;
   bool no_hash_cache = false;
+  bool no_cache = false;              // skip the action cache lookup
   std::vector<std::string> outputs;   // declared outputs, relative to the tree's root
   std::string outputs_dir;            // where they land; default: the input directory
   std::string image;                  // sha256:<hex>; empty: the project's

@@ -43,6 +43,10 @@ void PrintJobSummary(const v1::Job& j) {
   Table t({"id:", std::to_string(j.id())});
   t.AddRow({"status:", JobStatusName(j.status()) + (j.cancel_requested() && !IsTerminal(j.status())
                                                         ? " (cancel requested)" : "")});
+  if (j.status() == v1::QUEUED && j.waits_for_job() != 0) {
+    t.AddRow({"waiting:", "for job " + std::to_string(j.waits_for_job()) +
+                              ", the same build in flight (in-flight de-duplication); it takes its result"});
+  }
   if (j.status() == v1::QUEUED && !j.unsatisfiable().empty()) {
     t.AddRow({"waiting:", j.unsatisfiable()});
   }
@@ -94,6 +98,7 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   req.set_cluster(a.cluster);
   if (a.priority) req.set_priority(*a.priority);
   req.set_max_attempts(a.max_attempts);
+  req.set_no_cache(a.no_cache);
   // The idempotency key makes retrying Submit safe: a retry gets the same job.
   req.set_request_id(a.request_id.empty() ? RandomHex(16) : a.request_id);
   auto* spec = req.mutable_spec();
@@ -151,6 +156,10 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   fo.status_lines = true;
   fo.retry_first_connect = true;
   if (auto now = c.GetJob(id); now.ok()) {
+    if (now->waits_for_job() != 0) {
+      std::fprintf(stderr, "kiln: %s waits for job %lld, the same build already in flight; it takes its result\n",
+                   name.c_str(), static_cast<long long>(now->waits_for_job()));
+    }
     if (!now->unsatisfiable().empty()) {
       Warn(name + " cannot start yet: " + now->unsatisfiable() + "; it stays queued (Ctrl-C cancels it)");
       fo.known_unsatisfiable = now->unsatisfiable();

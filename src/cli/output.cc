@@ -127,6 +127,10 @@ std::string DescribeOutcome(const v1::Job& job) {
   std::string why = r.error().empty() ? "" : ": " + r.error();
   switch (job.status()) {
     case v1::SUCCEEDED: {
+      if (r.cached_from_job() != 0) {
+        return "succeeded from the action cache (the result of job " + std::to_string(r.cached_from_job()) +
+               ", an identical build; --no-cache runs it again)";
+      }
       if (job.started_at_ms() > 0 && job.finished_at_ms() >= job.started_at_ms()) {
         return "succeeded in " + FormatMs(job.finished_at_ms() - job.started_at_ms());
       }

@@ -102,6 +102,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "cas_min_age") return ParseDur(k, v, c.cas_min_age);
   else if (k == "cas_gc_interval") return ParseDur(k, v, c.cas_gc_interval);
   else if (k == "output_retention") return ParseDur(k, v, c.output_retention);
+  else if (k == "action_cache_max_age") return ParseDur(k, v, c.action_cache_max_age);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }

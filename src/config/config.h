@@ -35,6 +35,7 @@ struct ControllerConfig {
   milliseconds cas_min_age{3'600'000};          // never collect what was used more recently
   milliseconds cas_gc_interval{600'000};
   milliseconds output_retention{7LL * 86'400'000};  // outputs of ended jobs are kept this long
+  milliseconds action_cache_max_age{30LL * 86'400'000};  // cache entries unused this long are dropped
 };
 
 struct WorkerConfig {

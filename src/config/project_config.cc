@@ -1,5 +1,7 @@
 #include "config/project_config.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 namespace kiln::config {
@@ -60,9 +62,16 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
       for (char ch : d) hex = hex && ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
       if (!hex) return InvalidArgument("image: expected sha256:<64 lowercase hex digits>, got \"" + v.get<std::string>() + "\"");
       c.image = "sha256:" + d;
+    } else if (k == "cache_scope") {
+      bool ok = v.is_string() && !v.get<std::string>().empty() && v.get<std::string>().size() <= 64;
+      for (char ch : ok ? v.get<std::string>() : std::string())
+        ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
+      if (!ok) return InvalidArgument("cache_scope: expected a name of 1 to 64 letters, digits, '.', '_' or '-'");
+      c.cache_scope = v.get<std::string>();
     } else {
       return InvalidArgument("unknown project setting \"" + k +
-                             "\" (known: default_priority, max_attempts, timeout_s, env, requirements, image)");
+                             "\" (known: default_priority, max_attempts, timeout_s, env, requirements, image,"
+                             " cache_scope)");
     }
   }
   return c;

@@ -22,6 +22,9 @@ struct ProjectConfig {
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> requirements;
   std::string image;  // "sha256:<hex>" or empty
+  // Action and compile cache entries are shared within a scope: the project's
+  // own name unless set. Projects that trust each other may share one.
+  std::string cache_scope;
 };
 
 // Parses and validates a project configuration document. InvalidArgument

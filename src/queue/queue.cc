@@ -20,7 +20,8 @@ constexpr const char* kJobColumns =
     "j.id, p.name, coalesce(c.name, ''), j.priority, j.status, j.attempt, j.max_attempts,"
     " coalesce(j.worker_id, ''), j.spec::text, j.requirements::text, coalesce(j.request_id, ''),"
     " " KILN_MS("j.submitted_at") ", " KILN_MS("j.queue_start_time") ", " KILN_MS("j.started_at") ","
-    " " KILN_MS("j.finished_at") ", coalesce(j.result::text, ''), j.log_size, j.cancel_requested";
+    " " KILN_MS("j.finished_at") ", coalesce(j.result::text, ''), j.log_size, j.cancel_requested,"
+    " coalesce(j.waits_for, 0)";
 constexpr const char* kJobFrom =
     " FROM build_jobs j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id ";
 
@@ -75,6 +76,7 @@ json ResultToJson(const JobResult& r) {
   if (r.timed_out) j["timed_out"] = true;
   if (!r.output_root.empty()) j["output_root"] = r.output_root;
   if (!r.limit.empty()) j["limit"] = r.limit;
+  if (r.cached_from != 0) j["cached_from"] = r.cached_from;
   return j;
 }
 
@@ -87,6 +89,7 @@ JobResult ResultFromJson(const std::string& text) {
   r.timed_out = j.value("timed_out", false);
   r.output_root = j.value("output_root", "");
   r.limit = j.value("limit", "");
+  r.cached_from = j.value("cached_from", int64_t{0});
   return r;
 }
 
@@ -116,6 +119,7 @@ Job RowToJob(const pqxx::row& r) {
   if (!res.empty()) j.result = ResultFromJson(res);
   j.log_size = r[16].as<int64_t>();
   j.cancel_requested = r[17].as<bool>();
+  j.waits_for = r[18].as<int64_t>();
   return j;
 }
 
@@ -159,17 +163,24 @@ constexpr const char* kClaimSql =
     "    AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = w.cluster_id)"
     "    AND (j.cluster_id IS NULL OR j.cluster_id = w.cluster_id)"
     "    AND j.requirements <@ w.properties"
+    // An identical job in flight: wait for its result (it becomes this one's).
+    "    AND (j.waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM build_jobs f WHERE f.id = j.waits_for"
+    "                                            AND f.status IN ('queued', 'setup', 'running')))"
     "  ORDER BY j.priority DESC, j.queue_start_time, j.id"
     "  LIMIT $3 FOR UPDATE OF j SKIP LOCKED)"
     " UPDATE build_jobs b SET status = 'setup', worker_id = $1, attempt = b.attempt + 1,"
-    "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0"
+    "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0, waits_for = NULL"
     " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
     " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text";
 
 // Fenced worker reports: $1 is a JSON array of {id, attempt, status,
 // result, started_ms, finished_ms, worker}.
+// A success of a cacheable job also writes its action cache entry (only if
+// its output tree's root node is stored: UploadTrees stores a tree whole, so
+// the root stands for every node) and completes the jobs that wait for it,
+// copying its log: all in this one statement.
 constexpr const char* kApplyUpdatesSql =
-    "UPDATE build_jobs j SET"
+    "WITH upd AS (UPDATE build_jobs j SET"
     "  status = CASE WHEN u.status = 'queued' AND j.cancel_requested THEN 'cancelled' ELSE u.status END,"
     "  worker_id = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,"
     "  result = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled') THEN u.result"
@@ -186,7 +197,24 @@ constexpr const char* kApplyUpdatesSql =
     "        worker text)"
     " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
     "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
-    " RETURNING j.id, j.attempt, j.status";
+    " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size),"
+    " cached AS (INSERT INTO action_cache (scope, digest, job_id, result)"
+    "   SELECT u.cache_scope, u.action_digest, u.id, u.result FROM upd u"
+    "   WHERE u.status = 'succeeded' AND u.action_digest IS NOT NULL AND u.cache_scope IS NOT NULL"
+    "     AND (u.result->>'exit_code')::int = 0"
+    "     AND (NOT u.result ? 'output_root' OR EXISTS (SELECT 1 FROM cas_trees t"
+    "          WHERE t.digest = split_part(u.result->>'output_root', '/', 1)))"
+    "   ON CONFLICT (scope, digest) DO UPDATE SET job_id = excluded.job_id, result = excluded.result,"
+    "     created_at = now(), last_used = now()"
+    "   RETURNING job_id),"
+    " waiters AS (UPDATE build_jobs w SET status = 'succeeded', waits_for = NULL,"
+    "     result = u.result || jsonb_build_object('cached_from', u.id),"
+    "     started_at = now(), finished_at = now(), log_size = u.log_size"
+    "   FROM upd u WHERE w.waits_for = u.id AND w.status = 'queued' AND u.status = 'succeeded'"
+    "   RETURNING w.id, u.id AS src, u.attempt AS src_attempt),"
+    " waiter_logs AS (INSERT INTO job_logs (job_id, attempt, off, data)"
+    "   SELECT wt.id, 0, l.off, l.data FROM waiters wt JOIN job_logs l ON l.job_id = wt.src AND l.attempt = wt.src_attempt)"
+    " SELECT id, attempt, status FROM upd";
 
 void PrepareAll(pqxx::connection& c) {
   // With LIMIT $3, a custom plan for a small limit looks far cheaper than the
@@ -199,13 +227,35 @@ void PrepareAll(pqxx::connection& c) {
   }
   c.prepare("get_job", std::string("SELECT ") + kJobColumns + kJobFrom + "WHERE j.id = $1");
   // Inserts and returns the new job in the shape of get_job, in one statement.
+  // With an action digest ($8, scope $9, $10 = no_cache): a cache hit
+  // inserts the job already succeeded with the cached result and a copy of
+  // the producing run's log (attempt 0: it never ran); else an identical job
+  // in flight becomes the one it waits for.
   c.prepare("submit",
-            std::string("WITH j AS (INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts,"
-                        "   request_id, requirements, spec)"
+            std::string("WITH hit AS (SELECT a.job_id, a.result, s.attempt, s.log_size FROM action_cache a"
+                        "   JOIN build_jobs s ON s.id = a.job_id"
+                        "   WHERE a.scope = $9 AND a.digest = $8 AND NOT $10),"
+                        " leader AS (SELECT f.id FROM build_jobs f"
+                        "   WHERE f.cache_scope = $9 AND f.action_digest = $8 AND NOT $10"
+                        "     AND f.status IN ('queued', 'setup', 'running') AND f.waits_for IS NULL"
+                        "     AND NOT EXISTS (SELECT 1 FROM hit) ORDER BY f.id LIMIT 1),"
+                        " j AS (INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts,"
+                        "   request_id, requirements, spec, action_digest, cache_scope, waits_for, status, result,"
+                        "   started_at, finished_at, log_size)"
                         " SELECT p.id, (SELECT id FROM clusters WHERE name = $2), $3, $4, nullif($5, ''), $6::jsonb,"
-                        "   $7::jsonb FROM projects p WHERE p.name = $1"
+                        "   $7::jsonb, nullif($8, ''), nullif($9, ''), (SELECT id FROM leader),"
+                        "   CASE WHEN h.job_id IS NULL THEN 'queued' ELSE 'succeeded' END,"
+                        "   h.result || jsonb_build_object('cached_from', h.job_id),"
+                        "   CASE WHEN h.job_id IS NOT NULL THEN now() END, CASE WHEN h.job_id IS NOT NULL THEN now() END,"
+                        "   coalesce(h.log_size, 0)"
+                        " FROM projects p LEFT JOIN hit h ON true WHERE p.name = $1"
                         " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"
-                        " RETURNING *)"
+                        " RETURNING *),"
+                        " logs AS (INSERT INTO job_logs (job_id, attempt, off, data)"
+                        "   SELECT j.id, 0, l.off, l.data FROM j, hit h, job_logs l"
+                        "   WHERE j.status = 'succeeded' AND l.job_id = h.job_id AND l.attempt = h.attempt),"
+                        " used AS (UPDATE action_cache a SET last_used = now(), hits = a.hits + 1 FROM j"
+                        "   WHERE j.status = 'succeeded' AND a.scope = $9 AND a.digest = $8)"
                         " SELECT ") + kJobColumns +
                 " FROM j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id");
   c.prepare("job_by_request", std::string("SELECT ") + kJobColumns +
@@ -284,7 +334,7 @@ Result<SubmitOutcome> Queue::Submit(const NewJob& job) {
           }
         }
         auto r = tx.exec_prepared("submit", job.project, job.cluster, job.priority, job.max_attempts,
-                                  job.request_id, req, spec);
+                                  job.request_id, req, spec, job.action_digest, job.cache_scope, job.no_cache);
         if (!r.empty()) {
           out.job = RowToJob(r[0]);
           return Status::Ok();
@@ -292,7 +342,7 @@ Result<SubmitOutcome> Queue::Submit(const NewJob& job) {
         if (!job.request_id.empty()) {
           auto e = tx.exec_prepared("job_by_request", job.request_id, spec, req, job.project);
           if (!e.empty()) {
-            if (!e[0][18].as<bool>()) {
+            if (!e[0][19].as<bool>()) {
               return AlreadyExists("request id \"" + job.request_id + "\" already names job " +
                                    e[0][0].as<std::string>() +
                                    " with a different command or project; use a new request id");
@@ -625,6 +675,21 @@ Result<RequeueOutcome> Queue::Reap() {
       "cannot reap expired leases");
   if (!s.ok()) return s;
   return out;
+}
+
+Result<int64_t> Queue::ExpireActionCache(std::chrono::milliseconds max_age) {
+  int64_t n = 0;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        auto r = tx.exec_params("DELETE FROM action_cache WHERE last_used < now() - make_interval(secs => $1)",
+                                static_cast<double>(max_age.count()) / 1000.0);
+        n = r.affected_rows();
+        return Status::Ok();
+      },
+      "cannot expire action cache entries");
+  if (!s.ok()) return s;
+  return n;
 }
 
 Result<std::vector<JobRef>> Queue::Adopt(const std::string& worker_id, const std::vector<JobRef>& running) {

@@ -76,6 +76,10 @@ class Queue {
   Result<RequeueOutcome> DropWorker(const std::string& worker_id, const std::string& session, const std::string& why);
   // Requeues jobs of workers whose lease expired, marks those workers lost.
   Result<RequeueOutcome> Reap();
+
+  // Drops action cache entries not used for max_age (their outputs then go
+  // with the CAS collection); returns how many.
+  Result<int64_t> ExpireActionCache(std::chrono::milliseconds max_age);
   // Reconciles a reconnecting worker's running jobs with the database:
   // returns the refs the worker must stop (not its own any more, or with a
   // pending cancel) and requeues the worker's jobs it no longer reports.

@@ -39,6 +39,7 @@ struct JobResult {
   bool timed_out = false;
   std::string output_root;  // "<sha256 hex>/<size>" of the outputs' tree, or empty
   std::string limit;        // "timeout", "memory", "pids": the limit that ended it
+  int64_t cached_from = 0;  // served from the action cache: the job whose run produced it
 };
 
 struct Job {
@@ -56,6 +57,7 @@ struct Job {
   std::optional<JobResult> result;
   int64_t log_size = 0;
   bool cancel_requested = false;
+  int64_t waits_for = 0;  // an identical job in flight whose result this one takes (0: none)
 };
 
 struct NewJob {
@@ -65,6 +67,12 @@ struct NewJob {
   int max_attempts = 3;
   std::string request_id;  // optional idempotency key
   JobSpec spec;
+  // Action cache: the digest (empty: not cacheable) and its scope. no_cache
+  // skips the lookup and the in-flight de-duplication; a success is still
+  // recorded.
+  std::string action_digest;
+  std::string cache_scope;
+  bool no_cache = false;
 };
 
 struct SubmitOutcome {

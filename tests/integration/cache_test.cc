@@ -1,0 +1,218 @@
+// The action cache end to end: real controller, workers, runc containers and
+// PostgreSQL, driven through the kiln CLI as a user would.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <string>
+
+#include "cas/digest.h"
+#include "harness/container_farm.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ActionCache : public ContainerFarm {
+ protected:
+  // A small source tree; returns its directory.
+  std::string Source(const std::string& content = "input\n") {
+    std::string src = dir_.path() + "/src";
+    test::WriteFile(src + "/in.txt", content);
+    test::WriteFile(src + "/sub/keep", "");
+    return src;
+  }
+  // kiln submit of `script` in `image` on `src`, declaring out.txt.
+  test::CommandResult Build(const std::string& image, const std::string& src, const std::string& script,
+                            std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"submit", "--image", image, "--input", src, "--no-gitignore", "--output", "out.txt",
+                                  "--outputs-dir", dir_.path() + "/out"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--", "sh", "-c", script});
+    return Kiln(args);
+  }
+  // Jobs that ran on a worker (attempt > 0), as opposed to served from cache.
+  int Ran() { return Count("attempt > 0"); }
+  int64_t LastJob() { return std::stoll(test::Sql(url_, "SELECT max(id) FROM build_jobs")); }
+  std::string BlobPath(const std::string& hash) { return dir_.path() + "/cas/blobs/" + hash.substr(0, 2) + "/" + hash; }
+};
+
+// Absolute paths: the same wherever the build starts (see the working directory case).
+constexpr const char* kScript = "cat /src/in.txt > /src/out.txt; echo built from $(cat /src/in.txt)";
+
+TEST_F(ActionCache, AnIdenticalBuildIsServedFromTheCacheWithoutAWorker) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  auto first = Build(img, src, kScript);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, "built from input\n");
+  ASSERT_EQ(Ran(), 1);
+  int64_t producer = LastJob();
+  fs::remove(dir_.path() + "/out/out.txt");
+
+  auto again = Build(img, src, kScript);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, "built from input\n") << "the cached log is replayed";
+  EXPECT_NE(again.err.find("from the action cache (the result of job " + std::to_string(producer)), std::string::npos)
+      << again.err;
+  EXPECT_EQ(test::ReadFile(dir_.path() + "/out/out.txt"), "input\n") << "the cached outputs are downloaded";
+  EXPECT_EQ(Ran(), 1) << "no worker ran it";
+  int64_t hit = LastJob();
+  EXPECT_EQ(test::Sql(url_, "SELECT coalesce(worker_id, '-') || ' ' || attempt || ' ' || status || ' ' ||"
+                            " (result->>'cached_from') FROM build_jobs WHERE id = " + std::to_string(hit)),
+            "- 0 succeeded " + std::to_string(producer));
+  auto status = Kiln({"status", std::to_string(hit)});
+  EXPECT_NE(status.out.find("action cache"), std::string::npos) << status.out;
+
+  // --no-cache runs it (and records the new result).
+  auto forced = Build(img, src, kScript, {"--no-cache"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(Ran(), 2);
+  EXPECT_EQ(test::Sql(url_, "SELECT job_id FROM action_cache"), std::to_string(LastJob()));
+}
+
+TEST_F(ActionCache, AnythingThatCanChangeTheResultMisses) {
+  StartController();
+  StartWorker(0, 2, {"--label", "pool=a"});
+  std::string img = Busybox();
+  std::string src = Source();
+  ASSERT_EQ(Build(img, src, kScript).exit_code, 0);
+  ASSERT_EQ(Ran(), 1);
+  int expected = 1;
+  auto misses = [&](const char* what, const test::CommandResult& r) {
+    EXPECT_EQ(r.exit_code, 0) << what << ": " << r.err;
+    EXPECT_EQ(Ran(), ++expected) << what << " should have run the build: " << r.err;
+    EXPECT_EQ(r.err.find("action cache"), std::string::npos) << what;
+  };
+  misses("an environment variable", Build(img, src, kScript, {"--env", "CFLAGS=-O2"}));
+  misses("the command", Build(img, src, std::string(kScript) + " ;"));
+  misses("the working directory", Build(img, src, kScript, {"--workdir", "sub"}));
+  misses("the declared outputs", Build(img, src, kScript, {"--output", "in.txt"}));
+  misses("a platform requirement", Build(img, src, kScript, {"--require", "pool=a"}));
+  test::WriteFile(src + "/in.txt", "changed\n");
+  misses("an input file", Build(img, src, kScript));
+  fs::permissions(src + "/in.txt", fs::perms::owner_exec, fs::perm_options::add);
+  misses("an input's executable bit", Build(img, src, kScript));
+  // And each of those is now cached in turn: the last one hits.
+  auto hit = Build(img, src, kScript);
+  EXPECT_EQ(hit.exit_code, 0);
+  EXPECT_EQ(Ran(), expected);
+  EXPECT_NE(hit.err.find("action cache"), std::string::npos) << hit.err;
+}
+
+TEST_F(ActionCache, OnlySuccessfulContainerBuildsAreCached) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Build(img, src, "exit 3").exit_code, 3);
+  EXPECT_EQ(Ran(), 2) << "a failed build is run again";
+  // Without an image a job depends on its host: never cached.
+  for (int i = 0; i < 2; ++i) {
+    auto r = Kiln({"submit", "--input", src, "--no-gitignore", "--", "cat", "in.txt"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_EQ(Ran(), 4);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "0");
+}
+
+TEST_F(ActionCache, TwoIdenticalJobsInFlightRunOnce) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  const std::string slow = "sleep 1; " + std::string(kScript);
+  auto a = Build(img, src, slow, {"--detach"});
+  auto b = Build(img, src, slow, {"--detach"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  int64_t ida = std::stoll(a.out), idb = std::stoll(b.out);
+  EXPECT_EQ(Get(*Jobs(), idb).waits_for_job(), ida);
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Ran(), 1);
+  auto jb = Get(*Jobs(), idb);
+  EXPECT_EQ(jb.status(), v1::SUCCEEDED);
+  EXPECT_EQ(jb.result().cached_from_job(), ida);
+  EXPECT_EQ(jb.result().output_root().hash(), Get(*Jobs(), ida).result().output_root().hash());
+  EXPECT_EQ(Log(*Jobs(), idb), "built from input\n");
+
+  // A waiter whose leader is cancelled runs itself.
+  auto c = Build(img, src, "sleep 30", {"--detach"});
+  auto d = Build(img, src, "sleep 30", {"--detach"});
+  int64_t idc = std::stoll(c.out), idd = std::stoll(d.out);
+  ASSERT_EQ(Get(*Jobs(), idd).waits_for_job(), idc);
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*Jobs(), idc).status() == v1::RUNNING; }, 30s));
+  EXPECT_EQ(Get(*Jobs(), idd).status(), v1::QUEUED);
+  ASSERT_EQ(Kiln({"cancel", std::to_string(idc)}).exit_code, 0);
+  EXPECT_TRUE(test::WaitFor([&] { return Get(*Jobs(), idd).status() == v1::RUNNING; }, 30s));
+  EXPECT_EQ(Kiln({"cancel", std::to_string(idd)}).exit_code, 0);
+}
+
+TEST_F(ActionCache, AWorkerKilledBetweenBuildAndReportLeavesNoEntry) {
+  StartController();
+  auto& w = StartWorker(0, 1);
+  std::string img = Busybox();
+  std::string src = Source();
+  auto sub = Build(img, src, "echo start; sleep 2; " + std::string(kScript), {"--detach"});
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  int64_t id = std::stoll(sub.out);
+  ASSERT_TRUE(test::WaitFor([&] { return Log(*Jobs(), id) == "start\n"; }, 30s));
+  std::string container = Containers();
+  container = container.substr(0, container.find('\n'));
+  ASSERT_FALSE(container.empty());
+  // The worker freezes; the build finishes and exits; then the worker dies
+  // before it could upload or report anything.
+  w.Signal(SIGSTOP);
+  std::string wdir = dir_.path() + "/w0";
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        auto st = test::RunCommand({"/usr/sbin/runc", "--root", wdir + "/runc", "state", container}, 10s);
+        return st.out.find("\"stopped\"") != std::string::npos;
+      },
+      30s));
+  w.Signal(SIGKILL);
+  w.Wait(5s);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "0");
+  EXPECT_NE(Get(*Jobs(), id).status(), v1::SUCCEEDED);
+  // The same worker comes back (cleaning up its container); the job runs again.
+  test::Process again({test::BinPath("kiln-worker"), "--controller", addresses_[0], "--slots", "1", "--work-dir", wdir},
+                      dir_.path() + "/worker-again.log");
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*Jobs(), id).status() == v1::SUCCEEDED; }, 60s));
+  EXPECT_EQ(Get(*Jobs(), id).attempt(), 2);
+  // One entry, whose output tree and blob are all stored.
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache a JOIN cas_trees t"
+                            " ON t.digest = split_part(a.result->>'output_root', '/', 1)"),
+            "1");
+  EXPECT_TRUE(fs::exists(BlobPath(cas::DigestOf(std::string_view("input\n")).hash)));
+  auto hit = Build(img, src, "echo start; sleep 2; " + std::string(kScript));
+  EXPECT_EQ(hit.exit_code, 0) << hit.err;
+  EXPECT_NE(hit.err.find("action cache"), std::string::npos) << hit.err;
+}
+
+TEST_F(ActionCache, TheCollectorKeepsWhatEntriesReferenceUntilTheyExpire) {
+  extra_conf_ = "cas_gc_interval = 200ms\ncas_min_age = 1s\ncas_max_age = 1s\noutput_retention = 1s\n";
+  SetUp();
+  Up();
+  std::string img = Busybox();
+  std::string src = Source("kept as output\n");
+  test::WriteFile(src + "/only-input.txt", "only an input\n");
+  ASSERT_EQ(Build(img, src, kScript).exit_code, 0);
+  std::string output = BlobPath(cas::DigestOf(std::string_view("kept as output\n")).hash);
+  std::string input_only = BlobPath(cas::DigestOf(std::string_view("only an input\n")).hash);
+  // Past the retention, the finished job's input goes; the cached output stays.
+  ASSERT_TRUE(test::WaitFor([&] { return !fs::exists(input_only); }, 30s));
+  EXPECT_TRUE(fs::exists(output));
+  fs::remove_all(dir_.path() + "/out");
+  auto hit = Build(img, src, kScript);
+  ASSERT_EQ(hit.exit_code, 0) << hit.err;
+  EXPECT_NE(hit.err.find("action cache"), std::string::npos) << hit.err;
+  EXPECT_EQ(test::ReadFile(dir_.path() + "/out/out.txt"), "kept as output\n");
+  // An entry unused for action_cache_max_age goes, and its outputs after it.
+  test::Sql(url_, "UPDATE action_cache SET last_used = now() - interval '100 days'");
+  EXPECT_TRUE(test::WaitFor([&] { return test::Sql(url_, "SELECT count(*) FROM action_cache") == "0"; }, 30s));
+  EXPECT_TRUE(test::WaitFor([&] { return !fs::exists(output); }, 30s));
+}
+
+}  // namespace
+}  // namespace kiln
