@@ -103,6 +103,31 @@ TEST_F(ActionCache, AnythingThatCanChangeTheResultMisses) {
   EXPECT_NE(hit.err.find("action cache"), std::string::npos) << hit.err;
 }
 
+TEST_F(ActionCache, EntriesServeOnlyTheirProjectUnlessProjectsShareAScope) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  // Created with their configuration: a controller loads a project it does
+  // not know yet at its first submit.
+  for (const char* p : {"alpha", "beta", "gamma"}) {
+    std::string conf = std::string(p) == "alpha" ? "{}" : R"({"cache_scope": "trusted"})";
+    ASSERT_EQ(Kiln({"projects", "create", p, "--config", conf}).exit_code, 0);
+    ASSERT_EQ(Kiln({"clusters", "map", "default", p}).exit_code, 0);
+  }
+  auto in = [&](const char* project) { return Build(img, src, kScript, {"--project", project}); };
+  ASSERT_EQ(in("alpha").exit_code, 0);
+  ASSERT_EQ(Ran(), 1);
+  auto beta = in("beta");
+  EXPECT_EQ(beta.exit_code, 0);
+  EXPECT_EQ(Ran(), 2) << "another project's entry is not used: " << beta.err;
+  auto gamma = in("gamma");  // shares beta's scope
+  EXPECT_EQ(gamma.exit_code, 0);
+  EXPECT_NE(gamma.err.find("action cache"), std::string::npos) << gamma.err;
+  EXPECT_EQ(Ran(), 2);
+  auto alpha = in("alpha");
+  EXPECT_NE(alpha.err.find("action cache"), std::string::npos) << alpha.err;
+}
+
 TEST_F(ActionCache, OnlySuccessfulContainerBuildsAreCached) {
   Up();
   std::string img = Busybox();

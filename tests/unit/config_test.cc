@@ -56,6 +56,14 @@ TEST(ProjectConfig, ValidatesOnWrite) {
   EXPECT_FALSE(config::ParseProjectConfig("[]").ok());
   EXPECT_FALSE(config::ParseProjectConfig(R"({"max_attempts": 0})").ok());
   EXPECT_FALSE(config::ParseProjectConfig(R"({"env": {"A": 1}})").ok());
+  auto scoped = config::ParseProjectConfig(R"({"cache_scope": "team-a.shared"})");
+  ASSERT_TRUE(scoped.ok()) << scoped.status().message();
+  EXPECT_EQ(scoped->cache_scope, "team-a.shared");
+  for (const char* bad : {R"({"cache_scope": ""})", R"({"cache_scope": "a b"})", R"({"cache_scope": 3})"}) {
+    auto r = config::ParseProjectConfig(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("cache_scope"), std::string::npos) << r.status().message();
+  }
   auto unknown = config::ParseProjectConfig(R"({"priorty": 1})");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("priorty"), std::string::npos);
