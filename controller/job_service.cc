@@ -158,6 +158,53 @@ class JobServiceImpl final : public v1::JobService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ExplainJob(grpc::ServerContext*, const v1::ExplainJobRequest* req, v1::Explanation* resp) override {
+    if (req->max_paths() < 0 || req->max_paths() > 10000)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "max_paths must be 0..10000");
+    size_t max_paths = req->max_paths() > 0 ? static_cast<size_t>(req->max_paths()) : 200;
+    auto job = c_->queue->Get(req->job_id());
+    if (!job.ok()) return api::ToGrpc(job.status());
+    api::ToProto(*job, resp->mutable_job());
+    auto prev = c_->queue->PreviousWithCommand(job->id);
+    if (!prev.ok()) return api::ToGrpc(prev.status());
+    const bool cacheable = cache::Cacheable(job->spec);
+    const bool cached = job->result && job->result->cached_from != 0;
+    resp->set_cacheable(cacheable);
+    resp->set_cached(cached);
+    bool same = false;
+    if (*prev) {
+      api::ToProto(**prev, resp->mutable_compared());
+      same = cache::Cacheable((*prev)->spec) && cacheable &&
+             cache::ActionDigest((*prev)->spec) == cache::ActionDigest(job->spec);
+      resp->set_same_action(same);
+      DiffSpecs((*prev)->spec, job->spec, resp);
+      const std::string& a = (*prev)->spec.input_root;
+      const std::string& b = job->spec.input_root;
+      if (a != b) {
+        // No input tree: an empty directory.
+        const std::string empty = cas::DigestOf(cas::Directory{}).Key();
+        auto da = cas::ParseDigest(a.empty() ? empty : a);
+        auto db = cas::ParseDigest(b.empty() ? empty : b);
+        if (da.ok() && db.ok()) {
+          auto d = c_->cas->trees().Diff(*da, *db, max_paths);
+          if (!d.ok()) return api::ToGrpc(d.status());
+          for (const auto& ch : d->changes) {
+            auto* pc = resp->add_path_changes();
+            pc->set_kind(ch.kind == cas::Change::kAdded     ? v1::PathChange::ADDED
+                         : ch.kind == cas::Change::kRemoved ? v1::PathChange::REMOVED
+                                                            : v1::PathChange::MODIFIED);
+            pc->set_path(ch.path);
+            if (ch.before) pc->set_before(DescribeEntry(*ch.before));
+            if (ch.after) pc->set_after(DescribeEntry(*ch.after));
+          }
+          resp->set_paths_truncated(d->truncated);
+        }
+      }
+    }
+    resp->set_verdict(Verdict(*job, prev->has_value() ? &**prev : nullptr, cacheable, cached, same));
+    return grpc::Status::OK;
+  }
+
   // State first, then log data from the offset; with follow, more of both
   // until the job ended and its log was sent.
   grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
@@ -213,6 +260,91 @@ class JobServiceImpl final : public v1::JobService::Service {
   }
 
  private:
+  static std::string DescribeEntry(const cas::Entry& e) {
+    switch (e.kind) {
+      case cas::Kind::kDir: return "directory " + e.digest.ToString();
+      case cas::Kind::kSymlink: return "symlink -> " + e.target;
+      case cas::Kind::kFile: break;
+    }
+    return (e.executable ? "executable file " : "file ") + e.digest.ToString();
+  }
+
+  // The action fields (other than argv, equal by choice of the compared job
+  // and the input tree, diffed by path) that differ.
+  static void DiffSpecs(const queue::JobSpec& a, const queue::JobSpec& b, v1::Explanation* resp) {
+    auto change = [&](const std::string& field, const std::string* before, const std::string* after) {
+      auto* c = resp->add_spec_changes();
+      c->set_field(field);
+      if (before) c->set_before(*before);
+      if (after) c->set_after(*after);
+      c->set_added(before == nullptr);
+      c->set_removed(after == nullptr);
+    };
+    auto maps = [&](const std::string& what, const std::map<std::string, std::string>& x,
+                    const std::map<std::string, std::string>& y) {
+      for (const auto& [k, v] : x) {
+        auto it = y.find(k);
+        if (it == y.end()) change(what + " " + k, &v, nullptr);
+        else if (it->second != v) change(what + " " + k, &v, &it->second);
+      }
+      for (const auto& [k, v] : y)
+        if (!x.count(k)) change(what + " " + k, nullptr, &v);
+    };
+    auto none = [](const std::string& s) { return s.empty() ? std::string("(none)") : s; };
+    if (a.image != b.image) {
+      std::string x = none(a.image), y = none(b.image);
+      change("image", &x, &y);
+    }
+    maps("env", a.env, b.env);
+    if (a.working_dir != b.working_dir) {
+      std::string x = "/src/" + a.working_dir, y = "/src/" + b.working_dir;
+      change("working_dir", &x, &y);
+    }
+    std::set<std::string> oa(a.outputs.begin(), a.outputs.end()), ob(b.outputs.begin(), b.outputs.end());
+    if (oa != ob) {
+      auto join = [](const std::set<std::string>& s) {
+        std::string out;
+        for (const auto& o : s) out += (out.empty() ? "" : " ") + o;
+        return out.empty() ? std::string("(none)") : out;
+      };
+      std::string x = join(oa), y = join(ob);
+      change("outputs", &x, &y);
+    }
+    maps("requirement", a.requirements, b.requirements);
+  }
+
+  static std::string Verdict(const queue::Job& j, const queue::Job* prev, bool cacheable, bool cached, bool same) {
+    std::string id = "job " + std::to_string(j.id);
+    if (cached) {
+      return id + " was served from the action cache: it is identical to job " +
+             std::to_string(j.result->cached_from) + ", whose result it took without running";
+    }
+    if (!cacheable) {
+      return id + " is not cacheable: it names no image, so its result depends on the worker's host "
+                  "(run it in an image: kiln submit --image, or the project's image setting)";
+    }
+    if (j.status == queue::JobStatus::kQueued && j.waits_for != 0) {
+      return id + " waits for job " + std::to_string(j.waits_for) +
+             ", identical and in flight; it will take its result";
+    }
+    if (!queue::IsTerminal(j.status)) return id + " has not finished; no cached result matched its action";
+    if (prev == nullptr) {
+      return id + " ran: no earlier job of project " + j.project + " had the same command, so nothing to reuse";
+    }
+    std::string other = "job " + std::to_string(prev->id);
+    if (!same) return id + " ran: its action differs from " + other + "'s (the nearest earlier job with this command) as listed";
+    if (prev->status != queue::JobStatus::kSucceeded) {
+      return id + " ran: " + other + " is identical but ended " + queue::ToString(prev->status) +
+             " (only successes are cached)";
+    }
+    if (prev->finished_ms > j.submitted_ms) {
+      return id + " ran: " + other + " is identical but had not finished when it was submitted";
+    }
+    return id + " ran although " + other + " is identical and had succeeded: it was submitted with --no-cache, "
+                "or the entry was dropped (unused for action_cache_max_age, or deleted), or the project's "
+                "cache_scope changed";
+  }
+
   Status Fill(int64_t id, v1::Job* out) {
     auto j = c_->queue->Get(id);
     if (!j.ok()) return j.status();

@@ -221,6 +221,35 @@ Result<std::vector<PathEntry>> Flatten(const Digest& root,
   return out;
 }
 
+void DiffDirectories(std::string_view path, const Directory& before, const Directory& after,
+                     std::vector<Change>* changes,
+                     std::vector<std::tuple<std::string, Digest, Digest>>* descend) {
+  // Both sides are sorted by name: one merge pass.
+  size_t i = 0, j = 0;
+  const auto& a = before.entries;
+  const auto& b = after.entries;
+  while (i < a.size() || j < b.size()) {
+    int cmp = i == a.size() ? 1 : j == b.size() ? -1 : a[i].name.compare(b[j].name);
+    if (cmp < 0) {
+      changes->push_back({Change::kRemoved, JoinPath(path, a[i].name), a[i], std::nullopt});
+      ++i;
+    } else if (cmp > 0) {
+      changes->push_back({Change::kAdded, JoinPath(path, b[j].name), std::nullopt, b[j]});
+      ++j;
+    } else {
+      if (a[i] != b[j]) {
+        if (a[i].kind == Kind::kDir && b[j].kind == Kind::kDir) {
+          descend->emplace_back(JoinPath(path, a[i].name), a[i].digest, b[j].digest);
+        } else {
+          changes->push_back({Change::kModified, JoinPath(path, a[i].name), a[i], b[j]});
+        }
+      }
+      ++i;
+      ++j;
+    }
+  }
+}
+
 std::string JoinPath(std::string_view dir, std::string_view name) {
   if (dir.empty()) return std::string(name);
   std::string out(dir);

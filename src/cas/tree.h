@@ -4,9 +4,11 @@
 // named by its root node's digest.
 
 #include <map>
-#include <unordered_map>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "cas/digest.h"
@@ -64,6 +66,21 @@ struct PathEntry {
 Result<std::vector<PathEntry>> Flatten(const Digest& root,
                                        const std::unordered_map<std::string, const Directory*>& nodes_by_hash,
                                        int64_t max_entries);
+
+// One difference between two trees. A directory added or removed is one
+// change (its contents are not listed); a directory on both sides whose
+// digest differs is descended into rather than reported.
+struct Change {
+  enum Kind { kAdded, kRemoved, kModified } kind = kModified;
+  std::string path;
+  std::optional<Entry> before, after;  // absent on the side that lacks it
+};
+// The changes between two directories at `path`, in name order; appends the
+// names of subdirectories present on both sides with different digests
+// (to be compared next) to `descend` as (path, before, after).
+void DiffDirectories(std::string_view path, const Directory& before, const Directory& after,
+                     std::vector<Change>* changes,
+                     std::vector<std::tuple<std::string, Digest, Digest>>* descend);
 
 // Joins a relative path and a name ("" + "a" = "a").
 std::string JoinPath(std::string_view dir, std::string_view name);

@@ -1,6 +1,7 @@
 #include "cas/tree_store.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "db/pool.h"
 
@@ -137,6 +138,58 @@ Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
       },
       "cannot read tree " + root.ToString());
   if (!s.ok()) return s;
+  return out;
+}
+
+Result<TreeStore::TreeDiff> TreeStore::Diff(const Digest& before, const Digest& after, size_t max_changes) {
+  TreeDiff out;
+  std::vector<std::tuple<std::string, Digest, Digest>> level;
+  if (before.hash != after.hash) level.emplace_back("", before, after);
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        while (!level.empty()) {
+          std::vector<Digest> want;
+          for (const auto& [p, a, b] : level) {
+            want.push_back(a);
+            want.push_back(b);
+          }
+          auto r = tx.exec_params(
+              "SELECT t.digest, e.key, e.value FROM cas_trees t LEFT JOIN LATERAL each(t.entries) e ON true"
+              " WHERE t.digest = ANY($1::text[]) ORDER BY t.digest, e.key COLLATE \"C\"",
+              ArrayLiteral(want));
+          std::unordered_map<std::string, Directory> nodes;
+          nodes[DigestOf(Directory{}).hash] = Directory{};  // stored or not
+          for (const auto& row : r) {
+            auto& d = nodes[row[0].as<std::string>()];
+            if (row[1].is_null()) continue;  // an empty directory
+            auto e = EntryFromValue(row[1].as<std::string>(), row[2].as<std::string>());
+            if (!e.ok()) return e.status();
+            d.entries.push_back(std::move(*e));
+          }
+          std::vector<std::tuple<std::string, Digest, Digest>> next;
+          for (const auto& [p, a, b] : level) {
+            auto ia = nodes.find(a.hash), ib = nodes.find(b.hash);
+            if (ia == nodes.end() || ib == nodes.end()) {
+              return NotFound("directory node " + (ia == nodes.end() ? a : b).ToString() + " of '" +
+                              (p.empty() ? std::string(".") : p) + "' is not stored (collected?)");
+            }
+            DiffDirectories(p, ia->second, ib->second, &out.changes, &next);
+            if (out.changes.size() > max_changes) {
+              out.changes.resize(max_changes);
+              out.truncated = true;
+              return Status::Ok();
+            }
+          }
+          level = std::move(next);
+        }
+        return Status::Ok();
+      },
+      "cannot compare trees " + before.ToString() + " and " + after.ToString());
+  if (!s.ok()) return s;
+  // Breadth-first order: sort for reading.
+  std::sort(out.changes.begin(), out.changes.end(),
+            [](const Change& x, const Change& y) { return x.path < y.path; });
   return out;
 }
 

@@ -35,6 +35,15 @@ class TreeStore {
   };
   Result<Reach> Reachable(const Digest& root);
 
+  // What changed from tree `before` to tree `after`, reading only the nodes
+  // on differing paths (one query per level). At most `max_changes` are
+  // returned; `truncated` says there were more. NotFound if a node is missing.
+  struct TreeDiff {
+    std::vector<Change> changes;
+    bool truncated = false;
+  };
+  Result<TreeDiff> Diff(const Digest& before, const Digest& after, size_t max_changes);
+
   // Hashes of every node and blob reachable from kiln_cas_live_roots, and
   // of kiln_cas_live_blobs (images).
   Result<std::unordered_set<std::string>> LiveHashes(int64_t output_retention_s);

@@ -136,6 +136,14 @@ int Main(int argc, char** argv) {
   st->add_option("id", status_id, "job id")->type_name("ID")->required();
   st->callback([&] { action = [&](Client& c) { return RunStatus(c, g, status_id); }; });
 
+  // why
+  WhyArgs why;
+  auto* wy = Sub(&app, "why", "Say why a job was or was not served from the cache, and what changed");
+  wy->add_option("id", why.job_id, "job id")->type_name("ID")->required();
+  wy->add_option("--max-paths", why.max_paths, "list at most this many changed paths (default 200)")
+      ->check(CLI::Range(1, 10000));
+  wy->callback([&] { action = [&](Client& c) { return RunWhy(c, g, why); }; });
+
   // image
   auto* im = Sub(&app, "image", "OCI images builds run in (import, list, rm)");
   im->require_subcommand(1);

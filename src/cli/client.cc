@@ -108,6 +108,16 @@ Result<v1::Job> Client::GetJob(int64_t job_id) {
   });
 }
 
+Result<v1::Explanation> Client::ExplainJob(int64_t job_id, int max_paths) {
+  if (!impl_->jobs) return NoStub("JobService");
+  v1::ExplainJobRequest req;
+  req.set_job_id(job_id);
+  req.set_max_paths(max_paths);
+  return Call<v1::Explanation>(impl_->options, [&](grpc::ClientContext* ctx, v1::Explanation* resp) {
+    return impl_->jobs->ExplainJob(ctx, req, resp);
+  });
+}
+
 Result<v1::Job> Client::CancelJob(int64_t job_id, const std::string& reason) {
   if (!impl_->jobs) return NoStub("JobService");
   v1::CancelJobRequest req;

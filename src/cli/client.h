@@ -46,6 +46,7 @@ class Client {
   // same request: set request_id so that a retry cannot create a second job.
   Result<v1::SubmitResponse> Submit(const v1::SubmitRequest& req);
   Result<v1::Job> GetJob(int64_t job_id);
+  Result<v1::Explanation> ExplainJob(int64_t job_id, int max_paths);
   Result<v1::Job> CancelJob(int64_t job_id, const std::string& reason);
   Result<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& req);
 

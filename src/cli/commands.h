@@ -50,6 +50,12 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a);
 
 int RunStatus(Client& c, const Globals& g, const std::string& job_id);
 
+struct WhyArgs {
+  std::string job_id;
+  int max_paths = 200;
+};
+int RunWhy(Client& c, const Globals& g, const WhyArgs& a);
+
 struct OutputsArgs {
   std::string job_id;
   std::string dest = ".";

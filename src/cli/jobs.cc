@@ -220,6 +220,55 @@ int RunStatus(Client& c, const Globals& g, const std::string& job_id) {
   return kExitOk;
 }
 
+int RunWhy(Client& c, const Globals& g, const WhyArgs& a) {
+  auto id = ParseJobId(a.job_id);
+  if (!id.ok()) return UsageError(id.status().message());
+  auto ex = c.ExplainJob(*id, a.max_paths);
+  if (!ex.ok()) return ReportError(ex.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJson(*ex));
+    return kExitOk;
+  }
+  PrintLine(ex->verdict() + ".");
+  if (!ex->has_compared()) return kExitOk;
+  const v1::Job& p = ex->compared();
+  std::string when = p.finished_at_ms() > 0 ? ", " + FormatAge(p.finished_at_ms(), NowUnixMs()) + " ago" : "";
+  PrintLine("compared with job " + std::to_string(p.id()) + " (" + JobStatusName(p.status()) + when +
+            "), the nearest earlier job of project " + p.project() + " with the same command:");
+  if (ex->same_action()) PrintLine("  same image, command, environment, working directory, inputs and outputs");
+  for (const auto& sc : ex->spec_changes()) {
+    if (sc.added()) PrintLine("  " + sc.field() + ": added, \"" + sc.after() + "\"");
+    else if (sc.removed()) PrintLine("  " + sc.field() + ": removed (was \"" + sc.before() + "\")");
+    else PrintLine("  " + sc.field() + ": \"" + sc.before() + "\" -> \"" + sc.after() + "\"");
+  }
+  if (ex->path_changes_size() > 0) {
+    int added = 0, removed = 0, modified = 0;
+    for (const auto& pc : ex->path_changes()) {
+      if (pc.kind() == v1::PathChange::ADDED) ++added;
+      else if (pc.kind() == v1::PathChange::REMOVED) ++removed;
+      else ++modified;
+    }
+    PrintLine("  input tree: " + std::to_string(modified) + " modified, " + std::to_string(added) + " added, " +
+              std::to_string(removed) + " removed" + (ex->paths_truncated() ? " (first " + std::to_string(ex->path_changes_size()) + " changes; --max-paths shows more)" : ""));
+    // Digests cut to 12 hex digits to keep a line readable (--json has them whole).
+    auto shorten = [](std::string s) {
+      size_t at = s.find("sha256:");
+      if (at != std::string::npos && s.size() >= at + 7 + 64) s.replace(at + 7 + 12, 52, "..");
+      return s;
+    };
+    Table t({"", "PATH", "BEFORE", "AFTER"});
+    for (const auto& pc : ex->path_changes()) {
+      const char* kind = pc.kind() == v1::PathChange::ADDED ? "added" : pc.kind() == v1::PathChange::REMOVED ? "removed" : "modified";
+      t.AddRow({std::string("    ") + kind, pc.path(), pc.before().empty() ? "-" : shorten(pc.before()),
+                pc.after().empty() ? "-" : shorten(pc.after())});
+    }
+    t.Print(stdout);
+  } else if (ex->job().spec().input_root().hash() == p.spec().input_root().hash()) {
+    PrintLine("  input tree: the same");
+  }
+  return kExitOk;
+}
+
 int RunLogs(Client& c, const Globals& g, const LogsArgs& a) {
   auto id = ParseJobId(a.job_id);
   if (!id.ok()) return UsageError(id.status().message());

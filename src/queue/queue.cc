@@ -375,6 +375,24 @@ Result<Job> Queue::Get(int64_t id) {
   return job;
 }
 
+Result<std::optional<Job>> Queue::PreviousWithCommand(int64_t id) {
+  std::optional<Job> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        auto r = tx.exec_params(std::string("SELECT ") + kJobColumns + kJobFrom +
+                                    ", build_jobs me WHERE me.id = $1 AND j.project_id = me.project_id"
+                                    " AND j.id < me.id AND j.spec->'argv' = me.spec->'argv'"
+                                    " ORDER BY j.id DESC LIMIT 1",
+                                id);
+        if (!r.empty()) out = RowToJob(r[0]);
+        return Status::Ok();
+      },
+      "cannot look up earlier jobs of job " + std::to_string(id));
+  if (!s.ok()) return s;
+  return out;
+}
+
 Result<std::vector<Job>> Queue::List(const ListFilter& f) {
   std::vector<Job> jobs;
   std::string statuses = "{";

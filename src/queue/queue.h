@@ -36,6 +36,9 @@ class Queue {
   // with a different job is AlreadyExists.
   Result<SubmitOutcome> Submit(const NewJob& job);
   Result<Job> Get(int64_t job_id);
+  // The nearest earlier job of the same project with the same argv; nullopt
+  // if there is none.
+  Result<std::optional<Job>> PreviousWithCommand(int64_t job_id);
   Result<std::vector<Job>> List(const ListFilter& filter);
   // Queued: cancelled at once. Setup/running: cancel_requested is set and the
   // holding worker is told (via NOTIFY kiln_cancel). Ended: FailedPrecondition.

@@ -7,7 +7,8 @@
 # cas hashes and submits the PostgreSQL 15 source tree, fetched once with
 # apt-get source into KILN_BENCH_SRC_DIR (default /var/tmp/kiln-bench-src) and
 # reused; it adds a deb-src entry (/etc/apt/sources.list.d/zz-kiln-src.sources)
-# when apt has none.
+# when apt has none. It ends with the action cache: the same tree and command
+# in the busybox image submitted again, end to end (action_cache_hit_s).
 #
 # sandbox times the worker's per-job runc path against bare `runc run` of the
 # same bundle (busybox image, median of 50) and unpacking the toolchain image
@@ -192,3 +193,25 @@ echo "upload_onefile_blobs=$up_blobs"
 echo "upload_onefile_nodes=$up_nodes"
 slashes="${changed//[^\/]/}"
 echo "onefile_path_depth=$((${#slashes} + 1))"  # the root, src, backend, utils, adt
+
+# Action cache: the same tree and command in an image, submitted again end to
+# end (hash with the warm local cache, FindMissing, submit, cache hit, log,
+# exit). The first submit runs the job (and materializes the whole tree).
+bb="$(deploy/images/busybox.sh "$state/busybox.tar")"
+img="$("$build/bin/kiln" --controller "$addr" image import "$bb" 2>/dev/null)"
+kiln_image_submit() {
+  XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
+    --input "$copy" -- sh -c 'ls | wc -l' >/dev/null 2>"$state/ac.err"
+}
+t0="$(now)"
+kiln_image_submit || { echo "bench: the image job failed:" >&2; cat "$state/ac.err" >&2; exit 1; }
+awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "action_cache_miss_s=%.3f\n", b - a}'
+hit_s=()
+for _ in 1 2 3; do
+  t0="$(now)"
+  kiln_image_submit || { echo "bench: the cached submit failed:" >&2; cat "$state/ac.err" >&2; exit 1; }
+  hit_s+=("$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f", b - a}')")
+  grep -q 'from the action cache' "$state/ac.err" ||
+    { echo "bench: the identical submit was not served from the action cache:" >&2; cat "$state/ac.err" >&2; exit 1; }
+done
+echo "action_cache_hit_s=$(median3 "${hit_s[@]}")"

@@ -128,6 +128,54 @@ TEST_F(ActionCache, EntriesServeOnlyTheirProjectUnlessProjectsShareAScope) {
   EXPECT_NE(alpha.err.find("action cache"), std::string::npos) << alpha.err;
 }
 
+TEST_F(ActionCache, WhySaysWhatChangedSinceTheNearestEarlierJob) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  test::WriteFile(src + "/inc/defs.h", "#define A 1\n");
+  test::WriteFile(src + "/gone.c", "x\n");
+  ASSERT_EQ(Build(img, src, kScript).exit_code, 0);
+  int64_t first = LastJob();
+  ASSERT_EQ(Build(img, src, kScript).exit_code, 0);
+  int64_t hit = LastJob();
+  auto why_hit = Kiln({"why", std::to_string(hit)});
+  ASSERT_EQ(why_hit.exit_code, 0) << why_hit.err;
+  EXPECT_NE(why_hit.out.find("was served from the action cache: it is identical to job " + std::to_string(first)),
+            std::string::npos)
+      << why_hit.out;
+  // A header changed, a file added, one removed, and a flag.
+  test::WriteFile(src + "/inc/defs.h", "#define A 2\n");
+  test::WriteFile(src + "/inc/new.h", "\n");
+  fs::remove(src + "/gone.c");
+  ASSERT_EQ(Build(img, src, kScript, {"--env", "CFLAGS=-O0"}).exit_code, 0);
+  int64_t changed = LastJob();
+  auto why = Kiln({"why", std::to_string(changed)});
+  ASSERT_EQ(why.exit_code, 0) << why.err;
+  EXPECT_NE(why.out.find("ran: its action differs from job " + std::to_string(hit)), std::string::npos) << why.out;
+  EXPECT_NE(why.out.find("compared with job " + std::to_string(hit) + " (succeeded"), std::string::npos) << why.out;
+  EXPECT_NE(why.out.find("env CFLAGS: added, \"-O0\""), std::string::npos) << why.out;
+  EXPECT_NE(why.out.find("input tree: 1 modified, 1 added, 1 removed"), std::string::npos) << why.out;
+  std::string before = cas::DigestOf(std::string_view("#define A 1\n")).hash.substr(0, 12);
+  std::string after = cas::DigestOf(std::string_view("#define A 2\n")).hash.substr(0, 12);
+  auto line_of = [&](const std::string& path) {
+    size_t at = why.out.find(" " + path + " ");
+    if (at == std::string::npos) return std::string();
+    size_t start = why.out.rfind('\n', at) + 1;
+    return why.out.substr(start, why.out.find('\n', at) - start);
+  };
+  std::string header = line_of("inc/defs.h");
+  EXPECT_NE(header.find("modified"), std::string::npos) << why.out;
+  EXPECT_NE(header.find("file sha256:" + before), std::string::npos) << header;
+  EXPECT_NE(header.find("file sha256:" + after), std::string::npos) << header;
+  EXPECT_NE(line_of("inc/new.h").find("added"), std::string::npos) << why.out;
+  EXPECT_NE(line_of("gone.c").find("removed"), std::string::npos) << why.out;
+  // Not cacheable at all: said so.
+  ASSERT_EQ(Kiln({"submit", "--no-input", "--", "true"}).exit_code, 0);
+  auto plain = Kiln({"why", std::to_string(LastJob())});
+  EXPECT_NE(plain.out.find("is not cacheable: it names no image"), std::string::npos) << plain.out;
+  EXPECT_EQ(Kiln({"why", "999999"}).exit_code, 4);
+}
+
 TEST_F(ActionCache, OnlySuccessfulContainerBuildsAreCached) {
   Up();
   std::string img = Busybox();

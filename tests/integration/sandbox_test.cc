@@ -99,19 +99,15 @@ TEST_F(Sandbox, LimitsEndTheJobAndSayWhich) {
   auto slow = Run(img, {"--timeout-s", "1"}, "sleep 30");
   EXPECT_EQ(slow.exit_code, 124) << slow.err;
   // CPU: half a core is the container's CFS quota while it runs.
-  auto cpu = Run(img, {"--cpus", "0.5", "--detach"}, "sleep 30");
+  auto cpu = Run(img, {"--cpus", "0.5", "--detach"}, "echo started; sleep 30");
   ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
-  std::string quota;
-  EXPECT_TRUE(test::WaitFor(
-      [&] {
-        auto q = test::RunCommand({"/bin/sh", "-c", "cat /sys/fs/cgroup/cpu/kiln/kiln-*-" + std::to_string(std::stoll(cpu.out)) +
-                                                        "-1/cpu.cfs_quota_us"},
-                                  10s);
-        quota = q.out;
-        return q.exit_code == 0;
-      },
-      30s));
-  EXPECT_EQ(quota, "50000\n");
+  int64_t cpu_job = std::stoll(cpu.out);
+  // Once the build runs, runc has set its cgroup up.
+  ASSERT_TRUE(test::WaitFor([&] { return Log(*Jobs(), cpu_job) == "started\n"; }, 30s));
+  auto quota = test::RunCommand(
+      {"/bin/sh", "-c", "cat /sys/fs/cgroup/cpu/kiln/" + Containers() .substr(0, Containers().find('\n')) + "/cpu.cfs_quota_us"},
+      10s);
+  EXPECT_EQ(quota.out, "50000\n") << quota.err;
   EXPECT_EQ(Kiln({"cancel", cpu.out.substr(0, cpu.out.find('\n'))}).exit_code, 0);
   // Nothing of them is left running.
   auto left = test::RunCommand({"/bin/sh", "-c", "ls " + dir_.path() + "/w0/bundles | wc -l"}, 10s);

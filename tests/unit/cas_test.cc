@@ -70,6 +70,31 @@ TEST(Tree, CanonicalEncodingIsPinned) {
             "x 1:x e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0\n");
 }
 
+TEST(Tree, DiffListsChangesAndDescendsOnlyIntoChangedDirectories) {
+  auto file = [](const char* name, const char* content, bool exec = false) {
+    return Entry{name, Kind::kFile, DigestOf(std::string_view(content)), exec, ""};
+  };
+  auto dir = [](const char* name, const char* seed) {
+    return Entry{name, Kind::kDir, DigestOf(std::string_view(seed)), false, ""};
+  };
+  Directory before{{file("a.c", "a"), dir("inc", "inc-1"), file("old.h", "o"), dir("same", "s"),
+                    file("run.sh", "r"), Entry{"x", Kind::kSymlink, {}, false, "a.c"}}};
+  Directory after{{file("a.c", "a2"), dir("inc", "inc-2"), file("new.h", "n"), dir("same", "s"),
+                   file("run.sh", "r", true), dir("x", "now-a-dir")}};
+  std::vector<Change> changes;
+  std::vector<std::tuple<std::string, Digest, Digest>> descend;
+  DiffDirectories("src", before, after, &changes, &descend);
+  std::vector<std::string> got;
+  for (const auto& c : changes) {
+    got.push_back(std::string(c.kind == Change::kAdded ? "+" : c.kind == Change::kRemoved ? "-" : "~") + c.path);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"~src/a.c", "+src/new.h", "-src/old.h", "~src/run.sh", "~src/x"}));
+  ASSERT_EQ(descend.size(), 1u);  // inc differs; same does not
+  EXPECT_EQ(std::get<0>(descend[0]), "src/inc");
+  EXPECT_FALSE(changes[1].before.has_value());
+  EXPECT_EQ(changes[3].after->executable, true);
+}
+
 TEST(Tree, SampleTreeHasItsPinnedRootDigest) {
   test::TempDir dir;
   MakeSample(dir.path(), false);
