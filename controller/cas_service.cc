@@ -7,6 +7,7 @@
 
 #include "api/convert.h"
 #include "common/util.h"
+#include "cas/limits.h"
 #include "controller/cas.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -14,12 +15,11 @@ namespace kiln::controller {
 
 namespace {
 
-constexpr int kMaxDigestsPerCall = 10000;
-constexpr int64_t kMaxBatchBytes = 4 << 20;      // BatchUpload
-constexpr int64_t kMaxBatchReadBytes = 3 << 20;  // BatchRead: a response stays under gRPC's default 4 MiB
+using cas::kBatchReadOverheadPerBlob;
+using cas::kMaxBatchReadBytes;
+using cas::kMaxDigestsPerCall;
 constexpr int64_t kReadChunk = 1 << 20;
 constexpr int64_t kTreePageBytes = 2 << 20;
-constexpr int64_t kPerBlobOverhead = 128;  // digest and framing of one blob in a response
 
 }  // namespace
 
@@ -147,7 +147,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       Status s = cas::CheckDigest(d, "blob");
       if (s.ok() && d.size > cas_->cfg().cas_max_blob_bytes) s = TooLarge(d);
       total += static_cast<int64_t>(b.data().size());
-      if (s.ok() && total > kMaxBatchBytes)
+      if (s.ok() && total > cas::kMaxBatchUploadBytes)
         s = InvalidArgument("BatchUpload carries at most 4 MiB; send larger blobs with Write");
       if (!s.ok()) {
         st->set_code(static_cast<int>(s.code()));
@@ -176,12 +176,12 @@ class CasServiceImpl final : public v1::CasService::Service {
       *st->mutable_digest() = pd;
       cas::Digest d = api::FromProto(pd);
       Status s = cas::CheckDigest(d, "blob");
-      if (s.ok() && total + d.size + kPerBlobOverhead > kMaxBatchReadBytes)
+      if (s.ok() && total + d.size + kBatchReadOverheadPerBlob > kMaxBatchReadBytes)
         s = ResourceExhausted("BatchRead returns at most 3 MiB; read " + d.ToString() + " with Read or in another call");
       if (s.ok()) {
         auto data = cas_->blobs().Read(d, 0, 0);
         if (data.ok()) {
-          total += d.size + kPerBlobOverhead;
+          total += d.size + kBatchReadOverheadPerBlob;
           auto* b = resp->add_blobs();
           *b->mutable_digest() = pd;
           *b->mutable_data() = std::move(*data);

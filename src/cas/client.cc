@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api/convert.h"
+#include "cas/limits.h"
 #include "common/util.h"
 
 namespace kiln::cas {
@@ -21,9 +22,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kSmallBlob = 1 << 20;     // larger blobs are streamed
-constexpr int64_t kBatchBytes = 3 << 20;    // per BatchUpload / BatchRead
+constexpr int64_t kBatchBytes = 3 << 20;    // per BatchUpload (under kMaxBatchUploadBytes)
 constexpr int64_t kChunk = 1 << 20;         // Write stream chunk
-constexpr size_t kDigestsPerCall = 10000;
+constexpr size_t kDigestsPerCall = kMaxDigestsPerCall;
 constexpr size_t kCallsInFlight = 4;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
@@ -381,11 +382,13 @@ Status CasClient::FetchBlobs(const std::vector<Digest>& blobs, const std::functi
   while (i < small.size()) {
     v1::BatchReadRequest req;
     int64_t bytes = 0;
-    for (; i < small.size() && (req.digests_size() == 0 || bytes + small[i].size <= kBatchBytes) &&
-           req.digests_size() < static_cast<int>(kDigestsPerCall);
+    // The service counts each blob's framing too (cas/limits.h).
+    for (; i < small.size() &&
+           (req.digests_size() == 0 || bytes + small[i].size + kBatchReadOverheadPerBlob <= kMaxBatchReadBytes) &&
+           req.digests_size() < kMaxDigestsPerCall;
          ++i) {
       *req.add_digests() = api::ToProto(small[i]);
-      bytes += small[i].size;
+      bytes += small[i].size + kBatchReadOverheadPerBlob;
     }
     v1::BatchReadResponse resp;
     auto ctx = Ctx();

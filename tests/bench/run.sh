@@ -140,7 +140,7 @@ awk -v c="$cold" -v s="$sha" 'BEGIN {printf "hash_vs_sha256sum=%.2f\n", c / s}'
 
 # Uploads: a fresh controller (own CAS dir; the database's tree nodes emptied)
 # and one worker, as the e2e mode runs them.
-sql "TRUNCATE job_logs, build_jobs, cas_trees RESTART IDENTITY; DELETE FROM workers"
+sql "TRUNCATE action_cache, job_logs, build_jobs, cas_trees RESTART IDENTITY; DELETE FROM workers"
 "$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
   --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn >"$state/controller.log" 2>&1 &
 pids+=($!)

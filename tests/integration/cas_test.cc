@@ -116,6 +116,29 @@ TEST_F(Cas, OnlyWhatTheFarmLacksCrossesTheWire) {
   EXPECT_EQ(Log(*Jobs(), id), "int x = 42;\nint y;\n");
 }
 
+TEST_F(Cas, AWorkerFetchesATreeOfThousandsOfSmallFiles) {
+  // More small files than fit one BatchRead with the service's per-blob
+  // framing counted (a worker once asked for 3 MiB of data in one call).
+  StartController();
+  StartWorker(0, 1);
+  std::string src = dir_.path() + "/many";
+  for (int i = 0; i < 2500; ++i) {
+    test::WriteFile(src + "/d" + std::to_string(i % 10) + "/f" + std::to_string(i) + ".c",
+                    std::to_string(i) + std::string(1500, 'x') + "\n");
+  }
+  auto t = Tree(src);
+  Upload(t);
+  int64_t id = 0;
+  auto s = SubmitTree(t.root, {"sh", "-c", "cat d*/f*.c | wc -c"}, &id);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(test::WaitFor([&] { return Ended(id); }, 60s));
+  auto j = Get(*Jobs(), id);
+  EXPECT_EQ(j.status(), v1::SUCCEEDED) << j.result().error();
+  int64_t bytes = 0;
+  for (int i = 0; i < 2500; ++i) bytes += static_cast<int64_t>(std::to_string(i).size()) + 1501;
+  EXPECT_EQ(Log(*Jobs(), id), std::to_string(bytes) + "\n");
+}
+
 TEST_F(Cas, RefusedInputsChangeNothing) {
   extra_conf_ = "cas_max_blob_bytes = 1MiB\n";
   SetUp();
