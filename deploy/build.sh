@@ -2,7 +2,8 @@
 # Configure and build kiln with CMake + Ninja + ccache.
 #   deploy/build.sh [extra cmake -D options...]
 # Env: BUILD_DIR (default: build, relative to the repo root),
-#      CCACHE_DIR (default: <repo>/.ccache), KILN_BUILD_JOBS (default: 2).
+#      CCACHE_DIR (default: ~/.cache/kiln/ccache, shared by every clone on this
+#      machine, so a fresh clone builds from the cache), KILN_BUILD_JOBS (default: 2).
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -12,7 +13,12 @@ die() { printf 'build: error: %s\n' "$*" >&2; exit 1; }
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${KILN_BUILD_JOBS:-2}
-export CCACHE_DIR=${CCACHE_DIR:-$REPO/.ccache}
+export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/kiln/ccache}
+# Paths relative to the repo in the cache key, and not the build directory:
+# clones in other directories hit (their debug info may then name the first
+# clone's source paths).
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$REPO}
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 
 for tool in cmake ninja ccache; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run deploy/install-deps.sh first"
