@@ -198,12 +198,16 @@ constexpr const char* kApplyUpdatesSql =
     " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
     "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
     " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size),"
+    // DISTINCT ON: two identical successes in one batch write one entry (an
+    // upsert may not touch a row twice in one statement).
     " cached AS (INSERT INTO action_cache (scope, digest, job_id, result)"
-    "   SELECT u.cache_scope, u.action_digest, u.id, u.result FROM upd u"
+    "   SELECT DISTINCT ON (u.cache_scope, u.action_digest) u.cache_scope, u.action_digest, u.id, u.result"
+    "   FROM upd u"
     "   WHERE u.status = 'succeeded' AND u.action_digest IS NOT NULL AND u.cache_scope IS NOT NULL"
     "     AND (u.result->>'exit_code')::int = 0"
     "     AND (NOT u.result ? 'output_root' OR EXISTS (SELECT 1 FROM cas_trees t"
     "          WHERE t.digest = split_part(u.result->>'output_root', '/', 1)))"
+    "   ORDER BY u.cache_scope, u.action_digest, u.id DESC"
     "   ON CONFLICT (scope, digest) DO UPDATE SET job_id = excluded.job_id, result = excluded.result,"
     "     created_at = now(), last_used = now()"
     "   RETURNING job_id),"

@@ -215,6 +215,33 @@ TEST_F(QueueTest, StaleAttemptChangesNothing) {
   EXPECT_EQ(log->data, "real output");
 }
 
+TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
+  // Both run (--no-cache, say) and their successes reach the database in the
+  // same batch: both are applied, one entry is written.
+  queue::NewJob j;
+  j.project = "default";
+  j.spec.argv = {"true"};
+  j.spec.image = "sha256:" + std::string(64, 'a');
+  j.action_digest = std::string(64, 'd');
+  j.cache_scope = "default";
+  j.no_cache = true;
+  auto a = q_->Submit(j), b = q_->Submit(j);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::string s = Worker("w");
+  auto c = q_->Claim("w", s, 2);
+  ASSERT_TRUE(c.ok() && c->size() == 2);
+  auto out = q_->Apply({Done("w", (*c)[0]), Done("w", (*c)[1])}, {});
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_TRUE((*out)[0].applied && (*out)[1].applied);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "1");
+  // And the next identical submit is served from it.
+  j.no_cache = false;
+  auto hit = q_->Submit(j);
+  ASSERT_TRUE(hit.ok());
+  EXPECT_EQ(hit->job.status, JobStatus::kSucceeded);
+  EXPECT_NE(hit->job.result->cached_from, 0);
+}
+
 TEST_F(QueueTest, ReadLogStopsAtAGapUnlessTheJobEnded) {
   int64_t id = SubmitJob();
   std::string s = Worker("w");
