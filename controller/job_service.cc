@@ -187,7 +187,10 @@ class JobServiceImpl final : public v1::JobService::Service {
         auto db = cas::ParseDigest(b.empty() ? empty : b);
         if (da.ok() && db.ok()) {
           auto d = c_->cas->trees().Diff(*da, *db, max_paths);
-          if (!d.ok()) return api::ToGrpc(d.status());
+          if (!d.ok()) {
+            resp->set_paths_unavailable(d.status().message());
+            d = cas::TreeStore::TreeDiff{};
+          }
           for (const auto& ch : d->changes) {
             auto* pc = resp->add_path_changes();
             pc->set_kind(ch.kind == cas::Change::kAdded     ? v1::PathChange::ADDED

@@ -241,7 +241,9 @@ int RunWhy(Client& c, const Globals& g, const WhyArgs& a) {
     else if (sc.removed()) PrintLine("  " + sc.field() + ": removed (was \"" + sc.before() + "\")");
     else PrintLine("  " + sc.field() + ": \"" + sc.before() + "\" -> \"" + sc.after() + "\"");
   }
-  if (ex->path_changes_size() > 0) {
+  if (!ex->paths_unavailable().empty()) {
+    PrintLine("  input tree: changed, but the trees cannot be compared: " + ex->paths_unavailable());
+  } else if (ex->path_changes_size() > 0) {
     int added = 0, removed = 0, modified = 0;
     for (const auto& pc : ex->path_changes()) {
       if (pc.kind() == v1::PathChange::ADDED) ++added;

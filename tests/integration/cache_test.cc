@@ -169,6 +169,13 @@ TEST_F(ActionCache, WhySaysWhatChangedSinceTheNearestEarlierJob) {
   EXPECT_NE(header.find("file sha256:" + after), std::string::npos) << header;
   EXPECT_NE(line_of("inc/new.h").find("added"), std::string::npos) << why.out;
   EXPECT_NE(line_of("gone.c").find("removed"), std::string::npos) << why.out;
+  // The earlier tree was collected meanwhile: said so, the rest still shown.
+  test::Sql(url_, "DELETE FROM cas_trees WHERE digest = '" + Get(*Jobs(), hit).spec().input_root().hash() + "'");
+  auto gone = Kiln({"why", std::to_string(changed)});
+  EXPECT_EQ(gone.exit_code, 0) << gone.err;
+  EXPECT_NE(gone.out.find("input tree: changed, but the trees cannot be compared: directory node"), std::string::npos)
+      << gone.out;
+  EXPECT_NE(gone.out.find("env CFLAGS"), std::string::npos) << gone.out;
   // Not cacheable at all: said so.
   ASSERT_EQ(Kiln({"submit", "--no-input", "--", "true"}).exit_code, 0);
   auto plain = Kiln({"why", std::to_string(LastJob())});
