@@ -113,7 +113,8 @@ class JobServiceImpl final : public v1::JobService::Service {
     else job.spec.requirements["plain"] = "yes";
     if (cache::Cacheable(job.spec)) {
       job.action_digest = cache::ActionDigest(job.spec);
-      job.cache_scope = pc->cache_scope.empty() ? project : pc->cache_scope;
+      // Separate namespaces: no project can name another's private scope.
+      job.cache_scope = pc->cache_scope.empty() ? "project:" + project : "shared:" + pc->cache_scope;
       job.no_cache = req->no_cache();
     }
     auto out = c_->queue->Submit(job);
@@ -341,11 +342,12 @@ class JobServiceImpl final : public v1::JobService::Service {
              " (only successes are cached)";
     }
     if (prev->finished_ms > j.submitted_ms) {
-      return id + " ran: " + other + " is identical but had not finished when it was submitted";
+      return id + " ran: " + other + " is identical but was still in flight when it was submitted; it was "
+                  "submitted with --no-cache, in the same instant, or with a higher priority or another cluster";
     }
     return id + " ran although " + other + " is identical and had succeeded: it was submitted with --no-cache, "
-                "or the entry was dropped (unused for action_cache_max_age, or deleted), or the project's "
-                "cache_scope changed";
+                "or that result was not recorded or was dropped (unused for action_cache_max_age, or deleted), "
+                "or the project's cache_scope changed";
   }
 
   Status Fill(int64_t id, v1::Job* out) {

@@ -13,15 +13,23 @@ CREATE TABLE action_cache (
     PRIMARY KEY (scope, digest)
 );
 CREATE INDEX action_cache_last_used ON action_cache (last_used);
+CREATE INDEX action_cache_job ON action_cache (job_id);  -- the cascade of a job purge
 
 -- Per job: its action digest and scope (NULL: not cacheable, e.g. no image),
--- and the identical job in flight it waits for (in-flight de-duplication).
+-- the identical job in flight it waits for (in-flight de-duplication), and,
+-- for a job served from the cache, whose log (job, attempt) is its log: the
+-- log is referenced, not copied.
 ALTER TABLE build_jobs
-    ADD COLUMN action_digest text,
-    ADD COLUMN cache_scope   text,
-    ADD COLUMN waits_for     bigint REFERENCES build_jobs(id) ON DELETE SET NULL;
-CREATE INDEX build_jobs_in_flight ON build_jobs (cache_scope, action_digest)
-    WHERE status IN ('queued', 'setup', 'running') AND action_digest IS NOT NULL;
+    ADD COLUMN action_digest    text,
+    ADD COLUMN cache_scope      text,
+    ADD COLUMN waits_for        bigint REFERENCES build_jobs(id) ON DELETE SET NULL,
+    ADD COLUMN log_from         bigint REFERENCES build_jobs(id) ON DELETE SET NULL,
+    ADD COLUMN log_from_attempt integer;
+-- Leaders an identical submit may wait for.
+CREATE INDEX build_jobs_in_flight ON build_jobs (cache_scope, action_digest, id)
+    WHERE status IN ('queued', 'setup', 'running') AND action_digest IS NOT NULL AND waits_for IS NULL;
+CREATE INDEX build_jobs_waiters ON build_jobs (waits_for) WHERE waits_for IS NOT NULL;
+CREATE INDEX build_jobs_log_from ON build_jobs (log_from) WHERE log_from IS NOT NULL;
 
 -- The collector keeps the outputs of every cache entry.
 CREATE OR REPLACE FUNCTION kiln_cas_live_roots(output_retention interval) RETURNS SETOF text

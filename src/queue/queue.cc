@@ -21,7 +21,8 @@ constexpr const char* kJobColumns =
     " coalesce(j.worker_id, ''), j.spec::text, j.requirements::text, coalesce(j.request_id, ''),"
     " " KILN_MS("j.submitted_at") ", " KILN_MS("j.queue_start_time") ", " KILN_MS("j.started_at") ","
     " " KILN_MS("j.finished_at") ", coalesce(j.result::text, ''), j.log_size, j.cancel_requested,"
-    " coalesce(j.waits_for, 0)";
+    " coalesce((SELECT f.id FROM build_jobs f WHERE f.id = j.waits_for"
+    "           AND f.status IN ('queued', 'setup', 'running')), 0)";
 constexpr const char* kJobFrom =
     " FROM build_jobs j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id ";
 
@@ -177,8 +178,8 @@ constexpr const char* kClaimSql =
 // result, started_ms, finished_ms, worker}.
 // A success of a cacheable job also writes its action cache entry (only if
 // its output tree's root node is stored: UploadTrees stores a tree whole, so
-// the root stands for every node) and completes the jobs that wait for it,
-// copying its log: all in this one statement.
+// the root stands for every node) and completes the jobs that wait for it
+// (their log is its log): all in this one statement.
 constexpr const char* kApplyUpdatesSql =
     "WITH upd AS (UPDATE build_jobs j SET"
     "  status = CASE WHEN u.status = 'queued' AND j.cancel_requested THEN 'cancelled' ELSE u.status END,"
@@ -213,11 +214,8 @@ constexpr const char* kApplyUpdatesSql =
     "   RETURNING job_id),"
     " waiters AS (UPDATE build_jobs w SET status = 'succeeded', waits_for = NULL,"
     "     result = u.result || jsonb_build_object('cached_from', u.id),"
-    "     started_at = now(), finished_at = now(), log_size = u.log_size"
-    "   FROM upd u WHERE w.waits_for = u.id AND w.status = 'queued' AND u.status = 'succeeded'"
-    "   RETURNING w.id, u.id AS src, u.attempt AS src_attempt),"
-    " waiter_logs AS (INSERT INTO job_logs (job_id, attempt, off, data)"
-    "   SELECT wt.id, 0, l.off, l.data FROM waiters wt JOIN job_logs l ON l.job_id = wt.src AND l.attempt = wt.src_attempt)"
+    "     started_at = now(), finished_at = now(), log_size = u.log_size, log_from = u.id, log_from_attempt = u.attempt"
+    "   FROM upd u WHERE w.waits_for = u.id AND w.status = 'queued' AND u.status = 'succeeded')"
     " SELECT id, attempt, status FROM upd";
 
 void PrepareAll(pqxx::connection& c) {
@@ -232,32 +230,34 @@ void PrepareAll(pqxx::connection& c) {
   c.prepare("get_job", std::string("SELECT ") + kJobColumns + kJobFrom + "WHERE j.id = $1");
   // Inserts and returns the new job in the shape of get_job, in one statement.
   // With an action digest ($8, scope $9, $10 = no_cache): a cache hit
-  // inserts the job already succeeded with the cached result and a copy of
-  // the producing run's log (attempt 0: it never ran); else an identical job
-  // in flight becomes the one it waits for.
+  // inserts the job already succeeded with the cached result, its log being
+  // the producing run's (log_from; attempt 0: it never ran); else an
+  // identical job in flight becomes the one it waits for.
   c.prepare("submit",
             std::string("WITH hit AS (SELECT a.job_id, a.result, s.attempt, s.log_size FROM action_cache a"
                         "   JOIN build_jobs s ON s.id = a.job_id"
                         "   WHERE a.scope = $9 AND a.digest = $8 AND NOT $10),"
+                        // A leader that any worker able to run this job could run, at
+                        // no lower priority: waiting for it never waits longer.
                         " leader AS (SELECT f.id FROM build_jobs f"
                         "   WHERE f.cache_scope = $9 AND f.action_digest = $8 AND NOT $10"
                         "     AND f.status IN ('queued', 'setup', 'running') AND f.waits_for IS NULL"
+                        "     AND f.project_id = (SELECT id FROM projects WHERE name = $1)"
+                        "     AND f.cluster_id IS NOT DISTINCT FROM (SELECT id FROM clusters WHERE name = $2)"
+                        "     AND (f.status <> 'queued' OR f.priority >= $3)"
                         "     AND NOT EXISTS (SELECT 1 FROM hit) ORDER BY f.id LIMIT 1),"
                         " j AS (INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts,"
                         "   request_id, requirements, spec, action_digest, cache_scope, waits_for, status, result,"
-                        "   started_at, finished_at, log_size)"
+                        "   started_at, finished_at, log_size, log_from, log_from_attempt)"
                         " SELECT p.id, (SELECT id FROM clusters WHERE name = $2), $3, $4, nullif($5, ''), $6::jsonb,"
                         "   $7::jsonb, nullif($8, ''), nullif($9, ''), (SELECT id FROM leader),"
                         "   CASE WHEN h.job_id IS NULL THEN 'queued' ELSE 'succeeded' END,"
                         "   h.result || jsonb_build_object('cached_from', h.job_id),"
                         "   CASE WHEN h.job_id IS NOT NULL THEN now() END, CASE WHEN h.job_id IS NOT NULL THEN now() END,"
-                        "   coalesce(h.log_size, 0)"
+                        "   coalesce(h.log_size, 0), h.job_id, h.attempt"
                         " FROM projects p LEFT JOIN hit h ON true WHERE p.name = $1"
                         " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"
                         " RETURNING *),"
-                        " logs AS (INSERT INTO job_logs (job_id, attempt, off, data)"
-                        "   SELECT j.id, 0, l.off, l.data FROM j, hit h, job_logs l"
-                        "   WHERE j.status = 'succeeded' AND l.job_id = h.job_id AND l.attempt = h.attempt),"
                         " used AS (UPDATE action_cache a SET last_used = now(), hits = a.hits + 1 FROM j"
                         "   WHERE j.status = 'succeeded' AND a.scope = $9 AND a.digest = $8)"
                         " SELECT ") + kJobColumns +
@@ -384,9 +384,15 @@ Result<std::optional<Job>> Queue::PreviousWithCommand(int64_t id) {
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
-        auto r = tx.exec_params(std::string("SELECT ") + kJobColumns + kJobFrom +
-                                    ", build_jobs me WHERE me.id = $1 AND j.project_id = me.project_id"
-                                    " AND j.id < me.id AND j.spec->'argv' = me.spec->'argv'"
+        // Among the project's last 10,000 earlier jobs (an index scan).
+        auto r = tx.exec_params(std::string("WITH me AS (SELECT id, project_id, spec->'argv' AS argv FROM build_jobs"
+                                            "            WHERE id = $1),"
+                                            " recent AS (SELECT b.id FROM build_jobs b, me"
+                                            "   WHERE b.project_id = me.project_id AND b.id < me.id"
+                                            "   ORDER BY b.id DESC LIMIT 10000)"
+                                            " SELECT ") +
+                                    kJobColumns + kJobFrom +
+                                    "JOIN recent ON recent.id = j.id, me WHERE j.spec->'argv' = me.argv"
                                     " ORDER BY j.id DESC LIMIT 1",
                                 id);
         if (!r.empty()) out = RowToJob(r[0]);
@@ -455,10 +461,17 @@ Result<LogSlice> Queue::ReadLog(int64_t id, int attempt, int64_t offset, int64_t
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
         int a = attempt;
+        int64_t from = id;  // whose log rows to read
+        int from_attempt = attempt;
         if (a <= 0) {
-          auto r = tx.exec_params("SELECT attempt FROM build_jobs WHERE id = $1", id);
+          auto r = tx.exec_params("SELECT attempt, log_from, log_from_attempt FROM build_jobs WHERE id = $1", id);
           if (r.empty()) return NotFound("job " + std::to_string(id) + " does not exist");
-          a = r[0][0].as<int>();
+          a = from_attempt = r[0][0].as<int>();
+          // Served from the cache (attempt 0): the producing run's log.
+          if (a == 0 && !r[0][1].is_null()) {
+            from = r[0][1].as<int64_t>();
+            from_attempt = r[0][2].as<int>();
+          }
         }
         out.attempt = a;
         out.offset = offset;
@@ -467,7 +480,7 @@ Result<LogSlice> Queue::ReadLog(int64_t id, int attempt, int64_t offset, int64_t
         auto r = tx.exec_params(
             "SELECT off, data FROM job_logs WHERE job_id = $1 AND attempt = $2"
             " AND off + octet_length(data) > $3 AND off < $3 + $4 + 65536 ORDER BY off",
-            id, a, offset, max_bytes);
+            from, from_attempt, offset, max_bytes);
         int64_t pos = offset;
         for (const auto& row : r) {
           int64_t off = row[0].as<int64_t>();

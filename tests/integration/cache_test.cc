@@ -52,6 +52,7 @@ TEST_F(ActionCache, AnIdenticalBuildIsServedFromTheCacheWithoutAWorker) {
   ASSERT_EQ(Ran(), 1);
   int64_t producer = LastJob();
   fs::remove(dir_.path() + "/out/out.txt");
+  std::string log_rows = test::Sql(url_, "SELECT count(*) FROM job_logs");
 
   auto again = Build(img, src, kScript);
   ASSERT_EQ(again.exit_code, 0) << again.err;
@@ -60,6 +61,7 @@ TEST_F(ActionCache, AnIdenticalBuildIsServedFromTheCacheWithoutAWorker) {
       << again.err;
   EXPECT_EQ(test::ReadFile(dir_.path() + "/out/out.txt"), "input\n") << "the cached outputs are downloaded";
   EXPECT_EQ(Ran(), 1) << "no worker ran it";
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM job_logs"), log_rows) << "the log is referenced, not copied";
   int64_t hit = LastJob();
   EXPECT_EQ(test::Sql(url_, "SELECT coalesce(worker_id, '-') || ' ' || attempt || ' ' || status || ' ' ||"
                             " (result->>'cached_from') FROM build_jobs WHERE id = " + std::to_string(hit)),
@@ -225,6 +227,7 @@ TEST_F(ActionCache, TwoIdenticalJobsInFlightRunOnce) {
   ASSERT_TRUE(test::WaitFor([&] { return Get(*Jobs(), idc).status() == v1::RUNNING; }, 30s));
   EXPECT_EQ(Get(*Jobs(), idd).status(), v1::QUEUED);
   ASSERT_EQ(Kiln({"cancel", std::to_string(idc)}).exit_code, 0);
+  EXPECT_EQ(Get(*Jobs(), idd).waits_for_job(), 0) << "it no longer waits for the cancelled job";
   EXPECT_TRUE(test::WaitFor([&] { return Get(*Jobs(), idd).status() == v1::RUNNING; }, 30s));
   EXPECT_EQ(Kiln({"cancel", std::to_string(idd)}).exit_code, 0);
 }

@@ -242,6 +242,33 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   EXPECT_NE(hit->job.result->cached_from, 0);
 }
 
+TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
+  queue::NewJob j;
+  j.project = "default";
+  j.spec.argv = {"true"};
+  j.spec.image = "sha256:" + std::string(64, 'a');
+  j.action_digest = std::string(64, 'e');
+  j.cache_scope = "project:default";
+  auto leader = q_->Submit(j);
+  ASSERT_TRUE(leader.ok());
+  EXPECT_EQ(leader->job.waits_for, 0);
+  auto same = q_->Submit(j);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->job.waits_for, leader->job.id);
+  // More urgent than the queued leader: it does not wait behind it.
+  j.priority = 10;
+  auto urgent = q_->Submit(j);
+  ASSERT_TRUE(urgent.ok());
+  EXPECT_EQ(urgent->job.waits_for, 0);
+  // The leader's claim takes it first; the waiter is skipped while it runs.
+  std::string s = Worker("w");
+  auto c = q_->Claim("w", s, 3);
+  ASSERT_TRUE(c.ok());
+  std::set<int64_t> claimed;
+  for (const auto& cl : *c) claimed.insert(cl.id);
+  EXPECT_EQ(claimed, (std::set<int64_t>{leader->job.id, urgent->job.id}));
+}
+
 TEST_F(QueueTest, ReadLogStopsAtAGapUnlessTheJobEnded) {
   int64_t id = SubmitJob();
   std::string s = Worker("w");
