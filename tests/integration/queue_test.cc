@@ -68,6 +68,17 @@ class QueueTest : public ::testing::Test {
     return u;
   }
 
+  // A job the action cache applies to (the controller computes the digest).
+  static queue::NewJob CacheableJob(char digest) {
+    queue::NewJob j;
+    j.project = "default";
+    j.spec.argv = {"true"};
+    j.spec.image = "sha256:" + std::string(64, 'a');
+    j.action_digest = std::string(64, digest);
+    j.cache_scope = "project:default";
+    return j;
+  }
+
   std::string url_;
   std::unique_ptr<queue::Queue> q_;
 };
@@ -218,12 +229,7 @@ TEST_F(QueueTest, StaleAttemptChangesNothing) {
 TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   // Both run (--no-cache, say) and their successes reach the database in the
   // same batch: both are applied, one entry is written.
-  queue::NewJob j;
-  j.project = "default";
-  j.spec.argv = {"true"};
-  j.spec.image = "sha256:" + std::string(64, 'a');
-  j.action_digest = std::string(64, 'd');
-  j.cache_scope = "default";
+  queue::NewJob j = CacheableJob('d');
   j.no_cache = true;
   auto a = q_->Submit(j), b = q_->Submit(j);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -243,12 +249,7 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
 }
 
 TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
-  queue::NewJob j;
-  j.project = "default";
-  j.spec.argv = {"true"};
-  j.spec.image = "sha256:" + std::string(64, 'a');
-  j.action_digest = std::string(64, 'e');
-  j.cache_scope = "project:default";
+  queue::NewJob j = CacheableJob('e');
   auto leader = q_->Submit(j);
   ASSERT_TRUE(leader.ok());
   EXPECT_EQ(leader->job.waits_for, 0);
