@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/util.h"
+
 extern char** environ;
 
 namespace kiln::worker {
@@ -61,11 +63,8 @@ int64_t ReadCounter(const std::string& file, const std::string& key) {
   return 0;
 }
 
-std::string HumanBytes(int64_t n) {
-  if (n % (int64_t{1} << 30) == 0) return std::to_string(n >> 30) + " GiB";
-  if (n % (1 << 20) == 0) return std::to_string(n >> 20) + " MiB";
-  return std::to_string(n) + " bytes";
-}
+// The job's request, capped by the worker's (0: no request, or no cap).
+int64_t CappedLimit(int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; }
 
 json Seccomp() {
   // Default allow; refuse what a build never needs and a breakout would.
@@ -158,14 +157,14 @@ class RuncSandbox : public Sandbox {
     int64_t pids_max = ReadCounter("/sys/fs/cgroup/pids" + cgroup + "/pids.events", "max");
     Exec({"runc", "--root", state_, "delete", "--force", id});
     fs::remove_all(bundle, ec);
-    int64_t mem = Limit(req.spec.memory_bytes, caps_.memory_bytes);
+    int64_t mem = CappedLimit(req.spec.memory_bytes, caps_.memory_bytes);
     if (out.status == queue::JobStatus::kFailed && out.result.limit.empty()) {
       if (oom > 0) {
         out.result.limit = "memory";
-        out.result.error = "killed: exceeded memory limit " + HumanBytes(mem);
+        out.result.error = "killed: exceeded memory limit " + FormatLimitBytes(mem);
       } else if (pids_max > 0) {
         out.result.limit = "pids";
-        out.result.error = "failed: reached the limit of " + std::to_string(Limit(req.spec.pids, caps_.pids)) +
+        out.result.error = "failed: reached the limit of " + std::to_string(CappedLimit(req.spec.pids, caps_.pids)) +
                            " processes (pids)";
       } else if (out.result.exit_code == 127 && out.result.error.find("cannot run") != std::string::npos) {
         out.result.error = "cannot start runc: " + out.result.error;
@@ -175,8 +174,6 @@ class RuncSandbox : public Sandbox {
   }
 
  private:
-  static int64_t Limit(int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; }
-
   std::string state_, bundles_, prefix_;
   SandboxCaps caps_;
 };
@@ -185,7 +182,6 @@ class RuncSandbox : public Sandbox {
 
 std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
                        const std::string& cgroup_path) {
-  auto limit = [](int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; };
   std::map<std::string, std::string> env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                                             {"HOME", "/tmp"},
                                             {"TMPDIR", "/tmp"},
@@ -197,12 +193,12 @@ std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const S
   json envs = json::array();
   for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
   json caps_empty = json::array();
-  int64_t mem = limit(req.spec.memory_bytes, caps.memory_bytes);
-  int64_t pids = limit(req.spec.pids, caps.pids);
+  int64_t mem = CappedLimit(req.spec.memory_bytes, caps.memory_bytes);
+  int64_t pids = CappedLimit(req.spec.pids, caps.pids);
   json resources = {{"devices", {{{"allow", false}, {"access", "rwm"}}}},
                     {"memory", {{"limit", mem}, {"swap", mem}}},
                     {"pids", {{"limit", pids}}}};
-  int64_t cpu = limit(req.spec.cpu_millis, caps.cpu_millis);
+  int64_t cpu = CappedLimit(req.spec.cpu_millis, caps.cpu_millis);
   if (cpu > 0) resources["cpu"] = {{"quota", cpu * 100}, {"period", 100000}};
   std::string cwd = "/src";
   if (!req.spec.working_dir.empty()) cwd += "/" + req.spec.working_dir;

@@ -293,7 +293,7 @@ struct Worker::Impl {
       };
       req.abort = &js->log_overflow;
       req.abort_limit = "log";
-      req.abort_reason = "killed: its log exceeded the limit of " + std::to_string(cfg.max_log_bytes >> 20) + " MiB";
+      req.abort_reason = "killed: its log exceeded the limit of " + FormatLimitBytes(cfg.max_log_bytes);
       out = RunIn(a, req, started, log, js);
       if (out.status == queue::JobStatus::kSucceeded && a.spec().outputs_size() > 0) {
         auto root = CaptureOutputs(a, req.job_dir);

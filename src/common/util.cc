@@ -89,4 +89,10 @@ std::string FormatMs(int64_t ms) {
   return buf;
 }
 
+std::string FormatLimitBytes(int64_t n) {
+  if (n > 0 && n % (int64_t{1} << 30) == 0) return std::to_string(n >> 30) + " GiB";
+  if (n > 0 && n % (int64_t{1} << 20) == 0) return std::to_string(n >> 20) + " MiB";
+  return std::to_string(n) + " bytes";
+}
+
 }  // namespace kiln

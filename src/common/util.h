@@ -20,6 +20,8 @@ int64_t NowUnixMs();
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
 // "4096", "64KiB", "10GiB" (also K, M, G, T): a number of bytes.
 Result<int64_t> ParseBytes(std::string_view text);
+// The inverse for limits: "2 GiB", "32 MiB", else "12345 bytes" (exact, never rounded).
+std::string FormatLimitBytes(int64_t n);
 
 // Parses "key=value" into its parts; InvalidArgument if there is no '=' or the key is empty.
 Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text);

@@ -69,12 +69,16 @@ class Farm : public ::testing::Test {
     return static_cast<int>(controllers_.size()) - 1;
   }
 
-  test::Process& StartWorker(int controller, int slots, std::vector<std::string> extra = {}) {
+  // Starts a worker in work_dir (default: a new w<N> directory; give an
+  // earlier worker's to restart it) and waits until it registered.
+  test::Process& StartWorker(int controller, int slots, std::vector<std::string> extra = {},
+                             const std::string& work_dir = "") {
     std::string n = std::to_string(workers_.size());
     std::string log = dir_.path() + "/worker" + n + ".log";
     logs_.push_back(log);
     std::vector<std::string> argv{test::BinPath("kiln-worker"), "--controller", addresses_[controller],
-                                  "--slots",  std::to_string(slots), "--work-dir", dir_.path() + "/w" + n,
+                                  "--slots",  std::to_string(slots), "--work-dir",
+                                  work_dir.empty() ? dir_.path() + "/w" + n : work_dir,
                                   // Tests run plain jobs (no image); a test's own --set comes later and wins.
                                   "--set", "allow_plain_jobs=true"};
     argv.insert(argv.end(), extra.begin(), extra.end());

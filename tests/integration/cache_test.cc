@@ -259,8 +259,7 @@ TEST_F(ActionCache, AWorkerKilledBetweenBuildAndReportLeavesNoEntry) {
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "0");
   EXPECT_NE(Get(*Jobs(), id).status(), v1::SUCCEEDED);
   // The same worker comes back (cleaning up its container); the job runs again.
-  test::Process again({test::BinPath("kiln-worker"), "--controller", addresses_[0], "--slots", "1", "--work-dir", wdir},
-                      dir_.path() + "/worker-again.log");
+  StartWorker(0, 1, {}, wdir);
   ASSERT_TRUE(test::WaitFor([&] { return Get(*Jobs(), id).status() == v1::SUCCEEDED; }, 60s));
   EXPECT_EQ(Get(*Jobs(), id).attempt(), 2);
   // One entry, whose output tree and blob are all stored.

@@ -275,9 +275,7 @@ TEST_F(Sandbox, AWorkerKilledMidBuildLeavesNoContainerOnceItIsBack) {
   workers_[0]->Wait(5s);
   EXPECT_NE(containers().find(old), std::string::npos) << "the container outlives its worker until the worker is back";
   // The same worker (same work directory) comes back and cleans up first.
-  test::Process again({test::BinPath("kiln-worker"), "--controller", addresses_[0], "--slots", "1", "--work-dir", wdir,
-                       "--set", "allow_plain_jobs=true"},
-                      dir_.path() + "/worker-again.log");
+  StartWorker(0, 1, {}, wdir);
   EXPECT_TRUE(test::WaitFor([&] { return containers().find(old) == std::string::npos; }, 20s)) << containers();
   EXPECT_TRUE(test::WaitFor([&] { return !fs::exists(wdir + "/bundles/" + old); }, 20s));
   // And the job runs again elsewhere (here: on the restarted worker).
