@@ -1,0 +1,88 @@
+#pragma once
+// A translation unit's dependencies: which files the preprocessor read (from
+// the line markers of its output), recorded as a manifest, and checked again
+// before a cached object is used.
+//
+// Manifest entries map an absolute, lexically normalized path to:
+//   "f:<hex>/<size>"  a file in a writable place (the workspace, /tmp): its content
+//   "i"               a file of the image, pinned by the image digest in the key: not checked
+//   "d"               a directory some "x/.." stepped out of: must still be a directory,
+//                     not a symlink (else the lexical path would name another file)
+//   "-"               must not exist: a header there would shadow one found later
+//                     in the include search
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::cc {
+
+// Collects the file names of "# <line> "<file>" ..." markers in streamed
+// preprocessor output; the compiler's pseudo files (<built-in>) are skipped.
+class LineMarkerScanner {
+ public:
+  void Feed(std::string_view chunk);
+  // Names in the order first seen, unescaped, as the compiler wrote them.
+  const std::vector<std::string>& files() const { return files_; }
+
+ private:
+  void Line(std::string_view line);
+  std::string partial_;  // the unfinished line, when it may be a marker
+  bool in_line_ = false;  // inside a line known not to be a marker
+  std::vector<std::string> files_;
+  std::set<std::string> seen_;
+};
+
+// `path` made absolute against `cwd` and normalized lexically ("." and
+// "x/.." removed). Each directory a ".." stepped out of is appended to
+// `stepped_out` (see "d" entries).
+std::string AbsolutePath(std::string_view path, std::string_view cwd, std::vector<std::string>* stepped_out = nullptr);
+
+// True if `path` (normalized) lies in one of the `roots` (normalized).
+bool Under(std::string_view path, const std::vector<std::string>& roots);
+
+// Digests of files by path, each file read once per process.
+class FileHashes {
+ public:
+  // "f:<hex>/<size>", or "missing", "a directory" when it is none. With a
+  // `changed_since_ns` limit, a file modified at or after it is an error.
+  Result<std::string> Get(const std::string& path, int64_t changed_since_ns = 0);
+  // Whether a file read by Get names __DATE__, __TIME__ or __TIMESTAMP__.
+  bool UsesTimeMacros(const std::string& path) const;
+
+ private:
+  std::unordered_map<std::string, std::string> memo_;
+  std::set<std::string> time_macros_;
+};
+
+struct RecordOptions {
+  std::string cwd;
+  std::vector<std::string> writable;  // normalized roots the build can write
+  std::vector<std::string> search;    // include directories in search order (SearchOrder), as given
+  int64_t changed_since_ns = 0;       // a dependency modified from then on is not recorded (0: no check)
+  bool time_macros_ok = false;        // SOURCE_DATE_EPOCH is set: __DATE__ and __TIME__ are fixed
+};
+
+// The manifest of a compile that read `files`. FailedPrecondition when a
+// dependency cannot be read or changed during the compile, InvalidArgument
+// when one uses __DATE__ or __TIME__ (nothing may be cached then).
+Result<std::map<std::string, std::string>> RecordDeps(const std::vector<std::string>& files, const RecordOptions& o,
+                                                      FileHashes& hashes);
+
+struct Mismatch {
+  std::string path;
+  std::string expected;  // the manifest's value
+  std::string actual;    // what is there now, in the same notation
+};
+
+// The first entry that no longer holds, or nullopt if all do.
+std::optional<Mismatch> CheckManifest(const std::map<std::string, std::string>& deps, FileHashes& hashes);
+
+}  // namespace kiln::cc

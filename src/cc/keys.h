@@ -1,0 +1,36 @@
+#pragma once
+// The compile cache's keys. Both are sha256 (hex) of a length-prefixed
+// encoding (docs/architecture.md, "Compile cache"); they never change
+// without a new version line.
+//   direct key: what the compile was asked (image, compiler, working
+//     directory, arguments, compiler environment) and the source's digest;
+//     its manifests list the headers it read, with their digests.
+//   result key: the same with the digest of the preprocessed translation
+//     unit instead of the source's: a header edit that leaves the
+//     preprocessed output alone (a comment) still finds the object.
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln::cc {
+
+struct KeyParts {
+  std::string image;                       // "sha256:<hex>" the job runs in
+  std::string compiler;                    // CompilerIdentity
+  std::string cwd;                         // absolute, inside the sandbox
+  std::vector<std::string> args;           // after the compiler's name, verbatim
+  std::map<std::string, std::string> env;  // the CompilerEnvironment variables that are set
+};
+
+std::string DirectKey(const KeyParts& p, const std::string& source_digest);
+std::string ResultKey(const KeyParts& p, const std::string& preprocessed_digest);
+
+// sha256 of the compiler binary's digest and what `COMPILER -v` reports.
+std::string CompilerIdentity(const std::string& binary_digest, const std::string& version_text);
+
+// sha256 of a manifest's entries in order: two manifests with the same
+// dependencies and digests have the same digest.
+std::string ManifestDigest(const std::map<std::string, std::string>& deps);
+
+}  // namespace kiln::cc

@@ -1,0 +1,472 @@
+#include "cc/wrapper.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "cas/digest.h"
+#include "cc/command.h"
+#include "cc/deps.h"
+#include "cc/frame.h"
+#include "cc/keys.h"
+#include "cc/process.h"
+#include "cc/reason.h"
+#include "kiln/cc/v1/cc.pb.h"
+
+namespace kiln::cc {
+namespace {
+
+constexpr size_t kMaxReply = size_t{1} << 30;
+constexpr size_t kMaxStoredOutput = 1 << 20;  // diagnostics beyond this are not cached
+constexpr const char* kDefaultSocket = "/kiln/run/cc.sock";
+
+int64_t RealtimeNs() {
+  struct timespec t {};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
+}
+
+std::string RealPath(const std::string& p) {
+  char buf[PATH_MAX];
+  return ::realpath(p.c_str(), buf) != nullptr ? std::string(buf) : std::string();
+}
+
+std::string BaseName(const std::string& p) {
+  auto s = p.rfind('/');
+  return s == std::string::npos ? p : p.substr(s + 1);
+}
+
+Result<std::string> ReadWhole(const std::string& path, size_t max) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFound("cannot read " + path + ": " + strerror(errno));
+  std::string out;
+  char buf[64 * 1024];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max) {
+      ::close(fd);
+      return ResourceExhausted(path + " is larger than " + std::to_string(max) + " bytes");
+    }
+  }
+  ::close(fd);
+  if (n < 0) return Unavailable("cannot read " + path + ": " + strerror(errno));
+  return out;
+}
+
+// Replaces `path` with `data` at once (a temporary file beside it, renamed).
+bool WriteAtomically(const std::string& path, const std::string& data) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string tmp = dir + "/.kiln-cc." + std::to_string(getpid()) + "." + BaseName(path);
+  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd < 0) return false;
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    done += static_cast<size_t>(w);
+  }
+  bool ok = ::close(fd) == 0 && done == data.size() && ::rename(tmp.c_str(), path.c_str()) == 0;
+  if (!ok) ::unlink(tmp.c_str());
+  return ok;
+}
+
+void Print(FILE* f, const std::string& s) {
+  if (!s.empty()) fwrite(s.data(), 1, s.size(), f);
+  fflush(f);
+}
+
+// One connection to the worker; every failure means "no cache now".
+class Channel {
+ public:
+  ~Channel() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool Connect(const std::string& path) {
+    if (path.size() >= sizeof(sockaddr_un::sun_path)) return false;
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return false;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    return true;
+  }
+  Result<v1::Reply> Call(const v1::Request& req) {
+    if (fd_ < 0) return Unavailable("not connected");
+    KILN_RETURN_IF_ERROR(WriteFrame(fd_, req.SerializeAsString()));
+    auto bytes = ReadFrame(fd_, kMaxReply);
+    if (!bytes.ok()) {
+      ::close(fd_);
+      fd_ = -1;
+      return bytes.status();
+    }
+    v1::Reply reply;
+    if (!reply.ParseFromString(*bytes)) return Internal("unreadable reply from the worker");
+    if (!reply.ok()) return Unavailable(reply.error());
+    return reply;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+class Wrapper {
+ public:
+  Wrapper(Channel& ch, const Invocation& inv, std::chrono::steady_clock::time_point start)
+      : ch_(ch), inv_(inv), start_(start) {
+    cmdline_.push_back(inv.path);
+    cmdline_.insert(cmdline_.end(), inv.args.begin(), inv.args.end());
+  }
+
+  // Runs the compiler as asked, replacing this process.
+  int Plain() {
+    ExecProcess(cmdline_);
+    fprintf(stderr, "kiln-cc: cannot run %s: %s\n", inv_.path.c_str(), strerror(errno));
+    return 127;
+  }
+
+  int Run() {
+    cmd_ = ClassifyCompile(inv_.args);
+    for (const auto& v : UncacheableEnvironment()) {
+      if (cmd_.cacheable && getenv(v.c_str()) != nullptr) {
+        cmd_.cacheable = false;
+        cmd_.reason = "compiler environment";
+        cmd_.detail = v + " is set";
+      }
+    }
+    if (!cmd_.cacheable) {
+      Report("fallback", cmd_.reason, cmd_.detail);
+      return Plain();
+    }
+    if (!Hello()) return Plain();
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == nullptr) return Plain();
+    parts_.cwd = cwd;
+    parts_.args = inv_.args;
+    for (const auto& v : CompilerEnvironment())
+      if (const char* val = getenv(v.c_str())) parts_.env[v] = val;
+    auto src = hashes_.Get(Abs(cmd_.source));
+    if (!src.ok() || src->rfind("f:", 0) != 0) {
+      Report("fallback", "unreadable source", cmd_.source);
+      return Plain();  // the compiler says what is wrong with it
+    }
+    source_digest_ = src->substr(2);
+    const std::string direct = DirectKey(parts_, source_digest_);
+
+    v1::Request req;
+    req.mutable_lookup()->set_key(direct);
+    FillParts(req.mutable_lookup()->mutable_parts());
+    auto found = ch_.Call(req);
+    if (!found.ok()) return Plain();
+    std::optional<Mismatch> first;
+    for (const auto& m : found->lookup().manifests()) {
+      std::map<std::string, std::string> deps(m.deps().begin(), m.deps().end());
+      auto mm = CheckManifest(deps, hashes_);
+      if (!mm && Serve(m.result())) {
+        Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key());
+        return 0;
+      }
+      if (mm && !first) first = mm;
+    }
+    std::optional<Previous> prev;
+    if (found->lookup().has_previous()) prev = FromProto(found->lookup().previous());
+    miss_ = DescribeMiss(parts_, source_digest_, found->lookup().manifests_size() > 0 ? first : std::nullopt, prev);
+    return Compile(direct);
+  }
+
+ private:
+  std::string Abs(const std::string& p) const { return p.empty() || p[0] != '/' ? parts_.cwd + "/" + p : p; }
+
+  bool Hello() {
+    v1::Request req;
+    auto* h = req.mutable_hello();
+    h->set_compiler(inv_.path);
+    std::string real = RealPath(inv_.path);
+    struct stat st {};
+    if (real.empty() || ::stat(real.c_str(), &st) != 0) return false;
+    h->mutable_stat()->set_dev(static_cast<int64_t>(st.st_dev));
+    h->mutable_stat()->set_ino(static_cast<int64_t>(st.st_ino));
+    h->mutable_stat()->set_size(st.st_size);
+    h->mutable_stat()->set_mtime_ns(int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec);
+    h->set_language(cmd_.lang == Language::kC ? 0 : 1);
+    auto r = ch_.Call(req);
+    if (!r.ok() || !r->hello().enabled()) return false;
+    const auto& hr = r->hello();
+    parts_.image = hr.image();
+    writable_.assign(hr.writable().begin(), hr.writable().end());
+    if (!hr.identity().empty()) {
+      parts_.compiler = hr.identity();
+      builtin_.assign(hr.builtin_dirs().begin(), hr.builtin_dirs().end());
+      return true;
+    }
+    // First use of this compiler in the job: who is it?
+    auto bin = cas::DigestFile(real);
+    if (!bin.ok()) return false;
+    auto v = RunProcess({inv_.path, "-v"});
+    if (v.exit_code != 0) return false;
+    auto dirs = RunProcess({inv_.path, "-x", cmd_.lang == Language::kC ? "c" : "c++", "-E", "-v", "/dev/null"});
+    bool in = false;
+    size_t pos = 0;
+    while (pos < dirs.err.size()) {
+      size_t nl = dirs.err.find('\n', pos);
+      std::string line = dirs.err.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? dirs.err.size() : nl + 1;
+      if (line.rfind("#include <...> search starts here:", 0) == 0) in = true;
+      else if (line.rfind("End of search list.", 0) == 0) in = false;
+      else if (in && !line.empty() && line[0] == ' ') builtin_.push_back(line.substr(1));
+    }
+    parts_.compiler = CompilerIdentity(bin->Key(), v.out + v.err);
+    v1::Request set;
+    auto* s = set.mutable_set_identity();
+    s->set_compiler(inv_.path);
+    *s->mutable_stat() = h->stat();
+    s->set_language(h->language());
+    s->set_identity(parts_.compiler);
+    for (const auto& d : builtin_) s->add_builtin_dirs(d);
+    (void)ch_.Call(set);
+    return true;
+  }
+
+  void FillParts(v1::KeyParts* p) const {
+    p->set_image(parts_.image);
+    p->set_compiler(parts_.compiler);
+    p->set_cwd(parts_.cwd);
+    for (const auto& a : parts_.args) p->add_args(a);
+    for (const auto& [k, v] : parts_.env) (*p->mutable_env())[k] = v;
+    p->set_source(cmd_.source);
+    p->set_output(cmd_.output);
+    p->set_source_digest(source_digest_);
+    p->set_compiler_path(inv_.path);
+  }
+
+  static Previous FromProto(const v1::KeyParts& p) {
+    Previous prev;
+    prev.parts.image = p.image();
+    prev.parts.compiler = p.compiler();
+    prev.parts.cwd = p.cwd();
+    prev.parts.args.assign(p.args().begin(), p.args().end());
+    prev.parts.env = std::map<std::string, std::string>(p.env().begin(), p.env().end());
+    prev.source_digest = p.source_digest();
+    return prev;
+  }
+
+  // Writes a cached result as the compile would have: object, dependency
+  // file, diagnostics. False (and nothing shown) if the object cannot be had.
+  bool Serve(const v1::CompileResult& res) {
+    if (!cmd_.depfile.empty() && res.depfile().empty()) return false;
+    v1::Request req;
+    req.mutable_fetch()->set_hash(res.object_hash());
+    req.mutable_fetch()->set_size(res.object_size());
+    auto r = ch_.Call(req);
+    if (!r.ok()) return false;
+    const std::string& data = r->fetch().data();
+    cas::Digest d = cas::DigestOf(data);
+    if (d.hash != res.object_hash() || d.size != res.object_size()) return false;
+    if (!WriteAtomically(Abs(cmd_.output), data)) return false;
+    if (!cmd_.depfile.empty() && !WriteAtomically(Abs(cmd_.depfile), res.depfile())) return false;
+    Print(stdout, res.stdout());
+    Print(stderr, res.stderr());
+    return true;
+  }
+
+  RecordOptions Recording(int64_t since_ns) const {
+    RecordOptions o;
+    o.cwd = parts_.cwd;
+    o.writable = writable_;
+    o.search = SearchOrder(cmd_, builtin_);
+    o.changed_since_ns = since_ns;
+    o.time_macros_ok = getenv("SOURCE_DATE_EPOCH") != nullptr;
+    return o;
+  }
+
+  int Compile(const std::string& direct) {
+    // The preprocessed translation unit names the result.
+    const int64_t since = RealtimeNs() - 20'000'000;  // file times are coarser than the clock
+    cas::Hasher h;
+    LineMarkerScanner markers;
+    std::vector<std::string> pp_argv{inv_.path};
+    pp_argv.insert(pp_argv.end(), cmd_.preprocess_args.begin(), cmd_.preprocess_args.end());
+    auto pp = RunProcess(pp_argv, [&](std::string_view chunk) {
+      h.Update(chunk);
+      markers.Feed(chunk);
+    });
+    if (pp.exit_code != 0) {
+      Report("fallback", "preprocessor failed", "exit code " + std::to_string(pp.exit_code));
+      return Plain();  // the compile shows the errors
+    }
+    const std::string result_key = ResultKey(parts_, h.Finish().Key());
+    v1::Request lr;
+    lr.mutable_lookup_result()->set_key(result_key);
+    auto known = ch_.Call(lr);
+    if (known.ok() && known->lookup_result().found()) {
+      auto deps = RecordDeps(markers.files(), Recording(since), hashes_);
+      const auto& res = known->lookup_result().result();
+      if (deps.ok() && Serve(res)) {
+        v1::Request st;
+        auto* s = st.mutable_store();
+        s->set_key(direct);
+        FillParts(s->mutable_parts());
+        for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
+        *s->mutable_result() = res;
+        s->set_manifest_only(true);
+        (void)ch_.Call(st);
+        Report("hit_preprocessed", miss_.reason, miss_.detail, res.object_size(), res.compile_ms(), res.key());
+        return 0;
+      }
+    }
+    auto began = std::chrono::steady_clock::now();
+    auto run = RunProcess(cmdline_);
+    int64_t compile_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    if (run.exit_code < 0) {
+      fprintf(stderr, "kiln-cc: cannot run %s: %s\n", inv_.path.c_str(), run.error.c_str());
+      return 127;
+    }
+    Print(stdout, run.out);
+    Print(stderr, run.err);
+    if (run.exit_code != 0) {
+      Report("failed", "compile failed", "the compiler exited with " + std::to_string(run.exit_code));
+      return run.exit_code;
+    }
+    auto deps = RecordDeps(markers.files(), Recording(since), hashes_);
+    if (!deps.ok()) {
+      if (deps.status().code() == Code::kInvalidArgument) Report("fallback", "uses __DATE__ or __TIME__", deps.status().message());
+      else Report("miss", miss_.reason, miss_.detail + " (not stored: " + deps.status().message() + ")");
+      return 0;
+    }
+    std::string why_not;
+    auto object = ReadWhole(Abs(cmd_.output), kMaxReply / 2);
+    std::string depfile;
+    if (!object.ok()) why_not = object.status().message();
+    if (why_not.empty() && !cmd_.depfile.empty()) {
+      auto d = ReadWhole(Abs(cmd_.depfile), 16 << 20);
+      if (d.ok()) depfile = std::move(*d);
+      else why_not = d.status().message();
+    }
+    if (why_not.empty() && run.out.size() + run.err.size() > kMaxStoredOutput)
+      why_not = "the compiler printed more than 1 MiB";
+    if (why_not.empty()) {
+      cas::Digest od = cas::DigestOf(*object);
+      v1::Request st;
+      auto* s = st.mutable_store();
+      s->set_key(direct);
+      FillParts(s->mutable_parts());
+      for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
+      auto* res = s->mutable_result();
+      res->set_key(result_key);
+      res->set_object_hash(od.hash);
+      res->set_object_size(od.size);
+      res->set_depfile(depfile);
+      res->set_stdout(run.out);
+      res->set_stderr(run.err);
+      res->set_compile_ms(compile_ms);
+      s->set_object(std::move(*object));
+      auto stored = ch_.Call(st);
+      if (!stored.ok()) why_not = stored.status().message();
+      else Report("miss", miss_.reason, miss_.detail, od.size);
+    }
+    if (!why_not.empty()) Report("miss", miss_.reason, miss_.detail + " (not stored: " + why_not + ")");
+    return 0;
+  }
+
+  void Report(const std::string& outcome, const std::string& reason, const std::string& detail, int64_t bytes = 0,
+              int64_t compile_ms = 0, const std::string& key = "") {
+    v1::Request req;
+    auto* r = req.mutable_report();
+    r->set_source(cmd_.source.empty() ? (inv_.args.empty() ? "" : inv_.args.back()) : cmd_.source);
+    r->set_output(cmd_.output);
+    r->set_outcome(outcome);
+    r->set_reason(reason);
+    r->set_detail(detail);
+    int64_t elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start_).count();
+    r->set_elapsed_ms(elapsed);
+    if (compile_ms > 0) r->set_saved_ms(std::max<int64_t>(0, compile_ms - elapsed));
+    r->set_bytes(bytes);
+    r->set_result_key(key);
+    (void)ch_.Call(req);
+  }
+
+  Channel& ch_;
+  const Invocation& inv_;
+  std::chrono::steady_clock::time_point start_;
+  std::vector<std::string> cmdline_;
+  CompileCommand cmd_;
+  KeyParts parts_;
+  std::vector<std::string> writable_, builtin_;
+  std::string source_digest_;
+  FileHashes hashes_;
+  Miss miss_;
+};
+
+}  // namespace
+
+Result<Invocation> ResolveInvocation(const std::vector<std::string>& argv, const std::string& path_env,
+                                     const std::string& self) {
+  if (argv.empty()) return InvalidArgument("no program name");
+  Invocation inv;
+  if (BaseName(argv[0]) == "kiln-cc") {
+    if (argv.size() < 2)
+      return InvalidArgument("usage: kiln-cc COMPILER [ARGS...], e.g. CC=\"kiln-cc gcc\" (or run it through a link "
+                             "named after the compiler)");
+    inv.name = argv[1];
+    inv.args.assign(argv.begin() + 2, argv.end());
+  } else {
+    inv.name = BaseName(argv[0]);
+    inv.args.assign(argv.begin() + 1, argv.end());
+  }
+  auto usable = [&](const std::string& p) {
+    return ::access(p.c_str(), X_OK) == 0 && RealPath(p) != self && !RealPath(p).empty();
+  };
+  if (inv.name.find('/') != std::string::npos) {
+    if (!usable(inv.name)) return NotFound(inv.name + ": no such compiler (or it is kiln-cc itself)");
+    inv.path = inv.name;
+    return inv;
+  }
+  size_t pos = 0;
+  while (pos <= path_env.size()) {
+    size_t colon = path_env.find(':', pos);
+    std::string dir = path_env.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
+    pos = colon == std::string::npos ? path_env.size() + 1 : colon + 1;
+    std::string cand = (dir.empty() ? "." : dir) + "/" + inv.name;
+    if (usable(cand)) {
+      inv.path = cand;
+      return inv;
+    }
+  }
+  return NotFound(inv.name + ": command not found (kiln-cc looked on PATH past its own links)");
+}
+
+int RunWrapper(int argc, char** argv) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> av(argv, argv + argc);
+  const char* path = getenv("PATH");
+  auto inv = ResolveInvocation(av, path != nullptr ? path : "/usr/bin:/bin", RealPath("/proc/self/exe"));
+  if (!inv.ok()) {
+    fprintf(stderr, "kiln-cc: %s\n", inv.status().message().c_str());
+    return inv.status().code() == Code::kInvalidArgument ? 2 : 127;
+  }
+  Channel ch;
+  const char* sock = getenv("KILN_CC_SOCKET");
+  Wrapper w(ch, *inv, start);
+  if (!ch.Connect(sock != nullptr && *sock != '\0' ? sock : kDefaultSocket)) return w.Plain();
+  return w.Run();
+}
+
+}  // namespace kiln::cc

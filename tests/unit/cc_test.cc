@@ -1,0 +1,275 @@
+// The compile cache's pure parts: which command lines are cached, the keys,
+// dependency manifests and miss reasons.
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "cas/digest.h"
+#include "cc/command.h"
+#include "cc/deps.h"
+#include "cc/keys.h"
+#include "cc/reason.h"
+#include "cc/wrapper.h"
+#include "harness/harness.h"
+
+namespace kiln::cc {
+namespace {
+
+namespace fs = std::filesystem;
+
+CompileCommand C(std::vector<std::string> a) { return ClassifyCompile(a); }
+
+TEST(ClassifyCompile, OneTranslationUnitToAnObjectIsCacheable) {
+  auto c = C({"-O2", "-Wall", "-I../include", "-DX=1", "-c", "-o", "obj/a.o", "src/a.c"});
+  ASSERT_TRUE(c.cacheable) << c.reason << " " << c.detail;
+  EXPECT_EQ(c.source, "src/a.c");
+  EXPECT_EQ(c.output, "obj/a.o");
+  EXPECT_EQ(c.lang, Language::kC);
+  EXPECT_EQ(c.depfile, "");
+  EXPECT_EQ(c.dirs, std::vector<std::string>{"../include"});
+  EXPECT_EQ(c.preprocess_args, (std::vector<std::string>{"-O2", "-Wall", "-I../include", "-DX=1", "src/a.c", "-E"}));
+
+  auto d = C({"-c", "x.cpp", "-MMD", "-MP", "-MF", ".deps/x.Po", "-MT", "x.o", "-isystem", "sys", "-iquote", "q"});
+  ASSERT_TRUE(d.cacheable) << d.reason;
+  EXPECT_EQ(d.lang, Language::kCxx);
+  EXPECT_EQ(d.output, "x.o") << "no -o: the source's base name";
+  EXPECT_EQ(d.depfile, ".deps/x.Po");
+  EXPECT_EQ(d.preprocess_args, (std::vector<std::string>{"x.cpp", "-isystem", "sys", "-iquote", "q", "-E"}));
+  EXPECT_EQ(SearchOrder(d, {"/usr/include"}), (std::vector<std::string>{"q", "sys", "/usr/include"}));
+  EXPECT_EQ(C({"-c", "-MD", "-o", "out/y.o", "y.c"}).depfile, "out/y.d");
+  EXPECT_EQ(C({"-c", "-MD", "dir/z.c"}).depfile, "z.d");
+  EXPECT_TRUE(C({"-c", "-x", "c", "weird.txt"}).cacheable);
+}
+
+TEST(ClassifyCompile, AnythingElseFallsBackWithAReason) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string reason;
+  };
+  std::vector<Case> cases = {
+      {{"-o", "app", "a.o", "b.o"}, "linking"},
+      {{"-o", "app", "main.c"}, "linking"},
+      {{"-E", "a.c"}, "preprocessing only"},
+      {{"-S", "a.c"}, "assembly output"},
+      {{"-M", "a.c"}, "dependency listing only"},
+      {{"-c", "a.c", "b.c"}, "several source files"},
+      {{"-c", "-"}, "reads standard input"},
+      {{"-c", "a.c", "-o", "-"}, "writes to standard output"},
+      {{"-c", "@args.rsp"}, "response file"},
+      {{"-c", "a.s"}, "assembler source"},
+      {{"-c", "a.i"}, "already preprocessed"},
+      {{"-c", "-fprofile-generate", "a.c"}, "unsupported option"},
+      {{"-c", "--coverage", "a.c"}, "unsupported option"},
+      {{"-c", "-gsplit-dwarf", "a.c"}, "unsupported option"},
+      {{"-c", "-save-temps", "a.c"}, "unsupported option"},
+      {{"-c", "-Wp,-MD,x.d", "a.c"}, "preprocessor options passed through"},
+      {{"-c", "-march=native", "a.c"}, "tuned to the build host's CPU"},
+      {{"-c", "-frobnicate-unknown", "a.c"}, ""},  // unknown -f: accepted as an argument (in the key)
+      {{"-c", "--totally-unknown", "a.c"}, "unsupported option"},
+      {{"-c", "-B/opt/bin", "a.c"}, "changes which compiler programs run"},
+      {{"-c", "-o"}, "incomplete command"},
+      {{"--version"}, "information query"},
+      {{"-c", "x.c", "other.o"}, "linker input"},
+      {{"-c"}, "no source file"},
+  };
+  for (const auto& c : cases) {
+    auto r = ClassifyCompile(c.args);
+    if (c.reason.empty()) {
+      EXPECT_TRUE(r.cacheable) << c.args[1] << ": " << r.reason;
+      continue;
+    }
+    EXPECT_FALSE(r.cacheable) << c.args.back();
+    EXPECT_EQ(r.reason, c.reason) << "for " << c.args[0] << " " << (c.args.size() > 1 ? c.args[1] : "");
+  }
+}
+
+TEST(LineMarkers, FilesOfThePreprocessedOutputInOrderWhateverTheChunks) {
+  std::string out =
+      "# 0 \"a.c\"\n# 0 \"<built-in>\"\n# 0 \"<command-line>\"\n# 1 \"/usr/include/stdc-predef.h\" 1 3 4\n"
+      "# 1 \"a.c\"\nint x;\n# 1 \"inc/q\\\"uote.h\" 1\n#pragma once\nint # 3 \"not/a/marker.h\"\n"
+      "# 12 \"inc/odd\\040name.h\" 2\n# 1 \"a.c\"\n";
+  for (size_t step : {out.size(), size_t{1}, size_t{7}}) {
+    LineMarkerScanner s;
+    for (size_t i = 0; i < out.size(); i += step) s.Feed(std::string_view(out).substr(i, step));
+    EXPECT_EQ(s.files(), (std::vector<std::string>{"a.c", "/usr/include/stdc-predef.h", "inc/q\"uote.h",
+                                                   "inc/odd name.h"}))
+        << "chunks of " << step;
+  }
+}
+
+TEST(AbsolutePath, NormalizesAndNamesTheDirectoriesADotDotLeaves) {
+  std::vector<std::string> out;
+  EXPECT_EQ(AbsolutePath("../../inc/./x.h", "/src/a/b", &out), "/src/inc/x.h");
+  EXPECT_EQ(out, (std::vector<std::string>{"/src/a/b", "/src/a"}));
+  EXPECT_EQ(AbsolutePath("/usr//include/stdio.h", "/src"), "/usr/include/stdio.h");
+  EXPECT_EQ(AbsolutePath("../../..", "/src"), "/");
+  EXPECT_TRUE(Under("/src/x.h", {"/tmp", "/src"}));
+  EXPECT_FALSE(Under("/srcx/x.h", {"/src"}));
+}
+
+class Manifests : public ::testing::Test {
+ protected:
+  test::TempDir dir_;
+  std::string root() const { return dir_.path(); }
+  RecordOptions Opts(std::vector<std::string> search = {}) const {
+    RecordOptions o;
+    o.cwd = root() + "/build";
+    o.writable = {root()};
+    o.search = std::move(search);
+    return o;
+  }
+};
+
+TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
+  test::WriteFile(root() + "/build/a.c", "#include \"defs.h\"\n");
+  test::WriteFile(root() + "/inc/defs.h", "#define A 1\n");
+  FileHashes h;
+  auto deps = RecordDeps({"a.c", "../inc/defs.h", "/usr/include/stdio.h"}, Opts(), h);
+  ASSERT_TRUE(deps.ok()) << deps.status().message();
+  EXPECT_EQ(deps->at(root() + "/inc/defs.h"), "f:" + cas::DigestOf(std::string_view("#define A 1\n")).Key());
+  EXPECT_EQ(deps->at("/usr/include/stdio.h"), "i") << "image files are pinned by the image digest";
+  EXPECT_EQ(deps->at(root() + "/build"), "d") << "the directory '..' stepped out of";
+  FileHashes again;
+  EXPECT_FALSE(CheckManifest(*deps, again)) << "nothing changed";
+
+  test::WriteFile(root() + "/inc/defs.h", "#define A 2\n");
+  FileHashes after;
+  auto mm = CheckManifest(*deps, after);
+  ASSERT_TRUE(mm);
+  EXPECT_EQ(mm->path, root() + "/inc/defs.h");
+  auto miss = DescribeMiss({}, "", mm, std::nullopt);
+  EXPECT_EQ(miss.reason, "header changed");
+  EXPECT_EQ(miss.detail, "header " + root() + "/inc/defs.h changed from " +
+                             ShortDigest(cas::DigestOf(std::string_view("#define A 1\n")).Key()) + " to " +
+                             ShortDigest(cas::DigestOf(std::string_view("#define A 2\n")).Key()));
+
+  // The directory a ".." left becomes a symlink: "../inc" would be another directory.
+  test::WriteFile(root() + "/inc/defs.h", "#define A 1\n");
+  fs::rename(root() + "/build", root() + "/real-build");
+  fs::create_directory_symlink("real-build", root() + "/build");
+  FileHashes linked;
+  auto link_mm = CheckManifest(*deps, linked);
+  ASSERT_TRUE(link_mm);
+  EXPECT_EQ(link_mm->path, root() + "/build");
+  EXPECT_EQ(DescribeMiss({}, "", link_mm, std::nullopt).reason, "include path changed");
+}
+
+TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {
+  test::WriteFile(root() + "/build/a.c", "");
+  test::WriteFile(root() + "/lib/util.h", "");
+  FileHashes h;
+  // -I../first -I../lib: util.h was found in the second directory.
+  auto deps = RecordDeps({"a.c", "../lib/util.h"}, Opts({"../first", "../lib"}), h);
+  ASSERT_TRUE(deps.ok()) << deps.status().message();
+  EXPECT_EQ(deps->at(root() + "/first/util.h"), "-");
+  FileHashes same;
+  EXPECT_FALSE(CheckManifest(*deps, same));
+  test::WriteFile(root() + "/first/util.h", "");
+  FileHashes after;
+  auto mm = CheckManifest(*deps, after);
+  ASSERT_TRUE(mm);
+  EXPECT_EQ(mm->path, root() + "/first/util.h");
+  EXPECT_EQ(DescribeMiss({}, "", mm, std::nullopt).reason, "header added");
+}
+
+TEST_F(Manifests, NothingIsRecordedForAFileChangedDuringTheCompileOrUsingTheClock) {
+  test::WriteFile(root() + "/build/a.c", "int x;\n");
+  RecordOptions o = Opts();
+  o.changed_since_ns = 1;  // everything is newer than that
+  FileHashes h;
+  auto late = RecordDeps({"a.c"}, o, h);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(late.status().message().find("changed during the compile"), std::string::npos);
+
+  test::WriteFile(root() + "/build/t.c", "const char* when = __DATE__;\n");
+  FileHashes h2;
+  auto clock = RecordDeps({"t.c"}, Opts(), h2);
+  ASSERT_FALSE(clock.ok());
+  EXPECT_EQ(clock.status().code(), Code::kInvalidArgument) << clock.status().message();
+  RecordOptions epoch = Opts();
+  epoch.time_macros_ok = true;
+  FileHashes h3;
+  EXPECT_TRUE(RecordDeps({"t.c"}, epoch, h3).ok());
+}
+
+KeyParts Parts() {
+  KeyParts p;
+  p.image = "sha256:" + std::string(64, 'a');
+  p.compiler = std::string(64, 'c');
+  p.cwd = "/src";
+  p.args = {"-O2", "-c", "a.c"};
+  p.env = {{"LANG", "C.UTF-8"}};
+  return p;
+}
+
+TEST(CompileKeys, EncodingIsPinned) {
+  // Computed from the documented encoding (docs/architecture.md, "Compile
+  // cache") by hand, not by this code: sha256 of
+  // "kiln-cc-direct-1\nimage 71:sha256:aaa...\ncompiler 64:ccc...\ncwd 4:/src\n"
+  // "args 3\narg 3:-O2\narg 2:-c\narg 3:a.c\nenv 1\nname 4:LANG\nvalue 7:C.UTF-8\nsource 4:s/10\n".
+  std::string enc = "kiln-cc-direct-1\nimage 71:sha256:" + std::string(64, 'a') + "\ncompiler 64:" +
+                    std::string(64, 'c') +
+                    "\ncwd 4:/src\nargs 3\narg 3:-O2\narg 2:-c\narg 3:a.c\nenv 1\nname 4:LANG\nvalue 7:C.UTF-8\n"
+                    "source 4:s/10\n";
+  EXPECT_EQ(DirectKey(Parts(), "s/10"), cas::DigestOf(enc).hash);
+  EXPECT_EQ(DirectKey(Parts(), "s/10"), "1e0f00b8047de64ae9c4ca9c9e719dbca11b64420e670a77302391c7b678669d");
+}
+
+TEST(CompileKeys, EachPartChangesBothKeys) {
+  auto base = Parts();
+  std::vector<KeyParts> variants(5, base);
+  variants[0].image = "sha256:" + std::string(64, 'b');
+  variants[1].compiler = std::string(64, 'd');
+  variants[2].cwd = "/src/sub";
+  variants[3].args = {"-O0", "-c", "a.c"};
+  variants[4].env["CPATH"] = "/src/inc";
+  for (const auto& v : variants) {
+    EXPECT_NE(DirectKey(v, "s/1"), DirectKey(base, "s/1"));
+    EXPECT_NE(ResultKey(v, "p/1"), ResultKey(base, "p/1"));
+  }
+  EXPECT_NE(DirectKey(base, "s/1"), DirectKey(base, "s/2"));
+  EXPECT_NE(DirectKey(base, "s/1"), ResultKey(base, "s/1")) << "the two kinds never collide";
+}
+
+TEST(DescribeMiss, ComparesWithTheNearestEarlierCompile) {
+  auto now = Parts();
+  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, std::nullopt).reason, "new source");
+  Previous p{Parts(), "s/1"};
+  p.parts.args = {"-O0", "-c", "a.c"};
+  auto m = DescribeMiss(now, "s/1", std::nullopt, p);
+  EXPECT_EQ(m.reason, "arguments changed");
+  EXPECT_EQ(m.detail, "arguments: removed -O0, added -O2");
+  Previous src{Parts(), "s/2"};
+  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, src).reason, "source changed");
+  Previous cc{Parts(), "s/1"};
+  cc.parts.compiler = std::string(64, 'e');
+  cc.parts.env.clear();
+  auto both = DescribeMiss(now, "s/1", std::nullopt, cc);
+  EXPECT_EQ(both.reason, "compiler changed");
+  EXPECT_NE(both.detail.find("environment: LANG unset -> \"C.UTF-8\""), std::string::npos) << both.detail;
+}
+
+TEST(ResolveInvocation, FindsTheRealCompilerPastItsOwnLinks) {
+  test::TempDir d;
+  std::string self = d.path() + "/wrap/kiln-cc";
+  test::WriteFile(self, "#!/bin/sh\n", true);
+  fs::create_symlink("kiln-cc", d.path() + "/wrap/gcc");
+  test::WriteFile(d.path() + "/bin/gcc", "#!/bin/sh\n", true);
+  std::string path = d.path() + "/wrap:" + d.path() + "/bin";
+  auto inv = ResolveInvocation({d.path() + "/wrap/gcc", "-c", "a.c"}, path, self);
+  ASSERT_TRUE(inv.ok()) << inv.status().message();
+  EXPECT_EQ(inv->path, d.path() + "/bin/gcc");
+  EXPECT_EQ(inv->args, (std::vector<std::string>{"-c", "a.c"}));
+  auto named = ResolveInvocation({"kiln-cc", "gcc", "-c", "a.c"}, path, self);
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(named->path, d.path() + "/bin/gcc");
+  EXPECT_EQ(ResolveInvocation({"kiln-cc", "g++"}, path, self).status().code(), Code::kNotFound);
+  EXPECT_EQ(ResolveInvocation({"kiln-cc"}, path, self).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kiln::cc
