@@ -238,6 +238,11 @@ void Controller::Impl::GcLoop() {
     } else if (*n > 0) {
       spdlog::info("action cache: dropped {} entries unused for {} s", *n, cfg.action_cache_max_age.count() / 1000);
     }
+    if (auto n = compile_cache->Expire(cfg.compile_cache_max_age); !n.ok()) {
+      spdlog::warn("compile cache expiry failed: {}", n.status().message());
+    } else if (*n > 0) {
+      spdlog::info("compile cache: dropped {} results unused for {} s", *n, cfg.compile_cache_max_age.count() / 1000);
+    }
     auto st = cas->Collect();
     if (!st.ok()) {
       spdlog::warn("CAS collection failed: {}", st.status().message());
@@ -349,6 +354,8 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->worker_service = MakeWorkerService(impl.get());
   impl->cas_service = MakeCasService(impl->cas.get());
   impl->image_service = MakeImageService(impl->cas.get());
+  impl->compile_cache = std::make_unique<cache::CompileCacheStore>(cfg.database_url, 4);
+  impl->cache_service = MakeCacheService(impl.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -360,6 +367,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   builder.RegisterService(impl->worker_service.get());
   builder.RegisterService(impl->cas_service.get());
   builder.RegisterService(impl->image_service.get());
+  builder.RegisterService(impl->cache_service.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
   // Find peers that stopped reading (a blocked Write would otherwise wait forever).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);

@@ -7,6 +7,7 @@
 #include <deque>
 #include <thread>
 
+#include "cache/compile_store.h"
 #include "controller/cas.h"
 #include "controller/controller.h"
 #include "controller/state.h"
@@ -29,6 +30,7 @@ struct Controller::Impl {
   std::unique_ptr<queue::Queue> queue;
   std::unique_ptr<ProjectCache> projects;
   std::unique_ptr<Cas> cas;
+  std::unique_ptr<cache::CompileCacheStore> compile_cache;
   Registry registry;
   std::atomic<bool> stopping{false};
 
@@ -43,7 +45,7 @@ struct Controller::Impl {
   std::condition_variable events_cv;
   std::deque<Event> events;
 
-  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service, image_service;
+  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service, image_service, cache_service;
   std::unique_ptr<grpc::Server> server;
   std::string bound_address;
   std::unique_ptr<queue::Listener> listener;
@@ -63,5 +65,19 @@ struct Controller::Impl {
 std::unique_ptr<grpc::Service> MakeJobService(Controller::Impl* c);
 std::unique_ptr<grpc::Service> MakeAdminService(Controller::Impl* c);
 std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c);
+std::unique_ptr<grpc::Service> MakeCacheService(Controller::Impl* c);
+
+// The action and compile cache scope of a project's jobs: "project:<name>",
+// or "shared:<cache_scope>" for projects that trust each other.
+std::string CacheScope(const std::string& project, const config::ProjectConfig& pc);
+
+// The compile cache's worker RPCs (compile_service.cc).
+grpc::Status LookupCompile(Controller::Impl* c, const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp);
+grpc::Status LookupCompileResult(Controller::Impl* c, const v1::LookupCompileResultRequest* req,
+                                 v1::LookupCompileResultResponse* resp);
+grpc::Status StoreCompile(Controller::Impl* c, const v1::StoreCompileRequest* req, v1::StoreCompileResponse* resp);
+grpc::Status RecordCompiles(Controller::Impl* c, const v1::RecordCompilesRequest* req);
+// Adds the job's compile cache record to an explanation.
+Status ExplainCompiles(Controller::Impl* c, int64_t job_id, size_t max_events, v1::Explanation* resp);
 
 }  // namespace kiln::controller

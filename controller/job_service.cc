@@ -72,6 +72,15 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   return Status::Ok();
 }
 
+}  // namespace
+
+std::string CacheScope(const std::string& project, const config::ProjectConfig& pc) {
+  // Separate namespaces: no project can name another's private scope.
+  return pc.cache_scope.empty() ? "project:" + project : "shared:" + pc.cache_scope;
+}
+
+namespace {
+
 class JobServiceImpl final : public v1::JobService::Service {
  public:
   explicit JobServiceImpl(Controller::Impl* c) : c_(c) {}
@@ -107,6 +116,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     for (const auto& [k, v] : pc->requirements) job.spec.requirements.emplace(k, v);
     job.spec.requirements.emplace("arch", "x86_64");
     job.spec.image = image;
+    if (!pc->compile_cache) job.spec.no_compile_cache = true;
     // Routing: a job with an image only to workers that run containers, one
     // without only to workers that allow plain processes (allow_plain_jobs).
     if (!image.empty()) job.spec.requirements["sandbox"] = "runc";
@@ -114,7 +124,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (cache::Cacheable(job.spec)) {
       job.action_digest = cache::ActionDigest(job.spec);
       // Separate namespaces: no project can name another's private scope.
-      job.cache_scope = pc->cache_scope.empty() ? "project:" + project : "shared:" + pc->cache_scope;
+      job.cache_scope = CacheScope(project, *pc);
       job.no_cache = req->no_cache();
     }
     auto out = c_->queue->Submit(job);
@@ -206,6 +216,10 @@ class JobServiceImpl final : public v1::JobService::Service {
       }
     }
     resp->set_verdict(Verdict(*job, prev->has_value() ? &**prev : nullptr, cacheable, cached, same));
+    // A job served from the action cache compiled nothing itself: its
+    // producer's record is the one that tells.
+    int64_t ran = cached ? job->result->cached_from : job->id;
+    if (Status s = ExplainCompiles(c_, ran, max_paths, resp); !s.ok()) return api::ToGrpc(s);
     return grpc::Status::OK;
   }
 

@@ -153,6 +153,22 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status LookupCompile(grpc::ServerContext*, const v1::LookupCompileRequest* req,
+                             v1::LookupCompileResponse* resp) override {
+    return controller::LookupCompile(c_, req, resp);
+  }
+  grpc::Status LookupCompileResult(grpc::ServerContext*, const v1::LookupCompileResultRequest* req,
+                                   v1::LookupCompileResultResponse* resp) override {
+    return controller::LookupCompileResult(c_, req, resp);
+  }
+  grpc::Status StoreCompile(grpc::ServerContext*, const v1::StoreCompileRequest* req,
+                            v1::StoreCompileResponse* resp) override {
+    return controller::StoreCompile(c_, req, resp);
+  }
+  grpc::Status RecordCompiles(grpc::ServerContext*, const v1::RecordCompilesRequest* req, v1::Empty*) override {
+    return controller::RecordCompiles(c_, req);
+  }
+
  private:
   Controller::Impl* c_;
 };

@@ -17,6 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr const char* kComplete = ".kiln-image-complete";
+// Where the sandbox mounts things. Made at unpack time: the rootfs is shared
+// read-only by every job. (/kiln: the compile cache's wrapper and socket.)
+const char* const kMountPoints[] = {"proc", "dev", "sys", "tmp", "src", "etc", "kiln", "kiln/bin", "kiln/run"};
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -43,6 +46,13 @@ ImageStore::ImageStore(std::string dir, int64_t max_bytes, LocalCas* cas)
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     std::string name = e.path().filename();
     if (cas::IsHash(name) && fs::exists(e.path() / kComplete)) {
+      // Unpacked by an older kiln-worker: add mount points it did not make
+      // (no job runs yet).
+      for (const char* d : kMountPoints) {
+        struct stat s {};
+        std::string p = (e.path() / "rootfs" / d).string();
+        if (::lstat(p.c_str(), &s) != 0) fs::create_directories(p, ec);
+      }
       auto entry = std::make_shared<Entry>();
       entry->ready = true;
       entry->bytes = DiskBytes(e.path());
@@ -89,7 +99,7 @@ Status ImageStore::Unpack(cas::CasClient& client, v1::ImageService::Stub& images
     }
   }
   // Mount points, made now: the rootfs is shared read-only by every job.
-  for (const char* d : {"proc", "dev", "sys", "tmp", "src", "etc"}) {
+  for (const char* d : kMountPoints) {
     std::string p = tmp + "/rootfs/" + d;
     struct stat s {};
     if (::lstat(p.c_str(), &s) == 0 && !S_ISDIR(s.st_mode)) {

@@ -123,6 +123,46 @@ Result<std::string> LocalCas::Blob(cas::CasClient& client, const cas::Digest& d)
   return path;
 }
 
+Status LocalCas::Put(const cas::Digest& d, std::string_view data,
+                     const std::function<Status(const std::string&)>& use) {
+  std::string path = PathOf(d.hash, false);
+  Pin(d.hash, d.size);
+  struct Unpinner {
+    LocalCas* c;
+    std::string key;
+    ~Unpinner() {
+      c->Unpin({key});
+      c->Trim();
+    }
+  } unpin{this, d.hash};
+  {
+    std::lock_guard fg(fetch_mu_);
+    if (!Intact(path, d.size, false)) {
+      std::error_code ec;
+      fs::create_directories(fs::path(path).parent_path(), ec);
+      // Replaced by rename, never rewritten in place: a job may link it now.
+      std::string tmp = path + ".kiln-tmp-put";
+      int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+      if (fd < 0) return FailedPrecondition(Errno("cannot write " + tmp));
+      size_t done = 0;
+      while (done < data.size()) {
+        ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += static_cast<size_t>(w);
+      }
+      bool ok = ::close(fd) == 0 && done == data.size();
+      if (!ok) {
+        ::unlink(tmp.c_str());
+        return FailedPrecondition("cannot write " + tmp + ": disk full?");
+      }
+      if (auto s = Seal(tmp, false); !s.ok()) return s;
+      if (::rename(tmp.c_str(), path.c_str()) != 0) return FailedPrecondition(Errno("cannot store " + path));
+    }
+  }
+  return use(path);
+}
+
 Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::Digest& root,
                                                 const std::string& dest) {
   auto tree = client.GetTree(root);

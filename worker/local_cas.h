@@ -33,6 +33,10 @@ class LocalCas {
   // layer). The file stays until the cache is trimmed past its cap.
   Result<std::string> Blob(cas::CasClient& client, const cas::Digest& d);
 
+  // Adds `data` (whose digest is `d`) to the cache and calls `use` with its
+  // path, during which it stays (e.g. to upload it).
+  Status Put(const cas::Digest& d, std::string_view data, const std::function<Status(const std::string&)>& use);
+
  private:
   struct Item {
     int64_t size = 0;

@@ -27,6 +27,10 @@ struct RunRequest {
   const std::atomic<bool>* abort = nullptr;
   std::string abort_reason;
   std::string abort_limit;
+  // The compile cache (containers only): directories on the host bound at
+  // /kiln/bin (kiln-cc and its links, put first on PATH) and /kiln/run
+  // (its socket). Empty: no compile cache.
+  std::string cc_wrapper_dir, cc_socket_dir;
 };
 
 struct RunOutcome {

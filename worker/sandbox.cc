@@ -182,7 +182,9 @@ class RuncSandbox : public Sandbox {
 
 std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
                        const std::string& cgroup_path) {
-  std::map<std::string, std::string> env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+  const bool cc = !req.cc_wrapper_dir.empty() && !req.cc_socket_dir.empty();
+  std::map<std::string, std::string> env = {{"PATH", std::string(cc ? "/kiln/bin:" : "") +
+                                                         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                                             {"HOME", "/tmp"},
                                             {"TMPDIR", "/tmp"},
                                             {"LANG", "C.UTF-8"},
@@ -190,6 +192,7 @@ std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const S
   for (const auto& [k, v] : req.spec.env) env[k] = v;
   env["KILN_JOB_ID"] = std::to_string(req.job_id);
   env["KILN_ATTEMPT"] = std::to_string(req.attempt);
+  if (cc) env["KILN_CC_SOCKET"] = "/kiln/run/cc.sock";
   json envs = json::array();
   for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
   json caps_empty = json::array();
@@ -200,6 +203,26 @@ std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const S
                     {"pids", {{"limit", pids}}}};
   int64_t cpu = CappedLimit(req.spec.cpu_millis, caps.cpu_millis);
   if (cpu > 0) resources["cpu"] = {{"quota", cpu * 100}, {"period", 100000}};
+  json mounts = {
+      {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+      {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+       {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+      {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+       {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+      {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
+       {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+      {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"}, {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+      {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+       {"options", {"nosuid", "nodev", "mode=1777", "size=" + std::to_string(caps.tmp_bytes)}}},
+      {{"destination", "/src"}, {"type", "bind"}, {"source", req.job_dir}, {"options", {"rbind", "rw", "nosuid", "nodev"}}}};
+  if (cc) {
+    mounts.push_back({{"destination", "/kiln/bin"}, {"type", "bind"}, {"source", req.cc_wrapper_dir},
+                      {"options", {"rbind", "ro", "nosuid", "nodev"}}});
+    mounts.push_back({{"destination", "/kiln/run"}, {"type", "bind"}, {"source", req.cc_socket_dir},
+                      {"options", {"rbind", "ro", "nosuid", "nodev", "noexec"}}});
+  }
   std::string cwd = "/src";
   if (!req.spec.working_dir.empty()) cwd += "/" + req.spec.working_dir;
   json config = {
@@ -217,22 +240,7 @@ std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const S
         {"noNewPrivileges", true}}},
       {"root", {{"path", rootfs}, {"readonly", true}}},
       {"hostname", "kiln"},
-      {"mounts",
-       {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
-        {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
-         {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
-        {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
-         {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
-        {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
-         {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
-        {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
-         {"options", {"nosuid", "noexec", "nodev"}}},
-        {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
-         {"options", {"nosuid", "noexec", "nodev", "ro"}}},
-        {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"},
-         {"options", {"nosuid", "nodev", "mode=1777", "size=" + std::to_string(caps.tmp_bytes)}}},
-        {{"destination", "/src"}, {"type", "bind"}, {"source", req.job_dir},
-         {"options", {"rbind", "rw", "nosuid", "nodev"}}}}},
+      {"mounts", mounts},
       {"linux",
        {{"namespaces", {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
                         {{"type", "mount"}}}},

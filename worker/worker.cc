@@ -12,9 +12,11 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <climits>
 #include <map>
-#include <set>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <thread>
 
 #include "api/convert.h"
@@ -23,6 +25,7 @@
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "cas/client.h"
 #include "cas/walk.h"
+#include "worker/compile_cache.h"
 #include "worker/images.h"
 #include "worker/local_cas.h"
 #include "worker/sandbox.h"
@@ -54,6 +57,12 @@ struct Worker::Impl {
   std::unique_ptr<ImageStore> images;
   std::unique_ptr<Sandbox> sandbox;   // null: this worker runs no containers
   std::string no_sandbox_why;
+
+  // The compile cache: kiln-cc's copy in work_dir (empty: off here), and per
+  // image a directory of it and links named after the image's compilers.
+  std::string cc_master;
+  std::mutex cc_mu;
+  std::set<std::string> cc_ready;  // image hashes whose wrapper directory exists
 
   std::mutex mu;  // guards jobs, unacked
   std::condition_variable cv;
@@ -214,6 +223,61 @@ struct Worker::Impl {
     return Status(last.code(), "cannot upload outputs: " + last.message());
   }
 
+  // work_dir/kiln-cc/<image hex>: kiln-cc and a link to it for each C or
+  // C++ compiler the image has in its PATH directories (only those: a build
+  // probing for a compiler must not find one that is not there).
+  Result<std::string> WrapperDir(const std::string& image, const std::string& rootfs) {
+    const std::string hash = image.substr(image.find(':') + 1);
+    const std::string dir = cfg.work_dir + "/kiln-cc/" + hash;
+    std::lock_guard g(cc_mu);
+    if (cc_ready.count(hash)) return dir;
+    static const std::regex kCompiler(R"(cc|c\+\+|(x86_64-linux-gnu-)?(gcc|g\+\+)(-[0-9]+)?)");
+    std::set<std::string> names;
+    for (const char* bin : {"usr/local/bin", "usr/bin", "bin"}) {
+      struct stat st {};
+      std::string d = rootfs + "/" + bin;
+      if (::lstat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;  // never follow the image's links out
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(d, ec)) {
+        std::string n = e.path().filename();
+        if (std::regex_match(n, kCompiler)) names.insert(n);
+      }
+    }
+    std::string tmp = dir + ".partial";
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    if (::link(cc_master.c_str(), (tmp + "/kiln-cc").c_str()) != 0)
+      fs::copy_file(cc_master, tmp + "/kiln-cc", fs::copy_options::overwrite_existing, ec);
+    for (const auto& n : names) fs::create_symlink("kiln-cc", tmp + "/" + n, ec);
+    ::chmod(tmp.c_str(), 0755);
+    fs::remove_all(dir, ec);
+    fs::rename(tmp, dir, ec);
+    if (ec) return FailedPrecondition("cannot prepare " + dir + ": " + ec.message());
+    spdlog::info("compile cache wrapper for image {}: {} compilers ({})", image, names.size(),
+                 names.empty() ? "none" : *names.begin() + (names.size() > 1 ? ", ..." : ""));
+    cc_ready.insert(hash);
+    return dir;
+  }
+
+  // Sends what kiln-cc reported in a job's run (best effort: statistics).
+  void RecordCompiles(const v1::RecordCompilesRequest& r) {
+    if (r.stats().units() == 0) return;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      v1::Empty e;
+      auto s = stub->RecordCompiles(&ctx, r, &e);
+      if (s.ok()) return;
+      if (s.error_code() != grpc::UNAVAILABLE || attempt == 2) {
+        spdlog::warn("job_id={} attempt={}: compile cache statistics not recorded: {}", r.job_id(), r.attempt(),
+                     s.error_message());
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    }
+  }
+
   // Runs the job: in a container when it names an image (never bare), else
   // as a plain process where this worker allows that.
   RunOutcome RunIn(const v1::Assign& a, const RunRequest& req, const std::function<void(int64_t)>& started,
@@ -243,7 +307,32 @@ struct Worker::Impl {
       return refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
                     "cannot prepare image " + image + " on worker " + id + ": " + rootfs.status().message());
     }
-    RunOutcome out = sandbox->Run(req, *rootfs, started, log, js->cancel, js->hand_back);
+    RunRequest run = req;
+    std::unique_ptr<CompileCacheServer> cc;
+    if (!cc_master.empty() && !a.spec().no_compile_cache()) {
+      auto wrapper = WrapperDir(image, *rootfs);
+      CompileCacheJob j;
+      j.job_id = a.job_id();
+      j.attempt = a.attempt();
+      j.image = image;
+      j.dir = cfg.work_dir + "/cc/" + std::to_string(a.job_id()) + "-" + std::to_string(a.attempt());
+      j.max_object_bytes = cfg.compile_cache_max_object_bytes;
+      auto srv = wrapper.ok() ? CompileCacheServer::Start(j, {stub.get(), cas.get(), local_cas.get()})
+                              : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
+      if (srv.ok()) {
+        cc = std::move(*srv);
+        run.cc_wrapper_dir = *wrapper;
+        run.cc_socket_dir = j.dir;
+      } else {
+        spdlog::warn("job_id={} attempt={}: runs without the compile cache: {}", a.job_id(), a.attempt(),
+                     srv.status().message());
+      }
+    }
+    RunOutcome out = sandbox->Run(run, *rootfs, started, log, js->cancel, js->hand_back);
+    if (cc) {
+      cc->Stop();
+      RecordCompiles(cc->Record());
+    }
     images->Release(image);
     return out;
   }
@@ -503,6 +592,29 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   } else {
     impl->no_sandbox_why = "sandbox = none in its configuration";
   }
+  if (impl->sandbox && cfg.compile_cache) {
+    std::string src = cfg.compile_cache_wrapper;
+    if (src.empty()) {
+      char self[PATH_MAX] = {0};
+      ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+      if (n > 0) src = fs::path(std::string(self, static_cast<size_t>(n))).parent_path() / "kiln-cc";
+    }
+    // A copy of our own: a reinstall does not change the wrapper under running builds.
+    std::string dir = cfg.work_dir + "/kiln-cc";
+    fs::remove_all(dir, ec);
+    fs::create_directories(dir, ec);
+    ::chmod(dir.c_str(), 0755);
+    if (::access(src.c_str(), X_OK) != 0) {
+      spdlog::warn("compile cache off: kiln-cc not found at {} (install it beside kiln-worker, or set "
+                   "compile_cache_wrapper)", src);
+    } else if (fs::copy_file(src, dir + "/kiln-cc", fs::copy_options::overwrite_existing, ec);
+               ec || ::chmod((dir + "/kiln-cc").c_str(), 0755) != 0) {
+      spdlog::warn("compile cache off: cannot copy {} into {}: {}", src, dir, ec.message());
+    } else {
+      impl->cc_master = dir + "/kiln-cc";
+    }
+  }
+  fs::remove_all(cfg.work_dir + "/cc", ec);  // sockets of a crashed run
   // Leftovers of a crashed run: their jobs were requeued long ago.
   for (const auto& e : fs::directory_iterator(cfg.work_dir + "/jobs", ec)) {
     spdlog::info("removing leftover job directory {}", e.path().string());

@@ -101,6 +101,7 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
     out->mutable_resources()->set_pids(in.pids);
     out->mutable_resources()->set_cpu_millis(in.cpu_millis);
   }
+  out->set_no_compile_cache(in.no_compile_cache);
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -116,6 +117,7 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   s.memory_bytes = in.resources().memory_bytes();
   s.pids = in.resources().pids();
   s.cpu_millis = in.resources().cpu_millis();
+  s.no_compile_cache = in.no_compile_cache();
   return s;
 }
 

@@ -38,6 +38,8 @@ std::string Printable(std::string_view s) {
   return out;
 }
 
+}  // namespace
+
 // Strict UTF-8 (as PostgreSQL checks it): no overlong forms, no surrogates.
 bool ValidUtf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
@@ -60,8 +62,6 @@ bool ValidUtf8(std::string_view s) {
   }
   return true;
 }
-
-}  // namespace
 
 std::string Encode(const Directory& d) {
   std::string out(kMagic);

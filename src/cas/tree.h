@@ -36,6 +36,9 @@ struct Directory {
 std::string Encode(const Directory& d);
 Digest DigestOf(const Directory& d);
 
+// Strict UTF-8, as PostgreSQL checks text: no overlong forms, no surrogates.
+bool ValidUtf8(std::string_view s);
+
 // A single path component: not empty, not "." or "..", no '/', no NUL, at
 // most 255 bytes.
 Status CheckName(std::string_view name);

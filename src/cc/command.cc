@@ -213,8 +213,8 @@ struct Parser {
     if (sources.empty()) Refuse("no source file", "");
     if (sources.size() > 1) Refuse("several source files", sources[0] + " " + sources[1]);
     if (output_given && c.output == "-") Refuse("writes to standard output", "-o -");
+    c.source = !sources.empty() ? sources[0] : !objects.empty() ? objects[0] : "";  // for messages
     if (refused) return std::move(c);
-    c.source = sources[0];
     if (!output_given) c.output = WithoutExtension(BaseName(c.source)) + ".o";
     if (md) c.depfile = !mf.empty() ? mf : output_given ? WithoutExtension(c.output) + ".d"
                                                         : WithoutExtension(BaseName(c.source)) + ".d";

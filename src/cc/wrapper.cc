@@ -179,7 +179,7 @@ class Wrapper {
       std::map<std::string, std::string> deps(m.deps().begin(), m.deps().end());
       auto mm = CheckManifest(deps, hashes_);
       if (!mm && Serve(m.result())) {
-        Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key());
+        Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key(), m.id());
         return 0;
       }
       if (mm && !first) first = mm;
@@ -386,10 +386,10 @@ class Wrapper {
   }
 
   void Report(const std::string& outcome, const std::string& reason, const std::string& detail, int64_t bytes = 0,
-              int64_t compile_ms = 0, const std::string& key = "") {
+              int64_t compile_ms = 0, const std::string& key = "", int64_t manifest_id = 0) {
     v1::Request req;
     auto* r = req.mutable_report();
-    r->set_source(cmd_.source.empty() ? (inv_.args.empty() ? "" : inv_.args.back()) : cmd_.source);
+    r->set_source(cmd_.source);
     r->set_output(cmd_.output);
     r->set_outcome(outcome);
     r->set_reason(reason);
@@ -400,6 +400,7 @@ class Wrapper {
     if (compile_ms > 0) r->set_saved_ms(std::max<int64_t>(0, compile_ms - elapsed));
     r->set_bytes(bytes);
     r->set_result_key(key);
+    r->set_manifest_id(manifest_id);
     (void)ch_.Call(req);
   }
 

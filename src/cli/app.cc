@@ -110,6 +110,9 @@ int Main(int argc, char** argv) {
   sub->add_flag("--no-hash-cache", submit.no_hash_cache, "hash every file, ignoring the local hash cache");
   sub->add_flag("--no-cache", submit.no_cache,
                 "run the build even if the farm has the result of an identical one (the result is still cached)");
+  sub->add_flag("--no-compile-cache", submit.no_compile_cache,
+                "run without the compile cache's wrapper: every translation unit compiles (the project setting "
+                "compile_cache = false does this for all its jobs)");
   sub->add_option("--output", submit.outputs,
                   "file or directory the build produces, relative to the tree's root; downloaded after success "
                   "(repeatable)")
@@ -138,11 +141,30 @@ int Main(int argc, char** argv) {
 
   // why
   WhyArgs why;
-  auto* wy = Sub(&app, "why", "Say why a job was or was not served from the cache, and what changed");
+  auto* wy = Sub(&app, "why",
+                 "Say why a job was or was not served from the cache, what changed, and which translation units "
+                 "missed the compile cache and why");
   wy->add_option("id", why.job_id, "job id")->type_name("ID")->required();
   wy->add_option("--max-paths", why.max_paths, "list at most this many changed paths (default 200)")
       ->check(CLI::Range(1, 10000));
   wy->callback([&] { action = [&](Client& c) { return RunWhy(c, g, why); }; });
+
+  // cache
+  auto* ca = Sub(&app, "cache", "The compile cache: statistics, and which translation units a header affects");
+  ca->require_subcommand(1);
+  CacheStatsArgs cstats;
+  auto* cs = Sub(ca, "stats", "Hits, misses by reason, fallbacks, bytes and time saved of a project's compile cache");
+  cs->add_option("--project", cstats.project, "project")->capture_default_str();
+  cs->add_option("--since", cstats.since, "only jobs of the last DUR, e.g. 1h, 7d")->type_name("DUR");
+  cs->callback([&] { action = [&](Client& c) { return RunCacheStats(c, g, cstats); }; });
+  CacheImpactArgs cimpact;
+  auto* ci = Sub(ca, "impact", "List the cached translation units that read a header (what changing it recompiles)");
+  ci->add_option("path", cimpact.path, "the header, relative to the input tree's root or absolute in the build (/src/...)")
+      ->type_name("PATH")
+      ->required();
+  ci->add_option("--project", cimpact.project, "project")->capture_default_str();
+  ci->add_option("--limit", cimpact.limit, "list at most this many (default 1000)")->check(CLI::Range(1, 100000));
+  ci->callback([&] { action = [&](Client& c) { return RunCacheImpact(c, g, cimpact); }; });
 
   // image
   auto* im = Sub(&app, "image", "OCI images builds run in (import, list, rm)");

@@ -21,6 +21,7 @@ struct Client::Impl {
   std::unique_ptr<v1::AdminService::StubInterface> admin;
   std::unique_ptr<cas::CasClient> cas;
   std::unique_ptr<v1::ImageService::Stub> images;
+  std::unique_ptr<v1::CacheService::Stub> cache;
 };
 
 namespace {
@@ -73,6 +74,7 @@ std::unique_ptr<Client> Client::Connect(const ClientOptions& options) {
   auto c = MakeClient(options, v1::JobService::NewStub(channel), v1::AdminService::NewStub(channel));
   c->impl_->cas = std::make_unique<cas::CasClient>(channel);
   c->impl_->images = v1::ImageService::NewStub(channel);
+  c->impl_->cache = v1::CacheService::NewStub(channel);
   return c;
 }
 
@@ -116,6 +118,21 @@ Result<v1::Explanation> Client::ExplainJob(int64_t job_id, int max_paths) {
   return Call<v1::Explanation>(impl_->options, [&](grpc::ClientContext* ctx, v1::Explanation* resp) {
     return impl_->jobs->ExplainJob(ctx, req, resp);
   });
+}
+
+Result<v1::CompileStatsResponse> Client::CompileStats(const v1::CompileStatsRequest& req) {
+  if (!impl_->cache) return NoStub("CacheService");
+  return Call<v1::CompileStatsResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::CompileStatsResponse* resp) {
+    return impl_->cache->CompileStats(ctx, req, resp);
+  });
+}
+
+Result<v1::CompileImpactResponse> Client::CompileImpact(const v1::CompileImpactRequest& req) {
+  if (!impl_->cache) return NoStub("CacheService");
+  return Call<v1::CompileImpactResponse>(impl_->options,
+                                         [&](grpc::ClientContext* ctx, v1::CompileImpactResponse* resp) {
+                                           return impl_->cache->CompileImpact(ctx, req, resp);
+                                         });
 }
 
 Result<v1::Job> Client::CancelJob(int64_t job_id, const std::string& reason) {

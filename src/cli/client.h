@@ -68,6 +68,8 @@ class Client {
   Result<v1::Image> RegisterImage(const v1::RegisterImageRequest& req);
   Result<v1::ListImagesResponse> ListImages();
   Result<v1::Image> RemoveImage(const std::string& digest);
+  Result<v1::CompileStatsResponse> CompileStats(const v1::CompileStatsRequest& req);
+  Result<v1::CompileImpactResponse> CompileImpact(const v1::CompileImpactRequest& req);
 
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);

@@ -39,6 +39,7 @@ struct SubmitArgs {
   bool no_gitignore = false;
   bool no_hash_cache = false;
   bool no_cache = false;              // skip the action cache lookup
+  bool no_compile_cache = false;      // no kiln-cc in the container
   std::vector<std::string> outputs;   // declared outputs, relative to the tree's root
   std::string outputs_dir;            // where they land; default: the input directory
   std::string image;                  // sha256:<hex>; empty: the project's
@@ -55,6 +56,21 @@ struct WhyArgs {
   int max_paths = 200;
 };
 int RunWhy(Client& c, const Globals& g, const WhyArgs& a);
+// The compile cache part of `kiln why` (nothing when the job recorded none).
+void PrintCompileSummary(const v1::Explanation& ex, int max_paths);
+
+struct CacheStatsArgs {
+  std::string project = "default";
+  std::string since;  // e.g. 7d; empty: everything kept
+};
+int RunCacheStats(Client& c, const Globals& g, const CacheStatsArgs& a);
+
+struct CacheImpactArgs {
+  std::string project = "default";
+  std::string path;
+  int limit = 0;
+};
+int RunCacheImpact(Client& c, const Globals& g, const CacheImpactArgs& a);
 
 struct OutputsArgs {
   std::string job_id;

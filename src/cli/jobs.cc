@@ -99,6 +99,7 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   if (a.priority) req.set_priority(*a.priority);
   req.set_max_attempts(a.max_attempts);
   req.set_no_cache(a.no_cache);
+  if (a.no_compile_cache) req.mutable_spec()->set_no_compile_cache(true);
   // The idempotency key makes retrying Submit safe: a retry gets the same job.
   req.set_request_id(a.request_id.empty() ? RandomHex(16) : a.request_id);
   auto* spec = req.mutable_spec();
@@ -220,6 +221,10 @@ int RunStatus(Client& c, const Globals& g, const std::string& job_id) {
   return kExitOk;
 }
 
+namespace {
+void PrintActionComparison(const v1::Explanation& e);
+}  // namespace
+
 int RunWhy(Client& c, const Globals& g, const WhyArgs& a) {
   auto id = ParseJobId(a.job_id);
   if (!id.ok()) return UsageError(id.status().message());
@@ -230,7 +235,16 @@ int RunWhy(Client& c, const Globals& g, const WhyArgs& a) {
     return kExitOk;
   }
   PrintLine(ex->verdict() + ".");
-  if (!ex->has_compared()) return kExitOk;
+  PrintActionComparison(*ex);
+  PrintCompileSummary(*ex, a.max_paths);
+  return kExitOk;
+}
+
+namespace {
+
+void PrintActionComparison(const v1::Explanation& e) {
+  const v1::Explanation* ex = &e;
+  if (!ex->has_compared()) return;
   const v1::Job& p = ex->compared();
   std::string when = p.finished_at_ms() > 0 ? ", " + FormatAge(p.finished_at_ms(), NowUnixMs()) + " ago" : "";
   PrintLine("compared with job " + std::to_string(p.id()) + " (" + JobStatusName(p.status()) + when +
@@ -268,8 +282,9 @@ int RunWhy(Client& c, const Globals& g, const WhyArgs& a) {
   } else if (ex->job().spec().input_root().hash() == p.spec().input_root().hash()) {
     PrintLine("  input tree: the same");
   }
-  return kExitOk;
 }
+
+}  // namespace
 
 int RunLogs(Client& c, const Globals& g, const LogsArgs& a) {
   auto id = ParseJobId(a.job_id);

@@ -103,6 +103,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "cas_gc_interval") return ParseDur(k, v, c.cas_gc_interval);
   else if (k == "output_retention") return ParseDur(k, v, c.output_retention);
   else if (k == "action_cache_max_age") return ParseDur(k, v, c.action_cache_max_age);
+  else if (k == "compile_cache_max_age") return ParseDur(k, v, c.compile_cache_max_age);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -126,6 +127,9 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "sandbox_tmp_bytes") return ParseSize(k, v, c.sandbox_tmp_bytes);
   else if (k == "max_log_bytes") return ParseSize(k, v, c.max_log_bytes);
   else if (k == "max_output_bytes") return ParseSize(k, v, c.max_output_bytes);
+  else if (k == "compile_cache") return ParseBool(k, v, c.compile_cache);
+  else if (k == "compile_cache_wrapper") c.compile_cache_wrapper = v;
+  else if (k == "compile_cache_max_object_bytes") return ParseSize(k, v, c.compile_cache_max_object_bytes);
   else if (k == "log_level") c.log_level = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();

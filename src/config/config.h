@@ -36,6 +36,7 @@ struct ControllerConfig {
   milliseconds cas_gc_interval{600'000};
   milliseconds output_retention{7LL * 86'400'000};  // outputs of ended jobs are kept this long
   milliseconds action_cache_max_age{30LL * 86'400'000};  // cache entries unused this long are dropped
+  milliseconds compile_cache_max_age{30LL * 86'400'000}; // compile results unused this long are dropped
 };
 
 struct WorkerConfig {
@@ -59,6 +60,11 @@ struct WorkerConfig {
   int64_t sandbox_tmp_bytes = int64_t{1} << 30;   // the container's tmpfs /tmp
   int64_t max_log_bytes = int64_t{64} << 20;      // a job whose log grows past this is stopped
   int64_t max_output_bytes = int64_t{8} << 30;    // declared outputs larger than this fail the job
+  // The compile cache: kiln-cc first on PATH in containers, served over a
+  // unix socket bound into each one.
+  bool compile_cache = true;
+  std::string compile_cache_wrapper;              // the kiln-cc binary; empty: beside kiln-worker
+  int64_t compile_cache_max_object_bytes = int64_t{256} << 20;  // larger objects are not cached
   std::string log_level = "info";
 };
 

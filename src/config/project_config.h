@@ -7,6 +7,8 @@
 //   env               object of string -> string, merged under the job's env
 //   requirements      object of string -> string, merged under the job's
 //   image             "sha256:<hex>": the image of jobs that name none
+//   cache_scope       name of an action/compile cache scope shared with other projects
+//   compile_cache     false: no compile cache wrapper in this project's builds
 
 #include <map>
 #include <string>
@@ -25,6 +27,8 @@ struct ProjectConfig {
   // Action and compile cache entries are shared within a scope: the project's
   // own name unless set. Projects that trust each other may share one.
   std::string cache_scope;
+  // Jobs in an image run with the compile cache's wrapper first on PATH.
+  bool compile_cache = true;
 };
 
 // Parses and validates a project configuration document. InvalidArgument

@@ -55,6 +55,7 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.memory_bytes = j.value("memory_bytes", int64_t{0});
   s.pids = j.value("pids", 0);
   s.cpu_millis = j.value("cpu_millis", 0);
+  s.no_compile_cache = j.value("no_compile_cache", false);
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
@@ -67,6 +68,7 @@ std::string SpecToJson(const JobSpec& s) {
   if (s.memory_bytes > 0) j["memory_bytes"] = s.memory_bytes;
   if (s.pids > 0) j["pids"] = s.pids;
   if (s.cpu_millis > 0) j["cpu_millis"] = s.cpu_millis;
+  if (s.no_compile_cache) j["no_compile_cache"] = true;
   return j.dump();
 }
 

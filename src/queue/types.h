@@ -30,6 +30,7 @@ struct JobSpec {
   int64_t memory_bytes = 0;          // 0: the worker's cap
   int pids = 0;
   int cpu_millis = 0;
+  bool no_compile_cache = false;     // no kiln-cc wrapper in the container
 };
 
 struct JobResult {

@@ -1,0 +1,289 @@
+// The compile cache on the controller: the worker RPCs that read and write
+// it on behalf of a running job, CacheService for clients (kiln cache stats,
+// kiln cache impact), and the compile half of ExplainJob. Everything a worker
+// sends is checked before it is stored; handlers never throw.
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "api/convert.h"
+#include "cas/tree.h"
+#include "cc/deps.h"
+#include "controller/impl.h"
+
+namespace kiln::controller {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxDeps = 100'000;
+constexpr size_t kMaxPath = 4096;
+constexpr size_t kMaxOutput = 1 << 20;       // stdout + stderr of one compile
+constexpr size_t kMaxDepfile = 16 << 20;
+constexpr size_t kMaxArgs = 100'000;
+
+Status Text(const std::string& s, size_t max, const std::string& what) {
+  if (s.size() > max) return InvalidArgument(what + " is longer than " + std::to_string(max) + " bytes");
+  if (s.find('\0') != std::string::npos) return InvalidArgument(what + " contains a NUL byte");
+  if (!cas::ValidUtf8(s)) return InvalidArgument(what + " is not valid UTF-8");
+  return Status::Ok();
+}
+
+Status Key(const std::string& k, const std::string& what) {
+  if (!cas::IsHash(k)) return InvalidArgument(what + " must be 64 lowercase hex digits");
+  return Status::Ok();
+}
+
+Status CheckJobRef(int64_t job_id, int attempt) {
+  if (job_id <= 0 || attempt <= 0) return InvalidArgument("job_id and attempt must be positive");
+  return Status::Ok();
+}
+
+Status CheckDeps(const google::protobuf::Map<std::string, std::string>& deps) {
+  if (deps.size() > kMaxDeps) return InvalidArgument("a manifest of more than 100000 dependencies");
+  for (const auto& [path, value] : deps) {
+    KILN_RETURN_IF_ERROR(Text(path, kMaxPath, "dependency path"));
+    if (path.empty() || path[0] != '/') return InvalidArgument("dependency path '" + path + "' is not absolute");
+    if (value == "i" || value == "d" || value == "-") continue;
+    if (value.rfind("f:", 0) != 0 || !cas::ParseDigest(value.substr(2)).ok())
+      return InvalidArgument("dependency " + path + ": value '" + value.substr(0, 80) +
+                             "' is none of f:<hex>/<size>, i, d, -");
+  }
+  return Status::Ok();
+}
+
+Result<std::string> PartsJson(const v1::CompileParts& p) {
+  if (static_cast<size_t>(p.args_size()) > kMaxArgs) return InvalidArgument("too many compiler arguments");
+  json j = {{"image", p.image()},   {"compiler", p.compiler()},          {"cwd", p.cwd()},
+            {"source", p.source()}, {"source_digest", p.source_digest()}, {"output", p.output()},
+            {"compiler_path", p.compiler_path()}};
+  j["args"] = std::vector<std::string>(p.args().begin(), p.args().end());
+  j["env"] = std::map<std::string, std::string>(p.env().begin(), p.env().end());
+  try {
+    return j.dump();
+  } catch (const json::exception&) {
+    return InvalidArgument("the compile's arguments or environment are not valid UTF-8");
+  }
+}
+
+void PartsFromJson(const std::string& text, v1::CompileParts* p) {
+  try {
+    json j = json::parse(text);
+    p->set_image(j.value("image", ""));
+    p->set_compiler(j.value("compiler", ""));
+    p->set_cwd(j.value("cwd", ""));
+    p->set_source(j.value("source", ""));
+    p->set_source_digest(j.value("source_digest", ""));
+    p->set_output(j.value("output", ""));
+    p->set_compiler_path(j.value("compiler_path", ""));
+    for (const auto& a : j.value("args", std::vector<std::string>{})) p->add_args(a);
+    for (const auto& [k, v] : j.value("env", std::map<std::string, std::string>{})) (*p->mutable_env())[k] = v;
+  } catch (const json::exception&) {
+    // stored by this code: cannot happen; an unreadable row is just no comparison
+  }
+}
+
+void ToProto(const cache::CompileEntry& e, v1::CompileResult* out) {
+  out->set_key(e.key);
+  out->mutable_object()->set_hash(e.object_hash);
+  out->mutable_object()->set_size(e.object_size);
+  out->set_depfile(e.depfile);
+  out->set_stdout(e.out);
+  out->set_stderr(e.err);
+  out->set_compile_ms(e.compile_ms);
+}
+
+void ToProto(const cache::CompileCounts& n, v1::CompileStats* out) {
+  out->set_units(static_cast<int32_t>(n.units));
+  out->set_hits(static_cast<int32_t>(n.hits));
+  out->set_hits_preprocessed(static_cast<int32_t>(n.hits_preprocessed));
+  out->set_misses(static_cast<int32_t>(n.misses));
+  out->set_fallbacks(static_cast<int32_t>(n.fallbacks));
+  out->set_failed(static_cast<int32_t>(n.failed));
+  out->set_saved_ms(n.saved_ms);
+  out->set_compile_ms(n.compile_ms);
+  out->set_bytes_served(n.bytes_served);
+  out->set_bytes_stored(n.bytes_stored);
+}
+
+class CacheServiceImpl final : public v1::CacheService::Service {
+ public:
+  explicit CacheServiceImpl(Controller::Impl* c) : c_(c) {}
+
+  grpc::Status CompileStats(grpc::ServerContext*, const v1::CompileStatsRequest* req,
+                            v1::CompileStatsResponse* resp) override {
+    std::string project = req->project().empty() ? "default" : req->project();
+    auto pc = c_->projects->Get(project);
+    if (!pc.ok()) return api::ToGrpc(pc.status());
+    const std::string scope = CacheScope(project, *pc);
+    auto st = c_->compile_cache->Stats(project, scope, std::max<int64_t>(0, req->since_ms()));
+    if (!st.ok()) return api::ToGrpc(st.status());
+    resp->set_project(project);
+    resp->set_scope(scope);
+    resp->set_jobs(static_cast<int32_t>(st->jobs));
+    ToProto(st->counts, resp->mutable_stats());
+    for (const auto& r : st->reasons) {
+      auto* rc = resp->add_reasons();
+      rc->set_outcome(r.outcome);
+      rc->set_reason(r.reason);
+      rc->set_count(r.count);
+    }
+    resp->set_results(st->results);
+    resp->set_manifests(st->manifests);
+    resp->set_object_bytes(st->object_bytes);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CompileImpact(grpc::ServerContext*, const v1::CompileImpactRequest* req,
+                             v1::CompileImpactResponse* resp) override {
+    if (req->path().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the header's path");
+    if (Status s = Text(req->path(), kMaxPath, "path"); !s.ok()) return api::ToGrpc(s);
+    if (req->limit() < 0 || req->limit() > 100000) return grpc::Status(grpc::INVALID_ARGUMENT, "limit must be 0..100000");
+    std::string project = req->project().empty() ? "default" : req->project();
+    auto pc = c_->projects->Get(project);
+    if (!pc.ok()) return api::ToGrpc(pc.status());
+    // Paths are recorded as the sandbox sees them: the tree is at /src.
+    const std::string path = cc::AbsolutePath(req->path(), "/src");
+    const int limit = req->limit() > 0 ? req->limit() : 1000;
+    auto units = c_->compile_cache->Impact(CacheScope(project, *pc), path, limit + 1);
+    if (!units.ok()) return api::ToGrpc(units.status());
+    resp->set_path(path);
+    for (const auto& u : *units) {
+      if (resp->units_size() == limit) {
+        resp->set_truncated(true);
+        break;
+      }
+      auto* out = resp->add_units();
+      out->set_source(u.source);
+      out->set_output(u.output);
+      out->set_manifests(u.manifests);
+      out->set_last_used_ms(u.last_used_ms);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  Controller::Impl* c_;
+};
+
+}  // namespace
+
+grpc::Status LookupCompile(Controller::Impl* c, const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp) {
+  Status s = CheckJobRef(req->job_id(), req->attempt());
+  if (s.ok()) s = Key(req->key(), "key");
+  if (s.ok()) s = Text(req->source(), kMaxPath, "source");
+  if (s.ok()) s = Text(req->output(), kMaxPath, "output");
+  if (!s.ok()) return api::ToGrpc(s);
+  auto found = c->compile_cache->Lookup(req->job_id(), req->attempt(), req->key(), req->source(), req->output());
+  if (!found.ok()) return api::ToGrpc(found.status());
+  for (const auto& m : found->manifests) {
+    auto* out = resp->add_manifests();
+    out->set_id(m.id);
+    for (const auto& [k, v] : m.deps) (*out->mutable_deps())[k] = v;
+    ToProto(m.result, out->mutable_result());
+  }
+  if (!found->previous_parts.empty()) PartsFromJson(found->previous_parts, resp->mutable_previous());
+  return grpc::Status::OK;
+}
+
+grpc::Status LookupCompileResult(Controller::Impl* c, const v1::LookupCompileResultRequest* req,
+                                 v1::LookupCompileResultResponse* resp) {
+  Status s = CheckJobRef(req->job_id(), req->attempt());
+  if (s.ok()) s = Key(req->key(), "key");
+  if (!s.ok()) return api::ToGrpc(s);
+  auto found = c->compile_cache->LookupResult(req->job_id(), req->attempt(), req->key());
+  if (!found.ok()) return api::ToGrpc(found.status());
+  if (*found) {
+    resp->set_found(true);
+    ToProto(**found, resp->mutable_result());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status StoreCompile(Controller::Impl* c, const v1::StoreCompileRequest* req, v1::StoreCompileResponse* resp) {
+  const auto& r = req->result();
+  Status s = CheckJobRef(req->job_id(), req->attempt());
+  if (s.ok()) s = Key(req->key(), "key");
+  if (s.ok()) s = Key(r.key(), "result key");
+  if (s.ok()) s = CheckDeps(req->deps());
+  if (s.ok()) s = Text(req->parts().source(), kMaxPath, "source");
+  if (s.ok()) s = Text(req->parts().output(), kMaxPath, "output");
+  if (s.ok() && r.stdout().size() + r.stderr().size() > kMaxOutput)
+    s = InvalidArgument("more than 1 MiB of compiler output");
+  if (s.ok() && r.depfile().size() > kMaxDepfile) s = InvalidArgument("a dependency file over 16 MiB");
+  const cas::Digest object = api::FromProto(r.object());
+  if (s.ok() && !req->manifest_only()) {
+    s = cas::CheckDigest(object, "object");
+    // The worker uploads the object first; an entry never names a blob CAS lacks.
+    if (s.ok() && !c->cas->blobs().Has(object))
+      s = FailedPrecondition("object " + object.ToString() + " is not in CAS: upload it first");
+  }
+  auto parts = PartsJson(req->parts());
+  if (s.ok() && !parts.ok()) s = parts.status();
+  if (!s.ok()) return api::ToGrpc(s);
+  cache::CompileStore st;
+  st.job_id = req->job_id();
+  st.attempt = req->attempt();
+  st.key = req->key();
+  st.deps = std::map<std::string, std::string>(req->deps().begin(), req->deps().end());
+  st.result.key = r.key();
+  st.result.object_hash = object.hash;
+  st.result.object_size = object.size;
+  st.result.depfile = r.depfile();
+  st.result.out = r.stdout();
+  st.result.err = r.stderr();
+  st.result.compile_ms = std::max<int64_t>(0, r.compile_ms());
+  st.manifest_only = req->manifest_only();
+  st.source = req->parts().source();
+  st.output = req->parts().output();
+  st.parts_json = *parts;
+  auto fresh = c->compile_cache->Store(st);
+  if (!fresh.ok()) return api::ToGrpc(fresh.status());
+  resp->set_stored_result(*fresh);
+  resp->set_stored_manifest(true);
+  return grpc::Status::OK;
+}
+
+grpc::Status RecordCompiles(Controller::Impl* c, const v1::RecordCompilesRequest* req) {
+  if (Status s = CheckJobRef(req->job_id(), req->attempt()); !s.ok()) return api::ToGrpc(s);
+  cache::CompileRecord rec;
+  rec.job_id = req->job_id();
+  rec.attempt = req->attempt();
+  const auto& n = req->stats();
+  rec.counts = {n.units(),      n.hits(),       n.hits_preprocessed(), n.misses(),       n.fallbacks(),
+                n.failed(),     n.saved_ms(),   n.compile_ms(),        n.bytes_served(), n.bytes_stored()};
+  for (const auto& e : req->events()) {
+    if (rec.events.size() == cache::CompileCacheStore::kMaxEventsPerJob) break;
+    for (const std::string* t : {&e.source(), &e.output(), &e.outcome(), &e.reason(), &e.detail()})
+      if (Status s = Text(*t, kMaxPath * 4, "a compile event"); !s.ok()) return api::ToGrpc(s);
+    rec.events.push_back({e.source(), e.output(), e.outcome(), e.reason(), e.detail()});
+  }
+  for (const auto& k : req->hit_keys()) {
+    if (Status s = Key(k, "hit key"); !s.ok()) return api::ToGrpc(s);
+    rec.hit_keys.push_back(k);
+  }
+  rec.hit_manifests.assign(req->hit_manifests().begin(), req->hit_manifests().end());
+  return api::ToGrpc(c->compile_cache->Record(rec));
+}
+
+Status ExplainCompiles(Controller::Impl* c, int64_t job_id, size_t max_events, v1::Explanation* resp) {
+  auto jc = c->compile_cache->ForJob(job_id, max_events);
+  if (!jc.ok()) return jc.status();
+  if (!jc->recorded) return Status::Ok();
+  ToProto(jc->counts, resp->mutable_compile());
+  for (const auto& e : jc->events) {
+    auto* out = resp->add_compile_events();
+    out->set_source(e.source);
+    out->set_output(e.output);
+    out->set_outcome(e.outcome);
+    out->set_reason(e.reason);
+    out->set_detail(e.detail);
+  }
+  resp->set_compile_events_truncated(jc->truncated);
+  return Status::Ok();
+}
+
+std::unique_ptr<grpc::Service> MakeCacheService(Controller::Impl* c) { return std::make_unique<CacheServiceImpl>(c); }
+
+}  // namespace kiln::controller

@@ -1,0 +1,348 @@
+#include "cache/compile_store.h"
+
+#include <nlohmann/json.hpp>
+
+#include "cc/keys.h"
+#include "db/pool.h"
+
+namespace kiln::cache {
+namespace {
+
+using nlohmann::json;
+
+std::string Hex(const std::string& bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+std::string Unhex(const std::string& hex) {
+  auto v = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(v(hex[i]) * 16 + v(hex[i + 1]));
+  return out;
+}
+
+// The scope of the job's compile cache while that attempt runs.
+Result<std::string> RunningScope(pqxx::transaction_base& tx, int64_t job_id, int attempt) {
+  auto r = tx.exec_params(
+      "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND status IN ('setup', 'running')"
+      " AND cache_scope IS NOT NULL",
+      job_id, attempt);
+  if (r.empty())
+    return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
+                              " is not running in an image (its compile cache is closed)");
+  return r[0][0].as<std::string>();
+}
+
+// Columns r.key .. r.compile_ms, from index `at`.
+constexpr const char* kEntryColumns =
+    "r.key, r.object_hash, r.object_size, encode(r.depfile, 'hex'), encode(r.stdout, 'hex'),"
+    " encode(r.stderr, 'hex'), r.compile_ms";
+
+CompileEntry Entry(const pqxx::row& row, int at) {
+  CompileEntry e;
+  e.key = row[at].as<std::string>();
+  e.object_hash = row[at + 1].as<std::string>();
+  e.object_size = row[at + 2].as<int64_t>();
+  e.depfile = Unhex(row[at + 3].as<std::string>());
+  e.out = Unhex(row[at + 4].as<std::string>());
+  e.err = Unhex(row[at + 5].as<std::string>());
+  e.compile_ms = row[at + 6].as<int64_t>();
+  return e;
+}
+
+// "counts" columns in CompileCounts order, from index `at`.
+CompileCounts Counts(const pqxx::row& row, int at) {
+  CompileCounts c;
+  int64_t* fields[] = {&c.units,    &c.hits,       &c.hits_preprocessed, &c.misses,      &c.fallbacks,
+                       &c.failed,   &c.saved_ms,   &c.compile_ms,        &c.bytes_served, &c.bytes_stored};
+  for (int i = 0; i < 10; ++i) *fields[i] = row[at + i].as<int64_t>();
+  return c;
+}
+
+}  // namespace
+
+CompileCacheStore::CompileCacheStore(std::string db_url, size_t pool_size)
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})) {}
+CompileCacheStore::~CompileCacheStore() = default;
+
+Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, const std::string& key,
+                                                const std::string& source, const std::string& output) {
+  CompileLookup out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto scope = RunningScope(tx, job_id, attempt);
+        if (!scope.ok()) return scope.status();
+        auto r = tx.exec_params(std::string("SELECT m.id, hstore_to_json(m.deps)::text, ") + kEntryColumns +
+                                    " FROM compile_manifests m JOIN compile_results r"
+                                    "   ON r.scope = m.scope AND r.key = m.result_key"
+                                    " WHERE m.scope = $1 AND m.key = $2 ORDER BY m.last_used DESC, m.id DESC"
+                                    " LIMIT $3",
+                                *scope, key, kMaxManifestsPerKey);
+        for (const auto& row : r) {
+          CompileManifestRow m;
+          m.id = row[0].as<int64_t>();
+          m.deps = json::parse(row[1].as<std::string>()).get<std::map<std::string, std::string>>();
+          m.result = Entry(row, 2);
+          out.manifests.push_back(std::move(m));
+        }
+        if (out.manifests.empty()) {
+          auto p = tx.exec_params(
+              "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
+              " ORDER BY (output = $3) DESC, id DESC LIMIT 1",
+              *scope, source, output);
+          if (!p.empty()) out.previous_parts = p[0][0].as<std::string>();
+        }
+        return Status::Ok();
+      },
+      "cannot look up the compile cache");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::optional<CompileEntry>> CompileCacheStore::LookupResult(int64_t job_id, int attempt,
+                                                                    const std::string& key) {
+  std::optional<CompileEntry> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto scope = RunningScope(tx, job_id, attempt);
+        if (!scope.ok()) return scope.status();
+        auto r = tx.exec_params(std::string("SELECT ") + kEntryColumns +
+                                    " FROM compile_results r WHERE r.scope = $1 AND r.key = $2",
+                                *scope, key);
+        if (!r.empty()) out = Entry(r[0], 0);
+        return Status::Ok();
+      },
+      "cannot look up the compile cache");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<bool> CompileCacheStore::Store(const CompileStore& st) {
+  std::string deps_json;
+  try {
+    deps_json = json(st.deps).dump();
+  } catch (const json::exception&) {
+    return InvalidArgument("a dependency path is not valid UTF-8");
+  }
+  const std::string digest = cc::ManifestDigest(st.deps);
+  bool fresh = false;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto scope = RunningScope(tx, st.job_id, st.attempt);
+        if (!scope.ok()) return scope.status();
+        const CompileEntry& e = st.result;
+        if (!st.manifest_only) {
+          auto r = tx.exec_params(
+              "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
+              " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
+              " decode($7, 'hex'), $8, $9) ON CONFLICT (scope, key) DO NOTHING",
+              *scope, e.key, e.object_hash, e.object_size, Hex(e.depfile), Hex(e.out), Hex(e.err), e.compile_ms,
+              st.job_id);
+          fresh = r.affected_rows() == 1;
+        } else if (tx.exec_params("SELECT 1 FROM compile_results WHERE scope = $1 AND key = $2", *scope, e.key)
+                       .empty()) {
+          return NotFound("compile cache result " + e.key + " is gone");
+        }
+        tx.exec_params(
+            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, result_key, source, output, parts, job_id)"
+            " SELECT $1, $2, $3, coalesce((SELECT hstore(array_agg(d.key), array_agg(d.value))"
+            "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
+            "   $5, $6, $7, $8::jsonb, $9"
+            " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key",
+            *scope, st.key, digest, deps_json, e.key, st.source, st.output, st.parts_json, st.job_id);
+        // The newest manifests of a key are kept (SKIP LOCKED: concurrent
+        // stores of one key never wait for each other here).
+        tx.exec_params(
+            "DELETE FROM compile_manifests WHERE id IN (SELECT id FROM compile_manifests WHERE scope = $1 AND key = $2"
+            " ORDER BY last_used DESC, id DESC OFFSET $3 FOR UPDATE SKIP LOCKED)",
+            *scope, st.key, kMaxManifestsPerKey);
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot store a compile cache entry");
+  if (!s.ok()) return s;
+  return fresh;
+}
+
+Status CompileCacheStore::Record(const CompileRecord& rec) {
+  json events = json::array();
+  for (size_t i = 0; i < rec.events.size() && i < kMaxEventsPerJob; ++i) {
+    const auto& e = rec.events[i];
+    events.push_back({{"source", e.source}, {"output", e.output}, {"outcome", e.outcome}, {"reason", e.reason},
+                      {"detail", e.detail}});
+  }
+  std::string events_json, keys_json, ids_json;
+  try {
+    events_json = events.dump();
+    keys_json = json(rec.hit_keys).dump();
+    ids_json = json(rec.hit_manifests).dump();
+  } catch (const json::exception&) {
+    return InvalidArgument("a compile event is not valid UTF-8");
+  }
+  const CompileCounts& n = rec.counts;
+  return pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto job = tx.exec_params("SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2", rec.job_id,
+                                  rec.attempt);
+        if (job.empty())
+          return FailedPrecondition("job " + std::to_string(rec.job_id) + " is not at attempt " +
+                                    std::to_string(rec.attempt));
+        tx.exec_params(
+            "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
+            " saved_ms, compile_ms, bytes_served, bytes_stored) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " $11, $12) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
+            " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
+            " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
+            " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
+            " bytes_stored = EXCLUDED.bytes_stored, recorded_at = now()",
+            rec.job_id, rec.attempt, n.units, n.hits, n.hits_preprocessed, n.misses, n.fallbacks, n.failed,
+            n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored);
+        tx.exec_params("DELETE FROM compile_events WHERE job_id = $1", rec.job_id);
+        tx.exec_params(
+            "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail)"
+            " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail'"
+            " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)",
+            rec.job_id, events_json);
+        if (!job[0][0].is_null()) {
+          const std::string scope = job[0][0].as<std::string>();
+          // Uses are recorded at most every 10 minutes per entry, locked in
+          // key order (concurrent records never deadlock).
+          tx.exec_params(
+              "WITH l AS (SELECT r.key FROM compile_results r"
+              "   WHERE r.scope = $1 AND r.key IN (SELECT jsonb_array_elements_text($2::jsonb))"
+              "     AND r.last_used < now() - interval '10 minutes' ORDER BY r.key FOR UPDATE)"
+              " UPDATE compile_results r SET last_used = now() FROM l WHERE r.scope = $1 AND r.key = l.key",
+              scope, keys_json);
+          tx.exec_params(
+              "WITH l AS (SELECT m.id FROM compile_manifests m"
+              "   WHERE m.id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint) AND m.scope = $1"
+              "     AND m.last_used < now() - interval '10 minutes' ORDER BY m.id FOR UPDATE)"
+              " UPDATE compile_manifests m SET last_used = now() FROM l WHERE m.id = l.id",
+              scope, ids_json);
+        }
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot record the compile cache's statistics");
+}
+
+Result<CompileStatsReport> CompileCacheStore::Stats(const std::string& project, const std::string& scope,
+                                                     int64_t since_ms) {
+  CompileStatsReport out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        const double since = static_cast<double>(since_ms) / 1000.0;
+        auto t = tx.exec_params(
+            "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
+            " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
+            " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
+            " coalesce(sum(bytes_stored), 0)"
+            " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
+            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)",
+            project, since);
+        out.jobs = t[0][0].as<int64_t>();
+        out.counts = Counts(t[0], 1);
+        auto r = tx.exec_params(
+            "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
+            " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
+            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
+            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50",
+            project, since);
+        for (const auto& row : r)
+          out.reasons.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
+        auto e = tx.exec_params(
+            "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
+            " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
+            " (SELECT count(*) FROM compile_manifests WHERE scope = $1)",
+            scope);
+        out.results = e[0][0].as<int64_t>();
+        out.object_bytes = e[0][1].as<int64_t>();
+        out.manifests = e[0][2].as<int64_t>();
+        return Status::Ok();
+      },
+      "cannot read the compile cache's statistics");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::vector<ImpactedUnit>> CompileCacheStore::Impact(const std::string& scope, const std::string& path,
+                                                            int limit) {
+  std::vector<ImpactedUnit> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec_params(
+            "SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
+            " FROM compile_manifests WHERE scope = $1 AND deps ? $2"
+            " GROUP BY source, output ORDER BY source, output LIMIT $3",
+            scope, path, limit);
+        for (const auto& row : r)
+          out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
+                         row[3].as<int64_t>()});
+        return Status::Ok();
+      },
+      "cannot search the compile cache");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<JobCompiles> CompileCacheStore::ForJob(int64_t job_id, size_t max_events) {
+  JobCompiles out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto t = tx.exec_params(
+            "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
+            " bytes_stored FROM compile_stats WHERE job_id = $1",
+            job_id);
+        if (t.empty()) return Status::Ok();
+        out.recorded = true;
+        out.counts = Counts(t[0], 0);
+        auto r = tx.exec_params(
+            "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
+            " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2",
+            job_id, static_cast<int64_t>(max_events) + 1);
+        for (const auto& row : r) {
+          if (out.events.size() == max_events) {
+            out.truncated = true;
+            break;
+          }
+          out.events.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                                row[3].as<std::string>(), row[4].as<std::string>()});
+        }
+        return Status::Ok();
+      },
+      "cannot read the job's compile cache record");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<int64_t> CompileCacheStore::Expire(std::chrono::milliseconds max_age) {
+  int64_t n = 0;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        auto r = tx.exec_params("DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)",
+                                static_cast<double>(max_age.count()) / 1000.0);
+        n = r.affected_rows();
+        return Status::Ok();
+      },
+      "cannot expire compile cache entries");
+  if (!s.ok()) return s;
+  return n;
+}
+
+}  // namespace kiln::cache

@@ -1,0 +1,128 @@
+#pragma once
+// The compile cache's tables in PostgreSQL (sql/005_compile_cache.sql):
+// results by result key, manifests by direct key, and what each job's run
+// did. Entries are read and written on behalf of a job while one attempt of
+// it runs, in that job's scope; nothing else can name a scope. None throws.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::db {
+class Pool;
+}
+
+namespace kiln::cache {
+
+struct CompileEntry {
+  std::string key;                // result key
+  std::string object_hash;
+  int64_t object_size = 0;
+  std::string depfile, out, err;  // the dependency file, stdout and stderr of the compile
+  int64_t compile_ms = 0;
+};
+
+struct CompileManifestRow {
+  int64_t id = 0;
+  std::map<std::string, std::string> deps;
+  CompileEntry result;
+};
+
+struct CompileLookup {
+  std::vector<CompileManifestRow> manifests;  // newest first
+  std::string previous_parts;                 // JSON of the nearest earlier compile of the source, or empty
+};
+
+struct CompileStore {
+  int64_t job_id = 0;
+  int attempt = 0;
+  std::string key;                            // direct key
+  std::map<std::string, std::string> deps;
+  CompileEntry result;
+  bool manifest_only = false;                 // the result exists: add a manifest for it
+  std::string source, output;
+  std::string parts_json;
+};
+
+struct CompileCounts {
+  int64_t units = 0, hits = 0, hits_preprocessed = 0, misses = 0, fallbacks = 0, failed = 0;
+  int64_t saved_ms = 0, compile_ms = 0, bytes_served = 0, bytes_stored = 0;
+};
+
+struct CompileEvent {
+  std::string source, output, outcome, reason, detail;
+};
+
+struct CompileRecord {
+  int64_t job_id = 0;
+  int attempt = 0;
+  CompileCounts counts;
+  std::vector<CompileEvent> events;
+  std::vector<std::string> hit_keys;
+  std::vector<int64_t> hit_manifests;
+};
+
+struct CompileStatsReport {
+  int64_t jobs = 0;
+  CompileCounts counts;
+  struct Reason {
+    std::string outcome, reason;
+    int64_t count = 0;
+  };
+  std::vector<Reason> reasons;  // most frequent first
+  int64_t results = 0, manifests = 0, object_bytes = 0;
+};
+
+struct ImpactedUnit {
+  std::string source, output;
+  int64_t manifests = 0;
+  int64_t last_used_ms = 0;
+};
+
+struct JobCompiles {
+  bool recorded = false;
+  CompileCounts counts;
+  std::vector<CompileEvent> events;
+  bool truncated = false;
+};
+
+class CompileCacheStore {
+ public:
+  static constexpr int kMaxManifestsPerKey = 16;
+  static constexpr size_t kMaxEventsPerJob = 10000;
+
+  explicit CompileCacheStore(std::string db_url, size_t pool_size = 4);
+  ~CompileCacheStore();
+
+  // Manifests under `key` in the job's scope; without any, the nearest
+  // earlier compile of `source` (preferring the same output).
+  // FailedPrecondition when that attempt of the job is not running.
+  Result<CompileLookup> Lookup(int64_t job_id, int attempt, const std::string& key, const std::string& source,
+                               const std::string& output);
+  Result<std::optional<CompileEntry>> LookupResult(int64_t job_id, int attempt, const std::string& key);
+  // Stores a result (unless it exists: the first writer wins) and a
+  // manifest for it, keeping the newest kMaxManifestsPerKey per key.
+  // Returns whether the result row was new.
+  Result<bool> Store(const CompileStore& s);
+  // Stores a job's statistics and events (replacing an earlier attempt's)
+  // and records the uses of the entries it hit.
+  Status Record(const CompileRecord& r);
+
+  Result<CompileStatsReport> Stats(const std::string& project, const std::string& scope, int64_t since_ms);
+  // Translation units in `scope` whose manifests name `path`.
+  Result<std::vector<ImpactedUnit>> Impact(const std::string& scope, const std::string& path, int limit);
+  Result<JobCompiles> ForJob(int64_t job_id, size_t max_events);
+  // Drops results unused for max_age (their manifests go with them).
+  Result<int64_t> Expire(std::chrono::milliseconds max_age);
+
+ private:
+  std::unique_ptr<db::Pool> pool_;
+};
+
+}  // namespace kiln::cache

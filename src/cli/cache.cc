@@ -1,0 +1,162 @@
+// kiln cache stats, kiln cache impact, and the compile cache part of kiln why.
+
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "cli/output.h"
+#include "cli/trees.h"
+#include "common/util.h"
+
+namespace kiln::cli {
+namespace {
+
+void Line(const std::string& s) { std::printf("%s\n", s.c_str()); }
+
+ErrorContext Ctx(const Globals& g) { return {g.controller, g.timeout}; }
+
+// "1,234"
+std::string Count(int64_t n) {
+  const std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out = n < 0 ? "-" : "";
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// "0.42s", "12.3s", "5m 12s", "2h 3m"
+std::string Duration(int64_t ms) {
+  char buf[64];
+  if (ms < 10'000) std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(ms) / 1000.0);
+  else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000.0);
+  else if (ms < 3'600'000) std::snprintf(buf, sizeof buf, "%lldm %llds", static_cast<long long>(ms / 60'000),
+                                         static_cast<long long>(ms / 1000 % 60));
+  else std::snprintf(buf, sizeof buf, "%lldh %lldm", static_cast<long long>(ms / 3'600'000),
+                     static_cast<long long>(ms / 60'000 % 60));
+  return buf;
+}
+
+std::string Percent(int64_t part, int64_t whole) {
+  if (whole <= 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+  return buf;
+}
+
+// "3 hits (2 direct, 1 after preprocessing), 4 misses, 1 failed"
+std::string Outcomes(const v1::CompileStats& s) {
+  int64_t hits = s.hits() + s.hits_preprocessed();
+  int64_t cacheable = hits + s.misses() + s.failed();
+  std::string out = Count(cacheable) + " cacheable: " + Count(hits) + " hits (" + Percent(hits, cacheable);
+  if (s.hits_preprocessed() > 0) out += "; " + Count(s.hits_preprocessed()) + " after preprocessing";
+  out += "), " + Count(s.misses()) + (s.misses() == 1 ? " miss" : " misses");
+  if (s.failed() > 0) out += ", " + Count(s.failed()) + " failed to compile";
+  return out;
+}
+
+}  // namespace
+
+void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
+  if (!ex.has_compile()) return;
+  const v1::CompileStats& s = ex.compile();
+  std::string whose = ex.cached() ? " (in the run of job " + std::to_string(ex.job().result().cached_from_job()) +
+                                        ", which produced this result)"
+                                  : "";
+  Line("compile cache" + whose + ": " + Count(s.units()) + " compiler invocations, " + Outcomes(s) + "; " +
+       Count(s.fallbacks()) + " not cacheable");
+  if (s.saved_ms() > 0 || s.compile_ms() > 0)
+    Line("  saved " + Duration(s.saved_ms()) + " of compiling; the misses compiled for " + Duration(s.compile_ms()));
+  std::map<std::string, int> fallbacks;
+  Table misses({"", "SOURCE", "OUTPUT", "WHY"});
+  int listed = 0;
+  for (const auto& e : ex.compile_events()) {
+    if (e.outcome() == "fallback") {
+      fallbacks[e.reason()]++;
+      continue;
+    }
+    if (listed++ >= max_paths) continue;
+    std::string kind = e.outcome() == "hit_preprocessed" ? "hit" : e.outcome() == "failed" ? "failed" : "miss";
+    std::string why = e.detail().empty() ? e.reason() : e.detail();
+    if (e.outcome() == "hit_preprocessed") why += " (same preprocessed source: served)";
+    misses.AddRow({"    " + kind, e.source(), e.output(), why});
+  }
+  if (listed > 0) {
+    Line("  translation units that did not hit directly:");
+    misses.Print(stdout);
+  }
+  if (!fallbacks.empty()) {
+    std::string list;
+    for (const auto& [reason, n] : fallbacks) list += (list.empty() ? "" : ", ") + reason + " " + Count(n);
+    Line("  not cacheable: " + list);
+  }
+  if (ex.compile_events_truncated() || listed > max_paths)
+    Line("  (more translation units than listed; --max-paths shows more)");
+}
+
+int RunCacheStats(Client& c, const Globals& g, const CacheStatsArgs& a) {
+  v1::CompileStatsRequest req;
+  req.set_project(a.project);
+  if (!a.since.empty()) {
+    auto d = ParseDuration(a.since);
+    if (!d.ok()) return UsageError("--since: " + d.status().message());
+    req.set_since_ms(NowUnixMs() - d->count());
+  }
+  auto r = c.CompileStats(req);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    Line(ToJson(*r));
+    return kExitOk;
+  }
+  const auto& s = r->stats();
+  Line("compile cache of project " + r->project() + " (scope " + r->scope() + "), " + Count(r->jobs()) +
+       (r->jobs() == 1 ? " job" : " jobs") + (a.since.empty() ? "" : " in the last " + a.since) + ":");
+  std::vector<std::pair<std::string, std::string>> rows;
+  rows.push_back({"translation units", Outcomes(s)});
+  std::string misses, fallbacks;
+  for (const auto& rc : r->reasons()) {
+    std::string& list = rc.outcome() == "fallback" ? fallbacks : misses;
+    list += (list.empty() ? "" : ", ") + rc.reason() + " " + Count(rc.count());
+  }
+  if (!misses.empty()) rows.push_back({"misses by reason", misses});
+  rows.push_back({"not cacheable", Count(s.fallbacks()) + (fallbacks.empty() ? "" : " (" + fallbacks + ")")});
+  rows.push_back({"time saved", Duration(s.saved_ms()) + " of compiling (the misses compiled for " +
+                                    Duration(s.compile_ms()) + ")"});
+  rows.push_back({"objects", "served " + HumanBytes(s.bytes_served()) + ", stored " + HumanBytes(s.bytes_stored())});
+  rows.push_back({"entries", Count(r->results()) + " results (" + HumanBytes(r->object_bytes()) + " of objects), " +
+                                 Count(r->manifests()) + " manifests"});
+  for (const auto& [k, v] : rows) std::printf("  %-18s %s\n", k.c_str(), v.c_str());
+  return kExitOk;
+}
+
+int RunCacheImpact(Client& c, const Globals& g, const CacheImpactArgs& a) {
+  v1::CompileImpactRequest req;
+  req.set_project(a.project);
+  req.set_path(a.path);
+  req.set_limit(a.limit);
+  auto r = c.CompileImpact(req);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    Line(ToJson(*r));
+    return kExitOk;
+  }
+  if (r->units_size() == 0) {
+    Line("no cached translation unit of project " + a.project + " reads " + r->path() +
+         " (paths are as the build sees them: the input tree is /src)");
+    return kExitOk;
+  }
+  Line(r->path() + " is read by " + (r->truncated() ? "more than " : "") + Count(r->units_size()) +
+       " cached translation " + (r->units_size() == 1 ? "unit" : "units") + " of project " + a.project +
+       "; changing it recompiles them:");
+  const int64_t now = NowUnixMs();
+  Table t({"SOURCE", "OUTPUT", "MANIFESTS", "LAST USED"});
+  for (const auto& u : r->units())
+    t.AddRow({u.source(), u.output(), std::to_string(u.manifests()), FormatAge(u.last_used_ms(), now) + " ago"});
+  t.Print(stdout);
+  if (r->truncated()) Line("(first " + Count(r->units_size()) + "; --limit shows more)");
+  return kExitOk;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,386 @@
+#include "worker/compile_cache.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "cas/client.h"
+#include "cas/digest.h"
+#include "cc/frame.h"
+#include "kiln/cc/v1/cc.pb.h"
+#include "worker/local_cas.h"
+
+namespace kiln::worker {
+namespace {
+
+namespace fs = std::filesystem;
+namespace ccv1 = kiln::cc::v1;
+
+constexpr size_t kMaxEvents = 10000;
+constexpr size_t kMaxIdentities = 256;
+constexpr size_t kMaxText = 16 << 10;
+const char* const kOutcomes[] = {"hit", "hit_preprocessed", "miss", "fallback", "failed"};
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  return c;
+}
+
+Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  return Status(static_cast<Code>(s.error_code()), what + ": " + s.error_message());
+}
+
+void PartsToProto(const ccv1::KeyParts& in, v1::CompileParts* out) {
+  out->set_image(in.image());
+  out->set_compiler(in.compiler());
+  out->set_cwd(in.cwd());
+  *out->mutable_args() = in.args();
+  *out->mutable_env() = in.env();
+  out->set_source(in.source());
+  out->set_output(in.output());
+  out->set_source_digest(in.source_digest());
+  out->set_compiler_path(in.compiler_path());
+}
+
+void PartsFromProto(const v1::CompileParts& in, ccv1::KeyParts* out) {
+  out->set_image(in.image());
+  out->set_compiler(in.compiler());
+  out->set_cwd(in.cwd());
+  *out->mutable_args() = in.args();
+  *out->mutable_env() = in.env();
+  out->set_source(in.source());
+  out->set_output(in.output());
+  out->set_source_digest(in.source_digest());
+  out->set_compiler_path(in.compiler_path());
+}
+
+void ResultFromProto(const v1::CompileResult& in, ccv1::CompileResult* out) {
+  out->set_key(in.key());
+  out->set_object_hash(in.object().hash());
+  out->set_object_size(in.object().size());
+  out->set_depfile(in.depfile());
+  out->set_stdout(in.stdout());
+  out->set_stderr(in.stderr());
+  out->set_compile_ms(in.compile_ms());
+}
+
+void ResultToProto(const ccv1::CompileResult& in, v1::CompileResult* out) {
+  out->set_key(in.key());
+  out->mutable_object()->set_hash(in.object_hash());
+  out->mutable_object()->set_size(in.object_size());
+  out->set_depfile(in.depfile());
+  out->set_stdout(in.stdout());
+  out->set_stderr(in.stderr());
+  out->set_compile_ms(in.compile_ms());
+}
+
+}  // namespace
+
+struct CompileCacheServer::Impl {
+  CompileCacheJob job;
+  CompileCacheServices svc;
+  int listen_fd = -1;
+  int wake[2] = {-1, -1};
+  std::thread acceptor;
+
+  std::mutex mu;  // guards everything below
+  std::condition_variable ended;  // a connection's thread is done
+  std::map<int, std::thread> conns;
+  std::vector<std::thread> finished;  // threads whose connection ended, to join
+  bool stopping = false;
+  struct Identity {
+    ccv1::Stat stat;
+    std::string identity;
+    std::vector<std::string> builtin;
+  };
+  std::map<std::pair<std::string, int>, Identity> identities;
+  v1::RecordCompilesRequest record;
+  std::set<std::string> hit_keys;
+  std::set<int64_t> hit_manifests;
+
+  ~Impl() {
+    for (int fd : {listen_fd, wake[0], wake[1]})
+      if (fd >= 0) ::close(fd);
+  }
+
+  void AcceptLoop() {
+    while (true) {
+      struct pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (p[1].revents != 0) return;
+      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard g(mu);
+      for (auto& t : finished) t.join();
+      finished.clear();
+      if (stopping || conns.size() >= static_cast<size_t>(kMaxConnections)) {
+        ::close(fd);  // kiln-cc compiles without the cache
+        continue;
+      }
+      conns.emplace(fd, std::thread([this, fd] { Serve(fd); }));
+    }
+  }
+
+  void Serve(int fd) {
+    // A request carries at most one object and its compile's text.
+    const size_t max = static_cast<size_t>(job.max_object_bytes) + (32 << 20);
+    while (true) {
+      auto bytes = cc::ReadFrame(fd, max);
+      if (!bytes.ok()) break;
+      ccv1::Request req;
+      ccv1::Reply reply;
+      if (!req.ParseFromString(*bytes)) {
+        reply.set_error("unreadable request");
+      } else {
+        Status s = Handle(req, &reply);
+        reply.set_ok(s.ok());
+        if (!s.ok()) reply.set_error(s.message());
+      }
+      if (!cc::WriteFrame(fd, reply.SerializeAsString()).ok()) break;
+    }
+    std::lock_guard g(mu);
+    ::close(fd);
+    auto it = conns.find(fd);
+    if (it != conns.end()) {
+      finished.push_back(std::move(it->second));
+      conns.erase(it);
+    }
+    ended.notify_all();
+  }
+
+  Status Handle(const ccv1::Request& req, ccv1::Reply* reply) {
+    switch (req.req_case()) {
+      case ccv1::Request::kHello: return Hello(req.hello(), reply->mutable_hello());
+      case ccv1::Request::kSetIdentity: return SetIdentity(req.set_identity());
+      case ccv1::Request::kLookup: return Lookup(req.lookup(), reply->mutable_lookup());
+      case ccv1::Request::kLookupResult: return LookupResult(req.lookup_result(), reply->mutable_lookup_result());
+      case ccv1::Request::kFetch: return Fetch(req.fetch(), reply->mutable_fetch());
+      case ccv1::Request::kStore: return Store(req.store());
+      case ccv1::Request::kReport: return Report(req.report());
+      default: return InvalidArgument("unknown request");
+    }
+  }
+
+  Status Hello(const ccv1::Hello& h, ccv1::HelloReply* r) {
+    r->set_enabled(true);
+    r->set_image(job.image);
+    for (const char* w : {"/src", "/tmp", "/dev/shm"}) r->add_writable(w);
+    std::lock_guard g(mu);
+    auto it = identities.find({h.compiler(), h.language()});
+    if (it != identities.end() && it->second.stat.SerializeAsString() == h.stat().SerializeAsString()) {
+      r->set_identity(it->second.identity);
+      for (const auto& d : it->second.builtin) r->add_builtin_dirs(d);
+    }
+    return Status::Ok();
+  }
+
+  Status SetIdentity(const ccv1::SetIdentity& s) {
+    if (!cas::IsHash(s.identity())) return InvalidArgument("identity must be 64 hex digits");
+    if (s.compiler().size() > 4096 || s.builtin_dirs_size() > 64) return InvalidArgument("identity too large");
+    for (const auto& d : s.builtin_dirs())
+      if (d.size() > 4096) return InvalidArgument("include directory name too long");
+    std::lock_guard g(mu);
+    if (identities.size() >= kMaxIdentities) return ResourceExhausted("too many compilers in one job");
+    identities[{s.compiler(), s.language()}] =
+        Identity{s.stat(), s.identity(), {s.builtin_dirs().begin(), s.builtin_dirs().end()}};
+    return Status::Ok();
+  }
+
+  Status Lookup(const ccv1::Lookup& l, ccv1::LookupReply* r) {
+    v1::LookupCompileRequest req;
+    req.set_job_id(job.job_id);
+    req.set_attempt(job.attempt);
+    req.set_key(l.key());
+    req.set_source(l.parts().source());
+    req.set_output(l.parts().output());
+    v1::LookupCompileResponse resp;
+    auto ctx = Ctx();
+    auto st = svc.stub->LookupCompile(ctx.get(), req, &resp);
+    if (!st.ok()) return FromGrpc(st, "compile cache lookup");
+    for (const auto& m : resp.manifests()) {
+      auto* out = r->add_manifests();
+      out->set_id(m.id());
+      *out->mutable_deps() = m.deps();
+      ResultFromProto(m.result(), out->mutable_result());
+    }
+    if (resp.has_previous()) PartsFromProto(resp.previous(), r->mutable_previous());
+    return Status::Ok();
+  }
+
+  Status LookupResult(const ccv1::LookupResult& l, ccv1::LookupResultReply* r) {
+    v1::LookupCompileResultRequest req;
+    req.set_job_id(job.job_id);
+    req.set_attempt(job.attempt);
+    req.set_key(l.key());
+    v1::LookupCompileResultResponse resp;
+    auto ctx = Ctx();
+    auto st = svc.stub->LookupCompileResult(ctx.get(), req, &resp);
+    if (!st.ok()) return FromGrpc(st, "compile cache lookup");
+    r->set_found(resp.found());
+    if (resp.found()) ResultFromProto(resp.result(), r->mutable_result());
+    return Status::Ok();
+  }
+
+  Status Fetch(const ccv1::Fetch& f, ccv1::FetchReply* r) {
+    cas::Digest d{f.hash(), f.size()};
+    KILN_RETURN_IF_ERROR(cas::CheckDigest(d, "object"));
+    if (d.size > job.max_object_bytes) return InvalidArgument("object larger than this worker serves");
+    auto path = svc.local->Blob(*svc.cas, d);
+    if (!path.ok()) return path.status();
+    int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Unavailable("cannot read " + *path);
+    std::string* data = r->mutable_data();
+    data->resize(static_cast<size_t>(d.size));
+    size_t got = 0;
+    while (got < data->size()) {
+      ssize_t n = ::read(fd, data->data() + got, data->size() - got);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    if (got != data->size()) return Unavailable("short read of " + *path);
+    return Status::Ok();
+  }
+
+  Status Store(const ccv1::Store& s) {
+    if (!cas::IsHash(s.key()) || !cas::IsHash(s.result().key())) return InvalidArgument("keys must be 64 hex digits");
+    cas::Digest d{s.result().object_hash(), s.result().object_size()};
+    if (!s.manifest_only()) {
+      if (static_cast<int64_t>(s.object().size()) > job.max_object_bytes)
+        return ResourceExhausted("object larger than compile_cache_max_object_bytes: not cached");
+      if (cas::DigestOf(s.object()) != d) return InvalidArgument("the object does not match its digest");
+      Status up = svc.local->Put(d, s.object(), [&](const std::string& path) {
+        return svc.cas->UploadBlob(d, path, nullptr);
+      });
+      if (!up.ok()) return up;
+    }
+    v1::StoreCompileRequest req;
+    req.set_job_id(job.job_id);
+    req.set_attempt(job.attempt);
+    req.set_key(s.key());
+    *req.mutable_deps() = s.deps();
+    ResultToProto(s.result(), req.mutable_result());
+    req.set_manifest_only(s.manifest_only());
+    PartsToProto(s.parts(), req.mutable_parts());
+    v1::StoreCompileResponse resp;
+    auto ctx = Ctx();
+    auto st = svc.stub->StoreCompile(ctx.get(), req, &resp);
+    if (!st.ok()) return FromGrpc(st, "compile cache store");
+    return Status::Ok();
+  }
+
+  Status Report(const ccv1::Report& r) {
+    bool known = false;
+    for (const char* o : kOutcomes) known = known || r.outcome() == o;
+    if (!known) return InvalidArgument("unknown outcome '" + r.outcome().substr(0, 40) + "'");
+    auto clip = [](const std::string& s) { return s.size() > kMaxText ? s.substr(0, kMaxText) : s; };
+    std::lock_guard g(mu);
+    auto* n = record.mutable_stats();
+    n->set_units(n->units() + 1);
+    const std::string& o = r.outcome();
+    if (o == "hit") n->set_hits(n->hits() + 1);
+    else if (o == "hit_preprocessed") n->set_hits_preprocessed(n->hits_preprocessed() + 1);
+    else if (o == "miss") n->set_misses(n->misses() + 1);
+    else if (o == "fallback") n->set_fallbacks(n->fallbacks() + 1);
+    else n->set_failed(n->failed() + 1);
+    if (o == "hit" || o == "hit_preprocessed") {
+      n->set_saved_ms(n->saved_ms() + std::max<int64_t>(0, r.saved_ms()));
+      n->set_bytes_served(n->bytes_served() + std::max<int64_t>(0, r.bytes()));
+      if (cas::IsHash(r.result_key()) && hit_keys.size() < kMaxEvents * 10) hit_keys.insert(r.result_key());
+      if (r.manifest_id() > 0 && hit_manifests.size() < kMaxEvents * 10) hit_manifests.insert(r.manifest_id());
+    } else if (o == "miss") {
+      n->set_compile_ms(n->compile_ms() + std::max<int64_t>(0, r.elapsed_ms()));
+      n->set_bytes_stored(n->bytes_stored() + std::max<int64_t>(0, r.bytes()));
+    }
+    if (o != "hit" && static_cast<size_t>(record.events_size()) < kMaxEvents) {
+      auto* e = record.add_events();
+      e->set_source(clip(r.source()));
+      e->set_output(clip(r.output()));
+      e->set_outcome(o);
+      e->set_reason(clip(r.reason()));
+      e->set_detail(clip(r.detail()));
+    }
+    return Status::Ok();
+  }
+};
+
+CompileCacheServer::CompileCacheServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CompileCacheServer::~CompileCacheServer() { Stop(); }
+
+Result<std::unique_ptr<CompileCacheServer>> CompileCacheServer::Start(const CompileCacheJob& job,
+                                                                      CompileCacheServices services) {
+  std::error_code ec;
+  fs::remove_all(job.dir, ec);
+  fs::create_directories(job.dir, ec);
+  if (ec) return FailedPrecondition("cannot create " + job.dir + ": " + ec.message());
+  ::chmod(job.dir.c_str(), 0755);
+  std::string path = job.dir + "/" + kSocketName;
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path)
+    return FailedPrecondition("the compile cache socket path " + path + " is too long for a unix socket; "
+                              "use a shorter work_dir");
+  auto impl = std::make_unique<Impl>();
+  impl->job = job;
+  impl->svc = services;
+  impl->listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (impl->listen_fd < 0 || ::pipe2(impl->wake, O_CLOEXEC) != 0)
+    return FailedPrecondition(std::string("cannot make the compile cache socket: ") + strerror(errno));
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::bind(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::chmod(path.c_str(), 0666) != 0 || ::listen(impl->listen_fd, 128) != 0)
+    return FailedPrecondition("cannot listen on " + path + ": " + strerror(errno));
+  impl->record.set_job_id(job.job_id);
+  impl->record.set_attempt(job.attempt);
+  Impl* raw = impl.get();
+  impl->acceptor = std::thread([raw] { raw->AcceptLoop(); });
+  return std::unique_ptr<CompileCacheServer>(new CompileCacheServer(std::move(impl)));
+}
+
+void CompileCacheServer::Stop() {
+  Impl& i = *impl_;
+  {
+    std::lock_guard g(i.mu);
+    if (i.stopping) return;
+    i.stopping = true;
+    for (auto& [fd, _] : i.conns) ::shutdown(fd, SHUT_RDWR);  // their reads end now
+  }
+  char b = 1;
+  (void)!::write(i.wake[1], &b, 1);
+  if (i.acceptor.joinable()) i.acceptor.join();
+  std::vector<std::thread> done;
+  {
+    std::unique_lock lk(i.mu);
+    i.ended.wait(lk, [&] { return i.conns.empty(); });  // each ends at its next read
+    done.swap(i.finished);
+  }
+  for (auto& t : done) t.join();
+  std::error_code ec;
+  fs::remove_all(i.job.dir, ec);
+}
+
+v1::RecordCompilesRequest CompileCacheServer::Record() const {
+  std::lock_guard g(impl_->mu);
+  v1::RecordCompilesRequest r = impl_->record;
+  for (const auto& k : impl_->hit_keys) r.add_hit_keys(k);
+  for (int64_t id : impl_->hit_manifests) r.add_hit_manifests(id);
+  return r;
+}
+
+}  // namespace kiln::worker

@@ -1,0 +1,62 @@
+#pragma once
+// The compile cache's worker side: per job, a unix socket that the sandbox
+// binds at /kiln/run/cc.sock, where kiln-cc asks for cached objects and
+// stores new ones. Lookups and stores go to the controller on behalf of the
+// job (its id and attempt fence them; the controller picks the scope);
+// objects pass through the local CAS cache. Everything kiln-cc sends is
+// untrusted: it is checked, and a bad request gets an error and changes
+// nothing.
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+
+namespace kiln::cas {
+class CasClient;
+}
+
+namespace kiln::worker {
+
+class LocalCas;
+
+struct CompileCacheJob {
+  int64_t job_id = 0;
+  int attempt = 0;
+  std::string image;          // "sha256:<hex>"
+  std::string dir;            // on the host: the socket's directory, bound into the container
+  int64_t max_object_bytes = int64_t{256} << 20;
+};
+
+struct CompileCacheServices {
+  v1::WorkerService::StubInterface* stub = nullptr;  // the controller
+  cas::CasClient* cas = nullptr;
+  LocalCas* local = nullptr;
+};
+
+class CompileCacheServer {
+ public:
+  // Listens on job.dir/cc.sock (created, mode 0666). FailedPrecondition if
+  // the socket cannot be made (e.g. its path is too long).
+  static Result<std::unique_ptr<CompileCacheServer>> Start(const CompileCacheJob& job, CompileCacheServices services);
+  ~CompileCacheServer();
+  CompileCacheServer(const CompileCacheServer&) = delete;
+  CompileCacheServer& operator=(const CompileCacheServer&) = delete;
+
+  // Closes the socket and every connection, waits for their threads and
+  // removes job.dir.
+  void Stop();
+  // What kiln-cc reported so far: statistics, events, the entries it used.
+  v1::RecordCompilesRequest Record() const;
+
+  static constexpr const char* kSocketName = "cc.sock";
+  static constexpr int kMaxConnections = 64;
+
+ private:
+  struct Impl;
+  explicit CompileCacheServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::worker
