@@ -17,7 +17,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kMaxDeps = 100'000;
 constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxOutput = 1 << 20;       // stdout + stderr of one compile
 constexpr size_t kMaxDepfile = 16 << 20;
@@ -37,19 +36,6 @@ Status Key(const std::string& k, const std::string& what) {
 
 Status CheckJobRef(int64_t job_id, int attempt) {
   if (job_id <= 0 || attempt <= 0) return InvalidArgument("job_id and attempt must be positive");
-  return Status::Ok();
-}
-
-Status CheckDeps(const google::protobuf::Map<std::string, std::string>& deps) {
-  if (deps.size() > kMaxDeps) return InvalidArgument("a manifest of more than 100000 dependencies");
-  for (const auto& [path, value] : deps) {
-    KILN_RETURN_IF_ERROR(Text(path, kMaxPath, "dependency path"));
-    if (path.empty() || path[0] != '/') return InvalidArgument("dependency path '" + path + "' is not absolute");
-    if (value == "i" || value == "d" || value == "-") continue;
-    if (value.rfind("f:", 0) != 0 || !cas::ParseDigest(value.substr(2)).ok())
-      return InvalidArgument("dependency " + path + ": value '" + value.substr(0, 80) +
-                             "' is none of f:<hex>/<size>, i, d, -");
-  }
   return Status::Ok();
 }
 
@@ -183,7 +169,7 @@ grpc::Status LookupCompile(Controller::Impl* c, const v1::LookupCompileRequest* 
     for (const auto& [k, v] : m.deps) (*out->mutable_deps())[k] = v;
     ToProto(m.result, out->mutable_result());
   }
-  if (!found->previous_parts.empty()) PartsFromJson(found->previous_parts, resp->mutable_previous());
+  for (const auto& p : found->previous_parts) PartsFromJson(p, resp->add_previous());
   return grpc::Status::OK;
 }
 
@@ -206,7 +192,7 @@ grpc::Status StoreCompile(Controller::Impl* c, const v1::StoreCompileRequest* re
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
   if (s.ok()) s = Key(r.key(), "result key");
-  if (s.ok()) s = CheckDeps(req->deps());
+  if (s.ok()) s = cc::CheckManifestEntries({req->deps().begin(), req->deps().end()});
   if (s.ok()) s = Text(req->parts().source(), kMaxPath, "source");
   if (s.ok()) s = Text(req->parts().output(), kMaxPath, "output");
   if (s.ok() && r.stdout().size() + r.stderr().size() > kMaxOutput)

@@ -17,6 +17,7 @@
 
 #include "cas/client.h"
 #include "cas/digest.h"
+#include "cc/deps.h"
 #include "cc/frame.h"
 #include "kiln/cc/v1/cc.pb.h"
 #include "worker/local_cas.h"
@@ -218,7 +219,7 @@ struct CompileCacheServer::Impl {
       *out->mutable_deps() = m.deps();
       ResultFromProto(m.result(), out->mutable_result());
     }
-    if (resp.has_previous()) PartsFromProto(resp.previous(), r->mutable_previous());
+    for (const auto& p : resp.previous()) PartsFromProto(p, r->add_previous());
     return Status::Ok();
   }
 
@@ -260,6 +261,7 @@ struct CompileCacheServer::Impl {
   Status Store(const ccv1::Store& s) {
     if (!cas::IsHash(s.key()) || !cas::IsHash(s.result().key())) return InvalidArgument("keys must be 64 hex digits");
     cas::Digest d{s.result().object_hash(), s.result().object_size()};
+    KILN_RETURN_IF_ERROR(cc::CheckManifestEntries({s.deps().begin(), s.deps().end()}));
     if (!s.manifest_only()) {
       if (static_cast<int64_t>(s.object().size()) > job.max_object_bytes)
         return ResourceExhausted("object larger than compile_cache_max_object_bytes: not cached");

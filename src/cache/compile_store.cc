@@ -97,9 +97,9 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
         if (out.manifests.empty()) {
           auto p = tx.exec_params(
               "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
-              " ORDER BY (output = $3) DESC, id DESC LIMIT 1",
-              *scope, source, output);
-          if (!p.empty()) out.previous_parts = p[0][0].as<std::string>();
+              " ORDER BY (output = $3) DESC, id DESC LIMIT $4",
+              *scope, source, output, kMaxManifestsPerKey);
+          for (const auto& row : p) out.previous_parts.push_back(row[0].as<std::string>());
         }
         return Status::Ok();
       },

@@ -36,7 +36,7 @@ struct CompileManifestRow {
 
 struct CompileLookup {
   std::vector<CompileManifestRow> manifests;  // newest first
-  std::string previous_parts;                 // JSON of the nearest earlier compile of the source, or empty
+  std::vector<std::string> previous_parts;    // JSON of the latest compiles of the source (no manifests only)
 };
 
 struct CompileStore {
@@ -100,8 +100,8 @@ class CompileCacheStore {
   explicit CompileCacheStore(std::string db_url, size_t pool_size = 4);
   ~CompileCacheStore();
 
-  // Manifests under `key` in the job's scope; without any, the nearest
-  // earlier compile of `source` (preferring the same output).
+  // Manifests under `key` in the job's scope; without any, the latest
+  // compiles of `source` (those of the same output first).
   // FailedPrecondition when that attempt of the job is not running.
   Result<CompileLookup> Lookup(int64_t job_id, int attempt, const std::string& key, const std::string& source,
                                const std::string& output);

@@ -81,6 +81,8 @@ void LineMarkerScanner::Line(std::string_view line) {
   if (i == digits || i >= line.size() || line[i] != ' ') return;
   auto name = QuotedName(line.substr(i + 1));
   if (!name || name->empty() || (*name)[0] == '<') return;  // <built-in>, <command-line>
+  // With -g, the working directory as "DIR//" (-fworking-directory): in the key already.
+  if (name->size() >= 2 && name->compare(name->size() - 2, 2, "//") == 0) return;
   if (seen_.insert(*name).second) files_.push_back(*name);
 }
 

@@ -82,6 +82,11 @@ struct Mismatch {
   std::string actual;    // what is there now, in the same notation
 };
 
+// Checks a manifest that came from outside (kiln-cc is untrusted): at most
+// 100,000 entries, paths absolute, valid UTF-8, no NUL, at most 4096 bytes,
+// values as above. InvalidArgument names the first bad entry.
+Status CheckManifestEntries(const std::map<std::string, std::string>& deps);
+
 // The first entry that no longer holds, or nullopt if all do.
 std::optional<Mismatch> CheckManifest(const std::map<std::string, std::string>& deps, FileHashes& hashes);
 

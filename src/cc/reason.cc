@@ -1,6 +1,8 @@
 #include "cc/reason.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <map>
 
 namespace kiln::cc {
@@ -56,6 +58,24 @@ std::string Describe(const std::string& value) {
   return value;
 }
 
+// How many things differ: each argument added or removed, each variable,
+// compiler, image, working directory, source.
+size_t Distance(const KeyParts& now, const std::string& source_digest, const Previous& p) {
+  std::map<std::string, int> count;
+  for (const auto& a : now.args) ++count[a];
+  for (const auto& a : p.parts.args) --count[a];
+  size_t d = 0;
+  for (const auto& [_, n] : count) d += static_cast<size_t>(n < 0 ? -n : n);
+  for (const auto& [k, v] : now.env) {
+    auto it = p.parts.env.find(k);
+    d += it == p.parts.env.end() || it->second != v;
+  }
+  for (const auto& [k, _] : p.parts.env) d += !now.env.count(k);
+  d += (now.compiler != p.parts.compiler) + (now.image != p.parts.image) + (now.cwd != p.parts.cwd) +
+       (source_digest != p.source_digest);
+  return d;
+}
+
 }  // namespace
 
 std::string ShortDigest(const std::string& value) {
@@ -64,7 +84,7 @@ std::string ShortDigest(const std::string& value) {
 }
 
 Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const std::optional<Mismatch>& mismatch,
-                  const std::optional<Previous>& previous) {
+                  const std::vector<Previous>& earlier) {
   if (mismatch) {
     const Mismatch& m = *mismatch;
     if (m.expected == "-")
@@ -74,7 +94,13 @@ Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const s
     if (m.actual == "missing") return {"header changed", "header " + m.path + " was removed"};
     return {"header changed", "header " + m.path + " changed from " + Describe(m.expected) + " to " + Describe(m.actual)};
   }
-  if (!previous) return {"new source", "no earlier compile of this source in the cache"};
+  if (earlier.empty()) return {"new source", "no earlier compile of this source in the cache"};
+  const Previous* previous = &earlier[0];
+  size_t best = SIZE_MAX;
+  for (const auto& e : earlier) {
+    size_t d = Distance(now, source_digest, e);
+    if (d < best) best = d, previous = &e;
+  }
   const KeyParts& was = previous->parts;
   std::vector<std::pair<std::string, std::string>> found;  // reason, detail
   if (was.compiler != now.compiler)

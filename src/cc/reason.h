@@ -25,10 +25,10 @@ struct Miss {
 };
 
 // `mismatch`: the first entry that failed in the newest manifest under the
-// direct key, when there were manifests; else `previous` (if any) is
-// compared with `now`.
+// direct key, when there were manifests; else the closest of `earlier`
+// (fewest differences; the first of equals) is compared with `now`.
 Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const std::optional<Mismatch>& mismatch,
-                  const std::optional<Previous>& previous);
+                  const std::vector<Previous>& earlier);
 
 // "sha256:<first 12 hex>.." of a manifest value or digest key, for messages.
 std::string ShortDigest(const std::string& value);

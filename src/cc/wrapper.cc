@@ -184,8 +184,8 @@ class Wrapper {
       }
       if (mm && !first) first = mm;
     }
-    std::optional<Previous> prev;
-    if (found->lookup().has_previous()) prev = FromProto(found->lookup().previous());
+    std::vector<Previous> prev;
+    for (const auto& p : found->lookup().previous()) prev.push_back(FromProto(p));
     miss_ = DescribeMiss(parts_, source_digest_, found->lookup().manifests_size() > 0 ? first : std::nullopt, prev);
     return Compile(direct);
   }

@@ -10,6 +10,7 @@
 
 #include <pqxx/pqxx>
 
+#include "cache/compile_store.h"
 #include "db/migrate.h"
 #include "harness/harness.h"
 
@@ -246,6 +247,84 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   ASSERT_TRUE(hit.ok());
   EXPECT_EQ(hit->job.status, JobStatus::kSucceeded);
   EXPECT_NE(hit->job.result->cached_from, 0);
+}
+
+// The compile cache's tables under concurrent writers: eight running jobs
+// store the same translation unit at once.
+TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
+  std::string s = Worker("w");
+  std::vector<queue::Claimed> jobs;
+  for (int i = 0; i < 8; ++i) {
+    queue::NewJob j = CacheableJob('f');
+    j.no_cache = true;
+    ASSERT_TRUE(q_->Submit(j).ok());
+  }
+  auto c = q_->Claim("w", s, 8);
+  ASSERT_TRUE(c.ok() && c->size() == 8);
+  cache::CompileCacheStore store(url_, 8);
+  cache::CompileStore st;
+  st.key = std::string(64, '1');
+  st.deps = {{"/src/a.c", "f:" + std::string(64, '2') + "/10"}, {"/usr/include/stdio.h", "i"}};
+  st.result.key = std::string(64, '3');
+  st.result.object_hash = std::string(64, '4');
+  st.result.object_size = 100;
+  st.result.err = "warning: ";
+  st.result.err += '\0';
+  st.result.err += " and \xff bytes survive";
+  st.source = "a.c";
+  st.output = "a.o";
+  st.parts_json = "{}";
+  std::atomic<int> fresh{0}, failed{0};
+  std::vector<std::thread> ts;
+  for (const auto& job : *c) {
+    ts.emplace_back([&, job] {
+      cache::CompileStore mine = st;
+      mine.job_id = job.id;
+      mine.attempt = job.attempt;
+      auto r = store.Store(mine);
+      if (!r.ok()) ++failed;
+      else if (*r) ++fresh;
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(fresh.load(), 1) << "the first writer wins, the others find it";
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_results"), "1");
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests"), "1");
+  auto found = store.Lookup((*c)[0].id, (*c)[0].attempt, st.key, "a.c", "a.o");
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  ASSERT_EQ(found->manifests.size(), 1u);
+  EXPECT_EQ(found->manifests[0].deps, st.deps);
+  EXPECT_EQ(found->manifests[0].result.err, st.result.err) << "diagnostics are bytes, stored exactly";
+  // A job that does not run (any more) can neither read nor write.
+  auto stale = store.Lookup((*c)[0].id, (*c)[0].attempt + 1, st.key, "a.c", "a.o");
+  EXPECT_EQ(stale.status().code(), Code::kFailedPrecondition);
+  cache::CompileStore zombie = st;
+  zombie.job_id = (*c)[0].id;
+  zombie.attempt = (*c)[0].attempt + 1;
+  zombie.key = std::string(64, '5');
+  EXPECT_EQ(store.Store(zombie).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests"), "1");
+}
+
+// "Which cached translation units include this header?" is answered by the
+// GIN index on the manifests' hstore, whatever the table's size.
+TEST_F(QueueTest, HeaderImpactUsesTheGinIndex) {
+  test::Sql(url_,
+            "INSERT INTO compile_results (scope, key, object_hash, object_size)"
+            " SELECT 'project:default', lpad(to_hex(i), 64, '0'), repeat('a', 64), 1 FROM generate_series(1, 20000) i;"
+            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, result_key, source, output, parts)"
+            " SELECT 'project:default', lpad(to_hex(i), 64, '0'), 'd', hstore('/src/h' || (i % 1000) || '.h', 'f:x'),"
+            "  lpad(to_hex(i), 64, '0'), 's' || i || '.c', 's' || i || '.o', '{}' FROM generate_series(1, 20000) i;"
+            "ANALYZE compile_manifests");
+  cache::CompileCacheStore store(url_, 1);
+  auto units = store.Impact("project:default", "/src/h7.h", 1000);
+  ASSERT_TRUE(units.ok()) << units.status().message();
+  EXPECT_EQ(units->size(), 20u);
+  std::string plan = test::Sql(url_,
+                               "EXPLAIN (FORMAT JSON) SELECT source FROM compile_manifests"
+                               " WHERE scope = 'project:default' AND deps ? '/src/h7.h'");
+  EXPECT_NE(plan.find("compile_manifests_deps"), std::string::npos) << plan;
 }
 
 TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {

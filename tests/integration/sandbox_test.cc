@@ -43,7 +43,7 @@ TEST_F(Sandbox, TheBuildSeesOnlyItsImageAndTreeAsANonRootUserWithoutNetwork) {
             "no-tcp\n"
             "no-ping\n"
             "usr-read-only\n"
-            "bin dev etc proc src sys tmp usr \n"
+            "bin dev etc kiln proc src sys tmp usr \n"
             "host-hidden\n");
 }
 

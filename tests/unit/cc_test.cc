@@ -89,7 +89,7 @@ TEST(ClassifyCompile, AnythingElseFallsBackWithAReason) {
 TEST(LineMarkers, FilesOfThePreprocessedOutputInOrderWhateverTheChunks) {
   std::string out =
       "# 0 \"a.c\"\n# 0 \"<built-in>\"\n# 0 \"<command-line>\"\n# 1 \"/usr/include/stdc-predef.h\" 1 3 4\n"
-      "# 1 \"a.c\"\nint x;\n# 1 \"inc/q\\\"uote.h\" 1\n#pragma once\nint # 3 \"not/a/marker.h\"\n"
+      "# 1 \"/src/build//\"\n# 1 \"a.c\"\nint x;\n# 1 \"inc/q\\\"uote.h\" 1\n#pragma once\nint # 3 \"not/a/marker.h\"\n"
       "# 12 \"inc/odd\\040name.h\" 2\n# 1 \"a.c\"\n";
   for (size_t step : {out.size(), size_t{1}, size_t{7}}) {
     LineMarkerScanner s;
@@ -140,7 +140,7 @@ TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
   auto mm = CheckManifest(*deps, after);
   ASSERT_TRUE(mm);
   EXPECT_EQ(mm->path, root() + "/inc/defs.h");
-  auto miss = DescribeMiss({}, "", mm, std::nullopt);
+  auto miss = DescribeMiss({}, "", mm, {});
   EXPECT_EQ(miss.reason, "header changed");
   EXPECT_EQ(miss.detail, "header " + root() + "/inc/defs.h changed from " +
                              ShortDigest(cas::DigestOf(std::string_view("#define A 1\n")).Key()) + " to " +
@@ -154,7 +154,7 @@ TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
   auto link_mm = CheckManifest(*deps, linked);
   ASSERT_TRUE(link_mm);
   EXPECT_EQ(link_mm->path, root() + "/build");
-  EXPECT_EQ(DescribeMiss({}, "", link_mm, std::nullopt).reason, "include path changed");
+  EXPECT_EQ(DescribeMiss({}, "", link_mm, {}).reason, "include path changed");
 }
 
 TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {
@@ -172,7 +172,7 @@ TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {
   auto mm = CheckManifest(*deps, after);
   ASSERT_TRUE(mm);
   EXPECT_EQ(mm->path, root() + "/first/util.h");
-  EXPECT_EQ(DescribeMiss({}, "", mm, std::nullopt).reason, "header added");
+  EXPECT_EQ(DescribeMiss({}, "", mm, {}).reason, "header added");
 }
 
 TEST_F(Manifests, NothingIsRecordedForAFileChangedDuringTheCompileOrUsingTheClock) {
@@ -237,18 +237,20 @@ TEST(CompileKeys, EachPartChangesBothKeys) {
 
 TEST(DescribeMiss, ComparesWithTheNearestEarlierCompile) {
   auto now = Parts();
-  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, std::nullopt).reason, "new source");
+  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, {}).reason, "new source");
   Previous p{Parts(), "s/1"};
   p.parts.args = {"-O0", "-c", "a.c"};
-  auto m = DescribeMiss(now, "s/1", std::nullopt, p);
+  auto m = DescribeMiss(now, "s/1", std::nullopt, {p});
   EXPECT_EQ(m.reason, "arguments changed");
   EXPECT_EQ(m.detail, "arguments: removed -O0, added -O2");
   Previous src{Parts(), "s/2"};
-  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, src).reason, "source changed");
+  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, {src}).reason, "source changed");
+  // The closest earlier compile explains: here the one that differs in the source only.
+  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, {p, src}).reason, "source changed");
   Previous cc{Parts(), "s/1"};
   cc.parts.compiler = std::string(64, 'e');
   cc.parts.env.clear();
-  auto both = DescribeMiss(now, "s/1", std::nullopt, cc);
+  auto both = DescribeMiss(now, "s/1", std::nullopt, {cc});
   EXPECT_EQ(both.reason, "compiler changed");
   EXPECT_NE(both.detail.find("environment: LANG unset -> \"C.UTF-8\""), std::string::npos) << both.detail;
 }

@@ -1,0 +1,494 @@
+// The compile cache end to end: a real C project built with make in the
+// toolchain image on a real farm (PostgreSQL, controller, workers, runc),
+// driven through the kiln CLI. Every mutation must miss exactly where it
+// should; what is served must be byte-identical to a clean compile.
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "cas/digest.h"
+#include "cc/frame.h"
+#include "harness/container_farm.h"
+#include "kiln/cc/v1/cc.pb.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Five translation units; leaf.h is included only through mid.h; every
+// object carries debug information (so paths and flags are in it); make's
+// own dependency files (-MMD) are outputs too, as PostgreSQL's build has them.
+constexpr const char* kMakefile =
+    "CC = cc\n"
+    "OPT ?= -O2\n"
+    "EXTRA ?=\n"
+    "MODE ?= $(KILN_TEST_MODE)\n"
+    "CFLAGS = $(OPT) -g -Wall -Iinclude -DMODE='\"$(MODE)\"' $(EXTRA)\n"
+    "SRCS = main.c a.c b.c c.c lib/d.c\n"
+    "OBJS = $(SRCS:%.c=out/%.o)\n"
+    "app: $(OBJS)\n"
+    "\t$(CC) -o $@ $(OBJS)\n"
+    "out/%.o: %.c\n"
+    "\t@mkdir -p $(dir $@)\n"
+    "\t$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<\n"
+    "-include $(OBJS:.o=.d)\n";
+
+class CompileCache : public ContainerFarm {
+ protected:
+  std::string src() const { return dir_.path() + "/proj"; }
+
+  void WriteProject() {
+    const std::string d = src();
+    test::WriteFile(d + "/Makefile", kMakefile);
+    test::WriteFile(d + "/include/common.h",
+                    "/* common.h: shared by every unit */\n#ifndef COMMON_H\n#define COMMON_H\n"
+                    "#define GREETING \"hello\"\nint unit_a(void);\nint unit_b(void);\nint unit_c(void);\n"
+                    "int unit_d(void);\n#endif\n");
+    test::WriteFile(d + "/include/mid.h", "#ifndef MID_H\n#define MID_H\n#include \"leaf.h\"\n#define MID (LEAF * 2)\n#endif\n");
+    test::WriteFile(d + "/include/leaf.h", "#define LEAF 21\n");
+    test::WriteFile(d + "/main.c",
+                    "#include <stdio.h>\n#include \"common.h\"\n"
+                    "int main(void) {\n  printf(\"%s %d %d %d %d %s\\n\", GREETING, unit_a(), unit_b(), unit_c(), "
+                    "unit_d(), MODE);\n  return 0;\n}\n");
+    test::WriteFile(d + "/a.c", "#include \"common.h\"\n#include \"mid.h\"\nint unit_a(void) { return MID; }\n");
+    test::WriteFile(d + "/b.c", "#include \"common.h\"\n#include \"mid.h\"\nint unit_b(void) { return MID + 1; }\n");
+    test::WriteFile(d + "/c.c", "#include \"common.h\"\nint unit_c(void) { return 3; }\n");
+    test::WriteFile(d + "/lib/d.c", "#include \"common.h\"\nint unit_d(void) { return 4; }\n");
+  }
+
+  std::string Toolchain() {
+    auto tc = test::RunCommand({"/bin/bash", std::string(KILN_SOURCE_DIR) + "/deploy/images/toolchain.sh"}, 600s);
+    EXPECT_EQ(tc.exit_code, 0) << tc.err;
+    tar_ = tc.out.substr(0, tc.out.find('\n'));
+    auto imp = Kiln({"image", "import", tar_, "--name", "toolchain"}, 300s);
+    EXPECT_EQ(imp.exit_code, 0) << imp.err;
+    return imp.out.substr(0, imp.out.find('\n'));
+  }
+
+  // kiln submit of `make -j2 app` on the project (never from the action
+  // cache); returns the job id. Outputs land in outputs_dir.
+  int64_t Build(const std::string& image, std::vector<std::string> extra = {}, const std::string& project = "default",
+                const std::string& command = "make -j2 app") {
+    std::vector<std::string> args{"submit",     "--image", image,    "--input",  src(),        "--no-gitignore",
+                                  "--no-cache", "--output", "app",   "--output", "out",        "--outputs-dir",
+                                  outputs_dir(), "--project", project};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--", "sh", "-c", command});
+    fs::remove_all(outputs_dir());
+    auto r = Kiln(args, 120s);
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    last_log_ = r.out;
+    return std::stoll(test::Sql(url_, "SELECT max(id) FROM build_jobs"));
+  }
+  std::string outputs_dir() const { return dir_.path() + "/built"; }
+
+  std::string Q(const std::string& sql) { return test::Sql(url_, sql); }
+  // Sources compiled (outcome miss) by the job, sorted.
+  std::string Missed(int64_t job) {
+    return Q("SELECT coalesce(string_agg(source, ' ' ORDER BY source), '') FROM compile_events WHERE job_id = " +
+             std::to_string(job) + " AND outcome = 'miss'");
+  }
+  std::string Reasons(int64_t job) {
+    return Q("SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM compile_events WHERE job_id = " +
+             std::to_string(job) + " AND outcome = 'miss'");
+  }
+  int Hits(int64_t job) {
+    return std::stoi(Q("SELECT coalesce(hits + hits_preprocessed, -1) FROM compile_stats WHERE job_id = " +
+                       std::to_string(job)));
+  }
+  int Stat(int64_t job, const std::string& column) {
+    return std::stoi(Q("SELECT " + column + " FROM compile_stats WHERE job_id = " + std::to_string(job)));
+  }
+
+  // The built objects and program, by path.
+  std::map<std::string, std::string> Artifacts() {
+    std::map<std::string, std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(outputs_dir()))
+      if (e.is_regular_file()) out[fs::relative(e.path(), outputs_dir()).string()] = test::ReadFile(e.path());
+    return out;
+  }
+
+  std::string tar_, last_log_;
+};
+
+TEST_F(CompileCache, EachChangeMissesExactlyWhereItShouldAndHitsAreByteIdentical) {
+  Up();
+  const std::string img = Toolchain();
+  WriteProject();
+  const std::string all = "a.c b.c c.c lib/d.c main.c";
+
+  // A clean compile without the wrapper: the reference objects.
+  int64_t clean = Build(img, {"--no-compile-cache"});
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_stats WHERE job_id = " + std::to_string(clean)), "0");
+  auto reference = Artifacts();
+  ASSERT_EQ(reference.size(), 11u) << "app, 5 objects and 5 dependency files";
+  EXPECT_EQ(test::RunCommand({outputs_dir() + "/app"}, 10s).out, "hello 42 43 3 4 \n");
+
+  int64_t cold = Build(img);
+  EXPECT_EQ(Missed(cold), all);
+  EXPECT_EQ(Reasons(cold), "new source");
+  EXPECT_EQ(Stat(cold, "fallbacks"), 1) << "the link";
+  EXPECT_EQ(Artifacts(), reference) << "compiling through kiln-cc changes nothing";
+
+  int64_t same = Build(img);
+  EXPECT_EQ(Missed(same), "") << "nothing changed: every unit hits";
+  EXPECT_EQ(Hits(same), 5);
+  EXPECT_EQ(Artifacts(), reference) << "served objects and dependency files are byte-identical to a clean compile";
+
+  test::WriteFile(src() + "/c.c", "#include \"common.h\"\nint unit_c(void) { return 30; }\n");
+  int64_t source = Build(img);
+  EXPECT_EQ(Missed(source), "c.c");
+  EXPECT_EQ(Reasons(source), "source changed");
+  EXPECT_EQ(Hits(source), 4);
+
+  const std::string leaf_before = cas::DigestOf(std::string_view("#define LEAF 21\n")).hash.substr(0, 12);
+  const std::string leaf_after = cas::DigestOf(std::string_view("#define LEAF 20\n")).hash.substr(0, 12);
+  test::WriteFile(src() + "/include/leaf.h", "#define LEAF 20\n");
+  int64_t transitive = Build(img);
+  EXPECT_EQ(Missed(transitive), "a.c b.c") << "leaf.h is included through mid.h by a.c and b.c only";
+  EXPECT_EQ(Reasons(transitive), "header changed");
+  auto why = Kiln({"why", std::to_string(transitive)});
+  ASSERT_EQ(why.exit_code, 0) << why.err;
+  EXPECT_NE(why.out.find("compile cache: 6 compiler invocations, 5 cacheable: 3 hits"), std::string::npos) << why.out;
+  for (const char* unit : {"a.c", "b.c"}) {
+    size_t at = why.out.find(std::string(" ") + unit + " ");
+    ASSERT_NE(at, std::string::npos) << why.out;
+    std::string line = why.out.substr(at, why.out.find('\n', at) - at);
+    EXPECT_NE(line.find("header /src/include/leaf.h changed from sha256:" + leaf_before + ".. to sha256:" +
+                        leaf_after + ".."),
+              std::string::npos)
+        << line;
+  }
+  EXPECT_NE(why.out.find("not cacheable: linking 1"), std::string::npos) << why.out;
+
+  test::WriteFile(src() + "/include/mid.h",
+                  "#ifndef MID_H\n#define MID_H\n#include \"leaf.h\"\n#define MID (LEAF * 3)\n#endif\n");
+  int64_t direct = Build(img);
+  EXPECT_EQ(Missed(direct), "a.c b.c");
+
+  // A comment edit (same lines): the preprocessed units are the same.
+  std::string common = test::ReadFile(src() + "/include/common.h");
+  common.replace(common.find("shared by every unit"), 20, "used by all the units");
+  test::WriteFile(src() + "/include/common.h", common);
+  int64_t comment = Build(img);
+  EXPECT_EQ(Missed(comment), "") << "a comment changes no preprocessed unit";
+  EXPECT_EQ(Stat(comment, "hits_preprocessed"), 5);
+  int64_t after_comment = Build(img);
+  EXPECT_EQ(Stat(after_comment, "hits"), 5) << "the manifests learnt the edited header";
+
+  int64_t define = Build(img, {"--env", "EXTRA=-DFEATURE=1"});
+  EXPECT_EQ(Missed(define), all);
+  EXPECT_EQ(Reasons(define), "arguments changed");
+  auto why_flag = Kiln({"why", std::to_string(define)});
+  EXPECT_NE(why_flag.out.find("arguments: added -DFEATURE=1"), std::string::npos) << why_flag.out;
+
+  int64_t opt = Build(img, {"--env", "OPT=-O1"});
+  EXPECT_EQ(Missed(opt), all);
+  auto why_opt = Kiln({"why", std::to_string(opt)});
+  EXPECT_NE(why_opt.out.find("arguments: removed -O2, added -O1"), std::string::npos) << why_opt.out;
+
+  // An environment variable the build reads (the Makefile turns it into -DMODE).
+  int64_t mode = Build(img, {"--env", "KILN_TEST_MODE=fast"});
+  EXPECT_EQ(Missed(mode), all);
+  auto why_mode = Kiln({"why", std::to_string(mode)});
+  EXPECT_NE(why_mode.out.find("arguments: removed -DMODE=\"\", added -DMODE=\"fast\""), std::string::npos)
+      << why_mode.out;
+  // One the compiler reads itself.
+  int64_t cpath = Build(img, {"--env", "CPATH=/src/include"});
+  EXPECT_EQ(Missed(cpath), all);
+  EXPECT_EQ(Reasons(cpath), "environment changed");
+
+  // An executable bit changes the tree (the action) but no translation unit.
+  fs::permissions(src() + "/c.c", fs::perms::owner_exec, fs::perm_options::add);
+  int64_t exec = Build(img);
+  EXPECT_EQ(Missed(exec), "");
+  EXPECT_EQ(Hits(exec), 5);
+
+  EXPECT_EQ(test::RunCommand({outputs_dir() + "/app"}, 10s).out, "hello 60 61 30 4 \n");
+  // And the final tree, compiled clean without the cache, gives the same bytes.
+  auto served = Artifacts();
+  Build(img, {"--no-compile-cache"});
+  EXPECT_EQ(Artifacts(), served);
+
+  // What a header change recompiles, and the project's statistics.
+  auto impact = Kiln({"cache", "impact", "include/leaf.h"});
+  ASSERT_EQ(impact.exit_code, 0) << impact.err;
+  EXPECT_NE(impact.out.find("/src/include/leaf.h is read by 2 cached translation units"), std::string::npos)
+      << impact.out;
+  EXPECT_NE(impact.out.find("a.c"), std::string::npos);
+  EXPECT_EQ(impact.out.find("c.c"), std::string::npos) << impact.out;
+  auto stats = Kiln({"cache", "stats"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_NE(stats.out.find("misses by reason"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("arguments changed 15"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("not cacheable      12 (linking 12)"), std::string::npos) << stats.out;
+}
+
+TEST_F(CompileCache, AnotherCompilerInAnotherImageMissesEverywhere) {
+  Up();
+  const std::string img = Toolchain();
+  WriteProject();
+  ASSERT_EQ(Missed(Build(img)), "a.c b.c c.c lib/d.c main.c");
+  // The same root plus a layer that puts another compiler first on PATH: a
+  // gcc that always adds a flag. An OCI layout reusing the first layer.
+  std::string layout = dir_.path() + "/derived";
+  fs::create_directories(layout + "/blobs/sha256");
+  fs::create_directories(dir_.path() + "/layer/usr/local/bin");
+  test::WriteFile(dir_.path() + "/layer/usr/local/bin/cc", "#!/bin/sh\nexec /usr/bin/gcc -fno-common \"$@\"\n", true);
+  std::string layer2 = dir_.path() + "/layer2.tar";
+  ASSERT_EQ(test::RunCommand({"/bin/tar", "-C", dir_.path() + "/layer", "--owner=0", "--group=0", "-cf", layer2, "usr"}, 30s)
+                .exit_code,
+            0);
+  auto put = [&](const std::string& path) {
+    auto d = cas::DigestFile(path);
+    EXPECT_TRUE(d.ok());
+    fs::path dst = layout + "/blobs/sha256/" + d->hash;
+    if (!fs::exists(dst)) fs::create_hard_link(path, dst);
+    return *d;
+  };
+  auto l1 = put(tar_);
+  auto l2 = put(layer2);
+  json config = {{"architecture", "amd64"},
+                 {"os", "linux"},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + l1.hash, "sha256:" + l2.hash}}}}};
+  test::WriteFile(dir_.path() + "/config.json", config.dump());
+  auto cd = put(dir_.path() + "/config.json");
+  const char* tar_type = "application/vnd.oci.image.layer.v1.tar";
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", "sha256:" + cd.hash},
+                               {"size", cd.size}}},
+                   {"layers", {{{"mediaType", tar_type}, {"digest", "sha256:" + l1.hash}, {"size", l1.size}},
+                               {{"mediaType", tar_type}, {"digest", "sha256:" + l2.hash}, {"size", l2.size}}}}};
+  test::WriteFile(dir_.path() + "/manifest.json", manifest.dump());
+  auto md = put(dir_.path() + "/manifest.json");
+  test::WriteFile(layout + "/oci-layout", R"({"imageLayoutVersion": "1.0.0"})");
+  json index = {{"schemaVersion", 2},
+                {"manifests", {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                {"digest", "sha256:" + md.hash}, {"size", md.size}}}}};
+  test::WriteFile(layout + "/index.json", index.dump());
+  auto imp = Kiln({"image", "import", layout, "--name", "toolchain-fno-common"}, 300s);
+  ASSERT_EQ(imp.exit_code, 0) << imp.err;
+  std::string other = imp.out.substr(0, imp.out.find('\n'));
+  ASSERT_NE(other, img);
+
+  int64_t j = Build(other);
+  EXPECT_EQ(Missed(j), "a.c b.c c.c lib/d.c main.c");
+  EXPECT_EQ(Reasons(j), "compiler changed");
+  EXPECT_NE(Kiln({"why", std::to_string(j)}).out.find("compiler sha256:"), std::string::npos);
+  // Both images keep their own entries.
+  EXPECT_EQ(Missed(Build(img)), "");
+  EXPECT_EQ(Missed(Build(other)), "");
+}
+
+TEST_F(CompileCache, TwoWorkersFillingTheSameKeysAtOnceLeaveOneValidEntry) {
+  StartController();
+  StartWorker(0, 1);
+  StartWorker(0, 1);
+  const std::string img = Toolchain();
+  WriteProject();
+  // Slow units (a large function to optimize), started together, so that
+  // both builds look up and compile the same units at the same time.
+  std::string heavy = "static inline int heavy(int x) {\n";
+  for (int i = 0; i < 3000; ++i) heavy += "  x = x * " + std::to_string(i % 7 + 3) + " + (x >> " + std::to_string(i % 5 + 1) + ");\n";
+  heavy += "  return x;\n}\n";
+  test::WriteFile(src() + "/include/leaf.h", "#define LEAF 21\n" + heavy);
+  for (const char* f : {"c.c", "lib/d.c"})
+    test::WriteFile(src() + "/" + f, std::string("#include \"common.h\"\n#include \"leaf.h\"\nint unit_") +
+                                         (f[0] == 'c' ? "c" : "d") + "(void) { return heavy(3) & 7; }\n");
+  std::vector<std::string> base{"submit",     "--image", img, "--input", src(), "--no-gitignore",
+                                "--no-cache", "--detach"};
+  std::vector<int64_t> jobs;
+  for (int i = 0; i < 2; ++i) {
+    auto args = base;
+    args.insert(args.end(), {"--", "sh", "-c", "make -j2 app"});
+    auto r = Kiln(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    jobs.push_back(std::stoll(r.out));
+  }
+  ASSERT_TRUE(AllEnded(180s));
+  for (int64_t j : jobs) ASSERT_EQ(Q("SELECT status FROM build_jobs WHERE id = " + std::to_string(j)), "succeeded");
+  EXPECT_NE(Q("SELECT worker_id FROM build_jobs WHERE id = " + std::to_string(jobs[0])),
+            Q("SELECT worker_id FROM build_jobs WHERE id = " + std::to_string(jobs[1])))
+      << "one build per worker";
+  int compiled = Stat(jobs[0], "misses") + Stat(jobs[1], "misses");
+  EXPECT_GT(compiled, 5) << "at least one unit was compiled by both builds at once";
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_results"), "5") << "one result per translation unit";
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_manifests"), "5") << "one manifest per translation unit";
+  int64_t third = Build(img);
+  EXPECT_EQ(Missed(third), "");
+  auto served = Artifacts();
+  Build(img, {"--no-compile-cache"});
+  EXPECT_EQ(Artifacts(), served) << "the entry left is valid";
+}
+
+TEST_F(CompileCache, WhatTheWrapperDoesNotUnderstandCompilesAsAskedAndIsCounted) {
+  Up();
+  const std::string img = Toolchain();
+  WriteProject();
+  test::WriteFile(src() + "/asm.S", ".globl unit_asm\nunit_asm:\n  mov $7, %eax\n  ret\n");
+  const std::string script =
+      "set -e; mkdir -p out; cc -E c.c -Iinclude -o out/c.i; cc -c asm.S -o out/asm.o;"
+      " cc -c -Iinclude a.c b.c; cc -c -Iinclude -fdump-tree-original c.c -o out/c.o;"
+      " cc -c -Iinclude -DMODE='\"x\"' main.c -o out/main.o; cc -c -Iinclude lib/d.c -o out/d.o;"
+      " cc -o app out/main.o a.o b.o out/c.o out/d.o; ./app; grep -q unit_c out/c.i";
+  int64_t j = Build(img, {}, "default", script);
+  EXPECT_NE(last_log_.find("hello 42 43 3 4 x"), std::string::npos) << last_log_;
+  EXPECT_EQ(Stat(j, "fallbacks"), 5);
+  EXPECT_EQ(Stat(j, "misses"), 2) << "main.c and lib/d.c";
+  EXPECT_EQ(Q("SELECT string_agg(reason, ',' ORDER BY seq) FROM compile_events WHERE job_id = " + std::to_string(j) +
+              " AND outcome = 'fallback'"),
+            "preprocessing only,assembler source,several source files,unsupported option,linking");
+  // Again: the understood ones hit; the others run again, still correct.
+  int64_t again = Build(img, {}, "default", script);
+  EXPECT_NE(last_log_.find("hello 42 43 3 4 x"), std::string::npos) << last_log_;
+  EXPECT_EQ(Stat(again, "hits"), 2);
+  EXPECT_EQ(Stat(again, "fallbacks"), 5);
+  // A failing compile is never cached, and fails as it would without kiln-cc.
+  test::WriteFile(src() + "/c.c", "int broken( {\n");
+  std::vector<std::string> args{"submit", "--image", img, "--input", src(), "--no-gitignore", "--no-cache", "--",
+                                "cc", "-c", "c.c"};
+  for (int i = 0; i < 2; ++i) {
+    auto r = Kiln(args);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
+    EXPECT_EQ(Stat(std::stoll(Q("SELECT max(id) FROM build_jobs")), "failed"), 1);
+  }
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_results WHERE object_size >= 0"), "2");
+  // Only compilers the image has are on PATH: kiln-cc never invents one.
+  auto which = Run(img, {}, "ls /kiln/bin; command -v gcc; command -v g++ || echo no g++");
+  EXPECT_EQ(which.out, "cc\ngcc\ngcc-12\nkiln-cc\nx86_64-linux-gnu-gcc\nx86_64-linux-gnu-gcc-12\n/kiln/bin/gcc\nno g++\n");
+  auto plain = Run(img, {"--no-compile-cache"}, "command -v gcc; test ! -e /kiln/run/cc.sock && echo no socket");
+  EXPECT_EQ(plain.out, "/usr/bin/gcc\nno socket\n");
+}
+
+TEST_F(CompileCache, EntriesServeOnlyTheirProjectUnlessProjectsShareAScope) {
+  Up();
+  const std::string img = Toolchain();
+  WriteProject();
+  for (const char* p : {"alpha", "beta", "gamma", "delta"}) {
+    std::string conf = std::string(p) == "alpha"   ? "{}"
+                       : std::string(p) == "delta" ? R"({"compile_cache": false})"
+                                                   : R"({"cache_scope": "trusted"})";
+    ASSERT_EQ(Kiln({"projects", "create", p, "--config", conf}).exit_code, 0);
+    ASSERT_EQ(Kiln({"clusters", "map", "default", p}).exit_code, 0);
+  }
+  EXPECT_EQ(Hits(Build(img, {}, "alpha")), 0);
+  EXPECT_EQ(Hits(Build(img, {}, "beta")), 0) << "alpha's entries are alpha's";
+  EXPECT_EQ(Hits(Build(img, {}, "gamma")), 5) << "gamma shares beta's scope";
+  EXPECT_EQ(Hits(Build(img, {}, "alpha")), 5);
+  int64_t off = Build(img, {}, "delta");
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_stats WHERE job_id = " + std::to_string(off)), "0")
+      << "the project turned it off";
+}
+
+// Speaks the wrapper's protocol on a job's socket, as a hostile build could.
+class Socket {
+ public:
+  explicit Socket(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~Socket() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  int fd() const { return fd_; }
+  // The reply's error ("" when it succeeded); "closed" if the worker hung up.
+  std::string Call(const cc::v1::Request& r) { return Raw(r.SerializeAsString()); }
+  std::string Raw(const std::string& bytes) {
+    if (!cc::WriteFrame(fd_, bytes).ok()) return "closed";
+    auto reply = cc::ReadFrame(fd_, 64 << 20);
+    if (!reply.ok()) return "closed";
+    cc::v1::Reply rep;
+    if (!rep.ParseFromString(*reply)) return "unparsable reply";
+    return rep.ok() ? "" : rep.error();
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+TEST_F(CompileCache, HostileRequestsOnTheSocketGetErrorsAndChangeNothing) {
+  Up();
+  const std::string img = Toolchain();
+  auto r = Kiln({"submit", "--image", img, "--no-input", "--detach", "--", "sleep", "60"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string job = r.out.substr(0, r.out.find('\n'));
+  ASSERT_TRUE(test::WaitFor([&] { return Q("SELECT status FROM build_jobs WHERE id = " + job) == "running"; }, 60s));
+  const std::string path = dir_.path() + "/w0/cc/" + job + "-1/cc.sock";
+  ASSERT_TRUE(test::WaitFor([&] { return fs::exists(path); }, 10s)) << path;
+  auto blobs = [&] {
+    std::set<std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir_.path() + "/cas/blobs")) files.insert(e.path());
+    return files;
+  };
+  const auto blobs_before = blobs();
+
+  Socket s(path);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.Raw("\xff\xfenot a protobuf"), "unreadable request");
+  cc::v1::Request report;
+  report.mutable_report()->set_outcome("pwned");
+  EXPECT_NE(s.Call(report).find("unknown outcome"), std::string::npos);
+  cc::v1::Request fetch;
+  fetch.mutable_fetch()->set_hash("../../etc/passwd");
+  EXPECT_NE(s.Call(fetch).find("object"), std::string::npos);
+  cc::v1::Request lookup;
+  lookup.mutable_lookup()->set_key("'; DROP TABLE compile_results; --");
+  EXPECT_NE(s.Call(lookup).find("64 lowercase hex"), std::string::npos);
+
+  // A store whose object is not what its digest says.
+  cc::v1::Request store;
+  auto* st = store.mutable_store();
+  st->set_key(std::string(64, 'a'));
+  st->mutable_result()->set_key(std::string(64, 'b'));
+  st->set_object("\x7f" "ELF not really");
+  cas::Digest wrong = cas::DigestOf(std::string_view("something else"));
+  st->mutable_result()->set_object_hash(wrong.hash);
+  st->mutable_result()->set_object_size(wrong.size);
+  EXPECT_NE(s.Call(store).find("does not match its digest"), std::string::npos);
+  // A right digest, but dependencies that are no paths at all.
+  cas::Digest right = cas::DigestOf(st->object());
+  st->mutable_result()->set_object_hash(right.hash);
+  st->mutable_result()->set_object_size(right.size);
+  (*st->mutable_deps())["relative/x.h"] = "f:" + right.Key();
+  EXPECT_NE(s.Call(store).find("is not absolute"), std::string::npos);
+  st->mutable_deps()->clear();
+  (*st->mutable_deps())["/src/x.h"] = "f:zz";
+  EXPECT_NE(s.Call(store).find("none of f:"), std::string::npos);
+  EXPECT_EQ(s.Raw(std::string(1u << 20, 'x')), "unknown request") << "1 MiB of unknown fields";
+  // A frame announcing 4 GiB: the worker hangs up rather than allocate it.
+  Socket big(path);
+  ASSERT_TRUE(big.ok());
+  const char huge[4] = {'\xff', '\xff', '\xff', '\xff'};
+  ASSERT_EQ(::write(big.fd(), huge, 4), 4);
+  char c;
+  EXPECT_EQ(::read(big.fd(), &c, 1), 0) << "closed";
+
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_results"), "0");
+  EXPECT_EQ(Q("SELECT count(*) FROM compile_manifests"), "0");
+  EXPECT_EQ(blobs(), blobs_before) << "nothing reached CAS";
+  // The worker is fine and still serves: a good request on a new connection works.
+  Socket again(path);
+  cc::v1::Request hello;
+  hello.mutable_hello()->set_compiler("/usr/bin/gcc");
+  EXPECT_EQ(again.Call(hello), "");
+  EXPECT_EQ(Kiln({"cancel", job}).exit_code, 0);
+  EXPECT_EQ(Q("SELECT status FROM build_jobs WHERE id = " + job), "cancelled");
+  EXPECT_FALSE(fs::exists(path)) << "the socket goes with the job";
+}
+
+}  // namespace
+}  // namespace kiln
