@@ -387,6 +387,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.WorkerService", true);
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.CasService", true);
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.ImageService", true);
+  impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.CacheService", true);
 
   auto* raw = impl.get();
   impl->listener = std::make_unique<queue::Listener>(

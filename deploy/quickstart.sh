@@ -5,8 +5,9 @@
 # installs dependencies, builds, starts a private PostgreSQL, the controller and
 # one worker in a state directory, builds a toolchain image from Debian's
 # packages (once per machine), runs the sample C build (deploy/sample) in it
-# through the farm twice (cold, then served from the farm's cache), prints
-# what the cache saved, then stops everything again.
+# through the farm twice (cold, then served from the farm's action cache) and
+# once more with one file changed (the compile cache serves the other), prints
+# what the caches saved, then stops everything again.
 #
 #   deploy/quickstart.sh                 run the demo, then stop the farm
 #   deploy/quickstart.sh --keep-running  leave the farm running afterwards
@@ -317,23 +318,30 @@ IMAGE=$("$BIN/kiln" --controller "$ADDR" image import "$TOOLCHAIN_TAR" --name to
   die "could not import the toolchain image $TOOLCHAIN_TAR"
 log "toolchain image $IMAGE"
 
-# run_sample LABEL: submits deploy/sample (the CLI sends it as the build's input
+# run_sample LABEL [DIR]: submits DIR (default deploy/sample; the CLI sends it as the build's input
 # tree, only what the farm lacks; the worker runs it in the toolchain image
 # under runc; the CLI downloads the declared output into $STATE/out). Sets rc,
 # SAMPLE_US (wall time) and SAMPLE_CACHED (1 if served from the action cache).
 run_sample() {
-  local t0 out=$STATE/sample-$1.log
+  local t0 out=$STATE/sample-$1.log input=${2:-$REPO/deploy/sample}
   t0=$(now_us)
   set +e
   timeout --foreground "$BUILD_TIMEOUT" \
-    "$BIN/kiln" --controller "$ADDR" submit --project default --image "$IMAGE" --input "$REPO/deploy/sample" \
+    "$BIN/kiln" --controller "$ADDR" submit --project default --image "$IMAGE" --input "$input" \
     --output hello --outputs-dir "$STATE/out" -- sh -c "make && ./hello" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
   set -e
   SAMPLE_US=$(($(now_us) - t0))
   SAMPLE_CACHED=0
   grep -q 'from the action cache' "$out" && SAMPLE_CACHED=1
+  SAMPLE_JOB=$(sed -n 's/^kiln: job \([0-9]*\) .*/\1/p' "$out" | tail -n 1)
   return 0
+}
+
+# compile_field JOB NAME: a number from the job's compile cache record (kiln why).
+compile_field() {
+  "$BIN/kiln" --controller "$ADDR" --json why "$1" 2>/dev/null |
+    sed -n "/\"compile\": {/,/}/s/.*\"$2\": \([0-9]*\).*/\1/p" | head -n 1
 }
 
 phase "running the sample build"
@@ -347,21 +355,46 @@ if ((rc == 0)); then
   rm -f -- "$STATE/out/hello"
   run_sample second
   CACHED=$SAMPLE_CACHED
+  SECOND_US=$SAMPLE_US
   [[ -x $STATE/out/hello ]] || { warn "the second build did not bring back the binary"; ((rc != 0)) || rc=1; }
+fi
+EDITED=0
+if ((rc == 0)); then
+  phase "a one-file change"
+  # A copy of the sample with hello.c changed: a new tree (no action cache
+  # hit), so it runs; the compile cache serves util.c and compiles hello.c.
+  rm -rf -- "$STATE/sample-edit"
+  cp -r -- "$REPO/deploy/sample" "$STATE/sample-edit"
+  printf '\nint kiln_quickstart_edit;\n' >>"$STATE/sample-edit/hello.c"
+  run_sample edit "$STATE/sample-edit"
+  EDIT_US=$SAMPLE_US
+  if ((rc == 0)); then
+    EDIT_MISSES=$(compile_field "$SAMPLE_JOB" misses)
+    EDIT_HITS=$(compile_field "$SAMPLE_JOB" hits)
+    [[ ${EDIT_MISSES:-0} == 1 && ${EDIT_HITS:-0} == 1 ]] && EDITED=1
+  fi
 fi
 phase_end
 if ((rc == 0)); then
   printf '\nfirst build (cold):   %8s  compiled on the worker\n' "$(fmt_us "$FIRST_US")"
   if ((CACHED)); then
     printf 'second build:         %8s  served from the action cache, nothing recompiled: saved %s\n' \
-      "$(fmt_us "$SAMPLE_US")" "$(fmt_us $((FIRST_US > SAMPLE_US ? FIRST_US - SAMPLE_US : 0)))"
+      "$(fmt_us "$SECOND_US")" "$(fmt_us $((FIRST_US > SECOND_US ? FIRST_US - SECOND_US : 0)))"
   else
-    printf 'second build:         %8s  NOT served from the cache\n' "$(fmt_us "$SAMPLE_US")"
+    printf 'second build:         %8s  NOT served from the cache\n' "$(fmt_us "$SECOND_US")"
+    rc=1
+  fi
+  if ((EDITED)); then
+    printf 'hello.c changed:      %8s  1 of 2 translation units compiled, util.c served by the compile cache (kiln why %s)\n' \
+      "$(fmt_us "$EDIT_US")" "$SAMPLE_JOB"
+  else
+    printf 'hello.c changed:      %8s  the compile cache did not serve util.c (misses=%s hits=%s; kiln why %s)\n' \
+      "$(fmt_us "$EDIT_US")" "${EDIT_MISSES:-?}" "${EDIT_HITS:-?}" "${SAMPLE_JOB:-?}"
     rc=1
   fi
 fi
 if ((rc == 0)); then
-  printf '\nRESULT: PASS - the sample built on the kiln farm, and the second build came from its cache\n\n'
+  printf '\nRESULT: PASS - the sample built on the kiln farm; the second build came from its cache, the third recompiled only the changed file\n\n'
 elif ((rc == 124)); then
   printf '\nRESULT: FAIL - a sample build did not finish within %ss\n\n' "$BUILD_TIMEOUT"
 else

@@ -33,14 +33,25 @@ constexpr size_t kMaxIdentities = 256;
 constexpr size_t kMaxText = 16 << 10;
 const char* const kOutcomes[] = {"hit", "hit_preprocessed", "miss", "fallback", "failed"};
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto c = std::make_unique<grpc::ClientContext>();
-  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  return c;
-}
-
 Status FromGrpc(const grpc::Status& s, const std::string& what) {
   return Status(static_cast<Code>(s.error_code()), what + ": " + s.error_message());
+}
+
+// Reads exactly `size` bytes of the file into `out`.
+bool ReadInto(const std::string& path, int64_t size, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  out->resize(static_cast<size_t>(size));
+  size_t got = 0;
+  while (got < out->size()) {
+    ssize_t n = ::read(fd, out->data() + got, out->size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got == out->size()) return true;
+  out->clear();
+  return false;
 }
 
 void PartsToProto(const ccv1::KeyParts& in, v1::CompileParts* out) {
@@ -110,6 +121,29 @@ struct CompileCacheServer::Impl {
   v1::RecordCompilesRequest record;
   std::set<std::string> hit_keys;
   std::set<int64_t> hit_manifests;
+  int64_t stored_bytes = 0;                // objects this job put in the cache
+  std::set<grpc::ClientContext*> calls;    // to the controller, cancelled by Stop
+
+  // A call's context: 30 s deadline, cancelled when the server stops (the
+  // job ended: its report must not wait for a slow controller).
+  class Call {
+   public:
+    explicit Call(Impl* i) : i_(i) {
+      ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      std::lock_guard g(i_->mu);
+      if (i_->stopping) ctx_.TryCancel();
+      i_->calls.insert(&ctx_);
+    }
+    ~Call() {
+      std::lock_guard g(i_->mu);
+      i_->calls.erase(&ctx_);
+    }
+    grpc::ClientContext* get() { return &ctx_; }
+
+   private:
+    Impl* i_;
+    grpc::ClientContext ctx_;
+  };
 
   ~Impl() {
     for (int fd : {listen_fd, wake[0], wake[1]})
@@ -210,7 +244,7 @@ struct CompileCacheServer::Impl {
     req.set_source(l.parts().source());
     req.set_output(l.parts().output());
     v1::LookupCompileResponse resp;
-    auto ctx = Ctx();
+    Call ctx(this);
     auto st = svc.stub->LookupCompile(ctx.get(), req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache lookup");
     for (const auto& m : resp.manifests()) {
@@ -218,6 +252,15 @@ struct CompileCacheServer::Impl {
       out->set_id(m.id());
       *out->mutable_deps() = m.deps();
       ResultFromProto(m.result(), out->mutable_result());
+    }
+    if (resp.manifests_size() > 0) {
+      // Most lookups hit the newest manifest: its object goes along if the
+      // local cache has it (no download on speculation).
+      const auto& o = resp.manifests(0).result().object();
+      cas::Digest d{o.hash(), o.size()};
+      if (cas::CheckDigest(d, "object").ok() && d.size <= job.max_object_bytes) {
+        if (auto path = svc.local->Cached(d)) ReadInto(*path, d.size, r->mutable_first_object());
+      }
     }
     for (const auto& p : resp.previous()) PartsFromProto(p, r->add_previous());
     return Status::Ok();
@@ -229,7 +272,7 @@ struct CompileCacheServer::Impl {
     req.set_attempt(job.attempt);
     req.set_key(l.key());
     v1::LookupCompileResultResponse resp;
-    auto ctx = Ctx();
+    Call ctx(this);
     auto st = svc.stub->LookupCompileResult(ctx.get(), req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache lookup");
     r->set_found(resp.found());
@@ -243,18 +286,7 @@ struct CompileCacheServer::Impl {
     if (d.size > job.max_object_bytes) return InvalidArgument("object larger than this worker serves");
     auto path = svc.local->Blob(*svc.cas, d);
     if (!path.ok()) return path.status();
-    int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Unavailable("cannot read " + *path);
-    std::string* data = r->mutable_data();
-    data->resize(static_cast<size_t>(d.size));
-    size_t got = 0;
-    while (got < data->size()) {
-      ssize_t n = ::read(fd, data->data() + got, data->size() - got);
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    if (got != data->size()) return Unavailable("short read of " + *path);
+    if (!ReadInto(*path, d.size, r->mutable_data())) return Unavailable("cannot read " + *path);
     return Status::Ok();
   }
 
@@ -266,6 +298,12 @@ struct CompileCacheServer::Impl {
       if (static_cast<int64_t>(s.object().size()) > job.max_object_bytes)
         return ResourceExhausted("object larger than compile_cache_max_object_bytes: not cached");
       if (cas::DigestOf(s.object()) != d) return InvalidArgument("the object does not match its digest");
+      {
+        std::lock_guard g(mu);
+        if (stored_bytes + d.size > job.max_job_bytes)
+          return ResourceExhausted("this job stored its limit of objects in the compile cache (max_output_bytes)");
+        stored_bytes += d.size;
+      }
       Status up = svc.local->Put(d, s.object(), [&](const std::string& path) {
         return svc.cas->UploadBlob(d, path, nullptr);
       });
@@ -280,7 +318,7 @@ struct CompileCacheServer::Impl {
     req.set_manifest_only(s.manifest_only());
     PartsToProto(s.parts(), req.mutable_parts());
     v1::StoreCompileResponse resp;
-    auto ctx = Ctx();
+    Call ctx(this);
     auto st = svc.stub->StoreCompile(ctx.get(), req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache store");
     return Status::Ok();
@@ -361,15 +399,21 @@ void CompileCacheServer::Stop() {
     std::lock_guard g(i.mu);
     if (i.stopping) return;
     i.stopping = true;
-    for (auto& [fd, _] : i.conns) ::shutdown(fd, SHUT_RDWR);  // their reads end now
+    for (auto* c : i.calls) c->TryCancel();
   }
   char b = 1;
   (void)!::write(i.wake[1], &b, 1);
   if (i.acceptor.joinable()) i.acceptor.join();
   std::vector<std::thread> done;
   {
+    // The build is over, so every peer is gone: each connection ends once
+    // its last frames (reports sent without waiting) are read. Past a grace,
+    // they are cut.
     std::unique_lock lk(i.mu);
-    i.ended.wait(lk, [&] { return i.conns.empty(); });  // each ends at its next read
+    if (!i.ended.wait_for(lk, std::chrono::seconds(5), [&] { return i.conns.empty(); })) {
+      for (auto& [fd, _] : i.conns) ::shutdown(fd, SHUT_RDWR);
+      i.ended.wait(lk, [&] { return i.conns.empty(); });
+    }
     done.swap(i.finished);
   }
   for (auto& t : done) t.join();

@@ -27,6 +27,7 @@ struct CompileCacheJob {
   std::string image;          // "sha256:<hex>"
   std::string dir;            // on the host: the socket's directory, bound into the container
   int64_t max_object_bytes = int64_t{256} << 20;
+  int64_t max_job_bytes = int64_t{8} << 30;  // objects one job may store in all
 };
 
 struct CompileCacheServices {
@@ -44,8 +45,9 @@ class CompileCacheServer {
   CompileCacheServer(const CompileCacheServer&) = delete;
   CompileCacheServer& operator=(const CompileCacheServer&) = delete;
 
-  // Closes the socket and every connection, waits for their threads and
-  // removes job.dir.
+  // Closes the socket, lets open connections read what their peers sent
+  // (cut after 5 s), waits for their threads and removes job.dir. Call it
+  // once the job's container is gone.
   void Stop();
   // What kiln-cc reported so far: statistics, events, the entries it used.
   v1::RecordCompilesRequest Record() const;

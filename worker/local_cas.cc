@@ -123,6 +123,12 @@ Result<std::string> LocalCas::Blob(cas::CasClient& client, const cas::Digest& d)
   return path;
 }
 
+std::optional<std::string> LocalCas::Cached(const cas::Digest& d) const {
+  std::string path = PathOf(d.hash, false);
+  if (!Intact(path, d.size, false)) return std::nullopt;
+  return path;
+}
+
 Status LocalCas::Put(const cas::Digest& d, std::string_view data,
                      const std::function<Status(const std::string&)>& use) {
   std::string path = PathOf(d.hash, false);

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -32,6 +33,9 @@ class LocalCas {
   // The path of one blob in the cache, fetched if missing (e.g. an image
   // layer). The file stays until the cache is trimmed past its cap.
   Result<std::string> Blob(cas::CasClient& client, const cas::Digest& d);
+
+  // The path of a blob if the cache holds it intact (nothing is fetched).
+  std::optional<std::string> Cached(const cas::Digest& d) const;
 
   // Adds `data` (whose digest is `d`) to the cache and calls `use` with its
   // path, during which it stays (e.g. to upload it).

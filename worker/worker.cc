@@ -317,6 +317,7 @@ struct Worker::Impl {
       j.image = image;
       j.dir = cfg.work_dir + "/cc/" + std::to_string(a.job_id()) + "-" + std::to_string(a.attempt());
       j.max_object_bytes = cfg.compile_cache_max_object_bytes;
+      j.max_job_bytes = cfg.max_output_bytes;
       auto srv = wrapper.ok() ? CompileCacheServer::Start(j, {stub.get(), cas.get(), local_cas.get()})
                               : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
       if (srv.ok()) {

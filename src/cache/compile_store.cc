@@ -29,15 +29,18 @@ std::string Unhex(const std::string& hex) {
   return out;
 }
 
+Status NotRunning(int64_t job_id, int attempt) {
+  return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
+                            " is not running in an image (its compile cache is closed)");
+}
+
 // The scope of the job's compile cache while that attempt runs.
 Result<std::string> RunningScope(pqxx::transaction_base& tx, int64_t job_id, int attempt) {
   auto r = tx.exec_params(
       "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND status IN ('setup', 'running')"
       " AND cache_scope IS NOT NULL",
       job_id, attempt);
-  if (r.empty())
-    return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
-                              " is not running in an image (its compile cache is closed)");
+  if (r.empty()) return NotRunning(job_id, attempt);
   return r[0][0].as<std::string>();
 }
 
@@ -69,8 +72,31 @@ CompileCounts Counts(const pqxx::row& row, int at) {
 
 }  // namespace
 
+// The statements run once per translation unit, prepared (planned once per
+// connection rather than at every call).
+static void Prepare(pqxx::connection& c) {
+  const std::string running =
+      "WITH j AS (SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"
+      "   AND status IN ('setup', 'running') AND cache_scope IS NOT NULL) ";
+  // The job's scope, fenced by its attempt, and the key's manifests: one row
+  // per manifest, or one with NULLs when there is none, or none at all when
+  // that attempt does not run.
+  c.prepare("cc_lookup", running + "SELECT j.cache_scope, x.* FROM j LEFT JOIN LATERAL ("
+                                   "   SELECT m.id, hstore_to_json(m.deps)::text, " +
+                             kEntryColumns +
+                             "   FROM compile_manifests m JOIN compile_results r"
+                             "     ON r.scope = m.scope AND r.key = m.result_key"
+                             "   WHERE m.scope = j.cache_scope AND m.key = $3"
+                             "   ORDER BY m.last_used DESC, m.id DESC LIMIT $4) x ON true");
+  c.prepare("cc_lookup_result", running + "SELECT r.scope IS NOT NULL, " + kEntryColumns +
+                                    " FROM j LEFT JOIN compile_results r ON r.scope = j.cache_scope AND r.key = $3");
+  c.prepare("cc_previous",
+            "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
+            " ORDER BY (output = $3) DESC, id DESC LIMIT $4");
+}
+
 CompileCacheStore::CompileCacheStore(std::string db_url, size_t pool_size)
-    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})) {}
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, Prepare)) {}
 CompileCacheStore::~CompileCacheStore() = default;
 
 Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, const std::string& key,
@@ -78,27 +104,23 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
   CompileLookup out;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto scope = RunningScope(tx, job_id, attempt);
-        if (!scope.ok()) return scope.status();
-        auto r = tx.exec_params(std::string("SELECT m.id, hstore_to_json(m.deps)::text, ") + kEntryColumns +
-                                    " FROM compile_manifests m JOIN compile_results r"
-                                    "   ON r.scope = m.scope AND r.key = m.result_key"
-                                    " WHERE m.scope = $1 AND m.key = $2 ORDER BY m.last_used DESC, m.id DESC"
-                                    " LIMIT $3",
-                                *scope, key, kMaxManifestsPerKey);
+        // One statement for a hit (this runs once per translation unit):
+        // the job's scope, fenced by its attempt, and the key's manifests.
+        pqxx::nontransaction tx(c);
+        auto r = tx.exec_prepared("cc_lookup", job_id, attempt, key, kMaxManifestsPerKey);
+        if (r.empty())
+          return NotRunning(job_id, attempt);
+        const std::string scope = r[0][0].as<std::string>();
         for (const auto& row : r) {
+          if (row[1].is_null()) break;  // no manifest
           CompileManifestRow m;
-          m.id = row[0].as<int64_t>();
-          m.deps = json::parse(row[1].as<std::string>()).get<std::map<std::string, std::string>>();
-          m.result = Entry(row, 2);
+          m.id = row[1].as<int64_t>();
+          m.deps = json::parse(row[2].as<std::string>()).get<std::map<std::string, std::string>>();
+          m.result = Entry(row, 3);
           out.manifests.push_back(std::move(m));
         }
         if (out.manifests.empty()) {
-          auto p = tx.exec_params(
-              "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
-              " ORDER BY (output = $3) DESC, id DESC LIMIT $4",
-              *scope, source, output, kMaxManifestsPerKey);
+          auto p = tx.exec_prepared("cc_previous", scope, source, output, kMaxManifestsPerKey);
           for (const auto& row : p) out.previous_parts.push_back(row[0].as<std::string>());
         }
         return Status::Ok();
@@ -113,13 +135,11 @@ Result<std::optional<CompileEntry>> CompileCacheStore::LookupResult(int64_t job_
   std::optional<CompileEntry> out;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto scope = RunningScope(tx, job_id, attempt);
-        if (!scope.ok()) return scope.status();
-        auto r = tx.exec_params(std::string("SELECT ") + kEntryColumns +
-                                    " FROM compile_results r WHERE r.scope = $1 AND r.key = $2",
-                                *scope, key);
-        if (!r.empty()) out = Entry(r[0], 0);
+        pqxx::nontransaction tx(c);
+        auto r = tx.exec_prepared("cc_lookup_result", job_id, attempt, key);
+        if (r.empty())
+          return NotRunning(job_id, attempt);
+        if (r[0][0].as<bool>()) out = Entry(r[0], 1);
         return Status::Ok();
       },
       "cannot look up the compile cache");

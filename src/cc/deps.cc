@@ -122,8 +122,8 @@ bool Under(std::string_view path, const std::vector<std::string>& roots) {
   return false;
 }
 
-Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_since_ns) {
-  if (changed_since_ns == 0) {
+Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_since_ns, bool reread) {
+  if (changed_since_ns == 0 && !reread) {
     auto it = memo_.find(path);
     if (it != memo_.end()) return it->second;
   }
@@ -179,8 +179,10 @@ Result<std::map<std::string, std::string>> RecordDeps(const std::vector<std::str
       if (::realpath(p.c_str(), real) != nullptr && Under(real, o.writable)) writable = true;
     }
     if (writable) {
-      auto v = hashes.Get(p, o.changed_since_ns);
+      auto known = o.known.find(p);
+      auto v = known != o.known.end() ? hashes.Get(p, 0, true) : hashes.Get(p, o.changed_since_ns);
       if (!v.ok()) return v.status();
+      if (known != o.known.end() && *v != known->second) return FailedPrecondition(p + " changed during the compile");
       if (v->rfind("f:", 0) != 0) return FailedPrecondition("dependency " + p + " is " + *v + " after the compile");
       if (!o.time_macros_ok && hashes.UsesTimeMacros(p))
         return InvalidArgument(p + " uses __DATE__, __TIME__ or __TIMESTAMP__ (set SOURCE_DATE_EPOCH to cache it)");

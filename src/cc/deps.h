@@ -52,8 +52,9 @@ bool Under(std::string_view path, const std::vector<std::string>& roots);
 class FileHashes {
  public:
   // "f:<hex>/<size>", or "missing", "a directory" when it is none. With a
-  // `changed_since_ns` limit, a file modified at or after it is an error.
-  Result<std::string> Get(const std::string& path, int64_t changed_since_ns = 0);
+  // `changed_since_ns` limit, a file modified at or after it is an error;
+  // with it or `reread`, the file is read again.
+  Result<std::string> Get(const std::string& path, int64_t changed_since_ns = 0, bool reread = false);
   // Whether a file read by Get names __DATE__, __TIME__ or __TIMESTAMP__.
   bool UsesTimeMacros(const std::string& path) const;
 
@@ -67,6 +68,10 @@ struct RecordOptions {
   std::vector<std::string> writable;  // normalized roots the build can write
   std::vector<std::string> search;    // include directories in search order (SearchOrder), as given
   int64_t changed_since_ns = 0;       // a dependency modified from then on is not recorded (0: no check)
+  // Files hashed before the compile started (the source): recorded if their
+  // content is still that, whatever their time (a build writes a source
+  // just before compiling it, as configure does).
+  std::map<std::string, std::string> known;
   bool time_macros_ok = false;        // SOURCE_DATE_EPOCH is set: __DATE__ and __TIME__ are fixed
 };
 

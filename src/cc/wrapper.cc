@@ -29,9 +29,11 @@ constexpr size_t kMaxReply = size_t{1} << 30;
 constexpr size_t kMaxStoredOutput = 1 << 20;  // diagnostics beyond this are not cached
 constexpr const char* kDefaultSocket = "/kiln/run/cc.sock";
 
-int64_t RealtimeNs() {
+// File times come from the kernel's coarse clock: reading the same clock,
+// a write after this moment can never look older than it.
+int64_t CoarseNowNs() {
   struct timespec t {};
-  clock_gettime(CLOCK_REALTIME, &t);
+  clock_gettime(CLOCK_REALTIME_COARSE, &t);
   return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
 }
 
@@ -107,6 +109,11 @@ class Channel {
     }
     return true;
   }
+  // Sends a request whose reply does not matter (the last one of an
+  // invocation): nothing waits for the worker.
+  void Post(const v1::Request& req) {
+    if (fd_ >= 0) (void)WriteFrame(fd_, req.SerializeAsString());
+  }
   Result<v1::Reply> Call(const v1::Request& req) {
     if (fd_ < 0) return Unavailable("not connected");
     KILN_RETURN_IF_ERROR(WriteFrame(fd_, req.SerializeAsString()));
@@ -175,10 +182,11 @@ class Wrapper {
     auto found = ch_.Call(req);
     if (!found.ok()) return Plain();
     std::optional<Mismatch> first;
-    for (const auto& m : found->lookup().manifests()) {
+    for (int i = 0; i < found->lookup().manifests_size(); ++i) {
+      const auto& m = found->lookup().manifests(i);
       std::map<std::string, std::string> deps(m.deps().begin(), m.deps().end());
       auto mm = CheckManifest(deps, hashes_);
-      if (!mm && Serve(m.result())) {
+      if (!mm && Serve(m.result(), i == 0 ? &found->lookup().first_object() : nullptr)) {
         Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key(), m.id());
         return 0;
       }
@@ -268,14 +276,17 @@ class Wrapper {
 
   // Writes a cached result as the compile would have: object, dependency
   // file, diagnostics. False (and nothing shown) if the object cannot be had.
-  bool Serve(const v1::CompileResult& res) {
+  bool Serve(const v1::CompileResult& res, const std::string* at_hand = nullptr) {
     if (!cmd_.depfile.empty() && res.depfile().empty()) return false;
-    v1::Request req;
-    req.mutable_fetch()->set_hash(res.object_hash());
-    req.mutable_fetch()->set_size(res.object_size());
-    auto r = ch_.Call(req);
-    if (!r.ok()) return false;
-    const std::string& data = r->fetch().data();
+    Result<v1::Reply> r = Unavailable("not fetched");
+    if (at_hand == nullptr || at_hand->empty()) {
+      v1::Request req;
+      req.mutable_fetch()->set_hash(res.object_hash());
+      req.mutable_fetch()->set_size(res.object_size());
+      r = ch_.Call(req);
+      if (!r.ok()) return false;
+    }
+    const std::string& data = at_hand != nullptr && !at_hand->empty() ? *at_hand : r->fetch().data();
     cas::Digest d = cas::DigestOf(data);
     if (d.hash != res.object_hash() || d.size != res.object_size()) return false;
     if (!WriteAtomically(Abs(cmd_.output), data)) return false;
@@ -291,13 +302,14 @@ class Wrapper {
     o.writable = writable_;
     o.search = SearchOrder(cmd_, builtin_);
     o.changed_since_ns = since_ns;
+    o.known[AbsolutePath(cmd_.source, parts_.cwd)] = "f:" + source_digest_;
     o.time_macros_ok = getenv("SOURCE_DATE_EPOCH") != nullptr;
     return o;
   }
 
   int Compile(const std::string& direct) {
     // The preprocessed translation unit names the result.
-    const int64_t since = RealtimeNs() - 20'000'000;  // file times are coarser than the clock
+    const int64_t since = CoarseNowNs();
     cas::Hasher h;
     LineMarkerScanner markers;
     std::vector<std::string> pp_argv{inv_.path};
@@ -401,7 +413,7 @@ class Wrapper {
     r->set_bytes(bytes);
     r->set_result_key(key);
     r->set_manifest_id(manifest_id);
-    (void)ch_.Call(req);
+    ch_.Post(req);
   }
 
   Channel& ch_;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox]...  (default: all)
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|tu]...  (default: all but tu)
 # Builds what it needs, starts its own durable PostgreSQL (fsync and
 # synchronous_commit on, as in production) in a temp directory, prints one
 # key=value line per figure, and removes everything on exit.
@@ -10,6 +10,14 @@
 # when apt has none. It ends with the action cache: the same tree and command
 # in the busybox image submitted again, end to end (action_cache_hit_s).
 #
+# tu builds PostgreSQL 15 (the same source tree; ./configure --enable-depend
+# --without-icu --without-readline --without-zlib && make -j2) side by side:
+# locally with ccache (cold; warm in a fresh directory; warm in a fresh
+# directory with one .c file changed) and on a one-worker farm in the
+# toolchain image (cold; fresh tree with a warm compile cache; one file
+# changed; the identical tree again through the action cache). About 12
+# minutes on 2 cores.
+#
 # sandbox times the worker's per-job runc path against bare `runc run` of the
 # same bundle (busybox image, median of 50) and unpacking the toolchain image
 # (deploy/images/toolchain.sh, built once per machine).
@@ -19,10 +27,11 @@ cd "$root"
 
 modes=("$@")
 ((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox)
-bench_modes=() run_cas=0 run_sandbox=0
+bench_modes=() run_cas=0 run_sandbox=0 run_tu=0
 for m in "${modes[@]}"; do
   case $m in
     cas) run_cas=1 ;;
+    tu) run_tu=1 ;;
     sandbox) run_sandbox=1 ;;
     *) bench_modes+=("$m") ;;  # kiln-bench checks the names
   esac
@@ -65,10 +74,6 @@ if ((run_sandbox)); then
   tc="$(deploy/images/toolchain.sh)"
   "$build/bin/kiln-bench" sandbox "$bb" "$tc"
 fi
-((run_cas)) || exit 0
-
-# ---- cas: hashing and uploading a real source tree ----
-
 sql() { "$KILN_PG_BIN/psql" -X -qtA -v ON_ERROR_STOP=1 -h "$pgdir/pg" -p "$port" -U postgres -d kiln -c "$1"; }
 now() { date +%s.%N; }
 median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
@@ -102,6 +107,31 @@ pg_source_tree() {
   printf '%s\n' "$tree"
 }
 
+
+# Starts a controller (own CAS dir in the state directory; the database's
+# jobs and tree nodes emptied) and one worker with $1 slots; sets addr.
+start_farm() {
+  sql "TRUNCATE action_cache, job_logs, compile_stats, compile_events, build_jobs, cas_trees, compile_results,
+       compile_manifests RESTART IDENTITY;
+       DELETE FROM workers"
+  rm -f "$state/addr"
+  "$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
+    --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn >"$state/controller.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do [[ -s $state/addr ]] && break; sleep 0.1; done
+  [[ -s $state/addr ]] || { echo "bench: controller did not start:" >&2; cat "$state/controller.log" >&2; exit 1; }
+  addr="$(<"$state/addr")"
+  "$build/bin/kiln-worker" --controller "$addr" --slots "$1" --work-dir "$state/w0" --label bench=cas \
+    --set allow_plain_jobs=true \
+    --log-level warn >"$state/worker.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] && break; sleep 0.1; done
+  [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] ||
+    { echo "bench: worker did not connect:" >&2; cat "$state/worker.log" >&2; exit 1; }
+}
+
+run_cas_bench() {
+# ---- cas: hashing and uploading a real source tree ----
 tree="$(pg_source_tree)"  # read only: the upload part changes a copy
 # A copy for the uploads (cp -a keeps mtimes, so the CLI's hash cache takes
 # its files at the first submit).
@@ -140,20 +170,7 @@ awk -v c="$cold" -v s="$sha" 'BEGIN {printf "hash_vs_sha256sum=%.2f\n", c / s}'
 
 # Uploads: a fresh controller (own CAS dir; the database's tree nodes emptied)
 # and one worker, as the e2e mode runs them.
-sql "TRUNCATE action_cache, job_logs, build_jobs, cas_trees RESTART IDENTITY; DELETE FROM workers"
-"$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
-  --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn >"$state/controller.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do [[ -s $state/addr ]] && break; sleep 0.1; done
-[[ -s $state/addr ]] || { echo "bench: controller did not start:" >&2; cat "$state/controller.log" >&2; exit 1; }
-addr="$(<"$state/addr")"
-"$build/bin/kiln-worker" --controller "$addr" --slots 2 --work-dir "$state/w0" --label bench=cas \
-  --set allow_plain_jobs=true \
-  --log-level warn >"$state/worker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] && break; sleep 0.1; done
-[[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] ||
-  { echo "bench: worker did not connect:" >&2; cat "$state/worker.log" >&2; exit 1; }
+start_farm 2
 
 # Submits the copy; sets up_bytes, up_blobs, up_nodes, up_s from the CLI's report,
 # then waits for the job so the worker's fetch does not overlap the next one.
@@ -215,3 +232,80 @@ for _ in 1 2 3; do
     { echo "bench: the identical submit was not served from the action cache:" >&2; cat "$state/ac.err" >&2; exit 1; }
 done
 echo "action_cache_hit_s=$(median3 "${hit_s[@]}")"
+}
+
+# ---- tu: building PostgreSQL, locally with ccache and on the farm ----
+run_tu_bench() {
+  command -v ccache >/dev/null || { echo "bench: ccache is missing (deploy/install-deps.sh installs it)" >&2; exit 1; }
+  local tree tc conf changed t0 s
+  tree="$(pg_source_tree)"
+  tc="$(deploy/images/toolchain.sh)"
+  conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
+  changed=src/backend/utils/adt/int.c
+  secs() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
+
+  # Local: the host's gcc (the toolchain image's: Debian 12's gcc 12) through
+  # ccache, given its best settings for fresh checkouts.
+  export CCACHE_DIR="$state/ccache" CCACHE_BASEDIR="$state" CCACHE_MAXSIZE=5G
+  local_build() {  # local_build DIR: configure and make, timed into $s
+    t0="$(now)"
+    (cd "$1" && CC="ccache gcc" $conf >"$1.log" 2>&1 && make -j2 >>"$1.log" 2>&1) ||
+      { echo "bench: the local build in $1 failed:" >&2; tail -n 30 "$1.log" >&2; exit 1; }
+    s="$(secs "$t0")"
+  }
+  if [[ ${KILN_BENCH_TU_LOCAL:-1} == 1 ]]; then  # 0: the farm's figures only (for debugging)
+    cp -a "$tree" "$state/local-a"
+    local_build "$state/local-a"
+    echo "ccache_cold_s=$s"
+    cp -a "$tree" "$state/local-b"
+    ccache -z >/dev/null
+    local_build "$state/local-b"
+    echo "ccache_warm_fresh_tree_s=$s"
+    echo "ccache_warm_stats=$(ccache --print-stats | awk -F'\t' '$1 ~ /^(direct_cache_hit|preprocessed_cache_hit|cache_miss)$/ {printf "%s:%s ", $1, $2}')"
+    cp -a "$tree" "$state/local-c"
+    echo "/* kiln bench: one changed file */" >>"$state/local-c/$changed"
+    local_build "$state/local-c"
+    echo "ccache_onefile_s=$s"
+    rm -rf "$state/local-a" "$state/local-b" "$state/local-c"
+  fi
+
+  # The farm: one worker, the build's own make -j2 on both cores.
+  start_farm 1
+  local img copy job
+  img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
+  copy="$state/farm-src"
+  rm -rf "$copy"
+  cp -a "$tree" "$copy"
+  farm_build() {  # farm_build [submit flags]: the same command, timed into $s; sets job
+    t0="$(now)"
+    XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
+      --input "$copy" "$@" -- sh -c "$conf && make -j2" >"$state/farm.log" 2>&1 ||
+      { echo "bench: the farm build failed:" >&2; tail -n 30 "$state/farm.log" >&2; exit 1; }
+    s="$(secs "$t0")"
+    job="$(sql "SELECT max(id) FROM build_jobs")"
+  }
+  tu_stat() { sql "SELECT $1 FROM compile_stats WHERE job_id = $job"; }
+  farm_build --no-cache
+  echo "tu_cold_s=$s"
+  echo "tu_cold_units=$(tu_stat "hits + hits_preprocessed + misses + failed")"
+  farm_build --no-cache
+  echo "tu_warm_fresh_tree_s=$s"
+  echo "tu_warm_hits=$(tu_stat "hits + hits_preprocessed") tu_warm_misses=$(tu_stat misses) tu_warm_fallbacks=$(tu_stat fallbacks)"
+  echo "tu_hit_rate=$(tu_stat "round(100.0 * (hits + hits_preprocessed) / nullif(hits + hits_preprocessed + misses + failed, 0), 2)")"
+  echo "/* kiln bench: one changed file */" >>"$copy/$changed"
+  farm_build
+  echo "tu_onefile_s=$s"
+  echo "tu_onefile_recompiled=$(tu_stat misses)"
+  local hit_s=()
+  for _ in 1 2 3; do
+    farm_build
+    grep -q 'from the action cache' "$state/farm.log" ||
+      { echo "bench: the identical tree was not served from the action cache:" >&2; tail "$state/farm.log" >&2; exit 1; }
+    hit_s+=("$s")
+  done
+  echo "action_cache_hit_s=$(median3 "${hit_s[@]}")"
+}
+
+((run_cas)) && run_cas_bench
+((run_tu)) && run_tu_bench
+exit 0

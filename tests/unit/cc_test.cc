@@ -184,6 +184,15 @@ TEST_F(Manifests, NothingIsRecordedForAFileChangedDuringTheCompileOrUsingTheCloc
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(late.status().message().find("changed during the compile"), std::string::npos);
+  // The source was hashed before the compile: written just before it (as
+  // configure writes conftest.c) is fine while its content is the same.
+  RecordOptions known = o;
+  known.known[root() + "/build/a.c"] = "f:" + cas::DigestOf(std::string_view("int x;\n")).Key();
+  FileHashes hk;
+  EXPECT_TRUE(RecordDeps({"a.c"}, known, hk).ok());
+  test::WriteFile(root() + "/build/a.c", "int y;\n");
+  FileHashes hk2;
+  EXPECT_EQ(RecordDeps({"a.c"}, known, hk2).status().code(), Code::kFailedPrecondition);
 
   test::WriteFile(root() + "/build/t.c", "const char* when = __DATE__;\n");
   FileHashes h2;
