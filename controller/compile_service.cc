@@ -166,10 +166,11 @@ grpc::Status LookupCompile(Controller::Impl* c, const v1::LookupCompileRequest* 
   for (const auto& m : found->manifests) {
     auto* out = resp->add_manifests();
     out->set_id(m.id);
-    for (const auto& [k, v] : m.deps) (*out->mutable_deps())[k] = v;
+    out->set_deps_packed(m.deps_packed);
     ToProto(m.result, out->mutable_result());
   }
   for (const auto& p : found->previous_parts) PartsFromJson(p, resp->add_previous());
+  resp->set_scope(found->scope);
   return grpc::Status::OK;
 }
 

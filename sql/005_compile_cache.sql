@@ -28,6 +28,7 @@ CREATE TABLE compile_manifests (
     -- f:<hex>/<size> (a writable file), i (in the image), d (a directory a
     -- ".." left), - (must not exist: it would shadow a header found later).
     deps        hstore NOT NULL,
+    deps_packed text NOT NULL,                -- the same entries as one string (PackDeps), read by lookups
     result_key  text NOT NULL,
     source      text NOT NULL,               -- as given to the compiler
     output      text NOT NULL,

@@ -54,19 +54,9 @@ bool ReadInto(const std::string& path, int64_t size, std::string* out) {
   return false;
 }
 
-void PartsToProto(const ccv1::KeyParts& in, v1::CompileParts* out) {
-  out->set_image(in.image());
-  out->set_compiler(in.compiler());
-  out->set_cwd(in.cwd());
-  *out->mutable_args() = in.args();
-  *out->mutable_env() = in.env();
-  out->set_source(in.source());
-  out->set_output(in.output());
-  out->set_source_digest(in.source_digest());
-  out->set_compiler_path(in.compiler_path());
-}
-
-void PartsFromProto(const v1::CompileParts& in, ccv1::KeyParts* out) {
+// The wrapper's KeyParts and the API's CompileParts have the same fields.
+template <class From, class To>
+void CopyParts(const From& in, To* out) {
   out->set_image(in.image());
   out->set_compiler(in.compiler());
   out->set_cwd(in.cwd());
@@ -123,6 +113,7 @@ struct CompileCacheServer::Impl {
   std::set<int64_t> hit_manifests;
   int64_t stored_bytes = 0;                // objects this job put in the cache
   std::set<grpc::ClientContext*> calls;    // to the controller, cancelled by Stop
+  std::string scope;                       // the job's, as the controller said
 
   // A call's context: 30 s deadline, cancelled when the server stops (the
   // job ended: its report must not wait for a slow controller).
@@ -237,6 +228,19 @@ struct CompileCacheServer::Impl {
   }
 
   Status Lookup(const ccv1::Lookup& l, ccv1::LookupReply* r) {
+    if (!cas::IsHash(l.key())) return InvalidArgument("key must be 64 lowercase hex digits");
+    std::string known_scope;
+    {
+      std::lock_guard g(mu);
+      known_scope = scope;
+    }
+    if (l.cached_ok() && svc.memory != nullptr && !known_scope.empty()) {
+      if (auto hit = svc.memory->Get(known_scope, l.key())) {
+        FillLookup(*hit, r);
+        r->set_from_cache(true);
+        return Status::Ok();
+      }
+    }
     v1::LookupCompileRequest req;
     req.set_job_id(job.job_id);
     req.set_attempt(job.attempt);
@@ -247,10 +251,21 @@ struct CompileCacheServer::Impl {
     Call ctx(this);
     auto st = svc.stub->LookupCompile(ctx.get(), req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache lookup");
+    {
+      std::lock_guard g(mu);
+      if (scope.empty()) scope = resp.scope();
+    }
+    if (svc.memory != nullptr && resp.manifests_size() > 0 && !resp.scope().empty())
+      svc.memory->Put(resp.scope(), l.key(), resp);
+    FillLookup(resp, r);
+    return Status::Ok();
+  }
+
+  void FillLookup(const v1::LookupCompileResponse& resp, ccv1::LookupReply* r) {
     for (const auto& m : resp.manifests()) {
       auto* out = r->add_manifests();
       out->set_id(m.id());
-      *out->mutable_deps() = m.deps();
+      out->set_deps_packed(m.deps_packed());
       ResultFromProto(m.result(), out->mutable_result());
     }
     if (resp.manifests_size() > 0) {
@@ -262,8 +277,7 @@ struct CompileCacheServer::Impl {
         if (auto path = svc.local->Cached(d)) ReadInto(*path, d.size, r->mutable_first_object());
       }
     }
-    for (const auto& p : resp.previous()) PartsFromProto(p, r->add_previous());
-    return Status::Ok();
+    for (const auto& p : resp.previous()) CopyParts(p, r->add_previous());
   }
 
   Status LookupResult(const ccv1::LookupResult& l, ccv1::LookupResultReply* r) {
@@ -316,11 +330,13 @@ struct CompileCacheServer::Impl {
     *req.mutable_deps() = s.deps();
     ResultToProto(s.result(), req.mutable_result());
     req.set_manifest_only(s.manifest_only());
-    PartsToProto(s.parts(), req.mutable_parts());
+    CopyParts(s.parts(), req.mutable_parts());
     v1::StoreCompileResponse resp;
     Call ctx(this);
     auto st = svc.stub->StoreCompile(ctx.get(), req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache store");
+    std::lock_guard g(mu);
+    if (svc.memory != nullptr && !scope.empty()) svc.memory->Forget(scope, s.key());  // a new manifest
     return Status::Ok();
   }
 
@@ -358,6 +374,45 @@ struct CompileCacheServer::Impl {
     return Status::Ok();
   }
 };
+
+std::shared_ptr<const v1::LookupCompileResponse> LookupMemory::Get(const std::string& scope, const std::string& key) {
+  std::lock_guard g(mu_);
+  auto it = items_.find(scope + '\0' + key);
+  if (it == items_.end()) return nullptr;
+  it->second.last_use = ++clock_;
+  return it->second.resp;
+}
+
+void LookupMemory::Put(const std::string& scope, const std::string& key, const v1::LookupCompileResponse& resp) {
+  auto item = std::make_shared<v1::LookupCompileResponse>(resp);
+  item->clear_previous();  // only hits are served from memory
+  const int64_t n = static_cast<int64_t>(item->ByteSizeLong() + scope.size() + key.size() + 64);
+  if (n > max_bytes_ / 4) return;
+  std::lock_guard g(mu_);
+  auto& slot = items_[scope + '\0' + key];
+  total_ += n - slot.bytes;
+  slot = Item{std::move(item), n, ++clock_};
+  while (total_ > max_bytes_) {
+    auto victim = items_.begin();
+    for (auto it = items_.begin(); it != items_.end(); ++it)
+      if (it->second.last_use < victim->second.last_use) victim = it;
+    total_ -= victim->second.bytes;
+    items_.erase(victim);
+  }
+}
+
+void LookupMemory::Forget(const std::string& scope, const std::string& key) {
+  std::lock_guard g(mu_);
+  auto it = items_.find(scope + '\0' + key);
+  if (it == items_.end()) return;
+  total_ -= it->second.bytes;
+  items_.erase(it);
+}
+
+int64_t LookupMemory::bytes() const {
+  std::lock_guard g(mu_);
+  return total_;
+}
 
 CompileCacheServer::CompileCacheServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

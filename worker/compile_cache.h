@@ -7,7 +7,9 @@
 // untrusted: it is checked, and a bad request gets an error and changes
 // nothing.
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/status.h"
@@ -30,10 +32,36 @@ struct CompileCacheJob {
   int64_t max_job_bytes = int64_t{8} << 30;  // objects one job may store in all
 };
 
+// The worker's memory of recent lookups, shared by its jobs: scope and
+// direct key -> the controller's answer (only answers with manifests),
+// least recently used out past a byte cap. A fast path for hits only: a
+// miss is always asked of the controller again. Thread-safe.
+class LookupMemory {
+ public:
+  explicit LookupMemory(int64_t max_bytes) : max_bytes_(max_bytes) {}
+  std::shared_ptr<const v1::LookupCompileResponse> Get(const std::string& scope, const std::string& key);
+  void Put(const std::string& scope, const std::string& key, const v1::LookupCompileResponse& resp);
+  void Forget(const std::string& scope, const std::string& key);
+  int64_t bytes() const;
+
+ private:
+  struct Item {
+    std::shared_ptr<const v1::LookupCompileResponse> resp;
+    int64_t bytes = 0;
+    uint64_t last_use = 0;
+  };
+  int64_t max_bytes_;
+  mutable std::mutex mu_;
+  std::map<std::string, Item> items_;
+  int64_t total_ = 0;
+  uint64_t clock_ = 0;
+};
+
 struct CompileCacheServices {
   v1::WorkerService::StubInterface* stub = nullptr;  // the controller
   cas::CasClient* cas = nullptr;
   LocalCas* local = nullptr;
+  LookupMemory* memory = nullptr;  // optional
 };
 
 class CompileCacheServer {

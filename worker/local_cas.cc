@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <set>
 
+#include "common/write_all.h"
+
 namespace kiln::worker {
 
 namespace {
@@ -150,14 +152,8 @@ Status LocalCas::Put(const cas::Digest& d, std::string_view data,
       std::string tmp = path + ".kiln-tmp-put";
       int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
       if (fd < 0) return FailedPrecondition(Errno("cannot write " + tmp));
-      size_t done = 0;
-      while (done < data.size()) {
-        ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        done += static_cast<size_t>(w);
-      }
-      bool ok = ::close(fd) == 0 && done == data.size();
+      bool written = WriteAll(fd, data);
+      bool ok = ::close(fd) == 0 && written;
       if (!ok) {
         ::unlink(tmp.c_str());
         return FailedPrecondition("cannot write " + tmp + ": disk full?");

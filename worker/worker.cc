@@ -61,6 +61,7 @@ struct Worker::Impl {
   // The compile cache: kiln-cc's copy in work_dir (empty: off here), and per
   // image a directory of it and links named after the image's compilers.
   std::string cc_master;
+  std::unique_ptr<LookupMemory> cc_memory;
   std::mutex cc_mu;
   std::set<std::string> cc_ready;  // image hashes whose wrapper directory exists
 
@@ -318,7 +319,7 @@ struct Worker::Impl {
       j.dir = cfg.work_dir + "/cc/" + std::to_string(a.job_id()) + "-" + std::to_string(a.attempt());
       j.max_object_bytes = cfg.compile_cache_max_object_bytes;
       j.max_job_bytes = cfg.max_output_bytes;
-      auto srv = wrapper.ok() ? CompileCacheServer::Start(j, {stub.get(), cas.get(), local_cas.get()})
+      auto srv = wrapper.ok() ? CompileCacheServer::Start(j, {stub.get(), cas.get(), local_cas.get(), cc_memory.get()})
                               : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
       if (srv.ok()) {
         cc = std::move(*srv);
@@ -613,6 +614,8 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
       spdlog::warn("compile cache off: cannot copy {} into {}: {}", src, dir, ec.message());
     } else {
       impl->cc_master = dir + "/kiln-cc";
+      if (cfg.compile_cache_memory_bytes > 0)
+        impl->cc_memory = std::make_unique<LookupMemory>(cfg.compile_cache_memory_bytes);
     }
   }
   fs::remove_all(cfg.work_dir + "/cc", ec);  // sockets of a crashed run

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cc/deps.h"
 #include "cc/keys.h"
 #include "db/pool.h"
 
@@ -82,7 +83,7 @@ static void Prepare(pqxx::connection& c) {
   // per manifest, or one with NULLs when there is none, or none at all when
   // that attempt does not run.
   c.prepare("cc_lookup", running + "SELECT j.cache_scope, x.* FROM j LEFT JOIN LATERAL ("
-                                   "   SELECT m.id, hstore_to_json(m.deps)::text, " +
+                                   "   SELECT m.id, m.deps_packed, " +
                              kEntryColumns +
                              "   FROM compile_manifests m JOIN compile_results r"
                              "     ON r.scope = m.scope AND r.key = m.result_key"
@@ -111,11 +112,12 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
         if (r.empty())
           return NotRunning(job_id, attempt);
         const std::string scope = r[0][0].as<std::string>();
+        out.scope = scope;
         for (const auto& row : r) {
           if (row[1].is_null()) break;  // no manifest
           CompileManifestRow m;
           m.id = row[1].as<int64_t>();
-          m.deps = json::parse(row[2].as<std::string>()).get<std::map<std::string, std::string>>();
+          m.deps_packed = row[2].as<std::string>();
           m.result = Entry(row, 3);
           out.manifests.push_back(std::move(m));
         }
@@ -175,12 +177,14 @@ Result<bool> CompileCacheStore::Store(const CompileStore& st) {
           return NotFound("compile cache result " + e.key + " is gone");
         }
         tx.exec_params(
-            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, result_key, source, output, parts, job_id)"
+            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, deps_packed, result_key, source, output,"
+            "   parts, job_id)"
             " SELECT $1, $2, $3, coalesce((SELECT hstore(array_agg(d.key), array_agg(d.value))"
             "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
-            "   $5, $6, $7, $8::jsonb, $9"
+            "   $5, $6, $7, $8, $9::jsonb, $10"
             " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key",
-            *scope, st.key, digest, deps_json, e.key, st.source, st.output, st.parts_json, st.job_id);
+            *scope, st.key, digest, deps_json, cc::PackDeps(st.deps), e.key, st.source, st.output, st.parts_json,
+            st.job_id);
         // The newest manifests of a key are kept (SKIP LOCKED: concurrent
         // stores of one key never wait for each other here).
         tx.exec_params(

@@ -30,11 +30,12 @@ struct CompileEntry {
 
 struct CompileManifestRow {
   int64_t id = 0;
-  std::map<std::string, std::string> deps;
+  std::string deps_packed;  // cc::PackDeps
   CompileEntry result;
 };
 
 struct CompileLookup {
+  std::string scope;
   std::vector<CompileManifestRow> manifests;  // newest first
   std::vector<std::string> previous_parts;    // JSON of the latest compiles of the source (no manifests only)
 };

@@ -215,6 +215,40 @@ Result<std::map<std::string, std::string>> RecordDeps(const std::vector<std::str
   return deps;
 }
 
+std::string PackDeps(const std::map<std::string, std::string>& deps) {
+  std::string out;
+  for (const auto& [k, v] : deps) {
+    (out += std::to_string(k.size())) += ':';
+    out += k;
+    (out += std::to_string(v.size())) += ':';
+    out += v;
+  }
+  return out;
+}
+
+std::optional<std::map<std::string, std::string>> UnpackDeps(std::string_view s) {
+  std::map<std::string, std::string> out;
+  auto field = [&](std::string& into) {
+    size_t colon = s.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 9) return false;
+    size_t n = 0;
+    for (size_t i = 0; i < colon; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      n = n * 10 + static_cast<size_t>(s[i] - '0');
+    }
+    if (s.size() - colon - 1 < n) return false;
+    into.assign(s.substr(colon + 1, n));
+    s.remove_prefix(colon + 1 + n);
+    return true;
+  };
+  while (!s.empty()) {
+    std::string k, v;
+    if (!field(k) || !field(v)) return std::nullopt;
+    out.emplace(std::move(k), std::move(v));
+  }
+  return out;
+}
+
 std::optional<Mismatch> CheckManifest(const std::map<std::string, std::string>& deps, FileHashes& hashes) {
   for (const auto& [path, expected] : deps) {
     if (expected == "i") continue;

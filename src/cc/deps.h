@@ -87,6 +87,12 @@ struct Mismatch {
   std::string actual;    // what is there now, in the same notation
 };
 
+// A manifest as one string, entries in order, each
+// "<len>:<path><len>:<value>" (kept beside the hstore, so that a lookup moves
+// one value, not hundreds). UnpackDeps refuses anything else (nullopt).
+std::string PackDeps(const std::map<std::string, std::string>& deps);
+std::optional<std::map<std::string, std::string>> UnpackDeps(std::string_view packed);
+
 // Checks a manifest that came from outside (kiln-cc is untrusted): at most
 // 100,000 entries, paths absolute, valid UTF-8, no NUL, at most 4096 bytes,
 // values as above. InvalidArgument names the first bad entry.

@@ -20,6 +20,7 @@
 #include "cc/keys.h"
 #include "cc/process.h"
 #include "cc/reason.h"
+#include "common/write_all.h"
 #include "kiln/cc/v1/cc.pb.h"
 
 namespace kiln::cc {
@@ -72,14 +73,8 @@ bool WriteAtomically(const std::string& path, const std::string& data) {
   std::string tmp = dir + "/.kiln-cc." + std::to_string(getpid()) + "." + BaseName(path);
   int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0666);
   if (fd < 0) return false;
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    done += static_cast<size_t>(w);
-  }
-  bool ok = ::close(fd) == 0 && done == data.size() && ::rename(tmp.c_str(), path.c_str()) == 0;
+  bool written = WriteAll(fd, data);
+  bool ok = ::close(fd) == 0 && written && ::rename(tmp.c_str(), path.c_str()) == 0;
   if (!ok) ::unlink(tmp.c_str());
   return ok;
 }
@@ -179,18 +174,18 @@ class Wrapper {
     v1::Request req;
     req.mutable_lookup()->set_key(direct);
     FillParts(req.mutable_lookup()->mutable_parts());
+    req.mutable_lookup()->set_cached_ok(true);
     auto found = ch_.Call(req);
     if (!found.ok()) return Plain();
     std::optional<Mismatch> first;
-    for (int i = 0; i < found->lookup().manifests_size(); ++i) {
-      const auto& m = found->lookup().manifests(i);
-      std::map<std::string, std::string> deps(m.deps().begin(), m.deps().end());
-      auto mm = CheckManifest(deps, hashes_);
-      if (!mm && Serve(m.result(), i == 0 ? &found->lookup().first_object() : nullptr)) {
-        Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key(), m.id());
-        return 0;
-      }
-      if (mm && !first) first = mm;
+    if (TryManifests(found->lookup(), &first)) return 0;
+    if (found->lookup().from_cache()) {
+      // The worker's memory may predate a newer manifest: ask the farm.
+      req.mutable_lookup()->set_cached_ok(false);
+      found = ch_.Call(req);
+      if (!found.ok()) return Plain();
+      first.reset();
+      if (TryManifests(found->lookup(), &first)) return 0;
     }
     std::vector<Previous> prev;
     for (const auto& p : found->lookup().previous()) prev.push_back(FromProto(p));
@@ -199,6 +194,23 @@ class Wrapper {
   }
 
  private:
+  // Serves the first manifest whose every entry holds (true); else the first
+  // mismatch of the newest one is left in `first`.
+  bool TryManifests(const v1::LookupReply& found, std::optional<Mismatch>* first) {
+    for (int i = 0; i < found.manifests_size(); ++i) {
+      const auto& m = found.manifests(i);
+      auto deps = UnpackDeps(m.deps_packed());
+      if (!deps) continue;  // unreadable: as if absent
+      auto mm = CheckManifest(*deps, hashes_);
+      if (!mm && Serve(m.result(), i == 0 ? &found.first_object() : nullptr)) {
+        Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key(), m.id());
+        return true;
+      }
+      if (mm && !*first) *first = mm;
+    }
+    return false;
+  }
+
   std::string Abs(const std::string& p) const { return p.empty() || p[0] != '/' ? parts_.cwd + "/" + p : p; }
 
   bool Hello() {

@@ -130,6 +130,7 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "compile_cache") return ParseBool(k, v, c.compile_cache);
   else if (k == "compile_cache_wrapper") c.compile_cache_wrapper = v;
   else if (k == "compile_cache_max_object_bytes") return ParseSize(k, v, c.compile_cache_max_object_bytes);
+  else if (k == "compile_cache_memory_bytes") return ParseSize(k, v, c.compile_cache_memory_bytes);
   else if (k == "log_level") c.log_level = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();

@@ -65,6 +65,7 @@ struct WorkerConfig {
   bool compile_cache = true;
   std::string compile_cache_wrapper;              // the kiln-cc binary; empty: beside kiln-worker
   int64_t compile_cache_max_object_bytes = int64_t{256} << 20;  // larger objects are not cached
+  int64_t compile_cache_memory_bytes = int64_t{128} << 20;      // recent lookups kept in memory (0: none)
   std::string log_level = "info";
 };
 

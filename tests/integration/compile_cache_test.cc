@@ -331,6 +331,23 @@ TEST_F(CompileCache, TwoWorkersFillingTheSameKeysAtOnceLeaveOneValidEntry) {
   EXPECT_EQ(Artifacts(), served) << "the entry left is valid";
 }
 
+TEST_F(CompileCache, AWorkerThatRemembersAnOlderAnswerStillFindsAnotherWorkersEntry) {
+  StartController();
+  StartWorker(0, 1, {"--label", "pool=a"});
+  StartWorker(0, 1, {"--label", "pool=b"});
+  const std::string img = Toolchain();
+  WriteProject();
+  EXPECT_EQ(Missed(Build(img, {"--require", "pool=a"})), "a.c b.c c.c lib/d.c main.c");
+  EXPECT_EQ(Hits(Build(img, {"--require", "pool=a"})), 5) << "worker a remembers these lookups now";
+  test::WriteFile(src() + "/include/leaf.h", "#define LEAF 7\n");
+  EXPECT_EQ(Missed(Build(img, {"--require", "pool=b"})), "a.c b.c") << "b compiles and stores the new units";
+  // a's memory holds manifests that no longer match for a.c and b.c: it
+  // must ask the controller, which has b's.
+  int64_t j = Build(img, {"--require", "pool=a"});
+  EXPECT_EQ(Missed(j), "");
+  EXPECT_EQ(Stat(j, "hits"), 5) << "direct hits: b's manifests were found, not just its results";
+}
+
 TEST_F(CompileCache, WhatTheWrapperDoesNotUnderstandCompilesAsAskedAndIsCounted) {
   Up();
   const std::string img = Toolchain();

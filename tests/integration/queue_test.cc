@@ -11,6 +11,7 @@
 #include <pqxx/pqxx>
 
 #include "cache/compile_store.h"
+#include "cc/deps.h"
 #include "db/migrate.h"
 #include "harness/harness.h"
 
@@ -294,7 +295,8 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   auto found = store.Lookup((*c)[0].id, (*c)[0].attempt, st.key, "a.c", "a.o");
   ASSERT_TRUE(found.ok()) << found.status().message();
   ASSERT_EQ(found->manifests.size(), 1u);
-  EXPECT_EQ(found->manifests[0].deps, st.deps);
+  EXPECT_EQ(cc::UnpackDeps(found->manifests[0].deps_packed), st.deps);
+  EXPECT_EQ(test::Sql(url_, "SELECT deps -> '/src/a.c' FROM compile_manifests"), st.deps["/src/a.c"]) << "and as hstore";
   EXPECT_EQ(found->manifests[0].result.err, st.result.err) << "diagnostics are bytes, stored exactly";
   // A job that does not run (any more) can neither read nor write.
   auto stale = store.Lookup((*c)[0].id, (*c)[0].attempt + 1, st.key, "a.c", "a.o");
@@ -313,8 +315,8 @@ TEST_F(QueueTest, HeaderImpactUsesTheGinIndex) {
   test::Sql(url_,
             "INSERT INTO compile_results (scope, key, object_hash, object_size)"
             " SELECT 'project:default', lpad(to_hex(i), 64, '0'), repeat('a', 64), 1 FROM generate_series(1, 20000) i;"
-            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, result_key, source, output, parts)"
-            " SELECT 'project:default', lpad(to_hex(i), 64, '0'), 'd', hstore('/src/h' || (i % 1000) || '.h', 'f:x'),"
+            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, deps_packed, result_key, source, output, parts)"
+            " SELECT 'project:default', lpad(to_hex(i), 64, '0'), 'd', hstore('/src/h' || (i % 1000) || '.h', 'f:x'), '',"
             "  lpad(to_hex(i), 64, '0'), 's' || i || '.c', 's' || i || '.o', '{}' FROM generate_series(1, 20000) i;"
             "ANALYZE compile_manifests");
   cache::CompileCacheStore store(url_, 1);

@@ -157,6 +157,17 @@ TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
   EXPECT_EQ(DescribeMiss({}, "", link_mm, {}).reason, "include path changed");
 }
 
+TEST(PackDeps, RoundTripsAnyPathAndRefusesGarbage) {
+  std::map<std::string, std::string> deps = {{"/src/a b:c.h", "f:" + std::string(64, 'a') + "/3"},
+                                             {"/src/\xc3\xa9\n.h", "-"}, {"/src/x", "d"}, {"/usr/include/stdio.h", "i"}};
+  auto back = UnpackDeps(PackDeps(deps));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, deps);
+  EXPECT_TRUE(UnpackDeps("") && UnpackDeps("")->empty());
+  for (const char* bad : {"5:/src", "x:/src1:i", "3:/ab", "99999999999:x", "2:/a"})
+    EXPECT_FALSE(UnpackDeps(bad)) << bad;
+}
+
 TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {
   test::WriteFile(root() + "/build/a.c", "");
   test::WriteFile(root() + "/lib/util.h", "");
