@@ -78,7 +78,7 @@ void Controller::Impl::DispatchLoop() {
       auto& s = sessions[(rr + k) % sessions.size()];
       int free = s->FreeSlots();
       if (free <= 0) continue;
-      auto claimed = queue->Claim(s->worker_id, s->session_id, free);
+      auto claimed = queue->Claim(s->worker_id, s->session_id, free, cfg.workspace_grace);
       if (!claimed.ok()) {
         spdlog::warn("claim failed: {}", claimed.status().message());
         break;
@@ -303,6 +303,15 @@ void Controller::Impl::OnNotify(const std::string& channel, const std::string& p
       s->Send(m);
     }
     job_events.Notify();
+   } else if (channel == "kiln_workspace") {
+    // payload: "<worker id> <project> <name>" (kiln workspace rm)
+    std::istringstream in(payload);
+    std::string worker, project, name;
+    in >> worker >> project >> name;
+    if (auto s = registry.Find(worker)) {
+      spdlog::info("forwarding workspace removal project={} name={} worker_id={}", project, name, worker);
+      s->Send(DropMessage(project, name));
+    }
   }
 }
 
@@ -391,7 +400,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
 
   auto* raw = impl.get();
   impl->listener = std::make_unique<queue::Listener>(
-      cfg.database_url, std::vector<std::string>{"kiln_jobs", "kiln_cancel", "kiln_config"},
+      cfg.database_url, std::vector<std::string>{"kiln_jobs", "kiln_cancel", "kiln_config", "kiln_workspace"},
       [raw](const std::string& ch, const std::string& p) { raw->OnNotify(ch, p); },
       [raw] {
         raw->dispatch_wake.Notify();

@@ -67,6 +67,9 @@ std::unique_ptr<grpc::Service> MakeAdminService(Controller::Impl* c);
 std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c);
 std::unique_ptr<grpc::Service> MakeCacheService(Controller::Impl* c);
 
+// Tells a worker to delete one of its warm workspaces.
+v1::ControllerMessage DropMessage(const std::string& project, const std::string& name);
+
 // The action and compile cache scope of a project's jobs: "project:<name>",
 // or "shared:<cache_scope>" for projects that trust each other.
 std::string CacheScope(const std::string& project, const config::ProjectConfig& pc);

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -16,6 +17,20 @@ namespace {
 constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxSpecBytes = 1 << 20;
 constexpr int64_t kMaxTimeoutS = 7 * 24 * 3600;
+
+// A workspace name (a branch, say): 1-128 of letters, digits, '.', '_', '-',
+// '/', '+', not starting with '/' or '.', no "..".
+Status CheckWorkspaceName(const std::string& n) {
+  if (n.empty()) return Status::Ok();
+  bool ok = n.size() <= 128 && n[0] != '/' && n[0] != '.' && n.find("..") == std::string::npos;
+  for (char ch : n)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' || ch == '/' ||
+                ch == '+');
+  if (!ok)
+    return InvalidArgument("workspace name \"" + n.substr(0, 40) +
+                           "\" must be 1-128 letters, digits, '.', '_', '-', '/', '+' (not starting with '/' or '.')");
+  return Status::Ok();
+}
 
 Status ValidateSubmit(const v1::SubmitRequest& r) {
   const auto& s = r.spec();
@@ -54,6 +69,9 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   }
   if (r.max_attempts() < 0 || r.max_attempts() > 100) return InvalidArgument("max_attempts must be between 1 and 100");
   if (r.request_id().size() > 200) return InvalidArgument("request_id is too long (at most 200 bytes)");
+  if (!s.workspace().empty() && s.workspace() != "fresh" && s.workspace() != "persistent")
+    return InvalidArgument("workspace must be \"fresh\" or \"persistent\", not \"" + s.workspace().substr(0, 40) + "\"");
+  if (Status st = CheckWorkspaceName(s.workspace_name()); !st.ok()) return st;
   if (s.has_input_root()) {
     if (auto st = cas::CheckDigest(api::FromProto(s.input_root()), "input_root"); !st.ok()) return st;
   }
@@ -117,14 +135,25 @@ class JobServiceImpl final : public v1::JobService::Service {
     job.spec.requirements.emplace("arch", "x86_64");
     job.spec.image = image;
     if (!pc->compile_cache) job.spec.no_compile_cache = true;
+    // The workspace: the job's choice, else the project's.
+    const std::string mode = !job.spec.workspace.empty() ? job.spec.workspace : pc->workspace;
+    if (mode == "persistent") {
+      job.spec.workspace = "persistent";
+      if (job.spec.workspace_name.empty()) job.spec.workspace_name = "default";
+    } else {
+      job.spec.workspace.clear();
+      job.spec.workspace_name.clear();
+    }
     // Routing: a job with an image only to workers that run containers, one
     // without only to workers that allow plain processes (allow_plain_jobs).
     if (!image.empty()) job.spec.requirements["sandbox"] = "runc";
     else job.spec.requirements["plain"] = "yes";
+    // The scope of the compile cache (any job in an image) and of the action
+    // cache. A warm workspace's build depends on what earlier builds left in
+    // it: it is neither served from the action cache nor cached there.
+    if (!image.empty()) job.cache_scope = CacheScope(project, *pc);
     if (cache::Cacheable(job.spec)) {
       job.action_digest = cache::ActionDigest(job.spec);
-      // Separate namespaces: no project can name another's private scope.
-      job.cache_scope = CacheScope(project, *pc);
       job.no_cache = req->no_cache();
     }
     auto out = c_->queue->Submit(job);
@@ -337,6 +366,10 @@ class JobServiceImpl final : public v1::JobService::Service {
       return id + " was served from the action cache: it is identical to job " +
              std::to_string(j.result->cached_from) + ", whose result it took without running";
     }
+    if (!cacheable && j.spec.workspace == "persistent") {
+      return id + " is not cacheable: it ran in warm workspace " + j.spec.workspace_name +
+             ", so its result depends on what earlier builds left there (kiln submit --workspace fresh is cacheable)";
+    }
     if (!cacheable) {
       return id + " is not cacheable: it names no image, so its result depends on the worker's host "
                   "(run it in an image: kiln submit --image, or the project's image setting)";
@@ -445,6 +478,33 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     if (!c.ok()) return api::ToGrpc(c.status());
     c_->dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
     api::ToProto(*c, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListWorkspaces(grpc::ServerContext*, const v1::ListWorkspacesRequest* req,
+                              v1::ListWorkspacesResponse* resp) override {
+    auto rows = c_->queue->ListWorkspaces(req->project());
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) {
+      auto* w = resp->add_workspaces();
+      w->set_project(r.project);
+      w->set_name(r.name);
+      w->set_worker_id(r.worker_id);
+      w->set_worker_state(r.removed ? "removing" : r.worker_state);
+      if (auto d = cas::ParseDigest(r.root); d.ok()) *w->mutable_root() = api::ToProto(*d);
+      w->set_bytes(r.bytes);
+      w->set_updated_at_ms(r.updated_ms);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RemoveWorkspace(grpc::ServerContext*, const v1::RemoveWorkspaceRequest* req,
+                               v1::RemoveWorkspaceResponse* resp) override {
+    std::string project = req->project().empty() ? "default" : req->project();
+    if (req->name().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the workspace's name");
+    auto n = c_->queue->RemoveWorkspace(project, req->name());
+    if (!n.ok()) return api::ToGrpc(n.status());
+    resp->set_workers(*n);
     return grpc::Status::OK;
   }
 

@@ -25,6 +25,11 @@ Status ValidateRegister(const v1::WorkerRegister& r) {
   return Status::Ok();
 }
 
+bool ValidWorkspace(const v1::WorkspaceReport& ws) {
+  return !ws.project().empty() && ws.project().size() <= 63 && !ws.name().empty() && ws.name().size() <= 128 &&
+         ws.bytes() >= 0 && (!ws.has_root() || cas::CheckDigest(api::FromProto(ws.root()), "root").ok());
+}
+
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
   explicit WorkerServiceImpl(Controller::Impl* c) : c_(c) {}
@@ -82,9 +87,21 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       m.mutable_cancel()->set_reason("this attempt no longer owns the job");
       session->Send(m);
     }
+    // Its warm workspaces: recorded for locality; those removed while it
+    // was away are dropped now.
+    std::vector<queue::WorkspaceRow> held;
+    for (const auto& ws : reg.workspaces()) {
+      if (!ValidWorkspace(ws)) continue;
+      held.push_back({ws.project(), ws.name(), w.id, "", ws.has_root() ? api::DigestKey(ws.root()) : std::string(), ws.bytes(), 0, false});
+    }
+    if (auto removed = c_->queue->ReplaceWorkspaces(w.id, held); !removed.ok()) {
+      spdlog::warn("workspaces of worker {} not recorded: {}", w.id, removed.status().message());
+    } else {
+      for (const auto& r : *removed) session->Send(DropMessage(r.project, r.name));
+    }
     c_->registry.Add(session);
-    spdlog::info("worker connected worker_id={} host={} cluster={} slots={} adopted={}", w.id, w.hostname, w.cluster,
-                 w.slots, kept.size());
+    spdlog::info("worker connected worker_id={} host={} cluster={} slots={} adopted={} workspaces={}", w.id,
+                 w.hostname, w.cluster, w.slots, kept.size(), held.size());
     c_->dispatch_wake.Notify();
 
     std::string why = "its stream closed";
@@ -123,6 +140,16 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         e.update.finished_ms = u.finished_at_ms();
         if (*st != queue::JobStatus::kRunning && session->Finished(u.job_id())) c_->dispatch_wake.Notify();
         c_->Enqueue(std::move(e));
+      } else if (msg.has_workspace()) {
+        const auto& ws = msg.workspace();
+        if (!ValidWorkspace(ws)) {
+          spdlog::warn("worker {} sent an invalid workspace report; ignored", w.id);
+          continue;
+        }
+        queue::WorkspaceRow row{ws.project(), ws.name(), w.id, "", ws.has_root() ? api::DigestKey(ws.root()) : std::string(), ws.bytes(), 0, false};
+        auto removed = c_->queue->ReportWorkspace(w.id, row, ws.present());
+        if (!removed.ok()) spdlog::warn("workspace report of worker {} not recorded: {}", w.id, removed.status().message());
+        else if (*removed) session->Send(DropMessage(ws.project(), ws.name()));
       } else if (msg.has_log()) {
         const auto& l = msg.log();
         if (l.offset() < 0 || l.offset() > kMaxLogOffset || l.data().size() > (4u << 20)) {
@@ -174,6 +201,13 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 };
 
 }  // namespace
+
+v1::ControllerMessage DropMessage(const std::string& project, const std::string& name) {
+  v1::ControllerMessage m;
+  m.mutable_drop_workspace()->set_project(project);
+  m.mutable_drop_workspace()->set_name(name);
+  return m;
+}
 
 std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c) {
   return std::make_unique<WorkerServiceImpl>(c);

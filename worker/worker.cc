@@ -28,8 +28,9 @@
 #include "worker/compile_cache.h"
 #include "worker/images.h"
 #include "worker/local_cas.h"
-#include "worker/sandbox.h"
 #include "worker/runner.h"
+#include "worker/sandbox.h"
+#include "worker/workspaces.h"
 
 namespace kiln::worker {
 
@@ -55,6 +56,7 @@ struct Worker::Impl {
   std::unique_ptr<LocalCas> local_cas;
   std::unique_ptr<v1::ImageService::Stub> image_stub;
   std::unique_ptr<ImageStore> images;
+  std::unique_ptr<WorkspaceStore> workspaces;
   std::unique_ptr<Sandbox> sandbox;   // null: this worker runs no containers
   std::string no_sandbox_why;
 
@@ -191,6 +193,31 @@ struct Worker::Impl {
                  a.job_id(), a.attempt(), root.ToString(), rep->files, rep->bytes, rep->fetched_files,
                  rep->fetched_bytes,
                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count());
+    return Status::Ok();
+  }
+
+  // Brings the job's warm workspace to its input tree (or an empty one).
+  Status SyncWorkspace(const v1::Assign& a, const std::function<void(const std::string&)>& log) {
+    const cas::Digest root = a.spec().has_input_root() ? api::FromProto(a.spec().input_root())
+                                                       : cas::DigestOf(cas::Directory{});
+    if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
+    if (!a.spec().has_input_root()) {
+      // No tree: the empty directory's node must exist for the sync to read it.
+      cas::BuiltTree empty;
+      empty.root = root;
+      empty.nodes[root] = cas::Directory{};
+      if (auto up = cas->UploadTree(empty); !up.ok()) return up.status();
+    }
+    auto began = std::chrono::steady_clock::now();
+    auto rep = workspaces->Sync(a.project(), a.spec().workspace_name(), *cas, *local_cas, root);
+    if (!rep.ok()) return rep.status();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    std::string what = rep->fresh ? "new: the tree was written in full"
+                                  : std::to_string(rep->changed) + " changed, " + std::to_string(rep->added) +
+                                        " added, " + std::to_string(rep->removed) + " removed, " +
+                                        std::to_string(rep->unchanged) + " untouched";
+    log("kiln: warm workspace " + a.spec().workspace_name() + " on worker " + id + " (" + what + ", in " +
+        std::to_string(ms) + " ms)\n");
     return Status::Ok();
   }
 
@@ -346,8 +373,16 @@ struct Worker::Impl {
     req.spec = api::FromProto(a.spec());
     req.job_dir = cfg.work_dir + "/jobs/" + std::to_string(a.job_id()) + "-" + std::to_string(a.attempt());
     std::error_code ec;
-    fs::remove_all(req.job_dir, ec);
-    fs::create_directories(req.job_dir, ec);
+    // A warm workspace when the job asks for one and no other job uses it.
+    const std::string& ws_name = a.spec().workspace_name();
+    std::optional<std::string> ws;
+    if (a.spec().workspace() == "persistent" && !ws_name.empty()) ws = workspaces->Acquire(a.project(), ws_name);
+    if (ws) {
+      req.job_dir = *ws;
+    } else {
+      fs::remove_all(req.job_dir, ec);
+      fs::create_directories(req.job_dir, ec);
+    }
     spdlog::debug("running job_id={} attempt={}", a.job_id(), a.attempt());
     int64_t offset = 0;
     auto log = [&](const std::string& chunk) {
@@ -366,7 +401,12 @@ struct Worker::Impl {
     };
     RunOutcome out;
     Status setup;
-    if (a.spec().has_input_root()) setup = Materialize(a, req.job_dir);
+    if (a.spec().workspace() == "persistent" && !ws) {
+      log("kiln: workspace " + ws_name + " is in use by another job on worker " + id +
+          ": this job runs in a fresh directory\n");
+    }
+    if (ws) setup = SyncWorkspace(a, log);
+    else if (a.spec().has_input_root()) setup = Materialize(a, req.job_dir);
     if (!setup.ok()) {
       spdlog::warn("job_id={} attempt={}: cannot prepare the input tree: {}", a.job_id(), a.attempt(), setup.message());
       out.status = setup.code() == Code::kUnavailable ? queue::JobStatus::kQueued : queue::JobStatus::kFailed;
@@ -398,7 +438,21 @@ struct Worker::Impl {
         out.finished_ms = NowUnixMs();
       }
     }
-    fs::remove_all(req.job_dir, ec);
+    if (ws) {
+      // Kept unless the run ended in a way that may leave it half written
+      // (killed, cancelled, handed back, timed out) or its sync failed.
+      bool keep = setup.ok() && (out.status == queue::JobStatus::kSucceeded ||
+                                 (out.status == queue::JobStatus::kFailed && out.result.exit_code >= 0 &&
+                                  out.result.term_signal == 0 && !out.result.timed_out && out.result.limit.empty()));
+      if (!keep) log("kiln: workspace " + ws_name + " discarded: the next build starts clean\n");
+      for (const auto& r : workspaces->Release(a.project(), ws_name, keep)) {
+        v1::WorkerMessage m;
+        *m.mutable_workspace() = r;
+        Send(m);
+      }
+    } else {
+      fs::remove_all(req.job_dir, ec);
+    }
     v1::JobUpdate u;
     u.set_job_id(a.job_id());
     u.set_attempt(a.attempt());
@@ -429,6 +483,14 @@ struct Worker::Impl {
       } else if (!unacked.count({m.cancel().job_id(), m.cancel().attempt()}) && early_cancels.size() < 10000) {
         // The cancel may have overtaken its assignment: remember it.
         early_cancels.insert({m.cancel().job_id(), m.cancel().attempt()});
+      }
+    } else if (m.has_drop_workspace()) {
+      const auto& d = m.drop_workspace();
+      spdlog::info("removing workspace {} of project {} (kiln workspace rm)", d.name(), d.project());
+      if (auto r = workspaces->Drop(d.project(), d.name())) {
+        v1::WorkerMessage wm;
+        *wm.mutable_workspace() = *r;
+        Send(wm);
       }
     } else if (m.has_ack()) {
       std::lock_guard g(mu);
@@ -466,6 +528,7 @@ struct Worker::Impl {
     r->set_cluster(cfg.cluster);
     r->set_version(kVersion);
     r->set_draining(draining);
+    for (const auto& ws : workspaces->List()) *r->add_workspaces() = ws;
     std::vector<v1::JobUpdate> resend;
     {
       std::lock_guard g(mu);
@@ -576,6 +639,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   if (ec) return FailedPrecondition("cannot create work directory " + cfg.work_dir + ": " + ec.message());
   impl->local_cas = std::make_unique<LocalCas>(cfg.work_dir + "/cas", cfg.cache_max_bytes);
   impl->images = std::make_unique<ImageStore>(cfg.work_dir + "/images", cfg.image_cache_bytes, impl->local_cas.get());
+  impl->workspaces = std::make_unique<WorkspaceStore>(cfg.work_dir + "/workspaces", cfg.workspace_max_bytes);
   if (cfg.sandbox == "runc") {
     SandboxCaps caps;
     caps.uid = caps.gid = static_cast<uint32_t>(cfg.sandbox_uid);

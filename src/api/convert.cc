@@ -102,6 +102,8 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
     out->mutable_resources()->set_cpu_millis(in.cpu_millis);
   }
   out->set_no_compile_cache(in.no_compile_cache);
+  out->set_workspace(in.workspace);
+  out->set_workspace_name(in.workspace_name);
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -118,6 +120,8 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   s.pids = in.resources().pids();
   s.cpu_millis = in.resources().cpu_millis();
   s.no_compile_cache = in.no_compile_cache();
+  s.workspace = in.workspace();
+  s.workspace_name = in.workspace_name();
   return s;
 }
 

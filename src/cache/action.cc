@@ -9,7 +9,7 @@ namespace kiln::cache {
 using cas::EncodeCount;
 using cas::EncodeField;
 
-bool Cacheable(const queue::JobSpec& spec) { return !spec.image.empty(); }
+bool Cacheable(const queue::JobSpec& spec) { return !spec.image.empty() && spec.workspace != "persistent"; }
 
 std::string ActionEncoding(const queue::JobSpec& spec) {
   std::string out = "kiln-action-1\n";

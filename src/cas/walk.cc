@@ -91,6 +91,23 @@ std::optional<std::vector<std::string>> GitFiles(const std::string& root) {
   return files;
 }
 
+}  // namespace
+
+std::string GitBranch(const std::string& root) {
+  std::string cmd = "git -C " + ShellQuote(root) + " rev-parse --abbrev-ref HEAD 2>/dev/null";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return "";
+  char buf[512];
+  std::string out;
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  if (::pclose(f) != 0) return "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+namespace {
+
 class Walker {
  public:
   Walker(std::string root, const WalkOptions& o) : root_(std::move(root)), o_(o) {}

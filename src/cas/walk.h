@@ -70,6 +70,10 @@ struct BuiltTree {
   bool used_git = false;
 };
 
+// The git branch checked out at `root` ("HEAD" when detached), or "" when
+// it is not in a git work tree.
+std::string GitBranch(const std::string& root);
+
 // Symlinks must be relative and stay inside the tree; sockets, fifos and
 // devices are refused; every error names the offending path.
 Result<BuiltTree> BuildTree(const std::string& root, const WalkOptions& opts);

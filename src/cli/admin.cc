@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/errors.h"
 #include "cli/output.h"
+#include "cli/trees.h"
 #include "common/util.h"
 #include "config/project_config.h"
 
@@ -137,6 +138,38 @@ int RunClustersCreate(Client& c, const Globals& g, const std::string& name) {
   if (!cl.ok()) return ReportError(cl.status(), Ctx(g));
   if (g.json) PrintLine(ToJson(*cl));
   else PrintLine("cluster " + cl->name() + " created");
+  return kExitOk;
+}
+
+int RunWorkspaceList(Client& c, const Globals& g, const std::string& project) {
+  auto r = c.ListWorkspaces(project);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJsonArray(r->workspaces()));
+    return kExitOk;
+  }
+  if (r->workspaces_size() == 0) {
+    PrintLine(std::string("no warm workspaces") + (project.empty() ? "" : " of project " + project) +
+              " (kiln submit --workspace persistent makes one)");
+    return kExitOk;
+  }
+  const int64_t now = NowUnixMs();
+  Table t({"PROJECT", "NAME", "WORKER", "STATE", "SIZE", "TREE", "USED"});
+  for (const auto& w : r->workspaces())
+    t.AddRow({w.project(), w.name(), w.worker_id(), w.worker_state(), HumanBytes(w.bytes()),
+              w.has_root() ? "sha256:" + w.root().hash().substr(0, 12) + ".." : "-",
+              FormatAge(w.updated_at_ms(), now) + " ago"});
+  t.Print(stdout);
+  return kExitOk;
+}
+
+int RunWorkspaceRemove(Client& c, const Globals& g, const std::string& project, const std::string& name) {
+  auto r = c.RemoveWorkspace(project, name);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) PrintLine(ToJson(*r));
+  else PrintLine("workspace " + name + " of project " + project + ": " + std::to_string(r->workers()) +
+                 (r->workers() == 1 ? " worker deletes it" : " workers delete it") +
+                 " (at once, or when the build using it ends)");
   return kExitOk;
 }
 

@@ -113,6 +113,14 @@ int Main(int argc, char** argv) {
   sub->add_flag("--no-compile-cache", submit.no_compile_cache,
                 "run without the compile cache's wrapper: every translation unit compiles (the project setting "
                 "compile_cache = false does this for all its jobs)");
+  sub->add_option("--workspace", submit.workspace,
+                  "persistent: build in this project's warm workspace on the worker that holds it, so make "
+                  "rebuilds only what changed; fresh: a clean directory (default: the project's setting, else fresh)")
+      ->check(CLI::IsMember({"fresh", "persistent"}))
+      ->type_name("MODE");
+  sub->add_option("--workspace-name", submit.workspace_name,
+                  "which warm workspace (default: the input directory's git branch, else \"default\")")
+      ->type_name("NAME");
   sub->add_option("--output", submit.outputs,
                   "file or directory the build produces, relative to the tree's root; downloaded after success "
                   "(repeatable)")
@@ -165,6 +173,19 @@ int Main(int argc, char** argv) {
   ci->add_option("--project", cimpact.project, "project")->capture_default_str();
   ci->add_option("--limit", cimpact.limit, "list at most this many (default 1000)")->check(CLI::Range(1, 100000));
   ci->callback([&] { action = [&](Client& c) { return RunCacheImpact(c, g, cimpact); }; });
+
+  // workspace
+  auto* wsp = Sub(&app, "workspace", "Warm workspaces kept on workers (list, rm)");
+  wsp->require_subcommand(1);
+  std::string ws_project, ws_name;
+  auto* wl = Sub(wsp, "list", "Warm workspaces: project, name, the worker holding it, size, the tree it holds");
+  wl->add_option("--project", ws_project, "only this project's");
+  wl->callback([&] { action = [&](Client& c) { return RunWorkspaceList(c, g, ws_project); }; });
+  auto* wr = Sub(wsp, "rm", "Delete a warm workspace on every worker (the next build starts clean)");
+  wr->add_option("name", ws_name, "the workspace's name (e.g. the branch)")->type_name("NAME")->required();
+  std::string ws_rm_project = "default";
+  wr->add_option("--project", ws_rm_project, "project")->capture_default_str();
+  wr->callback([&] { action = [&](Client& c) { return RunWorkspaceRemove(c, g, ws_rm_project, ws_name); }; });
 
   // image
   auto* im = Sub(&app, "image", "OCI images builds run in (import, list, rm)");

@@ -281,6 +281,26 @@ Result<v1::Cluster> Client::CreateCluster(const std::string& name) {
   });
 }
 
+Result<v1::ListWorkspacesResponse> Client::ListWorkspaces(const std::string& project) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::ListWorkspacesRequest req;
+  req.set_project(project);
+  return Call<v1::ListWorkspacesResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListWorkspacesResponse* resp) {
+    return impl_->admin->ListWorkspaces(ctx, req, resp);
+  });
+}
+
+Result<v1::RemoveWorkspaceResponse> Client::RemoveWorkspace(const std::string& project, const std::string& name) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::RemoveWorkspaceRequest req;
+  req.set_project(project);
+  req.set_name(name);
+  return Call<v1::RemoveWorkspaceResponse>(impl_->options,
+                                           [&](grpc::ClientContext* ctx, v1::RemoveWorkspaceResponse* resp) {
+                                             return impl_->admin->RemoveWorkspace(ctx, req, resp);
+                                           });
+}
+
 Result<v1::Cluster> Client::MapProject(const std::string& cluster, const std::string& project, bool unmap) {
   if (!impl_->admin) return NoStub("AdminService");
   v1::MapProjectRequest req;

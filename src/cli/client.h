@@ -71,6 +71,9 @@ class Client {
   Result<v1::CompileStatsResponse> CompileStats(const v1::CompileStatsRequest& req);
   Result<v1::CompileImpactResponse> CompileImpact(const v1::CompileImpactRequest& req);
 
+  Result<v1::ListWorkspacesResponse> ListWorkspaces(const std::string& project);
+  Result<v1::RemoveWorkspaceResponse> RemoveWorkspace(const std::string& project, const std::string& name);
+
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);
 

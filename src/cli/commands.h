@@ -40,6 +40,8 @@ struct SubmitArgs {
   bool no_hash_cache = false;
   bool no_cache = false;              // skip the action cache lookup
   bool no_compile_cache = false;      // no kiln-cc in the container
+  std::string workspace;              // fresh, persistent, or "" (the project's)
+  std::string workspace_name;         // "": the input's git branch, else "default"
   std::vector<std::string> outputs;   // declared outputs, relative to the tree's root
   std::string outputs_dir;            // where they land; default: the input directory
   std::string image;                  // sha256:<hex>; empty: the project's
@@ -119,6 +121,9 @@ int RunProjectsConfigSet(Client& c, const Globals& g, const std::string& name, c
 
 int RunClustersList(Client& c, const Globals& g);
 int RunClustersCreate(Client& c, const Globals& g, const std::string& name);
+int RunWorkspaceList(Client& c, const Globals& g, const std::string& project);
+int RunWorkspaceRemove(Client& c, const Globals& g, const std::string& project, const std::string& name);
+
 int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap);
 
 }  // namespace kiln::cli

@@ -12,6 +12,7 @@
 #include "cli/follow.h"
 #include "cli/interrupt.h"
 #include "cli/output.h"
+#include "cas/walk.h"
 #include "cli/trees.h"
 #include "common/util.h"
 
@@ -100,6 +101,10 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   req.set_max_attempts(a.max_attempts);
   req.set_no_cache(a.no_cache);
   if (a.no_compile_cache) req.mutable_spec()->set_no_compile_cache(true);
+  req.mutable_spec()->set_workspace(a.workspace);
+  std::string ws_name = a.workspace_name;
+  if (ws_name.empty() && !a.no_input) ws_name = cas::GitBranch(a.input);
+  req.mutable_spec()->set_workspace_name(ws_name);
   // The idempotency key makes retrying Submit safe: a retry gets the same job.
   req.set_request_id(a.request_id.empty() ? RandomHex(16) : a.request_id);
   auto* spec = req.mutable_spec();

@@ -104,6 +104,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "output_retention") return ParseDur(k, v, c.output_retention);
   else if (k == "action_cache_max_age") return ParseDur(k, v, c.action_cache_max_age);
   else if (k == "compile_cache_max_age") return ParseDur(k, v, c.compile_cache_max_age);
+  else if (k == "workspace_grace") return ParseDur(k, v, c.workspace_grace);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -131,6 +132,7 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "compile_cache_wrapper") c.compile_cache_wrapper = v;
   else if (k == "compile_cache_max_object_bytes") return ParseSize(k, v, c.compile_cache_max_object_bytes);
   else if (k == "compile_cache_memory_bytes") return ParseSize(k, v, c.compile_cache_memory_bytes);
+  else if (k == "workspace_max_bytes") return ParseSize(k, v, c.workspace_max_bytes);
   else if (k == "log_level") c.log_level = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();

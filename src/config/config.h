@@ -37,6 +37,7 @@ struct ControllerConfig {
   milliseconds output_retention{7LL * 86'400'000};  // outputs of ended jobs are kept this long
   milliseconds action_cache_max_age{30LL * 86'400'000};  // cache entries unused this long are dropped
   milliseconds compile_cache_max_age{30LL * 86'400'000}; // compile results unused this long are dropped
+  milliseconds workspace_grace{10'000};  // a warm workspace's job waits this long for its worker
 };
 
 struct WorkerConfig {
@@ -66,6 +67,7 @@ struct WorkerConfig {
   std::string compile_cache_wrapper;              // the kiln-cc binary; empty: beside kiln-worker
   int64_t compile_cache_max_object_bytes = int64_t{256} << 20;  // larger objects are not cached
   int64_t compile_cache_memory_bytes = int64_t{128} << 20;      // recent lookups kept in memory (0: none)
+  int64_t workspace_max_bytes = int64_t{50} << 30;  // warm workspaces (work_dir/workspaces); least recently used go
   std::string log_level = "info";
 };
 

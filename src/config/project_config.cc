@@ -68,13 +68,17 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
         ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
       if (!ok) return InvalidArgument("cache_scope: expected a name of 1 to 64 letters, digits, '.', '_' or '-'");
       c.cache_scope = v.get<std::string>();
+    } else if (k == "workspace") {
+      if (!v.is_string() || (v.get<std::string>() != "fresh" && v.get<std::string>() != "persistent"))
+        return InvalidArgument("workspace: expected \"fresh\" or \"persistent\"");
+      c.workspace = v.get<std::string>();
     } else if (k == "compile_cache") {
       if (!v.is_boolean()) return InvalidArgument("compile_cache: expected true or false");
       c.compile_cache = v.get<bool>();
     } else {
       return InvalidArgument("unknown project setting \"" + k +
                              "\" (known: default_priority, max_attempts, timeout_s, env, requirements, image,"
-                             " cache_scope, compile_cache)");
+                             " cache_scope, compile_cache, workspace)");
     }
   }
   return c;

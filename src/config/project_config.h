@@ -9,6 +9,7 @@
 //   image             "sha256:<hex>": the image of jobs that name none
 //   cache_scope       name of an action/compile cache scope shared with other projects
 //   compile_cache     false: no compile cache wrapper in this project's builds
+//   workspace         "persistent": builds run in warm workspaces by default
 
 #include <map>
 #include <string>
@@ -29,6 +30,8 @@ struct ProjectConfig {
   std::string cache_scope;
   // Jobs in an image run with the compile cache's wrapper first on PATH.
   bool compile_cache = true;
+  // "persistent": jobs run in warm workspaces unless they ask for "fresh".
+  std::string workspace = "fresh";
 };
 
 // Parses and validates a project configuration document. InvalidArgument

@@ -56,6 +56,8 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.pids = j.value("pids", 0);
   s.cpu_millis = j.value("cpu_millis", 0);
   s.no_compile_cache = j.value("no_compile_cache", false);
+  s.workspace = j.value("workspace", "");
+  s.workspace_name = j.value("workspace_name", "");
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
@@ -69,6 +71,8 @@ std::string SpecToJson(const JobSpec& s) {
   if (s.pids > 0) j["pids"] = s.pids;
   if (s.cpu_millis > 0) j["cpu_millis"] = s.cpu_millis;
   if (s.no_compile_cache) j["no_compile_cache"] = true;
+  if (!s.workspace.empty()) j["workspace"] = s.workspace;
+  if (!s.workspace_name.empty()) j["workspace_name"] = s.workspace_name;
   return j.dump();
 }
 
@@ -166,6 +170,14 @@ constexpr const char* kClaimSql =
     "    AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = w.cluster_id)"
     "    AND (j.cluster_id IS NULL OR j.cluster_id = w.cluster_id)"
     "    AND j.requirements <@ w.properties"
+    // A warm workspace's job waits, up to the grace ($4 s after it was
+    // queued), for a connected worker that holds the workspace.
+    "    AND (j.workspace IS NULL OR j.queue_start_time < now() - make_interval(secs => $4)"
+    "         OR EXISTS (SELECT 1 FROM workspaces h WHERE h.project_id = j.project_id AND h.name = j.workspace"
+    "                    AND h.worker_id = $1 AND NOT h.removed)"
+    "         OR NOT EXISTS (SELECT 1 FROM workspaces h JOIN workers o ON o.id = h.worker_id"
+    "                        WHERE h.project_id = j.project_id AND h.name = j.workspace AND NOT h.removed"
+    "                          AND o.state = 'connected'))"
     // An identical job in flight: wait for its result (it becomes this one's).
     "    AND (j.waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM build_jobs f WHERE f.id = j.waits_for"
     "                                            AND f.status IN ('queued', 'setup', 'running')))"
@@ -250,13 +262,14 @@ void PrepareAll(pqxx::connection& c) {
                         "     AND NOT EXISTS (SELECT 1 FROM hit) ORDER BY f.id LIMIT 1),"
                         " j AS (INSERT INTO build_jobs (project_id, cluster_id, priority, max_attempts,"
                         "   request_id, requirements, spec, action_digest, cache_scope, waits_for, status, result,"
-                        "   started_at, finished_at, log_size, log_from, log_from_attempt)"
+                        "   started_at, finished_at, log_size, log_from, log_from_attempt, workspace)"
                         " SELECT p.id, (SELECT id FROM clusters WHERE name = $2), $3, $4, nullif($5, ''), $6::jsonb,"
                         "   $7::jsonb, nullif($8, ''), nullif($9, ''), (SELECT id FROM leader),"
                         "   CASE WHEN h.job_id IS NULL THEN 'queued' ELSE 'succeeded' END,"
                         "   h.result || jsonb_build_object('cached_from', h.job_id),"
                         "   CASE WHEN h.job_id IS NOT NULL THEN now() END, CASE WHEN h.job_id IS NOT NULL THEN now() END,"
-                        "   coalesce(h.log_size, 0), h.job_id, h.attempt"
+                        "   coalesce(h.log_size, 0), h.job_id, h.attempt,"
+                        "   CASE WHEN $7::jsonb->>'workspace' = 'persistent' THEN $7::jsonb->>'workspace_name' END"
                         " FROM projects p LEFT JOIN hit h ON true WHERE p.name = $1"
                         " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"
                         " RETURNING *),"
@@ -554,13 +567,15 @@ Status Queue::NotifyJobs() {
       "cannot notify other controllers");
 }
 
-Result<std::vector<Claimed>> Queue::Claim(const std::string& worker_id, const std::string& session, int n) {
+Result<std::vector<Claimed>> Queue::Claim(const std::string& worker_id, const std::string& session, int n,
+                                          std::chrono::milliseconds workspace_grace) {
   std::vector<Claimed> out;
   if (n <= 0) return out;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
-        auto r = tx.exec_prepared("claim", worker_id, session, n);
+        auto r = tx.exec_prepared("claim", worker_id, session, n,
+                                  static_cast<double>(workspace_grace.count()) / 1000.0);
         out.reserve(r.size());
         for (const auto& row : r) {
           Claimed cl;
@@ -726,6 +741,122 @@ Result<int64_t> Queue::ExpireActionCache(std::chrono::milliseconds max_age) {
       },
       "cannot expire action cache entries");
   if (!s.ok()) return s;
+  return n;
+}
+
+Result<bool> Queue::ReportWorkspace(const std::string& worker_id, const WorkspaceRow& w, bool present) {
+  bool removed = false;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        if (!present) {
+          tx.exec_params(
+              "DELETE FROM workspaces h USING projects p WHERE p.id = h.project_id AND p.name = $1 AND h.name = $2"
+              " AND h.worker_id = $3",
+              w.project, w.name, worker_id);
+        } else {
+          auto r = tx.exec_params(
+              "INSERT INTO workspaces (project_id, name, worker_id, root, bytes)"
+              " SELECT id, $2, $3, $4, $5 FROM projects WHERE name = $1"
+              " ON CONFLICT (project_id, name, worker_id) DO UPDATE SET root = EXCLUDED.root, bytes = EXCLUDED.bytes,"
+              "   updated_at = now()"
+              " RETURNING removed",
+              w.project, w.name, worker_id, w.root, w.bytes);
+          removed = !r.empty() && r[0][0].as<bool>();
+        }
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot record a workspace");
+  if (!s.ok()) return s;
+  return removed;
+}
+
+Result<std::vector<WorkspaceRow>> Queue::ReplaceWorkspaces(const std::string& worker_id,
+                                                           const std::vector<WorkspaceRow>& held) {
+  std::vector<WorkspaceRow> removed;
+  json list = json::array();
+  for (const auto& w : held) list.push_back({{"project", w.project}, {"name", w.name}, {"root", w.root}, {"bytes", w.bytes}});
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto r = tx.exec_params(
+            "WITH held AS (SELECT p.id AS project_id, h.name, h.root, h.bytes"
+            "   FROM jsonb_to_recordset($2::jsonb) AS h(project text, name text, root text, bytes bigint)"
+            "   JOIN projects p ON p.name = h.project WHERE h.name <> ''),"
+            " gone AS (DELETE FROM workspaces w WHERE w.worker_id = $1"
+            "   AND NOT EXISTS (SELECT 1 FROM held WHERE held.project_id = w.project_id AND held.name = w.name)),"
+            " up AS (INSERT INTO workspaces (project_id, name, worker_id, root, bytes)"
+            "   SELECT project_id, name, $1, root, bytes FROM held"
+            "   ON CONFLICT (project_id, name, worker_id) DO UPDATE SET root = EXCLUDED.root, bytes = EXCLUDED.bytes,"
+            "     updated_at = now() RETURNING project_id, name, removed)"
+            " SELECT p.name, up.name FROM up JOIN projects p ON p.id = up.project_id WHERE up.removed",
+            worker_id, list.dump());
+        for (const auto& row : r) {
+          WorkspaceRow w;
+          w.project = row[0].as<std::string>();
+          w.name = row[1].as<std::string>();
+          removed.push_back(std::move(w));
+        }
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot record the worker's workspaces");
+  if (!s.ok()) return s;
+  return removed;
+}
+
+Result<std::vector<WorkspaceRow>> Queue::ListWorkspaces(const std::string& project) {
+  std::vector<WorkspaceRow> out;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec_params(
+            "SELECT p.name, h.name, h.worker_id, w.state, h.root, h.bytes,"
+            " (extract(epoch FROM h.updated_at) * 1000)::bigint, h.removed"
+            " FROM workspaces h JOIN projects p ON p.id = h.project_id JOIN workers w ON w.id = h.worker_id"
+            " WHERE $1 = '' OR p.name = $1 ORDER BY p.name, h.name, h.worker_id",
+            project);
+        for (const auto& row : r) {
+          WorkspaceRow w;
+          w.project = row[0].as<std::string>();
+          w.name = row[1].as<std::string>();
+          w.worker_id = row[2].as<std::string>();
+          w.worker_state = row[3].as<std::string>();
+          w.root = row[4].as<std::string>();
+          w.bytes = row[5].as<int64_t>();
+          w.updated_ms = row[6].as<int64_t>();
+          w.removed = row[7].as<bool>();
+          out.push_back(std::move(w));
+        }
+        return Status::Ok();
+      },
+      "cannot list workspaces");
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<int> Queue::RemoveWorkspace(const std::string& project, const std::string& name) {
+  int n = 0;
+  Status s = pool_->Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        auto r = tx.exec_params(
+            "UPDATE workspaces h SET removed = true FROM projects p"
+            " WHERE p.id = h.project_id AND p.name = $1 AND h.name = $2 RETURNING h.worker_id",
+            project, name);
+        for (const auto& row : r)
+          tx.exec_params("SELECT pg_notify('kiln_workspace', $1 || ' ' || $2 || ' ' || $3)", row[0].as<std::string>(),
+                         project, name);
+        n = static_cast<int>(r.size());
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot remove a workspace");
+  if (!s.ok()) return s;
+  if (n == 0)
+    return NotFound("no worker holds workspace \"" + name + "\" of project " + project +
+                    " (kiln workspace list shows what there is)");
   return n;
 }
 

@@ -60,7 +60,10 @@ class Queue {
   // one statement: SKIP LOCKED, priority then age, only projects mapped to
   // the worker's cluster, only jobs whose requirements the worker's
   // properties contain. Claimed jobs are in setup with attempt + 1.
-  Result<std::vector<Claimed>> Claim(const std::string& worker_id, const std::string& session, int n);
+  // A job of a warm workspace waits up to `workspace_grace` after it was
+  // queued for a connected worker that holds the workspace.
+  Result<std::vector<Claimed>> Claim(const std::string& worker_id, const std::string& session, int n,
+                                     std::chrono::milliseconds workspace_grace = std::chrono::seconds(10));
   // Applies log chunks then updates, in one transaction, each fenced by
   // (job, attempt, worker). Several updates of one job in the batch are
   // collapsed to the last. Outcomes come back for every update.
@@ -88,6 +91,21 @@ class Queue {
   // pending cancel) and requeues the worker's jobs it no longer reports.
   Result<std::vector<JobRef>> Adopt(const std::string& worker_id, const std::vector<JobRef>& running);
   Result<std::vector<WorkerRow>> ListWorkers(bool include_gone);
+
+  // ---- warm workspaces ----
+
+  // What a worker reports it holds (present) or no longer holds. Returns
+  // true if the workspace was removed meanwhile (the worker must drop it).
+  Result<bool> ReportWorkspace(const std::string& worker_id, const WorkspaceRow& w, bool present);
+  // At registration: the worker's rows become exactly `held`; returns those
+  // removed meanwhile (kiln workspace rm while it was away).
+  Result<std::vector<WorkspaceRow>> ReplaceWorkspaces(const std::string& worker_id,
+                                                      const std::vector<WorkspaceRow>& held);
+  Result<std::vector<WorkspaceRow>> ListWorkspaces(const std::string& project);
+  // Marks a workspace removed on every worker and tells their controllers
+  // (NOTIFY kiln_workspace "<worker> <project> <name>"); returns how many
+  // workers hold it. NotFound if none does.
+  Result<int> RemoveWorkspace(const std::string& project, const std::string& name);
 
   // ---- projects and clusters ----
   Result<std::vector<ProjectRow>> ListProjects();

@@ -31,6 +31,8 @@ struct JobSpec {
   int pids = 0;
   int cpu_millis = 0;
   bool no_compile_cache = false;     // no kiln-cc wrapper in the container
+  std::string workspace;             // "persistent", "fresh", or "" (the project's setting)
+  std::string workspace_name;        // the persistent workspace's name (e.g. a branch)
 };
 
 struct JobResult {
@@ -148,6 +150,14 @@ struct ProjectRow {
   std::string config_json;
   int64_t updated_at_ms = 0;
   std::vector<std::string> clusters;
+};
+
+struct WorkspaceRow {
+  std::string project, name, worker_id, worker_state;
+  std::string root;  // "<hex>/<size>" or empty
+  int64_t bytes = 0;
+  int64_t updated_ms = 0;
+  bool removed = false;
 };
 
 struct ClusterRow {

@@ -109,6 +109,7 @@ double PgbenchRun(int batch, int iterations) {
   claim = Replace(claim, "$1", "('bw' || :client_id)");
   claim = Replace(claim, "$2", "'s'");
   claim = Replace(claim, "$3", std::to_string(batch));
+  claim = Replace(claim, "$4", "10");
   std::string update = Replace(queue::ApplyUpdatesSql(), "$1::jsonb", ":js::jsonb");
   std::string script = "/tmp/kiln-bench-" + std::to_string(getpid()) + ".sql";
   std::ofstream(script) << "WITH c AS (" << claim

@@ -12,11 +12,10 @@
 #
 # tu builds PostgreSQL 15 (the same source tree; ./configure --enable-depend
 # --without-icu --without-readline --without-zlib && make -j2) side by side:
-# locally with ccache (cold; warm in a fresh directory; warm in a fresh
-# directory with one .c file changed) and on a one-worker farm in the
-# toolchain image (cold; fresh tree with a warm compile cache; one file
-# changed; the identical tree again through the action cache). About 12
-# minutes on 2 cores.
+# locally with ccache and on a one-worker farm in the toolchain image, each
+# cold, then in three alternating rounds warm in a fresh directory and warm
+# in a fresh directory with one .c file changed (medians), then the
+# identical tree again through the action cache. About 15 minutes on 2 cores.
 #
 # sandbox times the worker's per-job runc path against bare `runc run` of the
 # same bundle (busybox image, median of 50) and unpacking the toolchain image
@@ -237,7 +236,7 @@ echo "action_cache_hit_s=$(median3 "${hit_s[@]}")"
 # ---- tu: building PostgreSQL, locally with ccache and on the farm ----
 run_tu_bench() {
   command -v ccache >/dev/null || { echo "bench: ccache is missing (deploy/install-deps.sh installs it)" >&2; exit 1; }
-  local tree tc conf changed t0 s
+  local tree tc conf changed t0 s img job r
   tree="$(pg_source_tree)"
   tc="$(deploy/images/toolchain.sh)"
   conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
@@ -247,55 +246,70 @@ run_tu_bench() {
   # Local: the host's gcc (the toolchain image's: Debian 12's gcc 12) through
   # ccache, given its best settings for fresh checkouts.
   export CCACHE_DIR="$state/ccache" CCACHE_BASEDIR="$state" CCACHE_MAXSIZE=5G
-  local_build() {  # local_build DIR: configure and make, timed into $s
+  local_build() {  # local_build [CHANGE]: a fresh copy of the tree (CHANGE appended to one file), timed into $s
+    local d="$state/local"
+    rm -rf "$d"
+    cp -a "$tree" "$d"
+    [[ -z ${1:-} ]] || echo "$1" >>"$d/$changed"
     t0="$(now)"
-    (cd "$1" && CC="ccache gcc" $conf >"$1.log" 2>&1 && make -j2 >>"$1.log" 2>&1) ||
-      { echo "bench: the local build in $1 failed:" >&2; tail -n 30 "$1.log" >&2; exit 1; }
+    (cd "$d" && CC="ccache gcc" $conf >"$d.log" 2>&1 && make -j2 >>"$d.log" 2>&1) ||
+      { echo "bench: the local build in $d failed:" >&2; tail -n 30 "$d.log" >&2; exit 1; }
     s="$(secs "$t0")"
   }
-  if [[ ${KILN_BENCH_TU_LOCAL:-1} == 1 ]]; then  # 0: the farm's figures only (for debugging)
-    cp -a "$tree" "$state/local-a"
-    local_build "$state/local-a"
-    echo "ccache_cold_s=$s"
-    cp -a "$tree" "$state/local-b"
-    ccache -z >/dev/null
-    local_build "$state/local-b"
-    echo "ccache_warm_fresh_tree_s=$s"
-    echo "ccache_warm_stats=$(ccache --print-stats | awk -F'\t' '$1 ~ /^(direct_cache_hit|preprocessed_cache_hit|cache_miss)$/ {printf "%s:%s ", $1, $2}')"
-    cp -a "$tree" "$state/local-c"
-    echo "/* kiln bench: one changed file */" >>"$state/local-c/$changed"
-    local_build "$state/local-c"
-    echo "ccache_onefile_s=$s"
-    rm -rf "$state/local-a" "$state/local-b" "$state/local-c"
-  fi
 
-  # The farm: one worker, the build's own make -j2 on both cores.
+  # The farm: one worker; the build's own make -j2 takes both cores.
   start_farm 1
-  local img copy job
   img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
-  copy="$state/farm-src"
-  rm -rf "$copy"
-  cp -a "$tree" "$copy"
-  farm_build() {  # farm_build [submit flags]: the same command, timed into $s; sets job
+  farm_build() {  # farm_build [CHANGE [submit flags]]: the same, on the farm, timed into $s; sets job
+    local d="$state/farm-src"
+    rm -rf "$d"
+    cp -a "$tree" "$d"
+    [[ -z ${1:-} ]] || echo "$1" >>"$d/$changed"
     t0="$(now)"
     XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
-      --input "$copy" "$@" -- sh -c "$conf && make -j2" >"$state/farm.log" 2>&1 ||
+      --input "$d" "${@:2}" -- sh -c "$conf && make -j2" >"$state/farm.log" 2>&1 ||
       { echo "bench: the farm build failed:" >&2; tail -n 30 "$state/farm.log" >&2; exit 1; }
     s="$(secs "$t0")"
     job="$(sql "SELECT max(id) FROM build_jobs")"
   }
   tu_stat() { sql "SELECT $1 FROM compile_stats WHERE job_id = $job"; }
-  farm_build --no-cache
+
+  local_build
+  echo "ccache_cold_s=$s"
+  farm_build "" --no-cache
   echo "tu_cold_s=$s"
   echo "tu_cold_units=$(tu_stat "hits + hits_preprocessed + misses + failed")"
-  farm_build --no-cache
-  echo "tu_warm_fresh_tree_s=$s"
-  echo "tu_warm_hits=$(tu_stat "hits + hits_preprocessed") tu_warm_misses=$(tu_stat misses) tu_warm_fallbacks=$(tu_stat fallbacks)"
-  echo "tu_hit_rate=$(tu_stat "round(100.0 * (hits + hits_preprocessed) / nullif(hits + hits_preprocessed + misses + failed, 0), 2)")"
-  echo "/* kiln bench: one changed file */" >>"$copy/$changed"
-  farm_build
-  echo "tu_onefile_s=$s"
-  echo "tu_onefile_recompiled=$(tu_stat misses)"
+  # Warm: three rounds, local and farm alternating (this machine is shared
+  # and noisy); each round's one-file change is new to both caches.
+  local lf=() ff=() lo=() fo=()
+  for r in 1 2 3; do
+    ccache -z >/dev/null
+    local_build
+    lf+=("$s")
+    ((r > 1)) || echo "ccache_warm_stats=$(ccache --print-stats |
+      awk -F'\t' '$1 ~ /^(direct_cache_hit|preprocessed_cache_hit|cache_miss)$/ {printf "%s:%s ", $1, $2}')"
+    farm_build "" --no-cache
+    ff+=("$s")
+    if ((r == 1)); then
+      echo "tu_warm_hits=$(tu_stat "hits + hits_preprocessed") tu_warm_misses=$(tu_stat misses)" \
+        "tu_warm_failed=$(tu_stat failed) tu_warm_fallbacks=$(tu_stat fallbacks)"
+      # Failed compiles (configure's probes that must fail) are never cacheable.
+      echo "tu_hit_rate=$(tu_stat "round(100.0 * (hits + hits_preprocessed) / nullif(hits + hits_preprocessed + misses, 0), 2)")"
+    fi
+    local_build "/* kiln bench: one changed file, round $r */"
+    lo+=("$s")
+    farm_build "/* kiln bench: one changed file, round $r */"
+    fo+=("$s")
+    echo "tu_onefile_recompiled_round$r=$(tu_stat misses)"
+  done
+  local a b c d
+  a="$(median3 "${lf[@]}")" b="$(median3 "${ff[@]}")" c="$(median3 "${lo[@]}")" d="$(median3 "${fo[@]}")"
+  echo "ccache_warm_fresh_tree_s=$a   # rounds: ${lf[*]}"
+  echo "tu_warm_fresh_tree_s=$b   # rounds: ${ff[*]}"
+  echo "ccache_onefile_s=$c   # rounds: ${lo[*]}"
+  echo "tu_onefile_s=$d   # rounds: ${fo[*]}"
+  awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" \
+    'BEGIN {printf "tu_vs_ccache_fresh_tree=%.2f\ntu_vs_ccache_onefile=%.2f\n", b / a, d / c}'
   local hit_s=()
   for _ in 1 2 3; do
     farm_build

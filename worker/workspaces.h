@@ -1,0 +1,82 @@
+#pragma once
+// Warm workspaces on a worker: a project's build directory kept between jobs
+// (work_dir/workspaces/<id>/src), so that make's own incremental logic works
+// on the next job of the same project and name. A new input tree is synced
+// into it from the Merkle trees: unchanged files are not touched (their
+// mtimes stay), changed ones are replaced (with a new mtime), removed ones
+// deleted; what builds wrote outside the tree is kept. One job at a time per
+// workspace; least recently used ones go past a size cap.
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cas/client.h"
+#include "kiln/v1/kiln.pb.h"
+
+namespace kiln::worker {
+
+class LocalCas;
+
+class WorkspaceStore {
+ public:
+  // Scans `dir`; a workspace a crashed worker left in use is deleted (its
+  // state is unknown).
+  WorkspaceStore(std::string dir, int64_t max_bytes);
+
+  // The workspace's directory for a job, created if new; nullopt while
+  // another job uses it (the job then runs in a fresh directory).
+  std::optional<std::string> Acquire(const std::string& project, const std::string& name);
+
+  struct SyncReport {
+    bool fresh = false;  // created now (nothing to keep)
+    int64_t unchanged = 0, changed = 0, added = 0, removed = 0;
+    std::string held;    // the tree it held before, "<hex>/<size>" or empty
+  };
+  // Makes the acquired workspace hold tree `root` (files owned by root, the
+  // build's directories by `uid`). On failure the workspace is discarded at
+  // Release.
+  Result<SyncReport> Sync(const std::string& project, const std::string& name, cas::CasClient& client,
+                          LocalCas& local, const cas::Digest& root);
+
+  // After the job: keep it for the next (keep) or delete it (its state is
+  // not to be trusted: cancelled, killed, a failed sync). Returns what to
+  // report to the controller, and any workspaces evicted past the cap.
+  std::vector<v1::WorkspaceReport> Release(const std::string& project, const std::string& name, bool keep);
+
+  // kiln workspace rm: deleted now, or when its job releases it. Returns the
+  // report to send (present = false) if it was here.
+  std::optional<v1::WorkspaceReport> Drop(const std::string& project, const std::string& name);
+
+  // Every workspace held (for registration).
+  std::vector<v1::WorkspaceReport> List() const;
+
+ private:
+  struct File {
+    std::string value;  // the tree's entry: cas::EntryValue, or "d" for a directory
+    int64_t ino = 0, size = 0, mtime_ns = 0, ctime_ns = 0;
+  };
+  struct Meta {
+    std::string project, name, root;
+    int64_t bytes = 0;
+    int64_t last_use_ms = 0;
+    std::map<std::string, File> files;  // by path, as synced
+  };
+  std::string PathOf(const std::string& project, const std::string& name) const;
+  bool Load(const std::string& dir, Meta* m) const;
+  bool Save(const std::string& dir, const Meta& m) const;
+  v1::WorkspaceReport ReportOf(const Meta& m, bool present) const;
+  void Delete(const std::string& key);
+
+  std::string dir_;
+  int64_t max_bytes_;
+  mutable std::mutex mu_;
+  std::map<std::string, Meta> metas_;  // by key (project/name), without the file lists
+  std::set<std::string> in_use_, drop_after_;
+};
+
+}  // namespace kiln::worker
