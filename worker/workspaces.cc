@@ -151,9 +151,11 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   std::map<std::string, const cas::Entry*> want;
   for (const auto& pe : *entries) want[pe.path] = &pe.entry;
   auto value = [](const cas::Entry& e) { return e.kind == cas::Kind::kDir ? std::string("d") : cas::EntryValue(e); };
+  // Not the ctime: files linked from the local cache share their inode
+  // with other jobs' links, and every link() changes it. Writing changes
+  // the mtime (and only root can write these read-only root files).
   auto matches = [](const File& f, const struct stat& st) {
-    return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns &&
-           Ns(st.st_ctim) == f.ctime_ns;
+    return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns;
   };
   std::error_code ec;
   if (!rep.fresh) {

@@ -784,12 +784,21 @@ Result<std::vector<WorkspaceRow>> Queue::ReplaceWorkspaces(const std::string& wo
             "WITH held AS (SELECT p.id AS project_id, h.name, h.root, h.bytes"
             "   FROM jsonb_to_recordset($2::jsonb) AS h(project text, name text, root text, bytes bigint)"
             "   JOIN projects p ON p.name = h.project WHERE h.name <> ''),"
+            // A worker process that is gone on this host (a restart has a new
+            // id): its rows are this one's now, removals included.
+            " dead AS (DELETE FROM workspaces w USING workers o"
+            "   WHERE o.id = w.worker_id AND o.id <> $1 AND o.state IN ('disconnected', 'lost')"
+            "     AND o.hostname = (SELECT hostname FROM workers WHERE id = $1)"
+            "   RETURNING w.project_id, w.name, w.removed),"
             " gone AS (DELETE FROM workspaces w WHERE w.worker_id = $1"
             "   AND NOT EXISTS (SELECT 1 FROM held WHERE held.project_id = w.project_id AND held.name = w.name)),"
-            " up AS (INSERT INTO workspaces (project_id, name, worker_id, root, bytes)"
-            "   SELECT project_id, name, $1, root, bytes FROM held"
+            " up AS (INSERT INTO workspaces (project_id, name, worker_id, root, bytes, removed)"
+            "   SELECT h.project_id, h.name, $1, h.root, h.bytes,"
+            "     EXISTS (SELECT 1 FROM dead d WHERE d.project_id = h.project_id AND d.name = h.name AND d.removed)"
+            "   FROM held h"
             "   ON CONFLICT (project_id, name, worker_id) DO UPDATE SET root = EXCLUDED.root, bytes = EXCLUDED.bytes,"
-            "     updated_at = now() RETURNING project_id, name, removed)"
+            "     updated_at = now(), removed = workspaces.removed OR EXCLUDED.removed"
+            "   RETURNING project_id, name, removed)"
             " SELECT p.name, up.name FROM up JOIN projects p ON p.id = up.project_id WHERE up.removed",
             worker_id, list.dump());
         for (const auto& row : r) {

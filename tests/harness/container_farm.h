@@ -31,6 +31,18 @@ class ContainerFarm : public Farm {
     EXPECT_EQ(d.rfind("sha256:", 0), 0u) << r.out;
     return d;
   }
+  // Imports the toolchain image (deploy/images/toolchain.sh: built once per
+  // machine, then cached); returns its digest. Sets toolchain_tar_.
+  std::string Toolchain() {
+    auto tc = test::RunCommand({"/bin/bash", std::string(KILN_SOURCE_DIR) + "/deploy/images/toolchain.sh"}, 600s);
+    EXPECT_EQ(tc.exit_code, 0) << tc.err;
+    toolchain_tar_ = tc.out.substr(0, tc.out.find('\n'));
+    auto imp = Kiln({"image", "import", toolchain_tar_, "--name", "toolchain"}, 300s);
+    EXPECT_EQ(imp.exit_code, 0) << imp.err;
+    return imp.out.substr(0, imp.out.find('\n'));
+  }
+  std::string toolchain_tar_;
+
   // Container ids in worker n's runc state directory, one per line.
   std::string Containers(int n = 0) {
     return test::RunCommand({"/usr/sbin/runc", "--root", dir_.path() + "/w" + std::to_string(n) + "/runc", "list", "-q"},

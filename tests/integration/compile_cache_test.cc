@@ -15,6 +15,7 @@
 
 #include "cas/digest.h"
 #include "cc/frame.h"
+#include "harness/c_project.h"
 #include "harness/container_farm.h"
 #include "kiln/cc/v1/cc.pb.h"
 
@@ -24,55 +25,11 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Five translation units; leaf.h is included only through mid.h; every
-// object carries debug information (so paths and flags are in it); make's
-// own dependency files (-MMD) are outputs too, as PostgreSQL's build has them.
-constexpr const char* kMakefile =
-    "CC = cc\n"
-    "OPT ?= -O2\n"
-    "EXTRA ?=\n"
-    "MODE ?= $(KILN_TEST_MODE)\n"
-    "CFLAGS = $(OPT) -g -Wall -Iinclude -DMODE='\"$(MODE)\"' $(EXTRA)\n"
-    "SRCS = main.c a.c b.c c.c lib/d.c\n"
-    "OBJS = $(SRCS:%.c=out/%.o)\n"
-    "app: $(OBJS)\n"
-    "\t$(CC) -o $@ $(OBJS)\n"
-    "out/%.o: %.c\n"
-    "\t@mkdir -p $(dir $@)\n"
-    "\t$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<\n"
-    "-include $(OBJS:.o=.d)\n";
-
 class CompileCache : public ContainerFarm {
  protected:
   std::string src() const { return dir_.path() + "/proj"; }
 
-  void WriteProject() {
-    const std::string d = src();
-    test::WriteFile(d + "/Makefile", kMakefile);
-    test::WriteFile(d + "/include/common.h",
-                    "/* common.h: shared by every unit */\n#ifndef COMMON_H\n#define COMMON_H\n"
-                    "#define GREETING \"hello\"\nint unit_a(void);\nint unit_b(void);\nint unit_c(void);\n"
-                    "int unit_d(void);\n#endif\n");
-    test::WriteFile(d + "/include/mid.h", "#ifndef MID_H\n#define MID_H\n#include \"leaf.h\"\n#define MID (LEAF * 2)\n#endif\n");
-    test::WriteFile(d + "/include/leaf.h", "#define LEAF 21\n");
-    test::WriteFile(d + "/main.c",
-                    "#include <stdio.h>\n#include \"common.h\"\n"
-                    "int main(void) {\n  printf(\"%s %d %d %d %d %s\\n\", GREETING, unit_a(), unit_b(), unit_c(), "
-                    "unit_d(), MODE);\n  return 0;\n}\n");
-    test::WriteFile(d + "/a.c", "#include \"common.h\"\n#include \"mid.h\"\nint unit_a(void) { return MID; }\n");
-    test::WriteFile(d + "/b.c", "#include \"common.h\"\n#include \"mid.h\"\nint unit_b(void) { return MID + 1; }\n");
-    test::WriteFile(d + "/c.c", "#include \"common.h\"\nint unit_c(void) { return 3; }\n");
-    test::WriteFile(d + "/lib/d.c", "#include \"common.h\"\nint unit_d(void) { return 4; }\n");
-  }
-
-  std::string Toolchain() {
-    auto tc = test::RunCommand({"/bin/bash", std::string(KILN_SOURCE_DIR) + "/deploy/images/toolchain.sh"}, 600s);
-    EXPECT_EQ(tc.exit_code, 0) << tc.err;
-    tar_ = tc.out.substr(0, tc.out.find('\n'));
-    auto imp = Kiln({"image", "import", tar_, "--name", "toolchain"}, 300s);
-    EXPECT_EQ(imp.exit_code, 0) << imp.err;
-    return imp.out.substr(0, imp.out.find('\n'));
-  }
+  void WriteProject() { test::WriteCProject(src()); }
 
   // kiln submit of `make -j2 app` on the project (never from the action
   // cache); returns the job id. Outputs land in outputs_dir.
@@ -117,7 +74,7 @@ class CompileCache : public ContainerFarm {
     return out;
   }
 
-  std::string tar_, last_log_;
+  std::string last_log_;
 };
 
 TEST_F(CompileCache, EachChangeMissesExactlyWhereItShouldAndHitsAreByteIdentical) {
@@ -255,20 +212,20 @@ TEST_F(CompileCache, AnotherCompilerInAnotherImageMissesEverywhere) {
     if (!fs::exists(dst)) fs::create_hard_link(path, dst);
     return *d;
   };
-  auto l1 = put(tar_);
+  auto l1 = put(toolchain_tar_);
   auto l2 = put(layer2);
   json config = {{"architecture", "amd64"},
                  {"os", "linux"},
                  {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + l1.hash, "sha256:" + l2.hash}}}}};
   test::WriteFile(dir_.path() + "/config.json", config.dump());
   auto cd = put(dir_.path() + "/config.json");
-  const char* tar_type = "application/vnd.oci.image.layer.v1.tar";
+  const char* toolchain_tar_type = "application/vnd.oci.image.layer.v1.tar";
   json manifest = {{"schemaVersion", 2},
                    {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
                    {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", "sha256:" + cd.hash},
                                {"size", cd.size}}},
-                   {"layers", {{{"mediaType", tar_type}, {"digest", "sha256:" + l1.hash}, {"size", l1.size}},
-                               {{"mediaType", tar_type}, {"digest", "sha256:" + l2.hash}, {"size", l2.size}}}}};
+                   {"layers", {{{"mediaType", toolchain_tar_type}, {"digest", "sha256:" + l1.hash}, {"size", l1.size}},
+                               {{"mediaType", toolchain_tar_type}, {"digest", "sha256:" + l2.hash}, {"size", l2.size}}}}};
   test::WriteFile(dir_.path() + "/manifest.json", manifest.dump());
   auto md = put(dir_.path() + "/manifest.json");
   test::WriteFile(layout + "/oci-layout", R"({"imageLayoutVersion": "1.0.0"})");

@@ -50,12 +50,8 @@ TEST_F(Sandbox, TheBuildSeesOnlyItsImageAndTreeAsANonRootUserWithoutNetwork) {
 TEST_F(Sandbox, ACProgramBuildsWithMakeInTheToolchainImageAndRunsOnTheHost) {
   Up();
   // Built once per machine (mmdebstrap from Debian's packages), then cached.
-  auto tc = test::RunCommand({"/bin/bash", std::string(KILN_SOURCE_DIR) + "/deploy/images/toolchain.sh"}, 600s);
-  ASSERT_EQ(tc.exit_code, 0) << tc.err;
-  std::string tar = tc.out.substr(0, tc.out.find('\n'));
-  auto imp = Kiln({"image", "import", tar, "--name", "toolchain"}, 300s);
-  ASSERT_EQ(imp.exit_code, 0) << imp.err;
-  std::string img = imp.out.substr(0, imp.out.find('\n'));
+  std::string img = Toolchain();
+  ASSERT_FALSE(HasFailure());
   std::string dest = dir_.path() + "/built";
   auto r = Kiln({"submit", "--image", img, "--input", std::string(KILN_SOURCE_DIR) + "/deploy/sample", "--no-gitignore",
                  "--exclude", "*.o", "--exclude", "hello", "--output", "hello", "--outputs-dir", dest, "--", "make"},
