@@ -134,7 +134,16 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   const std::string dir = PathOf(project, name);
   const std::string src = dir + "/src";
   Meta m;
-  if (!Load(dir, &m)) return FailedPrecondition("workspace " + Key(project, name) + ": its record is unreadable");
+  std::error_code ec;
+  if (!Load(dir, &m) || !fs::is_directory(src)) {
+    // Its record or directory went missing: start it over.
+    spdlog::warn("workspace {}: its record is unreadable; starting it over", Key(project, name));
+    fs::remove_all(dir, ec);
+    fs::create_directories(src, ec);
+    m = Meta{};
+    m.project = project;
+    m.name = name;
+  }
   SyncReport rep;
   rep.held = m.root;
   rep.fresh = m.root.empty();
@@ -151,13 +160,14 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   std::map<std::string, const cas::Entry*> want;
   for (const auto& pe : *entries) want[pe.path] = &pe.entry;
   auto value = [](const cas::Entry& e) { return e.kind == cas::Kind::kDir ? std::string("d") : cas::EntryValue(e); };
+  // The in-use marker stays while the job runs.
+  std::ofstream(dir + "/" + kInUse) << "1\n";
   // Not the ctime: files linked from the local cache share their inode
   // with other jobs' links, and every link() changes it. Writing changes
   // the mtime (and only root can write these read-only root files).
   auto matches = [](const File& f, const struct stat& st) {
     return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns;
   };
-  std::error_code ec;
   if (!rep.fresh) {
     // Gone from the tree, deepest first: files deleted, directories only if
     // empty (what builds wrote in them stays).

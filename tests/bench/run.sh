@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|tu]...  (default: all but tu)
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|tu|pg]...  (default: all but tu and pg)
 # Builds what it needs, starts its own durable PostgreSQL (fsync and
 # synchronous_commit on, as in production) in a temp directory, prints one
 # key=value line per figure, and removes everything on exit.
@@ -17,6 +17,13 @@
 # in a fresh directory with one .c file changed (medians), then the
 # identical tree again through the action cache. About 15 minutes on 2 cores.
 #
+# pg is the "compile PostgreSQL" proof (docs/performance.md): locally a
+# plain cold build, incremental make after a one-file and a header change,
+# ccache warm in a fresh directory and with a one-file change there; on the
+# farm cold, the identical tree again, a fresh checkout with a warm compile
+# cache, and in a warm workspace a one-file and a header change. About 15
+# minutes on 2 cores.
+#
 # sandbox times the worker's per-job runc path against bare `runc run` of the
 # same bundle (busybox image, median of 50) and unpacking the toolchain image
 # (deploy/images/toolchain.sh, built once per machine).
@@ -26,11 +33,12 @@ cd "$root"
 
 modes=("$@")
 ((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox)
-bench_modes=() run_cas=0 run_sandbox=0 run_tu=0
+bench_modes=() run_cas=0 run_sandbox=0 run_tu=0 run_pg=0
 for m in "${modes[@]}"; do
   case $m in
     cas) run_cas=1 ;;
     tu) run_tu=1 ;;
+    pg) run_pg=1 ;;
     sandbox) run_sandbox=1 ;;
     *) bench_modes+=("$m") ;;  # kiln-bench checks the names
   esac
@@ -320,6 +328,107 @@ run_tu_bench() {
   echo "action_cache_hit_s=$(median3 "${hit_s[@]}")"
 }
 
+# ---- pg: compile PostgreSQL, locally and on the farm ----
+run_pg_bench() {
+  command -v ccache >/dev/null || { echo "bench: ccache is missing (deploy/install-deps.sh installs it)" >&2; exit 1; }
+  local tree tc conf one header t0 s img
+  tree="$(pg_source_tree)"
+  tc="$(deploy/images/toolchain.sh)"
+  conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
+  one=src/backend/utils/adt/int.c
+  header=src/include/utils/builtins.h
+  secs() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
+  run_in() {  # run_in DIR CMD: CMD in DIR, timed into $s
+    t0="$(now)"
+    (cd "$1" && sh -c "$2") >>"$1.log" 2>&1 || { echo "bench: '$2' failed in $1:" >&2; tail -n 30 "$1.log" >&2; exit 1; }
+    s="$(secs "$t0")"
+  }
+  fresh_copy() { rm -rf "$1" "$1.log"; cp -a "$tree" "$1"; }
+
+  # Local, plain: cold, then incremental make in the same directory.
+  local d="$state/local-plain"
+  fresh_copy "$d"
+  run_in "$d" "CC=gcc $conf && make -j2"
+  local local_cold=$s
+  echo "/* kiln bench: one changed file */" >>"$d/$one"
+  run_in "$d" "make -j2"
+  local local_one=$s
+  echo "/* kiln bench: a changed header */" >>"$d/$header"
+  run_in "$d" "make -j2"
+  local local_header=$s
+  rm -rf "$d"
+  # Local ccache: filled once, then warm in fresh directories.
+  export CCACHE_DIR="$state/ccache" CCACHE_BASEDIR="$state" CCACHE_MAXSIZE=5G
+  d="$state/local-ccache"
+  fresh_copy "$d"
+  run_in "$d" "CC='ccache gcc' $conf && make -j2"
+  fresh_copy "$d"
+  run_in "$d" "CC='ccache gcc' $conf && make -j2"
+  local ccache_fresh=$s
+  fresh_copy "$d"
+  echo "/* kiln bench: one changed file */" >>"$d/$one"
+  run_in "$d" "CC='ccache gcc' $conf && make -j2"
+  local ccache_one=$s
+  rm -rf "$d"
+
+  # The farm: one worker; the same commands in the toolchain image. In a warm
+  # workspace configure runs once (config.status is kept), as a developer's
+  # incremental build does.
+  start_farm 1
+  img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
+  local copy="$state/farm-src"
+  fresh_copy "$copy"
+  farm() {  # farm CMD [submit flags]: timed into $s
+    local cmd=$1
+    shift
+    t0="$(now)"
+    XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
+      --input "$copy" "$@" -- sh -c "$cmd" >"$state/farm.log" 2>&1 ||
+      { echo "bench: the farm build failed:" >&2; tail -n 30 "$state/farm.log" >&2; exit 1; }
+    s="$(secs "$t0")"
+  }
+  local build_cmd="$conf && make -j2" warm_cmd="{ test -f config.status || $conf; } && make -j2"
+  farm "$build_cmd" --workspace fresh --no-cache
+  local farm_cold=$s
+  farm "$build_cmd" --workspace fresh
+  grep -q 'from the action cache' "$state/farm.log" ||
+    { echo "bench: the identical tree was not served from the action cache" >&2; exit 1; }
+  local farm_identical=$s
+  farm "$build_cmd" --workspace fresh --no-cache
+  local farm_fresh=$s
+  farm "$warm_cmd" --workspace persistent --workspace-name bench
+  echo "pg_farm_workspace_first_s=$s   # a new warm workspace (the compile cache warm)"
+  echo "/* kiln bench: one changed file */" >>"$copy/$one"
+  farm "$warm_cmd" --workspace persistent --workspace-name bench
+  local farm_one=$s
+  echo "/* kiln bench: a changed header */" >>"$copy/$header"
+  farm "$warm_cmd" --workspace persistent --workspace-name bench
+  local farm_header=$s
+
+  echo "pg_local_cold_s=$local_cold"
+  echo "pg_local_incremental_onefile_s=$local_one"
+  echo "pg_local_incremental_header_s=$local_header"
+  echo "pg_ccache_fresh_s=$ccache_fresh"
+  echo "pg_ccache_fresh_onefile_s=$ccache_one"
+  echo "pg_farm_cold_s=$farm_cold"
+  echo "pg_farm_identical_s=$farm_identical"
+  echo "pg_farm_fresh_s=$farm_fresh"
+  echo "pg_farm_onefile_warm_s=$farm_one"
+  echo "pg_farm_header_warm_s=$farm_header"
+  awk -v lc="$local_cold" -v fc="$farm_cold" -v cf="$ccache_fresh" -v ff="$farm_fresh" -v lo="$local_one" \
+    -v fo="$farm_one" 'BEGIN {
+      printf "pg_farm_cold_ratio=%.2f\npg_farm_fresh_ratio=%.2f\npg_farm_onefile_ratio=%.2f\n", fc / lc, ff / cf, fo / lo }'
+  echo "pg_farm_identical_s=$farm_identical"
+  printf '\n%-44s %10s %10s\n' "PostgreSQL 15, make -j2 on $(nproc) cores" local farm
+  printf '%-44s %9ss %9ss\n' "cold" "$local_cold" "$farm_cold"
+  printf '%-44s %10s %9ss\n' "identical tree again (action cache)" "-" "$farm_identical"
+  printf '%-44s %9ss %9ss\n' "fresh checkout, warm cache (local: ccache)" "$ccache_fresh" "$farm_fresh"
+  printf '%-44s %9ss %10s\n' "fresh checkout + one .c changed (ccache)" "$ccache_one" "-"
+  printf '%-44s %9ss %9ss\n' "one .c changed (local: incremental make)" "$local_one" "$farm_one"
+  printf '%-44s %9ss %9ss\n' "utils/builtins.h changed (incremental)" "$local_header" "$farm_header"
+}
+
 ((run_cas)) && run_cas_bench
 ((run_tu)) && run_tu_bench
+((run_pg)) && run_pg_bench
 exit 0
