@@ -40,6 +40,19 @@ int64_t DiskBytes(const std::string& dir) {
 
 std::string Key(const std::string& project, const std::string& name) { return project + "/" + name; }
 
+// True if every directory above `rel` in `root` is a real directory: a build
+// may have replaced one with a symlink, and the worker (root) must never
+// delete or write through one.
+bool ParentsAreDirs(const std::string& root, const std::string& rel) {
+  size_t slash = 0;
+  while ((slash = rel.find('/', slash)) != std::string::npos) {
+    struct stat st {};
+    if (::lstat((root + "/" + rel.substr(0, slash)).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    ++slash;
+  }
+  return true;
+}
+
 }  // namespace
 
 WorkspaceStore::WorkspaceStore(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
@@ -175,6 +188,10 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
       auto w = want.find(it->first);
       bool kind_changed = w != want.end() && (w->second->kind == cas::Kind::kDir) != (it->second.value == "d");
       if (w != want.end() && !kind_changed) continue;
+      if (w == want.end()) ++rep.removed;
+      // Under a directory the build replaced (by a symlink, say): not
+      // followed; that directory's own entry deals with it.
+      if (!ParentsAreDirs(src, it->first)) continue;
       std::string p = src + "/" + it->first;
       if (it->second.value == "d") {
         if (kind_changed) fs::remove_all(p, ec);  // a file takes its place
@@ -182,10 +199,10 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
       } else {
         ::unlink(p.c_str());
       }
-      if (w == want.end()) ++rep.removed;
     }
-    // Everything the tree has, parents first: untouched where the entry and
-    // the file on disk are what the last sync left.
+    // Everything the tree has, parents first (so every directory above a
+    // path is a real one by the time the path is written): untouched where
+    // the entry and the file on disk are what the last sync left.
     for (const auto& [path, e] : want) {
       std::string p = src + "/" + path;
       struct stat st {};

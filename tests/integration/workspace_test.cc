@@ -130,6 +130,26 @@ TEST_F(Workspaces, ANewTreeIsSyncedIntoTheWorkspaceAndWhatBuildsLeftStays) {
   EXPECT_EQ(got, expect) << third.out;
 }
 
+TEST_F(Workspaces, ABuildCannotMakeTheSyncWriteOrDeleteOutsideTheWorkspace) {
+  Up();
+  const std::string img = Busybox();
+  // A host directory the build must never reach through the worker.
+  const std::string victim = dir_.path() + "/victim";
+  test::WriteFile(victim + "/secret", "host file\n");
+  test::WriteFile(src() + "/d/secret", "tree file\n");
+  test::WriteFile(src() + "/d/keep", "k\n");
+  // The build replaces a tree directory by a symlink to that host path.
+  auto evil = InWorkspace("rm -rf d && ln -s " + victim + " d && ls -la", {"--image", img});
+  ASSERT_EQ(evil.exit_code, 0) << evil.err << evil.out;
+  // The next tree drops d/secret: the sync must not follow the link.
+  fs::remove(src() + "/d/secret");
+  auto next = InWorkspace("ls d; test -L d && echo still a link || echo a directory", {"--image", img});
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(test::ReadFile(victim + "/secret"), "host file\n") << "nothing outside the workspace was touched";
+  EXPECT_FALSE(fs::exists(victim + "/keep")) << "nothing was written through the link";
+  EXPECT_NE(next.out.find("keep\na directory"), std::string::npos) << "d is the tree's directory again: " << next.out;
+}
+
 TEST_F(Workspaces, OneJobAtATimeAndNeverAcrossProjects) {
   StartController();
   StartWorker(0, 2);
