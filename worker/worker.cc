@@ -15,7 +15,6 @@
 #include <climits>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -45,6 +44,20 @@ struct JobState {
   std::atomic<int> pgid{0};
   std::atomic<bool> log_overflow{false};
 };
+
+// cc, c++, and gcc or g++ with the optional triplet prefix and version
+// suffix (x86_64-linux-gnu-gcc-12): the names kiln-cc stands in for.
+bool IsCompilerName(std::string_view n) {
+  if (n == "cc" || n == "c++") return true;
+  if (n.substr(0, 17) == "x86_64-linux-gnu-") n.remove_prefix(17);
+  if (n.substr(0, 3) != "gcc" && n.substr(0, 3) != "g++") return false;
+  n.remove_prefix(3);
+  if (n.empty()) return true;
+  if (n[0] != '-' || n.size() == 1) return false;
+  for (char c : n.substr(1))
+    if (c < '0' || c > '9') return false;
+  return true;
+}
 
 struct Worker::Impl {
   config::WorkerConfig cfg;
@@ -259,7 +272,6 @@ struct Worker::Impl {
     const std::string dir = cfg.work_dir + "/kiln-cc/" + hash;
     std::lock_guard g(cc_mu);
     if (cc_ready.count(hash)) return dir;
-    static const std::regex kCompiler(R"(cc|c\+\+|(x86_64-linux-gnu-)?(gcc|g\+\+)(-[0-9]+)?)");
     std::set<std::string> names;
     for (const char* bin : {"usr/local/bin", "usr/bin", "bin"}) {
       struct stat st {};
@@ -268,7 +280,7 @@ struct Worker::Impl {
       std::error_code ec;
       for (const auto& e : fs::directory_iterator(d, ec)) {
         std::string n = e.path().filename();
-        if (std::regex_match(n, kCompiler)) names.insert(n);
+        if (IsCompilerName(n)) names.insert(n);
       }
     }
     std::string tmp = dir + ".partial";
