@@ -451,9 +451,9 @@ TEST_F(QueueTest, DequeueIsAnIndexScanWhateverTheHistory) {
   pqxx::connection c(url_);
   pqxx::nontransaction tx(c);
   tx.exec0("SET plan_cache_mode = force_generic_plan");
-  tx.exec0(std::string("PREPARE claim(text, text, bigint) AS ") + queue::ClaimSql());
+  tx.exec0(std::string("PREPARE claim(text, text, bigint, float8) AS ") + queue::ClaimSql());
   std::string plan;
-  for (const auto& row : tx.exec("EXPLAIN EXECUTE claim('w', '" + s + "', 10)")) plan += row[0].as<std::string>() + "\n";
+  for (const auto& row : tx.exec("EXPLAIN EXECUTE claim('w', '" + s + "', 10, 10)")) plan += row[0].as<std::string>() + "\n";
   EXPECT_NE(plan.find("build_jobs_queued"), std::string::npos) << plan;
   EXPECT_EQ(plan.find("Seq Scan on build_jobs"), std::string::npos) << plan;
 }
