@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -112,6 +113,18 @@ struct CompileCacheServer::Impl {
   std::set<std::string> hit_keys;
   std::set<int64_t> hit_manifests;
   int64_t stored_bytes = 0;                // objects this job put in the cache
+  struct Pending {
+    v1::StoreCompileRequest req;
+    std::string object;
+    cas::Digest digest;
+  };
+  static constexpr int64_t kMaxPendingBytes = int64_t{256} << 20;
+  std::deque<Pending> pending;             // stores not yet made (StoreLoop)
+  int64_t pending_bytes = 0;
+  int store_failures = 0;
+  bool storer_stop = false;
+  std::condition_variable storer_cv;
+  std::thread storer;
   std::set<grpc::ClientContext*> calls;    // to the controller, cancelled by Stop
   std::string scope;                       // the job's, as the controller said
 
@@ -312,32 +325,67 @@ struct CompileCacheServer::Impl {
       if (static_cast<int64_t>(s.object().size()) > job.max_object_bytes)
         return ResourceExhausted("object larger than compile_cache_max_object_bytes: not cached");
       if (cas::DigestOf(s.object()) != d) return InvalidArgument("the object does not match its digest");
-      {
-        std::lock_guard g(mu);
-        if (stored_bytes + d.size > job.max_job_bytes)
-          return ResourceExhausted("this job stored its limit of objects in the compile cache (max_output_bytes)");
-        stored_bytes += d.size;
-      }
-      Status up = svc.local->Put(d, s.object(), [&](const std::string& path) {
-        return svc.cas->UploadBlob(d, path, nullptr);
+      std::lock_guard g(mu);
+      if (stored_bytes + d.size > job.max_job_bytes)
+        return ResourceExhausted("this job stored its limit of objects in the compile cache (max_output_bytes)");
+      stored_bytes += d.size;
+    }
+    Pending p;
+    p.req.set_job_id(job.job_id);
+    p.req.set_attempt(job.attempt);
+    p.req.set_key(s.key());
+    *p.req.mutable_deps() = s.deps();
+    ResultToProto(s.result(), p.req.mutable_result());
+    p.req.set_manifest_only(s.manifest_only());
+    CopyParts(s.parts(), p.req.mutable_parts());
+    p.object = s.object();
+    p.digest = d;
+    // Stored in the background: the compile is done, make need not wait for
+    // the upload and the database. Past the queue's cap, this call waits.
+    std::unique_lock lk(mu);
+    if (pending_bytes + static_cast<int64_t>(p.object.size()) > kMaxPendingBytes) {
+      lk.unlock();
+      return StoreNow(p);
+    }
+    pending_bytes += static_cast<int64_t>(p.object.size());
+    pending.push_back(std::move(p));
+    storer_cv.notify_all();
+    return Status::Ok();
+  }
+
+  // The object into the local cache and CAS, then the entry.
+  Status StoreNow(const Pending& p) {
+    if (!p.req.manifest_only()) {
+      Status up = svc.local->Put(p.digest, p.object, [&](const std::string& path) {
+        return svc.cas->UploadBlob(p.digest, path, nullptr);
       });
       if (!up.ok()) return up;
     }
-    v1::StoreCompileRequest req;
-    req.set_job_id(job.job_id);
-    req.set_attempt(job.attempt);
-    req.set_key(s.key());
-    *req.mutable_deps() = s.deps();
-    ResultToProto(s.result(), req.mutable_result());
-    req.set_manifest_only(s.manifest_only());
-    CopyParts(s.parts(), req.mutable_parts());
+    grpc::ClientContext ctx;  // not cancelled at the job's end: the entry is worth finishing
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::StoreCompileResponse resp;
-    Call ctx(this);
-    auto st = svc.stub->StoreCompile(ctx.get(), req, &resp);
+    auto st = svc.stub->StoreCompile(&ctx, p.req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache store");
     std::lock_guard g(mu);
-    if (svc.memory != nullptr && !scope.empty()) svc.memory->Forget(scope, s.key());  // a new manifest
+    if (svc.memory != nullptr && !scope.empty()) svc.memory->Forget(scope, p.req.key());  // a new manifest
     return Status::Ok();
+  }
+
+  void StoreLoop() {
+    std::unique_lock lk(mu);
+    while (true) {
+      storer_cv.wait(lk, [&] { return !pending.empty() || storer_stop; });
+      if (pending.empty()) return;
+      Pending p = std::move(pending.front());
+      pending.pop_front();
+      lk.unlock();
+      Status s = StoreNow(p);
+      if (!s.ok()) spdlog::debug("job_id={}: compile cache entry not stored: {}", job.job_id, s.message());
+      lk.lock();
+      pending_bytes -= static_cast<int64_t>(p.object.size());
+      if (!s.ok()) ++store_failures;
+      storer_cv.notify_all();
+    }
   }
 
   Status Report(const ccv1::Report& r) {
@@ -445,6 +493,7 @@ Result<std::unique_ptr<CompileCacheServer>> CompileCacheServer::Start(const Comp
   impl->record.set_attempt(job.attempt);
   Impl* raw = impl.get();
   impl->acceptor = std::thread([raw] { raw->AcceptLoop(); });
+  impl->storer = std::thread([raw] { raw->StoreLoop(); });
   return std::unique_ptr<CompileCacheServer>(new CompileCacheServer(std::move(impl)));
 }
 
@@ -472,6 +521,20 @@ void CompileCacheServer::Stop() {
     done.swap(i.finished);
   }
   for (auto& t : done) t.join();
+  // Then the stores still queued (the last compiles of the build), at most
+  // a minute: the job's report waits for them.
+  {
+    std::unique_lock lk(i.mu);
+    if (!i.storer_cv.wait_for(lk, std::chrono::seconds(60), [&] { return i.pending.empty(); })) {
+      spdlog::warn("job_id={}: {} compile cache entries not stored in time; dropped", i.job.job_id, i.pending.size());
+      i.pending.clear();
+    }
+    i.storer_stop = true;
+    i.storer_cv.notify_all();
+  }
+  if (i.storer.joinable()) i.storer.join();
+  if (i.store_failures > 0)
+    spdlog::info("job_id={}: {} compile cache entries could not be stored", i.job.job_id, i.store_failures);
   std::error_code ec;
   fs::remove_all(i.job.dir, ec);
 }
