@@ -10,6 +10,7 @@
 #include "api/convert.h"
 #include "cas/oci.h"
 #include "cas/unpack.h"
+#include "worker/disk_usage.h"
 
 namespace kiln::worker {
 
@@ -24,17 +25,6 @@ const char* const kMountPoints[] = {"proc", "dev", "sys", "tmp", "src", "etc", "
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-int64_t DiskBytes(const std::string& dir) {
-  int64_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    struct stat s {};
-    if (::lstat(it->path().c_str(), &s) == 0 && S_ISREG(s.st_mode)) n += s.st_blocks * 512;
-  }
-  return n;
 }
 
 }  // namespace
