@@ -450,18 +450,17 @@ struct Worker::Impl {
         out.finished_ms = NowUnixMs();
       }
     }
+    bool keep = false;
     if (ws) {
       // Kept unless the run ended in a way that may leave it half written
       // (killed, cancelled, handed back, timed out) or its sync failed.
-      bool keep = setup.ok() && (out.status == queue::JobStatus::kSucceeded ||
+      keep = setup.ok() && (out.status == queue::JobStatus::kSucceeded ||
                                  (out.status == queue::JobStatus::kFailed && out.result.exit_code >= 0 &&
                                   out.result.term_signal == 0 && !out.result.timed_out && out.result.limit.empty()));
       if (!keep) log("kiln: workspace " + ws_name + " discarded: the next build starts clean\n");
-      for (const auto& r : workspaces->Release(a.project(), ws_name, keep)) {
-        v1::WorkerMessage m;
-        *m.mutable_workspace() = r;
-        Send(m);
-      }
+      // Released after the report (its size and record are not the
+      // build's time); the workspace's next job waits for that.
+      workspaces->Releasing(a.project(), ws_name);
     } else {
       fs::remove_all(req.job_dir, ec);
     }
@@ -475,6 +474,13 @@ struct Worker::Impl {
     u.set_log_size(offset);
     spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id(), a.attempt(), queue::ToString(out.status));
     Report(u, /*ran_here=*/true);
+    if (ws) {
+      for (const auto& r : workspaces->Release(a.project(), ws_name, keep)) {
+        v1::WorkerMessage m;
+        *m.mutable_workspace() = r;
+        Send(m);
+      }
+    }
     {
       std::lock_guard g(mu);
       --live_runs;

@@ -14,6 +14,7 @@
 #include "cas/digest.h"
 #include "cas/tree.h"
 #include "common/util.h"
+#include "worker/disk_usage.h"
 #include "worker/local_cas.h"
 
 namespace kiln::worker {
@@ -26,17 +27,6 @@ constexpr const char* kInUse = "in-use";  // present while a job has it: a crash
 constexpr const char* kMeta = "meta.json";
 
 int64_t Ns(const struct timespec& t) { return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
-
-int64_t DiskBytes(const std::string& dir) {
-  int64_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    struct stat s {};
-    if (::lstat(it->path().c_str(), &s) == 0 && S_ISREG(s.st_mode)) n += s.st_blocks * 512;
-  }
-  return n;
-}
 
 std::string Key(const std::string& project, const std::string& name) { return project + "/" + name; }
 
@@ -65,7 +55,6 @@ WorkspaceStore::WorkspaceStore(std::string dir, int64_t max_bytes) : dir_(std::m
       fs::remove_all(e.path(), ec);
       continue;
     }
-    m.files.clear();  // read again at each sync
     metas_[Key(m.project, m.name)] = std::move(m);
   }
 }
@@ -123,7 +112,8 @@ v1::WorkspaceReport WorkspaceStore::ReportOf(const Meta& m, bool present) const 
 std::optional<std::string> WorkspaceStore::Acquire(const std::string& project, const std::string& name) {
   const std::string key = Key(project, name);
   const std::string dir = PathOf(project, name);
-  std::lock_guard g(mu_);
+  std::unique_lock g(mu_);
+  if (!released_.wait_for(g, std::chrono::seconds(30), [&] { return !releasing_.count(key); })) return std::nullopt;
   if (in_use_.count(key)) return std::nullopt;
   std::error_code ec;
   if (!metas_.count(key)) {
@@ -144,13 +134,25 @@ std::optional<std::string> WorkspaceStore::Acquire(const std::string& project, c
 Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& project, const std::string& name,
                                                         cas::CasClient& client, LocalCas& local,
                                                         const cas::Digest& root) {
+  const std::string key = Key(project, name);
   const std::string dir = PathOf(project, name);
   const std::string src = dir + "/src";
   Meta m;
+  {
+    // The job has it: its record is this thread's until the sync ends.
+    std::lock_guard g(mu_);
+    auto it = metas_.find(key);
+    if (it != metas_.end()) {
+      m.project = it->second.project;
+      m.name = it->second.name;
+      m.root = it->second.root;
+      m.files = std::move(it->second.files);
+    }
+  }
   std::error_code ec;
-  if (!Load(dir, &m) || !fs::is_directory(src)) {
+  if (m.project.empty() || !fs::is_directory(src)) {
     // Its record or directory went missing: start it over.
-    spdlog::warn("workspace {}: its record is unreadable; starting it over", Key(project, name));
+    spdlog::warn("workspace {}: its record or directory is missing; starting it over", key);
     fs::remove_all(dir, ec);
     fs::create_directories(src, ec);
     m = Meta{};
@@ -181,7 +183,18 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   auto matches = [](const File& f, const struct stat& st) {
     return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns;
   };
-  if (!rep.fresh) {
+  // What the next sync compares with, taken as the sync goes.
+  std::map<std::string, File> seen;
+  auto record = [&](const std::string& path, const cas::Entry& e, const struct stat& st) {
+    seen.emplace_hint(seen.end(), path,
+                      File{value(e), static_cast<int64_t>(st.st_ino), st.st_size, Ns(st.st_mtim), Ns(st.st_ctim)});
+  };
+  if (rep.fresh) {
+    for (const auto& [path, e] : want) {
+      struct stat st {};
+      if (::lstat((src + "/" + path).c_str(), &st) == 0) record(path, *e, st);
+    }
+  } else {
     // Gone from the tree, deepest first: files deleted, directories only if
     // empty (what builds wrote in them stays).
     for (auto it = m.files.rbegin(); it != m.files.rend(); ++it) {
@@ -213,15 +226,18 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
         if (exists && S_ISDIR(st.st_mode)) {
           if (!same_entry) ++rep.added;
           else ++rep.unchanged;
+          record(path, *e, st);
           continue;
         }
         if (exists) fs::remove_all(p, ec);
         fs::create_directory(p, ec);
-        if (ec) return FailedPrecondition("cannot create " + p + ": " + ec.message());
+        if (ec || ::lstat(p.c_str(), &st) != 0) return FailedPrecondition("cannot create " + p + ": " + ec.message());
+        record(path, *e, st);
         ++rep.added;
         continue;
       }
       if (same_entry && exists && matches(old->second, st)) {
+        record(path, *e, st);
         ++rep.unchanged;
         continue;
       }
@@ -241,22 +257,20 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
           return FailedPrecondition("cannot write " + p + ": " + (ec ? ec.message() : strerror(errno)));
       }
       if (::rename(tmp.c_str(), p.c_str()) != 0) return FailedPrecondition("cannot replace " + p + ": " + strerror(errno));
+      if (::lstat(p.c_str(), &st) == 0) record(path, *e, st);
       if (old == m.files.end()) ++rep.added;
       else ++rep.changed;
     }
   }
-  // What the next sync compares with.
-  m.files.clear();
-  for (const auto& [path, e] : want) {
-    struct stat st {};
-    if (::lstat((src + "/" + path).c_str(), &st) != 0) continue;
-    m.files[path] = File{value(*e), static_cast<int64_t>(st.st_ino), st.st_size, Ns(st.st_mtim), Ns(st.st_ctim)};
-  }
-  m.root = root.Key();
-  m.last_use_ms = NowUnixMs();
-  if (!Save(dir, m)) return FailedPrecondition("cannot record workspace " + Key(project, name));
+  // Kept in memory; meta.json is written at Release (until then the in-use
+  // marker says a restarted worker must not trust this workspace).
   std::lock_guard g(mu_);
-  metas_[Key(project, name)].root = m.root;
+  Meta& held = metas_[key];
+  held.project = project;
+  held.name = name;
+  held.root = root.Key();
+  held.last_use_ms = NowUnixMs();
+  held.files = std::move(seen);
   return rep;
 }
 
@@ -268,26 +282,40 @@ void WorkspaceStore::Delete(const std::string& key) {
   metas_.erase(it);
 }
 
+void WorkspaceStore::Releasing(const std::string& project, const std::string& name) {
+  std::lock_guard g(mu_);
+  releasing_.insert(Key(project, name));
+}
+
 std::vector<v1::WorkspaceReport> WorkspaceStore::Release(const std::string& project, const std::string& name,
                                                          bool keep) {
   const std::string key = Key(project, name);
   const std::string dir = PathOf(project, name);
   int64_t bytes = keep ? DiskBytes(dir) : 0;
   std::vector<v1::WorkspaceReport> out;
-  std::lock_guard g(mu_);
+  std::unique_lock g(mu_);
   in_use_.erase(key);
+  struct Done {  // whatever happens below, a job waiting for it goes on
+    WorkspaceStore* s;
+    std::string key;
+    ~Done() {
+      s->releasing_.erase(key);
+      s->released_.notify_all();
+    }
+  } done{this, key};
   auto it = metas_.find(key);
   if (it == metas_.end()) return out;
-  if (!keep || drop_after_.erase(key)) {
+  const bool dropped = drop_after_.erase(key) > 0;
+  bool kept = keep && !dropped && !it->second.root.empty();  // never synced: nothing worth keeping
+  if (kept) {
+    it->second.bytes = bytes;
+    kept = Save(dir, it->second);
+    if (!kept) spdlog::warn("workspace {}: cannot write its record; removing it", key);
+  }
+  if (!kept) {
     out.push_back(ReportOf(it->second, false));
     Delete(key);
   } else {
-    it->second.bytes = bytes;
-    Meta full;
-    if (Load(dir, &full)) {
-      full.bytes = bytes;
-      Save(dir, full);
-    }
     ::unlink((dir + "/" + kInUse).c_str());
     out.push_back(ReportOf(it->second, true));
   }
@@ -298,7 +326,7 @@ std::vector<v1::WorkspaceReport> WorkspaceStore::Release(const std::string& proj
     std::string victim;
     int64_t oldest = INT64_MAX;
     for (const auto& [k, m] : metas_)
-      if (!in_use_.count(k) && m.last_use_ms < oldest) oldest = m.last_use_ms, victim = k;
+      if (!in_use_.count(k) && !releasing_.count(k) && m.last_use_ms < oldest) oldest = m.last_use_ms, victim = k;
     if (victim.empty()) break;
     spdlog::info("workspace {} removed: {} bytes of workspaces, over workspace_max_bytes {}", victim, total,
                  max_bytes_);
@@ -319,7 +347,7 @@ std::optional<v1::WorkspaceReport> WorkspaceStore::Drop(const std::string& proje
     m.name = name;
     return ReportOf(m, false);  // not here (any more): the controller may forget it
   }
-  if (in_use_.count(key)) {
+  if (in_use_.count(key) || releasing_.count(key)) {
     drop_after_.insert(key);  // deleted when its job ends
     return std::nullopt;
   }

@@ -7,6 +7,7 @@
 // deleted; what builds wrote outside the tree is kept. One job at a time per
 // workspace; least recently used ones go past a size cap.
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -29,7 +30,8 @@ class WorkspaceStore {
   WorkspaceStore(std::string dir, int64_t max_bytes);
 
   // The workspace's directory for a job, created if new; nullopt while
-  // another job uses it (the job then runs in a fresh directory).
+  // another job uses it (the job then runs in a fresh directory). A
+  // workspace whose job just ended is waited for (at most 30 s).
   std::optional<std::string> Acquire(const std::string& project, const std::string& name);
 
   struct SyncReport {
@@ -42,6 +44,10 @@ class WorkspaceStore {
   // Release.
   Result<SyncReport> Sync(const std::string& project, const std::string& name, cas::CasClient& client,
                           LocalCas& local, const cas::Digest& root);
+
+  // The job is over: until Release, Acquire waits for the workspace instead
+  // of sending its next job to a fresh directory.
+  void Releasing(const std::string& project, const std::string& name);
 
   // After the job: keep it for the next (keep) or delete it (its state is
   // not to be trusted: cancelled, killed, a failed sync). Returns what to
@@ -64,7 +70,7 @@ class WorkspaceStore {
     std::string project, name, root;
     int64_t bytes = 0;
     int64_t last_use_ms = 0;
-    std::map<std::string, File> files;  // by path, as synced
+    std::map<std::string, File> files;  // by path, as synced (also in meta.json, for restarts)
   };
   std::string PathOf(const std::string& project, const std::string& name) const;
   bool Load(const std::string& dir, Meta* m) const;
@@ -75,8 +81,9 @@ class WorkspaceStore {
   std::string dir_;
   int64_t max_bytes_;
   mutable std::mutex mu_;
-  std::map<std::string, Meta> metas_;  // by key (project/name), without the file lists
-  std::set<std::string> in_use_, drop_after_;
+  std::condition_variable released_;
+  std::map<std::string, Meta> metas_;  // by key (project/name)
+  std::set<std::string> in_use_, releasing_, drop_after_;
 };
 
 }  // namespace kiln::worker

@@ -243,8 +243,16 @@ TEST_F(Workspaces, AKilledOrCancelledBuildLeavesNoHalfWrittenWorkspaceAndRmDelet
   ASSERT_EQ(Kiln({"cancel", doomed_id}).exit_code, 0);
   StartWorker(0, 1, {}, dir_.path() + "/w0");
   EXPECT_NE(test::ReadFile(logs_.back()).find("a job was using it when the worker stopped"), std::string::npos);
-  auto clean = InWorkspace("cat out.o || echo no output");
+  auto clean = InWorkspace("cat out.o || echo no output; echo kept > out.o");
   EXPECT_NE(clean.out.find("new: the tree was written in full"), std::string::npos) << clean.out;
+  // A worker stopped between builds keeps its workspaces warm across the restart.
+  workers_.back()->Signal(SIGTERM);
+  ASSERT_EQ(workers_.back()->Wait(20s), 0);
+  StartWorker(0, 1, {}, dir_.path() + "/w0");
+  test::WriteFile(src() + "/in.txt", "changed\n");
+  auto warm = InWorkspace("cat out.o in.txt");
+  EXPECT_NE(warm.out.find("(1 changed, 0 added, 0 removed,"), std::string::npos) << warm.out;
+  EXPECT_NE(warm.out.find("kept\nchanged\n"), std::string::npos) << warm.out;
   // kiln workspace rm: the worker deletes it, the list forgets it.
   ASSERT_TRUE(test::WaitFor([&] { return Kiln({"workspace", "list"}).out.find("main") != std::string::npos; }, 10s));
   auto rm = Kiln({"workspace", "rm", "main"});
