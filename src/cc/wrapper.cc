@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 #include "cas/digest.h"
 #include "cc/command.h"
@@ -189,8 +190,9 @@ class Wrapper {
     }
     std::vector<Previous> prev;
     for (const auto& p : found->lookup().previous()) prev.push_back(FromProto(p));
-    miss_ = DescribeMiss(parts_, source_digest_, found->lookup().manifests_size() > 0 ? first : std::nullopt, prev);
-    return Compile(direct);
+    const bool known_unit = found->lookup().manifests_size() > 0;
+    miss_ = DescribeMiss(parts_, source_digest_, known_unit ? first : std::nullopt, prev);
+    return Compile(direct, /*may_hit_preprocessed=*/known_unit);
   }
 
  private:
@@ -319,9 +321,23 @@ class Wrapper {
     return o;
   }
 
-  int Compile(const std::string& direct) {
-    // The preprocessed translation unit names the result.
+  // The preprocessed translation unit names the result. When a header of a
+  // known unit changed, the preprocessor runs first: if the unit is still
+  // the same (a comment, say), the object is served. A new source or new
+  // arguments rarely preprocess to a known unit: the compile then runs at
+  // once, beside the preprocessor (an idle core's work, not the build's).
+  int Compile(const std::string& direct, bool may_hit_preprocessed) {
     const int64_t since = CoarseNowNs();
+    ProcessResult run;
+    int64_t compile_ms = 0;
+    auto compile = [&] {
+      auto began = std::chrono::steady_clock::now();
+      run = RunProcess(cmdline_);
+      compile_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    };
+    std::thread beside;
+    if (!may_hit_preprocessed) beside = std::thread(compile);
     cas::Hasher h;
     LineMarkerScanner markers;
     std::vector<std::string> pp_argv{inv_.path};
@@ -330,14 +346,16 @@ class Wrapper {
       h.Update(chunk);
       markers.Feed(chunk);
     });
+    if (beside.joinable()) beside.join();
     if (pp.exit_code != 0) {
       Report("fallback", "preprocessor failed", "exit code " + std::to_string(pp.exit_code));
-      return Plain();  // the compile shows the errors
+      if (may_hit_preprocessed) return Plain();  // the compile shows the errors
+      return Finished(run);
     }
     const std::string result_key = ResultKey(parts_, h.Finish().Key());
     v1::Request lr;
     lr.mutable_lookup_result()->set_key(result_key);
-    auto known = ch_.Call(lr);
+    auto known = may_hit_preprocessed ? ch_.Call(lr) : Result<v1::Reply>(Unavailable("compiled already"));
     if (known.ok() && known->lookup_result().found()) {
       auto deps = RecordDeps(markers.files(), Recording(since), hashes_);
       const auto& res = known->lookup_result().result();
@@ -354,20 +372,13 @@ class Wrapper {
         return 0;
       }
     }
-    auto began = std::chrono::steady_clock::now();
-    auto run = RunProcess(cmdline_);
-    int64_t compile_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
-    if (run.exit_code < 0) {
-      fprintf(stderr, "kiln-cc: cannot run %s: %s\n", inv_.path.c_str(), run.error.c_str());
-      return 127;
-    }
-    Print(stdout, run.out);
-    Print(stderr, run.err);
+    if (may_hit_preprocessed) compile();
     if (run.exit_code != 0) {
-      Report("failed", "compile failed", "the compiler exited with " + std::to_string(run.exit_code));
-      return run.exit_code;
+      if (run.exit_code > 0)
+        Report("failed", "compile failed", "the compiler exited with " + std::to_string(run.exit_code));
+      return Finished(run);
     }
+    Finished(run);
     auto deps = RecordDeps(markers.files(), Recording(since), hashes_);
     if (!deps.ok()) {
       if (deps.status().code() == Code::kInvalidArgument) Report("fallback", "uses __DATE__ or __TIME__", deps.status().message());
@@ -407,6 +418,17 @@ class Wrapper {
     }
     if (!why_not.empty()) Report("miss", miss_.reason, miss_.detail + " (not stored: " + why_not + ")");
     return 0;
+  }
+
+  // Shows what the compile printed; its exit code (127 if it did not start).
+  int Finished(const ProcessResult& run) {
+    if (run.exit_code < 0) {
+      fprintf(stderr, "kiln-cc: cannot run %s: %s\n", inv_.path.c_str(), run.error.c_str());
+      return 127;
+    }
+    Print(stdout, run.out);
+    Print(stderr, run.err);
+    return run.exit_code;
   }
 
   void Report(const std::string& outcome, const std::string& reason, const std::string& detail, int64_t bytes = 0,
