@@ -331,7 +331,7 @@ run_tu_bench() {
 # ---- pg: compile PostgreSQL, locally and on the farm ----
 run_pg_bench() {
   command -v ccache >/dev/null || { echo "bench: ccache is missing (deploy/install-deps.sh installs it)" >&2; exit 1; }
-  local tree tc conf one header t0 s img r
+  local tree tc conf one header t0 s img r ccache_fresh ccache_fresh_one farm_fresh local_one farm_one
   tree="$(pg_source_tree)"
   tc="$(deploy/images/toolchain.sh)"
   conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
@@ -376,21 +376,30 @@ run_pg_bench() {
   local ccache_cold=$s
   farm "$build_cmd" --workspace fresh --no-cache
   local farm_cold=$s
+  echo "pg_local_cold_s=$local_cold"
+  echo "pg_ccache_cold_s=$ccache_cold"
+  echo "pg_farm_cold_s=$farm_cold"
   farm "$build_cmd" --workspace fresh
   grep -q 'from the action cache' "$state/farm.log" ||
     { echo "bench: the identical tree was not served from the action cache" >&2; exit 1; }
   local farm_identical=$s
+  echo "pg_farm_identical_s=$farm_identical"
   farm "$warm_cmd" --workspace persistent --workspace-name bench
   local farm_ws_first=$s
+  echo "pg_farm_workspace_first_s=$farm_ws_first   # a new warm workspace, the compile cache warm"
 
   # Warm, three alternating rounds (this machine is shared and noisy): a
   # fresh checkout (local ccache, farm compile cache), then one .c changed
   # (local incremental make in the built tree, farm warm workspace).
-  local lf=() ff=() lo=() fo=()
+  local lf=() lof=() ff=() lo=() fo=()
   for r in 1 2 3; do
     fresh_copy "$cc"
     run_in "$cc" "CC='ccache gcc' $conf && make -j2"
     lf+=("$s")
+    fresh_copy "$cc"
+    edit "$cc/$one" "fresh_$r"
+    run_in "$cc" "CC='ccache gcc' $conf && make -j2"
+    lof+=("$s")
     farm "$build_cmd" --workspace fresh --no-cache
     ff+=("$s")
     edit "$plain/$one" "onefile_$r"
@@ -400,38 +409,34 @@ run_pg_bench() {
     farm "$warm_cmd" --workspace persistent --workspace-name bench
     fo+=("$s")
   done
-  # One widely included header: a declaration (every dependant recompiles),
-  # then a comment (the preprocessed units do not change).
-  edit "$plain/$header" header
-  run_in "$plain" "make -j2"
-  local local_header=$s
-  edit "$copy/$header" header
-  farm "$warm_cmd" --workspace persistent --workspace-name bench
-  local farm_header=$s
-  edit "$plain/$header" "" "/* kiln bench: a comment */"
-  run_in "$plain" "make -j2"
-  local local_comment=$s
-  edit "$copy/$header" "" "/* kiln bench: a comment */"
-  farm "$warm_cmd" --workspace persistent --workspace-name bench
-  local farm_comment=$s
-  rm -rf "$plain" "$cc"
-
-  local ccache_fresh farm_fresh local_one farm_one
-  ccache_fresh="$(median3 "${lf[@]}")" farm_fresh="$(median3 "${ff[@]}")"
+  ccache_fresh="$(median3 "${lf[@]}")" ccache_fresh_one="$(median3 "${lof[@]}")" farm_fresh="$(median3 "${ff[@]}")"
   local_one="$(median3 "${lo[@]}")" farm_one="$(median3 "${fo[@]}")"
-  echo "pg_local_cold_s=$local_cold"
-  echo "pg_ccache_cold_s=$ccache_cold"
-  echo "pg_farm_cold_s=$farm_cold"
-  echo "pg_farm_identical_s=$farm_identical"
-  echo "pg_farm_workspace_first_s=$farm_ws_first   # a new warm workspace, the compile cache warm"
   echo "pg_ccache_fresh_s=$ccache_fresh   # rounds: ${lf[*]}"
+  echo "pg_ccache_fresh_onefile_s=$ccache_fresh_one   # rounds: ${lof[*]}"
   echo "pg_farm_fresh_s=$farm_fresh   # rounds: ${ff[*]}"
   echo "pg_local_incremental_onefile_s=$local_one   # rounds: ${lo[*]}"
   echo "pg_farm_onefile_warm_s=$farm_one   # rounds: ${fo[*]}"
+  # One widely included header: a declaration (every dependant recompiles),
+  # then a comment (the preprocessed units do not change).
+  local decl="extern int kiln_bench_header;"  # a declaration: a definition would clash at link time
+  edit "$plain/$header" "" "$decl"
+  run_in "$plain" "make -j2"
+  local local_header=$s
   echo "pg_local_incremental_header_s=$local_header"
+  edit "$copy/$header" "" "$decl"
+  farm "$warm_cmd" --workspace persistent --workspace-name bench
+  local farm_header=$s
   echo "pg_farm_header_warm_s=$farm_header"
+  edit "$plain/$header" "" "/* kiln bench: a comment */"
+  run_in "$plain" "make -j2"
+  local local_comment=$s
   echo "pg_local_incremental_header_comment_s=$local_comment"
+  edit "$copy/$header" "" "/* kiln bench: a comment */"
+  farm "$warm_cmd" --workspace persistent --workspace-name bench
+  local farm_comment=$s
   echo "pg_farm_header_comment_warm_s=$farm_comment"
+  rm -rf "$plain" "$cc"
+
   awk -v lc="$local_cold" -v fc="$farm_cold" -v cf="$ccache_fresh" -v ff="$farm_fresh" -v lo="$local_one" \
     -v fo="$farm_one" 'BEGIN {
       printf "pg_farm_cold_ratio=%.2f\npg_farm_fresh_ratio=%.2f\npg_farm_onefile_ratio=%.2f\n", fc / lc, ff / cf, fo / lo }'
@@ -441,6 +446,7 @@ run_pg_bench() {
   printf '%-50s %9ss %10s\n' "cold (local: ccache)" "$ccache_cold" "-"
   printf '%-50s %10s %9ss\n' "identical tree again (action cache)" "-" "$farm_identical"
   printf '%-50s %9ss %9ss\n' "fresh checkout, warm cache (local: ccache)" "$ccache_fresh" "$farm_fresh"
+  printf '%-50s %9ss %10s\n' "fresh checkout + one .c changed (local: ccache)" "$ccache_fresh_one" "-"
   printf '%-50s %9ss %9ss\n' "one .c changed (local: incremental make)" "$local_one" "$farm_one"
   printf '%-50s %9ss %9ss\n' "utils/builtins.h: a declaration (incremental)" "$local_header" "$farm_header"
   printf '%-50s %9ss %9ss\n' "utils/builtins.h: a comment (incremental)" "$local_comment" "$farm_comment"
