@@ -408,6 +408,7 @@ run_pg_bench() {
     edit "$copy/$one" "onefile_$r"
     farm "$warm_cmd" --workspace persistent --workspace-name bench
     fo+=("$s")
+    sed -n 's/^kiln: warm workspace .*(\(.*\))$/# farm onefile round '"$r"': sync \1/p' "$state/farm.log"
   done
   ccache_fresh="$(median3 "${lf[@]}")" ccache_fresh_one="$(median3 "${lof[@]}")" farm_fresh="$(median3 "${ff[@]}")"
   local_one="$(median3 "${lo[@]}")" farm_one="$(median3 "${fo[@]}")"
