@@ -491,7 +491,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
       w->set_name(r.name);
       w->set_worker_id(r.worker_id);
       w->set_worker_state(r.removed ? "removing" : r.worker_state);
-      if (auto d = cas::ParseDigest(r.root); d.ok()) *w->mutable_root() = api::ToProto(*d);
+      if (!r.root.empty()) api::DigestToProto(r.root, w->mutable_root());
       w->set_bytes(r.bytes);
       w->set_updated_at_ms(r.updated_ms);
     }

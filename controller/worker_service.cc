@@ -30,6 +30,12 @@ bool ValidWorkspace(const v1::WorkspaceReport& ws) {
          ws.bytes() >= 0 && (!ws.has_root() || cas::CheckDigest(api::FromProto(ws.root()), "root").ok());
 }
 
+// A (valid) report of a workspace that `worker_id` holds, as the queue records it.
+queue::WorkspaceRow WorkspaceOf(const v1::WorkspaceReport& ws, const std::string& worker_id) {
+  return {ws.project(), ws.name(), worker_id, "", ws.has_root() ? api::DigestKey(ws.root()) : std::string(),
+          ws.bytes(), 0, false};
+}
+
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
   explicit WorkerServiceImpl(Controller::Impl* c) : c_(c) {}
@@ -92,7 +98,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     std::vector<queue::WorkspaceRow> held;
     for (const auto& ws : reg.workspaces()) {
       if (!ValidWorkspace(ws)) continue;
-      held.push_back({ws.project(), ws.name(), w.id, "", ws.has_root() ? api::DigestKey(ws.root()) : std::string(), ws.bytes(), 0, false});
+      held.push_back(WorkspaceOf(ws, w.id));
     }
     if (auto removed = c_->queue->ReplaceWorkspaces(w.id, held); !removed.ok()) {
       spdlog::warn("workspaces of worker {} not recorded: {}", w.id, removed.status().message());
@@ -146,8 +152,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
           spdlog::warn("worker {} sent an invalid workspace report; ignored", w.id);
           continue;
         }
-        queue::WorkspaceRow row{ws.project(), ws.name(), w.id, "", ws.has_root() ? api::DigestKey(ws.root()) : std::string(), ws.bytes(), 0, false};
-        auto removed = c_->queue->ReportWorkspace(w.id, row, ws.present());
+        auto removed = c_->queue->ReportWorkspace(w.id, WorkspaceOf(ws, w.id), ws.present());
         if (!removed.ok()) spdlog::warn("workspace report of worker {} not recorded: {}", w.id, removed.status().message());
         else if (*removed) session->Send(DropMessage(ws.project(), ws.name()));
       } else if (msg.has_log()) {

@@ -457,11 +457,6 @@ void LookupMemory::Forget(const std::string& scope, const std::string& key) {
   items_.erase(it);
 }
 
-int64_t LookupMemory::bytes() const {
-  std::lock_guard g(mu_);
-  return total_;
-}
-
 CompileCacheServer::CompileCacheServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 CompileCacheServer::~CompileCacheServer() { Stop(); }

@@ -42,7 +42,6 @@ class LookupMemory {
   std::shared_ptr<const v1::LookupCompileResponse> Get(const std::string& scope, const std::string& key);
   void Put(const std::string& scope, const std::string& key, const v1::LookupCompileResponse& resp);
   void Forget(const std::string& scope, const std::string& key);
-  int64_t bytes() const;
 
  private:
   struct Item {

@@ -169,10 +169,16 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
                                                 const std::string& dest) {
   auto tree = client.GetTree(root);
   if (!tree.ok()) return tree.status();
+  return Materialize(client, *tree, dest);
+}
+
+Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::FetchedTree& tree,
+                                                const std::string& dest) {
+  const cas::Digest& root = tree.root;
   // Which blobs (and executable copies) does the job need?
   std::map<std::string, cas::Digest> plain;  // hash -> digest
   std::set<std::string> exec;
-  auto by_hash = tree->by_hash();
+  auto by_hash = tree.by_hash();
   auto entries = cas::Flatten(root, by_hash, int64_t{10} << 20);
   if (!entries.ok()) return entries.status();
   for (const auto& pe : *entries) {
@@ -223,7 +229,7 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
       if (::rename(tmp.c_str(), x.c_str()) != 0) return FailedPrecondition(Errno("cannot store " + x));
     }
   }
-  auto st = cas::WriteTree(*tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
+  auto st = cas::WriteTree(tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
     if (::link(PathOf(e.digest.hash, e.executable).c_str(), path.c_str()) != 0)
       return FailedPrecondition(Errno("cannot link " + path + " from the local CAS cache"));
     return Status::Ok();

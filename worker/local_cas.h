@@ -27,6 +27,8 @@ class LocalCas {
   // Files are hardlinks to read-only cache entries: a build must replace
   // them, not write into them.
   Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::Digest& root, const std::string& dest);
+  // The same for a tree already fetched.
+  Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::FetchedTree& tree, const std::string& dest);
 
   int64_t bytes() const;
 

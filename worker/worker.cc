@@ -214,13 +214,6 @@ struct Worker::Impl {
     const cas::Digest root = a.spec().has_input_root() ? api::FromProto(a.spec().input_root())
                                                        : cas::DigestOf(cas::Directory{});
     if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
-    if (!a.spec().has_input_root()) {
-      // No tree: the empty directory's node must exist for the sync to read it.
-      cas::BuiltTree empty;
-      empty.root = root;
-      empty.nodes[root] = cas::Directory{};
-      if (auto up = cas->UploadTree(empty); !up.ok()) return up.status();
-    }
     auto began = std::chrono::steady_clock::now();
     auto rep = workspaces->Sync(a.project(), a.spec().workspace_name(), *cas, *local_cas, root);
     if (!rep.ok()) return rep.status();

@@ -1,11 +1,9 @@
 #include "worker/workspaces.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -77,7 +75,7 @@ bool WorkspaceStore::Load(const std::string& dir, Meta* m) const {
     const json files = j.value("files", json::object());
     for (const auto& [path, f] : files.items()) {
       m->files[path] = File{f.at(0).get<std::string>(), f.at(1).get<int64_t>(), f.at(2).get<int64_t>(),
-                            f.at(3).get<int64_t>(), f.at(4).get<int64_t>()};
+                            f.at(3).get<int64_t>()};
     }
   } catch (const json::exception&) {
     return false;  // damaged: the workspace starts over
@@ -87,7 +85,7 @@ bool WorkspaceStore::Load(const std::string& dir, Meta* m) const {
 
 bool WorkspaceStore::Save(const std::string& dir, const Meta& m) const {
   json files = json::object();
-  for (const auto& [path, f] : m.files) files[path] = {f.value, f.ino, f.size, f.mtime_ns, f.ctime_ns};
+  for (const auto& [path, f] : m.files) files[path] = {f.value, f.ino, f.size, f.mtime_ns};
   json j = {{"project", m.project}, {"name", m.name},        {"root", m.root},
             {"bytes", m.bytes},     {"last_use_ms", m.last_use_ms}, {"files", files}};
   std::string tmp = dir + "/" + kMeta + ".tmp";
@@ -155,28 +153,30 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
     spdlog::warn("workspace {}: its record or directory is missing; starting it over", key);
     fs::remove_all(dir, ec);
     fs::create_directories(src, ec);
+    std::ofstream(dir + "/" + kInUse) << "1\n";  // Acquire's went with it
     m = Meta{};
     m.project = project;
     m.name = name;
   }
+  // The empty tree (a job without inputs) needs no fetch: its node may not be stored.
+  const cas::Digest empty = cas::DigestOf(cas::Directory{});
+  auto tree = root.hash == empty.hash && root.size == empty.size
+                  ? Result<cas::FetchedTree>(cas::FetchedTree{root, {{root, cas::Directory{}}}})
+                  : client.GetTree(root);
+  if (!tree.ok()) return tree.status();
   SyncReport rep;
-  rep.held = m.root;
   rep.fresh = m.root.empty();
   if (rep.fresh) {
     // A new workspace: the tree as a fresh job gets it (links to the cache).
-    auto made = local.Materialize(client, root, src);
+    auto made = local.Materialize(client, *tree, src);
     if (!made.ok()) return made.status();
     rep.added = made->files;
   }
-  auto tree = client.GetTree(root);
-  if (!tree.ok()) return tree.status();
   auto entries = cas::Flatten(root, tree->by_hash(), int64_t{10} << 20);
   if (!entries.ok()) return entries.status();
   std::map<std::string, const cas::Entry*> want;
   for (const auto& pe : *entries) want[pe.path] = &pe.entry;
   auto value = [](const cas::Entry& e) { return e.kind == cas::Kind::kDir ? std::string("d") : cas::EntryValue(e); };
-  // The in-use marker stays while the job runs.
-  std::ofstream(dir + "/" + kInUse) << "1\n";
   // Not the ctime: files linked from the local cache share their inode
   // with other jobs' links, and every link() changes it. Writing changes
   // the mtime (and only root can write these read-only root files).
@@ -187,7 +187,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   std::map<std::string, File> seen;
   auto record = [&](const std::string& path, const cas::Entry& e, const struct stat& st) {
     seen.emplace_hint(seen.end(), path,
-                      File{value(e), static_cast<int64_t>(st.st_ino), st.st_size, Ns(st.st_mtim), Ns(st.st_ctim)});
+                      File{value(e), static_cast<int64_t>(st.st_ino), st.st_size, Ns(st.st_mtim)});
   };
   if (rep.fresh) {
     for (const auto& [path, e] : want) {

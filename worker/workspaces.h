@@ -37,7 +37,6 @@ class WorkspaceStore {
   struct SyncReport {
     bool fresh = false;  // created now (nothing to keep)
     int64_t unchanged = 0, changed = 0, added = 0, removed = 0;
-    std::string held;    // the tree it held before, "<hex>/<size>" or empty
   };
   // Makes the acquired workspace hold tree `root` (files owned by root, the
   // build's directories by `uid`). On failure the workspace is discarded at
@@ -64,7 +63,7 @@ class WorkspaceStore {
  private:
   struct File {
     std::string value;  // the tree's entry: cas::EntryValue, or "d" for a directory
-    int64_t ino = 0, size = 0, mtime_ns = 0, ctime_ns = 0;
+    int64_t ino = 0, size = 0, mtime_ns = 0;
   };
   struct Meta {
     std::string project, name, root;

@@ -157,6 +157,7 @@ Result<bool> CompileCacheStore::Store(const CompileStore& st) {
     return InvalidArgument("a dependency path is not valid UTF-8");
   }
   const std::string digest = cc::ManifestDigest(st.deps);
+  const std::string packed = cc::PackDeps(st.deps);
   bool fresh = false;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
@@ -183,7 +184,7 @@ Result<bool> CompileCacheStore::Store(const CompileStore& st) {
             "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
             "   $5, $6, $7, $8, $9::jsonb, $10"
             " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key",
-            *scope, st.key, digest, deps_json, cc::PackDeps(st.deps), e.key, st.source, st.output, st.parts_json,
+            *scope, st.key, digest, deps_json, packed, e.key, st.source, st.output, st.parts_json,
             st.job_id);
         // The newest manifests of a key are kept (SKIP LOCKED: concurrent
         // stores of one key never wait for each other here).

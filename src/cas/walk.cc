@@ -19,6 +19,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/util.h"
+
 namespace kiln::cas {
 
 namespace {
@@ -66,10 +68,9 @@ std::string ShellQuote(const std::string& s) {
   return out + "'";
 }
 
-// git's file list for `root`, or nullopt when it is not in a work tree.
-std::optional<std::vector<std::string>> GitFiles(const std::string& root) {
-  std::string cmd = "git -C " + ShellQuote(root) +
-                    " ls-files -z --cached --others --exclude-standard 2>/dev/null";
+// What `git -C root ARGS` prints, or nullopt if it fails (not a work tree, no git).
+std::optional<std::string> GitOutput(const std::string& root, const std::string& args) {
+  std::string cmd = "git -C " + ShellQuote(root) + " " + args + " 2>/dev/null";
   FILE* f = ::popen(cmd.c_str(), "r");
   if (f == nullptr) return std::nullopt;
   std::string out;
@@ -77,6 +78,14 @@ std::optional<std::vector<std::string>> GitFiles(const std::string& root) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
   if (::pclose(f) != 0) return std::nullopt;
+  return out;
+}
+
+// git's file list for `root`, or nullopt when it is not in a work tree.
+std::optional<std::vector<std::string>> GitFiles(const std::string& root) {
+  auto listed = GitOutput(root, "ls-files -z --cached --others --exclude-standard");
+  if (!listed) return std::nullopt;
+  const std::string& out = *listed;
   std::set<std::string> seen;
   std::vector<std::string> files;
   size_t i = 0;
@@ -94,16 +103,8 @@ std::optional<std::vector<std::string>> GitFiles(const std::string& root) {
 }  // namespace
 
 std::string GitBranch(const std::string& root) {
-  std::string cmd = "git -C " + ShellQuote(root) + " rev-parse --abbrev-ref HEAD 2>/dev/null";
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (f == nullptr) return "";
-  char buf[512];
-  std::string out;
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  if (::pclose(f) != 0) return "";
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
+  auto out = GitOutput(root, "rev-parse --abbrev-ref HEAD");
+  return out ? Trim(*out) : "";
 }
 
 namespace {

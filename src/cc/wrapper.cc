@@ -353,26 +353,10 @@ class Wrapper {
       return Finished(run);
     }
     const std::string result_key = ResultKey(parts_, h.Finish().Key());
-    v1::Request lr;
-    lr.mutable_lookup_result()->set_key(result_key);
-    auto known = may_hit_preprocessed ? ch_.Call(lr) : Result<v1::Reply>(Unavailable("compiled already"));
-    if (known.ok() && known->lookup_result().found()) {
-      auto deps = RecordDeps(markers.files(), Recording(since), hashes_);
-      const auto& res = known->lookup_result().result();
-      if (deps.ok() && Serve(res)) {
-        v1::Request st;
-        auto* s = st.mutable_store();
-        s->set_key(direct);
-        FillParts(s->mutable_parts());
-        for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
-        *s->mutable_result() = res;
-        s->set_manifest_only(true);
-        (void)ch_.Call(st);
-        Report("hit_preprocessed", miss_.reason, miss_.detail, res.object_size(), res.compile_ms(), res.key());
-        return 0;
-      }
+    if (may_hit_preprocessed) {
+      if (ServePreprocessed(direct, result_key, markers.files(), since)) return 0;
+      compile();
     }
-    if (may_hit_preprocessed) compile();
     if (run.exit_code != 0) {
       if (run.exit_code > 0)
         Report("failed", "compile failed", "the compiler exited with " + std::to_string(run.exit_code));
@@ -418,6 +402,29 @@ class Wrapper {
     }
     if (!why_not.empty()) Report("miss", miss_.reason, miss_.detail + " (not stored: " + why_not + ")");
     return 0;
+  }
+
+  // The unit as preprocessed is known: serves its result and adds a
+  // manifest of the new dependencies under the direct key. False if not.
+  bool ServePreprocessed(const std::string& direct, const std::string& result_key,
+                         const std::vector<std::string>& files, int64_t since) {
+    v1::Request lr;
+    lr.mutable_lookup_result()->set_key(result_key);
+    auto known = ch_.Call(lr);
+    if (!known.ok() || !known->lookup_result().found()) return false;
+    auto deps = RecordDeps(files, Recording(since), hashes_);
+    const auto& res = known->lookup_result().result();
+    if (!deps.ok() || !Serve(res)) return false;
+    v1::Request st;
+    auto* s = st.mutable_store();
+    s->set_key(direct);
+    FillParts(s->mutable_parts());
+    for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
+    *s->mutable_result() = res;
+    s->set_manifest_only(true);
+    (void)ch_.Call(st);
+    Report("hit_preprocessed", miss_.reason, miss_.detail, res.object_size(), res.compile_ms(), res.key());
+    return true;
   }
 
   // Shows what the compile printed; its exit code (127 if it did not start).

@@ -103,7 +103,7 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   if (a.no_compile_cache) req.mutable_spec()->set_no_compile_cache(true);
   req.mutable_spec()->set_workspace(a.workspace);
   std::string ws_name = a.workspace_name;
-  if (ws_name.empty() && !a.no_input) ws_name = cas::GitBranch(a.input);
+  if (ws_name.empty() && !a.no_input && a.workspace != "fresh") ws_name = cas::GitBranch(a.input);
   req.mutable_spec()->set_workspace_name(ws_name);
   // The idempotency key makes retrying Submit safe: a retry gets the same job.
   req.set_request_id(a.request_id.empty() ? RandomHex(16) : a.request_id);

@@ -822,7 +822,7 @@ Result<std::vector<WorkspaceRow>> Queue::ListWorkspaces(const std::string& proje
         pqxx::read_transaction tx(c);
         auto r = tx.exec_params(
             "SELECT p.name, h.name, h.worker_id, w.state, h.root, h.bytes,"
-            " (extract(epoch FROM h.updated_at) * 1000)::bigint, h.removed"
+            " " KILN_MS("h.updated_at") ", h.removed"
             " FROM workspaces h JOIN projects p ON p.id = h.project_id JOIN workers w ON w.id = h.worker_id"
             " WHERE $1 = '' OR p.name = $1 ORDER BY p.name, h.name, h.worker_id",
             project);

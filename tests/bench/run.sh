@@ -418,24 +418,24 @@ run_pg_bench() {
   echo "pg_local_incremental_onefile_s=$local_one   # rounds: ${lo[*]}"
   echo "pg_farm_onefile_warm_s=$farm_one   # rounds: ${fo[*]}"
   # One widely included header: a declaration (every dependant recompiles),
-  # then a comment (the preprocessed units do not change).
-  local decl="extern int kiln_bench_header;"  # a declaration: a definition would clash at link time
-  edit "$plain/$header" "" "$decl"
-  run_in "$plain" "make -j2"
-  local local_header=$s
-  echo "pg_local_incremental_header_s=$local_header"
-  edit "$copy/$header" "" "$decl"
-  farm "$warm_cmd" --workspace persistent --workspace-name bench
-  local farm_header=$s
-  echo "pg_farm_header_warm_s=$farm_header"
-  edit "$plain/$header" "" "/* kiln bench: a comment */"
-  run_in "$plain" "make -j2"
-  local local_comment=$s
-  echo "pg_local_incremental_header_comment_s=$local_comment"
-  edit "$copy/$header" "" "/* kiln bench: a comment */"
-  farm "$warm_cmd" --workspace persistent --workspace-name bench
-  local farm_comment=$s
-  echo "pg_farm_header_comment_warm_s=$farm_comment"
+  # then a comment (the preprocessed units do not change). header_round NAME
+  # TEXT: TEXT appended to the header, local incremental make, then the farm's
+  # warm workspace; the two times in $hl and $hf.
+  local hl hf
+  header_round() {
+    edit "$plain/$header" "" "$2"
+    run_in "$plain" "make -j2"
+    hl=$s
+    echo "pg_local_incremental_$1_s=$hl"
+    edit "$copy/$header" "" "$2"
+    farm "$warm_cmd" --workspace persistent --workspace-name bench
+    hf=$s
+    echo "pg_farm_$1_warm_s=$hf"
+  }
+  header_round header "extern int kiln_bench_header;"  # a declaration: a definition would clash at link time
+  local local_header=$hl farm_header=$hf
+  header_round header_comment "/* kiln bench: a comment */"
+  local local_comment=$hl farm_comment=$hf
   rm -rf "$plain" "$cc"
 
   awk -v lc="$local_cold" -v fc="$farm_cold" -v cf="$ccache_fresh" -v ff="$farm_fresh" -v lo="$local_one" \

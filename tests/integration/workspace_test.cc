@@ -174,6 +174,15 @@ TEST_F(Workspaces, OneJobAtATimeAndNeverAcrossProjects) {
   auto list = Kiln({"workspace", "list"});
   EXPECT_NE(list.out.find("default  main"), std::string::npos) << list.out;
   EXPECT_NE(list.out.find("other    main"), std::string::npos) << list.out;
+  // A job without inputs keeps a workspace too: the empty tree, then what it left.
+  std::vector<std::string> scratch{"submit", "--workspace", "persistent", "--workspace-name", "scratch", "--no-input",
+                                   "--", "sh", "-c", "cat left 2>/dev/null || echo none; echo again > left"};
+  auto first = Kiln(scratch);
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_NE(first.out.find("none"), std::string::npos) << first.out;
+  auto next = Kiln(scratch);
+  ASSERT_EQ(next.exit_code, 0) << next.out << next.err;
+  EXPECT_NE(next.out.find("again"), std::string::npos) << next.out;
 }
 
 TEST_F(Workspaces, TheHolderGetsTheNextJobAndAnotherWorkerTakesItWhenTheHolderIsBusy) {
