@@ -230,6 +230,21 @@ struct Parser {
 
 CompileCommand ClassifyCompile(const std::vector<std::string>& args) { return Parser(args).Run(); }
 
+bool ObjectRecordsOptions(const std::vector<std::string>& args) {
+  bool debug = false, record_in_debug = true, record_section = false, lto = false;
+  for (const auto& a : args) {
+    if (a == "-g0") debug = false;
+    else if (a == "-gno-record-gcc-switches") record_in_debug = false;
+    else if (a == "-grecord-gcc-switches") record_in_debug = true;
+    else if (a.rfind("-g", 0) == 0) debug = true;
+    else if (a == "-frecord-gcc-switches") record_section = true;
+    else if (a == "-fno-record-gcc-switches") record_section = false;
+    else if (a == "-fno-lto") lto = false;
+    else if (a.rfind("-flto", 0) == 0) lto = true;
+  }
+  return (debug && record_in_debug) || record_section || lto;
+}
+
 std::vector<std::string> SearchOrder(const CompileCommand& c, const std::vector<std::string>& builtin) {
   std::vector<std::string> out;
   for (const auto* list : {&c.quote_dirs, &c.dirs, &c.system_dirs, &builtin, &c.after_dirs})

@@ -33,6 +33,13 @@ struct CompileCommand {
 // Classifies the arguments after the compiler's name.
 CompileCommand ClassifyCompile(const std::vector<std::string>& args);
 
+// Whether the object the arguments make records the compiler's options, so
+// that an option added to the compile (-H) would change it: debug
+// information records them (DW_AT_producer) unless -gno-record-gcc-switches,
+// -frecord-gcc-switches writes them to a section, LTO keeps them in its
+// bytecode. Any -g option other than -g0 counts as debug information.
+bool ObjectRecordsOptions(const std::vector<std::string>& args);
+
 // Every include directory in the order the compiler searches them for
 // #include "..." (a superset of the order for <...>), with the compiler's
 // own directories (builtin) between -isystem and -idirafter.

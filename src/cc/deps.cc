@@ -86,6 +86,40 @@ void LineMarkerScanner::Line(std::string_view line) {
   if (seen_.insert(*name).second) files_.push_back(*name);
 }
 
+IncludeTrace SplitIncludeTrace(std::string_view err, const std::function<bool(const std::string&)>& exists) {
+  IncludeTrace t;
+  std::set<std::string> seen;
+  bool in_guards = false;
+  size_t pos = 0;
+  while (pos < err.size()) {
+    size_t nl = err.find('\n', pos);
+    size_t end = nl == std::string_view::npos ? err.size() : nl + 1;
+    std::string_view whole = err.substr(pos, end - pos);
+    std::string_view line = whole.substr(0, nl == std::string_view::npos ? whole.size() : whole.size() - 1);
+    pos = end;
+    if (in_guards) {
+      if (!line.empty() && exists(std::string(line))) continue;
+      in_guards = false;
+    }
+    if (line == "Multiple include guards may be useful for:") {
+      in_guards = true;
+      continue;
+    }
+    size_t dots = 0;
+    while (dots < line.size() && line[dots] == '.') ++dots;
+    if (dots > 0 && dots + 1 < line.size() && line[dots] == ' ') {
+      std::string name(line.substr(dots + 1));
+      if (exists(name)) {
+        if (seen.insert(name).second) t.files.push_back(std::move(name));
+        continue;
+      }
+      t.complete = false;
+    }
+    t.rest.append(whole);
+  }
+  return t;
+}
+
 std::string AbsolutePath(std::string_view path, std::string_view cwd, std::vector<std::string>* stepped_out) {
   std::string joined = !path.empty() && path[0] == '/' ? std::string(path) : std::string(cwd) + "/" + std::string(path);
   std::vector<std::string_view> parts;

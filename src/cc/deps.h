@@ -12,6 +12,7 @@
 //                     in the include search
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -39,6 +40,20 @@ class LineMarkerScanner {
   std::vector<std::string> files_;
   std::set<std::string> seen_;
 };
+
+// What `cc -H` wrote to standard error, split into the files the compile
+// included (in order, each once, named as the compiler named them) and
+// everything else: what the compile prints without -H. A trace line is
+// dots, a space and the name of a file that `exists`; so is each file of the
+// list after "Multiple include guards may be useful for:".
+struct IncludeTrace {
+  std::vector<std::string> files;
+  std::string rest;
+  // False when a line looked like a trace line but named no file (a name
+  // with a newline in it, say): the list may then be incomplete.
+  bool complete = true;
+};
+IncludeTrace SplitIncludeTrace(std::string_view err, const std::function<bool(const std::string&)>& exists);
 
 // `path` made absolute against `cwd` and normalized lexically ("." and
 // "x/.." removed). Each directory a ".." stepped out of is appended to

@@ -38,6 +38,13 @@ std::string ResultKey(const KeyParts& p, const std::string& preprocessed_digest)
   return cas::DigestOf(out).hash;
 }
 
+std::string DependResultKey(const KeyParts& p, const std::string& source_digest, const std::string& manifest_digest) {
+  std::string out = Common("kiln-cc-result-depend-1\n", p);
+  EncodeField(out, "source", source_digest);
+  EncodeField(out, "manifest", manifest_digest);
+  return cas::DigestOf(out).hash;
+}
+
 std::string CompilerIdentity(const std::string& binary_digest, const std::string& version_text) {
   std::string out = "kiln-cc-compiler-1\n";
   EncodeField(out, "binary", binary_digest);

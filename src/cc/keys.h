@@ -25,6 +25,7 @@ struct KeyParts {
 
 std::string DirectKey(const KeyParts& p, const std::string& source_digest);
 std::string ResultKey(const KeyParts& p, const std::string& preprocessed_digest);
+std::string DependResultKey(const KeyParts& p, const std::string& source_digest, const std::string& manifest_digest);
 
 // sha256 of the compiler binary's digest and what `COMPILER -v` reports.
 std::string CompilerIdentity(const std::string& binary_digest, const std::string& version_text);

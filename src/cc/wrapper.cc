@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <thread>
 
 #include "cas/digest.h"
@@ -325,17 +326,14 @@ class Wrapper {
   // known unit changed, the preprocessor runs first: if the unit is still
   // the same (a comment, say), the object is served. A new source or new
   // arguments rarely preprocess to a known unit: the compile then runs at
-  // once, beside the preprocessor (an idle core's work, not the build's).
+  // once and traces its own headers (CompileTraced), with no preprocessor
+  // pass at all; only when it cannot, the pass runs beside the compile.
   int Compile(const std::string& direct, bool may_hit_preprocessed) {
     const int64_t since = CoarseNowNs();
+    if (!may_hit_preprocessed && CanTraceIncludes()) return CompileTraced(direct, since);
     ProcessResult run;
     int64_t compile_ms = 0;
-    auto compile = [&] {
-      auto began = std::chrono::steady_clock::now();
-      run = RunProcess(cmdline_);
-      compile_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
-    };
+    auto compile = [&] { run = Timed(cmdline_, &compile_ms); };
     std::thread beside;
     if (!may_hit_preprocessed) beside = std::thread(compile);
     cas::Hasher h;
@@ -357,17 +355,91 @@ class Wrapper {
       if (ServePreprocessed(direct, result_key, markers.files(), since)) return 0;
       compile();
     }
-    if (run.exit_code != 0) {
-      if (run.exit_code > 0)
-        Report("failed", "compile failed", "the compiler exited with " + std::to_string(run.exit_code));
-      return Finished(run);
-    }
+    if (run.exit_code != 0) return Failed(run);
     Finished(run);
-    auto deps = RecordDeps(markers.files(), Recording(since), hashes_);
+    Store(direct, result_key, markers.files(), run, compile_ms, since);
+    return 0;
+  }
+
+  // Whether the compile can name its headers itself (-H), in place of a
+  // preprocessor pass: not when its object records the options (-g: -H
+  // would be in it), the build asked for -H (it wants the trace shown),
+  // forces includes (-include and -imacros files are not traced), or it may
+  // print in another language (the guard list's heading is English).
+  bool CanTraceIncludes() const {
+    if (ObjectRecordsOptions(inv_.args)) return false;
+    for (const auto& a : inv_.args)
+      if (a == "-H" || a.rfind("-include", 0) == 0 || a.rfind("-imacros", 0) == 0) return false;
+    auto english = [](std::string_view v) {
+      return v.empty() || v == "C" || v == "POSIX" || v.rfind("C.", 0) == 0 ||
+             (v.rfind("en", 0) == 0 && v.find(':') == std::string_view::npos);
+    };
+    const char* language = getenv("LANGUAGE");
+    if (language != nullptr && !english(language)) return false;
+    for (const char* var : {"LC_ALL", "LC_MESSAGES", "LANG"}) {
+      const char* v = getenv(var);
+      if (v != nullptr && *v != '\0') return english(v);
+    }
+    return true;
+  }
+
+  // A unit with no manifest, compiled at once with -H: the headers come from
+  // its trace (stripped from what it printed), the result is named by the
+  // manifest (DependResultKey). The cost: no preprocessed key, so the first
+  // comment-only edit of a header it reads recompiles it (the preprocessed
+  // key is recorded then, and serves the next one).
+  int CompileTraced(const std::string& direct, int64_t since) {
+    std::vector<std::string> argv = cmdline_;
+    argv.push_back("-H");
+    int64_t compile_ms = 0;
+    ProcessResult run = Timed(argv, &compile_ms);
+    IncludeTrace trace = SplitIncludeTrace(run.err, [](const std::string& f) {
+      struct stat st {};
+      return ::stat(f.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
+    });
+    run.err = std::move(trace.rest);
+    if (run.exit_code != 0) return Failed(run);
+    Finished(run);
+    if (!trace.complete) {
+      Report("miss", miss_.reason, miss_.detail + " (not stored: the include trace named a file that is not there)");
+      return 0;
+    }
+    std::vector<std::string> files{cmd_.source};
+    files.insert(files.end(), trace.files.begin(), trace.files.end());
+    // The header every unit includes implicitly, not traced.
+    for (const auto& dir : builtin_) {
+      std::string predef = dir + "/stdc-predef.h";
+      if (::access(predef.c_str(), F_OK) == 0) {
+        files.push_back(predef);
+        break;
+      }
+    }
+    Store(direct, std::nullopt, files, run, compile_ms, since);
+    return 0;
+  }
+
+  ProcessResult Timed(const std::vector<std::string>& argv, int64_t* ms) {
+    auto began = std::chrono::steady_clock::now();
+    ProcessResult run = RunProcess(argv);
+    *ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    return run;
+  }
+
+  int Failed(const ProcessResult& run) {
+    if (run.exit_code > 0) Report("failed", "compile failed", "the compiler exited with " + std::to_string(run.exit_code));
+    return Finished(run);
+  }
+
+  // Stores what a successful compile made under `direct`: object, dependency
+  // file, output and the manifest of `files`; the result is named
+  // `result_key`, or by the manifest when there is none (CompileTraced).
+  void Store(const std::string& direct, const std::optional<std::string>& result_key,
+             const std::vector<std::string>& files, const ProcessResult& run, int64_t compile_ms, int64_t since) {
+    auto deps = RecordDeps(files, Recording(since), hashes_);
     if (!deps.ok()) {
       if (deps.status().code() == Code::kInvalidArgument) Report("fallback", "uses __DATE__ or __TIME__", deps.status().message());
       else Report("miss", miss_.reason, miss_.detail + " (not stored: " + deps.status().message() + ")");
-      return 0;
+      return;
     }
     std::string why_not;
     auto object = ReadWhole(Abs(cmd_.output), kMaxReply / 2);
@@ -388,7 +460,7 @@ class Wrapper {
       FillParts(s->mutable_parts());
       for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
       auto* res = s->mutable_result();
-      res->set_key(result_key);
+      res->set_key(result_key ? *result_key : DependResultKey(parts_, source_digest_, ManifestDigest(*deps)));
       res->set_object_hash(od.hash);
       res->set_object_size(od.size);
       res->set_depfile(depfile);
@@ -401,7 +473,6 @@ class Wrapper {
       else Report("miss", miss_.reason, miss_.detail, od.size);
     }
     if (!why_not.empty()) Report("miss", miss_.reason, miss_.detail + " (not stored: " + why_not + ")");
-    return 0;
   }
 
   // The unit as preprocessed is known: serves its result and adds a

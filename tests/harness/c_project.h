@@ -2,9 +2,9 @@
 // A small C project for tests that build real code in the toolchain image:
 // five translation units under a Makefile; leaf.h is included only through
 // mid.h; every object carries debug information (so paths and flags are in
-// it); make's own dependency files (-MMD) are outputs too, as PostgreSQL's
-// build has them. `make -j2 app` builds out/*.o and ./app, which prints
-// "hello 42 43 3 4 <MODE>".
+// it) unless make is given DEBUG=; make's own dependency files (-MMD) are
+// outputs too, as PostgreSQL's build has them. `make -j2 app` builds
+// out/*.o and ./app, which prints "hello 42 43 3 4 <MODE>".
 
 #include <string>
 
@@ -16,8 +16,9 @@ inline constexpr const char* kCProjectMakefile =
     "CC = cc\n"
     "OPT ?= -O2\n"
     "EXTRA ?=\n"
+    "DEBUG ?= -g\n"
     "MODE ?= $(KILN_TEST_MODE)\n"
-    "CFLAGS = $(OPT) -g -Wall -Iinclude -DMODE='\"$(MODE)\"' $(EXTRA)\n"
+    "CFLAGS = $(OPT) $(DEBUG) -Wall -Iinclude -DMODE='\"$(MODE)\"' $(EXTRA)\n"
     "SRCS = main.c a.c b.c c.c lib/d.c\n"
     "OBJS = $(SRCS:%.c=out/%.o)\n"
     "app: $(OBJS)\n"

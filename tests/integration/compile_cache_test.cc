@@ -191,6 +191,61 @@ TEST_F(CompileCache, EachChangeMissesExactlyWhereItShouldAndHitsAreByteIdentical
   EXPECT_NE(stats.out.find("not cacheable      12 (linking 12)"), std::string::npos) << stats.out;
 }
 
+TEST_F(CompileCache, WithoutDebugInformationTheCompileNamesItsOwnHeaders) {
+  // An object without debug information does not record the compiler's
+  // options: kiln-cc then compiles with -H and takes the headers from its
+  // trace, with no preprocessor pass. What the build sees must not change.
+  Up();
+  const std::string img = Toolchain();
+  WriteProject();
+  test::WriteFile(src() + "/c.c", "#include \"common.h\"\nint unit_c(void) { int unused; return 3; }\n");
+  const std::string serial = "make app DEBUG=";  // one compile at a time: the log's order is fixed
+  Build(img, {"--no-compile-cache"}, "default", serial);
+  const auto reference = Artifacts();
+  const std::string reference_log = last_log_;
+  ASSERT_NE(reference_log.find("warning: unused variable"), std::string::npos) << reference_log;
+
+  int64_t cold = Build(img, {}, "default", serial);
+  EXPECT_EQ(Missed(cold), "a.c b.c c.c lib/d.c main.c");
+  EXPECT_EQ(Artifacts(), reference) << "objects and dependency files as a plain compile makes them";
+  EXPECT_EQ(last_log_, reference_log) << "the warning as the compiler printed it, and no trace of -H";
+  EXPECT_EQ(Q("SELECT deps -> '/src/include/common.h' LIKE 'f:%' AND deps -> '/usr/include/stdio.h' = 'i' AND "
+              "deps -> '/usr/include/stdc-predef.h' = 'i' AND deps -> '/src/include/stdio.h' = '-' FROM "
+              "compile_manifests WHERE source = 'main.c'"),
+            "t")
+      << "the traced headers, the implicit one, and where a new header would shadow one";
+  int64_t same = Build(img, {}, "default", serial);
+  EXPECT_EQ(Hits(same), 5);
+  EXPECT_EQ(last_log_, reference_log) << "the warning replayed";
+
+  test::WriteFile(src() + "/include/leaf.h", "#define LEAF 20\n");
+  EXPECT_EQ(Missed(Build(img, {}, "default", serial)), "a.c b.c");
+  // A header of the project's that would be found before the system's.
+  test::WriteFile(src() + "/include/stdio.h", "#include_next <stdio.h>\n");
+  EXPECT_EQ(Missed(Build(img, {}, "default", serial)), "main.c");
+
+  // The cost: a traced unit has no preprocessed key, so the first comment
+  // edit of a header recompiles it (a.c, b.c and main.c, compiled again
+  // since, were preprocessed then); the next one is served.
+  for (const char* words : {"used by all the units", "read by all the units"}) {
+    std::string common = test::ReadFile(src() + "/include/common.h");
+    size_t at = common.find("/* common.h: ") + 13;
+    common.replace(at, common.find(" */") - at, words);
+    test::WriteFile(src() + "/include/common.h", common);
+    int64_t j = Build(img, {}, "default", serial);
+    if (std::string(words).rfind("used", 0) == 0) {
+      EXPECT_EQ(Missed(j), "c.c lib/d.c");
+      EXPECT_EQ(Stat(j, "hits_preprocessed"), 3);
+    } else {
+      EXPECT_EQ(Missed(j), "");
+      EXPECT_EQ(Stat(j, "hits_preprocessed"), 5);
+    }
+  }
+  auto served = Artifacts();
+  Build(img, {"--no-compile-cache"}, "default", serial);
+  EXPECT_EQ(Artifacts(), served);
+}
+
 TEST_F(CompileCache, AnotherCompilerInAnotherImageMissesEverywhere) {
   Up();
   const std::string img = Toolchain();

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 
 #include "cas/digest.h"
 #include "cc/command.h"
@@ -98,6 +99,44 @@ TEST(LineMarkers, FilesOfThePreprocessedOutputInOrderWhateverTheChunks) {
                                                    "inc/odd name.h"}))
         << "chunks of " << step;
   }
+}
+
+TEST(IncludeTrace, SplitsTheHeadersFromWhatTheCompilePrintsWithoutDashH) {
+  const std::set<std::string> files = {"inc/a.h", "/usr/include/stdio.h", "inc/b.h", "./inc/f.h"};
+  auto exists = [&](const std::string& f) { return files.count(f) > 0; };
+  const std::string diagnostics =
+      "t.c: In function \u2018g\u2019:\nt.c:4:31: warning: format \u2018%d\u2019 expects argument\n"
+      "    4 | int g(void) { return printf(\"%d\", 1.0); }\n      |                              ~^\n";
+  const std::string late = "t.c:9:1: warning: \u2018y\u2019 may be used uninitialized\n";
+  std::string err = ". inc/a.h\n.. inc/b.h\n. /usr/include/stdio.h\n" + diagnostics + ". inc/a.h\n" +
+                    "Multiple include guards may be useful for:\n./inc/f.h\ninc/b.h\n" + late + "no newline at the end";
+  auto t = SplitIncludeTrace(err, exists);
+  EXPECT_EQ(t.files, (std::vector<std::string>{"inc/a.h", "inc/b.h", "/usr/include/stdio.h"})) << "in order, once";
+  EXPECT_EQ(t.rest, diagnostics + late + "no newline at the end") << "byte for byte what -H added removed";
+  EXPECT_TRUE(t.complete);
+  // A line like a trace line naming no file: kept, and the trace is not trusted.
+  auto odd = SplitIncludeTrace(". inc/a.h\n.. inc/with\n", exists);
+  EXPECT_EQ(odd.rest, ".. inc/with\n");
+  EXPECT_FALSE(odd.complete);
+  // Not trace: no space after the dots, a relative path, nothing after the space.
+  for (std::string line : {"..inc/a.h\n", "./inc/f.h: warning: x\n", ". \n", ".\n"}) {
+    auto t2 = SplitIncludeTrace(line, exists);
+    EXPECT_EQ(t2.rest, line);
+    EXPECT_TRUE(t2.files.empty());
+  }
+}
+
+TEST(ObjectRecordsOptions, DebugInformationLtoAndTheSwitchesSection) {
+  EXPECT_FALSE(ObjectRecordsOptions({"-O2", "-Wall", "-c", "a.c"}));
+  EXPECT_TRUE(ObjectRecordsOptions({"-O2", "-g", "-c", "a.c"}));
+  EXPECT_TRUE(ObjectRecordsOptions({"-ggdb3", "-c", "a.c"}));
+  EXPECT_FALSE(ObjectRecordsOptions({"-g", "-g0", "-c", "a.c"})) << "the last level counts";
+  EXPECT_FALSE(ObjectRecordsOptions({"-g", "-gno-record-gcc-switches", "-c", "a.c"}));
+  EXPECT_TRUE(ObjectRecordsOptions({"-gno-record-gcc-switches", "-g", "-grecord-gcc-switches", "-c", "a.c"}));
+  EXPECT_TRUE(ObjectRecordsOptions({"-frecord-gcc-switches", "-c", "a.c"}));
+  EXPECT_FALSE(ObjectRecordsOptions({"-frecord-gcc-switches", "-fno-record-gcc-switches", "-c", "a.c"}));
+  EXPECT_TRUE(ObjectRecordsOptions({"-flto=auto", "-c", "a.c"}));
+  EXPECT_FALSE(ObjectRecordsOptions({"-flto", "-fno-lto", "-c", "a.c"}));
 }
 
 TEST(AbsolutePath, NormalizesAndNamesTheDirectoriesADotDotLeaves) {
@@ -237,6 +276,9 @@ TEST(CompileKeys, EncodingIsPinned) {
                     "source 4:s/10\n";
   EXPECT_EQ(DirectKey(Parts(), "s/10"), cas::DigestOf(enc).hash);
   EXPECT_EQ(DirectKey(Parts(), "s/10"), "1e0f00b8047de64ae9c4ca9c9e719dbca11b64420e670a77302391c7b678669d");
+  // The result of a traced compile: the same fields, the source and the manifest's digest.
+  std::string depend = "kiln-cc-result-depend-1" + enc.substr(enc.find('\n')) + "manifest 3:m/1\n";
+  EXPECT_EQ(DependResultKey(Parts(), "s/10", "m/1"), cas::DigestOf(depend).hash);
 }
 
 TEST(CompileKeys, EachPartChangesBothKeys) {
@@ -252,7 +294,11 @@ TEST(CompileKeys, EachPartChangesBothKeys) {
     EXPECT_NE(ResultKey(v, "p/1"), ResultKey(base, "p/1"));
   }
   EXPECT_NE(DirectKey(base, "s/1"), DirectKey(base, "s/2"));
-  EXPECT_NE(DirectKey(base, "s/1"), ResultKey(base, "s/1")) << "the two kinds never collide";
+  EXPECT_NE(DirectKey(base, "s/1"), ResultKey(base, "s/1")) << "the kinds never collide";
+  EXPECT_NE(ResultKey(base, "s/1"), DependResultKey(base, "s/1", "m"));
+  for (const auto& v : variants) EXPECT_NE(DependResultKey(v, "s/1", "m"), DependResultKey(base, "s/1", "m"));
+  EXPECT_NE(DependResultKey(base, "s/1", "m"), DependResultKey(base, "s/2", "m"));
+  EXPECT_NE(DependResultKey(base, "s/1", "m"), DependResultKey(base, "s/1", "n")) << "another manifest";
 }
 
 TEST(DescribeMiss, ComparesWithTheNearestEarlierCompile) {
