@@ -366,8 +366,10 @@ class Wrapper {
   // would be in it), the build asked for -H (it wants the trace shown),
   // forces includes (-include and -imacros files are not traced), or it may
   // print in another language (the guard list's heading is English).
+  // KILN_CC_TRACE=0 turns tracing off (every unit then has a preprocessed key).
   bool CanTraceIncludes() const {
-    if (ObjectRecordsOptions(inv_.args)) return false;
+    const char* trace = getenv("KILN_CC_TRACE");
+    if ((trace != nullptr && std::string_view(trace) == "0") || ObjectRecordsOptions(inv_.args)) return false;
     for (const auto& a : inv_.args)
       if (a == "-H" || a.rfind("-include", 0) == 0 || a.rfind("-imacros", 0) == 0) return false;
     auto english = [](std::string_view v) {

@@ -244,6 +244,15 @@ TEST_F(CompileCache, WithoutDebugInformationTheCompileNamesItsOwnHeaders) {
   auto served = Artifacts();
   Build(img, {"--no-compile-cache"}, "default", serial);
   EXPECT_EQ(Artifacts(), served);
+
+  // KILN_CC_TRACE=0: the pass runs, and the first comment edit is served.
+  const std::string pass = "make app DEBUG= KILN_TEST_MODE=pass";
+  EXPECT_EQ(Missed(Build(img, {"--env", "KILN_CC_TRACE=0"}, "default", pass)), "a.c b.c c.c lib/d.c main.c");
+  std::string common = test::ReadFile(src() + "/include/common.h");
+  test::WriteFile(src() + "/include/common.h", common.replace(common.find("read by"), 7, "seen by"));
+  int64_t j = Build(img, {"--env", "KILN_CC_TRACE=0"}, "default", pass);
+  EXPECT_EQ(Missed(j), "");
+  EXPECT_EQ(Stat(j, "hits_preprocessed"), 5);
 }
 
 TEST_F(CompileCache, AnotherCompilerInAnotherImageMissesEverywhere) {
