@@ -67,6 +67,10 @@ std::unique_ptr<grpc::Service> MakeAdminService(Controller::Impl* c);
 std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c);
 std::unique_ptr<grpc::Service> MakeCacheService(Controller::Impl* c);
 
+// A workspace name (a branch, say): 1-128 of letters, digits, '.', '_', '-',
+// '/', '+', not starting with '/' or '.', no "..". Empty is valid (none given).
+Status CheckWorkspaceName(const std::string& n);
+
 // Tells a worker to delete one of its warm workspaces.
 v1::ControllerMessage DropMessage(const std::string& project, const std::string& name);
 

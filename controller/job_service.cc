@@ -12,14 +12,7 @@
 #include "controller/impl.h"
 
 namespace kiln::controller {
-namespace {
 
-constexpr size_t kMaxArgs = 4096;
-constexpr size_t kMaxSpecBytes = 1 << 20;
-constexpr int64_t kMaxTimeoutS = 7 * 24 * 3600;
-
-// A workspace name (a branch, say): 1-128 of letters, digits, '.', '_', '-',
-// '/', '+', not starting with '/' or '.', no "..".
 Status CheckWorkspaceName(const std::string& n) {
   if (n.empty()) return Status::Ok();
   bool ok = n.size() <= 128 && n[0] != '/' && n[0] != '.' && n.find("..") == std::string::npos;
@@ -31,6 +24,12 @@ Status CheckWorkspaceName(const std::string& n) {
                            "\" must be 1-128 letters, digits, '.', '_', '-', '/', '+' (not starting with '/' or '.')");
   return Status::Ok();
 }
+
+namespace {
+
+constexpr size_t kMaxArgs = 4096;
+constexpr size_t kMaxSpecBytes = 1 << 20;
+constexpr int64_t kMaxTimeoutS = 7 * 24 * 3600;
 
 Status ValidateSubmit(const v1::SubmitRequest& r) {
   const auto& s = r.spec();

@@ -26,7 +26,7 @@ Status ValidateRegister(const v1::WorkerRegister& r) {
 }
 
 bool ValidWorkspace(const v1::WorkspaceReport& ws) {
-  return !ws.project().empty() && ws.project().size() <= 63 && !ws.name().empty() && ws.name().size() <= 128 &&
+  return !ws.project().empty() && ws.project().size() <= 63 && !ws.name().empty() && CheckWorkspaceName(ws.name()).ok() &&
          ws.bytes() >= 0 && (!ws.has_root() || cas::CheckDigest(api::FromProto(ws.root()), "root").ok());
 }
 

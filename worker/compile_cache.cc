@@ -427,7 +427,7 @@ std::shared_ptr<const v1::LookupCompileResponse> LookupMemory::Get(const std::st
   std::lock_guard g(mu_);
   auto it = items_.find(scope + '\0' + key);
   if (it == items_.end()) return nullptr;
-  it->second.last_use = ++clock_;
+  uses_.splice(uses_.begin(), uses_, it->second.use);
   return it->second.resp;
 }
 
@@ -437,23 +437,24 @@ void LookupMemory::Put(const std::string& scope, const std::string& key, const v
   const int64_t n = static_cast<int64_t>(item->ByteSizeLong() + scope.size() + key.size() + 64);
   if (n > max_bytes_ / 4) return;
   std::lock_guard g(mu_);
-  auto& slot = items_[scope + '\0' + key];
-  total_ += n - slot.bytes;
-  slot = Item{std::move(item), n, ++clock_};
-  while (total_ > max_bytes_) {
-    auto victim = items_.begin();
-    for (auto it = items_.begin(); it != items_.end(); ++it)
-      if (it->second.last_use < victim->second.last_use) victim = it;
-    total_ -= victim->second.bytes;
-    items_.erase(victim);
-  }
+  std::string k = scope + '\0' + key;
+  auto it = items_.find(k);
+  if (it != items_.end()) Drop(it);
+  uses_.push_front(k);
+  items_.emplace(std::move(k), Item{std::move(item), n, uses_.begin()});
+  total_ += n;
+  while (total_ > max_bytes_) Drop(items_.find(uses_.back()));  // the least recently used
 }
 
 void LookupMemory::Forget(const std::string& scope, const std::string& key) {
   std::lock_guard g(mu_);
   auto it = items_.find(scope + '\0' + key);
-  if (it == items_.end()) return;
+  if (it != items_.end()) Drop(it);
+}
+
+void LookupMemory::Drop(std::unordered_map<std::string, Item>::iterator it) {
   total_ -= it->second.bytes;
+  uses_.erase(it->second.use);
   items_.erase(it);
 }
 

@@ -7,10 +7,11 @@
 // untrusted: it is checked, and a bad request gets an error and changes
 // nothing.
 
-#include <map>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "common/status.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -47,13 +48,14 @@ class LookupMemory {
   struct Item {
     std::shared_ptr<const v1::LookupCompileResponse> resp;
     int64_t bytes = 0;
-    uint64_t last_use = 0;
+    std::list<std::string>::iterator use;  // its place in uses_
   };
+  void Drop(std::unordered_map<std::string, Item>::iterator it);
   int64_t max_bytes_;
   mutable std::mutex mu_;
-  std::map<std::string, Item> items_;
+  std::unordered_map<std::string, Item> items_;
+  std::list<std::string> uses_;  // keys, most recently used first
   int64_t total_ = 0;
-  uint64_t clock_ = 0;
 };
 
 struct CompileCacheServices {

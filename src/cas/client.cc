@@ -14,6 +14,7 @@
 #include "api/convert.h"
 #include "cas/limits.h"
 #include "common/util.h"
+#include "common/write_all.h"
 
 namespace kiln::cas {
 
@@ -62,16 +63,11 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mo
   std::string tmp = path + ".kiln-tmp-" + RandomHex(4);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return FailedPrecondition(Errno("cannot create " + tmp));
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      auto s = FailedPrecondition(Errno("cannot write " + tmp));
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    data.remove_prefix(static_cast<size_t>(n));
+  if (!WriteAll(fd, data)) {
+    auto s = FailedPrecondition(Errno("cannot write " + tmp));
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -348,16 +344,9 @@ Status CasClient::ReadToFile(const Digest& d, const std::string& path) {
   Status st;
   while (st.ok() && reader->Read(&chunk)) {
     h.Update(chunk.data());
-    std::string_view data = chunk.data();
-    while (!data.empty()) {
-      ssize_t n = ::write(fd, data.data(), data.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        st = FailedPrecondition(Errno("cannot write " + tmp));
-        ctx->TryCancel();
-        break;
-      }
-      data.remove_prefix(static_cast<size_t>(n));
+    if (!WriteAll(fd, chunk.data())) {
+      st = FailedPrecondition(Errno("cannot write " + tmp));
+      ctx->TryCancel();
     }
   }
   auto gs = reader->Finish();

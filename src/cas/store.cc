@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <random>
 
+#include "common/write_all.h"
+
 namespace kiln::cas {
 
 namespace {
@@ -37,14 +39,7 @@ bool ValidUploadId(const std::string& id) {
 }
 
 Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Unavailable(Errno("cannot write " + path));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
+  if (!kiln::WriteAll(fd, data)) return Unavailable(Errno("cannot write " + path));
   return Status::Ok();
 }
 

@@ -850,14 +850,13 @@ Result<int> Queue::RemoveWorkspace(const std::string& project, const std::string
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
+        // One statement: each holder is told (NOTIFY on commit).
         auto r = tx.exec_params(
-            "UPDATE workspaces h SET removed = true FROM projects p"
-            " WHERE p.id = h.project_id AND p.name = $1 AND h.name = $2 RETURNING h.worker_id",
+            "WITH removed AS (UPDATE workspaces h SET removed = true FROM projects p"
+            " WHERE p.id = h.project_id AND p.name = $1 AND h.name = $2 RETURNING h.worker_id)"
+            " SELECT count(pg_notify('kiln_workspace', worker_id || ' ' || $1 || ' ' || $2)) FROM removed",
             project, name);
-        for (const auto& row : r)
-          tx.exec_params("SELECT pg_notify('kiln_workspace', $1 || ' ' || $2 || ' ' || $3)", row[0].as<std::string>(),
-                         project, name);
-        n = static_cast<int>(r.size());
+        n = r[0][0].as<int>();
         tx.commit();
         return Status::Ok();
       },
