@@ -423,9 +423,11 @@ struct CompileCacheServer::Impl {
   }
 };
 
+std::string LookupMemory::KeyOf(const std::string& scope, const std::string& key) { return scope + '\0' + key; }
+
 std::shared_ptr<const v1::LookupCompileResponse> LookupMemory::Get(const std::string& scope, const std::string& key) {
   std::lock_guard g(mu_);
-  auto it = items_.find(scope + '\0' + key);
+  auto it = items_.find(KeyOf(scope, key));
   if (it == items_.end()) return nullptr;
   uses_.splice(uses_.begin(), uses_, it->second.use);
   return it->second.resp;
@@ -437,7 +439,7 @@ void LookupMemory::Put(const std::string& scope, const std::string& key, const v
   const int64_t n = static_cast<int64_t>(item->ByteSizeLong() + scope.size() + key.size() + 64);
   if (n > max_bytes_ / 4) return;
   std::lock_guard g(mu_);
-  std::string k = scope + '\0' + key;
+  std::string k = KeyOf(scope, key);
   auto it = items_.find(k);
   if (it != items_.end()) Drop(it);
   uses_.push_front(k);
@@ -448,7 +450,7 @@ void LookupMemory::Put(const std::string& scope, const std::string& key, const v
 
 void LookupMemory::Forget(const std::string& scope, const std::string& key) {
   std::lock_guard g(mu_);
-  auto it = items_.find(scope + '\0' + key);
+  auto it = items_.find(KeyOf(scope, key));
   if (it != items_.end()) Drop(it);
 }
 

@@ -50,6 +50,7 @@ class LookupMemory {
     int64_t bytes = 0;
     std::list<std::string>::iterator use;  // its place in uses_
   };
+  static std::string KeyOf(const std::string& scope, const std::string& key);
   void Drop(std::unordered_map<std::string, Item>::iterator it);
   int64_t max_bytes_;
   mutable std::mutex mu_;

@@ -160,8 +160,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   }
   // The empty tree (a job without inputs) needs no fetch: its node may not be stored.
   const cas::Digest empty = cas::DigestOf(cas::Directory{});
-  auto tree = root.hash == empty.hash && root.size == empty.size
-                  ? Result<cas::FetchedTree>(cas::FetchedTree{root, {{root, cas::Directory{}}}})
+  auto tree = root == empty ? Result<cas::FetchedTree>(cas::FetchedTree{root, {{root, cas::Directory{}}}})
                   : client.GetTree(root);
   if (!tree.ok()) return tree.status();
   SyncReport rep;

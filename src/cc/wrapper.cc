@@ -278,6 +278,13 @@ class Wrapper {
     p->set_compiler_path(inv_.path);
   }
 
+  // A store's key, parts and manifest (its result is the caller's).
+  void FillStore(v1::Store* s, const std::string& direct, const std::map<std::string, std::string>& deps) const {
+    s->set_key(direct);
+    FillParts(s->mutable_parts());
+    for (const auto& [k, v] : deps) (*s->mutable_deps())[k] = v;
+  }
+
   static Previous FromProto(const v1::KeyParts& p) {
     Previous prev;
     prev.parts.image = p.image();
@@ -458,9 +465,7 @@ class Wrapper {
       cas::Digest od = cas::DigestOf(*object);
       v1::Request st;
       auto* s = st.mutable_store();
-      s->set_key(direct);
-      FillParts(s->mutable_parts());
-      for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
+      FillStore(s, direct, *deps);
       auto* res = s->mutable_result();
       res->set_key(result_key ? *result_key : DependResultKey(parts_, source_digest_, ManifestDigest(*deps)));
       res->set_object_hash(od.hash);
@@ -490,9 +495,7 @@ class Wrapper {
     if (!deps.ok() || !Serve(res)) return false;
     v1::Request st;
     auto* s = st.mutable_store();
-    s->set_key(direct);
-    FillParts(s->mutable_parts());
-    for (const auto& [k, v] : *deps) (*s->mutable_deps())[k] = v;
+    FillStore(s, direct, *deps);
     *s->mutable_result() = res;
     s->set_manifest_only(true);
     (void)ch_.Call(st);
