@@ -10,7 +10,9 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <random>
+#include <unordered_map>
 
 #include "common/write_all.h"
 
@@ -84,15 +86,29 @@ class DirStore : public BlobStore {
     return root_ + "/uploads/" + d.hash + "." + id;
   }
 
+  // A blob seen within the last touch_after_s is taken as present without
+  // a stat: its mtime was then at most touch_after_s old, and the collector
+  // takes only blobs unused for cas_min_age (at least 4 times as long). A
+  // submit of a large tree asks for thousands of blobs, mostly the same
+  // ones as the last submit.
   bool Has(const Digest& d) override {
+    const int64_t now = ::time(nullptr);
+    const std::string key = d.Key();
+    {
+      std::lock_guard g(seen_mu_);
+      auto it = seen_.find(key);
+      if (it != seen_.end() && it->second >= now - touch_after_s_) return true;
+    }
     std::string p = PathOf(d);
     struct stat s {};
     // A size other than the claimed one: not this blob (the claim is wrong,
     // or the copy is damaged); either way absent, and never deleted here.
     if (::stat(p.c_str(), &s) != 0 || s.st_size != d.size) return false;
     // Mark it used. If the collector took it meanwhile, it is absent.
-    if (s.st_mtime < ::time(nullptr) - touch_after_s_ && ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0) != 0)
-      return false;
+    if (s.st_mtime < now - touch_after_s_ && ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0) != 0) return false;
+    std::lock_guard g(seen_mu_);
+    if (seen_.size() >= kMaxSeen) seen_.clear();  // a bound, not a policy: the next asks stat again
+    seen_[key] = now;
     return true;
   }
 
@@ -229,6 +245,10 @@ class DirStore : public BlobStore {
   }
 
   bool RemoveIfUnused(const Digest& d, int64_t unused_since_s) override {
+    {
+      std::lock_guard g(seen_mu_);
+      seen_.erase(d.Key());
+    }
     std::string p = PathOf(d);
     struct stat s {};
     if (::stat(p.c_str(), &s) != 0 || s.st_mtime >= unused_since_s) return false;
@@ -255,8 +275,11 @@ class DirStore : public BlobStore {
   }
 
  private:
+  static constexpr size_t kMaxSeen = 1 << 20;
   std::string root_;
   int64_t touch_after_s_;
+  std::mutex seen_mu_;
+  std::unordered_map<std::string, int64_t> seen_;  // Digest::Key() -> when Has() last saw it on disk (unix s)
 };
 
 Status DirWriter::Commit() {

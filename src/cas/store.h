@@ -54,7 +54,8 @@ class BlobStore {
 
 // Blobs in `<root>/blobs/<hash[0:2]>/<hash>`, uploads in `<root>/uploads/`.
 // Last use is the file's mtime, refreshed by Has() when older than
-// `touch_after_s` (keep it well below the collector's minimum age).
+// `touch_after_s` (keep it at most a quarter of the collector's minimum
+// age); Has() remembers a blob it found for that long.
 Result<std::unique_ptr<BlobStore>> OpenDirStore(const std::string& root, int64_t touch_after_s = 600);
 
 }  // namespace kiln::cas

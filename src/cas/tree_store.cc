@@ -1,6 +1,7 @@
 #include "cas/tree_store.h"
 
 #include <algorithm>
+#include <ctime>
 #include <unordered_map>
 
 #include "db/pool.h"
@@ -27,7 +28,52 @@ std::string ArrayLiteral(const std::vector<Digest>& ds) {
   return s + "}";
 }
 
+// The stored nodes among `want` (the others are not in the result), in
+// digest order, their entries in name order.
+Result<std::vector<std::pair<Digest, Directory>>> ReadNodes(pqxx::transaction_base& tx,
+                                                           const std::vector<Digest>& want) {
+  auto r = tx.exec_params(
+      "SELECT t.digest, t.size, e.key, e.value FROM cas_trees t LEFT JOIN LATERAL each(t.entries) e ON true"
+      " WHERE t.digest = ANY($1::text[]) ORDER BY t.digest, e.key COLLATE \"C\"",
+      ArrayLiteral(want));
+  std::vector<std::pair<Digest, Directory>> out;
+  for (const auto& row : r) {
+    std::string h = row[0].as<std::string>();
+    if (out.empty() || out.back().first.hash != h) out.emplace_back(Digest{h, row[1].as<int64_t>()}, Directory{});
+    if (row[2].is_null()) continue;  // an empty directory
+    auto e = EntryFromValue(row[2].as<std::string>(), row[3].as<std::string>());
+    if (!e.ok()) return e.status();
+    out.back().second.entries.push_back(std::move(*e));
+  }
+  return out;
+}
+
+// Nodes kept in memory: a bound (the next reads go to the database), far
+// above what the trees in use need (PostgreSQL's source has 585).
+constexpr size_t kMaxKnown = 50'000;
+
 }  // namespace
+
+void TreeStore::Remember(const std::vector<std::pair<Digest, Directory>>& nodes, bool confirmed) {
+  const int64_t now = ::time(nullptr);
+  std::lock_guard g(known_mu_);
+  if (known_.size() + nodes.size() > kMaxKnown) known_.clear();
+  for (const auto& [d, dir] : nodes) {
+    Known& k = known_[d.hash];
+    if (!k.dir) {
+      k.digest = d;
+      k.dir = std::make_shared<const Directory>(dir);
+    }
+    if (confirmed) k.confirmed_s = now;
+  }
+}
+
+void TreeStore::Confirm(const std::vector<Digest>& nodes) {
+  const int64_t now = ::time(nullptr);
+  std::lock_guard g(known_mu_);
+  for (const auto& d : nodes)
+    if (auto it = known_.find(d.hash); it != known_.end()) it->second.confirmed_s = now;
+}
 
 TreeStore::TreeStore(std::string db_url, size_t pool_size, int64_t touch_after_s)
     : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})),
@@ -40,17 +86,28 @@ Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& no
   for (const auto& d : nodes)
     if (!IsHash(d.hash)) return InvalidArgument("bad tree digest '" + d.hash.substr(0, 80) + "'");
   std::unordered_set<std::string> present;
+  std::vector<Digest> ask;  // those not known to be stored now
+  {
+    const int64_t fresh_after = ::time(nullptr) - touch_after_s_;
+    std::lock_guard g(known_mu_);
+    for (const auto& d : nodes) {
+      auto it = known_.find(d.hash);
+      if (it != known_.end() && it->second.confirmed_s >= fresh_after) present.insert(d.hash);
+      else ask.push_back(d);
+    }
+  }
+  if (ask.empty()) return missing;
+  std::vector<Digest> found;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto r = tx.exec_params("SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])", ArrayLiteral(nodes));
+        pqxx::nontransaction tx(c);
+        auto r = tx.exec_params("SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])", ArrayLiteral(ask));
         for (const auto& row : r) present.insert(row[0].as<std::string>());
         return Status::Ok();
       },
       "cannot look up tree nodes");
   if (!s.ok()) return s;
-  std::vector<Digest> found;
-  for (const auto& d : nodes)
+  for (const auto& d : ask)
     if (present.count(d.hash)) found.push_back(d);
   if (auto t = Touch(found); !t.ok()) return t;
   for (const auto& d : nodes)
@@ -70,6 +127,7 @@ Status TreeStore::Touch(const std::vector<Digest>& nodes) {
             " UPDATE cas_trees t SET last_used = now() FROM stale WHERE t.digest = stale.digest",
             ArrayLiteral(nodes), static_cast<double>(touch_after_s_));
         tx.commit();
+        Confirm(nodes);
         return Status::Ok();
       },
       "cannot mark tree nodes used");
@@ -103,41 +161,65 @@ Status TreeStore::Insert(std::vector<std::pair<Digest, Directory>> nodes) {
           tx.exec(sql);
         }
         tx.commit();
+        Remember(nodes, /*confirmed=*/true);
         return Status::Ok();
       },
       "cannot store tree nodes");
 }
 
+// Level by level from the root: the nodes known to be stored come from
+// memory, the others from one query per level.
 Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
   Reach out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto r = tx.exec_params(KILN_WALK("SELECT $1::text")
-                                "SELECT w.digest, t.size, e.key, e.value FROM walk w"
-                                " LEFT JOIN cas_trees t ON t.digest = w.digest"
-                                " LEFT JOIN LATERAL each(t.entries) e ON true ORDER BY w.digest, e.key COLLATE \"C\"",
-                                root.hash);
-        std::string cur;
-        for (const auto& row : r) {
-          std::string h = row[0].as<std::string>();
-          if (row[1].is_null()) {
-            out.missing.push_back(Digest{h, 0});
-            continue;
-          }
-          if (h != cur) {
-            out.nodes.emplace_back(Digest{h, row[1].as<int64_t>()}, Directory{});
-            cur = h;
-          }
-          if (row[2].is_null()) continue;  // an empty directory
-          auto e = EntryFromValue(row[2].as<std::string>(), row[3].as<std::string>());
-          if (!e.ok()) return e.status();
-          out.nodes.back().second.entries.push_back(std::move(*e));
+  std::unordered_set<std::string> visited{root.hash};
+  std::vector<std::string> level{root.hash};
+  while (!level.empty()) {
+    std::vector<std::pair<Digest, std::shared_ptr<const Directory>>> got;
+    std::vector<Digest> ask;
+    {
+      const int64_t fresh_after = ::time(nullptr) - touch_after_s_;
+      std::lock_guard g(known_mu_);
+      for (const auto& h : level) {
+        auto it = known_.find(h);
+        if (it != known_.end() && it->second.confirmed_s >= fresh_after) {
+          got.emplace_back(it->second.digest, it->second.dir);
+        } else {
+          ask.push_back(Digest{h, 0});
         }
-        return Status::Ok();
-      },
-      "cannot read tree " + root.ToString());
-  if (!s.ok()) return s;
+      }
+    }
+    if (!ask.empty()) {
+      std::vector<std::pair<Digest, Directory>> read;
+      Status s = pool_->Run(
+          [&](pqxx::connection& c) -> Status {
+            pqxx::nontransaction tx(c);
+            auto got_nodes = ReadNodes(tx, ask);
+            if (!got_nodes.ok()) return got_nodes.status();
+            read = std::move(*got_nodes);
+            return Status::Ok();
+          },
+          "cannot read tree " + root.ToString());
+      if (!s.ok()) return s;
+      Remember(read, /*confirmed=*/false);
+      std::unordered_set<std::string> stored;
+      for (auto& [d, dir] : read) {
+        stored.insert(d.hash);
+        got.emplace_back(d, std::make_shared<const Directory>(std::move(dir)));
+      }
+      for (const auto& d : ask)
+        if (!stored.count(d.hash)) out.missing.push_back(d);
+    }
+    std::vector<std::string> next;
+    for (auto& [d, dir] : got) {
+      for (const auto& e : dir->entries)
+        if (e.kind == Kind::kDir && visited.insert(e.digest.hash).second) next.push_back(e.digest.hash);
+      out.nodes.emplace_back(d, *dir);
+    }
+    level = std::move(next);
+  }
+  // In digest order, as pages of GetTree count them.
+  std::sort(out.nodes.begin(), out.nodes.end(), [](const auto& a, const auto& b) { return a.first.hash < b.first.hash; });
+  std::sort(out.missing.begin(), out.missing.end(), [](const Digest& a, const Digest& b) { return a.hash < b.hash; });
   return out;
 }
 
@@ -154,19 +236,11 @@ Result<TreeStore::TreeDiff> TreeStore::Diff(const Digest& before, const Digest& 
             want.push_back(a);
             want.push_back(b);
           }
-          auto r = tx.exec_params(
-              "SELECT t.digest, e.key, e.value FROM cas_trees t LEFT JOIN LATERAL each(t.entries) e ON true"
-              " WHERE t.digest = ANY($1::text[]) ORDER BY t.digest, e.key COLLATE \"C\"",
-              ArrayLiteral(want));
+          auto read = ReadNodes(tx, want);
+          if (!read.ok()) return read.status();
           std::unordered_map<std::string, Directory> nodes;
           nodes[DigestOf(Directory{}).hash] = Directory{};  // stored or not
-          for (const auto& row : r) {
-            auto& d = nodes[row[0].as<std::string>()];
-            if (row[1].is_null()) continue;  // an empty directory
-            auto e = EntryFromValue(row[1].as<std::string>(), row[2].as<std::string>());
-            if (!e.ok()) return e.status();
-            d.entries.push_back(std::move(*e));
-          }
+          for (auto& [d, dir] : *read) nodes[d.hash] = std::move(dir);
           std::vector<std::tuple<std::string, Digest, Digest>> next;
           for (const auto& [p, a, b] : level) {
             auto ia = nodes.find(a.hash), ib = nodes.find(b.hash);
@@ -231,6 +305,8 @@ Result<int64_t> TreeStore::DeleteUnreachable(const std::unordered_set<std::strin
               " AND last_used < now() - make_interval(secs => $2)",
               ArrayLiteral(dead), static_cast<double>(min_age_s));
           n = static_cast<int64_t>(d.affected_rows());
+          std::lock_guard g(known_mu_);
+          for (const auto& x : dead) known_.erase(x.hash);
         }
         tx.commit();
         return Status::Ok();

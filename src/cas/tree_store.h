@@ -3,6 +3,8 @@
 // reachability queries the CAS service and its collector need.
 
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -18,7 +20,11 @@ namespace kiln::cas {
 
 class TreeStore {
  public:
-  // Node uses are recorded when older than `touch_after_s`.
+  // Node uses are recorded when older than `touch_after_s`. Nodes are
+  // immutable (named by their content): the store keeps those it read or
+  // wrote in memory, and takes one it knows as stored for touch_after_s
+  // after it last confirmed it (read, stored or marked used), since nodes
+  // are collected only after far longer unused.
   explicit TreeStore(std::string db_url, size_t pool_size = 4, int64_t touch_after_s = 600);
   ~TreeStore();
 
@@ -51,8 +57,18 @@ class TreeStore {
   Result<int64_t> DeleteUnreachable(const std::unordered_set<std::string>& live, int64_t min_age_s);
 
  private:
+  struct Known {
+    Digest digest;
+    std::shared_ptr<const Directory> dir;
+    int64_t confirmed_s = 0;  // when last known stored and marked used (unix s); 0: not marked
+  };
+  // Remembers nodes (as confirmed now when `confirmed`).
+  void Remember(const std::vector<std::pair<Digest, Directory>>& nodes, bool confirmed);
+  void Confirm(const std::vector<Digest>& nodes);
   std::unique_ptr<db::Pool> pool_;
   int64_t touch_after_s_;
+  std::mutex known_mu_;
+  std::unordered_map<std::string, Known> known_;  // by hash
 };
 
 }  // namespace kiln::cas

@@ -61,10 +61,14 @@ std::string Replace(std::string s, const std::string& from, const std::string& t
   return s;
 }
 
+// Empties the queue and every table that refers to its jobs (logs, the
+// action cache, compile records).
+void EmptyQueue() { Exec("TRUNCATE build_jobs RESTART IDENTITY CASCADE"); }
+
 // Empties the queue and fills it with n queued jobs; registers the
 // benchmark's claimers bw0..bw7.
 void Prefill(queue::Queue& q, int n) {
-  Exec("TRUNCATE action_cache, job_logs, build_jobs RESTART IDENTITY");
+  EmptyQueue();
   Exec("INSERT INTO build_jobs (project_id, spec) SELECT 1, '{\"argv\": [\"true\"]}' FROM generate_series(1, " +
        std::to_string(n) + ")");
   Exec("VACUUM ANALYZE build_jobs");
@@ -176,7 +180,7 @@ struct Farm {
   std::unique_ptr<v1::JobService::Stub> jobs;
 
   explicit Farm(int nworkers, int slots) {
-    Exec("TRUNCATE action_cache, job_logs, build_jobs RESTART IDENTITY");
+    EmptyQueue();
     Exec("DELETE FROM workers");
     std::string addr_file = dir.path() + "/addr";
     controller = std::make_unique<test::Process>(
@@ -257,7 +261,7 @@ void DispatchBench() {
   Farm farm(1, 2);
   constexpr int kJobs = 500;
   for (int i = 0; i < 20; ++i) farm.Follow(farm.Submit({"true"}));  // warm up connections
-  Exec("TRUNCATE action_cache, job_logs, build_jobs RESTART IDENTITY");
+  EmptyQueue();
   for (int i = 0; i < kJobs; ++i) farm.Follow(farm.Submit({"true"}));
   pqxx::connection c(g_url);
   pqxx::nontransaction tx(c);

@@ -10,6 +10,7 @@
 
 #include "api/convert.h"
 #include "cas/client.h"
+#include "cas/tree_store.h"
 #include "cas/walk.h"
 #include "harness/farm.h"
 
@@ -386,6 +387,60 @@ TEST_F(Cas, AKilledControllerLeavesNoHalfBlobAndTheUploadResumes) {
   std::string fetched = dir_.path() + "/fetched";
   ASSERT_TRUE(client->FetchBlobs({d}, [&](const cas::Digest&) { return fetched; }).ok());
   EXPECT_TRUE(test::ReadFile(fetched) == data);
+}
+
+// The controller keeps the tree nodes it read or stored in memory (a
+// submit reads its whole tree twice: to check it and to hand it to the
+// worker). What it answers from memory is what the database holds, also
+// for a tree that shares only part of its nodes with those it knows; a
+// node it collected is missing to every later read and ask.
+TEST_F(Cas, TreeNodesKnownInMemoryAnswerLikeTheDatabase) {
+  extra_conf_ = "cas_gc_interval = 1h\n";  // this test's store is the only collector
+  SetUp();
+  StartController();  // the schema
+  std::string src = dir_.path() + "/src";
+  test::WriteFile(src + "/src/main.c", "main\n");
+  test::WriteFile(src + "/src/lib/util.c", "util\n");
+  test::WriteFile(src + "/doc/README", "readme\n");
+  auto ta = Tree(src);
+  test::WriteFile(src + "/src/lib/util.c", "util 2\n");
+  auto tb = Tree(src);  // doc/ is shared; the root, src/ and src/lib/ are new
+  auto nodes = [](const cas::BuiltTree& t) {
+    return std::vector<std::pair<cas::Digest, cas::Directory>>(t.nodes.begin(), t.nodes.end());
+  };
+  auto describe = [](const cas::TreeStore::Reach& r) {
+    std::string out;
+    for (const auto& [d, dir] : r.nodes) out += d.ToString() + " holds " + cas::DigestOf(dir).ToString() + "\n";
+    for (const auto& d : r.missing) out += "missing " + d.hash + "\n";
+    return out;
+  };
+  cas::TreeStore memory(url_, 1), other(url_, 1);
+  ASSERT_TRUE(memory.Insert(nodes(ta)).ok());
+  ASSERT_TRUE(other.Insert(nodes(tb)).ok());  // to `memory`, tb's new nodes are only in the database
+  for (const auto* t : {&ta, &tb}) {
+    for (int round = 0; round < 2; ++round) {  // the second from what the first read
+      auto m = memory.Reachable(t->root);
+      cas::TreeStore fresh(url_, 1);
+      auto f = fresh.Reachable(t->root);
+      ASSERT_TRUE(m.ok() && f.ok());
+      EXPECT_EQ(m->nodes.size(), 4u);
+      EXPECT_TRUE(m->missing.empty());
+      EXPECT_EQ(describe(*m), describe(*f));
+      for (const auto& [d, dir] : m->nodes) EXPECT_EQ(cas::DigestOf(dir), d);
+    }
+  }
+  test::Sql(url_, "UPDATE cas_trees SET last_used = now() - interval '2 days'");
+  auto removed = memory.DeleteUnreachable({}, 86400);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 7);  // 4 + 4, doc/ shared
+  auto gone = memory.Reachable(ta.root);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->nodes.empty());
+  ASSERT_EQ(gone->missing.size(), 1u);
+  EXPECT_EQ(gone->missing[0].hash, ta.root.hash);
+  auto asked = memory.FindMissing({ta.root, tb.root});
+  ASSERT_TRUE(asked.ok());
+  EXPECT_EQ(asked->size(), 2u);
 }
 
 TEST_F(Cas, CollectorKeepsWhatLiveJobsNeedAndRemovesTheRest) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -348,6 +349,29 @@ TEST(DirStore, PutManyStoresEachVerifiedBlob) {
   EXPECT_FALSE(st[1].ok());
   EXPECT_TRUE((*store)->Has(da));
   EXPECT_FALSE((*store)->Has(db));
+}
+
+// Has() remembers what it found (a submit asks for thousands of blobs,
+// mostly the ones it asked for last time); what the collector removed is
+// absent at once, and a claim of the wrong size is never taken for it.
+TEST(DirStore, ABlobTheCollectorRemovedIsAbsentAtOnce) {
+  test::TempDir dir;
+  auto store = OpenDirStore(dir.path());
+  ASSERT_TRUE(store.ok());
+  std::string data = "int main() { return 0; }\n";
+  Digest d = DigestOf(std::string_view(data));
+  ASSERT_TRUE((*store)->Put(d, data).ok());
+  ASSERT_TRUE((*store)->Has(d));
+  ASSERT_TRUE((*store)->Has(d));  // the second answer is the remembered one
+  Digest longer = d;
+  longer.size += 1;
+  EXPECT_FALSE((*store)->Has(longer));
+  ASSERT_TRUE((*store)->RemoveIfUnused(d, ::time(nullptr) + 10));
+  EXPECT_FALSE((*store)->Has(d));
+  EXPECT_TRUE(FilesUnder(dir.path() + "/blobs").empty());
+  // Stored again, it is found again.
+  ASSERT_TRUE((*store)->Put(d, data).ok());
+  EXPECT_TRUE((*store)->Has(d));
 }
 
 }  // namespace
