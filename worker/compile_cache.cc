@@ -219,11 +219,19 @@ struct CompileCacheServer::Impl {
     r->set_enabled(true);
     r->set_image(job.image);
     for (const char* w : {"/src", "/tmp", "/dev/shm"}) r->add_writable(w);
+    const std::string stat = h.stat().SerializeAsString();
     std::lock_guard g(mu);
     auto it = identities.find({h.compiler(), h.language()});
-    if (it != identities.end() && it->second.stat.SerializeAsString() == h.stat().SerializeAsString()) {
+    if (it != identities.end() && it->second.stat.SerializeAsString() == stat) {
       r->set_identity(it->second.identity);
       for (const auto& d : it->second.builtin) r->add_builtin_dirs(d);
+    } else if (svc.identities != nullptr) {
+      // An earlier job of this project in this image worked it out.
+      auto known = svc.identities->Get(IdentityMemory::KeyOf(job.project, job.image, h.compiler(), h.language()));
+      if (known && known->stat == stat) {
+        r->set_identity(known->identity);
+        for (const auto& d : known->builtin) r->add_builtin_dirs(d);
+      }
     }
     return Status::Ok();
   }
@@ -237,6 +245,10 @@ struct CompileCacheServer::Impl {
     if (identities.size() >= kMaxIdentities) return ResourceExhausted("too many compilers in one job");
     identities[{s.compiler(), s.language()}] =
         Identity{s.stat(), s.identity(), {s.builtin_dirs().begin(), s.builtin_dirs().end()}};
+    if (svc.identities != nullptr) {
+      svc.identities->Put(IdentityMemory::KeyOf(job.project, job.image, s.compiler(), s.language()),
+                          {s.stat().SerializeAsString(), s.identity(), {s.builtin_dirs().begin(), s.builtin_dirs().end()}});
+    }
     return Status::Ok();
   }
 
@@ -422,6 +434,24 @@ struct CompileCacheServer::Impl {
     return Status::Ok();
   }
 };
+
+std::optional<IdentityMemory::Identity> IdentityMemory::Get(const std::string& key) const {
+  std::lock_guard g(mu_);
+  auto it = items_.find(key);
+  if (it == items_.end()) return std::nullopt;
+  return it->second;
+}
+
+void IdentityMemory::Put(const std::string& key, Identity id) {
+  std::lock_guard g(mu_);
+  if (items_.size() >= kMax && !items_.count(key)) items_.clear();
+  items_[key] = std::move(id);
+}
+
+std::string IdentityMemory::KeyOf(const std::string& project, const std::string& image, const std::string& compiler,
+                                  int language) {
+  return project + '\0' + image + '\0' + compiler + '\0' + std::to_string(language);
+}
 
 std::string LookupMemory::KeyOf(const std::string& scope, const std::string& key) { return scope + '\0' + key; }
 

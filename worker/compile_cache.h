@@ -10,8 +10,10 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -27,6 +29,7 @@ class LocalCas;
 struct CompileCacheJob {
   int64_t job_id = 0;
   int attempt = 0;
+  std::string project;
   std::string image;          // "sha256:<hex>"
   std::string dir;            // on the host: the socket's directory, bound into the container
   int64_t max_object_bytes = int64_t{256} << 20;
@@ -59,11 +62,37 @@ class LookupMemory {
   int64_t total_ = 0;
 };
 
+// The worker's memory of the compiler identities kiln-cc worked out (the
+// digest of the binary and its -v output, the built-in include
+// directories), shared by the jobs of one project in one image: only the
+// first of them runs each compiler to ask. kiln-cc's word is untrusted, so
+// it is never shared across projects (a project's builds trust each other
+// already: they fill one compile cache). Thread-safe.
+class IdentityMemory {
+ public:
+  struct Identity {
+    std::string stat;  // the compiler file's stat as kiln-cc saw it (serialized): a new file asks again
+    std::string identity;
+    std::vector<std::string> builtin;
+  };
+  std::optional<Identity> Get(const std::string& key) const;
+  void Put(const std::string& key, Identity id);
+  // project, image, compiler path and language as one key.
+  static std::string KeyOf(const std::string& project, const std::string& image, const std::string& compiler,
+                           int language);
+
+ private:
+  static constexpr size_t kMax = 4096;  // a bound: past it the memory starts over
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Identity> items_;
+};
+
 struct CompileCacheServices {
   v1::WorkerService::StubInterface* stub = nullptr;  // the controller
   cas::CasClient* cas = nullptr;
   LocalCas* local = nullptr;
-  LookupMemory* memory = nullptr;  // optional
+  LookupMemory* memory = nullptr;        // optional
+  IdentityMemory* identities = nullptr;  // optional
 };
 
 class CompileCacheServer {

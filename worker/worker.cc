@@ -77,6 +77,7 @@ struct Worker::Impl {
   // image a directory of it and links named after the image's compilers.
   std::string cc_master;
   std::unique_ptr<LookupMemory> cc_memory;
+  IdentityMemory cc_identities;
   std::mutex cc_mu;
   std::set<std::string> cc_ready;  // image hashes whose wrapper directory exists
 
@@ -347,11 +348,13 @@ struct Worker::Impl {
       CompileCacheJob j;
       j.job_id = a.job_id();
       j.attempt = a.attempt();
+      j.project = a.project();
       j.image = image;
       j.dir = cfg.work_dir + "/cc/" + std::to_string(a.job_id()) + "-" + std::to_string(a.attempt());
       j.max_object_bytes = cfg.compile_cache_max_object_bytes;
       j.max_job_bytes = cfg.max_output_bytes;
-      auto srv = wrapper.ok() ? CompileCacheServer::Start(j, {stub.get(), cas.get(), local_cas.get(), cc_memory.get()})
+      auto srv = wrapper.ok() ? CompileCacheServer::Start(
+                                   j, {stub.get(), cas.get(), local_cas.get(), cc_memory.get(), &cc_identities})
                               : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
       if (srv.ok()) {
         cc = std::move(*srv);

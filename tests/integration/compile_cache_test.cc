@@ -17,6 +17,8 @@
 #include "cas/digest.h"
 #include "cc/frame.h"
 #include "harness/c_project.h"
+#include <functional>
+
 #include "harness/container_farm.h"
 #include "kiln/cc/v1/cc.pb.h"
 
@@ -460,6 +462,14 @@ class Socket {
   int fd() const { return fd_; }
   // The reply's error ("" when it succeeded); "closed" if the worker hung up.
   std::string Call(const cc::v1::Request& r) { return Raw(r.SerializeAsString()); }
+  // The whole reply (an empty one if the worker hung up).
+  cc::v1::Reply Ask(const cc::v1::Request& r) {
+    cc::v1::Reply rep;
+    if (!cc::WriteFrame(fd_, r.SerializeAsString()).ok()) return rep;
+    auto reply = cc::ReadFrame(fd_, 64 << 20);
+    if (reply.ok()) rep.ParseFromString(*reply);
+    return rep;
+  }
   std::string Raw(const std::string& bytes) {
     if (!cc::WriteFrame(fd_, bytes).ok()) return "closed";
     auto reply = cc::ReadFrame(fd_, 64 << 20);
@@ -542,6 +552,58 @@ TEST_F(CompileCache, HostileRequestsOnTheSocketGetErrorsAndChangeNothing) {
   EXPECT_EQ(Kiln({"cancel", job}).exit_code, 0);
   EXPECT_EQ(Q("SELECT status FROM build_jobs WHERE id = " + job), "cancelled");
   EXPECT_FALSE(fs::exists(path)) << "the socket goes with the job";
+}
+
+// What kiln-cc worked out about a compiler (asking it with -v) serves the
+// later jobs of the same project in the same image while the compiler file
+// is the same; never another project's jobs (kiln-cc's word is untrusted).
+TEST_F(CompileCache, ACompilersIdentityServesLaterJobsOfItsProjectOnly) {
+  Up();
+  const std::string img = Toolchain();
+  ASSERT_EQ(Kiln({"projects", "create", "other"}).exit_code, 0);
+  ASSERT_EQ(Kiln({"clusters", "map", "default", "other"}).exit_code, 0);
+  // Runs `sleep 60` in project `project`, speaks to its socket, cancels it.
+  auto in_job = [&](const std::string& project, const std::function<void(Socket&)>& talk) {
+    auto r = Kiln({"submit", "--image", img, "--no-input", "--detach", "--project", project, "--", "sleep", "60"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string job = r.out.substr(0, r.out.find('\n'));
+    ASSERT_TRUE(test::WaitFor([&] { return Q("SELECT status FROM build_jobs WHERE id = " + job) == "running"; }, 60s));
+    const std::string path = dir_.path() + "/w0/cc/" + job + "-1/cc.sock";
+    ASSERT_TRUE(test::WaitFor([&] { return fs::exists(path); }, 10s)) << path;
+    Socket s(path);
+    ASSERT_TRUE(s.ok());
+    talk(s);
+    EXPECT_EQ(Kiln({"cancel", job}).exit_code, 0);
+  };
+  auto hello = [](int64_t ino) {
+    cc::v1::Request r;
+    auto* h = r.mutable_hello();
+    h->set_compiler("/usr/bin/gcc");
+    h->mutable_stat()->set_dev(1);
+    h->mutable_stat()->set_ino(ino);
+    h->mutable_stat()->set_size(1000);
+    h->mutable_stat()->set_mtime_ns(5);
+    return r;
+  };
+  const std::string identity(64, 'c');
+  in_job("default", [&](Socket& s) {
+    EXPECT_EQ(s.Ask(hello(7)).hello().identity(), "") << "nothing known yet";
+    cc::v1::Request set;
+    auto* id = set.mutable_set_identity();
+    id->set_compiler("/usr/bin/gcc");
+    *id->mutable_stat() = hello(7).hello().stat();
+    id->set_identity(identity);
+    id->add_builtin_dirs("/usr/include");
+    EXPECT_EQ(s.Call(set), "");
+  });
+  in_job("default", [&](Socket& s) {
+    auto rep = s.Ask(hello(7));
+    EXPECT_EQ(rep.hello().identity(), identity) << "a later job of the project";
+    ASSERT_EQ(rep.hello().builtin_dirs_size(), 1);
+    EXPECT_EQ(rep.hello().builtin_dirs(0), "/usr/include");
+    EXPECT_EQ(s.Ask(hello(8)).hello().identity(), "") << "another compiler file at that path";
+  });
+  in_job("other", [&](Socket& s) { EXPECT_EQ(s.Ask(hello(7)).hello().identity(), "") << "another project"; });
 }
 
 }  // namespace
