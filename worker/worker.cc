@@ -457,8 +457,6 @@ struct Worker::Impl {
       // Released after the report (its size and record are not the
       // build's time); the workspace's next job waits for that.
       workspaces->Releasing(a.project(), ws_name);
-    } else {
-      fs::remove_all(req.job_dir, ec);
     }
     v1::JobUpdate u;
     u.set_job_id(a.job_id());
@@ -470,12 +468,17 @@ struct Worker::Impl {
     u.set_log_size(offset);
     spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id(), a.attempt(), queue::ToString(out.status));
     Report(u, /*ran_here=*/true);
+    // What the job leaves goes after the report: removing a large build's
+    // directory took a few hundred milliseconds, and they are not the
+    // build's time. A worker that stops first removes leftovers at start.
     if (ws) {
       for (const auto& r : workspaces->Release(a.project(), ws_name, keep)) {
         v1::WorkerMessage m;
         *m.mutable_workspace() = r;
         Send(m);
       }
+    } else {
+      fs::remove_all(req.job_dir, ec);
     }
     {
       std::lock_guard g(mu);

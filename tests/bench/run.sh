@@ -424,7 +424,10 @@ run_pg_bench() {
     edit "$copy/$one" "onefile_$r"
     farm "$warm_cmd" --workspace persistent --workspace-name bench
     fo+=("$s")
-    sed -n 's/^kiln: warm workspace .*(\(.*\))$/# farm onefile round '"$r"': sync \1/p' "$state/farm.log"
+    # The sync, and the build's own time in the container (the rest of the
+    # round is the CLI, the queue and the container's start and end).
+    echo "# farm onefile round $r: sync $(sed -n 's/^kiln: warm workspace .*(\(.*\))$/\1/p' "$state/farm.log");" \
+      "job $(sed -n 's/^kiln: job [0-9]* succeeded in \(.*\)$/\1/p' "$state/farm.log") of ${fo[-1]} s"
   done
   ccache_fresh="$(median3 "${lf[@]}")" ccache_fresh_one="$(median3 "${lof[@]}")" farm_fresh="$(median3 "${ff[@]}")"
   local_one="$(median3 "${lo[@]}")" farm_one="$(median3 "${fo[@]}")"
