@@ -173,7 +173,10 @@ Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
   Reach out;
   std::unordered_set<std::string> visited{root.hash};
   std::vector<std::string> level{root.hash};
-  while (!level.empty()) {
+  // Flatten refuses trees nested deeper than 512 levels: one more level
+  // lets it say so, and bounds the queries a hostile tree can cause.
+  constexpr int kLevels = 514;
+  for (int depth = 0; !level.empty() && depth < kLevels; ++depth) {
     std::vector<std::pair<Digest, std::shared_ptr<const Directory>>> got;
     std::vector<Digest> ask;
     {

@@ -251,6 +251,24 @@ TEST_F(Cas, RefusedInputsChangeNothing) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("symlink 'd/up' -> '../../etc/passwd' leaves the tree"), std::string::npos)
       << s.error_message();
+  // Directories nested 2,000 deep (every node stored): refused by depth.
+  {
+    v1::UploadTreesRequest req;
+    cas::Digest child = cas::DigestOf(cas::Directory{});
+    for (int i = 0; i < 2000; ++i) {
+      cas::Directory d{{{"d", cas::Kind::kDir, child, false, ""}}};
+      auto* n = req.add_nodes();
+      child = cas::DigestOf(d);
+      *n->mutable_digest() = api::ToProto(child);
+      api::ToProto(d, n->mutable_directory());
+    }
+    grpc::ClientContext ctx;
+    v1::UploadTreesResponse resp;
+    ASSERT_TRUE(Client()->stub().UploadTrees(&ctx, req, &resp).ok());
+    s = SubmitTree(child, {"true"});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("nested deeper than 512 levels"), std::string::npos) << s.error_message();
+  }
   EXPECT_EQ(JobRows(), jobs0);
   EXPECT_EQ(Blobs(), blobs1);
 
