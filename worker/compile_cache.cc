@@ -103,12 +103,11 @@ struct CompileCacheServer::Impl {
   std::map<int, std::thread> conns;
   std::vector<std::thread> finished;  // threads whose connection ended, to join
   bool stopping = false;
-  struct Identity {
-    ccv1::Stat stat;
-    std::string identity;
-    std::vector<std::string> builtin;
-  };
-  std::map<std::pair<std::string, int>, Identity> identities;
+  // Identities this job's kiln-cc set (a bound per job); they are kept in
+  // the worker's memory (svc.identities), else in the job's own.
+  std::set<std::pair<std::string, int>> identities_set;
+  IdentityMemory own_identities;
+  IdentityMemory& Identities() { return svc.identities != nullptr ? *svc.identities : own_identities; }
   v1::RecordCompilesRequest record;
   std::set<std::string> hit_keys;
   std::set<int64_t> hit_manifests;
@@ -219,19 +218,11 @@ struct CompileCacheServer::Impl {
     r->set_enabled(true);
     r->set_image(job.image);
     for (const char* w : {"/src", "/tmp", "/dev/shm"}) r->add_writable(w);
-    const std::string stat = h.stat().SerializeAsString();
-    std::lock_guard g(mu);
-    auto it = identities.find({h.compiler(), h.language()});
-    if (it != identities.end() && it->second.stat.SerializeAsString() == stat) {
-      r->set_identity(it->second.identity);
-      for (const auto& d : it->second.builtin) r->add_builtin_dirs(d);
-    } else if (svc.identities != nullptr) {
-      // An earlier job of this project in this image worked it out.
-      auto known = svc.identities->Get(IdentityMemory::KeyOf(job.project, job.image, h.compiler(), h.language()));
-      if (known && known->stat == stat) {
-        r->set_identity(known->identity);
-        for (const auto& d : known->builtin) r->add_builtin_dirs(d);
-      }
+    // Worked out by this job, or by an earlier job of this project in this image.
+    auto known = Identities().Get(IdentityMemory::KeyOf(job.project, job.image, h.compiler(), h.language()));
+    if (known && known->stat == h.stat().SerializeAsString()) {
+      r->set_identity(known->identity);
+      for (const auto& d : known->builtin) r->add_builtin_dirs(d);
     }
     return Status::Ok();
   }
@@ -241,14 +232,13 @@ struct CompileCacheServer::Impl {
     if (s.compiler().size() > 4096 || s.builtin_dirs_size() > 64) return InvalidArgument("identity too large");
     for (const auto& d : s.builtin_dirs())
       if (d.size() > 4096) return InvalidArgument("include directory name too long");
-    std::lock_guard g(mu);
-    if (identities.size() >= kMaxIdentities) return ResourceExhausted("too many compilers in one job");
-    identities[{s.compiler(), s.language()}] =
-        Identity{s.stat(), s.identity(), {s.builtin_dirs().begin(), s.builtin_dirs().end()}};
-    if (svc.identities != nullptr) {
-      svc.identities->Put(IdentityMemory::KeyOf(job.project, job.image, s.compiler(), s.language()),
-                          {s.stat().SerializeAsString(), s.identity(), {s.builtin_dirs().begin(), s.builtin_dirs().end()}});
+    {
+      std::lock_guard g(mu);
+      if (identities_set.size() >= kMaxIdentities) return ResourceExhausted("too many compilers in one job");
+      identities_set.emplace(s.compiler(), s.language());
     }
+    Identities().Put(IdentityMemory::KeyOf(job.project, job.image, s.compiler(), s.language()),
+                     {s.stat().SerializeAsString(), s.identity(), {s.builtin_dirs().begin(), s.builtin_dirs().end()}});
     return Status::Ok();
   }
 

@@ -75,6 +75,11 @@ void TreeStore::Confirm(const std::vector<Digest>& nodes) {
     if (auto it = known_.find(d.hash); it != known_.end()) it->second.confirmed_s = now;
 }
 
+const TreeStore::Known* TreeStore::KnownStoredLocked(const std::string& hash, int64_t now) const {
+  auto it = known_.find(hash);
+  return it != known_.end() && it->second.confirmed_s >= now - touch_after_s_ ? &it->second : nullptr;
+}
+
 TreeStore::TreeStore(std::string db_url, size_t pool_size, int64_t touch_after_s)
     : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})),
       touch_after_s_(touch_after_s) {}
@@ -88,11 +93,10 @@ Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& no
   std::unordered_set<std::string> present;
   std::vector<Digest> ask;  // those not known to be stored now
   {
-    const int64_t fresh_after = ::time(nullptr) - touch_after_s_;
+    const int64_t now = ::time(nullptr);
     std::lock_guard g(known_mu_);
     for (const auto& d : nodes) {
-      auto it = known_.find(d.hash);
-      if (it != known_.end() && it->second.confirmed_s >= fresh_after) present.insert(d.hash);
+      if (KnownStoredLocked(d.hash, now) != nullptr) present.insert(d.hash);
       else ask.push_back(d);
     }
   }
@@ -180,15 +184,11 @@ Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
     std::vector<std::pair<Digest, std::shared_ptr<const Directory>>> got;
     std::vector<Digest> ask;
     {
-      const int64_t fresh_after = ::time(nullptr) - touch_after_s_;
+      const int64_t now = ::time(nullptr);
       std::lock_guard g(known_mu_);
       for (const auto& h : level) {
-        auto it = known_.find(h);
-        if (it != known_.end() && it->second.confirmed_s >= fresh_after) {
-          got.emplace_back(it->second.digest, it->second.dir);
-        } else {
-          ask.push_back(Digest{h, 0});
-        }
+        if (const Known* k = KnownStoredLocked(h, now)) got.emplace_back(k->digest, k->dir);
+        else ask.push_back(Digest{h, 0});
       }
     }
     if (!ask.empty()) {

@@ -65,6 +65,8 @@ class TreeStore {
   // Remembers nodes (as confirmed now when `confirmed`).
   void Remember(const std::vector<std::pair<Digest, Directory>>& nodes, bool confirmed);
   void Confirm(const std::vector<Digest>& nodes);
+  // The node if it is known and was confirmed within touch_after_s (hold known_mu_).
+  const Known* KnownStoredLocked(const std::string& hash, int64_t now) const;
   std::unique_ptr<db::Pool> pool_;
   int64_t touch_after_s_;
   std::mutex known_mu_;
