@@ -426,7 +426,9 @@ run_pg_bench() {
     fo+=("$s")
     # The sync, and the build's own time in the container (the rest of the
     # round is the CLI, the queue and the container's start and end).
-    echo "# farm onefile round $r: sync $(sed -n 's/^kiln: warm workspace .*(\(.*\))$/\1/p' "$state/farm.log");" \
+    echo "# farm onefile round $r: hash $(sed -n 's/^kiln: hashed .* in \([0-9.]* s\) .*/\1/p' "$state/farm.log")," \
+      "upload $(sed -n 's/^kiln: uploaded .* in \([0-9.]* s\);.*/\1/p' "$state/farm.log")," \
+      "sync $(sed -n 's/^kiln: warm workspace .*(\(.*\))$/\1/p' "$state/farm.log");" \
       "job $(sed -n 's/^kiln: job [0-9]* succeeded in \(.*\)$/\1/p' "$state/farm.log") of ${fo[-1]} s"
   done
   ccache_fresh="$(median3 "${lf[@]}")" ccache_fresh_one="$(median3 "${lof[@]}")" farm_fresh="$(median3 "${ff[@]}")"
