@@ -424,8 +424,9 @@ run_pg_bench() {
     edit "$copy/$one" "onefile_$r"
     farm "$warm_cmd" --workspace persistent --workspace-name bench
     fo+=("$s")
-    # The sync, and the build's own time in the container (the rest of the
-    # round is the CLI, the queue and the container's start and end).
+    # Where the round went: the CLI's hash and upload, the sync, and the job
+    # (sync, container start, build, end); the rest of the round is the CLI's
+    # start, the submit, the queue and the report.
     echo "# farm onefile round $r: hash $(sed -n 's/^kiln: hashed .* in \([0-9.]* s\) .*/\1/p' "$state/farm.log")," \
       "upload $(sed -n 's/^kiln: uploaded .* in \([0-9.]* s\);.*/\1/p' "$state/farm.log")," \
       "sync $(sed -n 's/^kiln: warm workspace .*(\(.*\))$/\1/p' "$state/farm.log");" \
