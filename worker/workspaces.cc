@@ -41,6 +41,14 @@ bool ParentsAreDirs(const std::string& root, const std::string& rel) {
   return true;
 }
 
+// Not the ctime: files linked from the local cache share their inode with
+// other jobs' links, and every link() changes it. Writing changes the mtime
+// (and only root can write these read-only root files).
+template <typename F>
+bool Matches(const F& f, const struct stat& st) {
+  return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns;
+}
+
 }  // namespace
 
 WorkspaceStore::WorkspaceStore(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
@@ -176,12 +184,6 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   std::map<std::string, const cas::Entry*> want;
   for (const auto& pe : *entries) want[pe.path] = &pe.entry;
   auto value = [](const cas::Entry& e) { return e.kind == cas::Kind::kDir ? std::string("d") : cas::EntryValue(e); };
-  // Not the ctime: files linked from the local cache share their inode
-  // with other jobs' links, and every link() changes it. Writing changes
-  // the mtime (and only root can write these read-only root files).
-  auto matches = [](const File& f, const struct stat& st) {
-    return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns;
-  };
   // What the next sync compares with, taken as the sync goes.
   std::map<std::string, File> seen;
   auto record = [&](const std::string& path, const cas::Entry& e, const struct stat& st) {
@@ -214,13 +216,21 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
     }
     // Everything the tree has, parents first (so every directory above a
     // path is a real one by the time the path is written): untouched where
-    // the entry and the file on disk are what the last sync left.
+    // the entry and the file on disk are what the last sync left (as the
+    // last job's end found them, or as looked at now).
     for (const auto& [path, e] : want) {
+      auto old = m.files.find(path);
+      bool same_entry = old != m.files.end() && old->second.value == value(*e);
+      if (same_entry && old->second.intact) {
+        File f = old->second;
+        f.intact = false;  // until this job's end says so
+        seen.emplace_hint(seen.end(), path, std::move(f));
+        ++rep.unchanged;
+        continue;
+      }
       std::string p = src + "/" + path;
       struct stat st {};
       bool exists = ::lstat(p.c_str(), &st) == 0;
-      auto old = m.files.find(path);
-      bool same_entry = old != m.files.end() && old->second.value == value(*e);
       if (e->kind == cas::Kind::kDir) {
         if (exists && S_ISDIR(st.st_mode)) {
           if (!same_entry) ++rep.added;
@@ -235,7 +245,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
         ++rep.added;
         continue;
       }
-      if (same_entry && exists && matches(old->second, st)) {
+      if (same_entry && exists && Matches(old->second, st)) {
         record(path, *e, st);
         ++rep.unchanged;
         continue;
@@ -273,6 +283,23 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   return rep;
 }
 
+void WorkspaceStore::CheckIntact(const std::string& src, std::map<std::string, File>& files) {
+  // A directory the job removed or replaced (by a symlink, say): nothing
+  // under it is looked at through it, and nothing under it is intact.
+  std::set<std::string> lost;
+  auto under_lost = [&](const std::string& path) {
+    for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1))
+      if (lost.count(path.substr(0, slash))) return true;
+    return false;
+  };
+  for (auto& [path, f] : files) {  // parents before their children
+    struct stat st {};
+    f.intact = !under_lost(path) && ::lstat((src + "/" + path).c_str(), &st) == 0 &&
+               (f.value == "d" ? S_ISDIR(st.st_mode) : Matches(f, st));
+    if (!f.intact && f.value == "d") lost.insert(path);
+  }
+}
+
 void WorkspaceStore::Delete(const std::string& key) {
   auto it = metas_.find(key);
   if (it == metas_.end()) return;
@@ -291,8 +318,20 @@ std::vector<v1::WorkspaceReport> WorkspaceStore::Release(const std::string& proj
   const std::string key = Key(project, name);
   const std::string dir = PathOf(project, name);
   int64_t bytes = keep ? DiskBytes(dir) : 0;
+  // What the job left as it was synced, looked at now (off the build's
+  // time: the job has been reported) rather than at the next sync. The
+  // record is this job's until it is released below.
+  std::map<std::string, File> files;
+  if (keep) {
+    {
+      std::lock_guard g(mu_);
+      if (auto it = metas_.find(key); it != metas_.end()) files = std::move(it->second.files);
+    }
+    CheckIntact(dir + "/src", files);
+  }
   std::vector<v1::WorkspaceReport> out;
   std::unique_lock g(mu_);
+  if (auto it = metas_.find(key); keep && it != metas_.end()) it->second.files = std::move(files);
   in_use_.erase(key);
   struct Done {  // whatever happens below, a job waiting for it goes on
     WorkspaceStore* s;

@@ -64,6 +64,9 @@ class WorkspaceStore {
   struct File {
     std::string value;  // the tree's entry: cas::EntryValue, or "d" for a directory
     int64_t ino = 0, size = 0, mtime_ns = 0;
+    // Found on disk as synced when the last job ended (in this process; not
+    // in meta.json): the next sync trusts it without looking again.
+    bool intact = false;
   };
   struct Meta {
     std::string project, name, root;
@@ -75,6 +78,8 @@ class WorkspaceStore {
   bool Load(const std::string& dir, Meta* m) const;
   bool Save(const std::string& dir, const Meta& m) const;
   v1::WorkspaceReport ReportOf(const Meta& m, bool present) const;
+  // Marks intact the records in `src` that the job left as they were synced.
+  static void CheckIntact(const std::string& src, std::map<std::string, File>& files);
   void Delete(const std::string& key);
 
   std::string dir_;

@@ -150,6 +150,36 @@ TEST_F(Workspaces, ABuildCannotMakeTheSyncWriteOrDeleteOutsideTheWorkspace) {
   EXPECT_NE(next.out.find("keep\na directory"), std::string::npos) << "d is the tree's directory again: " << next.out;
 }
 
+TEST_F(Workspaces, WhatABuildDidToItsInputsIsUndoneByTheNextSync) {
+  Up();
+  test::WriteFile(src() + "/keep.txt", "k\n");
+  test::WriteFile(src() + "/edited.txt", "tree\n");
+  test::WriteFile(src() + "/deleted.txt", "tree\n");
+  test::WriteFile(src() + "/moved/m.txt", "tree\n");
+  test::WriteFile(src() + "/swapped/s.txt", "tree\n");
+  // The build deletes one input, writes its own file in another's place,
+  // moves a directory away (a new one of the same name in its place) and
+  // moves another away with a symlink to it in its place (the same files,
+  // seen through the link: not the tree's directory).
+  auto first = InWorkspace(std::string(kList) +
+                           "; rm deleted.txt && rm -f edited.txt && echo build > edited.txt"
+                           " && mv moved elsewhere && mkdir moved && echo build > moved/m.txt"
+                           " && mv swapped aside && ln -s aside swapped");
+  ASSERT_EQ(first.exit_code, 0) << first.err << first.out;
+  auto before = Listing(first.out);
+  // The same tree again (another command: the action cache does not answer).
+  auto second = InWorkspace(std::string("echo; cat edited.txt deleted.txt moved/m.txt swapped/s.txt keep.txt; ") + kList);
+  ASSERT_EQ(second.exit_code, 0) << second.err << second.out;
+  EXPECT_NE(second.out.find("\ntree\ntree\ntree\ntree\nk\n"), std::string::npos)
+      << "the build sees the tree, not what the last build made of it: " << second.out;
+  auto after = Listing(second.out);
+  EXPECT_EQ(after["./keep.txt"], before["./keep.txt"]) << "an input the build left alone stays untouched";
+  EXPECT_EQ(after["./swapped"], "dir");
+  EXPECT_TRUE(after.count("./swapped/s.txt")) << second.out;
+  EXPECT_TRUE(after.count("./elsewhere/m.txt")) << "what the build made stays: " << second.out;
+  EXPECT_TRUE(after.count("./aside/s.txt")) << "what the build made stays: " << second.out;
+}
+
 TEST_F(Workspaces, OneJobAtATimeAndNeverAcrossProjects) {
   StartController();
   StartWorker(0, 2);
