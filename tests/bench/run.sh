@@ -351,19 +351,37 @@ run_pg_bench() {
   # The farm: one worker; the same commands in the toolchain image. In a warm
   # workspace configure runs once (config.status is kept), as in a developer's
   # incremental build.
+  sql "ALTER SYSTEM SET track_wal_io_timing = on" && sql "SELECT pg_reload_conf()" >/dev/null
   start_farm 1
   img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
   local copy="$state/farm-src"
   fresh_copy "$copy"
+  # With stamp=1 each line of the CLI's output is kept in farm.stamped with
+  # the time it arrived ("@SECONDS line"): where a short build's time went.
+  local stamp=0
   farm() {  # farm CMD [submit flags]: timed into $s
-    local cmd=$1
+    local cmd=$1 rc
     shift
     t0="$(now)"
-    XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
-      --input "$copy" "$@" -- sh -c "$cmd" >"$state/farm.log" 2>&1 ||
-      { echo "bench: the farm build failed:" >&2; tail -n 30 "$state/farm.log" >&2; exit 1; }
-    s="$(secs "$t0")"
+    if ((stamp)); then
+      { XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
+          --input "$copy" "$@" -- sh -c "$cmd" 2>&1; echo "kiln-bench-rc=$?"; } |
+        while IFS= read -r l; do printf '@%s %s\n' "$EPOCHREALTIME" "$l"; done >"$state/farm.stamped"
+      s="$(secs "$t0")"
+      sed 's/^@[0-9.]* //' "$state/farm.stamped" >"$state/farm.log"
+      rc="$(sed -n 's/^kiln-bench-rc=//p' "$state/farm.log")"
+    else
+      rc=0
+      XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
+        --input "$copy" "$@" -- sh -c "$cmd" >"$state/farm.log" 2>&1 || rc=$?
+      s="$(secs "$t0")"
+    fi
+    [[ $rc == 0 ]] || { echo "bench: the farm build failed:" >&2; tail -n 30 "$state/farm.log" >&2; exit 1; }
   }
+  # The WAL's flushes so far, for the one-file rounds: "syncs count, sync
+  # ms, writes count" (track_wal_io_timing is on for this cluster).
+  wal_io() { sql "SELECT wal_sync || ' syncs, ' || round(wal_sync_time) || ' ms, ' || wal_write || ' writes' FROM pg_stat_wal"; }
+  dirty_kb() { awk '/^(Dirty|Writeback):/ {s += $2} END {print s}' /proc/meminfo; }
   local build_cmd="$conf && make -j2" warm_cmd="{ test -f config.status || $conf; } && make -j2"
   export CCACHE_DIR="$state/ccache" CCACHE_BASEDIR="$state" CCACHE_MAXSIZE=5G
   local plain="$state/local-plain" cc="$state/local-ccache"
@@ -422,8 +440,18 @@ run_pg_bench() {
     run_in "$plain" "make -j2"
     lo+=("$s")
     edit "$copy/$one" "onefile_$r"
+    local wal0 dirty0
+    wal0="$(wal_io)" dirty0="$(dirty_kb)"
+    stamp=1
     farm "$warm_cmd" --workspace persistent --workspace-name bench
+    stamp=0
     fo+=("$s")
+    echo "# farm onefile round $r: WAL before: $wal0; after: $(wal_io); dirty+writeback before: $dirty0 kB"
+    # The CLI's own lines with their times from the round's start; of the
+    # build's output only its first and last line.
+    awk -v t0="$t0" '{ l = sprintf("#   %+7.3f %s", substr($1, 2) - t0, substr($0, length($1) + 2, 160)) }
+      $2 ~ /^(make|gcc|ccache|ar|ranlib|rm|echo|cd|\/)/ { if (!n++) print l; else last = l; next }
+      { if (last != "") print last; last = ""; print l }' "$state/farm.stamped"
     # Where the round went: the CLI's hash and upload, the sync, and the job
     # (sync, container start, build, end); the rest of the round is the CLI's
     # start, the submit, the queue and the report.
