@@ -21,9 +21,10 @@
 # plain gcc and farm, twice each: local, farm, farm, local; then local
 # ccache), the identical tree again on the farm, then
 # three alternating rounds of a fresh checkout with warm caches (local
-# ccache, farm) and of a one-file change (local incremental make, farm warm
-# workspace), then a widely included header changed (a declaration, then a
-# comment). About 25 minutes on 2 cores.
+# ccache, farm), each followed by two one-file changes (local incremental
+# make, farm warm workspace; medians of the six), then a widely included
+# header changed (a declaration, then a comment). About 25 minutes on 2
+# cores.
 #
 # sandbox times the worker's per-job runc path against bare `runc run` of the
 # same bundle (busybox image, median of 50) and unpacking the toolchain image
@@ -85,6 +86,8 @@ fi
 sql() { "$KILN_PG_BIN/psql" -X -qtA -v ON_ERROR_STOP=1 -h "$pgdir/pg" -p "$port" -U postgres -d kiln -c "$1"; }
 now() { date +%s.%N; }
 median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+# The median of any count (of an even count, the mean of the middle two).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # Prints the unpacked PostgreSQL 15 source tree, fetching it the first time.
 pg_source_tree() {
@@ -338,7 +341,7 @@ run_pg_bench() {
   conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
   one=src/backend/utils/adt/int.c
   header=src/include/utils/builtins.h
-  secs() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
+  secs() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
   run_in() {  # run_in DIR CMD: CMD in DIR, timed into $s
     t0="$(now)"
     (cd "$1" && sh -c "$2") >>"$1.log" 2>&1 || { echo "bench: '$2' failed in $1:" >&2; tail -n 30 "$1.log" >&2; exit 1; }
@@ -378,6 +381,13 @@ run_pg_bench() {
     fi
     [[ $rc == 0 ]] || { echo "bench: the farm build failed:" >&2; tail -n 30 "$state/farm.log" >&2; exit 1; }
   }
+  # The CLI's own lines of the last stamped farm build with their times
+  # from its start; of the build's output only its first and last line.
+  stamped() {
+    awk -v t0="$t0" '{ l = sprintf("#   %+7.3f %s", substr($1, 2) - t0, substr($0, length($1) + 2, 160)) }
+      $2 ~ /^kiln/ { if (last != "") print last; last = ""; print l; next }
+      { if (!n++) print l; else last = l }' "$state/farm.stamped"
+  }
   # The WAL's flushes so far, for the one-file rounds: "syncs count, sync
   # ms, writes count" (track_wal_io_timing is on for this cluster).
   wal_io() { sql "SELECT wal_sync || ' syncs, ' || round(wal_sync_time) || ' ms, ' || wal_write || ' writes' FROM pg_stat_wal"; }
@@ -408,8 +418,7 @@ run_pg_bench() {
   run_in "$cc" "CC='ccache gcc' $conf && make -j2"
   local ccache_cold=$s
   local local_cold farm_cold
-  local_cold="$(awk -v a="${lc[0]}" -v b="${lc[1]}" 'BEGIN {printf "%.1f", (a + b) / 2}')"
-  farm_cold="$(awk -v a="${fc[0]}" -v b="${fc[1]}" 'BEGIN {printf "%.1f", (a + b) / 2}')"
+  local_cold="$(median "${lc[@]}")" farm_cold="$(median "${fc[@]}")"
   echo "pg_local_cold_s=$local_cold   # mean of: ${lc[*]}"
   echo "pg_ccache_cold_s=$ccache_cold"
   echo "pg_farm_cold_s=$farm_cold   # mean of: ${fc[*]}"
@@ -424,7 +433,8 @@ run_pg_bench() {
 
   # Warm, three alternating rounds (this machine is shared and noisy): a
   # fresh checkout (local ccache, farm compile cache), then one .c changed
-  # (local incremental make in the built tree, farm warm workspace).
+  # twice (local incremental make in the built tree, farm warm workspace,
+  # alternating: six pairs in all; each change new to both).
   local lf=() lof=() ff=() lo=() fo=()
   for r in 1 2 3; do
     fresh_copy "$cc"
@@ -434,39 +444,38 @@ run_pg_bench() {
     edit "$cc/$one" "fresh_$r"
     run_in "$cc" "CC='ccache gcc' $conf && make -j2"
     lof+=("$s")
-    farm "$build_cmd" --workspace fresh --no-cache
-    ff+=("$s")
-    edit "$plain/$one" "onefile_$r"
-    run_in "$plain" "make -j2"
-    lo+=("$s")
-    edit "$copy/$one" "onefile_$r"
-    local wal0 dirty0
-    wal0="$(wal_io)" dirty0="$(dirty_kb)"
     stamp=1
-    farm "$warm_cmd" --workspace persistent --workspace-name bench
+    farm "$build_cmd" --workspace fresh --no-cache
     stamp=0
-    fo+=("$s")
-    echo "# farm onefile round $r: WAL before: $wal0; after: $(wal_io); dirty+writeback before: $dirty0 kB"
-    # The CLI's own lines with their times from the round's start; of the
-    # build's output only its first and last line.
-    awk -v t0="$t0" '{ l = sprintf("#   %+7.3f %s", substr($1, 2) - t0, substr($0, length($1) + 2, 160)) }
-      $2 ~ /^(make|gcc|ccache|ar|ranlib|rm|echo|cd|\/)/ { if (!n++) print l; else last = l; next }
-      { if (last != "") print last; last = ""; print l }' "$state/farm.stamped"
-    # Where the round went: the CLI's hash and upload, the sync, and the job
-    # (sync, container start, build, end); the rest of the round is the CLI's
-    # start, the submit, the queue and the report.
-    echo "# farm onefile round $r: hash $(sed -n 's/^kiln: hashed .* in \([0-9.]* s\) .*/\1/p' "$state/farm.log")," \
-      "upload $(sed -n 's/^kiln: uploaded .* in \([0-9.]* s\);.*/\1/p' "$state/farm.log")," \
-      "sync $(sed -n 's/^kiln: warm workspace .*(\(.*\))$/\1/p' "$state/farm.log");" \
-      "job $(sed -n 's/^kiln: job [0-9]* succeeded in \(.*\)$/\1/p' "$state/farm.log") of ${fo[-1]} s"
+    ff+=("$s")
+    echo "# farm fresh round $r: ${ff[-1]} s"
+    stamped
+    for k in a b; do
+      edit "$plain/$one" "onefile_$r$k"
+      run_in "$plain" "make -j2"
+      lo+=("$s")
+      edit "$copy/$one" "onefile_$r$k"
+      local wal0 dirty0
+      wal0="$(wal_io)" dirty0="$(dirty_kb)"
+      stamp=1
+      farm "$warm_cmd" --workspace persistent --workspace-name bench
+      stamp=0
+      fo+=("$s")
+      # Where the round went: the CLI's lines with their times (its hash
+      # and upload, the submit, the sync, the job: container start, build,
+      # end), the WAL's flushes and the dirty pages before it.
+      echo "# farm onefile round $r$k: local ${lo[-1]} s, farm ${fo[-1]} s; WAL before: $wal0; after: $(wal_io);" \
+        "dirty+writeback before: $dirty0 kB"
+      stamped
+    done
   done
   ccache_fresh="$(median3 "${lf[@]}")" ccache_fresh_one="$(median3 "${lof[@]}")" farm_fresh="$(median3 "${ff[@]}")"
-  local_one="$(median3 "${lo[@]}")" farm_one="$(median3 "${fo[@]}")"
+  local_one="$(median "${lo[@]}")" farm_one="$(median "${fo[@]}")"
   echo "pg_ccache_fresh_s=$ccache_fresh   # rounds: ${lf[*]}"
   echo "pg_ccache_fresh_onefile_s=$ccache_fresh_one   # rounds: ${lof[*]}"
   echo "pg_farm_fresh_s=$farm_fresh   # rounds: ${ff[*]}"
-  echo "pg_local_incremental_onefile_s=$local_one   # rounds: ${lo[*]}"
-  echo "pg_farm_onefile_warm_s=$farm_one   # rounds: ${fo[*]}"
+  echo "pg_local_incremental_onefile_s=$local_one   # median of: ${lo[*]}"
+  echo "pg_farm_onefile_warm_s=$farm_one   # median of: ${fo[*]}"
   # One widely included header: a declaration (every dependant recompiles),
   # then a comment (the preprocessed units do not change). header_round NAME
   # TEXT: TEXT appended to the header, local incremental make, then the farm's
