@@ -61,9 +61,10 @@ class Queue {
   // the worker's cluster, only jobs whose requirements the worker's
   // properties contain. Claimed jobs are in setup with attempt + 1.
   // A job of a warm workspace waits up to `workspace_grace` after it was
-  // queued for a connected worker that holds the workspace.
+  // queued for a connected worker that holds the workspace (the default is
+  // the controller's configuration, config::ControllerConfig).
   Result<std::vector<Claimed>> Claim(const std::string& worker_id, const std::string& session, int n,
-                                     std::chrono::milliseconds workspace_grace = std::chrono::seconds(10));
+                                     std::chrono::milliseconds workspace_grace);
   // Applies log chunks then updates, in one transaction, each fenced by
   // (job, attempt, worker). Several updates of one job in the batch are
   // collapsed to the last. Outcomes come back for every update.

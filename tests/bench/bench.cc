@@ -29,6 +29,7 @@
 #include "cas/unpack.h"
 #include "cas/walk.h"
 #include "common/util.h"
+#include "config/config.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "queue/queue.h"
@@ -86,7 +87,7 @@ double LibraryRun(queue::Queue& q, int batch, int iterations) {
     ts.emplace_back([&, i] {
       std::string w = "bw" + std::to_string(i);
       for (int k = 0; k < iterations; ++k) {
-        auto c = q.Claim(w, "s", batch);
+        auto c = q.Claim(w, "s", batch, config::ControllerConfig{}.workspace_grace);
         if (!c.ok() || c->empty()) continue;
         std::vector<queue::Update> ups;
         for (const auto& j : *c) {

@@ -12,6 +12,7 @@
 
 #include "cache/compile_store.h"
 #include "cc/deps.h"
+#include "config/config.h"
 #include "db/migrate.h"
 #include "harness/harness.h"
 
@@ -20,6 +21,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using queue::JobStatus;
+
+// No job here has a warm workspace; the controller's default all the same.
+const std::chrono::milliseconds kGrace = config::ControllerConfig{}.workspace_grace;
 
 class QueueTest : public ::testing::Test {
  protected:
@@ -109,7 +113,7 @@ TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {
     threads.emplace_back([&, i] {
       std::string w = "w" + std::to_string(i);
       while (true) {
-        auto c = q_->Claim(w, sessions[i], 1 + i % 3 * 10);  // 1, 11 or 21 at a time
+        auto c = q_->Claim(w, sessions[i], 1 + i % 3 * 10, kGrace);  // 1, 11 or 21 at a time
         if (!c.ok()) {
           ++errors;
           return;
@@ -139,12 +143,12 @@ TEST_F(QueueTest, ClaimsRespectClusterMapping) {
   int64_t web = SubmitJob("web");
   int64_t def = SubmitJob("default");
   std::string se = Worker("east1", "east");
-  auto c = q_->Claim("east1", se, 10);
+  auto c = q_->Claim("east1", se, 10, kGrace);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->size(), 1u);
   EXPECT_EQ((*c)[0].id, web);
   std::string sd = Worker("def1", "default");
-  c = q_->Claim("def1", sd, 10);
+  c = q_->Claim("def1", sd, 10, kGrace);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->size(), 1u);
   EXPECT_EQ((*c)[0].id, def);
@@ -158,7 +162,7 @@ TEST_F(QueueTest, ClaimsByPriorityThenAge) {
   std::string s = Worker("w");
   std::vector<int64_t> order;
   for (int i = 0; i < 4; ++i) {
-    auto c = q_->Claim("w", s, 1);
+    auto c = q_->Claim("w", s, 1, kGrace);
     ASSERT_TRUE(c.ok());
     ASSERT_EQ(c->size(), 1u);
     order.push_back((*c)[0].id);
@@ -172,7 +176,7 @@ TEST_F(QueueTest, ExpiredLeaseRequeuesKeepingPlaceThenMarksLost) {
   for (int attempt = 1; attempt <= 2; ++attempt) {
     std::string w = "short" + std::to_string(attempt);
     std::string s = Worker(w, "default", {}, 100ms);
-    auto c = q_->Claim(w, s, 1);
+    auto c = q_->Claim(w, s, 1, kGrace);
     ASSERT_TRUE(c.ok());
     ASSERT_EQ(c->size(), 1u);
     EXPECT_EQ((*c)[0].attempt, attempt);
@@ -199,13 +203,13 @@ TEST_F(QueueTest, ExpiredLeaseRequeuesKeepingPlaceThenMarksLost) {
 TEST_F(QueueTest, StaleAttemptChangesNothing) {
   int64_t id = SubmitJob();
   std::string s1 = Worker("w1");
-  auto c1 = q_->Claim("w1", s1, 1);
+  auto c1 = q_->Claim("w1", s1, 1, kGrace);
   ASSERT_TRUE(c1.ok() && c1->size() == 1);
   auto dropped = q_->DropWorker("w1", s1, "test");
   ASSERT_TRUE(dropped.ok());
   EXPECT_EQ(dropped->requeued, 1);
   std::string s2 = Worker("w2");
-  auto c2 = q_->Claim("w2", s2, 1);
+  auto c2 = q_->Claim("w2", s2, 1, kGrace);
   ASSERT_TRUE(c2.ok() && c2->size() == 1);
   EXPECT_EQ((*c2)[0].attempt, 2);
   // The zombie reports success for attempt 1, and logs.
@@ -236,7 +240,7 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   auto a = q_->Submit(j), b = q_->Submit(j);
   ASSERT_TRUE(a.ok() && b.ok());
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 2);
+  auto c = q_->Claim("w", s, 2, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 2);
   auto out = q_->Apply({Done("w", (*c)[0]), Done("w", (*c)[1])}, {});
   ASSERT_TRUE(out.ok()) << out.status().message();
@@ -260,7 +264,7 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
     j.no_cache = true;
     ASSERT_TRUE(q_->Submit(j).ok());
   }
-  auto c = q_->Claim("w", s, 8);
+  auto c = q_->Claim("w", s, 8, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 8);
   cache::CompileCacheStore store(url_, 8);
   cache::CompileStore st;
@@ -344,7 +348,7 @@ TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
   EXPECT_EQ(urgent->job.waits_for, 0);
   // The leader's claim takes it first; the waiter is skipped while it runs.
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 3);
+  auto c = q_->Claim("w", s, 3, kGrace);
   ASSERT_TRUE(c.ok());
   std::set<int64_t> claimed;
   for (const auto& cl : *c) claimed.insert(cl.id);
@@ -354,7 +358,7 @@ TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
 TEST_F(QueueTest, ReadLogStopsAtAGapUnlessTheJobEnded) {
   int64_t id = SubmitJob();
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 1);
+  auto c = q_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   // Bytes 5..10 never arrive.
   ASSERT_TRUE(q_->Apply({}, {{"w", id, 1, 0, "01234"}, {"w", id, 1, 10, "abcde"}}).ok());
@@ -377,7 +381,7 @@ TEST_F(QueueTest, DropOfAnOldSessionDoesNotRequeue) {
   std::string new_session = "s2-w1";
   queue::WorkerRegistration w{"w1", "h", "default", "x86_64", "linux", {}, 4, "", "", new_session, false};
   ASSERT_TRUE(q_->RegisterWorker(w, 60s).ok());
-  auto c = q_->Claim("w1", new_session, 1);
+  auto c = q_->Claim("w1", new_session, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   auto dropped = q_->DropWorker("w1", old_session, "old stream closed late");
   ASSERT_TRUE(dropped.ok());
@@ -406,7 +410,7 @@ TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
   int64_t arm = SubmitJob("default", 0, {{"arch", "aarch64"}});
   int64_t gpu = SubmitJob("default", 0, {{"arch", "x86_64"}, {"gpu", "1"}});
   std::string s = Worker("plain");
-  auto c = q_->Claim("plain", s, 10);
+  auto c = q_->Claim("plain", s, 10, kGrace);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->empty());
   auto why = q_->Unsatisfiable(arm);
@@ -414,7 +418,7 @@ TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
   EXPECT_NE(why->find("aarch64"), std::string::npos) << *why;
   std::string sg = Worker("gpu-box", "default", {{"gpu", "1"}});
   EXPECT_EQ(*q_->Unsatisfiable(gpu), "");
-  c = q_->Claim("gpu-box", sg, 10);
+  c = q_->Claim("gpu-box", sg, 10, kGrace);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->size(), 1u);
   EXPECT_EQ((*c)[0].id, gpu);
@@ -427,7 +431,7 @@ TEST_F(QueueTest, CancelQueuedIsImmediateAndRunningIsRequested) {
   EXPECT_EQ(j->status, JobStatus::kCancelled);
   int64_t running = SubmitJob();
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 1);
+  auto c = q_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1 && (*c)[0].id == running);
   j = q_->Cancel(running, "");
   ASSERT_TRUE(j.ok());
