@@ -11,8 +11,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <csignal>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "cas/digest.h"
 #include "cc/frame.h"
@@ -368,6 +370,63 @@ TEST_F(CompileCache, TwoWorkersFillingTheSameKeysAtOnceLeaveOneValidEntry) {
   auto served = Artifacts();
   Build(img, {"--no-compile-cache"}, project);
   EXPECT_EQ(Artifacts(), served) << "the entry left is valid";
+}
+
+TEST_F(CompileCache, AControllerDownMidBuildCostsTheCacheNotTheBuild) {
+  // The controller dies after the build's first compile; the rest of the
+  // build runs while nothing answers the worker's lookups and stores. It
+  // must finish (compiling without the cache), be adopted by the restarted
+  // controller, reach the waiting `kiln submit`, and leave the cache usable.
+  const int port = test::FreePort();
+  StartController(port);
+  StartWorker(0, 2);
+  const std::string img = Toolchain();
+  WriteProject();
+  Build(img, {"--no-compile-cache"});
+  const auto reference = Artifacts();
+  ASSERT_EQ(reference.size(), 11u);
+
+  // Gated between the first object and the rest: `go` appears in the job's
+  // directory (its /src) once the controller is dead.
+  test::CommandResult submit;
+  std::thread cli([&] {
+    fs::remove_all(outputs_dir());
+    submit = Kiln({"submit", "--image", img, "--input", src(), "--no-gitignore", "--no-cache", "--output", "app",
+                   "--output", "out", "--outputs-dir", outputs_dir(), "--", "sh", "-c",
+                   "make out/a.o && while [ ! -e go ]; do sleep 0.05; done && make -j2 app && touch finished"},
+                  180s);
+  });
+  std::string job, job_dir;
+  bool gated = test::WaitFor(
+      [&] {
+        job = Q("SELECT coalesce(max(id)::text, '') FROM build_jobs WHERE status = 'running'");
+        job_dir = dir_.path() + "/w0/jobs/" + job + "-1";
+        return !job.empty() && fs::exists(job_dir + "/out/a.o");
+      },
+      60s);
+  if (gated) {
+    controllers_[0]->Signal(SIGKILL);
+    controllers_[0]->Wait(5s);
+    test::WriteFile(job_dir + "/go", "");
+    EXPECT_TRUE(test::WaitFor([&] { return fs::exists(job_dir + "/finished"); }, 20s))
+        << "the build did not finish while the controller was down";
+    StartController(port);
+  }
+  cli.join();
+  ASSERT_TRUE(gated) << "the build never compiled its first unit";
+  EXPECT_EQ(submit.exit_code, 0) << submit.err << submit.out;
+  EXPECT_NE(submit.err.find("kiln: reconnected to the controller"), std::string::npos) << submit.err;
+  EXPECT_EQ(Q("SELECT status || ' ' || attempt FROM build_jobs WHERE id = " + job), "succeeded 1")
+      << "the finished job was adopted, not run again";
+  EXPECT_EQ(Artifacts(), reference) << "compiling without the cache changes nothing";
+
+  // The cache after the outage: what was stored is valid, and it fills again.
+  Build(img);
+  EXPECT_EQ(Artifacts(), reference);
+  int64_t again = Build(img);
+  EXPECT_EQ(Missed(again), "");
+  EXPECT_EQ(Hits(again), 5);
+  EXPECT_EQ(Artifacts(), reference);
 }
 
 TEST_F(CompileCache, AWorkerThatRemembersAnOlderAnswerStillFindsAnotherWorkersEntry) {
