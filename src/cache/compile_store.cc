@@ -37,10 +37,7 @@ Status NotRunning(int64_t job_id, int attempt) {
 
 // The scope of the job's compile cache while that attempt runs.
 Result<std::string> RunningScope(pqxx::transaction_base& tx, int64_t job_id, int attempt) {
-  auto r = tx.exec_params(
-      "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND status IN ('setup', 'running')"
-      " AND cache_scope IS NOT NULL",
-      job_id, attempt);
+  auto r = tx.exec_prepared("cc_scope", job_id, attempt);
   if (r.empty()) return NotRunning(job_id, attempt);
   return r[0][0].as<std::string>();
 }
@@ -73,8 +70,8 @@ CompileCounts Counts(const pqxx::row& row, int at) {
 
 }  // namespace
 
-// The statements run once per translation unit, prepared (planned once per
-// connection rather than at every call).
+// The statements run once per translation unit (lookups and stores),
+// prepared: parsed once per connection rather than at every call.
 static void Prepare(pqxx::connection& c) {
   const std::string running =
       "WITH j AS (SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"
@@ -94,6 +91,27 @@ static void Prepare(pqxx::connection& c) {
   c.prepare("cc_previous",
             "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
             " ORDER BY (output = $3) DESC, id DESC LIMIT $4");
+  // A store: the scope, the result (or a check that it is there), the
+  // manifest, and the trim to the newest manifests of the key.
+  c.prepare("cc_scope",
+            "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND status IN ('setup', 'running')"
+            " AND cache_scope IS NOT NULL");
+  c.prepare("cc_store_result",
+            "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
+            " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
+            " decode($7, 'hex'), $8, $9) ON CONFLICT (scope, key) DO NOTHING");
+  c.prepare("cc_result_exists", "SELECT 1 FROM compile_results WHERE scope = $1 AND key = $2");
+  c.prepare("cc_store_manifest",
+            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, deps_packed, result_key, source, output,"
+            "   parts, job_id)"
+            " SELECT $1, $2, $3, coalesce((SELECT hstore(array_agg(d.key), array_agg(d.value))"
+            "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
+            "   $5, $6, $7, $8, $9::jsonb, $10"
+            " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key");
+  // SKIP LOCKED: concurrent stores of one key never wait for each other here.
+  c.prepare("cc_trim_manifests",
+            "DELETE FROM compile_manifests WHERE id IN (SELECT id FROM compile_manifests WHERE scope = $1 AND key = $2"
+            " ORDER BY last_used DESC, id DESC OFFSET $3 FOR UPDATE SKIP LOCKED)");
 }
 
 CompileCacheStore::CompileCacheStore(std::string db_url, size_t pool_size)
@@ -166,32 +184,16 @@ Result<bool> CompileCacheStore::Store(const CompileStore& st) {
         if (!scope.ok()) return scope.status();
         const CompileEntry& e = st.result;
         if (!st.manifest_only) {
-          auto r = tx.exec_params(
-              "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
-              " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
-              " decode($7, 'hex'), $8, $9) ON CONFLICT (scope, key) DO NOTHING",
-              *scope, e.key, e.object_hash, e.object_size, Hex(e.depfile), Hex(e.out), Hex(e.err), e.compile_ms,
-              st.job_id);
+          auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object_hash, e.object_size, Hex(e.depfile),
+                                    Hex(e.out), Hex(e.err), e.compile_ms, st.job_id);
           fresh = r.affected_rows() == 1;
-        } else if (tx.exec_params("SELECT 1 FROM compile_results WHERE scope = $1 AND key = $2", *scope, e.key)
-                       .empty()) {
+        } else if (tx.exec_prepared("cc_result_exists", *scope, e.key).empty()) {
           return NotFound("compile cache result " + e.key + " is gone");
         }
-        tx.exec_params(
-            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, deps_packed, result_key, source, output,"
-            "   parts, job_id)"
-            " SELECT $1, $2, $3, coalesce((SELECT hstore(array_agg(d.key), array_agg(d.value))"
-            "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
-            "   $5, $6, $7, $8, $9::jsonb, $10"
-            " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key",
-            *scope, st.key, digest, deps_json, packed, e.key, st.source, st.output, st.parts_json,
-            st.job_id);
-        // The newest manifests of a key are kept (SKIP LOCKED: concurrent
-        // stores of one key never wait for each other here).
-        tx.exec_params(
-            "DELETE FROM compile_manifests WHERE id IN (SELECT id FROM compile_manifests WHERE scope = $1 AND key = $2"
-            " ORDER BY last_used DESC, id DESC OFFSET $3 FOR UPDATE SKIP LOCKED)",
-            *scope, st.key, kMaxManifestsPerKey);
+        tx.exec_prepared("cc_store_manifest", *scope, st.key, digest, deps_json, packed, e.key, st.source, st.output,
+                         st.parts_json, st.job_id);
+        // The newest manifests of a key are kept.
+        tx.exec_prepared("cc_trim_manifests", *scope, st.key, kMaxManifestsPerKey);
         tx.commit();
         return Status::Ok();
       },
