@@ -73,9 +73,11 @@ CompileCounts Counts(const pqxx::row& row, int at) {
 // The statements run once per translation unit (lookups and stores),
 // prepared: parsed once per connection rather than at every call.
 static void Prepare(pqxx::connection& c) {
-  const std::string running =
-      "WITH j AS (SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"
-      "   AND status IN ('setup', 'running') AND cache_scope IS NOT NULL) ";
+  // The job's scope while attempt $2 of job $1 runs.
+  const std::string scope =
+      "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"
+      "   AND status IN ('setup', 'running') AND cache_scope IS NOT NULL";
+  const std::string running = "WITH j AS (" + scope + ") ";
   // The job's scope, fenced by its attempt, and the key's manifests: one row
   // per manifest, or one with NULLs when there is none, or none at all when
   // that attempt does not run.
@@ -93,9 +95,7 @@ static void Prepare(pqxx::connection& c) {
             " ORDER BY (output = $3) DESC, id DESC LIMIT $4");
   // A store: the scope, the result (or a check that it is there), the
   // manifest, and the trim to the newest manifests of the key.
-  c.prepare("cc_scope",
-            "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND status IN ('setup', 'running')"
-            " AND cache_scope IS NOT NULL");
+  c.prepare("cc_scope", scope);
   c.prepare("cc_store_result",
             "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
             " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
