@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <set>
 
@@ -12,6 +13,7 @@
 #include "cc/command.h"
 #include "cc/deps.h"
 #include "cc/keys.h"
+#include "cc/process.h"
 #include "cc/reason.h"
 #include "cc/wrapper.h"
 #include "harness/harness.h"
@@ -337,6 +339,37 @@ TEST(ResolveInvocation, FindsTheRealCompilerPastItsOwnLinks) {
   EXPECT_EQ(named->path, d.path() + "/bin/gcc");
   EXPECT_EQ(ResolveInvocation({"kiln-cc", "g++"}, path, self).status().code(), Code::kNotFound);
   EXPECT_EQ(ResolveInvocation({"kiln-cc"}, path, self).status().code(), Code::kInvalidArgument);
+}
+
+// What the compiler printed reaches the build whole, whether it is kept in
+// memory files (the default) or streamed through a pipe (the preprocessor).
+TEST(RunProcess, KeepsEveryByteTheChildAndItsChildrenWrote) {
+  // 2,000 writes of a few bytes to each stream, half of them from a child
+  // process (as cc1 writes under the gcc driver), then exit 3.
+  const std::string script =
+      "i=0; while [ $i -lt 1000 ]; do printf 'o%d ' $i; printf 'e%d ' $i >&2; i=$((i+1)); done;"
+      " sh -c 'i=0; while [ $i -lt 1000 ]; do printf \"O%d \" $i; printf \"E%d \" $i >&2; i=$((i+1)); done';"
+      " exit 3";
+  std::string want_out, want_err;
+  for (int i = 0; i < 1000; ++i) want_out += "o" + std::to_string(i) + " ", want_err += "e" + std::to_string(i) + " ";
+  for (int i = 0; i < 1000; ++i) want_out += "O" + std::to_string(i) + " ", want_err += "E" + std::to_string(i) + " ";
+
+  ProcessResult kept = RunProcess({"/bin/sh", "-c", script});
+  EXPECT_EQ(kept.exit_code, 3);
+  EXPECT_EQ(kept.out, want_out);
+  EXPECT_EQ(kept.err, want_err);
+
+  std::string streamed;
+  ProcessResult piped = RunProcess({"/bin/sh", "-c", script}, [&](std::string_view c) { streamed.append(c); });
+  EXPECT_EQ(piped.exit_code, 3);
+  EXPECT_EQ(streamed, want_out);
+  EXPECT_EQ(piped.out, "");
+  EXPECT_EQ(piped.err, want_err);
+
+  EXPECT_EQ(RunProcess({"/bin/sh", "-c", "kill -TERM $$"}).exit_code, 128 + SIGTERM);
+  ProcessResult missing = RunProcess({"/nonexistent/cc"});
+  EXPECT_EQ(missing.exit_code, -1);
+  EXPECT_FALSE(missing.error.empty());
 }
 
 }  // namespace
