@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -176,20 +177,26 @@ Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_sin
   if (changed_since_ns != 0 && (Ns(st.st_mtim) >= changed_since_ns || Ns(st.st_ctim) >= changed_since_ns))
     return FailedPrecondition(path + " changed during the compile");
   cas::Hasher h;
-  char buf[64 * 1024];
-  std::string tail;  // the end of the previous chunk: a macro name may straddle two
+  // Each chunk is searched with the end of the one before it in front (a
+  // macro name may straddle two): buf holds kCarry bytes of it, then the chunk.
+  static constexpr std::string_view kMacros[] = {"__DATE__", "__TIME__", "__TIMESTAMP__"};
+  static constexpr size_t kCarry = 12;  // the longest name but one byte
+  char buf[kCarry + 64 * 1024];
+  size_t carried = 0;
   bool time_macros = false;
   while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = ::read(fd, buf + kCarry, sizeof buf - kCarry);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FailedPrecondition("cannot read " + path + ": " + strerror(errno));
     if (n == 0) break;
-    h.Update(buf, static_cast<size_t>(n));
+    h.Update(buf + kCarry, static_cast<size_t>(n));
     if (!time_macros) {
-      std::string window = tail + std::string(buf, static_cast<size_t>(n));
-      for (const char* m : {"__DATE__", "__TIME__", "__TIMESTAMP__"})
-        if (window.find(m) != std::string::npos) time_macros = true;
-      tail = window.substr(window.size() > 16 ? window.size() - 16 : 0);
+      const char* from = buf + kCarry - carried;
+      const size_t len = carried + static_cast<size_t>(n);
+      for (std::string_view m : kMacros)
+        time_macros = time_macros || ::memmem(from, len, m.data(), m.size()) != nullptr;
+      carried = std::min(kCarry, len);
+      memmove(buf + kCarry - carried, from + len - carried, carried);
     }
   }
   if (time_macros) time_macros_.insert(path);

@@ -257,6 +257,30 @@ TEST_F(Manifests, NothingIsRecordedForAFileChangedDuringTheCompileOrUsingTheCloc
   EXPECT_TRUE(RecordDeps({"t.c"}, epoch, h3).ok());
 }
 
+// A header naming __DATE__, __TIME__ or __TIMESTAMP__ anywhere, also across
+// the file's 64 KiB reads, is seen; names that only look alike are not.
+TEST_F(Manifests, TheClockMacrosAreFoundWhereverTheyLie) {
+  const size_t chunk = 64 * 1024;
+  std::vector<std::pair<std::string, bool>> cases;
+  for (std::string m : {"__DATE__", "__TIME__", "__TIMESTAMP__"}) {
+    for (size_t cut = 0; cut <= m.size(); ++cut)  // `cut` bytes of it in the first read
+      cases.push_back({std::string(chunk - cut, 'x') + m + "\n", true});
+    cases.push_back({std::string(3 * chunk + 17, 'y') + m, true});
+    cases.push_back({m, true});
+  }
+  for (std::string near : {"__DATE_", "_DATE__", "__TIME_T_TYPE", "__TIMESTAMP_", "__DAT__E__"})
+    cases.push_back({std::string(chunk - 4, 'x') + near + std::string(chunk, 'x'), false});
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string file = root() + "/build/h" + std::to_string(i) + ".h";
+    test::WriteFile(file, cases[i].first);
+    FileHashes h;
+    auto d = h.Get(file);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(*d, "f:" + cas::DigestOf(cases[i].first).Key()) << "case " << i;
+    EXPECT_EQ(h.UsesTimeMacros(file), cases[i].second) << "case " << i;
+  }
+}
+
 KeyParts Parts() {
   KeyParts p;
   p.image = "sha256:" + std::string(64, 'a');
