@@ -11,6 +11,7 @@
 #include <pqxx/pqxx>
 
 #include "cache/compile_store.h"
+#include "cas/digest.h"
 #include "cc/deps.h"
 #include "config/config.h"
 #include "db/migrate.h"
@@ -311,6 +312,38 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   zombie.key = std::string(64, '5');
   EXPECT_EQ(store.Store(zombie).status().code(), Code::kFailedPrecondition);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests"), "1");
+}
+
+// A PostgreSQL unit's manifest (150 headers, 20 KB) is compressed with lz4
+// (sql/007), and reads back entry for entry.
+TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
+  std::string s = Worker("w");
+  ASSERT_TRUE(q_->Submit(CacheableJob('f')).ok());
+  auto c = q_->Claim("w", s, 1, kGrace);
+  ASSERT_TRUE(c.ok() && c->size() == 1);
+  cache::CompileCacheStore store(url_, 1);
+  cache::CompileStore st;
+  st.job_id = (*c)[0].id;
+  st.attempt = (*c)[0].attempt;
+  st.key = std::string(64, '1');
+  for (int i = 0; i < 150; ++i)
+    st.deps["/kiln/work/src/include/utils/header_" + std::to_string(i) + ".h"] =
+        "f:" + cas::DigestOf(std::to_string(i)).Key();
+  st.result.key = std::string(64, '3');
+  st.result.object_hash = std::string(64, '4');
+  st.result.object_size = 100;
+  st.source = "a.c";
+  st.output = "a.o";
+  st.parts_json = "{}";
+  ASSERT_TRUE(store.Store(st).ok());
+  EXPECT_EQ(test::Sql(url_, "SELECT pg_column_compression(deps) || ' ' || pg_column_compression(deps_packed)"
+                            " FROM compile_manifests"),
+            "lz4 lz4");
+  auto found = store.Lookup(st.job_id, st.attempt, st.key, "a.c", "a.o");
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  ASSERT_EQ(found->manifests.size(), 1u);
+  EXPECT_EQ(cc::UnpackDeps(found->manifests[0].deps_packed), st.deps);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests, each(deps)"), "150");
 }
 
 // "Which cached translation units include this header?" is answered by the
