@@ -29,18 +29,14 @@ std::vector<char*> Argv(std::vector<std::string>& a) {
 // unit, and a pipe cost the wrapper 2 ms of CPU per compile reading them.
 struct Sink {
   int write_end = -1;
-  int read_end = -1;
+  int read_end = -1;  // a memory file's one descriptor is both ends
   bool memory = false;
 
   bool Open(bool stream) {
     if (!stream) {
-      write_end = ::memfd_create("kiln-cc-output", MFD_CLOEXEC);
-      if (write_end >= 0) {
-        read_end = ::dup(write_end);
-        memory = read_end >= 0;
-        if (memory) return true;
-        ::close(write_end);
-      }
+      read_end = write_end = ::memfd_create("kiln-cc-output", MFD_CLOEXEC);
+      memory = read_end >= 0;
+      if (memory) return true;
     }
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return false;
@@ -48,8 +44,9 @@ struct Sink {
     write_end = p[1];
     return true;
   }
+  // Once the child has its copy; a memory file stays open to be read.
   void CloseWriteEnd() {
-    if (write_end >= 0) ::close(write_end);
+    if (write_end >= 0 && !memory) ::close(write_end);
     write_end = -1;
   }
   void Close() {

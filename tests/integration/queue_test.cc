@@ -255,6 +255,20 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   EXPECT_NE(hit->job.result->cached_from, 0);
 }
 
+// A store of a.c's object under direct key 1...1 and result key 3...3 (its
+// job, attempt and manifest are the test's).
+cache::CompileStore UnitStore() {
+  cache::CompileStore st;
+  st.key = std::string(64, '1');
+  st.result.key = std::string(64, '3');
+  st.result.object_hash = std::string(64, '4');
+  st.result.object_size = 100;
+  st.source = "a.c";
+  st.output = "a.o";
+  st.parts_json = "{}";
+  return st;
+}
+
 // The compile cache's tables under concurrent writers: eight running jobs
 // store the same translation unit at once.
 TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
@@ -268,18 +282,11 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   auto c = q_->Claim("w", s, 8, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 8);
   cache::CompileCacheStore store(url_, 8);
-  cache::CompileStore st;
-  st.key = std::string(64, '1');
+  cache::CompileStore st = UnitStore();
   st.deps = {{"/src/a.c", "f:" + std::string(64, '2') + "/10"}, {"/usr/include/stdio.h", "i"}};
-  st.result.key = std::string(64, '3');
-  st.result.object_hash = std::string(64, '4');
-  st.result.object_size = 100;
   st.result.err = "warning: ";
   st.result.err += '\0';
   st.result.err += " and \xff bytes survive";
-  st.source = "a.c";
-  st.output = "a.o";
-  st.parts_json = "{}";
   std::atomic<int> fresh{0}, failed{0};
   std::vector<std::thread> ts;
   for (const auto& job : *c) {
@@ -322,19 +329,12 @@ TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
   auto c = q_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   cache::CompileCacheStore store(url_, 1);
-  cache::CompileStore st;
+  cache::CompileStore st = UnitStore();
   st.job_id = (*c)[0].id;
   st.attempt = (*c)[0].attempt;
-  st.key = std::string(64, '1');
   for (int i = 0; i < 150; ++i)
     st.deps["/kiln/work/src/include/utils/header_" + std::to_string(i) + ".h"] =
         "f:" + cas::DigestOf(std::to_string(i)).Key();
-  st.result.key = std::string(64, '3');
-  st.result.object_hash = std::string(64, '4');
-  st.result.object_size = 100;
-  st.source = "a.c";
-  st.output = "a.o";
-  st.parts_json = "{}";
   ASSERT_TRUE(store.Store(st).ok());
   EXPECT_EQ(test::Sql(url_, "SELECT pg_column_compression(deps) || ' ' || pg_column_compression(deps_packed)"
                             " FROM compile_manifests"),
