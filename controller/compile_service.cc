@@ -1,7 +1,5 @@
-// The compile cache on the controller: the worker RPCs that read and write
-// it on behalf of a running job, CacheService for clients (kiln cache stats,
-// kiln cache impact), and the compile half of ExplainJob. Everything a worker
-// sends is checked before it is stored; handlers never throw.
+// The compile cache on the controller (see compile_service.h). Handlers
+// never throw.
 
 #include <spdlog/spdlog.h>
 
@@ -10,7 +8,11 @@
 #include "api/convert.h"
 #include "cas/tree.h"
 #include "cc/deps.h"
-#include "controller/impl.h"
+#include "cache/compile_store.h"
+#include "cas/store.h"
+#include "controller/compile_service.h"
+#include "controller/project_cache.h"
+#include "controller/submit_policy.h"
 
 namespace kiln::controller {
 namespace {
@@ -95,15 +97,15 @@ void ToProto(const cache::CompileCounts& n, v1::CompileStats* out) {
 
 class CacheServiceImpl final : public v1::CacheService::Service {
  public:
-  explicit CacheServiceImpl(Controller::Impl* c) : c_(c) {}
+  explicit CacheServiceImpl(const CacheServiceDeps& d) : d_(d) {}
 
   grpc::Status CompileStats(grpc::ServerContext*, const v1::CompileStatsRequest* req,
                             v1::CompileStatsResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
-    auto pc = c_->projects->Get(project);
+    auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     const std::string scope = CacheScope(project, *pc);
-    auto st = c_->compile_cache->Stats(project, scope, std::max<int64_t>(0, req->since_ms()));
+    auto st = d_.compiles.Stats(project, scope, std::max<int64_t>(0, req->since_ms()));
     if (!st.ok()) return api::ToGrpc(st.status());
     resp->set_project(project);
     resp->set_scope(scope);
@@ -127,12 +129,12 @@ class CacheServiceImpl final : public v1::CacheService::Service {
     if (Status s = Text(req->path(), kMaxPath, "path"); !s.ok()) return api::ToGrpc(s);
     if (req->limit() < 0 || req->limit() > 100000) return grpc::Status(grpc::INVALID_ARGUMENT, "limit must be 0..100000");
     std::string project = req->project().empty() ? "default" : req->project();
-    auto pc = c_->projects->Get(project);
+    auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     // Paths are recorded as the sandbox sees them: the tree is at /src.
     const std::string path = cc::AbsolutePath(req->path(), "/src");
     const int limit = req->limit() > 0 ? req->limit() : 1000;
-    auto units = c_->compile_cache->Impact(CacheScope(project, *pc), path, limit + 1);
+    auto units = d_.compiles.Impact(CacheScope(project, *pc), path, limit + 1);
     if (!units.ok()) return api::ToGrpc(units.status());
     resp->set_path(path);
     for (const auto& u : *units) {
@@ -150,18 +152,18 @@ class CacheServiceImpl final : public v1::CacheService::Service {
   }
 
  private:
-  Controller::Impl* c_;
+  CacheServiceDeps d_;
 };
 
 }  // namespace
 
-grpc::Status LookupCompile(Controller::Impl* c, const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp) {
+grpc::Status LookupCompile(cache::CompileCacheStore& store, const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
   if (s.ok()) s = Text(req->source(), kMaxPath, "source");
   if (s.ok()) s = Text(req->output(), kMaxPath, "output");
   if (!s.ok()) return api::ToGrpc(s);
-  auto found = c->compile_cache->Lookup(req->job_id(), req->attempt(), req->key(), req->source(), req->output());
+  auto found = store.Lookup(req->job_id(), req->attempt(), req->key(), req->source(), req->output());
   if (!found.ok()) return api::ToGrpc(found.status());
   for (const auto& m : found->manifests) {
     auto* out = resp->add_manifests();
@@ -174,12 +176,12 @@ grpc::Status LookupCompile(Controller::Impl* c, const v1::LookupCompileRequest* 
   return grpc::Status::OK;
 }
 
-grpc::Status LookupCompileResult(Controller::Impl* c, const v1::LookupCompileResultRequest* req,
+grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const v1::LookupCompileResultRequest* req,
                                  v1::LookupCompileResultResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
   if (!s.ok()) return api::ToGrpc(s);
-  auto found = c->compile_cache->LookupResult(req->job_id(), req->attempt(), req->key());
+  auto found = store.LookupResult(req->job_id(), req->attempt(), req->key());
   if (!found.ok()) return api::ToGrpc(found.status());
   if (*found) {
     resp->set_found(true);
@@ -188,7 +190,8 @@ grpc::Status LookupCompileResult(Controller::Impl* c, const v1::LookupCompileRes
   return grpc::Status::OK;
 }
 
-grpc::Status StoreCompile(Controller::Impl* c, const v1::StoreCompileRequest* req, v1::StoreCompileResponse* resp) {
+grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs, const v1::StoreCompileRequest* req,
+                          v1::StoreCompileResponse* resp) {
   const auto& r = req->result();
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
@@ -203,7 +206,7 @@ grpc::Status StoreCompile(Controller::Impl* c, const v1::StoreCompileRequest* re
   if (s.ok() && !req->manifest_only()) {
     s = cas::CheckDigest(object, "object");
     // The worker uploads the object first; an entry never names a blob CAS lacks.
-    if (s.ok() && !c->cas->blobs().Has(object))
+    if (s.ok() && !blobs.Has(object))
       s = FailedPrecondition("object " + object.ToString() + " is not in CAS: upload it first");
   }
   auto parts = PartsJson(req->parts());
@@ -225,14 +228,14 @@ grpc::Status StoreCompile(Controller::Impl* c, const v1::StoreCompileRequest* re
   st.source = req->parts().source();
   st.output = req->parts().output();
   st.parts_json = *parts;
-  auto fresh = c->compile_cache->Store(st);
+  auto fresh = store.Store(st);
   if (!fresh.ok()) return api::ToGrpc(fresh.status());
   resp->set_stored_result(*fresh);
   resp->set_stored_manifest(true);
   return grpc::Status::OK;
 }
 
-grpc::Status RecordCompiles(Controller::Impl* c, const v1::RecordCompilesRequest* req) {
+grpc::Status RecordCompiles(cache::CompileCacheStore& store, const v1::RecordCompilesRequest* req) {
   if (Status s = CheckJobRef(req->job_id(), req->attempt()); !s.ok()) return api::ToGrpc(s);
   cache::CompileRecord rec;
   rec.job_id = req->job_id();
@@ -251,11 +254,11 @@ grpc::Status RecordCompiles(Controller::Impl* c, const v1::RecordCompilesRequest
     rec.hit_keys.push_back(k);
   }
   rec.hit_manifests.assign(req->hit_manifests().begin(), req->hit_manifests().end());
-  return api::ToGrpc(c->compile_cache->Record(rec));
+  return api::ToGrpc(store.Record(rec));
 }
 
-Status ExplainCompiles(Controller::Impl* c, int64_t job_id, size_t max_events, v1::Explanation* resp) {
-  auto jc = c->compile_cache->ForJob(job_id, max_events);
+Status ExplainCompiles(cache::CompileCacheStore& store, int64_t job_id, size_t max_events, v1::Explanation* resp) {
+  auto jc = store.ForJob(job_id, max_events);
   if (!jc.ok()) return jc.status();
   if (!jc->recorded) return Status::Ok();
   ToProto(jc->counts, resp->mutable_compile());
@@ -271,6 +274,8 @@ Status ExplainCompiles(Controller::Impl* c, int64_t job_id, size_t max_events, v
   return Status::Ok();
 }
 
-std::unique_ptr<grpc::Service> MakeCacheService(Controller::Impl* c) { return std::make_unique<CacheServiceImpl>(c); }
+std::unique_ptr<grpc::Service> MakeCacheService(const CacheServiceDeps& deps) {
+  return std::make_unique<CacheServiceImpl>(deps);
+}
 
 }  // namespace kiln::controller

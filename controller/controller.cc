@@ -10,63 +10,73 @@
 #include <sstream>
 
 #include "api/convert.h"
+#include "cache/action_store.h"
+#include "cache/compile_store.h"
 #include "common/util.h"
 #include "common/version.h"
-#include "controller/impl.h"
+#include "controller/admin_service.h"
+#include "controller/cas.h"
+#include "controller/compile_service.h"
+#include "controller/job_service.h"
+#include "controller/project_cache.h"
+#include "controller/reports.h"
+#include "controller/sessions.h"
+#include "controller/signal.h"
+#include "controller/worker_service.h"
 #include "db/migrate.h"
+#include "queue/catalog_store.h"
+#include "queue/dispatch_store.h"
+#include "queue/job_store.h"
+#include "queue/listener.h"
+#include "queue/open_pool.h"
+#include "queue/worker_store.h"
 
 namespace kiln::controller {
 
-// ---- project cache ----
+// The composition root's state: the stores on one pool, the in-memory
+// state, the signals, the services (each built from the parts it uses) and
+// the background loops, which are the controller's own.
+struct Controller::Impl {
+  config::ControllerConfig cfg;
+  std::string controller_id;
 
-Status ProjectCache::Refresh(bool force) {
-  auto v = q_->ProjectsVersion();
-  if (!v.ok()) return v.status();
-  {
-    std::lock_guard g(mu_);
-    if (!force && *v == version_) return Status::Ok();
-  }
-  auto rows = q_->ListProjects();
-  if (!rows.ok()) return rows.status();
-  std::map<std::string, config::ProjectConfig> next;
-  for (const auto& p : *rows) {
-    auto c = config::ParseProjectConfig(p.config_json);
-    if (!c.ok()) {
-      // Written around the API (by SQL): keep defaults, say so.
-      spdlog::warn("invalid configuration of project {} ignored: {}", p.name, c.status().message());
-      next[p.name] = config::ProjectConfig{};
-    } else {
-      next[p.name] = *c;
-    }
-  }
-  std::lock_guard g(mu_);
-  projects_ = std::move(next);
-  version_ = *v;
-  spdlog::debug("project configuration loaded: {} projects", projects_.size());
-  return Status::Ok();
-}
+  std::shared_ptr<db::Pool> pool;  // shared by the queue's stores
+  std::unique_ptr<queue::JobStore> jobs;
+  std::unique_ptr<queue::DispatchStore> dispatch;
+  std::unique_ptr<queue::WorkerStore> workers;
+  std::unique_ptr<queue::CatalogStore> catalog;
+  std::unique_ptr<cache::ActionCacheStore> action_cache;
+  std::unique_ptr<cache::CompileCacheStore> compile_cache;
+  std::unique_ptr<Cas> cas;
+  std::unique_ptr<ProjectCache> projects;
 
-Result<config::ProjectConfig> ProjectCache::Get(const std::string& project) {
-  for (int pass = 0; pass < 2; ++pass) {
-    {
-      std::lock_guard g(mu_);
-      auto it = projects_.find(project);
-      if (it != projects_.end()) return it->second;
-    }
-    if (pass == 0) KILN_RETURN_IF_ERROR(Refresh(true));
-  }
-  return NotFound("project \"" + project + "\" does not exist; create it with: kiln projects create " + project);
-}
+  Registry registry;
+  ReportQueue reports;  // worker updates, applied by one thread in batches
+  std::atomic<bool> stopping{false};
+
+  Signal dispatch_wake;  // new jobs or freed slots
+  Signal job_events;     // something about some job changed (for WatchJob)
+  Signal config_wake;    // NOTIFY kiln_config
+  Signal shutdown_wake;  // Shutdown() was called
+  Signal remote_wake;    // jobs were submitted here: tell the other controllers
+
+  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service, image_service, cache_service;
+  std::unique_ptr<grpc::Server> server;
+  std::string bound_address;
+  std::unique_ptr<queue::Listener> listener;
+  std::vector<std::thread> threads;
+
+  void DispatchLoop();
+  void ApplyLoop();
+  void ApplyDrop(const Event& drop);
+  void ReapLoop();
+  void ConfigLoop();
+  void NotifyLoop();
+  void GcLoop();
+  void OnNotify(const std::string& channel, const std::string& payload);
+};
 
 // ---- background loops ----
-
-void Controller::Impl::Enqueue(Event e) {
-  {
-    std::lock_guard g(events_mu);
-    events.push_back(std::move(e));
-  }
-  events_cv.notify_one();
-}
 
 void Controller::Impl::DispatchLoop() {
   uint64_t seen = dispatch_wake.generation();
@@ -78,7 +88,7 @@ void Controller::Impl::DispatchLoop() {
       auto& s = sessions[(rr + k) % sessions.size()];
       int free = s->FreeSlots();
       if (free <= 0) continue;
-      auto claimed = queue->Claim(s->worker_id, s->session_id, free, cfg.workspace_grace);
+      auto claimed = dispatch->Claim(s->worker_id, s->session_id, free, cfg.workspace_grace);
       if (!claimed.ok()) {
         spdlog::warn("claim failed: {}", claimed.status().message());
         break;
@@ -112,25 +122,15 @@ void Controller::Impl::ApplyLoop() {
   auto backoff = std::chrono::milliseconds(50);
   std::deque<Event> batch;
   while (true) {
-    {
-      std::unique_lock lk(events_mu);
-      events_cv.wait_for(lk, std::chrono::milliseconds(200), [&] { return !events.empty() || stopping; });
-      if (events.empty() && batch.empty()) {
-        if (stopping) return;
-        continue;
-      }
-      // A batch ends before a stream drop, which is applied on its own, in order.
-      if (batch.empty() && !events.empty() && events.front().kind == Event::kDrop) {
-        Event drop = std::move(events.front());
-        events.pop_front();
-        lk.unlock();
-        ApplyDrop(drop);
-        continue;
-      }
-      while (!events.empty() && batch.size() < kMaxBatch && events.front().kind != Event::kDrop) {
-        batch.push_back(std::move(events.front()));
-        events.pop_front();
-      }
+    Event drop;
+    auto took = reports.Take(batch, drop, kMaxBatch, std::chrono::milliseconds(200), stopping);
+    if (took == ReportQueue::Took::kNothing) {
+      if (stopping) return;
+      continue;
+    }
+    if (took == ReportQueue::Took::kDrop) {
+      ApplyDrop(drop);
+      continue;
     }
     std::vector<queue::Update> updates;
     std::vector<queue::LogAppend> logs;
@@ -143,7 +143,7 @@ void Controller::Impl::ApplyLoop() {
         senders[{e.update.job_id, e.update.attempt}] = e.session;
       }
     }
-    auto outcomes = queue->Apply(updates, logs);
+    auto outcomes = dispatch->Apply(updates, logs);
     if (!outcomes.ok() && outcomes.status().code() == Code::kInvalidArgument) {
       // The database refused the data: retrying cannot help. Unacknowledged
       // final reports come again when their workers reconnect.
@@ -196,7 +196,7 @@ void Controller::Impl::ApplyLoop() {
 void Controller::Impl::ApplyDrop(const Event& drop) {
   const auto& s = drop.session;
   for (auto backoff = std::chrono::milliseconds(50);; backoff = std::min(backoff * 2, std::chrono::milliseconds(2000))) {
-    auto r = queue->DropWorker(s->worker_id, s->session_id, drop.why);
+    auto r = dispatch->DropWorker(s->worker_id, s->session_id, drop.why);
     if (r.ok()) {
       spdlog::info("worker disconnected worker_id={} requeued={} lost={} cancelled={}", s->worker_id, r->requeued,
                    r->lost, r->cancelled);
@@ -216,7 +216,7 @@ void Controller::Impl::ApplyDrop(const Event& drop) {
 void Controller::Impl::ReapLoop() {
   uint64_t seen = shutdown_wake.generation();
   while (!stopping) {
-    auto r = queue->Reap();
+    auto r = dispatch->Reap();
     if (!r.ok()) {
       spdlog::warn("lease reaper: {}", r.status().message());
     } else if (!r->job_ids.empty()) {
@@ -233,7 +233,7 @@ void Controller::Impl::GcLoop() {
     seen = shutdown_wake.Wait(seen, cfg.cas_gc_interval);
     if (stopping) break;
     auto began = std::chrono::steady_clock::now();
-    if (auto n = queue->ExpireActionCache(cfg.action_cache_max_age); !n.ok()) {
+    if (auto n = action_cache->Expire(cfg.action_cache_max_age); !n.ok()) {
       spdlog::warn("action cache expiry failed: {}", n.status().message());
     } else if (*n > 0) {
       spdlog::info("action cache: dropped {} entries unused for {} s", *n, cfg.action_cache_max_age.count() / 1000);
@@ -276,7 +276,7 @@ void Controller::Impl::NotifyLoop() {
     uint64_t now = remote_wake.Wait(seen, std::chrono::seconds(1));
     if (now == seen) continue;
     seen = now;
-    Status s = queue->NotifyJobs();
+    Status s = dispatch->NotifyJobs();
     if (!s.ok()) spdlog::warn("{}", s.message());
   }
 }
@@ -348,23 +348,33 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
                                 std::to_string(db::LatestVersion()) + ": run kiln-controller migrate");
     }
   }
-  auto q = queue::Queue::Create(cfg.database_url, static_cast<size_t>(cfg.db_pool_size));
-  if (!q.ok()) return q.status();
-  impl->queue = std::move(q).value();
-  impl->projects = std::make_unique<ProjectCache>(impl->queue.get());
+  auto pool = queue::OpenPool(cfg.database_url, static_cast<size_t>(cfg.db_pool_size));
+  if (!pool.ok()) return pool.status();
+  impl->pool = std::move(pool).value();
+  impl->jobs = std::make_unique<queue::JobStore>(*impl->pool);
+  impl->dispatch = std::make_unique<queue::DispatchStore>(*impl->pool);
+  impl->workers = std::make_unique<queue::WorkerStore>(*impl->pool);
+  impl->catalog = std::make_unique<queue::CatalogStore>(*impl->pool);
+  impl->action_cache = std::make_unique<cache::ActionCacheStore>(*impl->pool);
+  impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
   KILN_RETURN_IF_ERROR(impl->projects->Refresh(true));
 
   auto cas = Cas::Open(cfg);
   if (!cas.ok()) return cas.status();
   impl->cas = std::move(cas).value();
-
-  impl->job_service = MakeJobService(impl.get());
-  impl->admin_service = MakeAdminService(impl.get());
-  impl->worker_service = MakeWorkerService(impl.get());
-  impl->cas_service = MakeCasService(impl->cas.get());
-  impl->image_service = MakeImageService(impl->cas.get());
   impl->compile_cache = std::make_unique<cache::CompileCacheStore>(cfg.database_url, 4);
-  impl->cache_service = MakeCacheService(impl.get());
+
+  // Each service gets what it uses, and nothing else.
+  auto& i = *impl;
+  i.job_service = MakeJobService({*i.jobs, *i.projects, *i.cas, *i.compile_cache, i.dispatch_wake, i.remote_wake,
+                                  i.job_events, i.stopping});
+  i.admin_service = MakeAdminService({*i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
+  i.worker_service = MakeWorkerService({*i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
+                                        i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
+                                        cfg.heartbeat_interval});
+  i.cas_service = MakeCasService(i.cas.get());
+  i.image_service = MakeImageService(i.cas.get());
+  i.cache_service = MakeCacheService({*i.compile_cache, *i.projects});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -438,7 +448,7 @@ void Controller::Shutdown() {
   i.remote_wake.Notify();
   i.job_events.Notify();
   i.config_wake.Notify();
-  i.events_cv.notify_all();
+  i.reports.Wake();
   for (auto& s : i.registry.All()) s->Close();
   // Our handlers notice `stopping` within 250 ms; anything still open after
   // a second is cancelled.

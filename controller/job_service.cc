@@ -1,4 +1,4 @@
-// JobService and AdminService: the client-facing API. Handlers never throw;
+// JobService: the client-facing API of jobs. Handlers never throw;
 // every failure is a grpc::Status with a message saying what to do.
 
 #include <spdlog/spdlog.h>
@@ -7,23 +7,21 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "controller/job_service.h"
+
 #include "api/convert.h"
 #include "cache/action.h"
-#include "controller/impl.h"
+#include "cas/tree_store.h"
+#include "controller/cas.h"
+#include "controller/compile_service.h"
+#include "controller/project_cache.h"
+#include "controller/signal.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+#include "controller/submit_policy.h"
+#include "controller/workspace_name.h"
+#include "queue/job_store.h"
 
 namespace kiln::controller {
-
-Status CheckWorkspaceName(const std::string& n) {
-  if (n.empty()) return Status::Ok();
-  bool ok = n.size() <= 128 && n[0] != '/' && n[0] != '.' && n.find("..") == std::string::npos;
-  for (char ch : n)
-    ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' || ch == '/' ||
-                ch == '+');
-  if (!ok)
-    return InvalidArgument("workspace name \"" + n.substr(0, 40) +
-                           "\" must be 1-128 letters, digits, '.', '_', '-', '/', '+' (not starting with '/' or '.')");
-  return Status::Ok();
-}
 
 namespace {
 
@@ -89,26 +87,17 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   return Status::Ok();
 }
 
-}  // namespace
-
-std::string CacheScope(const std::string& project, const config::ProjectConfig& pc) {
-  // Separate namespaces: no project can name another's private scope.
-  return pc.cache_scope.empty() ? "project:" + project : "shared:" + pc.cache_scope;
-}
-
-namespace {
-
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  explicit JobServiceImpl(Controller::Impl* c) : c_(c) {}
+  explicit JobServiceImpl(const JobServiceDeps& d) : d_(d) {}
 
   grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req, v1::SubmitResponse* resp) override {
     if (Status s = ValidateSubmit(*req); !s.ok()) return api::ToGrpc(s);
     std::string project = req->project().empty() ? "default" : req->project();
-    auto pc = c_->projects->Get(project);
+    auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
-      Status s = c_->cas->CheckTree(api::FromProto(req->spec().input_root()), "input tree");
+      Status s = d_.cas.CheckTree(api::FromProto(req->spec().input_root()), "input tree");
       if (!s.ok()) return api::ToGrpc(s);
     }
     // The image: the job's, else the project's. An unknown one fails here,
@@ -117,52 +106,27 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (!image.empty()) {
       auto h = cas::oci::ParseImageRef(image);
       if (!h.ok()) return api::ToGrpc(h.status());
-      auto row = c_->cas->images().Get(*h);
+      auto row = d_.cas.images().Get(*h);
       if (!row.ok()) return api::ToGrpc(row.status());
       image = "sha256:" + *h;
     }
-    queue::NewJob job;
-    job.project = project;
-    job.cluster = req->cluster();
-    job.priority = req->has_priority() ? req->priority() : pc->default_priority;
-    job.max_attempts = req->max_attempts() > 0 ? req->max_attempts() : pc->max_attempts;
-    job.request_id = req->request_id();
-    job.spec = api::FromProto(req->spec());
-    if (job.spec.timeout_s == 0) job.spec.timeout_s = pc->timeout_s;
-    for (const auto& [k, v] : pc->env) job.spec.env.emplace(k, v);                   // the job's own win
-    for (const auto& [k, v] : pc->requirements) job.spec.requirements.emplace(k, v);
-    job.spec.requirements.emplace("arch", "x86_64");
-    job.spec.image = image;
-    if (!pc->compile_cache) job.spec.no_compile_cache = true;
-    // The workspace: the job's choice, else the project's.
-    const std::string mode = !job.spec.workspace.empty() ? job.spec.workspace : pc->workspace;
-    if (mode == "persistent") {
-      job.spec.workspace = "persistent";
-      if (job.spec.workspace_name.empty()) job.spec.workspace_name = "default";
-    } else {
-      job.spec.workspace.clear();
-      job.spec.workspace_name.clear();
-    }
-    // Routing: a job with an image only to workers that run containers, one
-    // without only to workers that allow plain processes (allow_plain_jobs).
-    if (!image.empty()) job.spec.requirements["sandbox"] = "runc";
-    else job.spec.requirements["plain"] = "yes";
-    // The scope of the compile cache (any job in an image) and of the action
-    // cache. A warm workspace's build depends on what earlier builds left in
-    // it: it is neither served from the action cache nor cached there.
-    if (!image.empty()) job.cache_scope = CacheScope(project, *pc);
-    if (cache::Cacheable(job.spec)) {
-      job.action_digest = cache::ActionDigest(job.spec);
-      job.no_cache = req->no_cache();
-    }
-    auto out = c_->queue->Submit(job);
+    SubmitAsk ask;
+    ask.project = project;
+    ask.cluster = req->cluster();
+    if (req->has_priority()) ask.priority = req->priority();
+    ask.max_attempts = req->max_attempts();
+    ask.request_id = req->request_id();
+    ask.spec = api::FromProto(req->spec());
+    ask.no_cache = req->no_cache();
+    queue::NewJob job = PlanSubmit(ask, *pc, image);
+    auto out = d_.jobs.Submit(job);
     if (!out.ok()) return api::ToGrpc(out.status());
     api::ToProto(out->job, resp->mutable_job());
     resp->set_existing(out->existing);
     if (!out->existing) {
       spdlog::debug("submitted job_id={} project={} priority={}", out->job.id, project, job.priority);
-      c_->dispatch_wake.Notify();
-      c_->remote_wake.Notify();
+      d_.dispatch_wake.Notify();
+      d_.remote_wake.Notify();
     }
     return grpc::Status::OK;
   }
@@ -172,10 +136,10 @@ class JobServiceImpl final : public v1::JobService::Service {
   }
 
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req, v1::Job* resp) override {
-    auto j = c_->queue->Cancel(req->job_id(), req->reason());
+    auto j = d_.jobs.Cancel(req->job_id(), req->reason());
     if (!j.ok()) return api::ToGrpc(j.status());
     spdlog::info("cancel requested job_id={} status={}", j->id, queue::ToString(j->status));
-    c_->job_events.Notify();
+    d_.job_events.Notify();
     api::ToProto(*j, resp);
     return grpc::Status::OK;
   }
@@ -191,7 +155,7 @@ class JobServiceImpl final : public v1::JobService::Service {
       if (!q) return grpc::Status(grpc::INVALID_ARGUMENT, "unknown job status " + std::to_string(st));
       f.statuses.push_back(*q);
     }
-    auto jobs = c_->queue->List(f);
+    auto jobs = d_.jobs.List(f);
     if (!jobs.ok()) return api::ToGrpc(jobs.status());
     for (const auto& j : *jobs) api::ToProto(j, resp->add_jobs());
     return grpc::Status::OK;
@@ -201,10 +165,10 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (req->max_paths() < 0 || req->max_paths() > 10000)
       return grpc::Status(grpc::INVALID_ARGUMENT, "max_paths must be 0..10000");
     size_t max_paths = req->max_paths() > 0 ? static_cast<size_t>(req->max_paths()) : 200;
-    auto job = c_->queue->Get(req->job_id());
+    auto job = d_.jobs.Get(req->job_id());
     if (!job.ok()) return api::ToGrpc(job.status());
     api::ToProto(*job, resp->mutable_job());
-    auto prev = c_->queue->PreviousWithCommand(job->id);
+    auto prev = d_.jobs.PreviousWithCommand(job->id);
     if (!prev.ok()) return api::ToGrpc(prev.status());
     const bool cacheable = cache::Cacheable(job->spec);
     const bool cached = job->result && job->result->cached_from != 0;
@@ -225,7 +189,7 @@ class JobServiceImpl final : public v1::JobService::Service {
         auto da = cas::ParseDigest(a.empty() ? empty : a);
         auto db = cas::ParseDigest(b.empty() ? empty : b);
         if (da.ok() && db.ok()) {
-          auto d = c_->cas->trees().Diff(*da, *db, max_paths);
+          auto d = d_.cas.trees().Diff(*da, *db, max_paths);
           if (!d.ok()) {
             resp->set_paths_unavailable(d.status().message());
             d = cas::TreeStore::TreeDiff{};
@@ -247,7 +211,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     // A job served from the action cache compiled nothing itself: its
     // producer's record is the one that tells.
     int64_t ran = cached ? job->result->cached_from : job->id;
-    if (Status s = ExplainCompiles(c_, ran, max_paths, resp); !s.ok()) return api::ToGrpc(s);
+    if (Status s = ExplainCompiles(d_.compiles, ran, max_paths, resp); !s.ok()) return api::ToGrpc(s);
     return grpc::Status::OK;
   }
 
@@ -261,7 +225,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     int64_t offset = req->offset();
     std::string last_state;
     while (true) {
-      uint64_t gen = c_->job_events.generation();
+      uint64_t gen = d_.job_events.generation();
       v1::JobEvent ev;
       Status s = Fill(req->job_id(), ev.mutable_state());
       if (!s.ok()) return api::ToGrpc(s);
@@ -284,7 +248,7 @@ class JobServiceImpl final : public v1::JobService::Service {
       while (attempt > 0 || (ended && job.attempt() == 0)) {
         // A job that ended will not fill a gap left by a lost chunk: skip it.
         bool final_log = ended || !current;
-        auto slice = c_->queue->ReadLog(req->job_id(), attempt, offset, kChunk, final_log);
+        auto slice = d_.jobs.ReadLog(req->job_id(), attempt, offset, kChunk, final_log);
         if (!slice.ok()) return api::ToGrpc(slice.status());
         if (slice->data.empty()) break;
         v1::JobEvent le;
@@ -297,11 +261,11 @@ class JobServiceImpl final : public v1::JobService::Service {
       }
       if (!req->follow() || (ended && (!current || offset >= job.log_size()))) return grpc::Status::OK;
       if (!current) return grpc::Status::OK;  // an old attempt is complete
-      if (c_->stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down; reconnect to resume");
+      if (d_.stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down; reconnect to resume");
       if (ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "client went away");
       // Local changes wake us at once; changes made through other
       // controllers are seen by this poll.
-      c_->job_events.Wait(gen, std::chrono::milliseconds(250));
+      d_.job_events.Wait(gen, std::chrono::milliseconds(250));
     }
   }
 
@@ -397,130 +361,23 @@ class JobServiceImpl final : public v1::JobService::Service {
   }
 
   Status Fill(int64_t id, v1::Job* out) {
-    auto j = c_->queue->Get(id);
+    auto j = d_.jobs.Get(id);
     if (!j.ok()) return j.status();
     api::ToProto(*j, out);
     if (j->status == queue::JobStatus::kQueued) {
-      auto why = c_->queue->Unsatisfiable(id);
+      auto why = d_.jobs.Unsatisfiable(id);
       if (why.ok()) out->set_unsatisfiable(*why);
     }
     return Status::Ok();
   }
 
-  Controller::Impl* c_;
-};
-
-class AdminServiceImpl final : public v1::AdminService::Service {
- public:
-  explicit AdminServiceImpl(Controller::Impl* c) : c_(c) {}
-
-  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest* req,
-                           v1::ListWorkersResponse* resp) override {
-    auto ws = c_->queue->ListWorkers(req->include_gone());
-    if (!ws.ok()) return api::ToGrpc(ws.status());
-    for (const auto& w : *ws) api::ToProto(w, resp->add_workers());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status ListProjects(grpc::ServerContext*, const v1::Empty*, v1::ListProjectsResponse* resp) override {
-    auto ps = c_->queue->ListProjects();
-    if (!ps.ok()) return api::ToGrpc(ps.status());
-    for (const auto& p : *ps) api::ToProto(p, resp->add_projects());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status CreateProject(grpc::ServerContext*, const v1::CreateProjectRequest* req, v1::Project* resp) override {
-    auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
-    if (!cfg.ok()) return api::ToGrpc(cfg.status());
-    auto p = c_->queue->CreateProject(req->name(), *cfg);
-    if (!p.ok()) return api::ToGrpc(p.status());
-    spdlog::info("project created: {}", req->name());
-    api::ToProto(*p, resp);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status GetProject(grpc::ServerContext*, const v1::GetProjectRequest* req, v1::Project* resp) override {
-    auto p = c_->queue->GetProject(req->name());
-    if (!p.ok()) return api::ToGrpc(p.status());
-    api::ToProto(*p, resp);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status SetProjectConfig(grpc::ServerContext*, const v1::SetProjectConfigRequest* req,
-                                v1::Project* resp) override {
-    auto cfg = Normalize(req->config_json());
-    if (!cfg.ok()) return api::ToGrpc(cfg.status());
-    auto p = c_->queue->SetProjectConfig(req->name(), *cfg);
-    if (!p.ok()) return api::ToGrpc(p.status());
-    spdlog::info("project configuration changed: {}", req->name());
-    c_->config_wake.Notify();
-    api::ToProto(*p, resp);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status ListClusters(grpc::ServerContext*, const v1::Empty*, v1::ListClustersResponse* resp) override {
-    auto cs = c_->queue->ListClusters();
-    if (!cs.ok()) return api::ToGrpc(cs.status());
-    for (const auto& c : *cs) api::ToProto(c, resp->add_clusters());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status CreateCluster(grpc::ServerContext*, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
-    auto c = c_->queue->CreateCluster(req->name());
-    if (!c.ok()) return api::ToGrpc(c.status());
-    api::ToProto(*c, resp);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status MapProject(grpc::ServerContext*, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
-    auto c = c_->queue->MapProject(req->cluster(), req->project(), req->unmap());
-    if (!c.ok()) return api::ToGrpc(c.status());
-    c_->dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
-    api::ToProto(*c, resp);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status ListWorkspaces(grpc::ServerContext*, const v1::ListWorkspacesRequest* req,
-                              v1::ListWorkspacesResponse* resp) override {
-    auto rows = c_->queue->ListWorkspaces(req->project());
-    if (!rows.ok()) return api::ToGrpc(rows.status());
-    for (const auto& r : *rows) {
-      auto* w = resp->add_workspaces();
-      w->set_project(r.project);
-      w->set_name(r.name);
-      w->set_worker_id(r.worker_id);
-      w->set_worker_state(r.removed ? "removing" : r.worker_state);
-      if (!r.root.empty()) api::DigestToProto(r.root, w->mutable_root());
-      w->set_bytes(r.bytes);
-      w->set_updated_at_ms(r.updated_ms);
-    }
-    return grpc::Status::OK;
-  }
-
-  grpc::Status RemoveWorkspace(grpc::ServerContext*, const v1::RemoveWorkspaceRequest* req,
-                               v1::RemoveWorkspaceResponse* resp) override {
-    std::string project = req->project().empty() ? "default" : req->project();
-    if (req->name().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the workspace's name");
-    auto n = c_->queue->RemoveWorkspace(project, req->name());
-    if (!n.ok()) return api::ToGrpc(n.status());
-    resp->set_workers(*n);
-    return grpc::Status::OK;
-  }
-
- private:
-  // Validates and re-serializes, so the stored document is canonical.
-  static Result<std::string> Normalize(const std::string& text) {
-    auto parsed = config::ParseProjectConfig(text);
-    if (!parsed.ok()) return parsed.status();
-    return nlohmann::json::parse(text).dump();
-  }
-
-  Controller::Impl* c_;
+  JobServiceDeps d_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> MakeJobService(Controller::Impl* c) { return std::make_unique<JobServiceImpl>(c); }
-std::unique_ptr<grpc::Service> MakeAdminService(Controller::Impl* c) { return std::make_unique<AdminServiceImpl>(c); }
+std::unique_ptr<grpc::Service> MakeJobService(const JobServiceDeps& deps) {
+  return std::make_unique<JobServiceImpl>(deps);
+}
 
 }  // namespace kiln::controller

@@ -3,9 +3,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include "controller/worker_service.h"
+
 #include "api/convert.h"
+#include "cas/digest.h"
 #include "common/util.h"
-#include "controller/impl.h"
+#include "controller/compile_service.h"
+#include "controller/reports.h"
+#include "controller/sessions.h"
+#include "controller/signal.h"
+#include "controller/workspace_name.h"
+#include "queue/dispatch_store.h"
+#include "queue/worker_store.h"
 
 namespace kiln::controller {
 namespace {
@@ -38,7 +47,7 @@ queue::WorkspaceRow WorkspaceOf(const v1::WorkspaceReport& ws, const std::string
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  explicit WorkerServiceImpl(Controller::Impl* c) : c_(c) {}
+  explicit WorkerServiceImpl(const WorkerServiceDeps& d) : d_(d) {}
 
   grpc::Status Connect(grpc::ServerContext* ctx, WorkerStream* stream) override {
     v1::WorkerMessage msg;
@@ -48,7 +57,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     }
     const auto& reg = msg.register_();
     if (Status s = ValidateRegister(reg); !s.ok()) return api::ToGrpc(s);
-    if (c_->stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down");
+    if (d_.stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down");
 
     queue::WorkerRegistration w;
     w.id = reg.worker_id();
@@ -59,10 +68,10 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     for (const auto& [k, v] : reg.labels()) w.labels[k] = v;
     w.slots = reg.slots();
     w.version = reg.version();
-    w.controller_id = c_->controller_id;
+    w.controller_id = d_.controller_id;
     w.session = RandomHex(8);
     w.draining = reg.draining();
-    if (Status s = c_->queue->RegisterWorker(w, c_->cfg.lease); !s.ok()) return api::ToGrpc(s);
+    if (Status s = d_.workers.Register(w, d_.lease); !s.ok()) return api::ToGrpc(s);
 
     auto session = std::make_shared<Session>(w.id, w.session, w.slots, stream, ctx);
     session->draining = reg.draining();
@@ -71,7 +80,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     std::vector<queue::JobRef> running;
     std::vector<int64_t> kept;
     for (const auto& r : reg.running()) running.push_back({r.job_id(), r.attempt()});
-    auto stop = c_->queue->Adopt(w.id, running);
+    auto stop = d_.dispatch.Adopt(w.id, running);
     if (!stop.ok()) return api::ToGrpc(stop.status());
     for (const auto& r : running) {
       bool stopped = false;
@@ -82,9 +91,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 
     v1::ControllerMessage hello;
     auto* ok = hello.mutable_registered();
-    ok->set_heartbeat_interval_ms(static_cast<int32_t>(c_->cfg.heartbeat_interval.count()));
-    ok->set_lease_ms(static_cast<int32_t>(c_->cfg.lease.count()));
-    ok->set_controller_id(c_->controller_id);
+    ok->set_heartbeat_interval_ms(static_cast<int32_t>(d_.heartbeat_interval.count()));
+    ok->set_lease_ms(static_cast<int32_t>(d_.lease.count()));
+    ok->set_controller_id(d_.controller_id);
     if (!session->Send(hello)) return grpc::Status(grpc::CANCELLED, "worker went away");
     for (const auto& s : *stop) {
       v1::ControllerMessage m;
@@ -100,15 +109,15 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       if (!ValidWorkspace(ws)) continue;
       held.push_back(WorkspaceOf(ws, w.id));
     }
-    if (auto removed = c_->queue->ReplaceWorkspaces(w.id, held); !removed.ok()) {
+    if (auto removed = d_.workers.ReplaceWorkspaces(w.id, held); !removed.ok()) {
       spdlog::warn("workspaces of worker {} not recorded: {}", w.id, removed.status().message());
     } else {
       for (const auto& r : *removed) session->Send(DropMessage(r.project, r.name));
     }
-    c_->registry.Add(session);
+    d_.registry.Add(session);
     spdlog::info("worker connected worker_id={} host={} cluster={} slots={} adopted={} workspaces={}", w.id,
                  w.hostname, w.cluster, w.slots, kept.size(), held.size());
-    c_->dispatch_wake.Notify();
+    d_.dispatch_wake.Notify();
 
     std::string why = "its stream closed";
     while (stream->Read(&msg)) {
@@ -116,7 +125,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         bool draining = msg.heartbeat().draining();
         if (draining && !session->draining) spdlog::info("worker draining worker_id={}", w.id);
         session->draining = draining;
-        Status s = c_->queue->Heartbeat(w.id, w.session, c_->cfg.lease, draining);
+        Status s = d_.workers.Heartbeat(w.id, w.session, d_.lease, draining);
         if (s.code() == Code::kNotFound) {
           why = "";
           break;  // registered again through another stream
@@ -144,15 +153,15 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         if (u.has_result()) e.update.result = api::FromProto(u.result());
         e.update.started_ms = u.started_at_ms();
         e.update.finished_ms = u.finished_at_ms();
-        if (*st != queue::JobStatus::kRunning && session->Finished(u.job_id())) c_->dispatch_wake.Notify();
-        c_->Enqueue(std::move(e));
+        if (*st != queue::JobStatus::kRunning && session->Finished(u.job_id())) d_.dispatch_wake.Notify();
+        d_.reports.Push(std::move(e));
       } else if (msg.has_workspace()) {
         const auto& ws = msg.workspace();
         if (!ValidWorkspace(ws)) {
           spdlog::warn("worker {} sent an invalid workspace report; ignored", w.id);
           continue;
         }
-        auto removed = c_->queue->ReportWorkspace(w.id, WorkspaceOf(ws, w.id), ws.present());
+        auto removed = d_.workers.ReportWorkspace(w.id, WorkspaceOf(ws, w.id), ws.present());
         if (!removed.ok()) spdlog::warn("workspace report of worker {} not recorded: {}", w.id, removed.status().message());
         else if (*removed) session->Send(DropMessage(ws.project(), ws.name()));
       } else if (msg.has_log()) {
@@ -165,12 +174,12 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         e.session = session;
         e.kind = Event::kLog;
         e.log = {w.id, l.job_id(), l.attempt(), l.offset(), l.data()};
-        c_->Enqueue(std::move(e));
+        d_.reports.Push(std::move(e));
       }
     }
-    c_->registry.Remove(session);
+    d_.registry.Remove(session);
     session->Finish();
-    if (c_->stopping || why.empty()) {
+    if (d_.stopping || why.empty()) {
       spdlog::info("worker stream closed worker_id={} (jobs stay with the worker)", w.id);
       return grpc::Status::OK;
     }
@@ -180,29 +189,29 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     Event drop;
     drop.kind = Event::kDrop;
     drop.session = session;
-    drop.why = "its stream to controller " + c_->controller_id + " closed";
-    c_->Enqueue(std::move(drop));
+    drop.why = "its stream to controller " + d_.controller_id + " closed";
+    d_.reports.Push(std::move(drop));
     return grpc::Status::OK;
   }
 
   grpc::Status LookupCompile(grpc::ServerContext*, const v1::LookupCompileRequest* req,
                              v1::LookupCompileResponse* resp) override {
-    return controller::LookupCompile(c_, req, resp);
+    return controller::LookupCompile(d_.compiles, req, resp);
   }
   grpc::Status LookupCompileResult(grpc::ServerContext*, const v1::LookupCompileResultRequest* req,
                                    v1::LookupCompileResultResponse* resp) override {
-    return controller::LookupCompileResult(c_, req, resp);
+    return controller::LookupCompileResult(d_.compiles, req, resp);
   }
   grpc::Status StoreCompile(grpc::ServerContext*, const v1::StoreCompileRequest* req,
                             v1::StoreCompileResponse* resp) override {
-    return controller::StoreCompile(c_, req, resp);
+    return controller::StoreCompile(d_.compiles, d_.blobs, req, resp);
   }
   grpc::Status RecordCompiles(grpc::ServerContext*, const v1::RecordCompilesRequest* req, v1::Empty*) override {
-    return controller::RecordCompiles(c_, req);
+    return controller::RecordCompiles(d_.compiles, req);
   }
 
  private:
-  Controller::Impl* c_;
+  WorkerServiceDeps d_;
 };
 
 }  // namespace
@@ -214,8 +223,8 @@ v1::ControllerMessage DropMessage(const std::string& project, const std::string&
   return m;
 }
 
-std::unique_ptr<grpc::Service> MakeWorkerService(Controller::Impl* c) {
-  return std::make_unique<WorkerServiceImpl>(c);
+std::unique_ptr<grpc::Service> MakeWorkerService(const WorkerServiceDeps& deps) {
+  return std::make_unique<WorkerServiceImpl>(deps);
 }
 
 }  // namespace kiln::controller

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
 namespace kiln::db {
 
 Status FromException(const std::exception& e, const std::string& what) {
@@ -40,41 +42,79 @@ Pool::Pool(std::string url, size_t size, Prepare prepare)
 
 Pool::~Pool() = default;
 
+void Pool::AddStatements(const std::vector<Statement>& statements) {
+  std::lock_guard g(mu_);
+  for (const auto& st : statements) {
+    for (const auto& known : statements_) {
+      if (known.name == st.name) {
+        // Two stores chose one name: a programming error, found at start.
+        spdlog::critical("statement {} is prepared twice on one pool", st.name);
+        std::abort();
+      }
+    }
+    statements_.push_back(st);
+  }
+}
+
 Pool::Lease::~Lease() {
-  if (pool_ && c_) pool_->Return(std::move(c_), broken_);
+  if (pool_ && c_.c) pool_->Return(std::move(c_), broken_);
+}
+
+void Pool::Catch(Conn& c) {
+  std::vector<Statement> todo;
+  {
+    std::lock_guard g(mu_);
+    if (c.prepared == statements_.size()) return;
+    todo.assign(statements_.begin() + static_cast<std::ptrdiff_t>(c.prepared), statements_.end());
+  }
+  for (const auto& st : todo) {
+    c.c->prepare(st.name, st.sql);
+    ++c.prepared;
+  }
 }
 
 Result<Pool::Lease> Pool::Acquire() {
   std::unique_lock lk(mu_);
   cv_.wait(lk, [&] { return !idle_.empty() || open_ < size_; });
+  Conn conn;
   if (!idle_.empty()) {
-    auto c = std::move(idle_.back());
+    conn = std::move(idle_.back());
     idle_.pop_back();
-    return Lease(this, std::move(c));
-  }
-  ++open_;
-  lk.unlock();
-  auto c = Connect(url_);
-  if (!c.ok()) {
-    std::lock_guard g(mu_);
-    --open_;
-    cv_.notify_one();
-    return c.status();
+    lk.unlock();
+  } else {
+    ++open_;
+    lk.unlock();
+    auto c = Connect(url_);
+    if (!c.ok()) {
+      std::lock_guard g(mu_);
+      --open_;
+      cv_.notify_one();
+      return c.status();
+    }
+    conn.c = std::move(c).value();
+    try {
+      if (prepare_) prepare_(*conn.c);
+    } catch (const std::exception& e) {
+      std::lock_guard g(mu_);
+      --open_;
+      cv_.notify_one();
+      return FromException(e, "cannot prepare statements");
+    }
   }
   try {
-    if (prepare_) prepare_(**c);
+    Catch(conn);
   } catch (const std::exception& e) {
     std::lock_guard g(mu_);
     --open_;
     cv_.notify_one();
     return FromException(e, "cannot prepare statements");
   }
-  return Lease(this, std::move(c).value());
+  return Lease(this, std::move(conn));
 }
 
-void Pool::Return(std::unique_ptr<pqxx::connection> c, bool broken) {
+void Pool::Return(Conn c, bool broken) {
   std::lock_guard g(mu_);
-  if (broken || !c->is_open()) {
+  if (broken || !c.c->is_open()) {
     --open_;
   } else {
     idle_.push_back(std::move(c));
@@ -97,6 +137,15 @@ Status Pool::Run(const std::function<Status(pqxx::connection&)>& fn, const std::
     if (!(**lease).is_open()) lease->Discard();
     return FromException(e, what);
   }
+}
+
+Result<int64_t> DeleteUnused(Pool& pool, const std::string& statement, std::chrono::milliseconds max_age,
+                             const std::string& what) {
+  return pool.Query(what, [&](pqxx::connection& c) -> Result<int64_t> {
+    pqxx::nontransaction tx(c);
+    return static_cast<int64_t>(
+        tx.exec_prepared(statement, static_cast<double>(max_age.count()) / 1000.0).affected_rows());
+  });
 }
 
 }  // namespace kiln::db

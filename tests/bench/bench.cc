@@ -32,7 +32,9 @@
 #include "config/config.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
-#include "queue/queue.h"
+#include "queue/dispatch_store.h"
+#include "queue/open_pool.h"
+#include "queue/worker_store.h"
 #include "worker/sandbox.h"
 
 namespace kiln::bench {
@@ -68,18 +70,18 @@ void EmptyQueue() { Exec("TRUNCATE build_jobs RESTART IDENTITY CASCADE"); }
 
 // Empties the queue and fills it with n queued jobs; registers the
 // benchmark's claimers bw0..bw7.
-void Prefill(queue::Queue& q, int n) {
+void Prefill(queue::WorkerStore& workers, int n) {
   EmptyQueue();
   Exec("INSERT INTO build_jobs (project_id, spec) SELECT 1, '{\"argv\": [\"true\"]}' FROM generate_series(1, " +
        std::to_string(n) + ")");
   Exec("VACUUM ANALYZE build_jobs");
   for (int i = 0; i < kClients; ++i) {
     queue::WorkerRegistration w{"bw" + std::to_string(i), "bench", "default", "x86_64", "linux", {}, 64, "", "", "s", false};
-    (void)q.RegisterWorker(w, 3600s);
+    (void)workers.Register(w, 3600s);
   }
 }
 
-double LibraryRun(queue::Queue& q, int batch, int iterations) {
+double LibraryRun(queue::DispatchStore& q, int batch, int iterations) {
   std::atomic<int64_t> done{0};
   auto t0 = Clock::now();
   std::vector<std::thread> ts;
@@ -146,11 +148,13 @@ double PgbenchRun(int batch, int iterations) {
 }
 
 void QueueBench() {
-  auto q = queue::Queue::Create(g_url, kClients);
-  if (!q.ok()) {
-    std::cerr << q.status().message() << "\n";
+  auto pool = queue::OpenPool(g_url, kClients);
+  if (!pool.ok()) {
+    std::cerr << pool.status().message() << "\n";
     std::exit(1);
   }
+  queue::WorkerStore workers(**pool);
+  queue::DispatchStore dispatch(**pool);
   struct Mode {
     const char* name;
     int batch, iterations;
@@ -160,9 +164,9 @@ void QueueBench() {
     // Alternate, twice each, and keep the best: the machine is shared.
     double lib = 0, pg = 0;
     for (int round = 0; round < 2; ++round) {
-      Prefill(**q, n + n / 10);
-      lib = std::max(lib, LibraryRun(**q, m.batch, m.iterations));
-      Prefill(**q, n + n / 10);
+      Prefill(workers, n + n / 10);
+      lib = std::max(lib, LibraryRun(dispatch, m.batch, m.iterations));
+      Prefill(workers, n + n / 10);
       pg = std::max(pg, PgbenchRun(m.batch, m.iterations));
     }
     Out(std::string("queue_jobs_per_s_") + m.name, lib);

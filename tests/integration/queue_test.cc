@@ -1,6 +1,10 @@
 // The queue against a real PostgreSQL: claims, fencing, leases, routing.
 
-#include "queue/queue.h"
+#include "queue/catalog_store.h"
+#include "queue/dispatch_store.h"
+#include "queue/job_store.h"
+#include "queue/open_pool.h"
+#include "queue/worker_store.h"
 
 #include <gtest/gtest.h>
 
@@ -10,6 +14,7 @@
 
 #include <pqxx/pqxx>
 
+#include "cache/action_store.h"
 #include "cache/compile_store.h"
 #include "cas/digest.h"
 #include "cc/deps.h"
@@ -30,9 +35,13 @@ class QueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
     url_ = test::NewDatabase();
-    auto q = queue::Queue::Create(url_, 12);
-    ASSERT_TRUE(q.ok()) << q.status().message();
-    q_ = std::move(q).value();
+    auto pool = queue::OpenPool(url_, 12);
+    ASSERT_TRUE(pool.ok()) << pool.status().message();
+    pool_ = std::move(pool).value();
+    jobs_ = std::make_unique<queue::JobStore>(*pool_);
+    dispatch_ = std::make_unique<queue::DispatchStore>(*pool_);
+    workers_ = std::make_unique<queue::WorkerStore>(*pool_);
+    catalog_ = std::make_unique<queue::CatalogStore>(*pool_);
   }
 
   int64_t SubmitJob(const std::string& project = "default", int priority = 0,
@@ -43,7 +52,7 @@ class QueueTest : public ::testing::Test {
     j.max_attempts = max_attempts;
     j.spec.argv = {"true"};
     j.spec.requirements = std::move(req);
-    auto r = q_->Submit(j);
+    auto r = jobs_->Submit(j);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? r->job.id : 0;
   }
@@ -59,7 +68,7 @@ class QueueTest : public ::testing::Test {
     w.labels = std::move(labels);
     w.slots = 4;
     w.session = "s-" + id;
-    Status s = q_->RegisterWorker(w, lease);
+    Status s = workers_->Register(w, lease);
     EXPECT_TRUE(s.ok()) << s.message();
     return w.session;
   }
@@ -87,7 +96,12 @@ class QueueTest : public ::testing::Test {
   }
 
   std::string url_;
-  std::unique_ptr<queue::Queue> q_;
+  // The stores as the controller composes them: one pool, one store a concern.
+  std::shared_ptr<db::Pool> pool_;
+  std::unique_ptr<queue::JobStore> jobs_;
+  std::unique_ptr<queue::DispatchStore> dispatch_;
+  std::unique_ptr<queue::WorkerStore> workers_;
+  std::unique_ptr<queue::CatalogStore> catalog_;
 };
 
 TEST_F(QueueTest, MigrationsAreIdempotent) {
@@ -114,7 +128,7 @@ TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {
     threads.emplace_back([&, i] {
       std::string w = "w" + std::to_string(i);
       while (true) {
-        auto c = q_->Claim(w, sessions[i], 1 + i % 3 * 10, kGrace);  // 1, 11 or 21 at a time
+        auto c = dispatch_->Claim(w, sessions[i], 1 + i % 3 * 10, kGrace);  // 1, 11 or 21 at a time
         if (!c.ok()) {
           ++errors;
           return;
@@ -122,7 +136,7 @@ TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {
         if (c->empty()) return;
         std::vector<queue::Update> ups;
         for (const auto& job : *c) ups.push_back(Done(w, job));
-        auto a = q_->Apply(ups, {});
+        auto a = dispatch_->Apply(ups, {});
         if (!a.ok()) ++errors;
         std::lock_guard g(mu);
         for (const auto& job : *c) all.push_back(job.id);
@@ -138,18 +152,18 @@ TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {
 }
 
 TEST_F(QueueTest, ClaimsRespectClusterMapping) {
-  ASSERT_TRUE(q_->CreateCluster("east").ok());
-  ASSERT_TRUE(q_->CreateProject("web", "{}").ok());
-  ASSERT_TRUE(q_->MapProject("east", "web", false).ok());
+  ASSERT_TRUE(catalog_->CreateCluster("east").ok());
+  ASSERT_TRUE(catalog_->CreateProject("web", "{}").ok());
+  ASSERT_TRUE(catalog_->MapProject("east", "web", false).ok());
   int64_t web = SubmitJob("web");
   int64_t def = SubmitJob("default");
   std::string se = Worker("east1", "east");
-  auto c = q_->Claim("east1", se, 10, kGrace);
+  auto c = dispatch_->Claim("east1", se, 10, kGrace);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->size(), 1u);
   EXPECT_EQ((*c)[0].id, web);
   std::string sd = Worker("def1", "default");
-  c = q_->Claim("def1", sd, 10, kGrace);
+  c = dispatch_->Claim("def1", sd, 10, kGrace);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->size(), 1u);
   EXPECT_EQ((*c)[0].id, def);
@@ -163,7 +177,7 @@ TEST_F(QueueTest, ClaimsByPriorityThenAge) {
   std::string s = Worker("w");
   std::vector<int64_t> order;
   for (int i = 0; i < 4; ++i) {
-    auto c = q_->Claim("w", s, 1, kGrace);
+    auto c = dispatch_->Claim("w", s, 1, kGrace);
     ASSERT_TRUE(c.ok());
     ASSERT_EQ(c->size(), 1u);
     order.push_back((*c)[0].id);
@@ -177,17 +191,17 @@ TEST_F(QueueTest, ExpiredLeaseRequeuesKeepingPlaceThenMarksLost) {
   for (int attempt = 1; attempt <= 2; ++attempt) {
     std::string w = "short" + std::to_string(attempt);
     std::string s = Worker(w, "default", {}, 100ms);
-    auto c = q_->Claim(w, s, 1, kGrace);
+    auto c = dispatch_->Claim(w, s, 1, kGrace);
     ASSERT_TRUE(c.ok());
     ASSERT_EQ(c->size(), 1u);
     EXPECT_EQ((*c)[0].attempt, attempt);
     ASSERT_TRUE(test::WaitFor(
         [&] {
-          auto r = q_->Reap();
+          auto r = dispatch_->Reap();
           return r.ok() && !r->job_ids.empty();
         },
         5s));
-    auto j = q_->Get(id);
+    auto j = jobs_->Get(id);
     ASSERT_TRUE(j.ok());
     if (attempt == 1) {
       EXPECT_EQ(j->status, JobStatus::kQueued);
@@ -204,31 +218,31 @@ TEST_F(QueueTest, ExpiredLeaseRequeuesKeepingPlaceThenMarksLost) {
 TEST_F(QueueTest, StaleAttemptChangesNothing) {
   int64_t id = SubmitJob();
   std::string s1 = Worker("w1");
-  auto c1 = q_->Claim("w1", s1, 1, kGrace);
+  auto c1 = dispatch_->Claim("w1", s1, 1, kGrace);
   ASSERT_TRUE(c1.ok() && c1->size() == 1);
-  auto dropped = q_->DropWorker("w1", s1, "test");
+  auto dropped = dispatch_->DropWorker("w1", s1, "test");
   ASSERT_TRUE(dropped.ok());
   EXPECT_EQ(dropped->requeued, 1);
   std::string s2 = Worker("w2");
-  auto c2 = q_->Claim("w2", s2, 1, kGrace);
+  auto c2 = dispatch_->Claim("w2", s2, 1, kGrace);
   ASSERT_TRUE(c2.ok() && c2->size() == 1);
   EXPECT_EQ((*c2)[0].attempt, 2);
   // The zombie reports success for attempt 1, and logs.
-  auto out = q_->Apply({Done("w1", (*c1)[0])}, {{"w1", id, 1, 0, "zombie output"}});
+  auto out = dispatch_->Apply({Done("w1", (*c1)[0])}, {{"w1", id, 1, 0, "zombie output"}});
   ASSERT_TRUE(out.ok());
   ASSERT_EQ(out->size(), 1u);
   EXPECT_FALSE((*out)[0].applied);
-  auto j = q_->Get(id);
+  auto j = jobs_->Get(id);
   EXPECT_EQ(j->status, JobStatus::kSetup);
   EXPECT_EQ(j->worker_id, "w2");
   EXPECT_EQ(j->attempt, 2);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM job_logs"), "0");
   // The rightful holder's report is applied.
-  out = q_->Apply({Done("w2", (*c2)[0])}, {{"w2", id, 2, 0, "real output"}});
+  out = dispatch_->Apply({Done("w2", (*c2)[0])}, {{"w2", id, 2, 0, "real output"}});
   ASSERT_TRUE(out.ok());
   EXPECT_TRUE((*out)[0].applied);
-  EXPECT_EQ(q_->Get(id)->status, JobStatus::kSucceeded);
-  auto log = q_->ReadLog(id, 0, 0, 1 << 20);
+  EXPECT_EQ(jobs_->Get(id)->status, JobStatus::kSucceeded);
+  auto log = jobs_->ReadLog(id, 0, 0, 1 << 20);
   ASSERT_TRUE(log.ok());
   EXPECT_EQ(log->data, "real output");
 }
@@ -238,21 +252,49 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   // same batch: both are applied, one entry is written.
   queue::NewJob j = CacheableJob('d');
   j.no_cache = true;
-  auto a = q_->Submit(j), b = q_->Submit(j);
+  auto a = jobs_->Submit(j), b = jobs_->Submit(j);
   ASSERT_TRUE(a.ok() && b.ok());
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 2, kGrace);
+  auto c = dispatch_->Claim("w", s, 2, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 2);
-  auto out = q_->Apply({Done("w", (*c)[0]), Done("w", (*c)[1])}, {});
+  auto out = dispatch_->Apply({Done("w", (*c)[0]), Done("w", (*c)[1])}, {});
   ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_TRUE((*out)[0].applied && (*out)[1].applied);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "1");
   // And the next identical submit is served from it.
   j.no_cache = false;
-  auto hit = q_->Submit(j);
+  auto hit = jobs_->Submit(j);
   ASSERT_TRUE(hit.ok());
   EXPECT_EQ(hit->job.status, JobStatus::kSucceeded);
   EXPECT_NE(hit->job.result->cached_from, 0);
+}
+
+TEST_F(QueueTest, ActionCacheEntriesUnusedForTheirMaxAgeExpireAndOnlyThose) {
+  cache::ActionCacheStore action(*pool_);
+  for (char d : {'e', 'f'}) {
+    auto j = jobs_->Submit(CacheableJob(d));
+    ASSERT_TRUE(j.ok()) << j.status().message();
+    std::string s = Worker("w");
+    auto c = dispatch_->Claim("w", s, 1, kGrace);
+    ASSERT_TRUE(c.ok() && c->size() == 1);
+    ASSERT_TRUE(dispatch_->Apply({Done("w", (*c)[0])}, {}).ok());
+  }
+  ASSERT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "2");
+  auto none = action.Expire(std::chrono::hours(1));
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_EQ(*none, 0);
+  test::Sql(url_, "UPDATE action_cache SET last_used = now() - interval '2 hours' WHERE digest = '" +
+                      std::string(64, 'e') + "'");
+  auto one = action.Expire(std::chrono::hours(1));
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(*one, 1);
+  EXPECT_EQ(test::Sql(url_, "SELECT string_agg(digest, ',') FROM action_cache"), std::string(64, 'f'));
+  // The expired action runs again; the one still used is served.
+  auto again = jobs_->Submit(CacheableJob('e'));
+  auto served = jobs_->Submit(CacheableJob('f'));
+  ASSERT_TRUE(again.ok() && served.ok());
+  EXPECT_EQ(again->job.status, JobStatus::kQueued);
+  EXPECT_EQ(served->job.status, JobStatus::kSucceeded);
 }
 
 // A store of a.c's object under direct key 1...1 and result key 3...3 (its
@@ -277,9 +319,9 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   for (int i = 0; i < 8; ++i) {
     queue::NewJob j = CacheableJob('f');
     j.no_cache = true;
-    ASSERT_TRUE(q_->Submit(j).ok());
+    ASSERT_TRUE(jobs_->Submit(j).ok());
   }
-  auto c = q_->Claim("w", s, 8, kGrace);
+  auto c = dispatch_->Claim("w", s, 8, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 8);
   cache::CompileCacheStore store(url_, 8);
   cache::CompileStore st = UnitStore();
@@ -325,8 +367,8 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
 // (sql/007), and reads back entry for entry.
 TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
   std::string s = Worker("w");
-  ASSERT_TRUE(q_->Submit(CacheableJob('f')).ok());
-  auto c = q_->Claim("w", s, 1, kGrace);
+  ASSERT_TRUE(jobs_->Submit(CacheableJob('f')).ok());
+  auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   cache::CompileCacheStore store(url_, 1);
   cache::CompileStore st = UnitStore();
@@ -368,20 +410,20 @@ TEST_F(QueueTest, HeaderImpactUsesTheGinIndex) {
 
 TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
   queue::NewJob j = CacheableJob('e');
-  auto leader = q_->Submit(j);
+  auto leader = jobs_->Submit(j);
   ASSERT_TRUE(leader.ok());
   EXPECT_EQ(leader->job.waits_for, 0);
-  auto same = q_->Submit(j);
+  auto same = jobs_->Submit(j);
   ASSERT_TRUE(same.ok());
   EXPECT_EQ(same->job.waits_for, leader->job.id);
   // More urgent than the queued leader: it does not wait behind it.
   j.priority = 10;
-  auto urgent = q_->Submit(j);
+  auto urgent = jobs_->Submit(j);
   ASSERT_TRUE(urgent.ok());
   EXPECT_EQ(urgent->job.waits_for, 0);
   // The leader's claim takes it first; the waiter is skipped while it runs.
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 3, kGrace);
+  auto c = dispatch_->Claim("w", s, 3, kGrace);
   ASSERT_TRUE(c.ok());
   std::set<int64_t> claimed;
   for (const auto& cl : *c) claimed.insert(cl.id);
@@ -391,20 +433,20 @@ TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
 TEST_F(QueueTest, ReadLogStopsAtAGapUnlessTheJobEnded) {
   int64_t id = SubmitJob();
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 1, kGrace);
+  auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   // Bytes 5..10 never arrive.
-  ASSERT_TRUE(q_->Apply({}, {{"w", id, 1, 0, "01234"}, {"w", id, 1, 10, "abcde"}}).ok());
-  EXPECT_EQ(q_->Get(id)->log_size, 15);
-  auto head = q_->ReadLog(id, 0, 0, 1 << 20);
+  ASSERT_TRUE(dispatch_->Apply({}, {{"w", id, 1, 0, "01234"}, {"w", id, 1, 10, "abcde"}}).ok());
+  EXPECT_EQ(jobs_->Get(id)->log_size, 15);
+  auto head = jobs_->ReadLog(id, 0, 0, 1 << 20);
   ASSERT_TRUE(head.ok());
   EXPECT_EQ(head->data, "01234");
-  auto waiting = q_->ReadLog(id, 0, 5, 1 << 20);
+  auto waiting = jobs_->ReadLog(id, 0, 5, 1 << 20);
   EXPECT_TRUE(waiting->data.empty());
-  auto skipped = q_->ReadLog(id, 0, 5, 1 << 20, /*skip_gaps=*/true);
+  auto skipped = jobs_->ReadLog(id, 0, 5, 1 << 20, /*skip_gaps=*/true);
   EXPECT_EQ(skipped->offset, 10);
   EXPECT_EQ(skipped->data, "abcde");
-  auto middle = q_->ReadLog(id, 0, 12, 2);
+  auto middle = jobs_->ReadLog(id, 0, 12, 2);
   EXPECT_EQ(middle->data, "cd");
 }
 
@@ -413,13 +455,13 @@ TEST_F(QueueTest, DropOfAnOldSessionDoesNotRequeue) {
   std::string old_session = Worker("w1");
   std::string new_session = "s2-w1";
   queue::WorkerRegistration w{"w1", "h", "default", "x86_64", "linux", {}, 4, "", "", new_session, false};
-  ASSERT_TRUE(q_->RegisterWorker(w, 60s).ok());
-  auto c = q_->Claim("w1", new_session, 1, kGrace);
+  ASSERT_TRUE(workers_->Register(w, 60s).ok());
+  auto c = dispatch_->Claim("w1", new_session, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
-  auto dropped = q_->DropWorker("w1", old_session, "old stream closed late");
+  auto dropped = dispatch_->DropWorker("w1", old_session, "old stream closed late");
   ASSERT_TRUE(dropped.ok());
   EXPECT_EQ(dropped->requeued, 0);
-  EXPECT_EQ(q_->Get((*c)[0].id)->status, JobStatus::kSetup);
+  EXPECT_EQ(jobs_->Get((*c)[0].id)->status, JobStatus::kSetup);
 }
 
 TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
@@ -427,14 +469,14 @@ TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
   j.project = "default";
   j.request_id = "ci-build-42";
   j.spec.argv = {"make", "all"};
-  auto a = q_->Submit(j);
-  auto b = q_->Submit(j);
+  auto a = jobs_->Submit(j);
+  auto b = jobs_->Submit(j);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->job.id, b->job.id);
   EXPECT_FALSE(a->existing);
   EXPECT_TRUE(b->existing);
   j.spec.argv = {"make", "other"};
-  auto c = q_->Submit(j);
+  auto c = jobs_->Submit(j);
   EXPECT_EQ(c.status().code(), Code::kAlreadyExists);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "1");
 }
@@ -443,15 +485,15 @@ TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
   int64_t arm = SubmitJob("default", 0, {{"arch", "aarch64"}});
   int64_t gpu = SubmitJob("default", 0, {{"arch", "x86_64"}, {"gpu", "1"}});
   std::string s = Worker("plain");
-  auto c = q_->Claim("plain", s, 10, kGrace);
+  auto c = dispatch_->Claim("plain", s, 10, kGrace);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->empty());
-  auto why = q_->Unsatisfiable(arm);
+  auto why = jobs_->Unsatisfiable(arm);
   ASSERT_TRUE(why.ok());
   EXPECT_NE(why->find("aarch64"), std::string::npos) << *why;
   std::string sg = Worker("gpu-box", "default", {{"gpu", "1"}});
-  EXPECT_EQ(*q_->Unsatisfiable(gpu), "");
-  c = q_->Claim("gpu-box", sg, 10, kGrace);
+  EXPECT_EQ(*jobs_->Unsatisfiable(gpu), "");
+  c = dispatch_->Claim("gpu-box", sg, 10, kGrace);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->size(), 1u);
   EXPECT_EQ((*c)[0].id, gpu);
@@ -459,22 +501,22 @@ TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
 
 TEST_F(QueueTest, CancelQueuedIsImmediateAndRunningIsRequested) {
   int64_t queued = SubmitJob();
-  auto j = q_->Cancel(queued, "not needed");
+  auto j = jobs_->Cancel(queued, "not needed");
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->status, JobStatus::kCancelled);
   int64_t running = SubmitJob();
   std::string s = Worker("w");
-  auto c = q_->Claim("w", s, 1, kGrace);
+  auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1 && (*c)[0].id == running);
-  j = q_->Cancel(running, "");
+  j = jobs_->Cancel(running, "");
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->status, JobStatus::kSetup);
   EXPECT_TRUE(j->cancel_requested);
-  auto out = q_->Apply({Done("w", (*c)[0], JobStatus::kCancelled)}, {});
+  auto out = dispatch_->Apply({Done("w", (*c)[0], JobStatus::kCancelled)}, {});
   ASSERT_TRUE(out.ok() && (*out)[0].applied);
-  EXPECT_EQ(q_->Get(running)->status, JobStatus::kCancelled);
-  EXPECT_EQ(q_->Cancel(running, "").status().code(), Code::kFailedPrecondition);
-  EXPECT_EQ(q_->Cancel(999999, "").status().code(), Code::kNotFound);
+  EXPECT_EQ(jobs_->Get(running)->status, JobStatus::kCancelled);
+  EXPECT_EQ(jobs_->Cancel(running, "").status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(jobs_->Cancel(999999, "").status().code(), Code::kNotFound);
 }
 
 TEST_F(QueueTest, DequeueIsAnIndexScanWhateverTheHistory) {
@@ -496,16 +538,16 @@ TEST_F(QueueTest, DequeueIsAnIndexScanWhateverTheHistory) {
 }
 
 TEST_F(QueueTest, ProjectUpdatedAtIsKeptByTrigger) {
-  ASSERT_TRUE(q_->CreateProject("p1", "{}").ok());
+  ASSERT_TRUE(catalog_->CreateProject("p1", "{}").ok());
   std::string before = test::Sql(url_, "SELECT updated_at FROM projects WHERE name = 'p1'");
-  auto p = q_->SetProjectConfig("p1", R"({"default_priority": 3})");
+  auto p = catalog_->SetProjectConfig("p1", R"({"default_priority": 3})");
   ASSERT_TRUE(p.ok());
   // Even an UPDATE that tries to set updated_at itself gets the trigger's value.
   test::Sql(url_, "UPDATE projects SET updated_at = '2000-01-01' WHERE name = 'p1'");
   std::string after = test::Sql(url_, "SELECT updated_at > '" + before + "' FROM projects WHERE name = 'p1'");
   EXPECT_EQ(after, "t");
-  EXPECT_EQ(q_->CreateProject("p1", "{}").status().code(), Code::kAlreadyExists);
-  EXPECT_EQ(q_->CreateProject("bad/name", "{}").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(catalog_->CreateProject("p1", "{}").status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(catalog_->CreateProject("bad/name", "{}").status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,13 +1,11 @@
 #pragma once
-// Shared in-memory state of one controller: connected worker sessions, the
-// project configuration cache, and wake-up signals. Nothing here is the
-// source of truth; it is rebuilt from PostgreSQL and from reconnecting workers.
+// The worker streams connected to this controller: one Session per stream
+// and the Registry of them by worker id. Rebuilt from reconnecting workers;
+// nothing here is the source of truth.
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,39 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "config/project_config.h"
 #include "kiln/v1/kiln.grpc.pb.h"
-#include "queue/queue.h"
 
 namespace kiln::controller {
-
-// A counter to wait on: Notify bumps it, Wait returns once it moved past
-// what the caller saw, or at the timeout.
-class Signal {
- public:
-  void Notify() {
-    {
-      std::lock_guard g(mu_);
-      ++gen_;
-    }
-    cv_.notify_all();
-  }
-  uint64_t generation() {
-    std::lock_guard g(mu_);
-    return gen_;
-  }
-  // Returns the new generation.
-  uint64_t Wait(uint64_t seen, std::chrono::milliseconds timeout) {
-    std::unique_lock lk(mu_);
-    cv_.wait_for(lk, timeout, [&] { return gen_ != seen; });
-    return gen_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t gen_ = 0;
-};
 
 using WorkerStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::WorkerMessage>;
 
@@ -154,21 +122,7 @@ class Registry {
   std::map<std::string, std::shared_ptr<Session>> sessions_;
 };
 
-// The in-memory copy of every project's configuration, refreshed by polling
-// projects' updated_at and on NOTIFY kiln_config.
-class ProjectCache {
- public:
-  explicit ProjectCache(queue::Queue* q) : q_(q) {}
-  // Reloads if the version moved (or force). Returns the error of the read.
-  Status Refresh(bool force);
-  // The project's config; NotFound if it does not exist (after one reload).
-  Result<config::ProjectConfig> Get(const std::string& project);
-
- private:
-  queue::Queue* q_;
-  std::mutex mu_;
-  std::string version_;
-  std::map<std::string, config::ProjectConfig> projects_;
-};
+// Tells a worker to delete one of its warm workspaces.
+v1::ControllerMessage DropMessage(const std::string& project, const std::string& name);
 
 }  // namespace kiln::controller

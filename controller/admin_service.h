@@ -1,0 +1,28 @@
+#pragma once
+// AdminService: projects, clusters, workers and warm workspaces, for
+// operators.
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+namespace kiln::queue {
+class CatalogStore;
+class WorkerStore;
+}  // namespace kiln::queue
+
+namespace kiln::controller {
+
+class Signal;
+
+// What AdminService uses, and nothing else. All must outlive the service.
+struct AdminServiceDeps {
+  queue::CatalogStore& catalog;
+  queue::WorkerStore& workers;
+  Signal& config_wake;    // a project's configuration changed here
+  Signal& dispatch_wake;  // a mapping changed: queued jobs may be claimable
+};
+
+std::unique_ptr<grpc::Service> MakeAdminService(const AdminServiceDeps& deps);
+
+}  // namespace kiln::controller

@@ -1,0 +1,33 @@
+#pragma once
+// The in-memory copy of every project's configuration, refreshed by polling
+// projects' updated_at (and on NOTIFY kiln_config) from the catalog.
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+#include "config/project_config.h"
+
+namespace kiln::queue {
+class CatalogStore;
+}
+
+namespace kiln::controller {
+
+class ProjectCache {
+ public:
+  explicit ProjectCache(queue::CatalogStore& catalog) : catalog_(catalog) {}
+  // Reloads if the version moved (or force). Returns the error of the read.
+  Status Refresh(bool force);
+  // The project's config; NotFound if it does not exist (after one reload).
+  Result<config::ProjectConfig> Get(const std::string& project);
+
+ private:
+  queue::CatalogStore& catalog_;
+  std::mutex mu_;
+  std::string version_;
+  std::map<std::string, config::ProjectConfig> projects_;
+};
+
+}  // namespace kiln::controller

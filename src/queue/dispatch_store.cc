@@ -1,0 +1,305 @@
+#include "queue/dispatch_store.h"
+
+#include <openssl/evp.h>
+
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "db/pool.h"
+#include "queue/job_rows.h"
+
+namespace kiln::queue {
+namespace {
+
+using json = nlohmann::json;
+using rows::StatusOf;
+
+// What happens to a job whose worker is gone: back in line (same
+// queue_start_time), or lost when its attempts are used up, or cancelled when
+// a cancel was pending. $reason is spliced by the caller as a parameter.
+#define KILN_REQUEUE_SET(reason)                                                                        \
+  " status = CASE WHEN b.cancel_requested THEN 'cancelled'"                                             \
+  "               WHEN b.attempt >= b.max_attempts THEN 'lost' ELSE 'queued' END,"                      \
+  " worker_id = CASE WHEN b.cancel_requested OR b.attempt >= b.max_attempts THEN b.worker_id END,"      \
+  " finished_at = CASE WHEN b.cancel_requested OR b.attempt >= b.max_attempts THEN now() END,"          \
+  " started_at = CASE WHEN b.cancel_requested OR b.attempt >= b.max_attempts THEN b.started_at END,"    \
+  " result = CASE WHEN b.cancel_requested THEN jsonb_build_object('exit_code', -1, 'error',"            \
+  "                 'cancelled; worker ' || b.worker_id || ' went away: ' || " reason ")"               \
+  "               WHEN b.attempt >= b.max_attempts THEN jsonb_build_object('exit_code', -1, 'error',"   \
+  "                 format('lost: attempt %s of %s was lost with worker %s: %s', b.attempt,"            \
+  "                        b.max_attempts, b.worker_id, " reason "))"                                   \
+  "          END "
+
+std::string Base64(const std::string& data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+// The claim: see docs/architecture.md. MATERIALIZED keeps the planner from
+// running the locking subquery more than once. FOR SHARE on the worker row
+// serializes the session check with a re-registration or a drop of the
+// worker. $1 worker, $2 session, $3 n.
+constexpr const char* kClaimSql =
+    "WITH w AS (SELECT id, cluster_id, properties FROM workers"
+    "           WHERE id = $1 AND session = $2 AND state = 'connected' FOR SHARE),"
+    " claimed AS MATERIALIZED ("
+    "  SELECT j.id FROM build_jobs j, w"
+    "  WHERE j.status = 'queued'"
+    "    AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = w.cluster_id)"
+    "    AND (j.cluster_id IS NULL OR j.cluster_id = w.cluster_id)"
+    "    AND j.requirements <@ w.properties"
+    // A warm workspace's job waits, up to the grace ($4 s after it was
+    // queued), for a connected worker that holds the workspace.
+    "    AND (j.workspace IS NULL OR j.queue_start_time < now() - make_interval(secs => $4)"
+    "         OR EXISTS (SELECT 1 FROM workspaces h WHERE h.project_id = j.project_id AND h.name = j.workspace"
+    "                    AND h.worker_id = $1 AND NOT h.removed)"
+    "         OR NOT EXISTS (SELECT 1 FROM workspaces h JOIN workers o ON o.id = h.worker_id"
+    "                        WHERE h.project_id = j.project_id AND h.name = j.workspace AND NOT h.removed"
+    "                          AND o.state = 'connected'))"
+    // An identical job in flight: wait for its result (it becomes this one's).
+    "    AND (j.waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM build_jobs f WHERE f.id = j.waits_for"
+    "                                            AND f.status IN ('queued', 'setup', 'running')))"
+    "  ORDER BY j.priority DESC, j.queue_start_time, j.id"
+    "  LIMIT $3 FOR UPDATE OF j SKIP LOCKED)"
+    " UPDATE build_jobs b SET status = 'setup', worker_id = $1, attempt = b.attempt + 1,"
+    "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0, waits_for = NULL"
+    " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
+    " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text";
+
+// Fenced worker reports: $1 is a JSON array of {id, attempt, status,
+// result, started_ms, finished_ms, worker}.
+// A success of a cacheable job also writes its action cache entry (only if
+// its output tree's root node is stored: UploadTrees stores a tree whole, so
+// the root stands for every node) and completes the jobs that wait for it
+// (their log is its log): all in this one statement.
+constexpr const char* kApplyUpdatesSql =
+    "WITH upd AS (UPDATE build_jobs j SET"
+    "  status = CASE WHEN u.status = 'queued' AND j.cancel_requested THEN 'cancelled' ELSE u.status END,"
+    "  worker_id = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,"
+    "  result = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled') THEN u.result"
+    "                WHEN u.status = 'queued' AND j.cancel_requested"
+    "                  THEN '{\"exit_code\": -1, \"error\": \"cancelled\"}'::jsonb END,"
+    "  started_at = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL"
+    "                    WHEN u.started_ms > 0 THEN to_timestamp(u.started_ms / 1000.0)"
+    "                    ELSE j.started_at END,"
+    "  finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')"
+    "                       OR (u.status = 'queued' AND j.cancel_requested)"
+    "                     THEN coalesce(to_timestamp(nullif(u.finished_ms, 0) / 1000.0), now()) END"
+    " FROM jsonb_to_recordset($1::jsonb)"
+    "   AS u(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
+    "        worker text)"
+    " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
+    "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
+    " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size),"
+    // DISTINCT ON: two identical successes in one batch write one entry (an
+    // upsert may not touch a row twice in one statement).
+    " cached AS (INSERT INTO action_cache (scope, digest, job_id, result)"
+    "   SELECT DISTINCT ON (u.cache_scope, u.action_digest) u.cache_scope, u.action_digest, u.id, u.result"
+    "   FROM upd u"
+    "   WHERE u.status = 'succeeded' AND u.action_digest IS NOT NULL AND u.cache_scope IS NOT NULL"
+    "     AND (u.result->>'exit_code')::int = 0"
+    "     AND (NOT u.result ? 'output_root' OR EXISTS (SELECT 1 FROM cas_trees t"
+    "          WHERE t.digest = split_part(u.result->>'output_root', '/', 1)))"
+    "   ORDER BY u.cache_scope, u.action_digest, u.id DESC"
+    "   ON CONFLICT (scope, digest) DO UPDATE SET job_id = excluded.job_id, result = excluded.result,"
+    "     created_at = now(), last_used = now()"
+    "   RETURNING job_id),"
+    " waiters AS (UPDATE build_jobs w SET status = 'succeeded', waits_for = NULL,"
+    "     result = u.result || jsonb_build_object('cached_from', u.id),"
+    "     started_at = now(), finished_at = now(), log_size = u.log_size, log_from = u.id, log_from_attempt = u.attempt"
+    "   FROM upd u WHERE w.waits_for = u.id AND w.status = 'queued' AND u.status = 'succeeded')"
+    " SELECT id, attempt, status FROM upd";
+
+std::vector<db::Statement> Statements() {
+  return {
+      {"claim", kClaimSql},
+      {"apply_logs",
+       "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb)"
+       "           AS u(id bigint, attempt int, off bigint, data text, worker text)),"
+       " ok AS (SELECT u.id, u.attempt, u.off, decode(u.data, 'base64') AS data FROM u"
+       "        JOIN build_jobs j ON j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
+       "        AND j.status IN ('setup', 'running')),"
+       " ins AS (INSERT INTO job_logs (job_id, attempt, off, data) SELECT id, attempt, off, data FROM ok"
+       "         ON CONFLICT DO NOTHING RETURNING job_id, attempt, off + octet_length(data) AS e)"
+       " UPDATE build_jobs j SET log_size = greatest(j.log_size, m.e)"
+       " FROM (SELECT job_id, attempt, max(e) AS e FROM ins GROUP BY 1, 2) m"
+       " WHERE j.id = m.job_id AND j.attempt = m.attempt"},
+      {"apply_updates", kApplyUpdatesSql},
+      {"drop_worker",
+       "WITH w AS (UPDATE workers SET state = 'disconnected', lease_expires_at = now()"
+       "           WHERE id = $1 AND session = $2 RETURNING id)"
+       " UPDATE build_jobs b SET" KILN_REQUEUE_SET("$3::text")
+       " FROM w WHERE b.worker_id = w.id AND b.status IN ('setup', 'running')"
+       " RETURNING b.id, b.status"},
+      {"reap",
+       "WITH expired AS ("
+       "  SELECT j.id, j.attempt FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
+       "  WHERE j.status IN ('setup', 'running') AND w.lease_expires_at < now()"
+       "  FOR UPDATE OF j SKIP LOCKED)"
+       " UPDATE build_jobs b SET" KILN_REQUEUE_SET("'its lease expired'")
+       " FROM expired e WHERE b.id = e.id AND b.attempt = e.attempt"
+       " RETURNING b.id, b.status"},
+      {"reap_workers",
+       "UPDATE workers SET state = 'lost'"
+       " WHERE state IN ('connected', 'draining', 'disconnected') AND lease_expires_at < now() - interval '1 minute'"},
+      {"adopt_owned",
+       "SELECT id, attempt, cancel_requested FROM build_jobs"
+       " WHERE worker_id = $1 AND status IN ('setup', 'running') FOR UPDATE"},
+      // The worker no longer runs it: back in line.
+      {"adopt_requeue", "UPDATE build_jobs b SET" KILN_REQUEUE_SET("'the worker reconnected without it'")
+                        "WHERE b.id = $1 AND b.attempt = $2 AND b.status IN ('setup', 'running')"},
+  };
+}
+
+RequeueOutcome ToRequeueOutcome(const pqxx::result& r) {
+  RequeueOutcome o;
+  for (const auto& row : r) {
+    o.job_ids.push_back(row[0].as<int64_t>());
+    auto st = StatusOf(row[1]);
+    if (st == JobStatus::kQueued) ++o.requeued;
+    else if (st == JobStatus::kLost) ++o.lost;
+    else ++o.cancelled;
+  }
+  return o;
+}
+
+}  // namespace
+
+const char* ClaimSql() { return kClaimSql; }
+const char* ApplyUpdatesSql() { return kApplyUpdatesSql; }
+
+DispatchStore::DispatchStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+
+Status DispatchStore::NotifyJobs() {
+  return pool_.Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::work tx(c);
+        tx.exec0("SET LOCAL synchronous_commit = off");
+        tx.exec0("NOTIFY kiln_jobs");
+        tx.commit();
+        return Status::Ok();
+      },
+      "cannot notify other controllers");
+}
+
+Result<std::vector<Claimed>> DispatchStore::Claim(const std::string& worker_id, const std::string& session, int n,
+                                                  std::chrono::milliseconds workspace_grace) {
+  if (n <= 0) return std::vector<Claimed>{};
+  return pool_.Query("cannot claim jobs", [&](pqxx::connection& c) -> Result<std::vector<Claimed>> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("claim", worker_id, session, n, static_cast<double>(workspace_grace.count()) / 1000.0);
+    std::vector<Claimed> out;
+    out.reserve(r.size());
+    for (const auto& row : r) {
+      Claimed cl;
+      cl.id = row[0].as<int64_t>();
+      cl.attempt = row[1].as<int>();
+      cl.project = row[2].as<std::string>();
+      cl.spec = rows::SpecFromJson(row[3].as<std::string>(), row[4].as<std::string>());
+      out.push_back(std::move(cl));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<UpdateOutcome>> DispatchStore::Apply(const std::vector<Update>& updates,
+                                                        const std::vector<LogAppend>& logs) {
+  // Collapse to the last update per (worker, job, attempt): an UPDATE ... FROM
+  // applies only one source row per target row.
+  std::map<std::tuple<std::string, int64_t, int>, size_t> last;
+  for (size_t i = 0; i < updates.size(); ++i) last[{updates[i].worker_id, updates[i].job_id, updates[i].attempt}] = i;
+  json ups = json::array();
+  std::vector<UpdateOutcome> outcomes;
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const Update& u = updates[i];
+    if (last[{u.worker_id, u.job_id, u.attempt}] != i) continue;
+    json row = {{"id", u.job_id},          {"attempt", u.attempt},         {"status", ToString(u.status)},
+                {"started_ms", u.started_ms}, {"finished_ms", u.finished_ms}, {"worker", u.worker_id}};
+    if (u.result) row["result"] = rows::ResultToJson(*u.result);
+    ups.push_back(std::move(row));
+    outcomes.push_back({u.job_id, u.attempt, false, u.status});
+  }
+  json lg = json::array();
+  for (const auto& l : logs) {
+    lg.push_back({{"id", l.job_id}, {"attempt", l.attempt}, {"off", l.offset}, {"data", Base64(l.data)},
+                  {"worker", l.worker_id}});
+  }
+  return pool_.Query("cannot apply worker updates", [&](pqxx::connection& c) -> Result<std::vector<UpdateOutcome>> {
+        auto run = [&](pqxx::transaction_base& tx) {
+          if (!lg.empty()) tx.exec_prepared("apply_logs", lg.dump());
+          if (ups.empty()) return;
+          auto r = tx.exec_prepared("apply_updates", ups.dump());
+          std::map<std::pair<int64_t, int>, JobStatus> applied;
+          for (const auto& row : r) applied[{row[0].as<int64_t>(), row[1].as<int>()}] = StatusOf(row[2]);
+          for (auto& o : outcomes) {
+            auto it = applied.find({o.job_id, o.attempt});
+            o.applied = it != applied.end();
+            if (o.applied) o.status = it->second;
+          }
+        };
+        if (!lg.empty() && !ups.empty()) {
+          pqxx::work tx(c);
+          run(tx);
+          tx.commit();
+        } else {
+          pqxx::nontransaction tx(c);
+          run(tx);
+        }
+        return outcomes;
+  });
+}
+
+Result<RequeueOutcome> DispatchStore::DropWorker(const std::string& worker_id, const std::string& session,
+                                                 const std::string& why) {
+  return pool_.Query("cannot requeue the jobs of worker " + worker_id,
+                     [&](pqxx::connection& c) -> Result<RequeueOutcome> {
+                       pqxx::work tx(c);
+                       auto out = ToRequeueOutcome(tx.exec_prepared("drop_worker", worker_id, session, why));
+                       tx.commit();
+                       return out;
+                     });
+}
+
+Result<RequeueOutcome> DispatchStore::Reap() {
+  return pool_.Query("cannot reap expired leases", [&](pqxx::connection& c) -> Result<RequeueOutcome> {
+    pqxx::nontransaction tx(c);
+    auto out = ToRequeueOutcome(tx.exec_prepared("reap"));
+    tx.exec_prepared("reap_workers");
+    return out;
+  });
+}
+
+Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, const std::vector<JobRef>& running) {
+  return pool_.Query("cannot reconcile the jobs of worker " + worker_id,
+                     [&](pqxx::connection& c) -> Result<std::vector<JobRef>> {
+                       pqxx::work tx(c);
+                       std::vector<JobRef> stop;  // not the worker's any more, or cancelled: stop them
+                       std::map<int64_t, int> owned;
+                       std::set<int64_t> cancelling;
+                       for (const auto& row : tx.exec_prepared("adopt_owned", worker_id)) {
+                         owned[row[0].as<int64_t>()] = row[1].as<int>();
+                         if (row[2].as<bool>()) cancelling.insert(row[0].as<int64_t>());
+                       }
+                       std::map<int64_t, int> reported;
+                       for (const auto& ref : running) {
+                         reported[ref.job_id] = ref.attempt;
+                         auto it = owned.find(ref.job_id);
+                         // Not its own any more, or a cancel it may have missed.
+                         if (it == owned.end() || it->second != ref.attempt || cancelling.count(ref.job_id))
+                           stop.push_back(ref);
+                       }
+                       for (const auto& [id, attempt] : owned) {
+                         auto it = reported.find(id);
+                         if (it != reported.end() && it->second == attempt) continue;
+                         tx.exec_prepared("adopt_requeue", id, attempt);
+                       }
+                       tx.commit();
+                       return stop;
+                     });
+}
+
+}  // namespace kiln::queue

@@ -1,0 +1,51 @@
+#pragma once
+// Workers and their warm workspaces: registration, heartbeats (one UPDATE
+// per worker), the fleet as `kiln workers` lists it, and which worker holds
+// which workspace. One statement or transaction per call; none throws.
+// Failures: Unavailable when the database cannot be reached, NotFound for
+// unknown clusters, workers or workspaces, Internal otherwise.
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "queue/types.h"
+
+namespace kiln::db {
+class Pool;
+}
+
+namespace kiln::queue {
+
+class WorkerStore {
+ public:
+  // Registers its statements with the pool, which must outlive the store.
+  explicit WorkerStore(db::Pool& pool);
+
+  // Upserts the worker row as connected with a fresh lease; NotFound if the
+  // cluster does not exist.
+  Status Register(const WorkerRegistration& w, std::chrono::milliseconds lease);
+  // Extends the worker's lease (one UPDATE); NotFound if the session is stale.
+  Status Heartbeat(const std::string& worker_id, const std::string& session, std::chrono::milliseconds lease,
+                   bool draining);
+  Result<std::vector<WorkerRow>> List(bool include_gone);
+
+  // What a worker reports it holds (present) or no longer holds. Returns
+  // true if the workspace was removed meanwhile (the worker must drop it).
+  Result<bool> ReportWorkspace(const std::string& worker_id, const WorkspaceRow& w, bool present);
+  // At registration: the worker's rows become exactly `held`; returns those
+  // removed meanwhile (kiln workspace rm while it was away).
+  Result<std::vector<WorkspaceRow>> ReplaceWorkspaces(const std::string& worker_id,
+                                                      const std::vector<WorkspaceRow>& held);
+  Result<std::vector<WorkspaceRow>> ListWorkspaces(const std::string& project);
+  // Marks a workspace removed on every worker and tells their controllers
+  // (NOTIFY kiln_workspace "<worker> <project> <name>"); returns how many
+  // workers hold it. NotFound if none does.
+  Result<int> RemoveWorkspace(const std::string& project, const std::string& name);
+
+ private:
+  db::Pool& pool_;
+};
+
+}  // namespace kiln::queue

@@ -1,0 +1,262 @@
+// Each controller service built from only the parts it declares (stores on a
+// throwaway PostgreSQL, signals, the registry), served in-process over real
+// gRPC, and checked through what its clients see.
+
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+
+#include "cache/compile_store.h"
+#include "config/config.h"
+#include "controller/admin_service.h"
+#include "controller/cas.h"
+#include "controller/compile_service.h"
+#include "controller/job_service.h"
+#include "controller/project_cache.h"
+#include "controller/reports.h"
+#include "controller/sessions.h"
+#include "controller/signal.h"
+#include "controller/worker_service.h"
+#include "harness/harness.h"
+#include "kiln/v1/kiln.grpc.pb.h"
+#include "queue/catalog_store.h"
+#include "queue/dispatch_store.h"
+#include "queue/job_store.h"
+#include "queue/open_pool.h"
+#include "queue/worker_store.h"
+
+namespace kiln::controller {
+namespace {
+
+using namespace std::chrono_literals;
+
+// One service behind an in-process gRPC server.
+class Served {
+ public:
+  explicit Served(std::unique_ptr<grpc::Service> service) : service_(std::move(service)) {
+    grpc::ServerBuilder b;
+    b.RegisterService(service_.get());
+    server_ = b.BuildAndStart();
+    channel_ = server_->InProcessChannel(grpc::ChannelArguments());
+  }
+  ~Served() { server_->Shutdown(std::chrono::system_clock::now() + 1s); }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+
+ private:
+  std::unique_ptr<grpc::Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + 20s);
+  return c;
+}
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = test::NewDatabase();
+    auto pool = queue::OpenPool(url_, 4);
+    ASSERT_TRUE(pool.ok()) << pool.status().message();
+    pool_ = std::move(pool).value();
+  }
+
+  // The controller's CAS on this test's database and a directory of its own.
+  Result<std::unique_ptr<Cas>> OpenCas() {
+    config::ControllerConfig cfg;
+    cfg.database_url = url_;
+    cfg.cas_dir = dir_.path() + "/cas";
+    return Cas::Open(cfg);
+  }
+
+  test::TempDir dir_;
+  std::string url_;
+  std::shared_ptr<db::Pool> pool_;
+  std::atomic<bool> stopping_{false};
+};
+
+TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
+  auto cas = OpenCas();
+  ASSERT_TRUE(cas.ok()) << cas.status().message();
+  queue::JobStore jobs(*pool_);
+  queue::CatalogStore catalog(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal dispatch_wake, remote_wake, job_events;
+  Served s(MakeJobService({jobs, projects, **cas, compiles, dispatch_wake, remote_wake, job_events, stopping_}));
+  auto stub = v1::JobService::NewStub(s.channel());
+
+  uint64_t d0 = dispatch_wake.generation(), r0 = remote_wake.generation();
+  v1::SubmitRequest req;
+  req.mutable_spec()->add_argv("true");
+  v1::SubmitResponse resp;
+  auto st = stub->Submit(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.job().project(), "default");
+  EXPECT_EQ(resp.job().status(), v1::QUEUED);
+  EXPECT_GT(dispatch_wake.generation(), d0) << "a queued job wakes this controller's dispatcher";
+  EXPECT_GT(remote_wake.generation(), r0) << "... and the other controllers'";
+
+  v1::Job got;
+  v1::GetJobRequest get;
+  get.set_job_id(resp.job().id());
+  ASSERT_TRUE(stub->GetJob(Ctx().get(), get, &got).ok());
+  EXPECT_EQ(got.id(), resp.job().id());
+  EXPECT_NE(got.unsatisfiable(), "") << "no worker is connected: the job says why it waits";
+
+  uint64_t e0 = job_events.generation();
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(resp.job().id());
+  v1::Job cancelled;
+  ASSERT_TRUE(stub->CancelJob(Ctx().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(cancelled.status(), v1::CANCELLED);
+  EXPECT_GT(job_events.generation(), e0) << "watchers of the job are woken";
+
+  req.set_project("nosuch");
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::NOT_FOUND) << st.error_message();
+}
+
+TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  Signal config_wake, dispatch_wake;
+  Served s(MakeAdminService({catalog, workers, config_wake, dispatch_wake}));
+  auto stub = v1::AdminService::NewStub(s.channel());
+
+  v1::CreateProjectRequest create;
+  create.set_name("web");
+  v1::Project p;
+  ASSERT_TRUE(stub->CreateProject(Ctx().get(), create, &p).ok());
+  EXPECT_EQ(p.name(), "web");
+
+  uint64_t c0 = config_wake.generation();
+  v1::SetProjectConfigRequest set;
+  set.set_name("web");
+  set.set_config_json(R"({"default_priority": 5})");
+  ASSERT_TRUE(stub->SetProjectConfig(Ctx().get(), set, &p).ok());
+  EXPECT_GT(config_wake.generation(), c0) << "the project cache reloads";
+  auto row = catalog.GetProject("web");
+  ASSERT_TRUE(row.ok());
+  EXPECT_NE(row->config_json.find("\"default_priority\": 5"), std::string::npos) << row->config_json;
+
+  uint64_t d0 = dispatch_wake.generation();
+  v1::MapProjectRequest map;
+  map.set_cluster("default");
+  map.set_project("web");
+  v1::Cluster c;
+  ASSERT_TRUE(stub->MapProject(Ctx().get(), map, &c).ok());
+  EXPECT_GT(dispatch_wake.generation(), d0) << "queued jobs of the project may now be claimable";
+  EXPECT_EQ(std::vector<std::string>(c.projects().begin(), c.projects().end()),
+            (std::vector<std::string>{"default", "web"}));
+
+  set.set_config_json(R"({"default_priority": "high"})");
+  EXPECT_EQ(stub->SetProjectConfig(Ctx().get(), set, &p).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier) {
+  queue::WorkerStore workers(*pool_);
+  queue::DispatchStore dispatch(*pool_);
+  cache::CompileCacheStore compiles(url_, 1);
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  Registry registry;
+  ReportQueue reports;
+  Signal dispatch_wake;
+  Served s(MakeWorkerService({workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+                              "ctl-test", 30s, 3s}));
+  auto stub = v1::WorkerService::NewStub(s.channel());
+
+  auto ctx = Ctx();
+  auto stream = stub->Connect(ctx.get());
+  v1::WorkerMessage reg;
+  auto* r = reg.mutable_register_();
+  r->set_worker_id("w1");
+  r->set_hostname("h1");
+  r->set_arch("x86_64");
+  r->set_cluster("default");
+  r->set_slots(2);
+  ASSERT_TRUE(stream->Write(reg));
+  v1::ControllerMessage hello;
+  ASSERT_TRUE(stream->Read(&hello));
+  ASSERT_TRUE(hello.has_registered());
+  EXPECT_EQ(hello.registered().controller_id(), "ctl-test");
+  EXPECT_EQ(hello.registered().heartbeat_interval_ms(), 3000);
+  EXPECT_EQ(hello.registered().lease_ms(), 30000);
+  ASSERT_TRUE(test::WaitFor([&] { return registry.Find("w1") != nullptr; }, 10s));
+  auto listed = workers.List(false);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, "w1");
+  EXPECT_EQ((*listed)[0].state, "connected");
+
+  v1::WorkerMessage up;
+  up.mutable_update()->set_job_id(7);
+  up.mutable_update()->set_attempt(1);
+  up.mutable_update()->set_status(v1::RUNNING);
+  ASSERT_TRUE(stream->Write(up));
+  std::deque<Event> batch;
+  Event drop;
+  const std::atomic<bool> no{false};
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return reports.Take(batch, drop, 10, 10ms, no) == ReportQueue::Took::kBatch; }, 10s));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0].update.job_id, 7);
+  EXPECT_EQ(batch[0].update.worker_id, "w1") << "a report is the stream's worker's, whatever it claims";
+
+  stream->WritesDone();
+  v1::ControllerMessage rest;
+  while (stream->Read(&rest)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  batch.clear();
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return reports.Take(batch, drop, 10, 10ms, no) == ReportQueue::Took::kDrop; }, 10s));
+  EXPECT_EQ(drop.session->worker_id, "w1") << "the worker went away: its jobs are to be requeued";
+  EXPECT_EQ(registry.Find("w1"), nullptr);
+}
+
+TEST_F(ServicesTest, CacheServiceAnswersForAProjectsScope) {
+  queue::CatalogStore catalog(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Served s(MakeCacheService({compiles, projects}));
+  auto stub = v1::CacheService::NewStub(s.channel());
+
+  v1::CompileStatsRequest req;
+  v1::CompileStatsResponse resp;
+  auto st = stub->CompileStats(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.project(), "default");
+  EXPECT_EQ(resp.scope(), "project:default");
+  EXPECT_EQ(resp.jobs(), 0);
+
+  req.set_project("nosuch");
+  EXPECT_EQ(stub->CompileStats(Ctx().get(), req, &resp).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheCas) {
+  auto cas = OpenCas();
+  ASSERT_TRUE(cas.ok()) << cas.status().message();
+  Served blobs(MakeCasService(cas->get()));
+  Served images(MakeImageService(cas->get()));
+
+  v1::FindMissingRequest fm;
+  auto* d = fm.add_blobs();
+  d->set_hash(std::string(64, 'a'));
+  d->set_size(3);
+  v1::FindMissingResponse missing;
+  ASSERT_TRUE(v1::CasService::NewStub(blobs.channel())->FindMissing(Ctx().get(), fm, &missing).ok());
+  EXPECT_EQ(missing.blobs_size(), 1);
+
+  v1::ListImagesResponse list;
+  ASSERT_TRUE(v1::ImageService::NewStub(images.channel())->ListImages(Ctx().get(), v1::Empty(), &list).ok());
+  EXPECT_EQ(list.images_size(), 0);
+}
+
+}  // namespace
+}  // namespace kiln::controller
