@@ -337,6 +337,45 @@ TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests, each(deps)"), "150");
 }
 
+// The table's conversion of a compile record: every field of a result and
+// of the parts (the nearest earlier compile) reads back as stored.
+TEST_F(QueueTest, ACompileEntryReadsBackFieldForField) {
+  std::string s = Worker("w");
+  ASSERT_TRUE(q_->Submit(CacheableJob('f')).ok());
+  auto c = q_->Claim("w", s, 1, kGrace);
+  ASSERT_TRUE(c.ok() && c->size() == 1);
+  const int64_t job = (*c)[0].id;
+  const int attempt = (*c)[0].attempt;
+  cache::CompileCacheStore store(url_, 1);
+  cc::CompileEntry st = UnitStore();
+  st.parts.image = "sha256:" + std::string(64, 'a');
+  st.parts.compiler = std::string(64, 'c');
+  st.parts.cwd = "/src/sub";
+  st.parts.args = {"-O2", "-c", "a.c"};
+  st.parts.env = {{"LANG", "C.UTF-8"}};
+  st.parts.source_digest = std::string(64, '2') + "/10";
+  st.parts.compiler_path = "/usr/bin/gcc";
+  st.deps = {{"/src/sub/a.c", "f:" + std::string(64, '2') + "/10"}};
+  st.result.depfile = std::string("a.o: a.c\0\xff", 10);
+  st.result.stdout = std::string("out\0\xff", 5);
+  st.result.stderr = std::string("err\0\xff", 5);
+  st.result.compile_ms = 567;
+  ASSERT_TRUE(store.Store(job, attempt, st).ok());
+  auto found = store.Lookup(job, attempt, st.key, "a.c", "a.o");
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  ASSERT_EQ(found->manifests.size(), 1u);
+  EXPECT_GT(found->manifests[0].id, 0);
+  EXPECT_EQ(found->manifests[0].deps_packed, cc::PackDeps(st.deps));
+  EXPECT_EQ(found->manifests[0].result, st.result);
+  auto result = store.LookupResult(job, attempt, st.result.key);
+  ASSERT_TRUE(result.ok() && result->has_value());
+  EXPECT_EQ(**result, st.result);
+  auto other = store.Lookup(job, attempt, std::string(64, '9'), "a.c", "a.o");
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_EQ(other->previous.size(), 1u);
+  EXPECT_EQ(other->previous[0], st.parts);
+}
+
 // "Which cached translation units include this header?" is answered by the
 // GIN index on the manifests' hstore, whatever the table's size.
 TEST_F(QueueTest, HeaderImpactUsesTheGinIndex) {
