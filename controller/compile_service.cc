@@ -3,8 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
-
+#include "api/compile_convert.h"
 #include "api/convert.h"
 #include "cas/tree.h"
 #include "cc/deps.h"
@@ -16,8 +15,6 @@
 
 namespace kiln::controller {
 namespace {
-
-using nlohmann::json;
 
 constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxOutput = 1 << 20;       // stdout + stderr of one compile
@@ -39,47 +36,6 @@ Status Key(const std::string& k, const std::string& what) {
 Status CheckJobRef(int64_t job_id, int attempt) {
   if (job_id <= 0 || attempt <= 0) return InvalidArgument("job_id and attempt must be positive");
   return Status::Ok();
-}
-
-Result<std::string> PartsJson(const v1::CompileParts& p) {
-  if (static_cast<size_t>(p.args_size()) > kMaxArgs) return InvalidArgument("too many compiler arguments");
-  json j = {{"image", p.image()},   {"compiler", p.compiler()},          {"cwd", p.cwd()},
-            {"source", p.source()}, {"source_digest", p.source_digest()}, {"output", p.output()},
-            {"compiler_path", p.compiler_path()}};
-  j["args"] = std::vector<std::string>(p.args().begin(), p.args().end());
-  j["env"] = std::map<std::string, std::string>(p.env().begin(), p.env().end());
-  try {
-    return j.dump();
-  } catch (const json::exception&) {
-    return InvalidArgument("the compile's arguments or environment are not valid UTF-8");
-  }
-}
-
-void PartsFromJson(const std::string& text, v1::CompileParts* p) {
-  try {
-    json j = json::parse(text);
-    p->set_image(j.value("image", ""));
-    p->set_compiler(j.value("compiler", ""));
-    p->set_cwd(j.value("cwd", ""));
-    p->set_source(j.value("source", ""));
-    p->set_source_digest(j.value("source_digest", ""));
-    p->set_output(j.value("output", ""));
-    p->set_compiler_path(j.value("compiler_path", ""));
-    for (const auto& a : j.value("args", std::vector<std::string>{})) p->add_args(a);
-    for (const auto& [k, v] : j.value("env", std::map<std::string, std::string>{})) (*p->mutable_env())[k] = v;
-  } catch (const json::exception&) {
-    // stored by this code: cannot happen; an unreadable row is just no comparison
-  }
-}
-
-void ToProto(const cache::CompileEntry& e, v1::CompileResult* out) {
-  out->set_key(e.key);
-  out->mutable_object()->set_hash(e.object_hash);
-  out->mutable_object()->set_size(e.object_size);
-  out->set_depfile(e.depfile);
-  out->set_stdout(e.out);
-  out->set_stderr(e.err);
-  out->set_compile_ms(e.compile_ms);
 }
 
 void ToProto(const cache::CompileCounts& n, v1::CompileStats* out) {
@@ -157,7 +113,8 @@ class CacheServiceImpl final : public v1::CacheService::Service {
 
 }  // namespace
 
-grpc::Status LookupCompile(cache::CompileCacheStore& store, const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp) {
+grpc::Status LookupCompile(cache::CompileCacheStore& store, const v1::LookupCompileRequest* req,
+                           v1::LookupCompileResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
   if (s.ok()) s = Text(req->source(), kMaxPath, "source");
@@ -165,13 +122,8 @@ grpc::Status LookupCompile(cache::CompileCacheStore& store, const v1::LookupComp
   if (!s.ok()) return api::ToGrpc(s);
   auto found = store.Lookup(req->job_id(), req->attempt(), req->key(), req->source(), req->output());
   if (!found.ok()) return api::ToGrpc(found.status());
-  for (const auto& m : found->manifests) {
-    auto* out = resp->add_manifests();
-    out->set_id(m.id);
-    out->set_deps_packed(m.deps_packed);
-    ToProto(m.result, out->mutable_result());
-  }
-  for (const auto& p : found->previous_parts) PartsFromJson(p, resp->add_previous());
+  for (auto& m : found->manifests) api::ToProto(std::move(m), resp->add_manifests());
+  for (auto& p : found->previous) api::ToProto(std::move(p), resp->add_previous());
   resp->set_scope(found->scope);
   return grpc::Status::OK;
 }
@@ -185,50 +137,34 @@ grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const v1::Look
   if (!found.ok()) return api::ToGrpc(found.status());
   if (*found) {
     resp->set_found(true);
-    ToProto(**found, resp->mutable_result());
+    api::ToProto(std::move(**found), resp->mutable_result());
   }
   return grpc::Status::OK;
 }
 
 grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs, const v1::StoreCompileRequest* req,
                           v1::StoreCompileResponse* resp) {
-  const auto& r = req->result();
+  cc::CompileEntry e = api::FromProto(*req);
+  const cc::CompileResult& r = e.result;
   Status s = CheckJobRef(req->job_id(), req->attempt());
-  if (s.ok()) s = Key(req->key(), "key");
-  if (s.ok()) s = Key(r.key(), "result key");
-  if (s.ok()) s = cc::CheckManifestEntries({req->deps().begin(), req->deps().end()});
-  if (s.ok()) s = Text(req->parts().source(), kMaxPath, "source");
-  if (s.ok()) s = Text(req->parts().output(), kMaxPath, "output");
-  if (s.ok() && r.stdout().size() + r.stderr().size() > kMaxOutput)
+  if (s.ok()) s = Key(e.key, "key");
+  if (s.ok()) s = Key(r.key, "result key");
+  if (s.ok()) s = cc::CheckManifestEntries(e.deps);
+  if (s.ok()) s = Text(e.parts.source, kMaxPath, "source");
+  if (s.ok()) s = Text(e.parts.output, kMaxPath, "output");
+  if (s.ok() && r.stdout.size() + r.stderr.size() > kMaxOutput)
     s = InvalidArgument("more than 1 MiB of compiler output");
-  if (s.ok() && r.depfile().size() > kMaxDepfile) s = InvalidArgument("a dependency file over 16 MiB");
-  const cas::Digest object = api::FromProto(r.object());
-  if (s.ok() && !req->manifest_only()) {
-    s = cas::CheckDigest(object, "object");
+  if (s.ok() && r.depfile.size() > kMaxDepfile) s = InvalidArgument("a dependency file over 16 MiB");
+  if (s.ok() && !e.manifest_only) {
+    s = cas::CheckDigest(r.object, "object");
     // The worker uploads the object first; an entry never names a blob CAS lacks.
-    if (s.ok() && !blobs.Has(object))
-      s = FailedPrecondition("object " + object.ToString() + " is not in CAS: upload it first");
+    if (s.ok() && !blobs.Has(r.object))
+      s = FailedPrecondition("object " + r.object.ToString() + " is not in CAS: upload it first");
   }
-  auto parts = PartsJson(req->parts());
-  if (s.ok() && !parts.ok()) s = parts.status();
+  if (s.ok() && e.parts.args.size() > kMaxArgs) s = InvalidArgument("too many compiler arguments");
   if (!s.ok()) return api::ToGrpc(s);
-  cache::CompileStore st;
-  st.job_id = req->job_id();
-  st.attempt = req->attempt();
-  st.key = req->key();
-  st.deps = std::map<std::string, std::string>(req->deps().begin(), req->deps().end());
-  st.result.key = r.key();
-  st.result.object_hash = object.hash;
-  st.result.object_size = object.size;
-  st.result.depfile = r.depfile();
-  st.result.out = r.stdout();
-  st.result.err = r.stderr();
-  st.result.compile_ms = std::max<int64_t>(0, r.compile_ms());
-  st.manifest_only = req->manifest_only();
-  st.source = req->parts().source();
-  st.output = req->parts().output();
-  st.parts_json = *parts;
-  auto fresh = store.Store(st);
+  e.result.compile_ms = std::max<int64_t>(0, e.result.compile_ms);
+  auto fresh = store.Store(req->job_id(), req->attempt(), e);
   if (!fresh.ok()) return api::ToGrpc(fresh.status());
   resp->set_stored_result(*fresh);
   resp->set_stored_manifest(true);

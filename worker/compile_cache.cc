@@ -16,10 +16,12 @@
 #include <set>
 #include <thread>
 
+#include "api/compile_convert.h"
 #include "cas/client.h"
 #include "cas/digest.h"
 #include "cc/deps.h"
 #include "cc/frame.h"
+#include "cc/wire.h"
 #include "kiln/cc/v1/cc.pb.h"
 #include "worker/local_cas.h"
 
@@ -55,40 +57,6 @@ bool ReadInto(const std::string& path, int64_t size, std::string* out) {
   return false;
 }
 
-// The wrapper's KeyParts and the API's CompileParts have the same fields.
-template <class From, class To>
-void CopyParts(const From& in, To* out) {
-  out->set_image(in.image());
-  out->set_compiler(in.compiler());
-  out->set_cwd(in.cwd());
-  *out->mutable_args() = in.args();
-  *out->mutable_env() = in.env();
-  out->set_source(in.source());
-  out->set_output(in.output());
-  out->set_source_digest(in.source_digest());
-  out->set_compiler_path(in.compiler_path());
-}
-
-void ResultFromProto(const v1::CompileResult& in, ccv1::CompileResult* out) {
-  out->set_key(in.key());
-  out->set_object_hash(in.object().hash());
-  out->set_object_size(in.object().size());
-  out->set_depfile(in.depfile());
-  out->set_stdout(in.stdout());
-  out->set_stderr(in.stderr());
-  out->set_compile_ms(in.compile_ms());
-}
-
-void ResultToProto(const ccv1::CompileResult& in, v1::CompileResult* out) {
-  out->set_key(in.key());
-  out->mutable_object()->set_hash(in.object_hash());
-  out->mutable_object()->set_size(in.object_size());
-  out->set_depfile(in.depfile());
-  out->set_stdout(in.stdout());
-  out->set_stderr(in.stderr());
-  out->set_compile_ms(in.compile_ms());
-}
-
 }  // namespace
 
 struct CompileCacheServer::Impl {
@@ -113,9 +81,8 @@ struct CompileCacheServer::Impl {
   std::set<int64_t> hit_manifests;
   int64_t stored_bytes = 0;                // objects this job put in the cache
   struct Pending {
-    v1::StoreCompileRequest req;
-    std::string object;
-    cas::Digest digest;
+    cc::CompileEntry entry;
+    std::string object;  // its bytes (none with entry.manifest_only)
   };
   static constexpr int64_t kMaxPendingBytes = int64_t{256} << 20;
   std::deque<Pending> pending;             // stores not yet made (StoreLoop)
@@ -277,22 +244,21 @@ struct CompileCacheServer::Impl {
   }
 
   void FillLookup(const v1::LookupCompileResponse& resp, ccv1::LookupReply* r) {
-    for (const auto& m : resp.manifests()) {
-      auto* out = r->add_manifests();
-      out->set_id(m.id());
-      out->set_deps_packed(m.deps_packed());
-      ResultFromProto(m.result(), out->mutable_result());
+    cas::Digest first;
+    for (const auto& wire : resp.manifests()) {
+      cc::CompileManifest m = api::FromProto(wire);
+      if (r->manifests_size() == 0) first = m.result.object;
+      cc::ToWire(std::move(m), r->add_manifests());
     }
-    if (resp.manifests_size() > 0) {
+    if (r->manifests_size() > 0) {
       // Most lookups hit the newest manifest: its object goes along if the
       // local cache has it (no download on speculation).
-      const auto& o = resp.manifests(0).result().object();
-      cas::Digest d{o.hash(), o.size()};
+      const cas::Digest& d = first;
       if (cas::CheckDigest(d, "object").ok() && d.size <= job.max_object_bytes) {
         if (auto path = svc.local->Cached(d)) ReadInto(*path, d.size, r->mutable_first_object());
       }
     }
-    for (const auto& p : resp.previous()) CopyParts(p, r->add_previous());
+    for (const auto& p : resp.previous()) cc::ToWire(api::FromProto(p), r->add_previous());
   }
 
   Status LookupResult(const ccv1::LookupResult& l, ccv1::LookupResultReply* r) {
@@ -305,7 +271,7 @@ struct CompileCacheServer::Impl {
     auto st = svc.stub->LookupCompileResult(ctx.get(), req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache lookup");
     r->set_found(resp.found());
-    if (resp.found()) ResultFromProto(resp.result(), r->mutable_result());
+    if (resp.found()) cc::ToWire(api::FromProto(resp.result()), r->mutable_result());
     return Status::Ok();
   }
 
@@ -320,10 +286,13 @@ struct CompileCacheServer::Impl {
   }
 
   Status Store(const ccv1::Store& s) {
-    if (!cas::IsHash(s.key()) || !cas::IsHash(s.result().key())) return InvalidArgument("keys must be 64 hex digits");
-    cas::Digest d{s.result().object_hash(), s.result().object_size()};
-    KILN_RETURN_IF_ERROR(cc::CheckManifestEntries({s.deps().begin(), s.deps().end()}));
-    if (!s.manifest_only()) {
+    Pending p;
+    p.entry = cc::FromWire(s);
+    const cc::CompileEntry& e = p.entry;
+    if (!cas::IsHash(e.key) || !cas::IsHash(e.result.key)) return InvalidArgument("keys must be 64 hex digits");
+    const cas::Digest& d = e.result.object;
+    KILN_RETURN_IF_ERROR(cc::CheckManifestEntries(e.deps));
+    if (!e.manifest_only) {
       if (static_cast<int64_t>(s.object().size()) > job.max_object_bytes)
         return ResourceExhausted("object larger than compile_cache_max_object_bytes: not cached");
       if (cas::DigestOf(s.object()) != d) return InvalidArgument("the object does not match its digest");
@@ -332,16 +301,7 @@ struct CompileCacheServer::Impl {
         return ResourceExhausted("this job stored its limit of objects in the compile cache (max_output_bytes)");
       stored_bytes += d.size;
     }
-    Pending p;
-    p.req.set_job_id(job.job_id);
-    p.req.set_attempt(job.attempt);
-    p.req.set_key(s.key());
-    *p.req.mutable_deps() = s.deps();
-    ResultToProto(s.result(), p.req.mutable_result());
-    p.req.set_manifest_only(s.manifest_only());
-    CopyParts(s.parts(), p.req.mutable_parts());
     p.object = s.object();
-    p.digest = d;
     // Stored in the background: the compile is done, make need not wait for
     // the upload and the database. Past the queue's cap, this call waits.
     std::unique_lock lk(mu);
@@ -357,19 +317,24 @@ struct CompileCacheServer::Impl {
 
   // The object into the local cache and CAS, then the entry.
   Status StoreNow(const Pending& p) {
-    if (!p.req.manifest_only()) {
-      Status up = svc.local->Put(p.digest, p.object, [&](const std::string& path) {
-        return svc.cas->UploadBlob(p.digest, path, nullptr);
+    const cas::Digest& d = p.entry.result.object;
+    if (!p.entry.manifest_only) {
+      Status up = svc.local->Put(d, p.object, [&](const std::string& path) {
+        return svc.cas->UploadBlob(d, path, nullptr);
       });
       if (!up.ok()) return up;
     }
+    v1::StoreCompileRequest req;
+    req.set_job_id(job.job_id);
+    req.set_attempt(job.attempt);
+    api::ToProto(p.entry, &req);
     grpc::ClientContext ctx;  // not cancelled at the job's end: the entry is worth finishing
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::StoreCompileResponse resp;
-    auto st = svc.stub->StoreCompile(&ctx, p.req, &resp);
+    auto st = svc.stub->StoreCompile(&ctx, req, &resp);
     if (!st.ok()) return FromGrpc(st, "compile cache store");
     std::lock_guard g(mu);
-    if (svc.memory != nullptr && !scope.empty()) svc.memory->Forget(scope, p.req.key());  // a new manifest
+    if (svc.memory != nullptr && !scope.empty()) svc.memory->Forget(scope, p.entry.key);  // a new manifest
     return Status::Ok();
   }
 

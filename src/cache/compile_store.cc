@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cache/compile_json.h"
 #include "cc/deps.h"
 #include "cc/keys.h"
 #include "db/pool.h"
@@ -47,14 +48,14 @@ constexpr const char* kEntryColumns =
     "r.key, r.object_hash, r.object_size, encode(r.depfile, 'hex'), encode(r.stdout, 'hex'),"
     " encode(r.stderr, 'hex'), r.compile_ms";
 
-CompileEntry Entry(const pqxx::row& row, int at) {
-  CompileEntry e;
+cc::CompileResult Entry(const pqxx::row& row, int at) {
+  cc::CompileResult e;
   e.key = row[at].as<std::string>();
-  e.object_hash = row[at + 1].as<std::string>();
-  e.object_size = row[at + 2].as<int64_t>();
+  e.object.hash = row[at + 1].as<std::string>();
+  e.object.size = row[at + 2].as<int64_t>();
   e.depfile = Unhex(row[at + 3].as<std::string>());
-  e.out = Unhex(row[at + 4].as<std::string>());
-  e.err = Unhex(row[at + 5].as<std::string>());
+  e.stdout = Unhex(row[at + 4].as<std::string>());
+  e.stderr = Unhex(row[at + 5].as<std::string>());
   e.compile_ms = row[at + 6].as<int64_t>();
   return e;
 }
@@ -133,7 +134,7 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
         out.scope = scope;
         for (const auto& row : r) {
           if (row[1].is_null()) break;  // no manifest
-          CompileManifestRow m;
+          cc::CompileManifest m;
           m.id = row[1].as<int64_t>();
           m.deps_packed = row[2].as<std::string>();
           m.result = Entry(row, 3);
@@ -141,7 +142,7 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
         }
         if (out.manifests.empty()) {
           auto p = tx.exec_prepared("cc_previous", scope, source, output, kMaxManifestsPerKey);
-          for (const auto& row : p) out.previous_parts.push_back(row[0].as<std::string>());
+          for (const auto& row : p) out.previous.push_back(PartsFromJson(row[0].as<std::string>()));
         }
         return Status::Ok();
       },
@@ -150,9 +151,9 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
   return out;
 }
 
-Result<std::optional<CompileEntry>> CompileCacheStore::LookupResult(int64_t job_id, int attempt,
-                                                                    const std::string& key) {
-  std::optional<CompileEntry> out;
+Result<std::optional<cc::CompileResult>> CompileCacheStore::LookupResult(int64_t job_id, int attempt,
+                                                                         const std::string& key) {
+  std::optional<cc::CompileResult> out;
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
@@ -167,7 +168,9 @@ Result<std::optional<CompileEntry>> CompileCacheStore::LookupResult(int64_t job_
   return out;
 }
 
-Result<bool> CompileCacheStore::Store(const CompileStore& st) {
+Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::CompileEntry& st) {
+  auto parts_json = PartsToJson(st.parts);
+  if (!parts_json.ok()) return parts_json.status();
   std::string deps_json;
   try {
     deps_json = json(st.deps).dump();
@@ -180,18 +183,18 @@ Result<bool> CompileCacheStore::Store(const CompileStore& st) {
   Status s = pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
-        auto scope = RunningScope(tx, st.job_id, st.attempt);
+        auto scope = RunningScope(tx, job_id, attempt);
         if (!scope.ok()) return scope.status();
-        const CompileEntry& e = st.result;
+        const cc::CompileResult& e = st.result;
         if (!st.manifest_only) {
-          auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object_hash, e.object_size, Hex(e.depfile),
-                                    Hex(e.out), Hex(e.err), e.compile_ms, st.job_id);
+          auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object.hash, e.object.size, Hex(e.depfile),
+                                    Hex(e.stdout), Hex(e.stderr), e.compile_ms, job_id);
           fresh = r.affected_rows() == 1;
         } else if (tx.exec_prepared("cc_result_exists", *scope, e.key).empty()) {
           return NotFound("compile cache result " + e.key + " is gone");
         }
-        tx.exec_prepared("cc_store_manifest", *scope, st.key, digest, deps_json, packed, e.key, st.source, st.output,
-                         st.parts_json, st.job_id);
+        tx.exec_prepared("cc_store_manifest", *scope, st.key, digest, deps_json, packed, e.key, st.parts.source,
+                         st.parts.output, *parts_json, job_id);
         // The newest manifests of a key are kept.
         tx.exec_prepared("cc_trim_manifests", *scope, st.key, kMaxManifestsPerKey);
         tx.commit();

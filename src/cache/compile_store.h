@@ -6,12 +6,12 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "cc/record.h"
 #include "common/status.h"
 
 namespace kiln::db {
@@ -20,35 +20,11 @@ class Pool;
 
 namespace kiln::cache {
 
-struct CompileEntry {
-  std::string key;                // result key
-  std::string object_hash;
-  int64_t object_size = 0;
-  std::string depfile, out, err;  // the dependency file, stdout and stderr of the compile
-  int64_t compile_ms = 0;
-};
-
-struct CompileManifestRow {
-  int64_t id = 0;
-  std::string deps_packed;  // cc::PackDeps
-  CompileEntry result;
-};
-
+// A lookup's answer in the job's scope.
 struct CompileLookup {
   std::string scope;
-  std::vector<CompileManifestRow> manifests;  // newest first
-  std::vector<std::string> previous_parts;    // JSON of the latest compiles of the source (no manifests only)
-};
-
-struct CompileStore {
-  int64_t job_id = 0;
-  int attempt = 0;
-  std::string key;                            // direct key
-  std::map<std::string, std::string> deps;
-  CompileEntry result;
-  bool manifest_only = false;                 // the result exists: add a manifest for it
-  std::string source, output;
-  std::string parts_json;
+  std::vector<cc::CompileManifest> manifests;  // newest first
+  std::vector<cc::KeyParts> previous;          // the latest compiles of the source (no manifests only)
 };
 
 struct CompileCounts {
@@ -106,11 +82,14 @@ class CompileCacheStore {
   // FailedPrecondition when that attempt of the job is not running.
   Result<CompileLookup> Lookup(int64_t job_id, int attempt, const std::string& key, const std::string& source,
                                const std::string& output);
-  Result<std::optional<CompileEntry>> LookupResult(int64_t job_id, int attempt, const std::string& key);
-  // Stores a result (unless it exists: the first writer wins) and a
-  // manifest for it, keeping the newest kMaxManifestsPerKey per key.
-  // Returns whether the result row was new.
-  Result<bool> Store(const CompileStore& s);
+  Result<std::optional<cc::CompileResult>> LookupResult(int64_t job_id, int attempt, const std::string& key);
+  // Stores the entry's result (unless it exists: the first writer wins; with
+  // manifest_only it must exist, else NotFound) and a manifest for it,
+  // keeping the newest kMaxManifestsPerKey per key, in the job's scope.
+  // Returns whether the result row was new. FailedPrecondition when that
+  // attempt of the job is not running; InvalidArgument when a text is not
+  // valid UTF-8.
+  Result<bool> Store(int64_t job_id, int attempt, const cc::CompileEntry& e);
   // Stores a job's statistics and events (replacing an earlier attempt's)
   // and records the uses of the entries it hit.
   Status Record(const CompileRecord& r);

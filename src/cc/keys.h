@@ -11,18 +11,14 @@
 
 #include <map>
 #include <string>
-#include <vector>
+
+#include "cc/record.h"
 
 namespace kiln::cc {
 
-struct KeyParts {
-  std::string image;                       // "sha256:<hex>" the job runs in
-  std::string compiler;                    // CompilerIdentity
-  std::string cwd;                         // absolute, inside the sandbox
-  std::vector<std::string> args;           // after the compiler's name, verbatim
-  std::map<std::string, std::string> env;  // the CompilerEnvironment variables that are set
-};
-
+// Each key hashes p.image, p.compiler, p.cwd, p.args and p.env and the
+// digest it is given; p.source, p.output, p.source_digest and
+// p.compiler_path are not read.
 std::string DirectKey(const KeyParts& p, const std::string& source_digest);
 std::string ResultKey(const KeyParts& p, const std::string& preprocessed_digest);
 std::string DependResultKey(const KeyParts& p, const std::string& source_digest, const std::string& manifest_digest);

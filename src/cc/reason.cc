@@ -60,19 +60,19 @@ std::string Describe(const std::string& value) {
 
 // How many things differ: each argument added or removed, each variable,
 // compiler, image, working directory, source.
-size_t Distance(const KeyParts& now, const std::string& source_digest, const Previous& p) {
+size_t Distance(const KeyParts& now, const KeyParts& was) {
   std::map<std::string, int> count;
   for (const auto& a : now.args) ++count[a];
-  for (const auto& a : p.parts.args) --count[a];
+  for (const auto& a : was.args) --count[a];
   size_t d = 0;
   for (const auto& [_, n] : count) d += static_cast<size_t>(n < 0 ? -n : n);
   for (const auto& [k, v] : now.env) {
-    auto it = p.parts.env.find(k);
-    d += it == p.parts.env.end() || it->second != v;
+    auto it = was.env.find(k);
+    d += it == was.env.end() || it->second != v;
   }
-  for (const auto& [k, _] : p.parts.env) d += !now.env.count(k);
-  d += (now.compiler != p.parts.compiler) + (now.image != p.parts.image) + (now.cwd != p.parts.cwd) +
-       (source_digest != p.source_digest);
+  for (const auto& [k, _] : was.env) d += !now.env.count(k);
+  d += (now.compiler != was.compiler) + (now.image != was.image) + (now.cwd != was.cwd) +
+       (now.source_digest != was.source_digest);
   return d;
 }
 
@@ -83,8 +83,7 @@ std::string ShortDigest(const std::string& value) {
   return "sha256:" + v.substr(0, std::min<size_t>(12, v.find('/'))) + "..";
 }
 
-Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const std::optional<Mismatch>& mismatch,
-                  const std::vector<Previous>& earlier) {
+Miss DescribeMiss(const KeyParts& now, const std::optional<Mismatch>& mismatch, const std::vector<KeyParts>& earlier) {
   if (mismatch) {
     const Mismatch& m = *mismatch;
     if (m.expected == "-")
@@ -95,13 +94,13 @@ Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const s
     return {"header changed", "header " + m.path + " changed from " + Describe(m.expected) + " to " + Describe(m.actual)};
   }
   if (earlier.empty()) return {"new source", "no earlier compile of this source in the cache"};
-  const Previous* previous = &earlier[0];
+  const KeyParts* previous = &earlier[0];
   size_t best = SIZE_MAX;
   for (const auto& e : earlier) {
-    size_t d = Distance(now, source_digest, e);
+    size_t d = Distance(now, e);
     if (d < best) best = d, previous = &e;
   }
-  const KeyParts& was = previous->parts;
+  const KeyParts& was = *previous;
   std::vector<std::pair<std::string, std::string>> found;  // reason, detail
   if (was.compiler != now.compiler)
     found.push_back({"compiler changed", "compiler " + ShortDigest(was.compiler) + " -> " + ShortDigest(now.compiler)});
@@ -109,9 +108,9 @@ Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const s
   if (was.args != now.args) found.push_back({"arguments changed", "arguments: " + ArgsDiff(was.args, now.args)});
   if (was.env != now.env) found.push_back({"environment changed", "environment: " + EnvDiff(was.env, now.env)});
   if (was.cwd != now.cwd) found.push_back({"working directory changed", "working directory " + was.cwd + " -> " + now.cwd});
-  if (previous->source_digest != source_digest)
-    found.push_back({"source changed", "source " + ShortDigest(previous->source_digest) + " -> " +
-                                           ShortDigest(source_digest)});
+  if (was.source_digest != now.source_digest)
+    found.push_back({"source changed", "source " + ShortDigest(was.source_digest) + " -> " +
+                                           ShortDigest(now.source_digest)});
   if (found.empty()) return {"new source", "no earlier compile with this key"};
   Miss m{found[0].first, ""};
   for (const auto& [_, d] : found) m.detail += (m.detail.empty() ? "" : "; ") + d;

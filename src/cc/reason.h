@@ -5,17 +5,12 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cc/deps.h"
 #include "cc/keys.h"
 
 namespace kiln::cc {
-
-// The nearest earlier compile of the same source (and output) in the scope.
-struct Previous {
-  KeyParts parts;
-  std::string source_digest;
-};
 
 struct Miss {
   std::string reason;  // "new source", "source changed", "arguments changed", "compiler changed",
@@ -25,10 +20,11 @@ struct Miss {
 };
 
 // `mismatch`: the first entry that failed in the newest manifest under the
-// direct key, when there were manifests; else the closest of `earlier`
-// (fewest differences; the first of equals) is compared with `now`.
-Miss DescribeMiss(const KeyParts& now, const std::string& source_digest, const std::optional<Mismatch>& mismatch,
-                  const std::vector<Previous>& earlier);
+// direct key, when there were manifests; else the closest of `earlier`, the
+// latest compiles of the same source (and output) in the scope (fewest
+// differences, source digests included; the first of equals), is compared
+// with `now`.
+Miss DescribeMiss(const KeyParts& now, const std::optional<Mismatch>& mismatch, const std::vector<KeyParts>& earlier);
 
 // "sha256:<first 12 hex>.." of a manifest value or digest key, for messages.
 std::string ShortDigest(const std::string& value);

@@ -22,6 +22,7 @@
 #include "cc/keys.h"
 #include "cc/process.h"
 #include "cc/reason.h"
+#include "cc/wire.h"
 #include "common/write_all.h"
 #include "kiln/cc/v1/cc.pb.h"
 
@@ -163,6 +164,9 @@ class Wrapper {
     if (getcwd(cwd, sizeof cwd) == nullptr) return Plain();
     parts_.cwd = cwd;
     parts_.args = inv_.args;
+    parts_.source = cmd_.source;
+    parts_.output = cmd_.output;
+    parts_.compiler_path = inv_.path;
     for (const auto& v : CompilerEnvironment())
       if (const char* val = getenv(v.c_str())) parts_.env[v] = val;
     auto src = hashes_.Get(Abs(cmd_.source));
@@ -170,12 +174,12 @@ class Wrapper {
       Report("fallback", "unreadable source", cmd_.source);
       return Plain();  // the compiler says what is wrong with it
     }
-    source_digest_ = src->substr(2);
-    const std::string direct = DirectKey(parts_, source_digest_);
+    parts_.source_digest = src->substr(2);
+    const std::string direct = DirectKey(parts_, parts_.source_digest);
 
     v1::Request req;
     req.mutable_lookup()->set_key(direct);
-    FillParts(req.mutable_lookup()->mutable_parts());
+    ToWire(parts_, req.mutable_lookup()->mutable_parts());
     req.mutable_lookup()->set_cached_ok(true);
     auto found = ch_.Call(req);
     if (!found.ok()) return Plain();
@@ -189,10 +193,10 @@ class Wrapper {
       first.reset();
       if (TryManifests(found->lookup(), &first)) return 0;
     }
-    std::vector<Previous> prev;
-    for (const auto& p : found->lookup().previous()) prev.push_back(FromProto(p));
+    std::vector<KeyParts> prev;
+    for (const auto& p : found->lookup().previous()) prev.push_back(FromWire(p));
     const bool known_unit = found->lookup().manifests_size() > 0;
-    miss_ = DescribeMiss(parts_, source_digest_, known_unit ? first : std::nullopt, prev);
+    miss_ = DescribeMiss(parts_, known_unit ? first : std::nullopt, prev);
     return Compile(direct, /*may_hit_preprocessed=*/known_unit);
   }
 
@@ -201,12 +205,12 @@ class Wrapper {
   // mismatch of the newest one is left in `first`.
   bool TryManifests(const v1::LookupReply& found, std::optional<Mismatch>* first) {
     for (int i = 0; i < found.manifests_size(); ++i) {
-      const auto& m = found.manifests(i);
-      auto deps = UnpackDeps(m.deps_packed());
+      const CompileManifest m = FromWire(found.manifests(i));
+      auto deps = UnpackDeps(m.deps_packed);
       if (!deps) continue;  // unreadable: as if absent
       auto mm = CheckManifest(*deps, hashes_);
-      if (!mm && Serve(m.result(), i == 0 ? &found.first_object() : nullptr)) {
-        Report("hit", "", "", m.result().object_size(), m.result().compile_ms(), m.result().key(), m.id());
+      if (!mm && Serve(m.result, i == 0 ? &found.first_object() : nullptr)) {
+        Report("hit", "", "", m.result.object.size, m.result.compile_ms, m.result.key, m.id);
         return true;
       }
       if (mm && !*first) *first = mm;
@@ -266,55 +270,31 @@ class Wrapper {
     return true;
   }
 
-  void FillParts(v1::KeyParts* p) const {
-    p->set_image(parts_.image);
-    p->set_compiler(parts_.compiler);
-    p->set_cwd(parts_.cwd);
-    for (const auto& a : parts_.args) p->add_args(a);
-    for (const auto& [k, v] : parts_.env) (*p->mutable_env())[k] = v;
-    p->set_source(cmd_.source);
-    p->set_output(cmd_.output);
-    p->set_source_digest(source_digest_);
-    p->set_compiler_path(inv_.path);
-  }
-
-  // A store's key, parts and manifest (its result is the caller's).
-  void FillStore(v1::Store* s, const std::string& direct, const std::map<std::string, std::string>& deps) const {
-    s->set_key(direct);
-    FillParts(s->mutable_parts());
-    for (const auto& [k, v] : deps) (*s->mutable_deps())[k] = v;
-  }
-
-  static Previous FromProto(const v1::KeyParts& p) {
-    Previous prev;
-    prev.parts.image = p.image();
-    prev.parts.compiler = p.compiler();
-    prev.parts.cwd = p.cwd();
-    prev.parts.args.assign(p.args().begin(), p.args().end());
-    prev.parts.env = std::map<std::string, std::string>(p.env().begin(), p.env().end());
-    prev.source_digest = p.source_digest();
-    return prev;
+  // A store of `result` and of its manifest `deps` under `direct`.
+  CompileEntry Entry(const std::string& direct, std::map<std::string, std::string> deps, CompileResult result,
+                     bool manifest_only) const {
+    return {direct, parts_, std::move(deps), std::move(result), manifest_only};
   }
 
   // Writes a cached result as the compile would have: object, dependency
   // file, diagnostics. False (and nothing shown) if the object cannot be had.
-  bool Serve(const v1::CompileResult& res, const std::string* at_hand = nullptr) {
-    if (!cmd_.depfile.empty() && res.depfile().empty()) return false;
+  bool Serve(const CompileResult& res, const std::string* at_hand = nullptr) {
+    if (!cmd_.depfile.empty() && res.depfile.empty()) return false;
     Result<v1::Reply> r = Unavailable("not fetched");
     if (at_hand == nullptr || at_hand->empty()) {
       v1::Request req;
-      req.mutable_fetch()->set_hash(res.object_hash());
-      req.mutable_fetch()->set_size(res.object_size());
+      req.mutable_fetch()->set_hash(res.object.hash);
+      req.mutable_fetch()->set_size(res.object.size);
       r = ch_.Call(req);
       if (!r.ok()) return false;
     }
     const std::string& data = at_hand != nullptr && !at_hand->empty() ? *at_hand : r->fetch().data();
     cas::Digest d = cas::DigestOf(data);
-    if (d.hash != res.object_hash() || d.size != res.object_size()) return false;
+    if (d != res.object) return false;
     if (!WriteAtomically(Abs(cmd_.output), data)) return false;
-    if (!cmd_.depfile.empty() && !WriteAtomically(Abs(cmd_.depfile), res.depfile())) return false;
-    Print(stdout, res.stdout());
-    Print(stderr, res.stderr());
+    if (!cmd_.depfile.empty() && !WriteAtomically(Abs(cmd_.depfile), res.depfile)) return false;
+    Print(stdout, res.stdout);
+    Print(stderr, res.stderr);
     return true;
   }
 
@@ -324,7 +304,7 @@ class Wrapper {
     o.writable = writable_;
     o.search = SearchOrder(cmd_, builtin_);
     o.changed_since_ns = since_ns;
-    o.known[AbsolutePath(cmd_.source, parts_.cwd)] = "f:" + source_digest_;
+    o.known[AbsolutePath(cmd_.source, parts_.cwd)] = "f:" + parts_.source_digest;
     o.time_macros_ok = getenv("SOURCE_DATE_EPOCH") != nullptr;
     return o;
   }
@@ -463,18 +443,16 @@ class Wrapper {
       why_not = "the compiler printed more than 1 MiB";
     if (why_not.empty()) {
       cas::Digest od = cas::DigestOf(*object);
+      CompileResult res;
+      res.key = result_key ? *result_key : DependResultKey(parts_, parts_.source_digest, ManifestDigest(*deps));
+      res.object = od;
+      res.depfile = std::move(depfile);
+      res.stdout = run.out;
+      res.stderr = run.err;
+      res.compile_ms = compile_ms;
       v1::Request st;
-      auto* s = st.mutable_store();
-      FillStore(s, direct, *deps);
-      auto* res = s->mutable_result();
-      res->set_key(result_key ? *result_key : DependResultKey(parts_, source_digest_, ManifestDigest(*deps)));
-      res->set_object_hash(od.hash);
-      res->set_object_size(od.size);
-      res->set_depfile(depfile);
-      res->set_stdout(run.out);
-      res->set_stderr(run.err);
-      res->set_compile_ms(compile_ms);
-      s->set_object(std::move(*object));
+      ToWire(Entry(direct, std::move(*deps), std::move(res), /*manifest_only=*/false), st.mutable_store());
+      st.mutable_store()->set_object(std::move(*object));
       auto stored = ch_.Call(st);
       if (!stored.ok()) why_not = stored.status().message();
       else Report("miss", miss_.reason, miss_.detail, od.size);
@@ -491,15 +469,12 @@ class Wrapper {
     auto known = ch_.Call(lr);
     if (!known.ok() || !known->lookup_result().found()) return false;
     auto deps = RecordDeps(files, Recording(since), hashes_);
-    const auto& res = known->lookup_result().result();
+    const CompileResult res = FromWire(known->lookup_result().result());
     if (!deps.ok() || !Serve(res)) return false;
     v1::Request st;
-    auto* s = st.mutable_store();
-    FillStore(s, direct, *deps);
-    *s->mutable_result() = res;
-    s->set_manifest_only(true);
+    ToWire(Entry(direct, std::move(*deps), res, /*manifest_only=*/true), st.mutable_store());
     (void)ch_.Call(st);
-    Report("hit_preprocessed", miss_.reason, miss_.detail, res.object_size(), res.compile_ms(), res.key());
+    Report("hit_preprocessed", miss_.reason, miss_.detail, res.object.size, res.compile_ms, res.key);
     return true;
   }
 
@@ -540,7 +515,6 @@ class Wrapper {
   CompileCommand cmd_;
   KeyParts parts_;
   std::vector<std::string> writable_, builtin_;
-  std::string source_digest_;
   FileHashes hashes_;
   Miss miss_;
 };

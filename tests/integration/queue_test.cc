@@ -298,16 +298,14 @@ TEST_F(QueueTest, ActionCacheEntriesUnusedForTheirMaxAgeExpireAndOnlyThose) {
 }
 
 // A store of a.c's object under direct key 1...1 and result key 3...3 (its
-// job, attempt and manifest are the test's).
-cache::CompileStore UnitStore() {
-  cache::CompileStore st;
+// manifest is the test's).
+cc::CompileEntry UnitStore() {
+  cc::CompileEntry st;
   st.key = std::string(64, '1');
   st.result.key = std::string(64, '3');
-  st.result.object_hash = std::string(64, '4');
-  st.result.object_size = 100;
-  st.source = "a.c";
-  st.output = "a.o";
-  st.parts_json = "{}";
+  st.result.object = {std::string(64, '4'), 100};
+  st.parts.source = "a.c";
+  st.parts.output = "a.o";
   return st;
 }
 
@@ -324,19 +322,16 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   auto c = dispatch_->Claim("w", s, 8, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 8);
   cache::CompileCacheStore store(url_, 8);
-  cache::CompileStore st = UnitStore();
+  cc::CompileEntry st = UnitStore();
   st.deps = {{"/src/a.c", "f:" + std::string(64, '2') + "/10"}, {"/usr/include/stdio.h", "i"}};
-  st.result.err = "warning: ";
-  st.result.err += '\0';
-  st.result.err += " and \xff bytes survive";
+  st.result.stderr = "warning: ";
+  st.result.stderr += '\0';
+  st.result.stderr += " and \xff bytes survive";
   std::atomic<int> fresh{0}, failed{0};
   std::vector<std::thread> ts;
   for (const auto& job : *c) {
     ts.emplace_back([&, job] {
-      cache::CompileStore mine = st;
-      mine.job_id = job.id;
-      mine.attempt = job.attempt;
-      auto r = store.Store(mine);
+      auto r = store.Store(job.id, job.attempt, st);
       if (!r.ok()) ++failed;
       else if (*r) ++fresh;
     });
@@ -351,15 +346,13 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   ASSERT_EQ(found->manifests.size(), 1u);
   EXPECT_EQ(cc::UnpackDeps(found->manifests[0].deps_packed), st.deps);
   EXPECT_EQ(test::Sql(url_, "SELECT deps -> '/src/a.c' FROM compile_manifests"), st.deps["/src/a.c"]) << "and as hstore";
-  EXPECT_EQ(found->manifests[0].result.err, st.result.err) << "diagnostics are bytes, stored exactly";
+  EXPECT_EQ(found->manifests[0].result.stderr, st.result.stderr) << "diagnostics are bytes, stored exactly";
   // A job that does not run (any more) can neither read nor write.
   auto stale = store.Lookup((*c)[0].id, (*c)[0].attempt + 1, st.key, "a.c", "a.o");
   EXPECT_EQ(stale.status().code(), Code::kFailedPrecondition);
-  cache::CompileStore zombie = st;
-  zombie.job_id = (*c)[0].id;
-  zombie.attempt = (*c)[0].attempt + 1;
+  cc::CompileEntry zombie = st;
   zombie.key = std::string(64, '5');
-  EXPECT_EQ(store.Store(zombie).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(store.Store((*c)[0].id, (*c)[0].attempt + 1, zombie).status().code(), Code::kFailedPrecondition);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests"), "1");
 }
 
@@ -371,21 +364,58 @@ TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
   auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   cache::CompileCacheStore store(url_, 1);
-  cache::CompileStore st = UnitStore();
-  st.job_id = (*c)[0].id;
-  st.attempt = (*c)[0].attempt;
+  cc::CompileEntry st = UnitStore();
   for (int i = 0; i < 150; ++i)
     st.deps["/kiln/work/src/include/utils/header_" + std::to_string(i) + ".h"] =
         "f:" + cas::DigestOf(std::to_string(i)).Key();
-  ASSERT_TRUE(store.Store(st).ok());
+  ASSERT_TRUE(store.Store((*c)[0].id, (*c)[0].attempt, st).ok());
   EXPECT_EQ(test::Sql(url_, "SELECT pg_column_compression(deps) || ' ' || pg_column_compression(deps_packed)"
                             " FROM compile_manifests"),
             "lz4 lz4");
-  auto found = store.Lookup(st.job_id, st.attempt, st.key, "a.c", "a.o");
+  auto found = store.Lookup((*c)[0].id, (*c)[0].attempt, st.key, "a.c", "a.o");
   ASSERT_TRUE(found.ok()) << found.status().message();
   ASSERT_EQ(found->manifests.size(), 1u);
   EXPECT_EQ(cc::UnpackDeps(found->manifests[0].deps_packed), st.deps);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests, each(deps)"), "150");
+}
+
+// The table's conversion of a compile record: every field of a result and
+// of the parts (the nearest earlier compile) reads back as stored.
+TEST_F(QueueTest, ACompileEntryReadsBackFieldForField) {
+  std::string s = Worker("w");
+  ASSERT_TRUE(jobs_->Submit(CacheableJob('f')).ok());
+  auto c = dispatch_->Claim("w", s, 1, kGrace);
+  ASSERT_TRUE(c.ok() && c->size() == 1);
+  const int64_t job = (*c)[0].id;
+  const int attempt = (*c)[0].attempt;
+  cache::CompileCacheStore store(url_, 1);
+  cc::CompileEntry st = UnitStore();
+  st.parts.image = "sha256:" + std::string(64, 'a');
+  st.parts.compiler = std::string(64, 'c');
+  st.parts.cwd = "/src/sub";
+  st.parts.args = {"-O2", "-c", "a.c"};
+  st.parts.env = {{"LANG", "C.UTF-8"}};
+  st.parts.source_digest = std::string(64, '2') + "/10";
+  st.parts.compiler_path = "/usr/bin/gcc";
+  st.deps = {{"/src/sub/a.c", "f:" + std::string(64, '2') + "/10"}};
+  st.result.depfile = std::string("a.o: a.c\0\xff", 10);
+  st.result.stdout = std::string("out\0\xff", 5);
+  st.result.stderr = std::string("err\0\xff", 5);
+  st.result.compile_ms = 567;
+  ASSERT_TRUE(store.Store(job, attempt, st).ok());
+  auto found = store.Lookup(job, attempt, st.key, "a.c", "a.o");
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  ASSERT_EQ(found->manifests.size(), 1u);
+  EXPECT_GT(found->manifests[0].id, 0);
+  EXPECT_EQ(found->manifests[0].deps_packed, cc::PackDeps(st.deps));
+  EXPECT_EQ(found->manifests[0].result, st.result);
+  auto result = store.LookupResult(job, attempt, st.result.key);
+  ASSERT_TRUE(result.ok() && result->has_value());
+  EXPECT_EQ(**result, st.result);
+  auto other = store.Lookup(job, attempt, std::string(64, '9'), "a.c", "a.o");
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_EQ(other->previous.size(), 1u);
+  EXPECT_EQ(other->previous[0], st.parts);
 }
 
 // "Which cached translation units include this header?" is answered by the

@@ -181,7 +181,7 @@ TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
   auto mm = CheckManifest(*deps, after);
   ASSERT_TRUE(mm);
   EXPECT_EQ(mm->path, root() + "/inc/defs.h");
-  auto miss = DescribeMiss({}, "", mm, {});
+  auto miss = DescribeMiss({}, mm, {});
   EXPECT_EQ(miss.reason, "header changed");
   EXPECT_EQ(miss.detail, "header " + root() + "/inc/defs.h changed from " +
                              ShortDigest(cas::DigestOf(std::string_view("#define A 1\n")).Key()) + " to " +
@@ -195,7 +195,7 @@ TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
   auto link_mm = CheckManifest(*deps, linked);
   ASSERT_TRUE(link_mm);
   EXPECT_EQ(link_mm->path, root() + "/build");
-  EXPECT_EQ(DescribeMiss({}, "", link_mm, {}).reason, "include path changed");
+  EXPECT_EQ(DescribeMiss({}, link_mm, {}).reason, "include path changed");
 }
 
 TEST(PackDeps, RoundTripsAnyPathAndRefusesGarbage) {
@@ -224,7 +224,7 @@ TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {
   auto mm = CheckManifest(*deps, after);
   ASSERT_TRUE(mm);
   EXPECT_EQ(mm->path, root() + "/first/util.h");
-  EXPECT_EQ(DescribeMiss({}, "", mm, {}).reason, "header added");
+  EXPECT_EQ(DescribeMiss({}, mm, {}).reason, "header added");
 }
 
 TEST_F(Manifests, NothingIsRecordedForAFileChangedDuringTheCompileOrUsingTheClock) {
@@ -329,20 +329,22 @@ TEST(CompileKeys, EachPartChangesBothKeys) {
 
 TEST(DescribeMiss, ComparesWithTheNearestEarlierCompile) {
   auto now = Parts();
-  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, {}).reason, "new source");
-  Previous p{Parts(), "s/1"};
-  p.parts.args = {"-O0", "-c", "a.c"};
-  auto m = DescribeMiss(now, "s/1", std::nullopt, {p});
+  now.source_digest = "s/1";
+  EXPECT_EQ(DescribeMiss(now, std::nullopt, {}).reason, "new source");
+  KeyParts p = now;
+  p.args = {"-O0", "-c", "a.c"};
+  auto m = DescribeMiss(now, std::nullopt, {p});
   EXPECT_EQ(m.reason, "arguments changed");
   EXPECT_EQ(m.detail, "arguments: removed -O0, added -O2");
-  Previous src{Parts(), "s/2"};
-  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, {src}).reason, "source changed");
+  KeyParts src = now;
+  src.source_digest = "s/2";
+  EXPECT_EQ(DescribeMiss(now, std::nullopt, {src}).reason, "source changed");
   // The closest earlier compile explains: here the one that differs in the source only.
-  EXPECT_EQ(DescribeMiss(now, "s/1", std::nullopt, {p, src}).reason, "source changed");
-  Previous cc{Parts(), "s/1"};
-  cc.parts.compiler = std::string(64, 'e');
-  cc.parts.env.clear();
-  auto both = DescribeMiss(now, "s/1", std::nullopt, {cc});
+  EXPECT_EQ(DescribeMiss(now, std::nullopt, {p, src}).reason, "source changed");
+  KeyParts cc = now;
+  cc.compiler = std::string(64, 'e');
+  cc.env.clear();
+  auto both = DescribeMiss(now, std::nullopt, {cc});
   EXPECT_EQ(both.reason, "compiler changed");
   EXPECT_NE(both.detail.find("environment: LANG unset -> \"C.UTF-8\""), std::string::npos) << both.detail;
 }

@@ -1,0 +1,82 @@
+#include "api/compile_convert.h"
+
+#include <utility>
+
+namespace kiln::api {
+
+void ToProto(cc::KeyParts in, v1::CompileParts* out) {
+  out->set_image(std::move(in.image));
+  out->set_compiler(std::move(in.compiler));
+  out->set_cwd(std::move(in.cwd));
+  for (auto& a : in.args) out->add_args(std::move(a));
+  for (auto& [k, v] : in.env) (*out->mutable_env())[k] = std::move(v);
+  out->set_source(std::move(in.source));
+  out->set_output(std::move(in.output));
+  out->set_source_digest(std::move(in.source_digest));
+  out->set_compiler_path(std::move(in.compiler_path));
+}
+
+cc::KeyParts FromProto(const v1::CompileParts& in) {
+  cc::KeyParts p;
+  p.image = in.image();
+  p.compiler = in.compiler();
+  p.cwd = in.cwd();
+  p.args.assign(in.args().begin(), in.args().end());
+  p.env = std::map<std::string, std::string>(in.env().begin(), in.env().end());
+  p.source = in.source();
+  p.output = in.output();
+  p.source_digest = in.source_digest();
+  p.compiler_path = in.compiler_path();
+  return p;
+}
+
+void ToProto(cc::CompileResult in, v1::CompileResult* out) {
+  out->set_key(std::move(in.key));
+  out->mutable_object()->set_hash(std::move(in.object.hash));
+  out->mutable_object()->set_size(in.object.size);
+  out->set_depfile(std::move(in.depfile));
+  out->set_stdout(std::move(in.stdout));
+  out->set_stderr(std::move(in.stderr));
+  out->set_compile_ms(in.compile_ms);
+}
+
+cc::CompileResult FromProto(const v1::CompileResult& in) {
+  cc::CompileResult r;
+  r.key = in.key();
+  r.object = {in.object().hash(), in.object().size()};
+  r.depfile = in.depfile();
+  r.stdout = in.stdout();
+  r.stderr = in.stderr();
+  r.compile_ms = in.compile_ms();
+  return r;
+}
+
+void ToProto(cc::CompileManifest in, v1::CompileManifest* out) {
+  out->set_id(in.id);
+  out->set_deps_packed(std::move(in.deps_packed));
+  ToProto(std::move(in.result), out->mutable_result());
+}
+
+cc::CompileManifest FromProto(const v1::CompileManifest& in) {
+  return {in.id(), in.deps_packed(), FromProto(in.result())};
+}
+
+void ToProto(cc::CompileEntry in, v1::StoreCompileRequest* out) {
+  out->set_key(std::move(in.key));
+  ToProto(std::move(in.parts), out->mutable_parts());
+  for (auto& [k, v] : in.deps) (*out->mutable_deps())[k] = std::move(v);
+  ToProto(std::move(in.result), out->mutable_result());
+  out->set_manifest_only(in.manifest_only);
+}
+
+cc::CompileEntry FromProto(const v1::StoreCompileRequest& in) {
+  cc::CompileEntry e;
+  e.key = in.key();
+  e.parts = FromProto(in.parts());
+  e.deps = std::map<std::string, std::string>(in.deps().begin(), in.deps().end());
+  e.result = FromProto(in.result());
+  e.manifest_only = in.manifest_only();
+  return e;
+}
+
+}  // namespace kiln::api
