@@ -63,6 +63,21 @@ int64_t ReadCounter(const std::string& file, const std::string& key) {
   return 0;
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool HasToken(const std::string& list, const std::string& token) {
+  std::istringstream in(list);
+  std::string t;
+  while (std::getline(in, t, ','))
+    if (t == token) return true;
+  return false;
+}
+
 // The job's request, capped by the worker's (0: no request, or no cap).
 int64_t CappedLimit(int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; }
 
@@ -132,7 +147,8 @@ class RuncSandbox : public Sandbox {
     RunRequest req = req_in;
     std::string id = prefix_ + std::to_string(req.job_id) + "-" + std::to_string(req.attempt);
     std::string bundle = bundles_ + "/" + id;
-    std::string cgroup = "/kiln/" + id;
+    // Relative: runc puts it below its own cgroup, which is the worker's.
+    std::string cgroup = id;
     std::error_code ec;
     fs::remove_all(bundle, ec);
     fs::create_directories(bundle, ec);  // (ids are unique per worker; CleanUp took a crashed run's)
@@ -153,8 +169,9 @@ class RuncSandbox : public Sandbox {
       out.result.term_signal = out.result.exit_code - 128;
       out.result.exit_code = -1;
     }
-    int64_t oom = ReadCounter("/sys/fs/cgroup/memory" + cgroup + "/memory.oom_control", "oom_kill");
-    int64_t pids_max = ReadCounter("/sys/fs/cgroup/pids" + cgroup + "/pids.events", "max");
+    std::string proc_cgroup = ReadFile("/proc/self/cgroup"), mountinfo = ReadFile("/proc/self/mountinfo");
+    int64_t oom = ReadCounter(CgroupDir(cgroup, "memory", proc_cgroup, mountinfo) + "/memory.oom_control", "oom_kill");
+    int64_t pids_max = ReadCounter(CgroupDir(cgroup, "pids", proc_cgroup, mountinfo) + "/pids.events", "max");
     Exec({"runc", "--root", state_, "delete", "--force", id});
     fs::remove_all(bundle, ec);
     int64_t mem = CappedLimit(req.spec.memory_bytes, caps_.memory_bytes);
@@ -252,6 +269,40 @@ std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const S
         {"readonlyPaths", {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}},
         {"seccomp", Seccomp()}}}};
   return config.dump(2);
+}
+
+std::string CgroupDir(const std::string& cgroups_path, const std::string& controller, const std::string& proc_cgroup,
+                      const std::string& mountinfo) {
+  // The hierarchy's mount: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - cgroup SOURCE SUPEROPTIONS".
+  std::string root, mountpoint;
+  std::istringstream mounts(mountinfo);
+  for (std::string line; std::getline(mounts, line);) {
+    std::istringstream f(line);
+    std::vector<std::string> fields;
+    for (std::string w; f >> w;) fields.push_back(w);
+    auto dash = std::find(fields.begin(), fields.end(), "-");
+    if (fields.size() < 5 || fields.end() - dash < 4 || dash[1] != "cgroup" || !HasToken(dash[3], controller)) continue;
+    root = fields[3];
+    mountpoint = fields[4];
+    break;
+  }
+  if (mountpoint.empty()) return "";
+  if (!cgroups_path.empty() && cgroups_path[0] == '/') return mountpoint + cgroups_path;
+  // This process's cgroup in that hierarchy ("ID:CONTROLLERS:PATH"), relative
+  // to the mount's root (a container may see only its own subtree mounted).
+  std::string own;
+  std::istringstream groups(proc_cgroup);
+  for (std::string line; std::getline(groups, line);) {
+    size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b != std::string::npos && HasToken(line.substr(a + 1, b - a - 1), controller)) {
+      own = line.substr(b + 1);
+      break;
+    }
+  }
+  if (root != "/" && own.rfind(root, 0) == 0 && (own.size() == root.size() || own[root.size()] == '/'))
+    own = own.substr(root.size());
+  if (!own.empty() && own.back() == '/') own.pop_back();
+  return mountpoint + own + "/" + cgroups_path;
 }
 
 std::unique_ptr<Sandbox> MakeRuncSandbox(std::string state_dir, std::string bundle_dir, std::string prefix,

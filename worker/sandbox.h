@@ -37,12 +37,24 @@ class Sandbox {
 };
 
 // runc, with its state under `state_dir` (this worker's own) and bundles
-// under `bundle_dir`; container names (and cgroups) start with `prefix`.
+// under `bundle_dir`; container names start with `prefix`. Each build's
+// cgroup is named like its container, directly below the worker's own cgroup
+// (a relative cgroupsPath): under systemd with Delegate=yes, inside the
+// subtree the service owns.
 std::unique_ptr<Sandbox> MakeRuncSandbox(std::string state_dir, std::string bundle_dir, std::string prefix,
                                          SandboxCaps caps);
 
 // The OCI config.json of a job (exposed for tests).
 std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
                        const std::string& cgroup_path);
+
+// The directory of a cgroup in one cgroup v1 controller's hierarchy
+// (`controller`: "memory", "pids", "cpu"...), resolved as runc resolves a
+// cgroupsPath: an absolute `cgroups_path` from the hierarchy's root, a
+// relative one below the cgroup of the calling process. `proc_cgroup` and
+// `mountinfo` are the texts of /proc/self/cgroup and /proc/self/mountinfo.
+// Empty when the controller is not mounted.
+std::string CgroupDir(const std::string& cgroups_path, const std::string& controller, const std::string& proc_cgroup,
+                      const std::string& mountinfo);
 
 }  // namespace kiln::worker

@@ -98,12 +98,20 @@ TEST_F(Sandbox, LimitsEndTheJobAndSayWhich) {
   auto cpu = Run(img, {"--cpus", "0.5", "--detach"}, "echo started; sleep 30");
   ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
   int64_t cpu_job = std::stoll(cpu.out);
-  // Once the build runs, runc has set its cgroup up.
+  // Once the build runs, runc has set its cgroup up, named like the
+  // container, below the worker's cgroup in each hierarchy (the worker is in
+  // this test's cgroups).
   ASSERT_TRUE(test::WaitFor([&] { return Log(*Jobs(), cpu_job) == "started\n"; }, 30s));
+  std::string container = Containers().substr(0, Containers().find('\n'));
+  auto own = [](const std::string& controller) {
+    return "$(awk -F: '$2 ~ /(^|,)" + controller + "(,|$)/ {print $3}' /proc/self/cgroup | sed 's#/$##')";
+  };
   auto quota = test::RunCommand(
-      {"/bin/sh", "-c", "cat /sys/fs/cgroup/cpu/kiln/" + Containers() .substr(0, Containers().find('\n')) + "/cpu.cfs_quota_us"},
+      {"/bin/sh", "-c",
+       "cat /sys/fs/cgroup/cpu" + own("cpu") + "/" + container + "/cpu.cfs_quota_us; "
+       "cat /sys/fs/cgroup/memory" + own("memory") + "/" + container + "/memory.limit_in_bytes"},
       10s);
-  EXPECT_EQ(quota.out, "50000\n") << quota.err;
+  EXPECT_EQ(quota.out, "50000\n4294967296\n") << quota.err;
   EXPECT_EQ(Kiln({"cancel", cpu.out.substr(0, cpu.out.find('\n'))}).exit_code, 0);
   // Nothing of them is left running.
   auto left = test::RunCommand({"/bin/sh", "-c", "ls " + dir_.path() + "/w0/bundles | wc -l"}, 10s);

@@ -1,0 +1,59 @@
+// Where a build's cgroup is: the directory the worker reads its limit
+// counters from must be the one runc made (worker/sandbox.cc, CgroupDir).
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "worker/sandbox.h"
+
+namespace kiln::worker {
+namespace {
+
+// cgroup v1 as Debian mounts it (each controller its own hierarchy, cpu and
+// cpuacct together), plus the unified hierarchy beside it.
+const std::string kMounts =
+    "25 24 0:22 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755\n"
+    "26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:5 - cgroup2 cgroup2 rw\n"
+    "27 25 0:24 / /sys/fs/cgroup/systemd rw,nosuid shared:6 - cgroup cgroup rw,xattr,name=systemd\n"
+    "30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:9 - cgroup cgroup rw,cpu,cpuacct\n"
+    "31 25 0:28 / /sys/fs/cgroup/memory rw,nosuid shared:10 - cgroup cgroup rw,memory\n"
+    "32 25 0:29 / /sys/fs/cgroup/pids rw,nosuid shared:11 - cgroup cgroup rw,pids\n";
+
+TEST(CgroupDir, UnderSystemdABuildsCgroupIsBelowTheService) {
+  // kiln-worker.service with Delegate=yes: systemd puts it in every hierarchy.
+  std::string self =
+      "11:pids:/system.slice/kiln-worker.service\n"
+      "8:memory:/system.slice/kiln-worker.service\n"
+      "4:cpu,cpuacct:/system.slice/kiln-worker.service\n"
+      "1:name=systemd:/system.slice/kiln-worker.service\n"
+      "0::/system.slice/kiln-worker.service\n";
+  EXPECT_EQ(CgroupDir("kiln-w1-7-1", "memory", self, kMounts),
+            "/sys/fs/cgroup/memory/system.slice/kiln-worker.service/kiln-w1-7-1");
+  EXPECT_EQ(CgroupDir("kiln-w1-7-1", "pids", self, kMounts),
+            "/sys/fs/cgroup/pids/system.slice/kiln-worker.service/kiln-w1-7-1");
+  EXPECT_EQ(CgroupDir("kiln-w1-7-1", "cpu", self, kMounts),
+            "/sys/fs/cgroup/cpu,cpuacct/system.slice/kiln-worker.service/kiln-w1-7-1");
+}
+
+TEST(CgroupDir, WithoutSystemdEachHierarchyHasItsOwnParent) {
+  // A process in the root cgroup of all but one hierarchy (as the tests run).
+  std::string self = "8:memory:/session/42\n11:pids:/\n4:cpu,cpuacct:/\n0::/\n";
+  EXPECT_EQ(CgroupDir("b", "memory", self, kMounts), "/sys/fs/cgroup/memory/session/42/b");
+  EXPECT_EQ(CgroupDir("b", "pids", self, kMounts), "/sys/fs/cgroup/pids/b");
+  // An absolute path is from the hierarchy's root, wherever the process is.
+  EXPECT_EQ(CgroupDir("/kiln/b", "memory", self, kMounts), "/sys/fs/cgroup/memory/kiln/b");
+}
+
+TEST(CgroupDir, InAContainerThatSeesOnlyItsSubtreeThePathIsFromTheMountsRoot) {
+  std::string mounts = "40 39 0:28 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n";
+  EXPECT_EQ(CgroupDir("b", "memory", "8:memory:/docker/abc\n", mounts), "/sys/fs/cgroup/memory/b");
+  EXPECT_EQ(CgroupDir("b", "memory", "8:memory:/docker/abc/inner\n", mounts), "/sys/fs/cgroup/memory/inner/b");
+  // A controller that is not mounted has no directory.
+  EXPECT_EQ(CgroupDir("b", "pids", "11:pids:/\n", mounts), "");
+  // name=systemd and the unified hierarchy are not controllers.
+  EXPECT_EQ(CgroupDir("b", "systemd", "1:name=systemd:/\n", kMounts), "");
+}
+
+}  // namespace
+}  // namespace kiln::worker
