@@ -109,6 +109,7 @@ static void Prepare(pqxx::connection& c) {
             "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
             "   $5, $6, $7, $8, $9::jsonb, $10"
             " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key");
+  c.prepare("cc_expire", "DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)");
   // SKIP LOCKED: concurrent stores of one key never wait for each other here.
   c.prepare("cc_trim_manifests",
             "DELETE FROM compile_manifests WHERE id IN (SELECT id FROM compile_manifests WHERE scope = $1 AND key = $2"
@@ -121,51 +122,44 @@ CompileCacheStore::~CompileCacheStore() = default;
 
 Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, const std::string& key,
                                                 const std::string& source, const std::string& output) {
-  CompileLookup out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        // One statement for a hit (this runs once per translation unit):
-        // the job's scope, fenced by its attempt, and the key's manifests.
-        pqxx::nontransaction tx(c);
-        auto r = tx.exec_prepared("cc_lookup", job_id, attempt, key, kMaxManifestsPerKey);
-        if (r.empty())
-          return NotRunning(job_id, attempt);
-        const std::string scope = r[0][0].as<std::string>();
-        out.scope = scope;
-        for (const auto& row : r) {
-          if (row[1].is_null()) break;  // no manifest
-          cc::CompileManifest m;
-          m.id = row[1].as<int64_t>();
-          m.deps_packed = row[2].as<std::string>();
-          m.result = Entry(row, 3);
-          out.manifests.push_back(std::move(m));
-        }
-        if (out.manifests.empty()) {
-          auto p = tx.exec_prepared("cc_previous", scope, source, output, kMaxManifestsPerKey);
-          for (const auto& row : p) out.previous.push_back(PartsFromJson(row[0].as<std::string>()));
-        }
-        return Status::Ok();
-      },
-      "cannot look up the compile cache");
-  if (!s.ok()) return s;
-  return out;
+  return pool_->Query("cannot look up the compile cache", [&](pqxx::connection& c) -> Result<CompileLookup> {
+    CompileLookup out;
+    // One statement for a hit (this runs once per translation unit):
+    // the job's scope, fenced by its attempt, and the key's manifests.
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("cc_lookup", job_id, attempt, key, kMaxManifestsPerKey);
+    if (r.empty())
+      return NotRunning(job_id, attempt);
+    const std::string scope = r[0][0].as<std::string>();
+    out.scope = scope;
+    for (const auto& row : r) {
+      if (row[1].is_null()) break;  // no manifest
+      cc::CompileManifest m;
+      m.id = row[1].as<int64_t>();
+      m.deps_packed = row[2].as<std::string>();
+      m.result = Entry(row, 3);
+      out.manifests.push_back(std::move(m));
+    }
+    if (out.manifests.empty()) {
+      auto p = tx.exec_prepared("cc_previous", scope, source, output, kMaxManifestsPerKey);
+      for (const auto& row : p) out.previous.push_back(PartsFromJson(row[0].as<std::string>()));
+    }
+    return out;
+  });
 }
 
 Result<std::optional<cc::CompileResult>> CompileCacheStore::LookupResult(int64_t job_id, int attempt,
                                                                          const std::string& key) {
-  std::optional<cc::CompileResult> out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
-        auto r = tx.exec_prepared("cc_lookup_result", job_id, attempt, key);
-        if (r.empty())
-          return NotRunning(job_id, attempt);
-        if (r[0][0].as<bool>()) out = Entry(r[0], 1);
-        return Status::Ok();
-      },
-      "cannot look up the compile cache");
-  if (!s.ok()) return s;
-  return out;
+  using Found = std::optional<cc::CompileResult>;
+  return pool_->Query("cannot look up the compile cache", [&](pqxx::connection& c) -> Result<Found> {
+    Found out;
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("cc_lookup_result", job_id, attempt, key);
+    if (r.empty())
+      return NotRunning(job_id, attempt);
+    if (r[0][0].as<bool>()) out = Entry(r[0], 1);
+    return out;
+  });
 }
 
 Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::CompileEntry& st) {
@@ -179,30 +173,26 @@ Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::Com
   }
   const std::string digest = cc::ManifestDigest(st.deps);
   const std::string packed = cc::PackDeps(st.deps);
-  bool fresh = false;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::work tx(c);
-        auto scope = RunningScope(tx, job_id, attempt);
-        if (!scope.ok()) return scope.status();
-        const cc::CompileResult& e = st.result;
-        if (!st.manifest_only) {
-          auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object.hash, e.object.size, Hex(e.depfile),
-                                    Hex(e.stdout), Hex(e.stderr), e.compile_ms, job_id);
-          fresh = r.affected_rows() == 1;
-        } else if (tx.exec_prepared("cc_result_exists", *scope, e.key).empty()) {
-          return NotFound("compile cache result " + e.key + " is gone");
-        }
-        tx.exec_prepared("cc_store_manifest", *scope, st.key, digest, deps_json, packed, e.key, st.parts.source,
-                         st.parts.output, *parts_json, job_id);
-        // The newest manifests of a key are kept.
-        tx.exec_prepared("cc_trim_manifests", *scope, st.key, kMaxManifestsPerKey);
-        tx.commit();
-        return Status::Ok();
-      },
-      "cannot store a compile cache entry");
-  if (!s.ok()) return s;
-  return fresh;
+  return pool_->Query("cannot store a compile cache entry", [&](pqxx::connection& c) -> Result<bool> {
+    bool fresh = false;
+    pqxx::work tx(c);
+    auto scope = RunningScope(tx, job_id, attempt);
+    if (!scope.ok()) return scope.status();
+    const cc::CompileResult& e = st.result;
+    if (!st.manifest_only) {
+      auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object.hash, e.object.size, Hex(e.depfile),
+                                Hex(e.stdout), Hex(e.stderr), e.compile_ms, job_id);
+      fresh = r.affected_rows() == 1;
+    } else if (tx.exec_prepared("cc_result_exists", *scope, e.key).empty()) {
+      return NotFound("compile cache result " + e.key + " is gone");
+    }
+    tx.exec_prepared("cc_store_manifest", *scope, st.key, digest, deps_json, packed, e.key, st.parts.source,
+                     st.parts.output, *parts_json, job_id);
+    // The newest manifests of a key are kept.
+    tx.exec_prepared("cc_trim_manifests", *scope, st.key, kMaxManifestsPerKey);
+    tx.commit();
+    return fresh;
+  });
 }
 
 Status CompileCacheStore::Record(const CompileRecord& rec) {
@@ -270,109 +260,89 @@ Status CompileCacheStore::Record(const CompileRecord& rec) {
 
 Result<CompileStatsReport> CompileCacheStore::Stats(const std::string& project, const std::string& scope,
                                                      int64_t since_ms) {
-  CompileStatsReport out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        const double since = static_cast<double>(since_ms) / 1000.0;
-        auto t = tx.exec_params(
-            "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
-            " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
-            " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
-            " coalesce(sum(bytes_stored), 0)"
-            " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
-            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)",
-            project, since);
-        out.jobs = t[0][0].as<int64_t>();
-        out.counts = Counts(t[0], 1);
-        auto r = tx.exec_params(
-            "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
-            " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
-            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
-            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50",
-            project, since);
-        for (const auto& row : r)
-          out.reasons.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
-        auto e = tx.exec_params(
-            "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
-            " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
-            " (SELECT count(*) FROM compile_manifests WHERE scope = $1)",
-            scope);
-        out.results = e[0][0].as<int64_t>();
-        out.object_bytes = e[0][1].as<int64_t>();
-        out.manifests = e[0][2].as<int64_t>();
-        return Status::Ok();
-      },
-      "cannot read the compile cache's statistics");
-  if (!s.ok()) return s;
-  return out;
+  const std::string what = "cannot read the compile cache's statistics";
+  return pool_->Query(what, [&](pqxx::connection& c) -> Result<CompileStatsReport> {
+    CompileStatsReport out;
+    pqxx::read_transaction tx(c);
+    const double since = static_cast<double>(since_ms) / 1000.0;
+    auto t = tx.exec_params(
+        "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
+        " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
+        " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
+        " coalesce(sum(bytes_stored), 0)"
+        " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
+        " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)",
+        project, since);
+    out.jobs = t[0][0].as<int64_t>();
+    out.counts = Counts(t[0], 1);
+    auto r = tx.exec_params(
+        "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
+        " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
+        " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50",
+        project, since);
+    for (const auto& row : r)
+      out.reasons.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
+    auto e = tx.exec_params(
+        "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
+        " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
+        " (SELECT count(*) FROM compile_manifests WHERE scope = $1)",
+        scope);
+    out.results = e[0][0].as<int64_t>();
+    out.object_bytes = e[0][1].as<int64_t>();
+    out.manifests = e[0][2].as<int64_t>();
+    return out;
+  });
 }
 
 Result<std::vector<ImpactedUnit>> CompileCacheStore::Impact(const std::string& scope, const std::string& path,
                                                             int limit) {
-  std::vector<ImpactedUnit> out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto r = tx.exec_params(
-            "SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
-            " FROM compile_manifests WHERE scope = $1 AND deps ? $2"
-            " GROUP BY source, output ORDER BY source, output LIMIT $3",
-            scope, path, limit);
-        for (const auto& row : r)
-          out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
-                         row[3].as<int64_t>()});
-        return Status::Ok();
-      },
-      "cannot search the compile cache");
-  if (!s.ok()) return s;
-  return out;
+  using Units = std::vector<ImpactedUnit>;
+  return pool_->Query("cannot search the compile cache", [&](pqxx::connection& c) -> Result<Units> {
+    Units out;
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec_params(
+        "SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
+        " FROM compile_manifests WHERE scope = $1 AND deps ? $2"
+        " GROUP BY source, output ORDER BY source, output LIMIT $3",
+        scope, path, limit);
+    for (const auto& row : r)
+      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
+                     row[3].as<int64_t>()});
+    return out;
+  });
 }
 
 Result<JobCompiles> CompileCacheStore::ForJob(int64_t job_id, size_t max_events) {
-  JobCompiles out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto t = tx.exec_params(
-            "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
-            " bytes_stored FROM compile_stats WHERE job_id = $1",
-            job_id);
-        if (t.empty()) return Status::Ok();
-        out.recorded = true;
-        out.counts = Counts(t[0], 0);
-        auto r = tx.exec_params(
-            "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
-            " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2",
-            job_id, static_cast<int64_t>(max_events) + 1);
-        for (const auto& row : r) {
-          if (out.events.size() == max_events) {
-            out.truncated = true;
-            break;
-          }
-          out.events.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                                row[3].as<std::string>(), row[4].as<std::string>()});
-        }
-        return Status::Ok();
-      },
-      "cannot read the job's compile cache record");
-  if (!s.ok()) return s;
-  return out;
+  const std::string what = "cannot read the job's compile cache record";
+  return pool_->Query(what, [&](pqxx::connection& c) -> Result<JobCompiles> {
+    JobCompiles out;
+    pqxx::read_transaction tx(c);
+    auto t = tx.exec_params(
+        "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
+        " bytes_stored FROM compile_stats WHERE job_id = $1",
+        job_id);
+    if (t.empty()) return out;
+    out.recorded = true;
+    out.counts = Counts(t[0], 0);
+    auto r = tx.exec_params(
+        "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
+        " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2",
+        job_id, static_cast<int64_t>(max_events) + 1);
+    for (const auto& row : r) {
+      if (out.events.size() == max_events) {
+        out.truncated = true;
+        break;
+      }
+      out.events.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                            row[3].as<std::string>(), row[4].as<std::string>()});
+    }
+    return out;
+  });
 }
 
 Result<int64_t> CompileCacheStore::Expire(std::chrono::milliseconds max_age) {
-  int64_t n = 0;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
-        auto r = tx.exec_params("DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)",
-                                static_cast<double>(max_age.count()) / 1000.0);
-        n = r.affected_rows();
-        return Status::Ok();
-      },
-      "cannot expire compile cache entries");
-  if (!s.ok()) return s;
-  return n;
+  return db::DeleteUnused(*pool_, "cc_expire", max_age, "cannot expire compile cache entries");
 }
 
 }  // namespace kiln::cache

@@ -39,7 +39,19 @@ Status NotImported(const std::string& hash) {
 }  // namespace
 
 ImageStore::ImageStore(std::string db_url, size_t pool_size)
-    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})) {}
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size)) {
+  pool_->AddStatements({
+      {"put_image", std::string("INSERT INTO images (digest, manifest_size, name, config, layers, size)"
+                                " VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (digest) DO UPDATE"
+                                " SET name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name"
+                                " ELSE images.name END RETURNING ") + kCols},
+      {"get_image", std::string("SELECT ") + kCols + " FROM images WHERE digest = $1"},
+      {"list_images", std::string("SELECT ") + kCols + " FROM images ORDER BY imported_at DESC, digest"},
+      {"image_users", "SELECT count(*) FROM build_jobs WHERE status IN ('queued', 'setup', 'running')"
+                      " AND spec->>'image' = $1"},
+      {"remove_image", std::string("DELETE FROM images WHERE digest = $1 RETURNING ") + kCols},
+  });
+}
 ImageStore::~ImageStore() = default;
 
 Result<ImageRow> ImageStore::Put(const std::string& hash, int64_t manifest_size, const std::string& name,
@@ -50,84 +62,49 @@ Result<ImageRow> ImageStore::Put(const std::string& hash, int64_t manifest_size,
     layers.push_back({{"digest", l.digest.Key()}, {"media_type", l.media_type}});
     size += l.digest.size;
   }
-  std::optional<ImageRow> out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::work tx(c);
-        auto r = tx.exec_params(std::string("INSERT INTO images (digest, manifest_size, name, config, layers, size)"
-                                            " VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (digest) DO UPDATE"
-                                            " SET name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name"
-                                            " ELSE images.name END RETURNING ") + kCols,
-                                hash, manifest_size, name, m.config.Key(), layers.dump(), size);
-        tx.commit();
-        auto row = RowOf(r[0]);
-        if (!row.ok()) return row.status();
-        out = *row;
-        return Status::Ok();
-      },
-      "cannot record the image");
-  if (!s.ok()) return s;
-  return *out;
+  return pool_->Query("cannot record the image", [&](pqxx::connection& c) -> Result<ImageRow> {
+    pqxx::work tx(c);
+    auto r = tx.exec_prepared("put_image", hash, manifest_size, name, m.config.Key(), layers.dump(), size);
+    tx.commit();
+    return RowOf(r[0]);
+  });
 }
 
 Result<ImageRow> ImageStore::Get(const std::string& hash) {
-  std::optional<ImageRow> out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto r = tx.exec_params(std::string("SELECT ") + kCols + " FROM images WHERE digest = $1", hash);
-        if (r.empty()) return NotImported(hash);
-        auto row = RowOf(r[0]);
-        if (!row.ok()) return row.status();
-        out = *row;
-        return Status::Ok();
-      },
-      "cannot read the image");
-  if (!s.ok()) return s;
-  return *out;
+  return pool_->Query("cannot read the image", [&](pqxx::connection& c) -> Result<ImageRow> {
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec_prepared("get_image", hash);
+    if (r.empty()) return NotImported(hash);
+    return RowOf(r[0]);
+  });
 }
 
 Result<std::vector<ImageRow>> ImageStore::List() {
-  std::vector<ImageRow> out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto r = tx.exec(std::string("SELECT ") + kCols + " FROM images ORDER BY imported_at DESC, digest");
-        for (const auto& row : r) {
-          auto i = RowOf(row);
-          if (!i.ok()) return i.status();
-          out.push_back(std::move(*i));
-        }
-        return Status::Ok();
-      },
-      "cannot list images");
-  if (!s.ok()) return s;
-  return out;
+  return pool_->Query("cannot list images", [&](pqxx::connection& c) -> Result<std::vector<ImageRow>> {
+    pqxx::read_transaction tx(c);
+    std::vector<ImageRow> out;
+    for (const auto& row : tx.exec_prepared("list_images")) {
+      auto i = RowOf(row);
+      if (!i.ok()) return i.status();
+      out.push_back(std::move(*i));
+    }
+    return out;
+  });
 }
 
 Result<ImageRow> ImageStore::Remove(const std::string& hash) {
-  std::optional<ImageRow> out;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::work tx(c);
-        auto users = tx.exec_params(
-            "SELECT count(*) FROM build_jobs WHERE status IN ('queued', 'setup', 'running')"
-            " AND spec->>'image' = $1",
-            "sha256:" + hash);
-        if (users[0][0].as<int64_t>() > 0)
-          return FailedPrecondition("image sha256:" + hash + " is used by " + users[0][0].as<std::string>() +
-                                    " job(s) that have not ended; remove it once they did");
-        auto r = tx.exec_params(std::string("DELETE FROM images WHERE digest = $1 RETURNING ") + kCols, hash);
-        if (r.empty()) return NotImported(hash);
-        auto row = RowOf(r[0]);
-        if (!row.ok()) return row.status();
-        tx.commit();
-        out = *row;
-        return Status::Ok();
-      },
-      "cannot remove the image");
-  if (!s.ok()) return s;
-  return *out;
+  return pool_->Query("cannot remove the image", [&](pqxx::connection& c) -> Result<ImageRow> {
+    pqxx::work tx(c);
+    auto users = tx.exec_prepared("image_users", "sha256:" + hash);
+    if (users[0][0].as<int64_t>() > 0)
+      return FailedPrecondition("image sha256:" + hash + " is used by " + users[0][0].as<std::string>() +
+                                " job(s) that have not ended; remove it once they did");
+    auto r = tx.exec_prepared("remove_image", hash);
+    if (r.empty()) return NotImported(hash);
+    auto row = RowOf(r[0]);
+    if (row.ok()) tx.commit();
+    return row;
+  });
 }
 
 }  // namespace kiln::cas

@@ -32,10 +32,7 @@ std::string ArrayLiteral(const std::vector<Digest>& ds) {
 // digest order, their entries in name order.
 Result<std::vector<std::pair<Digest, Directory>>> ReadNodes(pqxx::transaction_base& tx,
                                                            const std::vector<Digest>& want) {
-  auto r = tx.exec_params(
-      "SELECT t.digest, t.size, e.key, e.value FROM cas_trees t LEFT JOIN LATERAL each(t.entries) e ON true"
-      " WHERE t.digest = ANY($1::text[]) ORDER BY t.digest, e.key COLLATE \"C\"",
-      ArrayLiteral(want));
+  auto r = tx.exec_prepared("read_tree_nodes", ArrayLiteral(want));
   std::vector<std::pair<Digest, Directory>> out;
   for (const auto& row : r) {
     std::string h = row[0].as<std::string>();
@@ -46,6 +43,31 @@ Result<std::vector<std::pair<Digest, Directory>>> ReadNodes(pqxx::transaction_ba
     out.back().second.entries.push_back(std::move(*e));
   }
   return out;
+}
+
+// Every statement but the batched insert (a VALUES list as long as the
+// batch; its names and values quoted by libpqxx).
+std::vector<db::Statement> Statements() {
+  return {
+      {"read_tree_nodes",
+       "SELECT t.digest, t.size, e.key, e.value FROM cas_trees t LEFT JOIN LATERAL each(t.entries) e ON true"
+       " WHERE t.digest = ANY($1::text[]) ORDER BY t.digest, e.key COLLATE \"C\""},
+      {"stored_tree_nodes", "SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])"},
+      // In digest order, so that concurrent touches never deadlock.
+      {"touch_tree_nodes",
+       "WITH stale AS (SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])"
+       "   AND last_used < now() - make_interval(secs => $2) ORDER BY digest FOR UPDATE)"
+       " UPDATE cas_trees t SET last_used = now() FROM stale WHERE t.digest = stale.digest"},
+      {"live_cas_hashes",
+       KILN_WALK("SELECT * FROM kiln_cas_live_roots(make_interval(secs => $1))")
+       "SELECT digest FROM walk UNION"
+       " SELECT split_part(substr(v, 3), '/', 1) FROM walk w JOIN cas_trees t ON t.digest = w.digest,"
+       "   LATERAL svals(t.entries) v WHERE left(v, 2) IN ('f:', 'x:')"
+       " UNION SELECT * FROM kiln_cas_live_blobs()"},
+      {"old_tree_nodes", "SELECT digest FROM cas_trees WHERE last_used < now() - make_interval(secs => $1)"},
+      {"delete_tree_nodes",
+       "DELETE FROM cas_trees WHERE digest = ANY($1::text[]) AND last_used < now() - make_interval(secs => $2)"},
+  };
 }
 
 // Nodes kept in memory: a bound (the next reads go to the database), far
@@ -81,8 +103,9 @@ const TreeStore::Known* TreeStore::KnownStoredLocked(const std::string& hash, in
 }
 
 TreeStore::TreeStore(std::string db_url, size_t pool_size, int64_t touch_after_s)
-    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, [](pqxx::connection&) {})),
-      touch_after_s_(touch_after_s) {}
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size)), touch_after_s_(touch_after_s) {
+  pool_->AddStatements(Statements());
+}
 TreeStore::~TreeStore() = default;
 
 Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& nodes) {
@@ -102,15 +125,15 @@ Result<std::vector<Digest>> TreeStore::FindMissing(const std::vector<Digest>& no
   }
   if (ask.empty()) return missing;
   std::vector<Digest> found;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
-        auto r = tx.exec_params("SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])", ArrayLiteral(ask));
-        for (const auto& row : r) present.insert(row[0].as<std::string>());
-        return Status::Ok();
-      },
-      "cannot look up tree nodes");
-  if (!s.ok()) return s;
+  auto stored = pool_->Query("cannot look up tree nodes", [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
+    pqxx::nontransaction tx(c);
+    std::vector<std::string> hashes;
+    for (const auto& row : tx.exec_prepared("stored_tree_nodes", ArrayLiteral(ask)))
+      hashes.push_back(row[0].as<std::string>());
+    return hashes;
+  });
+  if (!stored.ok()) return stored.status();
+  present.insert(stored->begin(), stored->end());
   for (const auto& d : ask)
     if (present.count(d.hash)) found.push_back(d);
   if (auto t = Touch(found); !t.ok()) return t;
@@ -124,12 +147,7 @@ Status TreeStore::Touch(const std::vector<Digest>& nodes) {
   return pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
-        // In digest order, so that concurrent touches never deadlock.
-        tx.exec_params(
-            "WITH stale AS (SELECT digest FROM cas_trees WHERE digest = ANY($1::text[])"
-            "   AND last_used < now() - make_interval(secs => $2) ORDER BY digest FOR UPDATE)"
-            " UPDATE cas_trees t SET last_used = now() FROM stale WHERE t.digest = stale.digest",
-            ArrayLiteral(nodes), static_cast<double>(touch_after_s_));
+        tx.exec_prepared("touch_tree_nodes", ArrayLiteral(nodes), static_cast<double>(touch_after_s_));
         tx.commit();
         Confirm(nodes);
         return Status::Ok();
@@ -192,17 +210,13 @@ Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
       }
     }
     if (!ask.empty()) {
-      std::vector<std::pair<Digest, Directory>> read;
-      Status s = pool_->Run(
-          [&](pqxx::connection& c) -> Status {
-            pqxx::nontransaction tx(c);
-            auto got_nodes = ReadNodes(tx, ask);
-            if (!got_nodes.ok()) return got_nodes.status();
-            read = std::move(*got_nodes);
-            return Status::Ok();
-          },
-          "cannot read tree " + root.ToString());
-      if (!s.ok()) return s;
+      auto got_nodes = pool_->Query("cannot read tree " + root.ToString(),
+                                    [&](pqxx::connection& c) -> Result<std::vector<std::pair<Digest, Directory>>> {
+                                      pqxx::nontransaction tx(c);
+                                      return ReadNodes(tx, ask);
+                                    });
+      if (!got_nodes.ok()) return got_nodes.status();
+      std::vector<std::pair<Digest, Directory>> read = std::move(got_nodes).value();
       Remember(read, /*confirmed=*/false);
       std::unordered_set<std::string> stored;
       for (auto& [d, dir] : read) {
@@ -227,12 +241,13 @@ Result<TreeStore::Reach> TreeStore::Reachable(const Digest& root) {
 }
 
 Result<TreeStore::TreeDiff> TreeStore::Diff(const Digest& before, const Digest& after, size_t max_changes) {
-  TreeDiff out;
-  std::vector<std::tuple<std::string, Digest, Digest>> level;
-  if (before.hash != after.hash) level.emplace_back("", before, after);
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
+  auto diffed = pool_->Query(
+      "cannot compare trees " + before.ToString() + " and " + after.ToString(),
+      [&](pqxx::connection& c) -> Result<TreeDiff> {
         pqxx::read_transaction tx(c);
+        TreeDiff out;
+        std::vector<std::tuple<std::string, Digest, Digest>> level;
+        if (before.hash != after.hash) level.emplace_back("", before, after);
         while (!level.empty()) {
           std::vector<Digest> want;
           for (const auto& [p, a, b] : level) {
@@ -255,68 +270,50 @@ Result<TreeStore::TreeDiff> TreeStore::Diff(const Digest& before, const Digest& 
             if (out.changes.size() > max_changes) {
               out.changes.resize(max_changes);
               out.truncated = true;
-              return Status::Ok();
+              return out;
             }
           }
           level = std::move(next);
         }
-        return Status::Ok();
-      },
-      "cannot compare trees " + before.ToString() + " and " + after.ToString());
-  if (!s.ok()) return s;
+        return out;
+      });
+  if (!diffed.ok()) return diffed;
   // Breadth-first order: sort for reading.
-  std::sort(out.changes.begin(), out.changes.end(),
+  std::sort(diffed->changes.begin(), diffed->changes.end(),
             [](const Change& x, const Change& y) { return x.path < y.path; });
-  return out;
+  return diffed;
 }
 
 Result<std::unordered_set<std::string>> TreeStore::LiveHashes(int64_t output_retention_s) {
-  std::unordered_set<std::string> live;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::read_transaction tx(c);
-        auto r = tx.exec_params(
-            KILN_WALK("SELECT * FROM kiln_cas_live_roots(make_interval(secs => $1))")
-            "SELECT digest FROM walk UNION"
-            " SELECT split_part(substr(v, 3), '/', 1) FROM walk w JOIN cas_trees t ON t.digest = w.digest,"
-            "   LATERAL svals(t.entries) v WHERE left(v, 2) IN ('f:', 'x:')"
-            " UNION SELECT * FROM kiln_cas_live_blobs()",
-            static_cast<double>(output_retention_s));
-        for (const auto& row : r) live.insert(row[0].as<std::string>());
-        return Status::Ok();
-      },
-      "cannot list the live CAS trees");
-  if (!s.ok()) return s;
-  return live;
+  return pool_->Query("cannot list the live CAS trees",
+                      [&](pqxx::connection& c) -> Result<std::unordered_set<std::string>> {
+                        pqxx::read_transaction tx(c);
+                        std::unordered_set<std::string> live;
+                        for (const auto& row :
+                             tx.exec_prepared("live_cas_hashes", static_cast<double>(output_retention_s)))
+                          live.insert(row[0].as<std::string>());
+                        return live;
+                      });
 }
 
 Result<int64_t> TreeStore::DeleteUnreachable(const std::unordered_set<std::string>& live, int64_t min_age_s) {
-  int64_t n = 0;
-  Status s = pool_->Run(
-      [&](pqxx::connection& c) -> Status {
-        pqxx::work tx(c);
-        auto r = tx.exec_params("SELECT digest FROM cas_trees WHERE last_used < now() - make_interval(secs => $1)",
-                                static_cast<double>(min_age_s));
-        std::vector<Digest> dead;
-        for (const auto& row : r) {
-          std::string h = row[0].as<std::string>();
-          if (!live.count(h)) dead.push_back(Digest{h, 0});
-        }
-        if (!dead.empty()) {
-          auto d = tx.exec_params(
-              "DELETE FROM cas_trees WHERE digest = ANY($1::text[])"
-              " AND last_used < now() - make_interval(secs => $2)",
-              ArrayLiteral(dead), static_cast<double>(min_age_s));
-          n = static_cast<int64_t>(d.affected_rows());
-          std::lock_guard g(known_mu_);
-          for (const auto& x : dead) known_.erase(x.hash);
-        }
-        tx.commit();
-        return Status::Ok();
-      },
-      "cannot collect tree nodes");
-  if (!s.ok()) return s;
-  return n;
+  return pool_->Query("cannot collect tree nodes", [&](pqxx::connection& c) -> Result<int64_t> {
+    pqxx::work tx(c);
+    std::vector<Digest> dead;
+    for (const auto& row : tx.exec_prepared("old_tree_nodes", static_cast<double>(min_age_s))) {
+      std::string h = row[0].as<std::string>();
+      if (!live.count(h)) dead.push_back(Digest{h, 0});
+    }
+    int64_t n = 0;
+    if (!dead.empty()) {
+      auto d = tx.exec_prepared("delete_tree_nodes", ArrayLiteral(dead), static_cast<double>(min_age_s));
+      n = static_cast<int64_t>(d.affected_rows());
+      std::lock_guard g(known_mu_);
+      for (const auto& x : dead) known_.erase(x.hash);
+    }
+    tx.commit();
+    return n;
+  });
 }
 
 }  // namespace kiln::cas

@@ -68,8 +68,9 @@ std::vector<db::Statement> Statements() {
                    " SELECT ") +
            kJobColumns + kJobFrom +
            "JOIN recent ON recent.id = j.id, me WHERE j.spec->'argv' = me.argv ORDER BY j.id DESC LIMIT 1"},
-      {"list_jobs", JobSelect("WHERE ($1 = '' OR p.name = $1) AND (cardinality($2::text[]) = 0 OR j.status = ANY($2::text[]))"
-                              " AND ($3 = 0 OR j.id < $3) ORDER BY j.id DESC LIMIT $4")},
+      {"list_jobs",
+       JobSelect("WHERE ($1 = '' OR p.name = $1) AND (cardinality($2::text[]) = 0 OR j.status = ANY($2::text[]))"
+                 " AND ($3 = 0 OR j.id < $3) ORDER BY j.id DESC LIMIT $4")},
       {"cancel_job",
        "UPDATE build_jobs SET cancel_requested = true,"
        " status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,"
@@ -129,7 +130,8 @@ Result<SubmitOutcome> JobStore::Submit(const NewJob& job) {
       if (!e.empty()) {
         if (!e[0][rows::kJobColumnCount].as<bool>()) {
           return AlreadyExists("request id \"" + job.request_id + "\" already names job " +
-                               e[0][0].as<std::string>() + " with a different command or project; use a new request id");
+                               e[0][0].as<std::string>() +
+                               " with a different command or project; use a new request id");
         }
         out.job = RowToJob(e[0]);
         out.existing = true;
