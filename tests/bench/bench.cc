@@ -394,7 +394,7 @@ int SandboxMain(int argc, char** argv) {
   br.spec.argv = {"true"};
   br.job_dir = bare + "/ws";
   ::chown(br.job_dir.c_str(), caps.uid, caps.gid);
-  std::ofstream(bare + "/config.json") << worker::RuncConfig(br, rootfs, caps, "/kiln/kiln-bench-bare");
+  std::ofstream(bare + "/config.json") << worker::RuncConfig(br, rootfs, caps, "kiln-bench-bare");
   for (int i = 0; i < 50; ++i) {
     worker::RunRequest req;
     req.job_id = i + 1;
