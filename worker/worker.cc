@@ -23,7 +23,7 @@
 #include "worker/ledger.h"
 #include "worker/local_cas.h"
 #include "worker/outbox.h"
-#include "worker/registration.h"
+#include "worker/stream.h"
 #include "worker/sandbox.h"
 #include "worker/workspaces.h"
 
@@ -49,44 +49,20 @@ struct Worker::Impl {
 
   JobLedger ledger;
   Outbox outbox;
+  std::unique_ptr<ControllerStream> stream;  // set by Create
 
-  std::mutex mu;  // with cv: the heartbeat's and the reconnect backoff's waits
+  std::mutex mu;  // with cv: the reconnect backoff's wait
   std::condition_variable cv;
 
-  std::mutex ctx_mu;  // guards ctx
-  std::shared_ptr<grpc::ClientContext> ctx;
-  std::chrono::milliseconds heartbeat_interval{2000};
-
   std::atomic<bool> draining{false};
-  std::atomic<bool> done{false};
   std::thread drain_thread;
-
-  void Send(const v1::WorkerMessage& m, bool keep = true) { outbox.Send(m, keep); }
-
-  void Heartbeat() {
-    v1::WorkerMessage m;
-    m.mutable_heartbeat()->set_running(static_cast<int>(ledger.running()));
-    m.mutable_heartbeat()->set_draining(draining);
-    Send(m, /*keep=*/false);
-  }
-
-  // Reports a final state; kept and re-sent until acknowledged. With
-  // ran_here, the job also leaves the running set in the same step, freeing
-  // its slot before the report goes out (the controller may assign the next
-  // job the moment it reads it).
-  void Report(const v1::JobUpdate& u, bool ran_here = false) {
-    ledger.Finish(u, ran_here);
-    v1::WorkerMessage m;
-    *m.mutable_update() = u;
-    Send(m);
-  }
 
   void Start(const v1::Assign& wire) {
     Assignment a = FromProto(wire);
     auto adm = ledger.Admit(a.job_id, a.attempt, cfg.slots, draining);
     if (!adm.refuse.empty()) {
       spdlog::info("handing back job_id={} attempt={}: {}", a.job_id, a.attempt, adm.refuse);
-      Report(HandBackUpdate(a.job_id, a.attempt, adm.refuse));
+      stream->HandBack(a.job_id, a.attempt, adm.refuse);
       return;
     }
     if (!adm.job) return;  // a repeat of what we run
@@ -96,94 +72,10 @@ struct Worker::Impl {
     }).detach();
   }
 
-  void Handle(const v1::ControllerMessage& m) {
-    if (m.has_assign()) {
-      Start(m.assign());
-    } else if (m.has_cancel()) {
-      const auto& c = m.cancel();
-      if (ledger.Cancel(c.job_id(), c.attempt()) == JobLedger::CancelResult::kCancelled)
-        spdlog::info("cancelling job_id={} attempt={}: {}", c.job_id(), c.attempt(), c.reason());
-    } else if (m.has_drop_workspace()) {
-      const auto& d = m.drop_workspace();
-      spdlog::info("removing workspace {} of project {} (kiln workspace rm)", d.name(), d.project());
-      if (auto r = workspaces->Drop(d.project(), d.name())) {
-        v1::WorkerMessage wm;
-        *wm.mutable_workspace() = *r;
-        Send(wm);
-      }
-    } else if (m.has_ack()) {
-      ledger.Ack(m.ack().job_id(), m.ack().attempt());
-      if (!m.ack().applied()) {
-        spdlog::info("controller dropped our report as stale job_id={} attempt={}", m.ack().job_id(),
-                     m.ack().attempt());
-      }
-    }
-  }
-
-  // One connection: register, serve, return when the stream ends.
-  void Session() {
-    auto context = std::make_shared<grpc::ClientContext>();
-    // Wait for the channel rather than fail fast while it backs off: a
-    // restarted controller is picked up as soon as it listens.
-    context->set_wait_for_ready(true);
-    {
-      std::lock_guard g(ctx_mu);
-      if (done) return;
-      ctx = context;  // lets Drain() cancel a connect in progress
-    }
-    auto s = stub->Connect(context.get());
-    // A job whose final report is unacknowledged is still ours.
-    JobLedger::Held held = ledger.Snapshot();
-    v1::WorkerMessage reg = Registration(cfg, {id, hostname, arch, sandbox != nullptr}, draining,
-                                         workspaces->List(), held);
-    if (!s->Write(reg)) {
-      auto st = s->Finish();
-      spdlog::warn("cannot reach controller {}: {}", cfg.controller, st.error_message());
-      return;
-    }
-    v1::ControllerMessage m;
-    if (!s->Read(&m) || !m.has_registered()) {
-      auto st = s->Finish();
-      spdlog::warn("controller {} refused registration: {}", cfg.controller,
-                   st.ok() ? "no answer" : st.error_message());
-      return;
-    }
-    heartbeat_interval = std::chrono::milliseconds(std::max(50, m.registered().heartbeat_interval_ms()));
-    spdlog::info("connected to controller {} ({}) as worker_id={} slots={}", cfg.controller,
-                 m.registered().controller_id(), id, cfg.slots);
-    sd_notify(0, "READY=1");
-    // What waited (logs first, in order), then the unacknowledged final reports again.
-    outbox.Connect([stream = s.get()](const v1::WorkerMessage& wm) { return stream->Write(wm); }, held.reports);
-    std::atomic<bool> connected{true};
-    std::thread hb([&] {
-      while (connected) {
-        auto until = std::chrono::steady_clock::now() + heartbeat_interval;
-        std::unique_lock lk(mu);
-        cv.wait_until(lk, until, [&] { return !connected; });
-        lk.unlock();
-        if (connected) Heartbeat();
-      }
-    });
-    while (s->Read(&m)) Handle(m);
-    {
-      std::lock_guard g(mu);
-      connected = false;
-    }
-    cv.notify_all();
-    hb.join();
-    outbox.Detach();
-    {
-      std::lock_guard g(ctx_mu);
-      ctx = nullptr;
-    }
-    auto st = s->Finish();
-    if (!done) spdlog::warn("lost the controller stream: {}", st.ok() ? "closed by the controller" : st.error_message());
-  }
-
   void Drain() {
     spdlog::info("draining: no new jobs; {} running get up to {} s", ledger.running(),
                  cfg.drain_grace.count() / 1000);
-    Heartbeat();
+    stream->Heartbeat();
     if (!ledger.WaitIdle(cfg.drain_grace)) {
       spdlog::info("drain grace over: handing back {} jobs", ledger.HandBackAll());
       ledger.WaitIdle();
@@ -191,9 +83,7 @@ struct Worker::Impl {
     // Wait (a little) for the controller to acknowledge the final reports.
     if (!ledger.WaitAcked(std::chrono::seconds(10)))
       spdlog::warn("{} final reports unacknowledged at exit", ledger.unacked());
-    done = true;
-    std::lock_guard g(ctx_mu);
-    if (ctx) ctx->TryCancel();
+    stream->Close();
   }
 };
 
@@ -273,8 +163,19 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   env.no_sandbox_why = impl->no_sandbox_why;
   env.cc = impl->cc.get();
   Impl* i = impl.get();
-  env.send = [i](const v1::WorkerMessage& m) { i->Send(m); };
-  env.finish = [i](const v1::JobUpdate& update) { i->Report(update, /*ran_here=*/true); };
+  ControllerStream::Deps sd;
+  sd.stub = impl->stub.get();
+  sd.cfg = &impl->cfg;
+  sd.who = {impl->id, impl->hostname, impl->arch, impl->sandbox != nullptr};
+  sd.ledger = &impl->ledger;
+  sd.outbox = &impl->outbox;
+  sd.workspaces = impl->workspaces.get();
+  sd.draining = &impl->draining;
+  sd.assign = [i](const v1::Assign& a) { i->Start(a); };
+  impl->stream = std::make_unique<ControllerStream>(std::move(sd));
+  ControllerStream* stream = impl->stream.get();
+  env.send = [stream](const v1::WorkerMessage& m) { stream->Send(m); };
+  env.finish = [stream](const v1::JobUpdate& update) { stream->Report(update, /*ran_here=*/true); };
   return std::unique_ptr<Worker>(new Worker(std::move(impl)));
 }
 
@@ -283,16 +184,16 @@ int Worker::Run() {
   spdlog::info("kiln-worker {} starting: worker_id={} controller={} slots={} work_dir={}", kVersion, i.id,
                i.cfg.controller, i.cfg.slots, i.cfg.work_dir);
   auto backoff = std::chrono::milliseconds(100);
-  while (!i.done) {
+  while (!i.stream->closed()) {
     auto began = std::chrono::steady_clock::now();
-    i.Session();
-    if (i.done) break;
+    i.stream->Session();
+    if (i.stream->closed()) break;
     if (std::chrono::steady_clock::now() - began > std::chrono::seconds(5)) backoff = std::chrono::milliseconds(100);
     // Jittered, capped at a second: a controller restart must not cost a
     // lease, and many workers must not reconnect in lockstep.
     auto wait = backoff / 2 + std::chrono::milliseconds(std::stoul(RandomHex(2), nullptr, 16) % (backoff.count() / 2 + 1));
     std::unique_lock lk(i.mu);
-    i.cv.wait_for(lk, wait, [&] { return i.done.load(); });
+    i.cv.wait_for(lk, wait, [&] { return i.stream->closed(); });
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
   sd_notify(0, "STOPPING=1");
