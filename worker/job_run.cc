@@ -1,0 +1,258 @@
+#include "worker/job_run.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+#include "cas/client.h"
+#include "cas/walk.h"
+#include "common/util.h"
+#include "worker/cc_wrapper.h"
+#include "worker/compile_cache.h"
+#include "worker/images.h"
+#include "worker/local_cas.h"
+#include "worker/sandbox.h"
+#include "worker/workspaces.h"
+
+namespace kiln::worker {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using LogFn = std::function<void(const std::string&)>;
+
+int64_t MsSince(std::chrono::steady_clock::time_point began) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+}
+
+// Fills the job directory with the input tree. Unavailable: CAS could not
+// be reached (the job goes back in line); anything else fails the job.
+Status Materialize(const JobEnv& env, const Assignment& a, const std::string& job_dir) {
+  const cas::Digest root = *a.input_root;
+  if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
+  auto began = std::chrono::steady_clock::now();
+  auto rep = env.local_cas->Materialize(*env.cas, root, job_dir);
+  if (!rep.ok()) return rep.status();
+  spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
+               a.job_id, a.attempt, root.ToString(), rep->files, rep->bytes, rep->fetched_files, rep->fetched_bytes,
+               MsSince(began));
+  return Status::Ok();
+}
+
+// Brings the job's warm workspace to its input tree (or an empty one).
+Status SyncWorkspace(const JobEnv& env, const Assignment& a, const LogFn& log) {
+  const cas::Digest root = a.input_root ? *a.input_root : cas::DigestOf(cas::Directory{});
+  if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
+  auto began = std::chrono::steady_clock::now();
+  auto rep = env.workspaces->Sync(a.project, a.spec.workspace_name, *env.cas, *env.local_cas, root);
+  if (!rep.ok()) return rep.status();
+  auto ms = MsSince(began);
+  std::string what = rep->fresh ? "new: the tree was written in full"
+                                : std::to_string(rep->changed) + " changed, " + std::to_string(rep->added) +
+                                      " added, " + std::to_string(rep->removed) + " removed, " +
+                                      std::to_string(rep->unchanged) + " untouched";
+  log("kiln: warm workspace " + a.spec.workspace_name + " on worker " + env.worker_id + " (" + what + ", in " +
+      std::to_string(ms) + " ms)\n");
+  return Status::Ok();
+}
+
+// Runs the job: in a container when it names an image (never bare), else
+// as a plain process where this worker allows that.
+RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
+                 const std::function<void(int64_t)>& started, const LogFn& log, const std::shared_ptr<JobState>& js) {
+  const config::WorkerConfig& cfg = *env.cfg;
+  auto refuse = [&](queue::JobStatus st, const std::string& why) {
+    RunOutcome out;
+    out.status = st;
+    out.result.error = why;
+    out.started_ms = out.finished_ms = NowUnixMs();
+    log("kiln: " + why + "\n");
+    return out;
+  };
+  const std::string& image = a.spec.image;
+  if (image.empty()) {
+    if (!cfg.allow_plain_jobs)
+      return refuse(queue::JobStatus::kFailed, "worker " + env.worker_id + " runs only jobs with an image "
+                                               "(kiln submit --image, or the project's image); "
+                                               "allow_plain_jobs is off");
+    return RunJob(req, started, log, js->cancel, js->hand_back, &js->pgid);
+  }
+  if (!env.sandbox)
+    return refuse(queue::JobStatus::kFailed, "worker " + env.worker_id + " cannot run containers (" +
+                                                 env.no_sandbox_why + "); the job needs image " + image);
+  auto rootfs = env.images->Acquire(*env.cas, *env.image_stub, image);
+  if (!rootfs.ok()) {
+    bool transient = rootfs.status().code() == Code::kUnavailable;
+    return refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
+                  "cannot prepare image " + image + " on worker " + env.worker_id + ": " + rootfs.status().message());
+  }
+  RunRequest run = req;
+  std::unique_ptr<CompileCacheServer> cc;
+  if (env.cc != nullptr && !a.spec.no_compile_cache) {
+    auto wrapper = env.cc->WrapperDir(image, *rootfs);
+    CompileCacheJob j;
+    j.job_id = a.job_id;
+    j.attempt = a.attempt;
+    j.project = a.project;
+    j.image = image;
+    j.dir = cfg.work_dir + "/cc/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
+    j.max_object_bytes = cfg.compile_cache_max_object_bytes;
+    j.max_job_bytes = cfg.max_output_bytes;
+    auto srv = wrapper.ok() ? CompileCacheServer::Start(
+                                  j, {env.stub, env.cas, env.local_cas, env.cc->memory(), env.cc->identities()})
+                            : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
+    if (srv.ok()) {
+      cc = std::move(*srv);
+      run.cc_wrapper_dir = *wrapper;
+      run.cc_socket_dir = j.dir;
+    } else {
+      spdlog::warn("job_id={} attempt={}: runs without the compile cache: {}", a.job_id, a.attempt,
+                   srv.status().message());
+    }
+  }
+  RunOutcome out = env.sandbox->Run(run, *rootfs, started, log, js->cancel, js->hand_back);
+  if (cc) {
+    cc->Stop();
+    RecordCompiles(*env.stub, cc->Record());
+  }
+  env.images->Release(image);
+  return out;
+}
+
+}  // namespace
+
+bool KeepWorkspace(const Status& setup, const RunOutcome& out) {
+  return setup.ok() && (out.status == queue::JobStatus::kSucceeded ||
+                        (out.status == queue::JobStatus::kFailed && out.result.exit_code >= 0 &&
+                         out.result.term_signal == 0 && !out.result.timed_out && out.result.limit.empty()));
+}
+
+Result<std::string> CaptureOutputs(cas::CasClient& cas, const Assignment& a, const std::string& job_dir,
+                                   int64_t max_bytes) {
+  cas::WalkOptions o;
+  o.paths = a.spec.outputs;
+  for (const auto& p : o.paths) {
+    struct stat st {};
+    if (::lstat((job_dir + "/" + p).c_str(), &st) != 0)
+      return NotFound("declared output '" + p + "' was not produced by the build");
+  }
+  auto t = cas::BuildTree(job_dir, o);
+  if (!t.ok()) return Status(t.status().code(), "cannot capture outputs: " + t.status().message());
+  if (t->file_bytes > max_bytes)
+    return ResourceExhausted("the declared outputs hold " + std::to_string(t->file_bytes) +
+                             " bytes, over this worker's limit of " + std::to_string(max_bytes) +
+                             " (max_output_bytes)");
+  Status last;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    auto up = cas.UploadTree(*t);
+    if (up.ok()) {
+      spdlog::debug("job_id={} outputs {}: uploaded {} blobs ({} bytes), {} nodes", a.job_id, t->root.ToString(),
+                    up->blobs, up->blob_bytes, up->nodes);
+      return t->root.Key();
+    }
+    last = up.status();
+    if (last.code() != Code::kUnavailable && last.code() != Code::kDeadlineExceeded) break;
+  }
+  return Status(last.code(), "cannot upload outputs: " + last.message());
+}
+
+void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr<JobState>& js) {
+  const config::WorkerConfig& cfg = *env.cfg;
+  RunRequest req;
+  req.job_id = a.job_id;
+  req.attempt = a.attempt;
+  req.spec = a.spec;
+  req.job_dir = cfg.work_dir + "/jobs/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
+  std::error_code ec;
+  // A warm workspace when the job asks for one and no other job uses it.
+  const std::string& ws_name = a.spec.workspace_name;
+  std::optional<std::string> ws;
+  if (a.spec.workspace == "persistent" && !ws_name.empty()) ws = env.workspaces->Acquire(a.project, ws_name);
+  if (ws) {
+    req.job_dir = *ws;
+  } else {
+    fs::remove_all(req.job_dir, ec);
+    fs::create_directories(req.job_dir, ec);
+  }
+  spdlog::debug("running job_id={} attempt={}", a.job_id, a.attempt);
+  int64_t offset = 0;
+  auto log = [&](const std::string& chunk) {
+    if (offset + static_cast<int64_t>(chunk.size()) > cfg.max_log_bytes) {
+      js->log_overflow = true;
+      return;
+    }
+    v1::WorkerMessage m;
+    auto* l = m.mutable_log();
+    l->set_job_id(a.job_id);
+    l->set_attempt(a.attempt);
+    l->set_offset(offset);
+    l->set_data(chunk);
+    offset += static_cast<int64_t>(chunk.size());
+    env.send(m);
+  };
+  RunOutcome out;
+  Status setup;
+  if (a.spec.workspace == "persistent" && !ws) {
+    log("kiln: workspace " + ws_name + " is in use by another job on worker " + env.worker_id +
+        ": this job runs in a fresh directory\n");
+  }
+  if (ws) setup = SyncWorkspace(env, a, log);
+  else if (a.input_root) setup = Materialize(env, a, req.job_dir);
+  if (!setup.ok()) {
+    spdlog::warn("job_id={} attempt={}: cannot prepare the input tree: {}", a.job_id, a.attempt, setup.message());
+    out.status = setup.code() == Code::kUnavailable ? queue::JobStatus::kQueued : queue::JobStatus::kFailed;
+    out.result.error = "cannot prepare the input tree on worker " + env.worker_id + ": " + setup.message();
+    out.started_ms = out.finished_ms = NowUnixMs();
+  } else {
+    auto started = [&](int64_t started_ms) {
+      v1::WorkerMessage m;
+      *m.mutable_update() = RunningUpdate(a, started_ms);
+      env.send(m);
+    };
+    req.abort = &js->log_overflow;
+    req.abort_limit = "log";
+    req.abort_reason = "killed: its log exceeded the limit of " + FormatLimitBytes(cfg.max_log_bytes);
+    out = RunIn(env, a, req, started, log, js);
+    if (out.status == queue::JobStatus::kSucceeded && !a.spec.outputs.empty()) {
+      auto root = CaptureOutputs(*env.cas, a, req.job_dir, cfg.max_output_bytes);
+      if (root.ok()) {
+        out.result.output_root = *root;
+      } else {
+        out.status = queue::JobStatus::kFailed;
+        out.result.error = root.status().message();
+        log("kiln: " + root.status().message() + "\n");
+      }
+      out.finished_ms = NowUnixMs();
+    }
+  }
+  bool keep = false;
+  if (ws) {
+    keep = KeepWorkspace(setup, out);
+    if (!keep) log("kiln: workspace " + ws_name + " discarded: the next build starts clean\n");
+    // Released after the report (its size and record are not the
+    // build's time); the workspace's next job waits for that.
+    env.workspaces->Releasing(a.project, ws_name);
+  }
+  spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id, a.attempt, queue::ToString(out.status));
+  env.finish(FinalUpdate(a, out, offset));
+  // What the job leaves goes after the report: removing a large build's
+  // directory took a few hundred milliseconds, and they are not the
+  // build's time. A worker that stops first removes leftovers at start.
+  if (ws) {
+    for (const auto& r : env.workspaces->Release(a.project, ws_name, keep)) {
+      v1::WorkerMessage m;
+      *m.mutable_workspace() = r;
+      env.send(m);
+    }
+  } else {
+    fs::remove_all(req.job_dir, ec);
+  }
+}
+
+}  // namespace kiln::worker

@@ -1,0 +1,121 @@
+#include "worker/stream.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <thread>
+
+#include "worker/assignment.h"
+#include "worker/workspaces.h"
+
+namespace kiln::worker {
+
+void ControllerStream::Heartbeat() {
+  v1::WorkerMessage m;
+  m.mutable_heartbeat()->set_running(static_cast<int>(d_.ledger->running()));
+  m.mutable_heartbeat()->set_draining(*d_.draining);
+  Send(m, /*keep=*/false);
+}
+
+void ControllerStream::Report(const v1::JobUpdate& u, bool ran_here) {
+  d_.ledger->Finish(u, ran_here);
+  v1::WorkerMessage m;
+  *m.mutable_update() = u;
+  Send(m);
+}
+
+void ControllerStream::HandBack(int64_t job_id, int attempt, const std::string& why) {
+  Report(HandBackUpdate(job_id, attempt, why));
+}
+
+void ControllerStream::Handle(const v1::ControllerMessage& m) {
+  if (m.has_assign()) {
+    d_.assign(m.assign());
+  } else if (m.has_cancel()) {
+    const auto& c = m.cancel();
+    if (d_.ledger->Cancel(c.job_id(), c.attempt()) == JobLedger::CancelResult::kCancelled)
+      spdlog::info("cancelling job_id={} attempt={}: {}", c.job_id(), c.attempt(), c.reason());
+  } else if (m.has_drop_workspace()) {
+    const auto& d = m.drop_workspace();
+    spdlog::info("removing workspace {} of project {} (kiln workspace rm)", d.name(), d.project());
+    if (auto r = d_.workspaces->Drop(d.project(), d.name())) {
+      v1::WorkerMessage wm;
+      *wm.mutable_workspace() = *r;
+      Send(wm);
+    }
+  } else if (m.has_ack()) {
+    d_.ledger->Ack(m.ack().job_id(), m.ack().attempt());
+    if (!m.ack().applied()) {
+      spdlog::info("controller dropped our report as stale job_id={} attempt={}", m.ack().job_id(),
+                   m.ack().attempt());
+    }
+  }
+}
+
+void ControllerStream::Close() {
+  std::lock_guard g(ctx_mu_);
+  closed_ = true;
+  if (ctx_) ctx_->TryCancel();
+}
+
+void ControllerStream::Session() {
+  const config::WorkerConfig& cfg = *d_.cfg;
+  auto context = std::make_shared<grpc::ClientContext>();
+  // Wait for the channel rather than fail fast while it backs off: a
+  // restarted controller is picked up as soon as it listens.
+  context->set_wait_for_ready(true);
+  {
+    std::lock_guard g(ctx_mu_);
+    if (closed_) return;
+    ctx_ = context;  // lets Close() cancel a connect in progress
+  }
+  auto s = d_.stub->Connect(context.get());
+  // A job whose final report is unacknowledged is still ours.
+  JobLedger::Held held = d_.ledger->Snapshot();
+  v1::WorkerMessage reg = Registration(cfg, d_.who, *d_.draining, d_.workspaces->List(), held);
+  if (!s->Write(reg)) {
+    auto st = s->Finish();
+    spdlog::warn("cannot reach controller {}: {}", cfg.controller, st.error_message());
+    return;
+  }
+  v1::ControllerMessage m;
+  if (!s->Read(&m) || !m.has_registered()) {
+    auto st = s->Finish();
+    spdlog::warn("controller {} refused registration: {}", cfg.controller,
+                 st.ok() ? "no answer" : st.error_message());
+    return;
+  }
+  heartbeat_interval_ = std::chrono::milliseconds(std::max(50, m.registered().heartbeat_interval_ms()));
+  spdlog::info("connected to controller {} ({}) as worker_id={} slots={}", cfg.controller,
+               m.registered().controller_id(), d_.who.id, cfg.slots);
+  sd_notify(0, "READY=1");
+  // What waited (logs first, in order), then the unacknowledged final reports again.
+  d_.outbox->Connect([stream = s.get()](const v1::WorkerMessage& wm) { return stream->Write(wm); }, held.reports);
+  std::atomic<bool> connected{true};
+  std::thread hb([&] {
+    while (connected) {
+      auto until = std::chrono::steady_clock::now() + heartbeat_interval_;
+      std::unique_lock lk(mu_);
+      cv_.wait_until(lk, until, [&] { return !connected; });
+      lk.unlock();
+      if (connected) Heartbeat();
+    }
+  });
+  while (s->Read(&m)) Handle(m);
+  {
+    std::lock_guard g(mu_);
+    connected = false;
+  }
+  cv_.notify_all();
+  hb.join();
+  d_.outbox->Detach();
+  {
+    std::lock_guard g(ctx_mu_);
+    ctx_ = nullptr;
+  }
+  auto st = s->Finish();
+  if (!closed_) spdlog::warn("lost the controller stream: {}", st.ok() ? "closed by the controller" : st.error_message());
+}
+
+}  // namespace kiln::worker
