@@ -2,32 +2,16 @@
 
 #include <utility>
 
+#include "cc/parts_fields.h"
+
 namespace kiln::api {
 
 void ToProto(cc::KeyParts in, v1::CompileParts* out) {
-  out->set_image(std::move(in.image));
-  out->set_compiler(std::move(in.compiler));
-  out->set_cwd(std::move(in.cwd));
-  for (auto& a : in.args) out->add_args(std::move(a));
-  for (auto& [k, v] : in.env) (*out->mutable_env())[k] = std::move(v);
-  out->set_source(std::move(in.source));
-  out->set_output(std::move(in.output));
-  out->set_source_digest(std::move(in.source_digest));
-  out->set_compiler_path(std::move(in.compiler_path));
+  cc::PartsToMessage(std::move(in), out);
 }
 
 cc::KeyParts FromProto(const v1::CompileParts& in) {
-  cc::KeyParts p;
-  p.image = in.image();
-  p.compiler = in.compiler();
-  p.cwd = in.cwd();
-  p.args.assign(in.args().begin(), in.args().end());
-  p.env = std::map<std::string, std::string>(in.env().begin(), in.env().end());
-  p.source = in.source();
-  p.output = in.output();
-  p.source_digest = in.source_digest();
-  p.compiler_path = in.compiler_path();
-  return p;
+  return cc::PartsFromMessage(in);
 }
 
 void ToProto(cc::CompileResult in, v1::CompileResult* out) {

@@ -109,6 +109,58 @@ static void Prepare(pqxx::connection& c) {
             "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
             "   $5, $6, $7, $8, $9::jsonb, $10"
             " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key");
+  c.prepare("cc_record_job",
+            "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2");
+  c.prepare("cc_record_stats",
+            "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
+            " saved_ms, compile_ms, bytes_served, bytes_stored) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " $11, $12) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
+            " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
+            " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
+            " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
+            " bytes_stored = EXCLUDED.bytes_stored, recorded_at = now()");
+  c.prepare("cc_record_clear_events",
+            "DELETE FROM compile_events WHERE job_id = $1");
+  c.prepare("cc_record_events",
+            "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail)"
+            " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail'"
+            " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)");
+  c.prepare("cc_touch_results",
+            "WITH l AS (SELECT r.key FROM compile_results r"
+            "   WHERE r.scope = $1 AND r.key IN (SELECT jsonb_array_elements_text($2::jsonb))"
+            "     AND r.last_used < now() - interval '10 minutes' ORDER BY r.key FOR UPDATE)"
+            " UPDATE compile_results r SET last_used = now() FROM l WHERE r.scope = $1 AND r.key = l.key");
+  c.prepare("cc_touch_manifests",
+            "WITH l AS (SELECT m.id FROM compile_manifests m"
+            "   WHERE m.id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint) AND m.scope = $1"
+            "     AND m.last_used < now() - interval '10 minutes' ORDER BY m.id FOR UPDATE)"
+            " UPDATE compile_manifests m SET last_used = now() FROM l WHERE m.id = l.id");
+  c.prepare("cc_stats_totals",
+            "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
+            " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
+            " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
+            " coalesce(sum(bytes_stored), 0)"
+            " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
+            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)");
+  c.prepare("cc_stats_reasons",
+            "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
+            " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
+            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
+            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50");
+  c.prepare("cc_stats_entries",
+            "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
+            " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
+            " (SELECT count(*) FROM compile_manifests WHERE scope = $1)");
+  c.prepare("cc_impact",
+            "SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
+            " FROM compile_manifests WHERE scope = $1 AND deps ? $2"
+            " GROUP BY source, output ORDER BY source, output LIMIT $3");
+  c.prepare("cc_job_stats",
+            "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
+            " bytes_stored FROM compile_stats WHERE job_id = $1");
+  c.prepare("cc_job_events",
+            "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
+            " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2");
   c.prepare("cc_expire", "DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)");
   // SKIP LOCKED: concurrent stores of one key never wait for each other here.
   c.prepare("cc_trim_manifests",
@@ -214,43 +266,20 @@ Status CompileCacheStore::Record(const CompileRecord& rec) {
   return pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
-        auto job = tx.exec_params("SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2", rec.job_id,
-                                  rec.attempt);
+        auto job = tx.exec_prepared("cc_record_job", rec.job_id, rec.attempt);
         if (job.empty())
           return FailedPrecondition("job " + std::to_string(rec.job_id) + " is not at attempt " +
                                     std::to_string(rec.attempt));
-        tx.exec_params(
-            "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
-            " saved_ms, compile_ms, bytes_served, bytes_stored) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-            " $11, $12) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
-            " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
-            " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
-            " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
-            " bytes_stored = EXCLUDED.bytes_stored, recorded_at = now()",
-            rec.job_id, rec.attempt, n.units, n.hits, n.hits_preprocessed, n.misses, n.fallbacks, n.failed,
-            n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored);
-        tx.exec_params("DELETE FROM compile_events WHERE job_id = $1", rec.job_id);
-        tx.exec_params(
-            "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail)"
-            " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail'"
-            " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)",
-            rec.job_id, events_json);
+        tx.exec_prepared("cc_record_stats", rec.job_id, rec.attempt, n.units, n.hits, n.hits_preprocessed, n.misses,
+                         n.fallbacks, n.failed, n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored);
+        tx.exec_prepared("cc_record_clear_events", rec.job_id);
+        tx.exec_prepared("cc_record_events", rec.job_id, events_json);
         if (!job[0][0].is_null()) {
           const std::string scope = job[0][0].as<std::string>();
           // Uses are recorded at most every 10 minutes per entry, locked in
           // key order (concurrent records never deadlock).
-          tx.exec_params(
-              "WITH l AS (SELECT r.key FROM compile_results r"
-              "   WHERE r.scope = $1 AND r.key IN (SELECT jsonb_array_elements_text($2::jsonb))"
-              "     AND r.last_used < now() - interval '10 minutes' ORDER BY r.key FOR UPDATE)"
-              " UPDATE compile_results r SET last_used = now() FROM l WHERE r.scope = $1 AND r.key = l.key",
-              scope, keys_json);
-          tx.exec_params(
-              "WITH l AS (SELECT m.id FROM compile_manifests m"
-              "   WHERE m.id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint) AND m.scope = $1"
-              "     AND m.last_used < now() - interval '10 minutes' ORDER BY m.id FOR UPDATE)"
-              " UPDATE compile_manifests m SET last_used = now() FROM l WHERE m.id = l.id",
-              scope, ids_json);
+          tx.exec_prepared("cc_touch_results", scope, keys_json);
+          tx.exec_prepared("cc_touch_manifests", scope, ids_json);
         }
         tx.commit();
         return Status::Ok();
@@ -265,29 +294,13 @@ Result<CompileStatsReport> CompileCacheStore::Stats(const std::string& project, 
     CompileStatsReport out;
     pqxx::read_transaction tx(c);
     const double since = static_cast<double>(since_ms) / 1000.0;
-    auto t = tx.exec_params(
-        "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
-        " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
-        " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
-        " coalesce(sum(bytes_stored), 0)"
-        " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
-        " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)",
-        project, since);
+    auto t = tx.exec_prepared("cc_stats_totals", project, since);
     out.jobs = t[0][0].as<int64_t>();
     out.counts = Counts(t[0], 1);
-    auto r = tx.exec_params(
-        "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
-        " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
-        " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
-        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50",
-        project, since);
+    auto r = tx.exec_prepared("cc_stats_reasons", project, since);
     for (const auto& row : r)
       out.reasons.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
-    auto e = tx.exec_params(
-        "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
-        " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
-        " (SELECT count(*) FROM compile_manifests WHERE scope = $1)",
-        scope);
+    auto e = tx.exec_prepared("cc_stats_entries", scope);
     out.results = e[0][0].as<int64_t>();
     out.object_bytes = e[0][1].as<int64_t>();
     out.manifests = e[0][2].as<int64_t>();
@@ -301,11 +314,7 @@ Result<std::vector<ImpactedUnit>> CompileCacheStore::Impact(const std::string& s
   return pool_->Query("cannot search the compile cache", [&](pqxx::connection& c) -> Result<Units> {
     Units out;
     pqxx::read_transaction tx(c);
-    auto r = tx.exec_params(
-        "SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
-        " FROM compile_manifests WHERE scope = $1 AND deps ? $2"
-        " GROUP BY source, output ORDER BY source, output LIMIT $3",
-        scope, path, limit);
+    auto r = tx.exec_prepared("cc_impact", scope, path, limit);
     for (const auto& row : r)
       out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
                      row[3].as<int64_t>()});
@@ -318,17 +327,11 @@ Result<JobCompiles> CompileCacheStore::ForJob(int64_t job_id, size_t max_events)
   return pool_->Query(what, [&](pqxx::connection& c) -> Result<JobCompiles> {
     JobCompiles out;
     pqxx::read_transaction tx(c);
-    auto t = tx.exec_params(
-        "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
-        " bytes_stored FROM compile_stats WHERE job_id = $1",
-        job_id);
+    auto t = tx.exec_prepared("cc_job_stats", job_id);
     if (t.empty()) return out;
     out.recorded = true;
     out.counts = Counts(t[0], 0);
-    auto r = tx.exec_params(
-        "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
-        " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2",
-        job_id, static_cast<int64_t>(max_events) + 1);
+    auto r = tx.exec_prepared("cc_job_events", job_id, static_cast<int64_t>(max_events) + 1);
     for (const auto& row : r) {
       if (out.events.size() == max_events) {
         out.truncated = true;
