@@ -377,8 +377,7 @@ TEST_F(CompileCache, AControllerDownMidBuildCostsTheCacheNotTheBuild) {
   // build runs while nothing answers the worker's lookups and stores. It
   // must finish (compiling without the cache), be adopted by the restarted
   // controller, reach the waiting `kiln submit`, and leave the cache usable.
-  const int port = test::FreePort();
-  StartController(port);
+  StartController(UnixAddress("controller"));
   StartWorker(0, 2);
   const std::string img = Toolchain();
   WriteProject();
@@ -410,7 +409,7 @@ TEST_F(CompileCache, AControllerDownMidBuildCostsTheCacheNotTheBuild) {
     test::WriteFile(job_dir + "/go", "");
     EXPECT_TRUE(test::WaitFor([&] { return fs::exists(job_dir + "/finished"); }, 20s))
         << "the build did not finish while the controller was down";
-    StartController(port);
+    RestartController(0);
   }
   cli.join();
   ASSERT_TRUE(gated) << "the build never compiled its first unit";
