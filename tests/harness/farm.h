@@ -46,8 +46,20 @@ class Farm : public ::testing::Test {
     }
   }
 
-  // Starts a controller; returns its index. Port 0 is used unless a port is given.
-  int StartController(int port = 0) {
+  // Starts a controller listening on `listen` and waits until it serves
+  // (its address file names the address it bound); returns its index.
+  //
+  // The default, port 0, has the kernel pick a free port at bind time, so
+  // tests running in parallel never clash. A test that restarts a controller
+  // on the same address, for workers and clients to reconnect to, uses
+  // UnixAddress and RestartController instead: a TCP port is nobody's between
+  // the old controller's exit and the new one's bind, and it is one of the
+  // ephemeral ports the kernel hands to any other process's port-0 bind or
+  // outgoing connect meanwhile (what bound it once proves nothing about the
+  // next bind); a socket path in the test's own directory can be bound by no
+  // one else. The controller, the worker and the CLI all take `unix:` targets
+  // (gRPC's own), and the restart is the same code path for the worker.
+  int StartController(const std::string& listen = "127.0.0.1:0") {
     std::string n = std::to_string(controllers_.size());
     std::string addr_file = dir_.path() + "/controller" + n + ".addr";
     std::remove(addr_file.c_str());
@@ -55,7 +67,7 @@ class Farm : public ::testing::Test {
     logs_.push_back(log);
     controllers_.push_back(std::make_unique<test::Process>(
         std::vector<std::string>{test::BinPath("kiln-controller"), "--config", conf_, "--database-url", url_,
-                                 "--listen", "127.0.0.1:" + std::to_string(port), "--address-file", addr_file},
+                                 "--listen", listen, "--address-file", addr_file},
         log));
     std::string addr;
     EXPECT_TRUE(test::WaitFor(
@@ -67,6 +79,21 @@ class Farm : public ::testing::Test {
         << "controller did not start";
     addresses_.push_back(addr);
     return static_cast<int>(controllers_.size()) - 1;
+  }
+
+  // A Unix socket address in the test's directory, for StartController.
+  std::string UnixAddress(const std::string& name) { return "unix:" + dir_.path() + "/" + name + ".sock"; }
+
+  // Starts a new controller on stopped controller i's address (a UnixAddress;
+  // see StartController for why not a TCP port); returns its index. Stubs
+  // made before may still hold the old connection (a synchronous client
+  // reads the old server's goodbye only in its next call, which then fails):
+  // take new ones from the returned index, as each kiln command connects anew.
+  int RestartController(int i) {
+    EXPECT_EQ(addresses_[i].rfind("unix:", 0), 0u)
+        << addresses_[i] << ": a TCP port can be taken while no controller holds it; start it on a UnixAddress";
+    EXPECT_FALSE(controllers_[i]->Running()) << "controller " << i << " still runs";
+    return StartController(addresses_[i]);
   }
 
   // Starts a worker in work_dir (default: a new w<N> directory; give an

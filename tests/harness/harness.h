@@ -80,7 +80,4 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                          const std::map<std::string, std::string>& env = {}, const std::string& cwd = "");
 
-// A free TCP port on 127.0.0.1 (bound and released; callers retry on a clash).
-int FreePort();
-
 }  // namespace kiln::test
