@@ -1,7 +1,7 @@
 #pragma once
 // The controller's content-addressed storage: blobs in a BlobStore, directory
-// nodes in PostgreSQL, the checks a submitted tree must pass, and the
-// collector.
+// nodes and images in PostgreSQL, and the collector (the composition root
+// owns a Cas; services get only the stores they use).
 
 #include <grpcpp/grpcpp.h>
 
@@ -21,12 +21,6 @@ class Cas {
   cas::BlobStore& blobs() { return *blobs_; }
   cas::TreeStore& trees() { return *trees_; }
   cas::ImageStore& images() { return *images_; }
-  const config::ControllerConfig& cfg() const { return cfg_; }
-
-  // A submitted input tree: every node and blob present, every symlink
-  // inside the tree, at most cas_max_tree_files files. The error names the
-  // offending path.
-  Status CheckTree(const cas::Digest& root, const std::string& what);
 
   struct GcStats {
     int64_t blobs_removed = 0, bytes_removed = 0, blobs_kept = 0, bytes_kept = 0, trees_removed = 0;
@@ -42,7 +36,25 @@ class Cas {
   std::unique_ptr<cas::ImageStore> images_;
 };
 
-std::unique_ptr<grpc::Service> MakeCasService(Cas* cas);
-std::unique_ptr<grpc::Service> MakeImageService(Cas* cas);
+// A submitted input tree: every node and blob present, every symlink
+// inside the tree, at most max_files files. The error names the offending
+// path (ResourceExhausted past max_files, FailedPrecondition if missing).
+Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
+                 const std::string& what);
+
+// What CasService uses, and nothing else; the stores must outlive it.
+struct CasServiceDeps {
+  cas::BlobStore& blobs;
+  cas::TreeStore& trees;
+  int64_t max_blob_bytes;  // cas_max_blob_bytes
+};
+std::unique_ptr<grpc::Service> MakeCasService(const CasServiceDeps& deps);
+
+// What ImageService uses, and nothing else; the stores must outlive it.
+struct ImageServiceDeps {
+  cas::ImageStore& images;
+  cas::BlobStore& blobs;  // manifests and configs are read from CAS
+};
+std::unique_ptr<grpc::Service> MakeImageService(const ImageServiceDeps& deps);
 
 }  // namespace kiln::controller

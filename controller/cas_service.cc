@@ -36,15 +36,16 @@ Result<std::unique_ptr<Cas>> Cas::Open(const config::ControllerConfig& cfg) {
   return c;
 }
 
-Status Cas::CheckTree(const cas::Digest& root, const std::string& what) {
+Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
+                 const std::string& what) {
   if (auto s = cas::CheckDigest(root, what); !s.ok()) return s;
-  auto reach = trees_->Reachable(root);
+  auto reach = trees.Reachable(root);
   if (!reach.ok()) return reach.status();
   std::unordered_map<std::string, const cas::Directory*> nodes;
   for (const auto& [d, dir] : reach->nodes) nodes[d.hash] = &dir;
   // Entries are counted per path, so a node shared many times counts each
   // time: the cap bounds the work of every worker that materializes it.
-  auto entries = cas::Flatten(root, nodes, cfg_.cas_max_tree_files);
+  auto entries = cas::Flatten(root, nodes, max_files);
   if (!entries.ok()) {
     const Status& s = entries.status();
     if (s.code() == Code::kNotFound)
@@ -55,12 +56,12 @@ Status Cas::CheckTree(const cas::Digest& root, const std::string& what) {
   }
   std::vector<cas::Digest> used;
   for (const auto& [d, dir] : reach->nodes) used.push_back(d);
-  if (Status s = trees_->Touch(used); !s.ok()) return s;  // the collector must not take them now
+  if (Status s = trees.Touch(used); !s.ok()) return s;  // the collector must not take them now
   std::unordered_map<std::string, bool> present;
   for (const auto& pe : *entries) {
     if (pe.entry.kind != cas::Kind::kFile) continue;
     auto [b, fresh] = present.try_emplace(pe.entry.digest.Key(), false);
-    if (fresh) b->second = blobs_->Has(pe.entry.digest);
+    if (fresh) b->second = blobs.Has(pe.entry.digest);
     if (!b->second)
       return FailedPrecondition(what + ": file '" + pe.path + "' (" + pe.entry.digest.ToString() +
                                 ") is not in CAS; upload it first (kiln submit does this)");
@@ -113,7 +114,7 @@ namespace {
 
 class CasServiceImpl final : public v1::CasService::Service {
  public:
-  explicit CasServiceImpl(Cas* cas) : cas_(cas) {}
+  explicit CasServiceImpl(const CasServiceDeps& d) : d_(d) {}
 
   grpc::Status FindMissing(grpc::ServerContext*, const v1::FindMissingRequest* req,
                            v1::FindMissingResponse* resp) override {
@@ -121,14 +122,14 @@ class CasServiceImpl final : public v1::CasService::Service {
       return api::ToGrpc(InvalidArgument("at most 10000 digests per FindMissing call"));
     for (const auto& d : req->blobs()) {
       if (auto s = cas::CheckDigest(api::FromProto(d), "blob"); !s.ok()) return api::ToGrpc(s);
-      if (!cas_->blobs().Has(api::FromProto(d))) *resp->add_blobs() = d;
+      if (!d_.blobs.Has(api::FromProto(d))) *resp->add_blobs() = d;
     }
     std::vector<cas::Digest> trees;
     for (const auto& d : req->trees()) {
       if (auto s = cas::CheckDigest(api::FromProto(d), "tree node"); !s.ok()) return api::ToGrpc(s);
       trees.push_back(api::FromProto(d));
     }
-    auto missing = cas_->trees().FindMissing(trees);
+    auto missing = d_.trees.FindMissing(trees);
     if (!missing.ok()) return api::ToGrpc(missing.status());
     for (const auto& d : *missing) *resp->add_trees() = api::ToProto(d);
     return grpc::Status::OK;
@@ -145,7 +146,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       *st->mutable_digest() = b.digest();
       cas::Digest d = api::FromProto(b.digest());
       Status s = cas::CheckDigest(d, "blob");
-      if (s.ok() && d.size > cas_->cfg().cas_max_blob_bytes) s = TooLarge(d);
+      if (s.ok() && d.size > d_.max_blob_bytes) s = TooLarge(d);
       total += static_cast<int64_t>(b.data().size());
       if (s.ok() && total > cas::kMaxBatchUploadBytes)
         s = InvalidArgument("BatchUpload carries at most 4 MiB; send larger blobs with Write");
@@ -157,7 +158,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       index[static_cast<size_t>(i)] = static_cast<int>(ok.size());
       ok.emplace_back(d, b.data());
     }
-    auto results = cas_->blobs().PutMany(ok);
+    auto results = d_.blobs.PutMany(ok);
     for (int i = 0; i < req->blobs_size(); ++i) {
       int k = index[static_cast<size_t>(i)];
       if (k < 0) continue;
@@ -179,7 +180,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       if (s.ok() && total + d.size + kBatchReadOverheadPerBlob > kMaxBatchReadBytes)
         s = ResourceExhausted("BatchRead returns at most 3 MiB; read " + d.ToString() + " with Read or in another call");
       if (s.ok()) {
-        auto data = cas_->blobs().Read(d, 0, 0);
+        auto data = d_.blobs.Read(d, 0, 0);
         if (data.ok()) {
           total += d.size + kBatchReadOverheadPerBlob;
           auto* b = resp->add_blobs();
@@ -201,13 +202,13 @@ class CasServiceImpl final : public v1::CasService::Service {
     if (!reader->Read(&m)) return api::ToGrpc(InvalidArgument("empty Write stream"));
     cas::Digest d = api::FromProto(m.digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
-    if (d.size > cas_->cfg().cas_max_blob_bytes) return api::ToGrpc(TooLarge(d));
-    if (cas_->blobs().Has(d)) {
+    if (d.size > d_.max_blob_bytes) return api::ToGrpc(TooLarge(d));
+    if (d_.blobs.Has(d)) {
       resp->set_committed_size(d.size);
       resp->set_complete(true);
       return grpc::Status::OK;
     }
-    auto w = cas_->blobs().OpenWriter(d, m.upload_id());
+    auto w = d_.blobs.OpenWriter(d, m.upload_id());
     if (!w.ok()) return api::ToGrpc(w.status());
     auto& writer = **w;
     for (;;) {
@@ -232,11 +233,11 @@ class CasServiceImpl final : public v1::CasService::Service {
   grpc::Status QueryWrite(grpc::ServerContext*, const v1::QueryWriteRequest* req, v1::WriteResponse* resp) override {
     cas::Digest d = api::FromProto(req->digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
-    if (cas_->blobs().Has(d)) {
+    if (d_.blobs.Has(d)) {
       resp->set_committed_size(d.size);
       resp->set_complete(true);
     } else {
-      resp->set_committed_size(cas_->blobs().PendingSize(d, req->upload_id()));
+      resp->set_committed_size(d_.blobs.PendingSize(d, req->upload_id()));
     }
     return grpc::Status::OK;
   }
@@ -249,9 +250,9 @@ class CasServiceImpl final : public v1::CasService::Service {
       return api::ToGrpc(OutOfRange("read offset or limit outside blob " + d.ToString()));
     int64_t end = req->limit() > 0 && req->limit() < d.size - req->offset() ? req->offset() + req->limit() : d.size;
     int64_t off = req->offset();
-    if (!cas_->blobs().Has(d)) return api::ToGrpc(NotFound("blob " + d.ToString() + " is not in CAS"));
+    if (!d_.blobs.Has(d)) return api::ToGrpc(NotFound("blob " + d.ToString() + " is not in CAS"));
     do {
-      auto data = cas_->blobs().Read(d, off, std::min(kReadChunk, end - off));
+      auto data = d_.blobs.Read(d, off, std::min(kReadChunk, end - off));
       if (!data.ok()) return api::ToGrpc(data.status());
       off += static_cast<int64_t>(data->size());
       v1::ReadResponse r;
@@ -279,7 +280,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       }
       nodes.emplace_back(claimed, std::move(*dir));
     }
-    if (Status s = cas_->trees().Insert(nodes); !s.ok()) return api::ToGrpc(s);
+    if (Status s = d_.trees.Insert(nodes); !s.ok()) return api::ToGrpc(s);
     resp->set_stored(static_cast<int>(nodes.size()));
     return grpc::Status::OK;
   }
@@ -293,7 +294,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), start);
       if (ec != std::errc() || p != t.data() + t.size()) return api::ToGrpc(InvalidArgument("bad page_token"));
     }
-    auto reach = cas_->trees().Reachable(root);
+    auto reach = d_.trees.Reachable(root);
     if (!reach.ok()) return api::ToGrpc(reach.status());
     if (start == 0 && reach->nodes.empty())
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
@@ -315,14 +316,16 @@ class CasServiceImpl final : public v1::CasService::Service {
  private:
   Status TooLarge(const cas::Digest& d) {
     return InvalidArgument("blob " + d.ToString() + " is larger than the limit of " +
-                           std::to_string(cas_->cfg().cas_max_blob_bytes) + " bytes (cas_max_blob_bytes)");
+                           std::to_string(d_.max_blob_bytes) + " bytes (cas_max_blob_bytes)");
   }
 
-  Cas* cas_;
+  CasServiceDeps d_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> MakeCasService(Cas* cas) { return std::make_unique<CasServiceImpl>(cas); }
+std::unique_ptr<grpc::Service> MakeCasService(const CasServiceDeps& deps) {
+  return std::make_unique<CasServiceImpl>(deps);
+}
 
 }  // namespace kiln::controller

@@ -173,7 +173,7 @@ grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs
 
 grpc::Status RecordCompiles(cache::CompileCacheStore& store, const v1::RecordCompilesRequest* req) {
   if (Status s = CheckJobRef(req->job_id(), req->attempt()); !s.ok()) return api::ToGrpc(s);
-  cache::CompileRecord rec;
+  cache::JobCompileStats rec;
   rec.job_id = req->job_id();
   rec.attempt = req->attempt();
   const auto& n = req->stats();

@@ -366,14 +366,15 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
 
   // Each service gets what it uses, and nothing else.
   auto& i = *impl;
-  i.job_service = MakeJobService({*i.jobs, *i.projects, *i.cas, *i.compile_cache, i.dispatch_wake, i.remote_wake,
+  i.job_service = MakeJobService({*i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
+                                  cfg.cas_max_tree_files, *i.compile_cache, i.dispatch_wake, i.remote_wake,
                                   i.job_events, i.stopping});
   i.admin_service = MakeAdminService({*i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
   i.worker_service = MakeWorkerService({*i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});
-  i.cas_service = MakeCasService(i.cas.get());
-  i.image_service = MakeImageService(i.cas.get());
+  i.cas_service = MakeCasService({i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
+  i.image_service = MakeImageService({i.cas->images(), i.cas->blobs()});
   i.cache_service = MakeCacheService({*i.compile_cache, *i.projects});
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -27,7 +27,7 @@ void ToProto(const cas::ImageRow& r, v1::Image* out) {
 
 class ImageServiceImpl final : public v1::ImageService::Service {
  public:
-  explicit ImageServiceImpl(Cas* cas) : cas_(cas) {}
+  explicit ImageServiceImpl(const ImageServiceDeps& d) : d_(d) {}
 
   grpc::Status RegisterImage(grpc::ServerContext*, const v1::RegisterImageRequest* req, v1::Image* resp) override {
     cas::Digest md = api::FromProto(req->manifest());
@@ -41,11 +41,11 @@ class ImageServiceImpl final : public v1::ImageService::Service {
     if (!config_text.ok()) return api::ToGrpc(config_text.status());
     if (Status s = cas::oci::CheckConfig(*config_text); !s.ok()) return api::ToGrpc(s);
     for (const auto& l : m->layers) {
-      if (!cas_->blobs().Has(l.digest))
+      if (!d_.blobs.Has(l.digest))
         return api::ToGrpc(FailedPrecondition("layer " + l.digest.ToString() +
                                               " is not in CAS; upload it first (kiln image import does this)"));
     }
-    auto row = cas_->images().Put(md.hash, md.size, req->name(), *m);
+    auto row = d_.images.Put(md.hash, md.size, req->name(), *m);
     if (!row.ok()) return api::ToGrpc(row.status());
     ToProto(*row, resp);
     return grpc::Status::OK;
@@ -54,14 +54,14 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   grpc::Status GetImage(grpc::ServerContext*, const v1::GetImageRequest* req, v1::Image* resp) override {
     auto h = cas::oci::ParseImageRef(req->digest());
     if (!h.ok()) return api::ToGrpc(h.status());
-    auto row = cas_->images().Get(*h);
+    auto row = d_.images.Get(*h);
     if (!row.ok()) return api::ToGrpc(row.status());
     ToProto(*row, resp);
     return grpc::Status::OK;
   }
 
   grpc::Status ListImages(grpc::ServerContext*, const v1::Empty*, v1::ListImagesResponse* resp) override {
-    auto rows = cas_->images().List();
+    auto rows = d_.images.List();
     if (!rows.ok()) return api::ToGrpc(rows.status());
     for (const auto& r : *rows) ToProto(r, resp->add_images());
     return grpc::Status::OK;
@@ -70,7 +70,7 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   grpc::Status RemoveImage(grpc::ServerContext*, const v1::GetImageRequest* req, v1::Image* resp) override {
     auto h = cas::oci::ParseImageRef(req->digest());
     if (!h.ok()) return api::ToGrpc(h.status());
-    auto row = cas_->images().Remove(*h);
+    auto row = d_.images.Remove(*h);
     if (!row.ok()) return api::ToGrpc(row.status());
     ToProto(*row, resp);
     return grpc::Status::OK;
@@ -79,17 +79,19 @@ class ImageServiceImpl final : public v1::ImageService::Service {
  private:
   Result<std::string> ReadJson(const cas::Digest& d, const std::string& what) {
     if (d.size > kMaxJsonBlob) return InvalidArgument("image " + what + " " + d.ToString() + " is larger than 4 MiB");
-    if (!cas_->blobs().Has(d))
+    if (!d_.blobs.Has(d))
       return FailedPrecondition("image " + what + " " + d.ToString() +
                                 " is not in CAS; upload it first (kiln image import does this)");
-    return cas_->blobs().Read(d, 0, 0);
+    return d_.blobs.Read(d, 0, 0);
   }
 
-  Cas* cas_;
+  ImageServiceDeps d_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> MakeImageService(Cas* cas) { return std::make_unique<ImageServiceImpl>(cas); }
+std::unique_ptr<grpc::Service> MakeImageService(const ImageServiceDeps& deps) {
+  return std::make_unique<ImageServiceImpl>(deps);
+}
 
 }  // namespace kiln::controller

@@ -11,6 +11,8 @@
 
 #include "api/convert.h"
 #include "cache/action.h"
+#include "cas/image_store.h"
+#include "cas/store.h"
 #include "cas/tree_store.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
@@ -97,18 +99,9 @@ class JobServiceImpl final : public v1::JobService::Service {
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
-      Status s = d_.cas.CheckTree(api::FromProto(req->spec().input_root()), "input tree");
+      Status s = CheckTree(d_.trees, d_.blobs, api::FromProto(req->spec().input_root()), d_.max_tree_files,
+                           "input tree");
       if (!s.ok()) return api::ToGrpc(s);
-    }
-    // The image: the job's, else the project's. An unknown one fails here,
-    // never on a worker. Only workers that run containers take such jobs.
-    std::string image = !req->spec().image().empty() ? req->spec().image() : pc->image;
-    if (!image.empty()) {
-      auto h = cas::oci::ParseImageRef(image);
-      if (!h.ok()) return api::ToGrpc(h.status());
-      auto row = d_.cas.images().Get(*h);
-      if (!row.ok()) return api::ToGrpc(row.status());
-      image = "sha256:" + *h;
     }
     SubmitAsk ask;
     ask.project = project;
@@ -118,6 +111,15 @@ class JobServiceImpl final : public v1::JobService::Service {
     ask.request_id = req->request_id();
     ask.spec = api::FromProto(req->spec());
     ask.no_cache = req->no_cache();
+    // The image: an unknown one fails here, never on a worker.
+    std::string image = ImageAsked(ask, *pc);
+    if (!image.empty()) {
+      auto h = cas::oci::ParseImageRef(image);
+      if (!h.ok()) return api::ToGrpc(h.status());
+      auto row = d_.images.Get(*h);
+      if (!row.ok()) return api::ToGrpc(row.status());
+      image = "sha256:" + *h;
+    }
     queue::NewJob job = PlanSubmit(ask, *pc, image);
     auto out = d_.jobs.Submit(job);
     if (!out.ok()) return api::ToGrpc(out.status());
@@ -189,7 +191,7 @@ class JobServiceImpl final : public v1::JobService::Service {
         auto da = cas::ParseDigest(a.empty() ? empty : a);
         auto db = cas::ParseDigest(b.empty() ? empty : b);
         if (da.ok() && db.ok()) {
-          auto d = d_.cas.trees().Diff(*da, *db, max_paths);
+          auto d = d_.trees.Diff(*da, *db, max_paths);
           if (!d.ok()) {
             resp->set_paths_unavailable(d.status().message());
             d = cas::TreeStore::TreeDiff{};

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 
 namespace kiln::queue {
@@ -13,10 +14,14 @@ class JobStore;
 namespace kiln::cache {
 class CompileCacheStore;
 }
+namespace kiln::cas {
+class BlobStore;
+class ImageStore;
+class TreeStore;
+}  // namespace kiln::cas
 
 namespace kiln::controller {
 
-class Cas;
 class ProjectCache;
 class Signal;
 
@@ -24,7 +29,10 @@ class Signal;
 struct JobServiceDeps {
   queue::JobStore& jobs;
   ProjectCache& projects;
-  Cas& cas;                              // input trees, images, tree diffs
+  cas::TreeStore& trees;                 // input trees are checked, and diffed by ExplainJob
+  cas::BlobStore& blobs;                 // ... their files must be in CAS
+  cas::ImageStore& images;               // a job's image must be imported
+  int64_t max_tree_files;                // cas_max_tree_files
   cache::CompileCacheStore& compiles;    // the compile half of ExplainJob
   Signal& dispatch_wake;                 // a job was queued here
   Signal& remote_wake;                   // ... tell the other controllers

@@ -8,6 +8,10 @@ std::string CacheScope(const std::string& project, const config::ProjectConfig& 
   return pc.cache_scope.empty() ? "project:" + project : "shared:" + pc.cache_scope;
 }
 
+std::string ImageAsked(const SubmitAsk& ask, const config::ProjectConfig& pc) {
+  return !ask.spec.image.empty() ? ask.spec.image : pc.image;
+}
+
 queue::NewJob PlanSubmit(const SubmitAsk& ask, const config::ProjectConfig& pc, const std::string& image) {
   queue::NewJob job;
   job.project = ask.project;

@@ -27,6 +27,10 @@ struct SubmitAsk {
 // namespaces keep a project from naming another's private scope.
 std::string CacheScope(const std::string& project, const config::ProjectConfig& pc);
 
+// The image a job asks for: its own, else its project's; "" for none. A
+// reference to resolve (a manifest digest, "sha256:" optional).
+std::string ImageAsked(const SubmitAsk& ask, const config::ProjectConfig& pc);
+
 // The job to queue. `image` is the resolved manifest digest
 // ("sha256:<hex>") of the job's image, else the project's, or "" for none
 // (the caller resolves it and refuses an unknown one first).

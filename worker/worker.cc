@@ -84,6 +84,10 @@ struct Worker::Impl {
     if (!ledger.WaitAcked(std::chrono::seconds(10)))
       spdlog::warn("{} final reports unacknowledged at exit", ledger.unacked());
     stream->Close();
+    {
+      std::lock_guard g(mu);  // the reconnect wait sees closed() at once
+    }
+    cv.notify_all();
   }
 };
 

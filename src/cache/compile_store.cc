@@ -71,9 +71,23 @@ CompileCounts Counts(const pqxx::row& row, int at) {
 
 }  // namespace
 
-// The statements run once per translation unit (lookups and stores),
-// prepared: parsed once per connection rather than at every call.
-static void Prepare(pqxx::connection& c) {
+const char* ImpactSql() {
+  // The manifests naming the path first, on their own (MATERIALIZED): a
+  // generic plan of the whole query, which PostgreSQL may choose after five
+  // executions, would read the scope in source order to serve ORDER BY and
+  // LIMIT, filtering every manifest; this way every plan starts from the
+  // GIN index on deps.
+  return "WITH hit AS MATERIALIZED (SELECT source, output, last_used FROM compile_manifests"
+         "   WHERE scope = $1 AND deps ? $2)"
+         " SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
+         " FROM hit GROUP BY source, output ORDER BY source, output LIMIT $3";
+}
+
+// The store's statements, named: the pool prepares each on a connection
+// before its first use there (lookups and stores run once per translation
+// unit: parsed once per connection rather than at every call).
+std::vector<db::Statement> Statements() {
+  std::vector<db::Statement> out;
   // The job's scope while attempt $2 of job $1 runs.
   const std::string scope =
       "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"
@@ -82,94 +96,99 @@ static void Prepare(pqxx::connection& c) {
   // The job's scope, fenced by its attempt, and the key's manifests: one row
   // per manifest, or one with NULLs when there is none, or none at all when
   // that attempt does not run.
-  c.prepare("cc_lookup", running + "SELECT j.cache_scope, x.* FROM j LEFT JOIN LATERAL ("
-                                   "   SELECT m.id, m.deps_packed, " +
-                             kEntryColumns +
-                             "   FROM compile_manifests m JOIN compile_results r"
-                             "     ON r.scope = m.scope AND r.key = m.result_key"
-                             "   WHERE m.scope = j.cache_scope AND m.key = $3"
-                             "   ORDER BY m.last_used DESC, m.id DESC LIMIT $4) x ON true");
-  c.prepare("cc_lookup_result", running + "SELECT r.scope IS NOT NULL, " + kEntryColumns +
-                                    " FROM j LEFT JOIN compile_results r ON r.scope = j.cache_scope AND r.key = $3");
-  c.prepare("cc_previous",
-            "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
-            " ORDER BY (output = $3) DESC, id DESC LIMIT $4");
+  out.push_back({"cc_lookup", running +
+                                  "SELECT j.cache_scope, x.* FROM j LEFT JOIN LATERAL ("
+                                  "   SELECT m.id, m.deps_packed, " +
+                                  kEntryColumns +
+                                  "   FROM compile_manifests m JOIN compile_results r"
+                                  "     ON r.scope = m.scope AND r.key = m.result_key"
+                                  "   WHERE m.scope = j.cache_scope AND m.key = $3"
+                                  "   ORDER BY m.last_used DESC, m.id DESC LIMIT $4) x ON true"});
+  out.push_back(
+      {"cc_lookup_result", running + "SELECT r.scope IS NOT NULL, " + kEntryColumns +
+                               " FROM j LEFT JOIN compile_results r ON r.scope = j.cache_scope AND r.key = $3"});
+  out.push_back({"cc_previous",
+                 "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
+                 " ORDER BY (output = $3) DESC, id DESC LIMIT $4"});
   // A store: the scope, the result (or a check that it is there), the
   // manifest, and the trim to the newest manifests of the key.
-  c.prepare("cc_scope", scope);
-  c.prepare("cc_store_result",
-            "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
-            " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
-            " decode($7, 'hex'), $8, $9) ON CONFLICT (scope, key) DO NOTHING");
-  c.prepare("cc_result_exists", "SELECT 1 FROM compile_results WHERE scope = $1 AND key = $2");
-  c.prepare("cc_store_manifest",
-            "INSERT INTO compile_manifests (scope, key, deps_digest, deps, deps_packed, result_key, source, output,"
-            "   parts, job_id)"
-            " SELECT $1, $2, $3, coalesce((SELECT hstore(array_agg(d.key), array_agg(d.value))"
-            "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
-            "   $5, $6, $7, $8, $9::jsonb, $10"
-            " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key");
-  c.prepare("cc_record_job",
-            "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2");
-  c.prepare("cc_record_stats",
-            "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
-            " saved_ms, compile_ms, bytes_served, bytes_stored) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-            " $11, $12) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
-            " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
-            " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
-            " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
-            " bytes_stored = EXCLUDED.bytes_stored, recorded_at = now()");
-  c.prepare("cc_record_clear_events",
-            "DELETE FROM compile_events WHERE job_id = $1");
-  c.prepare("cc_record_events",
-            "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail)"
-            " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail'"
-            " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)");
-  c.prepare("cc_touch_results",
-            "WITH l AS (SELECT r.key FROM compile_results r"
-            "   WHERE r.scope = $1 AND r.key IN (SELECT jsonb_array_elements_text($2::jsonb))"
-            "     AND r.last_used < now() - interval '10 minutes' ORDER BY r.key FOR UPDATE)"
-            " UPDATE compile_results r SET last_used = now() FROM l WHERE r.scope = $1 AND r.key = l.key");
-  c.prepare("cc_touch_manifests",
-            "WITH l AS (SELECT m.id FROM compile_manifests m"
-            "   WHERE m.id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint) AND m.scope = $1"
-            "     AND m.last_used < now() - interval '10 minutes' ORDER BY m.id FOR UPDATE)"
-            " UPDATE compile_manifests m SET last_used = now() FROM l WHERE m.id = l.id");
-  c.prepare("cc_stats_totals",
-            "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
-            " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
-            " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
-            " coalesce(sum(bytes_stored), 0)"
-            " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
-            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)");
-  c.prepare("cc_stats_reasons",
-            "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
-            " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
-            " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
-            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50");
-  c.prepare("cc_stats_entries",
-            "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
-            " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
-            " (SELECT count(*) FROM compile_manifests WHERE scope = $1)");
-  c.prepare("cc_impact",
-            "SELECT source, output, count(*), (extract(epoch FROM max(last_used)) * 1000)::bigint"
-            " FROM compile_manifests WHERE scope = $1 AND deps ? $2"
-            " GROUP BY source, output ORDER BY source, output LIMIT $3");
-  c.prepare("cc_job_stats",
-            "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
-            " bytes_stored FROM compile_stats WHERE job_id = $1");
-  c.prepare("cc_job_events",
-            "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
-            " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2");
-  c.prepare("cc_expire", "DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)");
+  out.push_back({"cc_scope", scope});
+  out.push_back({"cc_store_result",
+                 "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
+                 " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
+                 " decode($7, 'hex'), $8, $9) ON CONFLICT (scope, key) DO NOTHING"});
+  out.push_back({"cc_result_exists", "SELECT 1 FROM compile_results WHERE scope = $1 AND key = $2"});
+  out.push_back(
+      {"cc_store_manifest",
+       "INSERT INTO compile_manifests (scope, key, deps_digest, deps, deps_packed, result_key, source, output,"
+       "   parts, job_id)"
+       " SELECT $1, $2, $3, coalesce((SELECT hstore(array_agg(d.key), array_agg(d.value))"
+       "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
+       "   $5, $6, $7, $8, $9::jsonb, $10"
+       " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key"});
+  out.push_back({"cc_record_job", "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"});
+  out.push_back(
+      {"cc_record_stats",
+       "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
+       " saved_ms, compile_ms, bytes_served, bytes_stored) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+       " $11, $12) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
+       " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
+       " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
+       " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
+       " bytes_stored = EXCLUDED.bytes_stored, recorded_at = now()"});
+  out.push_back({"cc_record_clear_events", "DELETE FROM compile_events WHERE job_id = $1"});
+  out.push_back({"cc_record_events",
+                 "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail)"
+                 " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail'"
+                 " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)"});
+  out.push_back({"cc_touch_results",
+                 "WITH l AS (SELECT r.key FROM compile_results r"
+                 "   WHERE r.scope = $1 AND r.key IN (SELECT jsonb_array_elements_text($2::jsonb))"
+                 "     AND r.last_used < now() - interval '10 minutes' ORDER BY r.key FOR UPDATE)"
+                 " UPDATE compile_results r SET last_used = now() FROM l WHERE r.scope = $1 AND r.key = l.key"});
+  out.push_back({"cc_touch_manifests",
+                 "WITH l AS (SELECT m.id FROM compile_manifests m"
+                 "   WHERE m.id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint) AND m.scope = $1"
+                 "     AND m.last_used < now() - interval '10 minutes' ORDER BY m.id FOR UPDATE)"
+                 " UPDATE compile_manifests m SET last_used = now() FROM l WHERE m.id = l.id"});
+  out.push_back(
+      {"cc_stats_totals",
+       "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
+       " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
+       " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
+       " coalesce(sum(bytes_stored), 0)"
+       " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
+       " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)"});
+  out.push_back(
+      {"cc_stats_reasons",
+       "SELECT e.outcome, e.reason, count(*) FROM compile_events e JOIN compile_stats s ON s.job_id = e.job_id"
+       " JOIN build_jobs j ON j.id = e.job_id JOIN projects p ON p.id = j.project_id"
+       " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2) AND e.outcome <> 'hit_preprocessed'"
+       " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50"});
+  out.push_back({"cc_stats_entries",
+                 "SELECT (SELECT count(*) FROM compile_results WHERE scope = $1),"
+                 " (SELECT coalesce(sum(object_size), 0) FROM compile_results WHERE scope = $1),"
+                 " (SELECT count(*) FROM compile_manifests WHERE scope = $1)"});
+  out.push_back({"cc_impact", ImpactSql()});
+  out.push_back({"cc_job_stats",
+                 "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
+                 " bytes_stored FROM compile_stats WHERE job_id = $1"});
+  out.push_back({"cc_job_events",
+                 "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
+                 " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2"});
+  out.push_back({"cc_expire", "DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)"});
   // SKIP LOCKED: concurrent stores of one key never wait for each other here.
-  c.prepare("cc_trim_manifests",
-            "DELETE FROM compile_manifests WHERE id IN (SELECT id FROM compile_manifests WHERE scope = $1 AND key = $2"
-            " ORDER BY last_used DESC, id DESC OFFSET $3 FOR UPDATE SKIP LOCKED)");
+  out.push_back(
+      {"cc_trim_manifests",
+       "DELETE FROM compile_manifests WHERE id IN (SELECT id FROM compile_manifests WHERE scope = $1 AND key = $2"
+       " ORDER BY last_used DESC, id DESC OFFSET $3 FOR UPDATE SKIP LOCKED)"});
+  return out;
 }
 
 CompileCacheStore::CompileCacheStore(std::string db_url, size_t pool_size)
-    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size, Prepare)) {}
+    : pool_(std::make_unique<db::Pool>(std::move(db_url), pool_size)) {
+  pool_->AddStatements(Statements());
+}
 CompileCacheStore::~CompileCacheStore() = default;
 
 Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, const std::string& key,
@@ -247,7 +266,7 @@ Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::Com
   });
 }
 
-Status CompileCacheStore::Record(const CompileRecord& rec) {
+Status CompileCacheStore::Record(const JobCompileStats& rec) {
   json events = json::array();
   for (size_t i = 0; i < rec.events.size() && i < kMaxEventsPerJob; ++i) {
     const auto& e = rec.events[i];

@@ -36,7 +36,7 @@ struct CompileEvent {
   std::string source, output, outcome, reason, detail;
 };
 
-struct CompileRecord {
+struct JobCompileStats {
   int64_t job_id = 0;
   int attempt = 0;
   CompileCounts counts;
@@ -69,6 +69,9 @@ struct JobCompiles {
   bool truncated = false;
 };
 
+// The SQL text of Impact's statement, as prepared (a test checks its plan).
+const char* ImpactSql();
+
 class CompileCacheStore {
  public:
   static constexpr int kMaxManifestsPerKey = 16;
@@ -92,7 +95,7 @@ class CompileCacheStore {
   Result<bool> Store(int64_t job_id, int attempt, const cc::CompileEntry& e);
   // Stores a job's statistics and events (replacing an earlier attempt's)
   // and records the uses of the entries it hit.
-  Status Record(const CompileRecord& r);
+  Status Record(const JobCompileStats& r);
 
   Result<CompileStatsReport> Stats(const std::string& project, const std::string& scope, int64_t since_ms);
   // Translation units in `scope` whose manifests name `path`.

@@ -205,13 +205,18 @@ class Wrapper {
   // mismatch of the newest one is left in `first`.
   bool TryManifests(const v1::LookupReply& found, std::optional<Mismatch>* first) {
     for (int i = 0; i < found.manifests_size(); ++i) {
-      const CompileManifest m = FromWire(found.manifests(i));
-      auto deps = UnpackDeps(m.deps_packed);
+      // The dependencies are checked on the wire's bytes; only the result a
+      // hit serves is converted (a miss copies no compiler output).
+      const auto& m = found.manifests(i);
+      auto deps = UnpackDeps(m.deps_packed());
       if (!deps) continue;  // unreadable: as if absent
       auto mm = CheckManifest(*deps, hashes_);
-      if (!mm && Serve(m.result, i == 0 ? &found.first_object() : nullptr)) {
-        Report("hit", "", "", m.result.object.size, m.result.compile_ms, m.result.key, m.id);
-        return true;
+      if (!mm) {
+        const CompileResult result = FromWire(m.result());
+        if (Serve(result, i == 0 ? &found.first_object() : nullptr)) {
+          Report("hit", "", "", result.object.size, result.compile_ms, result.key, m.id());
+          return true;
+        }
       }
       if (mm && !*first) *first = mm;
     }

@@ -45,14 +45,17 @@ Pool::~Pool() = default;
 void Pool::AddStatements(const std::vector<Statement>& statements) {
   std::lock_guard g(mu_);
   for (const auto& st : statements) {
-    for (const auto& known : statements_) {
-      if (known.name == st.name) {
+    bool known = false;
+    for (const auto& k : statements_) {
+      if (k.name != st.name) continue;
+      if (k.sql != st.sql) {
         // Two stores chose one name: a programming error, found at start.
-        spdlog::critical("statement {} is prepared twice on one pool", st.name);
+        spdlog::critical("statement {} is given two texts on one pool", st.name);
         std::abort();
       }
+      known = true;  // a second store of one kind on this pool
     }
-    statements_.push_back(st);
+    if (!known) statements_.push_back(st);
   }
 }
 

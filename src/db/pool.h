@@ -48,7 +48,8 @@ class Pool {
   // Adds named statements, which each connection prepares before its next
   // use (libpqxx sends the PREPARE on a statement's first execution). Stores
   // call this from their constructors with the statements they own; a name
-  // given twice is a programming error.
+  // given again with the same text is ignored (two stores of one kind), with
+  // another text it is a programming error (abort).
   void AddStatements(const std::vector<Statement>& statements);
 
   // A pooled connection and how many of the pool's statements it knows.

@@ -117,6 +117,8 @@ constexpr const char* kApplyUpdatesSql =
 std::vector<db::Statement> Statements() {
   return {
       {"claim", kClaimSql},
+      // NOTIFY kiln_jobs, not waited for: a lost one is covered by polling.
+      {"notify_jobs", "SELECT set_config('synchronous_commit', 'off', true), pg_notify('kiln_jobs', '')"},
       {"apply_logs",
        "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb)"
        "           AS u(id bigint, attempt int, off bigint, data text, worker text)),"
@@ -178,8 +180,7 @@ Status DispatchStore::NotifyJobs() {
   return pool_.Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
-        tx.exec0("SET LOCAL synchronous_commit = off");
-        tx.exec0("NOTIFY kiln_jobs");
+        tx.exec_prepared("notify_jobs");
         tx.commit();
         return Status::Ok();
       },

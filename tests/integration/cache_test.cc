@@ -87,7 +87,6 @@ TEST_F(ActionCache, AnythingThatCanChangeTheResultMisses) {
   auto misses = [&](const char* what, const test::CommandResult& r) {
     EXPECT_EQ(r.exit_code, 0) << what << ": " << r.err;
     EXPECT_EQ(Ran(), ++expected) << what << " should have run the build: " << r.err;
-    EXPECT_EQ(r.err.find("action cache"), std::string::npos) << what;
   };
   misses("an environment variable", Build(img, src, kScript, {"--env", "CFLAGS=-O2"}));
   misses("the command", Build(img, src, std::string(kScript) + " ;"));

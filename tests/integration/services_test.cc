@@ -11,6 +11,9 @@
 #include "cache/compile_store.h"
 #include "config/config.h"
 #include "controller/admin_service.h"
+#include "cas/image_store.h"
+#include "cas/store.h"
+#include "cas/tree_store.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
 #include "controller/job_service.h"
@@ -65,14 +68,6 @@ class ServicesTest : public ::testing::Test {
     pool_ = std::move(pool).value();
   }
 
-  // The controller's CAS on this test's database and a directory of its own.
-  Result<std::unique_ptr<Cas>> OpenCas() {
-    config::ControllerConfig cfg;
-    cfg.database_url = url_;
-    cfg.cas_dir = dir_.path() + "/cas";
-    return Cas::Open(cfg);
-  }
-
   test::TempDir dir_;
   std::string url_;
   std::shared_ptr<db::Pool> pool_;
@@ -80,14 +75,17 @@ class ServicesTest : public ::testing::Test {
 };
 
 TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
-  auto cas = OpenCas();
-  ASSERT_TRUE(cas.ok()) << cas.status().message();
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore images(url_, 1);
   queue::JobStore jobs(*pool_);
   queue::CatalogStore catalog(*pool_);
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({jobs, projects, **cas, compiles, dispatch_wake, remote_wake, job_events, stopping_}));
+  Served s(MakeJobService({jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+                           job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
 
   uint64_t d0 = dispatch_wake.generation(), r0 = remote_wake.generation();
@@ -106,7 +104,9 @@ TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
   get.set_job_id(resp.job().id());
   ASSERT_TRUE(stub->GetJob(Ctx().get(), get, &got).ok());
   EXPECT_EQ(got.id(), resp.job().id());
-  EXPECT_NE(got.unsatisfiable(), "") << "no worker is connected: the job says why it waits";
+  EXPECT_EQ(got.unsatisfiable(),
+            "no connected worker belongs to a cluster that serves project \"default\" (see kiln clusters and kiln workers)")
+      << "no worker is connected: the job says why it waits";
 
   uint64_t e0 = job_events.generation();
   v1::CancelJobRequest cancel;
@@ -119,6 +119,15 @@ TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
   req.set_project("nosuch");
   st = stub->Submit(Ctx().get(), req, &resp);
   EXPECT_EQ(st.error_code(), grpc::NOT_FOUND) << st.error_message();
+
+  // An input tree is checked against the tree store it was given.
+  req.set_project("default");
+  auto* root = req.mutable_spec()->mutable_input_root();
+  root->set_hash(std::string(64, 'c'));
+  root->set_size(10);
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_NE(st.error_message().find("upload it first"), std::string::npos) << st.error_message();
 }
 
 TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
@@ -239,11 +248,13 @@ TEST_F(ServicesTest, CacheServiceAnswersForAProjectsScope) {
   EXPECT_EQ(stub->CompileStats(Ctx().get(), req, &resp).error_code(), grpc::NOT_FOUND);
 }
 
-TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheCas) {
-  auto cas = OpenCas();
-  ASSERT_TRUE(cas.ok()) << cas.status().message();
-  Served blobs(MakeCasService(cas->get()));
-  Served images(MakeImageService(cas->get()));
+TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
+  auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore image_rows(url_, 1);
+  Served blobs(MakeCasService({**store, trees, /*max_blob_bytes=*/4}));
+  Served images(MakeImageService({image_rows, **store}));
 
   v1::FindMissingRequest fm;
   auto* d = fm.add_blobs();
@@ -252,6 +263,23 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheCas) {
   v1::FindMissingResponse missing;
   ASSERT_TRUE(v1::CasService::NewStub(blobs.channel())->FindMissing(Ctx().get(), fm, &missing).ok());
   EXPECT_EQ(missing.blobs_size(), 1);
+
+  // The cap it was given: four bytes pass, five are refused.
+  v1::BatchUploadRequest up;
+  for (std::string data : {"four", "five!"}) {
+    auto* b = up.add_blobs();
+    cas::Digest dg = cas::DigestOf(data);
+    b->mutable_digest()->set_hash(dg.hash);
+    b->mutable_digest()->set_size(dg.size);
+    b->set_data(data);
+  }
+  v1::BatchUploadResponse stored;
+  ASSERT_TRUE(v1::CasService::NewStub(blobs.channel())->BatchUpload(Ctx().get(), up, &stored).ok());
+  ASSERT_EQ(stored.statuses_size(), 2);
+  EXPECT_EQ(stored.statuses(0).code(), 0) << stored.statuses(0).message();
+  EXPECT_EQ(stored.statuses(1).code(), grpc::INVALID_ARGUMENT) << stored.statuses(1).message();
+  EXPECT_NE(stored.statuses(1).message().find("larger than the limit of 4 bytes"), std::string::npos)
+      << stored.statuses(1).message();
 
   v1::ListImagesResponse list;
   ASSERT_TRUE(v1::ImageService::NewStub(images.channel())->ListImages(Ctx().get(), v1::Empty(), &list).ok());

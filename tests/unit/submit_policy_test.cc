@@ -126,6 +126,16 @@ TEST(SubmitPolicy, AJobAsksForAWarmWorkspaceTheProjectDoesNotUse) {
   EXPECT_EQ(j.spec.workspace_name, "default");
 }
 
+TEST(SubmitPolicy, TheJobsImageElseTheProjects) {
+  config::ProjectConfig pc;
+  SubmitAsk a = Ask();
+  EXPECT_EQ(ImageAsked(a, pc), "") << "neither names one: a plain job";
+  pc.image = "sha256:" + std::string(64, 'p');
+  EXPECT_EQ(ImageAsked(a, pc), pc.image);
+  a.spec.image = kImage;
+  EXPECT_EQ(ImageAsked(a, pc), kImage);
+}
+
 TEST(SubmitPolicy, AProjectWithoutTheCompileCacheRunsNoWrapper) {
   config::ProjectConfig pc;
   pc.compile_cache = false;
