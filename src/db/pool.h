@@ -97,8 +97,6 @@ class Pool {
     return std::move(*out);
   }
 
-  const std::string& url() const { return url_; }
-
  private:
   void Return(Conn c, bool broken);
   // Prepares the statements added since the connection last looked.
