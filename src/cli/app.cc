@@ -133,6 +133,10 @@ int Main(int argc, char** argv) {
       ->type_name("DIGEST");
   sub->add_option("--memory", submit.memory, "memory limit in the container, e.g. 2GiB (default and cap: the worker's)")
       ->type_name("SIZE");
+  sub->add_option("--disk", submit.disk,
+                  "disk for what the build writes (outputs, changed inputs), e.g. 10GiB; past it the build gets "
+                  "ENOSPC and the job ends with limit=disk (default and cap: the worker's disk_max)")
+      ->type_name("SIZE");
   sub->add_option("--pids", submit.pids, "most processes and threads at once in the container")->type_name("N");
   sub->add_option("--cpus", submit.cpus, "CPU time, in CPUs (e.g. 1.5)")->type_name("N");
   sub->add_option("command", submit.command, "the command to run and its arguments, after --")->type_name("CMD");

@@ -119,6 +119,11 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
     if (!m.ok()) return UsageError("--memory: " + m.status().message());
     spec->mutable_resources()->set_memory_bytes(*m);
   }
+  if (!a.disk.empty()) {
+    auto d = ParseBytes(a.disk);
+    if (!d.ok()) return UsageError("--disk: " + d.status().message());
+    spec->mutable_resources()->set_disk_bytes(*d);
+  }
   if (a.pids > 0) spec->mutable_resources()->set_pids(a.pids);
   if (a.cpus > 0) spec->mutable_resources()->set_cpu_millis(static_cast<int>(a.cpus * 1000));
   for (auto o : a.outputs) {

@@ -28,6 +28,7 @@ struct JobSpec {
   std::vector<std::string> outputs;  // declared output paths, relative to the tree's root
   std::string image;                 // "sha256:<hex>" manifest digest, or empty
   int64_t memory_bytes = 0;          // 0: the worker's cap
+  int64_t disk_bytes = 0;            // 0: the worker's cap
   int pids = 0;
   int cpu_millis = 0;
   bool no_compile_cache = false;     // no kiln-cc wrapper in the container
