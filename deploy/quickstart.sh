@@ -92,6 +92,13 @@ is_running() {
     ${argv[1]:-} == */"kiln-$1" || ${argv[1]:-} == "kiln-$1" ]]
 }
 
+# argv0 PID: the file name of PID's argv[0]; empty if it has none (exiting, or in an exec).
+argv0() {
+  local -a argv=()
+  mapfile -d '' -n 1 argv 2>/dev/null <"/proc/$1/cmdline" || return 0
+  printf '%s' "${argv[0]##*/}"
+}
+
 # stop_daemon NAME: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL.
 stop_daemon() {
   local name=$1 pid deadline
@@ -120,9 +127,11 @@ start_daemon() {
   setsid "$BIN/kiln-$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 &
   pid=$!
   echo "$pid" >"$STATE/$name.pid"
-  # Wait for the exec, so is_running/check_alive see the real binary.
+  # Wait for setsid's exec of the daemon, so is_running/check_alive see the
+  # real binary: setsid's argv[1] names it too, and while the exec runs the
+  # process's cmdline reads empty (check_alive would take it for dead).
   deadline=$(($(now_us) + 5000000))
-  until is_running "$name"; do
+  until is_running "$name" && [[ $(argv0 "$pid") != @(|setsid) ]]; do
     [[ -d /proc/$pid ]] || die "kiln-$name exited immediately (log: $STATE/$name.log)"
     (($(now_us) < deadline)) || die "kiln-$name did not start within 5s"
     sleep 0.05
