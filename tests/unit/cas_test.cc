@@ -408,5 +408,29 @@ TEST(WalkKeep, LeftOutPathsAndTheDirectoriesTheyEmptyAreNotInTheTree) {
   EXPECT_EQ(a->files.count(cas::DigestOf(std::string_view("app"))), 0u) << "nothing left out is uploaded";
 }
 
+TEST(WalkKeep, InAGitCheckoutADirectoryEmptiedByKeepGoesWithoutAsking) {
+  test::TempDir dir;
+  test::WriteFile(dir.path() + "/src/main.c", "int main(void) { return 0; }\n");
+  auto init = test::RunCommand({"/usr/bin/git", "-C", dir.path(), "init", "-q"}, std::chrono::seconds(20));
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  WalkOptions o;
+  o.use_git = true;
+  auto before = BuildTree(dir.path(), o);
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  // Untracked, not ignored: in git's list.
+  test::WriteFile(dir.path() + "/out/bin/app", "app");
+  bool asked_dir = false;
+  o.keep = [&](const std::string& rel, const Entry& e) {
+    asked_dir |= e.kind == Kind::kDir;
+    return rel != "out/bin/app";
+  };
+  auto after = BuildTree(dir.path(), o);
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_TRUE(after->used_git);
+  EXPECT_EQ(after->root, before->root) << "git would not list out/ without its file";
+  EXPECT_FALSE(asked_dir);
+  EXPECT_EQ(after->left_out, std::vector<std::string>{"out/bin/app"});
+}
+
 }  // namespace
 }  // namespace kiln::cas
