@@ -111,6 +111,12 @@ Status SaveDownloadRecord(const std::string& real_dir, DownloadRecord rec) {
   return Status::Ok();
 }
 
+Status NoteCreatedDirectories(const std::string& real_dir, const std::vector<std::string>& dirs) {
+  DownloadRecord rec = LoadDownloadRecord(real_dir);
+  for (const auto& d : dirs) rec[d] = kCreatedDir;
+  return SaveDownloadRecord(real_dir, std::move(rec));
+}
+
 bool LeaveOut(const DownloadedOutputs& d, const std::string& rel, const cas::Entry& e) {
   auto it = d.written.find(rel);
   if (it == d.written.end() || it->second != EntryText(e)) return false;
@@ -134,10 +140,18 @@ DownloadedOutputs FindDownloadedOutputs(const std::string& input_dir, const std:
   d.written = LoadDownloadRecord(tree);
   std::string dest = outputs_dir.empty() ? tree : RealPath(outputs_dir);
   if (dest.size() > tree.size() && Within(dest, tree)) {
-    // The outputs directory inside the tree: everything kiln wrote there.
+    // The outputs directory inside the tree: everything kiln wrote there,
+    // from the records of each directory on the way down to it (those kiln
+    // created for it are in the nearest one that existed).
     std::string at = dest.substr(tree.size() + 1);
     d.areas.push_back(at);
-    for (const auto& [path, what] : LoadDownloadRecord(dest)) d.written[path.empty() ? at : at + "/" + path] = what;
+    for (size_t i = 0;; ++i) {
+      i = at.find('/', i);
+      std::string dir = at.substr(0, i);
+      for (const auto& [path, what] : LoadDownloadRecord(tree + "/" + dir))
+        d.written[path.empty() ? dir : dir + "/" + path] = what;
+      if (i == std::string::npos) break;
+    }
   }
   if (d.written.empty()) d.areas.clear();
   return d;

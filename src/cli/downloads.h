@@ -50,6 +50,10 @@ DownloadRecord LoadDownloadRecord(const std::string& real_dir);
 // dropping entries whose path no longer exists. Fails with the file's name.
 Status SaveDownloadRecord(const std::string& real_dir, DownloadRecord rec);
 
+// Records that kiln created `dirs` (relative to `real_dir`, which existed)
+// to download into the last of them.
+Status NoteCreatedDirectories(const std::string& real_dir, const std::vector<std::string>& dirs);
+
 // What a submit may leave out: the paths, relative to the input tree's
 // root, that this command's downloads write (each declared output, and the
 // outputs directory when it lies inside the tree), and the records of what

@@ -120,10 +120,22 @@ Status DownloadOutputs(Client& c, const v1::Digest& root_pb, const std::string& 
   auto tree = c.Cas()->GetTree(root);
   if (!tree.ok()) return tree.status();
   std::error_code ec;
-  struct stat dest_st {};
-  const bool dest_existed = ::lstat(dest.c_str(), &dest_st) == 0;
+  // The directories about to be made for dest, below the nearest that exists.
+  fs::path existing = fs::absolute(dest, ec).lexically_normal();
+  if (!existing.has_filename()) existing = existing.parent_path();
+  std::vector<std::string> made;
+  for (struct stat s {}; ::lstat(existing.c_str(), &s) != 0 && existing.has_relative_path();) {
+    made.insert(made.begin(), existing.filename().string());
+    existing = existing.parent_path();
+  }
   fs::create_directories(dest, ec);
   if (ec) return FailedPrecondition("cannot create " + dest + ": " + ec.message());
+  if (!made.empty()) {
+    for (size_t i = 1; i < made.size(); ++i) made[i] = made[i - 1] + "/" + made[i];
+    std::string real = RealPathOf(existing.string());
+    Status s = real.empty() ? Status::Ok() : NoteCreatedDirectories(real, made);
+    if (!s.ok()) std::fprintf(stderr, "kiln: warning: %s\n", s.message().c_str());
+  }
   std::string staging = dest + "/.kiln-download-" + RandomHex(4);
   if (::mkdir(staging.c_str(), 0700) != 0) return FailedPrecondition("cannot create " + staging);
   struct Cleanup {
@@ -137,7 +149,6 @@ Status DownloadOutputs(Client& c, const v1::Digest& root_pb, const std::string& 
   std::vector<cas::Digest> blobs;
   // What is about to be written, and whether something is at its path now.
   std::vector<Written> written;
-  if (!dest_existed) written.push_back(Written{"", cas::Entry{"", cas::Kind::kDir, {}, false, ""}, false});
   {
     auto by_hash = tree->by_hash();
     auto entries = cas::Flatten(root, by_hash, int64_t{10} << 20);

@@ -246,6 +246,28 @@ TEST_F(ActionCache, DownloadedOutputsAreNotInputsWhileUnchanged) {
       << back.err;
 }
 
+// --outputs-dir inside the tree: what kiln wrote there (and the directory
+// it created for it) is not an input either.
+TEST_F(ActionCache, AnOutputsDirectoryInsideTheTreeIsNotAnInputEither) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  auto build = [&] {
+    return Kiln({"submit", "--image", img, "--input", src, "--no-gitignore", "--output", "out.txt", "--outputs-dir",
+                 src + "/dl/latest", "--", "sh", "-c", kScript});
+  };
+  auto first = build();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(test::ReadFile(src + "/dl/latest/out.txt"), "input\n");
+  auto again = build();
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(Ran(), 1) << again.err;
+  EXPECT_NE(again.err.find("from the action cache"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("left out 1 path kiln downloaded as declared outputs, unchanged since (dl/latest/out.txt)"),
+            std::string::npos)
+      << again.err;
+}
+
 // A file shipped in the tree that the build regenerates and declares as an
 // output stays an input: the build must see it, as it would locally.
 TEST_F(ActionCache, AShippedFileDeclaredAsAnOutputStaysAnInput) {

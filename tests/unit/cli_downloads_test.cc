@@ -141,14 +141,30 @@ TEST_F(DownloadRecordFiles, AnOutputsDirectoryInsideTheTreeIsReRootedAtTheTree) 
   test::WriteFile(tree_ + "/app", "top");
   std::string app = "f:" + cas::DigestOf(std::string_view("app")).Key();
   std::string top = "f:" + cas::DigestOf(std::string_view("top")).Key();
-  ASSERT_TRUE(SaveDownloadRecord(tree_ + "/dist", {{"", "d"}, {"app", app}}).ok());
+  ASSERT_TRUE(SaveDownloadRecord(tree_ + "/dist", {{"app", app}}).ok());
   ASSERT_TRUE(SaveDownloadRecord(tree_, {{"app", top}}).ok());
+  ASSERT_TRUE(NoteCreatedDirectories(tree_, {"dist"}).ok());
 
   DownloadedOutputs d = FindDownloadedOutputs(tree_, {"./app/"}, tree_ + "/dist");
   EXPECT_EQ(d.areas, (std::vector<std::string>{"app", "dist"}));
   EXPECT_EQ(d.written["dist"], "d");
   EXPECT_EQ(d.written["dist/app"], app);
   EXPECT_EQ(d.written["app"], top);
+
+  // Directories created on the way down are found in the record of the
+  // nearest one that existed.
+  fs::create_directories(tree_ + "/dist/a/b");
+  test::WriteFile(tree_ + "/dist/a/b/lib.so", "lib");
+  ASSERT_TRUE(NoteCreatedDirectories(tree_ + "/dist", {"a", "a/b"}).ok());
+  std::string lib = "f:" + cas::DigestOf(std::string_view("lib")).Key();
+  ASSERT_TRUE(SaveDownloadRecord(tree_ + "/dist/a/b", {{"lib.so", lib}}).ok());
+  DownloadedOutputs nested = FindDownloadedOutputs(tree_, {"lib.so"}, tree_ + "/dist/a/b");
+  EXPECT_EQ(nested.areas, (std::vector<std::string>{"lib.so", "dist/a/b"}));
+  EXPECT_EQ(nested.written["dist/a/b/lib.so"], lib);
+  EXPECT_TRUE(LeaveOut(nested, "dist/a", Dir()));
+  EXPECT_TRUE(LeaveOut(nested, "dist/a/b", Dir()));
+  EXPECT_TRUE(LeaveOut(nested, "dist", Dir())) << "created by the first download, and on the way to this one";
+  EXPECT_FALSE(LeaveOut(nested, "src", Dir())) << "not created by kiln";
 
   // Outputs downloaded outside the tree: only the tree's own record counts.
   DownloadedOutputs outside = FindDownloadedOutputs(tree_, {"app"}, dir_.path());
