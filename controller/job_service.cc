@@ -82,6 +82,10 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
     if (auto st = cas::CheckRelativePath(o, "output"); !st.ok()) return st;
     if (!outs.insert(o).second) return InvalidArgument("output '" + o + "' is declared twice");
   }
+  if (s.excluded_outputs_size() > 1000) return InvalidArgument("too many excluded outputs listed (at most 1000)");
+  for (const auto& p : s.excluded_outputs()) {
+    if (auto st = cas::CheckRelativePath(p, "excluded output"); !st.ok()) return st;
+  }
   for (const auto& o : outs) {
     // "a" and "a/b" would capture the same files twice.
     auto next = outs.upper_bound(o);

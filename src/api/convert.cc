@@ -105,6 +105,7 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
   out->set_no_compile_cache(in.no_compile_cache);
   out->set_workspace(in.workspace);
   out->set_workspace_name(in.workspace_name);
+  for (const auto& p : in.excluded_outputs) out->add_excluded_outputs(p);
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -124,6 +125,7 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   s.no_compile_cache = in.no_compile_cache();
   s.workspace = in.workspace();
   s.workspace_name = in.workspace_name();
+  s.excluded_outputs.assign(in.excluded_outputs().begin(), in.excluded_outputs().end());
   return s;
 }
 

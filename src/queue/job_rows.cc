@@ -24,6 +24,7 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.no_compile_cache = j.value("no_compile_cache", false);
   s.workspace = j.value("workspace", "");
   s.workspace_name = j.value("workspace_name", "");
+  s.excluded_outputs = j.value("excluded_outputs", std::vector<std::string>{});
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
@@ -40,6 +41,7 @@ std::string SpecToJson(const JobSpec& s) {
   if (s.no_compile_cache) j["no_compile_cache"] = true;
   if (!s.workspace.empty()) j["workspace"] = s.workspace;
   if (!s.workspace_name.empty()) j["workspace_name"] = s.workspace_name;
+  if (!s.excluded_outputs.empty()) j["excluded_outputs"] = s.excluded_outputs;
   return j.dump();
 }
 

@@ -34,6 +34,9 @@ struct JobSpec {
   bool no_compile_cache = false;     // no kiln-cc wrapper in the container
   std::string workspace;             // "persistent", "fresh", or "" (the project's setting)
   std::string workspace_name;        // the persistent workspace's name (e.g. a branch)
+  // Input paths the CLI left out as unchanged downloaded outputs; shown by
+  // kiln why and status, never part of the action digest.
+  std::vector<std::string> excluded_outputs;
 };
 
 struct JobResult {
