@@ -53,10 +53,12 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
     return InvalidArgument("timeout_s must be between 0 (project default) and 604800 (7 days)");
   }
   const auto& res = s.resources();
-  if (res.memory_bytes() < 0 || res.pids() < 0 || res.cpu_millis() < 0)
+  if (res.memory_bytes() < 0 || res.pids() < 0 || res.cpu_millis() < 0 || res.disk_bytes() < 0)
     return InvalidArgument("resources must not be negative (0: the worker's cap)");
   if (res.memory_bytes() > 0 && res.memory_bytes() < (4 << 20))
     return InvalidArgument("memory limit below 4 MiB: a build cannot start in that");
+  if (res.disk_bytes() > 0 && res.disk_bytes() < (16 << 20))
+    return InvalidArgument("disk limit below 16 MiB: the checkout's file system needs more (kiln submit --disk)");
   if (res.pids() > 0 && res.pids() < 8) return InvalidArgument("pids limit below 8: a build cannot run in that");
   const auto& wd = s.working_dir();
   if (!wd.empty() && (wd[0] == '/' || wd == ".." || wd.rfind("../", 0) == 0 || wd.find("/../") != std::string::npos ||
@@ -79,6 +81,10 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   for (const auto& o : s.outputs()) {
     if (auto st = cas::CheckRelativePath(o, "output"); !st.ok()) return st;
     if (!outs.insert(o).second) return InvalidArgument("output '" + o + "' is declared twice");
+  }
+  if (s.excluded_outputs_size() > 1000) return InvalidArgument("too many excluded outputs listed (at most 1000)");
+  for (const auto& p : s.excluded_outputs()) {
+    if (auto st = cas::CheckRelativePath(p, "excluded output"); !st.ok()) return st;
   }
   for (const auto& o : outs) {
     // "a" and "a/b" would capture the same files twice.

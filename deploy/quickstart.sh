@@ -2,20 +2,24 @@
 # Many functions run only via trap or wait_for, which shellcheck cannot see:
 # shellcheck disable=SC2317
 # One-command kiln demo for a fresh Debian 12 machine (run as root):
-# installs dependencies, builds, starts a private PostgreSQL, the controller and
-# one worker in a state directory, builds a toolchain image from Debian's
-# packages (once per machine), runs the sample C build (deploy/sample) in it
+# installs dependencies, builds the binaries it runs (kiln, kiln-controller,
+# kiln-worker, kiln-cc; tests/run.sh builds the tests), starts a private
+# PostgreSQL, the controller and one worker in a state directory, builds a
+# toolchain image from Debian's packages (once per machine) and makes it the
+# `default` project's image, runs the sample C build (deploy/sample) in it
 # through the farm twice (cold, then served from the farm's action cache) and
 # once more with one file changed (the compile cache serves the other), prints
 # what the caches saved, then stops everything again.
 #
 #   deploy/quickstart.sh                 run the demo, then stop the farm
-#   deploy/quickstart.sh --keep-running  leave the farm running afterwards
+#   deploy/quickstart.sh --keep-running  leave the farm running afterwards and
+#                                        print commands to try on it
 #   deploy/quickstart.sh --stop          stop a farm left running by --keep-running
 #   options: --no-deps (skip install-deps.sh), --no-build (skip build.sh)
 #
 # Env: KILN_STATE_DIR (default /var/tmp/kiln-quickstart; wiped on each run),
-#      KILN_PORT (controller port, default 7070), BUILD_DIR (default build),
+#      KILN_PORT (controller port, default 7070; 0 picks a free one),
+#      BUILD_DIR (default build),
 #      KILN_QUICKSTART_BUILD_TIMEOUT (seconds for the sample build, default 600).
 # Exit status: the sample build's exit code (or 1 if the farm failed to start).
 set -euo pipefail
@@ -88,6 +92,13 @@ is_running() {
     ${argv[1]:-} == */"kiln-$1" || ${argv[1]:-} == "kiln-$1" ]]
 }
 
+# argv0 PID: the file name of PID's argv[0]; empty if it has none (exiting, or in an exec).
+argv0() {
+  local -a argv=()
+  mapfile -d '' -n 1 argv 2>/dev/null <"/proc/$1/cmdline" || return 0
+  printf '%s' "${argv[0]##*/}"
+}
+
 # stop_daemon NAME: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL.
 stop_daemon() {
   local name=$1 pid deadline
@@ -116,9 +127,11 @@ start_daemon() {
   setsid "$BIN/kiln-$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 &
   pid=$!
   echo "$pid" >"$STATE/$name.pid"
-  # Wait for the exec, so is_running/check_alive see the real binary.
+  # Wait for setsid's exec of the daemon, so is_running/check_alive see the
+  # real binary: setsid's argv[1] names it too, and while the exec runs the
+  # process's cmdline reads empty (check_alive would take it for dead).
   deadline=$(($(now_us) + 5000000))
-  until is_running "$name"; do
+  until is_running "$name" && [[ $(argv0 "$pid") != @(|setsid) ]]; do
     [[ -d /proc/$pid ]] || die "kiln-$name exited immediately (log: $STATE/$name.log)"
     (($(now_us) < deadline)) || die "kiln-$name did not start within 5s"
     sleep 0.05
@@ -180,6 +193,7 @@ stop_farm() {
 KEEP=0
 STARTED=0     # set once this run owns the state dir
 FARM_READY=0  # set once the worker is connected
+TRY_READY=0   # set once the default project has an image (the "Try it" commands work)
 cleanup() {
   local rc=$?
   set +e
@@ -202,23 +216,36 @@ cleanup() {
   exit "$rc"
 }
 
+# The commands printed here must work as pasted: tests/e2e/quickstart_test.sh
+# runs every line under "Try it" and the "Stop it" line.
 print_keep_info() {
+  local kiln
+  kiln="$(q "$BIN/kiln") --controller $ADDR"
   cat <<EOF
 
 kiln farm is running (state in $STATE):
   controller  $ADDR   log: $STATE/controller.log
   worker      2 slots          log: $STATE/worker.log
   database    $KILN_DATABASE_URL
+EOF
+  if ((TRY_READY)); then
+    cat <<EOF
 
-Try it:
-  $BIN/kiln --controller $ADDR workers
-  $BIN/kiln --controller $ADDR submit --no-input -- sh -c 'echo hello'
-  cd YOUR/C/PROJECT && $BIN/kiln --controller $ADDR submit --output app -- make app
+Try it (builds run in the default project's image, the toolchain image):
+  $kiln workers
+  $kiln submit --no-input -- sh -c 'echo hello'
+  cd $(q "$STATE/try") && $kiln submit --output hello -- make hello && ./hello
+EOF
+  fi
+  cat <<EOF
 
 Stop it:
-  KILN_STATE_DIR=$STATE $REPO/deploy/quickstart.sh --stop
+  KILN_STATE_DIR=$(q "$STATE") $(q "$REPO/deploy/quickstart.sh") --stop
 EOF
 }
+
+# q WORD: WORD quoted for pasting into a shell (unchanged if it needs no quotes).
+q() { printf '%q' "$1"; }
 
 # ---- state dir ----------------------------------------------------------------
 prepare_state() {
@@ -281,15 +308,18 @@ if ((DO_DEPS)); then
   phase "installing dependencies"
   "$REPO/deploy/install-deps.sh"
 fi
+# What this script runs: the CLI and both daemons, and kiln-cc, which the
+# worker copies into build containers for the compile cache.
+BINARIES=(kiln kiln-controller kiln-worker kiln-cc)
 if ((DO_BUILD)); then
   phase "building kiln"
-  BUILD_DIR=$BUILD_DIR "$REPO/deploy/build.sh"
+  BUILD_DIR=$BUILD_DIR KILN_BUILD_TARGETS="${BINARIES[*]}" "$REPO/deploy/build.sh"
 fi
-for b in kiln-controller kiln-worker kiln; do
-  [[ -x $BIN/$b ]] || die "$BIN/$b not found: the build did not produce it (run deploy/build.sh)"
+for b in "${BINARIES[@]}"; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b not found: build it with 'BUILD_DIR=$BUILD_DIR KILN_BUILD_TARGETS=\"${BINARIES[*]}\" deploy/build.sh' (or drop --no-build)"
 done
 
-if [[ -n $(ss -Htln "sport = :$PORT" 2>/dev/null) ]]; then
+if ((10#$PORT != 0)) && [[ -n $(ss -Htln "sport = :$PORT" 2>/dev/null) ]]; then
   die "port $PORT is already in use: set KILN_PORT to a free port"
 fi
 
@@ -301,7 +331,8 @@ phase "starting controller"
 start_daemon controller --database-url "$KILN_DATABASE_URL" --listen "$ADDR" \
   --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas"
 wait_for "the controller to listen (address file $STATE/controller.addr)" "$START_TIMEOUT" address_file_ready
-log "controller listening on $(<"$STATE/controller.addr")"
+ADDR=$(<"$STATE/controller.addr")  # the port it bound, when KILN_PORT=0
+log "controller listening on $ADDR"
 
 phase "starting worker"
 mkdir -p -- "$STATE/worker"
@@ -317,6 +348,14 @@ TOOLCHAIN_TAR=$("$REPO/deploy/images/toolchain.sh") || die "could not build the 
 IMAGE=$("$BIN/kiln" --controller "$ADDR" image import "$TOOLCHAIN_TAR" --name toolchain) ||
   die "could not import the toolchain image $TOOLCHAIN_TAR"
 log "toolchain image $IMAGE"
+# Jobs that name no image run in the project's: make it this one, so that
+# `kiln submit` without --image works (workers run no jobs without an image).
+# The database is new, so there is no other configuration to keep.
+"$BIN/kiln" --controller "$ADDR" projects config set default "{\"image\": \"$IMAGE\"}" ||
+  die "could not make $IMAGE the default project's image (kiln projects config set default)"
+# A copy of the sample for the "Try it" commands (outputs land beside it).
+cp -r -- "$REPO/deploy/sample" "$STATE/try"
+TRY_READY=1
 
 # run_sample LABEL [DIR]: submits DIR (default deploy/sample; the CLI sends it as the build's input
 # tree, only what the farm lacks; the worker runs it in the toolchain image

@@ -12,6 +12,7 @@
 #include "cas/walk.h"
 #include "common/util.h"
 #include "worker/cc_wrapper.h"
+#include "worker/checkout.h"
 #include "worker/compile_cache.h"
 #include "worker/images.h"
 #include "worker/local_cas.h"
@@ -30,18 +31,31 @@ int64_t MsSince(std::chrono::steady_clock::time_point began) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
 }
 
-// Fills the job directory with the input tree. Unavailable: CAS could not
-// be reached (the job goes back in line); anything else fails the job.
-Status Materialize(const JobEnv& env, const Assignment& a, const std::string& job_dir) {
-  const cas::Digest root = *a.input_root;
-  if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
-  auto began = std::chrono::steady_clock::now();
-  auto rep = env.local_cas->Materialize(*env.cas, root, job_dir);
-  if (!rep.ok()) return rep.status();
-  spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
-               a.job_id, a.attempt, root.ToString(), rep->files, rep->bytes, rep->fetched_files, rep->fetched_bytes,
-               MsSince(began));
-  return Status::Ok();
+// The job's disk cap: its request within the worker's.
+int64_t DiskCap(const JobEnv& env, const Assignment& a) {
+  int64_t cap = env.cfg->disk_max;
+  return a.spec.disk_bytes > 0 && a.spec.disk_bytes < cap ? a.spec.disk_bytes : cap;
+}
+
+// Makes the job's own checkout at `base` (worker/checkout.h): the input
+// tree in base/lower, while its disk is made and mounted beside it, then
+// the overlay. Returns the directory the build runs in. Unavailable: CAS
+// could not be reached (the job goes back in line); anything else fails the
+// job.
+Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, const std::string& base) {
+  const auto place = env.checkouts->overlay().ok() ? LocalCas::Place::kLink : LocalCas::Place::kCopy;
+  return env.checkouts->Make(base, DiskCap(env, a), [&](const std::string& tree) -> Status {
+    if (!a.input_root) return Status::Ok();
+    const cas::Digest root = *a.input_root;
+    if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
+    auto began = std::chrono::steady_clock::now();
+    auto rep = env.local_cas->Materialize(*env.cas, root, tree, place);
+    if (!rep.ok()) return rep.status();
+    spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
+                 a.job_id, a.attempt, root.ToString(), rep->files, rep->bytes, rep->fetched_files,
+                 rep->fetched_bytes, MsSince(began));
+    return Status::Ok();
+  });
 }
 
 // Brings the job's warm workspace to its input tree (or an empty one).
@@ -49,7 +63,7 @@ Status SyncWorkspace(const JobEnv& env, const Assignment& a, const LogFn& log) {
   const cas::Digest root = a.input_root ? *a.input_root : cas::DigestOf(cas::Directory{});
   if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
   auto began = std::chrono::steady_clock::now();
-  auto rep = env.workspaces->Sync(a.project, a.spec.workspace_name, *env.cas, *env.local_cas, root);
+  auto rep = env.workspaces->Sync(a.project, a.spec.workspace_name, *env.cas, *env.local_cas, root, DiskCap(env, a));
   if (!rep.ok()) return rep.status();
   auto ms = MsSince(began);
   std::string what = rep->fresh ? "new: the tree was written in full"
@@ -168,7 +182,8 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   req.job_id = a.job_id;
   req.attempt = a.attempt;
   req.spec = a.spec;
-  req.job_dir = cfg.work_dir + "/jobs/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
+  // The checkout's base: the job's own, or its warm workspace's.
+  std::string base = cfg.work_dir + "/jobs/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
   std::error_code ec;
   // A warm workspace when the job asks for one and no other job uses it.
   const std::string& ws_name = a.spec.workspace_name;
@@ -176,9 +191,10 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   if (a.spec.workspace == "persistent" && !ws_name.empty()) ws = env.workspaces->Acquire(a.project, ws_name);
   if (ws) {
     req.job_dir = *ws;
+    base = env.workspaces->BaseOf(a.project, ws_name);
   } else {
-    fs::remove_all(req.job_dir, ec);
-    fs::create_directories(req.job_dir, ec);
+    env.checkouts->Unmount(base);
+    fs::remove_all(base, ec);
   }
   spdlog::debug("running job_id={} attempt={}", a.job_id, a.attempt);
   int64_t offset = 0;
@@ -202,8 +218,13 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     log("kiln: workspace " + ws_name + " is in use by another job on worker " + env.worker_id +
         ": this job runs in a fresh directory\n");
   }
-  if (ws) setup = SyncWorkspace(env, a, log);
-  else if (a.input_root) setup = Materialize(env, a, req.job_dir);
+  if (ws) {
+    setup = SyncWorkspace(env, a, log);
+  } else {
+    auto dir = PrepareCheckout(env, a, base);
+    setup = dir.status();
+    if (dir.ok()) req.job_dir = *dir;
+  }
   if (!setup.ok()) {
     spdlog::warn("job_id={} attempt={}: cannot prepare the input tree: {}", a.job_id, a.attempt, setup.message());
     out.status = setup.code() == Code::kUnavailable ? queue::JobStatus::kQueued : queue::JobStatus::kFailed;
@@ -219,6 +240,13 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     req.abort_limit = "log";
     req.abort_reason = "killed: its log exceeded the limit of " + FormatLimitBytes(cfg.max_log_bytes);
     out = RunIn(env, a, req, started, log, js);
+    if (out.status == queue::JobStatus::kFailed && out.result.limit.empty() && env.checkouts->overlay().ok() &&
+        Checkouts::DiskFull(base)) {
+      out.result.limit = "disk";
+      out.result.error = "its checkout's disk is full: it wrote past the limit of " +
+                         FormatLimitBytes(DiskCap(env, a)) + " (kiln submit --disk; the worker's disk_max)";
+      log("kiln: " + out.result.error + "\n");
+    }
     if (out.status == queue::JobStatus::kSucceeded && !a.spec.outputs.empty()) {
       auto root = CaptureOutputs(*env.cas, a, req.job_dir, cfg.max_output_bytes);
       if (root.ok()) {
@@ -251,7 +279,8 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
       env.send(m);
     }
   } else {
-    fs::remove_all(req.job_dir, ec);
+    env.checkouts->Unmount(base);
+    fs::remove_all(base, ec);
   }
 }
 

@@ -22,6 +22,7 @@ class CasClient;
 
 namespace kiln::worker {
 
+class Checkouts;
 class CompileCacheSetup;
 class ImageStore;
 class LocalCas;
@@ -39,6 +40,7 @@ struct JobEnv {
   v1::ImageService::Stub* image_stub = nullptr;
   ImageStore* images = nullptr;
   WorkspaceStore* workspaces = nullptr;
+  Checkouts* checkouts = nullptr;
   Sandbox* sandbox = nullptr;
   std::string no_sandbox_why;  // why sandbox is null
   CompileCacheSetup* cc = nullptr;

@@ -19,15 +19,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Cached files carry this mtime (1 s after the epoch). A build that writes
-// through a hardlink changes it, so the damage is seen before the next use.
+// Cached files carry this mtime (1 s after the epoch), and so does every
+// input of a fresh checkout. Anything that wrote through a hard link changed
+// it, so such damage is seen before the next use.
 constexpr time_t kMarkerMtime = 1;
+
+mode_t ModeOf(bool exec) { return exec ? 0755 : 0644; }
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 }  // namespace
 
-LocalCas::LocalCas(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
+LocalCas::LocalCas(std::string dir, int64_t max_bytes, uint32_t uid, uint32_t gid)
+    : dir_(std::move(dir)), max_bytes_(max_bytes), uid_(uid), gid_(gid) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   for (const auto& shard : fs::directory_iterator(dir_, ec)) {
@@ -39,6 +43,15 @@ LocalCas::LocalCas(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), m
       if (tmp || ::lstat(f.path().c_str(), &s) != 0 || !S_ISREG(s.st_mode)) {
         ::unlink(f.path().c_str());
         continue;
+      }
+      // A cache of an older worker (root's, read-only) or of another build
+      // user: given to this one (the mtime stays, so damage still shows).
+      bool exec = name.size() > 2 && name.compare(name.size() - 2, 2, ".x") == 0;
+      if (s.st_uid != uid_ || s.st_gid != gid_ || (s.st_mode & 07777) != ModeOf(exec)) {
+        if (::chown(f.path().c_str(), uid_, gid_) != 0 || ::chmod(f.path().c_str(), ModeOf(exec)) != 0) {
+          ::unlink(f.path().c_str());
+          continue;
+        }
       }
       items_[name] = Item{s.st_size, 0, 0};
       total_ += s.st_size;
@@ -59,11 +72,13 @@ std::string LocalCas::PathOf(const std::string& hash, bool exec) const {
 bool LocalCas::Intact(const std::string& path, int64_t size, bool exec) const {
   struct stat s {};
   if (::lstat(path.c_str(), &s) != 0 || !S_ISREG(s.st_mode)) return false;
-  return s.st_size == size && s.st_mtime == kMarkerMtime && (s.st_mode & 07777) == (exec ? 0555 : 0444);
+  return s.st_size == size && s.st_mtime == kMarkerMtime && (s.st_mode & 07777) == ModeOf(exec) &&
+         s.st_uid == uid_ && s.st_gid == gid_;
 }
 
 Status LocalCas::Seal(const std::string& path, bool exec) const {
-  if (::chmod(path.c_str(), exec ? 0555 : 0444) != 0) return FailedPrecondition(Errno("cannot seal " + path));
+  if (::chown(path.c_str(), uid_, gid_) != 0 || ::chmod(path.c_str(), ModeOf(exec)) != 0)
+    return FailedPrecondition(Errno("cannot seal " + path));
   struct timespec ts[2] = {{0, UTIME_NOW}, {kMarkerMtime, 0}};
   if (::utimensat(AT_FDCWD, path.c_str(), ts, 0) != 0) return FailedPrecondition(Errno("cannot seal " + path));
   return Status::Ok();
@@ -166,14 +181,14 @@ Status LocalCas::Put(const cas::Digest& d, std::string_view data,
 }
 
 Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::Digest& root,
-                                                const std::string& dest) {
+                                                const std::string& dest, Place place) {
   auto tree = client.GetTree(root);
   if (!tree.ok()) return tree.status();
-  return Materialize(client, *tree, dest);
+  return Materialize(client, *tree, dest, place);
 }
 
 Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::FetchedTree& tree,
-                                                const std::string& dest) {
+                                                const std::string& dest, Place place) {
   const cas::Digest& root = tree.root;
   // Which blobs (and executable copies) does the job need?
   std::map<std::string, cas::Digest> plain;  // hash -> digest
@@ -230,14 +245,38 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
     }
   }
   auto st = cas::WriteTree(tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
-    if (::link(PathOf(e.digest.hash, e.executable).c_str(), path.c_str()) != 0)
-      return FailedPrecondition(Errno("cannot link " + path + " from the local CAS cache"));
-    return Status::Ok();
+    const std::string from = PathOf(e.digest.hash, e.executable);
+    if (place == Place::kLink) {
+      if (::link(from.c_str(), path.c_str()) != 0)
+        return FailedPrecondition(Errno("cannot link " + path + " from the local CAS cache"));
+      return Status::Ok();
+    }
+    std::error_code ec;
+    fs::copy_file(from, path, fs::copy_options::overwrite_existing, ec);
+    if (ec) return FailedPrecondition("cannot copy " + path + " from the local CAS cache: " + ec.message());
+    return Seal(path, e.executable);
   });
   if (!st.ok()) return st.status();
   rep.files = st->files;
   rep.bytes = st->bytes;
   return rep;
+}
+
+Status LocalCas::CopyOut(cas::CasClient& client, const cas::Digest& d, bool exec, const std::string& path) {
+  auto blob = Blob(client, d);
+  if (!blob.ok()) return blob.status();
+  std::string tmp = path + ".kiln-sync";
+  ::unlink(tmp.c_str());
+  std::error_code ec;
+  fs::copy_file(*blob, tmp, fs::copy_options::overwrite_existing, ec);
+  if (ec) return FailedPrecondition("cannot write " + path + ": " + ec.message());
+  if (::chown(tmp.c_str(), uid_, gid_) != 0 || ::chmod(tmp.c_str(), ModeOf(exec)) != 0 ||
+      ::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status s = FailedPrecondition(Errno("cannot write " + path));
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return Status::Ok();
 }
 
 }  // namespace kiln::worker

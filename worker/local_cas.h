@@ -1,7 +1,10 @@
 #pragma once
-// The worker's local CAS cache: blobs fetched once, kept read-only, and
-// hardlinked into job workspaces; least recently used blobs go past a size
-// cap.
+// The worker's local CAS cache: blobs fetched once and hard-linked into job
+// checkouts (worker/checkout.h), where they are the overlay's read-only lower
+// layer; least recently used blobs go past a size cap. The files belong to
+// the build user with mode 0644 (0755 for executables), as a git clone's
+// would: the overlay shows them so and copies them up on the first write.
+// Nothing but the overlay may hand them to a build.
 
 #include <map>
 #include <mutex>
@@ -20,15 +23,26 @@ struct MaterializeReport {
 
 class LocalCas {
  public:
-  // Scans `dir` (removing unfinished downloads).
-  LocalCas(std::string dir, int64_t max_bytes);
+  // Scans `dir` (removing unfinished downloads); cached files belong to
+  // uid:gid.
+  LocalCas(std::string dir, int64_t max_bytes, uint32_t uid, uint32_t gid);
 
+  enum class Place { kLink, kCopy };
   // Writes the tree `root` into `dest`, fetching what the cache lacks.
-  // Files are hardlinks to read-only cache entries: a build must replace
-  // them, not write into them.
-  Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::Digest& root, const std::string& dest);
+  // kLink: files are hard links to cache entries, for an overlay's lower
+  // layer only (a build must never see them otherwise). kCopy: private
+  // copies, for where overlays cannot be mounted. Either way every file has
+  // the same mtime (1 s after the epoch), as in a fresh clone.
+  Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::Digest& root, const std::string& dest,
+                                        Place place = Place::kLink);
   // The same for a tree already fetched.
-  Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::FetchedTree& tree, const std::string& dest);
+  Result<MaterializeReport> Materialize(cas::CasClient& client, const cas::FetchedTree& tree, const std::string& dest,
+                                        Place place = Place::kLink);
+
+  // Writes a private copy of blob `d` at `path` (replacing what is there by
+  // rename, never writing through it), owned like the cache's files, with
+  // mtime now: a warm workspace's changed input, newer than every output.
+  Status CopyOut(cas::CasClient& client, const cas::Digest& d, bool exec, const std::string& path);
 
   int64_t bytes() const;
 
@@ -60,6 +74,7 @@ class LocalCas {
 
   std::string dir_;
   int64_t max_bytes_;
+  uint32_t uid_, gid_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Item> items_;  // "<hash>" or "<hash>.x"
   int64_t total_ = 0;

@@ -1,7 +1,6 @@
 #include "worker/sandbox.h"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -14,8 +13,7 @@
 #include <sstream>
 
 #include "common/util.h"
-
-extern char** environ;
+#include "worker/exec.h"
 
 namespace kiln::worker {
 
@@ -23,36 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// Runs a short command; returns its exit code (-1 if it could not start).
-int Exec(const std::vector<std::string>& argv, std::string* out = nullptr) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  std::vector<std::string> a = argv;
-  std::vector<char*> av;
-  for (auto& s : a) av.push_back(s.data());
-  av.push_back(nullptr);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, av[0], &fa, nullptr, av.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  std::string text;
-  char buf[4096];
-  ssize_t n;
-  while (rc == 0 && (n = read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  if (out != nullptr) *out = text;
-  if (rc != 0) return -1;
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 int64_t ReadCounter(const std::string& file, const std::string& key) {
   std::ifstream in(file);
@@ -152,13 +120,7 @@ class RuncSandbox : public Sandbox {
     std::error_code ec;
     fs::remove_all(bundle, ec);
     fs::create_directories(bundle, ec);  // (ids are unique per worker; CleanUp took a crashed run's)
-    // The build's user may create and delete in every directory of its tree;
-    // the files are the worker cache's read-only hardlinks and stay root's.
-    for (auto it = fs::recursive_directory_iterator(req.job_dir, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
-      if (it->is_directory(ec) && !it->is_symlink(ec)) ::lchown(it->path().c_str(), caps_.uid, caps_.gid);
-    }
-    ::chown(req.job_dir.c_str(), caps_.uid, caps_.gid);
+    // (The tree already belongs to the build's user: worker/checkout.h.)
     std::ofstream(bundle + "/config.json") << RuncConfig(req, rootfs, caps_, cgroup);
     req.launcher = {"runc", "--root", state_, "run", "--keep", "--bundle", bundle, id};
     std::string state = state_;

@@ -21,6 +21,7 @@
 #include "worker/images.h"
 #include "worker/job_run.h"
 #include "worker/ledger.h"
+#include "worker/checkout.h"
 #include "worker/local_cas.h"
 #include "worker/outbox.h"
 #include "worker/stream.h"
@@ -38,6 +39,7 @@ struct Worker::Impl {
   std::string arch;
   std::unique_ptr<v1::WorkerService::Stub> stub;
   std::unique_ptr<cas::CasClient> cas;
+  std::unique_ptr<Checkouts> checkouts;
   std::unique_ptr<LocalCas> local_cas;
   std::unique_ptr<v1::ImageService::Stub> image_stub;
   std::unique_ptr<ImageStore> images;
@@ -111,9 +113,17 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   std::error_code ec;
   fs::create_directories(cfg.work_dir + "/jobs", ec);
   if (ec) return FailedPrecondition("cannot create work directory " + cfg.work_dir + ": " + ec.message());
-  impl->local_cas = std::make_unique<LocalCas>(cfg.work_dir + "/cas", cfg.cache_max_bytes);
+  // A crashed run's checkouts are still mounted: unmounted before anything
+  // under work_dir is scanned or deleted.
+  UnmountUnder(cfg.work_dir);
+  const auto uid = static_cast<uint32_t>(cfg.sandbox_uid);
+  impl->checkouts = std::make_unique<Checkouts>(cfg.work_dir + "/disks", uid, uid);
+  if (const Status& s = impl->checkouts->overlay(); !s.ok())
+    spdlog::warn("job checkouts are copies on this worker, without a disk cap: {}", s.message());
+  impl->local_cas = std::make_unique<LocalCas>(cfg.work_dir + "/cas", cfg.cache_max_bytes, uid, uid);
   impl->images = std::make_unique<ImageStore>(cfg.work_dir + "/images", cfg.image_cache_bytes, impl->local_cas.get());
-  impl->workspaces = std::make_unique<WorkspaceStore>(cfg.work_dir + "/workspaces", cfg.workspace_max_bytes);
+  impl->workspaces =
+      std::make_unique<WorkspaceStore>(cfg.work_dir + "/workspaces", cfg.workspace_max_bytes, *impl->checkouts);
   if (cfg.sandbox == "runc") {
     SandboxCaps caps;
     caps.uid = caps.gid = static_cast<uint32_t>(cfg.sandbox_uid);
@@ -163,6 +173,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   env.image_stub = impl->image_stub.get();
   env.images = impl->images.get();
   env.workspaces = impl->workspaces.get();
+  env.checkouts = impl->checkouts.get();
   env.sandbox = impl->sandbox.get();
   env.no_sandbox_why = impl->no_sandbox_why;
   env.cc = impl->cc.get();

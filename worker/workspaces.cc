@@ -1,7 +1,10 @@
 #include "worker/workspaces.h"
 
 #include <spdlog/spdlog.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -12,6 +15,7 @@
 #include "cas/digest.h"
 #include "cas/tree.h"
 #include "common/util.h"
+#include "worker/checkout.h"
 #include "worker/disk_usage.h"
 #include "worker/local_cas.h"
 
@@ -42,22 +46,88 @@ bool ParentsAreDirs(const std::string& root, const std::string& rel) {
 }
 
 // Not the ctime: files linked from the local cache share their inode with
-// other jobs' links, and every link() changes it. Writing changes the mtime
-// (and only root can write these read-only root files).
+// other jobs' links, and every link() changes it. Under an overlay nothing
+// but the sync writes the tree; without one, writing changes the mtime.
 template <typename F>
 bool Matches(const F& f, const struct stat& st) {
   return static_cast<int64_t>(st.st_ino) == f.ino && st.st_size == f.size && Ns(st.st_mtim) == f.mtime_ns;
 }
 
+using Want = std::map<std::string, const cas::Entry*>;
+
+// Adds to `out` every path of `want` below directory `dir`.
+void AddBelow(const Want& want, const std::string& dir, std::set<std::string>& out) {
+  const std::string prefix = dir + "/";
+  for (auto it = want.lower_bound(prefix); it != want.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+    out.insert(it->first);
+}
+
+// Undoes in the overlay's upper layer what the last build did to its
+// inputs: its copies of inputs it modified, the whiteouts of inputs it
+// deleted and the opaque marks of input directories it replaced go; what
+// it made beside them stays. `was` holds the last tree's paths (inputs
+// since gone from the tree go too). Returns the paths of the tree whose
+// files the build had changed: the sync writes them anew (with a new
+// mtime, newer than every output that build made from its version).
+template <typename Was>
+std::set<std::string> UndoInputChanges(const std::string& upper, const Want& want, const Was& was) {
+  std::set<std::string> changed;
+  std::vector<std::string> dirs{""};
+  while (!dirs.empty()) {
+    std::string rel = dirs.back();
+    dirs.pop_back();
+    std::string at = rel.empty() ? upper : upper + "/" + rel;
+    DIR* d = ::opendir(at.c_str());
+    if (d == nullptr) continue;
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+    ::closedir(d);
+    for (const auto& n : names) {
+      const std::string p = rel.empty() ? n : rel + "/" + n;
+      const std::string full = upper + "/" + p;
+      auto w = want.find(p);
+      const bool in_tree = w != want.end();
+      if (!in_tree && !was.count(p)) continue;  // the build's own
+      struct stat st {};
+      if (::lstat(full.c_str(), &st) != 0) continue;
+      const bool tree_dir = in_tree && w->second->kind == cas::Kind::kDir;
+      if (S_ISDIR(st.st_mode) && (tree_dir || !in_tree)) {
+        // The build removed the input directory and made one of its own:
+        // the tree's files show through it again.
+        char v[4];
+        if (tree_dir && ::lgetxattr(full.c_str(), "trusted.overlay.opaque", v, sizeof v) > 0) {
+          ::lremovexattr(full.c_str(), "trusted.overlay.opaque");
+          AddBelow(want, p, changed);
+        }
+        dirs.push_back(p);
+        continue;
+      }
+      // A copy of an input, a whiteout (an input it deleted), or the
+      // build's file or directory where the tree has another kind.
+      std::error_code ec;
+      if (S_ISDIR(st.st_mode)) fs::remove_all(full, ec);
+      else ::unlink(full.c_str());
+      if (in_tree) {
+        changed.insert(p);
+        if (tree_dir) AddBelow(want, p, changed);
+      }
+    }
+  }
+  return changed;
+}
+
 }  // namespace
 
-WorkspaceStore::WorkspaceStore(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
+WorkspaceStore::WorkspaceStore(std::string dir, int64_t max_bytes, Checkouts& checkouts)
+    : dir_(std::move(dir)), max_bytes_(max_bytes), checkouts_(checkouts) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     Meta m;
     if (fs::exists(e.path() / kInUse) || !Load(e.path(), &m)) {
       spdlog::info("removing workspace {}: a job was using it when the worker stopped", e.path().string());
+      checkouts_.Unmount(e.path());
       fs::remove_all(e.path(), ec);
       continue;
     }
@@ -70,6 +140,10 @@ std::string WorkspaceStore::PathOf(const std::string& project, const std::string
   return dir_ + "/" + cas::DigestOf(Key(project, name)).hash.substr(0, 24);
 }
 
+std::string WorkspaceStore::TreeOf(const std::string& dir) const {
+  return dir + (checkouts_.overlay().ok() ? "/lower" : "/src");
+}
+
 bool WorkspaceStore::Load(const std::string& dir, Meta* m) const {
   std::ifstream in(dir + "/" + kMeta);
   if (!in) return false;
@@ -79,6 +153,7 @@ bool WorkspaceStore::Load(const std::string& dir, Meta* m) const {
     m->name = j.value("name", "");
     m->root = j.value("root", "");
     m->bytes = j.value("bytes", int64_t{0});
+    m->disk_bytes = j.value("disk_bytes", int64_t{0});
     m->last_use_ms = j.value("last_use_ms", int64_t{0});
     const json files = j.value("files", json::object());
     for (const auto& [path, f] : files.items()) {
@@ -94,8 +169,8 @@ bool WorkspaceStore::Load(const std::string& dir, Meta* m) const {
 bool WorkspaceStore::Save(const std::string& dir, const Meta& m) const {
   json files = json::object();
   for (const auto& [path, f] : m.files) files[path] = {f.value, f.ino, f.size, f.mtime_ns};
-  json j = {{"project", m.project}, {"name", m.name},        {"root", m.root},
-            {"bytes", m.bytes},     {"last_use_ms", m.last_use_ms}, {"files", files}};
+  json j = {{"project", m.project}, {"name", m.name},    {"root", m.root},   {"bytes", m.bytes},
+            {"disk_bytes", m.disk_bytes}, {"last_use_ms", m.last_use_ms}, {"files", files}};
   std::string tmp = dir + "/" + kMeta + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -123,8 +198,9 @@ std::optional<std::string> WorkspaceStore::Acquire(const std::string& project, c
   if (in_use_.count(key)) return std::nullopt;
   std::error_code ec;
   if (!metas_.count(key)) {
+    checkouts_.Unmount(dir);
     fs::remove_all(dir, ec);  // never a stranger's leftovers
-    fs::create_directories(dir + "/src", ec);
+    fs::create_directories(TreeOf(dir), ec);
     Meta m;
     m.project = project;
     m.name = name;
@@ -139,10 +215,11 @@ std::optional<std::string> WorkspaceStore::Acquire(const std::string& project, c
 
 Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& project, const std::string& name,
                                                         cas::CasClient& client, LocalCas& local,
-                                                        const cas::Digest& root) {
+                                                        const cas::Digest& root, int64_t disk_bytes) {
   const std::string key = Key(project, name);
   const std::string dir = PathOf(project, name);
-  const std::string src = dir + "/src";
+  const std::string tdir = TreeOf(dir);
+  const bool overlay = checkouts_.overlay().ok();
   Meta m;
   {
     // The job has it: its record is this thread's until the sync ends.
@@ -152,15 +229,20 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
       m.project = it->second.project;
       m.name = it->second.name;
       m.root = it->second.root;
+      m.disk_bytes = it->second.disk_bytes;
       m.files = std::move(it->second.files);
     }
   }
   std::error_code ec;
-  if (m.project.empty() || !fs::is_directory(src)) {
-    // Its record or directory went missing: start it over.
-    spdlog::warn("workspace {}: its record or directory is missing; starting it over", key);
+  const bool other_cap = overlay && !m.root.empty() && m.disk_bytes != disk_bytes;
+  if (m.project.empty() || !fs::is_directory(tdir) || other_cap) {
+    // Its record or directory went missing, or its disk has another size:
+    // start it over.
+    if (other_cap) spdlog::info("workspace {}: this job's disk cap differs from the workspace's; starting it over", key);
+    else spdlog::warn("workspace {}: its record or directory is missing; starting it over", key);
+    checkouts_.Unmount(dir);
     fs::remove_all(dir, ec);
-    fs::create_directories(src, ec);
+    fs::create_directories(tdir, ec);
     std::ofstream(dir + "/" + kInUse) << "1\n";  // Acquire's went with it
     m = Meta{};
     m.project = project;
@@ -171,18 +253,27 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   auto tree = root == empty ? Result<cas::FetchedTree>(cas::FetchedTree{root, {{root, cas::Directory{}}}})
                   : client.GetTree(root);
   if (!tree.ok()) return tree.status();
-  SyncReport rep;
-  rep.fresh = m.root.empty();
-  if (rep.fresh) {
-    // A new workspace: the tree as a fresh job gets it (links to the cache).
-    auto made = local.Materialize(client, *tree, src);
-    if (!made.ok()) return made.status();
-    rep.added = made->files;
-  }
   auto entries = cas::Flatten(root, tree->by_hash(), int64_t{10} << 20);
   if (!entries.ok()) return entries.status();
-  std::map<std::string, const cas::Entry*> want;
+  Want want;
   for (const auto& pe : *entries) want[pe.path] = &pe.entry;
+  SyncReport rep;
+  rep.fresh = m.root.empty();
+  if (overlay) {
+    if (Status s = checkouts_.MountDisk(dir, disk_bytes); !s.ok()) return s;
+    m.disk_bytes = disk_bytes;
+  }
+  // Inputs the last build changed are written anew, like changed ones.
+  std::set<std::string> undone;
+  if (overlay && !rep.fresh) undone = UndoInputChanges(dir + "/disk/upper", want, m.files);
+  const uint32_t uid = checkouts_.uid(), gid = checkouts_.gid();
+  if (rep.fresh) {
+    // A new workspace: the tree as a fresh job gets it.
+    auto made = local.Materialize(client, *tree, tdir, overlay ? LocalCas::Place::kLink : LocalCas::Place::kCopy);
+    if (!made.ok()) return made.status();
+    OwnDirs(tdir, uid, gid);
+    rep.added = made->files;
+  }
   auto value = [](const cas::Entry& e) { return e.kind == cas::Kind::kDir ? std::string("d") : cas::EntryValue(e); };
   // What the next sync compares with, taken as the sync goes.
   std::map<std::string, File> seen;
@@ -193,7 +284,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   if (rep.fresh) {
     for (const auto& [path, e] : want) {
       struct stat st {};
-      if (::lstat((src + "/" + path).c_str(), &st) == 0) record(path, *e, st);
+      if (::lstat((tdir + "/" + path).c_str(), &st) == 0) record(path, *e, st);
     }
   } else {
     // Gone from the tree, deepest first: files deleted, directories only if
@@ -203,10 +294,10 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
       bool kind_changed = w != want.end() && (w->second->kind == cas::Kind::kDir) != (it->second.value == "d");
       if (w != want.end() && !kind_changed) continue;
       if (w == want.end()) ++rep.removed;
-      // Under a directory the build replaced (by a symlink, say): not
-      // followed; that directory's own entry deals with it.
-      if (!ParentsAreDirs(src, it->first)) continue;
-      std::string p = src + "/" + it->first;
+      // Under a directory a build replaced (by a symlink, say; without an
+      // overlay): not followed; that directory's own entry deals with it.
+      if (!ParentsAreDirs(tdir, it->first)) continue;
+      std::string p = tdir + "/" + it->first;
       if (it->second.value == "d") {
         if (kind_changed) fs::remove_all(p, ec);  // a file takes its place
         else ::rmdir(p.c_str());
@@ -217,18 +308,19 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
     // Everything the tree has, parents first (so every directory above a
     // path is a real one by the time the path is written): untouched where
     // the entry and the file on disk are what the last sync left (as the
-    // last job's end found them, or as looked at now).
+    // last job's end found them, or as looked at now) and the build left it.
     for (const auto& [path, e] : want) {
       auto old = m.files.find(path);
       bool same_entry = old != m.files.end() && old->second.value == value(*e);
-      if (same_entry && old->second.intact) {
+      bool build_changed = undone.count(path) > 0;
+      if (same_entry && old->second.intact && !build_changed) {
         File f = old->second;
         f.intact = false;  // until this job's end says so
         seen.emplace_hint(seen.end(), path, std::move(f));
         ++rep.unchanged;
         continue;
       }
-      std::string p = src + "/" + path;
+      std::string p = tdir + "/" + path;
       struct stat st {};
       bool exists = ::lstat(p.c_str(), &st) == 0;
       if (e->kind == cas::Kind::kDir) {
@@ -240,36 +332,38 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
         }
         if (exists) fs::remove_all(p, ec);
         fs::create_directory(p, ec);
-        if (ec || ::lstat(p.c_str(), &st) != 0) return FailedPrecondition("cannot create " + p + ": " + ec.message());
+        if (ec || ::lchown(p.c_str(), uid, gid) != 0 || ::lstat(p.c_str(), &st) != 0)
+          return FailedPrecondition("cannot create " + p + ": " + (ec ? ec.message() : strerror(errno)));
         record(path, *e, st);
         ++rep.added;
         continue;
       }
-      if (same_entry && exists && Matches(old->second, st)) {
+      if (same_entry && exists && !build_changed && Matches(old->second, st)) {
         record(path, *e, st);
         ++rep.unchanged;
         continue;
       }
       // Replaced by rename: a new file, with a new mtime (make rebuilds
-      // what depends on it), owned by root and read-only to the build.
+      // what depends on it), never written through (the old one may be a
+      // link into the local cache).
       if (exists && S_ISDIR(st.st_mode)) fs::remove_all(p, ec);
-      std::string tmp = p + ".kiln-sync";
-      ::unlink(tmp.c_str());
       if (e->kind == cas::Kind::kSymlink) {
-        if (::symlink(e->target.c_str(), tmp.c_str()) != 0)
+        std::string tmp = p + ".kiln-sync";
+        ::unlink(tmp.c_str());
+        if (::symlink(e->target.c_str(), tmp.c_str()) != 0 || ::lchown(tmp.c_str(), uid, gid) != 0 ||
+            ::rename(tmp.c_str(), p.c_str()) != 0)
           return FailedPrecondition("cannot create symlink " + p + ": " + strerror(errno));
-      } else {
-        auto blob = local.Blob(client, e->digest);
-        if (!blob.ok()) return blob.status();
-        fs::copy_file(*blob, tmp, fs::copy_options::overwrite_existing, ec);
-        if (ec || ::chmod(tmp.c_str(), e->executable ? 0555 : 0444) != 0)
-          return FailedPrecondition("cannot write " + p + ": " + (ec ? ec.message() : strerror(errno)));
+      } else if (Status s = local.CopyOut(client, e->digest, e->executable, p); !s.ok()) {
+        return s;
       }
-      if (::rename(tmp.c_str(), p.c_str()) != 0) return FailedPrecondition("cannot replace " + p + ": " + strerror(errno));
       if (::lstat(p.c_str(), &st) == 0) record(path, *e, st);
       if (old == m.files.end()) ++rep.added;
       else ++rep.changed;
     }
+  }
+  if (overlay) {
+    auto src = checkouts_.MountTree(dir);
+    if (!src.ok()) return src.status();
   }
   // Kept in memory; meta.json is written at Release (until then the in-use
   // marker says a restarted worker must not trust this workspace).
@@ -278,6 +372,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   held.project = project;
   held.name = name;
   held.root = root.Key();
+  held.disk_bytes = m.disk_bytes;
   held.last_use_ms = NowUnixMs();
   held.files = std::move(seen);
   return rep;
@@ -304,6 +399,7 @@ void WorkspaceStore::Delete(const std::string& key) {
   auto it = metas_.find(key);
   if (it == metas_.end()) return;
   std::error_code ec;
+  checkouts_.Unmount(PathOf(it->second.project, it->second.name));
   fs::remove_all(PathOf(it->second.project, it->second.name), ec);
   metas_.erase(it);
 }
@@ -317,6 +413,9 @@ std::vector<v1::WorkspaceReport> WorkspaceStore::Release(const std::string& proj
                                                          bool keep) {
   const std::string key = Key(project, name);
   const std::string dir = PathOf(project, name);
+  // Unmounted before anything else: a disk still busy (a process of the
+  // build holding a file) must not be mounted again, so the workspace goes.
+  if (!checkouts_.Unmount(dir)) keep = false;
   int64_t bytes = keep ? DiskBytes(dir) : 0;
   // What the job left as it was synced, looked at now (off the build's
   // time: the job has been reported) rather than at the next sync. The
@@ -327,7 +426,7 @@ std::vector<v1::WorkspaceReport> WorkspaceStore::Release(const std::string& proj
       std::lock_guard g(mu_);
       if (auto it = metas_.find(key); it != metas_.end()) files = std::move(it->second.files);
     }
-    CheckIntact(dir + "/src", files);
+    CheckIntact(TreeOf(dir), files);
   }
   std::vector<v1::WorkspaceReport> out;
   std::unique_lock g(mu_);

@@ -96,14 +96,16 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
   if (!in.input_root.empty()) DigestToProto(in.input_root, out->mutable_input_root());
   for (const auto& o : in.outputs) out->add_outputs(o);
   out->set_image(in.image);
-  if (in.memory_bytes > 0 || in.pids > 0 || in.cpu_millis > 0) {
+  if (in.memory_bytes > 0 || in.pids > 0 || in.cpu_millis > 0 || in.disk_bytes > 0) {
     out->mutable_resources()->set_memory_bytes(in.memory_bytes);
+    out->mutable_resources()->set_disk_bytes(in.disk_bytes);
     out->mutable_resources()->set_pids(in.pids);
     out->mutable_resources()->set_cpu_millis(in.cpu_millis);
   }
   out->set_no_compile_cache(in.no_compile_cache);
   out->set_workspace(in.workspace);
   out->set_workspace_name(in.workspace_name);
+  for (const auto& p : in.excluded_outputs) out->add_excluded_outputs(p);
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -117,11 +119,13 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   s.outputs.assign(in.outputs().begin(), in.outputs().end());
   s.image = in.image();
   s.memory_bytes = in.resources().memory_bytes();
+  s.disk_bytes = in.resources().disk_bytes();
   s.pids = in.resources().pids();
   s.cpu_millis = in.resources().cpu_millis();
   s.no_compile_cache = in.no_compile_cache();
   s.workspace = in.workspace();
   s.workspace_name = in.workspace_name();
+  s.excluded_outputs.assign(in.excluded_outputs().begin(), in.excluded_outputs().end());
   return s;
 }
 

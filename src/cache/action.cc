@@ -22,6 +22,9 @@ std::string ActionEncoding(const queue::JobSpec& spec) {
     EncodeField(out, "value", v);
   }
   EncodeField(out, "cwd", spec.working_dir);
+  // spec.excluded_outputs is deliberately not encoded: the paths the CLI
+  // left out are already absent from input_root, and an identical tree must
+  // hit whatever the list says (ActionDigest.ExcludedOutputsAreNotPartOfIt).
   EncodeField(out, "input", spec.input_root);
   std::set<std::string> outputs(spec.outputs.begin(), spec.outputs.end());
   EncodeCount(out, "outputs", outputs.size());

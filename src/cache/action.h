@@ -19,7 +19,9 @@ bool Cacheable(const queue::JobSpec& spec);
 // The canonical encoding of the parts of `spec` that determine its result:
 // image, argv, env, working directory, input root, declared outputs (sorted,
 // without duplicates) and platform (the requirements, which include the
-// architecture). Not included: timeout, resources, priority, project.
+// architecture). Not included: timeout, resources, priority, project, and
+// excluded_outputs (what the CLI left out of the input tree is already
+// reflected in the input root; the list only explains it).
 std::string ActionEncoding(const queue::JobSpec& spec);
 
 // sha256 of ActionEncoding, 64 lowercase hex digits.

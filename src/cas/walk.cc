@@ -38,6 +38,7 @@ struct FileItem {
   std::string rel, abs;
   struct stat st {};
   bool exec = false;
+  bool hashed = false;  // read and hashed, not answered by the hash cache
   Digest digest;
 };
 
@@ -235,6 +236,7 @@ class Walker {
       todo.push_back(it.get());
     }
     hashed_ = static_cast<int64_t>(todo.size());
+    for (auto* it : todo) it->hashed = true;
     int n = o_.threads > 0 ? o_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     n = std::min<int>(n, static_cast<int>(todo.size()));
     std::atomic<size_t> next{0};
@@ -263,13 +265,28 @@ class Walker {
     return Status::Ok();
   }
 
-  Digest Finish(Node* node, BuiltTree* out) {
+  // The node's digest, or nullopt when the directory is left out: it ended
+  // up empty only because of what `keep` left out below it (see WalkOptions).
+  std::optional<Digest> Finish(Node* node, const std::string& rel, BuiltTree* out) {
     Directory d;
+    bool any_pruned = false;
+    auto keep = [&](const std::string& child, const Entry& e) {
+      if (!o_.keep || o_.keep(child, e)) return true;
+      any_pruned = true;
+      if (e.kind != Kind::kDir) out->left_out.push_back(child);
+      return false;
+    };
     for (auto& [name, child] : node->dirs) {
+      std::string child_rel = JoinPath(rel, name);
       Entry e;
       e.name = name;
       e.kind = Kind::kDir;
-      e.digest = Finish(child.get(), out);
+      auto dg = Finish(child.get(), child_rel, out);
+      if (!dg) {
+        any_pruned = true;
+        continue;
+      }
+      e.digest = *dg;
       d.entries.push_back(std::move(e));
     }
     for (auto& [name, f] : node->files) {
@@ -278,6 +295,10 @@ class Walker {
       e.kind = Kind::kFile;
       e.digest = f->digest;
       e.executable = f->exec;
+      if (!keep(f->rel, e)) {
+        if (f->hashed) --hashed_;  // hashed_files counts the tree's files only
+        continue;
+      }
       out->files.emplace(f->digest, f->abs);
       ++out->file_count;
       out->file_bytes += f->digest.size;
@@ -288,7 +309,19 @@ class Walker {
       e.name = name;
       e.kind = Kind::kSymlink;
       e.target = target;
+      if (!keep(JoinPath(rel, name), e)) continue;
       d.entries.push_back(std::move(e));
+    }
+    if (!rel.empty() && any_pruned && d.entries.empty()) {
+      // Emptied by `keep`: a directory that is there only as the parent of
+      // listed paths (git's list) would not be there without them; one
+      // walked as a whole is `keep`'s to decide.
+      if (!node->explicit_dir) return std::nullopt;
+      Entry e;
+      e.name = rel.substr(rel.rfind('/') + 1);
+      e.kind = Kind::kDir;
+      e.digest = DigestOf(d);
+      if (!o_.keep(rel, e)) return std::nullopt;
     }
     std::sort(d.entries.begin(), d.entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
     Digest dg = DigestOf(d);
@@ -335,7 +368,8 @@ Result<BuiltTree> BuildTree(const std::string& root_in, const WalkOptions& opts)
     }
   }
   if (auto st = w.HashAll(); !st.ok()) return st;
-  out.root = w.Finish(&top, &out);
+  out.root = *w.Finish(&top, "", &out);  // the root is never left out
+  std::sort(out.left_out.begin(), out.left_out.end());
   out.hashed_files = w.hashed();
   return out;
 }
@@ -405,12 +439,16 @@ Status HashCache::Save() const {
   return Status::Ok();
 }
 
-std::string HashCache::DefaultFile(const std::string& abs_root) {
+std::string UserCacheDir() {
   std::string base;
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x == '/') base = x;
   else if (const char* h = std::getenv("HOME"); h != nullptr && *h == '/') base = std::string(h) + "/.cache";
   else base = "/tmp/kiln-cache-" + std::to_string(::getuid());
-  return base + "/kiln/hashes/" + DigestOf(std::string_view(abs_root)).hash;
+  return base + "/kiln";
+}
+
+std::string HashCache::DefaultFile(const std::string& abs_root) {
+  return UserCacheDir() + "/hashes/" + DigestOf(std::string_view(abs_root)).hash;
 }
 
 }  // namespace kiln::cas

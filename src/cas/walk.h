@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,10 @@
 #include "cas/tree.h"
 
 namespace kiln::cas {
+
+// The user's kiln cache directory: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln
+// (else /tmp/kiln-cache-<uid>/kiln). It may not exist yet.
+std::string UserCacheDir();
 
 // Remembers file digests by (relative path, inode, size, mtime, ctime) so that
 // hashing an unchanged tree again reads no file. One cache file per tree root.
@@ -57,6 +62,14 @@ struct WalkOptions {
   int threads = 0;          // hashing threads; 0: one per core
   int64_t max_files = 0;    // 0: no cap
   int64_t max_file_bytes = 0;
+  // Asked after hashing about every file and symlink (`rel` relative to the
+  // root; `e` carries the digest and executable bit, or the target): false
+  // leaves it out of the tree (not counted, not uploaded, listed in
+  // BuiltTree::left_out). A directory left empty by that is asked too
+  // (e.kind == kDir): false leaves it out as well. One that is there only as
+  // the parent of listed paths (git's list) is left out without asking, as
+  // git would not list it without them. Unset: everything is kept.
+  std::function<bool(const std::string& rel, const Entry& e)> keep;
 };
 
 struct BuiltTree {
@@ -66,8 +79,9 @@ struct BuiltTree {
   int64_t file_count = 0;   // file entries (a blob may appear more than once)
   int64_t file_bytes = 0;
   int64_t dir_count = 0;
-  int64_t hashed_files = 0;  // read and hashed (not answered by the cache)
+  int64_t hashed_files = 0;  // of file_count: read and hashed (not answered by the cache)
   bool used_git = false;
+  std::vector<std::string> left_out;  // files and symlinks `keep` refused, sorted
 };
 
 // The git branch checked out at `root` ("HEAD" when detached), or "" when

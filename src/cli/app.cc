@@ -123,15 +123,23 @@ int Main(int argc, char** argv) {
       ->type_name("NAME");
   sub->add_option("--output", submit.outputs,
                   "file or directory the build produces, relative to the tree's root; downloaded after success "
-                  "(repeatable)")
+                  "(repeatable). What kiln downloaded there is not an input of the next submit of this command "
+                  "while its bytes are unchanged, so an identical rebuild hits the action cache; edit it and it "
+                  "is an input again. A file kiln did not write first (e.g. shipped in the tree) stays an input")
       ->type_name("PATH")
       ->allow_extra_args(false);
-  sub->add_option("--outputs-dir", submit.outputs_dir, "where outputs land (default: the --input directory)")
+  sub->add_option("--outputs-dir", submit.outputs_dir,
+                  "where outputs land (default: the --input directory); inside the tree, what kiln downloaded "
+                  "there and is unchanged is not an input either")
       ->type_name("DIR");
   sub->add_option("--image", submit.image,
                   "run in this imported OCI image, sha256:<digest> (kiln image list); default: the project's image")
       ->type_name("DIGEST");
   sub->add_option("--memory", submit.memory, "memory limit in the container, e.g. 2GiB (default and cap: the worker's)")
+      ->type_name("SIZE");
+  sub->add_option("--disk", submit.disk,
+                  "disk for what the build writes (outputs, changed inputs), e.g. 10GiB; past it the build gets "
+                  "ENOSPC and the job ends with limit=disk (default and cap: the worker's disk_max)")
       ->type_name("SIZE");
   sub->add_option("--pids", submit.pids, "most processes and threads at once in the container")->type_name("N");
   sub->add_option("--cpus", submit.cpus, "CPU time, in CPUs (e.g. 1.5)")->type_name("N");

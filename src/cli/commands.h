@@ -46,6 +46,7 @@ struct SubmitArgs {
   std::string outputs_dir;            // where they land; default: the input directory
   std::string image;                  // sha256:<hex>; empty: the project's
   std::string memory;                 // e.g. 2GiB
+  std::string disk;                   // e.g. 10GiB
   int pids = 0;
   double cpus = 0;
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 #include <thread>
 
 #include "cli/args.h"
@@ -20,6 +21,16 @@ namespace kiln::cli {
 namespace {
 
 ErrorContext Ctx(const Globals& g) { return {g.controller, g.timeout}; }
+
+constexpr size_t kMaxExcludedListed = 1000;
+
+// "a b c" of the first `n` paths, "... (N in all)" when there are more.
+std::string JoinPaths(const google::protobuf::RepeatedPtrField<std::string>& ps, int n) {
+  std::string out;
+  for (int i = 0; i < ps.size() && i < n; ++i) out += (i ? " " : "") + ps[i];
+  if (ps.size() > n) out += " ... (" + std::to_string(ps.size()) + " in all)";
+  return out;
+}
 
 void PrintLine(const std::string& s) { std::printf("%s\n", s.c_str()); }
 
@@ -66,6 +77,10 @@ void PrintJobSummary(const v1::Job& j) {
     std::string outs;
     for (const auto& o : j.spec().outputs()) outs += (outs.empty() ? "" : " ") + o;
     t.AddRow({"outputs:", outs});
+  }
+  if (j.spec().excluded_outputs_size() > 0) {
+    t.AddRow({"left out:", JoinPaths(j.spec().excluded_outputs(), 10) +
+                               " (declared outputs kiln downloaded, unchanged: not inputs)"});
   }
   t.AddRow({"submitted:", TimeAndAge(j.submitted_at_ms() > 0 ? j.submitted_at_ms() : j.queued_at_ms(), now)});
   t.AddRow({"started:", TimeAndAge(j.started_at_ms(), now)});
@@ -119,6 +134,11 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
     if (!m.ok()) return UsageError("--memory: " + m.status().message());
     spec->mutable_resources()->set_memory_bytes(*m);
   }
+  if (!a.disk.empty()) {
+    auto d = ParseBytes(a.disk);
+    if (!d.ok()) return UsageError("--disk: " + d.status().message());
+    spec->mutable_resources()->set_disk_bytes(*d);
+  }
   if (a.pids > 0) spec->mutable_resources()->set_pids(a.pids);
   if (a.cpus > 0) spec->mutable_resources()->set_cpu_millis(static_cast<int>(a.cpus * 1000));
   for (auto o : a.outputs) {
@@ -133,9 +153,14 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
     so.exclude = a.exclude;
     so.use_git = !a.no_gitignore;
     so.hash_cache = !a.no_hash_cache;
-    auto root = SendTree(c, so);
-    if (!root.ok()) return ReportError(root.status(), Ctx(g));
-    *spec->mutable_input_root() = *root;
+    so.outputs.assign(spec->outputs().begin(), spec->outputs().end());
+    so.outputs_dir = a.outputs_dir;
+    auto sent = SendTree(c, so);
+    if (!sent.ok()) return ReportError(sent.status(), Ctx(g));
+    *spec->mutable_input_root() = sent->root;
+    // For kiln why and status only; the controller takes at most 1000.
+    for (size_t i = 0; i < sent->left_out.size() && i < kMaxExcludedListed; ++i)
+      spec->add_excluded_outputs(sent->left_out[i]);
   }
 
   auto resp = c.Submit(req);
@@ -241,6 +266,10 @@ int RunWhy(Client& c, const Globals& g, const WhyArgs& a) {
   }
   PrintLine(ex->verdict() + ".");
   PrintActionComparison(*ex);
+  if (const auto& left = ex->job().spec().excluded_outputs(); !left.empty()) {
+    PrintLine("left out of the input tree: " + JoinPaths(left, a.max_paths) +
+              " (declared outputs that kiln downloaded there, unchanged since: not inputs)");
+  }
   PrintCompileSummary(*ex, a.max_paths);
   return kExitOk;
 }
@@ -277,11 +306,35 @@ void PrintActionComparison(const v1::Explanation& e) {
       if (at != std::string::npos && s.size() >= at + 7 + 64) s.replace(at + 7 + 12, 52, "..");
       return s;
     };
-    Table t({"", "PATH", "BEFORE", "AFTER"});
+    // Paths one side left out as downloaded outputs (kiln submit --output).
+    std::set<std::string> left_now(ex->job().spec().excluded_outputs().begin(),
+                                   ex->job().spec().excluded_outputs().end());
+    std::set<std::string> left_then(p.spec().excluded_outputs().begin(), p.spec().excluded_outputs().end());
+    // Whether `left` holds the path of the change or a path below it (a
+    // directory added or removed is one change).
+    auto holds = [](const std::set<std::string>& left, const std::string& path) {
+      if (left.count(path)) return true;
+      auto it = left.lower_bound(path + "/");
+      return it != left.end() && it->rfind(path + "/", 0) == 0;
+    };
+    auto note = [&](const v1::PathChange& pc) -> std::string {
+      if (pc.kind() == v1::PathChange::REMOVED && holds(left_now, pc.path()))
+        return "left out: a declared output kiln downloaded, unchanged";
+      if (pc.kind() != v1::PathChange::REMOVED && holds(left_then, pc.path()) && !holds(left_now, pc.path()))
+        return "an input again: changed since kiln downloaded it (left out of job " + std::to_string(p.id()) + ")";
+      return "";
+    };
+    bool notes = false;
+    for (const auto& pc : ex->path_changes()) notes = notes || !note(pc).empty();
+    std::vector<std::string> header{"", "PATH", "BEFORE", "AFTER"};
+    if (notes) header.push_back("NOTE");
+    Table t(header);
     for (const auto& pc : ex->path_changes()) {
       const char* kind = pc.kind() == v1::PathChange::ADDED ? "added" : pc.kind() == v1::PathChange::REMOVED ? "removed" : "modified";
-      t.AddRow({std::string("    ") + kind, pc.path(), pc.before().empty() ? "-" : shorten(pc.before()),
-                pc.after().empty() ? "-" : shorten(pc.after())});
+      std::vector<std::string> row{std::string("    ") + kind, pc.path(), pc.before().empty() ? "-" : shorten(pc.before()),
+                                   pc.after().empty() ? "-" : shorten(pc.after())};
+      if (notes) row.push_back(note(pc));
+      t.AddRow(row);
     }
     t.Print(stdout);
   } else if (ex->job().spec().input_root().hash() == p.spec().input_root().hash()) {

@@ -126,6 +126,7 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "sandbox_pids_max") return ParseInt(k, v, 8, 1 << 22, c.sandbox_pids_max);
   else if (k == "sandbox_cpus_max") return ParseInt(k, v, 0, 4096, c.sandbox_cpus_max);
   else if (k == "sandbox_tmp_bytes") return ParseSize(k, v, c.sandbox_tmp_bytes);
+  else if (k == "disk_max") return ParseSize(k, v, c.disk_max);
   else if (k == "max_log_bytes") return ParseSize(k, v, c.max_log_bytes);
   else if (k == "max_output_bytes") return ParseSize(k, v, c.max_output_bytes);
   else if (k == "compile_cache") return ParseBool(k, v, c.compile_cache);
@@ -167,6 +168,7 @@ Status Validate(const WorkerConfig& c) {
   if (c.cache_max_bytes < (1 << 20)) return InvalidArgument("cache_max_bytes must be at least 1MiB");
   if (c.sandbox != "runc" && c.sandbox != "none") return InvalidArgument("sandbox: expected runc or none, got \"" + c.sandbox + "\"");
   if (c.sandbox_memory_max < (16 << 20)) return InvalidArgument("sandbox_memory_max must be at least 16MiB");
+  if (c.disk_max < (16 << 20)) return InvalidArgument("disk_max must be at least 16MiB");
   if (c.max_log_bytes < (1 << 20)) return InvalidArgument("max_log_bytes must be at least 1MiB");
   for (const auto& [k, v] : c.labels) {
     if (k == "arch" || k == "os" || k == "sandbox" || k == "plain") {

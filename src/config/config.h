@@ -59,6 +59,9 @@ struct WorkerConfig {
   int sandbox_pids_max = 4096;
   int sandbox_cpus_max = 0;          // whole CPUs; 0: all
   int64_t sandbox_tmp_bytes = int64_t{1} << 30;   // the container's tmpfs /tmp
+  // Per job: the default and the cap of its checkout's own disk (what the
+  // build writes: outputs and changed inputs). Past it the build sees ENOSPC.
+  int64_t disk_max = int64_t{20} << 30;
   int64_t max_log_bytes = int64_t{64} << 20;      // a job whose log grows past this is stopped
   int64_t max_output_bytes = int64_t{8} << 30;    // declared outputs larger than this fail the job
   // The compile cache: kiln-cc first on PATH in containers, served over a

@@ -18,11 +18,13 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.outputs = j.value("outputs", std::vector<std::string>{});
   s.image = j.value("image", "");
   s.memory_bytes = j.value("memory_bytes", int64_t{0});
+  s.disk_bytes = j.value("disk_bytes", int64_t{0});
   s.pids = j.value("pids", 0);
   s.cpu_millis = j.value("cpu_millis", 0);
   s.no_compile_cache = j.value("no_compile_cache", false);
   s.workspace = j.value("workspace", "");
   s.workspace_name = j.value("workspace_name", "");
+  s.excluded_outputs = j.value("excluded_outputs", std::vector<std::string>{});
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
@@ -33,11 +35,13 @@ std::string SpecToJson(const JobSpec& s) {
   if (!s.outputs.empty()) j["outputs"] = s.outputs;
   if (!s.image.empty()) j["image"] = s.image;
   if (s.memory_bytes > 0) j["memory_bytes"] = s.memory_bytes;
+  if (s.disk_bytes > 0) j["disk_bytes"] = s.disk_bytes;
   if (s.pids > 0) j["pids"] = s.pids;
   if (s.cpu_millis > 0) j["cpu_millis"] = s.cpu_millis;
   if (s.no_compile_cache) j["no_compile_cache"] = true;
   if (!s.workspace.empty()) j["workspace"] = s.workspace;
   if (!s.workspace_name.empty()) j["workspace_name"] = s.workspace_name;
+  if (!s.excluded_outputs.empty()) j["excluded_outputs"] = s.excluded_outputs;
   return j.dump();
 }
 

@@ -28,11 +28,15 @@ struct JobSpec {
   std::vector<std::string> outputs;  // declared output paths, relative to the tree's root
   std::string image;                 // "sha256:<hex>" manifest digest, or empty
   int64_t memory_bytes = 0;          // 0: the worker's cap
+  int64_t disk_bytes = 0;            // 0: the worker's cap
   int pids = 0;
   int cpu_millis = 0;
   bool no_compile_cache = false;     // no kiln-cc wrapper in the container
   std::string workspace;             // "persistent", "fresh", or "" (the project's setting)
   std::string workspace_name;        // the persistent workspace's name (e.g. a branch)
+  // Input paths the CLI left out as unchanged downloaded outputs; shown by
+  // kiln why and status, never part of the action digest.
+  std::vector<std::string> excluded_outputs;
 };
 
 struct JobResult {

@@ -35,6 +35,9 @@
 #include "queue/dispatch_store.h"
 #include "queue/open_pool.h"
 #include "queue/worker_store.h"
+#include "cas/client.h"
+#include "worker/checkout.h"
+#include "worker/local_cas.h"
 #include "worker/sandbox.h"
 
 namespace kiln::bench {
@@ -360,7 +363,7 @@ int HashMain(int argc, char** argv) {
 
 // kiln-bench sandbox BUSYBOX_TAR [TOOLCHAIN_TAR]: the runc sandbox's cost per
 // job against bare runc, and the image unpack time.
-//   sandbox_start_ms: the worker's whole per-job path (bundle, chown, runc run,
+//   sandbox_start_ms: the worker's whole per-job path (bundle, runc run,
 //     limit readout, runc delete, bundle removal) for `true`, image unpacked;
 //   runc_bare_ms: `runc run` of the same prepared bundle, nothing else;
 // both the median of 50, alternating; image_unpack_s: the toolchain layer.
@@ -439,6 +442,87 @@ int SandboxMain(int argc, char** argv) {
   return 0;
 }
 
+// kiln-bench checkout DIR [ROUNDS]: the setup of a fresh job's tree on a
+// worker, everything already in its local cache (DIR: PostgreSQL's source
+// tree in run.sh), median of ROUNDS (default 15), alternating:
+//   job_setup_ms_pg_tree_before: as before the writable checkout: the
+//     tree's hard links written into the job directory and its directories
+//     given to the build user;
+//   job_setup_ms_pg_tree: the checkout (worker::Checkouts::Make): the same
+//     links as the overlay's lower layer while the job's disk is copied from
+//     its template and loop-mounted, then the overlay mounted.
+// Teardown (unmount, delete) is after the job's report on a worker, and is
+// not timed.
+int CheckoutMain(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: kiln-bench checkout DIR [ROUNDS]\n";
+    return 2;
+  }
+  const int rounds = argc >= 4 ? std::atoi(argv[3]) : 15;
+  auto fail = [](const std::string& what) {
+    std::cerr << "kiln-bench checkout: " << what << "\n";
+    return 1;
+  };
+  // On the disk a worker's work_dir is on (not a tmpfs /tmp).
+  char tmpl[] = "/var/tmp/kiln-bench-checkout.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return fail("cannot create a directory in /var/tmp");
+  struct Dir {
+    std::string p;
+    const std::string& path() const { return p; }
+    ~Dir() {
+      worker::UnmountUnder(p);
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } dir{tmpl};
+  auto built = cas::BuildTree(argv[2], cas::WalkOptions{});
+  if (!built.ok()) return fail(built.status().message());
+  const uint32_t uid = 100000;
+  worker::LocalCas local(dir.path() + "/cas", int64_t{64} << 30, uid, uid);
+  for (const auto& [d, path] : built->files) {
+    std::ifstream in(path, std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (auto s = local.Put(d, data, [](const std::string&) { return Status::Ok(); }); !s.ok()) return fail(s.message());
+  }
+  cas::FetchedTree tree;
+  tree.root = built->root;
+  for (const auto& [d, node] : built->nodes) tree.nodes.emplace_back(d, node);
+  // Nothing is fetched: every blob is cached.
+  cas::CasClient nowhere(grpc::CreateChannel("unix:" + dir.path() + "/none.sock", grpc::InsecureChannelCredentials()));
+  worker::Checkouts checkouts(dir.path() + "/disks", uid, uid);
+  if (!checkouts.overlay().ok()) return fail("no overlay checkouts here: " + checkouts.overlay().message());
+  std::vector<double> before_ms, after_ms;
+  for (int i = 0; i < rounds; ++i) {
+    std::string old_dir = dir.path() + "/old" + std::to_string(i);
+    auto t0 = Clock::now();
+    fs::create_directories(old_dir);
+    auto made = local.Materialize(nowhere, tree, old_dir);
+    if (!made.ok()) return fail(made.status().message());
+    worker::OwnDirs(old_dir, uid, uid);
+    before_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+
+    std::string base = dir.path() + "/job" + std::to_string(i);
+    auto t1 = Clock::now();
+    auto src = checkouts.Make(base, int64_t{20} << 30, [&](const std::string& lower) {
+      return local.Materialize(nowhere, tree, lower).status();
+    });
+    after_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t1).count());
+    if (!src.ok()) return fail(src.status().message());
+    checkouts.Unmount(base);
+    fs::remove_all(base);
+    fs::remove_all(old_dir);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  double b = median(before_ms), a = median(after_ms);
+  std::printf("pg_tree_files=%lld\njob_setup_ms_pg_tree_before=%.1f\njob_setup_ms_pg_tree=%.1f\n"
+              "job_setup_pg_tree_after_vs_before=%.2f\n",
+              static_cast<long long>(built->file_count), b, a, a / b);
+  return 0;
+}
+
 }  // namespace
 }  // namespace kiln::bench
 
@@ -446,6 +530,7 @@ int main(int argc, char** argv) {
   using namespace kiln::bench;
   if (argc >= 2 && std::string(argv[1]) == "hash") return HashMain(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "sandbox") return SandboxMain(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "checkout") return CheckoutMain(argc, argv);
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|tu|pg]...  (default: all but tu and pg)
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|checkout|tu|pg]...  (default: all but tu and pg)
 # Builds what it needs, starts its own durable PostgreSQL (fsync and
 # synchronous_commit on, as in production) in a temp directory, prints one
 # key=value line per figure, and removes everything on exit.
@@ -26,6 +26,11 @@
 # header changed (a declaration, then a comment). About 25 minutes on 2
 # cores.
 #
+# checkout times a fresh job's tree setup on a worker for PostgreSQL's source
+# tree (the same as cas), before and after the writable checkout (hard links
+# alone, against the overlay with its own disk), median of 15 alternating:
+# job_setup_ms_pg_tree_before and job_setup_ms_pg_tree.
+#
 # sandbox times the worker's per-job runc path against bare `runc run` of the
 # same bundle (busybox image, median of 50) and unpacking the toolchain image
 # (deploy/images/toolchain.sh, built once per machine).
@@ -34,14 +39,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 modes=("$@")
-((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox)
-bench_modes=() run_cas=0 run_sandbox=0 run_tu=0 run_pg=0
+((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox checkout)
+bench_modes=() run_cas=0 run_sandbox=0 run_checkout=0 run_tu=0 run_pg=0
 for m in "${modes[@]}"; do
   case $m in
     cas) run_cas=1 ;;
     tu) run_tu=1 ;;
     pg) run_pg=1 ;;
     sandbox) run_sandbox=1 ;;
+    checkout) run_checkout=1 ;;
     *) bench_modes+=("$m") ;;  # kiln-bench checks the names
   esac
 done
@@ -513,6 +519,10 @@ run_pg_bench() {
 }
 
 ((run_cas)) && run_cas_bench
+if ((run_checkout)); then
+  tree="$(pg_source_tree)"
+  "$build/bin/kiln-bench" checkout "$tree"
+fi
 ((run_tu)) && run_tu_bench
 ((run_pg)) && run_pg_bench
 exit 0

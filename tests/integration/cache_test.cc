@@ -184,6 +184,130 @@ TEST_F(ActionCache, WhySaysWhatChangedSinceTheNearestEarlierJob) {
   EXPECT_EQ(Kiln({"why", "999999"}).exit_code, 4);
 }
 
+// Declared outputs downloaded into the tree are not inputs of the next
+// submit while they hold what kiln wrote: "submit, edit nothing, submit
+// again" hits, and an edit makes the file an input again.
+TEST_F(ActionCache, DownloadedOutputsAreNotInputsWhileUnchanged) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  // A file, and a directory with a file and a symlink in it; all downloaded into src.
+  const std::string script =
+      "rm -rf /src/out.txt /src/dist; cat /src/in.txt > /src/out.txt; mkdir -p /src/dist/bin; "
+      "echo app > /src/dist/bin/app; ln -s bin/app /src/dist/current; echo built";
+  auto build = [&] {
+    return Kiln({"submit", "--image", img, "--input", src, "--no-gitignore", "--output", "out.txt", "--output",
+                 "dist", "--", "sh", "-c", script});
+  };
+  auto first = build();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(Ran(), 1);
+  int64_t producer = LastJob();
+  ASSERT_EQ(test::ReadFile(src + "/out.txt"), "input\n") << "downloaded into the tree";
+  ASSERT_EQ(fs::read_symlink(src + "/dist/current"), "bin/app");
+
+  auto again = build();
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("from the action cache (the result of job " + std::to_string(producer)), std::string::npos)
+      << again.err;
+  EXPECT_EQ(Ran(), 1) << "nothing was edited: an identical build";
+  EXPECT_NE(again.err.find("left out 3 paths kiln downloaded as declared outputs"), std::string::npos) << again.err;
+  int64_t hit = LastJob();
+  EXPECT_EQ(Get(*Jobs(), hit).spec().input_root().hash(), Get(*Jobs(), producer).spec().input_root().hash());
+  auto why = Kiln({"why", std::to_string(hit)});
+  ASSERT_EQ(why.exit_code, 0) << why.err;
+  EXPECT_NE(why.out.find("left out of the input tree: dist/bin/app dist/current out.txt (declared outputs that "
+                         "kiln downloaded there"),
+            std::string::npos)
+      << why.out;
+  auto status = Kiln({"status", std::to_string(hit)});
+  EXPECT_NE(status.out.find("left out:"), std::string::npos) << status.out;
+
+  // An edited download is an input again; kiln why says so.
+  test::WriteFile(src + "/out.txt", "edited by hand\n");
+  auto edited = build();
+  ASSERT_EQ(edited.exit_code, 0) << edited.err;
+  EXPECT_EQ(Ran(), 2) << "the edited file is an input: not a cache hit. " << edited.err;
+  EXPECT_NE(edited.err.find("left out 2 paths"), std::string::npos) << edited.err;
+  EXPECT_NE(edited.err.find("3 files, 21 B"), std::string::npos) << "in.txt, sub/keep, out.txt: " << edited.err;
+  EXPECT_EQ(edited.err.find("-1 unchanged"), std::string::npos) << edited.err;
+  auto why_edited = Kiln({"why", std::to_string(LastJob())});
+  EXPECT_NE(why_edited.out.find("ran: its action differs from job " + std::to_string(hit)), std::string::npos)
+      << why_edited.out;
+  EXPECT_NE(why_edited.out.find("an input again: changed since kiln downloaded it"), std::string::npos)
+      << why_edited.out;
+  EXPECT_EQ(test::ReadFile(src + "/out.txt"), "input\n") << "the build's output replaced the edit";
+
+  // Downloaded over the edit, it is kiln's again: unchanged, the next submit hits.
+  auto back = build();
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(Ran(), 2) << back.err;
+  EXPECT_NE(back.err.find("from the action cache (the result of job " + std::to_string(producer)), std::string::npos)
+      << back.err;
+}
+
+// --outputs-dir inside the tree: what kiln wrote there (and the directory
+// it created for it) is not an input either.
+TEST_F(ActionCache, AnOutputsDirectoryInsideTheTreeIsNotAnInputEither) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  auto build = [&] {
+    return Kiln({"submit", "--image", img, "--input", src, "--no-gitignore", "--output", "out.txt", "--outputs-dir",
+                 src + "/dl/latest", "--", "sh", "-c", kScript});
+  };
+  auto first = build();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(test::ReadFile(src + "/dl/latest/out.txt"), "input\n");
+  auto again = build();
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(Ran(), 1) << again.err;
+  EXPECT_NE(again.err.find("from the action cache"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("left out 1 path kiln downloaded as declared outputs, unchanged since (dl/latest/out.txt)"),
+            std::string::npos)
+      << again.err;
+}
+
+// A file shipped in the tree that the build regenerates and declares as an
+// output stays an input: the build must see it, as it would locally.
+TEST_F(ActionCache, AShippedFileDeclaredAsAnOutputStaysAnInput) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  test::WriteFile(src + "/gen.c", "shipped\n");
+  const std::string script = "cat /src/gen.c; rm -f /src/gen.c; echo regenerated > /src/gen.c";
+  auto build = [&] {
+    return Kiln({"submit", "--image", img, "--input", src, "--no-gitignore", "--output", "gen.c", "--", "sh", "-c",
+                 script});
+  };
+  auto first = build();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, "shipped\n");
+  int64_t producer = LastJob();
+  ASSERT_EQ(test::ReadFile(src + "/gen.c"), "regenerated\n");
+
+  // kiln replaced a file it had not written: it stays an input, with the
+  // downloaded bytes, and the build sees it.
+  auto second = build();
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.out, "regenerated\n") << second.err;
+  EXPECT_EQ(Ran(), 2);
+  EXPECT_EQ(second.err.find("left out"), std::string::npos) << second.err;
+  auto why = Kiln({"why", std::to_string(LastJob())});
+  EXPECT_EQ(why.out.find("left out of the input tree"), std::string::npos) << why.out;
+
+  // The shipped bytes back (say, git checkout): an input that differs from
+  // the download, so the tree is the first one's again.
+  test::WriteFile(src + "/gen.c", "shipped\n");
+  auto restored = build();
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_EQ(Ran(), 2);
+  EXPECT_NE(restored.err.find("from the action cache (the result of job " + std::to_string(producer)),
+            std::string::npos)
+      << restored.err;
+  EXPECT_EQ(restored.out, "shipped\n") << "the first build's log";
+}
+
 TEST_F(ActionCache, OnlySuccessfulContainerBuildsAreCached) {
   Up();
   std::string img = Busybox();

@@ -128,6 +128,21 @@ TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
   st = stub->Submit(Ctx().get(), req, &resp);
   EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION) << st.error_message();
   EXPECT_NE(st.error_message().find("upload it first"), std::string::npos) << st.error_message();
+
+  // The input paths the CLI left out as downloaded outputs stay with the job
+  // (kiln why and status show them); one that is not a relative path is refused.
+  req.mutable_spec()->clear_input_root();
+  req.mutable_spec()->add_excluded_outputs("dist/app");
+  st = stub->Submit(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  get.set_job_id(resp.job().id());
+  ASSERT_TRUE(stub->GetJob(Ctx().get(), get, &got).ok());
+  ASSERT_EQ(got.spec().excluded_outputs_size(), 1);
+  EXPECT_EQ(got.spec().excluded_outputs(0), "dist/app");
+  req.mutable_spec()->add_excluded_outputs("../etc/passwd");
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("excluded output"), std::string::npos) << st.error_message();
 }
 
 TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {

@@ -58,6 +58,14 @@ TEST(ActionDigest, EveryResultInputChangesItAndNothingElseDoes) {
   EXPECT_FALSE(changed([](queue::JobSpec& s) { s.pids = 10; }));
 }
 
+TEST(ActionDigest, ExcludedOutputsAreNotPartOfIt) {
+  // What the CLI left out of the input tree is already absent from the input
+  // root: the list only explains it, and must not make an identical tree miss.
+  queue::JobSpec s = Sample();
+  s.excluded_outputs = {"dist/app", "bin/tool"};
+  EXPECT_EQ(ActionDigest(s), ActionDigest(Sample()));
+}
+
 TEST(ActionDigest, OnlyJobsInAnImageAreCacheable) {
   queue::JobSpec s = Sample();
   EXPECT_TRUE(Cacheable(s));

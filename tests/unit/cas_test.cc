@@ -374,5 +374,63 @@ TEST(DirStore, ABlobTheCollectorRemovedIsAbsentAtOnce) {
   EXPECT_TRUE((*store)->Has(d));
 }
 
+TEST(WalkKeep, LeftOutPathsAndTheDirectoriesTheyEmptyAreNotInTheTree) {
+  test::TempDir dir;
+  std::string with = dir.path() + "/with", without = dir.path() + "/without";
+  for (const auto& root : {with, without}) {
+    test::WriteFile(root + "/src/main.c", "int main(void) { return 0; }\n");
+    fs::create_directories(root + "/empty");
+  }
+  test::WriteFile(with + "/out/bin/app", "app");
+  test::WriteFile(with + "/out/log.txt", "log");
+  fs::create_symlink("bin/app", with + "/out/current");
+  fs::create_directories(without + "/out");  // kept: `keep` says so below
+  test::WriteFile(without + "/out/log.txt", "log");
+
+  std::vector<std::string> asked_dirs;
+  cas::WalkOptions o;
+  o.keep = [&](const std::string& rel, const cas::Entry& e) {
+    if (e.kind == cas::Kind::kDir) {
+      asked_dirs.push_back(rel);
+      return false;
+    }
+    return rel != "out/bin/app" && rel != "out/current";
+  };
+  auto a = cas::BuildTree(with, o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  auto b = cas::BuildTree(without, cas::WalkOptions{});
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(a->root, b->root) << "the same tree as one that never had them";
+  EXPECT_EQ(a->left_out, (std::vector<std::string>{"out/bin/app", "out/current"}));
+  EXPECT_EQ(a->file_count, 2);
+  EXPECT_EQ(a->hashed_files, 2) << "counts the tree's files only";
+  EXPECT_EQ(asked_dirs, std::vector<std::string>{"out/bin"}) << "only a directory the filter emptied is asked";
+  EXPECT_EQ(a->files.count(cas::DigestOf(std::string_view("app"))), 0u) << "nothing left out is uploaded";
+}
+
+TEST(WalkKeep, InAGitCheckoutADirectoryEmptiedByKeepGoesWithoutAsking) {
+  test::TempDir dir;
+  test::WriteFile(dir.path() + "/src/main.c", "int main(void) { return 0; }\n");
+  auto init = test::RunCommand({"/usr/bin/git", "-C", dir.path(), "init", "-q"}, std::chrono::seconds(20));
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  WalkOptions o;
+  o.use_git = true;
+  auto before = BuildTree(dir.path(), o);
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  // Untracked, not ignored: in git's list.
+  test::WriteFile(dir.path() + "/out/bin/app", "app");
+  bool asked_dir = false;
+  o.keep = [&](const std::string& rel, const Entry& e) {
+    asked_dir |= e.kind == Kind::kDir;
+    return rel != "out/bin/app";
+  };
+  auto after = BuildTree(dir.path(), o);
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_TRUE(after->used_git);
+  EXPECT_EQ(after->root, before->root) << "git would not list out/ without its file";
+  EXPECT_FALSE(asked_dir);
+  EXPECT_EQ(after->left_out, std::vector<std::string>{"out/bin/app"});
+}
+
 }  // namespace
 }  // namespace kiln::cas
