@@ -43,6 +43,10 @@ struct Project {
   std::string compile_dir;  // where the compiler runs (relative sources in events are relative to it)
   std::string source;       // a translation unit to change
   std::string header;       // a header to change
+  // A built program (and its arguments) run on this host, Debian 12 as the
+  // image, and what it must print: the farm's build works, not only exits 0.
+  std::vector<std::string> check;
+  std::string check_prints;
 };
 
 // The tree's relative paths of the units a job's compile events name with
@@ -206,6 +210,13 @@ class Corpus : public ContainerFarm {
     EXPECT_TRUE(all.units.count(p.source)) << p.source << " is not among " << Join(all.units);
     auto cold_files = Files(out_dir(0));
     ASSERT_EQ(cold_files.size(), p.outputs.size());
+    if (!p.check.empty()) {
+      std::vector<std::string> check{out_dir(0) + "/" + p.check[0]};
+      check.insert(check.end(), p.check.begin() + 1, p.check.end());
+      auto ran = test::RunCommand(check, 30s, {}, dir_.path() + "/" + package_);  // zlib's writes foo.gz
+      EXPECT_EQ(ran.exit_code, 0) << ran.err;
+      EXPECT_NE(ran.out.find(p.check_prints), std::string::npos) << ran.out;
+    }
 
     // The identical tree again: served from the action cache, same bytes.
     Build(p, 1, {}, &r);
@@ -267,7 +278,9 @@ const Project kZlib{
     .outputs = {"libz.a", "example", "minigzip"},
     .compile_dir = "",
     .source = "adler32.c",
-    .header = "inftrees.h"};
+    .header = "inftrees.h",
+    .check = {"example"},  // zlib's own test of deflate, inflate and gz files
+    .check_prints = "inflate with dictionary: hello, hello!"};
 
 const Project kLua{
     .package = "lua5.4",
@@ -275,7 +288,9 @@ const Project kLua{
     .outputs = {"src/lua", "src/luac", "src/liblua.a"},
     .compile_dir = "src",
     .source = "src/lstrlib.c",
-    .header = "src/lundump.h"};
+    .header = "src/lundump.h",
+    .check = {"src/lua", "-e", "print(string.format('%d', 6 * 7))"},
+    .check_prints = "42\n"};
 
 const Project kLibebml{
     .package = "libebml",
@@ -284,7 +299,9 @@ const Project kLibebml{
     .outputs = {"_build/libebml.a"},
     .compile_dir = "_build",
     .source = "src/EbmlVoid.cpp",
-    .header = "ebml/EbmlCrc32.h"};
+    .header = "ebml/EbmlCrc32.h",
+    .check = {},  // a library: its bytes are the check
+    .check_prints = ""};
 
 // One farm for the three (a farm with the toolchain image costs about a
 // minute to start and remove on 2 cores); each project in its own kiln
