@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mounts.h"
 #include "worker/exec.h"
 
 namespace kiln::worker {
@@ -64,41 +65,6 @@ bool IsMountPoint(const std::string& path) {
   struct stat a {}, b {};
   if (::lstat(path.c_str(), &a) != 0 || ::lstat((path + "/..").c_str(), &b) != 0) return false;
   return a.st_dev != b.st_dev;
-}
-
-// Unmounts `path`: waits a little for a busy one (a container's last
-// process exiting), then detaches it. True if it is really gone.
-bool UnmountOne(const std::string& path) {
-  for (int i = 0; i < 20; ++i) {
-    if (::umount2(path.c_str(), 0) == 0 || errno == EINVAL || errno == ENOENT) return true;
-    if (errno != EBUSY) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  spdlog::warn("cannot unmount {}: {}; detaching it", path, std::strerror(errno));
-  ::umount2(path.c_str(), MNT_DETACH);
-  return false;
-}
-
-// Mount points in /proc/self/mountinfo (octal escapes decoded).
-std::vector<std::string> MountPoints() {
-  std::ifstream in("/proc/self/mountinfo");
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, point;
-    if (!(f >> id >> parent >> dev >> root >> point)) continue;
-    std::string p;
-    for (size_t i = 0; i < point.size(); ++i) {
-      if (point[i] == '\\' && i + 3 < point.size()) {
-        p += static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        p += point[i];
-      }
-    }
-    out.push_back(p);
-  }
-  return out;
 }
 
 }  // namespace
@@ -205,7 +171,7 @@ bool Checkouts::Unmount(const std::string& base) {
   bool clean = true;
   for (const char* p : {"/src", "/disk"}) {
     std::string path = base + p;
-    if (IsMountPoint(path)) clean = UnmountOne(path) && clean;
+    if (IsMountPoint(path)) clean = UnmountPath(path) && clean;
   }
   return clean;
 }
@@ -220,21 +186,6 @@ bool Checkouts::DiskFull(const std::string& base) {
 int64_t Checkouts::DiskSize(const std::string& base) {
   struct stat s {};
   return ::stat((base + "/disk.img").c_str(), &s) == 0 ? s.st_size : 0;
-}
-
-void UnmountUnder(const std::string& dir) {
-  std::error_code ec;
-  std::string root = fs::weakly_canonical(dir, ec).string();
-  if (root.empty()) return;
-  std::vector<std::string> under;
-  for (const auto& p : MountPoints())
-    if (p.size() > root.size() && p.compare(0, root.size(), root) == 0 && p[root.size()] == '/') under.push_back(p);
-  // Deepest first: an overlay before the disk below it.
-  std::sort(under.begin(), under.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  for (const auto& p : under) {
-    spdlog::info("unmounting {}: left mounted when the worker stopped", p);
-    UnmountOne(p);
-  }
 }
 
 void OwnDirs(const std::string& dir, uint32_t uid, uint32_t gid) {

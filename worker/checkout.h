@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/mounts.h"  // UnmountUnder, for a crashed worker's checkouts
 #include "common/status.h"
 
 namespace kiln::worker {
@@ -79,10 +80,6 @@ class Checkouts {
   std::mutex mu_;  // templates; and one loop device set up at a time
   std::map<int64_t, std::string> templates_;
 };
-
-// Unmounts every mount point below `dir`, deepest first (what a worker that
-// crashed left mounted), so that the directory can be deleted.
-void UnmountUnder(const std::string& dir);
 
 // Gives `dir` and every directory below it (symlinks not followed) to
 // uid:gid with mode 0755, as a checkout's directories are.

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -117,6 +118,13 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   // under work_dir is scanned or deleted.
   UnmountUnder(cfg.work_dir);
   const auto uid = static_cast<uint32_t>(cfg.sandbox_uid);
+  // The cache's files and the checkouts' layers belong to the build user:
+  // only root may reach them on the host (overlays and runc mount them as
+  // root; a build sees only its own /src).
+  for (const char* d : {"/cas", "/jobs", "/workspaces"}) {
+    fs::create_directories(cfg.work_dir + d, ec);
+    ::chmod((cfg.work_dir + d).c_str(), 0700);
+  }
   impl->checkouts = std::make_unique<Checkouts>(cfg.work_dir + "/disks", uid, uid);
   if (const Status& s = impl->checkouts->overlay(); !s.ok())
     spdlog::warn("job checkouts are copies on this worker, without a disk cap: {}", s.message());

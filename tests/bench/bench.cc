@@ -470,7 +470,7 @@ int CheckoutMain(int argc, char** argv) {
     std::string p;
     const std::string& path() const { return p; }
     ~Dir() {
-      worker::UnmountUnder(p);
+      UnmountUnder(p);
       std::error_code ec;
       fs::remove_all(p, ec);
     }

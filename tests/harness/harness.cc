@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/mounts.h"
 #include "db/migrate.h"
 
 extern char** environ;
@@ -138,6 +139,9 @@ TempDir::TempDir() {
   path_ = tmpl;
 }
 TempDir::~TempDir() {
+  // A worker killed mid-job leaves its checkouts mounted (its restart
+  // would unmount them): never delete through a mount, nor leave it.
+  UnmountUnder(path_);
   std::error_code ec;
   fs::remove_all(path_, ec);
 }

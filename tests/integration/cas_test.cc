@@ -504,10 +504,11 @@ TEST_F(Cas, ABuildWritingThroughAnInputCannotSpoilTheWorkersCache) {
   auto t = Tree(src);
   Upload(t);
   int64_t first = 0, second = 0;
-  // The worker runs as root here, so the read-only bit does not stop it.
-  ASSERT_TRUE(SubmitTree(t.root, {"sh", "-c", "stat -c %a a.txt; echo tampered >> a.txt"}, &first).ok());
+  // A plain job runs as root: nothing but the checkout's overlay stands
+  // between its write and the cache's file.
+  ASSERT_TRUE(SubmitTree(t.root, {"sh", "-c", "stat -c %a a.txt; echo tampered >> a.txt; cat a.txt"}, &first).ok());
   ASSERT_TRUE(test::WaitFor([&] { return Ended(first); }, 30s));
-  EXPECT_EQ(Log(*Jobs(), first), "444\n");
+  EXPECT_EQ(Log(*Jobs(), first), "644\noriginal\ntampered\n");
   ASSERT_TRUE(SubmitTree(t.root, {"cat", "a.txt"}, &second).ok());
   ASSERT_TRUE(test::WaitFor([&] { return Ended(second); }, 30s));
   EXPECT_EQ(Log(*Jobs(), second), "original\n");

@@ -406,7 +406,7 @@ TEST_F(CompileCache, AControllerDownMidBuildCostsTheCacheNotTheBuild) {
   bool gated = test::WaitFor(
       [&] {
         job = Q("SELECT coalesce(max(id)::text, '') FROM build_jobs WHERE status = 'running'");
-        job_dir = dir_.path() + "/w0/jobs/" + job + "-1";
+        job_dir = dir_.path() + "/w0/jobs/" + job + "-1/src";  // the checkout
         return !job.empty() && fs::exists(job_dir + "/out/a.o");
       },
       60s);

@@ -11,6 +11,7 @@
 
 #include "cas/client.h"
 #include "harness/harness.h"
+#include "worker/checkout.h"
 #include "worker/job_run.h"
 
 namespace kiln::worker {
@@ -23,6 +24,7 @@ struct Rig {
   test::TempDir tmp;
   config::WorkerConfig cfg;
   std::unique_ptr<cas::CasClient> cas;  // never reached: no test fetches or uploads
+  std::unique_ptr<Checkouts> checkouts;
   JobEnv env;
   std::mutex mu;
   std::vector<v1::WorkerMessage> sent;
@@ -37,6 +39,8 @@ struct Rig {
     env.cfg = &cfg;
     env.worker_id = "w1";
     env.cas = cas.get();
+    checkouts = std::make_unique<Checkouts>(tmp.path() + "/disks", 100000, 100000);
+    env.checkouts = checkouts.get();
     env.no_sandbox_why = "sandbox = none in its configuration";
     env.send = [this](const v1::WorkerMessage& m) {
       std::lock_guard g(mu);
