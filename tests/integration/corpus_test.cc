@@ -49,9 +49,10 @@ struct Project {
   std::string check_prints;
 };
 
-// The tree's relative paths of the units a job's compile events name with
-// `outcome`, and those events' reasons. Sources outside the tree (configure
-// and CMake probes, written at build time) are left out.
+// What a job compiled, from its compile events: the tree's relative paths of
+// the units that missed and the reasons given, and the job's hits. Sources
+// outside the tree (configure and CMake probes, written at build time) are
+// left out.
 struct Compiled {
   Units units;
   std::set<std::string> reasons;
