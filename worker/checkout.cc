@@ -81,6 +81,15 @@ Checkouts::Checkouts(std::string dir, uint32_t uid, uint32_t gid) : dir_(std::mo
   else if (all.find("\text4\n") == std::string::npos) overlay_ = FailedPrecondition("the kernel has no ext4 file system");
   else if (::access("/dev/loop-control", W_OK) != 0) overlay_ = FailedPrecondition("there are no loop devices (/dev/loop-control; modprobe loop)");
   else if (Exec({"mkfs.ext4", "-V"}, &v) != 0) overlay_ = FailedPrecondition("mkfs.ext4 is missing (apt install e2fsprogs)");
+  if (!overlay_.ok()) return;
+  // What the checks cannot tell (work_dir on NFS, no loop device nodes in
+  // a container): one small checkout, made and removed.
+  const std::string probe = dir_ + "/probe";
+  auto made = Make(probe, int64_t{16} << 20, [](const std::string&) { return Status::Ok(); });
+  bool unmounted = Unmount(probe);
+  fs::remove_all(probe, ec);
+  if (!made.ok()) overlay_ = FailedPrecondition("a probe checkout failed: " + made.status().message());
+  else if (!unmounted) overlay_ = FailedPrecondition("a probe checkout could not be unmounted");
 }
 
 Result<std::string> Checkouts::Template(int64_t bytes) {
@@ -123,7 +132,9 @@ Status Checkouts::MountDisk(const std::string& base, int64_t bytes) {
   }
   // discard: what the build deletes is given back to the host.
   std::string out;
-  int rc = Exec({"mount", "-t", "ext4", "-o", "loop,discard,nosuid,nodev,noatime", image, disk}, &out);
+  // noinit_itable: no background zeroing of inode tables (the file system
+  // is new and lives as long as its job or workspace).
+  int rc = Exec({"mount", "-t", "ext4", "-o", "loop,discard,nosuid,nodev,noatime,noinit_itable", image, disk}, &out);
   if (rc != 0) return FailedPrecondition("cannot mount the checkout's disk " + image + ": " + out);
   if (fresh) {
     for (const char* d : {"/upper", "/work"}) {
@@ -176,11 +187,14 @@ bool Checkouts::Unmount(const std::string& base) {
   return clean;
 }
 
-bool Checkouts::DiskFull(const std::string& base) {
+bool Checkouts::DiskFull(const std::string& base, bool saw_enospc) {
   struct statvfs v {};
-  if (::statvfs((base + "/disk").c_str(), &v) != 0) return false;
-  return static_cast<int64_t>(v.f_bavail) * static_cast<int64_t>(v.f_frsize) < (int64_t{1} << 20) ||
-         v.f_favail == 0;
+  if (::statvfs((base + "/disk").c_str(), &v) != 0 || v.f_blocks == 0) return false;
+  const int64_t free = static_cast<int64_t>(v.f_bavail) * static_cast<int64_t>(v.f_frsize);
+  const double used = 1.0 - static_cast<double>(v.f_bfree) / static_cast<double>(v.f_blocks);
+  // Full now; or the build said ENOSPC and its disk is at least half used
+  // (tools delete what they could not finish; a full /tmp says ENOSPC too).
+  return free < (int64_t{1} << 20) || v.f_favail == 0 || (saw_enospc && used >= 0.5);
 }
 
 int64_t Checkouts::DiskSize(const std::string& base) {

@@ -63,9 +63,10 @@ class Checkouts {
   // disk must not be mounted again).
   bool Unmount(const std::string& base);
 
-  // Whether the checkout's file system is full (under 1 MiB or no inode
-  // left): a build that failed then says limit=disk.
-  static bool DiskFull(const std::string& base);
+  // Whether the checkout's disk stopped a build that failed: full now
+  // (under 1 MiB or no inode left), or at least half used when the build's
+  // output said ENOSPC (`saw_enospc`). The job then says limit=disk.
+  static bool DiskFull(const std::string& base, bool saw_enospc);
 
   // The size of BASE/disk.img's file system, 0 if there is none.
   static int64_t DiskSize(const std::string& base);

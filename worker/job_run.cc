@@ -198,7 +198,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   }
   spdlog::debug("running job_id={} attempt={}", a.job_id, a.attempt);
   int64_t offset = 0;
+  bool saw_enospc = false;  // strerror(ENOSPC) in the build's output
   auto log = [&](const std::string& chunk) {
+    if (chunk.find("No space left on device") != std::string::npos) saw_enospc = true;
     if (offset + static_cast<int64_t>(chunk.size()) > cfg.max_log_bytes) {
       js->log_overflow = true;
       return;
@@ -241,9 +243,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     req.abort_reason = "killed: its log exceeded the limit of " + FormatLimitBytes(cfg.max_log_bytes);
     out = RunIn(env, a, req, started, log, js);
     if (out.status == queue::JobStatus::kFailed && out.result.limit.empty() && env.checkouts->overlay().ok() &&
-        Checkouts::DiskFull(base)) {
+        Checkouts::DiskFull(base, saw_enospc)) {
       out.result.limit = "disk";
-      out.result.error = "its checkout's disk is full: it wrote past the limit of " +
+      out.result.error = "its checkout's disk is full: it reached the limit of " +
                          FormatLimitBytes(DiskCap(env, a)) + " (kiln submit --disk; the worker's disk_max)";
       log("kiln: " + out.result.error + "\n");
     }

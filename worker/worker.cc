@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -117,7 +118,9 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   // A crashed run's checkouts are still mounted: unmounted before anything
   // under work_dir is scanned or deleted.
   UnmountUnder(cfg.work_dir);
-  const auto uid = static_cast<uint32_t>(cfg.sandbox_uid);
+  // The build user; a worker that is not root cannot give files away, and
+  // its plain jobs run as itself.
+  const auto uid = ::geteuid() == 0 ? static_cast<uint32_t>(cfg.sandbox_uid) : static_cast<uint32_t>(::geteuid());
   // The cache's files and the checkouts' layers belong to the build user:
   // only root may reach them on the host (overlays and runc mount them as
   // root; a build sees only its own /src).
@@ -126,8 +129,17 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     ::chmod((cfg.work_dir + d).c_str(), 0700);
   }
   impl->checkouts = std::make_unique<Checkouts>(cfg.work_dir + "/disks", uid, uid);
-  if (const Status& s = impl->checkouts->overlay(); !s.ok())
+  if (const Status& s = impl->checkouts->overlay(); !s.ok()) {
     spdlog::warn("job checkouts are copies on this worker, without a disk cap: {}", s.message());
+  } else if (struct statvfs v {}; ::statvfs(cfg.work_dir.c_str(), &v) == 0) {
+    // Disks are sparse: they take what builds write, up to their caps.
+    const int64_t free = static_cast<int64_t>(v.f_bavail) * static_cast<int64_t>(v.f_frsize);
+    const int64_t worst = int64_t{impl->cfg.slots} * cfg.disk_max + cfg.workspace_max_bytes;
+    if (free < worst)
+      spdlog::warn("work_dir {} has {} free, less than slots x disk_max + workspace_max_bytes ({}): builds that "
+                   "write that much would fill it before their caps; lower disk_max or give work_dir more room",
+                   cfg.work_dir, FormatLimitBytes(free), FormatLimitBytes(worst));
+  }
   impl->local_cas = std::make_unique<LocalCas>(cfg.work_dir + "/cas", cfg.cache_max_bytes, uid, uid);
   impl->images = std::make_unique<ImageStore>(cfg.work_dir + "/images", cfg.image_cache_bytes, impl->local_cas.get());
   impl->workspaces =

@@ -70,7 +70,8 @@ void AddBelow(const Want& want, const std::string& dir, std::set<std::string>& o
 // files the build had changed: the sync writes them anew (with a new
 // mtime, newer than every output that build made from its version).
 template <typename Was>
-std::set<std::string> UndoInputChanges(const std::string& upper, const Want& want, const Was& was) {
+std::set<std::string> UndoInputChanges(const std::string& upper, const Want& want, const Was& was, uint32_t uid,
+                                       uint32_t gid) {
   std::set<std::string> changed;
   std::vector<std::string> dirs{""};
   while (!dirs.empty()) {
@@ -93,6 +94,12 @@ std::set<std::string> UndoInputChanges(const std::string& upper, const Want& wan
       if (::lstat(full.c_str(), &st) != 0) continue;
       const bool tree_dir = in_tree && w->second->kind == cas::Kind::kDir;
       if (S_ISDIR(st.st_mode) && (tree_dir || !in_tree)) {
+        // A directory of the tree is the build user's, 0755, whatever the
+        // last build did to it (chmod -R a-w, say).
+        if (tree_dir) {
+          ::lchown(full.c_str(), uid, gid);
+          ::chmod(full.c_str(), 0755);
+        }
         // The build removed the input directory and made one of its own:
         // the tree's files show through it again.
         char v[4];
@@ -154,6 +161,7 @@ bool WorkspaceStore::Load(const std::string& dir, Meta* m) const {
     m->root = j.value("root", "");
     m->bytes = j.value("bytes", int64_t{0});
     m->disk_bytes = j.value("disk_bytes", int64_t{0});
+    m->uid = j.value("uid", uint32_t{0});
     m->last_use_ms = j.value("last_use_ms", int64_t{0});
     const json files = j.value("files", json::object());
     for (const auto& [path, f] : files.items()) {
@@ -170,7 +178,7 @@ bool WorkspaceStore::Save(const std::string& dir, const Meta& m) const {
   json files = json::object();
   for (const auto& [path, f] : m.files) files[path] = {f.value, f.ino, f.size, f.mtime_ns};
   json j = {{"project", m.project}, {"name", m.name},    {"root", m.root},   {"bytes", m.bytes},
-            {"disk_bytes", m.disk_bytes}, {"last_use_ms", m.last_use_ms}, {"files", files}};
+            {"disk_bytes", m.disk_bytes}, {"uid", m.uid}, {"last_use_ms", m.last_use_ms}, {"files", files}};
   std::string tmp = dir + "/" + kMeta + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -230,15 +238,19 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
       m.name = it->second.name;
       m.root = it->second.root;
       m.disk_bytes = it->second.disk_bytes;
+      m.uid = it->second.uid;
       m.files = std::move(it->second.files);
     }
   }
   std::error_code ec;
   const bool other_cap = overlay && !m.root.empty() && m.disk_bytes != disk_bytes;
-  if (m.project.empty() || !fs::is_directory(tdir) || other_cap) {
-    // Its record or directory went missing, or its disk has another size:
-    // start it over.
-    if (other_cap) spdlog::info("workspace {}: this job's disk cap differs from the workspace's; starting it over", key);
+  const bool other_user = !m.root.empty() && m.uid != checkouts_.uid();
+  if (m.project.empty() || !fs::is_directory(tdir) || other_cap || other_user) {
+    // Its record or directory went missing, its disk has another size, or
+    // its files another owner (sandbox_uid changed): start it over.
+    if (other_cap || other_user)
+      spdlog::info("workspace {}: made with another {}; starting it over", key,
+                   other_cap ? "disk cap than this job's" : "build user (sandbox_uid)");
     else spdlog::warn("workspace {}: its record or directory is missing; starting it over", key);
     checkouts_.Unmount(dir);
     fs::remove_all(dir, ec);
@@ -265,8 +277,8 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   }
   // Inputs the last build changed are written anew, like changed ones.
   std::set<std::string> undone;
-  if (overlay && !rep.fresh) undone = UndoInputChanges(dir + "/disk/upper", want, m.files);
   const uint32_t uid = checkouts_.uid(), gid = checkouts_.gid();
+  if (overlay && !rep.fresh) undone = UndoInputChanges(dir + "/disk/upper", want, m.files, uid, gid);
   if (rep.fresh) {
     // A new workspace: the tree as a fresh job gets it.
     auto made = local.Materialize(client, *tree, tdir, overlay ? LocalCas::Place::kLink : LocalCas::Place::kCopy);
@@ -373,6 +385,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
   held.name = name;
   held.root = root.Key();
   held.disk_bytes = m.disk_bytes;
+  held.uid = checkouts_.uid();
   held.last_use_ms = NowUnixMs();
   held.files = std::move(seen);
   return rep;

@@ -80,6 +80,7 @@ class WorkspaceStore {
     std::string project, name, root;
     int64_t bytes = 0;
     int64_t disk_bytes = 0;  // the cap its disk was made with
+    uint32_t uid = 0;        // the build user its files belong to
     int64_t last_use_ms = 0;
     std::map<std::string, File> files;  // by path, as synced (also in meta.json, for restarts)
   };

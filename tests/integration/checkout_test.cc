@@ -5,6 +5,7 @@
 // docs/architecture.md ("The job's checkout"), with make and with ninja.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <filesystem>
@@ -33,20 +34,34 @@ class Checkout : public ContainerFarm {
     return Kiln(args, 120s);
   }
 
-  // Every file of worker 0's local CAS cache whose bytes are not its name's
-  // digest (the cache names a blob by its SHA-256).
+  // Every file of worker 0's local CAS cache that is not as the cache
+  // wrote it: bytes whose digest is its name (a blob is named by its
+  // SHA-256), the build user's, 0644 (0755 for an executable's copy),
+  // mtime 1 s after the epoch.
   std::vector<std::string> DamagedCacheFiles() {
     std::vector<std::string> bad;
     size_t n = 0;
     for (const auto& e : fs::recursive_directory_iterator(dir_.path() + "/w0/cas")) {
       if (!e.is_regular_file()) continue;
       std::string name = e.path().filename();
-      if (name.size() > 2 && name.compare(name.size() - 2, 2, ".x") == 0) name.resize(name.size() - 2);
+      const bool exec = name.size() > 2 && name.compare(name.size() - 2, 2, ".x") == 0;
+      if (exec) name.resize(name.size() - 2);
       ++n;
-      if (cas::DigestOf(test::ReadFile(e.path())).hash != name) bad.push_back(e.path());
+      struct stat st {};
+      ::lstat(e.path().c_str(), &st);
+      if (cas::DigestOf(test::ReadFile(e.path())).hash != name || st.st_uid != 100000 ||
+          (st.st_mode & 07777) != (exec ? 0755u : 0644u) || st.st_mtime != 1)
+        bad.push_back(e.path());
     }
     EXPECT_GT(n, 0u) << "the cache holds the tree's files";
     return bad;
+  }
+
+  // The tree of a running job on worker 0, as the build sees it.
+  std::string JobTree(const std::string& id) { return dir_.path() + "/w0/jobs/" + id + "-1/src"; }
+  bool Ended(const std::string& id) {
+    auto s = Status(id);
+    return s.is_object() && s.value("status", "") != "QUEUED" && s.value("status", "") != "RUNNING";
   }
 
   nlohmann::json Status(const std::string& id) {
@@ -61,7 +76,8 @@ constexpr const char* kEdits =
     "set -e; ls -ln in.txt run.sh sub/deep.txt | awk '{print \"owner\", $1, $3, $4}';"
     "echo appended >> in.txt; : > sub/deep.txt; touch -d @1700000000 keep.txt; chmod 0600 run.sh;"
     "rm gone.txt; echo new > gone.txt; mv sub/moved.txt sub/renamed.txt; echo x > made.txt;"
-    "cat in.txt; stat -c 'sizes %s' sub/deep.txt; stat -c 'mtime %Y' keep.txt; stat -c 'mode %a' run.sh";
+    "cat in.txt; stat -c 'sizes %s' sub/deep.txt; stat -c 'mtime %Y' keep.txt; stat -c 'mode %a' run.sh;"
+    "chmod 0555 sub";
 
 TEST_F(Checkout, ABuildModifiesItsInputsAsInAClonedTreeAndNoOtherJobOrTheCacheSeesIt) {
   Up();
@@ -74,7 +90,7 @@ TEST_F(Checkout, ABuildModifiesItsInputsAsInAClonedTreeAndNoOtherJobOrTheCacheSe
   test::WriteFile(src() + "/sub/deep.txt", "deep\n");
   test::WriteFile(src() + "/sub/moved.txt", "moved\n");
   const std::string check = "cat in.txt sub/deep.txt gone.txt sub/moved.txt keep.txt; stat -c '%a %Y' run.sh keep.txt;"
-                            "test -e made.txt && echo kept || echo clean";
+                            "test -e made.txt && echo kept || echo clean; touch sub/w && echo sub writable";
   const std::string original = "original\ndeep\ngone\nmoved\nkeep\n755 ";
   for (std::string mode : {"fresh", "persistent"}) {
     SCOPED_TRACE(mode);
@@ -89,17 +105,19 @@ TEST_F(Checkout, ABuildModifiesItsInputsAsInAClonedTreeAndNoOtherJobOrTheCacheSe
         << edit.out;
     EXPECT_NE(edit.out.find("original\nappended\nsizes 0\nmtime 1700000000\nmode 600\n"), std::string::npos)
         << edit.out;
+    // Before the next job could repair anything: the cache is as it was.
+    EXPECT_EQ(DamagedCacheFiles(), std::vector<std::string>{});
     // The next job on the same worker, fresh or in the same warm
     // workspace, sees the tree's bytes.
     auto again = Submit(check, where);
     ASSERT_EQ(again.exit_code, 0) << again.err << again.out;
     EXPECT_NE(again.out.find(original), std::string::npos) << again.out;
     if (mode == "fresh") {
-      EXPECT_NE(again.out.find("\n755 1\n644 1\nclean\n"), std::string::npos) << again.out;
+      EXPECT_NE(again.out.find("\n755 1\n644 1\nclean\nsub writable\n"), std::string::npos) << again.out;
     } else {
       // What the build made stays in its workspace; the six inputs it
       // changed are the tree's again, written anew (a new mtime).
-      EXPECT_NE(again.out.find("\nkept\n"), std::string::npos) << again.out;
+      EXPECT_NE(again.out.find("\nkept\nsub writable\n"), std::string::npos) << again.out;
       EXPECT_NE(again.out.find("(6 changed, 0 added, 0 removed, 1 untouched"), std::string::npos) << again.out;
       EXPECT_EQ(again.out.find("\n644 1\n"), std::string::npos) << again.out;
     }
@@ -112,30 +130,26 @@ TEST_F(Checkout, TwoJobsWritingTheSameInputAtOnceSeeOnlyTheirOwnWrites) {
   StartWorker(0, 2);
   const std::string img = Busybox();
   test::WriteFile(src() + "/shared.txt", "tree\n");
-  // Each writes its job id into the same input, then checks for three
-  // seconds that nothing else was written there.
+  // Each writes its job id into the same input and waits at a gate; once
+  // both have written, the test opens both gates and each reads it back.
   const std::string script =
-      "echo $KILN_JOB_ID > shared.txt; i=0; while [ $i -lt 30 ]; do"
-      "  [ \"$(cat shared.txt)\" = \"$KILN_JOB_ID\" ] || { echo foreign write; exit 3; }; sleep 0.1; i=$((i+1)); done;"
-      "echo only mine";
+      "echo $KILN_JOB_ID > shared.txt; touch ready; while [ ! -e go ]; do sleep 0.05; done;"
+      "[ \"$(cat shared.txt)\" = \"$KILN_JOB_ID\" ] && echo only mine";
   auto a = Submit(script, {"--image", img, "--detach"});
   auto b = Submit(script, {"--image", img, "--detach"});
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   std::string ida = a.out.substr(0, a.out.find('\n')), idb = b.out.substr(0, b.out.find('\n'));
-  auto done = [&](const std::string& id) {
-    auto s = Status(id);
-    return s.is_object() && (s.value("status", "") == "SUCCEEDED" || s.value("status", "") == "FAILED");
-  };
-  ASSERT_TRUE(test::WaitFor([&] { return done(ida) && done(idb); }, 90s));
-  auto sa = Status(ida), sb = Status(idb);
-  EXPECT_EQ(sa.value("status", ""), "SUCCEEDED") << sa.dump();
-  EXPECT_EQ(sb.value("status", ""), "SUCCEEDED") << sb.dump();
-  // They ran at the same time.
-  // (int64 fields are strings in protobuf's JSON.)
-  auto ms = [](const nlohmann::json& s, const char* k) { return std::stoll(s.value(k, std::string("0"))); };
-  EXPECT_LT(ms(sa, "started_at_ms"), ms(sb, "finished_at_ms"));
-  EXPECT_LT(ms(sb, "started_at_ms"), ms(sa, "finished_at_ms"));
+  const std::string ja = JobTree(ida), jb = JobTree(idb);
+  ASSERT_TRUE(test::WaitFor([&] { return fs::exists(ja + "/ready") && fs::exists(jb + "/ready"); }, 60s))
+      << "both jobs wrote, and both are running";
+  test::WriteFile(ja + "/go", "");
+  test::WriteFile(jb + "/go", "");
+  ASSERT_TRUE(test::WaitFor([&] { return Ended(ida) && Ended(idb); }, 60s));
+  for (const auto& id : {ida, idb}) {
+    EXPECT_EQ(Status(id).value("status", ""), "SUCCEEDED") << Status(id).dump();
+    EXPECT_EQ(Kiln({"logs", id}).out, "only mine\n");
+  }
 }
 
 TEST_F(Checkout, ABuildWritingPastItsDiskCapSeesEnospcAndTheHostKeepsItsSpace) {
@@ -144,21 +158,34 @@ TEST_F(Checkout, ABuildWritingPastItsDiskCapSeesEnospcAndTheHostKeepsItsSpace) {
   test::WriteFile(src() + "/in.txt", "x\n");
   struct statvfs before {};
   ASSERT_EQ(::statvfs(dir_.path().c_str(), &before), 0);
-  // 256 MiB as fast as it can, against a 32 MiB cap.
-  auto big = Submit("dd if=/dev/zero of=big bs=1M count=256", {"--image", img, "--disk", "32MiB"});
-  EXPECT_NE(big.exit_code, 0) << big.out;
-  EXPECT_NE(big.out.find("No space left on device"), std::string::npos) << big.out;
-  EXPECT_NE(big.err.find("disk is full: it wrote past the limit of 32 MiB"), std::string::npos) << big.err;
-  auto id = Kiln({"list", "--json"});
-  auto jobs = nlohmann::json::parse(id.out, nullptr, false);
-  ASSERT_TRUE(jobs.is_array() && !jobs.empty()) << id.out;
-  EXPECT_EQ(jobs[0]["result"].value("limit", ""), "disk") << jobs[0].dump();
-  // While the farm still runs: the host lost at most the cap and a margin.
-  struct statvfs after {};
-  ASSERT_EQ(::statvfs(dir_.path().c_str(), &after), 0);
-  int64_t lost = (static_cast<int64_t>(before.f_bavail) - static_cast<int64_t>(after.f_bavail)) *
+  // 256 MiB as fast as it can, against a 32 MiB cap; then it waits at a
+  // gate, its disk as full as it got, and ends with dd's status.
+  auto big = Submit("dd if=/dev/zero of=big bs=1M count=256; rc=$?; touch wrote;"
+                    "while [ ! -e go ]; do sleep 0.05; done; exit $rc",
+                    {"--image", img, "--disk", "32MiB", "--detach"});
+  ASSERT_EQ(big.exit_code, 0) << big.err;
+  const std::string id = big.out.substr(0, big.out.find('\n'));
+  ASSERT_TRUE(test::WaitFor([&] { return fs::exists(JobTree(id) + "/wrote"); }, 60s));
+  // What the host gave it: the allocated size of its disk's file.
+  struct stat img_st {};
+  ASSERT_EQ(::stat((dir_.path() + "/w0/jobs/" + id + "-1/disk.img").c_str(), &img_st), 0);
+  EXPECT_LT(int64_t{img_st.st_blocks} * 512, int64_t{36} << 20) << "bytes of host disk taken by a 32 MiB cap";
+  EXPECT_GT(int64_t{img_st.st_blocks} * 512, int64_t{24} << 20) << "it did write up to its cap";
+  // And the host as a whole, with everything the job wrote still there
+  // (the margin is for what PostgreSQL and the daemons write meanwhile).
+  struct statvfs during {};
+  ASSERT_EQ(::statvfs(dir_.path().c_str(), &during), 0);
+  int64_t lost = (static_cast<int64_t>(before.f_bavail) - static_cast<int64_t>(during.f_bavail)) *
                  static_cast<int64_t>(before.f_frsize);
-  EXPECT_LT(lost, int64_t{48} << 20) << "bytes of host disk used";
+  EXPECT_LT(lost, int64_t{96} << 20) << "bytes of host disk used by a build that tried to write 256 MiB";
+  test::WriteFile(JobTree(id) + "/go", "");
+  ASSERT_TRUE(test::WaitFor([&] { return Ended(id); }, 60s));
+  auto st = Status(id);
+  EXPECT_EQ(st.value("status", ""), "FAILED") << st.dump();
+  EXPECT_EQ(st["result"].value("limit", ""), "disk") << st.dump();
+  EXPECT_NE(st["result"].value("error", "").find("disk is full: it reached the limit of 32 MiB"), std::string::npos)
+      << st.dump();
+  EXPECT_NE(Kiln({"logs", id}).out.find("No space left on device"), std::string::npos);
   // Within its cap a build writes what it likes.
   auto fits = Submit("dd if=/dev/zero of=big bs=1M count=16 2>/dev/null && echo wrote", {"--image", img, "--disk", "32MiB"});
   EXPECT_EQ(fits.exit_code, 0) << fits.err << fits.out;

@@ -491,8 +491,11 @@ TEST_F(CompileCache, WhatTheWrapperDoesNotUnderstandCompilesAsAskedAndIsCounted)
   }
   EXPECT_EQ(Q("SELECT count(*) FROM compile_results WHERE object_size >= 0"), "2");
   // Only compilers the image has are on PATH: kiln-cc never invents one.
-  auto which = Run(img, {}, "ls /kiln/bin; command -v gcc; command -v g++ || echo no g++");
-  EXPECT_EQ(which.out, "cc\ngcc\ngcc-12\nkiln-cc\nx86_64-linux-gnu-gcc\nx86_64-linux-gnu-gcc-12\n/kiln/bin/gcc\nno g++\n");
+  // (The toolchain image has gcc and g++, and no clang.)
+  auto which = Run(img, {}, "ls /kiln/bin; command -v gcc; command -v g++; command -v clang || echo no clang");
+  EXPECT_EQ(which.out,
+            "c++\ncc\ng++\ng++-12\ngcc\ngcc-12\nkiln-cc\nx86_64-linux-gnu-g++\nx86_64-linux-gnu-g++-12\n"
+            "x86_64-linux-gnu-gcc\nx86_64-linux-gnu-gcc-12\n/kiln/bin/gcc\n/kiln/bin/g++\nno clang\n");
   auto plain = Run(img, {"--no-compile-cache"}, "command -v gcc; test ! -e /kiln/run/cc.sock && echo no socket");
   EXPECT_EQ(plain.out, "/usr/bin/gcc\nno socket\n");
 }
