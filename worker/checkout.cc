@@ -147,15 +147,13 @@ Status Checkouts::MountDisk(const std::string& base, int64_t bytes) {
   return Status::Ok();
 }
 
-Result<std::string> Checkouts::MountTree(const std::string& base) {
+Result<std::string> Checkouts::MountTree(const std::string& base, bool redirects) {
   const std::string src = base + "/src";
   std::error_code ec;
   fs::create_directories(src, ec);
-  // No redirects, no metacopy, no index: every layer stays plain files that
-  // the next sync can read and change offline. Renaming an input directory
-  // then fails with EXDEV, which mv and make's tools handle by copying.
+  // No metacopy, no index; redirects only where asked (see the header).
   std::string opts = "lowerdir=" + base + "/lower,upperdir=" + base + "/disk/upper,workdir=" + base +
-                     "/disk/work,redirect_dir=off,index=off,metacopy=off,xino=off";
+                     "/disk/work,redirect_dir=" + (redirects ? "on" : "off") + ",index=off,metacopy=off,xino=off";
   if (::mount("overlay", src.c_str(), "overlay", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
     return FailedPrecondition(Errno("cannot mount the checkout " + src));
   return src;
@@ -175,7 +173,9 @@ Result<std::string> Checkouts::Make(const std::string& base, int64_t disk_bytes,
   Status mounted = overlay ? disk.get() : Status::Ok();
   if (!made.ok()) return made;
   if (!mounted.ok()) return mounted;
-  return overlay ? MountTree(base) : Result<std::string>(tree);
+  // A job's own checkout is never edited offline: directories rename as
+  // in a local checkout.
+  return overlay ? MountTree(base, /*redirects=*/true) : Result<std::string>(tree);
 }
 
 bool Checkouts::Unmount(const std::string& base) {

@@ -55,8 +55,12 @@ class Checkouts {
   Status MountDisk(const std::string& base, int64_t bytes);
 
   // Mounts the overlay of BASE/lower (read-only) and BASE/disk/upper at
-  // BASE/src; returns BASE/src.
-  Result<std::string> MountTree(const std::string& base);
+  // BASE/src; returns BASE/src. `redirects`: a directory of the tree may be
+  // renamed in place (the overlay records where it came from), for a
+  // checkout nothing edits offline; without, such a rename fails with EXDEV
+  // (mv and cp then copy), and the layers stay plain files a warm
+  // workspace's sync can edit.
+  Result<std::string> MountTree(const std::string& base, bool redirects);
 
   // Unmounts BASE/src and BASE/disk, whichever are mounted. False if one
   // was still busy and is only detached (its files may still be in use: the

@@ -374,7 +374,7 @@ Result<WorkspaceStore::SyncReport> WorkspaceStore::Sync(const std::string& proje
     }
   }
   if (overlay) {
-    auto src = checkouts_.MountTree(dir);
+    auto src = checkouts_.MountTree(dir, /*redirects=*/false);  // the next sync edits the layers
     if (!src.ok()) return src.status();
   }
   // Kept in memory; meta.json is written at Release (until then the in-use

@@ -114,6 +114,13 @@ TEST_F(Checkout, ABuildModifiesItsInputsAsInAClonedTreeAndNoOtherJobOrTheCacheSe
     EXPECT_NE(again.out.find(original), std::string::npos) << again.out;
     if (mode == "fresh") {
       EXPECT_NE(again.out.find("\n755 1\n644 1\nclean\nsub writable\n"), std::string::npos) << again.out;
+      // A directory of the tree renames in place (its files keep their
+      // inodes), as rename(2) does in a local checkout.
+      auto mv = Submit("a=$(stat -c %i sub/deep.txt); mv sub sub2 && [ \"$(stat -c %i sub2/deep.txt)\" = \"$a\" ]"
+                       " && echo renamed in place",
+                       where);
+      EXPECT_EQ(mv.exit_code, 0) << mv.err;
+      EXPECT_NE(mv.out.find("renamed in place"), std::string::npos) << mv.out;
     } else {
       // What the build made stays in its workspace; the six inputs it
       // changed are the tree's again, written anew (a new mtime).
