@@ -31,20 +31,15 @@ int64_t MsSince(std::chrono::steady_clock::time_point began) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
 }
 
-// The job's disk cap: its request within the worker's.
-int64_t DiskCap(const JobEnv& env, const Assignment& a) {
-  int64_t cap = env.cfg->disk_max;
-  return a.spec.disk_bytes > 0 && a.spec.disk_bytes < cap ? a.spec.disk_bytes : cap;
-}
-
-// Makes the job's own checkout at `base` (worker/checkout.h): the input
-// tree in base/lower, while its disk is made and mounted beside it, then
-// the overlay. Returns the directory the build runs in. Unavailable: CAS
-// could not be reached (the job goes back in line); anything else fails the
-// job.
-Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, const std::string& base) {
+// Makes the job's own checkout at `base` (worker/checkout.h), its disk
+// capped at `disk_cap`: the input tree in base/lower, while its disk is
+// made and mounted beside it, then the overlay. Returns the directory the
+// build runs in. Unavailable: CAS could not be reached (the job goes back
+// in line); anything else fails the job.
+Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, const std::string& base,
+                                    int64_t disk_cap) {
   const auto place = env.checkouts->overlay().ok() ? LocalCas::Place::kLink : LocalCas::Place::kCopy;
-  return env.checkouts->Make(base, DiskCap(env, a), [&](const std::string& tree) -> Status {
+  return env.checkouts->Make(base, disk_cap, [&](const std::string& tree) -> Status {
     if (!a.input_root) return Status::Ok();
     const cas::Digest root = *a.input_root;
     if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
@@ -58,12 +53,13 @@ Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, cons
   });
 }
 
-// Brings the job's warm workspace to its input tree (or an empty one).
-Status SyncWorkspace(const JobEnv& env, const Assignment& a, const LogFn& log) {
+// Brings the job's warm workspace to its input tree (or an empty one), its
+// disk capped at `disk_cap`.
+Status SyncWorkspace(const JobEnv& env, const Assignment& a, int64_t disk_cap, const LogFn& log) {
   const cas::Digest root = a.input_root ? *a.input_root : cas::DigestOf(cas::Directory{});
   if (Status s = cas::CheckDigest(root, "input_root"); !s.ok()) return s;
   auto began = std::chrono::steady_clock::now();
-  auto rep = env.workspaces->Sync(a.project, a.spec.workspace_name, *env.cas, *env.local_cas, root, DiskCap(env, a));
+  auto rep = env.workspaces->Sync(a.project, a.spec.workspace_name, *env.cas, *env.local_cas, root, disk_cap);
   if (!rep.ok()) return rep.status();
   auto ms = MsSince(began);
   std::string what = rep->fresh ? "new: the tree was written in full"
@@ -184,6 +180,7 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   req.spec = a.spec;
   // The checkout's base: the job's own, or its warm workspace's.
   std::string base = cfg.work_dir + "/jobs/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
+  const int64_t disk_cap = CappedLimit(a.spec.disk_bytes, cfg.disk_max);
   std::error_code ec;
   // A warm workspace when the job asks for one and no other job uses it.
   const std::string& ws_name = a.spec.workspace_name;
@@ -221,9 +218,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
         ": this job runs in a fresh directory\n");
   }
   if (ws) {
-    setup = SyncWorkspace(env, a, log);
+    setup = SyncWorkspace(env, a, disk_cap, log);
   } else {
-    auto dir = PrepareCheckout(env, a, base);
+    auto dir = PrepareCheckout(env, a, base, disk_cap);
     setup = dir.status();
     if (dir.ok()) req.job_dir = *dir;
   }
@@ -246,7 +243,7 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
         Checkouts::DiskFull(base, saw_enospc)) {
       out.result.limit = "disk";
       out.result.error = "its checkout's disk is full: it reached the limit of " +
-                         FormatLimitBytes(DiskCap(env, a)) + " (kiln submit --disk; the worker's disk_max)";
+                         FormatLimitBytes(disk_cap) + " (kiln submit --disk; the worker's disk_max)";
       log("kiln: " + out.result.error + "\n");
     }
     if (out.status == queue::JobStatus::kSucceeded && !a.spec.outputs.empty()) {

@@ -76,9 +76,10 @@ bool LocalCas::Intact(const std::string& path, int64_t size, bool exec) const {
          s.st_uid == uid_ && s.st_gid == gid_;
 }
 
-Status LocalCas::Seal(const std::string& path, bool exec) const {
+Status LocalCas::Seal(const std::string& path, bool exec, bool marker) const {
   if (::chown(path.c_str(), uid_, gid_) != 0 || ::chmod(path.c_str(), ModeOf(exec)) != 0)
     return FailedPrecondition(Errno("cannot seal " + path));
+  if (!marker) return Status::Ok();
   struct timespec ts[2] = {{0, UTIME_NOW}, {kMarkerMtime, 0}};
   if (::utimensat(AT_FDCWD, path.c_str(), ts, 0) != 0) return FailedPrecondition(Errno("cannot seal " + path));
   return Status::Ok();
@@ -236,12 +237,7 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
       Pin(hash + ".x", plain[hash].size);
       pinned.push_back(hash + ".x");
       if (Intact(x, plain[hash].size, true)) continue;
-      std::error_code ec;
-      std::string tmp = x + ".kiln-tmp-x";
-      fs::copy_file(PathOf(hash, false), tmp, fs::copy_options::overwrite_existing, ec);
-      if (ec) return FailedPrecondition("cannot copy " + PathOf(hash, false) + ": " + ec.message());
-      if (auto s = Seal(tmp, true); !s.ok()) return s;
-      if (::rename(tmp.c_str(), x.c_str()) != 0) return FailedPrecondition(Errno("cannot store " + x));
+      if (auto s = CopyReplacing(PathOf(hash, false), x, true, true); !s.ok()) return s;
     }
   }
   auto st = cas::WriteTree(tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
@@ -251,10 +247,7 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
         return FailedPrecondition(Errno("cannot link " + path + " from the local CAS cache"));
       return Status::Ok();
     }
-    std::error_code ec;
-    fs::copy_file(from, path, fs::copy_options::overwrite_existing, ec);
-    if (ec) return FailedPrecondition("cannot copy " + path + " from the local CAS cache: " + ec.message());
-    return Seal(path, e.executable);
+    return CopyReplacing(from, path, e.executable, true);
   });
   if (!st.ok()) return st.status();
   rep.files = st->files;
@@ -265,18 +258,18 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
 Status LocalCas::CopyOut(cas::CasClient& client, const cas::Digest& d, bool exec, const std::string& path) {
   auto blob = Blob(client, d);
   if (!blob.ok()) return blob.status();
-  std::string tmp = path + ".kiln-sync";
-  ::unlink(tmp.c_str());
+  return CopyReplacing(*blob, path, exec, false);
+}
+
+Status LocalCas::CopyReplacing(const std::string& from, const std::string& path, bool exec, bool marker) const {
+  std::string tmp = path + ".kiln-tmp-copy";  // (a leftover in the cache goes at the next start)
   std::error_code ec;
-  fs::copy_file(*blob, tmp, fs::copy_options::overwrite_existing, ec);
-  if (ec) return FailedPrecondition("cannot write " + path + ": " + ec.message());
-  if (::chown(tmp.c_str(), uid_, gid_) != 0 || ::chmod(tmp.c_str(), ModeOf(exec)) != 0 ||
-      ::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status s = FailedPrecondition(Errno("cannot write " + path));
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return Status::Ok();
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  Status s = ec ? FailedPrecondition("cannot copy " + from + " to " + path + ": " + ec.message())
+                : Seal(tmp, exec, marker);
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = FailedPrecondition(Errno("cannot store " + path));
+  if (!s.ok()) ::unlink(tmp.c_str());
+  return s;
 }
 
 }  // namespace kiln::worker

@@ -67,7 +67,12 @@ class LocalCas {
   // True if the cached copy is intact (size, exact mode and the marker
   // mtime: anything that wrote or chmodded through a hardlink changed them).
   bool Intact(const std::string& path, int64_t size, bool exec) const;
-  Status Seal(const std::string& path, bool exec) const;
+  // Gives `path` the cache's owner and mode, and the marker mtime when
+  // `marker` (else it keeps its own).
+  Status Seal(const std::string& path, bool exec, bool marker = true) const;
+  // Copies `from` to `path` through a temporary name and a rename (what was
+  // at `path` is replaced, never written into), sealed as above.
+  Status CopyReplacing(const std::string& from, const std::string& path, bool exec, bool marker) const;
   void Pin(const std::string& key, int64_t size);
   void Unpin(const std::vector<std::string>& keys);
   void Trim();

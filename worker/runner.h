@@ -12,6 +12,10 @@
 
 namespace kiln::worker {
 
+// A job's limit: its request (`want`, 0 for none) within the worker's cap
+// (`cap`, 0 for none).
+inline int64_t CappedLimit(int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; }
+
 struct RunRequest {
   int64_t job_id = 0;
   int attempt = 0;

@@ -46,8 +46,6 @@ bool HasToken(const std::string& list, const std::string& token) {
   return false;
 }
 
-// The job's request, capped by the worker's (0: no request, or no cap).
-int64_t CappedLimit(int64_t want, int64_t cap) { return want > 0 && (cap <= 0 || want < cap) ? want : cap; }
 
 json Seccomp() {
   // Default allow; refuse what a build never needs and a breakout would.

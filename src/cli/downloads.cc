@@ -4,8 +4,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -37,19 +35,19 @@ bool Within(const std::string& p, const std::string& area) {
   return p.size() > area.size() && p.compare(0, area.size(), area) == 0 && p[area.size()] == '/';
 }
 
-std::string RealPath(const std::string& p) {
-  char buf[PATH_MAX];
-  if (::realpath(p.c_str(), buf) == nullptr) return "";
-  return buf;
-}
+}  // namespace
 
-std::string Clean(std::string p) {
+std::string CleanRelativePath(std::string p) {
   while (p.rfind("./", 0) == 0) p = p.substr(2);
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
 }
 
-}  // namespace
+std::string RealPathOf(const std::string& p) {
+  std::error_code ec;
+  auto r = fs::canonical(p, ec);
+  return ec ? "" : r.string();
+}
 
 void NoteDownload(DownloadRecord& rec, const std::vector<Written>& written) {
   for (const auto& w : written) {
@@ -131,14 +129,14 @@ bool LeaveOut(const DownloadedOutputs& d, const std::string& rel, const cas::Ent
 DownloadedOutputs FindDownloadedOutputs(const std::string& input_dir, const std::vector<std::string>& outputs,
                                         const std::string& outputs_dir) {
   DownloadedOutputs d;
-  std::string tree = RealPath(input_dir);
+  std::string tree = RealPathOf(input_dir);
   if (tree.empty()) return d;
   for (const auto& o : outputs) {
-    std::string c = Clean(o);
+    std::string c = CleanRelativePath(o);
     if (!c.empty() && c != ".") d.areas.push_back(c);
   }
   d.written = LoadDownloadRecord(tree);
-  std::string dest = outputs_dir.empty() ? tree : RealPath(outputs_dir);
+  std::string dest = outputs_dir.empty() ? tree : RealPathOf(outputs_dir);
   if (dest.size() > tree.size() && Within(dest, tree)) {
     // The outputs directory inside the tree: everything kiln wrote there,
     // from the records of each directory on the way down to it (those kiln

@@ -19,6 +19,14 @@
 
 namespace kiln::cli {
 
+// A relative path as the user typed it, without leading "./" and trailing
+// "/" ("./out/" -> "out"; "/" stays).
+std::string CleanRelativePath(std::string p);
+
+// The canonical absolute path of an existing `p`; empty when it cannot be
+// resolved.
+std::string RealPathOf(const std::string& p);
+
 // Relative path -> what kiln's downloads left there:
 //   "f:<hex>/<size>"  a file it wrote ("x:" when executable)
 //   "l:<target>"      a symlink it made

@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/downloads.h"
 #include "cli/errors.h"
 #include "cli/follow.h"
 #include "cli/interrupt.h"
@@ -141,11 +142,7 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   }
   if (a.pids > 0) spec->mutable_resources()->set_pids(a.pids);
   if (a.cpus > 0) spec->mutable_resources()->set_cpu_millis(static_cast<int>(a.cpus * 1000));
-  for (auto o : a.outputs) {
-    while (o.rfind("./", 0) == 0) o = o.substr(2);
-    while (o.size() > 1 && o.back() == '/') o.pop_back();
-    spec->add_outputs(o);
-  }
+  for (const auto& o : a.outputs) spec->add_outputs(CleanRelativePath(o));
   if (!a.no_input) {
     SendOptions so;
     so.dir = a.input;

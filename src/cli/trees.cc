@@ -25,18 +25,6 @@ double Since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::string CleanPattern(std::string p) {
-  while (p.rfind("./", 0) == 0) p = p.substr(2);
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
-std::string RealPathOf(const std::string& p) {
-  std::error_code ec;
-  auto r = fs::canonical(p, ec);
-  return ec ? "" : r.string();
-}
-
 // "1 file", "3 files".
 std::string Count(int64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -61,8 +49,8 @@ Result<SentTree> SendTree(Client& c, const SendOptions& o) {
   if (::stat(abs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return NotFound("input directory " + o.dir + " does not exist or is not a directory (set it with --input)");
   cas::WalkOptions w;
-  for (const auto& p : o.include) w.include.push_back(CleanPattern(p));
-  for (const auto& p : o.exclude) w.exclude.push_back(CleanPattern(p));
+  for (const auto& p : o.include) w.include.push_back(CleanRelativePath(p));
+  for (const auto& p : o.exclude) w.exclude.push_back(CleanRelativePath(p));
   // What an interrupted download (kiln outputs) may leave behind is not input.
   w.exclude.push_back(".kiln-download-*");
   w.exclude.push_back("*.kiln-tmp-*");

@@ -97,30 +97,12 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.2f", 
 
 # Prints the unpacked PostgreSQL 15 source tree, fetching it the first time.
 pg_source_tree() {
-  local cache="${KILN_BENCH_SRC_DIR:-/var/tmp/kiln-bench-src}" tarball tree
-  mkdir -p "$cache"
-  tarball="$(find "$cache" -maxdepth 1 -name 'postgresql-15_*.orig.tar.bz2' | sort -V | tail -n 1)"
-  if [[ -z $tarball ]]; then
-    if ! grep -qs '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources &&
-       ! grep -qs '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list; then
-      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >/etc/apt/sources.list.d/zz-kiln-src.sources
-      apt-get update >&2
-    fi
-    # The bookworm suite: the security pocket's newer version has no orig tarball.
-    (cd "$cache" && apt-get source --download-only postgresql-15/bookworm) >&2 ||
-      { apt-get update >&2 && (cd "$cache" && apt-get source --download-only postgresql-15/bookworm) >&2; }
-    tarball="$(find "$cache" -maxdepth 1 -name 'postgresql-15_*.orig.tar.bz2' | sort -V | tail -n 1)"
-    [[ -n $tarball ]] || { echo "bench: apt-get source gave no postgresql-15 orig tarball in $cache" >&2; exit 1; }
-  fi
-  tree="$cache/$(basename "$tarball" .orig.tar.bz2)"  # postgresql-15_15.18
-  if [[ ! -e $tree.unpacked ]]; then
-    rm -rf "$tree" "$tree.tmp"
-    mkdir "$tree.tmp"
-    tar -xjf "$tarball" -C "$tree.tmp" --strip-components=1
-    mv "$tree.tmp" "$tree"
-    : >"$tree.unpacked"
-    sleep 2  # the hash cache does not trust files changed in the last 2 s (tar keeps mtimes: belt and braces)
-  fi
+  local cache="${KILN_BENCH_SRC_DIR:-/var/tmp/kiln-bench-src}" fresh=1 tree
+  compgen -G "$cache/postgresql-15_*.unpacked" >/dev/null && fresh=0
+  tree="$(tests/debian-source.sh postgresql-15 "$cache")" || exit 1
+  # The hash cache does not trust files changed in the last 2 s (tar keeps
+  # mtimes: belt and braces).
+  ((fresh)) && sleep 2
   printf '%s\n' "$tree"
 }
 
