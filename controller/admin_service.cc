@@ -1,4 +1,4 @@
-// AdminService: projects, clusters, workers and warm workspaces. Handlers
+// AdminService: projects, clusters, workers, warm workspaces and trust. Handlers
 // never throw; every failure is a grpc::Status with a message saying what to do.
 
 #include "controller/admin_service.h"
@@ -8,6 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "api/convert.h"
+#include "auth/trust_store.h"
+#include "common/util.h"
+#include "controller/guard.h"
 #include "config/project_config.h"
 #include "controller/signal.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -21,22 +24,29 @@ class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   explicit AdminServiceImpl(const AdminServiceDeps& d) : d_(d) {}
 
-  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest* req,
+  grpc::Status ListWorkers(grpc::ServerContext* ctx, const v1::ListWorkersRequest* req,
                            v1::ListWorkersResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead); !who.ok()) return api::ToGrpc(who.status());
     auto ws = d_.workers.List(req->include_gone());
     if (!ws.ok()) return api::ToGrpc(ws.status());
     for (const auto& w : *ws) api::ToProto(w, resp->add_workers());
     return grpc::Status::OK;
   }
 
-  grpc::Status ListProjects(grpc::ServerContext*, const v1::Empty*, v1::ListProjectsResponse* resp) override {
+  // A read or submit token sees its own projects; an admin token, all.
+  grpc::Status ListProjects(grpc::ServerContext* ctx, const v1::Empty*, v1::ListProjectsResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead);
+    if (!who.ok()) return api::ToGrpc(who.status());
     auto ps = d_.catalog.ListProjects();
     if (!ps.ok()) return api::ToGrpc(ps.status());
-    for (const auto& p : *ps) api::ToProto(p, resp->add_projects());
+    for (const auto& p : *ps) {
+      if (who->Covers(p.name)) api::ToProto(p, resp->add_projects());
+    }
     return grpc::Status::OK;
   }
 
-  grpc::Status CreateProject(grpc::ServerContext*, const v1::CreateProjectRequest* req, v1::Project* resp) override {
+  grpc::Status CreateProject(grpc::ServerContext* ctx, const v1::CreateProjectRequest* req, v1::Project* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.CreateProject(req->name(), *cfg);
@@ -46,15 +56,17 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetProject(grpc::ServerContext*, const v1::GetProjectRequest* req, v1::Project* resp) override {
+  grpc::Status GetProject(grpc::ServerContext* ctx, const v1::GetProjectRequest* req, v1::Project* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, req->name()); !who.ok()) return api::ToGrpc(who.status());
     auto p = d_.catalog.GetProject(req->name());
     if (!p.ok()) return api::ToGrpc(p.status());
     api::ToProto(*p, resp);
     return grpc::Status::OK;
   }
 
-  grpc::Status SetProjectConfig(grpc::ServerContext*, const v1::SetProjectConfigRequest* req,
+  grpc::Status SetProjectConfig(grpc::ServerContext* ctx, const v1::SetProjectConfigRequest* req,
                                 v1::Project* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     auto cfg = Normalize(req->config_json());
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.SetProjectConfig(req->name(), *cfg);
@@ -65,21 +77,24 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListClusters(grpc::ServerContext*, const v1::Empty*, v1::ListClustersResponse* resp) override {
+  grpc::Status ListClusters(grpc::ServerContext* ctx, const v1::Empty*, v1::ListClustersResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead); !who.ok()) return api::ToGrpc(who.status());
     auto cs = d_.catalog.ListClusters();
     if (!cs.ok()) return api::ToGrpc(cs.status());
     for (const auto& c : *cs) api::ToProto(c, resp->add_clusters());
     return grpc::Status::OK;
   }
 
-  grpc::Status CreateCluster(grpc::ServerContext*, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
+  grpc::Status CreateCluster(grpc::ServerContext* ctx, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     auto c = d_.catalog.CreateCluster(req->name());
     if (!c.ok()) return api::ToGrpc(c.status());
     api::ToProto(*c, resp);
     return grpc::Status::OK;
   }
 
-  grpc::Status MapProject(grpc::ServerContext*, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
+  grpc::Status MapProject(grpc::ServerContext* ctx, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     auto c = d_.catalog.MapProject(req->cluster(), req->project(), req->unmap());
     if (!c.ok()) return api::ToGrpc(c.status());
     d_.dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
@@ -87,11 +102,14 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListWorkspaces(grpc::ServerContext*, const v1::ListWorkspacesRequest* req,
+  grpc::Status ListWorkspaces(grpc::ServerContext* ctx, const v1::ListWorkspacesRequest* req,
                               v1::ListWorkspacesResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, req->project());
+    if (!who.ok()) return api::ToGrpc(who.status());
     auto rows = d_.workers.ListWorkspaces(req->project());
     if (!rows.ok()) return api::ToGrpc(rows.status());
     for (const auto& r : *rows) {
+      if (!who->Covers(r.project)) continue;
       auto* w = resp->add_workspaces();
       w->set_project(r.project);
       w->set_name(r.name);
@@ -104,9 +122,10 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status RemoveWorkspace(grpc::ServerContext*, const v1::RemoveWorkspaceRequest* req,
+  grpc::Status RemoveWorkspace(grpc::ServerContext* ctx, const v1::RemoveWorkspaceRequest* req,
                                v1::RemoveWorkspaceResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project); !who.ok()) return api::ToGrpc(who.status());
     if (req->name().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the workspace's name");
     auto n = d_.workers.RemoveWorkspace(project, req->name());
     if (!n.ok()) return api::ToGrpc(n.status());
@@ -114,7 +133,104 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
+  // ---- trust ----
+
+  grpc::Status CreateToken(grpc::ServerContext* ctx, const v1::CreateTokenRequest* req,
+                           v1::CreateTokenResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    auto role = auth::ParseRole(req->role());
+    if (!role.ok()) return api::ToGrpc(role.status());
+    if (req->ttl_s() < 0 || req->ttl_s() > int64_t{10} * 365 * 86400)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "ttl_s must be between 0 (never expires) and ten years");
+    auth::NewApiToken t;
+    t.role = *role;
+    t.projects.assign(req->projects().begin(), req->projects().end());
+    t.description = req->description();
+    t.created_by = who->Name();
+    t.ttl_ms = req->ttl_s() * 1000;
+    auto text = d_.trust.CreateToken(t);
+    if (!text.ok()) return api::ToGrpc(text.status());
+    auto parsed = auth::ParseToken(auth::TokenKind::kApi, *text);
+    auto row = d_.trust.FindToken(parsed->id);
+    if (!row.ok() || !*row) return grpc::Status(grpc::INTERNAL, "the new token vanished");
+    spdlog::info("token created token_id={} role={} by={}", parsed->id, req->role(), who->Name());
+    ToProto(**row, resp->mutable_token());
+    resp->set_secret(*text);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListTokens(grpc::ServerContext* ctx, const v1::Empty*, v1::ListTokensResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto rows = d_.trust.ListTokens();
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) ToProto(r, resp->add_tokens());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeToken(grpc::ServerContext* ctx, const v1::RevokeTokenRequest* req, v1::ApiToken* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = d_.trust.RevokeToken(req->id()); !s.ok()) return api::ToGrpc(s);
+    d_.guard.Forget("token " + req->id());
+    spdlog::info("token revoked token_id={} by={}", req->id(), who->Name());
+    auto row = d_.trust.FindToken(req->id());
+    if (row.ok() && *row) ToProto(**row, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateJoinToken(grpc::ServerContext* ctx, const v1::CreateJoinTokenRequest* req,
+                               v1::CreateJoinTokenResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (req->ttl_s() < 0 || req->ttl_s() > 30 * 86400)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "ttl_s must be between 0 (one hour) and 30 days");
+    int64_t ttl_ms = (req->ttl_s() > 0 ? req->ttl_s() : 3600) * 1000;
+    auto text = d_.trust.CreateJoinToken(who->Name(), ttl_ms);
+    if (!text.ok()) return api::ToGrpc(text.status());
+    spdlog::info("join token created by={}", who->Name());
+    resp->set_token(*text);
+    resp->set_expires_at_ms(NowUnixMs() + ttl_ms);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeWorker(grpc::ServerContext* ctx, const v1::RevokeWorkerRequest* req,
+                            v1::RevokeWorkerResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    auto n = d_.trust.RevokeWorker(req->worker_id());
+    if (!n.ok()) return api::ToGrpc(n.status());
+    // Every controller (this one too) hears NOTIFY kiln_revoke and closes
+    // the worker's stream; its jobs go back in line.
+    d_.guard.Forget("worker " + req->worker_id());
+    spdlog::info("worker revoked worker_id={} certificates={} by={}", req->worker_id(), *n, who->Name());
+    resp->set_certificates(*n);
+    resp->set_disconnected(d_.disconnect(req->worker_id()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::Empty*, v1::ApiToken* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    auto row = d_.trust.FindToken(who->token_id);
+    if (!row.ok()) return api::ToGrpc(row.status());
+    if (*row) ToProto(**row, resp);
+    return grpc::Status::OK;
+  }
+
  private:
+  static void ToProto(const auth::TokenRow& r, v1::ApiToken* out) {
+    out->set_id(r.id);
+    out->set_role(auth::RoleName(r.role));
+    for (const auto& p : r.projects) out->add_projects(p);
+    out->set_description(r.description);
+    out->set_created_by(r.created_by);
+    out->set_created_at_ms(r.created_at_ms);
+    out->set_expires_at_ms(r.expires_at_ms);
+    out->set_revoked_at_ms(r.revoked_at_ms);
+    out->set_last_used_at_ms(r.last_used_at_ms);
+  }
+
   // Validates and re-serializes, so the stored document is canonical.
   static Result<std::string> Normalize(const std::string& text) {
     auto parsed = config::ParseProjectConfig(text);

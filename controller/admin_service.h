@@ -4,8 +4,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
+#include <string>
 
+namespace kiln::auth {
+class TrustStore;
+}
 namespace kiln::queue {
 class CatalogStore;
 class WorkerStore;
@@ -13,10 +18,14 @@ class WorkerStore;
 
 namespace kiln::controller {
 
+class Guard;
 class Signal;
 
 // What AdminService uses, and nothing else. All must outlive the service.
 struct AdminServiceDeps {
+  Guard& guard;
+  auth::TrustStore& trust;                               // tokens, join tokens, worker certificates
+  std::function<bool(const std::string&)> disconnect;    // closes a worker's stream here, if it has one
   queue::CatalogStore& catalog;
   queue::WorkerStore& workers;
   Signal& config_wake;    // a project's configuration changed here

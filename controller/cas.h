@@ -43,7 +43,10 @@ Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest
                  const std::string& what);
 
 // What CasService uses, and nothing else; the stores must outlive it.
+class Guard;
+
 struct CasServiceDeps {
+  Guard& guard;  // uploads: a submit token or a worker; reads: a read token or a worker
   cas::BlobStore& blobs;
   cas::TreeStore& trees;
   int64_t max_blob_bytes;  // cas_max_blob_bytes
@@ -52,6 +55,7 @@ std::unique_ptr<grpc::Service> MakeCasService(const CasServiceDeps& deps);
 
 // What ImageService uses, and nothing else; the stores must outlive it.
 struct ImageServiceDeps {
+  Guard& guard;  // registering and removing: admin; reading: any token or a worker
   cas::ImageStore& images;
   cas::BlobStore& blobs;  // manifests and configs are read from CAS
 };

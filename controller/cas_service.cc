@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "cas/limits.h"
 #include "controller/cas.h"
+#include "controller/guard.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
 namespace kiln::controller {
@@ -116,8 +117,9 @@ class CasServiceImpl final : public v1::CasService::Service {
  public:
   explicit CasServiceImpl(const CasServiceDeps& d) : d_(d) {}
 
-  grpc::Status FindMissing(grpc::ServerContext*, const v1::FindMissingRequest* req,
+  grpc::Status FindMissing(grpc::ServerContext* ctx, const v1::FindMissingRequest* req,
                            v1::FindMissingResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
     if (req->blobs_size() + req->trees_size() > kMaxDigestsPerCall)
       return api::ToGrpc(InvalidArgument("at most 10000 digests per FindMissing call"));
     for (const auto& d : req->blobs()) {
@@ -135,8 +137,9 @@ class CasServiceImpl final : public v1::CasService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status BatchUpload(grpc::ServerContext*, const v1::BatchUploadRequest* req,
+  grpc::Status BatchUpload(grpc::ServerContext* ctx, const v1::BatchUploadRequest* req,
                            v1::BatchUploadResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
     std::vector<std::pair<cas::Digest, std::string_view>> ok;
     std::vector<int> index(static_cast<size_t>(req->blobs_size()), -1);
     int64_t total = 0;
@@ -169,7 +172,8 @@ class CasServiceImpl final : public v1::CasService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status BatchRead(grpc::ServerContext*, const v1::BatchReadRequest* req, v1::BatchReadResponse* resp) override {
+  grpc::Status BatchRead(grpc::ServerContext* ctx, const v1::BatchReadRequest* req, v1::BatchReadResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
     if (req->digests_size() > kMaxDigestsPerCall) return api::ToGrpc(InvalidArgument("at most 10000 digests per call"));
     int64_t total = 0;
     for (const auto& pd : req->digests()) {
@@ -196,8 +200,9 @@ class CasServiceImpl final : public v1::CasService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Write(grpc::ServerContext*, grpc::ServerReader<v1::WriteRequest>* reader,
+  grpc::Status Write(grpc::ServerContext* ctx, grpc::ServerReader<v1::WriteRequest>* reader,
                      v1::WriteResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
     v1::WriteRequest m;
     if (!reader->Read(&m)) return api::ToGrpc(InvalidArgument("empty Write stream"));
     cas::Digest d = api::FromProto(m.digest());
@@ -230,7 +235,8 @@ class CasServiceImpl final : public v1::CasService::Service {
                                std::to_string(writer.committed()) + " bytes; resume it with the same upload id"));
   }
 
-  grpc::Status QueryWrite(grpc::ServerContext*, const v1::QueryWriteRequest* req, v1::WriteResponse* resp) override {
+  grpc::Status QueryWrite(grpc::ServerContext* ctx, const v1::QueryWriteRequest* req, v1::WriteResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
     cas::Digest d = api::FromProto(req->digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
     if (d_.blobs.Has(d)) {
@@ -244,6 +250,7 @@ class CasServiceImpl final : public v1::CasService::Service {
 
   grpc::Status Read(grpc::ServerContext* ctx, const v1::ReadRequest* req,
                     grpc::ServerWriter<v1::ReadResponse>* writer) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
     cas::Digest d = api::FromProto(req->digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
     if (req->offset() < 0 || req->offset() > d.size || req->limit() < 0)
@@ -262,8 +269,9 @@ class CasServiceImpl final : public v1::CasService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status UploadTrees(grpc::ServerContext*, const v1::UploadTreesRequest* req,
+  grpc::Status UploadTrees(grpc::ServerContext* ctx, const v1::UploadTreesRequest* req,
                            v1::UploadTreesResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
     if (req->nodes_size() > kMaxDigestsPerCall) return api::ToGrpc(InvalidArgument("at most 10000 nodes per call"));
     std::vector<std::pair<cas::Digest, cas::Directory>> nodes;
     for (const auto& n : req->nodes()) {
@@ -285,7 +293,8 @@ class CasServiceImpl final : public v1::CasService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetTree(grpc::ServerContext*, const v1::GetTreeRequest* req, v1::GetTreeResponse* resp) override {
+  grpc::Status GetTree(grpc::ServerContext* ctx, const v1::GetTreeRequest* req, v1::GetTreeResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
     cas::Digest root = api::FromProto(req->root());
     if (auto s = cas::CheckDigest(root, "tree root"); !s.ok()) return api::ToGrpc(s);
     size_t start = 0;

@@ -10,6 +10,7 @@
 #include "cache/compile_store.h"
 #include "cas/store.h"
 #include "controller/compile_service.h"
+#include "controller/guard.h"
 #include "controller/project_cache.h"
 #include "controller/submit_policy.h"
 
@@ -55,9 +56,10 @@ class CacheServiceImpl final : public v1::CacheService::Service {
  public:
   explicit CacheServiceImpl(const CacheServiceDeps& d) : d_(d) {}
 
-  grpc::Status CompileStats(grpc::ServerContext*, const v1::CompileStatsRequest* req,
+  grpc::Status CompileStats(grpc::ServerContext* ctx, const v1::CompileStatsRequest* req,
                             v1::CompileStatsResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, project); !who.ok()) return api::ToGrpc(who.status());
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     const std::string scope = CacheScope(project, *pc);
@@ -79,12 +81,13 @@ class CacheServiceImpl final : public v1::CacheService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status CompileImpact(grpc::ServerContext*, const v1::CompileImpactRequest* req,
+  grpc::Status CompileImpact(grpc::ServerContext* ctx, const v1::CompileImpactRequest* req,
                              v1::CompileImpactResponse* resp) override {
+    std::string project = req->project().empty() ? "default" : req->project();
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, project); !who.ok()) return api::ToGrpc(who.status());
     if (req->path().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the header's path");
     if (Status s = Text(req->path(), kMaxPath, "path"); !s.ok()) return api::ToGrpc(s);
     if (req->limit() < 0 || req->limit() > 100000) return grpc::Status(grpc::INVALID_ARGUMENT, "limit must be 0..100000");
-    std::string project = req->project().empty() ? "default" : req->project();
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     // Paths are recorded as the sandbox sees them: the tree is at /src.
@@ -113,14 +116,14 @@ class CacheServiceImpl final : public v1::CacheService::Service {
 
 }  // namespace
 
-grpc::Status LookupCompile(cache::CompileCacheStore& store, const v1::LookupCompileRequest* req,
-                           v1::LookupCompileResponse* resp) {
+grpc::Status LookupCompile(cache::CompileCacheStore& store, const std::string& worker_id,
+                           const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
   if (s.ok()) s = Text(req->source(), kMaxPath, "source");
   if (s.ok()) s = Text(req->output(), kMaxPath, "output");
   if (!s.ok()) return api::ToGrpc(s);
-  auto found = store.Lookup(req->job_id(), req->attempt(), req->key(), req->source(), req->output());
+  auto found = store.Lookup({worker_id, req->job_id(), req->attempt()}, req->key(), req->source(), req->output());
   if (!found.ok()) return api::ToGrpc(found.status());
   for (auto& m : found->manifests) api::ToProto(std::move(m), resp->add_manifests());
   for (auto& p : found->previous) api::ToProto(std::move(p), resp->add_previous());
@@ -128,12 +131,12 @@ grpc::Status LookupCompile(cache::CompileCacheStore& store, const v1::LookupComp
   return grpc::Status::OK;
 }
 
-grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const v1::LookupCompileResultRequest* req,
-                                 v1::LookupCompileResultResponse* resp) {
+grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const std::string& worker_id,
+                                 const v1::LookupCompileResultRequest* req, v1::LookupCompileResultResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
   if (s.ok()) s = Key(req->key(), "key");
   if (!s.ok()) return api::ToGrpc(s);
-  auto found = store.LookupResult(req->job_id(), req->attempt(), req->key());
+  auto found = store.LookupResult({worker_id, req->job_id(), req->attempt()}, req->key());
   if (!found.ok()) return api::ToGrpc(found.status());
   if (*found) {
     resp->set_found(true);
@@ -142,8 +145,8 @@ grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const v1::Look
   return grpc::Status::OK;
 }
 
-grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs, const v1::StoreCompileRequest* req,
-                          v1::StoreCompileResponse* resp) {
+grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs, const std::string& worker_id,
+                          const v1::StoreCompileRequest* req, v1::StoreCompileResponse* resp) {
   cc::CompileEntry e = api::FromProto(*req);
   const cc::CompileResult& r = e.result;
   Status s = CheckJobRef(req->job_id(), req->attempt());
@@ -164,14 +167,15 @@ grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs
   if (s.ok() && e.parts.args.size() > kMaxArgs) s = InvalidArgument("too many compiler arguments");
   if (!s.ok()) return api::ToGrpc(s);
   e.result.compile_ms = std::max<int64_t>(0, e.result.compile_ms);
-  auto fresh = store.Store(req->job_id(), req->attempt(), e);
+  auto fresh = store.Store({worker_id, req->job_id(), req->attempt()}, e);
   if (!fresh.ok()) return api::ToGrpc(fresh.status());
   resp->set_stored_result(*fresh);
   resp->set_stored_manifest(true);
   return grpc::Status::OK;
 }
 
-grpc::Status RecordCompiles(cache::CompileCacheStore& store, const v1::RecordCompilesRequest* req) {
+grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& worker_id,
+                            const v1::RecordCompilesRequest* req) {
   if (Status s = CheckJobRef(req->job_id(), req->attempt()); !s.ok()) return api::ToGrpc(s);
   cache::JobCompileStats rec;
   rec.job_id = req->job_id();
@@ -190,7 +194,7 @@ grpc::Status RecordCompiles(cache::CompileCacheStore& store, const v1::RecordCom
     rec.hit_keys.push_back(k);
   }
   rec.hit_manifests.assign(req->hit_manifests().begin(), req->hit_manifests().end());
-  return api::ToGrpc(store.Record(rec));
+  return api::ToGrpc(store.Record(worker_id, rec));
 }
 
 Status ExplainCompiles(cache::CompileCacheStore& store, int64_t job_id, size_t max_events, v1::Explanation* resp) {

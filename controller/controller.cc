@@ -2,14 +2,20 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "api/convert.h"
+#include "auth/trust_store.h"
+#include "auth/x509.h"
 #include "cache/action_store.h"
 #include "cache/compile_store.h"
 #include "common/util.h"
@@ -17,6 +23,8 @@
 #include "controller/admin_service.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
+#include "controller/enroll.h"
+#include "controller/guard.h"
 #include "controller/job_service.h"
 #include "controller/project_cache.h"
 #include "controller/reports.h"
@@ -49,6 +57,9 @@ struct Controller::Impl {
   std::unique_ptr<cache::CompileCacheStore> compile_cache;
   std::unique_ptr<Cas> cas;
   std::unique_ptr<ProjectCache> projects;
+  std::unique_ptr<auth::TrustStore> trust;
+  std::unique_ptr<Guard> guard;
+  std::unique_ptr<Enroller> enroller;
 
   Registry registry;
   ReportQueue reports;  // worker updates, applied by one thread in batches
@@ -60,7 +71,8 @@ struct Controller::Impl {
   Signal shutdown_wake;  // Shutdown() was called
   Signal remote_wake;    // jobs were submitted here: tell the other controllers
 
-  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service, image_service, cache_service;
+  std::unique_ptr<grpc::Service> job_service, admin_service, worker_service, cas_service, image_service, cache_service,
+      enroll_service;
   std::unique_ptr<grpc::Server> server;
   std::string bound_address;
   std::unique_ptr<queue::Listener> listener;
@@ -73,6 +85,7 @@ struct Controller::Impl {
   void ConfigLoop();
   void NotifyLoop();
   void GcLoop();
+  void TokenUseLoop();
   void OnNotify(const std::string& channel, const std::string& payload);
 };
 
@@ -259,6 +272,15 @@ void Controller::Impl::GcLoop() {
   }
 }
 
+void Controller::Impl::TokenUseLoop() {
+  // last_used_at of tokens: one UPDATE a minute, not one per call.
+  uint64_t seen = shutdown_wake.generation();
+  while (!stopping) {
+    seen = shutdown_wake.Wait(seen, std::chrono::seconds(60));
+    if (Status s = trust->TouchTokens(guard->TakeUsed()); !s.ok()) spdlog::warn("{}", s.message());
+  }
+}
+
 void Controller::Impl::ConfigLoop() {
   uint64_t seen = config_wake.generation();
   while (!stopping) {
@@ -284,6 +306,15 @@ void Controller::Impl::NotifyLoop() {
 void Controller::Impl::OnNotify(const std::string& channel, const std::string& payload) {
   if (channel == "kiln_jobs") {
     dispatch_wake.Notify();
+  } else if (channel == "kiln_revoke") {
+    // payload: "token <id>" or "worker <worker id>"
+    guard->Forget(payload);
+    if (payload.rfind("worker ", 0) == 0) {
+      if (auto s = registry.Find(payload.substr(7))) {
+        spdlog::info("closing the stream of revoked worker worker_id={}", s->worker_id);
+        s->Close();
+      }
+    }
   } else if (channel == "kiln_config") {
     config_wake.Notify();
   } else if (channel == "kiln_cancel") {
@@ -316,6 +347,39 @@ void Controller::Impl::OnNotify(const std::string& channel, const std::string& p
 }
 
 // ---- composition ----
+
+// TLS for every caller: the server's certificate for all; a client
+// certificate is asked for and, when sent, must chain to a trusted CA (a
+// worker). Clients without one authenticate with a token instead. The files
+// are watched: a renewed server certificate, or a CA added to trusted.crt,
+// is served from the next handshake on, without a restart.
+Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const std::string& dir) {
+  const std::string trusted_file = std::filesystem::exists(dir + "/trusted.crt") ? dir + "/trusted.crt" : dir + "/ca.crt";
+  auto cert = auth::ReadFile(dir + "/server.crt");
+  auto key = auth::ReadFile(dir + "/server.key");
+  auto trusted = auth::ReadFile(trusted_file);
+  for (const auto* r : {&cert, &key, &trusted}) {
+    if (!r->ok()) {
+      return FailedPrecondition("no TLS certificates: " + r->status().message() +
+                                " (create them with kiln-controller certs init --dir " + dir +
+                                ", or set insecure = true to serve plaintext on a loopback address)");
+    }
+  }
+  if (!auth::KeyMatchesCert(*key, *cert)) {
+    return InvalidArgument(dir + "/server.key does not belong to " + dir + "/server.crt");
+  }
+  if (Status s = auth::VerifyCert(*cert, *trusted, auth::CertPurpose::kServer); !s.ok()) {
+    return InvalidArgument(dir + "/server.crt: " + s.message());
+  }
+  namespace ex = grpc::experimental;
+  auto files = std::make_shared<ex::FileWatcherCertificateProvider>(dir + "/server.key", dir + "/server.crt",
+                                                                     trusted_file, 60);
+  ex::TlsServerCredentialsOptions o(files);
+  o.watch_root_certs();
+  o.watch_identity_key_cert_pairs();
+  o.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(o);
+}
 
 Controller::Controller(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -357,6 +421,23 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->catalog = std::make_unique<queue::CatalogStore>(*impl->pool);
   impl->action_cache = std::make_unique<cache::ActionCacheStore>(*impl->pool);
   impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
+  impl->trust = std::make_unique<auth::TrustStore>(*impl->pool);
+  impl->guard = std::make_unique<Guard>(*impl->trust, !cfg.insecure);
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (cfg.insecure) {
+    spdlog::warn("insecure = true: serving plaintext gRPC on {}; anyone who can reach it reads tokens off the wire, "
+                 "and workers are whoever they say they are", cfg.listen);
+    impl->enroller = Enroller::Disabled(*impl->trust, "this controller serves without TLS (insecure = true): "
+                                                      "workers connect with insecure = true and need no enrolment");
+    creds = grpc::InsecureServerCredentials();
+  } else {
+    auto tls = ServerCredentials(cfg.tls_dir);
+    if (!tls.ok()) return tls.status();
+    creds = *tls;
+    auto e = Enroller::Load(*impl->trust, cfg.tls_dir, cfg.worker_cert_validity);
+    if (!e.ok()) return e.status();
+    impl->enroller = std::move(e).value();
+  }
   KILN_RETURN_IF_ERROR(impl->projects->Refresh(true));
 
   auto cas = Cas::Open(cfg);
@@ -366,28 +447,35 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
 
   // Each service gets what it uses, and nothing else.
   auto& i = *impl;
-  i.job_service = MakeJobService({*i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
+  i.job_service = MakeJobService({*i.guard, *i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
                                   cfg.cas_max_tree_files, *i.compile_cache, i.dispatch_wake, i.remote_wake,
                                   i.job_events, i.stopping});
-  i.admin_service = MakeAdminService({*i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
-  i.worker_service = MakeWorkerService({*i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
+  auto disconnect = [&i](const std::string& worker_id) {
+    auto s = i.registry.Find(worker_id);
+    if (s) s->Close();
+    return s != nullptr;
+  };
+  i.admin_service = MakeAdminService({*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
+  i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});
-  i.cas_service = MakeCasService({i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
-  i.image_service = MakeImageService({i.cas->images(), i.cas->blobs()});
-  i.cache_service = MakeCacheService({*i.compile_cache, *i.projects});
+  i.cas_service = MakeCasService({*i.guard, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
+  i.image_service = MakeImageService({*i.guard, i.cas->images(), i.cas->blobs()});
+  i.cache_service = MakeCacheService({*i.guard, *i.compile_cache, *i.projects});
+  i.enroll_service = MakeEnrollService(*i.enroller);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(cfg.listen, creds, &port);
   builder.RegisterService(impl->job_service.get());
   builder.RegisterService(impl->admin_service.get());
   builder.RegisterService(impl->worker_service.get());
   builder.RegisterService(impl->cas_service.get());
   builder.RegisterService(impl->image_service.get());
   builder.RegisterService(impl->cache_service.get());
+  builder.RegisterService(impl->enroll_service.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
   // Find peers that stopped reading (a blocked Write would otherwise wait forever).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -411,7 +499,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
 
   auto* raw = impl.get();
   impl->listener = std::make_unique<queue::Listener>(
-      cfg.database_url, std::vector<std::string>{"kiln_jobs", "kiln_cancel", "kiln_config", "kiln_workspace"},
+      cfg.database_url, std::vector<std::string>{"kiln_jobs", "kiln_cancel", "kiln_config", "kiln_workspace", "kiln_revoke"},
       [raw](const std::string& ch, const std::string& p) { raw->OnNotify(ch, p); },
       [raw] {
         raw->dispatch_wake.Notify();
@@ -429,12 +517,14 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.ConfigLoop(); });
   i.threads.emplace_back([&i] { i.NotifyLoop(); });
   i.threads.emplace_back([&i] { i.GcLoop(); });
+  i.threads.emplace_back([&i] { i.TokenUseLoop(); });
   if (!i.cfg.address_file.empty()) {
     std::string tmp = i.cfg.address_file + ".tmp";
     std::ofstream(tmp) << i.bound_address << "\n";
     std::rename(tmp.c_str(), i.cfg.address_file.c_str());
   }
-  spdlog::info("kiln-controller {} serving on {} (controller_id={})", kVersion, i.bound_address, i.controller_id);
+  spdlog::info("kiln-controller {} serving on {} with {} (controller_id={})", kVersion, i.bound_address,
+               i.cfg.insecure ? "plaintext (insecure = true)" : "TLS", i.controller_id);
   sd_notify(0, "READY=1");
   i.server->Wait();
 }

@@ -3,6 +3,7 @@
 
 #include "api/convert.h"
 #include "controller/cas.h"
+#include "controller/guard.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
 namespace kiln::controller {
@@ -29,7 +30,8 @@ class ImageServiceImpl final : public v1::ImageService::Service {
  public:
   explicit ImageServiceImpl(const ImageServiceDeps& d) : d_(d) {}
 
-  grpc::Status RegisterImage(grpc::ServerContext*, const v1::RegisterImageRequest* req, v1::Image* resp) override {
+  grpc::Status RegisterImage(grpc::ServerContext* ctx, const v1::RegisterImageRequest* req, v1::Image* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     cas::Digest md = api::FromProto(req->manifest());
     if (auto s = cas::CheckDigest(md, "manifest"); !s.ok()) return api::ToGrpc(s);
     if (req->name().size() > 200) return api::ToGrpc(InvalidArgument("image name is too long (at most 200 bytes)"));
@@ -51,7 +53,8 @@ class ImageServiceImpl final : public v1::ImageService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetImage(grpc::ServerContext*, const v1::GetImageRequest* req, v1::Image* resp) override {
+  grpc::Status GetImage(grpc::ServerContext* ctx, const v1::GetImageRequest* req, v1::Image* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
     auto h = cas::oci::ParseImageRef(req->digest());
     if (!h.ok()) return api::ToGrpc(h.status());
     auto row = d_.images.Get(*h);
@@ -60,14 +63,16 @@ class ImageServiceImpl final : public v1::ImageService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListImages(grpc::ServerContext*, const v1::Empty*, v1::ListImagesResponse* resp) override {
+  grpc::Status ListImages(grpc::ServerContext* ctx, const v1::Empty*, v1::ListImagesResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
     auto rows = d_.images.List();
     if (!rows.ok()) return api::ToGrpc(rows.status());
     for (const auto& r : *rows) ToProto(r, resp->add_images());
     return grpc::Status::OK;
   }
 
-  grpc::Status RemoveImage(grpc::ServerContext*, const v1::GetImageRequest* req, v1::Image* resp) override {
+  grpc::Status RemoveImage(grpc::ServerContext* ctx, const v1::GetImageRequest* req, v1::Image* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     auto h = cas::oci::ParseImageRef(req->digest());
     if (!h.ok()) return api::ToGrpc(h.status());
     auto row = d_.images.Remove(*h);

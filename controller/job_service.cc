@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,6 +17,7 @@
 #include "cas/tree_store.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
+#include "controller/guard.h"
 #include "controller/project_cache.h"
 #include "controller/signal.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -99,9 +101,10 @@ class JobServiceImpl final : public v1::JobService::Service {
  public:
   explicit JobServiceImpl(const JobServiceDeps& d) : d_(d) {}
 
-  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req, v1::SubmitResponse* resp) override {
-    if (Status s = ValidateSubmit(*req); !s.ok()) return api::ToGrpc(s);
+  grpc::Status Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req, v1::SubmitResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
+    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = ValidateSubmit(*req); !s.ok()) return api::ToGrpc(s);
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
@@ -139,20 +142,27 @@ class JobServiceImpl final : public v1::JobService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req, v1::Job* resp) override {
-    return api::ToGrpc(Fill(req->job_id(), resp));
+  grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    return api::ToGrpc(Fill(*who, req->job_id(), resp));
   }
 
-  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req, v1::Job* resp) override {
+  grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = JobAllowed(*who, auth::Role::kSubmit, req->job_id()); !s.ok()) return api::ToGrpc(s);
     auto j = d_.jobs.Cancel(req->job_id(), req->reason());
     if (!j.ok()) return api::ToGrpc(j.status());
-    spdlog::info("cancel requested job_id={} status={}", j->id, queue::ToString(j->status));
+    spdlog::info("cancel requested job_id={} status={} by={}", j->id, queue::ToString(j->status), who->Name());
     d_.job_events.Notify();
     api::ToProto(*j, resp);
     return grpc::Status::OK;
   }
 
-  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) override {
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, req->project());
+    if (!who.ok()) return api::ToGrpc(who.status());
     queue::ListFilter f;
     f.project = req->project();
     f.limit = req->limit();
@@ -163,18 +173,33 @@ class JobServiceImpl final : public v1::JobService::Service {
       if (!q) return grpc::Status(grpc::INVALID_ARGUMENT, "unknown job status " + std::to_string(st));
       f.statuses.push_back(*q);
     }
-    auto jobs = d_.jobs.List(f);
-    if (!jobs.ok()) return api::ToGrpc(jobs.status());
-    for (const auto& j : *jobs) api::ToProto(j, resp->add_jobs());
+    // Without a project: every project the token covers, newest first.
+    std::vector<std::string> projects{f.project};
+    if (f.project.empty() && !who->IsAdmin()) projects = who->projects;
+    std::vector<queue::Job> all;
+    for (const auto& p : projects) {
+      f.project = p;
+      auto jobs = d_.jobs.List(f);
+      if (!jobs.ok()) return api::ToGrpc(jobs.status());
+      all.insert(all.end(), jobs->begin(), jobs->end());
+    }
+    if (projects.size() > 1) {
+      std::sort(all.begin(), all.end(), [](const queue::Job& a, const queue::Job& b) { return a.id > b.id; });
+      if (f.limit > 0 && all.size() > static_cast<size_t>(f.limit)) all.resize(static_cast<size_t>(f.limit));
+    }
+    for (const auto& j : all) api::ToProto(j, resp->add_jobs());
     return grpc::Status::OK;
   }
 
-  grpc::Status ExplainJob(grpc::ServerContext*, const v1::ExplainJobRequest* req, v1::Explanation* resp) override {
+  grpc::Status ExplainJob(grpc::ServerContext* ctx, const v1::ExplainJobRequest* req, v1::Explanation* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (req->max_paths() < 0 || req->max_paths() > 10000)
       return grpc::Status(grpc::INVALID_ARGUMENT, "max_paths must be 0..10000");
     size_t max_paths = req->max_paths() > 0 ? static_cast<size_t>(req->max_paths()) : 200;
     auto job = d_.jobs.Get(req->job_id());
     if (!job.ok()) return api::ToGrpc(job.status());
+    if (Status s = who->May(auth::Role::kRead, job->project); !s.ok()) return api::ToGrpc(Denied(s, job->id));
     api::ToProto(*job, resp->mutable_job());
     auto prev = d_.jobs.PreviousWithCommand(job->id);
     if (!prev.ok()) return api::ToGrpc(prev.status());
@@ -228,6 +253,8 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
                         grpc::ServerWriter<v1::JobEvent>* w) override {
     constexpr int64_t kChunk = 64 << 10;
+    auto who = d_.guard.Require(ctx, auth::Role::kRead);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (req->offset() < 0) return grpc::Status(grpc::INVALID_ARGUMENT, "offset must not be negative");
     int attempt = req->attempt();
     int64_t offset = req->offset();
@@ -235,7 +262,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     while (true) {
       uint64_t gen = d_.job_events.generation();
       v1::JobEvent ev;
-      Status s = Fill(req->job_id(), ev.mutable_state());
+      Status s = Fill(*who, req->job_id(), ev.mutable_state());
       if (!s.ok()) return api::ToGrpc(s);
       const v1::Job& job = ev.state();
       if (req->attempt() == 0 && attempt != 0 && job.attempt() != attempt) {
@@ -368,9 +395,22 @@ class JobServiceImpl final : public v1::JobService::Service {
                 "or the project's cache_scope changed";
   }
 
-  Status Fill(int64_t id, v1::Job* out) {
+  // "job 7 belongs to project B; ..." rather than the bare scope message.
+  static Status Denied(const Status& s, int64_t id) {
+    return PermissionDenied("job " + std::to_string(id) + " is not in this token's projects: " + s.message());
+  }
+
+  Status JobAllowed(const Caller& who, auth::Role role, int64_t id) {
     auto j = d_.jobs.Get(id);
     if (!j.ok()) return j.status();
+    if (Status s = who.May(role, j->project); !s.ok()) return Denied(s, id);
+    return Status::Ok();
+  }
+
+  Status Fill(const Caller& who, int64_t id, v1::Job* out) {
+    auto j = d_.jobs.Get(id);
+    if (!j.ok()) return j.status();
+    if (Status s = who.May(auth::Role::kRead, j->project); !s.ok()) return Denied(s, id);
     api::ToProto(*j, out);
     if (j->status == queue::JobStatus::kQueued) {
       auto why = d_.jobs.Unsatisfiable(id);

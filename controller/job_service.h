@@ -22,11 +22,13 @@ class TreeStore;
 
 namespace kiln::controller {
 
+class Guard;
 class ProjectCache;
 class Signal;
 
 // What JobService uses, and nothing else. All must outlive the service.
 struct JobServiceDeps {
+  Guard& guard;                          // who may act on which project
   queue::JobStore& jobs;
   ProjectCache& projects;
   cas::TreeStore& trees;                 // input trees are checked, and diffed by ExplainJob

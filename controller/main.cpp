@@ -7,12 +7,16 @@
 #include <iostream>
 #include <vector>
 
+#include "auth/trust_store.h"
+#include "auth/x509.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/signals.h"
 #include "common/version.h"
 #include "config/config.h"
 #include "controller/controller.h"
 #include "db/migrate.h"
+#include "queue/open_pool.h"
 
 int main(int argc, char** argv) {
   using namespace kiln;
@@ -31,7 +35,35 @@ int main(int argc, char** argv) {
   app.add_flag("--no-migrate", no_migrate, "Do not apply schema migrations on start (fail if the schema is old)");
   app.add_flag("--check-config", check_config, "Validate the configuration and exit");
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations and exit");
-  migrate->fallthrough();  // kiln-controller migrate --database-url URL
+  app.fallthrough();  // kiln-controller migrate --database-url URL: the daemon's options after a subcommand
+
+  // Trust, on the controller's host (the bootstrap: no token exists yet).
+  auto* certs = app.add_subcommand("certs", "The farm's TLS certificates");
+  certs->require_subcommand(1);
+  auto* certs_init = certs->add_subcommand(
+      "init", "Create the farm's CA and this controller's server certificate in tls_dir (see docs/operations.md)");
+  std::string certs_dir;
+  std::vector<std::string> hosts;
+  bool force = false;
+  certs_init->add_option("--dir", certs_dir, "Directory to create them in (default: tls_dir of the config)");
+  certs_init->add_option("--host", hosts,
+                         "A name or address clients use to reach this controller (repeatable; localhost, 127.0.0.1, "
+                         "::1 and this host's name are always included)");
+  certs_init->add_flag("--force", force, "Replace an existing CA (every enrolled worker must enrol again)");
+  auto* tokens = app.add_subcommand("tokens", "API tokens, made directly in the database (the first admin token)");
+  tokens->require_subcommand(1);
+  auto* tokens_create = tokens->add_subcommand("create", "Create an API token and print it (shown once)");
+  std::string role = "admin", expires, out_file, description;
+  std::vector<std::string> projects;
+  tokens_create->add_option("--role", role, "read, submit or admin (default admin)");
+  tokens_create->add_option("--project", projects, "Project a read or submit token may act on (repeatable)");
+  tokens_create->add_option("--expires", expires, "Lifetime, e.g. 30d, 12h (default: never)");
+  tokens_create->add_option("--description", description, "What the token is for");
+  tokens_create->add_option("--out", out_file, "Write the token to this file (mode 0600) instead of printing it");
+  auto* join = app.add_subcommand("join-token", "Create a single-use join token for a new worker and print it");
+  std::string join_expires = "1h", join_out;
+  join->add_option("--expires", join_expires, "Lifetime (default 1h)");
+  join->add_option("--out", join_out, "Write the token to this file (mode 0600) instead of printing it");
 
   try {
     app.parse(argc, argv);
@@ -56,6 +88,26 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (*certs_init) {
+    auth::FarmCaOptions o;
+    o.hosts = hosts;
+    o.force = force;
+    std::string dir = certs_dir.empty() ? cfg->tls_dir : certs_dir;
+    auto ca = auth::InitFarmCertDir(dir, o);
+    if (!ca.ok()) {
+      std::cerr << "kiln-controller: " << ca.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "created the farm's CA and server certificate in " << dir << "\n"
+              << "  ca.key      the CA's private key: keep it secret, on the controllers that enrol workers only\n"
+              << "  ca.crt      give it to workers (ca_file) and clients (KILN_CA)\n"
+              << "  server.key  this controller's key (0600)\n"
+              << "  server.crt  valid for: localhost, 127.0.0.1, ::1, this host";
+    for (const auto& h : hosts) std::cout << ", " << h;
+    std::cout << "\n";
+    return 0;
+  }
+
   if (Status s = config::Validate(*cfg); !s.ok()) {
     std::cerr << "kiln-controller: invalid configuration: " << s.message() << "\n";
     return 2;
@@ -66,6 +118,62 @@ int main(int argc, char** argv) {
   }
   if (check_config) {
     std::cout << "configuration ok\n";
+    return 0;
+  }
+
+  if (*tokens_create || *join) {
+    if (cfg->migrate_on_start) {
+      if (auto m = db::Migrate(cfg->database_url); !m.ok()) {
+        std::cerr << "kiln-controller: " << m.status().message() << "\n";
+        return 1;
+      }
+    }
+    auto pool = queue::OpenPool(cfg->database_url, 1);
+    if (!pool.ok()) {
+      std::cerr << "kiln-controller: " << pool.status().message() << "\n";
+      return 1;
+    }
+    auth::TrustStore store(**pool);
+    Result<std::string> text = std::string();
+    std::string out = *join ? join_out : out_file;
+    if (*join) {
+      auto ttl = ParseDuration(join_expires);
+      if (!ttl.ok()) {
+        std::cerr << "kiln-controller: --expires: " << ttl.status().message() << "\n";
+        return 2;
+      }
+      text = store.CreateJoinToken("kiln-controller join-token (local)", ttl->count());
+    } else {
+      auth::NewApiToken t;
+      auto r = auth::ParseRole(role);
+      if (!r.ok()) {
+        std::cerr << "kiln-controller: " << r.status().message() << "\n";
+        return 2;
+      }
+      t.role = *r;
+      t.projects = projects;
+      t.description = description;
+      t.created_by = "kiln-controller tokens create (local)";
+      if (!expires.empty()) {
+        auto ttl = ParseDuration(expires);
+        if (!ttl.ok()) {
+          std::cerr << "kiln-controller: --expires: " << ttl.status().message() << "\n";
+          return 2;
+        }
+        t.ttl_ms = ttl->count();
+      }
+      text = store.CreateToken(t);
+    }
+    if (!text.ok()) {
+      std::cerr << "kiln-controller: " << text.status().message() << "\n";
+      return 1;
+    }
+    if (out.empty()) {
+      std::cout << *text << "\n";
+    } else if (Status st = auth::WriteSecretFile(out, *text + "\n", 0600); !st.ok()) {
+      std::cerr << "kiln-controller: " << st.message() << "\n";
+      return 1;
+    }
     return 0;
   }
 

@@ -3,12 +3,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "controller/worker_service.h"
 
 #include "api/convert.h"
 #include "cas/digest.h"
 #include "common/util.h"
 #include "controller/compile_service.h"
+#include "controller/enroll.h"
+#include "controller/guard.h"
 #include "controller/reports.h"
 #include "controller/sessions.h"
 #include "controller/signal.h"
@@ -50,6 +54,16 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   explicit WorkerServiceImpl(const WorkerServiceDeps& d) : d_(d) {}
 
   grpc::Status Connect(grpc::ServerContext* ctx, WorkerStream* stream) override {
+    // With TLS the certificate says who is calling before anything is read.
+    std::optional<Caller> who;
+    if (d_.guard.tls()) {
+      auto w = d_.guard.RequireWorker(ctx);
+      if (!w.ok()) {
+        spdlog::warn("worker refused: {} peer={}", w.status().message(), ctx->peer());
+        return api::ToGrpc(w.status());
+      }
+      who = std::move(w).value();
+    }
     v1::WorkerMessage msg;
     if (!stream->Read(&msg)) return grpc::Status(grpc::CANCELLED, "stream closed before registering");
     if (!msg.has_register_()) {
@@ -58,6 +72,18 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     const auto& reg = msg.register_();
     if (Status s = ValidateRegister(reg); !s.ok()) return api::ToGrpc(s);
     if (d_.stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down");
+    // A worker is who its certificate says, not the name it sends.
+    if (!who) {
+      auto w = d_.guard.RequireWorker(ctx, reg.worker_id());
+      if (!w.ok()) return api::ToGrpc(w.status());
+      who = std::move(w).value();
+    }
+    if (who->worker_id != reg.worker_id()) {
+      spdlog::warn("worker refused: certificate of {} registers as {} peer={}", who->worker_id, reg.worker_id(),
+                   ctx->peer());
+      return grpc::Status(grpc::PERMISSION_DENIED, "this certificate belongs to worker " + who->worker_id +
+                                                       ", which may not register as " + reg.worker_id());
+    }
 
     queue::WorkerRegistration w;
     w.id = reg.worker_id();
@@ -147,6 +173,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         Event e;
         e.session = session;
         e.update.worker_id = w.id;
+        e.update.worker_cert = who->cert_serial;
         e.update.job_id = u.job_id();
         e.update.attempt = u.attempt();
         e.update.status = *st;
@@ -194,23 +221,50 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status LookupCompile(grpc::ServerContext*, const v1::LookupCompileRequest* req,
+  // The compile cache answers a worker only about attempts it runs: the
+  // store's statements are fenced by (job, attempt, worker).
+  grpc::Status LookupCompile(grpc::ServerContext* ctx, const v1::LookupCompileRequest* req,
                              v1::LookupCompileResponse* resp) override {
-    return controller::LookupCompile(d_.compiles, req, resp);
+    auto who = Worker(ctx);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    return controller::LookupCompile(d_.compiles, who->worker_id, req, resp);
   }
-  grpc::Status LookupCompileResult(grpc::ServerContext*, const v1::LookupCompileResultRequest* req,
+  grpc::Status LookupCompileResult(grpc::ServerContext* ctx, const v1::LookupCompileResultRequest* req,
                                    v1::LookupCompileResultResponse* resp) override {
-    return controller::LookupCompileResult(d_.compiles, req, resp);
+    auto who = Worker(ctx);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    return controller::LookupCompileResult(d_.compiles, who->worker_id, req, resp);
   }
-  grpc::Status StoreCompile(grpc::ServerContext*, const v1::StoreCompileRequest* req,
+  grpc::Status StoreCompile(grpc::ServerContext* ctx, const v1::StoreCompileRequest* req,
                             v1::StoreCompileResponse* resp) override {
-    return controller::StoreCompile(d_.compiles, d_.blobs, req, resp);
+    auto who = Worker(ctx);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    return controller::StoreCompile(d_.compiles, d_.blobs, who->worker_id, req, resp);
   }
-  grpc::Status RecordCompiles(grpc::ServerContext*, const v1::RecordCompilesRequest* req, v1::Empty*) override {
-    return controller::RecordCompiles(d_.compiles, req);
+  grpc::Status RecordCompiles(grpc::ServerContext* ctx, const v1::RecordCompilesRequest* req, v1::Empty*) override {
+    auto who = Worker(ctx);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    return controller::RecordCompiles(d_.compiles, who->worker_id, req);
+  }
+
+  grpc::Status RenewCertificate(grpc::ServerContext* ctx, const v1::RenewRequest* req,
+                                v1::EnrollResponse* resp) override {
+    auto who = d_.guard.RequireWorker(ctx);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (!d_.guard.tls()) return grpc::Status(grpc::FAILED_PRECONDITION, "this controller serves without TLS");
+    return api::ToGrpc(d_.enroller.Renew(*who, req->csr_pem(), resp));
   }
 
  private:
+  // The calling worker. Without TLS (insecure = true) it is the id it
+  // names (kiln-worker-id metadata); with TLS, its certificate's.
+  Result<Caller> Worker(grpc::ServerContext* ctx) {
+    auto who = d_.guard.RequireWorker(ctx);
+    if (!who.ok()) return who;
+    if (who->worker_id.empty()) return InvalidArgument("without TLS a worker names itself in kiln-worker-id metadata");
+    return who;
+  }
+
   WorkerServiceDeps d_;
 };
 

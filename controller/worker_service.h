@@ -23,12 +23,16 @@ class BlobStore;
 
 namespace kiln::controller {
 
+class Enroller;
+class Guard;
 class Registry;
 class ReportQueue;
 class Signal;
 
 // What WorkerService uses, and nothing else. All must outlive the service.
 struct WorkerServiceDeps {
+  Guard& guard;                         // a worker is its certificate
+  Enroller& enroller;                   // certificate renewal
   queue::WorkerStore& workers;          // registration, heartbeats, workspaces
   queue::DispatchStore& dispatch;       // a reconnecting worker's jobs are adopted
   cache::CompileCacheStore& compiles;   // the compile cache RPCs

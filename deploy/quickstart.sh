@@ -220,19 +220,22 @@ cleanup() {
 # runs every line under "Try it" and the "Stop it" line.
 print_keep_info() {
   local kiln
-  kiln="$(q "$BIN/kiln") --controller $ADDR"
+  kiln="$(q "$BIN/kiln") --controller $ADDR --ca $(q "$STATE/tls/ca.crt") --token-file $(q "$STATE/admin.token")"
   cat <<EOF
 
 kiln farm is running (state in $STATE):
-  controller  $ADDR   log: $STATE/controller.log
-  worker      2 slots          log: $STATE/worker.log
+  controller  $ADDR   log: $STATE/controller.log   (TLS, farm CA $STATE/tls/ca.crt)
+  worker      2 slots          log: $STATE/worker.log   (enrolled: $STATE/worker/tls)
   database    $KILN_DATABASE_URL
+  admin token $STATE/admin.token   (or: export KILN_CA=$STATE/tls/ca.crt KILN_TOKEN_FILE=$STATE/admin.token)
 EOF
   if ((TRY_READY)); then
     cat <<EOF
 
 Try it (builds run in the default project's image, the toolchain image):
   $kiln workers
+  $kiln whoami
+  $kiln tokens create --role read --project default --expires 1d
   $kiln submit --no-input -- sh -c 'echo hello'
   cd $(q "$STATE/try") && $kiln submit --output hello -- make hello && ./hello
 EOF
@@ -327,16 +330,30 @@ phase "starting PostgreSQL"
 prepare_state
 kiln_pg_start "$STATE/pg"
 
+phase "creating the farm's CA and an admin token"
+# TLS everywhere: the farm's CA signs the controller's certificate and, at
+# enrolment, each worker's. The admin token is the CLI's (shown once, kept
+# in a 0600 file); the worker enrols once with a single-use join token.
+"$BIN/kiln-controller" certs init --dir "$STATE/tls" --host "$(hostname)" >/dev/null ||
+  die "could not create the farm's certificates (kiln-controller certs init)"
+"$BIN/kiln-controller" tokens create --database-url "$KILN_DATABASE_URL" --role admin \
+  --description "quickstart admin" --out "$STATE/admin.token" || die "could not create the admin token"
+"$BIN/kiln-controller" join-token --database-url "$KILN_DATABASE_URL" --out "$STATE/worker.join" ||
+  die "could not create a join token for the worker"
+export KILN_CA=$STATE/tls/ca.crt KILN_TOKEN_FILE=$STATE/admin.token
+log "CA $STATE/tls/ca.crt, admin token $STATE/admin.token"
+
 phase "starting controller"
 start_daemon controller --database-url "$KILN_DATABASE_URL" --listen "$ADDR" \
-  --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas"
+  --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas" --set "tls_dir=$STATE/tls"
 wait_for "the controller to listen (address file $STATE/controller.addr)" "$START_TIMEOUT" address_file_ready
 ADDR=$(<"$STATE/controller.addr")  # the port it bound, when KILN_PORT=0
 log "controller listening on $ADDR"
 
 phase "starting worker"
 mkdir -p -- "$STATE/worker"
-start_daemon worker --controller "$ADDR" --work-dir "$STATE/worker" --slots 2
+start_daemon worker --controller "$ADDR" --work-dir "$STATE/worker" --slots 2 \
+  --set "ca_file=$STATE/tls/ca.crt" --set "join_token_file=$STATE/worker.join"
 wait_for "the worker to connect (kiln workers --json)" "$START_TIMEOUT" worker_connected
 FARM_READY=1
 "$BIN/kiln" --controller "$ADDR" workers || true

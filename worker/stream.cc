@@ -4,7 +4,11 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
+
+#include <grpcpp/generic/generic_stub.h>
 
 #include "worker/assignment.h"
 #include "worker/workspaces.h"
@@ -70,6 +74,30 @@ void ControllerStream::Session() {
     if (closed_) return;
     ctx_ = context;  // lets Close() cancel a connect in progress
   }
+  if (d_.channel && !d_.channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+    // Waiting for the channel says nothing of why it cannot connect (a TLS
+    // handshake refused, a wrong address): a fail-fast call does.
+    grpc::GenericStub probe(d_.channel);
+    grpc::ClientContext pc;
+    pc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Slice empty("", 0);
+    grpc::ByteBuffer req(&empty, 1), resp;
+    grpc::Status st;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    probe.UnaryCall(&pc, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp, [&](grpc::Status s) {
+      std::lock_guard g(mu);
+      st = std::move(s);
+      done = true;
+      cv.notify_all();
+    });
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return done; });
+    if (st.error_code() == grpc::UNAVAILABLE) {
+      spdlog::warn("cannot connect to controller {}: {} (still trying)", cfg.controller, st.error_message());
+    }
+  }
   auto s = d_.stub->Connect(context.get());
   // A job whose final report is unacknowledged is still ours.
   JobLedger::Held held = d_.ledger->Snapshot();
@@ -84,6 +112,8 @@ void ControllerStream::Session() {
     auto st = s->Finish();
     spdlog::warn("controller {} refused registration: {}", cfg.controller,
                  st.ok() ? "no answer" : st.error_message());
+    if ((st.error_code() == grpc::UNAUTHENTICATED || st.error_code() == grpc::PERMISSION_DENIED) && d_.refused)
+      d_.refused(st.error_message());
     return;
   }
   heartbeat_interval_ = std::chrono::milliseconds(std::max(50, m.registered().heartbeat_interval_ms()));

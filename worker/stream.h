@@ -33,6 +33,7 @@ class ControllerStream {
   // session is opened and no workspace removal is handled (tests).
   struct Deps {
     v1::WorkerService::StubInterface* stub = nullptr;
+    std::shared_ptr<grpc::Channel> channel;  // to say why a connection fails (may be null in tests)
     const config::WorkerConfig* cfg = nullptr;
     WorkerIdentity who;
     JobLedger* ledger = nullptr;
@@ -40,6 +41,9 @@ class ControllerStream {
     WorkspaceStore* workspaces = nullptr;
     const std::atomic<bool>* draining = nullptr;
     std::function<void(const v1::Assign&)> assign;  // the controller assigned a job
+    // The controller refused this worker's certificate (revoked, or not of
+    // this farm): retrying cannot help.
+    std::function<void(const std::string&)> refused;
   };
   explicit ControllerStream(Deps deps) : d_(std::move(deps)) {}
 

@@ -24,6 +24,7 @@
 #include "worker/job_run.h"
 #include "worker/ledger.h"
 #include "worker/checkout.h"
+#include "worker/identity.h"
 #include "worker/local_cas.h"
 #include "worker/outbox.h"
 #include "worker/stream.h"
@@ -60,6 +61,32 @@ struct Worker::Impl {
 
   std::atomic<bool> draining{false};
   std::thread drain_thread;
+  Identity who;  // this worker's certificate
+  std::thread renew_thread;
+
+  // Renews the certificate when due (and retries hourly after a failure).
+  void RenewLoop() {
+    while (!stream->closed()) {
+      int64_t wait_ms = std::max<int64_t>(0, RenewAtMs(cfg, who) - NowUnixMs());
+      {
+        std::unique_lock lk(mu);
+        cv.wait_for(lk, std::chrono::milliseconds(std::min<int64_t>(wait_ms, 3'600'000)),
+                    [&] { return stream->closed(); });
+      }
+      if (stream->closed()) return;
+      if (NowUnixMs() < RenewAtMs(cfg, who)) continue;
+      Status s = Renew(cfg, *stub, who);
+      if (!s.ok()) {
+        spdlog::warn("{}; retrying in an hour (the certificate expires at_ms={})", s.message(), who.expires_at_ms);
+      } else if (NowUnixMs() >= RenewAtMs(cfg, who)) {
+        spdlog::warn("cert_renew_before is longer than a certificate's lifetime: renewing hourly");
+      } else {
+        continue;
+      }
+      std::unique_lock lk(mu);
+      cv.wait_for(lk, std::chrono::hours(1), [&] { return stream->closed(); });
+    }
+  }
 
   void Start(const v1::Assign& wire) {
     Assignment a = FromProto(wire);
@@ -98,6 +125,7 @@ struct Worker::Impl {
 Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Worker::~Worker() {
   if (impl_->drain_thread.joinable()) impl_->drain_thread.join();
+  if (impl_->renew_thread.joinable()) impl_->renew_thread.join();
 }
 const std::string& Worker::id() const { return impl_->id; }
 
@@ -111,8 +139,23 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   struct utsname u;
   uname(&u);
   impl->arch = u.machine;
-  impl->id = impl->hostname + "-" + RandomHex(4);
+  grpc::ChannelArguments args;
+  // A directory node of a very large directory, or a page of them, may pass
+  // gRPC's default 4 MiB (the controller takes up to 16 MiB).
+  args.SetMaxReceiveMessageSize(32 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   std::error_code ec;
+  fs::create_directories(cfg.work_dir, ec);
+  // Who this worker is: its enrolled certificate's identity.
+  auto who = LoadOrEnroll(cfg, impl->hostname, args);
+  if (!who.ok()) return who.status();
+  impl->id = who->id;
+  impl->who = *who;
   fs::create_directories(cfg.work_dir + "/jobs", ec);
   if (ec) return FailedPrecondition("cannot create work directory " + cfg.work_dir + ": " + ec.message());
   // A crashed run's checkouts are still mounted: unmounted before anything
@@ -170,17 +213,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     spdlog::info("removing leftover job directory {}", e.path().string());
     fs::remove_all(e.path(), ec);
   }
-  grpc::ChannelArguments args;
-  // A directory node of a very large directory, or a page of them, may pass
-  // gRPC's default 4 MiB (the controller takes up to 16 MiB).
-  args.SetMaxReceiveMessageSize(32 << 20);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  auto channel = grpc::CreateCustomChannel(cfg.controller, grpc::InsecureChannelCredentials(), args);
+  auto channel = ControllerChannel(cfg, *who, args);
   impl->stub = v1::WorkerService::NewStub(channel);
   impl->cas = std::make_unique<cas::CasClient>(channel);
   impl->image_stub = v1::ImageService::NewStub(channel);
@@ -200,6 +233,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   Impl* i = impl.get();
   ControllerStream::Deps sd;
   sd.stub = impl->stub.get();
+  sd.channel = channel;
   sd.cfg = &impl->cfg;
   sd.who = {impl->id, impl->hostname, impl->arch, impl->sandbox != nullptr};
   sd.ledger = &impl->ledger;
@@ -207,6 +241,13 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   sd.workspaces = impl->workspaces.get();
   sd.draining = &impl->draining;
   sd.assign = [i](const v1::Assign& a) { i->Start(a); };
+  // A revoked worker stops: its jobs were requeued elsewhere, and it may
+  // not report on them.
+  sd.refused = [i](const std::string& why) {
+    spdlog::error("the controller refuses this worker's certificate: stopping its jobs and exiting ({})", why);
+    i->ledger.KillAll();
+    std::_Exit(3);
+  };
   impl->stream = std::make_unique<ControllerStream>(std::move(sd));
   ControllerStream* stream = impl->stream.get();
   env.send = [stream](const v1::WorkerMessage& m) { stream->Send(m); };
@@ -218,6 +259,7 @@ int Worker::Run() {
   auto& i = *impl_;
   spdlog::info("kiln-worker {} starting: worker_id={} controller={} slots={} work_dir={}", kVersion, i.id,
                i.cfg.controller, i.cfg.slots, i.cfg.work_dir);
+  if (!i.cfg.insecure) i.renew_thread = std::thread([&i] { i.RenewLoop(); });
   auto backoff = std::chrono::milliseconds(100);
   while (!i.stream->closed()) {
     auto began = std::chrono::steady_clock::now();

@@ -208,8 +208,7 @@ grpc::Status ToGrpc(const Status& s) {
 Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return Status::Ok();
   int code = static_cast<int>(s.error_code());
-  if (code < 0 || code > static_cast<int>(Code::kUnavailable)) {
-    // DATA_LOSS, UNAUTHENTICATED: codes kiln does not use; keep the message.
+  if (code < 0 || code > static_cast<int>(Code::kUnauthenticated)) {
     return {Code::kUnknown, s.error_message()};
   }
   std::string msg = s.error_message();

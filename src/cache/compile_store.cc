@@ -31,15 +31,16 @@ std::string Unhex(const std::string& hex) {
   return out;
 }
 
-Status NotRunning(int64_t job_id, int attempt) {
-  return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
-                            " is not running in an image (its compile cache is closed)");
+Status NotRunning(const RunningJob& run) {
+  return FailedPrecondition("job " + std::to_string(run.job_id) + " attempt " + std::to_string(run.attempt) +
+                            " is not running in an image on worker " + run.worker_id +
+                            " (its compile cache is closed to everyone else)");
 }
 
 // The scope of the job's compile cache while that attempt runs.
-Result<std::string> RunningScope(pqxx::transaction_base& tx, int64_t job_id, int attempt) {
-  auto r = tx.exec_prepared("cc_scope", job_id, attempt);
-  if (r.empty()) return NotRunning(job_id, attempt);
+Result<std::string> RunningScope(pqxx::transaction_base& tx, const RunningJob& run) {
+  auto r = tx.exec_prepared("cc_scope", run.job_id, run.attempt, run.worker_id);
+  if (r.empty()) return NotRunning(run);
   return r[0][0].as<std::string>();
 }
 
@@ -90,13 +91,17 @@ std::vector<db::Statement> Statements() {
   std::vector<db::Statement> out;
   // The job's scope while attempt $2 of job $1 runs.
   const std::string scope =
-      "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"
+      "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND worker_id = $W"
       "   AND status IN ('setup', 'running') AND cache_scope IS NOT NULL";
-  const std::string running = "WITH j AS (" + scope + ") ";
+  // $W: the worker running it, the statement's last parameter.
+  auto with_worker = [](std::string sql, int n) {
+    return sql.replace(sql.find("$W"), 2, "$" + std::to_string(n));
+  };
+  const std::string running = "WITH j AS (" + scope + ") ";  // $W still to replace
   // The job's scope, fenced by its attempt, and the key's manifests: one row
   // per manifest, or one with NULLs when there is none, or none at all when
   // that attempt does not run.
-  out.push_back({"cc_lookup", running +
+  out.push_back({"cc_lookup", with_worker(running, 5) +
                                   "SELECT j.cache_scope, x.* FROM j LEFT JOIN LATERAL ("
                                   "   SELECT m.id, m.deps_packed, " +
                                   kEntryColumns +
@@ -105,14 +110,14 @@ std::vector<db::Statement> Statements() {
                                   "   WHERE m.scope = j.cache_scope AND m.key = $3"
                                   "   ORDER BY m.last_used DESC, m.id DESC LIMIT $4) x ON true"});
   out.push_back(
-      {"cc_lookup_result", running + "SELECT r.scope IS NOT NULL, " + kEntryColumns +
+      {"cc_lookup_result", with_worker(running, 4) + "SELECT r.scope IS NOT NULL, " + kEntryColumns +
                                " FROM j LEFT JOIN compile_results r ON r.scope = j.cache_scope AND r.key = $3"});
   out.push_back({"cc_previous",
                  "SELECT parts::text FROM compile_manifests WHERE scope = $1 AND source = $2"
                  " ORDER BY (output = $3) DESC, id DESC LIMIT $4"});
   // A store: the scope, the result (or a check that it is there), the
   // manifest, and the trim to the newest manifests of the key.
-  out.push_back({"cc_scope", scope});
+  out.push_back({"cc_scope", with_worker(scope, 3)});
   out.push_back({"cc_store_result",
                  "INSERT INTO compile_results (scope, key, object_hash, object_size, depfile, stdout, stderr,"
                  " compile_ms, job_id) VALUES ($1, $2, $3, $4, decode($5, 'hex'), decode($6, 'hex'),"
@@ -126,7 +131,7 @@ std::vector<db::Statement> Statements() {
        "                              FROM jsonb_each_text($4::jsonb) d), ''::hstore),"
        "   $5, $6, $7, $8, $9::jsonb, $10"
        " ON CONFLICT (scope, key, deps_digest) DO UPDATE SET last_used = now(), result_key = EXCLUDED.result_key"});
-  out.push_back({"cc_record_job", "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2"});
+  out.push_back({"cc_record_job", "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND worker_id = $3"});
   out.push_back(
       {"cc_record_stats",
        "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
@@ -191,16 +196,16 @@ CompileCacheStore::CompileCacheStore(std::string db_url, size_t pool_size)
 }
 CompileCacheStore::~CompileCacheStore() = default;
 
-Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, const std::string& key,
+Result<CompileLookup> CompileCacheStore::Lookup(const RunningJob& run, const std::string& key,
                                                 const std::string& source, const std::string& output) {
   return pool_->Query("cannot look up the compile cache", [&](pqxx::connection& c) -> Result<CompileLookup> {
     CompileLookup out;
     // One statement for a hit (this runs once per translation unit):
     // the job's scope, fenced by its attempt, and the key's manifests.
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared("cc_lookup", job_id, attempt, key, kMaxManifestsPerKey);
+    auto r = tx.exec_prepared("cc_lookup", run.job_id, run.attempt, key, kMaxManifestsPerKey, run.worker_id);
     if (r.empty())
-      return NotRunning(job_id, attempt);
+      return NotRunning(run);
     const std::string scope = r[0][0].as<std::string>();
     out.scope = scope;
     for (const auto& row : r) {
@@ -219,21 +224,21 @@ Result<CompileLookup> CompileCacheStore::Lookup(int64_t job_id, int attempt, con
   });
 }
 
-Result<std::optional<cc::CompileResult>> CompileCacheStore::LookupResult(int64_t job_id, int attempt,
+Result<std::optional<cc::CompileResult>> CompileCacheStore::LookupResult(const RunningJob& run,
                                                                          const std::string& key) {
   using Found = std::optional<cc::CompileResult>;
   return pool_->Query("cannot look up the compile cache", [&](pqxx::connection& c) -> Result<Found> {
     Found out;
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared("cc_lookup_result", job_id, attempt, key);
+    auto r = tx.exec_prepared("cc_lookup_result", run.job_id, run.attempt, key, run.worker_id);
     if (r.empty())
-      return NotRunning(job_id, attempt);
+      return NotRunning(run);
     if (r[0][0].as<bool>()) out = Entry(r[0], 1);
     return out;
   });
 }
 
-Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::CompileEntry& st) {
+Result<bool> CompileCacheStore::Store(const RunningJob& run, const cc::CompileEntry& st) {
   auto parts_json = PartsToJson(st.parts);
   if (!parts_json.ok()) return parts_json.status();
   std::string deps_json;
@@ -247,18 +252,18 @@ Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::Com
   return pool_->Query("cannot store a compile cache entry", [&](pqxx::connection& c) -> Result<bool> {
     bool fresh = false;
     pqxx::work tx(c);
-    auto scope = RunningScope(tx, job_id, attempt);
+    auto scope = RunningScope(tx, run);
     if (!scope.ok()) return scope.status();
     const cc::CompileResult& e = st.result;
     if (!st.manifest_only) {
       auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object.hash, e.object.size, Hex(e.depfile),
-                                Hex(e.stdout), Hex(e.stderr), e.compile_ms, job_id);
+                                Hex(e.stdout), Hex(e.stderr), e.compile_ms, run.job_id);
       fresh = r.affected_rows() == 1;
     } else if (tx.exec_prepared("cc_result_exists", *scope, e.key).empty()) {
       return NotFound("compile cache result " + e.key + " is gone");
     }
     tx.exec_prepared("cc_store_manifest", *scope, st.key, digest, deps_json, packed, e.key, st.parts.source,
-                     st.parts.output, *parts_json, job_id);
+                     st.parts.output, *parts_json, run.job_id);
     // The newest manifests of a key are kept.
     tx.exec_prepared("cc_trim_manifests", *scope, st.key, kMaxManifestsPerKey);
     tx.commit();
@@ -266,7 +271,7 @@ Result<bool> CompileCacheStore::Store(int64_t job_id, int attempt, const cc::Com
   });
 }
 
-Status CompileCacheStore::Record(const JobCompileStats& rec) {
+Status CompileCacheStore::Record(const std::string& worker_id, const JobCompileStats& rec) {
   json events = json::array();
   for (size_t i = 0; i < rec.events.size() && i < kMaxEventsPerJob; ++i) {
     const auto& e = rec.events[i];
@@ -285,10 +290,10 @@ Status CompileCacheStore::Record(const JobCompileStats& rec) {
   return pool_->Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
-        auto job = tx.exec_prepared("cc_record_job", rec.job_id, rec.attempt);
+        auto job = tx.exec_prepared("cc_record_job", rec.job_id, rec.attempt, worker_id);
         if (job.empty())
           return FailedPrecondition("job " + std::to_string(rec.job_id) + " is not at attempt " +
-                                    std::to_string(rec.attempt));
+                                    std::to_string(rec.attempt) + " on worker " + worker_id);
         tx.exec_prepared("cc_record_stats", rec.job_id, rec.attempt, n.units, n.hits, n.hits_preprocessed, n.misses,
                          n.fallbacks, n.failed, n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored);
         tx.exec_prepared("cc_record_clear_events", rec.job_id);

@@ -36,6 +36,14 @@ struct CompileEvent {
   std::string source, output, outcome, reason, detail;
 };
 
+// An attempt of a job and the worker it runs on: the compile cache serves
+// and takes results only for the worker that holds that attempt.
+struct RunningJob {
+  std::string worker_id;
+  int64_t job_id = 0;
+  int attempt = 0;
+};
+
 struct JobCompileStats {
   int64_t job_id = 0;
   int attempt = 0;
@@ -82,20 +90,21 @@ class CompileCacheStore {
 
   // Manifests under `key` in the job's scope; without any, the latest
   // compiles of `source` (those of the same output first).
-  // FailedPrecondition when that attempt of the job is not running.
-  Result<CompileLookup> Lookup(int64_t job_id, int attempt, const std::string& key, const std::string& source,
+  // FailedPrecondition when that attempt of the job is not running on that worker.
+  Result<CompileLookup> Lookup(const RunningJob& run, const std::string& key, const std::string& source,
                                const std::string& output);
-  Result<std::optional<cc::CompileResult>> LookupResult(int64_t job_id, int attempt, const std::string& key);
+  Result<std::optional<cc::CompileResult>> LookupResult(const RunningJob& run, const std::string& key);
   // Stores the entry's result (unless it exists: the first writer wins; with
   // manifest_only it must exist, else NotFound) and a manifest for it,
   // keeping the newest kMaxManifestsPerKey per key, in the job's scope.
   // Returns whether the result row was new. FailedPrecondition when that
   // attempt of the job is not running; InvalidArgument when a text is not
   // valid UTF-8.
-  Result<bool> Store(int64_t job_id, int attempt, const cc::CompileEntry& e);
+  Result<bool> Store(const RunningJob& run, const cc::CompileEntry& e);
   // Stores a job's statistics and events (replacing an earlier attempt's)
   // and records the uses of the entries it hit.
-  Status Record(const JobCompileStats& r);
+  // Only the worker that ran that attempt may.
+  Status Record(const std::string& worker_id, const JobCompileStats& r);
 
   Result<CompileStatsReport> Stats(const std::string& project, const std::string& scope, int64_t since_ms);
   // Translation units in `scope` whose manifests name `path`.

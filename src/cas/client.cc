@@ -36,22 +36,9 @@ Status FromGrpc(const grpc::Status& s, const std::string& what) {
 }
 
 Result<std::string> ReadFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return FailedPrecondition(Errno("cannot read " + path));
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return FailedPrecondition(Errno("cannot read " + path));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
+  auto data = ReadWholeFile(path, /*nofollow=*/true);
+  if (!data.ok()) return FailedPrecondition(data.status().message());
+  return data;
 }
 
 Status Changed(const std::string& path) {

@@ -7,6 +7,9 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include <cstdlib>
+#include <fstream>
+
 #include "cli/errors.h"
 #include "common/util.h"
 #include "common/version.h"
@@ -16,7 +19,8 @@ namespace {
 
 constexpr const char* kGlobalFooter =
     "Global options (before or after the subcommand): --controller ADDR (env KILN_CONTROLLER, default "
-    "127.0.0.1:7070), --json, --timeout DUR (default 30s). See kiln --help.";
+    "127.0.0.1:7070), --ca FILE (env KILN_CA), --token-file FILE (env KILN_TOKEN_FILE, or the token itself in "
+    "KILN_TOKEN), --insecure, --json, --timeout DUR (default 30s). See kiln --help.";
 
 CLI::App* Sub(CLI::App* parent, const std::string& name, const std::string& description) {
   CLI::App* s = parent->add_subcommand(name, description);
@@ -46,6 +50,53 @@ std::string MissingSubcommand(CLI::App& app) {
   return what + " for " + CommandPath(app) + "; expected one of: " + names;
 }
 
+// Reads a whole small file (a CA certificate, a token).
+Result<std::string> Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read " + path);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() > (1 << 20)) return InvalidArgument(path + " is too large to be a certificate or token");
+  return data;
+}
+
+std::string ConfigDir() {
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x != nullptr && *x != '\0') return std::string(x) + "/kiln";
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') return std::string(h) + "/.config/kiln";
+  return "";
+}
+
+// The CA and token, from flags, the environment or the default places.
+Status LoadCredentials(const std::string& ca_file, const std::string& token_file, ClientOptions& o) {
+  const std::string dir = ConfigDir();
+  if (!o.insecure) {
+    std::vector<std::string> tries;
+    if (!ca_file.empty()) tries = {ca_file};
+    else tries = {dir + "/ca.crt", "/etc/kiln/ca.crt"};
+    for (const auto& p : tries) {
+      auto pem = Slurp(p);
+      if (pem.ok()) {
+        o.ca_pem = *pem;
+        break;
+      }
+      if (!ca_file.empty()) return InvalidArgument("--ca / KILN_CA: " + pem.status().message());
+    }
+    if (o.ca_pem.empty()) {
+      return InvalidArgument("no CA certificate to check the controller with: set KILN_CA or --ca to the farm's "
+                             "ca.crt (or put it in " + dir + "/ca.crt), or --insecure for a plaintext controller");
+    }
+  }
+  if (const char* t = std::getenv("KILN_TOKEN"); t != nullptr && *t != '\0' && token_file.empty()) {
+    o.token = Trim(t);
+    return Status::Ok();
+  }
+  std::string path = token_file.empty() ? dir + "/token" : token_file;
+  auto text = Slurp(path);
+  if (text.ok()) o.token = Trim(*text);
+  else if (!token_file.empty()) return InvalidArgument("--token-file / KILN_TOKEN_FILE: " + text.status().message());
+  // No token at all: calls fail with the controller's own explanation.
+  return Status::Ok();
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -69,6 +120,20 @@ int Main(int argc, char** argv) {
   app.add_option("--timeout", timeout_text, "deadline of each call to the controller, e.g. 500ms, 30s, 2m")
       ->type_name("DUR")
       ->capture_default_str();
+  std::string ca_file, token_file;
+  bool insecure = false;
+  app.add_option("--ca", ca_file,
+                 "the farm's CA certificate, to check the controller's (default: ~/.config/kiln/ca.crt, else "
+                 "/etc/kiln/ca.crt)")
+      ->envname("KILN_CA")
+      ->type_name("FILE");
+  app.add_option("--token-file", token_file,
+                 "file holding your API token (default: KILN_TOKEN, else ~/.config/kiln/token); never give a token "
+                 "on the command line, where ps shows it")
+      ->envname("KILN_TOKEN_FILE")
+      ->type_name("FILE");
+  app.add_flag("--insecure", insecure, "plaintext, for a controller with insecure = true (loopback only)")
+      ->envname("KILN_INSECURE");
 
   std::function<int(Client&)> action;
 
@@ -251,9 +316,41 @@ int Main(int argc, char** argv) {
 
   // workers
   bool all_workers = false;
-  auto* wk = Sub(&app, "workers", "List workers");
+  auto* wk = Sub(&app, "workers", "List workers; enrol (join-token) and revoke them");
   wk->add_flag("--all", all_workers, "include disconnected and lost workers");
-  wk->callback([&] { action = [&](Client& c) { return RunWorkers(c, g, all_workers); }; });
+  wk->callback([&] {
+    if (wk->get_subcommands().empty()) action = [&](Client& c) { return RunWorkers(c, g, all_workers); };
+  });
+  std::string join_expires, revoke_worker;
+  auto* wj = Sub(wk, "join-token", "Create a single-use join token that enrols one new worker (admin)");
+  wj->add_option("--expires", join_expires, "lifetime, e.g. 10m, 1h (default 1h)")->type_name("DUR");
+  wj->callback([&] { action = [&](Client& c) { return RunJoinToken(c, g, join_expires); }; });
+  auto* wrv = Sub(wk, "revoke", "Revoke a worker's certificate: it is disconnected and its jobs requeued (admin)");
+  wrv->add_option("id", revoke_worker, "worker id (kiln workers --all)")->required();
+  wrv->callback([&] { action = [&](Client& c) { return RunWorkersRevoke(c, g, revoke_worker); }; });
+
+  // tokens
+  auto* tk = Sub(&app, "tokens", "API tokens: create, list, revoke (admin)");
+  tk->require_subcommand(1);
+  TokenCreateArgs token_args;
+  auto* tc = Sub(tk, "create", "Create a token and print it (shown once)");
+  tc->add_option("--role", token_args.role, "read (watch jobs, logs, outputs), submit (also submit and cancel) or "
+                                            "admin (manage the farm)")
+      ->required()
+      ->check(CLI::IsMember({"read", "submit", "admin"}));
+  tc->add_option("--project", token_args.projects, "project a read or submit token may act on (repeatable)")
+      ->allow_extra_args(false);
+  tc->add_option("--expires", token_args.expires, "lifetime, e.g. 30d, 12h (default: never)")->type_name("DUR");
+  tc->add_option("--description", token_args.description, "what the token is for");
+  tc->callback([&] { action = [&](Client& c) { return RunTokensCreate(c, g, token_args); }; });
+  auto* tl = Sub(tk, "list", "List tokens (never their secrets)");
+  tl->callback([&] { action = [&](Client& c) { return RunTokensList(c, g); }; });
+  std::string revoke_token;
+  auto* tr = Sub(tk, "revoke", "Revoke a token at once");
+  tr->add_option("id", revoke_token, "token id (the 12 hex after kiln_)")->required();
+  tr->callback([&] { action = [&](Client& c) { return RunTokensRevoke(c, g, revoke_token); }; });
+  auto* who = Sub(&app, "whoami", "Show the API token in use: its role, projects and expiry");
+  who->callback([&] { action = [&](Client& c) { return RunWhoAmI(c, g); }; });
 
   // projects
   auto* pr = Sub(&app, "projects", "Manage projects");
@@ -323,6 +420,8 @@ int Main(int argc, char** argv) {
   ClientOptions options;
   options.address = controller;
   options.timeout = *timeout;
+  options.insecure = insecure;
+  if (Status s = LoadCredentials(ca_file, token_file, options); !s.ok()) return UsageError(s.message());
   auto client = Client::Connect(options);
   return action(*client);
 }

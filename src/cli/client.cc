@@ -1,5 +1,7 @@
 #include "cli/client.h"
 
+#include "api/channel.h"
+
 #include "cas/client.h"
 
 #include "api/convert.h"
@@ -70,7 +72,13 @@ std::unique_ptr<Client> Client::Connect(const ClientOptions& options) {
   // the server's default minimum ping interval, so no "too many pings".
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 300'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
-  auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
+  api::ChannelOptions co;
+  co.address = options.address;
+  co.insecure = options.insecure;
+  co.ca_pem = options.ca_pem;
+  co.server_name = options.server_name;
+  co.token = options.token;
+  auto channel = api::MakeChannel(co, args);
   auto c = MakeClient(options, v1::JobService::NewStub(channel), v1::AdminService::NewStub(channel));
   c->impl_->cas = std::make_unique<cas::CasClient>(channel);
   c->impl_->images = v1::ImageService::NewStub(channel);
@@ -203,6 +211,57 @@ Result<v1::ListWorkersResponse> Client::ListWorkers(bool include_gone) {
   req.set_include_gone(include_gone);
   return Call<v1::ListWorkersResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListWorkersResponse* resp) {
     return impl_->admin->ListWorkers(ctx, req, resp);
+  });
+}
+
+Result<v1::CreateTokenResponse> Client::CreateToken(const v1::CreateTokenRequest& req) {
+  if (!impl_->admin) return NoStub("AdminService");
+  return Call<v1::CreateTokenResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::CreateTokenResponse* resp) {
+    return impl_->admin->CreateToken(ctx, req, resp);
+  });
+}
+
+Result<v1::ListTokensResponse> Client::ListTokens() {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::Empty req;
+  return Call<v1::ListTokensResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListTokensResponse* resp) {
+    return impl_->admin->ListTokens(ctx, req, resp);
+  });
+}
+
+Result<v1::ApiToken> Client::RevokeToken(const std::string& id) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::RevokeTokenRequest req;
+  req.set_id(id);
+  return Call<v1::ApiToken>(impl_->options, [&](grpc::ClientContext* ctx, v1::ApiToken* resp) {
+    return impl_->admin->RevokeToken(ctx, req, resp);
+  });
+}
+
+Result<v1::CreateJoinTokenResponse> Client::CreateJoinToken(int64_t ttl_s) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::CreateJoinTokenRequest req;
+  req.set_ttl_s(ttl_s);
+  return Call<v1::CreateJoinTokenResponse>(impl_->options,
+                                           [&](grpc::ClientContext* ctx, v1::CreateJoinTokenResponse* resp) {
+                                             return impl_->admin->CreateJoinToken(ctx, req, resp);
+                                           });
+}
+
+Result<v1::RevokeWorkerResponse> Client::RevokeWorker(const std::string& worker_id) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::RevokeWorkerRequest req;
+  req.set_worker_id(worker_id);
+  return Call<v1::RevokeWorkerResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::RevokeWorkerResponse* resp) {
+    return impl_->admin->RevokeWorker(ctx, req, resp);
+  });
+}
+
+Result<v1::ApiToken> Client::WhoAmI() {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::Empty req;
+  return Call<v1::ApiToken>(impl_->options, [&](grpc::ClientContext* ctx, v1::ApiToken* resp) {
+    return impl_->admin->WhoAmI(ctx, req, resp);
   });
 }
 

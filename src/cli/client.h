@@ -21,6 +21,10 @@ namespace kiln::cli {
 
 struct ClientOptions {
   std::string address = "127.0.0.1:7070";          // kiln-controller's host:port
+  bool insecure = false;                            // plaintext (a controller with insecure = true)
+  std::string ca_pem;                               // the farm's CA, to check the controller's certificate
+  std::string server_name;                          // override of the name the certificate must carry
+  std::string token;                                // API token, sent as a bearer token
   std::chrono::milliseconds timeout{30'000};        // deadline of each unary call
   std::chrono::milliseconds retry_backoff{250};     // first Submit retry delay, doubling
 };
@@ -73,6 +77,14 @@ class Client {
 
   Result<v1::ListWorkspacesResponse> ListWorkspaces(const std::string& project);
   Result<v1::RemoveWorkspaceResponse> RemoveWorkspace(const std::string& project, const std::string& name);
+
+  // Trust (admin tokens).
+  Result<v1::CreateTokenResponse> CreateToken(const v1::CreateTokenRequest& req);
+  Result<v1::ListTokensResponse> ListTokens();
+  Result<v1::ApiToken> RevokeToken(const std::string& id);
+  Result<v1::CreateJoinTokenResponse> CreateJoinToken(int64_t ttl_s);
+  Result<v1::RevokeWorkerResponse> RevokeWorker(const std::string& worker_id);
+  Result<v1::ApiToken> WhoAmI();
 
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);

@@ -125,6 +125,18 @@ int RunClustersCreate(Client& c, const Globals& g, const std::string& name);
 int RunWorkspaceList(Client& c, const Globals& g, const std::string& project);
 int RunWorkspaceRemove(Client& c, const Globals& g, const std::string& project, const std::string& name);
 
+struct TokenCreateArgs {
+  std::string role;
+  std::vector<std::string> projects;
+  std::string expires, description;
+};
+int RunTokensCreate(Client& c, const Globals& g, const TokenCreateArgs& a);
+int RunTokensList(Client& c, const Globals& g);
+int RunTokensRevoke(Client& c, const Globals& g, const std::string& id);
+int RunJoinToken(Client& c, const Globals& g, const std::string& expires);
+int RunWorkersRevoke(Client& c, const Globals& g, const std::string& worker_id);
+int RunWhoAmI(Client& c, const Globals& g);
+
 int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap);
 
 }  // namespace kiln::cli

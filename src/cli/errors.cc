@@ -12,6 +12,8 @@ int ExitCodeFor(const Status& s) {
     case Code::kUnavailable:
     case Code::kDeadlineExceeded: return kExitUnreachable;
     case Code::kNotFound: return kExitNotFound;
+    case Code::kUnauthenticated:
+    case Code::kPermissionDenied: return kExitDenied;
     default: return kExitRemote;
   }
 }
@@ -20,8 +22,14 @@ int ReportError(const Status& s, const ErrorContext& ctx) {
   std::string msg;
   switch (s.code()) {
     case Code::kUnavailable:
-      msg = "cannot reach the controller at " + ctx.controller + ": " + s.message() +
-            "; is kiln-controller running? (set --controller or KILN_CONTROLLER)";
+      msg = "cannot reach the controller at " + ctx.controller + ": " + s.message();
+      if (s.message().find("andshake") != std::string::npos || s.message().find("SSL") != std::string::npos ||
+          s.message().find("ssl") != std::string::npos || s.message().find("ertificate") != std::string::npos) {
+        msg += "; the TLS handshake failed: give the farm's CA certificate (--ca or KILN_CA), or --insecure for a "
+               "controller that serves plaintext";
+      } else {
+        msg += "; is kiln-controller running? (set --controller or KILN_CONTROLLER)";
+      }
       break;
     case Code::kDeadlineExceeded:
       msg = "the controller at " + ctx.controller + " did not answer within " + FormatMs(ctx.timeout.count()) +

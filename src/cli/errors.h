@@ -15,6 +15,7 @@ inline constexpr int kExitUsage = 2;        // bad flags or arguments
 inline constexpr int kExitUnreachable = 3;  // UNAVAILABLE, DEADLINE_EXCEEDED
 inline constexpr int kExitNotFound = 4;     // NOT_FOUND
 inline constexpr int kExitRemote = 5;       // any other error the controller returned
+inline constexpr int kExitDenied = 6;       // UNAUTHENTICATED, PERMISSION_DENIED: no token, or it may not
 inline constexpr int kExitTimedOut = 124;   // submit: the job hit its timeout
 inline constexpr int kExitNoExitCode = 125; // submit: lost, or failed without an exit code
 inline constexpr int kExitCancelled = 130;  // submit: cancelled (or Ctrl-C twice)
@@ -25,7 +26,7 @@ struct ErrorContext {
   std::chrono::milliseconds timeout{0};
 };
 
-// Exit code for a failed call's status (3, 4 or 5; 2 for a local usage error).
+// Exit code for a failed call's status (3, 4, 5 or 6; 2 for a local usage error).
 int ExitCodeFor(const Status& s);
 
 // Prints "kiln: error: <message>" to stderr, with a hint for unreachable

@@ -26,6 +26,8 @@ enum class Code {
   kUnimplemented = 12,
   kInternal = 13,
   kUnavailable = 14,
+  kDataLoss = 15,
+  kUnauthenticated = 16,
 };
 
 class [[nodiscard]] Status {
@@ -57,6 +59,8 @@ inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; 
 inline Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
 inline Status OutOfRange(std::string m) { return {Code::kOutOfRange, std::move(m)}; }
+inline Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
+inline Status Unauthenticated(std::string m) { return {Code::kUnauthenticated, std::move(m)}; }
 
 // A value or the Status explaining why there is none.
 template <typename T>

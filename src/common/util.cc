@@ -1,6 +1,11 @@
 #include "common/util.h"
 
+#include <fcntl.h>
 #include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cctype>
 #include <cstdio>
@@ -93,6 +98,32 @@ std::string FormatLimitBytes(int64_t n) {
   if (n > 0 && n % (int64_t{1} << 30) == 0) return std::to_string(n >> 30) + " GiB";
   if (n > 0 && n % (int64_t{1} << 20) == 0) return std::to_string(n >> 20) + " MiB";
   return std::to_string(n) + " bytes";
+}
+
+Result<std::string> ReadWholeFile(const std::string& path, bool nofollow) {
+  auto fail = [&](const std::string& what, int err) -> Status {
+    std::string m = what + " " + path + ": " + std::strerror(err);
+    if (err == ENOENT || err == ENOTDIR) return NotFound(m);
+    if (err == EACCES || err == EPERM) return Status(Code::kPermissionDenied, m);
+    return Internal(m);
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0));
+  if (fd < 0) return fail("cannot open", errno);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return fail("cannot read", err);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 }  // namespace kiln

@@ -31,6 +31,10 @@ std::string RandomHex(size_t bytes = 8);
 
 std::string Trim(std::string_view s);
 
+// The whole file (without following a final symlink if nofollow);
+// NotFound, PermissionDenied or Internal naming the path and errno.
+Result<std::string> ReadWholeFile(const std::string& path, bool nofollow = false);
+
 // "1.2 s", "35 ms": for humans.
 std::string FormatMs(int64_t ms);
 

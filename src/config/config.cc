@@ -58,6 +58,17 @@ Result<C> Load(const std::string& path) {
 
 }  // namespace
 
+bool IsLoopbackAddress(const std::string& address) {
+  if (address.rfind("unix:", 0) == 0) return true;
+  std::string host = address;
+  if (!host.empty() && host[0] == '[') {
+    host = host.substr(1, host.find(']') == std::string::npos ? 0 : host.find(']') - 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 Result<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return NotFound("cannot read config file " + path + ": no such file or not readable");
@@ -105,6 +116,10 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "action_cache_max_age") return ParseDur(k, v, c.action_cache_max_age);
   else if (k == "compile_cache_max_age") return ParseDur(k, v, c.compile_cache_max_age);
   else if (k == "workspace_grace") return ParseDur(k, v, c.workspace_grace);
+  else if (k == "tls_dir") c.tls_dir = v;
+  else if (k == "insecure") return ParseBool(k, v, c.insecure);
+  else if (k == "insecure_remote") return ParseBool(k, v, c.insecure_remote);
+  else if (k == "worker_cert_validity") return ParseDur(k, v, c.worker_cert_validity);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -135,6 +150,11 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "compile_cache_memory_bytes") return ParseSize(k, v, c.compile_cache_memory_bytes);
   else if (k == "workspace_max_bytes") return ParseSize(k, v, c.workspace_max_bytes);
   else if (k == "log_level") c.log_level = v;
+  else if (k == "ca_file") c.ca_file = v;
+  else if (k == "join_token_file") c.join_token_file = v;
+  else if (k == "tls_server_name") c.tls_server_name = v;
+  else if (k == "cert_renew_before") return ParseDur(k, v, c.cert_renew_before);
+  else if (k == "insecure") return ParseBool(k, v, c.insecure);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();
 }
@@ -158,6 +178,13 @@ Status Validate(const ControllerConfig& c) {
   if (c.cas_max_tree_files < 1) return InvalidArgument("cas_max_tree_files must be at least 1");
   if (c.cas_gc_interval.count() < 100) return InvalidArgument("cas_gc_interval must be at least 100ms");
   if (c.cas_max_age < c.cas_min_age) return InvalidArgument("cas_max_age must not be shorter than cas_min_age");
+  if (c.insecure && !c.insecure_remote && !IsLoopbackAddress(c.listen)) {
+    return InvalidArgument("insecure = true serves plaintext, which is allowed only on a loopback address (listen = " +
+                           c.listen + "): listen on 127.0.0.1 or a unix: socket, turn TLS on (kiln-controller certs "
+                           "init), or set insecure_remote = true if the network is yours alone");
+  }
+  if (c.worker_cert_validity < std::chrono::hours(1)) return InvalidArgument("worker_cert_validity must be at least 1h");
+  if (!c.insecure && c.tls_dir.empty()) return InvalidArgument("tls_dir: empty path (or set insecure = true)");
   return Status::Ok();
 }
 

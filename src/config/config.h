@@ -38,6 +38,15 @@ struct ControllerConfig {
   milliseconds action_cache_max_age{30LL * 86'400'000};  // cache entries unused this long are dropped
   milliseconds compile_cache_max_age{30LL * 86'400'000}; // compile results unused this long are dropped
   milliseconds workspace_grace{10'000};  // a warm workspace's job waits this long for its worker
+  // Trust (docs/operations.md, "Trust"). tls_dir holds server.crt and
+  // server.key (what clients and workers see), ca.crt and ca.key (the farm's
+  // CA, which signs enrolled workers' certificates) and optionally
+  // trusted.crt (every CA whose worker certificates are accepted, during a
+  // CA rotation; else ca.crt). `kiln-controller certs init` creates them.
+  std::string tls_dir = "/etc/kiln-controller/tls";
+  bool insecure = false;         // plaintext gRPC: loopback addresses only, unless insecure_remote
+  bool insecure_remote = false;  // ... allow plaintext on any address (never on a shared network)
+  milliseconds worker_cert_validity{30LL * 86'400'000};  // enrolled workers renew at two thirds of it
 };
 
 struct WorkerConfig {
@@ -72,6 +81,15 @@ struct WorkerConfig {
   int64_t compile_cache_memory_bytes = int64_t{128} << 20;      // recent lookups kept in memory (0: none)
   int64_t workspace_max_bytes = int64_t{50} << 30;  // warm workspaces (work_dir/workspaces); least recently used go
   std::string log_level = "info";
+  // Trust. The worker checks the controller's certificate against ca_file
+  // (the farm's CA, copied from the controller's tls_dir/ca.crt), enrols
+  // once with a join token (join_token_file or KILN_JOIN_TOKEN) and keeps its
+  // key and certificate in work_dir/tls.
+  std::string ca_file;
+  std::string join_token_file;
+  std::string tls_server_name;   // the name the controller's certificate must carry; empty: the host in `controller`
+  bool insecure = false;         // plaintext gRPC to a controller with insecure = true
+  milliseconds cert_renew_before{0};  // renew this long before expiry; 0: at two thirds of the lifetime
 };
 
 // Reads "key = value" lines. InvalidArgument names the file and line.
@@ -88,6 +106,10 @@ Status ApplySetting(Config& c, const std::string& key_value) {
   if (eq == std::string::npos) return InvalidArgument("--set " + key_value + ": expected KEY=VALUE");
   return Apply(c, key_value.substr(0, eq), key_value.substr(eq + 1));
 }
+
+// Whether a listen or dial address stays on this machine: 127.x, [::1],
+// localhost or a unix: socket.
+bool IsLoopbackAddress(const std::string& address);
 
 // Checks cross-field rules (e.g. lease > heartbeat interval).
 Status Validate(const ControllerConfig& c);

@@ -91,14 +91,17 @@ constexpr const char* kApplyUpdatesSql =
     "                     THEN coalesce(to_timestamp(nullif(u.finished_ms, 0) / 1000.0), now()) END"
     " FROM jsonb_to_recordset($1::jsonb)"
     "   AS u(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
-    "        worker text)"
+    "        worker text, cert text)"
     " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
     "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
-    " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size),"
+    " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size, j.worker_id,"
+    "   nullif(u.cert, '') AS cert, j.spec->>'image' AS image),"
     // DISTINCT ON: two identical successes in one batch write one entry (an
     // upsert may not touch a row twice in one statement).
-    " cached AS (INSERT INTO action_cache (scope, digest, job_id, result)"
-    "   SELECT DISTINCT ON (u.cache_scope, u.action_digest) u.cache_scope, u.action_digest, u.id, u.result"
+    // The entry names its producer: the worker, its certificate and the image.
+    " cached AS (INSERT INTO action_cache (scope, digest, job_id, result, worker_id, worker_cert, image)"
+    "   SELECT DISTINCT ON (u.cache_scope, u.action_digest) u.cache_scope, u.action_digest, u.id, u.result,"
+    "          u.worker_id, u.cert, u.image"
     "   FROM upd u"
     "   WHERE u.status = 'succeeded' AND u.action_digest IS NOT NULL AND u.cache_scope IS NOT NULL"
     "     AND (u.result->>'exit_code')::int = 0"
@@ -106,6 +109,7 @@ constexpr const char* kApplyUpdatesSql =
     "          WHERE t.digest = split_part(u.result->>'output_root', '/', 1)))"
     "   ORDER BY u.cache_scope, u.action_digest, u.id DESC"
     "   ON CONFLICT (scope, digest) DO UPDATE SET job_id = excluded.job_id, result = excluded.result,"
+    "     worker_id = excluded.worker_id, worker_cert = excluded.worker_cert, image = excluded.image,"
     "     created_at = now(), last_used = now()"
     "   RETURNING job_id),"
     " waiters AS (UPDATE build_jobs w SET status = 'succeeded', waits_for = NULL,"
@@ -219,7 +223,8 @@ Result<std::vector<UpdateOutcome>> DispatchStore::Apply(const std::vector<Update
     const Update& u = updates[i];
     if (last[{u.worker_id, u.job_id, u.attempt}] != i) continue;
     json row = {{"id", u.job_id},          {"attempt", u.attempt},         {"status", ToString(u.status)},
-                {"started_ms", u.started_ms}, {"finished_ms", u.finished_ms}, {"worker", u.worker_id}};
+                {"started_ms", u.started_ms}, {"finished_ms", u.finished_ms}, {"worker", u.worker_id},
+                {"cert", u.worker_cert}};
     if (u.result) row["result"] = rows::ResultToJson(*u.result);
     ups.push_back(std::move(row));
     outcomes.push_back({u.job_id, u.attempt, false, u.status});

@@ -99,6 +99,7 @@ struct Claimed {
 // held by that worker at that attempt.
 struct Update {
   std::string worker_id;
+  std::string worker_cert;  // the serial of the certificate it reported under ("" without TLS)
   int64_t job_id = 0;
   int attempt = 0;
   JobStatus status = JobStatus::kRunning;  // running, succeeded, failed, cancelled; queued = hand back

@@ -35,6 +35,7 @@
 #include "queue/dispatch_store.h"
 #include "queue/open_pool.h"
 #include "queue/worker_store.h"
+#include "api/channel.h"
 #include "cas/client.h"
 #include "worker/checkout.h"
 #include "worker/local_cas.h"
@@ -48,6 +49,29 @@ using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
 std::string g_url;
+
+// run.sh makes the CA and the admin token (KILN_BENCH_TLS_DIR,
+// KILN_TOKEN_FILE); KILN_BENCH_INSECURE=1 runs without TLS.
+bool Insecure() {
+  const char* v = std::getenv("KILN_BENCH_INSECURE");
+  return v != nullptr && std::string(v) == "1";
+}
+std::string TlsDir() {
+  const char* v = std::getenv("KILN_BENCH_TLS_DIR");
+  return v != nullptr ? v : "";
+}
+std::string TokenFile() {
+  const char* v = std::getenv("KILN_TOKEN_FILE");
+  return v != nullptr ? v : "";
+}
+// A single-use join token for one worker.
+std::string JoinToken() {
+  static int n = 0;
+  std::string file = TlsDir() + "/../join" + std::to_string(n++);
+  test::RunCommand({test::BinPath("kiln-controller"), "join-token", "--database-url", g_url, "--out", file},
+                   std::chrono::seconds(30));
+  return file;
+}
 std::string g_pghost, g_pgport, g_pgdb;
 constexpr int kClients = 8;
 
@@ -193,11 +217,17 @@ struct Farm {
     std::string addr_file = dir.path() + "/addr";
     controller = std::make_unique<test::Process>(
         std::vector<std::string>{test::BinPath("kiln-controller"), "--database-url", g_url, "--listen", "127.0.0.1:0",
-                                 "--address-file", addr_file, "--cas-dir", dir.path() + "/cas", "--log-level", "warn"},
+                                 "--address-file", addr_file, "--cas-dir", dir.path() + "/cas", "--log-level", "warn",
+                                 "--set", Insecure() ? "insecure=true" : "tls_dir=" + TlsDir()},
         dir.path() + "/controller.log");
     test::WaitFor([&] { return static_cast<bool>(std::getline(std::ifstream(addr_file) >> std::ws, address)); }, 20s);
     for (int i = 0; i < nworkers; ++i) StartWorker(i, slots);
-    jobs = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    api::ChannelOptions o;
+    o.address = address;
+    o.insecure = Insecure();
+    if (!o.insecure) o.ca_pem = test::ReadFile(TlsDir() + "/ca.crt");
+    o.token = Trim(test::ReadFile(TokenFile()));
+    jobs = v1::JobService::NewStub(api::MakeChannel(o, grpc::ChannelArguments()));
   }
 
   void StartWorker(int i, int slots) {
@@ -206,7 +236,9 @@ struct Farm {
     workers[i] = std::make_unique<test::Process>(
         std::vector<std::string>{test::BinPath("kiln-worker"), "--controller", address, "--slots", std::to_string(slots),
                                  "--work-dir", dir.path() + "/w" + n, "--label", "bench=" + n, "--log-level", "warn",
-                                 "--set", "allow_plain_jobs=true"},
+                                 "--set", "allow_plain_jobs=true", "--set",
+                                 Insecure() ? "insecure=true" : "ca_file=" + TlsDir() + "/ca.crt", "--set",
+                                 "join_token_file=" + JoinToken()},
         dir.path() + "/worker" + n + ".log");
     test::WaitFor([&] { return test::Sql(g_url, "SELECT count(*) FROM workers WHERE state = 'connected' AND properties->>'bench' = '" + n + "'") == "1"; }, 20s);
   }

@@ -77,6 +77,18 @@ cleanup() {
 trap cleanup EXIT
 KILN_PG_DURABLE=1 kiln_pg_start "$pgdir/pg" >&2
 "$build/bin/kiln-controller" migrate --database-url "$KILN_DATABASE_URL" >&2
+# Secure by default, as a farm is: TLS with a CA of the run's own, an admin
+# token for the CLI, workers enrolled by join token. KILN_BENCH_INSECURE=1
+# serves plaintext instead (tokens are still checked), to measure TLS's cost.
+"$build/bin/kiln-controller" certs init --dir "$state/tls" >/dev/null
+"$build/bin/kiln-controller" tokens create --database-url "$KILN_DATABASE_URL" --out "$state/admin.token" >&2
+export KILN_CA="$state/tls/ca.crt" KILN_TOKEN_FILE="$state/admin.token" KILN_BENCH_TLS_DIR="$state/tls"
+if [[ "${KILN_BENCH_INSECURE:-0}" == 1 ]]; then
+  export KILN_INSECURE=1
+  tls_ctl=(--set insecure=true) tls_wrk=(--set insecure=true)
+else
+  tls_ctl=(--set "tls_dir=$state/tls") tls_wrk=(--set "ca_file=$state/tls/ca.crt")
+fi
 
 port="$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$KILN_DATABASE_URL")"
 echo "# kiln benchmarks on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ), durable commits" 
@@ -115,13 +127,14 @@ start_farm() {
        DELETE FROM workers"
   rm -f "$state/addr"
   "$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
-    --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn >"$state/controller.log" 2>&1 &
+    --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn "${tls_ctl[@]}" >"$state/controller.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do [[ -s $state/addr ]] && break; sleep 0.1; done
   [[ -s $state/addr ]] || { echo "bench: controller did not start:" >&2; cat "$state/controller.log" >&2; exit 1; }
   addr="$(<"$state/addr")"
+  "$build/bin/kiln-controller" join-token --database-url "$KILN_DATABASE_URL" --out "$state/join"
   "$build/bin/kiln-worker" --controller "$addr" --slots "$1" --work-dir "$state/w0" --label bench=cas \
-    --set allow_plain_jobs=true \
+    --set allow_plain_jobs=true "${tls_wrk[@]}" --set "join_token_file=$state/join" \
     --log-level warn >"$state/worker.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] && break; sleep 0.1; done

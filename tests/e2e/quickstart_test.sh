@@ -111,6 +111,8 @@ run_printed() {
 expect() {
   case $1 in
     *' workers') echo '[[:space:]]connected[[:space:]]' ;;
+    *' whoami') echo '^token [0-9a-f]{12}: admin, projects \(all\), expires never$' ;;
+    *' tokens create --role read --project default --expires 1d') echo '^kiln_[0-9a-f]{12}_[0-9a-f]{64}$' ;;
     *"submit --no-input -- sh -c 'echo hello'") echo '^hello$' ;;
     *' submit --output hello -- make hello && ./hello') echo '^hello from kiln$' ;;
     *) return 1 ;;

@@ -2,10 +2,16 @@
 // A farm fixture for tests: a fresh database, controllers and workers as real
 // processes with fast test timings, gRPC stubs, and helpers to submit and wait.
 // On failure, the tail of every daemon's log is printed.
+//
+// Secure, as a farm is by default: the controllers serve TLS with a CA of
+// the test's own (dir/tls), every worker enrols with a join token of its
+// own, and stubs and the kiln CLI (KILN_CA, KILN_TOKEN_FILE in the
+// environment) use an admin token (dir/admin.token).
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -13,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "api/channel.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -24,11 +31,21 @@ class Farm : public ::testing::Test {
  protected:
   void SetUp() override {
     url_ = test::NewDatabase();
+    tls_ = dir_.path() + "/tls";
+    // SetUp runs again in tests that change extra_conf_: the farm keeps its CA.
+    if (!std::filesystem::exists(tls_ + "/ca.key")) {
+      auto certs = test::RunCommand({test::BinPath("kiln-controller"), "certs", "init", "--dir", tls_}, 30s);
+      ASSERT_EQ(certs.exit_code, 0) << certs.err;
+    }
+    ::setenv("KILN_CA", (tls_ + "/ca.crt").c_str(), 1);
+    ::unsetenv("KILN_TOKEN_FILE");  // set once the admin token exists (the first controller's start)
+    ::unsetenv("KILN_TOKEN");
     conf_ = dir_.path() + "/controller.conf";
     // The lease must outlast a controller restart plus the worker's reconnect.
     std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 3s\nreap_interval = 100ms\n"
                             "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n"
                          << "cas_dir = " << dir_.path() << "/cas\n"
+                         << "tls_dir = " << tls_ << "\n"
                          << extra_conf_;
   }
 
@@ -78,7 +95,44 @@ class Farm : public ::testing::Test {
         20s))
         << "controller did not start";
     addresses_.push_back(addr);
+    if (admin_token_.empty()) {
+      admin_token_ = NewToken("admin", "", dir_.path() + "/admin.token");
+      ::setenv("KILN_TOKEN_FILE", (dir_.path() + "/admin.token").c_str(), 1);
+    }
     return static_cast<int>(controllers_.size()) - 1;
+  }
+
+  // A new API token of `role` for `project` (none for admin), made on the
+  // controller's host as an operator would; written to `file` if given.
+  std::string NewToken(const std::string& role, const std::string& project, const std::string& file = "",
+                       const std::string& expires = "") {
+    std::vector<std::string> argv{test::BinPath("kiln-controller"), "tokens", "create", "--database-url", url_,
+                                  "--role", role};
+    if (!project.empty()) argv.insert(argv.end(), {"--project", project});
+    if (!expires.empty()) argv.insert(argv.end(), {"--expires", expires});
+    auto r = test::RunCommand(argv, 30s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string token = r.out.substr(0, r.out.find('\n'));
+    if (!file.empty()) test::WriteFile(file, token + "\n");
+    return token;
+  }
+
+  // A single-use join token for one new worker, in a file; returns its path.
+  std::string NewJoinToken(const std::string& name) {
+    std::string file = dir_.path() + "/" + name + ".join";
+    auto r = test::RunCommand({test::BinPath("kiln-controller"), "join-token", "--database-url", url_, "--out", file},
+                              30s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return file;
+  }
+
+  // A channel to controller i as a client holding `token` (default: admin).
+  std::shared_ptr<grpc::Channel> Channel(int controller = 0, const std::string& token = "") {
+    api::ChannelOptions o;
+    o.address = addresses_[controller];
+    o.ca_pem = test::ReadFile(tls_ + "/ca.crt");
+    o.token = token.empty() ? admin_token_ : token;
+    return api::MakeChannel(o, grpc::ChannelArguments());
   }
 
   // A Unix socket address in the test's directory, for StartController.
@@ -103,9 +157,13 @@ class Farm : public ::testing::Test {
     std::string n = std::to_string(workers_.size());
     std::string log = dir_.path() + "/worker" + n + ".log";
     logs_.push_back(log);
+    // A new worker enrols with a join token of its own; a restarted one
+    // (an earlier work_dir) is enrolled already and ignores it.
     std::vector<std::string> argv{test::BinPath("kiln-worker"), "--controller", addresses_[controller],
                                   "--slots",  std::to_string(slots), "--work-dir",
                                   work_dir.empty() ? dir_.path() + "/w" + n : work_dir,
+                                  "--set", "ca_file=" + tls_ + "/ca.crt",
+                                  "--set", "join_token_file=" + NewJoinToken("worker" + n),
                                   // Tests run plain jobs (no image); a test's own --set comes later and wins.
                                   "--set", "allow_plain_jobs=true"};
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -119,10 +177,10 @@ class Farm : public ::testing::Test {
   }
 
   std::unique_ptr<v1::JobService::Stub> Jobs(int controller = 0) {
-    return v1::JobService::NewStub(grpc::CreateChannel(addresses_[controller], grpc::InsecureChannelCredentials()));
+    return v1::JobService::NewStub(Channel(controller));
   }
   std::unique_ptr<v1::AdminService::Stub> Admin(int controller = 0) {
-    return v1::AdminService::NewStub(grpc::CreateChannel(addresses_[controller], grpc::InsecureChannelCredentials()));
+    return v1::AdminService::NewStub(Channel(controller));
   }
 
   int64_t Submit(v1::JobService::Stub& stub, std::vector<std::string> argv, int64_t timeout_s = 0,
@@ -172,7 +230,7 @@ class Farm : public ::testing::Test {
   }
 
   test::TempDir dir_;
-  std::string url_, conf_;
+  std::string url_, conf_, tls_, admin_token_;
   std::vector<std::string> addresses_, logs_;
   std::vector<std::unique_ptr<test::Process>> controllers_, workers_;
 };

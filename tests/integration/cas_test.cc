@@ -22,8 +22,7 @@ namespace fs = std::filesystem;
 class Cas : public Farm {
  protected:
   std::unique_ptr<cas::CasClient> Client(int c = 0) {
-    return std::make_unique<cas::CasClient>(grpc::CreateChannel(addresses_[c], grpc::InsecureChannelCredentials()),
-                                            std::chrono::seconds(30));
+    return std::make_unique<cas::CasClient>(Channel(c), std::chrono::seconds(30));
   }
   // Blob files visible in the controller's CAS directory.
   std::vector<std::string> Blobs() {

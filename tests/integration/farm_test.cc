@@ -318,7 +318,12 @@ TEST_F(Farm, AJobWithoutAnImageRunsOnlyWhereWorkersAllowPlainProcesses) {
 
 TEST_F(Farm, HealthCheckingAndReflectionWorkForGenericTools) {
   StartController();
-  auto channel = grpc::CreateChannel(addresses_[0], grpc::InsecureChannelCredentials());
+  // Over TLS (generic tools are given the farm's CA), without a token:
+  // health and reflection are public.
+  api::ChannelOptions o;
+  o.address = addresses_[0];
+  o.ca_pem = test::ReadFile(tls_ + "/ca.crt");
+  auto channel = api::MakeChannel(o, grpc::ChannelArguments());
   auto health = grpc::health::v1::Health::NewStub(channel);
   for (const char* service : {"", "kiln.v1.JobService", "kiln.v1.WorkerService"}) {
     grpc::ClientContext ctx;

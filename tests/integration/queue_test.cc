@@ -331,7 +331,7 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   std::vector<std::thread> ts;
   for (const auto& job : *c) {
     ts.emplace_back([&, job] {
-      auto r = store.Store(job.id, job.attempt, st);
+      auto r = store.Store({"w", job.id, job.attempt}, st);
       if (!r.ok()) ++failed;
       else if (*r) ++fresh;
     });
@@ -341,18 +341,22 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   EXPECT_EQ(fresh.load(), 1) << "the first writer wins, the others find it";
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_results"), "1");
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests"), "1");
-  auto found = store.Lookup((*c)[0].id, (*c)[0].attempt, st.key, "a.c", "a.o");
+  auto found = store.Lookup({"w", (*c)[0].id, (*c)[0].attempt}, st.key, "a.c", "a.o");
   ASSERT_TRUE(found.ok()) << found.status().message();
   ASSERT_EQ(found->manifests.size(), 1u);
   EXPECT_EQ(cc::UnpackDeps(found->manifests[0].deps_packed), st.deps);
   EXPECT_EQ(test::Sql(url_, "SELECT deps -> '/src/a.c' FROM compile_manifests"), st.deps["/src/a.c"]) << "and as hstore";
   EXPECT_EQ(found->manifests[0].result.stderr, st.result.stderr) << "diagnostics are bytes, stored exactly";
   // A job that does not run (any more) can neither read nor write.
-  auto stale = store.Lookup((*c)[0].id, (*c)[0].attempt + 1, st.key, "a.c", "a.o");
+  auto stale = store.Lookup({"w", (*c)[0].id, (*c)[0].attempt + 1}, st.key, "a.c", "a.o");
   EXPECT_EQ(stale.status().code(), Code::kFailedPrecondition);
   cc::CompileEntry zombie = st;
   zombie.key = std::string(64, '5');
-  EXPECT_EQ(store.Store((*c)[0].id, (*c)[0].attempt + 1, zombie).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(store.Store({"w", (*c)[0].id, (*c)[0].attempt + 1}, zombie).status().code(), Code::kFailedPrecondition);
+  // Nor can another worker, for a job it does not run (compile cache poisoning).
+  EXPECT_EQ(store.Store({"intruder", (*c)[0].id, (*c)[0].attempt}, zombie).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(store.Lookup({"intruder", (*c)[0].id, (*c)[0].attempt}, st.key, "a.c", "a.o").status().code(),
+            Code::kFailedPrecondition);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM compile_manifests"), "1");
 }
 
@@ -368,11 +372,11 @@ TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
   for (int i = 0; i < 150; ++i)
     st.deps["/kiln/work/src/include/utils/header_" + std::to_string(i) + ".h"] =
         "f:" + cas::DigestOf(std::to_string(i)).Key();
-  ASSERT_TRUE(store.Store((*c)[0].id, (*c)[0].attempt, st).ok());
+  ASSERT_TRUE(store.Store({"w", (*c)[0].id, (*c)[0].attempt}, st).ok());
   EXPECT_EQ(test::Sql(url_, "SELECT pg_column_compression(deps) || ' ' || pg_column_compression(deps_packed)"
                             " FROM compile_manifests"),
             "lz4 lz4");
-  auto found = store.Lookup((*c)[0].id, (*c)[0].attempt, st.key, "a.c", "a.o");
+  auto found = store.Lookup({"w", (*c)[0].id, (*c)[0].attempt}, st.key, "a.c", "a.o");
   ASSERT_TRUE(found.ok()) << found.status().message();
   ASSERT_EQ(found->manifests.size(), 1u);
   EXPECT_EQ(cc::UnpackDeps(found->manifests[0].deps_packed), st.deps);
@@ -402,17 +406,17 @@ TEST_F(QueueTest, ACompileEntryReadsBackFieldForField) {
   st.result.stdout = std::string("out\0\xff", 5);
   st.result.stderr = std::string("err\0\xff", 5);
   st.result.compile_ms = 567;
-  ASSERT_TRUE(store.Store(job, attempt, st).ok());
-  auto found = store.Lookup(job, attempt, st.key, "a.c", "a.o");
+  ASSERT_TRUE(store.Store({"w", job, attempt}, st).ok());
+  auto found = store.Lookup({"w", job, attempt}, st.key, "a.c", "a.o");
   ASSERT_TRUE(found.ok()) << found.status().message();
   ASSERT_EQ(found->manifests.size(), 1u);
   EXPECT_GT(found->manifests[0].id, 0);
   EXPECT_EQ(found->manifests[0].deps_packed, cc::PackDeps(st.deps));
   EXPECT_EQ(found->manifests[0].result, st.result);
-  auto result = store.LookupResult(job, attempt, st.result.key);
+  auto result = store.LookupResult({"w", job, attempt}, st.result.key);
   ASSERT_TRUE(result.ok() && result->has_value());
   EXPECT_EQ(**result, st.result);
-  auto other = store.Lookup(job, attempt, std::string(64, '9'), "a.c", "a.o");
+  auto other = store.Lookup({"w", job, attempt}, std::string(64, '9'), "a.c", "a.o");
   ASSERT_TRUE(other.ok()) << other.status().message();
   ASSERT_EQ(other->previous.size(), 1u);
   EXPECT_EQ(other->previous[0], st.parts);

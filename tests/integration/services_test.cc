@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 
+#include "auth/trust_store.h"
 #include "cache/compile_store.h"
 #include "config/config.h"
 #include "controller/admin_service.h"
@@ -16,6 +17,8 @@
 #include "cas/tree_store.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
+#include "controller/enroll.h"
+#include "controller/guard.h"
 #include "controller/job_service.h"
 #include "controller/project_cache.h"
 #include "controller/reports.h"
@@ -53,8 +56,12 @@ class Served {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
+// The API token every call of these tests carries (an admin's, made by the fixture).
+std::string g_token;
+
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto c = std::make_unique<grpc::ClientContext>();
+  if (!g_token.empty()) c->AddMetadata("authorization", "Bearer " + g_token);
   c->set_deadline(std::chrono::system_clock::now() + 20s);
   return c;
 }
@@ -66,12 +73,23 @@ class ServicesTest : public ::testing::Test {
     auto pool = queue::OpenPool(url_, 4);
     ASSERT_TRUE(pool.ok()) << pool.status().message();
     pool_ = std::move(pool).value();
+    // Services served in-process without TLS: the guard checks tokens, and
+    // takes a worker's word for its name.
+    trust_ = std::make_unique<auth::TrustStore>(*pool_);
+    guard_ = std::make_unique<Guard>(*trust_, /*tls=*/false);
+    enroller_ = Enroller::Disabled(*trust_, "no CA in these tests");
+    auto token = trust_->CreateToken({auth::Role::kAdmin, {}, "services test", "test", 0});
+    ASSERT_TRUE(token.ok()) << token.status().message();
+    g_token = *token;
   }
 
   test::TempDir dir_;
   std::string url_;
   std::shared_ptr<db::Pool> pool_;
   std::atomic<bool> stopping_{false};
+  std::unique_ptr<auth::TrustStore> trust_;
+  std::unique_ptr<Guard> guard_;
+  std::unique_ptr<Enroller> enroller_;
 };
 
 TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
@@ -84,7 +102,7 @@ TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
 
@@ -149,7 +167,7 @@ TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({catalog, workers, config_wake, dispatch_wake}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake}));
   auto stub = v1::AdminService::NewStub(s.channel());
 
   v1::CreateProjectRequest create;
@@ -191,7 +209,7 @@ TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
 
@@ -248,7 +266,7 @@ TEST_F(ServicesTest, CacheServiceAnswersForAProjectsScope) {
   queue::CatalogStore catalog(*pool_);
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
-  Served s(MakeCacheService({compiles, projects}));
+  Served s(MakeCacheService({*guard_, compiles, projects}));
   auto stub = v1::CacheService::NewStub(s.channel());
 
   v1::CompileStatsRequest req;
@@ -268,8 +286,8 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   ASSERT_TRUE(store.ok()) << store.status().message();
   cas::TreeStore trees(url_, 1, 600);
   cas::ImageStore image_rows(url_, 1);
-  Served blobs(MakeCasService({**store, trees, /*max_blob_bytes=*/4}));
-  Served images(MakeImageService({image_rows, **store}));
+  Served blobs(MakeCasService({*guard_, **store, trees, /*max_blob_bytes=*/4}));
+  Served images(MakeImageService({*guard_, image_rows, **store}));
 
   v1::FindMissingRequest fm;
   auto* d = fm.add_blobs();
@@ -299,6 +317,177 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   v1::ListImagesResponse list;
   ASSERT_TRUE(v1::ImageService::NewStub(images.channel())->ListImages(Ctx().get(), v1::Empty(), &list).ok());
   EXPECT_EQ(list.images_size(), 0);
+}
+
+}  // namespace
+}  // namespace kiln::controller
+
+namespace kiln::controller {
+namespace {
+
+std::unique_ptr<grpc::ClientContext> As(const std::string& token) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + 20s);
+  if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
+  return c;
+}
+
+TEST_F(ServicesTest, JobServiceAuthorisesEveryCallByTokenAndProject) {
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore images(url_, 1);
+  queue::JobStore jobs(*pool_);
+  queue::CatalogStore catalog(*pool_);
+  ASSERT_TRUE(catalog.CreateProject("other", "{}").ok());
+  ProjectCache projects(catalog);
+  ASSERT_TRUE(projects.Refresh(true).ok());
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal dispatch_wake, remote_wake, job_events;
+  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+                           job_events, stopping_}));
+  auto stub = v1::JobService::NewStub(s.channel());
+  auto reader = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", 0});
+  auto submitter = trust_->CreateToken({auth::Role::kSubmit, {"other"}, "", "test", 0});
+  ASSERT_TRUE(reader.ok() && submitter.ok());
+
+  v1::SubmitRequest req;
+  req.mutable_spec()->add_argv("true");
+  v1::SubmitResponse mine, theirs;
+  // No token at all: refused before anything is looked at.
+  auto st = stub->Submit(As("").get(), req, &theirs);
+  EXPECT_EQ(st.error_code(), grpc::UNAUTHENTICATED) << st.error_message();
+  EXPECT_NE(st.error_message().find("KILN_TOKEN"), std::string::npos) << st.error_message();
+  ASSERT_TRUE(stub->Submit(As(g_token).get(), req, &theirs).ok()) << "an admin submits to default";
+  // A read token may not submit, even to its own project; a submit token may, only there.
+  req.set_project("other");
+  st = stub->Submit(As(*reader).get(), req, &mine);
+  EXPECT_EQ(st.error_code(), grpc::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("needs a submit (or stronger) token for project other"), std::string::npos)
+      << st.error_message();
+  ASSERT_TRUE(stub->Submit(As(*submitter).get(), req, &mine).ok());
+  req.set_project("default");
+  EXPECT_EQ(stub->Submit(As(*submitter).get(), req, &theirs).error_code(), grpc::PERMISSION_DENIED);
+
+  // Reading: its own project's job, not another's; the list holds only its own.
+  v1::GetJobRequest get;
+  v1::Job job;
+  get.set_job_id(mine.job().id());
+  EXPECT_TRUE(stub->GetJob(As(*reader).get(), get, &job).ok());
+  get.set_job_id(theirs.job().id());
+  st = stub->GetJob(As(*reader).get(), get, &job);
+  EXPECT_EQ(st.error_code(), grpc::PERMISSION_DENIED) << st.error_message();
+  v1::WatchJobRequest watch;
+  watch.set_job_id(theirs.job().id());
+  auto watch_ctx = As(*reader);  // a stream's context outlives the stream
+  auto w = stub->WatchJob(watch_ctx.get(), watch);
+  v1::JobEvent ev;
+  EXPECT_FALSE(w->Read(&ev)) << "no state or log of another project's job";
+  EXPECT_EQ(w->Finish().error_code(), grpc::PERMISSION_DENIED);
+  v1::ExplainJobRequest why;
+  why.set_job_id(theirs.job().id());
+  v1::Explanation ex;
+  EXPECT_EQ(stub->ExplainJob(As(*reader).get(), why, &ex).error_code(), grpc::PERMISSION_DENIED);
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(stub->ListJobs(As(*reader).get(), list, &listed).ok());
+  ASSERT_EQ(listed.jobs_size(), 1);
+  EXPECT_EQ(listed.jobs(0).id(), mine.job().id());
+  list.set_project("default");
+  EXPECT_EQ(stub->ListJobs(As(*reader).get(), list, &listed).error_code(), grpc::PERMISSION_DENIED);
+  // Cancelling needs submit, in the job's project.
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(mine.job().id());
+  EXPECT_EQ(stub->CancelJob(As(*reader).get(), cancel, &job).error_code(), grpc::PERMISSION_DENIED);
+  cancel.set_job_id(theirs.job().id());
+  EXPECT_EQ(stub->CancelJob(As(*submitter).get(), cancel, &job).error_code(), grpc::PERMISSION_DENIED);
+  EXPECT_EQ(test::Sql(url_, "SELECT status FROM build_jobs WHERE id = " + std::to_string(theirs.job().id())), "queued")
+      << "a refused cancel changes nothing";
+
+  // A wrong secret, a revoked and an expired token are refused.
+  std::string forged = reader->substr(0, reader->size() - 4) + "0000";
+  if (forged == *reader) forged = reader->substr(0, reader->size() - 4) + "1111";
+  get.set_job_id(mine.job().id());
+  st = stub->GetJob(As(forged).get(), get, &job);
+  EXPECT_EQ(st.error_code(), grpc::UNAUTHENTICATED) << st.error_message();
+  auto id = auth::ParseToken(auth::TokenKind::kApi, *reader);
+  ASSERT_TRUE(trust_->RevokeToken(id->id).ok());
+  guard_->Forget("token " + id->id);  // what NOTIFY kiln_revoke does on every controller
+  st = stub->GetJob(As(*reader).get(), get, &job);
+  EXPECT_EQ(st.error_code(), grpc::UNAUTHENTICATED) << st.error_message();
+  EXPECT_NE(st.error_message().find("revoked"), std::string::npos) << st.error_message();
+  auto brief = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", /*ttl_ms=*/300});
+  ASSERT_TRUE(brief.ok());
+  EXPECT_TRUE(test::WaitFor(
+      [&] { return stub->GetJob(As(*brief).get(), get, &job).error_code() == grpc::UNAUTHENTICATED; }, 10s))
+      << "a token past its expiry is refused";
+  st = stub->GetJob(As(*brief).get(), get, &job);
+  EXPECT_NE(st.error_message().find("expired"), std::string::npos) << st.error_message();
+}
+
+TEST_F(ServicesTest, AdminCallsNeedAnAdminTokenAndTokensAreShownOnce) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  Signal config_wake, dispatch_wake;
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers,
+                             config_wake, dispatch_wake}));
+  auto stub = v1::AdminService::NewStub(s.channel());
+  v1::CreateProjectRequest create;
+  create.set_name("web");
+  v1::Project p;
+  ASSERT_TRUE(stub->CreateProject(As(g_token).get(), create, &p).ok());
+
+  v1::CreateTokenRequest req;
+  req.set_role("submit");
+  req.add_projects("web");
+  v1::CreateTokenResponse made;
+  ASSERT_TRUE(stub->CreateToken(As(g_token).get(), req, &made).ok());
+  EXPECT_EQ(made.secret().rfind("kiln_" + made.token().id() + "_", 0), 0u) << made.secret();
+  EXPECT_EQ(made.token().created_by().rfind("token ", 0), 0u) << "the creator is recorded";
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM api_tokens WHERE position('" + made.secret().substr(18) +
+                                "' IN encode(secret_sha256, 'hex')) > 0"),
+            "0")
+      << "the secret is not stored";
+  v1::ListTokensResponse listed;
+  ASSERT_TRUE(stub->ListTokens(As(g_token).get(), v1::Empty(), &listed).ok());
+  EXPECT_EQ(listed.tokens_size(), 2);
+  for (const auto& t : listed.tokens()) EXPECT_EQ(t.DebugString().find(made.secret()), std::string::npos);
+
+  // A submit token manages nothing: projects, clusters, tokens and workers are an admin's.
+  const std::string submit = made.secret();
+  v1::Project q;
+  create.set_name("mine");
+  EXPECT_EQ(stub->CreateProject(As(submit).get(), create, &q).error_code(), grpc::PERMISSION_DENIED);
+  v1::SetProjectConfigRequest set;
+  set.set_name("web");
+  set.set_config_json("{}");
+  EXPECT_EQ(stub->SetProjectConfig(As(submit).get(), set, &q).error_code(), grpc::PERMISSION_DENIED);
+  v1::CreateTokenResponse escalated;
+  req.set_role("admin");
+  req.clear_projects();
+  auto st = stub->CreateToken(As(submit).get(), req, &escalated);
+  EXPECT_EQ(st.error_code(), grpc::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("needs an admin token"), std::string::npos) << st.error_message();
+  v1::CreateJoinTokenResponse join;
+  EXPECT_EQ(stub->CreateJoinToken(As(submit).get(), v1::CreateJoinTokenRequest(), &join).error_code(),
+            grpc::PERMISSION_DENIED);
+  // It sees its own project only.
+  v1::ListProjectsResponse projects;
+  ASSERT_TRUE(stub->ListProjects(As(submit).get(), v1::Empty(), &projects).ok());
+  ASSERT_EQ(projects.projects_size(), 1);
+  EXPECT_EQ(projects.projects(0).name(), "web");
+  v1::GetProjectRequest get;
+  get.set_name("default");
+  EXPECT_EQ(stub->GetProject(As(submit).get(), get, &q).error_code(), grpc::PERMISSION_DENIED);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM projects"), "2") << "refused calls changed nothing";
+
+  v1::RevokeTokenRequest revoke;
+  revoke.set_id(made.token().id());
+  v1::ApiToken revoked;
+  ASSERT_TRUE(stub->RevokeToken(As(g_token).get(), revoke, &revoked).ok());
+  EXPECT_GT(revoked.revoked_at_ms(), 0);
+  EXPECT_EQ(stub->ListProjects(As(submit).get(), v1::Empty(), &projects).error_code(), grpc::UNAUTHENTICATED)
+      << "revoked at once on this controller";
 }
 
 }  // namespace

@@ -1,0 +1,292 @@
+#include "auth/trust_store.h"
+
+#include <cctype>
+
+#include "common/util.h"
+#include "db/pool.h"
+
+namespace kiln::auth {
+namespace {
+
+#define MS(col) "coalesce((extract(epoch FROM " col ") * 1000)::bigint, 0)"
+
+constexpr const char* kTokenSelect =
+    "SELECT id, encode(secret_sha256, 'hex'), role, array_to_string(projects, ','), description, created_by, "
+    MS("created_at") ", " MS("expires_at") ", " MS("revoked_at") ", " MS("last_used_at") " FROM api_tokens ";
+constexpr const char* kCertSelect =
+    "SELECT serial, worker_id, fingerprint, " MS("issued_at") ", " MS("expires_at") ", " MS("revoked_at")
+    " FROM worker_certs ";
+
+std::vector<db::Statement> Statements() {
+  return {
+      {"auth_create_token",
+       "INSERT INTO api_tokens (id, secret_sha256, role, projects, description, created_by, expires_at)"
+       " VALUES ($1, decode($2, 'hex'), $3, string_to_array($4, ',')::text[], $5, $6,"
+       "         CASE WHEN $7::bigint > 0 THEN now() + $7::bigint * interval '1 millisecond' END)"},
+      {"auth_missing_projects",
+       "SELECT p FROM unnest(string_to_array($1, ',')) p WHERE NOT EXISTS (SELECT 1 FROM projects WHERE name = p)"},
+      {"auth_find_token", std::string(kTokenSelect) + "WHERE id = $1"},
+      {"auth_list_tokens", std::string(kTokenSelect) + "ORDER BY created_at, id"},
+      {"auth_revoke_token", "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"},
+      {"auth_touch_tokens",
+       "UPDATE api_tokens SET last_used_at = now() WHERE id = ANY (string_to_array($1, ','))"},
+      {"auth_create_join",
+       "INSERT INTO join_tokens (id, secret_sha256, created_by, expires_at)"
+       " VALUES ($1, decode($2, 'hex'), $3, now() + $4::bigint * interval '1 millisecond')"},
+      {"auth_list_join",
+       "SELECT id, created_by, coalesce(used_by, ''), " MS("created_at") ", " MS("expires_at") ", " MS("used_at")
+       " FROM join_tokens ORDER BY created_at, id"},
+      {"auth_take_join",
+       "SELECT encode(secret_sha256, 'hex'), used_at IS NOT NULL, expires_at < now() FROM join_tokens"
+       " WHERE id = $1 FOR UPDATE"},
+      {"auth_use_join", "UPDATE join_tokens SET used_at = now(), used_by = $2 WHERE id = $1"},
+      {"auth_insert_cert",
+       "INSERT INTO worker_certs (serial, worker_id, fingerprint, expires_at, join_token, renewed_from)"
+       " VALUES ($1, $2, $3, to_timestamp($4::bigint / 1000.0), nullif($5, ''), nullif($6, ''))"},
+      {"auth_find_cert", std::string(kCertSelect) + "WHERE serial = $1"},
+      {"auth_worker_known", "SELECT count(*) FILTER (WHERE revoked_at IS NULL), count(*) FROM worker_certs"
+                            " WHERE worker_id = $1"},
+      {"auth_revoke_worker",
+       "UPDATE worker_certs SET revoked_at = now() WHERE worker_id = $1 AND revoked_at IS NULL"},
+      {"auth_revoked_serials", "SELECT serial FROM worker_certs WHERE revoked_at IS NOT NULL AND expires_at > now()"},
+  };
+}
+
+#undef MS
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string JoinComma(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+std::string Hex(std::string_view raw) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+std::string Unhex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+TokenRow RowToToken(const pqxx::row& r) {
+  TokenRow t;
+  t.id = r[0].as<std::string>();
+  t.secret_sha256 = Unhex(r[1].as<std::string>());
+  t.role = ParseRole(r[2].as<std::string>()).value();
+  t.projects = SplitComma(r[3].as<std::string>());
+  t.description = r[4].as<std::string>();
+  t.created_by = r[5].as<std::string>();
+  t.created_at_ms = r[6].as<int64_t>();
+  t.expires_at_ms = r[7].as<int64_t>();
+  t.revoked_at_ms = r[8].as<int64_t>();
+  t.last_used_at_ms = r[9].as<int64_t>();
+  return t;
+}
+
+WorkerCertRow RowToCert(const pqxx::row& r) {
+  WorkerCertRow c;
+  c.serial = r[0].as<std::string>();
+  c.worker_id = r[1].as<std::string>();
+  c.fingerprint = r[2].as<std::string>();
+  c.issued_at_ms = r[3].as<int64_t>();
+  c.expires_at_ms = r[4].as<int64_t>();
+  c.revoked_at_ms = r[5].as<int64_t>();
+  return c;
+}
+
+// A worker id from what the worker says its host is called: the safe
+// characters of it (at most 40), then a random suffix the worker cannot pick.
+std::string WorkerIdFor(const std::string& host_hint) {
+  std::string base;
+  for (char c : host_hint) {
+    if (base.size() >= 40) break;
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_') base += c;
+  }
+  if (base.empty() || !std::isalnum(static_cast<unsigned char>(base[0]))) base = "worker" + base;
+  return base + "-" + RandomHex(3);
+}
+
+}  // namespace
+
+TrustStore::TrustStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+
+Result<std::string> TrustStore::CreateToken(const NewApiToken& t) {
+  if (t.role == Role::kAdmin && !t.projects.empty())
+    return InvalidArgument("an admin token manages the whole farm: give no --project");
+  if (t.role != Role::kAdmin && t.projects.empty())
+    return InvalidArgument(std::string("a ") + RoleName(t.role) + " token needs the project it may act on (--project P)");
+  if (t.projects.size() > 100) return InvalidArgument("at most 100 projects per token");
+  for (const auto& p : t.projects) {
+    bool ok = !p.empty() && p.size() <= 63;
+    for (char c : p) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
+    if (!ok) return InvalidArgument("invalid project name \"" + p.substr(0, 63) + "\"");
+  }
+  if (t.description.size() > 200) return InvalidArgument("token description too long (at most 200 bytes)");
+  if (t.ttl_ms < 0) return InvalidArgument("token lifetime must not be negative");
+  TokenText text = NewToken(TokenKind::kApi);
+  return pool_.Query("cannot create token", [&](pqxx::connection& c) -> Result<std::string> {
+    pqxx::work tx(c);
+    std::string projects = JoinComma(t.projects);
+    if (!projects.empty()) {
+      auto missing = tx.exec_prepared("auth_missing_projects", projects);
+      if (!missing.empty())
+        return NotFound("project \"" + missing[0][0].as<std::string>() + "\" does not exist (see kiln projects list)");
+    }
+    tx.exec_prepared("auth_create_token", text.id, Hex(SecretHash(text.secret)), RoleName(t.role), projects,
+                     t.description, t.created_by, t.ttl_ms);
+    tx.commit();
+    return text.full;
+  });
+}
+
+Result<std::optional<TokenRow>> TrustStore::FindToken(const std::string& id) {
+  return pool_.Query("cannot read token " + id, [&](pqxx::connection& c) -> Result<std::optional<TokenRow>> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("auth_find_token", id);
+    if (r.empty()) return std::optional<TokenRow>();
+    return std::optional<TokenRow>(RowToToken(r[0]));
+  });
+}
+
+Result<std::vector<TokenRow>> TrustStore::ListTokens() {
+  return pool_.Query("cannot list tokens", [&](pqxx::connection& c) -> Result<std::vector<TokenRow>> {
+    pqxx::nontransaction tx(c);
+    std::vector<TokenRow> out;
+    for (const auto& row : tx.exec_prepared("auth_list_tokens")) out.push_back(RowToToken(row));
+    return out;
+  });
+}
+
+Status TrustStore::RevokeToken(const std::string& id) {
+  return pool_.Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        if (tx.exec_prepared("auth_revoke_token", id).affected_rows() == 0)
+          return NotFound("no token has id " + id + " (see kiln tokens list)");
+        return Status::Ok();
+      },
+      "cannot revoke token " + id);
+}
+
+Status TrustStore::TouchTokens(const std::vector<std::string>& ids) {
+  if (ids.empty()) return Status::Ok();
+  return pool_.Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        tx.exec_prepared("auth_touch_tokens", JoinComma(ids));
+        return Status::Ok();
+      },
+      "cannot record token use");
+}
+
+Result<std::string> TrustStore::CreateJoinToken(const std::string& created_by, int64_t ttl_ms) {
+  if (ttl_ms <= 0) return InvalidArgument("a join token must expire: give a positive lifetime");
+  TokenText text = NewToken(TokenKind::kJoin);
+  return pool_.Query("cannot create join token", [&](pqxx::connection& c) -> Result<std::string> {
+    pqxx::nontransaction tx(c);
+    tx.exec_prepared("auth_create_join", text.id, Hex(SecretHash(text.secret)), created_by, ttl_ms);
+    return text.full;
+  });
+}
+
+Result<std::vector<JoinTokenRow>> TrustStore::ListJoinTokens() {
+  return pool_.Query("cannot list join tokens", [&](pqxx::connection& c) -> Result<std::vector<JoinTokenRow>> {
+    pqxx::nontransaction tx(c);
+    std::vector<JoinTokenRow> out;
+    for (const auto& r : tx.exec_prepared("auth_list_join")) {
+      out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<int64_t>(),
+                     r[4].as<int64_t>(), r[5].as<int64_t>()});
+    }
+    return out;
+  });
+}
+
+Result<WorkerCertRow> TrustStore::Enroll(const std::string& join_token_text, const std::string& host_hint,
+                                         const std::function<Result<IssuedCert>(const std::string&)>& sign) {
+  auto token = ParseToken(TokenKind::kJoin, join_token_text);
+  if (!token.ok()) return Unauthenticated(token.status().message());
+  return pool_.Query("cannot enrol worker", [&](pqxx::connection& c) -> Result<WorkerCertRow> {
+    pqxx::work tx(c);
+    auto r = tx.exec_prepared("auth_take_join", token->id);
+    const std::string refused = "join token " + token->id + " ";
+    if (r.empty() || !SameHash(Unhex(r[0][0].as<std::string>()), SecretHash(token->secret)))
+      return Unauthenticated(refused + "is not valid: create one with kiln workers join-token");
+    if (r[0][1].as<bool>()) return Unauthenticated(refused + "was already used (each enrols one worker): create another");
+    if (r[0][2].as<bool>()) return Unauthenticated(refused + "expired: create another");
+    std::string worker_id = WorkerIdFor(host_hint);
+    auto cert = sign(worker_id);
+    if (!cert.ok()) return cert.status();
+    tx.exec_prepared("auth_insert_cert", cert->serial, worker_id, cert->fingerprint, cert->expires_at_ms, token->id,
+                     "");
+    tx.exec_prepared("auth_use_join", token->id, worker_id);
+    auto row = RowToCert(tx.exec_prepared("auth_find_cert", cert->serial)[0]);
+    tx.commit();
+    return row;
+  });
+}
+
+Result<WorkerCertRow> TrustStore::Renew(const std::string& serial, const std::string& worker_id,
+                                        const IssuedCert& cert) {
+  return pool_.Query("cannot record renewed certificate of worker " + worker_id,
+                     [&](pqxx::connection& c) -> Result<WorkerCertRow> {
+                       pqxx::work tx(c);
+                       tx.exec_prepared("auth_insert_cert", cert.serial, worker_id, cert.fingerprint,
+                                        cert.expires_at_ms, "", serial);
+                       auto row = RowToCert(tx.exec_prepared("auth_find_cert", cert.serial)[0]);
+                       tx.commit();
+                       return row;
+                     });
+}
+
+Result<std::optional<WorkerCertRow>> TrustStore::FindCert(const std::string& serial) {
+  return pool_.Query("cannot read certificate " + serial,
+                     [&](pqxx::connection& c) -> Result<std::optional<WorkerCertRow>> {
+                       pqxx::nontransaction tx(c);
+                       auto r = tx.exec_prepared("auth_find_cert", serial);
+                       if (r.empty()) return std::optional<WorkerCertRow>();
+                       return std::optional<WorkerCertRow>(RowToCert(r[0]));
+                     });
+}
+
+Result<int> TrustStore::RevokeWorker(const std::string& worker_id) {
+  return pool_.Query("cannot revoke worker " + worker_id, [&](pqxx::connection& c) -> Result<int> {
+    pqxx::work tx(c);
+    auto known = tx.exec_prepared("auth_worker_known", worker_id);
+    if (known[0][1].as<int64_t>() == 0)
+      return NotFound("no enrolled worker has id \"" + worker_id + "\" (see kiln workers list)");
+    int n = static_cast<int>(tx.exec_prepared("auth_revoke_worker", worker_id).affected_rows());
+    tx.commit();
+    return n;
+  });
+}
+
+Result<std::vector<std::string>> TrustStore::RevokedSerials() {
+  return pool_.Query("cannot read revoked certificates", [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
+    pqxx::nontransaction tx(c);
+    std::vector<std::string> out;
+    for (const auto& r : tx.exec_prepared("auth_revoked_serials")) out.push_back(r[0].as<std::string>());
+    return out;
+  });
+}
+
+}  // namespace kiln::auth
