@@ -8,7 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "api/convert.h"
+#include "common/text.h"
 #include "config/project_config.h"
+#include "controller/workspace_name.h"
 #include "controller/signal.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "queue/catalog_store.h"
@@ -37,6 +39,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
   grpc::Status CreateProject(grpc::ServerContext*, const v1::CreateProjectRequest* req, v1::Project* resp) override {
+    if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.CreateProject(req->name(), *cfg);
@@ -47,6 +50,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
   grpc::Status GetProject(grpc::ServerContext*, const v1::GetProjectRequest* req, v1::Project* resp) override {
+    if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto p = d_.catalog.GetProject(req->name());
     if (!p.ok()) return api::ToGrpc(p.status());
     api::ToProto(*p, resp);
@@ -55,6 +59,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status SetProjectConfig(grpc::ServerContext*, const v1::SetProjectConfigRequest* req,
                                 v1::Project* resp) override {
+    if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto cfg = Normalize(req->config_json());
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.SetProjectConfig(req->name(), *cfg);
@@ -73,6 +78,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
   grpc::Status CreateCluster(grpc::ServerContext*, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
+    if (Status s = CheckName("cluster", req->name()); !s.ok()) return api::ToGrpc(s);
     auto c = d_.catalog.CreateCluster(req->name());
     if (!c.ok()) return api::ToGrpc(c.status());
     api::ToProto(*c, resp);
@@ -80,6 +86,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
   grpc::Status MapProject(grpc::ServerContext*, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
+    if (Status s = CheckName("cluster", req->cluster()); !s.ok()) return api::ToGrpc(s);
+    if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
     auto c = d_.catalog.MapProject(req->cluster(), req->project(), req->unmap());
     if (!c.ok()) return api::ToGrpc(c.status());
     d_.dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
@@ -89,6 +97,9 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status ListWorkspaces(grpc::ServerContext*, const v1::ListWorkspacesRequest* req,
                               v1::ListWorkspacesResponse* resp) override {
+    if (!req->project().empty()) {
+      if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
+    }
     auto rows = d_.workers.ListWorkspaces(req->project());
     if (!rows.ok()) return api::ToGrpc(rows.status());
     for (const auto& r : *rows) {
@@ -108,6 +119,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                                v1::RemoveWorkspaceResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
     if (req->name().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the workspace's name");
+    if (Status s = CheckName("project", project); !s.ok()) return api::ToGrpc(s);
+    if (Status s = CheckWorkspaceName(req->name()); !s.ok()) return api::ToGrpc(s);
     auto n = d_.workers.RemoveWorkspace(project, req->name());
     if (!n.ok()) return api::ToGrpc(n.status());
     resp->set_workers(*n);

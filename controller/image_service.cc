@@ -2,6 +2,7 @@
 // name them by manifest digest.
 
 #include "api/convert.h"
+#include "common/text.h"
 #include "controller/cas.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -32,7 +33,7 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   grpc::Status RegisterImage(grpc::ServerContext*, const v1::RegisterImageRequest* req, v1::Image* resp) override {
     cas::Digest md = api::FromProto(req->manifest());
     if (auto s = cas::CheckDigest(md, "manifest"); !s.ok()) return api::ToGrpc(s);
-    if (req->name().size() > 200) return api::ToGrpc(InvalidArgument("image name is too long (at most 200 bytes)"));
+    if (Status s = CheckText(req->name(), "image name", 200); !s.ok()) return api::ToGrpc(s);
     auto manifest_text = ReadJson(md, "manifest");
     if (!manifest_text.ok()) return api::ToGrpc(manifest_text.status());
     auto m = cas::oci::ParseManifest(*manifest_text);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/text.h"
+
 namespace kiln::cas {
 
 namespace {
@@ -21,21 +23,6 @@ void AppendCounted(std::string* out, std::string_view s) {
   out->append(std::to_string(s.size()));
   out->push_back(':');
   out->append(s);
-}
-
-std::string Printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 200)) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      static const char* kHex = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[(c >> 4) & 15];
-      out += kHex[c & 15];
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 }  // namespace

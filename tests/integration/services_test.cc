@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 
 #include "cache/compile_store.h"
 #include "config/config.h"
@@ -182,6 +183,172 @@ TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
   EXPECT_EQ(stub->SetProjectConfig(Ctx().get(), set, &p).error_code(), grpc::INVALID_ARGUMENT);
 }
 
+// Finding 1 of the security probe: libpqxx hands text to PostgreSQL as a C
+// string, so GetProject("a\0junk") answered project "a", and a name with a
+// NUL and a newline forged a line of the controller's log. Every name a
+// client sends is refused now, saying which field and what is allowed.
+TEST_F(ServicesTest, AdminServiceRejectsNulInProjectName) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  Signal config_wake, dispatch_wake;
+  Served s(MakeAdminService({catalog, workers, config_wake, dispatch_wake}));
+  auto stub = v1::AdminService::NewStub(s.channel());
+  v1::CreateProjectRequest create;
+  create.set_name("a");
+  v1::Project p;
+  ASSERT_TRUE(stub->CreateProject(Ctx().get(), create, &p).ok());
+
+  const std::string nul("a\0junk", 6);
+  v1::GetProjectRequest get;
+  get.set_name(nul);
+  auto st = stub->GetProject(Ctx().get(), get, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "answered project " << p.name();
+  EXPECT_NE(st.error_message().find("invalid project name \"a\\x00junk\": use 1-63 letters, digits"),
+            std::string::npos)
+      << st.error_message();
+
+  // The forged log line: refused before anything is changed or logged.
+  v1::SetProjectConfigRequest set;
+  set.set_name(std::string("a\0", 2) + "\n2030-01-01 00:00:00.000 kiln-controller[1] info: forged");
+  set.set_config_json(R"({"default_priority": 7})");
+  uint64_t c0 = config_wake.generation();
+  st = stub->SetProjectConfig(Ctx().get(), set, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_EQ(st.error_message().find('\n'), std::string::npos) << "the name is quoted escaped: " << st.error_message();
+  EXPECT_EQ(config_wake.generation(), c0);
+  EXPECT_EQ(catalog.GetProject("a")->config_json, "{}") << "project a was not changed";
+
+  v1::CreateClusterRequest cluster;
+  cluster.set_name(std::string("c\0", 2));
+  v1::Cluster c;
+  st = stub->CreateCluster(Ctx().get(), cluster, &c);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("invalid cluster name"), std::string::npos) << st.error_message();
+  v1::MapProjectRequest map;
+  map.set_cluster("default");
+  map.set_project(nul);
+  st = stub->MapProject(Ctx().get(), map, &c);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "mapped project a instead";
+  v1::RemoveWorkspaceRequest rm;
+  rm.set_project(nul);
+  rm.set_name("main");
+  v1::RemoveWorkspaceResponse removed;
+  EXPECT_EQ(stub->RemoveWorkspace(Ctx().get(), rm, &removed).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+TEST_F(ServicesTest, JobServiceRejectsControlCharactersInNamesIdsLabelsAndReasons) {
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore images(url_, 1);
+  queue::JobStore jobs(*pool_);
+  queue::CatalogStore catalog(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal dispatch_wake, remote_wake, job_events;
+  Served s(MakeJobService({jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+                           job_events, stopping_}));
+  auto stub = v1::JobService::NewStub(s.channel());
+
+  // Each request is refused with INVALID_ARGUMENT naming its field.
+  auto refused = [&](const v1::SubmitRequest& req, const std::string& field) {
+    v1::SubmitResponse resp;
+    auto st = stub->Submit(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << field << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(field), std::string::npos) << st.error_message();
+  };
+  v1::SubmitRequest base;
+  base.mutable_spec()->add_argv("true");
+  v1::SubmitRequest r = base;
+  r.set_project(std::string("default\0x", 9));
+  refused(r, "project name");
+  r = base;
+  r.set_cluster(std::string("default\0x", 9));
+  refused(r, "cluster name");
+  r = base;
+  r.set_request_id("ci-42\nforged");
+  refused(r, "request_id");
+  r = base;
+  r.set_request_id(std::string("ci-42\0other", 11));
+  refused(r, "request_id");
+  r = base;
+  (*r.mutable_spec()->mutable_requirements())["gpu"] = "1\n";
+  refused(r, "requirement gpu");
+  r = base;
+  (*r.mutable_spec()->mutable_env())["A\tB"] = "x";
+  refused(r, "environment variable name");
+  r = base;
+  r.mutable_spec()->set_image(std::string("sha256:") + std::string(64, 'a') + "\n");
+  refused(r, "bad image");
+  r = base;
+  r.mutable_spec()->set_working_dir(std::string("sub\0dir", 7));
+  refused(r, "working_dir");
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "0") << "nothing was queued";
+
+  // A newline in an env value is a value like any other.
+  r = base;
+  (*r.mutable_spec()->mutable_env())["SCRIPT"] = "echo a\necho b";
+  v1::SubmitResponse ok;
+  auto st = stub->Submit(Ctx().get(), r, &ok);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(ok.job().id());
+  cancel.set_reason("done\n2030-01-01 00:00:00.000 kiln-worker[1] info: forged");
+  v1::Job j;
+  st = stub->CancelJob(Ctx().get(), cancel, &j);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("reason"), std::string::npos) << st.error_message();
+
+  v1::ListJobsRequest list;
+  list.set_project(std::string("default\0x", 9));
+  v1::ListJobsResponse listed;
+  st = stub->ListJobs(Ctx().get(), list, &listed);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "listed " << listed.jobs_size() << " jobs of project default";
+}
+
+TEST_F(ServicesTest, WorkerServiceRejectsControlCharactersInARegistration) {
+  queue::WorkerStore workers(*pool_);
+  queue::DispatchStore dispatch(*pool_);
+  cache::CompileCacheStore compiles(url_, 1);
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  Registry registry;
+  ReportQueue reports;
+  Signal dispatch_wake;
+  Served s(MakeWorkerService({workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+                              "ctl-test", 30s, 3s}));
+  auto stub = v1::WorkerService::NewStub(s.channel());
+  auto refused = [&](const std::function<void(v1::WorkerRegister*)>& spoil, const std::string& field) {
+    v1::WorkerMessage reg;
+    auto* r = reg.mutable_register_();
+    r->set_worker_id("w1");
+    r->set_hostname("h1");
+    r->set_arch("x86_64");
+    r->set_cluster("default");
+    r->set_slots(2);
+    spoil(r);
+    auto ctx = Ctx();
+    auto stream = stub->Connect(ctx.get());
+    stream->Write(reg);
+    stream->WritesDone();
+    v1::ControllerMessage m;
+    while (stream->Read(&m)) {
+    }
+    auto st = stream->Finish();
+    EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << field << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(field), std::string::npos) << st.error_message();
+  };
+  refused([](v1::WorkerRegister* r) { r->set_hostname("h1\n2030-01-01 kiln-controller[1] info: forged"); }, "hostname");
+  refused([](v1::WorkerRegister* r) { r->set_worker_id(std::string("w1\0x", 4)); }, "worker_id");
+  refused([](v1::WorkerRegister* r) { r->set_cluster(std::string("default\0x", 9)); }, "cluster name");
+  refused([](v1::WorkerRegister* r) { (*r->mutable_labels())["pool"] = "a\rb"; }, "label pool");
+  refused([](v1::WorkerRegister* r) { (*r->mutable_labels())["po\x1bol"] = "a"; }, "label name");
+  auto listed = workers.List(true);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty()) << "no worker was registered";
+}
+
 TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier) {
   queue::WorkerStore workers(*pool_);
   queue::DispatchStore dispatch(*pool_);
@@ -299,6 +466,30 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   v1::ListImagesResponse list;
   ASSERT_TRUE(v1::ImageService::NewStub(images.channel())->ListImages(Ctx().get(), v1::Empty(), &list).ok());
   EXPECT_EQ(list.images_size(), 0);
+}
+
+// Finding 1 for images: a label and a reference are quoted, never cut.
+TEST_F(ServicesTest, ImageServiceRejectsControlCharactersInImageNames) {
+  auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  cas::ImageStore image_rows(url_, 1);
+  Served images(MakeImageService({image_rows, **store}));
+  auto stub = v1::ImageService::NewStub(images.channel());
+  v1::RegisterImageRequest reg;
+  reg.mutable_manifest()->set_hash(std::string(64, 'a'));
+  reg.mutable_manifest()->set_size(100);
+  reg.set_name(std::string("toolchain\0\nforged", 17));
+  v1::Image img;
+  auto st = stub->RegisterImage(Ctx().get(), reg, &img);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("image name \"toolchain\\x00\\x0aforged\" contains a NUL byte"),
+            std::string::npos)
+      << st.error_message();
+  v1::GetImageRequest get;
+  get.set_digest(std::string("sha256:") + std::string(64, 'a') + std::string("\0", 1));
+  st = stub->GetImage(Ctx().get(), get, &img);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("\\x00"), std::string::npos) << st.error_message();
 }
 
 }  // namespace
