@@ -111,13 +111,23 @@ bool LinkStaysInside(std::string_view dir_path, std::string_view target) {
   return true;
 }
 
-Status Normalize(Directory* d, std::string_view path) {
+Status CheckDirectory(const Directory& d, std::string_view path) {
   auto where = [&](const std::string& name) {
     return path.empty() ? Printable(name) : Printable(std::string(path) + "/" + name);
   };
-  for (auto& e : d->entries) {
+  for (size_t i = 0; i < d.entries.size(); ++i) {
+    const Entry& e = d.entries[i];
     if (auto s = CheckName(e.name); !s.ok())
       return InvalidArgument("in directory '" + Printable(path.empty() ? "." : std::string(path)) + "': " + s.message());
+    // The canonical order: strictly increasing bytewise (std::string's
+    // operator<, which compares as unsigned char), so no name twice.
+    if (i > 0 && d.entries[i - 1].name == e.name) return InvalidArgument(where(e.name) + ": duplicate entry");
+    if (i > 0 && e.name < d.entries[i - 1].name) {
+      return InvalidArgument("in directory '" + Printable(path.empty() ? "." : std::string(path)) + "': entry '" +
+                             Printable(e.name) + "' is out of order: it comes after '" +
+                             Printable(d.entries[i - 1].name) +
+                             "'; entries must be sorted by name in bytewise order, each name once");
+    }
     switch (e.kind) {
       case Kind::kFile:
       case Kind::kDir:
@@ -133,11 +143,12 @@ Status Normalize(Directory* d, std::string_view path) {
         break;
     }
   }
-  std::sort(d->entries.begin(), d->entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
-  for (size_t i = 1; i < d->entries.size(); ++i)
-    if (d->entries[i].name == d->entries[i - 1].name)
-      return InvalidArgument(where(d->entries[i].name) + ": duplicate entry");
   return Status::Ok();
+}
+
+Status Normalize(Directory* d, std::string_view path) {
+  std::sort(d->entries.begin(), d->entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return CheckDirectory(*d, path);
 }
 
 std::string EntryValue(const Entry& e) {

@@ -50,8 +50,12 @@ Status CheckTarget(std::string_view target);
 // its ".." parts all come first and climb no higher than the root.
 bool LinkStaysInside(std::string_view dir_path, std::string_view target);
 
-// Sorts the entries and checks every name, kind field and digest; refuses
-// duplicates. `path` names the directory in errors ("" for the root).
+// Checks a directory as received (an upload): every name, kind field and
+// digest, and the canonical order — names strictly increasing bytewise, so
+// no duplicates. InvalidArgument names the directory (`path`, "" for the
+// root) and the first bad or out-of-order entry.
+Status CheckDirectory(const Directory& d, std::string_view path);
+// Sorts the entries (of a directory being built), then CheckDirectory.
 Status Normalize(Directory* d, std::string_view path);
 
 // hstore form: name -> "f:<hex>/<size>" (file), "x:<hex>/<size>" (executable

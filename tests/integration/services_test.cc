@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 
+#include "api/convert.h"
 #include "cache/compile_store.h"
 #include "config/config.h"
 #include "controller/admin_service.h"
@@ -466,6 +467,43 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   v1::ListImagesResponse list;
   ASSERT_TRUE(v1::ImageService::NewStub(images.channel())->ListImages(Ctx().get(), v1::Empty(), &list).ok());
   EXPECT_EQ(list.images_size(), 0);
+}
+
+// Finding 3 of the security probe: UploadTrees sorted the entries it was
+// sent, so a node out of the canonical order (docs/api.md: sorted bytewise by
+// name, each name once) was stored under the digest of its sorted form.
+TEST_F(ServicesTest, CasServiceUploadTreesRejectsEntriesOutOfOrder) {
+  auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  Served served(MakeCasService({**store, trees, 1 << 20}));
+  auto stub = v1::CasService::NewStub(served.channel());
+  cas::Directory dir;
+  for (const char* name : {"b.c", "a.c"})
+    dir.entries.push_back({name, cas::Kind::kFile, cas::DigestOf(std::string_view(name)), false, ""});
+  cas::Directory sorted = dir;
+  ASSERT_TRUE(cas::Normalize(&sorted, "").ok());
+  const cas::Digest claimed = cas::DigestOf(sorted);  // what a sorting server would compute
+
+  v1::UploadTreesRequest up;
+  auto* n = up.add_nodes();
+  *n->mutable_digest() = api::ToProto(claimed);
+  api::ToProto(dir, n->mutable_directory());  // b.c before a.c, as sent
+  v1::UploadTreesResponse resp;
+  auto st = stub->UploadTrees(Ctx().get(), up, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "stored " << resp.stored() << " nodes";
+  EXPECT_NE(st.error_message().find(claimed.ToString()), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("entry 'a.c' is out of order"), std::string::npos) << st.error_message();
+  auto missing = trees.FindMissing({claimed});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->size(), 1u) << "nothing was stored";
+
+  // The same node in the canonical order is stored.
+  n->clear_directory();
+  api::ToProto(sorted, n->mutable_directory());
+  st = stub->UploadTrees(Ctx().get(), up, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.stored(), 1);
 }
 
 // Finding 1 for images: a label and a reference are quoted, never cut.

@@ -147,6 +147,39 @@ TEST(Tree, NamesAreSinglePathComponents) {
   EXPECT_NE(s.message().find("sub/x: duplicate entry"), std::string::npos) << s.message();
 }
 
+// Finding 3 of the security probe: UploadTrees sorted what it was sent, so
+// a node whose entries were out of the canonical order was accepted.
+TEST(Tree, UploadTreesRejectsEntriesOutOfOrder) {
+  auto file = [](std::string name) {
+    return Entry{std::move(name), Kind::kFile, DigestOf(std::string_view("x")), false, ""};
+  };
+  // Bytewise: upper case before lower case, '-' before '.', UTF-8 after ASCII.
+  Directory sorted{{file("B"), file("a-b"), file("a.b"), file("b"), file("\xc3\xa9t\xc3\xa9")}};
+  EXPECT_TRUE(CheckDirectory(sorted, "node sha256:x/1").ok());
+
+  Directory swapped{{file("a.b"), file("b"), file("a-b")}};
+  Status s = CheckDirectory(swapped, "node sha256:abc/99");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "in directory 'node sha256:abc/99': entry 'a-b' is out of order: it comes after 'b'; entries must be "
+            "sorted by name in bytewise order, each name once");
+  // Sorted as a locale or case-insensitively would: not the canonical order.
+  Directory caseless{{file("a"), file("B")}};
+  EXPECT_FALSE(CheckDirectory(caseless, "").ok());
+  Directory dup{{file("x"), file("x")}};
+  s = CheckDirectory(dup, "sub");
+  EXPECT_NE(s.message().find("sub/x: duplicate entry"), std::string::npos) << s.message();
+
+  // The walk (kiln submit's uploader, the worker's outputs) sorts the same way.
+  test::TempDir dir;
+  for (const char* name : {"B", "a-b", "a.b", "b", "\xc3\xa9t\xc3\xa9", "_x", "Z9"})
+    test::WriteFile(dir.path() + "/d/" + name, name);
+  auto t = Build(dir.path());
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  for (const auto& [digest, node] : t->nodes)
+    EXPECT_TRUE(CheckDirectory(node, digest.ToString()).ok()) << CheckDirectory(node, digest.ToString()).message();
+}
+
 TEST(Tree, SymlinksMustStayInside) {
   EXPECT_TRUE(LinkStaysInside("", "a/b"));
   EXPECT_TRUE(LinkStaysInside("x/y", "../../z"));
