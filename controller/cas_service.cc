@@ -41,6 +41,9 @@ Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest
   if (auto s = cas::CheckDigest(root, what); !s.ok()) return s;
   auto reach = trees.Reachable(root);
   if (!reach.ok()) return reach.status();
+  // Nodes are found by hash: a root or directory entry whose size is not
+  // its node's would pass unseen.
+  if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return InvalidArgument(what + ": " + s.message());
   std::unordered_map<std::string, const cas::Directory*> nodes;
   for (const auto& [d, dir] : reach->nodes) nodes[d.hash] = &dir;
   // Entries are counted per path, so a node shared many times counts each
@@ -300,6 +303,7 @@ class CasServiceImpl final : public v1::CasService::Service {
     if (!reach.ok()) return api::ToGrpc(reach.status());
     if (start == 0 && reach->nodes.empty())
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
+    if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return api::ToGrpc(s);
     int64_t bytes = 0;
     size_t i = start;
     for (; i < reach->nodes.size(); ++i) {

@@ -178,6 +178,32 @@ Result<Entry> EntryFromValue(std::string name, std::string_view v) {
   return e;
 }
 
+Status CheckNodeSizes(const Digest& root, const std::vector<std::pair<Digest, Directory>>& nodes) {
+  std::unordered_map<std::string_view, int64_t> size_of;
+  for (const auto& [d, dir] : nodes) size_of.emplace(d.hash, d.size);
+  auto stated = [&](const Digest& d) -> std::optional<int64_t> {
+    auto it = size_of.find(d.hash);
+    if (it == size_of.end() || it->second == d.size) return std::nullopt;
+    return it->second;
+  };
+  if (auto actual = stated(root)) {
+    return InvalidArgument("tree root sha256:" + root.hash + " is given with size " + std::to_string(root.size) +
+                           ", but that directory node is " + std::to_string(*actual) + " bytes");
+  }
+  for (const auto& [d, dir] : nodes) {
+    for (const auto& e : dir.entries) {
+      if (e.kind != Kind::kDir) continue;
+      if (auto actual = stated(e.digest)) {
+        return InvalidArgument("directory '" + Printable(e.name) + "' of tree node sha256:" + d.hash +
+                               " names node sha256:" + e.digest.hash + " with size " +
+                               std::to_string(e.digest.size) + ", but that node is " + std::to_string(*actual) +
+                               " bytes");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<PathEntry>> Flatten(const Digest& root,
                                        const std::unordered_map<std::string, const Directory*>& nodes,
                                        int64_t max_entries) {

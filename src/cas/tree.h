@@ -63,6 +63,13 @@ Status Normalize(Directory* d, std::string_view path);
 std::string EntryValue(const Entry& e);
 Result<Entry> EntryFromValue(std::string name, std::string_view value);
 
+// Checks that `root`, and every directory entry of the nodes, state the byte
+// size of the node they name (a digest is hash and size; lookups go by the
+// hash alone). `nodes` are as stored, each digest with its node's true size;
+// nodes not among them are not checked (Flatten says they are missing).
+// InvalidArgument names the digest and both sizes.
+Status CheckNodeSizes(const Digest& root, const std::vector<std::pair<Digest, Directory>>& nodes);
+
 // Every entry of the tree under `root`, each with its path, parents before
 // children. Checks what a receiver must not trust: every node present,
 // symlinks inside the tree, at most `max_entries` entries and 512 levels.

@@ -269,6 +269,28 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   EXPECT_NE(hit->job.result->cached_from, 0);
 }
 
+// Finding 2 of the security probe, where a worker states a tree root: a
+// success whose output root names a stored node with another size writes no
+// action cache entry (a hit would hand out a root GetTree refuses).
+TEST_F(QueueTest, ASuccessWhoseOutputRootHasTheWrongSizeWritesNoCacheEntry) {
+  const std::string empty = cas::DigestOf(std::string_view("kiln-tree-1\n")).hash;  // the empty directory, 12 bytes
+  test::Sql(url_, "INSERT INTO cas_trees (digest, size, entries) VALUES ('" + empty + "', 12, ''::hstore)");
+  auto a = jobs_->Submit(CacheableJob('a'));
+  auto b = jobs_->Submit(CacheableJob('b'));
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::string s = Worker("w");
+  auto c = dispatch_->Claim("w", s, 2, kGrace);
+  ASSERT_TRUE(c.ok() && c->size() == 2);
+  queue::Update wrong = Done("w", (*c)[0]), right = Done("w", (*c)[1]);
+  wrong.result->output_root = empty + "/13";
+  right.result->output_root = empty + "/12";
+  auto out = dispatch_->Apply({wrong, right}, {});
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_TRUE((*out)[0].applied && (*out)[1].applied);
+  EXPECT_EQ(test::Sql(url_, "SELECT string_agg(job_id::text, ',') FROM action_cache"), std::to_string((*c)[1].id))
+      << "only the success whose root states the node's true size is cached";
+}
+
 TEST_F(QueueTest, ActionCacheEntriesUnusedForTheirMaxAgeExpireAndOnlyThose) {
   cache::ActionCacheStore action(*pool_);
   for (char d : {'e', 'f'}) {

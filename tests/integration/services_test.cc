@@ -469,6 +469,69 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   EXPECT_EQ(list.images_size(), 0);
 }
 
+// Finding 2 of the security probe: the input root of a submit (and the
+// root of GetTree) was looked up by hash alone, so a root whose stated size
+// was wrong was accepted; so was a directory entry with a wrong size.
+TEST_F(ServicesTest, JobServiceRejectsAnInputRootWithTheWrongSize) {
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore images(url_, 1);
+  queue::JobStore jobs(*pool_);
+  queue::CatalogStore catalog(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal dispatch_wake, remote_wake, job_events;
+  Served s(MakeJobService({jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+                           job_events, stopping_}));
+  Served cas(MakeCasService({**blobs, trees, 1 << 20}));
+  auto stub = v1::JobService::NewStub(s.channel());
+
+  const cas::Directory empty;
+  const cas::Digest sub = cas::DigestOf(empty);
+  const cas::Directory top{{cas::Entry{"sub", cas::Kind::kDir, sub, false, ""}}};
+  const cas::Digest root = cas::DigestOf(top);
+  const cas::Directory lying{{cas::Entry{"sub", cas::Kind::kDir, cas::Digest{sub.hash, 99}, false, ""}}};
+  const cas::Digest lying_root = cas::DigestOf(lying);
+  ASSERT_TRUE(trees.Insert({{sub, empty}, {root, top}, {lying_root, lying}}).ok());
+
+  v1::SubmitRequest req;
+  req.mutable_spec()->add_argv("true");
+  *req.mutable_spec()->mutable_input_root() = api::ToProto(cas::Digest{root.hash, root.size + 7});
+  v1::SubmitResponse resp;
+  auto st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "queued job " << resp.job().id();
+  EXPECT_NE(st.error_message().find("input tree: tree root sha256:" + root.hash + " is given with size " +
+                                    std::to_string(root.size + 7) + ", but that directory node is " +
+                                    std::to_string(root.size) + " bytes"),
+            std::string::npos)
+      << st.error_message();
+
+  *req.mutable_spec()->mutable_input_root() = api::ToProto(lying_root);
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "queued job " << resp.job().id();
+  EXPECT_NE(st.error_message().find("names node sha256:" + sub.hash + " with size 99, but that node is 12 bytes"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "0");
+
+  *req.mutable_spec()->mutable_input_root() = api::ToProto(root);
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << "the true size is accepted: " << st.error_message();
+
+  // GetTree takes a root from a client too.
+  auto cas_stub = v1::CasService::NewStub(cas.channel());
+  v1::GetTreeRequest get;
+  *get.mutable_root() = api::ToProto(cas::Digest{root.hash, root.size - 1});
+  v1::GetTreeResponse nodes;
+  st = cas_stub->GetTree(Ctx().get(), get, &nodes);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "answered " << nodes.nodes_size() << " nodes";
+  EXPECT_NE(st.error_message().find("sha256:" + root.hash), std::string::npos) << st.error_message();
+  *get.mutable_root() = api::ToProto(root);
+  ASSERT_TRUE(cas_stub->GetTree(Ctx().get(), get, &nodes).ok());
+  EXPECT_EQ(nodes.nodes_size(), 2);
+}
+
 // Finding 3 of the security probe: UploadTrees sorted the entries it was
 // sent, so a node out of the canonical order (docs/api.md: sorted bytewise by
 // name, each name once) was stored under the digest of its sorted form.
