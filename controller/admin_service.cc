@@ -130,6 +130,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
  private:
   // Validates and re-serializes, so the stored document is canonical.
   static Result<std::string> Normalize(const std::string& text) {
+    KILN_RETURN_IF_ERROR(config::CheckProjectConfigSize(text));
     auto parsed = config::ParseProjectConfig(text);
     if (!parsed.ok()) return parsed.status();
     return nlohmann::json::parse(text).dump();

@@ -40,6 +40,12 @@ Status Int(const nlohmann::json& v, const std::string& key, int64_t lo, int64_t 
 
 }  // namespace
 
+Status CheckProjectConfigSize(const std::string& text) {
+  if (text.size() <= kMaxProjectConfigBytes) return Status::Ok();
+  return InvalidArgument("project configuration too large: " + std::to_string(text.size()) + " bytes, at most " +
+                         std::to_string(kMaxProjectConfigBytes));
+}
+
 Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
   nlohmann::json j;
   try {

@@ -350,6 +350,43 @@ TEST_F(ServicesTest, WorkerServiceRejectsControlCharactersInARegistration) {
   EXPECT_TRUE(listed->empty()) << "no worker was registered";
 }
 
+// Finding 4 of the security probe: a 3.4 MB env in a project's
+// configuration was accepted (every controller holds every project's in
+// memory, and reloads them all on each change).
+TEST_F(ServicesTest, AdminServiceRejectsAProjectConfigOver64KiB) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  Signal config_wake, dispatch_wake;
+  Served s(MakeAdminService({catalog, workers, config_wake, dispatch_wake}));
+  auto stub = v1::AdminService::NewStub(s.channel());
+  auto config_of = [](size_t bytes) {  // {"env":{"A":"xxx..."}}, `bytes` long
+    return R"({"env":{"A":")" + std::string(bytes - 16, 'x') + R"("}})";
+  };
+  ASSERT_EQ(config_of(100).size(), 100u);
+
+  v1::CreateProjectRequest create;
+  create.set_name("big");
+  create.set_config_json(config_of(3'400'000));
+  v1::Project p;
+  auto st = stub->CreateProject(Ctx().get(), create, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "project configuration too large: 3400000 bytes, at most 65536");
+  EXPECT_EQ(catalog.GetProject("big").status().code(), Code::kNotFound) << "no project was created";
+
+  create.set_config_json(config_of(65536));
+  st = stub->CreateProject(Ctx().get(), create, &p);
+  ASSERT_TRUE(st.ok()) << "64 KiB is allowed: " << st.error_message();
+
+  v1::SetProjectConfigRequest set;
+  set.set_name("big");
+  set.set_config_json(config_of(65537));
+  uint64_t c0 = config_wake.generation();
+  st = stub->SetProjectConfig(Ctx().get(), set, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "project configuration too large: 65537 bytes, at most 65536");
+  EXPECT_EQ(config_wake.generation(), c0) << "nothing changed";
+}
+
 TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier) {
   queue::WorkerStore workers(*pool_);
   queue::DispatchStore dispatch(*pool_);
