@@ -545,6 +545,48 @@ TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "1");
 }
 
+// Finding 5 of the security probe: request ids were unique across the
+// farm, so another project could squat a predictable CI id, and re-using
+// another project's id revealed its job number. Now unique per project.
+TEST_F(QueueTest, RequestIdIsUniquePerProjectAndRevealsNothingOfAnother) {
+  ASSERT_TRUE(catalog_->CreateProject("other", "{}").ok());
+  auto submit = [&](const std::string& project, std::vector<std::string> argv) {
+    queue::NewJob j;
+    j.project = project;
+    j.request_id = "ci-build-42";
+    j.spec.argv = std::move(argv);
+    return jobs_->Submit(j);
+  };
+  auto a = submit("default", {"make", "all"});
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  // Another project's same id is its own job, whatever its command.
+  auto b = submit("other", {"make", "evil"});
+  ASSERT_TRUE(b.ok()) << "another project's id is no business of this one: " << b.status().message();
+  EXPECT_NE(b->job.id, a->job.id);
+  EXPECT_FALSE(b->existing);
+  EXPECT_EQ(b->job.project, "other");
+  // Within a project the id stays idempotent.
+  auto a2 = submit("default", {"make", "all"});
+  ASSERT_TRUE(a2.ok());
+  EXPECT_EQ(a2->job.id, a->job.id);
+  EXPECT_TRUE(a2->existing);
+  auto b2 = submit("other", {"make", "evil"});
+  ASSERT_TRUE(b2.ok());
+  EXPECT_EQ(b2->job.id, b->job.id);
+  EXPECT_TRUE(b2->existing);
+  // A different command under a taken id names only the project's own job.
+  auto clash = submit("other", {"make", "all"});
+  EXPECT_EQ(clash.status().code(), Code::kAlreadyExists);
+  EXPECT_NE(clash.status().message().find("job " + std::to_string(b->job.id) + " of project other"),
+            std::string::npos)
+      << clash.status().message();
+  EXPECT_EQ(clash.status().message().find("job " + std::to_string(a->job.id) + " "), std::string::npos)
+      << clash.status().message();
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "2");
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM pg_indexes WHERE indexname = 'build_jobs_request_id'"), "0")
+      << "the farm-wide unique index is gone (sql/008)";
+}
+
 TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
   int64_t arm = SubmitJob("default", 0, {{"arch", "aarch64"}});
   int64_t gpu = SubmitJob("default", 0, {{"arch", "x86_64"}, {"gpu", "1"}});
