@@ -45,6 +45,15 @@ Status ValidateRegister(const v1::WorkerRegister& r) {
   return Status::Ok();
 }
 
+// A result is stored as JSON (jsonb refuses a NUL, and one refused report
+// would fail the applier's whole batch, other workers' reports with it).
+Status ValidateResult(const v1::JobResult& r) {
+  if (r.error().find('\0') != std::string::npos) return InvalidArgument("error contains a NUL byte");
+  KILN_RETURN_IF_ERROR(CheckText(r.limit(), "limit", 64));
+  if (r.has_output_root()) KILN_RETURN_IF_ERROR(cas::CheckDigest(api::FromProto(r.output_root()), "output_root"));
+  return Status::Ok();
+}
+
 bool ValidWorkspace(const v1::WorkspaceReport& ws) {
   return CheckName("project", ws.project()).ok() && !ws.name().empty() && CheckWorkspaceName(ws.name()).ok() &&
          ws.bytes() >= 0 && (!ws.has_root() || cas::CheckDigest(api::FromProto(ws.root()), "root").ok());
@@ -153,6 +162,10 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         if (u.started_at_ms() < 0 || u.started_at_ms() > kMaxUnixMs || u.finished_at_ms() < 0 ||
             u.finished_at_ms() > kMaxUnixMs) {
           spdlog::warn("worker {} sent impossible times for job {}; ignored", w.id, u.job_id());
+          continue;
+        }
+        if (Status s = ValidateResult(u.result()); u.has_result() && !s.ok()) {
+          spdlog::warn("worker {} sent an invalid result for job {}; ignored: {}", w.id, u.job_id(), s.message());
           continue;
         }
         Event e;

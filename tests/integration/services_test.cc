@@ -449,6 +449,63 @@ TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier
   EXPECT_EQ(registry.Find("w1"), nullptr);
 }
 
+// Finding 1, on a worker's reports: a result is stored as JSON, which
+// PostgreSQL refuses with a NUL, failing the applier's whole batch (other
+// workers' reports with it). Such a report is ignored at the stream.
+TEST_F(ServicesTest, WorkerServiceIgnoresAResultWithANulByte) {
+  queue::WorkerStore workers(*pool_);
+  queue::DispatchStore dispatch(*pool_);
+  cache::CompileCacheStore compiles(url_, 1);
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  Registry registry;
+  ReportQueue reports;
+  Signal dispatch_wake;
+  Served s(MakeWorkerService({workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+                              "ctl-test", 30s, 3s}));
+  auto stub = v1::WorkerService::NewStub(s.channel());
+  auto ctx = Ctx();
+  auto stream = stub->Connect(ctx.get());
+  v1::WorkerMessage reg;
+  auto* r = reg.mutable_register_();
+  r->set_worker_id("w1");
+  r->set_arch("x86_64");
+  r->set_cluster("default");
+  r->set_slots(2);
+  ASSERT_TRUE(stream->Write(reg));
+  v1::ControllerMessage hello;
+  ASSERT_TRUE(stream->Read(&hello));
+  auto update = [](int64_t job, const std::string& error, const std::string& root_hash) {
+    v1::WorkerMessage m;
+    auto* u = m.mutable_update();
+    u->set_job_id(job);
+    u->set_attempt(1);
+    u->set_status(v1::FAILED);
+    u->mutable_result()->set_exit_code(1);
+    u->mutable_result()->set_error(error);
+    if (!root_hash.empty()) {
+      u->mutable_result()->mutable_output_root()->set_hash(root_hash);
+      u->mutable_result()->mutable_output_root()->set_size(12);
+    }
+    return m;
+  };
+  ASSERT_TRUE(stream->Write(update(7, std::string("bad\0", 4), "")));
+  ASSERT_TRUE(stream->Write(update(8, "ok", std::string(63, 'a') + std::string("\0", 1))));
+  ASSERT_TRUE(stream->Write(update(9, "exit 1\nsee the log", std::string(64, 'a'))));
+  std::deque<Event> batch;
+  Event drop;
+  const std::atomic<bool> no{false};
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return reports.Take(batch, drop, 10, 10ms, no) == ReportQueue::Took::kBatch; }, 10s));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0].update.job_id, 9) << "only the valid report reaches the applier";
+  stream->WritesDone();
+  v1::ControllerMessage rest;
+  while (stream->Read(&rest)) {
+  }
+  stream->Finish();
+}
+
 TEST_F(ServicesTest, CacheServiceAnswersForAProjectsScope) {
   queue::CatalogStore catalog(*pool_);
   ProjectCache projects(catalog);
