@@ -85,7 +85,8 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   if (!r.cluster().empty()) KILN_RETURN_IF_ERROR(CheckName("cluster", r.cluster()));
   if (!s.image().empty()) KILN_RETURN_IF_ERROR(cas::oci::ParseImageRef(s.image()).status());
   if (!s.workspace().empty() && s.workspace() != "fresh" && s.workspace() != "persistent")
-    return InvalidArgument("workspace must be \"fresh\" or \"persistent\", not \"" + Printable(s.workspace(), 40) + "\"");
+    return InvalidArgument("workspace must be \"fresh\" or \"persistent\", not \"" + Printable(s.workspace(), 40) +
+                           "\"");
   if (Status st = CheckWorkspaceName(s.workspace_name()); !st.ok()) return st;
   if (s.has_input_root()) {
     if (auto st = cas::CheckDigest(api::FromProto(s.input_root()), "input_root"); !st.ok()) return st;
