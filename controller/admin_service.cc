@@ -11,7 +11,9 @@
 #include "auth/trust_store.h"
 #include "common/util.h"
 #include "controller/guard.h"
+#include "common/text.h"
 #include "config/project_config.h"
+#include "controller/workspace_name.h"
 #include "controller/signal.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "queue/catalog_store.h"
@@ -47,6 +49,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status CreateProject(grpc::ServerContext* ctx, const v1::CreateProjectRequest* req, v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.CreateProject(req->name(), *cfg);
@@ -58,6 +61,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status GetProject(grpc::ServerContext* ctx, const v1::GetProjectRequest* req, v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kRead, req->name()); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto p = d_.catalog.GetProject(req->name());
     if (!p.ok()) return api::ToGrpc(p.status());
     api::ToProto(*p, resp);
@@ -67,6 +71,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status SetProjectConfig(grpc::ServerContext* ctx, const v1::SetProjectConfigRequest* req,
                                 v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto cfg = Normalize(req->config_json());
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.SetProjectConfig(req->name(), *cfg);
@@ -87,6 +92,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status CreateCluster(grpc::ServerContext* ctx, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cluster", req->name()); !s.ok()) return api::ToGrpc(s);
     auto c = d_.catalog.CreateCluster(req->name());
     if (!c.ok()) return api::ToGrpc(c.status());
     api::ToProto(*c, resp);
@@ -95,6 +101,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status MapProject(grpc::ServerContext* ctx, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cluster", req->cluster()); !s.ok()) return api::ToGrpc(s);
+    if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
     auto c = d_.catalog.MapProject(req->cluster(), req->project(), req->unmap());
     if (!c.ok()) return api::ToGrpc(c.status());
     d_.dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
@@ -106,6 +114,9 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                               v1::ListWorkspacesResponse* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kRead, req->project());
     if (!who.ok()) return api::ToGrpc(who.status());
+    if (!req->project().empty()) {
+      if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
+    }
     auto rows = d_.workers.ListWorkspaces(req->project());
     if (!rows.ok()) return api::ToGrpc(rows.status());
     for (const auto& r : *rows) {
@@ -127,6 +138,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     std::string project = req->project().empty() ? "default" : req->project();
     if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project); !who.ok()) return api::ToGrpc(who.status());
     if (req->name().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the workspace's name");
+    if (Status s = CheckName("project", project); !s.ok()) return api::ToGrpc(s);
+    if (Status s = CheckWorkspaceName(req->name()); !s.ok()) return api::ToGrpc(s);
     auto n = d_.workers.RemoveWorkspace(project, req->name());
     if (!n.ok()) return api::ToGrpc(n.status());
     resp->set_workers(*n);
@@ -233,6 +246,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   // Validates and re-serializes, so the stored document is canonical.
   static Result<std::string> Normalize(const std::string& text) {
+    KILN_RETURN_IF_ERROR(config::CheckProjectConfigSize(text));
     auto parsed = config::ParseProjectConfig(text);
     if (!parsed.ok()) return parsed.status();
     return nlohmann::json::parse(text).dump();

@@ -36,9 +36,11 @@ class Cas {
   std::unique_ptr<cas::ImageStore> images_;
 };
 
-// A submitted input tree: every node and blob present, every symlink
-// inside the tree, at most max_files files. The error names the offending
-// path (ResourceExhausted past max_files, FailedPrecondition if missing).
+// A submitted input tree: every node and blob present, the root and every
+// directory entry stating its node's true size, every symlink inside the
+// tree, at most max_files files. The error names the offending path or
+// digest (ResourceExhausted past max_files, FailedPrecondition if missing,
+// InvalidArgument for a wrong size).
 Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
                  const std::string& what);
 

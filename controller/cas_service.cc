@@ -42,6 +42,9 @@ Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest
   if (auto s = cas::CheckDigest(root, what); !s.ok()) return s;
   auto reach = trees.Reachable(root);
   if (!reach.ok()) return reach.status();
+  // Nodes are found by hash: a root or directory entry whose size is not
+  // its node's would pass unseen.
+  if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return InvalidArgument(what + ": " + s.message());
   std::unordered_map<std::string, const cas::Directory*> nodes;
   for (const auto& [d, dir] : reach->nodes) nodes[d.hash] = &dir;
   // Entries are counted per path, so a node shared many times counts each
@@ -280,7 +283,9 @@ class CasServiceImpl final : public v1::CasService::Service {
       std::string where = claimed.ToString();
       auto dir = api::FromProto(n.directory(), where);
       if (!dir.ok()) return api::ToGrpc(dir.status());
-      if (Status s = cas::Normalize(&*dir, "node " + where); !s.ok()) return api::ToGrpc(s);
+      // As sent: a node in another order than the canonical one is refused,
+      // not sorted (docs/api.md, "CasService").
+      if (Status s = cas::CheckDirectory(*dir, "node " + where); !s.ok()) return api::ToGrpc(s);
       cas::Digest actual = cas::DigestOf(*dir);
       if (actual != claimed) {
         return api::ToGrpc(InvalidArgument("tree node " + claimed.ToString() +
@@ -307,6 +312,7 @@ class CasServiceImpl final : public v1::CasService::Service {
     if (!reach.ok()) return api::ToGrpc(reach.status());
     if (start == 0 && reach->nodes.empty())
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
+    if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return api::ToGrpc(s);
     int64_t bytes = 0;
     size_t i = start;
     for (; i < reach->nodes.size(); ++i) {

@@ -2,6 +2,7 @@
 // name them by manifest digest.
 
 #include "api/convert.h"
+#include "common/text.h"
 #include "controller/cas.h"
 #include "controller/guard.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -34,7 +35,7 @@ class ImageServiceImpl final : public v1::ImageService::Service {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     cas::Digest md = api::FromProto(req->manifest());
     if (auto s = cas::CheckDigest(md, "manifest"); !s.ok()) return api::ToGrpc(s);
-    if (req->name().size() > 200) return api::ToGrpc(InvalidArgument("image name is too long (at most 200 bytes)"));
+    if (Status s = CheckText(req->name(), "image name", 200); !s.ok()) return api::ToGrpc(s);
     auto manifest_text = ReadJson(md, "manifest");
     if (!manifest_text.ok()) return api::ToGrpc(manifest_text.status());
     auto m = cas::oci::ParseManifest(*manifest_text);

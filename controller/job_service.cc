@@ -15,6 +15,7 @@
 #include "cas/image_store.h"
 #include "cas/store.h"
 #include "cas/tree_store.h"
+#include "common/text.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
 #include "controller/guard.h"
@@ -32,6 +33,10 @@ namespace {
 constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxSpecBytes = 1 << 20;
 constexpr int64_t kMaxTimeoutS = 7 * 24 * 3600;
+constexpr size_t kMaxRequestId = 200;
+constexpr size_t kMaxLabelName = 128;    // requirements are matched against workers' labels
+constexpr size_t kMaxLabelValue = 1024;
+constexpr size_t kMaxCancelReason = 1000;
 
 Status ValidateSubmit(const v1::SubmitRequest& r) {
   const auto& s = r.spec();
@@ -43,13 +48,17 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
     if (a.find('\0') != std::string::npos) return InvalidArgument("an argument contains a NUL byte");
   }
   for (const auto& [k, v] : s.env()) {
-    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos ||
-        v.find('\0') != std::string::npos) {
-      return InvalidArgument("invalid environment variable name \"" + k + "\"");
+    if (k.empty() || k.find('=') != std::string::npos || HasControl(k)) {
+      return InvalidArgument("invalid environment variable name \"" + Printable(k, 80) +
+                             "\": not empty, no '=', NUL or other control character");
     }
+    if (v.find('\0') != std::string::npos)
+      return InvalidArgument("environment variable " + k + " contains a NUL byte");
   }
   for (const auto& [k, v] : s.requirements()) {
     if (k.empty()) return InvalidArgument("empty requirement name");
+    KILN_RETURN_IF_ERROR(CheckText(k, "requirement name", kMaxLabelName));
+    KILN_RETURN_IF_ERROR(CheckText(v, "requirement " + k, kMaxLabelValue));
   }
   if (s.timeout_s() < 0 || s.timeout_s() > kMaxTimeoutS) {
     return InvalidArgument("timeout_s must be between 0 (project default) and 604800 (7 days)");
@@ -63,17 +72,23 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
     return InvalidArgument("disk limit below 16 MiB: the checkout's file system needs more (kiln submit --disk)");
   if (res.pids() > 0 && res.pids() < 8) return InvalidArgument("pids limit below 8: a build cannot run in that");
   const auto& wd = s.working_dir();
+  if (wd.find('\0') != std::string::npos)
+    return InvalidArgument("working_dir \"" + Printable(wd) + "\" contains a NUL byte");
   if (!wd.empty() && (wd[0] == '/' || wd == ".." || wd.rfind("../", 0) == 0 || wd.find("/../") != std::string::npos ||
                       (wd.size() >= 3 && wd.compare(wd.size() - 3, 3, "/..") == 0))) {
-    return InvalidArgument("working_dir \"" + wd + "\" must be a relative path inside the job directory");
+    return InvalidArgument("working_dir \"" + Printable(wd) + "\" must be a relative path inside the job directory");
   }
   if (r.has_priority() && (r.priority() < -1000 || r.priority() > 1000)) {
     return InvalidArgument("priority must be between -1000 and 1000");
   }
   if (r.max_attempts() < 0 || r.max_attempts() > 100) return InvalidArgument("max_attempts must be between 1 and 100");
-  if (r.request_id().size() > 200) return InvalidArgument("request_id is too long (at most 200 bytes)");
+  KILN_RETURN_IF_ERROR(CheckText(r.request_id(), "request_id", kMaxRequestId));
+  if (!r.project().empty()) KILN_RETURN_IF_ERROR(CheckName("project", r.project()));
+  if (!r.cluster().empty()) KILN_RETURN_IF_ERROR(CheckName("cluster", r.cluster()));
+  if (!s.image().empty()) KILN_RETURN_IF_ERROR(cas::oci::ParseImageRef(s.image()).status());
   if (!s.workspace().empty() && s.workspace() != "fresh" && s.workspace() != "persistent")
-    return InvalidArgument("workspace must be \"fresh\" or \"persistent\", not \"" + s.workspace().substr(0, 40) + "\"");
+    return InvalidArgument("workspace must be \"fresh\" or \"persistent\", not \"" + Printable(s.workspace(), 40) +
+                           "\"");
   if (Status st = CheckWorkspaceName(s.workspace_name()); !st.ok()) return st;
   if (s.has_input_root()) {
     if (auto st = cas::CheckDigest(api::FromProto(s.input_root()), "input_root"); !st.ok()) return st;
@@ -151,6 +166,7 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kSubmit);
     if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckText(req->reason(), "reason", kMaxCancelReason); !s.ok()) return api::ToGrpc(s);
     if (Status s = JobAllowed(*who, auth::Role::kSubmit, req->job_id()); !s.ok()) return api::ToGrpc(s);
     auto j = d_.jobs.Cancel(req->job_id(), req->reason());
     if (!j.ok()) return api::ToGrpc(j.status());
@@ -163,6 +179,9 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kRead, req->project());
     if (!who.ok()) return api::ToGrpc(who.status());
+    if (!req->project().empty()) {
+      if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
+    }
     queue::ListFilter f;
     f.project = req->project();
     f.limit = req->limit();

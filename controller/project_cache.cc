@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/text.h"
 #include "queue/catalog_store.h"
 
 namespace kiln::controller {
@@ -34,6 +35,8 @@ Status ProjectCache::Refresh(bool force) {
 }
 
 Result<config::ProjectConfig> ProjectCache::Get(const std::string& project) {
+  // A name that cannot exist is refused before it costs a reload.
+  KILN_RETURN_IF_ERROR(CheckName("project", project));
   for (int pass = 0; pass < 2; ++pass) {
     {
       std::lock_guard g(mu_);

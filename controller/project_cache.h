@@ -20,7 +20,8 @@ class ProjectCache {
   explicit ProjectCache(queue::CatalogStore& catalog) : catalog_(catalog) {}
   // Reloads if the version moved (or force). Returns the error of the read.
   Status Refresh(bool force);
-  // The project's config; NotFound if it does not exist (after one reload).
+  // The project's config; NotFound if it does not exist (after one reload),
+  // InvalidArgument for a name no project can have (common/text.h).
   Result<config::ProjectConfig> Get(const std::string& project);
 
  private:

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "common/text.h"
+
 namespace kiln::controller {
 
 Status CheckWorkspaceName(const std::string& n) {
@@ -11,7 +13,7 @@ Status CheckWorkspaceName(const std::string& n) {
     ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' || ch == '/' ||
                 ch == '+');
   if (!ok)
-    return InvalidArgument("workspace name \"" + n.substr(0, 40) +
+    return InvalidArgument("workspace name \"" + Printable(n, 40) +
                            "\" must be 1-128 letters, digits, '.', '_', '-', '/', '+' (not starting with '/' or '.')");
   return Status::Ok();
 }

@@ -23,7 +23,7 @@ cas::Digest FromProto(const v1::Digest& d);
 
 void ToProto(const cas::Directory& in, v1::Directory* out);
 // Checks kinds and the fields each kind allows; names and order are checked
-// by cas::Normalize. `where` names the node in errors.
+// by cas::CheckDirectory. `where` names the node in errors.
 Result<cas::Directory> FromProto(const v1::Directory& in, const std::string& where);
 
 void ToProto(const queue::JobSpec& in, v1::JobSpec* out);

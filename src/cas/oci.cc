@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
+
 namespace kiln::cas::oci {
 
 namespace {
@@ -68,7 +70,7 @@ Result<std::string> ParseImageRef(std::string_view ref) {
   std::string_view h = ref;
   if (h.starts_with("sha256:")) h.remove_prefix(7);
   if (!IsHash(h))
-    return InvalidArgument("bad image \"" + std::string(ref) +
+    return InvalidArgument("bad image \"" + Printable(ref, 80) +
                            "\": name an image by its digest, sha256:<64 hex digits> (see kiln image list)");
   return std::string(h);
 }

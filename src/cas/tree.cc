@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/text.h"
+
 namespace kiln::cas {
 
 namespace {
@@ -21,21 +23,6 @@ void AppendCounted(std::string* out, std::string_view s) {
   out->append(std::to_string(s.size()));
   out->push_back(':');
   out->append(s);
-}
-
-std::string Printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 200)) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      static const char* kHex = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[(c >> 4) & 15];
-      out += kHex[c & 15];
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -124,13 +111,23 @@ bool LinkStaysInside(std::string_view dir_path, std::string_view target) {
   return true;
 }
 
-Status Normalize(Directory* d, std::string_view path) {
+Status CheckDirectory(const Directory& d, std::string_view path) {
   auto where = [&](const std::string& name) {
     return path.empty() ? Printable(name) : Printable(std::string(path) + "/" + name);
   };
-  for (auto& e : d->entries) {
+  for (size_t i = 0; i < d.entries.size(); ++i) {
+    const Entry& e = d.entries[i];
     if (auto s = CheckName(e.name); !s.ok())
       return InvalidArgument("in directory '" + Printable(path.empty() ? "." : std::string(path)) + "': " + s.message());
+    // The canonical order: strictly increasing bytewise (std::string's
+    // operator<, which compares as unsigned char), so no name twice.
+    if (i > 0 && d.entries[i - 1].name == e.name) return InvalidArgument(where(e.name) + ": duplicate entry");
+    if (i > 0 && e.name < d.entries[i - 1].name) {
+      return InvalidArgument("in directory '" + Printable(path.empty() ? "." : std::string(path)) + "': entry '" +
+                             Printable(e.name) + "' is out of order: it comes after '" +
+                             Printable(d.entries[i - 1].name) +
+                             "'; entries must be sorted by name in bytewise order, each name once");
+    }
     switch (e.kind) {
       case Kind::kFile:
       case Kind::kDir:
@@ -146,11 +143,12 @@ Status Normalize(Directory* d, std::string_view path) {
         break;
     }
   }
-  std::sort(d->entries.begin(), d->entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
-  for (size_t i = 1; i < d->entries.size(); ++i)
-    if (d->entries[i].name == d->entries[i - 1].name)
-      return InvalidArgument(where(d->entries[i].name) + ": duplicate entry");
   return Status::Ok();
+}
+
+Status Normalize(Directory* d, std::string_view path) {
+  std::sort(d->entries.begin(), d->entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return CheckDirectory(*d, path);
 }
 
 std::string EntryValue(const Entry& e) {
@@ -178,6 +176,32 @@ Result<Entry> EntryFromValue(std::string name, std::string_view v) {
   if (!d.ok()) return Internal("bad digest in tree entry '" + e.name + "': " + d.status().message());
   e.digest = *d;
   return e;
+}
+
+Status CheckNodeSizes(const Digest& root, const std::vector<std::pair<Digest, Directory>>& nodes) {
+  std::unordered_map<std::string_view, int64_t> size_of;
+  for (const auto& [d, dir] : nodes) size_of.emplace(d.hash, d.size);
+  auto stated = [&](const Digest& d) -> std::optional<int64_t> {
+    auto it = size_of.find(d.hash);
+    if (it == size_of.end() || it->second == d.size) return std::nullopt;
+    return it->second;
+  };
+  if (auto actual = stated(root)) {
+    return InvalidArgument("tree root sha256:" + root.hash + " is given with size " + std::to_string(root.size) +
+                           ", but that directory node is " + std::to_string(*actual) + " bytes");
+  }
+  for (const auto& [d, dir] : nodes) {
+    for (const auto& e : dir.entries) {
+      if (e.kind != Kind::kDir) continue;
+      if (auto actual = stated(e.digest)) {
+        return InvalidArgument("directory '" + Printable(e.name) + "' of tree node sha256:" + d.hash +
+                               " names node sha256:" + e.digest.hash + " with size " +
+                               std::to_string(e.digest.size) + ", but that node is " + std::to_string(*actual) +
+                               " bytes");
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<PathEntry>> Flatten(const Digest& root,

@@ -50,14 +50,25 @@ Status CheckTarget(std::string_view target);
 // its ".." parts all come first and climb no higher than the root.
 bool LinkStaysInside(std::string_view dir_path, std::string_view target);
 
-// Sorts the entries and checks every name, kind field and digest; refuses
-// duplicates. `path` names the directory in errors ("" for the root).
+// Checks a directory as received (an upload): every name, kind field and
+// digest, and the canonical order — names strictly increasing bytewise, so
+// no duplicates. InvalidArgument names the directory (`path`, "" for the
+// root) and the first bad or out-of-order entry.
+Status CheckDirectory(const Directory& d, std::string_view path);
+// Sorts the entries (of a directory being built), then CheckDirectory.
 Status Normalize(Directory* d, std::string_view path);
 
 // hstore form: name -> "f:<hex>/<size>" (file), "x:<hex>/<size>" (executable
 // file), "d:<hex>/<size>" (directory), "l:<target>" (symlink).
 std::string EntryValue(const Entry& e);
 Result<Entry> EntryFromValue(std::string name, std::string_view value);
+
+// Checks that `root`, and every directory entry of the nodes, state the byte
+// size of the node they name (a digest is hash and size; lookups go by the
+// hash alone). `nodes` are as stored, each digest with its node's true size;
+// nodes not among them are not checked (Flatten says they are missing).
+// InvalidArgument names the digest and both sizes.
+Status CheckNodeSizes(const Digest& root, const std::vector<std::pair<Digest, Directory>>& nodes);
 
 // Every entry of the tree under `root`, each with its path, parents before
 // children. Checks what a receiver must not trust: every node present,

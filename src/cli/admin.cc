@@ -25,6 +25,7 @@ std::string Join(const google::protobuf::RepeatedPtrField<std::string>& items, c
 
 // Local validation before the round trip, so mistakes get a quick, clear error.
 Status ValidateConfig(const std::string& json) {
+  KILN_RETURN_IF_ERROR(config::CheckProjectConfigSize(json));
   auto parsed = config::ParseProjectConfig(json);
   if (!parsed.ok()) return InvalidArgument("invalid project configuration: " + parsed.status().message());
   return Status::Ok();

@@ -4,15 +4,25 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
+
 namespace kiln::config {
 namespace {
 
-Status StringMap(const nlohmann::json& v, const std::string& key, std::map<std::string, std::string>& out) {
+// Keys (variable names, labels) hold no control character; values of the
+// env may (a newline in a variable is fine) but no NUL, and requirements'
+// values are labels' values: no control character either.
+Status StringMap(const nlohmann::json& v, const std::string& key, bool values_are_labels,
+                 std::map<std::string, std::string>& out) {
   if (!v.is_object()) return InvalidArgument(key + ": expected an object of strings");
   for (const auto& [k, x] : v.items()) {
-    if (!x.is_string()) return InvalidArgument(key + "." + k + ": expected a string");
+    if (!x.is_string()) return InvalidArgument(key + "." + Printable(k, 80) + ": expected a string");
     if (k.empty()) return InvalidArgument(key + ": empty key");
-    out[k] = x.get<std::string>();
+    KILN_RETURN_IF_ERROR(CheckText(k, key + " key"));
+    const std::string& value = x.get_ref<const std::string&>();
+    if (values_are_labels) KILN_RETURN_IF_ERROR(CheckText(value, key + "." + k));
+    else if (value.find('\0') != std::string::npos) return InvalidArgument(key + "." + k + " contains a NUL byte");
+    out[k] = value;
   }
   return Status::Ok();
 }
@@ -29,6 +39,12 @@ Status Int(const nlohmann::json& v, const std::string& key, int64_t lo, int64_t 
 }
 
 }  // namespace
+
+Status CheckProjectConfigSize(const std::string& text) {
+  if (text.size() <= kMaxProjectConfigBytes) return Status::Ok();
+  return InvalidArgument("project configuration too large: " + std::to_string(text.size()) + " bytes, at most " +
+                         std::to_string(kMaxProjectConfigBytes));
+}
 
 Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
   nlohmann::json j;
@@ -51,16 +67,18 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
       KILN_RETURN_IF_ERROR(Int(v, k, 1, 604800, n));
       c.timeout_s = n;
     } else if (k == "env") {
-      KILN_RETURN_IF_ERROR(StringMap(v, k, c.env));
+      KILN_RETURN_IF_ERROR(StringMap(v, k, /*values_are_labels=*/false, c.env));
     } else if (k == "requirements") {
-      KILN_RETURN_IF_ERROR(StringMap(v, k, c.requirements));
+      KILN_RETURN_IF_ERROR(StringMap(v, k, /*values_are_labels=*/true, c.requirements));
     } else if (k == "image") {
       if (!v.is_string()) return InvalidArgument("image: expected a manifest digest string, sha256:<64 hex digits>");
       std::string d = v.get<std::string>();
       if (d.rfind("sha256:", 0) == 0) d = d.substr(7);
       bool hex = d.size() == 64;
       for (char ch : d) hex = hex && ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
-      if (!hex) return InvalidArgument("image: expected sha256:<64 lowercase hex digits>, got \"" + v.get<std::string>() + "\"");
+      if (!hex)
+        return InvalidArgument("image: expected sha256:<64 lowercase hex digits>, got \"" +
+                               Printable(v.get<std::string>(), 80) + "\"");
       c.image = "sha256:" + d;
     } else if (k == "cache_scope") {
       bool ok = v.is_string() && !v.get<std::string>().empty() && v.get<std::string>().size() <= 64;
@@ -76,7 +94,7 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
       if (!v.is_boolean()) return InvalidArgument("compile_cache: expected true or false");
       c.compile_cache = v.get<bool>();
     } else {
-      return InvalidArgument("unknown project setting \"" + k +
+      return InvalidArgument("unknown project setting \"" + Printable(k, 80) +
                              "\" (known: default_priority, max_attempts, timeout_s, env, requirements, image,"
                              " cache_scope, compile_cache, workspace)");
     }

@@ -38,4 +38,10 @@ struct ProjectConfig {
 // names the offending key and says what is allowed.
 Result<ProjectConfig> ParseProjectConfig(const std::string& json_text);
 
+// The cap on a configuration document as written (CreateProject,
+// SetProjectConfig): every controller holds every project's in memory.
+constexpr size_t kMaxProjectConfigBytes = 64 << 10;
+// Ok, or InvalidArgument "project configuration too large: N bytes, at most 65536".
+Status CheckProjectConfigSize(const std::string& json_text);
+
 }  // namespace kiln::config

@@ -1,7 +1,6 @@
 #include "queue/catalog_store.h"
 
-#include <cctype>
-
+#include "common/text.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -73,18 +72,6 @@ ClusterRow RowToCluster(const pqxx::row& r) {
   return c;
 }
 
-Status CheckName(const std::string& kind, const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 63 && std::isalnum(static_cast<unsigned char>(name[0]));
-  for (char ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ok = false;
-  }
-  if (!ok) {
-    return InvalidArgument("invalid " + kind + " name \"" + name +
-                           "\": use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit");
-  }
-  return Status::Ok();
-}
-
 Status ProjectNotFound(const std::string& name) {
   return NotFound("project \"" + name + "\" does not exist (see kiln projects list)");
 }
@@ -103,6 +90,7 @@ Result<std::vector<ProjectRow>> CatalogStore::ListProjects() {
 }
 
 Result<ProjectRow> CatalogStore::GetProject(const std::string& name) {
+  KILN_RETURN_IF_ERROR(CheckName("project", name));
   return pool_.Query("cannot read project " + name, [&](pqxx::connection& c) -> Result<ProjectRow> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("get_project", name);
@@ -126,6 +114,7 @@ Result<ProjectRow> CatalogStore::CreateProject(const std::string& name, const st
 }
 
 Result<ProjectRow> CatalogStore::SetProjectConfig(const std::string& name, const std::string& config_json) {
+  KILN_RETURN_IF_ERROR(CheckName("project", name));
   Status s = pool_.Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
@@ -165,6 +154,8 @@ Result<ClusterRow> CatalogStore::CreateCluster(const std::string& name) {
 }
 
 Result<ClusterRow> CatalogStore::MapProject(const std::string& cluster, const std::string& project, bool unmap) {
+  KILN_RETURN_IF_ERROR(CheckName("cluster", cluster));
+  KILN_RETURN_IF_ERROR(CheckName("project", project));
   return pool_.Query("cannot map project " + project + " to cluster " + cluster,
                      [&](pqxx::connection& c) -> Result<ClusterRow> {
                        pqxx::work tx(c);

@@ -73,8 +73,8 @@ constexpr const char* kClaimSql =
 // Fenced worker reports: $1 is a JSON array of {id, attempt, status,
 // result, started_ms, finished_ms, worker}.
 // A success of a cacheable job also writes its action cache entry (only if
-// its output tree's root node is stored: UploadTrees stores a tree whole, so
-// the root stands for every node) and completes the jobs that wait for it
+// its output tree's root node is stored, with the size the report states:
+// UploadTrees stores a tree whole, so the root stands for every node) and completes the jobs that wait for it
 // (their log is its log): all in this one statement.
 constexpr const char* kApplyUpdatesSql =
     "WITH upd AS (UPDATE build_jobs j SET"
@@ -106,7 +106,8 @@ constexpr const char* kApplyUpdatesSql =
     "   WHERE u.status = 'succeeded' AND u.action_digest IS NOT NULL AND u.cache_scope IS NOT NULL"
     "     AND (u.result->>'exit_code')::int = 0"
     "     AND (NOT u.result ? 'output_root' OR EXISTS (SELECT 1 FROM cas_trees t"
-    "          WHERE t.digest = split_part(u.result->>'output_root', '/', 1)))"
+    "          WHERE t.digest = split_part(u.result->>'output_root', '/', 1)"
+    "            AND t.size::text = split_part(u.result->>'output_root', '/', 2)))"
     "   ORDER BY u.cache_scope, u.action_digest, u.id DESC"
     "   ON CONFLICT (scope, digest) DO UPDATE SET job_id = excluded.job_id, result = excluded.result,"
     "     worker_id = excluded.worker_id, worker_cert = excluded.worker_cert, image = excluded.image,"

@@ -44,16 +44,17 @@ std::vector<db::Statement> Statements() {
                    "   coalesce(h.log_size, 0), h.job_id, h.attempt,"
                    "   CASE WHEN $7::jsonb->>'workspace' = 'persistent' THEN $7::jsonb->>'workspace_name' END"
                    " FROM projects p LEFT JOIN hit h ON true WHERE p.name = $1"
-                   " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"
+                   " ON CONFLICT (project_id, request_id) WHERE request_id IS NOT NULL DO NOTHING"
                    " RETURNING *),"
                    " used AS (UPDATE action_cache a SET last_used = now(), hits = a.hits + 1 FROM j"
                    "   WHERE j.status = 'succeeded' AND a.scope = $9 AND a.digest = $8)"
                    " SELECT ") +
            kJobColumns + " FROM j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id"},
-      // The job a request id names, and whether it is the same submit.
+      // The job a request id names in project $4 (request ids are unique per
+      // project: sql/008), and whether it is the same submit.
       {"job_by_request", std::string("SELECT ") + kJobColumns +
-                             ", (j.spec = $2::jsonb AND j.requirements = $3::jsonb AND p.name = $4)" + kJobFrom +
-                             "WHERE j.request_id = $1"},
+                             ", (j.spec = $2::jsonb AND j.requirements = $3::jsonb)" + kJobFrom +
+                             "WHERE j.request_id = $1 AND p.name = $4"},
       // Whether cluster $1 exists and serves project $2.
       {"submit_cluster_check",
        "SELECT EXISTS (SELECT 1 FROM clusters WHERE name = $1),"
@@ -130,8 +131,8 @@ Result<SubmitOutcome> JobStore::Submit(const NewJob& job) {
       if (!e.empty()) {
         if (!e[0][rows::kJobColumnCount].as<bool>()) {
           return AlreadyExists("request id \"" + job.request_id + "\" already names job " +
-                               e[0][0].as<std::string>() +
-                               " with a different command or project; use a new request id");
+                               e[0][0].as<std::string>() + " of project " + job.project +
+                               " with a different command; use a new request id");
         }
         out.job = RowToJob(e[0]);
         out.existing = true;

@@ -23,9 +23,11 @@ class JobStore {
   // Registers its statements with the pool, which must outlive the store.
   explicit JobStore(db::Pool& pool);
 
-  // Inserts a queued job (the caller wakes dispatchers). With a request id,
-  // a repeat of an identical submit returns the first job with
-  // existing=true; the same id with a different job is AlreadyExists. With
+  // Inserts a queued job (the caller wakes dispatchers). With a request id
+  // (unique per project: another project's same id is another job, and
+  // tells nothing of it), a repeat of an identical submit to the same
+  // project returns the first job with existing=true; the same id with a
+  // different job is AlreadyExists. With
   // an action digest, a cache hit is inserted already succeeded and an
   // identical job in flight becomes the one this one waits for.
   Result<SubmitOutcome> Submit(const NewJob& job);

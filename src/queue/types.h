@@ -72,7 +72,7 @@ struct NewJob {
   std::string cluster;  // optional pin
   int priority = 0;
   int max_attempts = 3;
-  std::string request_id;  // optional idempotency key
+  std::string request_id;  // optional idempotency key, unique per project
   JobSpec spec;
   // Action cache: the digest (empty: not cacheable) and its scope. no_cache
   // skips the lookup and the in-flight de-duplication; a success is still

@@ -269,6 +269,28 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   EXPECT_NE(hit->job.result->cached_from, 0);
 }
 
+// Finding 2 of the security probe, where a worker states a tree root: a
+// success whose output root names a stored node with another size writes no
+// action cache entry (a hit would hand out a root GetTree refuses).
+TEST_F(QueueTest, ASuccessWhoseOutputRootHasTheWrongSizeWritesNoCacheEntry) {
+  const std::string empty = cas::DigestOf(std::string_view("kiln-tree-1\n")).hash;  // the empty directory, 12 bytes
+  test::Sql(url_, "INSERT INTO cas_trees (digest, size, entries) VALUES ('" + empty + "', 12, ''::hstore)");
+  auto a = jobs_->Submit(CacheableJob('a'));
+  auto b = jobs_->Submit(CacheableJob('b'));
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::string s = Worker("w");
+  auto c = dispatch_->Claim("w", s, 2, kGrace);
+  ASSERT_TRUE(c.ok() && c->size() == 2);
+  queue::Update wrong = Done("w", (*c)[0]), right = Done("w", (*c)[1]);
+  wrong.result->output_root = empty + "/13";
+  right.result->output_root = empty + "/12";
+  auto out = dispatch_->Apply({wrong, right}, {});
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_TRUE((*out)[0].applied && (*out)[1].applied);
+  EXPECT_EQ(test::Sql(url_, "SELECT string_agg(job_id::text, ',') FROM action_cache"), std::to_string((*c)[1].id))
+      << "only the success whose root states the node's true size is cached";
+}
+
 TEST_F(QueueTest, ActionCacheEntriesUnusedForTheirMaxAgeExpireAndOnlyThose) {
   cache::ActionCacheStore action(*pool_);
   for (char d : {'e', 'f'}) {
@@ -525,6 +547,48 @@ TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
   auto c = jobs_->Submit(j);
   EXPECT_EQ(c.status().code(), Code::kAlreadyExists);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "1");
+}
+
+// Finding 5 of the security probe: request ids were unique across the
+// farm, so another project could squat a predictable CI id, and re-using
+// another project's id revealed its job number. Now unique per project.
+TEST_F(QueueTest, RequestIdIsUniquePerProjectAndRevealsNothingOfAnother) {
+  ASSERT_TRUE(catalog_->CreateProject("other", "{}").ok());
+  auto submit = [&](const std::string& project, std::vector<std::string> argv) {
+    queue::NewJob j;
+    j.project = project;
+    j.request_id = "ci-build-42";
+    j.spec.argv = std::move(argv);
+    return jobs_->Submit(j);
+  };
+  auto a = submit("default", {"make", "all"});
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  // Another project's same id is its own job, whatever its command.
+  auto b = submit("other", {"make", "evil"});
+  ASSERT_TRUE(b.ok()) << "another project's id is no business of this one: " << b.status().message();
+  EXPECT_NE(b->job.id, a->job.id);
+  EXPECT_FALSE(b->existing);
+  EXPECT_EQ(b->job.project, "other");
+  // Within a project the id stays idempotent.
+  auto a2 = submit("default", {"make", "all"});
+  ASSERT_TRUE(a2.ok());
+  EXPECT_EQ(a2->job.id, a->job.id);
+  EXPECT_TRUE(a2->existing);
+  auto b2 = submit("other", {"make", "evil"});
+  ASSERT_TRUE(b2.ok());
+  EXPECT_EQ(b2->job.id, b->job.id);
+  EXPECT_TRUE(b2->existing);
+  // A different command under a taken id names only the project's own job.
+  auto clash = submit("other", {"make", "all"});
+  EXPECT_EQ(clash.status().code(), Code::kAlreadyExists);
+  EXPECT_NE(clash.status().message().find("job " + std::to_string(b->job.id) + " of project other"),
+            std::string::npos)
+      << clash.status().message();
+  EXPECT_EQ(clash.status().message().find("job " + std::to_string(a->job.id) + " "), std::string::npos)
+      << clash.status().message();
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "2");
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM pg_indexes WHERE indexname = 'build_jobs_request_id'"), "0")
+      << "the farm-wide unique index is gone (sql/008)";
 }
 
 TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {

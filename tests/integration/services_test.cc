@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 
 #include "auth/trust_store.h"
+#include "api/convert.h"
 #include "cache/compile_store.h"
 #include "config/config.h"
 #include "controller/admin_service.h"
@@ -200,6 +202,209 @@ TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
   EXPECT_EQ(stub->SetProjectConfig(Ctx().get(), set, &p).error_code(), grpc::INVALID_ARGUMENT);
 }
 
+// Finding 1 of the security probe: libpqxx hands text to PostgreSQL as a C
+// string, so GetProject("a\0junk") answered project "a", and a name with a
+// NUL and a newline forged a line of the controller's log. Every name a
+// client sends is refused now, saying which field and what is allowed.
+TEST_F(ServicesTest, AdminServiceRejectsNulInProjectName) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  Signal config_wake, dispatch_wake;
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake}));
+  auto stub = v1::AdminService::NewStub(s.channel());
+  v1::CreateProjectRequest create;
+  create.set_name("a");
+  v1::Project p;
+  ASSERT_TRUE(stub->CreateProject(Ctx().get(), create, &p).ok());
+
+  const std::string nul("a\0junk", 6);
+  v1::GetProjectRequest get;
+  get.set_name(nul);
+  auto st = stub->GetProject(Ctx().get(), get, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "answered project " << p.name();
+  EXPECT_NE(st.error_message().find("invalid project name \"a\\x00junk\": use 1-63 letters, digits"),
+            std::string::npos)
+      << st.error_message();
+
+  // The forged log line: refused before anything is changed or logged.
+  v1::SetProjectConfigRequest set;
+  set.set_name(std::string("a\0", 2) + "\n2030-01-01 00:00:00.000 kiln-controller[1] info: forged");
+  set.set_config_json(R"({"default_priority": 7})");
+  uint64_t c0 = config_wake.generation();
+  st = stub->SetProjectConfig(Ctx().get(), set, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_EQ(st.error_message().find('\n'), std::string::npos) << "the name is quoted escaped: " << st.error_message();
+  EXPECT_EQ(config_wake.generation(), c0);
+  EXPECT_EQ(catalog.GetProject("a")->config_json, "{}") << "project a was not changed";
+
+  v1::CreateClusterRequest cluster;
+  cluster.set_name(std::string("c\0", 2));
+  v1::Cluster c;
+  st = stub->CreateCluster(Ctx().get(), cluster, &c);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("invalid cluster name"), std::string::npos) << st.error_message();
+  v1::MapProjectRequest map;
+  map.set_cluster("default");
+  map.set_project(nul);
+  st = stub->MapProject(Ctx().get(), map, &c);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "mapped project a instead";
+  v1::RemoveWorkspaceRequest rm;
+  rm.set_project(nul);
+  rm.set_name("main");
+  v1::RemoveWorkspaceResponse removed;
+  EXPECT_EQ(stub->RemoveWorkspace(Ctx().get(), rm, &removed).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+TEST_F(ServicesTest, JobServiceRejectsControlCharactersInNamesIdsLabelsAndReasons) {
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore images(url_, 1);
+  queue::JobStore jobs(*pool_);
+  queue::CatalogStore catalog(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal dispatch_wake, remote_wake, job_events;
+  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+                           job_events, stopping_}));
+  auto stub = v1::JobService::NewStub(s.channel());
+
+  // Each request is refused with INVALID_ARGUMENT naming its field.
+  auto refused = [&](const v1::SubmitRequest& req, const std::string& field) {
+    v1::SubmitResponse resp;
+    auto st = stub->Submit(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << field << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(field), std::string::npos) << st.error_message();
+  };
+  v1::SubmitRequest base;
+  base.mutable_spec()->add_argv("true");
+  v1::SubmitRequest r = base;
+  r.set_project(std::string("default\0x", 9));
+  refused(r, "project name");
+  r = base;
+  r.set_cluster(std::string("default\0x", 9));
+  refused(r, "cluster name");
+  r = base;
+  r.set_request_id("ci-42\nforged");
+  refused(r, "request_id");
+  r = base;
+  r.set_request_id(std::string("ci-42\0other", 11));
+  refused(r, "request_id");
+  r = base;
+  (*r.mutable_spec()->mutable_requirements())["gpu"] = "1\n";
+  refused(r, "requirement gpu");
+  r = base;
+  (*r.mutable_spec()->mutable_env())["A\tB"] = "x";
+  refused(r, "environment variable name");
+  r = base;
+  r.mutable_spec()->set_image(std::string("sha256:") + std::string(64, 'a') + "\n");
+  refused(r, "bad image");
+  r = base;
+  r.mutable_spec()->set_working_dir(std::string("sub\0dir", 7));
+  refused(r, "working_dir");
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "0") << "nothing was queued";
+
+  // A newline in an env value is a value like any other.
+  r = base;
+  (*r.mutable_spec()->mutable_env())["SCRIPT"] = "echo a\necho b";
+  v1::SubmitResponse ok;
+  auto st = stub->Submit(Ctx().get(), r, &ok);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(ok.job().id());
+  cancel.set_reason("done\n2030-01-01 00:00:00.000 kiln-worker[1] info: forged");
+  v1::Job j;
+  st = stub->CancelJob(Ctx().get(), cancel, &j);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("reason"), std::string::npos) << st.error_message();
+
+  v1::ListJobsRequest list;
+  list.set_project(std::string("default\0x", 9));
+  v1::ListJobsResponse listed;
+  st = stub->ListJobs(Ctx().get(), list, &listed);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "listed " << listed.jobs_size() << " jobs of project default";
+}
+
+TEST_F(ServicesTest, WorkerServiceRejectsControlCharactersInARegistration) {
+  queue::WorkerStore workers(*pool_);
+  queue::DispatchStore dispatch(*pool_);
+  cache::CompileCacheStore compiles(url_, 1);
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  Registry registry;
+  ReportQueue reports;
+  Signal dispatch_wake;
+  Served s(MakeWorkerService({*guard_, *enroller_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+                              "ctl-test", 30s, 3s}));
+  auto stub = v1::WorkerService::NewStub(s.channel());
+  auto refused = [&](const std::function<void(v1::WorkerRegister*)>& spoil, const std::string& field) {
+    v1::WorkerMessage reg;
+    auto* r = reg.mutable_register_();
+    r->set_worker_id("w1");
+    r->set_hostname("h1");
+    r->set_arch("x86_64");
+    r->set_cluster("default");
+    r->set_slots(2);
+    spoil(r);
+    auto ctx = Ctx();
+    auto stream = stub->Connect(ctx.get());
+    stream->Write(reg);
+    stream->WritesDone();
+    v1::ControllerMessage m;
+    while (stream->Read(&m)) {
+    }
+    auto st = stream->Finish();
+    EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << field << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(field), std::string::npos) << st.error_message();
+  };
+  refused([](v1::WorkerRegister* r) { r->set_hostname("h1\n2030-01-01 kiln-controller[1] info: forged"); }, "hostname");
+  refused([](v1::WorkerRegister* r) { r->set_worker_id(std::string("w1\0x", 4)); }, "worker_id");
+  refused([](v1::WorkerRegister* r) { r->set_cluster(std::string("default\0x", 9)); }, "cluster name");
+  refused([](v1::WorkerRegister* r) { (*r->mutable_labels())["pool"] = "a\rb"; }, "label pool");
+  refused([](v1::WorkerRegister* r) { (*r->mutable_labels())["po\x1bol"] = "a"; }, "label name");
+  auto listed = workers.List(true);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty()) << "no worker was registered";
+}
+
+// Finding 4 of the security probe: a 3.4 MB env in a project's
+// configuration was accepted (every controller holds every project's in
+// memory, and reloads them all on each change).
+TEST_F(ServicesTest, AdminServiceRejectsAProjectConfigOver64KiB) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  Signal config_wake, dispatch_wake;
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake}));
+  auto stub = v1::AdminService::NewStub(s.channel());
+  auto config_of = [](size_t bytes) {  // {"env":{"A":"xxx..."}}, `bytes` long
+    return R"({"env":{"A":")" + std::string(bytes - 16, 'x') + R"("}})";
+  };
+  ASSERT_EQ(config_of(100).size(), 100u);
+
+  v1::CreateProjectRequest create;
+  create.set_name("big");
+  create.set_config_json(config_of(3'400'000));
+  v1::Project p;
+  auto st = stub->CreateProject(Ctx().get(), create, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "project configuration too large: 3400000 bytes, at most 65536");
+  EXPECT_EQ(catalog.GetProject("big").status().code(), Code::kNotFound) << "no project was created";
+
+  create.set_config_json(config_of(65536));
+  st = stub->CreateProject(Ctx().get(), create, &p);
+  ASSERT_TRUE(st.ok()) << "64 KiB is allowed: " << st.error_message();
+
+  v1::SetProjectConfigRequest set;
+  set.set_name("big");
+  set.set_config_json(config_of(65537));
+  uint64_t c0 = config_wake.generation();
+  st = stub->SetProjectConfig(Ctx().get(), set, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "project configuration too large: 65537 bytes, at most 65536");
+  EXPECT_EQ(config_wake.generation(), c0) << "nothing changed";
+}
+
 TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier) {
   queue::WorkerStore workers(*pool_);
   queue::DispatchStore dispatch(*pool_);
@@ -262,6 +467,63 @@ TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier
   EXPECT_EQ(registry.Find("w1"), nullptr);
 }
 
+// Finding 1, on a worker's reports: a result is stored as JSON, which
+// PostgreSQL refuses with a NUL, failing the applier's whole batch (other
+// workers' reports with it). Such a report is ignored at the stream.
+TEST_F(ServicesTest, WorkerServiceIgnoresAResultWithANulByte) {
+  queue::WorkerStore workers(*pool_);
+  queue::DispatchStore dispatch(*pool_);
+  cache::CompileCacheStore compiles(url_, 1);
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  Registry registry;
+  ReportQueue reports;
+  Signal dispatch_wake;
+  Served s(MakeWorkerService({*guard_, *enroller_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+                              "ctl-test", 30s, 3s}));
+  auto stub = v1::WorkerService::NewStub(s.channel());
+  auto ctx = Ctx();
+  auto stream = stub->Connect(ctx.get());
+  v1::WorkerMessage reg;
+  auto* r = reg.mutable_register_();
+  r->set_worker_id("w1");
+  r->set_arch("x86_64");
+  r->set_cluster("default");
+  r->set_slots(2);
+  ASSERT_TRUE(stream->Write(reg));
+  v1::ControllerMessage hello;
+  ASSERT_TRUE(stream->Read(&hello));
+  auto update = [](int64_t job, const std::string& error, const std::string& root_hash) {
+    v1::WorkerMessage m;
+    auto* u = m.mutable_update();
+    u->set_job_id(job);
+    u->set_attempt(1);
+    u->set_status(v1::FAILED);
+    u->mutable_result()->set_exit_code(1);
+    u->mutable_result()->set_error(error);
+    if (!root_hash.empty()) {
+      u->mutable_result()->mutable_output_root()->set_hash(root_hash);
+      u->mutable_result()->mutable_output_root()->set_size(12);
+    }
+    return m;
+  };
+  ASSERT_TRUE(stream->Write(update(7, std::string("bad\0", 4), "")));
+  ASSERT_TRUE(stream->Write(update(8, "ok", std::string(63, 'a') + std::string("\0", 1))));
+  ASSERT_TRUE(stream->Write(update(9, "exit 1\nsee the log", std::string(64, 'a'))));
+  std::deque<Event> batch;
+  Event drop;
+  const std::atomic<bool> no{false};
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return reports.Take(batch, drop, 10, 10ms, no) == ReportQueue::Took::kBatch; }, 10s));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0].update.job_id, 9) << "only the valid report reaches the applier";
+  stream->WritesDone();
+  v1::ControllerMessage rest;
+  while (stream->Read(&rest)) {
+  }
+  stream->Finish();
+}
+
 TEST_F(ServicesTest, CacheServiceAnswersForAProjectsScope) {
   queue::CatalogStore catalog(*pool_);
   ProjectCache projects(catalog);
@@ -317,6 +579,130 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   v1::ListImagesResponse list;
   ASSERT_TRUE(v1::ImageService::NewStub(images.channel())->ListImages(Ctx().get(), v1::Empty(), &list).ok());
   EXPECT_EQ(list.images_size(), 0);
+}
+
+// Finding 2 of the security probe: the input root of a submit (and the
+// root of GetTree) was looked up by hash alone, so a root whose stated size
+// was wrong was accepted; so was a directory entry with a wrong size.
+TEST_F(ServicesTest, JobServiceRejectsAnInputRootWithTheWrongSize) {
+  auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(blobs.ok()) << blobs.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  cas::ImageStore images(url_, 1);
+  queue::JobStore jobs(*pool_);
+  queue::CatalogStore catalog(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal dispatch_wake, remote_wake, job_events;
+  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+                           job_events, stopping_}));
+  Served cas(MakeCasService({*guard_, **blobs, trees, 1 << 20}));
+  auto stub = v1::JobService::NewStub(s.channel());
+
+  const cas::Directory empty;
+  const cas::Digest sub = cas::DigestOf(empty);
+  const cas::Directory top{{cas::Entry{"sub", cas::Kind::kDir, sub, false, ""}}};
+  const cas::Digest root = cas::DigestOf(top);
+  const cas::Directory lying{{cas::Entry{"sub", cas::Kind::kDir, cas::Digest{sub.hash, 99}, false, ""}}};
+  const cas::Digest lying_root = cas::DigestOf(lying);
+  ASSERT_TRUE(trees.Insert({{sub, empty}, {root, top}, {lying_root, lying}}).ok());
+
+  v1::SubmitRequest req;
+  req.mutable_spec()->add_argv("true");
+  *req.mutable_spec()->mutable_input_root() = api::ToProto(cas::Digest{root.hash, root.size + 7});
+  v1::SubmitResponse resp;
+  auto st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "queued job " << resp.job().id();
+  EXPECT_NE(st.error_message().find("input tree: tree root sha256:" + root.hash + " is given with size " +
+                                    std::to_string(root.size + 7) + ", but that directory node is " +
+                                    std::to_string(root.size) + " bytes"),
+            std::string::npos)
+      << st.error_message();
+
+  *req.mutable_spec()->mutable_input_root() = api::ToProto(lying_root);
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "queued job " << resp.job().id();
+  EXPECT_NE(st.error_message().find("names node sha256:" + sub.hash + " with size 99, but that node is 12 bytes"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "0");
+
+  *req.mutable_spec()->mutable_input_root() = api::ToProto(root);
+  st = stub->Submit(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << "the true size is accepted: " << st.error_message();
+
+  // GetTree takes a root from a client too.
+  auto cas_stub = v1::CasService::NewStub(cas.channel());
+  v1::GetTreeRequest get;
+  *get.mutable_root() = api::ToProto(cas::Digest{root.hash, root.size - 1});
+  v1::GetTreeResponse nodes;
+  st = cas_stub->GetTree(Ctx().get(), get, &nodes);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "answered " << nodes.nodes_size() << " nodes";
+  EXPECT_NE(st.error_message().find("sha256:" + root.hash), std::string::npos) << st.error_message();
+  *get.mutable_root() = api::ToProto(root);
+  ASSERT_TRUE(cas_stub->GetTree(Ctx().get(), get, &nodes).ok());
+  EXPECT_EQ(nodes.nodes_size(), 2);
+}
+
+// Finding 3 of the security probe: UploadTrees sorted the entries it was
+// sent, so a node out of the canonical order (docs/api.md: sorted bytewise by
+// name, each name once) was stored under the digest of its sorted form.
+TEST_F(ServicesTest, CasServiceUploadTreesRejectsEntriesOutOfOrder) {
+  auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  cas::TreeStore trees(url_, 1, 600);
+  Served served(MakeCasService({*guard_, **store, trees, 1 << 20}));
+  auto stub = v1::CasService::NewStub(served.channel());
+  cas::Directory dir;
+  for (const char* name : {"b.c", "a.c"})
+    dir.entries.push_back({name, cas::Kind::kFile, cas::DigestOf(std::string_view(name)), false, ""});
+  cas::Directory sorted = dir;
+  ASSERT_TRUE(cas::Normalize(&sorted, "").ok());
+  const cas::Digest claimed = cas::DigestOf(sorted);  // what a sorting server would compute
+
+  v1::UploadTreesRequest up;
+  auto* n = up.add_nodes();
+  *n->mutable_digest() = api::ToProto(claimed);
+  api::ToProto(dir, n->mutable_directory());  // b.c before a.c, as sent
+  v1::UploadTreesResponse resp;
+  auto st = stub->UploadTrees(Ctx().get(), up, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << "stored " << resp.stored() << " nodes";
+  EXPECT_NE(st.error_message().find(claimed.ToString()), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("entry 'a.c' is out of order"), std::string::npos) << st.error_message();
+  auto missing = trees.FindMissing({claimed});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->size(), 1u) << "nothing was stored";
+
+  // The same node in the canonical order is stored.
+  n->clear_directory();
+  api::ToProto(sorted, n->mutable_directory());
+  st = stub->UploadTrees(Ctx().get(), up, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.stored(), 1);
+}
+
+// Finding 1 for images: a label and a reference are quoted, never cut.
+TEST_F(ServicesTest, ImageServiceRejectsControlCharactersInImageNames) {
+  auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  cas::ImageStore image_rows(url_, 1);
+  Served images(MakeImageService({*guard_, image_rows, **store}));
+  auto stub = v1::ImageService::NewStub(images.channel());
+  v1::RegisterImageRequest reg;
+  reg.mutable_manifest()->set_hash(std::string(64, 'a'));
+  reg.mutable_manifest()->set_size(100);
+  reg.set_name(std::string("toolchain\0\nforged", 17));
+  v1::Image img;
+  auto st = stub->RegisterImage(Ctx().get(), reg, &img);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("image name \"toolchain\\x00\\x0aforged\" contains a NUL byte"),
+            std::string::npos)
+      << st.error_message();
+  v1::GetImageRequest get;
+  get.set_digest(std::string("sha256:") + std::string(64, 'a') + std::string("\0", 1));
+  st = stub->GetImage(Ctx().get(), get, &img);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("\\x00"), std::string::npos) << st.error_message();
 }
 
 }  // namespace

@@ -147,6 +147,66 @@ TEST(Tree, NamesAreSinglePathComponents) {
   EXPECT_NE(s.message().find("sub/x: duplicate entry"), std::string::npos) << s.message();
 }
 
+// Finding 3 of the security probe: UploadTrees sorted what it was sent, so
+// a node whose entries were out of the canonical order was accepted.
+TEST(Tree, UploadTreesRejectsEntriesOutOfOrder) {
+  auto file = [](std::string name) {
+    return Entry{std::move(name), Kind::kFile, DigestOf(std::string_view("x")), false, ""};
+  };
+  // Bytewise: upper case before lower case, '-' before '.', UTF-8 after ASCII.
+  Directory sorted{{file("B"), file("a-b"), file("a.b"), file("b"), file("\xc3\xa9t\xc3\xa9")}};
+  EXPECT_TRUE(CheckDirectory(sorted, "node sha256:x/1").ok());
+
+  Directory swapped{{file("a.b"), file("b"), file("a-b")}};
+  Status s = CheckDirectory(swapped, "node sha256:abc/99");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "in directory 'node sha256:abc/99': entry 'a-b' is out of order: it comes after 'b'; entries must be "
+            "sorted by name in bytewise order, each name once");
+  // Sorted as a locale or case-insensitively would: not the canonical order.
+  Directory caseless{{file("a"), file("B")}};
+  EXPECT_FALSE(CheckDirectory(caseless, "").ok());
+  Directory dup{{file("x"), file("x")}};
+  s = CheckDirectory(dup, "sub");
+  EXPECT_NE(s.message().find("sub/x: duplicate entry"), std::string::npos) << s.message();
+
+  // The walk (kiln submit's uploader, the worker's outputs) sorts the same way.
+  test::TempDir dir;
+  for (const char* name : {"B", "a-b", "a.b", "b", "\xc3\xa9t\xc3\xa9", "_x", "Z9"})
+    test::WriteFile(dir.path() + "/d/" + name, name);
+  auto t = Build(dir.path());
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  for (const auto& [digest, node] : t->nodes)
+    EXPECT_TRUE(CheckDirectory(node, digest.ToString()).ok()) << CheckDirectory(node, digest.ToString()).message();
+}
+
+// Finding 2 of the security probe: nodes are looked up by hash, so a root
+// (or a directory entry) whose stated size was wrong was accepted.
+TEST(Tree, CheckNodeSizesRejectsARootOrEntryWithTheWrongSize) {
+  const Directory empty;
+  const Digest e = DigestOf(empty);  // 12 bytes
+  Directory top{{Entry{"sub", Kind::kDir, e, false, ""}}};
+  const Digest t = DigestOf(top);
+  std::vector<std::pair<Digest, Directory>> nodes{{t, top}, {e, empty}};
+  EXPECT_TRUE(CheckNodeSizes(t, nodes).ok());
+
+  Status s = CheckNodeSizes(Digest{t.hash, t.size + 1}, nodes);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(), "tree root sha256:" + t.hash + " is given with size " + std::to_string(t.size + 1) +
+                             ", but that directory node is " + std::to_string(t.size) + " bytes");
+
+  // An entry naming the empty node with another size: its parent hashes
+  // fine (the size is part of its encoding), the entry still lies.
+  Directory lying{{Entry{"sub", Kind::kDir, Digest{e.hash, 99}, false, ""}}};
+  const Digest l = DigestOf(lying);
+  s = CheckNodeSizes(l, {{l, lying}, {e, empty}});
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(), "directory 'sub' of tree node sha256:" + l.hash + " names node sha256:" + e.hash +
+                             " with size 99, but that node is 12 bytes");
+  // A node not among them is not judged here (Flatten reports it missing).
+  EXPECT_TRUE(CheckNodeSizes(l, {{l, lying}}).ok());
+}
+
 TEST(Tree, SymlinksMustStayInside) {
   EXPECT_TRUE(LinkStaysInside("", "a/b"));
   EXPECT_TRUE(LinkStaysInside("x/y", "../../z"));

@@ -69,5 +69,22 @@ TEST(ProjectConfig, ValidatesOnWrite) {
   EXPECT_NE(unknown.status().message().find("priorty"), std::string::npos);
 }
 
+// Finding 1 of the security probe, in a project's configuration: names and
+// labels hold no control character; an env value may hold a newline, not a NUL.
+TEST(ProjectConfig, RejectsControlCharactersInEnvNamesAndRequirements) {
+  for (const char* bad : {R"({"env": {"A\nB": "x"}})", R"({"env": {"A": "x\u0000y"}})",
+                          R"({"requirements": {"gpu\u0000": "1"}})", R"({"requirements": {"gpu": "1\r"}})",
+                          R"({"cache_scope": "a\u0000b"})"}) {
+    auto r = config::ParseProjectConfig(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message().find('\n'), std::string::npos) << r.status().message();
+    EXPECT_EQ(r.status().message().find('\0'), std::string::npos) << r.status().message();
+  }
+  auto multi = config::ParseProjectConfig(R"({"env": {"SCRIPT": "echo a\necho b"}})");
+  ASSERT_TRUE(multi.ok()) << multi.status().message();
+  EXPECT_EQ(multi->env.at("SCRIPT"), "echo a\necho b");
+}
+
 }  // namespace
 }  // namespace kiln
