@@ -24,6 +24,7 @@ class Cas {
 
   struct GcStats {
     int64_t blobs_removed = 0, bytes_removed = 0, blobs_kept = 0, bytes_kept = 0, trees_removed = 0;
+    std::vector<std::string> removed;  // hashes of the removed blobs
   };
   // One collection pass (see docs/architecture.md, "Garbage collection").
   Result<GcStats> Collect();
@@ -41,14 +42,17 @@ class Cas {
 // tree, at most max_files files. The error names the offending path or
 // digest (ResourceExhausted past max_files, FailedPrecondition if missing,
 // InvalidArgument for a wrong size).
+// `hashes`, if given, receives every node and file hash of the tree.
 Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
-                 const std::string& what);
+                 const std::string& what, std::vector<std::string>* hashes = nullptr);
 
 // What CasService uses, and nothing else; the stores must outlive it.
+class ContentScopes;
 class Guard;
 
 struct CasServiceDeps {
   Guard& guard;  // uploads: a submit token or a worker; reads: a read token or a worker
+  ContentScopes& scopes;  // what each caller sees of the content
   cas::BlobStore& blobs;
   cas::TreeStore& trees;
   int64_t max_blob_bytes;  // cas_max_blob_bytes
@@ -58,6 +62,7 @@ std::unique_ptr<grpc::Service> MakeCasService(const CasServiceDeps& deps);
 // What ImageService uses, and nothing else; the stores must outlive it.
 struct ImageServiceDeps {
   Guard& guard;  // registering and removing: admin; reading: any token or a worker
+  ContentScopes& scopes;  // a registered image's blobs are every worker's
   cas::ImageStore& images;
   cas::BlobStore& blobs;  // manifests and configs are read from CAS
 };

@@ -10,6 +10,8 @@
 #include "cas/limits.h"
 #include "controller/cas.h"
 #include "controller/guard.h"
+#include "controller/scopes.h"
+#include "cas/scope_store.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
 namespace kiln::controller {
@@ -38,7 +40,7 @@ Result<std::unique_ptr<Cas>> Cas::Open(const config::ControllerConfig& cfg) {
 }
 
 Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
-                 const std::string& what) {
+                 const std::string& what, std::vector<std::string>* hashes) {
   if (auto s = cas::CheckDigest(root, what); !s.ok()) return s;
   auto reach = trees.Reachable(root);
   if (!reach.ok()) return reach.status();
@@ -69,6 +71,10 @@ Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest
     if (!b->second)
       return FailedPrecondition(what + ": file '" + pe.path + "' (" + pe.entry.digest.ToString() +
                                 ") is not in CAS; upload it first (kiln submit does this)");
+  }
+  if (hashes) {
+    for (const auto& [d, dir] : reach->nodes) hashes->push_back(d.hash);
+    for (const auto& [h, ok] : present) hashes->push_back(h.substr(0, h.find('/')));
   }
   return Status::Ok();
 }
@@ -101,6 +107,7 @@ Result<Cas::GcStats> Cas::Collect() {
     if ((too_old || over) && blobs_->RemoveIfUnused(b.digest, min_age_cut)) {
       ++st.blobs_removed;
       st.bytes_removed += b.digest.size;
+      st.removed.push_back(b.digest.hash);
       total -= b.digest.size;
     } else {
       ++st.blobs_kept;
@@ -120,14 +127,24 @@ class CasServiceImpl final : public v1::CasService::Service {
  public:
   explicit CasServiceImpl(const CasServiceDeps& d) : d_(d) {}
 
+  // Present means present in the caller's scopes: another scope's content
+  // reads as missing (the caller uploads it, and so proves it holds it).
   grpc::Status FindMissing(grpc::ServerContext* ctx, const v1::FindMissingRequest* req,
                            v1::FindMissingResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (req->blobs_size() + req->trees_size() > kMaxDigestsPerCall)
       return api::ToGrpc(InvalidArgument("at most 10000 digests per FindMissing call"));
+    std::vector<std::string> stored;  // hashes present somewhere
+    std::vector<const v1::Digest*> stored_blobs;
     for (const auto& d : req->blobs()) {
       if (auto s = cas::CheckDigest(api::FromProto(d), "blob"); !s.ok()) return api::ToGrpc(s);
-      if (!d_.blobs.Has(api::FromProto(d))) *resp->add_blobs() = d;
+      if (!d_.blobs.Has(api::FromProto(d))) {
+        *resp->add_blobs() = d;
+      } else {
+        stored.push_back(d.hash());
+        stored_blobs.push_back(&d);
+      }
     }
     std::vector<cas::Digest> trees;
     for (const auto& d : req->trees()) {
@@ -136,13 +153,31 @@ class CasServiceImpl final : public v1::CasService::Service {
     }
     auto missing = d_.trees.FindMissing(trees);
     if (!missing.ok()) return api::ToGrpc(missing.status());
-    for (const auto& d : *missing) *resp->add_trees() = api::ToProto(d);
+    std::unordered_set<std::string> missing_nodes;
+    for (const auto& d : *missing) {
+      *resp->add_trees() = api::ToProto(d);
+      missing_nodes.insert(d.hash);
+    }
+    std::vector<const cas::Digest*> stored_nodes;
+    for (const auto& d : trees) {
+      if (!missing_nodes.count(d.hash)) {
+        stored.push_back(d.hash);
+        stored_nodes.push_back(&d);
+      }
+    }
+    auto seen = d_.scopes.Seen(*who, stored);
+    if (!seen.ok()) return api::ToGrpc(seen.status());
+    for (const auto* d : stored_blobs)
+      if (!seen->count(d->hash())) *resp->add_blobs() = *d;
+    for (const auto* d : stored_nodes)
+      if (!seen->count(d->hash)) *resp->add_trees() = api::ToProto(*d);
     return grpc::Status::OK;
   }
 
   grpc::Status BatchUpload(grpc::ServerContext* ctx, const v1::BatchUploadRequest* req,
                            v1::BatchUploadResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     std::vector<std::pair<cas::Digest, std::string_view>> ok;
     std::vector<int> index(static_cast<size_t>(req->blobs_size()), -1);
     int64_t total = 0;
@@ -161,29 +196,45 @@ class CasServiceImpl final : public v1::CasService::Service {
         st->set_message(s.message());
         continue;
       }
+      // The store skips a blob it has without reading the data: the
+      // uploader proves it holds the bytes here instead.
+      if (d_.blobs.Has(d) && (static_cast<int64_t>(b.data().size()) != d.size || cas::DigestOf(b.data()) != d)) {
+        st->set_code(static_cast<int>(Code::kInvalidArgument));
+        st->set_message("the data sent for blob " + d.ToString() + " does not hash to it");
+        continue;
+      }
       index[static_cast<size_t>(i)] = static_cast<int>(ok.size());
       ok.emplace_back(d, b.data());
     }
     auto results = d_.blobs.PutMany(ok);
+    std::vector<std::string> stored;
     for (int i = 0; i < req->blobs_size(); ++i) {
       int k = index[static_cast<size_t>(i)];
       if (k < 0) continue;
       const Status& s = results[static_cast<size_t>(k)];
       resp->mutable_statuses(i)->set_code(static_cast<int>(s.code()));
       resp->mutable_statuses(i)->set_message(s.message());
+      if (s.ok()) stored.push_back(req->blobs(i).digest().hash());
     }
+    if (Status s = Join(*who, stored); !s.ok()) return api::ToGrpc(s);
     return grpc::Status::OK;
   }
 
   grpc::Status BatchRead(grpc::ServerContext* ctx, const v1::BatchReadRequest* req, v1::BatchReadResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (req->digests_size() > kMaxDigestsPerCall) return api::ToGrpc(InvalidArgument("at most 10000 digests per call"));
+    std::vector<std::string> asked;
+    for (const auto& pd : req->digests()) asked.push_back(pd.hash());
+    auto seen = d_.scopes.Seen(*who, asked);
+    if (!seen.ok()) return api::ToGrpc(seen.status());
     int64_t total = 0;
     for (const auto& pd : req->digests()) {
       auto* st = resp->add_statuses();
       *st->mutable_digest() = pd;
       cas::Digest d = api::FromProto(pd);
       Status s = cas::CheckDigest(d, "blob");
+      if (s.ok() && !seen->count(d.hash)) s = NotFound("blob " + d.ToString() + " is not in CAS");
       if (s.ok() && total + d.size + kBatchReadOverheadPerBlob > kMaxBatchReadBytes)
         s = ResourceExhausted("BatchRead returns at most 3 MiB; read " + d.ToString() + " with Read or in another call");
       if (s.ok()) {
@@ -205,13 +256,22 @@ class CasServiceImpl final : public v1::CasService::Service {
 
   grpc::Status Write(grpc::ServerContext* ctx, grpc::ServerReader<v1::WriteRequest>* reader,
                      v1::WriteResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     v1::WriteRequest m;
     if (!reader->Read(&m)) return api::ToGrpc(InvalidArgument("empty Write stream"));
     cas::Digest d = api::FromProto(m.digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
     if (d.size > d_.max_blob_bytes) return api::ToGrpc(TooLarge(d));
     if (d_.blobs.Has(d)) {
+      auto seen = d_.scopes.Seen(*who, {d.hash});
+      if (!seen.ok()) return api::ToGrpc(seen.status());
+      // Stored, but not in the caller's scopes: it joins them once the
+      // bytes it sends hash to the digest (they are not stored again).
+      if (seen->empty()) {
+        if (Status s = ProveHeld(d, m, reader); !s.ok()) return api::ToGrpc(s);
+        if (Status s = Join(*who, {d.hash}); !s.ok()) return api::ToGrpc(s);
+      }
       resp->set_committed_size(d.size);
       resp->set_complete(true);
       return grpc::Status::OK;
@@ -228,6 +288,7 @@ class CasServiceImpl final : public v1::CasService::Service {
       if (Status s = writer.Append(m.data()); !s.ok()) return api::ToGrpc(s);
       if (m.finish()) {
         if (Status s = writer.Commit(); !s.ok()) return api::ToGrpc(s);
+        if (Status s = Join(*who, {d.hash}); !s.ok()) return api::ToGrpc(s);
         resp->set_committed_size(d.size);
         resp->set_complete(true);
         return grpc::Status::OK;
@@ -239,10 +300,13 @@ class CasServiceImpl final : public v1::CasService::Service {
   }
 
   grpc::Status QueryWrite(grpc::ServerContext* ctx, const v1::QueryWriteRequest* req, v1::WriteResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     cas::Digest d = api::FromProto(req->digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
-    if (d_.blobs.Has(d)) {
+    auto seen = d_.scopes.Seen(*who, {d.hash});
+    if (!seen.ok()) return api::ToGrpc(seen.status());
+    if (d_.blobs.Has(d) && !seen->empty()) {
       resp->set_committed_size(d.size);
       resp->set_complete(true);
     } else {
@@ -253,14 +317,17 @@ class CasServiceImpl final : public v1::CasService::Service {
 
   grpc::Status Read(grpc::ServerContext* ctx, const v1::ReadRequest* req,
                     grpc::ServerWriter<v1::ReadResponse>* writer) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     cas::Digest d = api::FromProto(req->digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
     if (req->offset() < 0 || req->offset() > d.size || req->limit() < 0)
       return api::ToGrpc(OutOfRange("read offset or limit outside blob " + d.ToString()));
     int64_t end = req->limit() > 0 && req->limit() < d.size - req->offset() ? req->offset() + req->limit() : d.size;
     int64_t off = req->offset();
-    if (!d_.blobs.Has(d)) return api::ToGrpc(NotFound("blob " + d.ToString() + " is not in CAS"));
+    auto seen = d_.scopes.Seen(*who, {d.hash});
+    if (!seen.ok()) return api::ToGrpc(seen.status());
+    if (seen->empty() || !d_.blobs.Has(d)) return api::ToGrpc(NotFound("blob " + d.ToString() + " is not in CAS"));
     do {
       auto data = d_.blobs.Read(d, off, std::min(kReadChunk, end - off));
       if (!data.ok()) return api::ToGrpc(data.status());
@@ -274,7 +341,8 @@ class CasServiceImpl final : public v1::CasService::Service {
 
   grpc::Status UploadTrees(grpc::ServerContext* ctx, const v1::UploadTreesRequest* req,
                            v1::UploadTreesResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (req->nodes_size() > kMaxDigestsPerCall) return api::ToGrpc(InvalidArgument("at most 10000 nodes per call"));
     std::vector<std::pair<cas::Digest, cas::Directory>> nodes;
     for (const auto& n : req->nodes()) {
@@ -293,13 +361,17 @@ class CasServiceImpl final : public v1::CasService::Service {
       }
       nodes.emplace_back(claimed, std::move(*dir));
     }
+    std::vector<std::string> hashes;
+    for (const auto& [d, dir] : nodes) hashes.push_back(d.hash);
     if (Status s = d_.trees.Insert(nodes); !s.ok()) return api::ToGrpc(s);
+    if (Status s = Join(*who, hashes); !s.ok()) return api::ToGrpc(s);
     resp->set_stored(static_cast<int>(nodes.size()));
     return grpc::Status::OK;
   }
 
   grpc::Status GetTree(grpc::ServerContext* ctx, const v1::GetTreeRequest* req, v1::GetTreeResponse* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, "", true);
+    if (!who.ok()) return api::ToGrpc(who.status());
     cas::Digest root = api::FromProto(req->root());
     if (auto s = cas::CheckDigest(root, "tree root"); !s.ok()) return api::ToGrpc(s);
     size_t start = 0;
@@ -313,6 +385,14 @@ class CasServiceImpl final : public v1::CasService::Service {
     if (start == 0 && reach->nodes.empty())
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
     if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return api::ToGrpc(s);
+    // Every node of the tree must be in the caller's scopes (else the tree
+    // reads as absent: nothing says it exists elsewhere).
+    std::vector<std::string> hashes;
+    for (const auto& [d, dir] : reach->nodes) hashes.push_back(d.hash);
+    auto seen = d_.scopes.Seen(*who, hashes);
+    if (!seen.ok()) return api::ToGrpc(seen.status());
+    if (seen->size() < std::unordered_set<std::string>(hashes.begin(), hashes.end()).size())
+      return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
     int64_t bytes = 0;
     size_t i = start;
     for (; i < reach->nodes.size(); ++i) {
@@ -329,6 +409,29 @@ class CasServiceImpl final : public v1::CasService::Service {
   }
 
  private:
+  // Verified content joins the uploader's scopes.
+  Status Join(const Caller& who, const std::vector<std::string>& hashes) {
+    auto to = d_.scopes.UploadTo(who);
+    if (!to.ok()) return to.status();
+    return d_.scopes.store().Add(*to, hashes);
+  }
+
+  // Reads the rest of a Write stream and checks its bytes hash to `d`.
+  static Status ProveHeld(const cas::Digest& d, v1::WriteRequest& m, grpc::ServerReader<v1::WriteRequest>* reader) {
+    cas::Hasher h;
+    int64_t n = 0;
+    for (;;) {
+      if (m.offset() != n) return FailedPrecondition("write of " + d.ToString() + " out of order at offset " +
+                                                     std::to_string(m.offset()));
+      h.Update(m.data().data(), m.data().size());
+      n += static_cast<int64_t>(m.data().size());
+      if (n > d.size) break;
+      if (m.finish() || !reader->Read(&m)) break;
+    }
+    if (n != d.size || h.Finish() != d) return InvalidArgument("the data sent for blob " + d.ToString() + " does not hash to it");
+    return Status::Ok();
+  }
+
   Status TooLarge(const cas::Digest& d) {
     return InvalidArgument("blob " + d.ToString() + " is larger than the limit of " +
                            std::to_string(d_.max_blob_bytes) + " bytes (cas_max_blob_bytes)");

@@ -25,6 +25,8 @@
 #include "controller/compile_service.h"
 #include "controller/enroll.h"
 #include "controller/guard.h"
+#include "controller/scopes.h"
+#include "cas/scope_store.h"
 #include "controller/job_service.h"
 #include "controller/project_cache.h"
 #include "controller/reports.h"
@@ -60,6 +62,8 @@ struct Controller::Impl {
   std::unique_ptr<auth::TrustStore> trust;
   std::unique_ptr<Guard> guard;
   std::unique_ptr<Enroller> enroller;
+  std::unique_ptr<cas::ScopeStore> scope_store;
+  std::unique_ptr<ContentScopes> scopes;
 
   Registry registry;
   ReportQueue reports;  // worker updates, applied by one thread in batches
@@ -261,6 +265,7 @@ void Controller::Impl::GcLoop() {
       spdlog::warn("CAS collection failed: {}", st.status().message());
       continue;
     }
+    if (Status f = scope_store->Forget(st->removed); !f.ok()) spdlog::warn("{}", f.message());
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
     if (st->blobs_removed > 0 || st->trees_removed > 0) {
       spdlog::info("CAS collection: removed {} blobs ({} bytes) and {} tree nodes, kept {} blobs ({} bytes) in {} ms",
@@ -444,10 +449,12 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   if (!cas.ok()) return cas.status();
   impl->cas = std::move(cas).value();
   impl->compile_cache = std::make_unique<cache::CompileCacheStore>(cfg.database_url, 4);
+  impl->scope_store = std::make_unique<cas::ScopeStore>(*impl->pool);
+  impl->scopes = std::make_unique<ContentScopes>(*impl->scope_store, *impl->projects);
 
   // Each service gets what it uses, and nothing else.
   auto& i = *impl;
-  i.job_service = MakeJobService({*i.guard, *i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
+  i.job_service = MakeJobService({*i.guard, *i.scopes, *i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
                                   cfg.cas_max_tree_files, *i.compile_cache, i.dispatch_wake, i.remote_wake,
                                   i.job_events, i.stopping});
   auto disconnect = [&i](const std::string& worker_id) {
@@ -456,11 +463,11 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     return s != nullptr;
   };
   i.admin_service = MakeAdminService({*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
-  i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
+  i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, i.cas->trees(), *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});
-  i.cas_service = MakeCasService({*i.guard, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
-  i.image_service = MakeImageService({*i.guard, i.cas->images(), i.cas->blobs()});
+  i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
+  i.image_service = MakeImageService({*i.guard, *i.scopes, i.cas->images(), i.cas->blobs()});
   i.cache_service = MakeCacheService({*i.guard, *i.compile_cache, *i.projects});
   i.enroll_service = MakeEnrollService(*i.enroller);
 

@@ -5,6 +5,8 @@
 #include "common/text.h"
 #include "controller/cas.h"
 #include "controller/guard.h"
+#include "controller/scopes.h"
+#include "cas/scope_store.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
 namespace kiln::controller {
@@ -50,6 +52,10 @@ class ImageServiceImpl final : public v1::ImageService::Service {
     }
     auto row = d_.images.Put(md.hash, md.size, req->name(), *m);
     if (!row.ok()) return api::ToGrpc(row.status());
+    // Every worker may read a registered image's blobs.
+    std::vector<std::string> image_blobs{md.hash, m->config.hash};
+    for (const auto& l : m->layers) image_blobs.push_back(l.digest.hash);
+    if (Status s = d_.scopes.store().Add({"images"}, image_blobs); !s.ok()) return api::ToGrpc(s);
     ToProto(*row, resp);
     return grpc::Status::OK;
   }

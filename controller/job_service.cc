@@ -19,6 +19,8 @@
 #include "controller/cas.h"
 #include "controller/compile_service.h"
 #include "controller/guard.h"
+#include "controller/scopes.h"
+#include "cas/scope_store.h"
 #include "controller/project_cache.h"
 #include "controller/signal.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -118,14 +120,33 @@ class JobServiceImpl final : public v1::JobService::Service {
 
   grpc::Status Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req, v1::SubmitResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = ValidateSubmit(*req); !s.ok()) return api::ToGrpc(s);
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
+      std::vector<std::string> hashes;
       Status s = CheckTree(d_.trees, d_.blobs, api::FromProto(req->spec().input_root()), d_.max_tree_files,
-                           "input tree");
+                           "input tree", &hashes);
       if (!s.ok()) return api::ToGrpc(s);
+      // The tree's content must be the project's (uploaded in its scope):
+      // naming another project's digests does not make them readable. An
+      // admin may submit anything the farm holds, which joins the project.
+      auto scope = d_.scopes.ProjectScope(project);
+      if (!scope.ok()) return api::ToGrpc(scope.status());
+      if (who->IsAdmin()) {
+        if (Status st = d_.scopes.store().Add({*scope}, hashes); !st.ok()) return api::ToGrpc(st);
+      } else {
+        auto seen = d_.scopes.store().Members({*scope}, hashes);
+        if (!seen.ok()) return api::ToGrpc(seen.status());
+        for (const auto& h : hashes) {
+          if (!seen->count(h))
+            return grpc::Status(grpc::FAILED_PRECONDITION, "input tree: content " + h.substr(0, 12) +
+                                                               "... is not in CAS for project " + project +
+                                                               "; upload it first (kiln submit does this)");
+        }
+      }
     }
     SubmitAsk ask;
     ask.project = project;

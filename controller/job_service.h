@@ -22,6 +22,7 @@ class TreeStore;
 
 namespace kiln::controller {
 
+class ContentScopes;
 class Guard;
 class ProjectCache;
 class Signal;
@@ -29,6 +30,7 @@ class Signal;
 // What JobService uses, and nothing else. All must outlive the service.
 struct JobServiceDeps {
   Guard& guard;                          // who may act on which project
+  ContentScopes& scopes;                 // an input tree must be in the project's scope
   queue::JobStore& jobs;
   ProjectCache& projects;
   cas::TreeStore& trees;                 // input trees are checked, and diffed by ExplainJob

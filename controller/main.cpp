@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <iostream>
 #include <vector>
@@ -50,6 +52,11 @@ int main(int argc, char** argv) {
                          "A name or address clients use to reach this controller (repeatable; localhost, 127.0.0.1, "
                          "::1 and this host's name are always included)");
   certs_init->add_flag("--force", force, "Replace an existing CA (every enrolled worker must enrol again)");
+  auto* certs_server = certs->add_subcommand(
+      "server", "Issue a new server certificate (server.key, server.crt) from the CA in the directory (ca.key, "
+                "ca.crt): for another controller, new host names, or after a CA rotation");
+  certs_server->add_option("--dir", certs_dir, "Directory holding ca.key and ca.crt (default: tls_dir of the config)");
+  certs_server->add_option("--host", hosts, "A name or address clients use to reach the controller (repeatable)");
   auto* tokens = app.add_subcommand("tokens", "API tokens, made directly in the database (the first admin token)");
   tokens->require_subcommand(1);
   auto* tokens_create = tokens->add_subcommand("create", "Create an API token and print it (shown once)");
@@ -88,6 +95,32 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (*certs_server) {
+    std::string dir = certs_dir.empty() ? cfg->tls_dir : certs_dir;
+    auto key = auth::ReadFile(dir + "/ca.key");
+    auto crt = auth::ReadFile(dir + "/ca.crt");
+    if (!key.ok() || !crt.ok()) {
+      std::cerr << "kiln-controller: " << (key.ok() ? crt : key).status().message()
+                << " (the CA's key and certificate are needed to issue a server certificate)\n";
+      return 1;
+    }
+    std::vector<std::string> all{"localhost", "127.0.0.1", "::1"};
+    char host[256] = {0};
+    if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') all.emplace_back(host);
+    all.insert(all.end(), hosts.begin(), hosts.end());
+    auto pair = auth::IssueServerCert({*key, *crt}, all, 825);
+    Status st = pair.ok() ? auth::WriteSecretFile(dir + "/server.key", pair->key_pem, 0600) : pair.status();
+    if (st.ok()) st = auth::WriteSecretFile(dir + "/server.crt", pair->cert_pem, 0644);
+    if (!st.ok()) {
+      std::cerr << "kiln-controller: " << st.message() << "\n";
+      return 1;
+    }
+    std::cout << "issued " << dir << "/server.crt (and server.key) for";
+    for (const auto& h : all) std::cout << " " << h;
+    std::cout << "; a running controller picks them up within a minute\n";
+    return 0;
+  }
+
   if (*certs_init) {
     auth::FarmCaOptions o;
     o.hosts = hosts;

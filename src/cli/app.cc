@@ -106,7 +106,7 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kiln ") + kVersion);
   app.footer(
       "Exit codes: 0 ok; 2 usage error; 3 controller unreachable or too slow; 4 not found; 5 other error from "
-      "the controller. kiln submit (without --detach) exits like the job: its exit code, 124 timed out, "
+      "the controller; 6 not allowed (no token, or the token may not). kiln submit (without --detach) exits like the job: its exit code, 124 timed out, "
       "128+N killed by signal N, 130 cancelled, 125 lost or failed without an exit code.");
 
   Globals g;

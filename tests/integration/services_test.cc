@@ -21,6 +21,8 @@
 #include "controller/compile_service.h"
 #include "controller/enroll.h"
 #include "controller/guard.h"
+#include "controller/scopes.h"
+#include "cas/scope_store.h"
 #include "controller/job_service.h"
 #include "controller/project_cache.h"
 #include "controller/reports.h"
@@ -80,6 +82,11 @@ class ServicesTest : public ::testing::Test {
     trust_ = std::make_unique<auth::TrustStore>(*pool_);
     guard_ = std::make_unique<Guard>(*trust_, /*tls=*/false);
     enroller_ = Enroller::Disabled(*trust_, "no CA in these tests");
+    fx_catalog_ = std::make_unique<queue::CatalogStore>(*pool_);
+    fx_projects_ = std::make_unique<ProjectCache>(*fx_catalog_);
+    fx_trees_ = std::make_unique<cas::TreeStore>(url_, 1, 600);
+    scope_store_ = std::make_unique<cas::ScopeStore>(*pool_);
+    scopes_ = std::make_unique<ContentScopes>(*scope_store_, *fx_projects_);
     auto token = trust_->CreateToken({auth::Role::kAdmin, {}, "services test", "test", 0});
     ASSERT_TRUE(token.ok()) << token.status().message();
     g_token = *token;
@@ -92,6 +99,11 @@ class ServicesTest : public ::testing::Test {
   std::unique_ptr<auth::TrustStore> trust_;
   std::unique_ptr<Guard> guard_;
   std::unique_ptr<Enroller> enroller_;
+  std::unique_ptr<queue::CatalogStore> fx_catalog_;
+  std::unique_ptr<ProjectCache> fx_projects_;
+  std::unique_ptr<cas::TreeStore> fx_trees_;
+  std::unique_ptr<cas::ScopeStore> scope_store_;
+  std::unique_ptr<ContentScopes> scopes_;
 };
 
 TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
@@ -104,7 +116,7 @@ TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
 
@@ -265,7 +277,7 @@ TEST_F(ServicesTest, JobServiceRejectsControlCharactersInNamesIdsLabelsAndReason
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
 
@@ -335,7 +347,7 @@ TEST_F(ServicesTest, WorkerServiceRejectsControlCharactersInARegistration) {
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, *fx_trees_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
   auto refused = [&](const std::function<void(v1::WorkerRegister*)>& spoil, const std::string& field) {
@@ -414,7 +426,7 @@ TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, *fx_trees_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
 
@@ -479,7 +491,7 @@ TEST_F(ServicesTest, WorkerServiceIgnoresAResultWithANulByte) {
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, *fx_trees_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
   auto ctx = Ctx();
@@ -548,8 +560,8 @@ TEST_F(ServicesTest, CasAndImageServicesNeedOnlyTheirStores) {
   ASSERT_TRUE(store.ok()) << store.status().message();
   cas::TreeStore trees(url_, 1, 600);
   cas::ImageStore image_rows(url_, 1);
-  Served blobs(MakeCasService({*guard_, **store, trees, /*max_blob_bytes=*/4}));
-  Served images(MakeImageService({*guard_, image_rows, **store}));
+  Served blobs(MakeCasService({*guard_, *scopes_, **store, trees, /*max_blob_bytes=*/4}));
+  Served images(MakeImageService({*guard_, *scopes_, image_rows, **store}));
 
   v1::FindMissingRequest fm;
   auto* d = fm.add_blobs();
@@ -594,9 +606,9 @@ TEST_F(ServicesTest, JobServiceRejectsAnInputRootWithTheWrongSize) {
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
                            job_events, stopping_}));
-  Served cas(MakeCasService({*guard_, **blobs, trees, 1 << 20}));
+  Served cas(MakeCasService({*guard_, *scopes_, **blobs, trees, 1 << 20}));
   auto stub = v1::JobService::NewStub(s.channel());
 
   const cas::Directory empty;
@@ -651,7 +663,7 @@ TEST_F(ServicesTest, CasServiceUploadTreesRejectsEntriesOutOfOrder) {
   auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
   ASSERT_TRUE(store.ok()) << store.status().message();
   cas::TreeStore trees(url_, 1, 600);
-  Served served(MakeCasService({*guard_, **store, trees, 1 << 20}));
+  Served served(MakeCasService({*guard_, *scopes_, **store, trees, 1 << 20}));
   auto stub = v1::CasService::NewStub(served.channel());
   cas::Directory dir;
   for (const char* name : {"b.c", "a.c"})
@@ -686,7 +698,7 @@ TEST_F(ServicesTest, ImageServiceRejectsControlCharactersInImageNames) {
   auto store = cas::OpenDirStore(dir_.path() + "/cas", 600);
   ASSERT_TRUE(store.ok()) << store.status().message();
   cas::ImageStore image_rows(url_, 1);
-  Served images(MakeImageService({*guard_, image_rows, **store}));
+  Served images(MakeImageService({*guard_, *scopes_, image_rows, **store}));
   auto stub = v1::ImageService::NewStub(images.channel());
   v1::RegisterImageRequest reg;
   reg.mutable_manifest()->set_hash(std::string(64, 'a'));
@@ -730,7 +742,7 @@ TEST_F(ServicesTest, JobServiceAuthorisesEveryCallByTokenAndProject) {
   ASSERT_TRUE(projects.Refresh(true).ok());
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
   auto reader = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", 0});

@@ -11,7 +11,10 @@
 #include <set>
 
 #include "api/channel.h"
+#include "api/convert.h"
 #include "auth/x509.h"
+#include "cas/digest.h"
+#include "cas/tree.h"
 #include "harness/container_farm.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -283,6 +286,128 @@ TEST_F(Trust, AWorkerActsOnlyOnItsOwnJobsAndARevokedOneIsCutOff) {
   auto listed = Kiln({"workers", "--all"});
   EXPECT_NE(listed.out.find(w1), std::string::npos);
   ASSERT_EQ(Kiln({"cancel", job}).exit_code, 0);
+}
+
+// The CAS answers a token only about its projects' content: another
+// project's blob reads as missing until the caller uploads it itself.
+TEST_F(Trust, ATokenSeesOnlyItsProjectsContentAndAWorkerOnlyItsJobs) {
+  StartController();
+  StartWorker(0, 1);
+  ASSERT_EQ(Kiln({"projects", "create", "b"}).exit_code, 0);
+  ASSERT_EQ(Kiln({"clusters", "map", "default", "b"}).exit_code, 0);
+  const std::string ta = NewToken("submit", "default"), tb = NewToken("submit", "b");
+  auto cas_a = v1::CasService::NewStub(Channel(0, ta));
+  auto cas_b = v1::CasService::NewStub(Channel(0, tb));
+  auto ctx = [] {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + 20s);
+    return c;
+  };
+  const std::string secret = "the secret of project default\n";
+  const cas::Digest d = cas::DigestOf(std::string_view(secret));
+  v1::Digest pd;
+  pd.set_hash(d.hash);
+  pd.set_size(d.size);
+  auto upload = [&](v1::CasService::Stub& stub, const std::string& data) {
+    v1::BatchUploadRequest up;
+    auto* b = up.add_blobs();
+    *b->mutable_digest() = pd;
+    b->set_data(data);
+    v1::BatchUploadResponse r;
+    EXPECT_TRUE(stub.BatchUpload(ctx().get(), up, &r).ok());
+    return r.statuses(0).code();
+  };
+  auto missing = [&](v1::CasService::Stub& stub) {
+    v1::FindMissingRequest fm;
+    *fm.add_blobs() = pd;
+    v1::FindMissingResponse r;
+    EXPECT_TRUE(stub.FindMissing(ctx().get(), fm, &r).ok());
+    return r.blobs_size() == 1;
+  };
+  auto read = [&](v1::CasService::Stub& stub) {
+    v1::BatchReadRequest br;
+    *br.add_digests() = pd;
+    v1::BatchReadResponse r;
+    EXPECT_TRUE(stub.BatchRead(ctx().get(), br, &r).ok());
+    return r.statuses(0).code();
+  };
+  ASSERT_EQ(upload(*cas_a, secret), 0);
+  EXPECT_FALSE(missing(*cas_a));
+  EXPECT_EQ(read(*cas_a), 0);
+  EXPECT_TRUE(missing(*cas_b)) << "another project's blob reads as missing";
+  EXPECT_EQ(read(*cas_b), grpc::NOT_FOUND) << "and cannot be read";
+  v1::ReadRequest rr;
+  *rr.mutable_digest() = pd;
+  auto rctx = ctx();
+  auto reader = cas_b->Read(rctx.get(), rr);
+  v1::ReadResponse chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::NOT_FOUND);
+  // Claiming it without the bytes does not let it in; sending the bytes does.
+  EXPECT_EQ(upload(*cas_b, "not the secret, same length.\n"), grpc::INVALID_ARGUMENT);
+  EXPECT_TRUE(missing(*cas_b));
+  EXPECT_EQ(upload(*cas_b, secret), 0);
+  EXPECT_FALSE(missing(*cas_b));
+  EXPECT_EQ(read(*cas_b), 0);
+
+  // A tree of project default's content cannot be submitted by project b.
+  std::string only_a = "only default has this\n";
+  cas::Digest oa = cas::DigestOf(std::string_view(only_a));
+  {
+    v1::BatchUploadRequest up;
+    auto* b = up.add_blobs();
+    b->mutable_digest()->set_hash(oa.hash);
+    b->mutable_digest()->set_size(oa.size);
+    b->set_data(only_a);
+    v1::BatchUploadResponse r;
+    ASSERT_TRUE(cas_a->BatchUpload(ctx().get(), up, &r).ok());
+    ASSERT_EQ(r.statuses(0).code(), 0);
+  }
+  cas::Directory dir;
+  dir.entries.push_back({"a.txt", cas::Kind::kFile, oa, false, ""});
+  const cas::Digest root = cas::DigestOf(dir);
+  for (auto* stub : {cas_a.get(), cas_b.get()}) {
+    v1::UploadTreesRequest ut;
+    auto* n = ut.add_nodes();
+    *n->mutable_digest() = api::ToProto(root);
+    api::ToProto(dir, n->mutable_directory());
+    v1::UploadTreesResponse r;
+    ASSERT_TRUE(stub->UploadTrees(ctx().get(), ut, &r).ok());
+  }
+  auto jobs_b = v1::JobService::NewStub(Channel(0, tb));
+  v1::SubmitRequest sub;
+  sub.set_project("b");
+  sub.mutable_spec()->add_argv("cat");
+  sub.mutable_spec()->add_argv("a.txt");
+  *sub.mutable_spec()->mutable_input_root() = api::ToProto(root);
+  v1::SubmitResponse resp;
+  auto st = jobs_b->Submit(ctx().get(), sub, &resp);
+  EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION) << st.error_message();
+
+  // The whole flow with a project token: its tree goes up, the worker
+  // reads it, the outputs come back to it and to nobody else.
+  std::string src = dir_.path() + "/src";
+  std::filesystem::create_directories(src);
+  test::WriteFile(src + "/in.txt", "input of default\n");
+  std::string ta_file = dir_.path() + "/ta.token";
+  test::WriteFile(ta_file, ta + "\n");
+  auto run = test::RunCommand({test::BinPath("kiln"), "--controller", addresses_[0], "submit", "--input", src,
+                               "--no-gitignore", "--output", "out.txt", "--", "sh", "-c", "cat in.txt > out.txt"},
+                              60s, {{"KILN_TOKEN_FILE", ta_file}, {"XDG_CACHE_HOME", dir_.path() + "/xdg"}}, src);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(test::ReadFile(src + "/out.txt"), "input of default\n") << run.err;
+  cas::Digest out = cas::DigestOf(std::string_view("input of default\n"));
+  pd.set_hash(out.hash);
+  pd.set_size(out.size);
+  EXPECT_EQ(read(*cas_a), 0) << "a job's outputs are its project's";
+  EXPECT_EQ(read(*cas_b), grpc::NOT_FOUND);
+
+  // A worker reads only what its jobs need: with no job, not even them.
+  auto [key, cert] = WorkerCert(0);
+  auto cas_w = v1::CasService::NewStub(AsWorker(key, cert));
+  pd.set_hash(oa.hash);
+  pd.set_size(oa.size);
+  EXPECT_EQ(read(*cas_w), grpc::NOT_FOUND);
 }
 
 }  // namespace
