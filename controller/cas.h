@@ -5,7 +5,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
+#include <unordered_set>
+#include <vector>
 
 #include "cas/image_store.h"
 #include "cas/store.h"
@@ -43,8 +46,11 @@ class Cas {
 // digest (ResourceExhausted past max_files, FailedPrecondition if missing,
 // InvalidArgument for a wrong size).
 // `hashes`, if given, receives every node and file hash of the tree.
+// `seen`, if given, says which hashes the caller may use (its scopes):
+// the others are refused as if absent.
+using SeenFn = std::function<Result<std::unordered_set<std::string>>(const std::vector<std::string>&)>;
 Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
-                 const std::string& what, std::vector<std::string>* hashes = nullptr);
+                 const std::string& what, std::vector<std::string>* hashes = nullptr, const SeenFn& seen = {});
 
 // What CasService uses, and nothing else; the stores must outlive it.
 class ContentScopes;

@@ -40,10 +40,29 @@ Result<std::unique_ptr<Cas>> Cas::Open(const config::ControllerConfig& cfg) {
 }
 
 Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest& root, int64_t max_files,
-                 const std::string& what, std::vector<std::string>* hashes) {
+                 const std::string& what, std::vector<std::string>* hashes, const SeenFn& seen) {
   if (auto s = cas::CheckDigest(root, what); !s.ok()) return s;
   auto reach = trees.Reachable(root);
   if (!reach.ok()) return reach.status();
+  std::unordered_set<std::string> in_scope;
+  if (seen) {
+    // Out of the caller's scopes reads as absent, and is checked first, so
+    // no answer says what exists in another scope.
+    std::vector<std::string> all;
+    for (const auto& [d, dir] : reach->nodes) {
+      all.push_back(d.hash);
+      for (const auto& e : dir.entries)
+        if (e.kind == cas::Kind::kFile) all.push_back(e.digest.hash);
+    }
+    auto s = seen(all);
+    if (!s.ok()) return s.status();
+    in_scope = std::move(*s);
+    for (const auto& [d, dir] : reach->nodes) {
+      if (!in_scope.count(d.hash))
+        return FailedPrecondition(what + ": directory node " + d.ToString() +
+                                  " is not in CAS; upload it first (kiln submit does this)");
+    }
+  }
   // Nodes are found by hash: a root or directory entry whose size is not
   // its node's would pass unseen.
   if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return InvalidArgument(what + ": " + s.message());
@@ -67,7 +86,7 @@ Status CheckTree(cas::TreeStore& trees, cas::BlobStore& blobs, const cas::Digest
   for (const auto& pe : *entries) {
     if (pe.entry.kind != cas::Kind::kFile) continue;
     auto [b, fresh] = present.try_emplace(pe.entry.digest.Key(), false);
-    if (fresh) b->second = blobs.Has(pe.entry.digest);
+    if (fresh) b->second = (!seen || in_scope.count(pe.entry.digest.hash)) && blobs.Has(pe.entry.digest);
     if (!b->second)
       return FailedPrecondition(what + ": file '" + pe.path + "' (" + pe.entry.digest.ToString() +
                                 ") is not in CAS; upload it first (kiln submit does this)");
@@ -196,9 +215,10 @@ class CasServiceImpl final : public v1::CasService::Service {
         st->set_message(s.message());
         continue;
       }
-      // The store skips a blob it has without reading the data: the
-      // uploader proves it holds the bytes here instead.
-      if (d_.blobs.Has(d) && (static_cast<int64_t>(b.data().size()) != d.size || cas::DigestOf(b.data()) != d)) {
+      // The store skips a blob it has without reading the data: every
+      // upload is checked here, so joining a scope takes the bytes, and a
+      // stored blob and an absent one get the same answer.
+      if (static_cast<int64_t>(b.data().size()) != d.size || cas::DigestOf(b.data()) != d) {
         st->set_code(static_cast<int>(Code::kInvalidArgument));
         st->set_message("the data sent for blob " + d.ToString() + " does not hash to it");
         continue;
@@ -263,15 +283,11 @@ class CasServiceImpl final : public v1::CasService::Service {
     cas::Digest d = api::FromProto(m.digest());
     if (auto s = cas::CheckDigest(d, "blob"); !s.ok()) return api::ToGrpc(s);
     if (d.size > d_.max_blob_bytes) return api::ToGrpc(TooLarge(d));
-    if (d_.blobs.Has(d)) {
-      auto seen = d_.scopes.Seen(*who, {d.hash});
-      if (!seen.ok()) return api::ToGrpc(seen.status());
-      // Stored, but not in the caller's scopes: it joins them once the
-      // bytes it sends hash to the digest (they are not stored again).
-      if (seen->empty()) {
-        if (Status s = ProveHeld(d, m, reader); !s.ok()) return api::ToGrpc(s);
-        if (Status s = Join(*who, {d.hash}); !s.ok()) return api::ToGrpc(s);
-      }
+    // Stored but not in the caller's scopes: uploaded like an absent blob
+    // (the same answers), and joins them once the bytes are verified.
+    auto seen = d_.scopes.Seen(*who, {d.hash});
+    if (!seen.ok()) return api::ToGrpc(seen.status());
+    if (!seen->empty() && d_.blobs.Has(d)) {
       resp->set_committed_size(d.size);
       resp->set_complete(true);
       return grpc::Status::OK;
@@ -384,15 +400,15 @@ class CasServiceImpl final : public v1::CasService::Service {
     if (!reach.ok()) return api::ToGrpc(reach.status());
     if (start == 0 && reach->nodes.empty())
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
-    if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return api::ToGrpc(s);
-    // Every node of the tree must be in the caller's scopes (else the tree
-    // reads as absent: nothing says it exists elsewhere).
+    // Every node of the tree must be in the caller's scopes, else the tree
+    // reads as absent: nothing (not even a size check) says it exists elsewhere.
     std::vector<std::string> hashes;
     for (const auto& [d, dir] : reach->nodes) hashes.push_back(d.hash);
     auto seen = d_.scopes.Seen(*who, hashes);
     if (!seen.ok()) return api::ToGrpc(seen.status());
     if (seen->size() < std::unordered_set<std::string>(hashes.begin(), hashes.end()).size())
       return api::ToGrpc(NotFound("tree " + root.ToString() + " is not in CAS"));
+    if (Status s = cas::CheckNodeSizes(root, reach->nodes); !s.ok()) return api::ToGrpc(s);
     int64_t bytes = 0;
     size_t i = start;
     for (; i < reach->nodes.size(); ++i) {
@@ -414,22 +430,6 @@ class CasServiceImpl final : public v1::CasService::Service {
     auto to = d_.scopes.UploadTo(who);
     if (!to.ok()) return to.status();
     return d_.scopes.store().Add(*to, hashes);
-  }
-
-  // Reads the rest of a Write stream and checks its bytes hash to `d`.
-  static Status ProveHeld(const cas::Digest& d, v1::WriteRequest& m, grpc::ServerReader<v1::WriteRequest>* reader) {
-    cas::Hasher h;
-    int64_t n = 0;
-    for (;;) {
-      if (m.offset() != n) return FailedPrecondition("write of " + d.ToString() + " out of order at offset " +
-                                                     std::to_string(m.offset()));
-      h.Update(m.data().data(), m.data().size());
-      n += static_cast<int64_t>(m.data().size());
-      if (n > d.size) break;
-      if (m.finish() || !reader->Read(&m)) break;
-    }
-    if (n != d.size || h.Finish() != d) return InvalidArgument("the data sent for blob " + d.ToString() + " does not hash to it");
-    return Status::Ok();
   }
 
   Status TooLarge(const cas::Digest& d) {

@@ -4,6 +4,7 @@
 
 #include "auth/trust_store.h"
 #include "auth/x509.h"
+#include "common/text.h"
 #include "common/util.h"
 
 namespace kiln::controller {
@@ -153,7 +154,7 @@ Result<Caller> Guard::FromCert(const std::string& pem) {
       cert.known = true;
       cert.worker_id = (*row)->worker_id;
       cert.expires_at_ms = (*row)->expires_at_ms;
-      cert.revoked = (*row)->revoked_at_ms != 0;
+      cert.revoked = (*row)->revoked_at_ms != 0 || (*row)->worker_revoked;
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (certs_.size() >= kMaxCached) certs_.clear();
@@ -199,6 +200,7 @@ Result<Caller> Guard::RequireWorker(grpc::ServerContext* ctx, const std::string&
       auto it = ctx->client_metadata().find("kiln-worker-id");
       if (it != ctx->client_metadata().end()) c.worker_id.assign(it->second.data(), it->second.size());
     }
+    if (Status s = CheckName("worker id", c.worker_id); !c.worker_id.empty() && !s.ok()) return s;
     return c;
   }
   auto c = Identify(ctx);

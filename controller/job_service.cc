@@ -126,27 +126,19 @@ class JobServiceImpl final : public v1::JobService::Service {
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
+      // The tree's content must be the caller's (in one of its scopes):
+      // naming another project's digests does not make them readable. It
+      // then joins the project's scopes; an admin may submit anything the
+      // farm holds.
       std::vector<std::string> hashes;
+      SeenFn seen;
+      if (!who->IsAdmin()) seen = [&](const std::vector<std::string>& h) { return d_.scopes.Seen(*who, h); };
       Status s = CheckTree(d_.trees, d_.blobs, api::FromProto(req->spec().input_root()), d_.max_tree_files,
-                           "input tree", &hashes);
+                           "input tree", &hashes, seen);
       if (!s.ok()) return api::ToGrpc(s);
-      // The tree's content must be the project's (uploaded in its scope):
-      // naming another project's digests does not make them readable. An
-      // admin may submit anything the farm holds, which joins the project.
-      auto scope = d_.scopes.ProjectScope(project);
-      if (!scope.ok()) return api::ToGrpc(scope.status());
-      if (who->IsAdmin()) {
-        if (Status st = d_.scopes.store().Add({*scope}, hashes); !st.ok()) return api::ToGrpc(st);
-      } else {
-        auto seen = d_.scopes.store().Members({*scope}, hashes);
-        if (!seen.ok()) return api::ToGrpc(seen.status());
-        for (const auto& h : hashes) {
-          if (!seen->count(h))
-            return grpc::Status(grpc::FAILED_PRECONDITION, "input tree: content " + h.substr(0, 12) +
-                                                               "... is not in CAS for project " + project +
-                                                               "; upload it first (kiln submit does this)");
-        }
-      }
+      auto scopes = d_.scopes.ProjectScopes(project);
+      if (!scopes.ok()) return api::ToGrpc(scopes.status());
+      if (Status st = d_.scopes.store().Add(*scopes, hashes); !st.ok()) return api::ToGrpc(st);
     }
     SubmitAsk ask;
     ask.project = project;

@@ -9,10 +9,13 @@
 
 namespace kiln::controller {
 
-Result<std::string> ContentScopes::ProjectScope(const std::string& project) {
+Result<std::vector<std::string>> ContentScopes::ProjectScopes(const std::string& project) {
   auto pc = projects_.Get(project);
   if (!pc.ok()) return pc.status();
-  return CacheScope(project, *pc);
+  std::vector<std::string> out{"project:" + project};
+  std::string cache = CacheScope(project, *pc);
+  if (cache != out[0]) out.push_back(cache);
+  return out;
 }
 
 Result<std::optional<std::vector<std::string>>> ContentScopes::Visible(const Caller& c) {
@@ -25,8 +28,8 @@ Result<std::optional<std::vector<std::string>>> ContentScopes::Visible(const Cal
   }
   std::vector<std::string> out;
   for (const auto& p : c.projects) {
-    auto s = ProjectScope(p);
-    if (s.ok()) out.push_back(*s);  // a project removed since the token was made sees nothing
+    auto s = ProjectScopes(p);
+    if (s.ok()) out.insert(out.end(), s->begin(), s->end());  // a project removed since sees nothing
   }
   return Out(std::move(out));
 }
@@ -46,8 +49,13 @@ Result<std::unordered_set<std::string>> ContentScopes::Seen(const Caller& c, con
   return store_.Members(**v, hashes);
 }
 
-Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, const std::string& output_root,
+Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root,
                                     cas::TreeStore& trees) {
+  auto scopes = store_.RunningJobScopes(job_id, attempt, worker.worker_id);
+  if (!scopes.ok()) return scopes.status();
+  if (scopes->empty()) return FailedPrecondition("job " + std::to_string(job_id) + " attempt " +
+                                                 std::to_string(attempt) + " does not run on worker " +
+                                                 worker.worker_id);
   auto root = cas::ParseDigest(output_root);
   if (!root.ok()) return root.status();
   auto reach = trees.Reachable(*root);
@@ -59,11 +67,24 @@ Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, const 
       if (e.kind == cas::Kind::kFile) hashes.push_back(e.digest.hash);
     }
   }
-  auto seen = Seen(worker, hashes);
+  // What the worker uploaded itself, or what the job already had.
+  std::vector<std::string> from = *scopes;
+  from.push_back("worker:" + worker.worker_id);
+  auto seen = store_.Members(from, hashes);
   if (!seen.ok()) return seen.status();
-  auto scope = store_.JobScope(job_id);
-  if (!scope.ok()) return scope.status();
-  return store_.Add({*scope}, std::vector<std::string>(seen->begin(), seen->end()));
+  return store_.Add(*scopes, std::vector<std::string>(seen->begin(), seen->end()));
+}
+
+Status ContentScopes::RecordObject(const Caller& worker, int64_t job_id, int attempt, const std::string& hash) {
+  auto scopes = store_.RunningJobScopes(job_id, attempt, worker.worker_id);
+  if (!scopes.ok()) return scopes.status();
+  std::vector<std::string> from = *scopes;
+  from.push_back("worker:" + worker.worker_id);
+  auto seen = store_.Members(from, {hash});
+  if (!seen.ok()) return seen.status();
+  if (scopes->empty() || seen->empty())
+    return FailedPrecondition("object " + hash + " is not in CAS: upload it first");
+  return store_.Add(*scopes, {hash});
 }
 
 }  // namespace kiln::controller

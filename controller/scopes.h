@@ -36,9 +36,15 @@ class ContentScopes {
   // A job's reported output tree joins the job's scope: every node and file
   // of it that the reporting worker sees (its own uploads, its jobs'
   // content), so a worker cannot pass another scope's digests off as output.
-  Status RecordOutputs(const Caller& worker, int64_t job_id, const std::string& output_root, cas::TreeStore& trees);
-  // The scope of a project's content.
-  Result<std::string> ProjectScope(const std::string& project);
+  // Only while that attempt runs on that worker.
+  Status RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root,
+                       cas::TreeStore& trees);
+  // A compile object the worker stored for its job joins the job's scopes
+  // (FailedPrecondition unless it uploaded it itself or it is the job's).
+  Status RecordObject(const Caller& worker, int64_t job_id, int attempt, const std::string& hash);
+  // The scopes of a project's content: "project:<name>", and its shared
+  // cache scope when it has one.
+  Result<std::vector<std::string>> ProjectScopes(const std::string& project);
 
   cas::ScopeStore& store() { return store_; }
 

@@ -208,7 +208,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         e.update.finished_ms = u.finished_at_ms();
         if (e.update.result && !e.update.result->output_root.empty()) {
           // Before the result is stored (and seen by whoever downloads it).
-          if (Status rs = d_.scopes.RecordOutputs(*who, u.job_id(), e.update.result->output_root, d_.trees); !rs.ok())
+          if (Status rs = d_.scopes.RecordOutputs(*who, u.job_id(), u.attempt(), e.update.result->output_root, d_.trees);
+              !rs.ok())
             spdlog::warn("outputs of job {} not recorded in its scope: {}", u.job_id(), rs.message());
         }
         if (*st != queue::JobStatus::kRunning && session->Finished(u.job_id())) d_.dispatch_wake.Notify();
@@ -270,21 +271,13 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                             v1::StoreCompileResponse* resp) override {
     auto who = Worker(ctx);
     if (!who.ok()) return api::ToGrpc(who.status());
-    const std::string& object = req->result().object().hash();
-    if (!req->manifest_only()) {
-      // The object must be the worker's own upload (or its job's content).
-      auto seen = d_.scopes.Seen(*who, {object});
-      if (!seen.ok()) return api::ToGrpc(seen.status());
-      if (seen->empty())
-        return grpc::Status(grpc::FAILED_PRECONDITION, "object " + object + " is not in CAS: upload it first");
+    if (!req->manifest_only() && cas::IsHash(req->result().object().hash())) {
+      // The object must be the worker's own upload (or its job's content);
+      // it joins the job's scopes, where later jobs (on any worker) read it.
+      Status s = d_.scopes.RecordObject(*who, req->job_id(), req->attempt(), req->result().object().hash());
+      if (!s.ok()) return api::ToGrpc(s);
     }
-    grpc::Status st = controller::StoreCompile(d_.compiles, d_.blobs, who->worker_id, req, resp);
-    if (st.ok() && !req->manifest_only()) {
-      // Later jobs of the scope (on any worker) read it.
-      auto scope = d_.scopes.store().JobScope(req->job_id());
-      if (scope.ok()) (void)d_.scopes.store().Add({*scope}, {object});
-    }
-    return st;
+    return controller::StoreCompile(d_.compiles, d_.blobs, who->worker_id, req, resp);
   }
   grpc::Status RecordCompiles(grpc::ServerContext* ctx, const v1::RecordCompilesRequest* req, v1::Empty*) override {
     auto who = Worker(ctx);

@@ -13,8 +13,11 @@ namespace {
 constexpr const char* kTokenSelect =
     "SELECT id, encode(secret_sha256, 'hex'), role, array_to_string(projects, ','), description, created_by, "
     MS("created_at") ", " MS("expires_at") ", " MS("revoked_at") ", " MS("last_used_at") " FROM api_tokens ";
+// A revocation is the worker's: a certificate renewed in the same instant
+// as another was revoked must not let it back in.
 constexpr const char* kCertSelect =
-    "SELECT serial, worker_id, fingerprint, " MS("issued_at") ", " MS("expires_at") ", " MS("revoked_at")
+    "SELECT serial, worker_id, fingerprint, " MS("issued_at") ", " MS("expires_at") ", " MS("revoked_at") ","
+    " EXISTS (SELECT 1 FROM worker_certs o WHERE o.worker_id = worker_certs.worker_id AND o.revoked_at IS NOT NULL)"
     " FROM worker_certs ";
 
 std::vector<db::Statement> Statements() {
@@ -111,6 +114,7 @@ WorkerCertRow RowToCert(const pqxx::row& r) {
   c.issued_at_ms = r[3].as<int64_t>();
   c.expires_at_ms = r[4].as<int64_t>();
   c.revoked_at_ms = r[5].as<int64_t>();
+  c.worker_revoked = r[6].as<bool>();
   return c;
 }
 

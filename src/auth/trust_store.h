@@ -42,6 +42,7 @@ struct JoinTokenRow {
 struct WorkerCertRow {
   std::string serial, worker_id, fingerprint;
   int64_t issued_at_ms = 0, expires_at_ms = 0, revoked_at_ms = 0;
+  bool worker_revoked = false;  // some certificate of this worker was revoked: the worker is
 };
 
 // What enrolment signs: the worker's identity in, the certificate out.

@@ -25,11 +25,12 @@ class ScopeStore {
   // The hashes (of those given) that belong to at least one of the scopes.
   Result<std::unordered_set<std::string>> Members(const std::vector<std::string>& scopes,
                                                   const std::vector<std::string>& hashes);
-  // A worker's scopes: those of the jobs it holds (setup or running), its
-  // own uploads and the images.
+  // A worker's scopes: those of the jobs it holds (setup or running: their
+  // projects' and cache scopes), its own uploads and the images.
   Result<std::vector<std::string>> WorkerScopes(const std::string& worker_id);
-  // The scope of a job's content: its cache scope, or its project's.
-  Result<std::string> JobScope(int64_t job_id);
+  // The scopes of a job's content (its project's, and its cache scope when
+  // it has one) while that attempt runs on that worker; empty otherwise.
+  Result<std::vector<std::string>> RunningJobScopes(int64_t job_id, int attempt, const std::string& worker_id);
   // Forgets removed content in every scope.
   Status Forget(const std::vector<std::string>& hashes);
 

@@ -890,3 +890,64 @@ TEST_F(ServicesTest, AdminCallsNeedAnAdminTokenAndTokensAreShownOnce) {
 
 }  // namespace
 }  // namespace kiln::controller
+
+namespace kiln::controller {
+namespace {
+
+// A worker's report names an output tree: only a job it runs at that
+// attempt gets it, and only with what the worker itself uploaded or the job
+// already had (no laundering another scope's digests into a project).
+TEST_F(ServicesTest, OutputsJoinAJobsScopeOnlyFromTheWorkerThatRunsIt) {
+  queue::WorkerStore workers(*pool_);
+  queue::JobStore jobs(*pool_);
+  ASSERT_TRUE(fx_catalog_->CreateProject("b", "{}").ok());
+  for (const char* w : {"w1", "w2"}) {
+    queue::WorkerRegistration r;
+    r.id = w;
+    r.hostname = "h";
+    r.cluster = "default";
+    r.arch = "x86_64";
+    r.os = "linux";
+    r.slots = 1;
+    r.session = "s";
+    ASSERT_TRUE(workers.Register(r, 30s).ok());
+  }
+  queue::NewJob nj;
+  nj.project = "b";
+  nj.spec.argv = {"true"};
+  auto job = jobs.Submit(nj);
+  ASSERT_TRUE(job.ok()) << job.status().message();
+  const std::string id = std::to_string(job->job.id);
+  test::Sql(url_, "UPDATE build_jobs SET status = 'running', worker_id = 'w1', attempt = 1 WHERE id = " + id);
+
+  // A tree whose file is project default's secret, and one of w1's own.
+  const std::string secret = std::string(64, 'a'), own = std::string(64, 'b');
+  ASSERT_TRUE(scope_store_->Add({"project:default"}, {secret}).ok());
+  ASSERT_TRUE(scope_store_->Add({"worker:w1"}, {own}).ok());
+  cas::Directory dir;
+  dir.entries.push_back({"mine", cas::Kind::kFile, cas::Digest{own, 3}, false, ""});
+  dir.entries.push_back({"stolen", cas::Kind::kFile, cas::Digest{secret, 3}, false, ""});
+  const cas::Digest root = cas::DigestOf(dir);
+  ASSERT_TRUE(fx_trees_->Insert({{root, dir}}).ok());
+  ASSERT_TRUE(scope_store_->Add({"worker:w1", "worker:w2"}, {root.hash}).ok());
+
+  Caller w1, w2;
+  w1.kind = w2.kind = Caller::Kind::kWorker;
+  w1.worker_id = "w1";
+  w2.worker_id = "w2";
+  EXPECT_EQ(scopes_->RecordOutputs(w2, job->job.id, 1, root.Key(), *fx_trees_).code(), Code::kFailedPrecondition)
+      << "w2 does not run the job";
+  EXPECT_EQ(scopes_->RecordOutputs(w1, job->job.id, 2, root.Key(), *fx_trees_).code(), Code::kFailedPrecondition)
+      << "not at that attempt";
+  auto none = scope_store_->Members({"project:b"}, {root.hash, own, secret});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(scopes_->RecordOutputs(w1, job->job.id, 1, root.Key(), *fx_trees_).ok());
+  auto in_b = scope_store_->Members({"project:b"}, {root.hash, own, secret});
+  ASSERT_TRUE(in_b.ok());
+  EXPECT_EQ(*in_b, (std::unordered_set<std::string>{root.hash, own}))
+      << "the worker's own upload joins project b; project default's digest does not";
+}
+
+}  // namespace
+}  // namespace kiln::controller
