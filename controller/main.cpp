@@ -36,8 +36,10 @@ int main(int argc, char** argv) {
   app.add_option("--set", sets, "Override one config setting, KEY=VALUE (repeatable), e.g. --set cas_max_bytes=50GiB");
   app.add_flag("--no-migrate", no_migrate, "Do not apply schema migrations on start (fail if the schema is old)");
   app.add_flag("--check-config", check_config, "Validate the configuration and exit");
+  // The daemon's options also after a subcommand (kiln-controller migrate
+  // --database-url URL): subcommands made from here on inherit this.
+  app.fallthrough();
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations and exit");
-  app.fallthrough();  // kiln-controller migrate --database-url URL: the daemon's options after a subcommand
 
   // Trust, on the controller's host (the bootstrap: no token exists yet).
   auto* certs = app.add_subcommand("certs", "The farm's TLS certificates");

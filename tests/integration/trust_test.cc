@@ -288,6 +288,39 @@ TEST_F(Trust, AWorkerActsOnlyOnItsOwnJobsAndARevokedOneIsCutOff) {
   ASSERT_EQ(Kiln({"cancel", job}).exit_code, 0);
 }
 
+// The operator's commands on the controller's host take the daemon's
+// options after the subcommand, as documented.
+TEST_F(Trust, ControllerSubcommandsBootstrapTheFarm) {
+  auto migrate = test::RunCommand({test::BinPath("kiln-controller"), "migrate", "--database-url", url_}, 60s);
+  EXPECT_EQ(migrate.exit_code, 0) << migrate.err;
+  auto again = test::RunCommand({test::BinPath("kiln-controller"), "migrate", "--database-url", url_}, 60s);
+  EXPECT_NE(again.out.find("schema is up to date"), std::string::npos) << again.out << again.err;
+  // certs server: a new server certificate from the CA in the directory.
+  const std::string before = test::ReadFile(tls_ + "/server.crt");
+  auto server = test::RunCommand(
+      {test::BinPath("kiln-controller"), "certs", "server", "--dir", tls_, "--host", "ctl.example.org"}, 30s);
+  ASSERT_EQ(server.exit_code, 0) << server.err;
+  auto info = auth::InspectCert(test::ReadFile(tls_ + "/server.crt"));
+  ASSERT_TRUE(info.ok());
+  EXPECT_NE(test::ReadFile(tls_ + "/server.crt"), before);
+  EXPECT_NE(std::find(info->dns_sans.begin(), info->dns_sans.end(), "ctl.example.org"), info->dns_sans.end());
+  EXPECT_TRUE(auth::VerifyCert(test::ReadFile(tls_ + "/server.crt"), test::ReadFile(tls_ + "/ca.crt"),
+                               auth::CertPurpose::kServer)
+                  .ok());
+  EXPECT_EQ(std::filesystem::status(tls_ + "/server.key").permissions() & std::filesystem::perms::others_read,
+            std::filesystem::perms::none);
+  // The controller serves with it; a read token made on the host works.
+  StartController();
+  const std::string reader = NewToken("read", "default");
+  v1::ListJobsResponse listed;
+  grpc::ClientContext ctx;
+  EXPECT_TRUE(v1::JobService::NewStub(Channel(0, reader))->ListJobs(&ctx, v1::ListJobsRequest(), &listed).ok());
+  // certs init refuses to replace the farm's CA.
+  auto init = test::RunCommand({test::BinPath("kiln-controller"), "certs", "init", "--dir", tls_}, 30s);
+  EXPECT_NE(init.exit_code, 0);
+  EXPECT_NE(init.err.find("already exists"), std::string::npos) << init.err;
+}
+
 // The CAS answers a token only about its projects' content: another
 // project's blob reads as missing until the caller uploads it itself.
 TEST_F(Trust, ATokenSeesOnlyItsProjectsContentAndAWorkerOnlyItsJobs) {
