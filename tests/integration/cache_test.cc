@@ -51,6 +51,13 @@ TEST_F(ActionCache, AnIdenticalBuildIsServedFromTheCacheWithoutAWorker) {
   EXPECT_EQ(first.out, "built from input\n");
   ASSERT_EQ(Ran(), 1);
   int64_t producer = LastJob();
+  // The entry names its producer: the worker, the certificate it reported
+  // under (the farm issued it to that worker) and the image.
+  EXPECT_EQ(test::Sql(url_, "SELECT a.worker_id = j.worker_id AND a.image = '" + img + "'"
+                            " AND EXISTS (SELECT 1 FROM worker_certs c WHERE c.serial = a.worker_cert"
+                            "             AND c.worker_id = a.worker_id)"
+                            " FROM action_cache a JOIN build_jobs j ON j.id = a.job_id"),
+            "t");
   fs::remove(dir_.path() + "/out/out.txt");
   std::string log_rows = test::Sql(url_, "SELECT count(*) FROM job_logs");
 
