@@ -146,6 +146,46 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
+  // ---- shared cache scopes ----
+
+  grpc::Status ListCacheScopes(grpc::ServerContext* ctx, const v1::Empty*,
+                               v1::ListCacheScopesResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto rows = d_.catalog.ListCacheScopes();
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) api::ToProto(r, resp->add_scopes());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetCacheScope(grpc::ServerContext* ctx, const v1::SetCacheScopeRequest* req,
+                             v1::CacheScope* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cache scope", req->name()); !s.ok()) return api::ToGrpc(s);
+    if (req->projects().empty())
+      return grpc::Status(grpc::INVALID_ARGUMENT, "cache scope " + req->name() +
+                                                      ": give the projects that share it (--project P, repeated)");
+    auto row = d_.catalog.SetCacheScope(req->name(), {req->projects().begin(), req->projects().end()}, who->Name());
+    if (!row.ok()) return api::ToGrpc(row.status());
+    spdlog::info("cache scope set scope={} projects={} by={}", row->name, Join(row->projects), who->Name());
+    d_.config_wake.Notify();  // the scope its members' jobs use
+    api::ToProto(*row, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RemoveCacheScope(grpc::ServerContext* ctx, const v1::RemoveCacheScopeRequest* req,
+                                v1::CacheScope* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cache scope", req->name()); !s.ok()) return api::ToGrpc(s);
+    auto row = d_.catalog.RemoveCacheScope(req->name());
+    if (!row.ok()) return api::ToGrpc(row.status());
+    spdlog::info("cache scope removed scope={} projects={} by={}", row->name, Join(row->projects), who->Name());
+    d_.config_wake.Notify();
+    api::ToProto(*row, resp);
+    return grpc::Status::OK;
+  }
+
   // ---- trust ----
 
   grpc::Status CreateToken(grpc::ServerContext* ctx, const v1::CreateTokenRequest* req,
@@ -242,6 +282,12 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     out->set_expires_at_ms(r.expires_at_ms);
     out->set_revoked_at_ms(r.revoked_at_ms);
     out->set_last_used_at_ms(r.last_used_at_ms);
+  }
+
+  static std::string Join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+    return out;
   }
 
   // Validates and re-serializes, so the stored document is canonical.

@@ -194,6 +194,14 @@ void ToProto(const queue::ProjectRow& in, v1::Project* out) {
   for (const auto& c : in.clusters) out->add_clusters(c);
 }
 
+void ToProto(const queue::CacheScopeRow& in, v1::CacheScope* out) {
+  out->set_name(in.name);
+  for (const auto& p : in.projects) out->add_projects(p);
+  out->set_created_by(in.created_by);
+  out->set_created_at_ms(in.created_at_ms);
+  out->set_updated_at_ms(in.updated_at_ms);
+}
+
 void ToProto(const queue::ClusterRow& in, v1::Cluster* out) {
   out->set_name(in.name);
   for (const auto& p : in.projects) out->add_projects(p);
