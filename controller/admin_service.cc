@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "api/convert.h"
@@ -50,7 +51,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status CreateProject(grpc::ServerContext* ctx, const v1::CreateProjectRequest* req, v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
-    auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
+    auto cfg = Normalize(req->name(), req->config_json().empty() ? "{}" : req->config_json(), /*exists=*/false);
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.CreateProject(req->name(), *cfg);
     if (!p.ok()) return api::ToGrpc(p.status());
@@ -72,7 +73,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                                 v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
-    auto cfg = Normalize(req->config_json());
+    auto cfg = Normalize(req->name(), req->config_json(), /*exists=*/true);
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.SetProjectConfig(req->name(), *cfg);
     if (!p.ok()) return api::ToGrpc(p.status());
@@ -290,12 +291,38 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return out;
   }
 
-  // Validates and re-serializes, so the stored document is canonical.
-  static Result<std::string> Normalize(const std::string& text) {
+  // Validates and re-serializes, so the stored document is canonical. A
+  // cache_scope must name a scope an admin created that lists the project
+  // (which, for a project not created yet (`exists` false), none can).
+  Result<std::string> Normalize(const std::string& project, const std::string& text, bool exists) {
     KILN_RETURN_IF_ERROR(config::CheckProjectConfigSize(text));
     auto parsed = config::ParseProjectConfig(text);
     if (!parsed.ok()) return parsed.status();
+    if (!parsed->cache_scope.empty()) KILN_RETURN_IF_ERROR(CheckScope(project, parsed->cache_scope, exists));
     return nlohmann::json::parse(text).dump();
+  }
+
+  Status CheckScope(const std::string& project, const std::string& scope, bool exists) {
+    auto row = d_.catalog.GetCacheScope(scope);
+    if (!row.ok() && row.status().code() == Code::kInvalidArgument)
+      return InvalidArgument("cache scope " + scope + " cannot exist: " + row.status().message());
+    if (!row.ok() && row.status().code() != Code::kNotFound) return row.status();
+    const bool listed =
+        row.ok() && std::find(row->projects.begin(), row->projects.end(), project) != row->projects.end();
+    if (listed) return Status::Ok();
+    // The command that would make it so: the scope's members and this project.
+    std::string set = "kiln cache scopes set " + scope;
+    for (const auto& p : row.ok() ? row->projects : std::vector<std::string>{}) set += " --project " + p;
+    set += " --project " + project + (row.ok() ? "" : " --project OTHER");
+    const std::string what = row.ok() ? "cache scope " + scope + " does not list project " + project +
+                                            ": only the projects it lists share its entries"
+                                      : "cache scope " + scope + " does not exist";
+    const std::string sep = row.ok() ? "; " : ": ";
+    if (exists) {
+      return InvalidArgument(what + sep + "an admin " + (row.ok() ? "adds it" : "creates it") + " with " + set);
+    }
+    return InvalidArgument(what + sep + "create the project without cache_scope, have an admin list it with " + set +
+                           ", then set its configuration");
   }
 
   AdminServiceDeps d_;
