@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "api/convert.h"
@@ -50,7 +51,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status CreateProject(grpc::ServerContext* ctx, const v1::CreateProjectRequest* req, v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
-    auto cfg = Normalize(req->config_json().empty() ? "{}" : req->config_json());
+    auto cfg = Normalize(req->name(), req->config_json().empty() ? "{}" : req->config_json(), /*exists=*/false);
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.CreateProject(req->name(), *cfg);
     if (!p.ok()) return api::ToGrpc(p.status());
@@ -72,7 +73,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                                 v1::Project* resp) override {
     if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
-    auto cfg = Normalize(req->config_json());
+    auto cfg = Normalize(req->name(), req->config_json(), /*exists=*/true);
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
     auto p = d_.catalog.SetProjectConfig(req->name(), *cfg);
     if (!p.ok()) return api::ToGrpc(p.status());
@@ -143,6 +144,46 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     auto n = d_.workers.RemoveWorkspace(project, req->name());
     if (!n.ok()) return api::ToGrpc(n.status());
     resp->set_workers(*n);
+    return grpc::Status::OK;
+  }
+
+  // ---- shared cache scopes ----
+
+  grpc::Status ListCacheScopes(grpc::ServerContext* ctx, const v1::Empty*,
+                               v1::ListCacheScopesResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto rows = d_.catalog.ListCacheScopes();
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) api::ToProto(r, resp->add_scopes());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetCacheScope(grpc::ServerContext* ctx, const v1::SetCacheScopeRequest* req,
+                             v1::CacheScope* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cache scope", req->name()); !s.ok()) return api::ToGrpc(s);
+    if (req->projects().empty())
+      return grpc::Status(grpc::INVALID_ARGUMENT, "cache scope " + req->name() +
+                                                      ": give the projects that share it (--project P, repeated)");
+    auto row = d_.catalog.SetCacheScope(req->name(), {req->projects().begin(), req->projects().end()}, who->Name());
+    if (!row.ok()) return api::ToGrpc(row.status());
+    spdlog::info("cache scope set scope={} projects={} by={}", row->name, Join(row->projects), who->Name());
+    d_.config_wake.Notify();  // the scope its members' jobs use
+    api::ToProto(*row, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RemoveCacheScope(grpc::ServerContext* ctx, const v1::RemoveCacheScopeRequest* req,
+                                v1::CacheScope* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cache scope", req->name()); !s.ok()) return api::ToGrpc(s);
+    auto row = d_.catalog.RemoveCacheScope(req->name());
+    if (!row.ok()) return api::ToGrpc(row.status());
+    spdlog::info("cache scope removed scope={} projects={} by={}", row->name, Join(row->projects), who->Name());
+    d_.config_wake.Notify();
+    api::ToProto(*row, resp);
     return grpc::Status::OK;
   }
 
@@ -244,12 +285,44 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     out->set_last_used_at_ms(r.last_used_at_ms);
   }
 
-  // Validates and re-serializes, so the stored document is canonical.
-  static Result<std::string> Normalize(const std::string& text) {
+  static std::string Join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+    return out;
+  }
+
+  // Validates and re-serializes, so the stored document is canonical. A
+  // cache_scope must name a scope an admin created that lists the project
+  // (which, for a project not created yet (`exists` false), none can).
+  Result<std::string> Normalize(const std::string& project, const std::string& text, bool exists) {
     KILN_RETURN_IF_ERROR(config::CheckProjectConfigSize(text));
     auto parsed = config::ParseProjectConfig(text);
     if (!parsed.ok()) return parsed.status();
+    if (!parsed->cache_scope.empty()) KILN_RETURN_IF_ERROR(CheckScope(project, parsed->cache_scope, exists));
     return nlohmann::json::parse(text).dump();
+  }
+
+  Status CheckScope(const std::string& project, const std::string& scope, bool exists) {
+    auto row = d_.catalog.GetCacheScope(scope);
+    if (!row.ok() && row.status().code() == Code::kInvalidArgument)
+      return InvalidArgument("cache scope " + scope + " cannot exist: " + row.status().message());
+    if (!row.ok() && row.status().code() != Code::kNotFound) return row.status();
+    const bool listed =
+        row.ok() && std::find(row->projects.begin(), row->projects.end(), project) != row->projects.end();
+    if (listed) return Status::Ok();
+    // The command that would make it so: the scope's members and this project.
+    std::string set = "kiln cache scopes set " + scope;
+    for (const auto& p : row.ok() ? row->projects : std::vector<std::string>{}) set += " --project " + p;
+    set += " --project " + project + (row.ok() ? "" : " --project OTHER");
+    const std::string what = row.ok() ? "cache scope " + scope + " does not list project " + project +
+                                            ": only the projects it lists share its entries"
+                                      : "cache scope " + scope + " does not exist";
+    const std::string sep = row.ok() ? "; " : ": ";
+    if (exists) {
+      return InvalidArgument(what + sep + "an admin " + (row.ok() ? "adds it" : "creates it") + " with " + set);
+    }
+    return InvalidArgument(what + sep + "create the project without cache_scope, have an admin list it with " + set +
+                           ", then set its configuration");
   }
 
   AdminServiceDeps d_;

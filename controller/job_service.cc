@@ -424,7 +424,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     }
     return id + " ran although " + other + " is identical and had succeeded: it was submitted with --no-cache, "
                 "or that result was not recorded or was dropped (unused for action_cache_max_age, or deleted), "
-                "or the project's cache_scope changed";
+                "or the project's cache scope changed (kiln cache scopes list)";
   }
 
   // "job 7 belongs to project B; ..." rather than the bare scope message.

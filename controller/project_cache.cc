@@ -24,6 +24,11 @@ Status ProjectCache::Refresh(bool force) {
       spdlog::warn("invalid configuration of project {} ignored: {}", p.name, c.status().message());
       next[p.name] = config::ProjectConfig{};
     } else {
+      // The scope its jobs use: the one it names only if an admin created
+      // that scope listing it (sql/010); else its own.
+      if (c->cache_scope != p.shared_scope)
+        spdlog::debug("cache scope not in effect project={} cache_scope={}", p.name, c->cache_scope);
+      c->cache_scope = p.shared_scope;
       next[p.name] = *c;
     }
   }

@@ -1,6 +1,9 @@
 #pragma once
 // The in-memory copy of every project's configuration, refreshed by polling
-// projects' updated_at (and on NOTIFY kiln_config) from the catalog.
+// projects' updated_at and the cache scopes' members (and on NOTIFY
+// kiln_config) from the catalog. A configuration's cache_scope is held as
+// in effect: the scope's name if an admin created it listing the project,
+// else "" (the project's own scope), whatever the document says.
 
 #include <map>
 #include <mutex>
@@ -20,7 +23,7 @@ class ProjectCache {
   explicit ProjectCache(queue::CatalogStore& catalog) : catalog_(catalog) {}
   // Reloads if the version moved (or force). Returns the error of the read.
   Status Refresh(bool force);
-  // The project's config; NotFound if it does not exist (after one reload),
+  // The project's config, cache_scope as in effect; NotFound if it does not exist (after one reload),
   // InvalidArgument for a name no project can have (common/text.h).
   Result<config::ProjectConfig> Get(const std::string& project);
 

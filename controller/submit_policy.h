@@ -23,8 +23,10 @@ struct SubmitAsk {
 };
 
 // The action and compile cache scope of a project's jobs: "project:<name>",
-// or "shared:<cache_scope>" for projects that trust each other. The two
-// namespaces keep a project from naming another's private scope.
+// or "shared:<cache_scope>" for the projects of a scope an admin created.
+// `pc` is the configuration as ProjectCache holds it, whose cache_scope is
+// set only while that scope lists the project. The two namespaces keep a
+// project from naming another's private scope.
 std::string CacheScope(const std::string& project, const config::ProjectConfig& pc);
 
 // The image a job asks for: its own, else its project's; "" for none. A

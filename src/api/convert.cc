@@ -192,6 +192,16 @@ void ToProto(const queue::ProjectRow& in, v1::Project* out) {
   out->set_config_json(in.config_json);
   out->set_updated_at_ms(in.updated_at_ms);
   for (const auto& c : in.clusters) out->add_clusters(c);
+  // As controller::CacheScope names it for the project's jobs.
+  out->set_cache_scope(in.shared_scope.empty() ? "project:" + in.name : "shared:" + in.shared_scope);
+}
+
+void ToProto(const queue::CacheScopeRow& in, v1::CacheScope* out) {
+  out->set_name(in.name);
+  for (const auto& p : in.projects) out->add_projects(p);
+  out->set_created_by(in.created_by);
+  out->set_created_at_ms(in.created_at_ms);
+  out->set_updated_at_ms(in.updated_at_ms);
 }
 
 void ToProto(const queue::ClusterRow& in, v1::Cluster* out) {

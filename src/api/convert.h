@@ -34,6 +34,7 @@ void ToProto(const queue::Job& in, v1::Job* out);
 void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out);
 void ToProto(const queue::ProjectRow& in, v1::Project* out);
 void ToProto(const queue::ClusterRow& in, v1::Cluster* out);
+void ToProto(const queue::CacheScopeRow& in, v1::CacheScope* out);
 
 grpc::Status ToGrpc(const Status& s);
 Status FromGrpc(const grpc::Status& s);

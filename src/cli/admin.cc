@@ -95,6 +95,16 @@ int RunProjectsShow(Client& c, const Globals& g, const std::string& name) {
                              ? "none: its jobs wait until it is mapped (kiln clusters map CLUSTER " + p->name() + ")"
                              : Join(p->clusters(), "-")});
   t.AddRow({"updated:", FormatTime(p->updated_at_ms())});
+  if (!p->cache_scope().empty()) {
+    // A cache_scope not in effect: the scope does not exist or does not list the project.
+    auto conf = config::ParseProjectConfig(p->config_json().empty() ? "{}" : p->config_json());
+    std::string named = conf.ok() ? conf->cache_scope : "";
+    std::string note = !named.empty() && p->cache_scope() != "shared:" + named
+                           ? " (its cache_scope " + named + " is not in effect: no cache scope of that name lists it; "
+                                                            "see kiln cache scopes list)"
+                           : "";
+    t.AddRow({"cache scope:", p->cache_scope() + note});
+  }
   t.Print(stdout);
   PrintLine("config:");
   PrintLine(PrettyJson(p->config_json().empty() ? "{}" : p->config_json()));

@@ -231,7 +231,9 @@ int Main(int argc, char** argv) {
   wy->callback([&] { action = [&](Client& c) { return RunWhy(c, g, why); }; });
 
   // cache
-  auto* ca = Sub(&app, "cache", "The compile cache: statistics, and which translation units a header affects");
+  auto* ca = Sub(&app, "cache",
+                 "The compile cache: statistics, which translation units a header affects, and the scopes "
+                 "projects share cache entries in");
   ca->require_subcommand(1);
   CacheStatsArgs cstats;
   auto* cs = Sub(ca, "stats", "Hits, misses by reason, fallbacks, bytes and time saved of a project's compile cache");
@@ -246,6 +248,30 @@ int Main(int argc, char** argv) {
   ci->add_option("--project", cimpact.project, "project")->capture_default_str();
   ci->add_option("--limit", cimpact.limit, "list at most this many (default 1000)")->check(CLI::Range(1, 100000));
   ci->callback([&] { action = [&](Client& c) { return RunCacheImpact(c, g, cimpact); }; });
+  auto* csc = Sub(ca, "scopes",
+                  "Shared cache scopes (admin): only the projects a scope lists share its action and compile cache "
+                  "entries; a project's cache_scope setting must name one that lists it");
+  csc->require_subcommand(1);
+  std::string scope_name;
+  std::vector<std::string> scope_projects;
+  auto* css = Sub(csc, "set",
+                  "Create a shared cache scope, or replace the projects it lists; projects left out use their own "
+                  "scope from their next job");
+  css->add_option("name", scope_name, "the scope's name (what projects' cache_scope names)")
+      ->type_name("NAME")
+      ->required();
+  css->add_option("--project", scope_projects, "a project that shares the scope (repeatable; at least one)")
+      ->type_name("PROJECT")
+      ->allow_extra_args(false)
+      ->required();
+  css->callback([&] { action = [&](Client& c) { return RunCacheScopesSet(c, g, scope_name, scope_projects); }; });
+  auto* csl = Sub(csc, "list", "List shared cache scopes and the projects each lists");
+  csl->callback([&] { action = [&](Client& c) { return RunCacheScopesList(c, g); }; });
+  auto* csr = Sub(csc, "rm",
+                  "Remove a shared cache scope: its projects use their own scopes from their next job (its entries "
+                  "stay until they expire)");
+  csr->add_option("name", scope_name, "the scope's name")->type_name("NAME")->required();
+  csr->callback([&] { action = [&](Client& c) { return RunCacheScopesRemove(c, g, scope_name); }; });
 
   // workspace
   auto* wsp = Sub(&app, "workspace", "Warm workspaces kept on workers (list, rm)");

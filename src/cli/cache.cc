@@ -1,4 +1,5 @@
-// kiln cache stats, kiln cache impact, and the compile cache part of kiln why.
+// kiln cache stats, kiln cache impact, kiln cache scopes, and the compile
+// cache part of kiln why.
 
 #include <cstdio>
 #include <map>
@@ -54,6 +55,12 @@ std::string Outcomes(const v1::CompileStats& s) {
   if (s.hits_preprocessed() > 0) out += "; " + Count(s.hits_preprocessed()) + " after preprocessing";
   out += "), " + Count(s.misses()) + (s.misses() == 1 ? " miss" : " misses");
   if (s.failed() > 0) out += ", " + Count(s.failed()) + " failed to compile";
+  return out;
+}
+
+std::string Projects(const v1::CacheScope& s) {
+  std::string out;
+  for (const auto& p : s.projects()) out += (out.empty() ? "" : ", ") + p;
   return out;
 }
 
@@ -156,6 +163,50 @@ int RunCacheImpact(Client& c, const Globals& g, const CacheImpactArgs& a) {
     t.AddRow({u.source(), u.output(), std::to_string(u.manifests()), FormatAge(u.last_used_ms(), now) + " ago"});
   t.Print(stdout);
   if (r->truncated()) Line("(first " + Count(r->units_size()) + "; --limit shows more)");
+  return kExitOk;
+}
+
+int RunCacheScopesSet(Client& c, const Globals& g, const std::string& name, const std::vector<std::string>& projects) {
+  auto r = c.SetCacheScope(name, projects);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    Line(ToJson(*r));
+    return kExitOk;
+  }
+  Line("cache scope " + r->name() + ": projects " + Projects(*r) + " share its action and compile cache entries "
+       "(each project's configuration names it with \"cache_scope\": \"" + r->name() + "\")");
+  return kExitOk;
+}
+
+int RunCacheScopesList(Client& c, const Globals& g) {
+  auto r = c.ListCacheScopes();
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    Line(ToJsonArray(r->scopes()));
+    return kExitOk;
+  }
+  if (r->scopes_size() == 0) {
+    Line("no shared cache scopes: every project's cache entries are its own (kiln cache scopes set NAME --project A "
+         "--project B shares them)");
+    return kExitOk;
+  }
+  const int64_t now = NowUnixMs();
+  Table t({"NAME", "PROJECTS", "UPDATED", "CREATED-BY"});
+  for (const auto& s : r->scopes())
+    t.AddRow({s.name(), Projects(s), FormatAge(s.updated_at_ms(), now) + " ago", s.created_by()});
+  t.Print(stdout);
+  return kExitOk;
+}
+
+int RunCacheScopesRemove(Client& c, const Globals& g, const std::string& name) {
+  auto r = c.RemoveCacheScope(name);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    Line(ToJson(*r));
+    return kExitOk;
+  }
+  Line("cache scope " + r->name() + " removed: projects " + Projects(*r) +
+       " use their own scopes from now on (their entries in it are no longer served)");
   return kExitOk;
 }
 

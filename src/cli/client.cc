@@ -221,6 +221,34 @@ Result<v1::CreateTokenResponse> Client::CreateToken(const v1::CreateTokenRequest
   });
 }
 
+Result<v1::CacheScope> Client::SetCacheScope(const std::string& name, const std::vector<std::string>& projects) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::SetCacheScopeRequest req;
+  req.set_name(name);
+  for (const auto& p : projects) req.add_projects(p);
+  return Call<v1::CacheScope>(impl_->options, [&](grpc::ClientContext* ctx, v1::CacheScope* resp) {
+    return impl_->admin->SetCacheScope(ctx, req, resp);
+  });
+}
+
+Result<v1::ListCacheScopesResponse> Client::ListCacheScopes() {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::Empty req;
+  return Call<v1::ListCacheScopesResponse>(impl_->options,
+                                           [&](grpc::ClientContext* ctx, v1::ListCacheScopesResponse* resp) {
+                                             return impl_->admin->ListCacheScopes(ctx, req, resp);
+                                           });
+}
+
+Result<v1::CacheScope> Client::RemoveCacheScope(const std::string& name) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::RemoveCacheScopeRequest req;
+  req.set_name(name);
+  return Call<v1::CacheScope>(impl_->options, [&](grpc::ClientContext* ctx, v1::CacheScope* resp) {
+    return impl_->admin->RemoveCacheScope(ctx, req, resp);
+  });
+}
+
 Result<v1::ListTokensResponse> Client::ListTokens() {
   if (!impl_->admin) return NoStub("AdminService");
   v1::Empty req;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "kiln/v1/kiln.pb.h"
@@ -77,6 +78,11 @@ class Client {
 
   Result<v1::ListWorkspacesResponse> ListWorkspaces(const std::string& project);
   Result<v1::RemoveWorkspaceResponse> RemoveWorkspace(const std::string& project, const std::string& name);
+
+  // Shared cache scopes (admin tokens).
+  Result<v1::CacheScope> SetCacheScope(const std::string& name, const std::vector<std::string>& projects);
+  Result<v1::ListCacheScopesResponse> ListCacheScopes();
+  Result<v1::CacheScope> RemoveCacheScope(const std::string& name);
 
   // Trust (admin tokens).
   Result<v1::CreateTokenResponse> CreateToken(const v1::CreateTokenRequest& req);

@@ -75,6 +75,11 @@ struct CacheImpactArgs {
 };
 int RunCacheImpact(Client& c, const Globals& g, const CacheImpactArgs& a);
 
+// kiln cache scopes set / list / rm (admin).
+int RunCacheScopesSet(Client& c, const Globals& g, const std::string& name, const std::vector<std::string>& projects);
+int RunCacheScopesList(Client& c, const Globals& g);
+int RunCacheScopesRemove(Client& c, const Globals& g, const std::string& name);
+
 struct OutputsArgs {
   std::string job_id;
   std::string dest = ".";

@@ -7,7 +7,7 @@
 //   env               object of string -> string, merged under the job's env
 //   requirements      object of string -> string, merged under the job's
 //   image             "sha256:<hex>": the image of jobs that name none
-//   cache_scope       name of an action/compile cache scope shared with other projects
+//   cache_scope       name of a shared action/compile cache scope that lists the project
 //   compile_cache     false: no compile cache wrapper in this project's builds
 //   workspace         "persistent": builds run in warm workspaces by default
 
@@ -26,7 +26,9 @@ struct ProjectConfig {
   std::map<std::string, std::string> requirements;
   std::string image;  // "sha256:<hex>" or empty
   // Action and compile cache entries are shared within a scope: the project's
-  // own name unless set. Projects that trust each other may share one.
+  // own unless set. Projects share one only if an admin created the scope
+  // listing them (kiln cache scopes set); the controller's project cache
+  // holds "" here for a project the named scope does not list.
   std::string cache_scope;
   // Jobs in an image run with the compile cache's wrapper first on PATH.
   bool compile_cache = true;

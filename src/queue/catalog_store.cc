@@ -1,5 +1,7 @@
 #include "queue/catalog_store.h"
 
+#include <algorithm>
+
 #include "common/text.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
@@ -7,10 +9,18 @@
 namespace kiln::queue {
 namespace {
 
+// The fifth column is the shared cache scope the project's jobs use: the one
+// its configuration names, if that scope exists and lists the project.
 constexpr const char* kProjectSelect =
     "SELECT p.name, p.config::text, " KILN_MS("p.updated_at") ","
     " (SELECT array_agg(c.name ORDER BY c.name) FROM cluster_projects cp JOIN clusters c ON c.id = cp.cluster_id"
-    "  WHERE cp.project_id = p.id) FROM projects p ";
+    "  WHERE cp.project_id = p.id),"
+    " (SELECT s.name FROM cache_scopes s WHERE s.name = p.config->>'cache_scope' AND p.name = ANY (s.projects))"
+    " FROM projects p ";
+
+constexpr const char* kScopeSelect =
+    "SELECT name, array_to_string(projects, ','), created_by, " KILN_MS("created_at") ", " KILN_MS("updated_at")
+    " FROM cache_scopes ";
 
 constexpr const char* kClusterSelect =
     "SELECT c.name, (SELECT array_agg(p.name ORDER BY p.name) FROM cluster_projects cp"
@@ -25,7 +35,27 @@ std::vector<db::Statement> Statements() {
       {"create_project",
        "INSERT INTO projects (name, config) VALUES ($1, $2::jsonb) ON CONFLICT (name) DO NOTHING RETURNING id"},
       {"set_project_config", "UPDATE projects SET config = $2::jsonb WHERE name = $1"},
-      {"projects_version", "SELECT coalesce(max(updated_at)::text, '') || '/' || count(*) FROM projects"},
+      // Projects' rows and every scope's members: what the effective scopes depend on.
+      {"projects_version",
+       "SELECT coalesce(max(updated_at)::text, '') || '/' || count(*) || '/' ||"
+       " (SELECT md5(coalesce(string_agg(name || '=' || array_to_string(projects, ','), ';' ORDER BY name), ''))"
+       "  FROM cache_scopes) FROM projects"},
+      {"list_cache_scopes", std::string(kScopeSelect) + "ORDER BY name"},
+      {"get_cache_scope", std::string(kScopeSelect) + "WHERE name = $1"},
+      {"scope_missing_projects",
+       "SELECT p FROM unnest(string_to_array($1, ',')) p WHERE NOT EXISTS (SELECT 1 FROM projects WHERE name = p)"},
+      {"set_cache_scope",
+       "INSERT INTO cache_scopes (name, projects, created_by) VALUES ($1, string_to_array($2, ',')::text[], $3)"
+       " ON CONFLICT (name) DO UPDATE SET projects = EXCLUDED.projects"},
+      {"remove_cache_scope", "DELETE FROM cache_scopes WHERE name = $1"},
+      // Jobs not yet ended of projects the scope no longer lists ($2, comma
+      // separated) leave it: their compiles and their result use their own
+      // project's scope from now on.
+      {"leave_cache_scope",
+       "UPDATE build_jobs j SET cache_scope = 'project:' || p.name FROM projects p"
+       " WHERE p.id = j.project_id AND j.cache_scope = 'shared:' || $1"
+       "   AND j.status IN ('queued', 'setup', 'running')"
+       "   AND NOT (p.name = ANY (string_to_array($2, ',')))"},
       {"list_clusters", std::string(kClusterSelect) + "ORDER BY c.name"},
       {"get_cluster", std::string(kClusterSelect) + "WHERE c.name = $1"},
       {"create_cluster", "INSERT INTO clusters (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id"},
@@ -61,7 +91,34 @@ ProjectRow RowToProject(const pqxx::row& r) {
   p.config_json = r[1].as<std::string>();
   p.updated_at_ms = r[2].as<int64_t>();
   p.clusters = PgTextArray(r[3]);
+  p.shared_scope = r[4].is_null() ? "" : r[4].as<std::string>();
   return p;
+}
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+CacheScopeRow RowToScope(const pqxx::row& r) {
+  CacheScopeRow s;
+  s.name = r[0].as<std::string>();
+  s.projects = SplitComma(r[1].as<std::string>());
+  s.created_by = r[2].as<std::string>();
+  s.created_at_ms = r[3].as<int64_t>();
+  s.updated_at_ms = r[4].as<int64_t>();
+  return s;
+}
+
+Status ScopeNotFound(const std::string& name) {
+  return NotFound("cache scope \"" + name + "\" does not exist (see kiln cache scopes list)");
 }
 
 ClusterRow RowToCluster(const pqxx::row& r) {
@@ -131,6 +188,63 @@ Result<std::string> CatalogStore::ProjectsVersion() {
   return pool_.Query("cannot poll project configuration", [&](pqxx::connection& c) -> Result<std::string> {
     pqxx::nontransaction tx(c);
     return tx.exec_prepared("projects_version")[0][0].as<std::string>();
+  });
+}
+
+Result<std::vector<CacheScopeRow>> CatalogStore::ListCacheScopes() {
+  return pool_.Query("cannot list cache scopes", [&](pqxx::connection& c) -> Result<std::vector<CacheScopeRow>> {
+    pqxx::nontransaction tx(c);
+    std::vector<CacheScopeRow> out;
+    for (const auto& row : tx.exec_prepared("list_cache_scopes")) out.push_back(RowToScope(row));
+    return out;
+  });
+}
+
+Result<CacheScopeRow> CatalogStore::GetCacheScope(const std::string& name) {
+  KILN_RETURN_IF_ERROR(CheckName("cache scope", name));
+  return pool_.Query("cannot read cache scope " + name, [&](pqxx::connection& c) -> Result<CacheScopeRow> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("get_cache_scope", name);
+    if (r.empty()) return ScopeNotFound(name);
+    return RowToScope(r[0]);
+  });
+}
+
+Result<CacheScopeRow> CatalogStore::SetCacheScope(const std::string& name, std::vector<std::string> projects,
+                                                  const std::string& created_by) {
+  KILN_RETURN_IF_ERROR(CheckName("cache scope", name));
+  if (projects.empty()) return InvalidArgument("cache scope " + name + ": give the projects that share it");
+  if (projects.size() > kMaxScopeProjects)
+    return InvalidArgument("cache scope " + name + ": at most " + std::to_string(kMaxScopeProjects) + " projects");
+  for (const auto& p : projects) KILN_RETURN_IF_ERROR(CheckName("project", p));
+  std::sort(projects.begin(), projects.end());
+  projects.erase(std::unique(projects.begin(), projects.end()), projects.end());
+  std::string list;
+  for (const auto& p : projects) list += (list.empty() ? "" : ",") + p;
+  return pool_.Query("cannot set cache scope " + name, [&](pqxx::connection& c) -> Result<CacheScopeRow> {
+    pqxx::work tx(c);
+    auto missing = tx.exec_prepared("scope_missing_projects", list);
+    if (!missing.empty()) return ProjectNotFound(missing[0][0].as<std::string>());
+    // The scope's row first: a concurrent change of it waits here.
+    tx.exec_prepared("set_cache_scope", name, list, created_by);
+    tx.exec_prepared("leave_cache_scope", name, list);
+    auto out = RowToScope(tx.exec_prepared("get_cache_scope", name)[0]);
+    tx.commit();
+    return out;
+  });
+}
+
+Result<CacheScopeRow> CatalogStore::RemoveCacheScope(const std::string& name) {
+  KILN_RETURN_IF_ERROR(CheckName("cache scope", name));
+  return pool_.Query("cannot remove cache scope " + name, [&](pqxx::connection& c) -> Result<CacheScopeRow> {
+    pqxx::work tx(c);
+    auto r = tx.exec_prepared("get_cache_scope", name);
+    if (r.empty()) return ScopeNotFound(name);
+    auto out = RowToScope(r[0]);
+    tx.exec_prepared("remove_cache_scope", name);
+    tx.exec_prepared("leave_cache_scope", name, "");
+    tx.commit();
+    return out;
   });
 }
 

@@ -1,9 +1,10 @@
 #pragma once
 // The catalog: projects (with their jsonb configuration, updated_at kept by
-// a trigger) and clusters, and which clusters serve which projects. None
-// throws. Failures: Unavailable when the database cannot be reached,
-// NotFound for unknown names, AlreadyExists for a name taken,
-// InvalidArgument for a bad name, Internal otherwise.
+// a trigger) and clusters, and which clusters serve which projects; the
+// shared cache scopes and the projects each lists. None throws. Failures:
+// Unavailable when the database cannot be reached, NotFound for unknown
+// names, AlreadyExists for a name taken, InvalidArgument for a bad name,
+// Internal otherwise.
 
 #include <string>
 #include <vector>
@@ -27,8 +28,24 @@ class CatalogStore {
   // config_json must already be validated (config::ParseProjectConfig).
   Result<ProjectRow> CreateProject(const std::string& name, const std::string& config_json);
   Result<ProjectRow> SetProjectConfig(const std::string& name, const std::string& config_json);
-  // Changes whenever any project row changes (max updated_at and count).
+  // Changes whenever any project row changes (max updated_at and count) or
+  // any cache scope's members do.
   Result<std::string> ProjectsVersion();
+
+  // Shared cache scopes, by name.
+  Result<std::vector<CacheScopeRow>> ListCacheScopes();
+  // NotFound if there is no such scope.
+  Result<CacheScopeRow> GetCacheScope(const std::string& name);
+  // Creates the scope or replaces its member list (created_by is kept from
+  // its creation). Every project must exist (NotFound names the first that
+  // does not); at least one, at most kMaxScopeProjects (InvalidArgument).
+  // Jobs not yet ended of projects it no longer lists leave the scope.
+  Result<CacheScopeRow> SetCacheScope(const std::string& name, std::vector<std::string> projects,
+                                      const std::string& created_by);
+  // Removes the scope and returns what it was; its members' jobs not yet
+  // ended leave it. NotFound if there is no such scope.
+  Result<CacheScopeRow> RemoveCacheScope(const std::string& name);
+  static constexpr size_t kMaxScopeProjects = 1000;
 
   Result<std::vector<ClusterRow>> ListClusters();
   Result<ClusterRow> CreateCluster(const std::string& name);

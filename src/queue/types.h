@@ -155,6 +155,18 @@ struct ProjectRow {
   std::string config_json;
   int64_t updated_at_ms = 0;
   std::vector<std::string> clusters;
+  // The shared cache scope its jobs use: the configuration's cache_scope if
+  // that scope exists and lists the project (sql/010), else "" (its own).
+  std::string shared_scope;
+};
+
+// A shared cache scope: the projects that share action and compile cache
+// entries, as an admin listed them.
+struct CacheScopeRow {
+  std::string name;
+  std::vector<std::string> projects;  // sorted, at least one
+  std::string created_by;
+  int64_t created_at_ms = 0, updated_at_ms = 0;
 };
 
 struct WorkspaceRow {

@@ -37,6 +37,15 @@ class ActionCache : public ContainerFarm {
   int Ran() { return Count("attempt > 0"); }
   int64_t LastJob() { return std::stoll(test::Sql(url_, "SELECT max(id) FROM build_jobs")); }
   std::string BlobPath(const std::string& hash) { return dir_.path() + "/cas/blobs/" + hash.substr(0, 2) + "/" + hash; }
+  // Waits until the controller's jobs of `project` use `scope` (it reloads
+  // project configuration on NOTIFY kiln_config, a moment after a change).
+  bool WaitForScope(const std::string& project, const std::string& scope) {
+    return test::WaitFor(
+        [&] {
+          return Kiln({"cache", "stats", "--project", project}).out.find("(scope " + scope + ")") != std::string::npos;
+        },
+        10s);
+  }
 };
 
 // Absolute paths: the same wherever the build starts (see the working directory case).
@@ -115,12 +124,15 @@ TEST_F(ActionCache, EntriesServeOnlyTheirProjectUnlessProjectsShareAScope) {
   Up();
   std::string img = Busybox();
   std::string src = Source();
-  // Created with their configuration: a controller loads a project it does
-  // not know yet at its first submit.
   for (const char* p : {"alpha", "beta", "gamma"}) {
-    std::string conf = std::string(p) == "alpha" ? "{}" : R"({"cache_scope": "trusted"})";
-    ASSERT_EQ(Kiln({"projects", "create", p, "--config", conf}).exit_code, 0);
+    ASSERT_EQ(Kiln({"projects", "create", p}).exit_code, 0);
     ASSERT_EQ(Kiln({"clusters", "map", "default", p}).exit_code, 0);
+  }
+  // beta and gamma share a scope an admin created listing them.
+  ASSERT_EQ(Kiln({"cache", "scopes", "set", "trusted", "--project", "beta", "--project", "gamma"}).exit_code, 0);
+  for (const char* p : {"beta", "gamma"}) {
+    ASSERT_EQ(Kiln({"projects", "config", "set", p, R"({"cache_scope": "trusted"})"}).exit_code, 0);
+    ASSERT_TRUE(WaitForScope(p, "shared:trusted")) << p;
   }
   auto in = [&](const char* project) { return Build(img, src, kScript, {"--project", project}); };
   ASSERT_EQ(in("alpha").exit_code, 0);
@@ -134,6 +146,88 @@ TEST_F(ActionCache, EntriesServeOnlyTheirProjectUnlessProjectsShareAScope) {
   EXPECT_EQ(Ran(), 2);
   auto alpha = in("alpha");
   EXPECT_NE(alpha.err.find("action cache"), std::string::npos) << alpha.err;
+}
+
+// "Results are only as trusted as their producer": naming another team's
+// cache_scope shared its entries without its consent. Only the projects an
+// admin's scope lists are served from it, and only while it lists them.
+TEST_F(ActionCache, OnlyTheProjectsAScopeListsAreServedFromIt) {
+  Up();
+  std::string img = Busybox();
+  std::string src = Source();
+  for (const char* p : {"alpha", "beta", "mallory"}) {
+    ASSERT_EQ(Kiln({"projects", "create", p}).exit_code, 0);
+    ASSERT_EQ(Kiln({"clusters", "map", "default", p}).exit_code, 0);
+  }
+  const std::string conf = R"({"cache_scope": "alpha-team"})";
+  // Before an admin creates the scope nobody may name it.
+  auto early = Kiln({"projects", "config", "set", "alpha", conf});
+  EXPECT_EQ(early.exit_code, 5) << early.err;
+  EXPECT_NE(early.err.find("cache scope alpha-team does not exist: an admin creates it with kiln cache scopes set "
+                           "alpha-team --project alpha --project OTHER"),
+            std::string::npos)
+      << early.err;
+  auto set = Kiln({"cache", "scopes", "set", "alpha-team", "--project", "alpha", "--project", "beta"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_EQ(set.out,
+            "cache scope alpha-team: projects alpha, beta share its action and compile cache entries (each project's "
+            "configuration names it with \"cache_scope\": \"alpha-team\")\n");
+  for (const char* p : {"alpha", "beta"}) {
+    auto r = Kiln({"projects", "config", "set", p, conf});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(WaitForScope(p, "shared:alpha-team")) << p;
+  }
+  // A project the scope does not list may not name it.
+  auto refused = Kiln({"projects", "config", "set", "mallory", conf});
+  EXPECT_EQ(refused.exit_code, 5) << refused.err;
+  EXPECT_NE(refused.err.find("cache scope alpha-team does not list project mallory"), std::string::npos)
+      << refused.err;
+  EXPECT_EQ(test::Sql(url_, "SELECT config::text FROM projects WHERE name = 'mallory'"), "{}");
+
+  auto in = [&](const char* project) { return Build(img, src, kScript, {"--project", project}); };
+  ASSERT_EQ(in("alpha").exit_code, 0);
+  ASSERT_EQ(Ran(), 1);
+  auto beta = in("beta");
+  ASSERT_EQ(beta.exit_code, 0) << beta.err;
+  EXPECT_NE(beta.err.find("action cache"), std::string::npos) << "beta is listed: " << beta.err;
+  EXPECT_EQ(Ran(), 1);
+  int64_t served = LastJob();
+  auto mallory = in("mallory");
+  ASSERT_EQ(mallory.exit_code, 0) << mallory.err;
+  EXPECT_EQ(mallory.err.find("action cache"), std::string::npos) << mallory.err;
+  EXPECT_EQ(Ran(), 2) << "mallory's build ran in its own scope";
+
+  // beta removed from the scope: its identical build runs, though its
+  // configuration still names the scope.
+  auto removed = Kiln({"cache", "scopes", "set", "alpha-team", "--project", "alpha"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  ASSERT_TRUE(WaitForScope("beta", "project:beta"));
+  auto again = in("beta");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, "built from input\n");
+  EXPECT_EQ(again.err.find("action cache"), std::string::npos) << again.err;
+  EXPECT_EQ(Ran(), 3) << "beta is no longer served alpha's result";
+  const std::string id = std::to_string(LastJob());
+  auto status = Kiln({"status", id});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(status.out.find("action cache"), std::string::npos) << status.out;
+  auto why = Kiln({"why", id});
+  ASSERT_EQ(why.exit_code, 0) << why.err;
+  EXPECT_NE(why.out.find("job " + id + " ran although job " + std::to_string(served) +
+                         " is identical and had succeeded"),
+            std::string::npos)
+      << why.out;
+  auto show = Kiln({"projects", "show", "beta"});
+  EXPECT_NE(show.out.find("project:beta (its cache_scope alpha-team is not in effect"), std::string::npos)
+      << show.out;
+  // alpha still is.
+  auto alpha = in("alpha");
+  EXPECT_NE(alpha.err.find("action cache"), std::string::npos) << alpha.err;
+  EXPECT_EQ(Ran(), 3);
+  auto list = Kiln({"cache", "scopes", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("alpha-team"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("beta"), std::string::npos) << list.out;
 }
 
 TEST_F(ActionCache, WhySaysWhatChangedSinceTheNearestEarlierJob) {

@@ -505,11 +505,20 @@ TEST_F(CompileCache, EntriesServeOnlyTheirProjectUnlessProjectsShareAScope) {
   const std::string img = Toolchain();
   WriteProject();
   for (const char* p : {"alpha", "beta", "gamma", "delta"}) {
-    std::string conf = std::string(p) == "alpha"   ? "{}"
-                       : std::string(p) == "delta" ? R"({"compile_cache": false})"
-                                                   : R"({"cache_scope": "trusted"})";
+    std::string conf = std::string(p) == "delta" ? R"({"compile_cache": false})" : "{}";
     ASSERT_EQ(Kiln({"projects", "create", p, "--config", conf}).exit_code, 0);
     ASSERT_EQ(Kiln({"clusters", "map", "default", p}).exit_code, 0);
+  }
+  // beta and gamma share a scope an admin created listing them.
+  ASSERT_EQ(Kiln({"cache", "scopes", "set", "trusted", "--project", "beta", "--project", "gamma"}).exit_code, 0);
+  for (const char* p : {"beta", "gamma"}) {
+    ASSERT_EQ(Kiln({"projects", "config", "set", p, R"({"cache_scope": "trusted"})"}).exit_code, 0);
+    ASSERT_TRUE(test::WaitFor(
+        [&] {
+          return Kiln({"cache", "stats", "--project", p}).out.find("(scope shared:trusted)") != std::string::npos;
+        },
+        10s))
+        << p << " uses the scope once the controller reloaded its configuration";
   }
   EXPECT_EQ(Hits(Build(img, {}, "alpha")), 0);
   EXPECT_EQ(Hits(Build(img, {}, "beta")), 0) << "alpha's entries are alpha's";

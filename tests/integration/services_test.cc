@@ -888,6 +888,153 @@ TEST_F(ServicesTest, AdminCallsNeedAnAdminTokenAndTokensAreShownOnce) {
       << "revoked at once on this controller";
 }
 
+// "Results are only as trusted as their producer": a project's configuration
+// naming a cache_scope shared it with every project naming the same. Now a
+// shared scope exists only when an admin creates it listing its projects,
+// and only those are served from it.
+TEST_F(ServicesTest, ACacheScopeIsSharedOnlyByTheProjectsAnAdminListed) {
+  queue::CatalogStore catalog(*pool_);
+  queue::WorkerStore workers(*pool_);
+  queue::JobStore jobs(*pool_);
+  ProjectCache projects(catalog);
+  cache::CompileCacheStore compiles(url_, 1);
+  Signal config_wake, dispatch_wake;
+  Served admin(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers,
+                                 config_wake, dispatch_wake}));
+  Served cache(MakeCacheService({*guard_, compiles, projects}));
+  auto stub = v1::AdminService::NewStub(admin.channel());
+  auto cache_stub = v1::CacheService::NewStub(cache.channel());
+  for (const char* name : {"web", "api"}) {
+    v1::CreateProjectRequest create;
+    create.set_name(name);
+    v1::Project p;
+    ASSERT_TRUE(stub->CreateProject(As(g_token).get(), create, &p).ok());
+  }
+  ASSERT_TRUE(projects.Refresh(true).ok());
+  auto scope_of = [&](const std::string& project) {
+    v1::CompileStatsRequest req;
+    req.set_project(project);
+    v1::CompileStatsResponse resp;
+    auto st = cache_stub->CompileStats(As(g_token).get(), req, &resp);
+    return st.ok() ? resp.scope() : "error: " + st.error_message();
+  };
+  auto configure = [&](const std::string& project, const std::string& json) {
+    v1::SetProjectConfigRequest set;
+    set.set_name(project);
+    set.set_config_json(json);
+    v1::Project p;
+    return stub->SetProjectConfig(As(g_token).get(), set, &p);
+  };
+  auto set_scope = [&](const std::string& token, std::vector<std::string> members, v1::CacheScope* out) {
+    v1::SetCacheScopeRequest req;
+    req.set_name("team");
+    for (const auto& m : members) req.add_projects(m);
+    return stub->SetCacheScope(As(token).get(), req, out);
+  };
+  const std::string kTeam = R"({"cache_scope": "team"})";
+
+  // Naming a scope nobody created is refused, saying how to create it; at
+  // creation too (no scope can list a project that does not exist yet).
+  auto st = configure("web", kTeam);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("cache scope team does not exist: an admin creates it with kiln cache scopes set "
+                                    "team --project web --project OTHER"),
+            std::string::npos)
+      << st.error_message();
+  v1::CreateProjectRequest create;
+  create.set_name("newcomer");
+  create.set_config_json(kTeam);
+  v1::Project p;
+  st = stub->CreateProject(As(g_token).get(), create, &p);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("create the project without cache_scope"), std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM projects WHERE name = 'newcomer'"), "0");
+
+  // Only an admin manages scopes.
+  auto submitter = trust_->CreateToken({auth::Role::kSubmit, {"web"}, "", "test", 0});
+  ASSERT_TRUE(submitter.ok());
+  v1::CacheScope scope;
+  st = set_scope(*submitter, {"web", "api"}, &scope);
+  EXPECT_EQ(st.error_code(), grpc::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("needs an admin token"), std::string::npos) << st.error_message();
+  v1::ListCacheScopesResponse listed;
+  EXPECT_EQ(stub->ListCacheScopes(As(*submitter).get(), v1::Empty(), &listed).error_code(), grpc::PERMISSION_DENIED);
+  v1::RemoveCacheScopeRequest rm;
+  rm.set_name("team");
+  EXPECT_EQ(stub->RemoveCacheScope(As(*submitter).get(), rm, &scope).error_code(), grpc::PERMISSION_DENIED);
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM cache_scopes"), "0") << "refused calls changed nothing";
+
+  // A scope needs projects, and projects that exist.
+  EXPECT_EQ(set_scope(g_token, {}, &scope).error_code(), grpc::INVALID_ARGUMENT);
+  st = set_scope(g_token, {"web", "nosuch"}, &scope);
+  EXPECT_EQ(st.error_code(), grpc::NOT_FOUND) << st.error_message();
+  EXPECT_NE(st.error_message().find("project \"nosuch\" does not exist"), std::string::npos) << st.error_message();
+
+  // A scope of web alone: api may not name it.
+  ASSERT_TRUE(set_scope(g_token, {"web"}, &scope).ok());
+  EXPECT_EQ(scope.created_by().rfind("token ", 0), 0u) << "the creator is recorded: " << scope.created_by();
+  ASSERT_TRUE(configure("web", kTeam).ok());
+  st = configure("api", kTeam);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("cache scope team does not list project api: only the projects it lists share "
+                                    "its entries; an admin adds it with kiln cache scopes set team --project web "
+                                    "--project api"),
+            std::string::npos)
+      << st.error_message();
+
+  // Listing both, both may name it, and both jobs use it.
+  uint64_t c0 = config_wake.generation();
+  ASSERT_TRUE(set_scope(g_token, {"web", "api", "web"}, &scope).ok());
+  EXPECT_GT(config_wake.generation(), c0) << "the project cache reloads";
+  EXPECT_EQ(std::vector<std::string>(scope.projects().begin(), scope.projects().end()),
+            (std::vector<std::string>{"api", "web"}));
+  ASSERT_TRUE(configure("api", kTeam).ok());
+  ASSERT_TRUE(projects.Refresh(/*force=*/false).ok()) << "the poll sees the change";
+  EXPECT_EQ(scope_of("web"), "shared:team");
+  EXPECT_EQ(scope_of("api"), "shared:team");
+  ASSERT_TRUE(stub->ListCacheScopes(As(g_token).get(), v1::Empty(), &listed).ok());
+  ASSERT_EQ(listed.scopes_size(), 1);
+  EXPECT_EQ(listed.scopes(0).name(), "team");
+  EXPECT_EQ(listed.scopes(0).projects_size(), 2);
+
+  // A job of api in flight in the scope...
+  queue::NewJob job;
+  job.project = "api";
+  job.spec.argv = {"true"};
+  job.spec.image = "sha256:" + std::string(64, 'a');
+  job.action_digest = std::string(64, 'b');
+  job.cache_scope = "shared:team";
+  auto queued = jobs.Submit(job);
+  ASSERT_TRUE(queued.ok()) << queued.status().message();
+  const std::string queued_scope =
+      "SELECT cache_scope FROM build_jobs WHERE id = " + std::to_string(queued->job.id);
+
+  // Removed from the scope, api uses its own again (its configuration still
+  // names the scope), from the next job on: the poll sees the change of
+  // members, without a change of any project row. Its job in flight leaves
+  // the scope too.
+  ASSERT_TRUE(set_scope(g_token, {"web"}, &scope).ok());
+  EXPECT_EQ(test::Sql(url_, queued_scope), "project:api") << "its job in flight is not served from the scope either";
+  ASSERT_TRUE(projects.Refresh(/*force=*/false).ok());
+  EXPECT_EQ(scope_of("api"), "project:api");
+  EXPECT_EQ(scope_of("web"), "shared:team");
+  v1::GetProjectRequest get;
+  get.set_name("api");
+  ASSERT_TRUE(stub->GetProject(As(g_token).get(), get, &p).ok());
+  EXPECT_EQ(p.cache_scope(), "project:api");
+  EXPECT_NE(p.config_json().find("team"), std::string::npos) << p.config_json();
+
+  // Removing the scope: web's jobs use web's own.
+  rm.set_name("team");
+  ASSERT_TRUE(stub->RemoveCacheScope(As(g_token).get(), rm, &scope).ok());
+  ASSERT_TRUE(projects.Refresh(/*force=*/false).ok());
+  EXPECT_EQ(scope_of("web"), "project:web");
+  EXPECT_EQ(stub->RemoveCacheScope(As(g_token).get(), rm, &scope).error_code(), grpc::NOT_FOUND);
+  ASSERT_TRUE(stub->ListCacheScopes(As(g_token).get(), v1::Empty(), &listed).ok());
+  EXPECT_EQ(listed.scopes_size(), 0);
+}
+
 }  // namespace
 }  // namespace kiln::controller
 
