@@ -220,7 +220,8 @@ class CasServiceImpl final : public v1::CasService::Service {
       // stored blob and an absent one get the same answer.
       if (static_cast<int64_t>(b.data().size()) != d.size || cas::DigestOf(b.data()) != d) {
         st->set_code(static_cast<int>(Code::kInvalidArgument));
-        st->set_message("the data sent for blob " + d.ToString() + " does not hash to it");
+        st->set_message("uploaded content does not match its digest: expected " + d.ToString() + ", got " +
+                        cas::DigestOf(b.data()).ToString());
         continue;
       }
       index[static_cast<size_t>(i)] = static_cast<int>(ok.size());

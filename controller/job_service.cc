@@ -127,18 +127,31 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
       // The tree's content must be the caller's (in one of its scopes):
-      // naming another project's digests does not make them readable. It
-      // then joins the project's scopes; an admin may submit anything the
-      // farm holds.
-      std::vector<std::string> hashes;
-      SeenFn seen;
-      if (!who->IsAdmin()) seen = [&](const std::vector<std::string>& h) { return d_.scopes.Seen(*who, h); };
+      // naming another project's digests does not make them readable. What
+      // is not yet in the project's scopes joins them; an admin may submit
+      // anything the farm holds.
+      auto target = d_.scopes.ProjectScopes(project);
+      if (!target.ok()) return api::ToGrpc(target.status());
+      std::vector<std::string> joining;  // in the caller's scopes, not yet in the project's
+      SeenFn seen = [&](const std::vector<std::string>& h) -> Result<std::unordered_set<std::string>> {
+        auto in_target = d_.scopes.store().Members(*target, h);
+        if (!in_target.ok()) return in_target;
+        std::vector<std::string> rest;
+        for (const auto& x : h)
+          if (!in_target->count(x)) rest.push_back(x);
+        if (rest.empty()) return in_target;
+        auto elsewhere = d_.scopes.Seen(*who, rest);  // an admin sees everything
+        if (!elsewhere.ok()) return elsewhere;
+        for (const auto& x : *elsewhere) {
+          in_target->insert(x);
+          joining.push_back(x);
+        }
+        return in_target;
+      };
       Status s = CheckTree(d_.trees, d_.blobs, api::FromProto(req->spec().input_root()), d_.max_tree_files,
-                           "input tree", &hashes, seen);
+                           "input tree", nullptr, seen);
       if (!s.ok()) return api::ToGrpc(s);
-      auto scopes = d_.scopes.ProjectScopes(project);
-      if (!scopes.ok()) return api::ToGrpc(scopes.status());
-      if (Status st = d_.scopes.store().Add(*scopes, hashes); !st.ok()) return api::ToGrpc(st);
+      if (Status st = d_.scopes.store().Add(*target, joining); !st.ok()) return api::ToGrpc(st);
     }
     SubmitAsk ask;
     ask.project = project;
