@@ -11,6 +11,7 @@
 
 #include "api/channel.h"
 #include "api/convert.h"
+#include "auth/token.h"
 #include "auth/x509.h"
 #include "common/util.h"
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -123,15 +124,7 @@ Result<Identity> LoadOrEnroll(const config::WorkerConfig& cfg, const std::string
   if (cfg.insecure) {
     spdlog::warn("insecure = true: talking plaintext to controller {}; this worker is trusted by the name it gives",
                  cfg.controller);
-    // A name like an enrolled worker's: the host's safe characters, then a
-    // random suffix.
-    std::string base;
-    for (char c : hostname) {
-      if (base.size() >= 40) break;
-      if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_') base += c;
-    }
-    if (base.empty() || !std::isalnum(static_cast<unsigned char>(base[0]))) base = "worker" + base;
-    return Identity{base + "-" + RandomHex(4), "", "", "", 0, 0};
+    return Identity{auth::NewWorkerId(hostname), "", "", "", 0, 0};
   }
   const std::string dir = cfg.work_dir + "/tls";
   if (fs::exists(dir + "/worker.crt")) {

@@ -3,6 +3,8 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include <cctype>
+
 #include "common/util.h"
 
 namespace kiln::auth {
@@ -69,6 +71,16 @@ std::string SecretHash(std::string_view secret) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), md);
   return std::string(reinterpret_cast<const char*>(md), sizeof md);
+}
+
+std::string NewWorkerId(std::string_view host_hint) {
+  std::string base;
+  for (char c : host_hint) {
+    if (base.size() >= 40) break;
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_') base += c;
+  }
+  if (base.empty() || !std::isalnum(static_cast<unsigned char>(base[0]))) base = "worker" + base;
+  return base + "-" + RandomHex(3);
 }
 
 bool SameHash(std::string_view a, std::string_view b) {

@@ -35,6 +35,10 @@ Result<TokenText> ParseToken(TokenKind kind, std::string_view text);
 // SHA-256 of the secret, 32 raw bytes.
 std::string SecretHash(std::string_view secret);
 
+// A new worker's id from what it says its host is called: the safe
+// characters of it (at most 40), then a random suffix it cannot pick.
+std::string NewWorkerId(std::string_view host_hint);
+
 // Compares two hashes in constant time.
 bool SameHash(std::string_view a, std::string_view b);
 

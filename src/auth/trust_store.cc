@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "common/text.h"
 #include "common/util.h"
 #include "db/pool.h"
 
@@ -118,18 +119,6 @@ WorkerCertRow RowToCert(const pqxx::row& r) {
   return c;
 }
 
-// A worker id from what the worker says its host is called: the safe
-// characters of it (at most 40), then a random suffix the worker cannot pick.
-std::string WorkerIdFor(const std::string& host_hint) {
-  std::string base;
-  for (char c : host_hint) {
-    if (base.size() >= 40) break;
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_') base += c;
-  }
-  if (base.empty() || !std::isalnum(static_cast<unsigned char>(base[0]))) base = "worker" + base;
-  return base + "-" + RandomHex(3);
-}
-
 }  // namespace
 
 TrustStore::TrustStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
@@ -140,11 +129,7 @@ Result<std::string> TrustStore::CreateToken(const NewApiToken& t) {
   if (t.role != Role::kAdmin && t.projects.empty())
     return InvalidArgument(std::string("a ") + RoleName(t.role) + " token needs the project it may act on (--project P)");
   if (t.projects.size() > 100) return InvalidArgument("at most 100 projects per token");
-  for (const auto& p : t.projects) {
-    bool ok = !p.empty() && p.size() <= 63;
-    for (char c : p) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
-    if (!ok) return InvalidArgument("invalid project name \"" + p.substr(0, 63) + "\"");
-  }
+  for (const auto& p : t.projects) KILN_RETURN_IF_ERROR(CheckName("project", p));
   if (t.description.size() > 200) return InvalidArgument("token description too long (at most 200 bytes)");
   if (t.ttl_ms < 0) return InvalidArgument("token lifetime must not be negative");
   TokenText text = NewToken(TokenKind::kApi);
@@ -237,7 +222,7 @@ Result<WorkerCertRow> TrustStore::Enroll(const std::string& join_token_text, con
       return Unauthenticated(refused + "is not valid: create one with kiln workers join-token");
     if (r[0][1].as<bool>()) return Unauthenticated(refused + "was already used (each enrols one worker): create another");
     if (r[0][2].as<bool>()) return Unauthenticated(refused + "expired: create another");
-    std::string worker_id = WorkerIdFor(host_hint);
+    std::string worker_id = NewWorkerId(host_hint);
     auto cert = sign(worker_id);
     if (!cert.ok()) return cert.status();
     tx.exec_prepared("auth_insert_cert", cert->serial, worker_id, cert->fingerprint, cert->expires_at_ms, token->id,

@@ -52,10 +52,8 @@ std::string MissingSubcommand(CLI::App& app) {
 
 // Reads a whole small file (a CA certificate, a token).
 Result<std::string> Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read " + path);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (data.size() > (1 << 20)) return InvalidArgument(path + " is too large to be a certificate or token");
+  auto data = ReadWholeFile(path);
+  if (data.ok() && data->size() > (1 << 20)) return InvalidArgument(path + " is too large to be a certificate or token");
   return data;
 }
 
