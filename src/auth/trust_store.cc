@@ -58,18 +58,6 @@ std::vector<db::Statement> Statements() {
 
 #undef MS
 
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 std::string JoinComma(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
@@ -97,7 +85,7 @@ TokenRow RowToToken(const pqxx::row& r) {
   t.id = r[0].as<std::string>();
   t.secret_sha256 = Unhex(r[1].as<std::string>());
   t.role = ParseRole(r[2].as<std::string>()).value();
-  t.projects = SplitComma(r[3].as<std::string>());
+  t.projects = SplitList(r[3].as<std::string>());
   t.description = r[4].as<std::string>();
   t.created_by = r[5].as<std::string>();
   t.created_at_ms = r[6].as<int64_t>();

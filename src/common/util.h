@@ -31,6 +31,9 @@ std::string RandomHex(size_t bytes = 8);
 
 std::string Trim(std::string_view s);
 
+// The non-empty pieces of `s` between `sep` characters ("a,,b" -> a, b).
+std::vector<std::string> SplitList(std::string_view s, char sep = ',');
+
 // The whole file (without following a final symlink if nofollow);
 // NotFound, PermissionDenied or Internal naming the path and errno.
 Result<std::string> ReadWholeFile(const std::string& path, bool nofollow = false);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/text.h"
+#include "common/util.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -95,22 +96,10 @@ ProjectRow RowToProject(const pqxx::row& r) {
   return p;
 }
 
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 CacheScopeRow RowToScope(const pqxx::row& r) {
   CacheScopeRow s;
   s.name = r[0].as<std::string>();
-  s.projects = SplitComma(r[1].as<std::string>());
+  s.projects = SplitList(r[1].as<std::string>());
   s.created_by = r[2].as<std::string>();
   s.created_at_ms = r[3].as<int64_t>();
   s.updated_at_ms = r[4].as<int64_t>();

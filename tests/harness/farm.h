@@ -16,10 +16,12 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "api/channel.h"
+#include "common/util.h"
 #include "harness/harness.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -167,10 +169,20 @@ class Farm : public ::testing::Test {
                                   // Tests run plain jobs (no image); a test's own --set comes later and wins.
                                   "--set", "allow_plain_jobs=true"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    int before = std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'"));
+    // Registered: a connected session that was not there before (a restarted
+    // worker's row may still say connected from a controller that stopped
+    // before it noticed the worker was gone; its session changes anyway).
+    const std::string sessions =
+        "SELECT coalesce(string_agg(id || '/' || coalesce(session, ''), ','), '') FROM workers WHERE state = 'connected'";
+    std::set<std::string> before;
+    for (const auto& s : SplitList(test::Sql(url_, sessions), ',')) before.insert(s);
     workers_.push_back(std::make_unique<test::Process>(argv, log));
     EXPECT_TRUE(test::WaitFor(
-        [&] { return std::stoi(test::Sql(url_, "SELECT count(*) FROM workers WHERE state = 'connected'")) > before; },
+        [&] {
+          for (const auto& s : SplitList(test::Sql(url_, sessions), ','))
+            if (!before.count(s)) return true;
+          return false;
+        },
         20s))
         << "worker did not register";
     return *workers_.back();
