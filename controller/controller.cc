@@ -450,7 +450,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->cas = std::move(cas).value();
   impl->compile_cache = std::make_unique<cache::CompileCacheStore>(cfg.database_url, 4);
   impl->scope_store = std::make_unique<cas::ScopeStore>(*impl->pool);
-  impl->scopes = std::make_unique<ContentScopes>(*impl->scope_store, *impl->projects);
+  impl->scopes = std::make_unique<ContentScopes>(*impl->scope_store, *impl->projects, impl->cas->trees());
 
   // Each service gets what it uses, and nothing else.
   auto& i = *impl;

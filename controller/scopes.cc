@@ -1,13 +1,19 @@
 #include "controller/scopes.h"
 
 #include "cas/digest.h"
-#include "cas/scope_store.h"
 #include "cas/tree_store.h"
 #include "controller/guard.h"
 #include "controller/project_cache.h"
 #include "controller/submit_policy.h"
 
 namespace kiln::controller {
+namespace {
+
+// The trees remembered hold at most this many hashes together (about 2 MB
+// per 10,000); a bigger tree is computed on each call.
+constexpr size_t kMaxCachedHashes = 500'000;
+
+}  // namespace
 
 Result<std::vector<std::string>> ContentScopes::ProjectScopes(const std::string& project) {
   auto pc = projects_.Get(project);
@@ -18,47 +24,108 @@ Result<std::vector<std::string>> ContentScopes::ProjectScopes(const std::string&
   return out;
 }
 
-Result<std::optional<std::vector<std::string>>> ContentScopes::Visible(const Caller& c) {
-  using Out = std::optional<std::vector<std::string>>;
-  if (c.IsAdmin()) return Out();
-  if (c.IsWorker()) {
-    auto s = store_.WorkerScopes(c.worker_id);
-    if (!s.ok()) return s.status();
-    return Out(std::move(*s));
-  }
+Result<std::vector<std::string>> ContentScopes::UploadTo(const Caller& c) {
+  if (c.IsAdmin()) return std::vector<std::string>{};
+  if (c.IsWorker()) return std::vector<std::string>{"worker:" + c.worker_id};
   std::vector<std::string> out;
   for (const auto& p : c.projects) {
     auto s = ProjectScopes(p);
     if (s.ok()) out.insert(out.end(), s->begin(), s->end());  // a project removed since sees nothing
   }
-  return Out(std::move(out));
-}
-
-Result<std::vector<std::string>> ContentScopes::UploadTo(const Caller& c) {
-  if (c.IsAdmin()) return std::vector<std::string>{};
-  if (c.IsWorker()) return std::vector<std::string>{"worker:" + c.worker_id};
-  auto v = Visible(c);
-  if (!v.ok()) return v.status();
-  return std::move(**v);
+  return out;
 }
 
 Result<std::unordered_set<std::string>> ContentScopes::Seen(const Caller& c, const std::vector<std::string>& hashes) {
-  auto v = Visible(c);
-  if (!v.ok()) return v.status();
-  if (!*v) return std::unordered_set<std::string>(hashes.begin(), hashes.end());
-  return store_.Members(**v, hashes);
+  if (c.IsAdmin()) return HashSet(hashes.begin(), hashes.end());
+  if (c.IsWorker()) {
+    auto jobs = store_.WorkerJobs(c.worker_id);
+    if (!jobs.ok()) return jobs.status();
+    HashSet out;
+    KILN_RETURN_IF_ERROR(SeenThrough(c.worker_id, *jobs, hashes, out));
+    return out;
+  }
+  auto scopes = UploadTo(c);
+  if (!scopes.ok()) return scopes.status();
+  return store_.Members(*scopes, hashes);
 }
 
-Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root,
-                                    cas::TreeStore& trees) {
-  auto scopes = store_.RunningJobScopes(job_id, attempt, worker.worker_id);
-  if (!scopes.ok()) return scopes.status();
-  if (scopes->empty()) return FailedPrecondition("job " + std::to_string(job_id) + " attempt " +
-                                                 std::to_string(attempt) + " does not run on worker " +
-                                                 worker.worker_id);
+Result<std::shared_ptr<const ContentScopes::HashSet>> ContentScopes::TreeHashes(const std::string& root) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = by_root_.find(root);
+    if (it != by_root_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->second;
+    }
+  }
+  auto digest = cas::ParseDigest(root);
+  if (!digest.ok()) return digest.status();
+  auto reach = trees_.Reachable(*digest);
+  if (!reach.ok()) return reach.status();
+  auto set = std::make_shared<HashSet>();
+  for (const auto& [d, dir] : reach->nodes) {
+    set->insert(d.hash);
+    for (const auto& e : dir.entries)
+      if (e.kind == cas::Kind::kFile) set->insert(e.digest.hash);
+  }
+  // The empty tree's node need not be stored: it is its own content.
+  set->insert(digest->hash);
+  std::lock_guard lock(mu_);
+  if (set->size() <= kMaxCachedHashes && !by_root_.count(root)) {
+    lru_.emplace_front(root, set);
+    by_root_[root] = lru_.begin();
+    cached_hashes_ += set->size();
+    while (cached_hashes_ > kMaxCachedHashes) {
+      cached_hashes_ -= lru_.back().second->size();
+      by_root_.erase(lru_.back().first);
+      lru_.pop_back();
+    }
+  }
+  return std::shared_ptr<const HashSet>(std::move(set));
+}
+
+Status ContentScopes::SeenThrough(const std::string& worker_id, const std::vector<cas::ScopeStore::HeldJob>& jobs,
+                                  const std::vector<std::string>& hashes, HashSet& out) {
+  std::vector<std::string> rest;
+  std::vector<std::shared_ptr<const HashSet>> trees;
+  for (const auto& j : jobs) {
+    if (j.input_root.empty()) continue;
+    auto t = TreeHashes(j.input_root);
+    if (!t.ok()) return t.status();
+    trees.push_back(std::move(*t));
+  }
+  for (const auto& h : hashes) {
+    bool in_tree = false;
+    for (size_t i = 0; !in_tree && i < trees.size(); ++i) in_tree = trees[i]->count(h) > 0;
+    if (in_tree) out.insert(h);
+    else rest.push_back(h);
+  }
+  if (rest.empty()) return Status::Ok();
+  std::vector<std::string> own{"worker:" + worker_id, "images"};
+  auto mine = store_.Members(own, rest);
+  if (!mine.ok()) return mine.status();
+  std::vector<std::string> left;
+  for (auto& h : rest) {
+    if (mine->count(h)) out.insert(std::move(h));
+    else left.push_back(std::move(h));
+  }
+  if (left.empty() || jobs.empty()) return Status::Ok();
+  std::vector<std::string> scopes;
+  for (const auto& j : jobs) scopes.insert(scopes.end(), j.scopes.begin(), j.scopes.end());
+  auto objects = store_.CompileObjects(scopes, left);
+  if (!objects.ok()) return objects.status();
+  out.insert(objects->begin(), objects->end());
+  return Status::Ok();
+}
+
+Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root) {
+  auto job = store_.RunningJob(job_id, attempt, worker.worker_id);
+  if (!job.ok()) return job.status();
+  if (!*job) return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
+                                       " does not run on worker " + worker.worker_id);
   auto root = cas::ParseDigest(output_root);
   if (!root.ok()) return root.status();
-  auto reach = trees.Reachable(*root);
+  auto reach = trees_.Reachable(*root);
   if (!reach.ok()) return reach.status();
   std::vector<std::string> hashes;
   for (const auto& [d, dir] : reach->nodes) {
@@ -67,24 +134,22 @@ Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, int at
       if (e.kind == cas::Kind::kFile) hashes.push_back(e.digest.hash);
     }
   }
-  // What the worker uploaded itself, or what the job already had.
-  std::vector<std::string> from = *scopes;
-  from.push_back("worker:" + worker.worker_id);
-  auto seen = store_.Members(from, hashes);
+  // What the worker sees, as its FindMissing answered: content it was told
+  // is present was not uploaded again, and must join all the same.
+  auto seen = Seen(worker, hashes);
   if (!seen.ok()) return seen.status();
-  return store_.Add(*scopes, std::vector<std::string>(seen->begin(), seen->end()));
+  return store_.Add((*job)->scopes, std::vector<std::string>(seen->begin(), seen->end()));
 }
 
 Status ContentScopes::RecordObject(const Caller& worker, int64_t job_id, int attempt, const std::string& hash) {
-  auto scopes = store_.RunningJobScopes(job_id, attempt, worker.worker_id);
-  if (!scopes.ok()) return scopes.status();
-  std::vector<std::string> from = *scopes;
-  from.push_back("worker:" + worker.worker_id);
-  auto seen = store_.Members(from, {hash});
+  auto job = store_.RunningJob(job_id, attempt, worker.worker_id);
+  if (!job.ok()) return job.status();
+  if (!*job) return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
+                                       " does not run on worker " + worker.worker_id);
+  auto seen = Seen(worker, {hash});
   if (!seen.ok()) return seen.status();
-  if (scopes->empty() || seen->empty())
-    return FailedPrecondition("object " + hash + " is not in CAS: upload it first");
-  return store_.Add(*scopes, {hash});
+  if (seen->empty()) return FailedPrecondition("object " + hash + " is not in CAS: upload it first");
+  return store_.Add((*job)->scopes, {hash});
 }
 
 }  // namespace kiln::controller

@@ -1,19 +1,25 @@
 #pragma once
 // Which content a caller may see (sql/011_cas_scopes.sql): a token sees
 // the scopes of its projects (their cache scopes), an admin token
-// everything, a worker the scopes of the jobs it holds, its own uploads and
-// the images. Uploads join the uploader's scopes; a job's outputs join its
-// scope when its result is reported.
+// everything. A worker sees what it was assigned: the input trees of the
+// jobs it holds, the compile objects of those jobs' cache scopes, its own
+// uploads and the images. Uploads join the uploader's scopes; a job's
+// outputs join its scope when its result is reported.
 
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "cas/scope_store.h"
 #include "common/status.h"
 
 namespace kiln::cas {
-class ScopeStore;
 class TreeStore;
 }
 
@@ -24,23 +30,22 @@ class ProjectCache;
 
 class ContentScopes {
  public:
-  ContentScopes(cas::ScopeStore& store, ProjectCache& projects) : store_(store), projects_(projects) {}
+  ContentScopes(cas::ScopeStore& store, ProjectCache& projects, cas::TreeStore& trees)
+      : store_(store), projects_(projects), trees_(trees) {}
 
-  // The scopes the caller sees; nullopt for an admin token (everything).
-  Result<std::optional<std::vector<std::string>>> Visible(const Caller& c);
   // Where the caller's verified uploads go (none for an admin token, which
   // sees everything anyway).
   Result<std::vector<std::string>> UploadTo(const Caller& c);
   // Of `hashes`, those the caller sees.
   Result<std::unordered_set<std::string>> Seen(const Caller& c, const std::vector<std::string>& hashes);
   // A job's reported output tree joins the job's scope: every node and file
-  // of it that the reporting worker sees (its own uploads, its jobs'
-  // content), so a worker cannot pass another scope's digests off as output.
-  // Only while that attempt runs on that worker.
-  Status RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root,
-                       cas::TreeStore& trees);
+  // of it that the worker sees (Seen), so a worker cannot pass off as output
+  // content it was never given or uploaded. Only while that attempt runs on
+  // that worker (else FailedPrecondition).
+  Status RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root);
   // A compile object the worker stored for its job joins the job's scopes
-  // (FailedPrecondition unless it uploaded it itself or it is the job's).
+  // (FailedPrecondition unless that attempt runs on the worker and the
+  // worker sees the object).
   Status RecordObject(const Caller& worker, int64_t job_id, int attempt, const std::string& hash);
   // The scopes of a project's content: "project:<name>", and its shared
   // cache scope when it has one.
@@ -49,8 +54,24 @@ class ContentScopes {
   cas::ScopeStore& store() { return store_; }
 
  private:
+  using HashSet = std::unordered_set<std::string>;
+  // Every node and file hash of the tree `root` ("<hex>/<size>"); trees are
+  // content: what is computed once holds for good (a few recent ones kept).
+  Result<std::shared_ptr<const HashSet>> TreeHashes(const std::string& root);
+  // Of `hashes`, those worker `worker_id` sees through the jobs it holds
+  // (`jobs`: input trees, compile objects of their scopes), its own uploads
+  // and the images, added to `out`.
+  Status SeenThrough(const std::string& worker_id, const std::vector<cas::ScopeStore::HeldJob>& jobs,
+                     const std::vector<std::string>& hashes, HashSet& out);
+
   cas::ScopeStore& store_;
   ProjectCache& projects_;
+  cas::TreeStore& trees_;
+
+  std::mutex mu_;  // guards the tree cache
+  std::list<std::pair<std::string, std::shared_ptr<const HashSet>>> lru_;  // most recent first
+  std::unordered_map<std::string, decltype(lru_)::iterator> by_root_;
+  size_t cached_hashes_ = 0;
 };
 
 }  // namespace kiln::controller

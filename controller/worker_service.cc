@@ -208,7 +208,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         e.update.finished_ms = u.finished_at_ms();
         if (e.update.result && !e.update.result->output_root.empty()) {
           // Before the result is stored (and seen by whoever downloads it).
-          if (Status rs = d_.scopes.RecordOutputs(*who, u.job_id(), u.attempt(), e.update.result->output_root, d_.trees);
+          if (Status rs = d_.scopes.RecordOutputs(*who, u.job_id(), u.attempt(), e.update.result->output_root);
               !rs.ok())
             spdlog::warn("outputs of job {} not recorded in its scope: {}", u.job_id(), rs.message());
         }

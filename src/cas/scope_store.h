@@ -4,6 +4,7 @@
 // (sql/011_cas_scopes.sql). Free of libpqxx.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -19,23 +20,37 @@ namespace kiln::cas {
 class ScopeStore {
  public:
   explicit ScopeStore(db::Pool& pool);
+  ~ScopeStore();
 
   // Adds every hash to every scope (existing memberships are kept).
   Status Add(const std::vector<std::string>& scopes, const std::vector<std::string>& hashes);
   // The hashes (of those given) that belong to at least one of the scopes.
+  // Memberships this controller added or read in the last 10 minutes are
+  // answered from memory (a resubmit of a large tree asks PostgreSQL only
+  // about what is new); memberships end only when content is removed.
   Result<std::unordered_set<std::string>> Members(const std::vector<std::string>& scopes,
                                                   const std::vector<std::string>& hashes);
-  // A worker's scopes: those of the jobs it holds (setup or running: their
-  // projects' and cache scopes), its own uploads and the images.
-  Result<std::vector<std::string>> WorkerScopes(const std::string& worker_id);
-  // The scopes of a job's content (its project's, and its cache scope when
-  // it has one) while that attempt runs on that worker; empty otherwise.
-  Result<std::vector<std::string>> RunningJobScopes(int64_t job_id, int attempt, const std::string& worker_id);
+  // A job a worker holds (setup or running): what it may read for it.
+  struct HeldJob {
+    int64_t job_id = 0;
+    int attempt = 0;
+    std::string input_root;           // "<hex>/<size>", empty for a job without inputs
+    std::vector<std::string> scopes;  // its project's, and its cache scope when it has one
+  };
+  // The jobs worker `worker_id` holds.
+  Result<std::vector<HeldJob>> WorkerJobs(const std::string& worker_id);
+  // That attempt of the job while it runs on that worker; nullopt otherwise.
+  Result<std::optional<HeldJob>> RunningJob(int64_t job_id, int attempt, const std::string& worker_id);
+  // The hashes (of those given) that are objects of compile results in one of the scopes.
+  Result<std::unordered_set<std::string>> CompileObjects(const std::vector<std::string>& scopes,
+                                                         const std::vector<std::string>& hashes);
   // Forgets removed content in every scope.
   Status Forget(const std::vector<std::string>& hashes);
 
  private:
   db::Pool& pool_;
+  struct Known;  // the memberships remembered
+  std::unique_ptr<Known> known_;
 };
 
 }  // namespace kiln::cas

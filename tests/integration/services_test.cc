@@ -86,7 +86,7 @@ class ServicesTest : public ::testing::Test {
     fx_projects_ = std::make_unique<ProjectCache>(*fx_catalog_);
     fx_trees_ = std::make_unique<cas::TreeStore>(url_, 1, 600);
     scope_store_ = std::make_unique<cas::ScopeStore>(*pool_);
-    scopes_ = std::make_unique<ContentScopes>(*scope_store_, *fx_projects_);
+    scopes_ = std::make_unique<ContentScopes>(*scope_store_, *fx_projects_, *fx_trees_);
     auto token = trust_->CreateToken({auth::Role::kAdmin, {}, "services test", "test", 0});
     ASSERT_TRUE(token.ok()) << token.status().message();
     g_token = *token;
@@ -1041,6 +1041,19 @@ TEST_F(ServicesTest, ACacheScopeIsSharedOnlyByTheProjectsAnAdminListed) {
 namespace kiln::controller {
 namespace {
 
+// A worker of cluster default with one slot, to register.
+queue::WorkerRegistration Worker(const std::string& id) {
+  queue::WorkerRegistration r;
+  r.id = id;
+  r.hostname = "h";
+  r.cluster = "default";
+  r.arch = "x86_64";
+  r.os = "linux";
+  r.slots = 1;
+  r.session = "s";
+  return r;
+}
+
 // A worker's report names an output tree: only a job it runs at that
 // attempt gets it, and only with what the worker itself uploaded or the job
 // already had (no laundering another scope's digests into a project).
@@ -1048,17 +1061,7 @@ TEST_F(ServicesTest, OutputsJoinAJobsScopeOnlyFromTheWorkerThatRunsIt) {
   queue::WorkerStore workers(*pool_);
   queue::JobStore jobs(*pool_);
   ASSERT_TRUE(fx_catalog_->CreateProject("b", "{}").ok());
-  for (const char* w : {"w1", "w2"}) {
-    queue::WorkerRegistration r;
-    r.id = w;
-    r.hostname = "h";
-    r.cluster = "default";
-    r.arch = "x86_64";
-    r.os = "linux";
-    r.slots = 1;
-    r.session = "s";
-    ASSERT_TRUE(workers.Register(r, 30s).ok());
-  }
+  for (const char* w : {"w1", "w2"}) ASSERT_TRUE(workers.Register(Worker(w), 30s).ok());
   queue::NewJob nj;
   nj.project = "b";
   nj.spec.argv = {"true"};
@@ -1082,18 +1085,65 @@ TEST_F(ServicesTest, OutputsJoinAJobsScopeOnlyFromTheWorkerThatRunsIt) {
   w1.kind = w2.kind = Caller::Kind::kWorker;
   w1.worker_id = "w1";
   w2.worker_id = "w2";
-  EXPECT_EQ(scopes_->RecordOutputs(w2, job->job.id, 1, root.Key(), *fx_trees_).code(), Code::kFailedPrecondition)
+  EXPECT_EQ(scopes_->RecordOutputs(w2, job->job.id, 1, root.Key()).code(), Code::kFailedPrecondition)
       << "w2 does not run the job";
-  EXPECT_EQ(scopes_->RecordOutputs(w1, job->job.id, 2, root.Key(), *fx_trees_).code(), Code::kFailedPrecondition)
+  EXPECT_EQ(scopes_->RecordOutputs(w1, job->job.id, 2, root.Key()).code(), Code::kFailedPrecondition)
       << "not at that attempt";
   auto none = scope_store_->Members({"project:b"}, {root.hash, own, secret});
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
-  ASSERT_TRUE(scopes_->RecordOutputs(w1, job->job.id, 1, root.Key(), *fx_trees_).ok());
+  ASSERT_TRUE(scopes_->RecordOutputs(w1, job->job.id, 1, root.Key()).ok());
   auto in_b = scope_store_->Members({"project:b"}, {root.hash, own, secret});
   ASSERT_TRUE(in_b.ok());
   EXPECT_EQ(*in_b, (std::unordered_set<std::string>{root.hash, own}))
       << "the worker's own upload joins project b; project default's digest does not";
+}
+
+// A worker sees what it was assigned: the input trees of the jobs it holds,
+// the compile objects of their scopes, its own uploads and the images; not
+// the rest of those jobs' projects, and nothing of a job once it has ended.
+TEST_F(ServicesTest, AWorkerSeesOnlyWhatItWasAssigned) {
+  queue::WorkerStore workers(*pool_);
+  queue::JobStore jobs(*pool_);
+  ASSERT_TRUE(workers.Register(Worker("w1"), 30s).ok());
+  const std::string input = std::string(64, '1'), other = std::string(64, '2'), object = std::string(64, '3'),
+                    foreign_object = std::string(64, '4'), own = std::string(64, '5'), image = std::string(64, '6');
+  cas::Directory dir;
+  dir.entries.push_back({"in.c", cas::Kind::kFile, cas::Digest{input, 3}, false, ""});
+  const cas::Digest root = cas::DigestOf(dir);
+  ASSERT_TRUE(fx_trees_->Insert({{root, dir}}).ok());
+  ASSERT_TRUE(scope_store_->Add({"project:default"}, {input, other, root.hash}).ok());
+  ASSERT_TRUE(scope_store_->Add({"worker:w1"}, {own}).ok());
+  ASSERT_TRUE(scope_store_->Add({"images"}, {image}).ok());
+  for (auto [scope, obj] : {std::pair{"project:default", object}, std::pair{"project:other", foreign_object}})
+    test::Sql(url_, std::string("INSERT INTO compile_results (scope, key, object_hash, object_size) VALUES ('") + scope +
+                        "', '" + std::string(64, 'f') + "', '" + obj + "', 3)");
+  queue::NewJob nj;
+  nj.project = "default";
+  nj.spec.argv = {"true"};
+  nj.spec.input_root = root.Key();
+  auto job = jobs.Submit(nj);
+  ASSERT_TRUE(job.ok()) << job.status().message();
+  const std::string id = std::to_string(job->job.id);
+
+  Caller w1;
+  w1.kind = Caller::Kind::kWorker;
+  w1.worker_id = "w1";
+  const std::vector<std::string> all{root.hash, input, other, object, foreign_object, own, image};
+  auto idle = scopes_->Seen(w1, all);
+  ASSERT_TRUE(idle.ok()) << idle.status().message();
+  EXPECT_EQ(*idle, (std::unordered_set<std::string>{own, image})) << "no job: its uploads and the images";
+
+  test::Sql(url_, "UPDATE build_jobs SET status = 'running', worker_id = 'w1', attempt = 1 WHERE id = " + id);
+  auto running = scopes_->Seen(w1, all);
+  ASSERT_TRUE(running.ok()) << running.status().message();
+  EXPECT_EQ(*running, (std::unordered_set<std::string>{root.hash, input, object, own, image}))
+      << "its job's tree and its scope's compile objects; not the project's other content or another scope's object";
+
+  test::Sql(url_, "UPDATE build_jobs SET status = 'succeeded', finished_at = now() WHERE id = " + id);
+  auto ended = scopes_->Seen(w1, all);
+  ASSERT_TRUE(ended.ok()) << ended.status().message();
+  EXPECT_EQ(*ended, (std::unordered_set<std::string>{own, image})) << "nothing of a job that has ended";
 }
 
 }  // namespace

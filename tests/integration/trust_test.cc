@@ -435,12 +435,36 @@ TEST_F(Trust, ATokenSeesOnlyItsProjectsContentAndAWorkerOnlyItsJobs) {
   EXPECT_EQ(read(*cas_a), 0) << "a job's outputs are its project's";
   EXPECT_EQ(read(*cas_b), grpc::NOT_FOUND);
 
-  // A worker reads only what its jobs need: with no job, not even them.
+  // A worker reads what it was assigned, not all of its jobs' projects:
+  // with no job, nothing of them.
   auto [key, cert] = WorkerCert(0);
   auto cas_w = v1::CasService::NewStub(AsWorker(key, cert));
-  pd.set_hash(oa.hash);
-  pd.set_size(oa.size);
-  EXPECT_EQ(read(*cas_w), grpc::NOT_FOUND);
+  auto read_as_worker = [&](const cas::Digest& blob) {
+    pd.set_hash(blob.hash);
+    pd.set_size(blob.size);
+    return read(*cas_w);
+  };
+  EXPECT_EQ(read_as_worker(oa), grpc::NOT_FOUND);
+  // While it runs a job of project default, the job's input tree, and no
+  // other content of that project.
+  std::string held = dir_.path() + "/held";
+  std::filesystem::create_directories(held);
+  test::WriteFile(held + "/held.txt", "the input of the job the worker holds\n");
+  const cas::Digest in = cas::DigestOf(std::string_view("the input of the job the worker holds\n"));
+  auto hold = test::RunCommand({test::BinPath("kiln"), "--controller", addresses_[0], "submit", "--detach", "--input",
+                                held, "--no-gitignore", "--", "sleep", "60"},
+                               60s, {{"KILN_TOKEN_FILE", ta_file}, {"XDG_CACHE_HOME", dir_.path() + "/xdg"}}, held);
+  ASSERT_EQ(hold.exit_code, 0) << hold.err;
+  const std::string job = hold.out.substr(0, hold.out.find('\n'));
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return test::Sql(url_, "SELECT status FROM build_jobs WHERE id = " + job) == "running"; }, 60s));
+  EXPECT_EQ(read_as_worker(in), 0) << "its job's input";
+  EXPECT_EQ(read_as_worker(oa), grpc::NOT_FOUND) << "content of the job's project that the job was not given";
+  EXPECT_EQ(read_as_worker(out), grpc::NOT_FOUND) << "another job's output";
+  ASSERT_EQ(Kiln({"cancel", job}).exit_code, 0);
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return test::Sql(url_, "SELECT status FROM build_jobs WHERE id = " + job) == "cancelled"; }, 60s));
+  EXPECT_EQ(read_as_worker(in), grpc::NOT_FOUND) << "once the job has ended";
 }
 
 }  // namespace
