@@ -1099,6 +1099,42 @@ TEST_F(ServicesTest, OutputsJoinAJobsScopeOnlyFromTheWorkerThatRunsIt) {
       << "the worker's own upload joins project b; project default's digest does not";
 }
 
+// Memberships a controller remembers answer as PostgreSQL does: per scope,
+// and gone with the content (a second controller, which remembers nothing,
+// is the reference).
+TEST_F(ServicesTest, RememberedMembershipsAnswerLikeTheDatabase) {
+  cas::ScopeStore other(*pool_);
+  const std::string a = std::string(64, 'a'), b = std::string(64, 'b'), c = std::string(64, 'c');
+  ASSERT_TRUE(scope_store_->Add({"project:x"}, {a, b}).ok());
+  ASSERT_TRUE(other.Add({"project:y"}, {c}).ok());
+  for (int round = 0; round < 2; ++round) {  // the second round is answered from memory
+    for (auto* store : {scope_store_.get(), &other}) {
+      auto x = store->Members({"project:x"}, {a, b, c});
+      ASSERT_TRUE(x.ok()) << x.status().message();
+      EXPECT_EQ(*x, (std::unordered_set<std::string>{a, b})) << "round " << round;
+      auto y = store->Members({"project:y"}, {a, b, c});
+      ASSERT_TRUE(y.ok());
+      EXPECT_EQ(*y, (std::unordered_set<std::string>{c})) << "round " << round;
+      auto both = store->Members({"project:y", "project:x"}, {a, c});
+      ASSERT_TRUE(both.ok());
+      EXPECT_EQ(both->size(), 2u) << "round " << round;
+    }
+  }
+  // Adding what is remembered in one scope to another still adds it there.
+  ASSERT_TRUE(scope_store_->Add({"project:y"}, {a}).ok());
+  auto y = other.Members({"project:y"}, {a});
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ(y->size(), 1u);
+  // Removed content is forgotten by the controller that removed it.
+  ASSERT_TRUE(scope_store_->Forget({a}).ok());
+  auto x = scope_store_->Members({"project:x"}, {a, b});
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(*x, (std::unordered_set<std::string>{b}));
+  auto fresh = cas::ScopeStore(*pool_).Members({"project:x", "project:y"}, {a, b});
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(*fresh, (std::unordered_set<std::string>{b}));
+}
+
 // A worker sees what it was assigned: the input trees of the jobs it holds,
 // the compile objects of their scopes, its own uploads and the images; not
 // the rest of those jobs' projects, and nothing of a job once it has ended.
