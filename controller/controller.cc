@@ -463,7 +463,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     return s != nullptr;
   };
   i.admin_service = MakeAdminService({*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
-  i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, i.cas->trees(), *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
+  i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});
   i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});

@@ -19,7 +19,6 @@ class CompileCacheStore;
 }
 namespace kiln::cas {
 class BlobStore;
-class TreeStore;
 }
 
 namespace kiln::controller {
@@ -36,7 +35,6 @@ struct WorkerServiceDeps {
   Guard& guard;                         // a worker is its certificate
   Enroller& enroller;                   // certificate renewal
   ContentScopes& scopes;                // outputs join their job's scope
-  cas::TreeStore& trees;                // ... walked from the reported root
   queue::WorkerStore& workers;          // registration, heartbeats, workspaces
   queue::DispatchStore& dispatch;       // a reconnecting worker's jobs are adopted
   cache::CompileCacheStore& compiles;   // the compile cache RPCs

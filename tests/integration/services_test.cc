@@ -347,7 +347,7 @@ TEST_F(ServicesTest, WorkerServiceRejectsControlCharactersInARegistration) {
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, *fx_trees_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
   auto refused = [&](const std::function<void(v1::WorkerRegister*)>& spoil, const std::string& field) {
@@ -426,7 +426,7 @@ TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, *fx_trees_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
 
@@ -491,7 +491,7 @@ TEST_F(ServicesTest, WorkerServiceIgnoresAResultWithANulByte) {
   Registry registry;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, *fx_trees_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
   auto ctx = Ctx();
