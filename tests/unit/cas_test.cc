@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "cas/digest.h"
+#include "cas/oci.h"
 #include "cas/store.h"
 #include "cas/tree.h"
 #include "cas/walk.h"
@@ -270,6 +271,28 @@ TEST(Tree, FlattenBoundsWhatASmallHostileTreeCanCost) {
   auto wide = Flatten(top, nodes, 50000);
   ASSERT_FALSE(wide.ok());
   EXPECT_EQ(wide.status().code(), Code::kResourceExhausted);
+}
+
+// Found by tests/fuzz (oci): nlohmann's value() throws when a key holds
+// another type, and the image service's handler would have thrown with it.
+TEST(Oci, FieldsOfTheWrongTypeAreRefusedNotThrown) {
+  Status arch = oci::CheckConfig(R"({"architecture": 64, "os": ["linux"]})");
+  EXPECT_EQ(arch.code(), Code::kInvalidArgument);
+  EXPECT_EQ(arch.message(), "image config: \"architecture\" and \"os\" must be strings");
+  EXPECT_TRUE(oci::CheckConfig(R"({"architecture": "amd64"})").ok());
+  EXPECT_TRUE(oci::CheckConfig("{}").ok());
+  EXPECT_FALSE(oci::CheckConfig(R"({"architecture": ""})").ok());
+
+  const std::string hex(64, 'a');
+  const std::string rest = R"(, "config": {"digest": "sha256:)" + hex + R"(", "size": 2}, "layers": [{"mediaType": )"
+                           R"("application/vnd.oci.image.layer.v1.tar", "digest": "sha256:)" + hex + R"(", "size": 3}]})";
+  auto version = oci::ParseManifest(R"({"schemaVersion": "2")" + rest);
+  ASSERT_FALSE(version.ok());
+  EXPECT_EQ(version.status().message(), "image manifest: schemaVersion must be 2");
+  EXPECT_TRUE(oci::ParseManifest(R"({"schemaVersion": 2)" + rest).ok());
+  auto type = oci::ParseManifest(R"({"schemaVersion": 2, "mediaType": "x\u001b[2J")" + rest);
+  ASSERT_FALSE(type.ok());
+  EXPECT_EQ(type.status().message(), "image manifest: unsupported mediaType x\\x1b[2J");
 }
 
 TEST(Tree, SpecialFilesAreRefusedByName) {
