@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "cas/oci.h"
 #include "cas/store.h"
 #include "cas/tree.h"
+#include "cas/unpack.h"
 #include "cas/walk.h"
 #include "harness/harness.h"
 
@@ -293,6 +296,62 @@ TEST(Oci, FieldsOfTheWrongTypeAreRefusedNotThrown) {
   auto type = oci::ParseManifest(R"({"schemaVersion": 2, "mediaType": "x\u001b[2J")" + rest);
   ASSERT_FALSE(type.ok());
   EXPECT_EQ(type.status().message(), "image manifest: unsupported mediaType x\\x1b[2J");
+}
+
+// A ustar archive of regular files, as tar writes them.
+std::string Tar(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::string out;
+  for (const auto& [name, data] : files) {
+    std::string h(512, '\0');
+    name.copy(h.data(), 100);
+    std::snprintf(&h[100], 8, "%07o", 0644u);
+    std::snprintf(&h[108], 8, "%07o", 0u);
+    std::snprintf(&h[116], 8, "%07o", 0u);
+    std::snprintf(&h[124], 12, "%011zo", data.size());
+    std::snprintf(&h[136], 12, "%011o", 0u);
+    h[156] = '0';
+    std::memcpy(&h[257], "ustar\0" "00", 8);
+    std::memset(&h[148], ' ', 8);
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    std::snprintf(&h[148], 8, "%06o", sum);
+    h[155] = ' ';
+    out += h + data + std::string((512 - data.size() % 512) % 512, '\0');
+  }
+  return out + std::string(1024, '\0');
+}
+
+// Found by tests/fuzz (unpack): a whiteout ".wh." at the archive's root
+// removed the destination itself, and ".wh..." would remove its parent (the
+// image store): remove_all(dest + "/.."). Now refused before anything moves.
+TEST(Unpack, AWhiteoutNamesAnEntryNeverItsDirectoryOrParent) {
+  test::TempDir dir;
+  const std::string dest = dir.path() + "/dest", layer = dir.path() + "/layer.tar";
+  test::WriteFile(dest + "/etc/passwd", "root");
+  test::WriteFile(dir.path() + "/outside/keep", "sentinel");
+  for (const char* wh : {".wh.", ".wh..", ".wh...", "etc/.wh.", "etc/.wh...", "etc/.wh.."}) {
+    test::WriteFile(layer, Tar({{"etc/.wh.passwd", ""}, {wh, ""}}));
+    auto st = Unpack(layer, dest, UnpackOptions{});
+    ASSERT_FALSE(st.ok()) << wh;
+    EXPECT_EQ(st.status().message(), "whiteout '" + std::string(wh) + "' names no entry of its directory");
+    EXPECT_TRUE(fs::exists(dest + "/etc")) << wh;
+    EXPECT_TRUE(fs::exists(dir.path() + "/outside/keep")) << wh;
+  }
+  test::WriteFile(layer, Tar({{"etc/.wh.passwd", ""}}));
+  ASSERT_TRUE(Unpack(layer, dest, UnpackOptions{}).ok());
+  EXPECT_FALSE(fs::exists(dest + "/etc/passwd"));
+  EXPECT_TRUE(fs::is_directory(dest + "/etc"));
+}
+
+// Found by tests/fuzz (unpack): names from the archive were quoted raw.
+TEST(Unpack, NamesFromTheArchiveAreQuotedEscaped) {
+  test::TempDir dir;
+  const std::string dest = dir.path() + "/dest", layer = dir.path() + "/layer.tar";
+  test::WriteFile(dest + "/etc", "a file");
+  test::WriteFile(layer, Tar({{"etc/passw\x01", "x"}}));
+  auto st = Unpack(layer, dest, UnpackOptions{});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().message(), "entry 'etc/passw\\x01' lies under 'etc', which is not a directory");
 }
 
 TEST(Tree, SpecialFilesAreRefusedByName) {
