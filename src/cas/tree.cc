@@ -138,7 +138,7 @@ Status CheckDirectory(const Directory& d, std::string_view path) {
         break;
       case Kind::kSymlink:
         if (auto s = CheckTarget(e.target); !s.ok()) return InvalidArgument(where(e.name) + ": " + s.message());
-        if (!e.digest.empty() || e.executable)
+        if (e.digest != Digest{} || e.executable)
           return InvalidArgument(where(e.name) + ": a symlink has only a target");
         break;
     }

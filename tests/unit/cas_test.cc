@@ -276,6 +276,19 @@ TEST(Tree, FlattenBoundsWhatASmallHostileTreeCanCost) {
   EXPECT_EQ(wide.status().code(), Code::kResourceExhausted);
 }
 
+// Found by tests/fuzz (tree): a symlink entry with an empty hash but a size
+// passed CheckDirectory ("a symlink has only a target" looked at the hash
+// alone). The encoding drops the size, so two nodes with one digest
+// compared unequal, and a diff reported a change that is none.
+TEST(Tree, ASymlinkCarriesNoDigestAtAll) {
+  Entry link{"l", Kind::kSymlink, Digest{"", -9150751488517996286}, false, "a"};
+  Status s = CheckDirectory(Directory{{link}}, "");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(), "l: a symlink has only a target");
+  link.digest = {};
+  EXPECT_TRUE(CheckDirectory(Directory{{link}}, "").ok());
+}
+
 // Found by tests/fuzz (oci): nlohmann's value() throws when a key holds
 // another type, and the image service's handler would have thrown with it.
 TEST(Oci, FieldsOfTheWrongTypeAreRefusedNotThrown) {
