@@ -89,6 +89,23 @@ TEST(ClassifyCompile, AnythingElseFallsBackWithAReason) {
   }
 }
 
+// Found by tests/fuzz (cc_command): an empty argument was taken for the
+// source file, and an empty -o or -MF value for the file to write, so such
+// a command was cacheable with source "" or output "". gcc refuses each.
+TEST(ClassifyCompile, AnEmptyFileNameIsNotCacheable) {
+  auto empty_source = ClassifyCompile({"-c", "-x", "cc", "-x", "c", ""});
+  EXPECT_FALSE(empty_source.cacheable);
+  EXPECT_EQ(empty_source.reason, "empty argument");
+  auto empty_output = ClassifyCompile({"-c", "foo.c", "-o", "", "-foo.o"});
+  EXPECT_FALSE(empty_output.cacheable);
+  EXPECT_EQ(empty_output.reason, "empty file name");
+  EXPECT_EQ(empty_output.detail, "-o \"\"");
+  auto empty_depfile = ClassifyCompile({"-c", "-MD", "-MF", "", "a.c"});
+  EXPECT_FALSE(empty_depfile.cacheable);
+  EXPECT_EQ(empty_depfile.reason, "empty file name");
+  EXPECT_TRUE(ClassifyCompile({"-c", "-MD", "-MF", "a.d", "a.c", "-o", "a.o"}).cacheable);
+}
+
 TEST(LineMarkers, FilesOfThePreprocessedOutputInOrderWhateverTheChunks) {
   std::string out =
       "# 0 \"a.c\"\n# 0 \"<built-in>\"\n# 0 \"<command-line>\"\n# 1 \"/usr/include/stdc-predef.h\" 1 3 4\n"
