@@ -223,7 +223,8 @@ Result<std::vector<PathEntry>> Flatten(const Digest& root,
     stack.pop_back();
     auto n = nodes.find(it.hash);
     if (n == nodes.end())
-      return NotFound("directory " + (it.path.empty() ? std::string("at the root") : "'" + it.path + "'") +
+      return NotFound("directory " +
+                      (it.path.empty() ? std::string("at the root") : "'" + Printable(it.path) + "'") +
                       " (sha256:" + it.hash + ") is not in CAS");
     if (it.depth > 512) return InvalidArgument("directories nested deeper than 512 levels");
     for (const auto& e : n->second->entries) {

@@ -12,12 +12,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api/convert.h"
 #include "cas/digest.h"
 #include "cas/oci.h"
 #include "cas/store.h"
 #include "cas/tree.h"
 #include "cas/unpack.h"
 #include "cas/walk.h"
+#include "common/text.h"
 #include "harness/harness.h"
 
 namespace kiln::cas {
@@ -57,6 +59,19 @@ TEST(Digest, FormatsAndParses) {
   EXPECT_FALSE(ParseDigest("sha256:" + std::string(64, 'A') + "/6").ok());
   EXPECT_FALSE(ParseDigest("sha256:" + d.hash + "/-1").ok());
   EXPECT_FALSE(ParseDigest("sha256:" + d.hash).ok());
+}
+
+// Found by tests/fuzz (digest): a refused digest was quoted raw, whole and
+// with its control bytes, in the message a client or a log line gets.
+TEST(Digest, ARefusedDigestIsQuotedEscapedAndCut) {
+  auto nl = ParseDigest("\n");
+  ASSERT_FALSE(nl.ok());
+  EXPECT_EQ(nl.status().message(), "bad digest '\\x0a': expected sha256:<64 hex digits>/<size>");
+  auto huge = ParseDigest(std::string(1 << 20, 'a') + "/1");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_LT(huge.status().message().size(), 200u);
+  Status hash = CheckDigest(Digest{"\x1b[2J", 1}, "input_root");
+  EXPECT_EQ(hash.message(), "input_root: digest hash '\\x1b[2J' is not 64 lowercase hex digits");
 }
 
 TEST(Tree, CanonicalEncodingIsPinned) {
@@ -287,6 +302,27 @@ TEST(Tree, ASymlinkCarriesNoDigestAtAll) {
   EXPECT_EQ(s.message(), "l: a symlink has only a target");
   link.digest = {};
   EXPECT_TRUE(CheckDirectory(Directory{{link}}, "").ok());
+}
+
+// Found by tests/fuzz (tree): names may hold control characters (a file
+// may be called that); messages quote them escaped: the kind check of a
+// received node, and the missing node of a tree.
+TEST(Tree, NamesInMessagesAreEscaped) {
+  v1::Directory node;
+  node.add_entries()->set_name("\n");  // no kind
+  auto d = api::FromProto(node, "sha256:x/1");
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().message(),
+            "in tree node sha256:x/1: entry '\\x0a' has no valid kind (file, directory or symlink)");
+
+  Directory root{{Entry{"imaxx\x1d" "b", Kind::kDir, DigestOf(std::string_view("absent")), false, ""}}};
+  Digest rd = DigestOf(root);
+  std::unordered_map<std::string, const Directory*> nodes{{rd.hash, &root}};
+  auto flat = Flatten(rd, nodes, 100);
+  ASSERT_FALSE(flat.ok());
+  EXPECT_EQ(flat.status().code(), Code::kNotFound);
+  EXPECT_NE(flat.status().message().find("directory 'imaxx\\x1db' (sha256:"), std::string::npos)
+      << Printable(flat.status().message());
 }
 
 // Found by tests/fuzz (oci): nlohmann's value() throws when a key holds

@@ -226,6 +226,16 @@ TEST(PackDeps, RoundTripsAnyPathAndRefusesGarbage) {
     EXPECT_FALSE(UnpackDeps(bad)) << bad;
 }
 
+// Found by tests/fuzz (cc_deps): a manifest kiln-cc sends was refused with
+// its path and value quoted raw, control bytes and all.
+TEST(PackDeps, ARefusedManifestIsQuotedEscaped) {
+  Status relative = CheckManifestEntries({{"\x0e", "i"}});
+  EXPECT_EQ(relative.code(), Code::kInvalidArgument);
+  EXPECT_EQ(relative.message(), "dependency path '\\x0e' is not absolute");
+  Status value = CheckManifestEntries({{"/src/a\nb", "f:\x1b[2J"}});
+  EXPECT_EQ(value.message(), "dependency /src/a\\x0ab: value 'f:\\x1b[2J' is none of f:<hex>/<size>, i, d, -");
+}
+
 TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {
   test::WriteFile(root() + "/build/a.c", "");
   test::WriteFile(root() + "/lib/util.h", "");
