@@ -5,39 +5,17 @@
 
 #include "api/compile_convert.h"
 #include "api/convert.h"
-#include "cas/tree.h"
 #include "cc/deps.h"
 #include "cache/compile_store.h"
 #include "cas/store.h"
 #include "controller/compile_service.h"
 #include "controller/guard.h"
 #include "controller/project_cache.h"
+#include "controller/request_checks.h"
 #include "controller/submit_policy.h"
 
 namespace kiln::controller {
 namespace {
-
-constexpr size_t kMaxPath = 4096;
-constexpr size_t kMaxOutput = 1 << 20;       // stdout + stderr of one compile
-constexpr size_t kMaxDepfile = 16 << 20;
-constexpr size_t kMaxArgs = 100'000;
-
-Status Text(const std::string& s, size_t max, const std::string& what) {
-  if (s.size() > max) return InvalidArgument(what + " is longer than " + std::to_string(max) + " bytes");
-  if (s.find('\0') != std::string::npos) return InvalidArgument(what + " contains a NUL byte");
-  if (!cas::ValidUtf8(s)) return InvalidArgument(what + " is not valid UTF-8");
-  return Status::Ok();
-}
-
-Status Key(const std::string& k, const std::string& what) {
-  if (!cas::IsHash(k)) return InvalidArgument(what + " must be 64 lowercase hex digits");
-  return Status::Ok();
-}
-
-Status CheckJobRef(int64_t job_id, int attempt) {
-  if (job_id <= 0 || attempt <= 0) return InvalidArgument("job_id and attempt must be positive");
-  return Status::Ok();
-}
 
 void ToProto(const cache::CompileCounts& n, v1::CompileStats* out) {
   out->set_units(static_cast<int32_t>(n.units));
@@ -86,7 +64,7 @@ class CacheServiceImpl final : public v1::CacheService::Service {
     std::string project = req->project().empty() ? "default" : req->project();
     if (auto who = d_.guard.Require(ctx, auth::Role::kRead, project); !who.ok()) return api::ToGrpc(who.status());
     if (req->path().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the header's path");
-    if (Status s = Text(req->path(), kMaxPath, "path"); !s.ok()) return api::ToGrpc(s);
+    if (Status s = CheckCompileText(req->path(), kMaxCompilePath, "path"); !s.ok()) return api::ToGrpc(s);
     if (req->limit() < 0 || req->limit() > 100000) return grpc::Status(grpc::INVALID_ARGUMENT, "limit must be 0..100000");
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
@@ -119,9 +97,9 @@ class CacheServiceImpl final : public v1::CacheService::Service {
 grpc::Status LookupCompile(cache::CompileCacheStore& store, const std::string& worker_id,
                            const v1::LookupCompileRequest* req, v1::LookupCompileResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
-  if (s.ok()) s = Key(req->key(), "key");
-  if (s.ok()) s = Text(req->source(), kMaxPath, "source");
-  if (s.ok()) s = Text(req->output(), kMaxPath, "output");
+  if (s.ok()) s = CheckCompileKey(req->key(), "key");
+  if (s.ok()) s = CheckCompileText(req->source(), kMaxCompilePath, "source");
+  if (s.ok()) s = CheckCompileText(req->output(), kMaxCompilePath, "output");
   if (!s.ok()) return api::ToGrpc(s);
   auto found = store.Lookup({worker_id, req->job_id(), req->attempt()}, req->key(), req->source(), req->output());
   if (!found.ok()) return api::ToGrpc(found.status());
@@ -134,7 +112,7 @@ grpc::Status LookupCompile(cache::CompileCacheStore& store, const std::string& w
 grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const std::string& worker_id,
                                  const v1::LookupCompileResultRequest* req, v1::LookupCompileResultResponse* resp) {
   Status s = CheckJobRef(req->job_id(), req->attempt());
-  if (s.ok()) s = Key(req->key(), "key");
+  if (s.ok()) s = CheckCompileKey(req->key(), "key");
   if (!s.ok()) return api::ToGrpc(s);
   auto found = store.LookupResult({worker_id, req->job_id(), req->attempt()}, req->key());
   if (!found.ok()) return api::ToGrpc(found.status());
@@ -148,23 +126,11 @@ grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const std::str
 grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs, const std::string& worker_id,
                           const v1::StoreCompileRequest* req, v1::StoreCompileResponse* resp) {
   cc::CompileEntry e = api::FromProto(*req);
-  const cc::CompileResult& r = e.result;
   Status s = CheckJobRef(req->job_id(), req->attempt());
-  if (s.ok()) s = Key(e.key, "key");
-  if (s.ok()) s = Key(r.key, "result key");
-  if (s.ok()) s = cc::CheckManifestEntries(e.deps);
-  if (s.ok()) s = Text(e.parts.source, kMaxPath, "source");
-  if (s.ok()) s = Text(e.parts.output, kMaxPath, "output");
-  if (s.ok() && r.stdout.size() + r.stderr.size() > kMaxOutput)
-    s = InvalidArgument("more than 1 MiB of compiler output");
-  if (s.ok() && r.depfile.size() > kMaxDepfile) s = InvalidArgument("a dependency file over 16 MiB");
-  if (s.ok() && !e.manifest_only) {
-    s = cas::CheckDigest(r.object, "object");
-    // The worker uploads the object first; an entry never names a blob CAS lacks.
-    if (s.ok() && !blobs.Has(r.object))
-      s = FailedPrecondition("object " + r.object.ToString() + " is not in CAS: upload it first");
-  }
-  if (s.ok() && e.parts.args.size() > kMaxArgs) s = InvalidArgument("too many compiler arguments");
+  if (s.ok()) s = CheckStoreCompile(e);
+  // The worker uploads the object first; an entry never names a blob CAS lacks.
+  if (s.ok() && !e.manifest_only && !blobs.Has(e.result.object))
+    s = FailedPrecondition("object " + e.result.object.ToString() + " is not in CAS: upload it first");
   if (!s.ok()) return api::ToGrpc(s);
   e.result.compile_ms = std::max<int64_t>(0, e.result.compile_ms);
   auto fresh = store.Store({worker_id, req->job_id(), req->attempt()}, e);
@@ -186,11 +152,11 @@ grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& 
   for (const auto& e : req->events()) {
     if (rec.events.size() == cache::CompileCacheStore::kMaxEventsPerJob) break;
     for (const std::string* t : {&e.source(), &e.output(), &e.outcome(), &e.reason(), &e.detail()})
-      if (Status s = Text(*t, kMaxPath * 4, "a compile event"); !s.ok()) return api::ToGrpc(s);
+      if (Status s = CheckCompileText(*t, kMaxCompilePath * 4, "a compile event"); !s.ok()) return api::ToGrpc(s);
     rec.events.push_back({e.source(), e.output(), e.outcome(), e.reason(), e.detail()});
   }
   for (const auto& k : req->hit_keys()) {
-    if (Status s = Key(k, "hit key"); !s.ok()) return api::ToGrpc(s);
+    if (Status s = CheckCompileKey(k, "hit key"); !s.ok()) return api::ToGrpc(s);
     rec.hit_keys.push_back(k);
   }
   rec.hit_manifests.assign(req->hit_manifests().begin(), req->hit_manifests().end());

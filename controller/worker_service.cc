@@ -9,7 +9,6 @@
 
 #include "api/convert.h"
 #include "cas/digest.h"
-#include "common/text.h"
 #include "common/util.h"
 #include "controller/compile_service.h"
 #include "controller/enroll.h"
@@ -17,53 +16,14 @@
 #include "controller/scopes.h"
 #include "cas/scope_store.h"
 #include "controller/reports.h"
+#include "controller/request_checks.h"
 #include "controller/sessions.h"
 #include "controller/signal.h"
-#include "controller/workspace_name.h"
 #include "queue/dispatch_store.h"
 #include "queue/worker_store.h"
 
 namespace kiln::controller {
 namespace {
-
-constexpr int64_t kMaxUnixMs = int64_t{1} << 45;      // year 3084: beyond that a time is garbage
-constexpr int64_t kMaxLogOffset = int64_t{1} << 50;   // 1 PiB of log
-
-// Every string of a registration reaches SQL and the log line of the
-// connection: none may hold a control character (common/text.h).
-Status ValidateRegister(const v1::WorkerRegister& r) {
-  if (r.worker_id().empty() || r.worker_id().size() > 128) return InvalidArgument("worker_id must be 1-128 bytes");
-  KILN_RETURN_IF_ERROR(CheckText(r.worker_id(), "worker_id"));
-  KILN_RETURN_IF_ERROR(CheckText(r.hostname(), "hostname", 255));
-  if (r.slots() < 0 || r.slots() > 4096) return InvalidArgument("slots must be between 0 and 4096");
-  if (r.arch().empty()) return InvalidArgument("arch is required");
-  KILN_RETURN_IF_ERROR(CheckText(r.arch(), "arch", 64));
-  KILN_RETURN_IF_ERROR(CheckText(r.os(), "os", 64));
-  KILN_RETURN_IF_ERROR(CheckText(r.version(), "version", 128));
-  if (r.cluster().empty()) return InvalidArgument("cluster is required");
-  KILN_RETURN_IF_ERROR(CheckName("cluster", r.cluster()));
-  if (r.labels_size() > 64) return InvalidArgument("at most 64 labels");
-  for (const auto& [k, v] : r.labels()) {
-    if (k.empty() || k == "arch" || k == "os") return InvalidArgument("invalid label name \"" + Printable(k) + "\"");
-    KILN_RETURN_IF_ERROR(CheckText(k, "label name", 128));
-    KILN_RETURN_IF_ERROR(CheckText(v, "label " + k, 1024));
-  }
-  return Status::Ok();
-}
-
-// A result is stored as JSON (jsonb refuses a NUL, and one refused report
-// would fail the applier's whole batch, other workers' reports with it).
-Status ValidateResult(const v1::JobResult& r) {
-  if (r.error().find('\0') != std::string::npos) return InvalidArgument("error contains a NUL byte");
-  KILN_RETURN_IF_ERROR(CheckText(r.limit(), "limit", 64));
-  if (r.has_output_root()) KILN_RETURN_IF_ERROR(cas::CheckDigest(api::FromProto(r.output_root()), "output_root"));
-  return Status::Ok();
-}
-
-bool ValidWorkspace(const v1::WorkspaceReport& ws) {
-  return CheckName("project", ws.project()).ok() && !ws.name().empty() && CheckWorkspaceName(ws.name()).ok() &&
-         ws.bytes() >= 0 && (!ws.has_root() || cas::CheckDigest(api::FromProto(ws.root()), "root").ok());
-}
 
 // A (valid) report of a workspace that `worker_id` holds, as the queue records it.
 queue::WorkspaceRow WorkspaceOf(const v1::WorkspaceReport& ws, const std::string& worker_id) {
@@ -181,21 +141,11 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         if (!s.ok()) spdlog::warn("heartbeat of worker {} not recorded: {}", w.id, s.message());
       } else if (msg.has_update()) {
         const auto& u = msg.update();
-        auto st = api::FromProto(u.status());
-        if (!st || *st == queue::JobStatus::kSetup || *st == queue::JobStatus::kLost) {
-          spdlog::warn("worker {} sent an invalid job status {} for job {}; ignored", w.id,
-                       static_cast<int>(u.status()), u.job_id());
+        if (Status s = ValidateUpdate(u); !s.ok()) {
+          spdlog::warn("worker {} sent an invalid update for job {}; ignored: {}", w.id, u.job_id(), s.message());
           continue;
         }
-        if (u.started_at_ms() < 0 || u.started_at_ms() > kMaxUnixMs || u.finished_at_ms() < 0 ||
-            u.finished_at_ms() > kMaxUnixMs) {
-          spdlog::warn("worker {} sent impossible times for job {}; ignored", w.id, u.job_id());
-          continue;
-        }
-        if (Status s = ValidateResult(u.result()); u.has_result() && !s.ok()) {
-          spdlog::warn("worker {} sent an invalid result for job {}; ignored: {}", w.id, u.job_id(), s.message());
-          continue;
-        }
+        auto st = api::FromProto(u.status());  // valid: checked above
         Event e;
         e.session = session;
         e.update.worker_id = w.id;
@@ -225,8 +175,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         else if (*removed) session->Send(DropMessage(ws.project(), ws.name()));
       } else if (msg.has_log()) {
         const auto& l = msg.log();
-        if (l.offset() < 0 || l.offset() > kMaxLogOffset || l.data().size() > (4u << 20)) {
-          spdlog::warn("worker {} sent an invalid log chunk for job {}; ignored", w.id, l.job_id());
+        if (Status s = ValidateLogChunk(l); !s.ok()) {
+          spdlog::warn("worker {} sent an invalid log chunk for job {}; ignored: {}", w.id, l.job_id(), s.message());
           continue;
         }
         Event e;

@@ -13,6 +13,8 @@ PACKAGES=(
   libcli11-dev libcpp-httplib-dev libarchive-dev
   # tests
   libgtest-dev libgmock-dev
+  # fuzz targets (tests/fuzz/run.sh): clang 14 and its libFuzzer
+  clang libfuzzer-14-dev
   # runtime: database, sandbox, network tooling
   postgresql-15 postgresql-contrib-15 runc busybox-static iproute2
   # the toolchain image (deploy/images/toolchain.sh)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install dependencies, build with warnings as errors, and run the test suite.
 #   tests/run.sh [--asan] [-- extra ctest args]
-#     (default)  build into build/ with -DKILN_WERROR=ON and run ctest there
+#     (default)  build into build/ with -DKILN_WERROR=ON and run ctest there,
+#                then a smoke of the fuzz targets (tests/fuzz/run.sh)
 #     --asan     build into build-asan/ with ASan+UBSan and run ctest there instead
-# Env: KILN_TEST_ASAN=1 also runs the ASan pass after the normal one.
-# Exit status: non-zero if a build or any ctest pass failed.
+# Env: KILN_TEST_ASAN=1 also runs the ASan pass after the normal one;
+#      KILN_TEST_FUZZ_SECONDS: seconds per fuzz target (default 5, 0 skips).
+# Exit status: non-zero if a build, any ctest pass or a fuzz target failed.
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -18,7 +20,7 @@ while (($#)); do
   case $1 in
     --asan) ASAN_ONLY=1 ;;
     --) shift; CTEST_EXTRA=("$@"); break ;;
-    -h | --help) sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown option: $1 (see tests/run.sh --help)" ;;
   esac
   shift
@@ -72,6 +74,18 @@ for pass in "${PASSES[@]}"; do
   ((rc == 0)) || STATUS=1
   RESULTS+=("$name pass ($dir): $(cat "$dir/ctest-summary.txt" 2>/dev/null || true) [ctest exit $rc]")
 done
+
+# Each fuzz target a few seconds on its seed corpus (clang, build-fuzz/):
+# with the normal pass only, as the fuzz build is sanitized itself.
+FUZZ_SECONDS=${KILN_TEST_FUZZ_SECONDS:-5}
+if ((!ASAN_ONLY && FUZZ_SECONDS > 0)); then
+  printf '\n=== fuzz smoke: %ss per target (build-fuzz) ===\n' "$FUZZ_SECONDS"
+  fuzz_start=$SECONDS
+  rc=0
+  tests/fuzz/run.sh "$FUZZ_SECONDS" || rc=$?
+  ((rc == 0)) || STATUS=1
+  RESULTS+=("fuzz smoke (build-fuzz): $( ((rc == 0)) && echo "no crash" || echo FAILED) in $((SECONDS - fuzz_start))s [exit $rc]")
+fi
 
 # With several passes, repeat each pass's ctest summary so none scrolls away.
 if ((${#RESULTS[@]} > 1)); then

@@ -1,5 +1,7 @@
 #include "api/convert.h"
 
+#include "common/text.h"
+
 namespace kiln::api {
 
 v1::JobStatus ToProto(queue::JobStatus s) {
@@ -76,7 +78,7 @@ Result<cas::Directory> FromProto(const v1::Directory& in, const std::string& whe
       case v1::ENTRY_DIRECTORY: o.kind = cas::Kind::kDir; break;
       case v1::ENTRY_SYMLINK: o.kind = cas::Kind::kSymlink; break;
       default:
-        return InvalidArgument("in tree node " + where + ": entry '" + e.name().substr(0, 200) +
+        return InvalidArgument("in tree node " + where + ": entry '" + Printable(e.name(), 200) +
                                "' has no valid kind (file, directory or symlink)");
     }
     if (e.has_digest()) o.digest = FromProto(e.digest());

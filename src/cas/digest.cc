@@ -9,6 +9,8 @@
 #include <functional>
 #include <vector>
 
+#include "common/text.h"
+
 namespace kiln::cas {
 
 std::string Digest::ToString() const { return "sha256:" + hash + "/" + std::to_string(size); }
@@ -30,18 +32,19 @@ Result<Digest> ParseDigest(std::string_view s) {
     auto num = s.substr(slash + 1);
     auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), d.size);
     if (ec != std::errc() || p != num.data() + num.size() || num.empty() || d.size < 0)
-      return InvalidArgument("bad digest '" + std::string(in) + "': the size after '/' must be a non-negative number");
+      return InvalidArgument("bad digest '" + Printable(in, 100) +
+                             "': the size after '/' must be a non-negative number");
   } else {
-    return InvalidArgument("bad digest '" + std::string(in) + "': expected sha256:<64 hex digits>/<size>");
+    return InvalidArgument("bad digest '" + Printable(in, 100) + "': expected sha256:<64 hex digits>/<size>");
   }
   if (!IsHash(d.hash))
-    return InvalidArgument("bad digest '" + std::string(in) + "': expected 64 lowercase hex digits after 'sha256:'");
+    return InvalidArgument("bad digest '" + Printable(in, 100) + "': expected 64 lowercase hex digits after 'sha256:'");
   return d;
 }
 
 Status CheckDigest(const Digest& d, std::string_view what) {
   if (!IsHash(d.hash))
-    return InvalidArgument(std::string(what) + ": digest hash '" + d.hash.substr(0, 80) +
+    return InvalidArgument(std::string(what) + ": digest hash '" + Printable(d.hash, 80) +
                            "' is not 64 lowercase hex digits");
   if (d.size < 0) return InvalidArgument(std::string(what) + ": digest size is negative");
   return Status::Ok();

@@ -1,6 +1,7 @@
 #include "cas/oci.h"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/text.h"
 
@@ -10,12 +11,22 @@ namespace {
 
 using nlohmann::json;
 
+// The string at `key` of an object, `absent` when there is none; nullopt
+// when it is there but not a string (where nlohmann's value() would throw).
+std::optional<std::string> String(const json& j, const char* key, const char* absent) {
+  auto it = j.find(key);
+  if (it == j.end()) return absent;
+  if (!it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
 Result<Digest> Descriptor(const json& d, const std::string& what) {
   if (!d.is_object() || !d.contains("digest") || !d["digest"].is_string() || !d.contains("size") ||
       !d["size"].is_number_integer())
     return InvalidArgument("image manifest: " + what + " needs a \"digest\" and a \"size\"");
   std::string ds = d["digest"].get<std::string>();
-  if (ds.rfind("sha256:", 0) != 0) return InvalidArgument("image manifest: " + what + " digest is not sha256: " + ds);
+  if (ds.rfind("sha256:", 0) != 0)
+    return InvalidArgument("image manifest: " + what + " digest is not sha256: " + Printable(ds, 100));
   Digest out{ds.substr(7), d["size"].get<int64_t>()};
   if (auto s = CheckDigest(out, "image manifest: " + what); !s.ok()) return s;
   return out;
@@ -26,13 +37,15 @@ Result<Digest> Descriptor(const json& d, const std::string& what) {
 Result<Manifest> ParseManifest(std::string_view text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return InvalidArgument("image manifest is not a JSON object");
-  if (j.value("schemaVersion", 0) != 2) return InvalidArgument("image manifest: schemaVersion must be 2");
+  auto version = j.find("schemaVersion");
+  if (version == j.end() || !version->is_number_integer() || version->get<int64_t>() != 2)
+    return InvalidArgument("image manifest: schemaVersion must be 2");
   std::string mt = j.contains("mediaType") && j["mediaType"].is_string() ? j["mediaType"].get<std::string>() : "";
   if (mt.find("index") != std::string::npos || mt.find("manifest.list") != std::string::npos || j.contains("manifests"))
     return InvalidArgument("this is an image index (several platforms), not an image manifest; "
                            "import the linux/amd64 manifest it lists");
   if (!mt.empty() && mt != kManifestType && mt != "application/vnd.docker.distribution.manifest.v2+json")
-    return InvalidArgument("image manifest: unsupported mediaType " + mt);
+    return InvalidArgument("image manifest: unsupported mediaType " + Printable(mt, 100));
   if (!j.contains("config")) return InvalidArgument("image manifest has no config");
   Manifest m;
   auto c = Descriptor(j["config"], "config");
@@ -50,8 +63,8 @@ Result<Manifest> ParseManifest(std::string_view text) {
               lt == "application/vnd.docker.image.rootfs.diff.tar.gzip" ||
               lt == "application/vnd.docker.image.rootfs.diff.tar";
     if (!ok)
-      return InvalidArgument("image manifest: layer " + d->ToString() + " has unsupported mediaType \"" + lt +
-                             "\" (kiln takes tar, tar+gzip and tar+zstd layers)");
+      return InvalidArgument("image manifest: layer " + d->ToString() + " has unsupported mediaType \"" +
+                             Printable(lt, 100) + "\" (kiln takes tar, tar+gzip and tar+zstd layers)");
     m.layers.push_back({*d, lt});
   }
   return m;
@@ -60,9 +73,11 @@ Result<Manifest> ParseManifest(std::string_view text) {
 Status CheckConfig(std::string_view text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return InvalidArgument("image config is not a JSON object");
-  std::string arch = j.value("architecture", "amd64"), os = j.value("os", "linux");
-  if (arch != "amd64" || os != "linux")
-    return InvalidArgument("the image is for " + os + "/" + arch + "; kiln runs builds on linux/amd64 (x86_64)");
+  auto arch = String(j, "architecture", "amd64"), os = String(j, "os", "linux");
+  if (!arch || !os) return InvalidArgument("image config: \"architecture\" and \"os\" must be strings");
+  if (*arch != "amd64" || *os != "linux")
+    return InvalidArgument("the image is for " + Printable(*os, 100) + "/" + Printable(*arch, 100) +
+                           "; kiln runs builds on linux/amd64 (x86_64)");
   return Status::Ok();
 }
 

@@ -138,7 +138,7 @@ Status CheckDirectory(const Directory& d, std::string_view path) {
         break;
       case Kind::kSymlink:
         if (auto s = CheckTarget(e.target); !s.ok()) return InvalidArgument(where(e.name) + ": " + s.message());
-        if (!e.digest.empty() || e.executable)
+        if (e.digest != Digest{} || e.executable)
           return InvalidArgument(where(e.name) + ": a symlink has only a target");
         break;
     }
@@ -223,7 +223,8 @@ Result<std::vector<PathEntry>> Flatten(const Digest& root,
     stack.pop_back();
     auto n = nodes.find(it.hash);
     if (n == nodes.end())
-      return NotFound("directory " + (it.path.empty() ? std::string("at the root") : "'" + it.path + "'") +
+      return NotFound("directory " +
+                      (it.path.empty() ? std::string("at the root") : "'" + Printable(it.path) + "'") +
                       " (sha256:" + it.hash + ") is not in CAS");
     if (it.depth > 512) return InvalidArgument("directories nested deeper than 512 levels");
     for (const auto& e : n->second->entries) {

@@ -127,12 +127,14 @@ struct Parser {
       drop_for_cpp(at);
     } else if (StartsWith(a, "-MF") || StartsWith(a, "-MT") || StartsWith(a, "-MQ")) {
       if (!value(a.substr(0, 3), v)) return;
+      if (StartsWith(a, "-MF") && v.empty()) return Refuse("empty file name", "-MF \"\"");  // gcc refuses it too
       if (StartsWith(a, "-MF")) mf = v;
       drop_for_cpp(at);
     } else if (StartsWith(a, "-M")) {
       Refuse("unsupported option", a);
     } else if (StartsWith(a, "-o")) {
       if (!value("-o", v)) return;
+      if (v.empty()) return Refuse("empty file name", "-o \"\"");  // gcc refuses it too
       c.output = v;
       output_given = true;
       drop_for_cpp(at);
@@ -198,6 +200,7 @@ struct Parser {
       const std::string& a = args[i];
       if (!a.empty() && a[0] == '@') Refuse("response file", a);
       else if (a == "-") Refuse("reads standard input", a);
+      else if (a.empty()) Refuse("empty argument", "\"\"");  // names no file the compile could read
       else if (a.empty() || a[0] != '-') Input(a);
       else Option(i);
     }

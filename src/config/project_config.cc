@@ -50,8 +50,8 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    return InvalidArgument(std::string("project config is not valid JSON: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
+    return InvalidArgument("project config is not valid JSON: " + Printable(e.what(), 300));
   }
   if (!j.is_object()) return InvalidArgument("project config must be a JSON object");
   ProjectConfig c;

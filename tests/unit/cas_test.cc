@@ -6,14 +6,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 
+#include "api/convert.h"
 #include "cas/digest.h"
+#include "cas/oci.h"
 #include "cas/store.h"
 #include "cas/tree.h"
+#include "cas/unpack.h"
 #include "cas/walk.h"
+#include "common/text.h"
 #include "harness/harness.h"
 
 namespace kiln::cas {
@@ -53,6 +59,19 @@ TEST(Digest, FormatsAndParses) {
   EXPECT_FALSE(ParseDigest("sha256:" + std::string(64, 'A') + "/6").ok());
   EXPECT_FALSE(ParseDigest("sha256:" + d.hash + "/-1").ok());
   EXPECT_FALSE(ParseDigest("sha256:" + d.hash).ok());
+}
+
+// Found by tests/fuzz (digest): a refused digest was quoted raw, whole and
+// with its control bytes, in the message a client or a log line gets.
+TEST(Digest, ARefusedDigestIsQuotedEscapedAndCut) {
+  auto nl = ParseDigest("\n");
+  ASSERT_FALSE(nl.ok());
+  EXPECT_EQ(nl.status().message(), "bad digest '\\x0a': expected sha256:<64 hex digits>/<size>");
+  auto huge = ParseDigest(std::string(1 << 20, 'a') + "/1");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_LT(huge.status().message().size(), 200u);
+  Status hash = CheckDigest(Digest{"\x1b[2J", 1}, "input_root");
+  EXPECT_EQ(hash.message(), "input_root: digest hash '\\x1b[2J' is not 64 lowercase hex digits");
 }
 
 TEST(Tree, CanonicalEncodingIsPinned) {
@@ -270,6 +289,118 @@ TEST(Tree, FlattenBoundsWhatASmallHostileTreeCanCost) {
   auto wide = Flatten(top, nodes, 50000);
   ASSERT_FALSE(wide.ok());
   EXPECT_EQ(wide.status().code(), Code::kResourceExhausted);
+}
+
+// Found by tests/fuzz (tree): a symlink entry with an empty hash but a size
+// passed CheckDirectory ("a symlink has only a target" looked at the hash
+// alone). The encoding drops the size, so two nodes with one digest
+// compared unequal, and a diff reported a change that is none.
+TEST(Tree, ASymlinkCarriesNoDigestAtAll) {
+  Entry link{"l", Kind::kSymlink, Digest{"", -9150751488517996286}, false, "a"};
+  Status s = CheckDirectory(Directory{{link}}, "");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(), "l: a symlink has only a target");
+  link.digest = {};
+  EXPECT_TRUE(CheckDirectory(Directory{{link}}, "").ok());
+}
+
+// Found by tests/fuzz (tree): names may hold control characters (a file
+// may be called that); messages quote them escaped: the kind check of a
+// received node, and the missing node of a tree.
+TEST(Tree, NamesInMessagesAreEscaped) {
+  v1::Directory node;
+  node.add_entries()->set_name("\n");  // no kind
+  auto d = api::FromProto(node, "sha256:x/1");
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().message(),
+            "in tree node sha256:x/1: entry '\\x0a' has no valid kind (file, directory or symlink)");
+
+  Directory root{{Entry{"imaxx\x1d" "b", Kind::kDir, DigestOf(std::string_view("absent")), false, ""}}};
+  Digest rd = DigestOf(root);
+  std::unordered_map<std::string, const Directory*> nodes{{rd.hash, &root}};
+  auto flat = Flatten(rd, nodes, 100);
+  ASSERT_FALSE(flat.ok());
+  EXPECT_EQ(flat.status().code(), Code::kNotFound);
+  EXPECT_NE(flat.status().message().find("directory 'imaxx\\x1db' (sha256:"), std::string::npos)
+      << Printable(flat.status().message());
+}
+
+// Found by tests/fuzz (oci): nlohmann's value() throws when a key holds
+// another type, and the image service's handler would have thrown with it.
+TEST(Oci, FieldsOfTheWrongTypeAreRefusedNotThrown) {
+  Status arch = oci::CheckConfig(R"({"architecture": 64, "os": ["linux"]})");
+  EXPECT_EQ(arch.code(), Code::kInvalidArgument);
+  EXPECT_EQ(arch.message(), "image config: \"architecture\" and \"os\" must be strings");
+  EXPECT_TRUE(oci::CheckConfig(R"({"architecture": "amd64"})").ok());
+  EXPECT_TRUE(oci::CheckConfig("{}").ok());
+  EXPECT_FALSE(oci::CheckConfig(R"({"architecture": ""})").ok());
+
+  const std::string hex(64, 'a');
+  const std::string rest = R"(, "config": {"digest": "sha256:)" + hex + R"(", "size": 2}, "layers": [{"mediaType": )"
+                           R"("application/vnd.oci.image.layer.v1.tar", "digest": "sha256:)" + hex + R"(", "size": 3}]})";
+  auto version = oci::ParseManifest(R"({"schemaVersion": "2")" + rest);
+  ASSERT_FALSE(version.ok());
+  EXPECT_EQ(version.status().message(), "image manifest: schemaVersion must be 2");
+  EXPECT_TRUE(oci::ParseManifest(R"({"schemaVersion": 2)" + rest).ok());
+  auto type = oci::ParseManifest(R"({"schemaVersion": 2, "mediaType": "x\u001b[2J")" + rest);
+  ASSERT_FALSE(type.ok());
+  EXPECT_EQ(type.status().message(), "image manifest: unsupported mediaType x\\x1b[2J");
+}
+
+// A ustar archive of regular files, as tar writes them.
+std::string Tar(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::string out;
+  for (const auto& [name, data] : files) {
+    std::string h(512, '\0');
+    name.copy(h.data(), 100);
+    std::snprintf(&h[100], 8, "%07o", 0644u);
+    std::snprintf(&h[108], 8, "%07o", 0u);
+    std::snprintf(&h[116], 8, "%07o", 0u);
+    std::snprintf(&h[124], 12, "%011zo", data.size());
+    std::snprintf(&h[136], 12, "%011o", 0u);
+    h[156] = '0';
+    std::memcpy(&h[257], "ustar\0" "00", 8);
+    std::memset(&h[148], ' ', 8);
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    std::snprintf(&h[148], 8, "%06o", sum);
+    h[155] = ' ';
+    out += h + data + std::string((512 - data.size() % 512) % 512, '\0');
+  }
+  return out + std::string(1024, '\0');
+}
+
+// Found by tests/fuzz (unpack): a whiteout ".wh." at the archive's root
+// removed the destination itself, and ".wh..." would remove its parent (the
+// image store): remove_all(dest + "/.."). Now refused before anything moves.
+TEST(Unpack, AWhiteoutNamesAnEntryNeverItsDirectoryOrParent) {
+  test::TempDir dir;
+  const std::string dest = dir.path() + "/dest", layer = dir.path() + "/layer.tar";
+  test::WriteFile(dest + "/etc/passwd", "root");
+  test::WriteFile(dir.path() + "/outside/keep", "sentinel");
+  for (const char* wh : {".wh.", ".wh..", ".wh...", "etc/.wh.", "etc/.wh...", "etc/.wh.."}) {
+    test::WriteFile(layer, Tar({{"etc/.wh.passwd", ""}, {wh, ""}}));
+    auto st = Unpack(layer, dest, UnpackOptions{});
+    ASSERT_FALSE(st.ok()) << wh;
+    EXPECT_EQ(st.status().message(), "whiteout '" + std::string(wh) + "' names no entry of its directory");
+    EXPECT_TRUE(fs::exists(dest + "/etc")) << wh;
+    EXPECT_TRUE(fs::exists(dir.path() + "/outside/keep")) << wh;
+  }
+  test::WriteFile(layer, Tar({{"etc/.wh.passwd", ""}}));
+  ASSERT_TRUE(Unpack(layer, dest, UnpackOptions{}).ok());
+  EXPECT_FALSE(fs::exists(dest + "/etc/passwd"));
+  EXPECT_TRUE(fs::is_directory(dest + "/etc"));
+}
+
+// Found by tests/fuzz (unpack): names from the archive were quoted raw.
+TEST(Unpack, NamesFromTheArchiveAreQuotedEscaped) {
+  test::TempDir dir;
+  const std::string dest = dir.path() + "/dest", layer = dir.path() + "/layer.tar";
+  test::WriteFile(dest + "/etc", "a file");
+  test::WriteFile(layer, Tar({{"etc/passw\x01", "x"}}));
+  auto st = Unpack(layer, dest, UnpackOptions{});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().message(), "entry 'etc/passw\\x01' lies under 'etc', which is not a directory");
 }
 
 TEST(Tree, SpecialFilesAreRefusedByName) {

@@ -89,6 +89,23 @@ TEST(ClassifyCompile, AnythingElseFallsBackWithAReason) {
   }
 }
 
+// Found by tests/fuzz (cc_command): an empty argument was taken for the
+// source file, and an empty -o or -MF value for the file to write, so such
+// a command was cacheable with source "" or output "". gcc refuses each.
+TEST(ClassifyCompile, AnEmptyFileNameIsNotCacheable) {
+  auto empty_source = ClassifyCompile({"-c", "-x", "cc", "-x", "c", ""});
+  EXPECT_FALSE(empty_source.cacheable);
+  EXPECT_EQ(empty_source.reason, "empty argument");
+  auto empty_output = ClassifyCompile({"-c", "foo.c", "-o", "", "-foo.o"});
+  EXPECT_FALSE(empty_output.cacheable);
+  EXPECT_EQ(empty_output.reason, "empty file name");
+  EXPECT_EQ(empty_output.detail, "-o \"\"");
+  auto empty_depfile = ClassifyCompile({"-c", "-MD", "-MF", "", "a.c"});
+  EXPECT_FALSE(empty_depfile.cacheable);
+  EXPECT_EQ(empty_depfile.reason, "empty file name");
+  EXPECT_TRUE(ClassifyCompile({"-c", "-MD", "-MF", "a.d", "a.c", "-o", "a.o"}).cacheable);
+}
+
 TEST(LineMarkers, FilesOfThePreprocessedOutputInOrderWhateverTheChunks) {
   std::string out =
       "# 0 \"a.c\"\n# 0 \"<built-in>\"\n# 0 \"<command-line>\"\n# 1 \"/usr/include/stdc-predef.h\" 1 3 4\n"
@@ -207,6 +224,16 @@ TEST(PackDeps, RoundTripsAnyPathAndRefusesGarbage) {
   EXPECT_TRUE(UnpackDeps("") && UnpackDeps("")->empty());
   for (const char* bad : {"5:/src", "x:/src1:i", "3:/ab", "99999999999:x", "2:/a"})
     EXPECT_FALSE(UnpackDeps(bad)) << bad;
+}
+
+// Found by tests/fuzz (cc_deps): a manifest kiln-cc sends was refused with
+// its path and value quoted raw, control bytes and all.
+TEST(PackDeps, ARefusedManifestIsQuotedEscaped) {
+  Status relative = CheckManifestEntries({{"\x0e", "i"}});
+  EXPECT_EQ(relative.code(), Code::kInvalidArgument);
+  EXPECT_EQ(relative.message(), "dependency path '\\x0e' is not absolute");
+  Status value = CheckManifestEntries({{"/src/a\nb", "f:\x1b[2J"}});
+  EXPECT_EQ(value.message(), "dependency /src/a\\x0ab: value 'f:\\x1b[2J' is none of f:<hex>/<size>, i, d, -");
 }
 
 TEST_F(Manifests, AHeaderThatWouldShadowTheOneFoundMisses) {

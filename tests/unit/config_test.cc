@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include "common/text.h"
 #include "common/util.h"
 #include "config/config.h"
 #include "config/project_config.h"
@@ -84,6 +85,28 @@ TEST(ProjectConfig, RejectsControlCharactersInEnvNamesAndRequirements) {
   auto multi = config::ParseProjectConfig(R"({"env": {"SCRIPT": "echo a\necho b"}})");
   ASSERT_TRUE(multi.ok()) << multi.status().message();
   EXPECT_EQ(multi->env.at("SCRIPT"), "echo a\necho b");
+}
+
+// Found by tests/fuzz (project_config): a number too large for a double is
+// nlohmann's out_of_range, not a parse_error, and escaped the catch: the
+// controller's SetProjectConfig handler would have thrown (and terminated).
+TEST(ProjectConfig, ANumberTooLargeIsInvalidJsonNotACrash) {
+  auto r = config::ParseProjectConfig(R"({"timeout_s": 5e4649})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.status().message().rfind("project config is not valid JSON: ", 0), 0u) << r.status().message();
+  EXPECT_NE(r.status().message().find("number overflow"), std::string::npos) << r.status().message();
+}
+
+// Found by tests/fuzz (project_config): the parser's message quotes what it
+// last read, control bytes and all, and as long as a string runs.
+TEST(ProjectConfig, TheJsonErrorQuotesTheInputEscapedAndCut) {
+  auto r = config::ParseProjectConfig("0\x7f");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("last read: '0\\x7f'"), std::string::npos) << r.status().message();
+  auto long_string = config::ParseProjectConfig("{\"env\": \"" + std::string(60000, 'x'));
+  ASSERT_FALSE(long_string.ok());
+  EXPECT_LT(long_string.status().message().size(), 400u);
 }
 
 }  // namespace

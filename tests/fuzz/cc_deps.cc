@@ -1,0 +1,92 @@
+// What kiln-cc reads of a compile and what it sends the worker: the line
+// markers of preprocessed output (cc::LineMarkerScanner, fed in pieces),
+// cc -H's include trace (cc::SplitIncludeTrace), packed manifests
+// (cc::UnpackDeps, PackDeps), the manifest check the worker and the
+// controller apply (cc::CheckManifestEntries), and cc::AbsolutePath.
+// kiln has no make-style dependency file parser: the .d file a compile
+// writes is stored and replayed as bytes.
+
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <set>
+
+#include "cc/deps.h"
+#include "fuzz.h"
+
+using namespace kiln;
+using kiln::fuzz::Require;
+
+namespace {
+
+// A pure stand-in for "the file exists".
+bool Exists(const std::string& name) { return !name.empty() && name.size() % 3 != 0 && name.find('\n') == std::string::npos; }
+
+bool Normalized(const std::string& p) {
+  if (p.empty() || p[0] != '/') return false;
+  if (p == "/") return true;
+  if (p.back() == '/') return false;
+  return p.find("//") == std::string::npos && p.find("/./") == std::string::npos &&
+         p.find("/../") == std::string::npos && !p.ends_with("/.") && !p.ends_with("/..");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view in(reinterpret_cast<const char*>(data), size);
+
+  // Line markers: the same files however the output is cut into reads.
+  cc::LineMarkerScanner whole;
+  whole.Feed(in);
+  {
+    FuzzedDataProvider p(data, size);
+    cc::LineMarkerScanner pieces;
+    size_t at = 0;
+    while (at < in.size()) {
+      size_t n = p.remaining_bytes() > 0 ? p.ConsumeIntegralInRange<size_t>(1, 64) : in.size() - at;
+      n = std::min(n, in.size() - at);
+      pieces.Feed(in.substr(at, n));
+      at += n;
+    }
+    Require(pieces.files() == whole.files(), "line markers depend on how the output was cut");
+    std::set<std::string> unique(whole.files().begin(), whole.files().end());
+    Require(unique.size() == whole.files().size(), "a file listed twice");
+  }
+
+  cc::IncludeTrace t = cc::SplitIncludeTrace(in, Exists);
+  std::set<std::string> seen;
+  for (const auto& f : t.files) Require(Exists(f) && seen.insert(f).second, "a trace file twice or not existing");
+  Require(t.rest.size() <= in.size(), "the rest grew");
+
+  auto deps = cc::UnpackDeps(in);
+  if (deps) {
+    auto again = cc::UnpackDeps(cc::PackDeps(*deps));
+    Require(again && *again == *deps, "PackDeps/UnpackDeps does not round-trip");
+    fuzz::RequireOkOrClear(cc::CheckManifestEntries(*deps), "CheckManifestEntries");
+  }
+
+  // A manifest as kiln-cc sends it in a Store: any paths and values.
+  {
+    FuzzedDataProvider p(data, size);
+    std::map<std::string, std::string> m;
+    while (p.remaining_bytes() > 0 && m.size() < 16) m[p.ConsumeRandomLengthString(64)] = p.ConsumeRandomLengthString(80);
+    Status s = cc::CheckManifestEntries(m);
+    if (s.ok()) {
+      for (const auto& [k, v] : m) Require(!k.empty() && k[0] == '/' && !v.empty(), "a bad manifest entry passed");
+    } else {
+      fuzz::RequireClearError(s, "CheckManifestEntries");
+    }
+  }
+
+  {
+    FuzzedDataProvider p(data, size);
+    std::string cwd = p.ConsumeRandomLengthString(64);
+    std::string path = p.ConsumeRemainingBytesAsString();
+    std::vector<std::string> stepped;
+    std::string abs = cc::AbsolutePath(path, cwd, &stepped);
+    Require(Normalized(abs), "AbsolutePath returned a path that is not normalized");
+    for (const auto& s : stepped) Require(Normalized(s), "AbsolutePath stepped out of a path that is not normalized");
+    Require(cc::AbsolutePath(abs, "/") == abs, "AbsolutePath is not idempotent");
+    Require(cc::Under(abs, {"/"}) && cc::Under(abs, {abs}), "Under");
+  }
+  return 0;
+}
