@@ -49,6 +49,20 @@ Result<std::unordered_set<std::string>> ContentScopes::Seen(const Caller& c, con
   return store_.Members(*scopes, hashes);
 }
 
+Result<ContentScopes::HashSet> ContentScopes::Hashes(const std::string& root) {
+  auto digest = cas::ParseDigest(root);
+  if (!digest.ok()) return digest.status();
+  auto reach = trees_.Reachable(*digest);
+  if (!reach.ok()) return reach.status();
+  HashSet set;
+  for (const auto& [d, dir] : reach->nodes) {
+    set.insert(d.hash);
+    for (const auto& e : dir.entries)
+      if (e.kind == cas::Kind::kFile) set.insert(e.digest.hash);
+  }
+  return set;
+}
+
 Result<std::shared_ptr<const ContentScopes::HashSet>> ContentScopes::TreeHashes(const std::string& root) {
   {
     std::lock_guard lock(mu_);
@@ -58,18 +72,11 @@ Result<std::shared_ptr<const ContentScopes::HashSet>> ContentScopes::TreeHashes(
       return it->second->second;
     }
   }
-  auto digest = cas::ParseDigest(root);
-  if (!digest.ok()) return digest.status();
-  auto reach = trees_.Reachable(*digest);
-  if (!reach.ok()) return reach.status();
-  auto set = std::make_shared<HashSet>();
-  for (const auto& [d, dir] : reach->nodes) {
-    set->insert(d.hash);
-    for (const auto& e : dir.entries)
-      if (e.kind == cas::Kind::kFile) set->insert(e.digest.hash);
-  }
+  auto hashes = Hashes(root);
+  if (!hashes.ok()) return hashes.status();
+  auto set = std::make_shared<HashSet>(std::move(*hashes));
   // The empty tree's node need not be stored: it is its own content.
-  set->insert(digest->hash);
+  set->insert(root.substr(0, root.find('/')));
   std::lock_guard lock(mu_);
   if (set->size() <= kMaxCachedHashes && !by_root_.count(root)) {
     lru_.emplace_front(root, set);
@@ -118,38 +125,40 @@ Status ContentScopes::SeenThrough(const std::string& worker_id, const std::vecto
   return Status::Ok();
 }
 
-Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root) {
-  auto job = store_.RunningJob(job_id, attempt, worker.worker_id);
-  if (!job.ok()) return job.status();
-  if (!*job) return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
-                                       " does not run on worker " + worker.worker_id);
-  auto root = cas::ParseDigest(output_root);
-  if (!root.ok()) return root.status();
-  auto reach = trees_.Reachable(*root);
-  if (!reach.ok()) return reach.status();
-  std::vector<std::string> hashes;
-  for (const auto& [d, dir] : reach->nodes) {
-    hashes.push_back(d.hash);
-    for (const auto& e : dir.entries) {
-      if (e.kind == cas::Kind::kFile) hashes.push_back(e.digest.hash);
-    }
+Result<std::vector<cas::ScopeStore::HeldJob>> ContentScopes::JobsRunning(const Caller& worker, int64_t job_id,
+                                                                        int attempt, std::vector<std::string>& scopes) {
+  auto jobs = store_.WorkerJobs(worker.worker_id);
+  if (!jobs.ok()) return jobs.status();
+  for (const auto& j : *jobs) {
+    if (j.job_id != job_id || j.attempt != attempt) continue;
+    scopes = j.scopes;
+    return jobs;
   }
+  return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
+                            " does not run on worker " + worker.worker_id);
+}
+
+Status ContentScopes::RecordOutputs(const Caller& worker, int64_t job_id, int attempt, const std::string& output_root) {
+  std::vector<std::string> scopes;
+  auto jobs = JobsRunning(worker, job_id, attempt, scopes);
+  if (!jobs.ok()) return jobs.status();
+  auto tree = Hashes(output_root);
+  if (!tree.ok()) return tree.status();
   // What the worker sees, as its FindMissing answered: content it was told
   // is present was not uploaded again, and must join all the same.
-  auto seen = Seen(worker, hashes);
-  if (!seen.ok()) return seen.status();
-  return store_.Add((*job)->scopes, std::vector<std::string>(seen->begin(), seen->end()));
+  HashSet seen;
+  KILN_RETURN_IF_ERROR(SeenThrough(worker.worker_id, *jobs, {tree->begin(), tree->end()}, seen));
+  return store_.Add(scopes, {seen.begin(), seen.end()});
 }
 
 Status ContentScopes::RecordObject(const Caller& worker, int64_t job_id, int attempt, const std::string& hash) {
-  auto job = store_.RunningJob(job_id, attempt, worker.worker_id);
-  if (!job.ok()) return job.status();
-  if (!*job) return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
-                                       " does not run on worker " + worker.worker_id);
-  auto seen = Seen(worker, {hash});
-  if (!seen.ok()) return seen.status();
-  if (seen->empty()) return FailedPrecondition("object " + hash + " is not in CAS: upload it first");
-  return store_.Add((*job)->scopes, {hash});
+  std::vector<std::string> scopes;
+  auto jobs = JobsRunning(worker, job_id, attempt, scopes);
+  if (!jobs.ok()) return jobs.status();
+  HashSet seen;
+  KILN_RETURN_IF_ERROR(SeenThrough(worker.worker_id, *jobs, {hash}, seen));
+  if (seen.empty()) return FailedPrecondition("object " + hash + " is not in CAS: upload it first");
+  return store_.Add(scopes, {hash});
 }
 
 }  // namespace kiln::controller

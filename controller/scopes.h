@@ -55,8 +55,15 @@ class ContentScopes {
 
  private:
   using HashSet = std::unordered_set<std::string>;
-  // Every node and file hash of the tree `root` ("<hex>/<size>"); trees are
-  // content: what is computed once holds for good (a few recent ones kept).
+  // Every stored node of the tree `root` ("<hex>/<size>") and the files they name.
+  Result<HashSet> Hashes(const std::string& root);
+  // The jobs the worker holds, when that attempt of job `job_id` is one of
+  // them (its scopes into `scopes`); FailedPrecondition otherwise.
+  Result<std::vector<cas::ScopeStore::HeldJob>> JobsRunning(const Caller& worker, int64_t job_id, int attempt,
+                                                            std::vector<std::string>& scopes);
+  // Hashes() of an input tree, with its root (the empty tree's node need
+  // not be stored); trees are content: what is computed once holds for
+  // good (a few recent ones kept).
   Result<std::shared_ptr<const HashSet>> TreeHashes(const std::string& root);
   // Of `hashes`, those worker `worker_id` sees through the jobs it holds
   // (`jobs`: input trees, compile objects of their scopes), its own uploads

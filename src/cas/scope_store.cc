@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "db/pool.h"
@@ -40,10 +41,6 @@ std::vector<db::Statement> Statements() {
        "SELECT j.id, j.attempt, coalesce(j.spec->>'input_root', ''), 'project:' || p.name, coalesce(j.cache_scope, '')"
        " FROM build_jobs j JOIN projects p ON p.id = j.project_id"
        " WHERE j.worker_id = $1 AND j.status IN ('setup', 'running')"},
-      {"scope_job",
-       "SELECT j.id, j.attempt, coalesce(j.spec->>'input_root', ''), 'project:' || p.name, coalesce(j.cache_scope, '')"
-       " FROM build_jobs j JOIN projects p ON p.id = j.project_id"
-       " WHERE j.id = $1 AND j.attempt = $2 AND j.worker_id = $3 AND j.status IN ('setup', 'running')"},
       {"scope_compile_objects",
        "SELECT DISTINCT object_hash FROM compile_results"
        " WHERE object_hash = ANY (string_to_array($2, ',')) AND scope = ANY (string_to_array($1, ','))"},
@@ -204,17 +201,6 @@ Result<std::vector<ScopeStore::HeldJob>> ScopeStore::WorkerJobs(const std::strin
                        for (const auto& r : tx.exec_prepared("scope_worker_jobs", worker_id))
                          out.push_back(RowToHeldJob(r));
                        return out;
-                     });
-}
-
-Result<std::optional<ScopeStore::HeldJob>> ScopeStore::RunningJob(int64_t job_id, int attempt,
-                                                                  const std::string& worker_id) {
-  return pool_.Query("cannot read job " + std::to_string(job_id),
-                     [&](pqxx::connection& c) -> Result<std::optional<HeldJob>> {
-                       pqxx::nontransaction tx(c);
-                       auto r = tx.exec_prepared("scope_job", job_id, attempt, worker_id);
-                       if (r.empty()) return std::optional<HeldJob>();
-                       return std::optional<HeldJob>(RowToHeldJob(r[0]));
                      });
 }
 

@@ -4,7 +4,6 @@
 // (sql/011_cas_scopes.sql). Free of libpqxx.
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -39,8 +38,6 @@ class ScopeStore {
   };
   // The jobs worker `worker_id` holds.
   Result<std::vector<HeldJob>> WorkerJobs(const std::string& worker_id);
-  // That attempt of the job while it runs on that worker; nullopt otherwise.
-  Result<std::optional<HeldJob>> RunningJob(int64_t job_id, int attempt, const std::string& worker_id);
   // The hashes (of those given) that are objects of compile results in one of the scopes.
   Result<std::unordered_set<std::string>> CompileObjects(const std::vector<std::string>& scopes,
                                                          const std::vector<std::string>& hashes);
