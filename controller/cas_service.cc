@@ -184,12 +184,12 @@ class CasServiceImpl final : public v1::CasService::Service {
         stored_nodes.push_back(&d);
       }
     }
-    auto seen = d_.scopes.Seen(*who, stored);
-    if (!seen.ok()) return api::ToGrpc(seen.status());
+    auto unseen = d_.scopes.Unseen(*who, stored);
+    if (!unseen.ok()) return api::ToGrpc(unseen.status());
     for (const auto* d : stored_blobs)
-      if (!seen->count(d->hash())) *resp->add_blobs() = *d;
+      if (unseen->count(d->hash())) *resp->add_blobs() = *d;
     for (const auto* d : stored_nodes)
-      if (!seen->count(d->hash)) *resp->add_trees() = api::ToProto(*d);
+      if (unseen->count(d->hash)) *resp->add_trees() = api::ToProto(*d);
     return grpc::Status::OK;
   }
 

@@ -49,6 +49,21 @@ Result<std::unordered_set<std::string>> ContentScopes::Seen(const Caller& c, con
   return store_.Members(*scopes, hashes);
 }
 
+Result<std::unordered_set<std::string>> ContentScopes::Unseen(const Caller& c, const std::vector<std::string>& hashes) {
+  if (c.IsAdmin()) return HashSet();
+  if (c.IsWorker()) {
+    auto seen = Seen(c, hashes);
+    if (!seen.ok()) return seen.status();
+    HashSet out;
+    for (const auto& h : hashes)
+      if (!seen->count(h)) out.insert(h);
+    return out;
+  }
+  auto scopes = UploadTo(c);
+  if (!scopes.ok()) return scopes.status();
+  return store_.NotMembers(*scopes, hashes);
+}
+
 Result<ContentScopes::HashSet> ContentScopes::Hashes(const std::string& root) {
   auto digest = cas::ParseDigest(root);
   if (!digest.ok()) return digest.status();

@@ -38,6 +38,9 @@ class ContentScopes {
   Result<std::vector<std::string>> UploadTo(const Caller& c);
   // Of `hashes`, those the caller sees.
   Result<std::unordered_set<std::string>> Seen(const Caller& c, const std::vector<std::string>& hashes);
+  // Of `hashes`, those the caller does not see (cheaper than Seen when it
+  // sees most: FindMissing on a resubmit).
+  Result<std::unordered_set<std::string>> Unseen(const Caller& c, const std::vector<std::string>& hashes);
   // A job's reported output tree joins the job's scope: every node and file
   // of it that the worker sees (Seen), so a worker cannot pass off as output
   // content it was never given or uploaded. Only while that attempt runs on

@@ -77,9 +77,13 @@ struct KeyHash {
 // 500,000 are kept (about 40 MB); past that everything is dropped.
 struct ScopeStore::Known {
   static constexpr size_t kMax = 500'000;
+  static constexpr size_t kMaxTrees = 10'000;
   static constexpr std::chrono::minutes kFor{10};
   std::mutex mu;
   std::unordered_map<std::string, std::unordered_set<Key, KeyHash>> by_scope;
+  // "<scopes>|<root>": trees whose every node and file is a member of one
+  // of the scopes (a tree's content never changes; removals drop them all).
+  std::unordered_set<std::string> trees;
   size_t count = 0;
   std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
 
@@ -87,6 +91,7 @@ struct ScopeStore::Known {
     auto now = std::chrono::steady_clock::now();
     if (now - since < kFor && count <= kMax) return;
     by_scope.clear();
+    trees.clear();
     count = 0;
     since = now;
   }
@@ -97,9 +102,10 @@ struct ScopeStore::Known {
     ExpireLocked();
     if (by_scope[scope].insert(*k).second) ++count;
   }
-  // Of `hashes`, moves those known in one of `scopes` into `out`; returns the rest.
+  // Of `hashes`, puts those known in one of `scopes` into `out` (if not
+  // null); returns the rest.
   std::vector<std::string> Split(const std::vector<std::string>& scopes, const std::vector<std::string>& hashes,
-                                 std::unordered_set<std::string>& out) {
+                                 std::unordered_set<std::string>* out) {
     std::vector<std::string> rest;
     std::lock_guard lock(mu);
     ExpireLocked();
@@ -112,13 +118,14 @@ struct ScopeStore::Known {
       auto k = KeyOf(h);
       bool known = false;
       for (size_t i = 0; k && !known && i < sets.size(); ++i) known = sets[i]->count(*k) > 0;
-      if (known) out.insert(h);
-      else rest.push_back(h);
+      if (!known) rest.push_back(h);
+      else if (out != nullptr) out->insert(h);
     }
     return rest;
   }
   void Forget(const std::vector<std::string>& hashes) {
     std::lock_guard lock(mu);
+    trees.clear();
     for (const auto& h : hashes) {
       auto k = KeyOf(h);
       if (!k) continue;
@@ -140,8 +147,7 @@ Status ScopeStore::Add(const std::vector<std::string>& scopes, const std::vector
   // Only what is not known yet: a resubmit's uploads are mostly known.
   std::vector<std::string> add;
   for (const auto& scope : scopes) {
-    std::unordered_set<std::string> known;
-    for (auto& h : known_->Split({scope}, hashes, known)) add.push_back(std::move(h));
+    for (auto& h : known_->Split({scope}, hashes, nullptr)) add.push_back(std::move(h));
   }
   if (add.empty()) return Status::Ok();
   std::sort(add.begin(), add.end());
@@ -165,7 +171,8 @@ Result<std::unordered_set<std::string>> ScopeStore::Members(const std::vector<st
   if (scopes.empty() || hashes.empty()) return out;
   KILN_RETURN_IF_ERROR(CheckList(scopes));
   KILN_RETURN_IF_ERROR(CheckList(hashes));
-  std::vector<std::string> ask = known_->Split(scopes, hashes, out);
+  out.reserve(hashes.size());
+  std::vector<std::string> ask = known_->Split(scopes, hashes, &out);
   if (ask.empty()) return out;
   return pool_.Query("cannot read content scopes", [&](pqxx::connection& c) -> Result<std::unordered_set<std::string>> {
     pqxx::nontransaction tx(c);
@@ -176,6 +183,35 @@ Result<std::unordered_set<std::string>> ScopeStore::Members(const std::vector<st
     }
     return out;
   });
+}
+
+Result<std::unordered_set<std::string>> ScopeStore::NotMembers(const std::vector<std::string>& scopes,
+                                                               const std::vector<std::string>& hashes) {
+  if (scopes.empty()) return std::unordered_set<std::string>(hashes.begin(), hashes.end());
+  // What memory does not know is asked; what PostgreSQL does not know either is the answer.
+  std::vector<std::string> ask = known_->Split(scopes, hashes, nullptr);
+  if (ask.empty()) return std::unordered_set<std::string>();
+  auto members = Members(scopes, ask);
+  if (!members.ok()) return members.status();
+  std::unordered_set<std::string> out;
+  for (auto& h : ask)
+    if (!members->count(h)) out.insert(std::move(h));
+  return out;
+}
+
+bool ScopeStore::TreeKnown(const std::vector<std::string>& scopes, const std::string& root) {
+  std::string key = Join(scopes) + "|" + root;
+  std::lock_guard lock(known_->mu);
+  known_->ExpireLocked();
+  return known_->trees.count(key) > 0;
+}
+
+void ScopeStore::RememberTree(const std::vector<std::string>& scopes, const std::string& root) {
+  std::string key = Join(scopes) + "|" + root;
+  std::lock_guard lock(known_->mu);
+  known_->ExpireLocked();
+  if (known_->trees.size() >= Known::kMaxTrees) known_->trees.clear();
+  known_->trees.insert(std::move(key));
 }
 
 namespace {

@@ -29,6 +29,15 @@ class ScopeStore {
   // about what is new); memberships end only when content is removed.
   Result<std::unordered_set<std::string>> Members(const std::vector<std::string>& scopes,
                                                   const std::vector<std::string>& hashes);
+  // The hashes (of those given) that belong to none of the scopes: the
+  // same answer, cheaper when most are members (nothing is copied for them).
+  Result<std::unordered_set<std::string>> NotMembers(const std::vector<std::string>& scopes,
+                                                     const std::vector<std::string>& hashes);
+  // Whether the tree `root` ("<hex>/<size>") was found, in the last 10
+  // minutes, to lie wholly in `scopes` (RememberTree): its check need not
+  // be made again. Forgotten with any removal of content, like memberships.
+  bool TreeKnown(const std::vector<std::string>& scopes, const std::string& root);
+  void RememberTree(const std::vector<std::string>& scopes, const std::string& root);
   // A job a worker holds (setup or running): what it may read for it.
   struct HeldJob {
     int64_t job_id = 0;
