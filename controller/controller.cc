@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "api/convert.h"
+#include "auth/secrets.h"
 #include "auth/trust_store.h"
 #include "auth/x509.h"
 #include "cache/action_store.h"
@@ -64,6 +65,7 @@ struct Controller::Impl {
   std::unique_ptr<Enroller> enroller;
   std::unique_ptr<cas::ScopeStore> scope_store;
   std::unique_ptr<ContentScopes> scopes;
+  std::unique_ptr<auth::SecretBox> secrets;  // null: no secrets key, secret env is refused
 
   Registry registry;
   ReportQueue reports;  // worker updates, applied by one thread in batches
@@ -83,6 +85,8 @@ struct Controller::Impl {
   std::vector<std::thread> threads;
 
   void DispatchLoop();
+  // A claimed job whose secret env cannot be opened fails, saying why.
+  void FailUnopened(const Session& s, const queue::Claimed& job, const Status& why);
   void ApplyLoop();
   void ApplyDrop(const Event& drop);
   void ReapLoop();
@@ -94,6 +98,21 @@ struct Controller::Impl {
 };
 
 // ---- background loops ----
+
+void Controller::Impl::FailUnopened(const Session& s, const queue::Claimed& job, const Status& why) {
+  spdlog::error("cannot open the secret env of job_id={} attempt={}: {}", job.id, job.attempt, why.message());
+  queue::Update u;
+  u.worker_id = s.worker_id;
+  u.job_id = job.id;
+  u.attempt = job.attempt;
+  u.status = queue::JobStatus::kFailed;
+  u.result = queue::JobResult{};
+  u.result->error = "cannot open its secret env: " + why.message();
+  u.started_ms = u.finished_ms = NowUnixMs();
+  auto out = dispatch->Apply({u}, {});
+  if (!out.ok()) spdlog::warn("cannot fail job_id={}: {}", job.id, out.status().message());
+  job_events.Notify();
+}
 
 void Controller::Impl::DispatchLoop() {
   uint64_t seen = dispatch_wake.generation();
@@ -111,9 +130,20 @@ void Controller::Impl::DispatchLoop() {
         break;
       }
       for (auto& job : *claimed) {
-        s->Assigned(job.id);
         v1::ControllerMessage m;
         auto* a = m.mutable_assign();
+        if (!job.sealed_secrets.empty()) {
+          auto values = secrets ? secrets->Open(job.sealed_secrets)
+                                : Result<std::map<std::string, std::string>>(FailedPrecondition(
+                                      "controller " + controller_id + " has no secrets key (tls_dir/secrets.key): "
+                                      "every controller of the farm needs the same one"));
+          if (!values.ok()) {
+            FailUnopened(*s, job, values.status());
+            continue;
+          }
+          for (auto& [name, value] : *values) (*a->mutable_secret_env())[name] = std::move(value);
+        }
+        s->Assigned(job.id);
         a->set_job_id(job.id);
         a->set_attempt(job.attempt);
         a->set_project(job.project);
@@ -443,6 +473,19 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     if (!e.ok()) return e.status();
     impl->enroller = std::move(e).value();
   }
+  {
+    const std::string key_file = cfg.secrets_key_file.empty() ? cfg.tls_dir + "/secrets.key" : cfg.secrets_key_file;
+    auto box = auth::SecretBox::Load(key_file);
+    if (box.ok()) {
+      impl->secrets = std::make_unique<auth::SecretBox>(std::move(box).value());
+      spdlog::info("secrets key loaded file={} key_id={}", key_file, impl->secrets->KeyId());
+    } else if (box.status().code() == Code::kNotFound) {
+      spdlog::warn("no secrets key file={}: submits with secret env are refused (kiln-controller certs init "
+                   "creates it; every controller needs the same one)", key_file);
+    } else {
+      return box.status();
+    }
+  }
   KILN_RETURN_IF_ERROR(impl->projects->Refresh(true));
 
   auto cas = Cas::Open(cfg);
@@ -455,8 +498,8 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   // Each service gets what it uses, and nothing else.
   auto& i = *impl;
   i.job_service = MakeJobService({*i.guard, *i.scopes, *i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
-                                  cfg.cas_max_tree_files, *i.compile_cache, i.dispatch_wake, i.remote_wake,
-                                  i.job_events, i.stopping});
+                                  cfg.cas_max_tree_files, *i.compile_cache, i.secrets.get(), i.dispatch_wake,
+                                  i.remote_wake, i.job_events, i.stopping});
   auto disconnect = [&i](const std::string& worker_id) {
     auto s = i.registry.Find(worker_id);
     if (s) s->Close();

@@ -11,6 +11,7 @@
 #include "controller/job_service.h"
 
 #include "api/convert.h"
+#include "auth/secrets.h"
 #include "cache/action.h"
 #include "cas/image_store.h"
 #include "cas/store.h"
@@ -39,6 +40,31 @@ constexpr size_t kMaxRequestId = 200;
 constexpr size_t kMaxLabelName = 128;    // requirements are matched against workers' labels
 constexpr size_t kMaxLabelValue = 1024;
 constexpr size_t kMaxCancelReason = 1000;
+constexpr size_t kMaxSecrets = 100;
+constexpr size_t kMinSecretBytes = 4;  // shorter values cannot be masked without masking common text
+constexpr size_t kMaxSecretBytes = 64 << 10;
+
+// The names and values of the secret env; nothing of a value is ever put
+// in a message.
+Status ValidateSecrets(const v1::SubmitRequest& r) {
+  if (r.secret_env_size() > static_cast<int>(kMaxSecrets)) return InvalidArgument("too many secret env variables (at most 100)");
+  for (const auto& [k, v] : r.secret_env()) {
+    if (k.empty() || k.find('=') != std::string::npos || HasControl(k)) {
+      return InvalidArgument("invalid secret env variable name \"" + Printable(k, 80) +
+                             "\": not empty, no '=', NUL or other control character");
+    }
+    if (r.spec().env().count(k)) {
+      return InvalidArgument("environment variable " + k + " is given both as env and as secret env; give it once");
+    }
+    if (v.find('\0') != std::string::npos) return InvalidArgument("secret env " + k + " contains a NUL byte");
+    if (v.size() < kMinSecretBytes) {
+      return InvalidArgument("secret env " + k + " is shorter than 4 bytes: so short a value cannot be masked in "
+                             "the log without masking ordinary text");
+    }
+    if (v.size() > kMaxSecretBytes) return InvalidArgument("secret env " + k + " is larger than 64 KiB");
+  }
+  return Status::Ok();
+}
 
 Status ValidateSubmit(const v1::SubmitRequest& r) {
   const auto& s = r.spec();
@@ -123,6 +149,12 @@ class JobServiceImpl final : public v1::JobService::Service {
     auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project);
     if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = ValidateSubmit(*req); !s.ok()) return api::ToGrpc(s);
+    if (Status s = ValidateSecrets(*req); !s.ok()) return api::ToGrpc(s);
+    if (req->secret_env_size() > 0 && d_.secrets == nullptr) {
+      return api::ToGrpc(FailedPrecondition(
+          "this controller has no secrets key, so it cannot keep secret env: an operator creates one with "
+          "kiln-controller certs init (tls_dir/secrets.key, the same file on every controller)"));
+    }
     auto pc = d_.projects.Get(project);
     if (!pc.ok()) return api::ToGrpc(pc.status());
     if (req->spec().has_input_root()) {
@@ -132,8 +164,12 @@ class JobServiceImpl final : public v1::JobService::Service {
       // anything the farm holds.
       auto target = d_.scopes.ProjectScopes(project);
       if (!target.ok()) return api::ToGrpc(target.status());
+      // A tree found wholly in the project's scopes lately needs no second
+      // look (its content never changes; removals are remembered).
+      const std::string root_key = api::FromProto(req->spec().input_root()).Key();
+      const bool known = d_.scopes.store().TreeKnown(*target, root_key);
       std::vector<std::string> joining;  // in the caller's scopes, not yet in the project's
-      SeenFn seen = [&](const std::vector<std::string>& h) -> Result<std::unordered_set<std::string>> {
+      SeenFn seen = known ? SeenFn() : [&](const std::vector<std::string>& h) -> Result<std::unordered_set<std::string>> {
         auto in_target = d_.scopes.store().Members(*target, h);
         if (!in_target.ok()) return in_target;
         std::vector<std::string> rest;
@@ -151,7 +187,10 @@ class JobServiceImpl final : public v1::JobService::Service {
       Status s = CheckTree(d_.trees, d_.blobs, api::FromProto(req->spec().input_root()), d_.max_tree_files,
                            "input tree", nullptr, seen);
       if (!s.ok()) return api::ToGrpc(s);
-      if (Status st = d_.scopes.store().Add(*target, joining); !st.ok()) return api::ToGrpc(st);
+      if (!known) {
+        if (Status st = d_.scopes.store().Add(*target, joining); !st.ok()) return api::ToGrpc(st);
+        d_.scopes.store().RememberTree(*target, root_key);
+      }
     }
     SubmitAsk ask;
     ask.project = project;
@@ -160,6 +199,9 @@ class JobServiceImpl final : public v1::JobService::Service {
     ask.max_attempts = req->max_attempts();
     ask.request_id = req->request_id();
     ask.spec = api::FromProto(req->spec());
+    ask.spec.secret_names.clear();  // the names are the secret env's, whatever a client put here
+    for (const auto& [k, v] : req->secret_env()) ask.spec.secret_names.push_back(k);
+    std::sort(ask.spec.secret_names.begin(), ask.spec.secret_names.end());
     ask.no_cache = req->no_cache();
     // The image: an unknown one fails here, never on a worker.
     std::string image = ImageAsked(ask, *pc);
@@ -171,6 +213,11 @@ class JobServiceImpl final : public v1::JobService::Service {
       image = "sha256:" + *h;
     }
     queue::NewJob job = PlanSubmit(ask, *pc, image);
+    if (req->secret_env_size() > 0) {
+      auto sealed = d_.secrets->Seal({req->secret_env().begin(), req->secret_env().end()});
+      if (!sealed.ok()) return api::ToGrpc(sealed.status());
+      job.sealed_secrets = std::move(*sealed);
+    }
     auto out = d_.jobs.Submit(job);
     if (!out.ok()) return api::ToGrpc(out.status());
     api::ToProto(out->job, resp->mutable_job());
@@ -386,6 +433,11 @@ class JobServiceImpl final : public v1::JobService::Service {
       change("image", &x, &y);
     }
     maps("env", a.env, b.env);
+    // Secret env: names only (the values are never kept past the job).
+    std::map<std::string, std::string> sa, sb;
+    for (const auto& n : a.secret_names) sa[n] = "(secret)";
+    for (const auto& n : b.secret_names) sb[n] = "(secret)";
+    maps("secret env", sa, sb);
     if (a.working_dir != b.working_dir) {
       std::string x = "/src/" + a.working_dir, y = "/src/" + b.working_dir;
       change("working_dir", &x, &y);
@@ -408,6 +460,12 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (cached) {
       return id + " was served from the action cache: it is identical to job " +
              std::to_string(j.result->cached_from) + ", whose result it took without running";
+    }
+    if (!cacheable && !j.spec.secret_names.empty()) {
+      std::string names;
+      for (const auto& n : j.spec.secret_names) names += (names.empty() ? "" : ", ") + n;
+      return id + " is not cacheable: it has secret env (" + names +
+             "), and a result that may depend on a secret is never shared";
     }
     if (!cacheable && j.spec.workspace == "persistent") {
       return id + " is not cacheable: it ran in warm workspace " + j.spec.workspace_name +

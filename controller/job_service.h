@@ -8,6 +8,9 @@
 #include <cstdint>
 #include <memory>
 
+namespace kiln::auth {
+class SecretBox;
+}
 namespace kiln::queue {
 class JobStore;
 }
@@ -38,6 +41,7 @@ struct JobServiceDeps {
   cas::ImageStore& images;               // a job's image must be imported
   int64_t max_tree_files;                // cas_max_tree_files
   cache::CompileCacheStore& compiles;    // the compile half of ExplainJob
+  const auth::SecretBox* secrets;        // seals secret env; null: the farm has no secrets key
   Signal& dispatch_wake;                 // a job was queued here
   Signal& remote_wake;                   // ... tell the other controllers
   Signal& job_events;                    // a job changed (wakes WatchJob)

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <vector>
 
+#include "auth/secrets.h"
 #include "auth/trust_store.h"
 #include "auth/x509.h"
 #include "common/log.h"
@@ -130,6 +131,11 @@ int main(int argc, char** argv) {
     std::string dir = certs_dir.empty() ? cfg->tls_dir : certs_dir;
     auto ca = auth::InitFarmCertDir(dir, o);
     if (!ca.ok()) {
+      // A farm made before secrets existed: its CA stays, the key is added.
+      if (ca.status().code() == Code::kAlreadyExists) {
+        auto made = auth::EnsureSecretKey(dir + "/secrets.key");
+        if (made.ok() && *made) std::cout << "created " << dir << "/secrets.key (0600): copy it to every controller\n";
+      }
       std::cerr << "kiln-controller: " << ca.status().message() << "\n";
       return 1;
     }
@@ -137,6 +143,7 @@ int main(int argc, char** argv) {
               << "  ca.key      the CA's private key: keep it secret, on the controllers that enrol workers only\n"
               << "  ca.crt      give it to workers (ca_file) and clients (KILN_CA)\n"
               << "  server.key  this controller's key (0600)\n"
+              << "  secrets.key seals jobs' secret env in the database: every controller needs the same one (0600)\n"
               << "  server.crt  valid for: localhost, 127.0.0.1, ::1, this host";
     for (const auto& h : hosts) std::cout << ", " << h;
     std::cout << "\n";

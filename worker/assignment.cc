@@ -11,6 +11,7 @@ Assignment FromProto(const v1::Assign& a) {
   out.project = a.project();
   out.spec = api::FromProto(a.spec());
   if (a.spec().has_input_root()) out.input_root = api::FromProto(a.spec().input_root());
+  out.secret_env.insert(a.secret_env().begin(), a.secret_env().end());
   return out;
 }
 

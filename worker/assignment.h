@@ -22,6 +22,9 @@ struct Assignment {
   // The input tree's root as the controller sent it (not yet checked), or
   // nullopt when the job has none. spec.input_root holds its key form.
   std::optional<cas::Digest> input_root;
+  // The secret env (spec.secret_names): in the build's environment, and
+  // masked as *** in its log and in compiler output kept by the compile cache.
+  std::map<std::string, std::string> secret_env;
 };
 
 // Converts an assignment from the wire. Never fails: what the fields hold is

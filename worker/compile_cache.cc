@@ -61,6 +61,7 @@ bool ReadInto(const std::string& path, int64_t size, std::string* out) {
 
 struct CompileCacheServer::Impl {
   CompileCacheJob job;
+  SecretMask mask;  // job.secrets
   CompileCacheServices svc;
   int listen_fd = -1;
   int wake[2] = {-1, -1};
@@ -328,6 +329,7 @@ struct CompileCacheServer::Impl {
     req.set_job_id(job.job_id);
     req.set_attempt(job.attempt);
     api::ToProto(p.entry, &req);
+    MaskCompileStore(mask, &req);
     grpc::ClientContext ctx;  // not cancelled at the job's end: the entry is worth finishing
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::StoreCompileResponse resp;
@@ -463,6 +465,7 @@ Result<std::unique_ptr<CompileCacheServer>> CompileCacheServer::Start(const Comp
                               "use a shorter work_dir");
   auto impl = std::make_unique<Impl>();
   impl->job = job;
+  impl->mask = SecretMask(job.secrets);
   impl->svc = services;
   impl->listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (impl->listen_fd < 0 || ::pipe2(impl->wake, O_CLOEXEC) != 0)
@@ -527,7 +530,27 @@ v1::RecordCompilesRequest CompileCacheServer::Record() const {
   v1::RecordCompilesRequest r = impl_->record;
   for (const auto& k : impl_->hit_keys) r.add_hit_keys(k);
   for (int64_t id : impl_->hit_manifests) r.add_hit_manifests(id);
+  MaskCompileRecord(impl_->mask, &r);
   return r;
+}
+
+void MaskCompileStore(const SecretMask& secrets, v1::StoreCompileRequest* req) {
+  if (secrets.empty()) return;
+  auto* r = req->mutable_result();
+  r->set_stdout(secrets.Apply(r->stdout()));
+  r->set_stderr(secrets.Apply(r->stderr()));
+  auto* p = req->mutable_parts();
+  for (auto& a : *p->mutable_args()) a = secrets.Apply(a);
+  for (auto& [k, v] : *p->mutable_env()) v = secrets.Apply(v);
+  p->set_cwd(secrets.Apply(p->cwd()));
+}
+
+void MaskCompileRecord(const SecretMask& secrets, v1::RecordCompilesRequest* req) {
+  if (secrets.empty()) return;
+  for (auto& e : *req->mutable_events()) {
+    e.set_reason(secrets.Apply(e.reason()));
+    e.set_detail(secrets.Apply(e.detail()));
+  }
 }
 
 }  // namespace kiln::worker

@@ -8,6 +8,7 @@
 // nothing.
 
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mask.h"
 #include "common/status.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
@@ -34,7 +36,16 @@ struct CompileCacheJob {
   std::string dir;            // on the host: the socket's directory, bound into the container
   int64_t max_object_bytes = int64_t{256} << 20;
   int64_t max_job_bytes = int64_t{8} << 30;  // objects one job may store in all
+  // The job's secret env: masked as *** in what the cache keeps of its
+  // compiles (their output, arguments, environment and reasons).
+  std::map<std::string, std::string> secrets;
 };
+
+// Masks `secrets` in the text the controller keeps of a compile: its
+// stdout and stderr, arguments, environment, working directory and the
+// events' reasons. Keys, digests, dependency paths are left as they are.
+void MaskCompileStore(const SecretMask& secrets, v1::StoreCompileRequest* req);
+void MaskCompileRecord(const SecretMask& secrets, v1::RecordCompilesRequest* req);
 
 // The worker's memory of recent lookups, shared by its jobs: scope and
 // direct key -> the controller's answer (only answers with manifests),

@@ -10,6 +10,7 @@
 
 #include "cas/client.h"
 #include "cas/walk.h"
+#include "common/mask.h"
 #include "common/util.h"
 #include "worker/cc_wrapper.h"
 #include "worker/checkout.h"
@@ -113,6 +114,7 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
     j.dir = cfg.work_dir + "/cc/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
     j.max_object_bytes = cfg.compile_cache_max_object_bytes;
     j.max_job_bytes = cfg.max_output_bytes;
+    j.secrets = a.secret_env;
     auto srv = wrapper.ok() ? CompileCacheServer::Start(
                                   j, {env.stub, env.cas, env.local_cas, env.cc->memory(), env.cc->identities()})
                             : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
@@ -178,6 +180,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   req.job_id = a.job_id;
   req.attempt = a.attempt;
   req.spec = a.spec;
+  // Secret env is the build's like any other; it is masked on the way out.
+  for (const auto& [k, v] : a.secret_env) req.spec.env[k] = v;
+  SecretMask mask(a.secret_env);
   // The checkout's base: the job's own, or its warm workspace's.
   std::string base = cfg.work_dir + "/jobs/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);
   const int64_t disk_cap = CappedLimit(a.spec.disk_bytes, cfg.disk_max);
@@ -196,8 +201,7 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   spdlog::debug("running job_id={} attempt={}", a.job_id, a.attempt);
   int64_t offset = 0;
   bool saw_enospc = false;  // strerror(ENOSPC) in the build's output
-  auto log = [&](const std::string& chunk) {
-    if (chunk.find("No space left on device") != std::string::npos) saw_enospc = true;
+  auto send_log = [&](const std::string& chunk) {
     if (offset + static_cast<int64_t>(chunk.size()) > cfg.max_log_bytes) {
       js->log_overflow = true;
       return;
@@ -210,6 +214,11 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     l->set_data(chunk);
     offset += static_cast<int64_t>(chunk.size());
     env.send(m);
+  };
+  auto log = [&](const std::string& chunk) {
+    if (chunk.find("No space left on device") != std::string::npos) saw_enospc = true;
+    std::string masked = mask.Feed(chunk);
+    if (!masked.empty()) send_log(masked);
   };
   RunOutcome out;
   Status setup;
@@ -266,6 +275,7 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     // build's time); the workspace's next job waits for that.
     env.workspaces->Releasing(a.project, ws_name);
   }
+  if (std::string rest = mask.Flush(); !rest.empty()) send_log(rest);
   spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id, a.attempt, queue::ToString(out.status));
   env.finish(FinalUpdate(a, out, offset));
   // What the job leaves goes after the report: removing a large build's

@@ -118,6 +118,8 @@ class RuncSandbox : public Sandbox {
     std::error_code ec;
     fs::remove_all(bundle, ec);
     fs::create_directories(bundle, ec);  // (ids are unique per worker; CleanUp took a crashed run's)
+    // config.json holds the build's environment, secret env included: root's alone.
+    fs::permissions(bundle, fs::perms::owner_all, ec);
     // (The tree already belongs to the build's user: worker/checkout.h.)
     std::ofstream(bundle + "/config.json") << RuncConfig(req, rootfs, caps_, cgroup);
     req.launcher = {"runc", "--root", state_, "run", "--keep", "--bundle", bundle, id};

@@ -108,6 +108,7 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out) {
   out->set_workspace(in.workspace);
   out->set_workspace_name(in.workspace_name);
   for (const auto& p : in.excluded_outputs) out->add_excluded_outputs(p);
+  for (const auto& n : in.secret_names) out->add_secret_env_names(n);
 }
 
 queue::JobSpec FromProto(const v1::JobSpec& in) {
@@ -128,6 +129,7 @@ queue::JobSpec FromProto(const v1::JobSpec& in) {
   s.workspace = in.workspace();
   s.workspace_name = in.workspace_name();
   s.excluded_outputs.assign(in.excluded_outputs().begin(), in.excluded_outputs().end());
+  s.secret_names.assign(in.secret_env_names().begin(), in.secret_env_names().end());
   return s;
 }
 

@@ -64,26 +64,10 @@ std::string JoinComma(const std::vector<std::string>& v) {
   return out;
 }
 
-std::string Hex(std::string_view raw) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
-
-std::string Unhex(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
-
 TokenRow RowToToken(const pqxx::row& r) {
   TokenRow t;
   t.id = r[0].as<std::string>();
-  t.secret_sha256 = Unhex(r[1].as<std::string>());
+  t.secret_sha256 = HexDecode(r[1].as<std::string>()).value_or("");
   t.role = ParseRole(r[2].as<std::string>()).value();
   t.projects = SplitList(r[3].as<std::string>());
   t.description = r[4].as<std::string>();
@@ -129,7 +113,7 @@ Result<std::string> TrustStore::CreateToken(const NewApiToken& t) {
       if (!missing.empty())
         return NotFound("project \"" + missing[0][0].as<std::string>() + "\" does not exist (see kiln projects list)");
     }
-    tx.exec_prepared("auth_create_token", text.id, Hex(SecretHash(text.secret)), RoleName(t.role), projects,
+    tx.exec_prepared("auth_create_token", text.id, HexEncode(SecretHash(text.secret)), RoleName(t.role), projects,
                      t.description, t.created_by, t.ttl_ms);
     tx.commit();
     return text.full;
@@ -181,7 +165,7 @@ Result<std::string> TrustStore::CreateJoinToken(const std::string& created_by, i
   TokenText text = NewToken(TokenKind::kJoin);
   return pool_.Query("cannot create join token", [&](pqxx::connection& c) -> Result<std::string> {
     pqxx::nontransaction tx(c);
-    tx.exec_prepared("auth_create_join", text.id, Hex(SecretHash(text.secret)), created_by, ttl_ms);
+    tx.exec_prepared("auth_create_join", text.id, HexEncode(SecretHash(text.secret)), created_by, ttl_ms);
     return text.full;
   });
 }
@@ -206,7 +190,7 @@ Result<WorkerCertRow> TrustStore::Enroll(const std::string& join_token_text, con
     pqxx::work tx(c);
     auto r = tx.exec_prepared("auth_take_join", token->id);
     const std::string refused = "join token " + token->id + " ";
-    if (r.empty() || !SameHash(Unhex(r[0][0].as<std::string>()), SecretHash(token->secret)))
+    if (r.empty() || !SameHash(HexDecode(r[0][0].as<std::string>()).value_or(""), SecretHash(token->secret)))
       return Unauthenticated(refused + "is not valid: create one with kiln workers join-token");
     if (r[0][1].as<bool>()) return Unauthenticated(refused + "was already used (each enrols one worker): create another");
     if (r[0][2].as<bool>()) return Unauthenticated(refused + "expired: create another");

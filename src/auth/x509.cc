@@ -1,5 +1,7 @@
 #include "auth/x509.h"
 
+#include "auth/secrets.h"
+
 #include "common/util.h"
 
 #include <arpa/inet.h>
@@ -382,17 +384,6 @@ Status CheckWorkerKey(EVP_PKEY* key) {
   return InvalidArgument(std::string("the certificate request's key is of type ") + (sn ? sn : "unknown") + want);
 }
 
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out += kDigits[p[i] >> 4];
-    out += kDigits[p[i] & 0xf];
-  }
-  return out;
-}
-
 std::string AsnString(const ASN1_STRING* s) {
   return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                      static_cast<size_t>(ASN1_STRING_length(s)));
@@ -593,7 +584,7 @@ Result<CertInfo> InspectCert(const std::string& cert_pem) {
   if (X509_digest(x.get(), EVP_sha256(), md, &md_len) != 1) {
     return SslError(Code::kInternal, "hashing the certificate");
   }
-  info.fingerprint_sha256 = Hex(md, md_len);
+  info.fingerprint_sha256 = HexEncode(std::string_view(reinterpret_cast<const char*>(md), md_len));
 
   Result<int64_t> nb = UnixTime(X509_get0_notBefore(x.get()));
   if (!nb.ok()) return nb.status();
@@ -766,6 +757,7 @@ Result<CertInfo> InitFarmCertDir(const std::string& dir, const FarmCaOptions& op
   KILN_RETURN_IF_ERROR(WriteSecretFile(dir + "/server.crt", server->cert_pem, 0644));
   KILN_RETURN_IF_ERROR(WriteSecretFile(dir + "/ca.crt", ca->cert_pem, 0644));
   KILN_RETURN_IF_ERROR(WriteSecretFile(ca_key, ca->key_pem, 0600));
+  KILN_RETURN_IF_ERROR(EnsureSecretKey(dir + "/secrets.key").status());
   return info;
 }
 

@@ -9,7 +9,11 @@ namespace kiln::cache {
 using cas::EncodeCount;
 using cas::EncodeField;
 
-bool Cacheable(const queue::JobSpec& spec) { return !spec.image.empty() && spec.workspace != "persistent"; }
+bool Cacheable(const queue::JobSpec& spec) {
+  // A result that may depend on a secret is never shared: another job
+  // would take it without holding the secret.
+  return !spec.image.empty() && spec.workspace != "persistent" && spec.secret_names.empty();
+}
 
 std::string ActionEncoding(const queue::JobSpec& spec) {
   std::string out = "kiln-action-1\n";

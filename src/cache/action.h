@@ -13,7 +13,7 @@ namespace kiln::cache {
 // True when a job's result may be cached: it runs in a container of an
 // image pinned by digest (a plain process depends on its host) and in a
 // fresh directory (a warm workspace's build depends on what earlier builds
-// left in it).
+// left in it), and holds no secret (its result may depend on one).
 bool Cacheable(const queue::JobSpec& spec);
 
 // The canonical encoding of the parts of `spec` that determine its result:

@@ -5,31 +5,13 @@
 #include "cache/compile_json.h"
 #include "cc/deps.h"
 #include "cc/keys.h"
+#include "common/util.h"
 #include "db/pool.h"
 
 namespace kiln::cache {
 namespace {
 
 using nlohmann::json;
-
-std::string Hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
-
-std::string Unhex(const std::string& hex) {
-  auto v = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  std::string out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(v(hex[i]) * 16 + v(hex[i + 1]));
-  return out;
-}
 
 Status NotRunning(const RunningJob& run) {
   return FailedPrecondition("job " + std::to_string(run.job_id) + " attempt " + std::to_string(run.attempt) +
@@ -54,9 +36,9 @@ cc::CompileResult Entry(const pqxx::row& row, int at) {
   e.key = row[at].as<std::string>();
   e.object.hash = row[at + 1].as<std::string>();
   e.object.size = row[at + 2].as<int64_t>();
-  e.depfile = Unhex(row[at + 3].as<std::string>());
-  e.stdout = Unhex(row[at + 4].as<std::string>());
-  e.stderr = Unhex(row[at + 5].as<std::string>());
+  e.depfile = HexDecode(row[at + 3].as<std::string>()).value_or("");
+  e.stdout = HexDecode(row[at + 4].as<std::string>()).value_or("");
+  e.stderr = HexDecode(row[at + 5].as<std::string>()).value_or("");
   e.compile_ms = row[at + 6].as<int64_t>();
   return e;
 }
@@ -256,8 +238,8 @@ Result<bool> CompileCacheStore::Store(const RunningJob& run, const cc::CompileEn
     if (!scope.ok()) return scope.status();
     const cc::CompileResult& e = st.result;
     if (!st.manifest_only) {
-      auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object.hash, e.object.size, Hex(e.depfile),
-                                Hex(e.stdout), Hex(e.stderr), e.compile_ms, run.job_id);
+      auto r = tx.exec_prepared("cc_store_result", *scope, e.key, e.object.hash, e.object.size, HexEncode(e.depfile),
+                                HexEncode(e.stdout), HexEncode(e.stderr), e.compile_ms, run.job_id);
       fresh = r.affected_rows() == 1;
     } else if (tx.exec_prepared("cc_result_exists", *scope, e.key).empty()) {
       return NotFound("compile cache result " + e.key + " is gone");

@@ -151,6 +151,16 @@ int Main(int argc, char** argv) {
   sub->add_option("--env", submit.env, "environment variable for the build, KEY=VALUE (repeatable)")
       ->allow_extra_args(false)
       ->type_name("KEY=VALUE");
+  sub->add_option("--secret-env", submit.secret_env,
+                  "secret environment variable for the build, its value taken from yours (repeatable): never shown "
+                  "by kiln, masked as *** in the log, not kept once the job ends; the job is not action-cached")
+      ->allow_extra_args(false)
+      ->type_name("NAME");
+  sub->add_option("--secret-file", submit.secret_file,
+                  "secret environment variable whose value is the content of a file (one final newline dropped), "
+                  "as --secret-env (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("NAME=PATH");
   sub->add_option("--require", submit.require, "worker property to require, KEY=VALUE, e.g. arch=aarch64 (repeatable)")
       ->allow_extra_args(false)
       ->type_name("KEY=VALUE");

@@ -27,6 +27,8 @@ struct SubmitArgs {
   int max_attempts = 0;
   int64_t timeout_s = 0;
   std::vector<std::string> env;       // KEY=VALUE
+  std::vector<std::string> secret_env;   // NAME: the value is this process's $NAME
+  std::vector<std::string> secret_file;  // NAME=PATH: the value is the file's content
   std::vector<std::string> require;   // KEY=VALUE
   std::string workdir;
   bool detach = false;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <thread>
 
@@ -71,6 +72,11 @@ void PrintJobSummary(const v1::Job& j) {
   t.AddRow({"command:", CommandLine(j.spec())});
   if (!j.spec().working_dir().empty()) t.AddRow({"workdir:", j.spec().working_dir()});
   if (!j.spec().requirements().empty()) t.AddRow({"requires:", JoinMap(j.spec().requirements())});
+  if (j.spec().secret_env_names_size() > 0) {
+    std::string names;
+    for (const auto& n : j.spec().secret_env_names()) names += (names.empty() ? "" : " ") + n;
+    t.AddRow({"secret env:", names + " (values never shown; masked as *** in the log)"});
+  }
   auto digest = [](const v1::Digest& d) { return "sha256:" + d.hash() + "/" + std::to_string(d.size()); };
   if (!j.spec().image().empty()) t.AddRow({"image:", j.spec().image()});
   if (j.spec().has_input_root()) t.AddRow({"input:", digest(j.spec().input_root())});
@@ -101,6 +107,32 @@ void PrintJobSummary(const v1::Job& j) {
   t.Print(stdout);
 }
 
+// --secret-env NAME (from this process's environment) and --secret-file
+// NAME=PATH. A value never goes on the command line, where ps shows it.
+Status SecretEnv(const SubmitArgs& a, google::protobuf::Map<std::string, std::string>* out) {
+  for (const auto& name : a.secret_env) {
+    if (name.find('=') != std::string::npos) {
+      return InvalidArgument("--secret-env takes a NAME whose value is read from your environment, not NAME=VALUE "
+                             "(a value on the command line shows in ps); for a file: --secret-file NAME=PATH");
+    }
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return InvalidArgument("--secret-env " + name + ": " + name + " is not set in your environment");
+    (*out)[name] = v;
+  }
+  auto files = ParseKeyValues(a.secret_file, "--secret-file");
+  if (!files.ok()) return files.status();
+  for (const auto& [name, path] : *files) {
+    if (out->count(name)) return InvalidArgument("secret env " + name + " is given twice");
+    auto data = ReadWholeFile(path);
+    if (!data.ok()) return Status(data.status().code(), "--secret-file " + name + ": " + data.status().message());
+    std::string v = std::move(*data);
+    if (!v.empty() && v.back() == '\n') v.pop_back();
+    if (!v.empty() && v.back() == '\r') v.pop_back();
+    (*out)[name] = std::move(v);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
@@ -111,6 +143,7 @@ int RunSubmit(Client& c, const Globals& g, const SubmitArgs& a) {
   if (!req_kv.ok()) return UsageError(req_kv.status().message());
 
   v1::SubmitRequest req;
+  if (Status s = SecretEnv(a, req.mutable_secret_env()); !s.ok()) return UsageError(s.message());
   req.set_project(a.project);
   req.set_cluster(a.cluster);
   if (a.priority) req.set_priority(*a.priority);

@@ -69,11 +69,34 @@ std::string RandomHex(size_t bytes) {
     ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
     if (n > 0) got += static_cast<size_t>(n);
   }
-  static const char* kHex = "0123456789abcdef";
+  return HexEncode(raw);
+}
+
+std::string HexEncode(std::string_view raw) {
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
+  out.reserve(raw.size() * 2);
   for (unsigned char c : raw) {
     out += kHex[c >> 4];
     out += kHex[c & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> HexDecode(std::string_view hex) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (hex.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
   }
   return out;
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,11 @@ std::string FormatLimitBytes(int64_t n);
 
 // Parses "key=value" into its parts; InvalidArgument if there is no '=' or the key is empty.
 Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text);
+
+// Lower-case hex of raw bytes, and back (nullopt for an odd length or a
+// character that is not a hex digit).
+std::string HexEncode(std::string_view raw);
+std::optional<std::string> HexDecode(std::string_view hex);
 
 // 16 random hex characters from the OS's CSPRNG (for worker and controller ids).
 std::string RandomHex(size_t bytes = 8);

@@ -44,6 +44,10 @@ struct ControllerConfig {
   // trusted.crt (every CA whose worker certificates are accepted, during a
   // CA rotation; else ca.crt). `kiln-controller certs init` creates them.
   std::string tls_dir = "/etc/kiln-controller/tls";
+  // The key that seals jobs' secret env in the database (kiln submit
+  // --secret-env); every controller of a farm holds the same one. Empty:
+  // tls_dir/secrets.key (certs init creates it). Missing: secrets are refused.
+  std::string secrets_key_file;
   bool insecure = false;         // plaintext gRPC: loopback addresses only, unless insecure_remote
   bool insecure_remote = false;  // ... allow plaintext on any address (never on a shared network)
   milliseconds worker_cert_validity{30LL * 86'400'000};  // enrolled workers renew at two thirds of it

@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "common/util.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -68,7 +69,8 @@ constexpr const char* kClaimSql =
     " UPDATE build_jobs b SET status = 'setup', worker_id = $1, attempt = b.attempt + 1,"
     "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0, waits_for = NULL"
     " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
-    " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text";
+    " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text,"
+    "   (SELECT encode(s.sealed, 'hex') FROM job_secrets s WHERE s.job_id = b.id)";
 
 // Fenced worker reports: $1 is a JSON array of {id, attempt, status,
 // result, started_ms, finished_ms, worker}.
@@ -206,6 +208,9 @@ Result<std::vector<Claimed>> DispatchStore::Claim(const std::string& worker_id, 
       cl.attempt = row[1].as<int>();
       cl.project = row[2].as<std::string>();
       cl.spec = rows::SpecFromJson(row[3].as<std::string>(), row[4].as<std::string>());
+      if (!row[5].is_null()) {
+        cl.sealed_secrets = HexDecode(row[5].as<std::string>()).value_or("");
+      }
       out.push_back(std::move(cl));
     }
     return out;

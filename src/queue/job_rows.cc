@@ -25,6 +25,7 @@ JobSpec SpecFromJson(const std::string& spec_text, const std::string& req_text) 
   s.workspace = j.value("workspace", "");
   s.workspace_name = j.value("workspace_name", "");
   s.excluded_outputs = j.value("excluded_outputs", std::vector<std::string>{});
+  s.secret_names = j.value("secret_env", std::vector<std::string>{});
   if (!req_text.empty()) s.requirements = json::parse(req_text).get<std::map<std::string, std::string>>();
   return s;
 }
@@ -42,6 +43,7 @@ std::string SpecToJson(const JobSpec& s) {
   if (!s.workspace.empty()) j["workspace"] = s.workspace;
   if (!s.workspace_name.empty()) j["workspace_name"] = s.workspace_name;
   if (!s.excluded_outputs.empty()) j["excluded_outputs"] = s.excluded_outputs;
+  if (!s.secret_names.empty()) j["secret_env"] = s.secret_names;
   return j.dump();
 }
 

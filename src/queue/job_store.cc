@@ -1,5 +1,6 @@
 #include "queue/job_store.h"
 
+#include "common/util.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -47,7 +48,10 @@ std::vector<db::Statement> Statements() {
                    " ON CONFLICT (project_id, request_id) WHERE request_id IS NOT NULL DO NOTHING"
                    " RETURNING *),"
                    " used AS (UPDATE action_cache a SET last_used = now(), hits = a.hits + 1 FROM j"
-                   "   WHERE j.status = 'succeeded' AND a.scope = $9 AND a.digest = $8)"
+                   "   WHERE j.status = 'succeeded' AND a.scope = $9 AND a.digest = $8),"
+                   // Sealed secret env ($11, hex; sql/013): only with a new job.
+                   " sec AS (INSERT INTO job_secrets (job_id, sealed) SELECT id, decode($11, 'hex') FROM j"
+                   "   WHERE $11 <> '')"
                    " SELECT ") +
            kJobColumns + " FROM j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id"},
       // The job a request id names in project $4 (request ids are unique per
@@ -121,7 +125,8 @@ Result<SubmitOutcome> JobStore::Submit(const NewJob& job) {
     }
     SubmitOutcome out;
     auto r = tx.exec_prepared("submit", job.project, job.cluster, job.priority, job.max_attempts, job.request_id,
-                              req, spec, job.action_digest, job.cache_scope, job.no_cache);
+                              req, spec, job.action_digest, job.cache_scope, job.no_cache,
+                              HexEncode(job.sealed_secrets));
     if (!r.empty()) {
       out.job = RowToJob(r[0]);
       return out;

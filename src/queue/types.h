@@ -37,6 +37,9 @@ struct JobSpec {
   // Input paths the CLI left out as unchanged downloaded outputs; shown by
   // kiln why and status, never part of the action digest.
   std::vector<std::string> excluded_outputs;
+  // Names of the secret environment variables, sorted; their values are
+  // sealed in job_secrets until the job ends (never in this spec).
+  std::vector<std::string> secret_names;
 };
 
 struct JobResult {
@@ -80,6 +83,9 @@ struct NewJob {
   std::string action_digest;
   std::string cache_scope;
   bool no_cache = false;
+  // The secret env values (spec.secret_names), sealed (auth::SecretBox):
+  // kept in job_secrets until the job ends. Empty: none.
+  std::string sealed_secrets;
 };
 
 struct SubmitOutcome {
@@ -93,6 +99,7 @@ struct Claimed {
   int attempt = 0;
   std::string project;
   JobSpec spec;
+  std::string sealed_secrets;  // NewJob::sealed_secrets, empty for none
 };
 
 // A state change reported by a worker, applied only while the job is still

@@ -122,7 +122,7 @@ pg_source_tree() {
 # Starts a controller (own CAS dir in the state directory; the database's
 # jobs and tree nodes emptied) and one worker with $1 slots; sets addr.
 start_farm() {
-  sql "TRUNCATE action_cache, job_logs, compile_stats, compile_events, build_jobs, cas_trees, compile_results,
+  sql "TRUNCATE action_cache, job_logs, job_secrets, compile_stats, compile_events, build_jobs, cas_trees, compile_results,
        compile_manifests RESTART IDENTITY;
        DELETE FROM workers"
   rm -f "$state/addr"

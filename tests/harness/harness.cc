@@ -82,6 +82,7 @@ class Cluster {
     if (Shell(restart_stop_cmd_) != 0) throw std::runtime_error("cannot stop PostgreSQL");
     if (Shell(start_cmd_) != 0) throw std::runtime_error("cannot restart PostgreSQL; see " + dir_ + "/server.log");
   }
+  std::string DataDir() const { return dir_ + "/data"; }
   std::string Url(const std::string& db) const {
     return "host=" + dir_ + " port=" + std::to_string(port_) + " user=postgres dbname=" + db;
   }
@@ -99,6 +100,8 @@ Cluster& TheCluster() {
 }
 
 }  // namespace
+
+std::string DatabaseFiles() { return TheCluster().DataDir(); }
 
 std::string NewDatabase() {
   static std::mutex mu;

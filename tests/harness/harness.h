@@ -19,6 +19,10 @@ namespace kiln::test {
 // Returns the URL of a new database cloned from the template.
 std::string NewDatabase();
 
+// The cluster's data directory (what a grep for leaked values searches:
+// tables, indexes, WAL).
+std::string DatabaseFiles();
+
 // Stops the cluster (fast shutdown: every connection is dropped) and starts it again.
 void RestartDatabase();
 

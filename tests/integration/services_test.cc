@@ -116,7 +116,7 @@ TEST_F(ServicesTest, JobServiceQueuesWakesAndCancelsFromItsOwnParts) {
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, nullptr, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
 
@@ -277,7 +277,7 @@ TEST_F(ServicesTest, JobServiceRejectsControlCharactersInNamesIdsLabelsAndReason
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, nullptr, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
 
@@ -606,7 +606,7 @@ TEST_F(ServicesTest, JobServiceRejectsAnInputRootWithTheWrongSize) {
   ProjectCache projects(catalog);
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, nullptr, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   Served cas(MakeCasService({*guard_, *scopes_, **blobs, trees, 1 << 20}));
   auto stub = v1::JobService::NewStub(s.channel());
@@ -742,7 +742,7 @@ TEST_F(ServicesTest, JobServiceAuthorisesEveryCallByTokenAndProject) {
   ASSERT_TRUE(projects.Refresh(true).ok());
   cache::CompileCacheStore compiles(url_, 1);
   Signal dispatch_wake, remote_wake, job_events;
-  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, dispatch_wake, remote_wake,
+  Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, nullptr, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
   auto reader = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", 0});
@@ -1118,8 +1118,20 @@ TEST_F(ServicesTest, RememberedMembershipsAnswerLikeTheDatabase) {
       auto both = store->Members({"project:y", "project:x"}, {a, c});
       ASSERT_TRUE(both.ok());
       EXPECT_EQ(both->size(), 2u) << "round " << round;
+      // NotMembers is the other half of the same answer.
+      auto not_x = store->NotMembers({"project:x"}, {a, b, c});
+      ASSERT_TRUE(not_x.ok()) << not_x.status().message();
+      EXPECT_EQ(*not_x, (std::unordered_set<std::string>{c})) << "round " << round;
     }
   }
+  // A tree found wholly in a scope is remembered for that scope only, and
+  // forgotten with any removal.
+  const std::string root = std::string(64, 'd') + "/10";
+  EXPECT_FALSE(scope_store_->TreeKnown({"project:x"}, root));
+  scope_store_->RememberTree({"project:x"}, root);
+  EXPECT_TRUE(scope_store_->TreeKnown({"project:x"}, root));
+  EXPECT_FALSE(scope_store_->TreeKnown({"project:y"}, root));
+  EXPECT_FALSE(other.TreeKnown({"project:x"}, root)) << "another controller has not looked";
   // Adding what is remembered in one scope to another still adds it there.
   ASSERT_TRUE(scope_store_->Add({"project:y"}, {a}).ok());
   auto y = other.Members({"project:y"}, {a});
@@ -1127,6 +1139,10 @@ TEST_F(ServicesTest, RememberedMembershipsAnswerLikeTheDatabase) {
   EXPECT_EQ(y->size(), 1u);
   // Removed content is forgotten by the controller that removed it.
   ASSERT_TRUE(scope_store_->Forget({a}).ok());
+  EXPECT_FALSE(scope_store_->TreeKnown({"project:x"}, root));
+  auto not_x = scope_store_->NotMembers({"project:x"}, {a, b});
+  ASSERT_TRUE(not_x.ok());
+  EXPECT_EQ(*not_x, (std::unordered_set<std::string>{a}));
   auto x = scope_store_->Members({"project:x"}, {a, b});
   ASSERT_TRUE(x.ok());
   EXPECT_EQ(*x, (std::unordered_set<std::string>{b}));

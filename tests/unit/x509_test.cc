@@ -366,7 +366,7 @@ TEST(X509, WriteSecretFileSetsTheModeAndReplacesAtomically) {
   EXPECT_PRED2(Contains, missing.status().message(), tmp.path() + "/nope");
 }
 
-TEST(X509, InitFarmCertDirMakesTheFourFilesOnce) {
+TEST(X509, InitFarmCertDirMakesTheFiveFilesOnce) {
   test::TempDir tmp;
   const std::string dir = tmp.path() + "/certs";
   FarmCaOptions opt;
@@ -377,8 +377,9 @@ TEST(X509, InitFarmCertDirMakesTheFourFilesOnce) {
   EXPECT_PRED2(Contains, ca->common_name, "kiln farm CA");
 
   EXPECT_EQ(ModeOf(dir), 0700);
-  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ca.crt", "ca.key", "server.crt", "server.key"}));
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ca.crt", "ca.key", "secrets.key", "server.crt", "server.key"}));
   EXPECT_EQ(ModeOf(dir + "/ca.key"), 0600);
+  EXPECT_EQ(ModeOf(dir + "/secrets.key"), 0600);
   EXPECT_EQ(ModeOf(dir + "/server.key"), 0600);
   EXPECT_EQ(ModeOf(dir + "/ca.crt"), 0644);
   EXPECT_EQ(ModeOf(dir + "/server.crt"), 0644);
