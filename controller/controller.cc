@@ -29,6 +29,7 @@
 #include "controller/scopes.h"
 #include "cas/scope_store.h"
 #include "controller/job_service.h"
+#include "controller/log_quota.h"
 #include "controller/project_cache.h"
 #include "controller/reports.h"
 #include "controller/sessions.h"
@@ -39,6 +40,7 @@
 #include "queue/dispatch_store.h"
 #include "queue/job_store.h"
 #include "queue/listener.h"
+#include "queue/log_store.h"
 #include "queue/open_pool.h"
 #include "queue/worker_store.h"
 
@@ -57,6 +59,7 @@ struct Controller::Impl {
   std::unique_ptr<queue::WorkerStore> workers;
   std::unique_ptr<queue::CatalogStore> catalog;
   std::unique_ptr<cache::ActionCacheStore> action_cache;
+  std::unique_ptr<queue::LogStore> logs;
   std::unique_ptr<cache::CompileCacheStore> compile_cache;
   std::unique_ptr<Cas> cas;
   std::unique_ptr<ProjectCache> projects;
@@ -93,6 +96,7 @@ struct Controller::Impl {
   void ConfigLoop();
   void NotifyLoop();
   void GcLoop();
+  void LogPruneLoop();
   void TokenUseLoop();
   void OnNotify(const std::string& channel, const std::string& payload);
 };
@@ -307,6 +311,15 @@ void Controller::Impl::GcLoop() {
   }
 }
 
+void Controller::Impl::LogPruneLoop() {
+  uint64_t seen = shutdown_wake.generation();
+  while (!stopping) {
+    seen = shutdown_wake.Wait(seen, cfg.log_prune_interval);
+    if (stopping) break;
+    (void)PruneLogs(*logs, *projects, cfg, stopping);  // logged there; the next pass tries again
+  }
+}
+
 void Controller::Impl::TokenUseLoop() {
   // last_used_at of tokens: one UPDATE a minute, not one per call.
   uint64_t seen = shutdown_wake.generation();
@@ -455,6 +468,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->workers = std::make_unique<queue::WorkerStore>(*impl->pool);
   impl->catalog = std::make_unique<queue::CatalogStore>(*impl->pool);
   impl->action_cache = std::make_unique<cache::ActionCacheStore>(*impl->pool);
+  impl->logs = std::make_unique<queue::LogStore>(*impl->pool);
   impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
   impl->trust = std::make_unique<auth::TrustStore>(*impl->pool);
   impl->guard = std::make_unique<Guard>(*impl->trust, !cfg.insecure);
@@ -567,6 +581,7 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.ConfigLoop(); });
   i.threads.emplace_back([&i] { i.NotifyLoop(); });
   i.threads.emplace_back([&i] { i.GcLoop(); });
+  i.threads.emplace_back([&i] { i.LogPruneLoop(); });
   i.threads.emplace_back([&i] { i.TokenUseLoop(); });
   if (!i.cfg.address_file.empty()) {
     std::string tmp = i.cfg.address_file + ".tmp";

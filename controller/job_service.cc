@@ -386,7 +386,9 @@ class JobServiceImpl final : public v1::JobService::Service {
         l->set_data(std::move(slice->data));
         if (!w->Write(le)) return grpc::Status(grpc::CANCELLED, "client went away");
       }
-      if (!req->follow() || (ended && (!current || offset >= job.log_size()))) return grpc::Status::OK;
+      // A removed log (log quotas: ended jobs only) will not come back.
+      if (!req->follow() || (ended && (!current || offset >= job.log_size() || job.has_log_removed())))
+        return grpc::Status::OK;
       if (!current) return grpc::Status::OK;  // an old attempt is complete
       if (d_.stopping) return grpc::Status(grpc::UNAVAILABLE, "controller is shutting down; reconnect to resume");
       if (ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "client went away");

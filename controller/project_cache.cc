@@ -53,4 +53,9 @@ Result<config::ProjectConfig> ProjectCache::Get(const std::string& project) {
   return NotFound("project \"" + project + "\" does not exist; create it with: kiln projects create " + project);
 }
 
+std::map<std::string, config::ProjectConfig> ProjectCache::All() {
+  std::lock_guard g(mu_);
+  return projects_;
+}
+
 }  // namespace kiln::controller

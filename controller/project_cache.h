@@ -26,6 +26,8 @@ class ProjectCache {
   // The project's config, cache_scope as in effect; NotFound if it does not exist (after one reload),
   // InvalidArgument for a name no project can have (common/text.h).
   Result<config::ProjectConfig> Get(const std::string& project);
+  // Every project's config as last loaded, by name.
+  std::map<std::string, config::ProjectConfig> All();
 
  private:
   queue::CatalogStore& catalog_;

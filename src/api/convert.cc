@@ -174,6 +174,14 @@ void ToProto(const queue::Job& in, v1::Job* out) {
   out->set_log_size(in.log_size);
   out->set_cancel_requested(in.cancel_requested);
   if (in.status == queue::JobStatus::kQueued) out->set_waits_for_job(in.waits_for);
+  if (in.log_removed) {
+    auto* lr = out->mutable_log_removed();
+    lr->set_job_id(in.log_removed->job_id);
+    lr->set_removed_at_ms(in.log_removed->removed_ms);
+    lr->set_reason(in.log_removed->reason);
+    lr->set_detail(in.log_removed->detail);
+    lr->set_bytes(in.log_removed->bytes);
+  }
 }
 
 void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out) {

@@ -321,7 +321,7 @@ int Main(int argc, char** argv) {
 
   // logs
   LogsArgs logs;
-  auto* lg = Sub(&app, "logs", "Print a job's log");
+  auto* lg = Sub(&app, "logs", "Print a job's log (exit 4, saying why, if the log quotas removed it)");
   lg->add_flag("-f,--follow", logs.follow, "keep printing until the job ended");
   lg->add_option("--attempt", logs.attempt, "the log of this attempt; default: the current one")
       ->check(CLI::Range(1, 1000000).description("a positive number"));

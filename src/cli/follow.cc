@@ -64,8 +64,14 @@ Result<v1::Job> FollowJob(Client& client, const FollowOptions& o) {
   bool outage_reported = false;
   auto backoff = kFirstBackoff;
 
+  bool removal_reported = false;
+
   auto on_state = [&](const v1::Job& j) {
     if (!o.status_lines) return;
+    if (j.has_log_removed() && !removal_reported) {
+      out.Line(DescribeLogRemoved(j));
+      removal_reported = true;
+    }
     bool new_attempt = j.attempt() > seen_attempt;
     if (new_attempt && seen_attempt > 0) {
       out.Line(job_name + " re-queued, attempt " + std::to_string(j.attempt()));
@@ -129,7 +135,7 @@ Result<v1::Job> FollowJob(Client& client, const FollowOptions& o) {
     });
 
     if (s.code() == Code::kDeadlineExceeded && o.follow && have_job && IsTerminal(job.status())) {
-      if (offset < job.log_size()) {
+      if (offset < job.log_size() && !job.has_log_removed()) {
         out.Line("warning: the log of job " + std::to_string(o.job_id) + " looks incomplete: got " +
                  std::to_string(offset) + " of " + std::to_string(job.log_size()) + " bytes of attempt " +
                  std::to_string(cur_attempt) + " (try kiln logs " + std::to_string(o.job_id) + " later)");

@@ -103,7 +103,8 @@ void PrintJobSummary(const v1::Job& j) {
     if (r.has_output_root()) t.AddRow({"output tree:", digest(r.output_root()) + " (kiln outputs " + std::to_string(j.id()) + ")"});
   }
   if (IsTerminal(j.status())) t.AddRow({"outcome:", DescribeOutcome(j)});
-  t.AddRow({"log:", std::to_string(j.log_size()) + " bytes (attempt " + std::to_string(j.attempt()) + ")"});
+  if (j.has_log_removed()) t.AddRow({"log:", DescribeLogRemoved(j, now)});
+  else t.AddRow({"log:", std::to_string(j.log_size()) + " bytes (attempt " + std::to_string(j.attempt()) + ")"});
   t.Print(stdout);
 }
 
@@ -383,6 +384,8 @@ int RunLogs(Client& c, const Globals& g, const LogsArgs& a) {
   fo.follow = a.follow;
   auto r = FollowJob(c, fo);
   if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  // Removed by the log quotas: nothing (or not all) was printed; say why.
+  if (r->has_log_removed()) return ReportError(NotFound(DescribeLogRemoved(*r)), Ctx(g));
   return kExitOk;
 }
 

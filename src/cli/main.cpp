@@ -9,7 +9,8 @@
 //        configuration that fails local validation, an unreadable @FILE)
 //   3    controller unreachable (UNAVAILABLE) or too slow (DEADLINE_EXCEEDED);
 //        also `kiln cancel` when the job has not stopped 30 s after the request
-//   4    not found (NOT_FOUND): no such job, project or cluster
+//   4    not found (NOT_FOUND): no such job, project or cluster; kiln logs: the
+//        log quotas removed the log
 //   5    any other error from the controller (INVALID_ARGUMENT,
 //        FAILED_PRECONDITION such as cancelling a job that already ended,
 //        ALREADY_EXISTS, ...); also `kiln cancel` when the job ended on its own

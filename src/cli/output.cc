@@ -159,4 +159,13 @@ std::string DescribeOutcome(const v1::Job& job) {
   return "failed" + (why.empty() ? std::string(" without an exit code") : why);
 }
 
+std::string DescribeLogRemoved(const v1::Job& job, int64_t now_ms) {
+  if (!job.has_log_removed()) return "";
+  const v1::LogRemoved& lr = job.log_removed();
+  std::string whose = "the log of job " + std::to_string(lr.job_id());
+  if (lr.job_id() != job.id()) whose += " (which produced job " + std::to_string(job.id()) + "'s result)";
+  std::string when = now_ms > 0 && lr.removed_at_ms() > 0 ? " " + FormatAge(lr.removed_at_ms(), now_ms) + " ago" : "";
+  return whose + " was removed" + when + (lr.detail().empty() ? "" : " (" + lr.detail() + ")");
+}
+
 }  // namespace kiln::cli

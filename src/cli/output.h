@@ -62,4 +62,11 @@ std::string JoinMap(const google::protobuf::Map<std::string, std::string>& m);
 // "cancelled", "lost: <error>".
 std::string DescribeOutcome(const v1::Job& job);
 
+// "" if the job's log is stored, else what became of it: "the log of job 7
+// was removed (older than project web's log_retention of 30d)"; for a job
+// whose log was another's (served from the action cache), "the log of job 7
+// (which produced job 9's result) was removed (...)". With now_ms > 0, how
+// long ago ("was removed 3h ago").
+std::string DescribeLogRemoved(const v1::Job& job, int64_t now_ms = 0);
+
 }  // namespace kiln::cli

@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <limits>
 
 namespace kiln {
 
@@ -26,14 +27,17 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   }
   int64_t n = std::stoll(t.substr(0, i));
   std::string unit = Trim(t.substr(i));
-  int64_t ms;
-  if (unit.empty() || unit == "s") ms = n * 1000;
-  else if (unit == "ms") ms = n;
-  else if (unit == "m" || unit == "min") ms = n * 60'000;
-  else if (unit == "h") ms = n * 3'600'000;
-  else if (unit == "d") ms = n * 86'400'000;
+  int64_t unit_ms;
+  if (unit.empty() || unit == "s") unit_ms = 1000;
+  else if (unit == "ms") unit_ms = 1;
+  else if (unit == "m" || unit == "min") unit_ms = 60'000;
+  else if (unit == "h") unit_ms = 3'600'000;
+  else if (unit == "d") unit_ms = 86'400'000;
   else return InvalidArgument("invalid duration \"" + std::string(text) + "\": unknown unit \"" + unit + "\" (use ms, s, m, h or d)");
-  return std::chrono::milliseconds(ms);
+  // 12 digits of days would overflow.
+  if (n > std::numeric_limits<int64_t>::max() / unit_ms)
+    return InvalidArgument("invalid duration \"" + std::string(text) + "\": too large");
+  return std::chrono::milliseconds(n * unit_ms);
 }
 
 Result<int64_t> ParseBytes(std::string_view text) {
@@ -133,6 +137,14 @@ std::string FormatLimitBytes(int64_t n) {
   if (n > 0 && n % (int64_t{1} << 30) == 0) return std::to_string(n >> 30) + " GiB";
   if (n > 0 && n % (int64_t{1} << 20) == 0) return std::to_string(n >> 20) + " MiB";
   return std::to_string(n) + " bytes";
+}
+
+std::string FormatDuration(int64_t ms) {
+  if (ms > 0 && ms % 86'400'000 == 0) return std::to_string(ms / 86'400'000) + "d";
+  if (ms > 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms > 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms > 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 Result<std::string> ReadWholeFile(const std::string& path, bool nofollow) {

@@ -19,6 +19,8 @@ int64_t NowUnixMs();
 // Parses "250ms", "5s", "2m", "1h" or a bare number of seconds.
 // Returns InvalidArgument naming the text on anything else.
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+// The inverse of ParseDuration for settings, exact: "30d", "12h", "90s", "250ms".
+std::string FormatDuration(int64_t ms);
 // "4096", "64KiB", "10GiB" (also K, M, G, T): a number of bytes.
 Result<int64_t> ParseBytes(std::string_view text);
 // The inverse for limits: "2 GiB", "32 MiB", else "12345 bytes" (exact, never rounded).

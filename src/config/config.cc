@@ -116,6 +116,10 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "action_cache_max_age") return ParseDur(k, v, c.action_cache_max_age);
   else if (k == "compile_cache_max_age") return ParseDur(k, v, c.compile_cache_max_age);
   else if (k == "workspace_grace") return ParseDur(k, v, c.workspace_grace);
+  else if (k == "log_retention") return ParseDur(k, v, c.log_retention);
+  else if (k == "project_log_max_bytes") return ParseSize(k, v, c.project_log_max_bytes);
+  else if (k == "log_max_bytes") return ParseSize(k, v, c.log_max_bytes);
+  else if (k == "log_prune_interval") return ParseDur(k, v, c.log_prune_interval);
   else if (k == "tls_dir") c.tls_dir = v;
   else if (k == "secrets_key_file") c.secrets_key_file = v;
   else if (k == "insecure") return ParseBool(k, v, c.insecure);
@@ -179,6 +183,9 @@ Status Validate(const ControllerConfig& c) {
   if (c.cas_max_tree_files < 1) return InvalidArgument("cas_max_tree_files must be at least 1");
   if (c.cas_gc_interval.count() < 100) return InvalidArgument("cas_gc_interval must be at least 100ms");
   if (c.cas_max_age < c.cas_min_age) return InvalidArgument("cas_max_age must not be shorter than cas_min_age");
+  if (c.log_retention.count() != 0 && c.log_retention.count() < 1000)
+    return InvalidArgument("log_retention must be at least 1s (or 0: logs are kept for ever)");
+  if (c.log_prune_interval.count() < 100) return InvalidArgument("log_prune_interval must be at least 100ms");
   if (c.insecure && !c.insecure_remote && !IsLoopbackAddress(c.listen)) {
     return InvalidArgument("insecure = true serves plaintext, which is allowed only on a loopback address (listen = " +
                            c.listen + "): listen on 127.0.0.1 or a unix: socket, turn TLS on (kiln-controller certs "

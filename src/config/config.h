@@ -38,6 +38,12 @@ struct ControllerConfig {
   milliseconds action_cache_max_age{30LL * 86'400'000};  // cache entries unused this long are dropped
   milliseconds compile_cache_max_age{30LL * 86'400'000}; // compile results unused this long are dropped
   milliseconds workspace_grace{10'000};  // a warm workspace's job waits this long for its worker
+  // Log quotas (docs/operations.md, "Log quotas"): stored logs of ended jobs.
+  // A project's log_retention and log_max_bytes override the first two.
+  milliseconds log_retention{30LL * 86'400'000};  // logs of jobs that ended longer ago go; 0: kept for ever
+  int64_t project_log_max_bytes = 0;              // per project, oldest first past it; 0: no cap
+  int64_t log_max_bytes = int64_t{100} << 30;     // every project together, oldest first past it; 0: no cap
+  milliseconds log_prune_interval{600'000};       // how often each controller prunes
   // Trust (docs/operations.md, "Trust"). tls_dir holds server.crt and
   // server.key (what clients and workers see), ca.crt and ca.key (the farm's
   // CA, which signs enrolled workers' certificates) and optionally

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/text.h"
+#include "common/util.h"
 
 namespace kiln::config {
 namespace {
@@ -35,6 +36,41 @@ Status Int(const nlohmann::json& v, const std::string& key, int64_t lo, int64_t 
                            std::to_string(hi));
   }
   out = n;
+  return Status::Ok();
+}
+
+Status LogRetention(const nlohmann::json& v, std::optional<int64_t>& out) {
+  const std::string want =
+      "expected a duration from 1s to 3650d such as \"30d\", \"12h\" or \"90s\", or \"0\" to keep logs for ever";
+  if (!v.is_string()) return InvalidArgument("log_retention: " + want);
+  const std::string& text = v.get_ref<const std::string&>();
+  auto d = ParseDuration(text);
+  if (!d.ok()) return InvalidArgument("log_retention: \"" + Printable(text, 40) + "\" is not a duration: " + want);
+  int64_t ms = d->count();
+  if (ms != 0 && (ms < kMinLogRetentionMs || ms > kMaxLogRetentionMs))
+    return InvalidArgument("log_retention: \"" + Printable(text, 40) + "\" is out of range: " + want);
+  out = ms;
+  return Status::Ok();
+}
+
+Status LogMaxBytes(const nlohmann::json& v, std::optional<int64_t>& out) {
+  const std::string want = "expected a size such as \"10GiB\" or \"500MiB\", or a number of bytes (0: no cap)";
+  constexpr int64_t kMax = int64_t{1} << 62;
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(kMax)) return InvalidArgument("log_max_bytes: too large: " + want);
+    out = static_cast<int64_t>(v.get<uint64_t>());
+  } else if (v.is_number_integer()) {
+    if (v.get<int64_t>() < 0) return InvalidArgument("log_max_bytes: must not be negative: " + want);
+    out = v.get<int64_t>();
+  } else if (v.is_string()) {
+    auto b = ParseBytes(v.get_ref<const std::string&>());
+    if (!b.ok())
+      return InvalidArgument("log_max_bytes: \"" + Printable(v.get_ref<const std::string&>(), 40) +
+                             "\" is not a size: " + want);
+    out = *b;
+  } else {
+    return InvalidArgument("log_max_bytes: " + want);
+  }
   return Status::Ok();
 }
 
@@ -93,10 +129,14 @@ Result<ProjectConfig> ParseProjectConfig(const std::string& text) {
     } else if (k == "compile_cache") {
       if (!v.is_boolean()) return InvalidArgument("compile_cache: expected true or false");
       c.compile_cache = v.get<bool>();
+    } else if (k == "log_retention") {
+      KILN_RETURN_IF_ERROR(LogRetention(v, c.log_retention_ms));
+    } else if (k == "log_max_bytes") {
+      KILN_RETURN_IF_ERROR(LogMaxBytes(v, c.log_max_bytes));
     } else {
       return InvalidArgument("unknown project setting \"" + Printable(k, 80) +
                              "\" (known: default_priority, max_attempts, timeout_s, env, requirements, image,"
-                             " cache_scope, compile_cache, workspace)");
+                             " cache_scope, compile_cache, workspace, log_retention, log_max_bytes)");
     }
   }
   return c;

@@ -10,8 +10,15 @@
 //   cache_scope       name of a shared action/compile cache scope that lists the project
 //   compile_cache     false: no compile cache wrapper in this project's builds
 //   workspace         "persistent": builds run in warm workspaces by default
+//   log_retention     a duration, "1s".."3650d" ("30d", "12h"), or "0": the logs of
+//                     jobs that ended longer ago are removed; "0" keeps them
+//   log_max_bytes     a size ("10GiB", or a number of bytes): past it the oldest
+//                     ended jobs' logs are removed; 0: no cap of the project's own
+// (the last two: the controller's log_retention and project_log_max_bytes when unset)
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -34,7 +41,14 @@ struct ProjectConfig {
   bool compile_cache = true;
   // "persistent": jobs run in warm workspaces unless they ask for "fresh".
   std::string workspace = "fresh";
+  // Log quotas; unset: the controller's defaults.
+  std::optional<int64_t> log_retention_ms;  // 0: logs kept for ever
+  std::optional<int64_t> log_max_bytes;     // 0: no cap of the project's own
 };
+
+// log_retention's bounds (0 aside): short enough for tests, at most ten years.
+constexpr int64_t kMinLogRetentionMs = 1000;
+constexpr int64_t kMaxLogRetentionMs = 3650LL * 86'400'000;
 
 // Parses and validates a project configuration document. InvalidArgument
 // names the offending key and says what is allowed.

@@ -100,6 +100,16 @@ Job RowToJob(const pqxx::row& r) {
   j.log_size = r[16].as<int64_t>();
   j.cancel_requested = r[17].as<bool>();
   j.waits_for = r[18].as<int64_t>();
+  if (std::string removed = r[19].as<std::string>(); !removed.empty()) {
+    json x = json::parse(removed);
+    LogRemoval lr;
+    lr.job_id = x.value("job", int64_t{0});
+    lr.removed_ms = x.value("at", int64_t{0});
+    lr.reason = x.value("reason", "");
+    lr.detail = x.value("detail", "");
+    lr.bytes = x.value("bytes", int64_t{0});
+    j.log_removed = std::move(lr);
+  }
   return j;
 }
 

@@ -52,6 +52,17 @@ struct JobResult {
   int64_t cached_from = 0;  // served from the action cache: the job whose run produced it
 };
 
+// A job's log removed by the log quotas: its own, or for a job served from
+// the action cache (or one that took an identical job's result) its
+// producer's, whose log was its log.
+struct LogRemoval {
+  int64_t job_id = 0;      // whose log was removed
+  int64_t removed_ms = 0;
+  std::string reason;      // "retention", "project_log_max_bytes" or "log_max_bytes"
+  std::string detail;      // e.g. "older than project web's log_retention of 30d"
+  int64_t bytes = 0;       // what it held, every attempt
+};
+
 struct Job {
   int64_t id = 0;
   std::string project;
@@ -68,6 +79,7 @@ struct Job {
   int64_t log_size = 0;
   bool cancel_requested = false;
   int64_t waits_for = 0;  // an identical job in flight whose result this one takes (0: none)
+  std::optional<LogRemoval> log_removed;
 };
 
 struct NewJob {

@@ -26,6 +26,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require(c->workspace == "fresh" || c->workspace == "persistent", "workspace is neither fresh nor persistent");
   for (const auto& [k, v] : c->requirements) Require(!k.empty() && !HasControl(k) && !HasControl(v), "requirement");
   for (const auto& [k, v] : c->env) Require(!k.empty() && !HasControl(k), "env name");
+  if (c->log_retention_ms) {
+    Require(*c->log_retention_ms == 0 || (*c->log_retention_ms >= config::kMinLogRetentionMs &&
+                                          *c->log_retention_ms <= config::kMaxLogRetentionMs),
+            "log_retention out of range");
+  }
+  if (c->log_max_bytes) Require(*c->log_max_bytes >= 0, "log_max_bytes negative");
 
   // What AdminService stores: the document re-serialized; it must parse the
   // same way.
@@ -33,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto again = config::ParseProjectConfig(canonical);
   Require(again.ok(), "the re-serialized configuration does not parse", &again.status());
   Require(again->env == c->env && again->requirements == c->requirements && again->image == c->image &&
-              again->cache_scope == c->cache_scope && again->timeout_s == c->timeout_s,
+              again->cache_scope == c->cache_scope && again->timeout_s == c->timeout_s &&
+              again->log_retention_ms == c->log_retention_ms && again->log_max_bytes == c->log_max_bytes,
           "the re-serialized configuration means something else");
   return 0;
 }

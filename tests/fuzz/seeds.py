@@ -170,6 +170,8 @@ def project_config():
     write("project_config", "array", "[1, 2]")
     write("project_config", "nested", "[" * 200 + "]" * 200)
     write("project_config", "bad_utf8", b'{"env": {"A": "\xff"}}')
+    write("project_config", "log_quotas", '{"log_retention": "30d", "log_max_bytes": "10GiB"}')
+    write("project_config", "log_quotas_bad", '{"log_retention": "99999999999d", "log_max_bytes": -1}')
 
 
 def proto(message, text):

@@ -20,6 +20,7 @@
 #include "cc/deps.h"
 #include "config/config.h"
 #include "db/migrate.h"
+#include "db/migrations_embedded.h"
 #include "harness/harness.h"
 
 namespace kiln {
@@ -109,7 +110,9 @@ TEST_F(QueueTest, MigrationsAreIdempotent) {
   ASSERT_TRUE(again.ok()) << again.status().message();
   EXPECT_TRUE(again->applied.empty());
   EXPECT_EQ(again->current_version, db::LatestVersion());
-  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM kiln_schema_migrations"), std::to_string(db::LatestVersion()));
+  // One row a migration (numbers may skip one another branch takes).
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM kiln_schema_migrations"),
+            std::to_string(db::EmbeddedMigrations().size()));
 }
 
 TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {

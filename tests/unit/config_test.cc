@@ -109,5 +109,77 @@ TEST(ProjectConfig, TheJsonErrorQuotesTheInputEscapedAndCut) {
   EXPECT_LT(long_string.status().message().size(), 400u);
 }
 
+TEST(ProjectConfig, LogQuotasTakeADurationAndASizeAndRefuseGarbageClearly) {
+  auto unset = config::ParseProjectConfig("{}");
+  ASSERT_TRUE(unset.ok());
+  EXPECT_FALSE(unset->log_retention_ms.has_value());  // the controller's defaults apply
+  EXPECT_FALSE(unset->log_max_bytes.has_value());
+  auto ok = config::ParseProjectConfig(R"({"log_retention": "30d", "log_max_bytes": "10GiB"})");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(*ok->log_retention_ms, 30LL * 86'400'000);
+  EXPECT_EQ(*ok->log_max_bytes, int64_t{10} << 30);
+  // The shortest retention (for tests), "0" (kept for ever), bytes as a number.
+  auto short_one = config::ParseProjectConfig(R"({"log_retention": "1s", "log_max_bytes": 4096})");
+  ASSERT_TRUE(short_one.ok()) << short_one.status().message();
+  EXPECT_EQ(*short_one->log_retention_ms, 1000);
+  EXPECT_EQ(*short_one->log_max_bytes, 4096);
+  auto forever = config::ParseProjectConfig(R"({"log_retention": "0", "log_max_bytes": 0})");
+  ASSERT_TRUE(forever.ok()) << forever.status().message();
+  EXPECT_EQ(*forever->log_retention_ms, 0);
+  EXPECT_EQ(*forever->log_max_bytes, 0);
+
+  // Each refusal names the key and says what is allowed.
+  for (const char* bad : {R"({"log_retention": "-1d"})", R"({"log_retention": "soon"})",
+                          R"({"log_retention": "500ms"})", R"({"log_retention": "3651d"})",
+                          R"({"log_retention": "999999999999d"})", R"({"log_retention": 30})",
+                          R"({"log_retention": ""})", R"({"log_retention": null})"}) {
+    auto r = config::ParseProjectConfig(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message().rfind("log_retention: ", 0), 0u) << r.status().message();
+    EXPECT_NE(r.status().message().find("such as \"30d\""), std::string::npos) << r.status().message();
+  }
+  for (const char* bad : {R"({"log_max_bytes": -1})", R"({"log_max_bytes": "lots"})", R"({"log_max_bytes": 1.5})",
+                          R"({"log_max_bytes": "-5MiB"})", R"({"log_max_bytes": 18446744073709551615})",
+                          R"({"log_max_bytes": true})", R"({"log_max_bytes": "99999999999999TiB"})"}) {
+    auto r = config::ParseProjectConfig(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().message().rfind("log_max_bytes: ", 0), 0u) << r.status().message();
+    EXPECT_NE(r.status().message().find("such as \"10GiB\""), std::string::npos) << r.status().message();
+  }
+  // What is quoted back is escaped and cut.
+  auto ctl = config::ParseProjectConfig("{\"log_retention\": \"1\\u0007d" + std::string(500, 'x') + "\"}");
+  ASSERT_FALSE(ctl.ok());
+  EXPECT_NE(ctl.status().message().find("\\x07"), std::string::npos) << ctl.status().message();
+  EXPECT_LT(ctl.status().message().size(), 300u);
+}
+
+TEST(ControllerConfig, LogQuotaDefaultsAndBounds) {
+  config::ControllerConfig c;
+  c.database_url = "host=/tmp";
+  EXPECT_EQ(c.log_retention.count(), 30LL * 86'400'000);
+  EXPECT_EQ(c.project_log_max_bytes, 0);
+  EXPECT_EQ(c.log_max_bytes, int64_t{100} << 30);
+  ASSERT_TRUE(config::Apply(c, "log_retention", "0").ok());
+  ASSERT_TRUE(config::Apply(c, "project_log_max_bytes", "1GiB").ok());
+  ASSERT_TRUE(config::Apply(c, "log_prune_interval", "100ms").ok());
+  EXPECT_TRUE(config::Validate(c).ok());
+  EXPECT_FALSE(config::Apply(c, "log_max_bytes", "a lot").ok());
+  ASSERT_TRUE(config::Apply(c, "log_retention", "200ms").ok());
+  EXPECT_FALSE(config::Validate(c).ok());
+  ASSERT_TRUE(config::Apply(c, "log_retention", "7d").ok());
+  ASSERT_TRUE(config::Apply(c, "log_prune_interval", "10ms").ok());
+  EXPECT_FALSE(config::Validate(c).ok());
+}
+
+TEST(Duration, TooManyDaysIsAnErrorNotAnOverflow) {
+  EXPECT_FALSE(ParseDuration("999999999999d").ok());
+  EXPECT_EQ(ParseDuration("106751d")->count(), 106751LL * 86'400'000);
+  EXPECT_EQ(FormatDuration(30LL * 86'400'000), "30d");
+  EXPECT_EQ(FormatDuration(90'000), "90s");
+  EXPECT_EQ(FormatDuration(7'200'000), "2h");
+  EXPECT_EQ(FormatDuration(250), "250ms");
+}
+
 }  // namespace
 }  // namespace kiln
