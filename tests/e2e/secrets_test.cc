@@ -130,6 +130,37 @@ TEST_F(Secrets, TheBuildGetsItAndNothingElseShowsOrKeepsIt) {
   }
 }
 
+// A compile whose diagnostics print the secret: its log shows ***, and so
+// does the compile cache's copy of them, which a later build's hit replays;
+// neither the cache's rows (output, arguments) nor the database's files
+// hold the value.
+TEST_F(Secrets, TheCompileCacheKeepsOnlyTheMaskedOutput) {
+  Up();
+  const std::string image = Toolchain();
+  const std::string secret = "kiln-cc-secret-" + RandomHex(10);
+  const std::string proj = dir_.path() + "/proj";
+  test::WriteFile(proj + "/a.c",
+                  "#define S(x) #x\n#define STR(x) S(x)\n#pragma message \"token \" STR(TOKEN)\n"
+                  "int a(void) { return 1; }\n");
+  const std::vector<std::string> args{"submit", "--input", proj, "--image", image, "--secret-env", "API_TOKEN",
+                                      "--", "sh", "-c", "cc -DTOKEN=$API_TOKEN -c a.c -o a.o && echo built"};
+  auto first = KilnWith(args, {{"API_TOKEN", secret}});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("token ***"), std::string::npos) << first.out;
+  auto second = KilnWith(args, {{"API_TOKEN", secret}});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(second.out.find("token ***"), std::string::npos) << "the hit replays the kept output: " << second.out;
+  EXPECT_EQ(test::Sql(url_, "SELECT sum(hits) FROM compile_stats"), "1") << "the second compile was a hit";
+  ASSERT_TRUE(AllEnded(30s));
+  test::Sql(url_, "CHECKPOINT");
+  auto dump = test::RunCommand({"/usr/lib/postgresql/15/bin/pg_dump", "--data-only", "-d", url_}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.err;
+  EXPECT_NE(dump.out.find("-DTOKEN=***"), std::string::npos) << "the cache keeps the compile's masked arguments";
+  EXPECT_EQ(dump.out.find(secret), std::string::npos);
+  for (const auto& o : {first, second}) EXPECT_EQ((o.out + o.err).find(secret), std::string::npos);
+  EXPECT_EQ(FilesHolding(test::DatabaseFiles(), secret), std::vector<std::string>{});
+}
+
 TEST_F(Secrets, BadSecretsAreRefusedSayingWhy) {
   Up();
   auto unset = KilnWith({"submit", "--no-input", "--secret-env", "KILN_TEST_UNSET_VAR", "--", "true"}, {});
