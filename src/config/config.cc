@@ -116,6 +116,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "action_cache_max_age") return ParseDur(k, v, c.action_cache_max_age);
   else if (k == "compile_cache_max_age") return ParseDur(k, v, c.compile_cache_max_age);
   else if (k == "workspace_grace") return ParseDur(k, v, c.workspace_grace);
+  else if (k == "audit_retention") return ParseDur(k, v, c.audit_retention);
   else if (k == "tls_dir") c.tls_dir = v;
   else if (k == "insecure") return ParseBool(k, v, c.insecure);
   else if (k == "insecure_remote") return ParseBool(k, v, c.insecure_remote);

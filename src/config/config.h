@@ -38,6 +38,7 @@ struct ControllerConfig {
   milliseconds action_cache_max_age{30LL * 86'400'000};  // cache entries unused this long are dropped
   milliseconds compile_cache_max_age{30LL * 86'400'000}; // compile results unused this long are dropped
   milliseconds workspace_grace{10'000};  // a warm workspace's job waits this long for its worker
+  milliseconds audit_retention{365LL * 86'400'000};  // audit rows older than this are pruned; 0: kept forever
   // Trust (docs/operations.md, "Trust"). tls_dir holds server.crt and
   // server.key (what clients and workers see), ca.crt and ca.key (the farm's
   // CA, which signs enrolled workers' certificates) and optionally
