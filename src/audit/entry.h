@@ -34,8 +34,9 @@ struct Entry {
   std::string change = "{}";  // a JSON object: what changed
 
   // Adds `key` to the change: a string (bytes that are not UTF-8 are
-  // replaced), a number, a list of strings, or a JSON text (taken as a
-  // string if it does not parse). Returns *this.
+  // replaced, a NUL is written \x00: jsonb holds none), a number, a list of
+  // strings, or a JSON text (taken as a string if it does not parse).
+  // Returns *this.
   Entry& Set(std::string_view key, std::string_view value);
   Entry& Set(std::string_view key, int64_t value);
   Entry& Set(std::string_view key, const std::vector<std::string>& values);
