@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/convert.h"
+#include "audit/audit_store.h"
 #include "auth/trust_store.h"
 #include "common/util.h"
 #include "controller/guard.h"
@@ -49,11 +50,12 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
   grpc::Status CreateProject(grpc::ServerContext* ctx, const v1::CreateProjectRequest* req, v1::Project* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto cfg = Normalize(req->name(), req->config_json().empty() ? "{}" : req->config_json(), /*exists=*/false);
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
-    auto p = d_.catalog.CreateProject(req->name(), *cfg);
+    auto p = d_.catalog.CreateProject(req->name(), *cfg, who->Audit(*ctx));
     if (!p.ok()) return api::ToGrpc(p.status());
     spdlog::info("project created: {}", req->name());
     api::ToProto(*p, resp);
@@ -71,11 +73,12 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status SetProjectConfig(grpc::ServerContext* ctx, const v1::SetProjectConfigRequest* req,
                                 v1::Project* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("project", req->name()); !s.ok()) return api::ToGrpc(s);
     auto cfg = Normalize(req->name(), req->config_json(), /*exists=*/true);
     if (!cfg.ok()) return api::ToGrpc(cfg.status());
-    auto p = d_.catalog.SetProjectConfig(req->name(), *cfg);
+    auto p = d_.catalog.SetProjectConfig(req->name(), *cfg, who->Audit(*ctx));
     if (!p.ok()) return api::ToGrpc(p.status());
     spdlog::info("project configuration changed: {}", req->name());
     d_.config_wake.Notify();
@@ -92,19 +95,21 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
   grpc::Status CreateCluster(grpc::ServerContext* ctx, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("cluster", req->name()); !s.ok()) return api::ToGrpc(s);
-    auto c = d_.catalog.CreateCluster(req->name());
+    auto c = d_.catalog.CreateCluster(req->name(), who->Audit(*ctx));
     if (!c.ok()) return api::ToGrpc(c.status());
     api::ToProto(*c, resp);
     return grpc::Status::OK;
   }
 
   grpc::Status MapProject(grpc::ServerContext* ctx, const v1::MapProjectRequest* req, v1::Cluster* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("cluster", req->cluster()); !s.ok()) return api::ToGrpc(s);
     if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
-    auto c = d_.catalog.MapProject(req->cluster(), req->project(), req->unmap());
+    auto c = d_.catalog.MapProject(req->cluster(), req->project(), req->unmap(), who->Audit(*ctx));
     if (!c.ok()) return api::ToGrpc(c.status());
     d_.dispatch_wake.Notify();  // a new mapping may make queued jobs claimable
     api::ToProto(*c, resp);
@@ -137,11 +142,12 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status RemoveWorkspace(grpc::ServerContext* ctx, const v1::RemoveWorkspaceRequest* req,
                                v1::RemoveWorkspaceResponse* resp) override {
     std::string project = req->project().empty() ? "default" : req->project();
-    if (auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kSubmit, project);
+    if (!who.ok()) return api::ToGrpc(who.status());
     if (req->name().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "give the workspace's name");
     if (Status s = CheckName("project", project); !s.ok()) return api::ToGrpc(s);
     if (Status s = CheckWorkspaceName(req->name()); !s.ok()) return api::ToGrpc(s);
-    auto n = d_.workers.RemoveWorkspace(project, req->name());
+    auto n = d_.workers.RemoveWorkspace(project, req->name(), who->Audit(*ctx));
     if (!n.ok()) return api::ToGrpc(n.status());
     resp->set_workers(*n);
     return grpc::Status::OK;
@@ -166,7 +172,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     if (req->projects().empty())
       return grpc::Status(grpc::INVALID_ARGUMENT, "cache scope " + req->name() +
                                                       ": give the projects that share it (--project P, repeated)");
-    auto row = d_.catalog.SetCacheScope(req->name(), {req->projects().begin(), req->projects().end()}, who->Name());
+    auto row = d_.catalog.SetCacheScope(req->name(), {req->projects().begin(), req->projects().end()},
+                                        who->Audit(*ctx));
     if (!row.ok()) return api::ToGrpc(row.status());
     spdlog::info("cache scope set scope={} projects={} by={}", row->name, Join(row->projects), who->Name());
     d_.config_wake.Notify();  // the scope its members' jobs use
@@ -179,7 +186,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
     if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckName("cache scope", req->name()); !s.ok()) return api::ToGrpc(s);
-    auto row = d_.catalog.RemoveCacheScope(req->name());
+    auto row = d_.catalog.RemoveCacheScope(req->name(), who->Audit(*ctx));
     if (!row.ok()) return api::ToGrpc(row.status());
     spdlog::info("cache scope removed scope={} projects={} by={}", row->name, Join(row->projects), who->Name());
     d_.config_wake.Notify();
@@ -203,7 +210,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     t.description = req->description();
     t.created_by = who->Name();
     t.ttl_ms = req->ttl_s() * 1000;
-    auto text = d_.trust.CreateToken(t);
+    auto text = d_.trust.CreateToken(t, who->Audit(*ctx));
     if (!text.ok()) return api::ToGrpc(text.status());
     auto parsed = auth::ParseToken(auth::TokenKind::kApi, *text);
     auto row = d_.trust.FindToken(parsed->id);
@@ -225,7 +232,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status RevokeToken(grpc::ServerContext* ctx, const v1::RevokeTokenRequest* req, v1::ApiToken* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
     if (!who.ok()) return api::ToGrpc(who.status());
-    if (Status s = d_.trust.RevokeToken(req->id()); !s.ok()) return api::ToGrpc(s);
+    if (Status s = d_.trust.RevokeToken(req->id(), who->Audit(*ctx)); !s.ok()) return api::ToGrpc(s);
     d_.guard.Forget("token " + req->id());
     spdlog::info("token revoked token_id={} by={}", req->id(), who->Name());
     auto row = d_.trust.FindToken(req->id());
@@ -240,7 +247,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     if (req->ttl_s() < 0 || req->ttl_s() > 30 * 86400)
       return grpc::Status(grpc::INVALID_ARGUMENT, "ttl_s must be between 0 (one hour) and 30 days");
     int64_t ttl_ms = (req->ttl_s() > 0 ? req->ttl_s() : 3600) * 1000;
-    auto text = d_.trust.CreateJoinToken(who->Name(), ttl_ms);
+    auto text = d_.trust.CreateJoinToken(who->Name(), ttl_ms, who->Audit(*ctx));
     if (!text.ok()) return api::ToGrpc(text.status());
     spdlog::info("join token created by={}", who->Name());
     resp->set_token(*text);
@@ -252,7 +259,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                             v1::RevokeWorkerResponse* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
     if (!who.ok()) return api::ToGrpc(who.status());
-    auto n = d_.trust.RevokeWorker(req->worker_id());
+    auto n = d_.trust.RevokeWorker(req->worker_id(), who->Audit(*ctx));
     if (!n.ok()) return api::ToGrpc(n.status());
     // Every controller (this one too) hears NOTIFY kiln_revoke and closes
     // the worker's stream; its jobs go back in line.
@@ -269,6 +276,48 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     auto row = d_.trust.FindToken(who->token_id);
     if (!row.ok()) return api::ToGrpc(row.status());
     if (*row) ToProto(**row, resp);
+    return grpc::Status::OK;
+  }
+
+  // ---- audit trail ----
+
+  // An admin lists every row; a read (or stronger) token one of its
+  // projects' rows, and must name it.
+  grpc::Status ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
+                         v1::ListAuditResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, req->project());
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (!req->project().empty()) {
+      if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
+    } else if (Status s = who->May(auth::Role::kAdmin, ""); !s.ok()) {
+      // "this call needs an admin token; token 1a2b.. is a read token for project a"
+      return api::ToGrpc(PermissionDenied("the whole audit trail: " + s.message() +
+                                          " (list one project's rows with kiln audit --project " +
+                                          (who->projects.empty() ? std::string("P") : who->projects[0]) + ")"));
+    }
+    if (req->limit() < 0 || req->limit() > audit::AuditStore::kMaxLimit)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "limit must be 0 (100) to " +
+                                                      std::to_string(audit::AuditStore::kMaxLimit));
+    if (req->since_ms() < 0 || req->before_id() < 0)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "since_ms and before_id must not be negative");
+    audit::Filter f;
+    f.project = req->project();
+    f.since_ms = req->since_ms();
+    f.limit = req->limit() > 0 ? req->limit() : 100;
+    f.before_id = req->before_id();
+    auto rows = d_.audit.List(f);
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) {
+      auto* e = resp->add_entries();
+      e->set_id(r.id);
+      e->set_at_ms(r.at_ms);
+      e->set_actor(r.actor);
+      e->set_address(r.address);
+      e->set_action(r.action);
+      e->set_project(r.project);
+      e->set_target(r.target);
+      e->set_change_json(r.change);
+    }
     return grpc::Status::OK;
   }
 

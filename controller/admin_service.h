@@ -1,6 +1,6 @@
 #pragma once
-// AdminService: projects, clusters, workers and warm workspaces, for
-// operators.
+// AdminService: projects, clusters, workers, warm workspaces, trust and the
+// audit trail, for operators.
 
 #include <grpcpp/grpcpp.h>
 
@@ -8,6 +8,9 @@
 #include <memory>
 #include <string>
 
+namespace kiln::audit {
+class AuditStore;
+}
 namespace kiln::auth {
 class TrustStore;
 }
@@ -30,6 +33,7 @@ struct AdminServiceDeps {
   queue::WorkerStore& workers;
   Signal& config_wake;    // a project's configuration changed here
   Signal& dispatch_wake;  // a mapping changed: queued jobs may be claimable
+  audit::AuditStore& audit;  // ListAudit (the stores above write the rows)
 };
 
 std::unique_ptr<grpc::Service> MakeAdminService(const AdminServiceDeps& deps);

@@ -15,6 +15,7 @@
 
 #include "api/convert.h"
 #include "auth/secrets.h"
+#include "audit/audit_store.h"
 #include "auth/trust_store.h"
 #include "auth/x509.h"
 #include "cache/action_store.h"
@@ -64,6 +65,7 @@ struct Controller::Impl {
   std::unique_ptr<Cas> cas;
   std::unique_ptr<ProjectCache> projects;
   std::unique_ptr<auth::TrustStore> trust;
+  std::unique_ptr<audit::AuditStore> audit;
   std::unique_ptr<Guard> guard;
   std::unique_ptr<Enroller> enroller;
   std::unique_ptr<cas::ScopeStore> scope_store;
@@ -294,6 +296,13 @@ void Controller::Impl::GcLoop() {
     } else if (*n > 0) {
       spdlog::info("compile cache: dropped {} results unused for {} s", *n, cfg.compile_cache_max_age.count() / 1000);
     }
+    if (cfg.audit_retention.count() > 0) {
+      if (auto n = audit->Prune(cfg.audit_retention); !n.ok()) {
+        spdlog::warn("audit trail pruning failed: {}", n.status().message());
+      } else if (*n > 0) {
+        spdlog::info("audit trail: pruned {} rows older than {} s", *n, cfg.audit_retention.count() / 1000);
+      }
+    }
     auto st = cas->Collect();
     if (!st.ok()) {
       spdlog::warn("CAS collection failed: {}", st.status().message());
@@ -471,6 +480,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->logs = std::make_unique<queue::LogStore>(*impl->pool);
   impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
   impl->trust = std::make_unique<auth::TrustStore>(*impl->pool);
+  impl->audit = std::make_unique<audit::AuditStore>(*impl->pool);
   impl->guard = std::make_unique<Guard>(*impl->trust, !cfg.insecure);
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (cfg.insecure) {
@@ -519,7 +529,8 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     if (s) s->Close();
     return s != nullptr;
   };
-  i.admin_service = MakeAdminService({*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake});
+  i.admin_service = MakeAdminService(
+      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});

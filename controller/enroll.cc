@@ -27,7 +27,7 @@ class EnrollServiceImpl final : public v1::EnrollService::Service {
  public:
   explicit EnrollServiceImpl(Enroller& e) : e_(e) {}
   grpc::Status Enroll(grpc::ServerContext* ctx, const v1::EnrollRequest* req, v1::EnrollResponse* resp) override {
-    Status s = e_.Enroll(*req, resp);
+    Status s = e_.Enroll(*req, ctx->peer(), resp);
     if (!s.ok()) {
       spdlog::warn("enrolment refused: {} peer={}", s.message(), ctx->peer());
     } else {
@@ -71,7 +71,7 @@ std::unique_ptr<Enroller> Enroller::Disabled(auth::TrustStore& store, std::strin
   return e;
 }
 
-Status Enroller::Enroll(const v1::EnrollRequest& req, v1::EnrollResponse* resp) {
+Status Enroller::Enroll(const v1::EnrollRequest& req, const std::string& address, v1::EnrollResponse* resp) {
   if (req.join_token().empty()) return Unauthenticated("enrolment needs a join token (kiln workers join-token)");
   if (!disabled_.empty()) return FailedPrecondition(disabled_);
   if (req.csr_pem().empty() || req.csr_pem().size() > kMaxCsr)
@@ -79,7 +79,8 @@ Status Enroller::Enroll(const v1::EnrollRequest& req, v1::EnrollResponse* resp) 
   if (req.hostname().size() > 253) return InvalidArgument("hostname too long (at most 253 bytes)");
   auth::KeyPair ca{ca_key_pem_, ca_cert_pem_};
   std::string cert_pem;
-  auto row = store_.Enroll(req.join_token(), req.hostname(), [&](const std::string& worker_id) -> Result<auth::IssuedCert> {
+  auto row = store_.Enroll(req.join_token(), req.hostname(), address,
+                          [&](const std::string& worker_id) -> Result<auth::IssuedCert> {
     auto c = Sign(ca, req.csr_pem(), worker_id, days_);
     if (c.ok()) cert_pem = c->cert_pem;
     return c;
@@ -92,13 +93,14 @@ Status Enroller::Enroll(const v1::EnrollRequest& req, v1::EnrollResponse* resp) 
   return Status::Ok();
 }
 
-Status Enroller::Renew(const Caller& worker, const std::string& csr_pem, v1::EnrollResponse* resp) {
+Status Enroller::Renew(const Caller& worker, const audit::Who& who, const std::string& csr_pem,
+                       v1::EnrollResponse* resp) {
   if (!disabled_.empty()) return FailedPrecondition(disabled_);
   if (csr_pem.empty() || csr_pem.size() > kMaxCsr)
     return InvalidArgument("csr_pem must hold one certificate signing request (at most 16 KiB)");
   auto c = Sign({ca_key_pem_, ca_cert_pem_}, csr_pem, worker.worker_id, days_);
   if (!c.ok()) return c.status();
-  auto row = store_.Renew(worker.cert_serial, worker.worker_id, *c);
+  auto row = store_.Renew(worker.cert_serial, worker.worker_id, *c, who);
   if (!row.ok()) return row.status();
   spdlog::info("worker certificate renewed worker_id={} serial={}", worker.worker_id, c->serial);
   resp->set_worker_id(worker.worker_id);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "audit/entry.h"
 #include "common/status.h"
 #include "kiln/v1/kiln.pb.h"
 
@@ -31,8 +32,10 @@ class Enroller {
   // An enroller that refuses everything (insecure = true).
   static std::unique_ptr<Enroller> Disabled(auth::TrustStore& store, std::string why);
 
-  Status Enroll(const v1::EnrollRequest& req, v1::EnrollResponse* resp);
-  Status Renew(const Caller& worker, const std::string& csr_pem, v1::EnrollResponse* resp);
+  // Enrols a new worker; `address` (the peer's) goes in the audit trail.
+  Status Enroll(const v1::EnrollRequest& req, const std::string& address, v1::EnrollResponse* resp);
+  // A new certificate for `worker`, recorded in the audit trail as `who`'s.
+  Status Renew(const Caller& worker, const audit::Who& who, const std::string& csr_pem, v1::EnrollResponse* resp);
   const std::string& trusted_pem() const { return trusted_pem_; }
 
  private:

@@ -41,6 +41,8 @@ std::string Caller::Name() const {
   return kind == Kind::kWorker ? "worker " + worker_id : "token " + token_id;
 }
 
+audit::Who Caller::Audit(const grpc::ServerContext& ctx) const { return {Name(), ctx.peer()}; }
+
 Status Caller::May(auth::Role need, const std::string& project) const {
   if (kind == Kind::kWorker) {
     return PermissionDenied("workers may not make this call: it needs " + RoleNeeded(need, project));

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/entry.h"
 #include "auth/token.h"
 #include "common/status.h"
 
@@ -42,6 +43,9 @@ struct Caller {
   // Ok if this caller may act with `role` on `project`; PermissionDenied
   // saying which token is needed otherwise. Workers are never allowed here.
   Status May(auth::Role role, const std::string& project) const;
+  // Who the audit trail names for a change this caller makes through `ctx`:
+  // Name() and the peer's address.
+  audit::Who Audit(const grpc::ServerContext& ctx) const;
 };
 
 class Guard {

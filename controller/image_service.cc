@@ -34,7 +34,8 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   explicit ImageServiceImpl(const ImageServiceDeps& d) : d_(d) {}
 
   grpc::Status RegisterImage(grpc::ServerContext* ctx, const v1::RegisterImageRequest* req, v1::Image* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
     cas::Digest md = api::FromProto(req->manifest());
     if (auto s = cas::CheckDigest(md, "manifest"); !s.ok()) return api::ToGrpc(s);
     if (Status s = CheckText(req->name(), "image name", 200); !s.ok()) return api::ToGrpc(s);
@@ -50,7 +51,7 @@ class ImageServiceImpl final : public v1::ImageService::Service {
         return api::ToGrpc(FailedPrecondition("layer " + l.digest.ToString() +
                                               " is not in CAS; upload it first (kiln image import does this)"));
     }
-    auto row = d_.images.Put(md.hash, md.size, req->name(), *m);
+    auto row = d_.images.Put(md.hash, md.size, req->name(), *m, who->Audit(*ctx));
     if (!row.ok()) return api::ToGrpc(row.status());
     // Every worker may read a registered image's blobs.
     std::vector<std::string> image_blobs{md.hash, m->config.hash};
@@ -79,10 +80,11 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   }
 
   grpc::Status RemoveImage(grpc::ServerContext* ctx, const v1::GetImageRequest* req, v1::Image* resp) override {
-    if (auto who = d_.guard.Require(ctx, auth::Role::kAdmin); !who.ok()) return api::ToGrpc(who.status());
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
     auto h = cas::oci::ParseImageRef(req->digest());
     if (!h.ok()) return api::ToGrpc(h.status());
-    auto row = d_.images.Remove(*h);
+    auto row = d_.images.Remove(*h, who->Audit(*ctx));
     if (!row.ok()) return api::ToGrpc(row.status());
     ToProto(*row, resp);
     return grpc::Status::OK;

@@ -218,7 +218,7 @@ class JobServiceImpl final : public v1::JobService::Service {
       if (!sealed.ok()) return api::ToGrpc(sealed.status());
       job.sealed_secrets = std::move(*sealed);
     }
-    auto out = d_.jobs.Submit(job);
+    auto out = d_.jobs.Submit(job, who->Audit(*ctx));
     if (!out.ok()) return api::ToGrpc(out.status());
     api::ToProto(out->job, resp->mutable_job());
     resp->set_existing(out->existing);
@@ -241,7 +241,7 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckText(req->reason(), "reason", kMaxCancelReason); !s.ok()) return api::ToGrpc(s);
     if (Status s = JobAllowed(*who, auth::Role::kSubmit, req->job_id()); !s.ok()) return api::ToGrpc(s);
-    auto j = d_.jobs.Cancel(req->job_id(), req->reason());
+    auto j = d_.jobs.Cancel(req->job_id(), req->reason(), who->Audit(*ctx));
     if (!j.ok()) return api::ToGrpc(j.status());
     spdlog::info("cancel requested job_id={} status={} by={}", j->id, queue::ToString(j->status), who->Name());
     d_.job_events.Notify();

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -176,6 +177,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     auth::TrustStore store(**pool);
+    // The audit trail names the operator on this host.
+    const passwd* pw = getpwuid(geteuid());
+    const audit::Who local{"local " + (pw != nullptr ? std::string(pw->pw_name) : "uid " + std::to_string(geteuid())),
+                           "local"};
     Result<std::string> text = std::string();
     std::string out = *join ? join_out : out_file;
     if (*join) {
@@ -184,7 +189,7 @@ int main(int argc, char** argv) {
         std::cerr << "kiln-controller: --expires: " << ttl.status().message() << "\n";
         return 2;
       }
-      text = store.CreateJoinToken("kiln-controller join-token (local)", ttl->count());
+      text = store.CreateJoinToken("kiln-controller join-token (local)", ttl->count(), local);
     } else {
       auth::NewApiToken t;
       auto r = auth::ParseRole(role);
@@ -204,7 +209,7 @@ int main(int argc, char** argv) {
         }
         t.ttl_ms = ttl->count();
       }
-      text = store.CreateToken(t);
+      text = store.CreateToken(t, local);
     }
     if (!text.ok()) {
       std::cerr << "kiln-controller: " << text.status().message() << "\n";

@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "audit/write.h"
 #include "common/text.h"
 #include "common/util.h"
 #include "db/pool.h"
@@ -31,7 +32,10 @@ std::vector<db::Statement> Statements() {
        "SELECT p FROM unnest(string_to_array($1, ',')) p WHERE NOT EXISTS (SELECT 1 FROM projects WHERE name = p)"},
       {"auth_find_token", std::string(kTokenSelect) + "WHERE id = $1"},
       {"auth_list_tokens", std::string(kTokenSelect) + "ORDER BY created_at, id"},
-      {"auth_revoke_token", "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"},
+      // Whether this call revoked it (now() is the transaction's time), and what it was.
+      {"auth_revoke_token",
+       "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"
+       " RETURNING revoked_at = now(), role, array_to_string(projects, ',')"},
       {"auth_touch_tokens",
        "UPDATE api_tokens SET last_used_at = now() WHERE id = ANY (string_to_array($1, ','))"},
       {"auth_create_join",
@@ -93,9 +97,12 @@ WorkerCertRow RowToCert(const pqxx::row& r) {
 
 }  // namespace
 
-TrustStore::TrustStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+TrustStore::TrustStore(db::Pool& pool) : pool_(pool) {
+  pool_.AddStatements(Statements());
+  pool_.AddStatements({audit::InsertStatement()});
+}
 
-Result<std::string> TrustStore::CreateToken(const NewApiToken& t) {
+Result<std::string> TrustStore::CreateToken(const NewApiToken& t, const audit::Who& who) {
   if (t.role == Role::kAdmin && !t.projects.empty())
     return InvalidArgument("an admin token manages the whole farm: give no --project");
   if (t.role != Role::kAdmin && t.projects.empty())
@@ -115,6 +122,12 @@ Result<std::string> TrustStore::CreateToken(const NewApiToken& t) {
     }
     tx.exec_prepared("auth_create_token", text.id, HexEncode(SecretHash(text.secret)), RoleName(t.role), projects,
                      t.description, t.created_by, t.ttl_ms);
+    // Never the secret.
+    audit::Write(tx, audit::Entry(who, "token.create", "", "token " + text.id)
+                         .Set("role", RoleName(t.role))
+                         .Set("projects", t.projects)
+                         .Set("description", t.description)
+                         .Set("ttl_s", t.ttl_ms / 1000));
     tx.commit();
     return text.full;
   });
@@ -138,12 +151,18 @@ Result<std::vector<TokenRow>> TrustStore::ListTokens() {
   });
 }
 
-Status TrustStore::RevokeToken(const std::string& id) {
+Status TrustStore::RevokeToken(const std::string& id, const audit::Who& who) {
   return pool_.Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
-        if (tx.exec_prepared("auth_revoke_token", id).affected_rows() == 0)
-          return NotFound("no token has id " + id + " (see kiln tokens list)");
+        pqxx::work tx(c);
+        auto r = tx.exec_prepared("auth_revoke_token", id);
+        if (r.empty()) return NotFound("no token has id " + id + " (see kiln tokens list)");
+        if (r[0][0].as<bool>()) {
+          audit::Write(tx, audit::Entry(who, "token.revoke", "", "token " + id)
+                               .Set("role", r[0][1].as<std::string>())
+                               .Set("projects", SplitList(r[0][2].as<std::string>())));
+        }
+        tx.commit();
         return Status::Ok();
       },
       "cannot revoke token " + id);
@@ -160,12 +179,15 @@ Status TrustStore::TouchTokens(const std::vector<std::string>& ids) {
       "cannot record token use");
 }
 
-Result<std::string> TrustStore::CreateJoinToken(const std::string& created_by, int64_t ttl_ms) {
+Result<std::string> TrustStore::CreateJoinToken(const std::string& created_by, int64_t ttl_ms,
+                                                const audit::Who& who) {
   if (ttl_ms <= 0) return InvalidArgument("a join token must expire: give a positive lifetime");
   TokenText text = NewToken(TokenKind::kJoin);
   return pool_.Query("cannot create join token", [&](pqxx::connection& c) -> Result<std::string> {
-    pqxx::nontransaction tx(c);
+    pqxx::work tx(c);
     tx.exec_prepared("auth_create_join", text.id, HexEncode(SecretHash(text.secret)), created_by, ttl_ms);
+    audit::Write(tx, audit::Entry(who, "join_token.create", "", "join token " + text.id).Set("ttl_s", ttl_ms / 1000));
+    tx.commit();
     return text.full;
   });
 }
@@ -183,6 +205,7 @@ Result<std::vector<JoinTokenRow>> TrustStore::ListJoinTokens() {
 }
 
 Result<WorkerCertRow> TrustStore::Enroll(const std::string& join_token_text, const std::string& host_hint,
+                                         const std::string& address,
                                          const std::function<Result<IssuedCert>(const std::string&)>& sign) {
   auto token = ParseToken(TokenKind::kJoin, join_token_text);
   if (!token.ok()) return Unauthenticated(token.status().message());
@@ -201,19 +224,27 @@ Result<WorkerCertRow> TrustStore::Enroll(const std::string& join_token_text, con
                      "");
     tx.exec_prepared("auth_use_join", token->id, worker_id);
     auto row = RowToCert(tx.exec_prepared("auth_find_cert", cert->serial)[0]);
+    audit::Write(tx, audit::Entry({"join token " + token->id, address}, "worker.enrol", "", "worker " + worker_id)
+                         .Set("hostname", host_hint)
+                         .Set("serial", cert->serial)
+                         .Set("expires_at_ms", cert->expires_at_ms));
     tx.commit();
     return row;
   });
 }
 
 Result<WorkerCertRow> TrustStore::Renew(const std::string& serial, const std::string& worker_id,
-                                        const IssuedCert& cert) {
+                                        const IssuedCert& cert, const audit::Who& who) {
   return pool_.Query("cannot record renewed certificate of worker " + worker_id,
                      [&](pqxx::connection& c) -> Result<WorkerCertRow> {
                        pqxx::work tx(c);
                        tx.exec_prepared("auth_insert_cert", cert.serial, worker_id, cert.fingerprint,
                                         cert.expires_at_ms, "", serial);
                        auto row = RowToCert(tx.exec_prepared("auth_find_cert", cert.serial)[0]);
+                       audit::Write(tx, audit::Entry(who, "worker.renew", "", "worker " + worker_id)
+                                            .Set("serial", cert.serial)
+                                            .Set("renewed_from", serial)
+                                            .Set("expires_at_ms", cert.expires_at_ms));
                        tx.commit();
                        return row;
                      });
@@ -229,13 +260,15 @@ Result<std::optional<WorkerCertRow>> TrustStore::FindCert(const std::string& ser
                      });
 }
 
-Result<int> TrustStore::RevokeWorker(const std::string& worker_id) {
+Result<int> TrustStore::RevokeWorker(const std::string& worker_id, const audit::Who& who) {
   return pool_.Query("cannot revoke worker " + worker_id, [&](pqxx::connection& c) -> Result<int> {
     pqxx::work tx(c);
     auto known = tx.exec_prepared("auth_worker_known", worker_id);
     if (known[0][1].as<int64_t>() == 0)
       return NotFound("no enrolled worker has id \"" + worker_id + "\" (see kiln workers list)");
     int n = static_cast<int>(tx.exec_prepared("auth_revoke_worker", worker_id).affected_rows());
+    // Revoked already: nothing changed, nothing to record.
+    if (n > 0) audit::Write(tx, audit::Entry(who, "worker.revoke", "", "worker " + worker_id).Set("certificates", n));
     tx.commit();
     return n;
   });

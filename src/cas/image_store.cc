@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "audit/write.h"
 #include "db/pool.h"
 
 namespace kiln::cas {
@@ -50,12 +51,14 @@ ImageStore::ImageStore(std::string db_url, size_t pool_size)
       {"image_users", "SELECT count(*) FROM build_jobs WHERE status IN ('queued', 'setup', 'running')"
                       " AND spec->>'image' = $1"},
       {"remove_image", std::string("DELETE FROM images WHERE digest = $1 RETURNING ") + kCols},
+      {"image_name_for_update", "SELECT name FROM images WHERE digest = $1 FOR UPDATE"},
+      audit::InsertStatement(),
   });
 }
 ImageStore::~ImageStore() = default;
 
 Result<ImageRow> ImageStore::Put(const std::string& hash, int64_t manifest_size, const std::string& name,
-                                 const oci::Manifest& m) {
+                                 const oci::Manifest& m, const audit::Who& who) {
   json layers = json::array();
   int64_t size = 0;
   for (const auto& l : m.layers) {
@@ -64,9 +67,21 @@ Result<ImageRow> ImageStore::Put(const std::string& hash, int64_t manifest_size,
   }
   return pool_->Query("cannot record the image", [&](pqxx::connection& c) -> Result<ImageRow> {
     pqxx::work tx(c);
+    auto old = tx.exec_prepared("image_name_for_update", hash);
     auto r = tx.exec_prepared("put_image", hash, manifest_size, name, m.config.Key(), layers.dump(), size);
+    auto row = RowOf(r[0]);
+    if (!row.ok()) return row;
+    // Registered, or renamed; registering again as it was changes nothing.
+    audit::Entry e(who, "image.register", "", "image sha256:" + hash);
+    e.Set("name", row->name);
+    if (old.empty()) {
+      e.Set("layers", static_cast<int64_t>(m.layers.size())).Set("size", size);
+      audit::Write(tx, e);
+    } else if (old[0][0].as<std::string>() != row->name) {
+      audit::Write(tx, e.Set("old_name", old[0][0].as<std::string>()));
+    }
     tx.commit();
-    return RowOf(r[0]);
+    return row;
   });
 }
 
@@ -92,7 +107,7 @@ Result<std::vector<ImageRow>> ImageStore::List() {
   });
 }
 
-Result<ImageRow> ImageStore::Remove(const std::string& hash) {
+Result<ImageRow> ImageStore::Remove(const std::string& hash, const audit::Who& who) {
   return pool_->Query("cannot remove the image", [&](pqxx::connection& c) -> Result<ImageRow> {
     pqxx::work tx(c);
     auto users = tx.exec_prepared("image_users", "sha256:" + hash);
@@ -102,7 +117,9 @@ Result<ImageRow> ImageStore::Remove(const std::string& hash) {
     auto r = tx.exec_prepared("remove_image", hash);
     if (r.empty()) return NotImported(hash);
     auto row = RowOf(r[0]);
-    if (row.ok()) tx.commit();
+    if (!row.ok()) return row;
+    audit::Write(tx, audit::Entry(who, "image.remove", "", "image sha256:" + hash).Set("name", row->name));
+    tx.commit();
     return row;
   });
 }

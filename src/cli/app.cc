@@ -386,6 +386,19 @@ int Main(int argc, char** argv) {
   auto* who = Sub(&app, "whoami", "Show the API token in use: its role, projects and expiry");
   who->callback([&] { action = [&](Client& c) { return RunWhoAmI(c, g); }; });
 
+  // audit
+  AuditArgs audit;
+  auto* au = Sub(&app, "audit",
+                 "List the audit trail, newest first: every change made through the API (submits, cancels, projects, "
+                 "clusters, cache scopes, workspaces, images, tokens, workers) with who made it (token, worker or join "
+                 "token), from which address, when, and what changed. An admin token lists every row; a read token "
+                 "lists one of its projects' rows with --project");
+  au->add_option("--project", audit.project, "only this project's changes (a token that is not an admin's must give it)")
+      ->type_name("PROJECT");
+  au->add_option("--since", audit.since, "only changes of the last DUR, e.g. 1h, 7d")->type_name("DUR");
+  au->add_option("--limit", audit.limit, "at most this many rows (default 100)")->check(CLI::Range(1, 100000));
+  au->callback([&] { action = [&](Client& c) { return RunAudit(c, g, audit); }; });
+
   // projects
   auto* pr = Sub(&app, "projects", "Manage projects");
   pr->require_subcommand(1);

@@ -49,6 +49,13 @@ Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std:
   return out;
 }
 
+Result<int64_t> SinceMs(const std::string& since) {
+  if (since.empty()) return int64_t{0};
+  auto d = ParseDuration(since);
+  if (!d.ok()) return InvalidArgument("--since: " + d.status().message());
+  return NowUnixMs() - d->count();
+}
+
 Result<std::string> ReadDocumentArg(const std::string& arg) {
   if (arg == "-") {
     std::ostringstream ss;

@@ -24,6 +24,10 @@ Result<v1::JobStatus> ParseJobStatus(std::string_view text);
 Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& items,
                                                           std::string_view what);
 
+// A --since DUR as the unix ms it reaches back to; 0 for an empty one.
+// Fails naming --since.
+Result<int64_t> SinceMs(const std::string& since);
+
 // A JSON document given as text, "@FILE" or "-" (stdin). Fails if the file
 // cannot be read.
 Result<std::string> ReadDocumentArg(const std::string& arg);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <map>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/errors.h"
 #include "cli/output.h"
@@ -106,11 +107,9 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
 int RunCacheStats(Client& c, const Globals& g, const CacheStatsArgs& a) {
   v1::CompileStatsRequest req;
   req.set_project(a.project);
-  if (!a.since.empty()) {
-    auto d = ParseDuration(a.since);
-    if (!d.ok()) return UsageError("--since: " + d.status().message());
-    req.set_since_ms(NowUnixMs() - d->count());
-  }
+  auto since = SinceMs(a.since);
+  if (!since.ok()) return UsageError(since.status().message());
+  req.set_since_ms(*since);
   auto r = c.CompileStats(req);
   if (!r.ok()) return ReportError(r.status(), Ctx(g));
   if (g.json) {

@@ -293,6 +293,13 @@ Result<v1::ApiToken> Client::WhoAmI() {
   });
 }
 
+Result<v1::ListAuditResponse> Client::ListAudit(const v1::ListAuditRequest& req) {
+  if (!impl_->admin) return NoStub("AdminService");
+  return Call<v1::ListAuditResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ListAuditResponse* resp) {
+    return impl_->admin->ListAudit(ctx, req, resp);
+  });
+}
+
 Result<v1::Image> Client::RegisterImage(const v1::RegisterImageRequest& req) {
   if (!impl_->images) return NoStub("ImageService");
   return Call<v1::Image>(impl_->options, [&](grpc::ClientContext* ctx, v1::Image* resp) {

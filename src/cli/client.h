@@ -92,6 +92,9 @@ class Client {
   Result<v1::RevokeWorkerResponse> RevokeWorker(const std::string& worker_id);
   Result<v1::ApiToken> WhoAmI();
 
+  // The audit trail, newest first (an admin token, or a read token of req.project).
+  Result<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& req);
+
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);
 

@@ -146,4 +146,11 @@ int RunWhoAmI(Client& c, const Globals& g);
 
 int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap);
 
+struct AuditArgs {
+  std::string project;  // empty: every row (admin)
+  std::string since;    // e.g. 7d; empty: every row kept
+  int limit = 100;      // newest first; more than a page is fetched in pages
+};
+int RunAudit(Client& c, const Globals& g, const AuditArgs& a);
+
 }  // namespace kiln::cli

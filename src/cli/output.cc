@@ -10,7 +10,9 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
+#include "common/text.h"
 #include "common/util.h"
 
 namespace kiln::cli {
@@ -110,6 +112,47 @@ std::string Truncate(const std::string& s, size_t width) {
   if (s.size() <= width) return s;
   if (width <= 3) return s.substr(0, width);
   return s.substr(0, width - 3) + "...";
+}
+
+namespace {
+
+// A value for one line: strings bare, lists of strings as [a,b], the rest as JSON.
+std::string Compact(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& x) { return x.is_string(); })) {
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : ",") + x.get<std::string>();
+    return "[" + out + "]";
+  }
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string ChangeSummary(const std::string& change_json, size_t width) {
+  auto j = nlohmann::json::parse(change_json, nullptr, /*allow_exceptions=*/false);
+  std::string out;
+  if (!j.is_object()) {
+    out = change_json;
+  } else if (j.contains("old") && j.contains("new") && j["new"].is_object() &&
+             (j["old"].is_object() || j["old"].is_null())) {
+    // A document replaced: what differs, key by key.
+    nlohmann::json old = j["old"].is_object() ? j["old"] : nlohmann::json::object();
+    const nlohmann::json& now = j["new"];
+    std::set<std::string> keys;
+    for (const auto& [k, v] : old.items()) keys.insert(k);
+    for (const auto& [k, v] : now.items()) keys.insert(k);
+    for (const auto& k : keys) {
+      const bool a = old.contains(k), b = now.contains(k);
+      if (a && b && old[k] == now[k]) continue;
+      out += (out.empty() ? "" : ", ") + k + ": " + (a ? Compact(old[k]) : "(none)") + " -> " +
+             (b ? Compact(now[k]) : "(none)");
+    }
+    if (out.empty()) out = "no change";
+  } else {
+    for (const auto& [k, v] : j.items()) out += (out.empty() ? "" : ", ") + k + "=" + Compact(v);
+  }
+  return Truncate(Printable(out, out.size()), width);
 }
 
 std::string JoinMap(const google::protobuf::Map<std::string, std::string>& m) {

@@ -57,6 +57,11 @@ std::string Truncate(const std::string& s, size_t width);
 // "k=v,k2=v2" of a map, in key order.
 std::string JoinMap(const google::protobuf::Map<std::string, std::string>& m);
 
+// One line of an audit row's change (a JSON object), at most `width`
+// characters, control bytes escaped: "role=submit, projects=[web], ttl_s=0";
+// for an old and a new document, the keys that differ: "timeout_s: 60 -> 120".
+std::string ChangeSummary(const std::string& change_json, size_t width);
+
 // How a finished job ended: "succeeded in 1.2 s", "failed: exit code 3",
 // "failed: timed out after 10 s", "failed: killed by signal 9 (SIGKILL)",
 // "cancelled", "lost: <error>".

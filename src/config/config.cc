@@ -120,6 +120,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "project_log_max_bytes") return ParseSize(k, v, c.project_log_max_bytes);
   else if (k == "log_max_bytes") return ParseSize(k, v, c.log_max_bytes);
   else if (k == "log_prune_interval") return ParseDur(k, v, c.log_prune_interval);
+  else if (k == "audit_retention") return ParseDur(k, v, c.audit_retention);
   else if (k == "tls_dir") c.tls_dir = v;
   else if (k == "secrets_key_file") c.secrets_key_file = v;
   else if (k == "insecure") return ParseBool(k, v, c.insecure);

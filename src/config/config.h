@@ -44,6 +44,7 @@ struct ControllerConfig {
   int64_t project_log_max_bytes = 0;              // per project, oldest first past it; 0: no cap
   int64_t log_max_bytes = int64_t{100} << 30;     // every project together, oldest first past it; 0: no cap
   milliseconds log_prune_interval{600'000};       // how often each controller prunes
+  milliseconds audit_retention{365LL * 86'400'000};  // audit rows older than this are pruned; 0: kept forever
   // Trust (docs/operations.md, "Trust"). tls_dir holds server.crt and
   // server.key (what clients and workers see), ca.crt and ca.key (the farm's
   // CA, which signs enrolled workers' certificates) and optionally

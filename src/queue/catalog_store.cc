@@ -4,6 +4,7 @@
 
 #include "common/text.h"
 #include "common/util.h"
+#include "audit/write.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -36,6 +37,9 @@ std::vector<db::Statement> Statements() {
       {"create_project",
        "INSERT INTO projects (name, config) VALUES ($1, $2::jsonb) ON CONFLICT (name) DO NOTHING RETURNING id"},
       {"set_project_config", "UPDATE projects SET config = $2::jsonb WHERE name = $1"},
+      // The configuration a change replaces, and whether it is another.
+      {"project_config_for_update",
+       "SELECT config::text, config IS DISTINCT FROM $2::jsonb FROM projects WHERE name = $1 FOR UPDATE"},
       // Projects' rows and every scope's members: what the effective scopes depend on.
       {"projects_version",
        "SELECT coalesce(max(updated_at)::text, '') || '/' || count(*) || '/' ||"
@@ -43,6 +47,7 @@ std::vector<db::Statement> Statements() {
        "  FROM cache_scopes) FROM projects"},
       {"list_cache_scopes", std::string(kScopeSelect) + "ORDER BY name"},
       {"get_cache_scope", std::string(kScopeSelect) + "WHERE name = $1"},
+      {"cache_scope_for_update", std::string(kScopeSelect) + "WHERE name = $1 FOR UPDATE"},
       {"scope_missing_projects",
        "SELECT p FROM unnest(string_to_array($1, ',')) p WHERE NOT EXISTS (SELECT 1 FROM projects WHERE name = p)"},
       {"set_cache_scope",
@@ -124,7 +129,10 @@ Status ProjectNotFound(const std::string& name) {
 
 }  // namespace
 
-CatalogStore::CatalogStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+CatalogStore::CatalogStore(db::Pool& pool) : pool_(pool) {
+  pool_.AddStatements(Statements());
+  pool_.AddStatements({audit::InsertStatement()});
+}
 
 Result<std::vector<ProjectRow>> CatalogStore::ListProjects() {
   return pool_.Query("cannot list projects", [&](pqxx::connection& c) -> Result<std::vector<ProjectRow>> {
@@ -145,13 +153,17 @@ Result<ProjectRow> CatalogStore::GetProject(const std::string& name) {
   });
 }
 
-Result<ProjectRow> CatalogStore::CreateProject(const std::string& name, const std::string& config_json) {
+Result<ProjectRow> CatalogStore::CreateProject(const std::string& name, const std::string& config_json,
+                                               const audit::Who& who) {
   KILN_RETURN_IF_ERROR(CheckName("project", name));
+  const std::string config = config_json.empty() ? "{}" : config_json;
   Status s = pool_.Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
-        auto r = tx.exec_prepared("create_project", name, config_json.empty() ? "{}" : config_json);
+        pqxx::work tx(c);
+        auto r = tx.exec_prepared("create_project", name, config);
         if (r.empty()) return AlreadyExists("project \"" + name + "\" already exists");
+        audit::Write(tx, audit::Entry(who, "project.create", name, "project " + name).SetJson("config", config));
+        tx.commit();
         return Status::Ok();
       },
       "cannot create project " + name);
@@ -159,13 +171,21 @@ Result<ProjectRow> CatalogStore::CreateProject(const std::string& name, const st
   return GetProject(name);
 }
 
-Result<ProjectRow> CatalogStore::SetProjectConfig(const std::string& name, const std::string& config_json) {
+Result<ProjectRow> CatalogStore::SetProjectConfig(const std::string& name, const std::string& config_json,
+                                                  const audit::Who& who) {
   KILN_RETURN_IF_ERROR(CheckName("project", name));
   Status s = pool_.Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
-        auto r = tx.exec_prepared("set_project_config", name, config_json);
-        if (r.affected_rows() == 0) return ProjectNotFound(name);
+        pqxx::work tx(c);
+        auto old = tx.exec_prepared("project_config_for_update", name, config_json);
+        if (old.empty()) return ProjectNotFound(name);
+        tx.exec_prepared("set_project_config", name, config_json);
+        if (old[0][1].as<bool>()) {
+          audit::Write(tx, audit::Entry(who, "project.config", name, "project " + name)
+                               .SetJson("old", old[0][0].as<std::string>())
+                               .SetJson("new", config_json));
+        }
+        tx.commit();
         return Status::Ok();
       },
       "cannot update project " + name);
@@ -200,7 +220,7 @@ Result<CacheScopeRow> CatalogStore::GetCacheScope(const std::string& name) {
 }
 
 Result<CacheScopeRow> CatalogStore::SetCacheScope(const std::string& name, std::vector<std::string> projects,
-                                                  const std::string& created_by) {
+                                                  const audit::Who& who) {
   KILN_RETURN_IF_ERROR(CheckName("cache scope", name));
   if (projects.empty()) return InvalidArgument("cache scope " + name + ": give the projects that share it");
   if (projects.size() > kMaxScopeProjects)
@@ -215,15 +235,21 @@ Result<CacheScopeRow> CatalogStore::SetCacheScope(const std::string& name, std::
     auto missing = tx.exec_prepared("scope_missing_projects", list);
     if (!missing.empty()) return ProjectNotFound(missing[0][0].as<std::string>());
     // The scope's row first: a concurrent change of it waits here.
-    tx.exec_prepared("set_cache_scope", name, list, created_by);
+    auto old = tx.exec_prepared("cache_scope_for_update", name);
+    tx.exec_prepared("set_cache_scope", name, list, who.actor);
     tx.exec_prepared("leave_cache_scope", name, list);
     auto out = RowToScope(tx.exec_prepared("get_cache_scope", name)[0]);
+    // A new scope, or other members (old_projects: what it listed before).
+    audit::Entry e(who, "cache_scope.set", "", "cache scope " + name);
+    e.Set("projects", out.projects);
+    if (!old.empty()) e.Set("old_projects", RowToScope(old[0]).projects);
+    if (old.empty() || RowToScope(old[0]).projects != out.projects) audit::Write(tx, e);
     tx.commit();
     return out;
   });
 }
 
-Result<CacheScopeRow> CatalogStore::RemoveCacheScope(const std::string& name) {
+Result<CacheScopeRow> CatalogStore::RemoveCacheScope(const std::string& name, const audit::Who& who) {
   KILN_RETURN_IF_ERROR(CheckName("cache scope", name));
   return pool_.Query("cannot remove cache scope " + name, [&](pqxx::connection& c) -> Result<CacheScopeRow> {
     pqxx::work tx(c);
@@ -232,6 +258,7 @@ Result<CacheScopeRow> CatalogStore::RemoveCacheScope(const std::string& name) {
     auto out = RowToScope(r[0]);
     tx.exec_prepared("remove_cache_scope", name);
     tx.exec_prepared("leave_cache_scope", name, "");
+    audit::Write(tx, audit::Entry(who, "cache_scope.remove", "", "cache scope " + name).Set("projects", out.projects));
     tx.commit();
     return out;
   });
@@ -246,17 +273,21 @@ Result<std::vector<ClusterRow>> CatalogStore::ListClusters() {
   });
 }
 
-Result<ClusterRow> CatalogStore::CreateCluster(const std::string& name) {
+Result<ClusterRow> CatalogStore::CreateCluster(const std::string& name, const audit::Who& who) {
   KILN_RETURN_IF_ERROR(CheckName("cluster", name));
   return pool_.Query("cannot create cluster " + name, [&](pqxx::connection& c) -> Result<ClusterRow> {
-    pqxx::nontransaction tx(c);
+    pqxx::work tx(c);
     auto r = tx.exec_prepared("create_cluster", name);
     if (r.empty()) return AlreadyExists("cluster \"" + name + "\" already exists");
-    return RowToCluster(tx.exec_prepared("get_cluster", name)[0]);
+    auto out = RowToCluster(tx.exec_prepared("get_cluster", name)[0]);
+    audit::Write(tx, audit::Entry(who, "cluster.create", "", "cluster " + name));
+    tx.commit();
+    return out;
   });
 }
 
-Result<ClusterRow> CatalogStore::MapProject(const std::string& cluster, const std::string& project, bool unmap) {
+Result<ClusterRow> CatalogStore::MapProject(const std::string& cluster, const std::string& project, bool unmap,
+                                            const audit::Who& who) {
   KILN_RETURN_IF_ERROR(CheckName("cluster", cluster));
   KILN_RETURN_IF_ERROR(CheckName("project", project));
   return pool_.Query("cannot map project " + project + " to cluster " + cluster,
@@ -266,8 +297,13 @@ Result<ClusterRow> CatalogStore::MapProject(const std::string& cluster, const st
                        if (r[0][0].is_null())
                          return NotFound("cluster \"" + cluster + "\" does not exist (see kiln clusters list)");
                        if (r[0][1].is_null()) return ProjectNotFound(project);
-                       tx.exec_prepared(unmap ? "unmap_project" : "map_project", r[0][0].as<int64_t>(),
-                                        r[0][1].as<int64_t>());
+                       auto changed = tx.exec_prepared(unmap ? "unmap_project" : "map_project",
+                                                       r[0][0].as<int64_t>(), r[0][1].as<int64_t>());
+                       // Mapped already (or not mapped): nothing changed, nothing to record.
+                       if (changed.affected_rows() > 0) {
+                         audit::Write(tx, audit::Entry(who, unmap ? "cluster.unmap" : "cluster.map", project,
+                                                       "cluster " + cluster));
+                       }
                        auto out = RowToCluster(tx.exec_prepared("get_cluster", cluster)[0]);
                        tx.commit();
                        return out;

@@ -1,5 +1,6 @@
 #include "queue/job_store.h"
 
+#include "audit/write.h"
 #include "common/util.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
@@ -13,6 +14,31 @@ using rows::RowToJob;
 
 std::string JobSelect(const std::string& rest) { return std::string("SELECT ") + kJobColumns + kJobFrom + rest; }
 
+constexpr const char* kSubmitAction = "job.submit";
+constexpr size_t kAuditArgvBytes = 1024;
+
+// What the audit trail records of a submit: the request id, image, cluster,
+// priority, the command (its first KiB) and the NAMES of its environment
+// variables — never their values, which may be secrets.
+std::string SubmitChange(const NewJob& job) {
+  audit::Entry e({}, kSubmitAction, job.project, "");
+  std::vector<std::string> argv, env;
+  size_t bytes = 0;
+  for (const auto& a : job.spec.argv) {
+    if (bytes + a.size() > kAuditArgvBytes) {
+      argv.push_back(a.substr(0, kAuditArgvBytes - bytes) + "...");
+      e.SetJson("argv_cut", "true");
+      break;
+    }
+    argv.push_back(a);
+    bytes += a.size();
+  }
+  for (const auto& [name, value] : job.spec.env) env.push_back(name);
+  e.Set("request_id", job.request_id).Set("image", job.spec.image).Set("cluster", job.cluster);
+  e.Set("priority", int64_t{job.priority}).Set("argv", argv).Set("env", env);
+  return e.change;
+}
+
 std::vector<db::Statement> Statements() {
   return {
       {"get_job", JobSelect("WHERE j.id = $1")},
@@ -21,6 +47,7 @@ std::vector<db::Statement> Statements() {
       // cache hit inserts the job already succeeded with the cached result,
       // its log being the producing run's (log_from; attempt 0: it never
       // ran); else an identical job in flight becomes the one it waits for.
+      // The same statement writes the audit trail's row: no round trip more.
       {"submit",
        std::string("WITH hit AS (SELECT a.job_id, a.result, s.attempt, s.log_size FROM action_cache a"
                    "   JOIN build_jobs s ON s.id = a.job_id"
@@ -49,9 +76,14 @@ std::vector<db::Statement> Statements() {
                    " RETURNING *),"
                    " used AS (UPDATE action_cache a SET last_used = now(), hits = a.hits + 1 FROM j"
                    "   WHERE j.status = 'succeeded' AND a.scope = $9 AND a.digest = $8),"
-                   // Sealed secret env ($11, hex; sql/013): only with a new job.
-                   " sec AS (INSERT INTO job_secrets (job_id, sealed) SELECT id, decode($11, 'hex') FROM j"
-                   "   WHERE $11 <> '')"
+                   // The audit trail's row, only when a job was inserted (a
+                   // repeated request id changes nothing): $11 actor, $12
+                   // address, $13 action, $14 the change.
+                   " audit AS (INSERT INTO audit_log (actor, address, action, project, target, change)"
+                   "   SELECT $11, $12, $13, $1, 'job ' || j.id, $14::jsonb FROM j),"
+                   // Sealed secret env ($15, hex; sql/013): only with a new job.
+                   " sec AS (INSERT INTO job_secrets (job_id, sealed) SELECT id, decode($15, 'hex') FROM j"
+                   "   WHERE $15 <> '')"
                    " SELECT ") +
            kJobColumns + " FROM j JOIN projects p ON p.id = j.project_id LEFT JOIN clusters c ON c.id = j.cluster_id"},
       // The job a request id names in project $4 (request ids are unique per
@@ -82,7 +114,8 @@ std::vector<db::Statement> Statements() {
        " finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
        " result = CASE WHEN status = 'queued' THEN jsonb_build_object('exit_code', -1, 'error',"
        "   'cancelled before it started' || CASE WHEN $2 <> '' THEN ': ' || $2 ELSE '' END) ELSE result END"
-       " WHERE id = $1 AND status IN ('queued', 'setup', 'running') RETURNING id, status, attempt, worker_id"},
+       " WHERE id = $1 AND status IN ('queued', 'setup', 'running') RETURNING id, status, attempt, worker_id,"
+       " (SELECT name FROM projects p WHERE p.id = build_jobs.project_id)"},
       {"notify_cancel", "SELECT pg_notify('kiln_cancel', $1 || ' ' || $2 || ' ' || $3)"},
       {"job_status", "SELECT status FROM build_jobs WHERE id = $1"},
       {"job_log_source", "SELECT attempt, log_from, log_from_attempt FROM build_jobs WHERE id = $1"},
@@ -107,12 +140,16 @@ std::vector<db::Statement> Statements() {
 
 }  // namespace
 
-JobStore::JobStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+JobStore::JobStore(db::Pool& pool) : pool_(pool) {
+  pool_.AddStatements(Statements());
+  pool_.AddStatements({audit::InsertStatement()});
+}
 
-Result<SubmitOutcome> JobStore::Submit(const NewJob& job) {
+Result<SubmitOutcome> JobStore::Submit(const NewJob& job, const audit::Who& who) {
   if (job.spec.argv.empty()) return InvalidArgument("empty command: give the command to run after --");
   std::string spec = rows::SpecToJson(job.spec);
   std::string req = rows::RequirementsToJson(job.spec);
+  const std::string change = SubmitChange(job);
   return pool_.Query("cannot submit the job", [&](pqxx::connection& c) -> Result<SubmitOutcome> {
     pqxx::nontransaction tx(c);
     if (!job.cluster.empty()) {
@@ -125,8 +162,8 @@ Result<SubmitOutcome> JobStore::Submit(const NewJob& job) {
     }
     SubmitOutcome out;
     auto r = tx.exec_prepared("submit", job.project, job.cluster, job.priority, job.max_attempts, job.request_id,
-                              req, spec, job.action_digest, job.cache_scope, job.no_cache,
-                              HexEncode(job.sealed_secrets));
+                              req, spec, job.action_digest, job.cache_scope, job.no_cache, who.actor, who.address,
+                              kSubmitAction, change, HexEncode(job.sealed_secrets));
     if (!r.empty()) {
       out.job = RowToJob(r[0]);
       return out;
@@ -182,17 +219,23 @@ Result<std::vector<Job>> JobStore::List(const ListFilter& f) {
   });
 }
 
-Result<Job> JobStore::Cancel(int64_t id, const std::string& reason) {
+Result<Job> JobStore::Cancel(int64_t id, const std::string& reason, const audit::Who& who) {
   Status s = pool_.Run(
       [&](pqxx::connection& c) -> Status {
-        pqxx::nontransaction tx(c);
+        pqxx::work tx(c);
         auto r = tx.exec_prepared("cancel_job", id, reason);
         if (!r.empty()) {
           // Every request reaches the holder, not only the first: a cancel
           // lost on the way (a reconnecting worker) can be asked again.
-          if (r[0][1].as<std::string>() != "cancelled") {
+          const std::string status = r[0][1].as<std::string>();
+          if (status != "cancelled") {
             tx.exec_prepared("notify_cancel", id, r[0][2].as<int>(), r[0][3].as<std::string>());
           }
+          // Only a queued job is cancelled at once; any other keeps its status.
+          audit::Entry e(who, "job.cancel", r[0][4].as<std::string>(), "job " + std::to_string(id));
+          e.Set("reason", reason).Set("status", status == "cancelled" ? "queued" : status);
+          audit::Write(tx, e);
+          tx.commit();
           return Status::Ok();
         }
         auto e = tx.exec_prepared("job_status", id);

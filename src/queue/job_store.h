@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/entry.h"
 #include "common/status.h"
 #include "queue/types.h"
 
@@ -29,8 +30,12 @@ class JobStore {
   // project returns the first job with existing=true; the same id with a
   // different job is AlreadyExists. With
   // an action digest, a cache hit is inserted already succeeded and an
-  // identical job in flight becomes the one this one waits for.
-  Result<SubmitOutcome> Submit(const NewJob& job);
+  // identical job in flight becomes the one this one waits for. A job
+  // inserted is recorded in the audit trail as submitted by `who`, in the
+  // same statement (its request id, image, cluster, priority, the first KiB
+  // of its command and its environment variables' names, never their
+  // values); a repeat that returns an existing job records nothing.
+  Result<SubmitOutcome> Submit(const NewJob& job, const audit::Who& who);
   Result<Job> Get(int64_t job_id);
   // The nearest earlier job of the same project with the same argv; nullopt
   // if there is none.
@@ -38,7 +43,9 @@ class JobStore {
   Result<std::vector<Job>> List(const ListFilter& filter);
   // Queued: cancelled at once. Setup/running: cancel_requested is set and the
   // holding worker is told (via NOTIFY kiln_cancel). Ended: FailedPrecondition.
-  Result<Job> Cancel(int64_t job_id, const std::string& reason);
+  // A request taken is recorded in the audit trail as `who`'s (its reason
+  // and the status the job had), in the same transaction.
+  Result<Job> Cancel(int64_t job_id, const std::string& reason, const audit::Who& who);
   // Up to max_bytes of an attempt's log from offset (attempt 0: current),
   // contiguous. With skip_gaps (for an ended job, whose missing chunks will
   // never come), data may start after offset: see LogSlice::offset.

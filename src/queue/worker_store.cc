@@ -1,5 +1,6 @@
 #include "queue/worker_store.h"
 
+#include "audit/write.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -77,7 +78,10 @@ std::vector<db::Statement> Statements() {
 
 }  // namespace
 
-WorkerStore::WorkerStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+WorkerStore::WorkerStore(db::Pool& pool) : pool_(pool) {
+  pool_.AddStatements(Statements());
+  pool_.AddStatements({audit::InsertStatement()});
+}
 
 Status WorkerStore::Register(const WorkerRegistration& w, std::chrono::milliseconds lease) {
   json props = w.labels;
@@ -188,10 +192,14 @@ Result<std::vector<WorkspaceRow>> WorkerStore::ListWorkspaces(const std::string&
   });
 }
 
-Result<int> WorkerStore::RemoveWorkspace(const std::string& project, const std::string& name) {
+Result<int> WorkerStore::RemoveWorkspace(const std::string& project, const std::string& name,
+                                         const audit::Who& who) {
   auto n = pool_.Query("cannot remove a workspace", [&](pqxx::connection& c) -> Result<int> {
     pqxx::work tx(c);
     int held = tx.exec_prepared("remove_workspace", project, name)[0][0].as<int>();
+    if (held > 0) {
+      audit::Write(tx, audit::Entry(who, "workspace.remove", project, "workspace " + name).Set("workers", held));
+    }
     tx.commit();
     return held;
   });

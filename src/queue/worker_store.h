@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/entry.h"
 #include "common/status.h"
 #include "queue/types.h"
 
@@ -41,8 +42,9 @@ class WorkerStore {
   Result<std::vector<WorkspaceRow>> ListWorkspaces(const std::string& project);
   // Marks a workspace removed on every worker and tells their controllers
   // (NOTIFY kiln_workspace "<worker> <project> <name>"); returns how many
-  // workers hold it. NotFound if none does.
-  Result<int> RemoveWorkspace(const std::string& project, const std::string& name);
+  // workers hold it, recorded in the audit trail as `who`'s
+  // (workspace.remove). NotFound if none does.
+  Result<int> RemoveWorkspace(const std::string& project, const std::string& name, const audit::Who& who);
 
  private:
   db::Pool& pool_;

@@ -29,6 +29,9 @@ namespace {
 using namespace std::chrono_literals;
 using queue::JobStatus;
 
+// Who the audit trail names for the changes these tests make.
+const audit::Who kWho{"test", "local"};
+
 // No job here has a warm workspace; the controller's default all the same.
 const std::chrono::milliseconds kGrace = config::ControllerConfig{}.workspace_grace;
 
@@ -53,7 +56,7 @@ class QueueTest : public ::testing::Test {
     j.max_attempts = max_attempts;
     j.spec.argv = {"true"};
     j.spec.requirements = std::move(req);
-    auto r = jobs_->Submit(j);
+    auto r = jobs_->Submit(j, kWho);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? r->job.id : 0;
   }
@@ -155,9 +158,9 @@ TEST_F(QueueTest, EightClaimersNeverClaimAJobTwice) {
 }
 
 TEST_F(QueueTest, ClaimsRespectClusterMapping) {
-  ASSERT_TRUE(catalog_->CreateCluster("east").ok());
-  ASSERT_TRUE(catalog_->CreateProject("web", "{}").ok());
-  ASSERT_TRUE(catalog_->MapProject("east", "web", false).ok());
+  ASSERT_TRUE(catalog_->CreateCluster("east", kWho).ok());
+  ASSERT_TRUE(catalog_->CreateProject("web", "{}", kWho).ok());
+  ASSERT_TRUE(catalog_->MapProject("east", "web", false, kWho).ok());
   int64_t web = SubmitJob("web");
   int64_t def = SubmitJob("default");
   std::string se = Worker("east1", "east");
@@ -255,7 +258,7 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   // same batch: both are applied, one entry is written.
   queue::NewJob j = CacheableJob('d');
   j.no_cache = true;
-  auto a = jobs_->Submit(j), b = jobs_->Submit(j);
+  auto a = jobs_->Submit(j, kWho), b = jobs_->Submit(j, kWho);
   ASSERT_TRUE(a.ok() && b.ok());
   std::string s = Worker("w");
   auto c = dispatch_->Claim("w", s, 2, kGrace);
@@ -266,7 +269,7 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM action_cache"), "1");
   // And the next identical submit is served from it.
   j.no_cache = false;
-  auto hit = jobs_->Submit(j);
+  auto hit = jobs_->Submit(j, kWho);
   ASSERT_TRUE(hit.ok());
   EXPECT_EQ(hit->job.status, JobStatus::kSucceeded);
   EXPECT_NE(hit->job.result->cached_from, 0);
@@ -278,8 +281,8 @@ TEST_F(QueueTest, TwoIdenticalSuccessesInOneReportLeaveOneCacheEntry) {
 TEST_F(QueueTest, ASuccessWhoseOutputRootHasTheWrongSizeWritesNoCacheEntry) {
   const std::string empty = cas::DigestOf(std::string_view("kiln-tree-1\n")).hash;  // the empty directory, 12 bytes
   test::Sql(url_, "INSERT INTO cas_trees (digest, size, entries) VALUES ('" + empty + "', 12, ''::hstore)");
-  auto a = jobs_->Submit(CacheableJob('a'));
-  auto b = jobs_->Submit(CacheableJob('b'));
+  auto a = jobs_->Submit(CacheableJob('a'), kWho);
+  auto b = jobs_->Submit(CacheableJob('b'), kWho);
   ASSERT_TRUE(a.ok() && b.ok());
   std::string s = Worker("w");
   auto c = dispatch_->Claim("w", s, 2, kGrace);
@@ -297,7 +300,7 @@ TEST_F(QueueTest, ASuccessWhoseOutputRootHasTheWrongSizeWritesNoCacheEntry) {
 TEST_F(QueueTest, ActionCacheEntriesUnusedForTheirMaxAgeExpireAndOnlyThose) {
   cache::ActionCacheStore action(*pool_);
   for (char d : {'e', 'f'}) {
-    auto j = jobs_->Submit(CacheableJob(d));
+    auto j = jobs_->Submit(CacheableJob(d), kWho);
     ASSERT_TRUE(j.ok()) << j.status().message();
     std::string s = Worker("w");
     auto c = dispatch_->Claim("w", s, 1, kGrace);
@@ -315,8 +318,8 @@ TEST_F(QueueTest, ActionCacheEntriesUnusedForTheirMaxAgeExpireAndOnlyThose) {
   EXPECT_EQ(*one, 1);
   EXPECT_EQ(test::Sql(url_, "SELECT string_agg(digest, ',') FROM action_cache"), std::string(64, 'f'));
   // The expired action runs again; the one still used is served.
-  auto again = jobs_->Submit(CacheableJob('e'));
-  auto served = jobs_->Submit(CacheableJob('f'));
+  auto again = jobs_->Submit(CacheableJob('e'), kWho);
+  auto served = jobs_->Submit(CacheableJob('f'), kWho);
   ASSERT_TRUE(again.ok() && served.ok());
   EXPECT_EQ(again->job.status, JobStatus::kQueued);
   EXPECT_EQ(served->job.status, JobStatus::kSucceeded);
@@ -342,7 +345,7 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
   for (int i = 0; i < 8; ++i) {
     queue::NewJob j = CacheableJob('f');
     j.no_cache = true;
-    ASSERT_TRUE(jobs_->Submit(j).ok());
+    ASSERT_TRUE(jobs_->Submit(j, kWho).ok());
   }
   auto c = dispatch_->Claim("w", s, 8, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 8);
@@ -389,7 +392,7 @@ TEST_F(QueueTest, ConcurrentStoresOfOneCompileLeaveOneResultAndOneManifest) {
 // (sql/007), and reads back entry for entry.
 TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
   std::string s = Worker("w");
-  ASSERT_TRUE(jobs_->Submit(CacheableJob('f')).ok());
+  ASSERT_TRUE(jobs_->Submit(CacheableJob('f'), kWho).ok());
   auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   cache::CompileCacheStore store(url_, 1);
@@ -412,7 +415,7 @@ TEST_F(QueueTest, ALargeManifestIsStoredCompressedWithLz4) {
 // of the parts (the nearest earlier compile) reads back as stored.
 TEST_F(QueueTest, ACompileEntryReadsBackFieldForField) {
   std::string s = Worker("w");
-  ASSERT_TRUE(jobs_->Submit(CacheableJob('f')).ok());
+  ASSERT_TRUE(jobs_->Submit(CacheableJob('f'), kWho).ok());
   auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);
   const int64_t job = (*c)[0].id;
@@ -481,15 +484,15 @@ TEST_F(QueueTest, HeaderImpactUsesTheGinIndex) {
 
 TEST_F(QueueTest, AnIdenticalJobWaitsOnlyForALeaderThatRunsNoLater) {
   queue::NewJob j = CacheableJob('e');
-  auto leader = jobs_->Submit(j);
+  auto leader = jobs_->Submit(j, kWho);
   ASSERT_TRUE(leader.ok());
   EXPECT_EQ(leader->job.waits_for, 0);
-  auto same = jobs_->Submit(j);
+  auto same = jobs_->Submit(j, kWho);
   ASSERT_TRUE(same.ok());
   EXPECT_EQ(same->job.waits_for, leader->job.id);
   // More urgent than the queued leader: it does not wait behind it.
   j.priority = 10;
-  auto urgent = jobs_->Submit(j);
+  auto urgent = jobs_->Submit(j, kWho);
   ASSERT_TRUE(urgent.ok());
   EXPECT_EQ(urgent->job.waits_for, 0);
   // The leader's claim takes it first; the waiter is skipped while it runs.
@@ -540,14 +543,14 @@ TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
   j.project = "default";
   j.request_id = "ci-build-42";
   j.spec.argv = {"make", "all"};
-  auto a = jobs_->Submit(j);
-  auto b = jobs_->Submit(j);
+  auto a = jobs_->Submit(j, kWho);
+  auto b = jobs_->Submit(j, kWho);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->job.id, b->job.id);
   EXPECT_FALSE(a->existing);
   EXPECT_TRUE(b->existing);
   j.spec.argv = {"make", "other"};
-  auto c = jobs_->Submit(j);
+  auto c = jobs_->Submit(j, kWho);
   EXPECT_EQ(c.status().code(), Code::kAlreadyExists);
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM build_jobs"), "1");
 }
@@ -556,13 +559,13 @@ TEST_F(QueueTest, SubmitIsIdempotentOnRequestId) {
 // farm, so another project could squat a predictable CI id, and re-using
 // another project's id revealed its job number. Now unique per project.
 TEST_F(QueueTest, RequestIdIsUniquePerProjectAndRevealsNothingOfAnother) {
-  ASSERT_TRUE(catalog_->CreateProject("other", "{}").ok());
+  ASSERT_TRUE(catalog_->CreateProject("other", "{}", kWho).ok());
   auto submit = [&](const std::string& project, std::vector<std::string> argv) {
     queue::NewJob j;
     j.project = project;
     j.request_id = "ci-build-42";
     j.spec.argv = std::move(argv);
-    return jobs_->Submit(j);
+    return jobs_->Submit(j, kWho);
   };
   auto a = submit("default", {"make", "all"});
   ASSERT_TRUE(a.ok()) << a.status().message();
@@ -614,22 +617,22 @@ TEST_F(QueueTest, ClaimOnlyHandsJobsToWorkersThatSatisfyThem) {
 
 TEST_F(QueueTest, CancelQueuedIsImmediateAndRunningIsRequested) {
   int64_t queued = SubmitJob();
-  auto j = jobs_->Cancel(queued, "not needed");
+  auto j = jobs_->Cancel(queued, "not needed", kWho);
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->status, JobStatus::kCancelled);
   int64_t running = SubmitJob();
   std::string s = Worker("w");
   auto c = dispatch_->Claim("w", s, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1 && (*c)[0].id == running);
-  j = jobs_->Cancel(running, "");
+  j = jobs_->Cancel(running, "", kWho);
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->status, JobStatus::kSetup);
   EXPECT_TRUE(j->cancel_requested);
   auto out = dispatch_->Apply({Done("w", (*c)[0], JobStatus::kCancelled)}, {});
   ASSERT_TRUE(out.ok() && (*out)[0].applied);
   EXPECT_EQ(jobs_->Get(running)->status, JobStatus::kCancelled);
-  EXPECT_EQ(jobs_->Cancel(running, "").status().code(), Code::kFailedPrecondition);
-  EXPECT_EQ(jobs_->Cancel(999999, "").status().code(), Code::kNotFound);
+  EXPECT_EQ(jobs_->Cancel(running, "", kWho).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(jobs_->Cancel(999999, "", kWho).status().code(), Code::kNotFound);
 }
 
 TEST_F(QueueTest, DequeueIsAnIndexScanWhateverTheHistory) {
@@ -651,16 +654,16 @@ TEST_F(QueueTest, DequeueIsAnIndexScanWhateverTheHistory) {
 }
 
 TEST_F(QueueTest, ProjectUpdatedAtIsKeptByTrigger) {
-  ASSERT_TRUE(catalog_->CreateProject("p1", "{}").ok());
+  ASSERT_TRUE(catalog_->CreateProject("p1", "{}", kWho).ok());
   std::string before = test::Sql(url_, "SELECT updated_at FROM projects WHERE name = 'p1'");
-  auto p = catalog_->SetProjectConfig("p1", R"({"default_priority": 3})");
+  auto p = catalog_->SetProjectConfig("p1", R"({"default_priority": 3})", kWho);
   ASSERT_TRUE(p.ok());
   // Even an UPDATE that tries to set updated_at itself gets the trigger's value.
   test::Sql(url_, "UPDATE projects SET updated_at = '2000-01-01' WHERE name = 'p1'");
   std::string after = test::Sql(url_, "SELECT updated_at > '" + before + "' FROM projects WHERE name = 'p1'");
   EXPECT_EQ(after, "t");
-  EXPECT_EQ(catalog_->CreateProject("p1", "{}").status().code(), Code::kAlreadyExists);
-  EXPECT_EQ(catalog_->CreateProject("bad/name", "{}").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(catalog_->CreateProject("p1", "{}", kWho).status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(catalog_->CreateProject("bad/name", "{}", kWho).status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 
+#include "audit/audit_store.h"
 #include "auth/trust_store.h"
 #include "api/convert.h"
 #include "cache/compile_store.h"
@@ -63,6 +64,9 @@ class Served {
 // The API token every call of these tests carries (an admin's, made by the fixture).
 std::string g_token;
 
+// Who the audit trail names for what these tests change through the stores.
+const audit::Who kWho{"test", "local"};
+
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto c = std::make_unique<grpc::ClientContext>();
   if (!g_token.empty()) c->AddMetadata("authorization", "Bearer " + g_token);
@@ -80,6 +84,7 @@ class ServicesTest : public ::testing::Test {
     // Services served in-process without TLS: the guard checks tokens, and
     // takes a worker's word for its name.
     trust_ = std::make_unique<auth::TrustStore>(*pool_);
+    audit_ = std::make_unique<audit::AuditStore>(*pool_);
     guard_ = std::make_unique<Guard>(*trust_, /*tls=*/false);
     enroller_ = Enroller::Disabled(*trust_, "no CA in these tests");
     fx_catalog_ = std::make_unique<queue::CatalogStore>(*pool_);
@@ -87,7 +92,7 @@ class ServicesTest : public ::testing::Test {
     fx_trees_ = std::make_unique<cas::TreeStore>(url_, 1, 600);
     scope_store_ = std::make_unique<cas::ScopeStore>(*pool_);
     scopes_ = std::make_unique<ContentScopes>(*scope_store_, *fx_projects_, *fx_trees_);
-    auto token = trust_->CreateToken({auth::Role::kAdmin, {}, "services test", "test", 0});
+    auto token = trust_->CreateToken({auth::Role::kAdmin, {}, "services test", "test", 0}, kWho);
     ASSERT_TRUE(token.ok()) << token.status().message();
     g_token = *token;
   }
@@ -97,6 +102,7 @@ class ServicesTest : public ::testing::Test {
   std::shared_ptr<db::Pool> pool_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<auth::TrustStore> trust_;
+  std::unique_ptr<audit::AuditStore> audit_;
   std::unique_ptr<Guard> guard_;
   std::unique_ptr<Enroller> enroller_;
   std::unique_ptr<queue::CatalogStore> fx_catalog_;
@@ -181,7 +187,7 @@ TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_}));
   auto stub = v1::AdminService::NewStub(s.channel());
 
   v1::CreateProjectRequest create;
@@ -222,7 +228,7 @@ TEST_F(ServicesTest, AdminServiceRejectsNulInProjectName) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_}));
   auto stub = v1::AdminService::NewStub(s.channel());
   v1::CreateProjectRequest create;
   create.set_name("a");
@@ -387,7 +393,7 @@ TEST_F(ServicesTest, AdminServiceRejectsAProjectConfigOver64KiB) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_}));
   auto stub = v1::AdminService::NewStub(s.channel());
   auto config_of = [](size_t bytes) {  // {"env":{"A":"xxx..."}}, `bytes` long
     return R"({"env":{"A":")" + std::string(bytes - 16, 'x') + R"("}})";
@@ -737,7 +743,7 @@ TEST_F(ServicesTest, JobServiceAuthorisesEveryCallByTokenAndProject) {
   cas::ImageStore images(url_, 1);
   queue::JobStore jobs(*pool_);
   queue::CatalogStore catalog(*pool_);
-  ASSERT_TRUE(catalog.CreateProject("other", "{}").ok());
+  ASSERT_TRUE(catalog.CreateProject("other", "{}", kWho).ok());
   ProjectCache projects(catalog);
   ASSERT_TRUE(projects.Refresh(true).ok());
   cache::CompileCacheStore compiles(url_, 1);
@@ -745,8 +751,8 @@ TEST_F(ServicesTest, JobServiceAuthorisesEveryCallByTokenAndProject) {
   Served s(MakeJobService({*guard_, *scopes_, jobs, projects, trees, **blobs, images, 1000, compiles, nullptr, dispatch_wake, remote_wake,
                            job_events, stopping_}));
   auto stub = v1::JobService::NewStub(s.channel());
-  auto reader = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", 0});
-  auto submitter = trust_->CreateToken({auth::Role::kSubmit, {"other"}, "", "test", 0});
+  auto reader = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", 0}, kWho);
+  auto submitter = trust_->CreateToken({auth::Role::kSubmit, {"other"}, "", "test", 0}, kWho);
   ASSERT_TRUE(reader.ok() && submitter.ok());
 
   v1::SubmitRequest req;
@@ -809,12 +815,12 @@ TEST_F(ServicesTest, JobServiceAuthorisesEveryCallByTokenAndProject) {
   st = stub->GetJob(As(forged).get(), get, &job);
   EXPECT_EQ(st.error_code(), grpc::UNAUTHENTICATED) << st.error_message();
   auto id = auth::ParseToken(auth::TokenKind::kApi, *reader);
-  ASSERT_TRUE(trust_->RevokeToken(id->id).ok());
+  ASSERT_TRUE(trust_->RevokeToken(id->id, kWho).ok());
   guard_->Forget("token " + id->id);  // what NOTIFY kiln_revoke does on every controller
   st = stub->GetJob(As(*reader).get(), get, &job);
   EXPECT_EQ(st.error_code(), grpc::UNAUTHENTICATED) << st.error_message();
   EXPECT_NE(st.error_message().find("revoked"), std::string::npos) << st.error_message();
-  auto brief = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", /*ttl_ms=*/300});
+  auto brief = trust_->CreateToken({auth::Role::kRead, {"other"}, "", "test", /*ttl_ms=*/300}, kWho);
   ASSERT_TRUE(brief.ok());
   EXPECT_TRUE(test::WaitFor(
       [&] { return stub->GetJob(As(*brief).get(), get, &job).error_code() == grpc::UNAUTHENTICATED; }, 10s))
@@ -828,7 +834,7 @@ TEST_F(ServicesTest, AdminCallsNeedAnAdminTokenAndTokensAreShownOnce) {
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
   Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers,
-                             config_wake, dispatch_wake}));
+                             config_wake, dispatch_wake, *audit_}));
   auto stub = v1::AdminService::NewStub(s.channel());
   v1::CreateProjectRequest create;
   create.set_name("web");
@@ -900,7 +906,7 @@ TEST_F(ServicesTest, ACacheScopeIsSharedOnlyByTheProjectsAnAdminListed) {
   cache::CompileCacheStore compiles(url_, 1);
   Signal config_wake, dispatch_wake;
   Served admin(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers,
-                                 config_wake, dispatch_wake}));
+                                 config_wake, dispatch_wake, *audit_}));
   Served cache(MakeCacheService({*guard_, compiles, projects}));
   auto stub = v1::AdminService::NewStub(admin.channel());
   auto cache_stub = v1::CacheService::NewStub(cache.channel());
@@ -952,7 +958,7 @@ TEST_F(ServicesTest, ACacheScopeIsSharedOnlyByTheProjectsAnAdminListed) {
   EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM projects WHERE name = 'newcomer'"), "0");
 
   // Only an admin manages scopes.
-  auto submitter = trust_->CreateToken({auth::Role::kSubmit, {"web"}, "", "test", 0});
+  auto submitter = trust_->CreateToken({auth::Role::kSubmit, {"web"}, "", "test", 0}, kWho);
   ASSERT_TRUE(submitter.ok());
   v1::CacheScope scope;
   st = set_scope(*submitter, {"web", "api"}, &scope);
@@ -1005,7 +1011,7 @@ TEST_F(ServicesTest, ACacheScopeIsSharedOnlyByTheProjectsAnAdminListed) {
   job.spec.image = "sha256:" + std::string(64, 'a');
   job.action_digest = std::string(64, 'b');
   job.cache_scope = "shared:team";
-  auto queued = jobs.Submit(job);
+  auto queued = jobs.Submit(job, kWho);
   ASSERT_TRUE(queued.ok()) << queued.status().message();
   const std::string queued_scope =
       "SELECT cache_scope FROM build_jobs WHERE id = " + std::to_string(queued->job.id);
@@ -1060,12 +1066,12 @@ queue::WorkerRegistration Worker(const std::string& id) {
 TEST_F(ServicesTest, OutputsJoinAJobsScopeOnlyFromTheWorkerThatRunsIt) {
   queue::WorkerStore workers(*pool_);
   queue::JobStore jobs(*pool_);
-  ASSERT_TRUE(fx_catalog_->CreateProject("b", "{}").ok());
+  ASSERT_TRUE(fx_catalog_->CreateProject("b", "{}", kWho).ok());
   for (const char* w : {"w1", "w2"}) ASSERT_TRUE(workers.Register(Worker(w), 30s).ok());
   queue::NewJob nj;
   nj.project = "b";
   nj.spec.argv = {"true"};
-  auto job = jobs.Submit(nj);
+  auto job = jobs.Submit(nj, kWho);
   ASSERT_TRUE(job.ok()) << job.status().message();
   const std::string id = std::to_string(job->job.id);
   test::Sql(url_, "UPDATE build_jobs SET status = 'running', worker_id = 'w1', attempt = 1 WHERE id = " + id);
@@ -1174,7 +1180,7 @@ TEST_F(ServicesTest, AWorkerSeesOnlyWhatItWasAssigned) {
   nj.project = "default";
   nj.spec.argv = {"true"};
   nj.spec.input_root = root.Key();
-  auto job = jobs.Submit(nj);
+  auto job = jobs.Submit(nj, kWho);
   ASSERT_TRUE(job.ok()) << job.status().message();
   const std::string id = std::to_string(job->job.id);
 
