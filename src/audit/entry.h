@@ -1,5 +1,5 @@
 #pragma once
-// The audit trail (sql/013_audit.sql): one row per change made through the
+// The audit trail (sql/015_audit.sql): one row per change made through the
 // API — who, from which address, what, when, and the change. The store that
 // makes a change writes its row in the same transaction (audit/write.h), so
 // a caller hands it only who it is; the store names the action, the target
