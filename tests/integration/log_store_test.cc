@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "audit/entry.h"
 #include "config/config.h"
 #include "db/pool.h"
 #include "harness/harness.h"
@@ -24,6 +25,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using queue::JobStatus;
+const audit::Who kWho{"test", "local"};
 
 const std::chrono::milliseconds kGrace = config::ControllerConfig{}.workspace_grace;
 
@@ -52,7 +54,7 @@ class LogStoreTest : public ::testing::Test {
     j.project = project;
     if (j.spec.argv.empty()) j.spec.argv = {"true"};
     j.spec.requirements = {{"arch", "x86_64"}};
-    auto sub = jobs_->Submit(j);
+    auto sub = jobs_->Submit(j, kWho);
     EXPECT_TRUE(sub.ok()) << sub.status().message();
     auto c = dispatch_->Claim("w", "s-w", 1, kGrace);
     EXPECT_TRUE(c.ok() && c->size() == 1 && (*c)[0].id == sub->job.id);
@@ -228,7 +230,7 @@ TEST_F(LogStoreTest, AJobServedFromTheCacheSaysItsProducersLogWentAndHoldsNoByte
   cacheable.cache_scope = "project:web";
   int64_t producer = Ended("web", 100, "2 days", &cacheable);
   cacheable.project = "web";
-  auto hit = jobs_->Submit(cacheable);
+  auto hit = jobs_->Submit(cacheable, kWho);
   ASSERT_TRUE(hit.ok()) << hit.status().message();
   ASSERT_EQ(hit->job.status, JobStatus::kSucceeded);
   ASSERT_EQ(hit->job.result->cached_from, producer);
@@ -247,7 +249,7 @@ TEST_F(LogStoreTest, AJobServedFromTheCacheSaysItsProducersLogWentAndHoldsNoByte
   EXPECT_EQ(j->log_removed->detail, "retention of web");
   EXPECT_EQ(Stored(hit->job.id), "");
   // A later hit of the same entry says so from the start.
-  auto later = jobs_->Submit(cacheable);
+  auto later = jobs_->Submit(cacheable, kWho);
   ASSERT_TRUE(later.ok());
   ASSERT_TRUE(later->job.log_removed.has_value());
   EXPECT_EQ(later->job.log_removed->job_id, producer);
