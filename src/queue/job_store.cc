@@ -19,7 +19,7 @@ constexpr size_t kAuditArgvBytes = 1024;
 
 // What the audit trail records of a submit: the request id, image, cluster,
 // priority, the command (its first KiB) and the NAMES of its environment
-// variables — never their values, which may be secrets.
+// variables and secrets — never their values.
 std::string SubmitChange(const NewJob& job) {
   audit::Entry e({}, kSubmitAction, job.project, "");
   std::vector<std::string> argv, env;
@@ -36,6 +36,7 @@ std::string SubmitChange(const NewJob& job) {
   for (const auto& [name, value] : job.spec.env) env.push_back(name);
   e.Set("request_id", job.request_id).Set("image", job.spec.image).Set("cluster", job.cluster);
   e.Set("priority", int64_t{job.priority}).Set("argv", argv).Set("env", env);
+  if (!job.spec.secret_names.empty()) e.Set("secret_env", job.spec.secret_names);
   return e.change;
 }
 

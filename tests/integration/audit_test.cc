@@ -90,11 +90,13 @@ const std::map<std::string, std::string>& Classes() {
 class Audit : public ContainerFarm {
  protected:
   // kiln with the token in `token_file` (default: the admin's).
-  test::CommandResult As(const std::string& token_file, std::vector<std::string> args) {
+  test::CommandResult As(const std::string& token_file, std::vector<std::string> args,
+                         std::map<std::string, std::string> env = {}) {
     std::vector<std::string> argv{test::BinPath("kiln"), "--controller", addresses_[0]};
     argv.insert(argv.end(), args.begin(), args.end());
-    return test::RunCommand(argv, 60s, {{"KILN_TOKEN_FILE", token_file}, {"XDG_CACHE_HOME", dir_.path() + "/xdg"}},
-                            dir_.path());
+    env["KILN_TOKEN_FILE"] = token_file;
+    env["XDG_CACHE_HOME"] = dir_.path() + "/xdg";
+    return test::RunCommand(argv, 60s, env, dir_.path());
   }
   // A token made with kiln tokens create (an audited call), in a file.
   std::string TokenFile(const std::string& name, std::vector<std::string> args) {
@@ -210,10 +212,14 @@ TEST_F(Audit, EveryStateChangingCallLeavesExactlyOneRowNamingItsCaller) {
   want.push_back({"job.submit", admin, "default", "job " + admins_job});
 
   // A submit token of project web, through the CLI: a job whose variable
-  // holds a secret, a job cancelled while it waits, a warm workspace removed.
+  // holds a secret, and a secret env; a job cancelled while it waits, a
+  // warm workspace removed.
   const std::string secret = "hunter2-not-for-the-audit-trail";
-  const std::string job = ok(As(submitter, {"submit", "--project", "web", "--detach", "--no-input", "--request-id",
-                                            "r-1", "--env", "API_KEY=" + secret, "--", "echo", "built"}));
+  const std::map<std::string, std::string> deploy_key{{"DEPLOY_KEY", "sealed-hunter3-value"}};
+  const std::vector<std::string> secret_job{"submit", "--project", "web", "--detach", "--no-input", "--request-id",
+                                            "r-1", "--env", "API_KEY=" + secret, "--secret-env", "DEPLOY_KEY",
+                                            "--", "echo", "built"};
+  const std::string job = ok(As(submitter, secret_job, deploy_key));
   want.push_back({"job.submit", "token " + IdOf(submitter), "web", "job " + job});
   ASSERT_TRUE(test::WaitFor([&] { return Ended(job); }, 30s));
   const std::string waiting =
@@ -261,10 +267,7 @@ TEST_F(Audit, EveryStateChangingCallLeavesExactlyOneRowNamingItsCaller) {
   EXPECT_EQ(As(reader, {"submit", "--project", "web", "--no-input", "--", "true"}).exit_code, 6);
   EXPECT_EQ(As(submitter, {"cancel", job}).exit_code, 5) << "an ended job: nothing to cancel";
   EXPECT_EQ(As(submitter, {"cancel", admins_job}).exit_code, 6) << "another project's job";
-  EXPECT_EQ(As(submitter, {"submit", "--project", "web", "--detach", "--no-input", "--request-id", "r-1", "--env",
-                           "API_KEY=" + secret, "--", "echo", "built"})
-                .exit_code,
-            0) << "the same request again: the same job, nothing new";
+  EXPECT_EQ(As(submitter, secret_job, deploy_key).exit_code, 0) << "the same request again: the same job, nothing new";
   EXPECT_EQ(Kiln({"clusters", "map", "default", "web"}).exit_code, 0) << "mapped already: nothing changes";
   EXPECT_EQ(Kiln({"projects", "config", "set", "web", R"({"timeout_s": 60})"}).exit_code, 0) << "the same again";
   EXPECT_EQ(Kiln({"tokens", "revoke", IdOf(doomed)}).exit_code, 0) << "revoked already";
@@ -309,13 +312,15 @@ TEST_F(Audit, EveryStateChangingCallLeavesExactlyOneRowNamingItsCaller) {
   EXPECT_EQ(tok["projects"], json::array({"web"}));
   json sub = change("job.submit", "job " + job);
   EXPECT_EQ(sub["env"], json::array({"API_KEY"}));
+  EXPECT_EQ(sub["secret_env"], json::array({"DEPLOY_KEY"}));
   EXPECT_EQ(sub["argv"], json::array({"echo", "built"}));
   EXPECT_EQ(sub["request_id"], "r-1");
   EXPECT_EQ(change("job.cancel", "job " + waiting)["status"], "queued");
   auto all = Kiln({"audit", "--json", "--limit", "10000"});
   EXPECT_EQ(all.out.find(secret), std::string::npos) << "an environment value is not in the audit trail";
   EXPECT_EQ(all.out.find(admin_token_.substr(18)), std::string::npos) << "nor a token's secret";
-  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM audit_log WHERE change::text LIKE '%hunter2%'"), "0");
+  EXPECT_EQ(all.out.find("hunter3"), std::string::npos) << "nor a secret env's value";
+  EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM audit_log WHERE change::text LIKE '%hunter%'"), "0");
   for (const auto& file : {submitter, reader, doomed}) {
     const std::string secret_part = Trim(test::ReadFile(file)).substr(18);
     EXPECT_EQ(test::Sql(url_, "SELECT count(*) FROM audit_log WHERE change::text LIKE '%" + secret_part + "%'"), "0");
