@@ -114,7 +114,9 @@ expect() {
     *' whoami') echo '^token [0-9a-f]{12}: admin, projects \(all\), expires never$' ;;
     *' tokens create --role read --project default --expires 1d') echo '^kiln_[0-9a-f]{12}_[0-9a-f]{64}$' ;;
     *"submit --no-input -- sh -c 'echo hello'") echo '^hello$' ;;
+    *" submit --no-input --secret-env DEPLOY_TOKEN "*) echo '^token: \*\*\*$' ;;
     *' submit --output hello -- make hello && ./hello') echo '^hello from kiln$' ;;
+    *' audit --limit 5') echo '[[:space:]]job\.submit[[:space:]]' ;;
     *) return 1 ;;
   esac
 }
