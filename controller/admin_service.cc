@@ -303,7 +303,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     audit::Filter f;
     f.project = req->project();
     f.since_ms = req->since_ms();
-    f.limit = req->limit() > 0 ? req->limit() : 100;
+    if (req->limit() > 0) f.limit = req->limit();  // else the Filter's default
     f.before_id = req->before_id();
     auto rows = d_.audit.List(f);
     if (!rows.ok()) return api::ToGrpc(rows.status());

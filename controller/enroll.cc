@@ -93,14 +93,14 @@ Status Enroller::Enroll(const v1::EnrollRequest& req, const std::string& address
   return Status::Ok();
 }
 
-Status Enroller::Renew(const Caller& worker, const audit::Who& who, const std::string& csr_pem,
+Status Enroller::Renew(const Caller& worker, const std::string& address, const std::string& csr_pem,
                        v1::EnrollResponse* resp) {
   if (!disabled_.empty()) return FailedPrecondition(disabled_);
   if (csr_pem.empty() || csr_pem.size() > kMaxCsr)
     return InvalidArgument("csr_pem must hold one certificate signing request (at most 16 KiB)");
   auto c = Sign({ca_key_pem_, ca_cert_pem_}, csr_pem, worker.worker_id, days_);
   if (!c.ok()) return c.status();
-  auto row = store_.Renew(worker.cert_serial, worker.worker_id, *c, who);
+  auto row = store_.Renew(worker.cert_serial, worker.worker_id, *c, {worker.Name(), address});
   if (!row.ok()) return row.status();
   spdlog::info("worker certificate renewed worker_id={} serial={}", worker.worker_id, c->serial);
   resp->set_worker_id(worker.worker_id);

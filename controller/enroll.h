@@ -9,7 +9,6 @@
 #include <memory>
 #include <string>
 
-#include "audit/entry.h"
 #include "common/status.h"
 #include "kiln/v1/kiln.pb.h"
 
@@ -35,7 +34,7 @@ class Enroller {
   // Enrols a new worker; `address` (the peer's) goes in the audit trail.
   Status Enroll(const v1::EnrollRequest& req, const std::string& address, v1::EnrollResponse* resp);
   // A new certificate for `worker`, recorded in the audit trail as `who`'s.
-  Status Renew(const Caller& worker, const audit::Who& who, const std::string& csr_pem, v1::EnrollResponse* resp);
+  Status Renew(const Caller& worker, const std::string& address, const std::string& csr_pem, v1::EnrollResponse* resp);
   const std::string& trusted_pem() const { return trusted_pem_; }
 
  private:

@@ -44,19 +44,28 @@ constexpr size_t kMaxSecrets = 100;
 constexpr size_t kMinSecretBytes = 4;  // shorter values cannot be masked without masking common text
 constexpr size_t kMaxSecretBytes = 64 << 10;
 
+// An environment variable's name and value, named in messages as `kind`
+// ("environment variable", "secret env variable") and `short_kind`; its
+// value never appears in one.
+Status CheckEnvVar(const std::string& k, const std::string& v, const std::string& kind,
+                   const std::string& short_kind) {
+  if (k.empty() || k.find('=') != std::string::npos || HasControl(k)) {
+    return InvalidArgument("invalid " + kind + " name \"" + Printable(k, 80) +
+                           "\": not empty, no '=', NUL or other control character");
+  }
+  if (v.find('\0') != std::string::npos) return InvalidArgument(short_kind + " " + k + " contains a NUL byte");
+  return Status::Ok();
+}
+
 // The names and values of the secret env; nothing of a value is ever put
 // in a message.
 Status ValidateSecrets(const v1::SubmitRequest& r) {
   if (r.secret_env_size() > static_cast<int>(kMaxSecrets)) return InvalidArgument("too many secret env variables (at most 100)");
   for (const auto& [k, v] : r.secret_env()) {
-    if (k.empty() || k.find('=') != std::string::npos || HasControl(k)) {
-      return InvalidArgument("invalid secret env variable name \"" + Printable(k, 80) +
-                             "\": not empty, no '=', NUL or other control character");
-    }
+    KILN_RETURN_IF_ERROR(CheckEnvVar(k, v, "secret env variable", "secret env"));
     if (r.spec().env().count(k)) {
       return InvalidArgument("environment variable " + k + " is given both as env and as secret env; give it once");
     }
-    if (v.find('\0') != std::string::npos) return InvalidArgument("secret env " + k + " contains a NUL byte");
     if (v.size() < kMinSecretBytes) {
       return InvalidArgument("secret env " + k + " is shorter than 4 bytes: so short a value cannot be masked in "
                              "the log without masking ordinary text");
@@ -75,14 +84,7 @@ Status ValidateSubmit(const v1::SubmitRequest& r) {
   for (const auto& a : s.argv()) {
     if (a.find('\0') != std::string::npos) return InvalidArgument("an argument contains a NUL byte");
   }
-  for (const auto& [k, v] : s.env()) {
-    if (k.empty() || k.find('=') != std::string::npos || HasControl(k)) {
-      return InvalidArgument("invalid environment variable name \"" + Printable(k, 80) +
-                             "\": not empty, no '=', NUL or other control character");
-    }
-    if (v.find('\0') != std::string::npos)
-      return InvalidArgument("environment variable " + k + " contains a NUL byte");
-  }
+  for (const auto& [k, v] : s.env()) KILN_RETURN_IF_ERROR(CheckEnvVar(k, v, "environment variable", "environment variable"));
   for (const auto& [k, v] : s.requirements()) {
     if (k.empty()) return InvalidArgument("empty requirement name");
     KILN_RETURN_IF_ERROR(CheckText(k, "requirement name", kMaxLabelName));
@@ -166,7 +168,8 @@ class JobServiceImpl final : public v1::JobService::Service {
       if (!target.ok()) return api::ToGrpc(target.status());
       // A tree found wholly in the project's scopes lately needs no second
       // look (its content never changes; removals are remembered).
-      const std::string root_key = api::FromProto(req->spec().input_root()).Key();
+      const cas::Digest root = api::FromProto(req->spec().input_root());
+      const std::string root_key = root.Key();
       const bool known = d_.scopes.store().TreeKnown(*target, root_key);
       std::vector<std::string> joining;  // in the caller's scopes, not yet in the project's
       SeenFn seen = known ? SeenFn() : [&](const std::vector<std::string>& h) -> Result<std::unordered_set<std::string>> {
@@ -184,7 +187,7 @@ class JobServiceImpl final : public v1::JobService::Service {
         }
         return in_target;
       };
-      Status s = CheckTree(d_.trees, d_.blobs, api::FromProto(req->spec().input_root()), d_.max_tree_files,
+      Status s = CheckTree(d_.trees, d_.blobs, root, d_.max_tree_files,
                            "input tree", nullptr, seen);
       if (!s.ok()) return api::ToGrpc(s);
       if (!known) {

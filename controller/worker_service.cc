@@ -240,7 +240,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     auto who = d_.guard.RequireWorker(ctx);
     if (!who.ok()) return api::ToGrpc(who.status());
     if (!d_.guard.tls()) return grpc::Status(grpc::FAILED_PRECONDITION, "this controller serves without TLS");
-    return api::ToGrpc(d_.enroller.Renew(*who, who->Audit(*ctx), req->csr_pem(), resp));
+    return api::ToGrpc(d_.enroller.Renew(*who, ctx->peer(), req->csr_pem(), resp));
   }
 
  private:

@@ -217,6 +217,7 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   };
   auto log = [&](const std::string& chunk) {
     if (chunk.find("No space left on device") != std::string::npos) saw_enospc = true;
+    if (mask.empty()) return send_log(chunk);
     std::string masked = mask.Feed(chunk);
     if (!masked.empty()) send_log(masked);
   };

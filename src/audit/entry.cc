@@ -21,45 +21,39 @@ std::string NoNul(std::string_view v) {
   return out;
 }
 
-json Parse(const std::string& change) {
-  json j = json::parse(change, nullptr, /*allow_exceptions=*/false);
-  return j.is_object() ? j : json::object();
-}
-
 }  // namespace
 
 Entry::Entry(Who w, std::string a, std::string p, std::string t)
     : who(std::move(w)), action(std::move(a)), project(std::move(p)), target(std::move(t)) {}
 
+std::string Entry::change() const {
+  // As nlohmann dumps an object: keys in order, no spaces.
+  std::string out = "{";
+  for (const auto& [key, value] : fields_) out += (out.size() > 1 ? "," : "") + Dump(json(key)) + ":" + value;
+  return out + "}";
+}
+
 Entry& Entry::Set(std::string_view key, std::string_view value) {
-  json j = Parse(change);
-  j[std::string(key)] = NoNul(value);
-  change = Dump(j);
+  fields_[std::string(key)] = Dump(json(NoNul(value)));
   return *this;
 }
 
 Entry& Entry::Set(std::string_view key, int64_t value) {
-  json j = Parse(change);
-  j[std::string(key)] = value;
-  change = Dump(j);
+  fields_[std::string(key)] = Dump(json(value));
   return *this;
 }
 
 Entry& Entry::Set(std::string_view key, const std::vector<std::string>& values) {
-  json j = Parse(change);
   json list = json::array();
   for (const auto& v : values) list.push_back(NoNul(v));
-  j[std::string(key)] = std::move(list);
-  change = Dump(j);
+  fields_[std::string(key)] = Dump(list);
   return *this;
 }
 
 Entry& Entry::SetJson(std::string_view key, std::string_view text) {
   json v = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) v = NoNul(text);
-  json j = Parse(change);
-  j[std::string(key)] = std::move(v);
-  change = Dump(j);
+  fields_[std::string(key)] = Dump(v);
   return *this;
 }
 

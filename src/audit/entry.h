@@ -7,6 +7,7 @@
 // "Audit trail"). Plain types, no libpqxx.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,7 +32,9 @@ struct Entry {
   std::string action;         // a dotted verb: job.submit, project.config, token.create, ...
   std::string project;        // empty: not bound to one project
   std::string target;         // "job 17", "token 1a2b3c4d5e6f", "image sha256:<hex>"
-  std::string change = "{}";  // a JSON object: what changed
+
+  // What changed: a JSON object of the keys set, sorted.
+  std::string change() const;
 
   // Adds `key` to the change: a string (bytes that are not UTF-8 are
   // replaced, a NUL is written \x00: jsonb holds none), a number, a list of
@@ -41,6 +44,9 @@ struct Entry {
   Entry& Set(std::string_view key, int64_t value);
   Entry& Set(std::string_view key, const std::vector<std::string>& values);
   Entry& SetJson(std::string_view key, std::string_view json);
+
+ private:
+  std::map<std::string, std::string, std::less<>> fields_;  // key -> its value as JSON text
 };
 
 // A row as read back, newest first.

@@ -9,7 +9,7 @@ db::Statement InsertStatement() {
 }
 
 void Write(pqxx::transaction_base& tx, const Entry& e) {
-  tx.exec_prepared("audit_insert", e.who.actor, e.who.address, e.action, e.project, e.target, e.change);
+  tx.exec_prepared("audit_insert", e.who.actor, e.who.address, e.action, e.project, e.target, e.change());
 }
 
 }  // namespace kiln::audit

@@ -65,6 +65,8 @@ using Ctx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
 
 }  // namespace
 
+SecretBox::SecretBox(std::string key) : key_(std::move(key)), key_id_(KeyIdBytes(key_)) {}
+
 Result<SecretBox> SecretBox::FromKey(std::string key) {
   if (key.size() != kKeyBytes) return InvalidArgument("a secrets key is 32 bytes, not " + std::to_string(key.size()));
   return SecretBox(std::move(key));
@@ -80,12 +82,12 @@ Result<SecretBox> SecretBox::Load(const std::string& path) {
   return SecretBox(std::move(*key));
 }
 
-std::string SecretBox::KeyId() const { return HexEncode(KeyIdBytes(key_)); }
+std::string SecretBox::KeyId() const { return HexEncode(key_id_); }
 
 Result<std::string> SecretBox::Seal(const std::map<std::string, std::string>& values) const {
   std::string plain = Encode(values);
   std::string out(kMagic);
-  out += KeyIdBytes(key_);
+  out += key_id_;
   unsigned char nonce[kNonceBytes];
   if (RAND_bytes(nonce, sizeof nonce) != 1) return Internal("cannot draw a random nonce to seal secrets");
   out.append(reinterpret_cast<const char*>(nonce), sizeof nonce);
@@ -114,7 +116,7 @@ Result<std::map<std::string, std::string>> SecretBox::Open(std::string_view seal
     return InvalidArgument("the sealed secrets are not in a known format");
   }
   std::string_view id = sealed.substr(kMagic.size(), kKeyIdBytes);
-  if (id != KeyIdBytes(key_)) {
+  if (id != key_id_) {
     return InvalidArgument("the secrets were sealed with another secrets key (" + HexEncode(id) +
                            ") than this controller's (" + KeyId() +
                            "): every controller of the farm needs the same tls_dir/secrets.key");

@@ -30,8 +30,9 @@ class SecretBox {
   std::string KeyId() const;
 
  private:
-  explicit SecretBox(std::string key) : key_(std::move(key)) {}
+  explicit SecretBox(std::string key);
   std::string key_;
+  std::string key_id_;  // KeyId's 4 bytes, raw
 };
 
 // Creates `path` (mode 0600) holding a new random key, unless it exists.

@@ -18,6 +18,11 @@ std::string Join(const std::vector<std::string>& v) {
   return out;
 }
 
+// Known::trees' key: "<scopes>|<root>".
+std::string TreeKey(const std::vector<std::string>& scopes, const std::string& root) {
+  return Join(scopes) + "|" + root;
+}
+
 // Scopes and hashes travel comma-joined: none may hold a comma.
 Status CheckList(const std::vector<std::string>& v) {
   for (const auto& s : v) {
@@ -174,40 +179,51 @@ Result<std::unordered_set<std::string>> ScopeStore::Members(const std::vector<st
   out.reserve(hashes.size());
   std::vector<std::string> ask = known_->Split(scopes, hashes, &out);
   if (ask.empty()) return out;
-  return pool_.Query("cannot read content scopes", [&](pqxx::connection& c) -> Result<std::unordered_set<std::string>> {
-    pqxx::nontransaction tx(c);
-    for (const auto& r : tx.exec_prepared("scope_members", Join(scopes), Join(ask))) {
-      std::string hash = r[1].as<std::string>();
-      known_->Remember(r[0].as<std::string>(), hash);
-      out.insert(std::move(hash));
-    }
-    return out;
-  });
+  KILN_RETURN_IF_ERROR(AskMembers(scopes, ask, out));
+  return out;
 }
 
 Result<std::unordered_set<std::string>> ScopeStore::NotMembers(const std::vector<std::string>& scopes,
                                                                const std::vector<std::string>& hashes) {
   if (scopes.empty()) return std::unordered_set<std::string>(hashes.begin(), hashes.end());
+  if (hashes.empty()) return std::unordered_set<std::string>();
+  KILN_RETURN_IF_ERROR(CheckList(scopes));
+  KILN_RETURN_IF_ERROR(CheckList(hashes));
   // What memory does not know is asked; what PostgreSQL does not know either is the answer.
   std::vector<std::string> ask = known_->Split(scopes, hashes, nullptr);
   if (ask.empty()) return std::unordered_set<std::string>();
-  auto members = Members(scopes, ask);
-  if (!members.ok()) return members.status();
+  std::unordered_set<std::string> members;
+  KILN_RETURN_IF_ERROR(AskMembers(scopes, ask, members));
   std::unordered_set<std::string> out;
   for (auto& h : ask)
-    if (!members->count(h)) out.insert(std::move(h));
+    if (!members.count(h)) out.insert(std::move(h));
   return out;
 }
 
+Status ScopeStore::AskMembers(const std::vector<std::string>& scopes, const std::vector<std::string>& ask,
+                              std::unordered_set<std::string>& out) {
+  return pool_.Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        for (const auto& r : tx.exec_prepared("scope_members", Join(scopes), Join(ask))) {
+          std::string hash = r[1].as<std::string>();
+          known_->Remember(r[0].as<std::string>(), hash);
+          out.insert(std::move(hash));
+        }
+        return Status::Ok();
+      },
+      "cannot read content scopes");
+}
+
 bool ScopeStore::TreeKnown(const std::vector<std::string>& scopes, const std::string& root) {
-  std::string key = Join(scopes) + "|" + root;
+  std::string key = TreeKey(scopes, root);
   std::lock_guard lock(known_->mu);
   known_->ExpireLocked();
   return known_->trees.count(key) > 0;
 }
 
 void ScopeStore::RememberTree(const std::vector<std::string>& scopes, const std::string& root) {
-  std::string key = Join(scopes) + "|" + root;
+  std::string key = TreeKey(scopes, root);
   std::lock_guard lock(known_->mu);
   known_->ExpireLocked();
   if (known_->trees.size() >= Known::kMaxTrees) known_->trees.clear();

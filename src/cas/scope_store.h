@@ -54,6 +54,11 @@ class ScopeStore {
   Status Forget(const std::vector<std::string>& hashes);
 
  private:
+  // Asks PostgreSQL which of `ask` are members of `scopes`; remembers and
+  // adds them to `out`.
+  Status AskMembers(const std::vector<std::string>& scopes, const std::vector<std::string>& ask,
+                    std::unordered_set<std::string>& out);
+
   db::Pool& pool_;
   struct Known;  // the memberships remembered
   std::unique_ptr<Known> known_;

@@ -1,5 +1,7 @@
 #include "queue/catalog_store.h"
 
+#include <optional>
+
 #include <algorithm>
 
 #include "common/text.h"
@@ -240,10 +242,14 @@ Result<CacheScopeRow> CatalogStore::SetCacheScope(const std::string& name, std::
     tx.exec_prepared("leave_cache_scope", name, list);
     auto out = RowToScope(tx.exec_prepared("get_cache_scope", name)[0]);
     // A new scope, or other members (old_projects: what it listed before).
-    audit::Entry e(who, "cache_scope.set", "", "cache scope " + name);
-    e.Set("projects", out.projects);
-    if (!old.empty()) e.Set("old_projects", RowToScope(old[0]).projects);
-    if (old.empty() || RowToScope(old[0]).projects != out.projects) audit::Write(tx, e);
+    std::optional<std::vector<std::string>> before;
+    if (!old.empty()) before = RowToScope(old[0]).projects;
+    if (before != out.projects) {
+      audit::Entry e(who, "cache_scope.set", "", "cache scope " + name);
+      e.Set("projects", out.projects);
+      if (before) e.Set("old_projects", *before);
+      audit::Write(tx, e);
+    }
     tx.commit();
     return out;
   });

@@ -37,7 +37,7 @@ std::string SubmitChange(const NewJob& job) {
   e.Set("request_id", job.request_id).Set("image", job.spec.image).Set("cluster", job.cluster);
   e.Set("priority", int64_t{job.priority}).Set("argv", argv).Set("env", env);
   if (!job.spec.secret_names.empty()) e.Set("secret_env", job.spec.secret_names);
-  return e.change;
+  return e.change();
 }
 
 std::vector<db::Statement> Statements() {
