@@ -28,6 +28,8 @@ void ToProto(const cache::CompileCounts& n, v1::CompileStats* out) {
   out->set_compile_ms(n.compile_ms);
   out->set_bytes_served(n.bytes_served);
   out->set_bytes_stored(n.bytes_stored);
+  out->set_remote(static_cast<int32_t>(n.remote));
+  out->set_remote_ms(n.remote_ms);
 }
 
 class CacheServiceImpl final : public v1::CacheService::Service {
@@ -148,12 +150,13 @@ grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& 
   rec.attempt = req->attempt();
   const auto& n = req->stats();
   rec.counts = {n.units(),      n.hits(),       n.hits_preprocessed(), n.misses(),       n.fallbacks(),
-                n.failed(),     n.saved_ms(),   n.compile_ms(),        n.bytes_served(), n.bytes_stored()};
+                n.failed(),     n.saved_ms(),   n.compile_ms(),        n.bytes_served(), n.bytes_stored(),
+                std::max(0, n.remote()), std::max<int64_t>(0, n.remote_ms())};
   for (const auto& e : req->events()) {
     if (rec.events.size() == cache::CompileCacheStore::kMaxEventsPerJob) break;
-    for (const std::string* t : {&e.source(), &e.output(), &e.outcome(), &e.reason(), &e.detail()})
+    for (const std::string* t : {&e.source(), &e.output(), &e.outcome(), &e.reason(), &e.detail(), &e.remote_worker()})
       if (Status s = CheckCompileText(*t, kMaxCompilePath * 4, "a compile event"); !s.ok()) return api::ToGrpc(s);
-    rec.events.push_back({e.source(), e.output(), e.outcome(), e.reason(), e.detail()});
+    rec.events.push_back({e.source(), e.output(), e.outcome(), e.reason(), e.detail(), e.remote_worker()});
   }
   for (const auto& k : req->hit_keys()) {
     if (Status s = CheckCompileKey(k, "hit key"); !s.ok()) return api::ToGrpc(s);
@@ -175,6 +178,7 @@ Status ExplainCompiles(cache::CompileCacheStore& store, int64_t job_id, size_t m
     out->set_outcome(e.outcome);
     out->set_reason(e.reason);
     out->set_detail(e.detail);
+    out->set_remote_worker(e.remote_worker);
   }
   resp->set_compile_events_truncated(jc->truncated);
   return Status::Ok();

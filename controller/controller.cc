@@ -22,6 +22,7 @@
 #include "cache/compile_store.h"
 #include "common/util.h"
 #include "common/version.h"
+#include "controller/actions.h"
 #include "controller/admin_service.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
@@ -73,6 +74,7 @@ struct Controller::Impl {
   std::unique_ptr<auth::SecretBox> secrets;  // null: no secrets key, secret env is refused
 
   Registry registry;
+  ActionBroker actions;  // remote actions, in memory (docs/architecture.md, "Remote actions")
   ReportQueue reports;  // worker updates, applied by one thread in batches
   std::atomic<bool> stopping{false};
 
@@ -153,6 +155,8 @@ void Controller::Impl::DispatchLoop() {
         a->set_job_id(job.id);
         a->set_attempt(job.attempt);
         a->set_project(job.project);
+        // Its own slot's compile, and one for each remote action slot of the cluster.
+        a->set_parallelism(1 + actions.Slots(s->cluster));
         api::ToProto(job.spec, a->mutable_spec());
         spdlog::debug("assigned job_id={} attempt={} worker_id={}", job.id, job.attempt, s->worker_id);
         if (!s->Send(m)) {
@@ -518,6 +522,8 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->compile_cache = std::make_unique<cache::CompileCacheStore>(cfg.database_url, 4);
   impl->scope_store = std::make_unique<cas::ScopeStore>(*impl->pool);
   impl->scopes = std::make_unique<ContentScopes>(*impl->scope_store, *impl->projects, impl->cas->trees());
+  impl->scopes->SetLender([a = &impl->actions](const std::string& worker, const std::vector<std::string>& hashes,
+                                               std::unordered_set<std::string>& out) { a->LentTo(worker, hashes, out); });
 
   // Each service gets what it uses, and nothing else.
   auto& i = *impl;
@@ -532,7 +538,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   i.admin_service = MakeAdminService(
       {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
-                                        i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
+                                        i.actions, i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});
   i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
   i.image_service = MakeImageService({*i.guard, *i.scopes, i.cas->images(), i.cas->blobs()});

@@ -103,4 +103,30 @@ Status CheckStoreCompile(const cc::CompileEntry& e) {
   return Status::Ok();
 }
 
+Status ValidateAction(const v1::Action& a) {
+  constexpr int kMaxInputs = 100'000;
+  if (a.inputs_size() > kMaxInputs || a.dirs_size() > kMaxInputs || a.outputs_size() > 1000 || a.argv_size() > 100'000)
+    return InvalidArgument("an action has too many inputs, directories, outputs or arguments");
+  if (a.argv_size() == 0 || a.argv(0).empty() || a.argv(0)[0] != '/')
+    return InvalidArgument("an action's argv[0] must be an absolute path in its image");
+  if (a.image().rfind("sha256:", 0) != 0) return InvalidArgument("an action names its image by digest (sha256:...)");
+  if (!a.cwd().empty()) KILN_RETURN_IF_ERROR(cas::CheckRelativePath(a.cwd(), "action working directory"));
+  for (const auto& in : a.inputs()) {
+    KILN_RETURN_IF_ERROR(cas::CheckRelativePath(in.path(), "action input"));
+    if (!in.has_digest() || !cas::IsHash(in.digest().hash()) || in.digest().size() < 0)
+      return InvalidArgument("action input " + in.path() + " has no valid digest");
+  }
+  for (const auto& d : a.dirs()) KILN_RETURN_IF_ERROR(cas::CheckRelativePath(d, "action directory"));
+  for (const auto& o : a.outputs()) KILN_RETURN_IF_ERROR(cas::CheckRelativePath(o, "action output"));
+  for (const auto& [k, v] : a.env())
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos ||
+        v.find('\0') != std::string::npos)
+      return InvalidArgument("an action's environment has a bad variable name or value");
+  for (const auto& arg : a.argv())
+    if (arg.find('\0') != std::string::npos) return InvalidArgument("an action's argument has a NUL byte");
+  if (a.timeout_ms() < 0) return InvalidArgument("an action's timeout cannot be negative");
+  return Status::Ok();
+}
+
+
 }  // namespace kiln::controller

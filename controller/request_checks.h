@@ -50,4 +50,10 @@ Status CheckCompileText(const std::string& s, size_t max, const std::string& wha
 // first bad part. (That the object is in CAS is the caller's check.)
 Status CheckStoreCompile(const cc::CompileEntry& e);
 
+// A remote action (from the worker that asks for it, and again on the one
+// that runs it): argv[0] an absolute path, the image a digest, every path
+// relative and normalized, inputs with valid digests, no NUL in argv or
+// env, bounded counts. InvalidArgument naming the first bad part.
+Status ValidateAction(const v1::Action& a);
+
 }  // namespace kiln::controller

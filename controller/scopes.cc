@@ -38,6 +38,11 @@ Result<std::vector<std::string>> ContentScopes::UploadTo(const Caller& c) {
 Result<std::unordered_set<std::string>> ContentScopes::Seen(const Caller& c, const std::vector<std::string>& hashes) {
   if (c.IsAdmin()) return HashSet(hashes.begin(), hashes.end());
   if (c.IsWorker()) {
+    if (lender_) {  // a remote action's inputs: no query
+      HashSet lent;
+      lender_(c.worker_id, hashes, lent);
+      if (lent.size() == HashSet(hashes.begin(), hashes.end()).size()) return lent;
+    }
     auto jobs = store_.WorkerJobs(c.worker_id);
     if (!jobs.ok()) return jobs.status();
     HashSet out;
@@ -121,6 +126,14 @@ Status ContentScopes::SeenThrough(const std::string& worker_id, const std::vecto
     for (size_t i = 0; !in_tree && i < trees.size(); ++i) in_tree = trees[i]->count(h) > 0;
     if (in_tree) out.insert(h);
     else rest.push_back(h);
+  }
+  if (!rest.empty() && lender_) {
+    HashSet lent;
+    lender_(worker_id, rest, lent);
+    if (!lent.empty()) {
+      std::erase_if(rest, [&](const std::string& h) { return lent.count(h) > 0; });
+      out.insert(lent.begin(), lent.end());
+    }
   }
   if (rest.empty()) return Status::Ok();
   std::vector<std::string> own{"worker:" + worker_id, "images"};

@@ -7,6 +7,7 @@
 // outputs join its scope when its result is reported.
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,12 @@ class ContentScopes {
 
   cas::ScopeStore& store() { return store_; }
 
+  // Content lent to a worker beyond the above: the inputs of the remote
+  // actions it runs (ActionBroker::LentTo), asked of `lender` first.
+  using Lender = std::function<void(const std::string& worker_id, const std::vector<std::string>& hashes,
+                                    std::unordered_set<std::string>& out)>;
+  void SetLender(Lender lender) { lender_ = std::move(lender); }
+
  private:
   using HashSet = std::unordered_set<std::string>;
   // Every stored node of the tree `root` ("<hex>/<size>") and the files they name.
@@ -77,6 +84,7 @@ class ContentScopes {
   cas::ScopeStore& store_;
   ProjectCache& projects_;
   cas::TreeStore& trees_;
+  Lender lender_;
 
   std::mutex mu_;  // guards the tree cache
   std::list<std::pair<std::string, std::shared_ptr<const HashSet>>> lru_;  // most recent first

@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,16 +30,22 @@ class Session {
         slots(slots),
         stream_(stream),
         ctx_(ctx) {}
+  // A session whose messages go to `sink` (tests of what is sent on streams).
+  Session(std::string worker_id, std::string session_id, int slots,
+          std::function<bool(const v1::ControllerMessage&)> sink)
+      : worker_id(std::move(worker_id)), session_id(std::move(session_id)), slots(slots), sink_(std::move(sink)) {}
 
   const std::string worker_id;
   const std::string session_id;
   const int slots;
   std::atomic<bool> draining{false};
+  std::string cluster;  // set once, before the session is shared
 
   // Returns false if the stream is gone.
   bool Send(const v1::ControllerMessage& m) {
     std::lock_guard g(write_mu_);
     if (closed_) return false;
+    if (sink_) return sink_(m);
     if (!stream_->Write(m)) {
       closed_ = true;
       return false;
@@ -48,7 +55,7 @@ class Session {
   void Close() {
     std::lock_guard g(write_mu_);
     closed_ = true;
-    if (!finished_) ctx_->TryCancel();
+    if (!finished_ && ctx_ != nullptr) ctx_->TryCancel();
   }
   // The handler is returning: stream and context die with it.
   void Finish() {
@@ -66,6 +73,10 @@ class Session {
     std::lock_guard g(mu_);
     inflight_.insert(job_id);
   }
+  bool Holds(int64_t job_id) {
+    std::lock_guard g(mu_);
+    return inflight_.count(job_id) > 0;
+  }
   // Returns true if the job was in flight here.
   bool Finished(int64_t job_id) {
     std::lock_guard g(mu_);
@@ -80,8 +91,9 @@ class Session {
   std::mutex write_mu_;
   bool closed_ = false;
   bool finished_ = false;
-  WorkerStream* stream_;
-  grpc::ServerContext* ctx_;
+  WorkerStream* stream_ = nullptr;
+  grpc::ServerContext* ctx_ = nullptr;
+  std::function<bool(const v1::ControllerMessage&)> sink_;
   std::mutex mu_;
   std::set<int64_t> inflight_;
 };

@@ -3,13 +3,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <mutex>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "controller/worker_service.h"
 
 #include "api/convert.h"
 #include "cas/digest.h"
 #include "common/util.h"
+#include "controller/actions.h"
 #include "controller/compile_service.h"
 #include "controller/enroll.h"
 #include "controller/guard.h"
@@ -83,6 +87,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 
     auto session = std::make_shared<Session>(w.id, w.session, w.slots, stream, ctx);
     session->draining = reg.draining();
+    session->cluster = w.cluster;
     // Jobs the worker still runs from before a reconnect: keep those it
     // still owns, stop the others.
     std::vector<queue::JobRef> running;
@@ -123,8 +128,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       for (const auto& r : *removed) session->Send(DropMessage(r.project, r.name));
     }
     d_.registry.Add(session);
-    spdlog::info("worker connected worker_id={} host={} cluster={} slots={} adopted={} workspaces={}", w.id,
-                 w.hostname, w.cluster, w.slots, kept.size(), held.size());
+    d_.actions.WorkerUp(session, w.cluster, reg.action_slots());
+    spdlog::info("worker connected worker_id={} host={} cluster={} slots={} action_slots={} adopted={} workspaces={}",
+                 w.id, w.hostname, w.cluster, w.slots, reg.action_slots(), kept.size(), held.size());
     d_.dispatch_wake.Notify();
 
     std::string why = "its stream closed";
@@ -173,6 +179,10 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         auto removed = d_.workers.ReportWorkspace(w.id, WorkspaceOf(ws, w.id), ws.present());
         if (!removed.ok()) spdlog::warn("workspace report of worker {} not recorded: {}", w.id, removed.status().message());
         else if (*removed) session->Send(DropMessage(ws.project(), ws.name()));
+      } else if (msg.has_action_done()) {
+        if (!d_.actions.Done(w.id, msg.action_done()))
+          spdlog::debug("result of action {} from worker {} ignored: not running there (late or unknown)",
+                        msg.action_done().action_id(), w.id);
       } else if (msg.has_log()) {
         const auto& l = msg.log();
         if (Status s = ValidateLogChunk(l); !s.ok()) {
@@ -187,6 +197,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       }
     }
     d_.registry.Remove(session);
+    d_.actions.WorkerDown(session);
     session->Finish();
     if (d_.stopping || why.empty()) {
       spdlog::info("worker stream closed worker_id={} (jobs stay with the worker)", w.id);
@@ -235,6 +246,44 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     return controller::RecordCompiles(d_.compiles, who->worker_id, req);
   }
 
+  grpc::Status ExecuteAction(grpc::ServerContext* ctx, const v1::ExecuteActionRequest* req,
+                             v1::ActionResult* resp) override {
+    auto who = Worker(ctx);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckJobRef(req->job_id(), req->attempt()); !s.ok()) return api::ToGrpc(s);
+    if (Status s = ValidateAction(req->action()); !s.ok()) return api::ToGrpc(s);
+    auto session = d_.registry.Find(who->worker_id);
+    if (!session || !session->Holds(req->job_id()))
+      return grpc::Status(grpc::FAILED_PRECONDITION, "job " + std::to_string(req->job_id()) +
+                                                         " does not run on worker " + who->worker_id +
+                                                         " at this controller");
+    auto ticket = Ticket(*who, req->job_id(), req->attempt());
+    if (!ticket.ok()) return api::ToGrpc(ticket.status());
+    // The requester may pass on only content it sees itself.
+    std::vector<std::string> unchecked;
+    {
+      std::lock_guard g((*ticket)->mu);
+      for (const auto& in : req->action().inputs())
+        if (!(*ticket)->seen.count(in.digest().hash())) unchecked.push_back(in.digest().hash());
+    }
+    if (!unchecked.empty()) {
+      auto seen = d_.scopes.Seen(*who, unchecked);
+      if (!seen.ok()) return api::ToGrpc(seen.status());
+      for (const auto& h : unchecked)
+        if (!seen->count(h))
+          return grpc::Status(grpc::FAILED_PRECONDITION,
+                              "action input " + h + " is not in CAS for worker " + who->worker_id + ": upload it first");
+      std::lock_guard g((*ticket)->mu);
+      (*ticket)->seen.insert(unchecked.begin(), unchecked.end());
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    if (ctx->deadline() != std::chrono::system_clock::time_point::max())
+      deadline = std::chrono::steady_clock::now() + (ctx->deadline() - std::chrono::system_clock::now()) -
+                 std::chrono::milliseconds(500);  // the answer must reach the requester in time
+    *resp = d_.actions.Execute(who->worker_id, (*ticket)->project, session->cluster, req->action(), deadline);
+    return grpc::Status::OK;
+  }
+
   grpc::Status RenewCertificate(grpc::ServerContext* ctx, const v1::RenewRequest* req,
                                 v1::EnrollResponse* resp) override {
     auto who = d_.guard.RequireWorker(ctx);
@@ -253,7 +302,39 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     return who;
   }
 
+  // What ExecuteAction remembers of a job's attempt: its project and the
+  // inputs its worker was found to see (asked of the database once).
+  struct JobTicket {
+    std::string project;
+    std::mutex mu;
+    std::unordered_set<std::string> seen;
+  };
+  Result<std::shared_ptr<JobTicket>> Ticket(const Caller& who, int64_t job_id, int attempt) {
+    const std::string key = who.worker_id + "/" + std::to_string(job_id) + "/" + std::to_string(attempt);
+    {
+      std::lock_guard g(tickets_mu_);
+      auto it = tickets_.find(key);
+      if (it != tickets_.end()) return it->second;
+    }
+    auto jobs = d_.scopes.store().WorkerJobs(who.worker_id);
+    if (!jobs.ok()) return jobs.status();
+    for (const auto& j : *jobs) {
+      if (j.job_id != job_id || j.attempt != attempt) continue;
+      auto t = std::make_shared<JobTicket>();
+      for (const auto& sc : j.scopes)
+        if (sc.rfind("project:", 0) == 0) t->project = sc.substr(8);
+      std::lock_guard g(tickets_mu_);
+      if (tickets_.size() >= 4096) tickets_.clear();  // a bound; the next call of each asks again
+      tickets_[key] = t;
+      return t;
+    }
+    return FailedPrecondition("job " + std::to_string(job_id) + " attempt " + std::to_string(attempt) +
+                              " does not run on worker " + who.worker_id);
+  }
+
   WorkerServiceDeps d_;
+  std::mutex tickets_mu_;
+  std::unordered_map<std::string, std::shared_ptr<JobTicket>> tickets_;
 };
 
 }  // namespace

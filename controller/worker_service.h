@@ -23,6 +23,7 @@ class BlobStore;
 
 namespace kiln::controller {
 
+class ActionBroker;
 class ContentScopes;
 class Enroller;
 class Guard;
@@ -40,6 +41,7 @@ struct WorkerServiceDeps {
   cache::CompileCacheStore& compiles;   // the compile cache RPCs
   cas::BlobStore& blobs;                // a stored compile's object must be in CAS
   Registry& registry;                   // this controller's streams
+  ActionBroker& actions;                // remote actions: queued here, run on workers' slots
   ReportQueue& reports;                 // updates and logs, for the applier
   Signal& dispatch_wake;                // a worker came, or a slot freed
   const std::atomic<bool>& stopping;

@@ -12,6 +12,7 @@ Assignment FromProto(const v1::Assign& a) {
   out.spec = api::FromProto(a.spec());
   if (a.spec().has_input_root()) out.input_root = api::FromProto(a.spec().input_root());
   out.secret_env.insert(a.secret_env().begin(), a.secret_env().end());
+  out.parallelism = a.parallelism();
   return out;
 }
 

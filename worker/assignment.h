@@ -25,6 +25,8 @@ struct Assignment {
   // The secret env (spec.secret_names): in the build's environment, and
   // masked as *** in its log and in compiler output kept by the compile cache.
   std::map<std::string, std::string> secret_env;
+  // How many compiles the build may run at once (its KILN_JOBS); 0: unsaid.
+  int parallelism = 0;
 };
 
 // Converts an assignment from the wire. Never fails: what the fields hold is

@@ -1,3 +1,4 @@
+#include "common/util.h"
 #include "worker/checkout.h"
 
 #include <fcntl.h>
@@ -26,7 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 // Copies a sparse file, holes kept: a new file system of gigabytes is a few
 // megabytes of data.

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_set>
 
 #include "api/compile_convert.h"
 #include "cas/client.h"
@@ -22,6 +23,7 @@
 #include "cc/deps.h"
 #include "cc/frame.h"
 #include "cc/wire.h"
+#include "controller/request_checks.h"
 #include "kiln/cc/v1/cc.pb.h"
 #include "worker/local_cas.h"
 
@@ -94,6 +96,7 @@ struct CompileCacheServer::Impl {
   std::thread storer;
   std::set<grpc::ClientContext*> calls;    // to the controller, cancelled by Stop
   std::string scope;                       // the job's, as the controller said
+  std::unordered_set<std::string> present;  // blobs known to be in CAS (uploaded or found there)
 
   // A call's context: 30 s deadline, cancelled when the server stops (the
   // job ended: its report must not wait for a slow controller).
@@ -152,6 +155,10 @@ struct CompileCacheServer::Impl {
       ccv1::Reply reply;
       if (!req.ParseFromString(*bytes)) {
         reply.set_error("unreadable request");
+      } else if (req.req_case() == ccv1::Request::kRemote) {
+        Status s = Remote(fd, req.remote(), &reply);
+        reply.set_ok(s.ok());
+        if (!s.ok()) reply.set_error(s.message());
       } else {
         Status s = Handle(req, &reply);
         reply.set_ok(s.ok());
@@ -182,8 +189,112 @@ struct CompileCacheServer::Impl {
     }
   }
 
+  // A path kiln-cc sent, relative to /src (where every remote input and
+  // output lives); InvalidArgument when it is elsewhere.
+  static Result<std::string> UnderSrc(const std::string& p, const std::string& what) {
+    if (p == "/src") return std::string();
+    if (p.rfind("/src/", 0) != 0) return InvalidArgument(what + " " + p + " is not under /src");
+    return p.substr(5);
+  }
+
+  // A compile sent to the farm: the files the farm lacks come from kiln-cc
+  // (asked for by index, checked against their digests), go to CAS, and
+  // the action runs wherever the controller finds a slot. The reply is the
+  // RemoteDone; an error means "compile here".
+  Status Remote(int fd, const ccv1::RemoteCompile& rc, ccv1::Reply* reply) {
+    if (!job.remote) return FailedPrecondition(job.why_not_remote);
+    v1::ExecuteActionRequest req;
+    req.set_job_id(job.job_id);
+    req.set_attempt(job.attempt);
+    v1::Action* a = req.mutable_action();
+    a->set_image(job.image);
+    for (const auto& arg : rc.argv()) a->add_argv(arg);
+    for (const auto& [k, v] : rc.env())
+      if (k.rfind("KILN_", 0) != 0) (*a->mutable_env())[k] = v;  // kiln's own are not the compile's
+    auto cwd = UnderSrc(rc.cwd(), "working directory");
+    if (!cwd.ok()) return cwd.status();
+    a->set_cwd(*cwd);
+    std::vector<int> need;
+    {
+      std::lock_guard g(mu);
+      for (int i = 0; i < rc.files_size(); ++i) {
+        const auto& f = rc.files(i);
+        auto rel = UnderSrc(f.path(), "input");
+        if (!rel.ok()) return rel.status();
+        auto* in = a->add_inputs();
+        in->set_path(*rel);
+        in->mutable_digest()->set_hash(f.hash());
+        in->mutable_digest()->set_size(f.size());
+        in->set_executable(f.executable());
+        if (!present.count(f.hash())) need.push_back(i);
+      }
+    }
+    for (const auto& d : rc.dirs()) {
+      auto rel = UnderSrc(d, "directory");
+      if (!rel.ok()) return rel.status();
+      if (!rel->empty()) a->add_dirs(*rel);
+    }
+    for (const auto& o : rc.outputs()) {
+      auto rel = UnderSrc(o, "output");
+      if (!rel.ok()) return rel.status();
+      a->add_outputs(*rel);
+    }
+    a->set_timeout_ms(10 * 60 * 1000);
+    KILN_RETURN_IF_ERROR(controller::ValidateAction(*a));
+    if (!need.empty()) {
+      ccv1::Reply ask;
+      ask.set_ok(true);
+      for (int i : need) ask.mutable_remote()->add_need(i);
+      KILN_RETURN_IF_ERROR(cc::WriteFrame(fd, ask.SerializeAsString()));
+      auto bytes = cc::ReadFrame(fd, size_t{1} << 30);
+      if (!bytes.ok()) return bytes.status();
+      ccv1::Request data;
+      if (!data.ParseFromString(*bytes) || !data.has_remote_data() ||
+          data.remote_data().data_size() != static_cast<int>(need.size()))
+        return InvalidArgument("expected the bytes of " + std::to_string(need.size()) + " files");
+      cas::BuiltTree t;
+      for (size_t k = 0; k < need.size(); ++k) {
+        const auto& f = rc.files(need[k]);
+        const std::string& bytes_k = data.remote_data().data(static_cast<int>(k));
+        cas::Digest d = cas::DigestOf(bytes_k);
+        if (d.hash != f.hash() || d.size != f.size())
+          return InvalidArgument("the bytes sent for " + f.path() + " do not match its digest");
+        KILN_RETURN_IF_ERROR(svc.local->Put(d, bytes_k, [&](const std::string& path) {
+          t.files[d] = path;
+          return Status::Ok();
+        }));
+      }
+      auto up = svc.cas->UploadTree(t);
+      if (!up.ok()) return up.status();
+      std::lock_guard g(mu);
+      for (int i : need) present.insert(rc.files(i).hash());
+    }
+    Call call(this);
+    call.get()->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(a->timeout_ms()) +
+                             std::chrono::seconds(30));
+    v1::ActionResult r;
+    auto st = svc.stub->ExecuteAction(call.get(), req, &r);
+    if (!st.ok()) return Unavailable("the controller did not run it: " + st.error_message());
+    auto* done = reply->mutable_remote_done();
+    done->set_error(r.error());
+    done->set_exit_code(r.exit_code());
+    if (r.term_signal() != 0) done->set_exit_code(128 + r.term_signal());
+    done->set_stdout(std::move(*r.mutable_stdout()));
+    done->set_stderr(std::move(*r.mutable_stderr()));
+    done->set_worker_id(r.worker_id());
+    done->set_run_ms(r.run_ms());
+    for (auto& o : *r.mutable_outputs()) {
+      auto* out = done->add_outputs();
+      out->set_path("/src/" + o.path());
+      out->set_data(std::move(*o.mutable_data()));
+    }
+    return Status::Ok();
+  }
+
   Status Hello(const ccv1::Hello& h, ccv1::HelloReply* r) {
     r->set_enabled(true);
+    r->set_remote(job.remote);
+    r->set_why_not_remote(job.why_not_remote);
     r->set_image(job.image);
     for (const char* w : {"/src", "/tmp", "/dev/shm"}) r->add_writable(w);
     // Worked out by this job, or by an earlier job of this project in this image.
@@ -379,6 +490,10 @@ struct CompileCacheServer::Impl {
     } else if (o == "miss") {
       n->set_compile_ms(n->compile_ms() + std::max<int64_t>(0, r.elapsed_ms()));
       n->set_bytes_stored(n->bytes_stored() + std::max<int64_t>(0, r.bytes()));
+      if (!r.remote_worker().empty()) {
+        n->set_remote(n->remote() + 1);
+        n->set_remote_ms(n->remote_ms() + std::max<int64_t>(0, r.remote_ms()));
+      }
     }
     if (o != "hit" && static_cast<size_t>(record.events_size()) < kMaxEvents) {
       auto* e = record.add_events();
@@ -386,7 +501,9 @@ struct CompileCacheServer::Impl {
       e->set_output(clip(r.output()));
       e->set_outcome(o);
       e->set_reason(clip(r.reason()));
-      e->set_detail(clip(r.detail()));
+      e->set_detail(clip(r.local_reason().empty() ? r.detail()
+                                                  : r.detail() + " (compiled here: " + r.local_reason() + ")"));
+      e->set_remote_worker(clip(r.remote_worker()));
     }
     return Status::Ok();
   }

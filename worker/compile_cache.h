@@ -39,6 +39,10 @@ struct CompileCacheJob {
   // The job's secret env: masked as *** in what the cache keeps of its
   // compiles (their output, arguments, environment and reasons).
   std::map<std::string, std::string> secrets;
+  // Whether kiln-cc may send a miss to the farm (ExecuteAction) and, if
+  // not, why (said in kiln why).
+  bool remote = false;
+  std::string why_not_remote;
 };
 
 // Masks `secrets` in the text the controller keeps of a compile: its

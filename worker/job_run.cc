@@ -115,6 +115,13 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
     j.max_object_bytes = cfg.compile_cache_max_object_bytes;
     j.max_job_bytes = cfg.max_output_bytes;
     j.secrets = a.secret_env;
+    if (!cfg.remote_compiles) j.why_not_remote = "remote_compiles = false in worker " + env.worker_id + "'s configuration";
+    else if (!a.secret_env.empty()) j.why_not_remote = "the job has secret env, which stays on its own worker";
+    // With no other worker's slots, remote compiles would only add a
+    // preprocessor pass: a farm of one builds as before.
+    else if (a.parallelism - 1 - std::max(0, cfg.action_slots) <= 0)
+      j.why_not_remote = "no other worker of the job's cluster runs remote actions";
+    j.remote = j.why_not_remote.empty();
     auto srv = wrapper.ok() ? CompileCacheServer::Start(
                                   j, {env.stub, env.cas, env.local_cas, env.cc->memory(), env.cc->identities()})
                             : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
@@ -182,6 +189,8 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   req.spec = a.spec;
   // Secret env is the build's like any other; it is masked on the way out.
   for (const auto& [k, v] : a.secret_env) req.spec.env[k] = v;
+  // How many compiles to run at once (make -j$KILN_JOBS): the fleet's, unless the job says.
+  if (a.parallelism > 0) req.spec.env.emplace("KILN_JOBS", std::to_string(a.parallelism));
   SecretMask mask(a.secret_env);
   // The checkout's base: the job's own, or its warm workspace's.
   std::string base = cfg.work_dir + "/jobs/" + std::to_string(a.job_id) + "-" + std::to_string(a.attempt);

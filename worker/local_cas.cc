@@ -1,3 +1,4 @@
+#include "common/util.h"
 #include "worker/local_cas.h"
 
 #include <fcntl.h>
@@ -26,7 +27,6 @@ constexpr time_t kMarkerMtime = 1;
 
 mode_t ModeOf(bool exec) { return exec ? 0755 : 0644; }
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 }  // namespace
 
@@ -188,6 +188,55 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
   return Materialize(client, *tree, dest, place);
 }
 
+Status LocalCas::Fetch(cas::CasClient& client, const std::map<std::string, cas::Digest>& plain,
+                       const std::set<std::string>& exec, std::vector<std::string>& pinned, MaterializeReport& rep) {
+  std::lock_guard fg(fetch_mu_);
+  std::vector<cas::Digest> missing;
+  for (const auto& [hash, d] : plain) {
+    Pin(hash, d.size);
+    pinned.push_back(hash);
+    // A damaged copy is replaced by rename, never unlinked first: another
+    // job may be linking it right now.
+    if (!Intact(PathOf(hash, false), d.size, false)) missing.push_back(d);
+  }
+  for (const auto& d : missing) {
+    std::error_code ec;
+    fs::create_directories(fs::path(PathOf(d.hash, false)).parent_path(), ec);
+    rep.fetched_files++;
+    rep.fetched_bytes += d.size;
+  }
+  if (auto s = client.FetchBlobs(missing, [&](const cas::Digest& d) { return PathOf(d.hash, false); }); !s.ok())
+    return s;
+  for (const auto& d : missing)
+    if (auto s = Seal(PathOf(d.hash, false), false); !s.ok()) return s;
+  for (const auto& hash : exec) {
+    std::string x = PathOf(hash, true);
+    Pin(hash + ".x", plain.at(hash).size);
+    pinned.push_back(hash + ".x");
+    if (Intact(x, plain.at(hash).size, true)) continue;
+    if (auto s = CopyReplacing(PathOf(hash, false), x, true, true); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Result<MaterializeReport> LocalCas::CopyAll(cas::CasClient& client, const std::vector<Placement>& files) {
+  std::map<std::string, cas::Digest> plain;
+  std::set<std::string> exec;
+  for (const auto& f : files) {
+    plain[f.digest.hash] = f.digest;
+    if (f.exec) exec.insert(f.digest.hash);
+  }
+  MaterializeReport rep;
+  Pins pins{this, {}};
+  if (auto s = Fetch(client, plain, exec, pins.keys, rep); !s.ok()) return s;
+  for (const auto& f : files) {
+    if (auto s = CopyReplacing(PathOf(f.digest.hash, f.exec), f.path, f.exec, true); !s.ok()) return s;
+    rep.files++;
+    rep.bytes += f.digest.size;
+  }
+  return rep;
+}
+
 Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const cas::FetchedTree& tree,
                                                 const std::string& dest, Place place) {
   const cas::Digest& root = tree.root;
@@ -203,43 +252,8 @@ Result<MaterializeReport> LocalCas::Materialize(cas::CasClient& client, const ca
     if (pe.entry.executable) exec.insert(pe.entry.digest.hash);
   }
   MaterializeReport rep;
-  std::vector<std::string> pinned;
-  struct Unpinner {
-    LocalCas* c;
-    std::vector<std::string>* keys;
-    ~Unpinner() {
-      c->Unpin(*keys);
-      c->Trim();
-    }
-  } unpin{this, &pinned};
-  {
-    std::lock_guard fg(fetch_mu_);
-    std::vector<cas::Digest> missing;
-    for (const auto& [hash, d] : plain) {
-      Pin(hash, d.size);
-      pinned.push_back(hash);
-      // A damaged copy is replaced by rename, never unlinked first: another
-      // job may be linking it right now.
-      if (!Intact(PathOf(hash, false), d.size, false)) missing.push_back(d);
-    }
-    for (const auto& d : missing) {
-      std::error_code ec;
-      fs::create_directories(fs::path(PathOf(d.hash, false)).parent_path(), ec);
-      rep.fetched_files++;
-      rep.fetched_bytes += d.size;
-    }
-    if (auto s = client.FetchBlobs(missing, [&](const cas::Digest& d) { return PathOf(d.hash, false); }); !s.ok())
-      return s;
-    for (const auto& d : missing)
-      if (auto s = Seal(PathOf(d.hash, false), false); !s.ok()) return s;
-    for (const auto& hash : exec) {
-      std::string x = PathOf(hash, true);
-      Pin(hash + ".x", plain[hash].size);
-      pinned.push_back(hash + ".x");
-      if (Intact(x, plain[hash].size, true)) continue;
-      if (auto s = CopyReplacing(PathOf(hash, false), x, true, true); !s.ok()) return s;
-    }
-  }
+  Pins pins{this, {}};
+  if (auto s = Fetch(client, plain, exec, pins.keys, rep); !s.ok()) return s;
   auto st = cas::WriteTree(tree, dest, [&](const cas::Entry& e, const std::string& path) -> Status {
     const std::string from = PathOf(e.digest.hash, e.executable);
     if (place == Place::kLink) {

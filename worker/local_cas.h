@@ -9,6 +9,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <vector>
 #include <string>
 #include <unordered_map>
 
@@ -44,6 +46,15 @@ class LocalCas {
   // mtime now: a warm workspace's changed input, newer than every output.
   Status CopyOut(cas::CasClient& client, const cas::Digest& d, bool exec, const std::string& path);
 
+  // Private copies of blobs at the given paths (their directories exist),
+  // owned like the cache's files, fetching in one batch what it lacks.
+  struct Placement {
+    cas::Digest digest;
+    bool exec = false;
+    std::string path;
+  };
+  Result<MaterializeReport> CopyAll(cas::CasClient& client, const std::vector<Placement>& files);
+
   int64_t bytes() const;
 
   // The path of one blob in the cache, fetched if missing (e.g. an image
@@ -73,6 +84,19 @@ class LocalCas {
   // Copies `from` to `path` through a temporary name and a rename (what was
   // at `path` is replaced, never written into), sealed as above.
   Status CopyReplacing(const std::string& from, const std::string& path, bool exec, bool marker) const;
+  // Pins the blobs `plain` (hash -> digest) and the executable copies of
+  // `exec` (keys into `pinned`), fetching what the cache lacks (counted in rep).
+  Status Fetch(cas::CasClient& client, const std::map<std::string, cas::Digest>& plain,
+               const std::set<std::string>& exec, std::vector<std::string>& pinned, MaterializeReport& rep);
+  // Keys pinned for one use, unpinned (and the cache trimmed) after it.
+  struct Pins {
+    LocalCas* cas;
+    std::vector<std::string> keys;
+    ~Pins() {
+      cas->Unpin(keys);
+      cas->Trim();
+    }
+  };
   void Pin(const std::string& key, int64_t size);
   void Unpin(const std::vector<std::string>& keys);
   void Trim();

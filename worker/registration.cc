@@ -1,5 +1,7 @@
 #include "worker/registration.h"
 
+#include <algorithm>
+
 #include "common/version.h"
 
 namespace kiln::worker {
@@ -13,6 +15,7 @@ v1::WorkerMessage Registration(const config::WorkerConfig& cfg, const WorkerIden
   r->set_arch(who.arch);
   r->set_os("linux");
   r->set_slots(cfg.slots);
+  r->set_action_slots(std::max(0, cfg.action_slots));
   for (const auto& [k, v] : cfg.labels) (*r->mutable_labels())[k] = v;
   if (who.sandbox) (*r->mutable_labels())["sandbox"] = "runc";
   if (cfg.allow_plain_jobs) (*r->mutable_labels())["plain"] = "yes";

@@ -1,12 +1,14 @@
 #include "worker/sandbox.h"
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,8 @@
 
 #include "common/util.h"
 #include "worker/exec.h"
+
+extern char** environ;
 
 namespace kiln::worker {
 
@@ -76,6 +80,37 @@ json Seccomp() {
           {"syscalls", rules}};
 }
 
+// A container started by RuncSandbox::Start, with the runc process that
+// runs it (runc run stays in the foreground until the init exits).
+class RuncContainer : public Container {
+ public:
+  RuncContainer(std::string state, std::string id, std::string bundle, pid_t runc)
+      : state_(std::move(state)), id_(std::move(id)), bundle_(std::move(bundle)), runc_(runc) {}
+  ~RuncContainer() override {
+    Exec({"runc", "--root", state_, "kill", "--all", id_, "KILL"});
+    Reap(/*wait=*/true);
+    Exec({"runc", "--root", state_, "delete", "--force", id_});
+    std::error_code ec;
+    fs::remove_all(bundle_, ec);
+  }
+  bool Running() override { return !Reap(/*wait=*/false); }
+
+ private:
+  // True once runc has exited (reaped here, once).
+  bool Reap(bool wait) {
+    if (runc_ <= 0) return true;
+    int st = 0;
+    pid_t r;
+    while ((r = ::waitpid(runc_, &st, wait ? 0 : WNOHANG)) < 0 && errno == EINTR) {
+    }
+    if (r == 0) return false;
+    runc_ = -1;
+    return true;
+  }
+  std::string state_, id_, bundle_;
+  pid_t runc_;
+};
+
 class RuncSandbox : public Sandbox {
  public:
   RuncSandbox(std::string state, std::string bundles, std::string prefix, SandboxCaps caps)
@@ -105,6 +140,39 @@ class RuncSandbox : public Sandbox {
     }
     fs::remove_all(bundles_, ec);
     fs::create_directories(bundles_, ec);
+  }
+
+  Result<std::unique_ptr<Container>> Start(const RunRequest& req, const std::string& rootfs,
+                                           const std::string& name) override {
+    std::string id = prefix_ + name;
+    std::string bundle = bundles_ + "/" + id;
+    std::error_code ec;
+    Exec({"runc", "--root", state_, "delete", "--force", id});  // a crashed run's, if any
+    fs::remove_all(bundle, ec);
+    fs::create_directories(bundle, ec);
+    fs::permissions(bundle, fs::perms::owner_all, ec);
+    std::ofstream(bundle + "/config.json") << RuncConfig(req, rootfs, caps_, id);
+    if (ec) return FailedPrecondition("cannot make the bundle of container " + id + ": " + ec.message());
+    std::vector<std::string> argv = {"runc", "--root", state_, "run", "--bundle", bundle, id};
+    std::vector<char*> av;
+    for (auto& a : argv) av.push_back(a.data());
+    av.push_back(nullptr);
+    const std::string log = bundle + "/init.log";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    // Its own process group: a signal to the worker's group is not its.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, av[0], &fa, &attr, av.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) return FailedPrecondition(std::string("cannot start runc: ") + strerror(rc));
+    return std::unique_ptr<Container>(new RuncContainer(state_, id, bundle, pid));
   }
 
   RunOutcome Run(const RunRequest& req_in, const std::string& rootfs, const std::function<void(int64_t)>& on_started,

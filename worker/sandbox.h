@@ -21,6 +21,15 @@ struct SandboxCaps {
   int64_t tmp_bytes = int64_t{1} << 30;     // tmpfs /tmp
 };
 
+// A long-lived container (an action box's): runs until destroyed, which
+// kills everything in it and removes it.
+class Container {
+ public:
+  virtual ~Container() = default;
+  // Whether its init still runs.
+  virtual bool Running() = 0;
+};
+
 class Sandbox {
  public:
   virtual ~Sandbox() = default;
@@ -34,6 +43,11 @@ class Sandbox {
                          const std::function<void(int64_t)>& on_started,
                          const std::function<void(const std::string&)>& on_output, const std::atomic<bool>& cancel,
                          const std::atomic<bool>& hand_back) = 0;
+  // Starts a container like Run's whose init is req.spec.argv, named
+  // `name` (unique on this worker), and returns at once; what the init
+  // prints goes to a log in its bundle. FailedPrecondition if it cannot start.
+  virtual Result<std::unique_ptr<Container>> Start(const RunRequest& req, const std::string& rootfs,
+                                                   const std::string& name) = 0;
 };
 
 // runc, with its state under `state_dir` (this worker's own) and bundles

@@ -36,6 +36,15 @@ void ControllerStream::HandBack(int64_t job_id, int attempt, const std::string& 
 void ControllerStream::Handle(const v1::ControllerMessage& m) {
   if (m.has_assign()) {
     d_.assign(m.assign());
+  } else if (m.has_run_action()) {
+    if (d_.run_action) {
+      d_.run_action(m.run_action());
+    } else {
+      v1::WorkerMessage done;
+      done.mutable_action_done()->set_action_id(m.run_action().action_id());
+      done.mutable_action_done()->mutable_result()->set_error("worker " + d_.who.id + " runs no remote actions");
+      Send(done, /*keep=*/false);
+    }
   } else if (m.has_cancel()) {
     const auto& c = m.cancel();
     if (d_.ledger->Cancel(c.job_id(), c.attempt()) == JobLedger::CancelResult::kCancelled)

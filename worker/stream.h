@@ -41,6 +41,7 @@ class ControllerStream {
     WorkspaceStore* workspaces = nullptr;
     const std::atomic<bool>* draining = nullptr;
     std::function<void(const v1::Assign&)> assign;  // the controller assigned a job
+    std::function<void(const v1::RunAction&)> run_action;  // ... or a remote action (may be empty: refused)
     // The controller refused this worker's certificate (revoked, or not of
     // this farm): retrying cannot help.
     std::function<void(const std::string&)> refused;

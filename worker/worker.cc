@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "common/version.h"
 #include "kiln/v1/kiln.grpc.pb.h"
+#include "worker/actions.h"
 #include "worker/assignment.h"
 #include "worker/cc_wrapper.h"
 #include "worker/images.h"
@@ -50,6 +51,7 @@ struct Worker::Impl {
   std::unique_ptr<Sandbox> sandbox;   // null: this worker runs no containers
   std::string no_sandbox_why;
   std::unique_ptr<CompileCacheSetup> cc;  // null: the compile cache is off here
+  std::unique_ptr<ActionRunner> actions;  // null: runs no remote actions
   JobEnv env;                             // what each job's run uses of the above
 
   JobLedger ledger;
@@ -208,6 +210,9 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   if (impl->sandbox && cfg.compile_cache)
     impl->cc = CompileCacheSetup::Install(cfg.work_dir, cfg.compile_cache_wrapper, cfg.compile_cache_memory_bytes);
   fs::remove_all(cfg.work_dir + "/cc", ec);  // sockets of a crashed run
+  // Remote actions need containers and kiln-cc (their launcher).
+  if (impl->cfg.action_slots < 0) impl->cfg.action_slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!impl->sandbox || !impl->cc) impl->cfg.action_slots = 0;
   // Leftovers of a crashed run: their jobs were requeued long ago.
   for (const auto& e : fs::directory_iterator(cfg.work_dir + "/jobs", ec)) {
     spdlog::info("removing leftover job directory {}", e.path().string());
@@ -241,6 +246,17 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   sd.workspaces = impl->workspaces.get();
   sd.draining = &impl->draining;
   sd.assign = [i](const v1::Assign& a) { i->Start(a); };
+  if (impl->cfg.action_slots > 0)
+    sd.run_action = [i](const v1::RunAction& a) {
+      if (i->draining) {
+        v1::WorkerMessage done;
+        done.mutable_action_done()->set_action_id(a.action_id());
+        done.mutable_action_done()->mutable_result()->set_error("worker " + i->id + " is draining");
+        i->stream->Send(done, /*keep=*/false);
+        return;
+      }
+      i->actions->Start(a);
+    };
   // A revoked worker stops: its jobs were requeued elsewhere, and it may
   // not report on them.
   sd.refused = [i](const std::string& why) {
@@ -251,14 +267,27 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   impl->stream = std::make_unique<ControllerStream>(std::move(sd));
   ControllerStream* stream = impl->stream.get();
   env.send = [stream](const v1::WorkerMessage& m) { stream->Send(m); };
+  if (impl->cfg.action_slots > 0) {
+    ActionEnv ae;
+    ae.cfg = &impl->cfg;
+    ae.worker_id = impl->id;
+    ae.cas = impl->cas.get();
+    ae.local_cas = impl->local_cas.get();
+    ae.image_stub = impl->image_stub.get();
+    ae.images = impl->images.get();
+    ae.sandbox = impl->sandbox.get();
+    ae.cc = impl->cc.get();
+    ae.send = [stream](const v1::WorkerMessage& m) { stream->Send(m, /*keep=*/false); };
+    impl->actions = std::make_unique<ActionRunner>(std::move(ae), impl->cfg.action_slots);
+  }
   env.finish = [stream](const v1::JobUpdate& update) { stream->Report(update, /*ran_here=*/true); };
   return std::unique_ptr<Worker>(new Worker(std::move(impl)));
 }
 
 int Worker::Run() {
   auto& i = *impl_;
-  spdlog::info("kiln-worker {} starting: worker_id={} controller={} slots={} work_dir={}", kVersion, i.id,
-               i.cfg.controller, i.cfg.slots, i.cfg.work_dir);
+  spdlog::info("kiln-worker {} starting: worker_id={} controller={} slots={} action_slots={} work_dir={}", kVersion,
+               i.id, i.cfg.controller, i.cfg.slots, i.cfg.action_slots, i.cfg.work_dir);
   if (!i.cfg.insecure) i.renew_thread = std::thread([&i] { i.RenewLoop(); });
   auto backoff = std::chrono::milliseconds(100);
   while (!i.stream->closed()) {

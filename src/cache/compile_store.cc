@@ -47,8 +47,9 @@ cc::CompileResult Entry(const pqxx::row& row, int at) {
 CompileCounts Counts(const pqxx::row& row, int at) {
   CompileCounts c;
   int64_t* fields[] = {&c.units,    &c.hits,       &c.hits_preprocessed, &c.misses,      &c.fallbacks,
-                       &c.failed,   &c.saved_ms,   &c.compile_ms,        &c.bytes_served, &c.bytes_stored};
-  for (int i = 0; i < 10; ++i) *fields[i] = row[at + i].as<int64_t>();
+                       &c.failed,   &c.saved_ms,   &c.compile_ms,        &c.bytes_served, &c.bytes_stored,
+                       &c.remote,   &c.remote_ms};
+  for (int i = 0; i < 12; ++i) *fields[i] = row[at + i].as<int64_t>();
   return c;
 }
 
@@ -117,16 +118,18 @@ std::vector<db::Statement> Statements() {
   out.push_back(
       {"cc_record_stats",
        "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
-       " saved_ms, compile_ms, bytes_served, bytes_stored) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-       " $11, $12) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
+       " saved_ms, compile_ms, bytes_served, bytes_stored, remote, remote_ms) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+       " $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
        " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
        " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
        " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
-       " bytes_stored = EXCLUDED.bytes_stored, recorded_at = now()"});
+       " bytes_stored = EXCLUDED.bytes_stored, remote = EXCLUDED.remote, remote_ms = EXCLUDED.remote_ms,"
+       " recorded_at = now()"});
   out.push_back({"cc_record_clear_events", "DELETE FROM compile_events WHERE job_id = $1"});
   out.push_back({"cc_record_events",
-                 "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail)"
-                 " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail'"
+                 "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail, remote_worker)"
+                 " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail',"
+                 "   coalesce(t.e->>'remote_worker', '')"
                  " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)"});
   out.push_back({"cc_touch_results",
                  "WITH l AS (SELECT r.key FROM compile_results r"
@@ -143,7 +146,7 @@ std::vector<db::Statement> Statements() {
        "SELECT count(*), coalesce(sum(units), 0), coalesce(sum(hits), 0), coalesce(sum(hits_preprocessed), 0),"
        " coalesce(sum(misses), 0), coalesce(sum(fallbacks), 0), coalesce(sum(failed), 0),"
        " coalesce(sum(saved_ms), 0), coalesce(sum(s.compile_ms), 0), coalesce(sum(bytes_served), 0),"
-       " coalesce(sum(bytes_stored), 0)"
+       " coalesce(sum(bytes_stored), 0), coalesce(sum(remote), 0), coalesce(sum(remote_ms), 0)"
        " FROM compile_stats s JOIN build_jobs j ON j.id = s.job_id JOIN projects p ON p.id = j.project_id"
        " WHERE p.name = $1 AND s.recorded_at >= to_timestamp($2)"});
   out.push_back(
@@ -159,9 +162,9 @@ std::vector<db::Statement> Statements() {
   out.push_back({"cc_impact", ImpactSql()});
   out.push_back({"cc_job_stats",
                  "SELECT units, hits, hits_preprocessed, misses, fallbacks, failed, saved_ms, compile_ms, bytes_served,"
-                 " bytes_stored FROM compile_stats WHERE job_id = $1"});
+                 " bytes_stored, remote, remote_ms FROM compile_stats WHERE job_id = $1"});
   out.push_back({"cc_job_events",
-                 "SELECT source, output, outcome, reason, detail FROM compile_events WHERE job_id = $1"
+                 "SELECT source, output, outcome, reason, detail, remote_worker FROM compile_events WHERE job_id = $1"
                  " ORDER BY outcome = 'hit_preprocessed', seq LIMIT $2"});
   out.push_back({"cc_expire", "DELETE FROM compile_results WHERE last_used < now() - make_interval(secs => $1)"});
   // SKIP LOCKED: concurrent stores of one key never wait for each other here.
@@ -258,7 +261,7 @@ Status CompileCacheStore::Record(const std::string& worker_id, const JobCompileS
   for (size_t i = 0; i < rec.events.size() && i < kMaxEventsPerJob; ++i) {
     const auto& e = rec.events[i];
     events.push_back({{"source", e.source}, {"output", e.output}, {"outcome", e.outcome}, {"reason", e.reason},
-                      {"detail", e.detail}});
+                      {"detail", e.detail}, {"remote_worker", e.remote_worker}});
   }
   std::string events_json, keys_json, ids_json;
   try {
@@ -277,7 +280,8 @@ Status CompileCacheStore::Record(const std::string& worker_id, const JobCompileS
           return FailedPrecondition("job " + std::to_string(rec.job_id) + " is not at attempt " +
                                     std::to_string(rec.attempt) + " on worker " + worker_id);
         tx.exec_prepared("cc_record_stats", rec.job_id, rec.attempt, n.units, n.hits, n.hits_preprocessed, n.misses,
-                         n.fallbacks, n.failed, n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored);
+                         n.fallbacks, n.failed, n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored, n.remote,
+                         n.remote_ms);
         tx.exec_prepared("cc_record_clear_events", rec.job_id);
         tx.exec_prepared("cc_record_events", rec.job_id, events_json);
         if (!job[0][0].is_null()) {
@@ -344,7 +348,7 @@ Result<JobCompiles> CompileCacheStore::ForJob(int64_t job_id, size_t max_events)
         break;
       }
       out.events.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                            row[3].as<std::string>(), row[4].as<std::string>()});
+                            row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>()});
     }
     return out;
   });

@@ -30,10 +30,12 @@ struct CompileLookup {
 struct CompileCounts {
   int64_t units = 0, hits = 0, hits_preprocessed = 0, misses = 0, fallbacks = 0, failed = 0;
   int64_t saved_ms = 0, compile_ms = 0, bytes_served = 0, bytes_stored = 0;
+  int64_t remote = 0, remote_ms = 0;  // misses compiled on other workers, and their time
 };
 
 struct CompileEvent {
   std::string source, output, outcome, reason, detail;
+  std::string remote_worker;  // where it compiled, when not on the job's worker
 };
 
 // An attempt of a job and the worker it runs on: the compile cache serves

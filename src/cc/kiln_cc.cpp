@@ -1,6 +1,9 @@
 // kiln-cc: the compile cache's compiler wrapper (see cc/wrapper.h).
 #include <openssl/crypto.h>
 
+#include <cstring>
+
+#include "cc/launcher.h"
 #include "cc/wrapper.h"
 
 int main(int argc, char** argv) {
@@ -8,5 +11,7 @@ int main(int argc, char** argv) {
   // every cipher and digest would cost 1 ms per compile (0.2 ms without).
   OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS,
                       nullptr);
+  // The init of an action sandbox (worker/action_box.h).
+  if (argc == 3 && strcmp(argv[1], "--kiln-launcher") == 0) return kiln::cc::RunLauncher(argv[2]);
   return kiln::cc::RunWrapper(argc, argv);
 }

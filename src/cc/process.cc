@@ -4,10 +4,14 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 
 extern char** environ;
@@ -125,6 +129,62 @@ ProcessResult RunProcess(const std::vector<std::string>& argv_in,
   }
   if (out.memory) out.ReadMemory(&r.out);
   if (err.memory) err.ReadMemory(&r.err);
+  out.Close();
+  err.Close();
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+ProcessResult RunIn(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in,
+                    const std::string& cwd, int64_t timeout_ms, bool* timed_out) {
+  ProcessResult r;
+  *timed_out = false;
+  Sink out, err;
+  if (!out.Open(false) || !err.Open(false) || !out.memory || !err.memory) {
+    r.error = std::string("no memory file for the output: ") + strerror(errno);
+    out.Close();
+    err.Close();
+    return r;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out.write_end, 1);
+  posix_spawn_file_actions_adddup2(&fa, err.write_end, 2);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+  std::vector<std::string> argv = argv_in, env = env_in;
+  auto av = Argv(argv);
+  auto ev = Argv(env);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, av[0], &fa, nullptr, av.data(), ev.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    r.error = "cannot run " + argv_in[0] + " in " + cwd + ": " + strerror(rc);
+    out.Close();
+    err.Close();
+    return r;
+  }
+  // Waits on a pidfd: the deadline needs no timer and no signal handler.
+  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pfd >= 0 && timeout_ms > 0) {
+    struct pollfd p = {pfd, POLLIN, 0};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      int n = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+      if (n > 0) break;
+      if (n < 0 && errno == EINTR) continue;
+      *timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+  }
+  if (pfd >= 0) ::close(pfd);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  out.ReadMemory(&r.out);
+  err.ReadMemory(&r.err);
   out.Close();
   err.Close();
   r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

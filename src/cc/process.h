@@ -2,6 +2,7 @@
 // Running the real compiler from the wrapper: its output captured (and
 // streamed, for the preprocessor), its standard input inherited.
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,12 @@ struct ProcessResult {
 // on_stdout, standard output is passed on in chunks instead of kept.
 ProcessResult RunProcess(const std::vector<std::string>& argv,
                          const std::function<void(std::string_view)>& on_stdout = nullptr);
+
+// Runs argv[0] (a path) with exactly `env` ("NAME=value") in `cwd`, both
+// outputs kept in memory; after `timeout_ms` (0: none) it is killed with
+// SIGKILL and *timed_out set. Does not wait for processes it left behind.
+ProcessResult RunIn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& cwd,
+                    int64_t timeout_ms, bool* timed_out);
 
 // Replaces this process with argv[0] (a path); returns only on failure,
 // with errno set.

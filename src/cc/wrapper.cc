@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <optional>
 #include <thread>
 
@@ -25,6 +26,8 @@
 #include "cc/wire.h"
 #include "common/write_all.h"
 #include "kiln/cc/v1/cc.pb.h"
+
+extern char** environ;
 
 namespace kiln::cc {
 namespace {
@@ -241,6 +244,7 @@ class Wrapper {
     if (!r.ok() || !r->hello().enabled()) return false;
     const auto& hr = r->hello();
     parts_.image = hr.image();
+    remote_ = hr.remote();
     writable_.assign(hr.writable().begin(), hr.writable().end());
     if (!hr.identity().empty()) {
       parts_.compiler = hr.identity();
@@ -322,12 +326,16 @@ class Wrapper {
   // pass at all; only when it cannot, the pass runs beside the compile.
   int Compile(const std::string& direct, bool may_hit_preprocessed) {
     const int64_t since = CoarseNowNs();
-    if (!may_hit_preprocessed && CanTraceIncludes()) return CompileTraced(direct, since);
+    // A compile that may run on another worker needs its headers named
+    // before it runs: the preprocessor's pass names them (and the result
+    // key), here; the compile itself goes to the farm.
+    const bool remote = remote_;
+    if (!may_hit_preprocessed && !remote && CanTraceIncludes()) return CompileTraced(direct, since);
     ProcessResult run;
     int64_t compile_ms = 0;
     auto compile = [&] { run = Timed(cmdline_, &compile_ms); };
     std::thread beside;
-    if (!may_hit_preprocessed) beside = std::thread(compile);
+    if (!may_hit_preprocessed && !remote) beside = std::thread(compile);
     cas::Hasher h;
     LineMarkerScanner markers;
     std::vector<std::string> pp_argv{inv_.path};
@@ -339,18 +347,104 @@ class Wrapper {
     if (beside.joinable()) beside.join();
     if (pp.exit_code != 0) {
       Report("fallback", "preprocessor failed", "exit code " + std::to_string(pp.exit_code));
-      if (may_hit_preprocessed) return Plain();  // the compile shows the errors
+      if (may_hit_preprocessed || remote) return Plain();  // the compile shows the errors
       return Finished(run);
     }
     const std::string result_key = ResultKey(parts_, h.Finish().Key());
-    if (may_hit_preprocessed) {
-      if (ServePreprocessed(direct, result_key, markers.files(), since)) return 0;
+    if (may_hit_preprocessed && ServePreprocessed(direct, result_key, markers.files(), since)) return 0;
+    if (remote) {
+      if (!CompileRemote(markers.files(), since, &run, &compile_ms)) compile();
+    } else if (may_hit_preprocessed) {
       compile();
     }
     if (run.exit_code != 0) return Failed(run);
     Finished(run);
     Store(direct, result_key, markers.files(), run, compile_ms, since);
     return 0;
+  }
+
+  // Runs the compile on the farm (RemoteCompile): the source and every
+  // header it reads from /src go along, the image's are there already. True
+  // when it compiled there: the outputs are written as a local compile
+  // would have, `run` holds what it printed. False (the reason kept for the
+  // report) when it must compile here: it reads a file outside /src, the
+  // farm could not run it, or it failed there (a failing compile runs here
+  // again, so that its errors are exactly what this host says).
+  bool CompileRemote(const std::vector<std::string>& files, int64_t since, ProcessResult* run, int64_t* compile_ms) {
+    auto began = std::chrono::steady_clock::now();
+    auto deps = RecordDeps(files, Recording(since), hashes_);
+    if (!deps.ok()) return Local("its headers cannot be listed: " + deps.status().message());
+    v1::Request req;
+    auto* rc = req.mutable_remote();
+    for (const auto& a : cmdline_) rc->add_argv(a);
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string_view kv(*e);
+      auto eq = kv.find('=');
+      if (eq != std::string_view::npos) (*rc->mutable_env())[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+    }
+    rc->set_cwd(parts_.cwd);
+    auto under_src = [](const std::string& p) { return p == "/src" || p.rfind("/src/", 0) == 0; };
+    if (!under_src(parts_.cwd)) return Local("it runs outside /src (in " + parts_.cwd + ")");
+    std::vector<std::string> paths;
+    for (const auto& [path, value] : *deps) {
+      if (value.rfind("f:", 0) == 0) {
+        if (!under_src(path)) return Local("it reads " + path + ", outside /src");
+        auto slash = value.find('/', 2);
+        auto* f = rc->add_files();
+        f->set_path(path);
+        f->set_hash(value.substr(2, slash - 2));
+        f->set_size(std::stoll(value.substr(slash + 1)));
+        paths.push_back(path);
+      } else if (value == "d" && under_src(path)) {
+        rc->add_dirs(path);
+      }
+    }
+    // Include directories that exist here exist there (a missing one may be warned about).
+    for (const auto& dir : SearchOrder(cmd_, builtin_)) {
+      std::string abs = AbsolutePath(dir, parts_.cwd);
+      struct stat st {};
+      if (under_src(abs) && ::stat(abs.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) rc->add_dirs(abs);
+    }
+    std::vector<std::string> outs{AbsolutePath(cmd_.output, parts_.cwd)};
+    if (!cmd_.depfile.empty()) outs.push_back(AbsolutePath(cmd_.depfile, parts_.cwd));
+    for (const auto& o : outs) {
+      if (!under_src(o)) return Local("it writes " + o + ", outside /src");
+      rc->add_outputs(o);
+    }
+    auto first = ch_.Call(req);
+    if (!first.ok()) return Local(first.status().message());
+    Result<v1::Reply> done = first;
+    if (first->has_remote()) {
+      v1::Request data;
+      for (int i : first->remote().need()) {
+        if (i < 0 || i >= rc->files_size()) return Local("the worker asked for a file that was not sent");
+        auto bytes = ReadWhole(rc->files(i).path(), size_t{1} << 30);
+        if (!bytes.ok()) return Local(bytes.status().message());
+        data.mutable_remote_data()->add_data(std::move(*bytes));
+      }
+      done = ch_.Call(data);
+      if (!done.ok()) return Local(done.status().message());
+    }
+    const auto& d = done->remote_done();
+    if (!d.error().empty()) return Local(d.error());
+    if (d.exit_code() != 0) return Local("it failed on worker " + d.worker_id() + ": compiled here to show its errors");
+    for (const auto& o : d.outputs()) {
+      if (std::find(outs.begin(), outs.end(), o.path()) == outs.end())
+        return Local("worker " + d.worker_id() + " sent an output that was not asked for: " + o.path());
+      if (!WriteAtomically(o.path(), o.data())) return Local("cannot write " + o.path());
+    }
+    run->exit_code = 0;
+    run->out = d.stdout();
+    run->err = d.stderr();
+    *compile_ms = d.run_ms();
+    remote_worker_ = d.worker_id();
+    remote_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    return true;
+  }
+
+  bool Local(const std::string& why) {
+    local_reason_ = why;
+    return false;
   }
 
   // Whether the compile can name its headers itself (-H), in place of a
@@ -510,6 +604,9 @@ class Wrapper {
     r->set_bytes(bytes);
     r->set_result_key(key);
     r->set_manifest_id(manifest_id);
+    r->set_remote_worker(remote_worker_);
+    r->set_remote_ms(remote_ms_);
+    if (remote_ && remote_worker_.empty()) r->set_local_reason(local_reason_);
     ch_.Post(req);
   }
 
@@ -522,6 +619,10 @@ class Wrapper {
   std::vector<std::string> writable_, builtin_;
   FileHashes hashes_;
   Miss miss_;
+  bool remote_ = false;         // the worker sends misses to the farm
+  std::string remote_worker_;   // where this unit compiled, if elsewhere
+  int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it
+  std::string local_reason_;    // why it compiled here after all
 };
 
 }  // namespace

@@ -77,6 +77,15 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
        Count(s.fallbacks()) + " not cacheable");
   if (s.saved_ms() > 0 || s.compile_ms() > 0)
     Line("  saved " + Duration(s.saved_ms()) + " of compiling; the misses compiled for " + Duration(s.compile_ms()));
+  if (s.remote() > 0) {
+    std::map<std::string, int> where;
+    for (const auto& e : ex.compile_events())
+      if (!e.remote_worker().empty()) where[e.remote_worker()]++;
+    std::string list;
+    for (const auto& [w, n] : where) list += (list.empty() ? "" : ", ") + w + " " + Count(n);
+    Line("  remote: " + Count(s.remote()) + " of the misses compiled on other workers" +
+         (list.empty() ? "" : " (" + list + ")") + ", " + Duration(s.remote_ms()) + " of compiling off this host");
+  }
   std::map<std::string, int> fallbacks;
   Table misses({"", "SOURCE", "OUTPUT", "WHY"});
   int listed = 0;
@@ -89,6 +98,7 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
     std::string kind = e.outcome() == "hit_preprocessed" ? "hit" : e.outcome() == "failed" ? "failed" : "miss";
     std::string why = e.detail().empty() ? e.reason() : e.detail();
     if (e.outcome() == "hit_preprocessed") why += " (same preprocessed source: served)";
+    if (!e.remote_worker().empty()) why += " (compiled on " + e.remote_worker() + ")";
     misses.AddRow({"    " + kind, e.source(), e.output(), why});
   }
   if (listed > 0) {

@@ -173,4 +173,6 @@ Result<std::string> ReadWholeFile(const std::string& path, bool nofollow) {
   return out;
 }
 
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
 }  // namespace kiln

@@ -49,4 +49,7 @@ Result<std::string> ReadWholeFile(const std::string& path, bool nofollow = false
 // "1.2 s", "35 ms": for humans.
 std::string FormatMs(int64_t ms);
 
+// "<what>: <strerror(errno)>", for a failed system call's message.
+std::string Errno(const std::string& what);
+
 }  // namespace kiln

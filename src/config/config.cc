@@ -151,6 +151,8 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "max_log_bytes") return ParseSize(k, v, c.max_log_bytes);
   else if (k == "max_output_bytes") return ParseSize(k, v, c.max_output_bytes);
   else if (k == "compile_cache") return ParseBool(k, v, c.compile_cache);
+  else if (k == "action_slots") return ParseInt(k, v, -1, 4096, c.action_slots);
+  else if (k == "remote_compiles") return ParseBool(k, v, c.remote_compiles);
   else if (k == "compile_cache_wrapper") c.compile_cache_wrapper = v;
   else if (k == "compile_cache_max_object_bytes") return ParseSize(k, v, c.compile_cache_max_object_bytes);
   else if (k == "compile_cache_memory_bytes") return ParseSize(k, v, c.compile_cache_memory_bytes);

@@ -90,6 +90,12 @@ struct WorkerConfig {
   std::string compile_cache_wrapper;              // the kiln-cc binary; empty: beside kiln-worker
   int64_t compile_cache_max_object_bytes = int64_t{256} << 20;  // larger objects are not cached
   int64_t compile_cache_memory_bytes = int64_t{128} << 20;      // recent lookups kept in memory (0: none)
+  // Remote actions (docs/architecture.md, "Remote actions"). action_slots:
+  // how many other workers' actions (compiles) this one runs at once, in
+  // long-lived sandboxes; -1: its number of CPUs; 0: none. remote_compiles:
+  // whether its jobs' compile cache misses may compile on other workers.
+  int action_slots = -1;
+  bool remote_compiles = true;
   int64_t workspace_max_bytes = int64_t{50} << 30;  // warm workspaces (work_dir/workspaces); least recently used go
   std::string log_level = "info";
   // Trust. The worker checks the controller's certificate against ca_file

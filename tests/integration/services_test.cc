@@ -14,6 +14,7 @@
 #include "api/convert.h"
 #include "cache/compile_store.h"
 #include "config/config.h"
+#include "controller/actions.h"
 #include "controller/admin_service.h"
 #include "cas/image_store.h"
 #include "cas/store.h"
@@ -351,9 +352,10 @@ TEST_F(ServicesTest, WorkerServiceRejectsControlCharactersInARegistration) {
   auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
   ASSERT_TRUE(blobs.ok()) << blobs.status().message();
   Registry registry;
+  ActionBroker actions;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, actions, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
   auto refused = [&](const std::function<void(v1::WorkerRegister*)>& spoil, const std::string& field) {
@@ -430,9 +432,10 @@ TEST_F(ServicesTest, WorkerServiceRegistersAStreamAndHandsItsReportsToTheApplier
   auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
   ASSERT_TRUE(blobs.ok()) << blobs.status().message();
   Registry registry;
+  ActionBroker actions;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, actions, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
 
@@ -495,9 +498,10 @@ TEST_F(ServicesTest, WorkerServiceIgnoresAResultWithANulByte) {
   auto blobs = cas::OpenDirStore(dir_.path() + "/cas", 600);
   ASSERT_TRUE(blobs.ok()) << blobs.status().message();
   Registry registry;
+  ActionBroker actions;
   ReportQueue reports;
   Signal dispatch_wake;
-  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, reports, dispatch_wake, stopping_,
+  Served s(MakeWorkerService({*guard_, *enroller_, *scopes_, workers, dispatch, compiles, **blobs, registry, actions, reports, dispatch_wake, stopping_,
                               "ctl-test", 30s, 3s}));
   auto stub = v1::WorkerService::NewStub(s.channel());
   auto ctx = Ctx();
