@@ -156,7 +156,8 @@ grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& 
     if (rec.events.size() == cache::CompileCacheStore::kMaxEventsPerJob) break;
     for (const std::string* t : {&e.source(), &e.output(), &e.outcome(), &e.reason(), &e.detail(), &e.remote_worker()})
       if (Status s = CheckCompileText(*t, kMaxCompilePath * 4, "a compile event"); !s.ok()) return api::ToGrpc(s);
-    rec.events.push_back({e.source(), e.output(), e.outcome(), e.reason(), e.detail(), e.remote_worker()});
+    rec.events.push_back({e.source(), e.output(), e.outcome(), e.reason(), e.detail(), e.remote_worker(),
+                          std::max<int64_t>(0, e.remote_ms()), std::max<int64_t>(0, e.remote_run_ms())});
   }
   for (const auto& k : req->hit_keys()) {
     if (Status s = CheckCompileKey(k, "hit key"); !s.ok()) return api::ToGrpc(s);

@@ -6,4 +6,6 @@ ALTER TABLE compile_stats
   ADD COLUMN remote integer NOT NULL DEFAULT 0,
   ADD COLUMN remote_ms bigint NOT NULL DEFAULT 0;
 ALTER TABLE compile_events
-  ADD COLUMN remote_worker text NOT NULL DEFAULT '';
+  ADD COLUMN remote_worker text NOT NULL DEFAULT '',
+  ADD COLUMN remote_ms bigint NOT NULL DEFAULT 0,      -- the remote compile as the job waited for it
+  ADD COLUMN remote_run_ms bigint NOT NULL DEFAULT 0;  -- of which its own run on the other worker

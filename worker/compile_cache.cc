@@ -504,6 +504,8 @@ struct CompileCacheServer::Impl {
       e->set_detail(clip(r.local_reason().empty() ? r.detail()
                                                   : r.detail() + " (compiled here: " + r.local_reason() + ")"));
       e->set_remote_worker(clip(r.remote_worker()));
+      e->set_remote_ms(std::max<int64_t>(0, r.remote_ms()));
+      e->set_remote_run_ms(std::max<int64_t>(0, r.remote_run_ms()));
     }
     return Status::Ok();
   }

@@ -127,9 +127,11 @@ std::vector<db::Statement> Statements() {
        " recorded_at = now()"});
   out.push_back({"cc_record_clear_events", "DELETE FROM compile_events WHERE job_id = $1"});
   out.push_back({"cc_record_events",
-                 "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail, remote_worker)"
+                 "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail, remote_worker,"
+                 "   remote_ms, remote_run_ms)"
                  " SELECT $1, t.ord, t.e->>'source', t.e->>'output', t.e->>'outcome', t.e->>'reason', t.e->>'detail',"
-                 "   coalesce(t.e->>'remote_worker', '')"
+                 "   coalesce(t.e->>'remote_worker', ''), coalesce((t.e->>'remote_ms')::bigint, 0),"
+                 "   coalesce((t.e->>'remote_run_ms')::bigint, 0)"
                  " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)"});
   out.push_back({"cc_touch_results",
                  "WITH l AS (SELECT r.key FROM compile_results r"
@@ -261,7 +263,8 @@ Status CompileCacheStore::Record(const std::string& worker_id, const JobCompileS
   for (size_t i = 0; i < rec.events.size() && i < kMaxEventsPerJob; ++i) {
     const auto& e = rec.events[i];
     events.push_back({{"source", e.source}, {"output", e.output}, {"outcome", e.outcome}, {"reason", e.reason},
-                      {"detail", e.detail}, {"remote_worker", e.remote_worker}});
+                      {"detail", e.detail}, {"remote_worker", e.remote_worker}, {"remote_ms", e.remote_ms},
+                      {"remote_run_ms", e.remote_run_ms}});
   }
   std::string events_json, keys_json, ids_json;
   try {
@@ -348,7 +351,7 @@ Result<JobCompiles> CompileCacheStore::ForJob(int64_t job_id, size_t max_events)
         break;
       }
       out.events.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                            row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>()});
+                            row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>(), 0, 0});
     }
     return out;
   });

@@ -36,6 +36,7 @@ struct CompileCounts {
 struct CompileEvent {
   std::string source, output, outcome, reason, detail;
   std::string remote_worker;  // where it compiled, when not on the job's worker
+  int64_t remote_ms = 0, remote_run_ms = 0;  // as the job waited for it; its own run there
 };
 
 // An attempt of a job and the worker it runs on: the compile cache serves

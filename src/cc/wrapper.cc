@@ -438,6 +438,7 @@ class Wrapper {
     run->err = d.stderr();
     *compile_ms = d.run_ms();
     remote_worker_ = d.worker_id();
+    remote_run_ms_ = d.run_ms();
     remote_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
     return true;
   }
@@ -606,6 +607,7 @@ class Wrapper {
     r->set_manifest_id(manifest_id);
     r->set_remote_worker(remote_worker_);
     r->set_remote_ms(remote_ms_);
+    r->set_remote_run_ms(remote_run_ms_);
     if (remote_ && remote_worker_.empty()) r->set_local_reason(local_reason_);
     ch_.Post(req);
   }
@@ -622,6 +624,7 @@ class Wrapper {
   bool remote_ = false;         // the worker sends misses to the farm
   std::string remote_worker_;   // where this unit compiled, if elsewhere
   int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it
+  int64_t remote_run_ms_ = 0;   // of which the compile's own run there
   std::string local_reason_;    // why it compiled here after all
 };
 

@@ -81,6 +81,8 @@ const std::map<std::string, std::string>& Classes() {
       {"kiln.v1.WorkerService/LookupCompileResult", "read"},
       {"kiln.v1.WorkerService/StoreCompile", "content"},
       {"kiln.v1.WorkerService/RecordCompiles", "progress"},
+      // A job's remote action: its inputs are content already, its run is the job's progress.
+      {"kiln.v1.WorkerService/ExecuteAction", "progress"},
       {"kiln.v1.CacheService/CompileStats", "read"},
       {"kiln.v1.CacheService/CompileImpact", "read"},
   };
