@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "api/convert.h"
@@ -19,10 +20,69 @@
 #include "controller/signal.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "queue/catalog_store.h"
+#include "queue/stats_store.h"
 #include "queue/worker_store.h"
 
 namespace kiln::controller {
 namespace {
+
+double Rate(int64_t part, int64_t whole) {
+  return whole > 0 ? static_cast<double>(part) / static_cast<double>(whole) : 0.0;
+}
+
+void MillisToProto(const std::optional<int64_t>& ms, v1::Millis* out) {
+  out->set_has(ms.has_value());
+  out->set_ms(ms.value_or(0));
+}
+
+void StatsToProto(const queue::StatsReport& r, v1::Stats* out) {
+  out->set_from_ms(r.from_ms);
+  out->set_to_ms(r.to_ms);
+  out->set_jobs(r.jobs);
+  out->set_succeeded(r.succeeded);
+  out->set_failed(r.failed);
+  out->set_cancelled(r.cancelled);
+  out->set_lost(r.lost);
+  out->set_cached(r.cached);
+  out->set_success_rate(Rate(r.succeeded + r.cached, r.jobs - r.cancelled));
+  MillisToProto(r.wait_p50_ms, out->mutable_queue_wait_p50());
+  MillisToProto(r.wait_p95_ms, out->mutable_queue_wait_p95());
+  MillisToProto(r.wait_p99_ms, out->mutable_queue_wait_p99());
+  MillisToProto(r.run_p50_ms, out->mutable_run_p50());
+  MillisToProto(r.run_p95_ms, out->mutable_run_p95());
+  out->set_queue_waits(r.waits);
+  out->set_runs(r.runs);
+  out->set_action_cache_lookups(r.cacheable);
+  out->set_action_cache_hit_rate(Rate(r.cached, r.cacheable));
+  const int64_t units = r.cc_hits + r.cc_misses + r.cc_failed;
+  out->set_compile_units(units);
+  out->set_compile_hits(r.cc_hits);
+  out->set_compile_cache_hit_rate(Rate(r.cc_hits, units));
+  out->set_action_cache_saved_ms(r.action_saved_ms);
+  out->set_compile_cache_saved_ms(r.compile_saved_ms);
+  for (const auto& c : r.clusters) {
+    auto* u = out->add_clusters();
+    u->set_cluster(c.cluster);
+    u->set_samples(c.samples);
+    u->set_slots_avg(c.slots_avg);
+    u->set_busy_avg(c.busy_avg);
+    u->set_has_utilisation(c.utilisation.has_value());
+    u->set_utilisation(c.utilisation.value_or(0));
+  }
+  for (const auto& s : r.slowest) {
+    auto* u = out->add_slowest_units();
+    u->set_source(s.source);
+    u->set_output(s.output);
+    u->set_project(s.project);
+    u->set_compile_ms(s.compile_ms);
+  }
+  for (const auto& m : r.most_missed) {
+    auto* u = out->add_most_missed_units();
+    u->set_source(m.source);
+    u->set_misses(m.misses);
+    u->set_last_reason(m.last_reason);
+  }
+}
 
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
@@ -279,22 +339,40 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
+  // ---- the farm's history ----
+
+  // An admin asks for every project; a read (or stronger) token for one of
+  // its projects, and must name it.
+  grpc::Status GetStats(grpc::ServerContext* ctx, const v1::GetStatsRequest* req, v1::Stats* resp) override {
+    constexpr int64_t kMaxWindowS = 400LL * 86400;
+    if (Status s = RequireProjectOrAdmin(ctx, req->project(), "every project's figures",
+                                         "ask for one project's with kiln stats --project");
+        !s.ok())
+      return api::ToGrpc(s);
+    if (req->window_s() < 0 || req->window_s() > kMaxWindowS)
+      return grpc::Status(grpc::INVALID_ARGUMENT, "window_s must be 0 (one day) to " + std::to_string(kMaxWindowS) +
+                                                      " (400 days)");
+    if (d_.stats == nullptr) return grpc::Status(grpc::UNIMPLEMENTED, "this server keeps no history");
+    queue::StatsQuery q;
+    q.project = req->project();
+    if (req->window_s() > 0) q.window = std::chrono::seconds(req->window_s());
+    auto r = d_.stats->Read(q);
+    if (!r.ok()) return api::ToGrpc(r.status());
+    StatsToProto(*r, resp);
+    resp->set_project(req->project());
+    return grpc::Status::OK;
+  }
+
   // ---- audit trail ----
 
   // An admin lists every row; a read (or stronger) token one of its
   // projects' rows, and must name it.
   grpc::Status ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
                          v1::ListAuditResponse* resp) override {
-    auto who = d_.guard.Require(ctx, auth::Role::kRead, req->project());
-    if (!who.ok()) return api::ToGrpc(who.status());
-    if (!req->project().empty()) {
-      if (Status s = CheckName("project", req->project()); !s.ok()) return api::ToGrpc(s);
-    } else if (Status s = who->May(auth::Role::kAdmin, ""); !s.ok()) {
-      // "this call needs an admin token; token 1a2b.. is a read token for project a"
-      return api::ToGrpc(PermissionDenied("the whole audit trail: " + s.message() +
-                                          " (list one project's rows with kiln audit --project " +
-                                          (who->projects.empty() ? std::string("P") : who->projects[0]) + ")"));
-    }
+    if (Status s = RequireProjectOrAdmin(ctx, req->project(), "the whole audit trail",
+                                         "list one project's rows with kiln audit --project");
+        !s.ok())
+      return api::ToGrpc(s);
     if (req->limit() < 0 || req->limit() > audit::AuditStore::kMaxLimit)
       return grpc::Status(grpc::INVALID_ARGUMENT, "limit must be 0 (100) to " +
                                                       std::to_string(audit::AuditStore::kMaxLimit));
@@ -322,6 +400,23 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
  private:
+  // A read (or stronger) token of `project` (a valid name), or with no
+  // project an admin token. PermissionDenied otherwise, naming `every` (what
+  // every project's answer is) and `hint` (how to ask for one project's):
+  // "the whole audit trail: this call needs an admin token; token 1a2b.. is
+  // a read token for project a (list one project's rows with kiln audit
+  // --project a)".
+  Status RequireProjectOrAdmin(grpc::ServerContext* ctx, const std::string& project, const std::string& every,
+                               const std::string& hint) {
+    auto who = d_.guard.Require(ctx, auth::Role::kRead, project);
+    if (!who.ok()) return who.status();
+    if (!project.empty()) return CheckName("project", project);
+    if (Status s = who->May(auth::Role::kAdmin, ""); !s.ok())
+      return PermissionDenied(every + ": " + s.message() + " (" + hint + " " +
+                              (who->projects.empty() ? std::string("P") : who->projects[0]) + ")");
+    return Status::Ok();
+  }
+
   static void ToProto(const auth::TokenRow& r, v1::ApiToken* out) {
     out->set_id(r.id);
     out->set_role(auth::RoleName(r.role));

@@ -1,6 +1,6 @@
 #pragma once
-// AdminService: projects, clusters, workers, warm workspaces, trust and the
-// audit trail, for operators.
+// AdminService: projects, clusters, workers, warm workspaces, trust, the
+// audit trail and the farm's history (kiln stats), for operators.
 
 #include <grpcpp/grpcpp.h>
 
@@ -16,6 +16,7 @@ class TrustStore;
 }
 namespace kiln::queue {
 class CatalogStore;
+class StatsStore;
 class WorkerStore;
 }  // namespace kiln::queue
 
@@ -34,6 +35,7 @@ struct AdminServiceDeps {
   Signal& config_wake;    // a project's configuration changed here
   Signal& dispatch_wake;  // a mapping changed: queued jobs may be claimable
   audit::AuditStore& audit;  // ListAudit (the stores above write the rows)
+  queue::StatsStore* stats = nullptr;  // GetStats (kiln stats); null: it answers UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> MakeAdminService(const AdminServiceDeps& deps);

@@ -44,6 +44,7 @@
 #include "queue/listener.h"
 #include "queue/log_store.h"
 #include "queue/open_pool.h"
+#include "queue/stats_store.h"
 #include "queue/worker_store.h"
 
 namespace kiln::controller {
@@ -62,6 +63,9 @@ struct Controller::Impl {
   std::unique_ptr<queue::CatalogStore> catalog;
   std::unique_ptr<cache::ActionCacheStore> action_cache;
   std::unique_ptr<queue::LogStore> logs;
+  std::unique_ptr<queue::StatsStore> stats;
+  // The CAS directory at its last collection, for the samples (-1: not yet).
+  std::atomic<int64_t> cas_blobs{-1}, cas_bytes{-1};
   std::unique_ptr<cache::CompileCacheStore> compile_cache;
   std::unique_ptr<Cas> cas;
   std::unique_ptr<ProjectCache> projects;
@@ -101,6 +105,7 @@ struct Controller::Impl {
   void NotifyLoop();
   void GcLoop();
   void LogPruneLoop();
+  void SampleLoop();
   void TokenUseLoop();
   void OnNotify(const std::string& channel, const std::string& payload);
 };
@@ -313,6 +318,8 @@ void Controller::Impl::GcLoop() {
       continue;
     }
     if (Status f = scope_store->Forget(st->removed); !f.ok()) spdlog::warn("{}", f.message());
+    cas_blobs = st->blobs_kept;
+    cas_bytes = st->bytes_kept;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
     if (st->blobs_removed > 0 || st->trees_removed > 0) {
       spdlog::info("CAS collection: removed {} blobs ({} bytes) and {} tree nodes, kept {} blobs ({} bytes) in {} ms",
@@ -330,6 +337,39 @@ void Controller::Impl::LogPruneLoop() {
     seen = shutdown_wake.Wait(seen, cfg.log_prune_interval);
     if (stopping) break;
     (void)PruneLogs(*logs, *projects, cfg, stopping);  // logged there; the next pass tries again
+  }
+}
+
+// The farm's history: a sample every sample_interval (one controller's per
+// interval bucket), and the day partitions kept from today to two days ahead
+// and dropped past sample_retention, at start and every hour.
+void Controller::Impl::SampleLoop() {
+  constexpr auto kMaintainEvery = std::chrono::hours(1);
+  constexpr int kDaysAhead = 2;
+  auto maintain = [&] {
+    auto done = stats->Maintain(kDaysAhead, cfg.sample_retention);
+    if (!done.ok()) {
+      spdlog::warn("{}", done.status().message());
+      return false;
+    }
+    for (const auto& what : *done) spdlog::info("samples: partition {}", what);
+    return true;
+  };
+  bool maintained = maintain();
+  auto last_maintained = std::chrono::steady_clock::now();
+  uint64_t seen = shutdown_wake.generation();
+  while (!stopping) {
+    seen = shutdown_wake.Wait(seen, cfg.sample_interval);
+    if (stopping) break;
+    if (!maintained || std::chrono::steady_clock::now() - last_maintained >= kMaintainEvery) {
+      maintained = maintain();
+      last_maintained = std::chrono::steady_clock::now();
+    }
+    auto n = stats->Sample(cfg.sample_interval, {cas_blobs.load(), cas_bytes.load()});
+    if (!n.ok()) {
+      spdlog::warn("{}", n.status().message());
+      if (n.status().code() == Code::kFailedPrecondition) maintained = false;  // make today's partition
+    }
   }
 }
 
@@ -477,11 +517,12 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   if (!pool.ok()) return pool.status();
   impl->pool = std::move(pool).value();
   impl->jobs = std::make_unique<queue::JobStore>(*impl->pool);
-  impl->dispatch = std::make_unique<queue::DispatchStore>(*impl->pool);
+  impl->dispatch = std::make_unique<queue::DispatchStore>(*impl->pool, cfg.job_timings);
   impl->workers = std::make_unique<queue::WorkerStore>(*impl->pool);
   impl->catalog = std::make_unique<queue::CatalogStore>(*impl->pool);
   impl->action_cache = std::make_unique<cache::ActionCacheStore>(*impl->pool);
   impl->logs = std::make_unique<queue::LogStore>(*impl->pool);
+  impl->stats = std::make_unique<queue::StatsStore>(*impl->pool);
   impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
   impl->trust = std::make_unique<auth::TrustStore>(*impl->pool);
   impl->audit = std::make_unique<audit::AuditStore>(*impl->pool);
@@ -536,7 +577,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     return s != nullptr;
   };
   i.admin_service = MakeAdminService(
-      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit});
+      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, i.stats.get()});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.actions, i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval});
@@ -600,6 +641,7 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.GcLoop(); });
   i.threads.emplace_back([&i] { i.LogPruneLoop(); });
   i.threads.emplace_back([&i] { i.TokenUseLoop(); });
+  if (i.cfg.sample_interval.count() > 0) i.threads.emplace_back([&i] { i.SampleLoop(); });
   if (!i.cfg.address_file.empty()) {
     std::string tmp = i.cfg.address_file + ".tmp";
     std::ofstream(tmp) << i.bound_address << "\n";

@@ -1,5 +1,7 @@
 #include "controller/request_checks.h"
 
+#include <utility>
+
 #include "api/convert.h"
 #include "cas/digest.h"
 #include "cas/tree.h"
@@ -12,6 +14,7 @@ namespace {
 
 constexpr int64_t kMaxUnixMs = int64_t{1} << 45;      // year 3084: beyond that a time is garbage
 constexpr int64_t kMaxLogOffset = int64_t{1} << 50;   // 1 PiB of log
+constexpr int64_t kMaxPhaseMs = int64_t{400} * 86'400'000;  // no job phase lasts longer
 constexpr size_t kMaxLogChunk = 4u << 20;
 constexpr size_t kMaxOutput = 1 << 20;       // stdout + stderr of one compile
 constexpr size_t kMaxDepfile = 16 << 20;
@@ -58,6 +61,34 @@ Status ValidateUpdate(const v1::JobUpdate& u) {
       u.finished_at_ms() > kMaxUnixMs)
     return InvalidArgument("impossible times");
   if (u.has_result()) KILN_RETURN_IF_ERROR(ValidateResult(u.result()));
+  return Status::Ok();
+}
+
+Status ValidateTimings(const v1::JobUpdate& u) {
+  if (!u.has_timings()) return Status::Ok();
+  if (u.status() != v1::SUCCEEDED && u.status() != v1::FAILED && u.status() != v1::CANCELLED)
+    return InvalidArgument("timings come only with a final report");
+  const v1::JobTimings& t = u.timings();
+  for (int64_t b : {t.input_bytes(), t.output_bytes(), u.log_size()})
+    if (b < 0 || b > kMaxLogOffset) return InvalidArgument("timings: a byte count is negative or over 1 PiB");
+  // The phases in the order they happen; a phase that did not happen is 0.
+  const std::pair<const char*, int64_t> phases[] = {
+      {"received_ms", t.received_ms()}, {"inputs_ms", t.inputs_ms()},         {"image_ms", t.image_ms()},
+      {"started_at_ms", u.started_at_ms()}, {"ended_ms", t.ended_ms()}, {"finished_at_ms", u.finished_at_ms()}};
+  const char* last_name = nullptr;
+  int64_t last = 0;
+  for (const auto& [name, ms] : phases) {
+    if (ms < 0 || ms > kMaxUnixMs) return InvalidArgument(std::string("timings: impossible ") + name);
+    if (ms == 0) continue;
+    if (ms < last)
+      return InvalidArgument(std::string("timings: ") + name + " (" + std::to_string(ms) + ") is before " +
+                             last_name + " (" + std::to_string(last) + ")");
+    if (last > 0 && ms - last > kMaxPhaseMs)
+      return InvalidArgument(std::string("timings: ") + name + " is more than 400 days after " + last_name);
+    last = ms;
+    last_name = name;
+  }
+  if (u.finished_at_ms() == 0) return InvalidArgument("timings: a final report needs finished_at_ms");
   return Status::Ok();
 }
 

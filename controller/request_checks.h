@@ -27,6 +27,14 @@ Status ValidateResult(const v1::JobResult& r);
 // which otherwise.
 Status ValidateUpdate(const v1::JobUpdate& u);
 
+// A final report's phase timings (JobUpdate.timings), if it has them: only
+// with a final status, byte counts within 0..1 PiB, the phases' times
+// (received, inputs, image, started, ended, finished; 0 for one that did not
+// happen) in that order, none more than 400 days after the one before, and a
+// finish time. InvalidArgument naming the first bad value otherwise: the
+// report is applied without them.
+Status ValidateTimings(const v1::JobUpdate& u);
+
 // A log chunk: its offset within 1 PiB, at most 4 MiB of data.
 // InvalidArgument otherwise.
 Status ValidateLogChunk(const v1::LogChunk& l);

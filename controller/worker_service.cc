@@ -162,6 +162,14 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         if (u.has_result()) e.update.result = api::FromProto(u.result());
         e.update.started_ms = u.started_at_ms();
         e.update.finished_ms = u.finished_at_ms();
+        if (u.has_timings()) {
+          if (Status ts = ValidateTimings(u); ts.ok()) {
+            e.update.timings = api::FromProto(u.timings(), u.log_size());
+          } else {
+            spdlog::warn("worker {} sent invalid timings for job {}; the report is kept without them: {}", w.id,
+                         u.job_id(), ts.message());
+          }
+        }
         if (e.update.result && !e.update.result->output_root.empty()) {
           // Before the result is stored (and seen by whoever downloads it).
           if (Status rs = d_.scopes.RecordOutputs(*who, u.job_id(), u.attempt(), e.update.result->output_root);

@@ -240,6 +240,7 @@ Try it (builds run in the default project's image, the toolchain image):
   DEPLOY_TOKEN=s3cret-value $kiln submit --no-input --secret-env DEPLOY_TOKEN -- sh -c 'echo "token: \$DEPLOY_TOKEN"'   # prints token: ***
   cd $(q "$STATE/try") && $kiln submit --output hello -- make hello && ./hello
   $kiln audit --limit 5
+  $kiln stats --since 1h
 EOF
   fi
   cat <<EOF

@@ -35,10 +35,11 @@ int64_t MsSince(std::chrono::steady_clock::time_point began) {
 // Makes the job's own checkout at `base` (worker/checkout.h), its disk
 // capped at `disk_cap`: the input tree in base/lower, while its disk is
 // made and mounted beside it, then the overlay. Returns the directory the
-// build runs in. Unavailable: CAS could not be reached (the job goes back
-// in line); anything else fails the job.
+// build runs in, and adds the bytes fetched from CAS to *fetched.
+// Unavailable: CAS could not be reached (the job goes back in line);
+// anything else fails the job.
 Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, const std::string& base,
-                                    int64_t disk_cap) {
+                                    int64_t disk_cap, int64_t* fetched) {
   const auto place = env.checkouts->overlay().ok() ? LocalCas::Place::kLink : LocalCas::Place::kCopy;
   return env.checkouts->Make(base, disk_cap, [&](const std::string& tree) -> Status {
     if (!a.input_root) return Status::Ok();
@@ -47,6 +48,7 @@ Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, cons
     auto began = std::chrono::steady_clock::now();
     auto rep = env.local_cas->Materialize(*env.cas, root, tree, place);
     if (!rep.ok()) return rep.status();
+    *fetched += rep->fetched_bytes;
     spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
                  a.job_id, a.attempt, root.ToString(), rep->files, rep->bytes, rep->fetched_files,
                  rep->fetched_bytes, MsSince(began));
@@ -73,9 +75,11 @@ Status SyncWorkspace(const JobEnv& env, const Assignment& a, int64_t disk_cap, c
 }
 
 // Runs the job: in a container when it names an image (never bare), else
-// as a plain process where this worker allows that.
+// as a plain process where this worker allows that. Notes when its image was
+// ready in `timings`.
 RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
-                 const std::function<void(int64_t)>& started, const LogFn& log, const std::shared_ptr<JobState>& js) {
+                 const std::function<void(int64_t)>& started, const LogFn& log, const std::shared_ptr<JobState>& js,
+                 v1::JobTimings* timings) {
   const config::WorkerConfig& cfg = *env.cfg;
   auto refuse = [&](queue::JobStatus st, const std::string& why) {
     RunOutcome out;
@@ -102,6 +106,7 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
     return refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
                   "cannot prepare image " + image + " on worker " + env.worker_id + ": " + rootfs.status().message());
   }
+  timings->set_image_ms(NowUnixMs());
   RunRequest run = req;
   std::unique_ptr<CompileCacheServer> cc;
   if (env.cc != nullptr && !a.spec.no_compile_cache) {
@@ -152,7 +157,7 @@ bool KeepWorkspace(const Status& setup, const RunOutcome& out) {
 }
 
 Result<std::string> CaptureOutputs(cas::CasClient& cas, const Assignment& a, const std::string& job_dir,
-                                   int64_t max_bytes) {
+                                   int64_t max_bytes, int64_t* uploaded) {
   cas::WalkOptions o;
   o.paths = a.spec.outputs;
   for (const auto& p : o.paths) {
@@ -173,6 +178,7 @@ Result<std::string> CaptureOutputs(cas::CasClient& cas, const Assignment& a, con
     if (up.ok()) {
       spdlog::debug("job_id={} outputs {}: uploaded {} blobs ({} bytes), {} nodes", a.job_id, t->root.ToString(),
                     up->blobs, up->blob_bytes, up->nodes);
+      if (uploaded != nullptr) *uploaded += up->blob_bytes;
       return t->root.Key();
     }
     last = up.status();
@@ -183,6 +189,8 @@ Result<std::string> CaptureOutputs(cas::CasClient& cas, const Assignment& a, con
 
 void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr<JobState>& js) {
   const config::WorkerConfig& cfg = *env.cfg;
+  v1::JobTimings timings;  // sent with the final report (the farm's history)
+  timings.set_received_ms(NowUnixMs());
   RunRequest req;
   req.job_id = a.job_id;
   req.attempt = a.attempt;
@@ -239,10 +247,13 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   if (ws) {
     setup = SyncWorkspace(env, a, disk_cap, log);
   } else {
-    auto dir = PrepareCheckout(env, a, base, disk_cap);
+    int64_t fetched = 0;
+    auto dir = PrepareCheckout(env, a, base, disk_cap, &fetched);
     setup = dir.status();
     if (dir.ok()) req.job_dir = *dir;
+    timings.set_input_bytes(fetched);
   }
+  if (setup.ok()) timings.set_inputs_ms(NowUnixMs());
   if (!setup.ok()) {
     spdlog::warn("job_id={} attempt={}: cannot prepare the input tree: {}", a.job_id, a.attempt, setup.message());
     out.status = setup.code() == Code::kUnavailable ? queue::JobStatus::kQueued : queue::JobStatus::kFailed;
@@ -257,7 +268,8 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     req.abort = &js->log_overflow;
     req.abort_limit = "log";
     req.abort_reason = "killed: its log exceeded the limit of " + FormatLimitBytes(cfg.max_log_bytes);
-    out = RunIn(env, a, req, started, log, js);
+    out = RunIn(env, a, req, started, log, js, &timings);
+    timings.set_ended_ms(out.finished_ms);
     if (out.status == queue::JobStatus::kFailed && out.result.limit.empty() && env.checkouts->overlay().ok() &&
         Checkouts::DiskFull(base, saw_enospc)) {
       out.result.limit = "disk";
@@ -266,7 +278,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
       log("kiln: " + out.result.error + "\n");
     }
     if (out.status == queue::JobStatus::kSucceeded && !a.spec.outputs.empty()) {
-      auto root = CaptureOutputs(*env.cas, a, req.job_dir, cfg.max_output_bytes);
+      int64_t uploaded = 0;
+      auto root = CaptureOutputs(*env.cas, a, req.job_dir, cfg.max_output_bytes, &uploaded);
+      timings.set_output_bytes(uploaded);
       if (root.ok()) {
         out.result.output_root = *root;
       } else {
@@ -287,7 +301,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   }
   if (std::string rest = mask.Flush(); !rest.empty()) send_log(rest);
   spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id, a.attempt, queue::ToString(out.status));
-  env.finish(FinalUpdate(a, out, offset));
+  v1::JobUpdate final_update = FinalUpdate(a, out, offset);
+  if (out.status != queue::JobStatus::kQueued) *final_update.mutable_timings() = timings;  // not a hand-back
+  env.finish(final_update);
   // What the job leaves goes after the report: removing a large build's
   // directory took a few hundred milliseconds, and they are not the
   // build's time. A worker that stops first removes leftovers at start.

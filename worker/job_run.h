@@ -62,9 +62,10 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
 bool KeepWorkspace(const Status& setup, const RunOutcome& out);
 
 // Captures the declared outputs under job_dir into CAS (UNAVAILABLE retried);
-// returns the key of their tree's root. NotFound for an output the build did
-// not produce, ResourceExhausted over max_bytes.
+// returns the key of their tree's root and adds the bytes it uploaded to
+// *uploaded (if not null). NotFound for an output the build did not produce,
+// ResourceExhausted over max_bytes.
 Result<std::string> CaptureOutputs(cas::CasClient& cas, const Assignment& a, const std::string& job_dir,
-                                   int64_t max_bytes);
+                                   int64_t max_bytes, int64_t* uploaded = nullptr);
 
 }  // namespace kiln::worker

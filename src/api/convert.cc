@@ -143,6 +143,18 @@ void ToProto(const queue::JobResult& in, v1::JobResult* out) {
   out->set_cached_from_job(in.cached_from);
 }
 
+queue::JobTimings FromProto(const v1::JobTimings& in, int64_t log_bytes) {
+  queue::JobTimings t;
+  t.received_ms = in.received_ms();
+  t.inputs_ms = in.inputs_ms();
+  t.image_ms = in.image_ms();
+  t.ended_ms = in.ended_ms();
+  t.input_bytes = in.input_bytes();
+  t.output_bytes = in.output_bytes();
+  t.log_bytes = log_bytes;
+  return t;
+}
+
 queue::JobResult FromProto(const v1::JobResult& in) {
   queue::JobResult r;
   r.exit_code = in.exit_code();

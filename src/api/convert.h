@@ -30,6 +30,8 @@ void ToProto(const queue::JobSpec& in, v1::JobSpec* out);
 queue::JobSpec FromProto(const v1::JobSpec& in);
 void ToProto(const queue::JobResult& in, v1::JobResult* out);
 queue::JobResult FromProto(const v1::JobResult& in);
+// A final report's timings, with its log size (JobUpdate.log_size).
+queue::JobTimings FromProto(const v1::JobTimings& in, int64_t log_bytes);
 void ToProto(const queue::Job& in, v1::Job* out);
 void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out);
 void ToProto(const queue::ProjectRow& in, v1::Project* out);

@@ -117,14 +117,18 @@ std::vector<db::Statement> Statements() {
   out.push_back({"cc_record_job", "SELECT cache_scope FROM build_jobs WHERE id = $1 AND attempt = $2 AND worker_id = $3"});
   out.push_back(
       {"cc_record_stats",
+       // hit_compile_ms (sql/016): the recorded compile time of the entries
+       // served ($14, result keys in scope $13), what the cache saved the run.
        "INSERT INTO compile_stats (job_id, attempt, units, hits, hits_preprocessed, misses, fallbacks, failed,"
-       " saved_ms, compile_ms, bytes_served, bytes_stored, remote, remote_ms) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-       " $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
+       " saved_ms, compile_ms, bytes_served, bytes_stored, hit_compile_ms, remote, remote_ms) VALUES ($1, $2, $3,"
+       " $4, $5, $6, $7, $8, $9, $10, $11, $12, (SELECT coalesce(sum(r.compile_ms), 0) FROM compile_results r"
+       "   WHERE r.scope = $13 AND r.key IN (SELECT jsonb_array_elements_text($14::jsonb))), $15, $16)"
+       " ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt, units = EXCLUDED.units,"
        " hits = EXCLUDED.hits, hits_preprocessed = EXCLUDED.hits_preprocessed, misses = EXCLUDED.misses,"
        " fallbacks = EXCLUDED.fallbacks, failed = EXCLUDED.failed, saved_ms = EXCLUDED.saved_ms,"
        " compile_ms = EXCLUDED.compile_ms, bytes_served = EXCLUDED.bytes_served,"
-       " bytes_stored = EXCLUDED.bytes_stored, remote = EXCLUDED.remote, remote_ms = EXCLUDED.remote_ms,"
-       " recorded_at = now()"});
+       " bytes_stored = EXCLUDED.bytes_stored, hit_compile_ms = EXCLUDED.hit_compile_ms, remote = EXCLUDED.remote,"
+       " remote_ms = EXCLUDED.remote_ms, recorded_at = now()"});
   out.push_back({"cc_record_clear_events", "DELETE FROM compile_events WHERE job_id = $1"});
   out.push_back({"cc_record_events",
                  "INSERT INTO compile_events (job_id, seq, source, output, outcome, reason, detail, remote_worker,"
@@ -282,13 +286,13 @@ Status CompileCacheStore::Record(const std::string& worker_id, const JobCompileS
         if (job.empty())
           return FailedPrecondition("job " + std::to_string(rec.job_id) + " is not at attempt " +
                                     std::to_string(rec.attempt) + " on worker " + worker_id);
+        const std::string scope = job[0][0].is_null() ? std::string() : job[0][0].as<std::string>();
         tx.exec_prepared("cc_record_stats", rec.job_id, rec.attempt, n.units, n.hits, n.hits_preprocessed, n.misses,
-                         n.fallbacks, n.failed, n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored, n.remote,
-                         n.remote_ms);
+                         n.fallbacks, n.failed, n.saved_ms, n.compile_ms, n.bytes_served, n.bytes_stored, scope,
+                         keys_json, n.remote, n.remote_ms);
         tx.exec_prepared("cc_record_clear_events", rec.job_id);
         tx.exec_prepared("cc_record_events", rec.job_id, events_json);
-        if (!job[0][0].is_null()) {
-          const std::string scope = job[0][0].as<std::string>();
+        if (!scope.empty()) {
           // Uses are recorded at most every 10 minutes per entry, locked in
           // key order (concurrent records never deadlock).
           tx.exec_prepared("cc_touch_results", scope, keys_json);

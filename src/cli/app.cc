@@ -399,6 +399,20 @@ int Main(int argc, char** argv) {
   au->add_option("--limit", audit.limit, "at most this many rows (default 100)")->check(CLI::Range(1, 100000));
   au->callback([&] { action = [&](Client& c) { return RunAudit(c, g, audit); }; });
 
+  // stats
+  StatsArgs stats;
+  auto* stt = Sub(&app, "stats",
+                  "Show the farm's history for a window: jobs, success rate, queue wait p50/p95/p99, run time "
+                  "p50/p95, action and compile cache hit rates, the time the caches saved, worker utilisation per "
+                  "cluster, and the slowest and most-missed translation units. An admin token sees every project; "
+                  "a read token one of its projects with --project. The SQL behind it is a set of views "
+                  "(docs/operations.md, \"History in SQL\")");
+  stt->add_option("--project", stats.project, "only this project (a token that is not an admin's must give it)")
+      ->type_name("PROJECT");
+  stt->add_option("--since", stats.since, "the window: jobs that ended in the last DUR, e.g. 1h, 7d (default 1d)")
+      ->type_name("DUR");
+  stt->callback([&] { action = [&](Client& c) { return RunStats(c, g, stats); }; });
+
   // projects
   auto* pr = Sub(&app, "projects", "Manage projects");
   pr->require_subcommand(1);

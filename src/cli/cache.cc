@@ -18,44 +18,14 @@ void Line(const std::string& s) { std::printf("%s\n", s.c_str()); }
 
 ErrorContext Ctx(const Globals& g) { return {g.controller, g.timeout}; }
 
-// "1,234"
-std::string Count(int64_t n) {
-  const std::string digits = std::to_string(n < 0 ? -n : n);
-  std::string out = n < 0 ? "-" : "";
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-// "0.42s", "12.3s", "5m 12s", "2h 3m"
-std::string Duration(int64_t ms) {
-  char buf[64];
-  if (ms < 10'000) std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(ms) / 1000.0);
-  else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000.0);
-  else if (ms < 3'600'000) std::snprintf(buf, sizeof buf, "%lldm %llds", static_cast<long long>(ms / 60'000),
-                                         static_cast<long long>(ms / 1000 % 60));
-  else std::snprintf(buf, sizeof buf, "%lldh %lldm", static_cast<long long>(ms / 3'600'000),
-                     static_cast<long long>(ms / 60'000 % 60));
-  return buf;
-}
-
-std::string Percent(int64_t part, int64_t whole) {
-  if (whole <= 0) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
-  return buf;
-}
-
 // "3 hits (2 direct, 1 after preprocessing), 4 misses, 1 failed"
 std::string Outcomes(const v1::CompileStats& s) {
   int64_t hits = s.hits() + s.hits_preprocessed();
   int64_t cacheable = hits + s.misses() + s.failed();
-  std::string out = Count(cacheable) + " cacheable: " + Count(hits) + " hits (" + Percent(hits, cacheable);
-  if (s.hits_preprocessed() > 0) out += "; " + Count(s.hits_preprocessed()) + " after preprocessing";
-  out += "), " + Count(s.misses()) + (s.misses() == 1 ? " miss" : " misses");
-  if (s.failed() > 0) out += ", " + Count(s.failed()) + " failed to compile";
+  std::string out = FormatCount(cacheable) + " cacheable: " + FormatCount(hits) + " hits (" + FormatPercent(hits, cacheable);
+  if (s.hits_preprocessed() > 0) out += "; " + FormatCount(s.hits_preprocessed()) + " after preprocessing";
+  out += "), " + FormatCount(s.misses()) + (s.misses() == 1 ? " miss" : " misses");
+  if (s.failed() > 0) out += ", " + FormatCount(s.failed()) + " failed to compile";
   return out;
 }
 
@@ -73,18 +43,18 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
   std::string whose = ex.cached() ? " (in the run of job " + std::to_string(ex.job().result().cached_from_job()) +
                                         ", which produced this result)"
                                   : "";
-  Line("compile cache" + whose + ": " + Count(s.units()) + " compiler invocations, " + Outcomes(s) + "; " +
-       Count(s.fallbacks()) + " not cacheable");
+  Line("compile cache" + whose + ": " + FormatCount(s.units()) + " compiler invocations, " + Outcomes(s) + "; " +
+       FormatCount(s.fallbacks()) + " not cacheable");
   if (s.saved_ms() > 0 || s.compile_ms() > 0)
-    Line("  saved " + Duration(s.saved_ms()) + " of compiling; the misses compiled for " + Duration(s.compile_ms()));
+    Line("  saved " + HumanDuration(s.saved_ms()) + " of compiling; the misses compiled for " + HumanDuration(s.compile_ms()));
   if (s.remote() > 0) {
     std::map<std::string, int> where;
     for (const auto& e : ex.compile_events())
       if (!e.remote_worker().empty()) where[e.remote_worker()]++;
     std::string list;
-    for (const auto& [w, n] : where) list += (list.empty() ? "" : ", ") + w + " " + Count(n);
-    Line("  remote: " + Count(s.remote()) + " of the misses compiled on other workers" +
-         (list.empty() ? "" : " (" + list + ")") + ", " + Duration(s.remote_ms()) + " of compiling off this host");
+    for (const auto& [w, n] : where) list += (list.empty() ? "" : ", ") + w + " " + FormatCount(n);
+    Line("  remote: " + FormatCount(s.remote()) + " of the misses compiled on other workers" +
+         (list.empty() ? "" : " (" + list + ")") + ", " + HumanDuration(s.remote_ms()) + " of compiling off this host");
   }
   std::map<std::string, int> fallbacks;
   Table misses({"", "SOURCE", "OUTPUT", "WHY"});
@@ -107,7 +77,7 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
   }
   if (!fallbacks.empty()) {
     std::string list;
-    for (const auto& [reason, n] : fallbacks) list += (list.empty() ? "" : ", ") + reason + " " + Count(n);
+    for (const auto& [reason, n] : fallbacks) list += (list.empty() ? "" : ", ") + reason + " " + FormatCount(n);
     Line("  not cacheable: " + list);
   }
   if (ex.compile_events_truncated() || listed > max_paths)
@@ -127,22 +97,22 @@ int RunCacheStats(Client& c, const Globals& g, const CacheStatsArgs& a) {
     return kExitOk;
   }
   const auto& s = r->stats();
-  Line("compile cache of project " + r->project() + " (scope " + r->scope() + "), " + Count(r->jobs()) +
+  Line("compile cache of project " + r->project() + " (scope " + r->scope() + "), " + FormatCount(r->jobs()) +
        (r->jobs() == 1 ? " job" : " jobs") + (a.since.empty() ? "" : " in the last " + a.since) + ":");
   std::vector<std::pair<std::string, std::string>> rows;
   rows.push_back({"translation units", Outcomes(s)});
   std::string misses, fallbacks;
   for (const auto& rc : r->reasons()) {
     std::string& list = rc.outcome() == "fallback" ? fallbacks : misses;
-    list += (list.empty() ? "" : ", ") + rc.reason() + " " + Count(rc.count());
+    list += (list.empty() ? "" : ", ") + rc.reason() + " " + FormatCount(rc.count());
   }
   if (!misses.empty()) rows.push_back({"misses by reason", misses});
-  rows.push_back({"not cacheable", Count(s.fallbacks()) + (fallbacks.empty() ? "" : " (" + fallbacks + ")")});
-  rows.push_back({"time saved", Duration(s.saved_ms()) + " of compiling (the misses compiled for " +
-                                    Duration(s.compile_ms()) + ")"});
+  rows.push_back({"not cacheable", FormatCount(s.fallbacks()) + (fallbacks.empty() ? "" : " (" + fallbacks + ")")});
+  rows.push_back({"time saved", HumanDuration(s.saved_ms()) + " of compiling (the misses compiled for " +
+                                    HumanDuration(s.compile_ms()) + ")"});
   rows.push_back({"objects", "served " + HumanBytes(s.bytes_served()) + ", stored " + HumanBytes(s.bytes_stored())});
-  rows.push_back({"entries", Count(r->results()) + " results (" + HumanBytes(r->object_bytes()) + " of objects), " +
-                                 Count(r->manifests()) + " manifests"});
+  rows.push_back({"entries", FormatCount(r->results()) + " results (" + HumanBytes(r->object_bytes()) + " of objects), " +
+                                 FormatCount(r->manifests()) + " manifests"});
   for (const auto& [k, v] : rows) std::printf("  %-18s %s\n", k.c_str(), v.c_str());
   return kExitOk;
 }
@@ -163,7 +133,7 @@ int RunCacheImpact(Client& c, const Globals& g, const CacheImpactArgs& a) {
          " (paths are as the build sees them: the input tree is /src)");
     return kExitOk;
   }
-  Line(r->path() + " is read by " + (r->truncated() ? "more than " : "") + Count(r->units_size()) +
+  Line(r->path() + " is read by " + (r->truncated() ? "more than " : "") + FormatCount(r->units_size()) +
        " cached translation " + (r->units_size() == 1 ? "unit" : "units") + " of project " + a.project +
        "; changing it recompiles them:");
   const int64_t now = NowUnixMs();
@@ -171,7 +141,7 @@ int RunCacheImpact(Client& c, const Globals& g, const CacheImpactArgs& a) {
   for (const auto& u : r->units())
     t.AddRow({u.source(), u.output(), std::to_string(u.manifests()), FormatAge(u.last_used_ms(), now) + " ago"});
   t.Print(stdout);
-  if (r->truncated()) Line("(first " + Count(r->units_size()) + "; --limit shows more)");
+  if (r->truncated()) Line("(first " + FormatCount(r->units_size()) + "; --limit shows more)");
   return kExitOk;
 }
 

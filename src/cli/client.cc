@@ -300,6 +300,13 @@ Result<v1::ListAuditResponse> Client::ListAudit(const v1::ListAuditRequest& req)
   });
 }
 
+Result<v1::Stats> Client::GetStats(const v1::GetStatsRequest& req) {
+  if (!impl_->admin) return NoStub("AdminService");
+  return Call<v1::Stats>(impl_->options, [&](grpc::ClientContext* ctx, v1::Stats* resp) {
+    return impl_->admin->GetStats(ctx, req, resp);
+  });
+}
+
 Result<v1::Image> Client::RegisterImage(const v1::RegisterImageRequest& req) {
   if (!impl_->images) return NoStub("ImageService");
   return Call<v1::Image>(impl_->options, [&](grpc::ClientContext* ctx, v1::Image* resp) {

@@ -94,6 +94,8 @@ class Client {
 
   // The audit trail, newest first (an admin token, or a read token of req.project).
   Result<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& req);
+  // The farm's history for a window (an admin token, or a read token of req.project).
+  Result<v1::Stats> GetStats(const v1::GetStatsRequest& req);
 
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);

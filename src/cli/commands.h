@@ -153,4 +153,10 @@ struct AuditArgs {
 };
 int RunAudit(Client& c, const Globals& g, const AuditArgs& a);
 
+struct StatsArgs {
+  std::string project;      // empty: every project (admin)
+  std::string since = "1d";  // the window: jobs that ended in the last DUR
+};
+int RunStats(Client& c, const Globals& g, const StatsArgs& a);
+
 }  // namespace kiln::cli

@@ -211,4 +211,34 @@ std::string DescribeLogRemoved(const v1::Job& job, int64_t now_ms) {
   return whose + " was removed" + when + (lr.detail().empty() ? "" : " (" + lr.detail() + ")");
 }
 
+// "1,234"
+std::string FormatCount(int64_t n) {
+  const std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out = n < 0 ? "-" : "";
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// "0.42s", "12.3s", "5m 12s", "2h 3m"
+std::string HumanDuration(int64_t ms) {
+  char buf[64];
+  if (ms < 10'000) std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(ms) / 1000.0);
+  else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000.0);
+  else if (ms < 3'600'000) std::snprintf(buf, sizeof buf, "%lldm %llds", static_cast<long long>(ms / 60'000),
+                                         static_cast<long long>(ms / 1000 % 60));
+  else std::snprintf(buf, sizeof buf, "%lldh %lldm", static_cast<long long>(ms / 3'600'000),
+                     static_cast<long long>(ms / 60'000 % 60));
+  return buf;
+}
+
+std::string FormatPercent(int64_t part, int64_t whole) {
+  if (whole <= 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+  return buf;
+}
+
 }  // namespace kiln::cli

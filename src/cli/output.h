@@ -50,6 +50,13 @@ std::string FormatTime(int64_t unix_ms);
 // Time since unix_ms, coarse: "42s", "5m", "3h", "2d"; "-" for 0.
 std::string FormatAge(int64_t unix_ms, int64_t now_ms);
 
+// "1,234"
+std::string FormatCount(int64_t n);
+// "0.42s", "12.3s", "5m 12s", "2h 3m"
+std::string HumanDuration(int64_t ms);
+// part of whole: "12.5%"; "-" when whole is not positive.
+std::string FormatPercent(int64_t part, int64_t whole);
+
 // argv joined by spaces, arguments quoted for a POSIX shell where needed.
 std::string CommandLine(const v1::JobSpec& spec);
 // s cut to at most `width` characters, ending in "..." when cut.

@@ -121,6 +121,9 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "log_max_bytes") return ParseSize(k, v, c.log_max_bytes);
   else if (k == "log_prune_interval") return ParseDur(k, v, c.log_prune_interval);
   else if (k == "audit_retention") return ParseDur(k, v, c.audit_retention);
+  else if (k == "job_timings") return ParseBool(k, v, c.job_timings);
+  else if (k == "sample_interval") return ParseDur(k, v, c.sample_interval);
+  else if (k == "sample_retention") return ParseDur(k, v, c.sample_retention);
   else if (k == "tls_dir") c.tls_dir = v;
   else if (k == "secrets_key_file") c.secrets_key_file = v;
   else if (k == "insecure") return ParseBool(k, v, c.insecure);
@@ -189,6 +192,10 @@ Status Validate(const ControllerConfig& c) {
   if (c.log_retention.count() != 0 && c.log_retention.count() < 1000)
     return InvalidArgument("log_retention must be at least 1s (or 0: logs are kept for ever)");
   if (c.log_prune_interval.count() < 100) return InvalidArgument("log_prune_interval must be at least 100ms");
+  if (c.sample_interval.count() != 0 && c.sample_interval.count() < 100)
+    return InvalidArgument("sample_interval must be at least 100ms (or 0: no samples)");
+  if (c.sample_retention.count() != 0 && c.sample_retention.count() < 1000)
+    return InvalidArgument("sample_retention must be at least 1s (or 0: samples are kept for ever)");
   if (c.insecure && !c.insecure_remote && !IsLoopbackAddress(c.listen)) {
     return InvalidArgument("insecure = true serves plaintext, which is allowed only on a loopback address (listen = " +
                            c.listen + "): listen on 127.0.0.1 or a unix: socket, turn TLS on (kiln-controller certs "

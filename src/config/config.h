@@ -45,6 +45,10 @@ struct ControllerConfig {
   int64_t log_max_bytes = int64_t{100} << 30;     // every project together, oldest first past it; 0: no cap
   milliseconds log_prune_interval{600'000};       // how often each controller prunes
   milliseconds audit_retention{365LL * 86'400'000};  // audit rows older than this are pruned; 0: kept forever
+  // The farm's history (docs/operations.md, "History in SQL").
+  bool job_timings = true;                           // store each job's phase timings with its final report
+  milliseconds sample_interval{60'000};              // a sample of the farm's state this often; 0: none
+  milliseconds sample_retention{30LL * 86'400'000};  // day partitions of samples older than this go; 0: kept
   // Trust (docs/operations.md, "Trust"). tls_dir holds server.crt and
   // server.key (what clients and workers see), ca.crt and ca.key (the farm's
   // CA, which signs enrolled workers' certificates) and optionally

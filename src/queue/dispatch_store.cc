@@ -67,13 +67,15 @@ constexpr const char* kClaimSql =
     "  ORDER BY j.priority DESC, j.queue_start_time, j.id"
     "  LIMIT $3 FOR UPDATE OF j SKIP LOCKED)"
     " UPDATE build_jobs b SET status = 'setup', worker_id = $1, attempt = b.attempt + 1,"
-    "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0, waits_for = NULL"
+    "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0, waits_for = NULL, assigned_at = now()"
     " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
     " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text,"
     "   (SELECT encode(s.sealed, 'hex') FROM job_secrets s WHERE s.job_id = b.id)";
 
 // Fenced worker reports: $1 is a JSON array of {id, attempt, status,
-// result, started_ms, finished_ms, worker}.
+// result, started_ms, finished_ms, worker, cert, timings}.
+// A final report's timings (sql/016) are stored in job_timings in this
+// same statement: the farm's history costs no round trip per job.
 // A success of a cacheable job also writes its action cache entry (only if
 // its output tree's root node is stored, with the size the report states:
 // UploadTrees stores a tree whole, so the root stands for every node) and completes the jobs that wait for it
@@ -93,11 +95,22 @@ constexpr const char* kApplyUpdatesSql =
     "                     THEN coalesce(to_timestamp(nullif(u.finished_ms, 0) / 1000.0), now()) END"
     " FROM jsonb_to_recordset($1::jsonb)"
     "   AS u(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
-    "        worker text, cert text)"
+    "        worker text, cert text, timings jsonb)"
     " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
     "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
     " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size, j.worker_id,"
-    "   nullif(u.cert, '') AS cert, j.spec->>'image' AS image),"
+    "   nullif(u.cert, '') AS cert, j.spec->>'image' AS image, u.timings, j.queue_start_time, j.assigned_at,"
+    "   j.started_at, j.finished_at),"
+    " timed AS (INSERT INTO job_timings (job_id, attempt, worker_id, cluster, queued_at, assigned_at, received_at,"
+    "     inputs_at, image_at, running_at, ended_at, finished_at, input_bytes, output_bytes, log_bytes)"
+    "   SELECT u.id, u.attempt, u.worker_id, c.name, u.queue_start_time, u.assigned_at,"
+    "     kiln_ms((u.timings->>'received_ms')::bigint), kiln_ms((u.timings->>'inputs_ms')::bigint),"
+    "     kiln_ms((u.timings->>'image_ms')::bigint), u.started_at, kiln_ms((u.timings->>'ended_ms')::bigint),"
+    "     u.finished_at, (u.timings->>'input_bytes')::bigint, (u.timings->>'output_bytes')::bigint,"
+    "     (u.timings->>'log_bytes')::bigint"
+    "   FROM upd u JOIN workers w ON w.id = u.worker_id JOIN clusters c ON c.id = w.cluster_id"
+    "   WHERE u.timings IS NOT NULL AND u.status IN ('succeeded', 'failed', 'cancelled')"
+    "   ON CONFLICT (job_id) DO NOTHING),"
     // DISTINCT ON: two identical successes in one batch write one entry (an
     // upsert may not touch a row twice in one statement).
     // The entry names its producer: the worker, its certificate and the image.
@@ -181,7 +194,9 @@ RequeueOutcome ToRequeueOutcome(const pqxx::result& r) {
 const char* ClaimSql() { return kClaimSql; }
 const char* ApplyUpdatesSql() { return kApplyUpdatesSql; }
 
-DispatchStore::DispatchStore(db::Pool& pool) : pool_(pool) { pool_.AddStatements(Statements()); }
+DispatchStore::DispatchStore(db::Pool& pool, bool record_timings) : pool_(pool), record_timings_(record_timings) {
+  pool_.AddStatements(Statements());
+}
 
 Status DispatchStore::NotifyJobs() {
   return pool_.Run(
@@ -232,6 +247,12 @@ Result<std::vector<UpdateOutcome>> DispatchStore::Apply(const std::vector<Update
                 {"started_ms", u.started_ms}, {"finished_ms", u.finished_ms}, {"worker", u.worker_id},
                 {"cert", u.worker_cert}};
     if (u.result) row["result"] = rows::ResultToJson(*u.result);
+    if (u.timings && record_timings_) {
+      const JobTimings& t = *u.timings;
+      row["timings"] = {{"received_ms", t.received_ms}, {"inputs_ms", t.inputs_ms},     {"image_ms", t.image_ms},
+                        {"ended_ms", t.ended_ms},       {"input_bytes", t.input_bytes}, {"output_bytes", t.output_bytes},
+                        {"log_bytes", t.log_bytes}};
+    }
     ups.push_back(std::move(row));
     outcomes.push_back({u.job_id, u.attempt, false, u.status});
   }

@@ -26,7 +26,9 @@ const char* ApplyUpdatesSql();
 class DispatchStore {
  public:
   // Registers its statements with the pool, which must outlive the store.
-  explicit DispatchStore(db::Pool& pool);
+  // With record_timings, a final report's phase timings (Update::timings)
+  // are stored in job_timings by the statement that applies it.
+  explicit DispatchStore(db::Pool& pool, bool record_timings = true);
 
   // NOTIFY kiln_jobs, without waiting for it to be durable: wakes the other
   // controllers' dispatchers after submits (a lost one is covered by polling).
@@ -58,6 +60,7 @@ class DispatchStore {
 
  private:
   db::Pool& pool_;
+  bool record_timings_;
 };
 
 }  // namespace kiln::queue

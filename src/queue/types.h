@@ -114,6 +114,19 @@ struct Claimed {
   std::string sealed_secrets;  // NewJob::sealed_secrets, empty for none
 };
 
+// Where a final report's job spent its time on the worker (unix ms of the
+// worker's clock, 0: the phase did not happen) and what it moved; stored in
+// job_timings with the report (sql/016).
+struct JobTimings {
+  int64_t received_ms = 0;  // the assignment arrived
+  int64_t inputs_ms = 0;    // the input tree (or warm workspace) was ready
+  int64_t image_ms = 0;     // the image was ready (container jobs)
+  int64_t ended_ms = 0;     // the build's process ended
+  int64_t input_bytes = 0;  // fetched from CAS for the inputs
+  int64_t output_bytes = 0; // uploaded to CAS as outputs
+  int64_t log_bytes = 0;
+};
+
 // A state change reported by a worker, applied only while the job is still
 // held by that worker at that attempt.
 struct Update {
@@ -125,6 +138,7 @@ struct Update {
   std::optional<JobResult> result;
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
+  std::optional<JobTimings> timings;  // final reports: recorded in job_timings
 };
 
 struct LogAppend {

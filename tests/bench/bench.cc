@@ -60,6 +60,13 @@ std::string TlsDir() {
   const char* v = std::getenv("KILN_BENCH_TLS_DIR");
   return v != nullptr ? v : "";
 }
+// KILN_BENCH_HISTORY=off runs the controller without the farm's history (no
+// job timings, no samples); on (the default) with timings and a sample every
+// second, sixty times the default rate.
+bool History() {
+  const char* v = std::getenv("KILN_BENCH_HISTORY");
+  return v == nullptr || std::string(v) != "off";
+}
 std::string TokenFile() {
   const char* v = std::getenv("KILN_TOKEN_FILE");
   return v != nullptr ? v : "";
@@ -218,7 +225,9 @@ struct Farm {
     controller = std::make_unique<test::Process>(
         std::vector<std::string>{test::BinPath("kiln-controller"), "--database-url", g_url, "--listen", "127.0.0.1:0",
                                  "--address-file", addr_file, "--cas-dir", dir.path() + "/cas", "--log-level", "warn",
-                                 "--set", Insecure() ? "insecure=true" : "tls_dir=" + TlsDir()},
+                                 "--set", Insecure() ? "insecure=true" : "tls_dir=" + TlsDir(), "--set",
+                                 History() ? "job_timings=true" : "job_timings=false", "--set",
+                                 History() ? "sample_interval=1s" : "sample_interval=0"},
         dir.path() + "/controller.log");
     test::WaitFor([&] { return static_cast<bool>(std::getline(std::ifstream(addr_file) >> std::ws, address)); }, 20s);
     for (int i = 0; i < nworkers; ++i) StartWorker(i, slots);

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|checkout|tu|pg]...  (default: all but tu and pg)
+# KILN_BENCH_HISTORY=off runs the farm benchmarks' controller without the
+# farm's history (job_timings = false, sample_interval = 0); on, the
+# default, with it and a sample every second (docs/performance.md, "The
+# farm's history": alternate both and compare medians).
 # Builds what it needs, starts its own durable PostgreSQL (fsync and
 # synchronous_commit on, as in production) in a temp directory, prints one
 # key=value line per figure, and removes everything on exit.

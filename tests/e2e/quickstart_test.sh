@@ -117,6 +117,7 @@ expect() {
     *" submit --no-input --secret-env DEPLOY_TOKEN "*) echo '^token: \*\*\*$' ;;
     *' submit --output hello -- make hello && ./hello') echo '^hello from kiln$' ;;
     *' audit --limit 5') echo '[[:space:]]job\.submit[[:space:]]' ;;
+    *' stats --since 1h') echo '^  jobs +[1-9][0-9]* ended: [1-9][0-9]* succeeded, ' ;;
     *) return 1 ;;
   esac
 }

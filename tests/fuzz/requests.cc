@@ -52,6 +52,23 @@ void WorkerMessage(std::string_view bytes) {
     } else {
       fuzz::RequireClearError(s, "ValidateUpdate");
     }
+    const v1::JobUpdate& u = m.update();
+    Status t = controller::ValidateTimings(u);
+    if (t.ok() && u.has_timings()) {
+      // What the history stores: bytes within bounds, phases in order.
+      const auto& p = u.timings();
+      Require(p.input_bytes() >= 0 && p.output_bytes() >= 0 && u.log_size() >= 0, "negative bytes in timings");
+      int64_t last = 0;
+      for (int64_t ms : {p.received_ms(), p.inputs_ms(), p.image_ms(), u.started_at_ms(), p.ended_ms(),
+                         u.finished_at_ms()}) {
+        Require(ms >= 0, "a negative phase time");
+        if (ms == 0) continue;
+        Require(ms >= last, "timings out of order");
+        last = ms;
+      }
+    } else if (!t.ok()) {
+      fuzz::RequireClearError(t, "ValidateTimings");
+    }
   } else if (m.has_log()) {
     Status s = controller::ValidateLogChunk(m.log());
     if (s.ok()) Require(m.log().offset() >= 0 && m.log().data().size() <= (4u << 20), "a bad log chunk");

@@ -58,6 +58,7 @@ const std::map<std::string, std::string>& Classes() {
       {"kiln.v1.AdminService/RevokeWorker", "worker.revoke"},
       {"kiln.v1.AdminService/WhoAmI", "read"},
       {"kiln.v1.AdminService/ListAudit", "read"},
+      {"kiln.v1.AdminService/GetStats", "read"},
       {"kiln.v1.ImageService/RegisterImage", "image.register"},
       {"kiln.v1.ImageService/GetImage", "read"},
       {"kiln.v1.ImageService/ListImages", "read"},
