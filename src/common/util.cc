@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 
 namespace kiln {
@@ -171,6 +172,13 @@ Result<std::string> ReadWholeFile(const std::string& path, bool nofollow) {
   }
   ::close(fd);
   return out;
+}
+
+void WriteAddressFile(const std::string& file, const std::string& address) {
+  if (file.empty()) return;
+  std::string tmp = file + ".tmp";
+  std::ofstream(tmp) << address << "\n";
+  std::rename(tmp.c_str(), file.c_str());
 }
 
 }  // namespace kiln

@@ -49,4 +49,9 @@ Result<std::string> ReadWholeFile(const std::string& path, bool nofollow = false
 // "1.2 s", "35 ms": for humans.
 std::string FormatMs(int64_t ms);
 
+// Writes "address\n" to `file` through a temporary and a rename (a reader
+// never sees half of it), for tests and scripts that let a daemon pick its
+// port; does nothing when file is empty.
+void WriteAddressFile(const std::string& file, const std::string& address);
+
 }  // namespace kiln
