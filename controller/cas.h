@@ -14,6 +14,7 @@
 #include "cas/store.h"
 #include "cas/tree_store.h"
 #include "config/config.h"
+#include "controller/metrics.h"
 
 namespace kiln::controller {
 
@@ -62,6 +63,7 @@ struct CasServiceDeps {
   cas::BlobStore& blobs;
   cas::TreeStore& trees;
   int64_t max_blob_bytes;  // cas_max_blob_bytes
+  CasMetrics metrics{};    // uploads and reads
 };
 std::unique_ptr<grpc::Service> MakeCasService(const CasServiceDeps& deps);
 

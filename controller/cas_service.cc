@@ -235,7 +235,11 @@ class CasServiceImpl final : public v1::CasService::Service {
       const Status& s = results[static_cast<size_t>(k)];
       resp->mutable_statuses(i)->set_code(static_cast<int>(s.code()));
       resp->mutable_statuses(i)->set_message(s.message());
-      if (s.ok()) stored.push_back(req->blobs(i).digest().hash());
+      if (s.ok()) {
+        stored.push_back(req->blobs(i).digest().hash());
+        d_.metrics.uploads.Inc();
+        d_.metrics.upload_bytes.Inc(static_cast<double>(req->blobs(i).data().size()));
+      }
     }
     if (Status s = Join(*who, stored); !s.ok()) return api::ToGrpc(s);
     return grpc::Status::OK;
@@ -262,6 +266,8 @@ class CasServiceImpl final : public v1::CasService::Service {
         auto data = d_.blobs.Read(d, 0, 0);
         if (data.ok()) {
           total += d.size + kBatchReadOverheadPerBlob;
+          d_.metrics.reads.Inc();
+          d_.metrics.read_bytes.Inc(static_cast<double>(data->size()));
           auto* b = resp->add_blobs();
           *b->mutable_digest() = pd;
           *b->mutable_data() = std::move(*data);
@@ -306,6 +312,8 @@ class CasServiceImpl final : public v1::CasService::Service {
       if (m.finish()) {
         if (Status s = writer.Commit(); !s.ok()) return api::ToGrpc(s);
         if (Status s = Join(*who, {d.hash}); !s.ok()) return api::ToGrpc(s);
+        d_.metrics.uploads.Inc();
+        d_.metrics.upload_bytes.Inc(static_cast<double>(d.size));
         resp->set_committed_size(d.size);
         resp->set_complete(true);
         return grpc::Status::OK;
@@ -353,6 +361,8 @@ class CasServiceImpl final : public v1::CasService::Service {
       *r.mutable_data() = std::move(*data);
       if (ctx->IsCancelled() || !writer->Write(r)) return grpc::Status::CANCELLED;
     } while (off < end);
+    d_.metrics.reads.Inc();
+    d_.metrics.read_bytes.Inc(static_cast<double>(end - req->offset()));
     return grpc::Status::OK;
   }
 

@@ -143,7 +143,7 @@ grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs
 }
 
 grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& worker_id,
-                            const v1::RecordCompilesRequest* req) {
+                            const v1::RecordCompilesRequest* req, const CompileMetrics& m) {
   if (Status s = CheckJobRef(req->job_id(), req->attempt()); !s.ok()) return api::ToGrpc(s);
   cache::JobCompileStats rec;
   rec.job_id = req->job_id();
@@ -164,7 +164,11 @@ grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& 
     rec.hit_keys.push_back(k);
   }
   rec.hit_manifests.assign(req->hit_manifests().begin(), req->hit_manifests().end());
-  return api::ToGrpc(store.Record(worker_id, rec));
+  if (Status s = store.Record(worker_id, rec); !s.ok()) return api::ToGrpc(s);
+  for (const auto& [outcome, count] : api::UnitsByOutcome(n))
+    if (count > 0) m.units.With({{"outcome", outcome}}).Inc(static_cast<double>(count));
+  if (n.bytes_served() > 0) m.bytes_served.Inc(static_cast<double>(n.bytes_served()));
+  return grpc::Status::OK;
 }
 
 Status ExplainCompiles(cache::CompileCacheStore& store, int64_t job_id, size_t max_events, v1::Explanation* resp) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "controller/metrics.h"
 #include "kiln/v1/kiln.grpc.pb.h"
 
 namespace kiln::cache {
@@ -34,8 +35,9 @@ grpc::Status LookupCompileResult(cache::CompileCacheStore& store, const std::str
 // The object must already be in `blobs` (FailedPrecondition otherwise).
 grpc::Status StoreCompile(cache::CompileCacheStore& store, cas::BlobStore& blobs, const std::string& worker_id,
                           const v1::StoreCompileRequest* req, v1::StoreCompileResponse* resp);
+// A stored record counts its units in `m`.
 grpc::Status RecordCompiles(cache::CompileCacheStore& store, const std::string& worker_id,
-                            const v1::RecordCompilesRequest* req);
+                            const v1::RecordCompilesRequest* req, const CompileMetrics& m);
 // Adds the job's compile cache record to an explanation.
 Status ExplainCompiles(cache::CompileCacheStore& store, int64_t job_id, size_t max_events, v1::Explanation* resp);
 

@@ -11,7 +11,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "api/convert.h"
 #include "auth/secrets.h"
@@ -31,15 +34,21 @@
 #include "controller/scopes.h"
 #include "cas/scope_store.h"
 #include "controller/job_service.h"
+#include "controller/grpc_metrics.h"
 #include "controller/log_quota.h"
+#include "controller/metrics.h"
 #include "controller/project_cache.h"
 #include "controller/reports.h"
 #include "controller/sessions.h"
 #include "controller/signal.h"
 #include "controller/worker_service.h"
+#include "db/leader.h"
 #include "db/migrate.h"
+#include "db/pool_stats.h"
+#include "metrics/server.h"
 #include "queue/catalog_store.h"
 #include "queue/dispatch_store.h"
+#include "queue/gauge_store.h"
 #include "queue/job_store.h"
 #include "queue/listener.h"
 #include "queue/log_store.h"
@@ -77,6 +86,23 @@ struct Controller::Impl {
   std::unique_ptr<ContentScopes> scopes;
   std::unique_ptr<auth::SecretBox> secrets;  // null: no secrets key, secret env is refused
 
+  // Metrics (docs/operations.md, "Metrics"): this controller's own, and the
+  // farm's gauges, which only the leader reads and exports.
+  ControllerMetrics metrics;
+  std::unique_ptr<queue::GaugeStore> gauges;
+  std::unique_ptr<db::Leader> leader;
+  std::unique_ptr<metrics::Server> metrics_server;  // null: metrics_address is empty
+  // Jobs claimed here, until their final report: their project and when
+  // they were claimed (queue wait and run time are observed at the end).
+  struct InFlight {
+    std::string project;
+    int64_t claimed_ms = 0;
+    double since_submit_s = 0;
+  };
+  uint64_t pool_errors_seen = 0;  // the pool's error count at the last scrape (under the registry's lock)
+  std::mutex flight_mu;
+  std::unordered_map<int64_t, InFlight> in_flight;
+
   Registry registry;
   ActionBroker actions;  // remote actions, in memory (docs/architecture.md, "Remote actions")
   ReportQueue reports;  // worker updates, applied by one thread in batches
@@ -107,6 +133,9 @@ struct Controller::Impl {
   void LogPruneLoop();
   void SampleLoop();
   void TokenUseLoop();
+  void FarmGaugeLoop();
+  // Counts a job's end: its outcome, and how long it waited and ran.
+  void CountEnd(const queue::UpdateOutcome& o, const queue::Update* u);
   void OnNotify(const std::string& channel, const std::string& payload);
 };
 
@@ -124,6 +153,9 @@ void Controller::Impl::FailUnopened(const Session& s, const queue::Claimed& job,
   u.started_ms = u.finished_ms = NowUnixMs();
   auto out = dispatch->Apply({u}, {});
   if (!out.ok()) spdlog::warn("cannot fail job_id={}: {}", job.id, out.status().message());
+  if (out.ok()) {
+    for (const auto& o : *out) CountEnd(o, &u);
+  }
   job_events.Notify();
 }
 
@@ -157,6 +189,11 @@ void Controller::Impl::DispatchLoop() {
           for (auto& [name, value] : *values) (*a->mutable_secret_env())[name] = std::move(value);
         }
         s->Assigned(job.id);
+        metrics.jobs.dispatch_latency.Observe(std::max(0.0, job.since_submit_s));
+        {
+          std::lock_guard g(flight_mu);
+          in_flight[job.id] = {job.project, NowUnixMs(), job.since_submit_s};
+        }
         a->set_job_id(job.id);
         a->set_attempt(job.attempt);
         a->set_project(job.project);
@@ -197,10 +234,12 @@ void Controller::Impl::ApplyLoop() {
     std::vector<queue::Update> updates;
     std::vector<queue::LogAppend> logs;
     std::map<std::pair<int64_t, int>, std::shared_ptr<Session>> senders;
+    std::map<std::pair<int64_t, int>, size_t> last;  // the update each outcome answers
     for (auto& e : batch) {
       if (e.kind == Event::kLog) {
         logs.push_back(e.log);
       } else {
+        last[{e.update.job_id, e.update.attempt}] = updates.size();
         updates.push_back(e.update);
         senders[{e.update.job_id, e.update.attempt}] = e.session;
       }
@@ -228,6 +267,10 @@ void Controller::Impl::ApplyLoop() {
       auto& s = senders[{o.job_id, o.attempt}];
       // The status is the stored one if applied, else the one reported.
       bool final_report = o.status != queue::JobStatus::kRunning;
+      if (o.applied && final_report) {
+        auto k = last.find({o.job_id, o.attempt});
+        CountEnd(o, k == last.end() ? nullptr : &updates[k->second]);
+      }
       if (!o.applied) {
         spdlog::info("stale report ignored: job_id={} attempt={} worker_id={}", o.job_id, o.attempt,
                      s ? s->worker_id : "?");
@@ -252,6 +295,86 @@ void Controller::Impl::ApplyLoop() {
     }
     batch.clear();
     job_events.Notify();
+  }
+}
+
+void Controller::Impl::CountEnd(const queue::UpdateOutcome& o, const queue::Update* u) {
+  std::optional<InFlight> f;
+  {
+    std::lock_guard g(flight_mu);
+    if (auto it = in_flight.find(o.job_id); it != in_flight.end()) {
+      f = std::move(it->second);
+      in_flight.erase(it);
+    }
+  }
+  if (o.status == queue::JobStatus::kQueued) return;  // handed back: it runs again
+  if (!f) {
+    // Claimed by another controller (its worker reconnected here): one read.
+    auto job = jobs->Get(o.job_id);
+    if (!job.ok()) {
+      spdlog::warn("job_id={} ended but is not counted in metrics: {}", o.job_id, job.status().message());
+      return;
+    }
+    f = InFlight{job->project, 0, 0};
+  }
+  metrics.jobs.finished.With({{"project", f->project}, {"outcome", queue::ToString(o.status)}}).Inc();
+  if (u == nullptr || u->started_ms <= 0 || u->finished_ms < u->started_ms) return;
+  metrics.jobs.run_time.With({{"project", f->project}}).Observe(static_cast<double>(u->finished_ms - u->started_ms) / 1000.0);
+  if (f->claimed_ms > 0) {
+    // From the submit to the claim (the database's clock), then to the start (the worker's).
+    double wait = f->since_submit_s + static_cast<double>(std::max<int64_t>(0, u->started_ms - f->claimed_ms)) / 1000.0;
+    metrics.jobs.queue_wait.With({{"project", f->project}}).Observe(std::max(0.0, wait));
+  }
+}
+
+void Controller::Impl::FarmGaugeLoop() {
+  // Series seen at the last read: those gone since are dropped, not left at
+  // their last value.
+  std::set<std::pair<std::string, std::string>> queued_seen;
+  std::set<std::string> clusters_seen;
+  uint64_t seen = shutdown_wake.generation();
+  bool warned = false;
+  while (!stopping) {
+    if (leader->IsLeader()) {
+      auto g = gauges->Read();
+      if (!g.ok()) {
+        if (!warned) spdlog::warn("farm gauges not updated: {}", g.status().message());
+        warned = true;
+      } else {
+        warned = false;
+        auto& f = metrics.farm_gauges;
+        std::set<std::pair<std::string, std::string>> queued_now;
+        for (const auto& q : g->queued) {
+          f.queued.With({{"project", q.project}, {"cluster", q.cluster}}).Set(static_cast<double>(q.jobs));
+          queued_now.insert({q.project, q.cluster});
+        }
+        for (const auto& [project, cluster] : queued_seen) {
+          if (!queued_now.count({project, cluster})) f.queued.With({{"project", project}, {"cluster", cluster}}).Set(0);
+        }
+        queued_seen.insert(queued_now.begin(), queued_now.end());
+        std::set<std::string> clusters_now;
+        for (const auto& c : g->clusters) {
+          metrics::Labels l{{"cluster", c.cluster}};
+          f.workers.With(l).Set(static_cast<double>(c.workers));
+          f.slots.With(l).Set(static_cast<double>(c.slots));
+          f.slots_busy.With(l).Set(static_cast<double>(c.busy));
+          clusters_now.insert(c.cluster);
+        }
+        for (const auto& c : clusters_seen) {
+          if (clusters_now.count(c)) continue;
+          for (auto* fam : {&f.workers, &f.slots, &f.slots_busy}) fam->Remove({{"cluster", c}});
+        }
+        clusters_seen = std::move(clusters_now);
+      }
+    }
+    {
+      // Jobs claimed here whose end another controller saw (their worker
+      // moved) are forgotten after a week.
+      const int64_t old = NowUnixMs() - 7LL * 86'400'000;
+      std::lock_guard lk(flight_mu);
+      std::erase_if(in_flight, [old](const auto& e) { return e.second.claimed_ms < old; });
+    }
+    seen = shutdown_wake.Wait(seen, std::chrono::seconds(2));
   }
 }
 
@@ -320,6 +443,8 @@ void Controller::Impl::GcLoop() {
     if (Status f = scope_store->Forget(st->removed); !f.ok()) spdlog::warn("{}", f.message());
     cas_blobs = st->blobs_kept;
     cas_bytes = st->bytes_kept;
+    metrics.farm_gauges.cas_blobs.With().Set(static_cast<double>(st->blobs_kept));
+    metrics.farm_gauges.cas_bytes.With().Set(static_cast<double>(st->bytes_kept));
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
     if (st->blobs_removed > 0 || st->trees_removed > 0) {
       spdlog::info("CAS collection: removed {} blobs ({} bytes) and {} tree nodes, kept {} blobs ({} bytes) in {} ms",
@@ -526,6 +651,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
   impl->trust = std::make_unique<auth::TrustStore>(*impl->pool);
   impl->audit = std::make_unique<audit::AuditStore>(*impl->pool);
+  impl->gauges = std::make_unique<queue::GaugeStore>(*impl->pool);
   impl->guard = std::make_unique<Guard>(*impl->trust, !cfg.insecure);
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (cfg.insecure) {
@@ -570,7 +696,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   auto& i = *impl;
   i.job_service = MakeJobService({*i.guard, *i.scopes, *i.jobs, *i.projects, i.cas->trees(), i.cas->blobs(), i.cas->images(),
                                   cfg.cas_max_tree_files, *i.compile_cache, i.secrets.get(), i.dispatch_wake,
-                                  i.remote_wake, i.job_events, i.stopping});
+                                  i.remote_wake, i.job_events, i.stopping, i.metrics.jobs});
   auto disconnect = [&i](const std::string& worker_id) {
     auto s = i.registry.Find(worker_id);
     if (s) s->Close();
@@ -580,8 +706,9 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
       {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, i.stats.get()});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.actions, i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
-                                        cfg.heartbeat_interval});
-  i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes});
+                                        cfg.heartbeat_interval, i.metrics.compiles});
+  i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes,
+                                  i.metrics.cas});
   i.image_service = MakeImageService({*i.guard, *i.scopes, i.cas->images(), i.cas->blobs()});
   i.cache_service = MakeCacheService({*i.guard, *i.compile_cache, *i.projects});
   i.enroll_service = MakeEnrollService(*i.enroller);
@@ -599,6 +726,11 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   builder.RegisterService(impl->cache_service.get());
   builder.RegisterService(impl->enroll_service.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
+    counters.push_back(CallCounter(impl->metrics.grpc));
+    builder.experimental().SetInterceptorCreators(std::move(counters));
+  }
   // Find peers that stopped reading (a blocked Write would otherwise wait forever).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
@@ -620,6 +752,26 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->server->GetHealthCheckService()->SetServingStatus("kiln.v1.CacheService", true);
 
   auto* raw = impl.get();
+  // The farm's leader exports the farm's gauges (one controller, so that a
+  // sum over controllers counts them once).
+  impl->metrics.farm.ExportWhen([raw] { return raw->leader->IsLeader(); });
+  impl->metrics.registry.OnScrape([raw] {
+    auto st = db::StatsOf(*raw->pool);
+    auto& m = raw->metrics.pool;
+    m.size.Set(static_cast<double>(st.size));
+    m.in_use.Set(static_cast<double>(st.in_use));
+    m.waiting.Set(static_cast<double>(st.waiting));
+    m.errors.Inc(static_cast<double>(st.errors - raw->pool_errors_seen));
+    raw->pool_errors_seen = st.errors;
+  });
+  impl->metrics.farm_gauges.leader.Set(0);
+  impl->leader = db::Leader::Start({cfg.database_url, db::kFarmLeaderLock, std::chrono::seconds(2), impl->controller_id,
+                                    [raw](bool leads) { raw->metrics.farm_gauges.leader.Set(leads ? 1 : 0); }});
+  if (!cfg.metrics_address.empty()) {
+    auto server = metrics::Server::Start(cfg.metrics_address, {&impl->metrics.registry, &impl->metrics.farm});
+    if (!server.ok()) return server.status();
+    impl->metrics_server = std::move(server).value();
+  }
   impl->listener = std::make_unique<queue::Listener>(
       cfg.database_url, std::vector<std::string>{"kiln_jobs", "kiln_cancel", "kiln_config", "kiln_workspace", "kiln_revoke"},
       [raw](const std::string& ch, const std::string& p) { raw->OnNotify(ch, p); },
@@ -642,11 +794,12 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.LogPruneLoop(); });
   i.threads.emplace_back([&i] { i.TokenUseLoop(); });
   if (i.cfg.sample_interval.count() > 0) i.threads.emplace_back([&i] { i.SampleLoop(); });
-  if (!i.cfg.address_file.empty()) {
-    std::string tmp = i.cfg.address_file + ".tmp";
-    std::ofstream(tmp) << i.bound_address << "\n";
-    std::rename(tmp.c_str(), i.cfg.address_file.c_str());
+  i.threads.emplace_back([&i] { i.FarmGaugeLoop(); });
+  if (i.metrics_server) {
+    spdlog::info("serving metrics on http://{}/metrics", i.metrics_server->address());
+    WriteAddressFile(i.cfg.metrics_address_file, i.metrics_server->address());
   }
+  WriteAddressFile(i.cfg.address_file, i.bound_address);
   spdlog::info("kiln-controller {} serving on {} with {} (controller_id={})", kVersion, i.bound_address,
                i.cfg.insecure ? "plaintext (insecure = true)" : "TLS", i.controller_id);
   sd_notify(0, "READY=1");

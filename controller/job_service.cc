@@ -227,10 +227,24 @@ class JobServiceImpl final : public v1::JobService::Service {
     resp->set_existing(out->existing);
     if (!out->existing) {
       spdlog::debug("submitted job_id={} project={} priority={}", out->job.id, project, job.priority);
+      CountSubmit(job, out->job);
       d_.dispatch_wake.Notify();
       d_.remote_wake.Notify();
     }
     return grpc::Status::OK;
+  }
+
+  // A submit, and its action cache lookup (a cacheable job asked without
+  // --no-cache): a hit has ended already.
+  void CountSubmit(const queue::NewJob& asked, const queue::Job& job) {
+    d_.metrics.submitted.With({{"project", job.project}}).Inc();
+    if (asked.action_digest.empty() || asked.no_cache) return;
+    if (job.result && job.result->cached_from != 0) {
+      d_.metrics.action_cache_hits.Inc();
+      d_.metrics.finished.With({{"project", job.project}, {"outcome", "cached"}}).Inc();
+    } else {
+      d_.metrics.action_cache_misses.Inc();
+    }
   }
 
   grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) override {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "controller/metrics.h"
+
 namespace kiln::auth {
 class SecretBox;
 }
@@ -46,6 +48,7 @@ struct JobServiceDeps {
   Signal& remote_wake;                   // ... tell the other controllers
   Signal& job_events;                    // a job changed (wakes WatchJob)
   const std::atomic<bool>& stopping;     // ends WatchJob streams
+  JobMetrics metrics{};                  // submits and action cache lookups
 };
 
 std::unique_ptr<grpc::Service> MakeJobService(const JobServiceDeps& deps);

@@ -251,7 +251,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status RecordCompiles(grpc::ServerContext* ctx, const v1::RecordCompilesRequest* req, v1::Empty*) override {
     auto who = Worker(ctx);
     if (!who.ok()) return api::ToGrpc(who.status());
-    return controller::RecordCompiles(d_.compiles, who->worker_id, req);
+    return controller::RecordCompiles(d_.compiles, who->worker_id, req, d_.compile_metrics);
   }
 
   grpc::Status ExecuteAction(grpc::ServerContext* ctx, const v1::ExecuteActionRequest* req,

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "controller/metrics.h"
+
 namespace kiln::queue {
 class DispatchStore;
 class WorkerStore;
@@ -48,6 +50,7 @@ struct WorkerServiceDeps {
   std::string controller_id;
   std::chrono::milliseconds lease;
   std::chrono::milliseconds heartbeat_interval;
+  CompileMetrics compile_metrics{};     // what the workers' compile records count
 };
 
 std::unique_ptr<grpc::Service> MakeWorkerService(const WorkerServiceDeps& deps);

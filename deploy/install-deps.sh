@@ -11,8 +11,14 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libpqxx-dev libspdlog-dev nlohmann-json3-dev libssl-dev libsystemd-dev
   libcli11-dev libcpp-httplib-dev libarchive-dev
+  # /metrics on the controller and the worker (registry and exposer)
+  prometheus-cpp-dev
   # tests
   libgtest-dev libgmock-dev
+  # the metrics test scrapes a farm with a real Prometheus; promtool checks
+  # the scrapes and deploy/prometheus/kiln-alerts.yml (no daemon is left
+  # running: see stop_packaged_daemons below)
+  prometheus
   # fuzz targets (tests/fuzz/run.sh): clang 14 and its libFuzzer
   clang libfuzzer-14-dev
   # runtime: database, sandbox, network tooling
@@ -21,6 +27,8 @@ PACKAGES=(
   mmdebstrap
   # kiln submit takes a git checkout's file list (so .gitignore applies)
   git
+  # the quick start's "Try it" reads the controller's /metrics with it
+  curl
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -88,5 +96,27 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300)
 # Verify: apt-get can succeed while a virtual name still resolves to nothing.
 mapfile -t STILL < <(missing_packages)
 ((${#STILL[@]} == 0)) || die "still missing after install: ${STILL[*]}"
+
+# Debian's prometheus package starts its daemon (:9090) wherever an init
+# system lets it; kiln's tests start their own on loopback, so the packaged
+# one is stopped and kept from starting at boot.
+stop_packaged_daemons() {
+  local unit
+  for unit in prometheus; do
+    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+    if [[ -x /etc/init.d/$unit ]]; then
+      "${SUDO[@]}" /etc/init.d/"$unit" stop >/dev/null 2>&1 || true
+      if command -v update-rc.d >/dev/null 2>&1; then
+        "${SUDO[@]}" update-rc.d "$unit" disable >/dev/null 2>&1 || true
+      fi
+    fi
+  done
+  if command -v ss >/dev/null 2>&1 && ss -Hltnp 'sport = :9090' 2>/dev/null | grep -q prometheus; then
+    die "a packaged prometheus still listens on :9090: stop it (kill its pid) and re-run"
+  fi
+}
+stop_packaged_daemons
 
 log "installed: ${MISSING[*]}"

@@ -228,6 +228,7 @@ kiln farm is running (state in $STATE):
   worker      2 slots          log: $STATE/worker.log   (enrolled: $STATE/worker/tls)
   database    $KILN_DATABASE_URL
   admin token $STATE/admin.token   (or: export KILN_CA=$STATE/tls/ca.crt KILN_TOKEN_FILE=$STATE/admin.token)
+  metrics     http://$(metrics_of controller)/metrics (controller)   http://$(metrics_of worker)/metrics (worker)
 EOF
   if ((TRY_READY)); then
     cat <<EOF
@@ -241,6 +242,7 @@ Try it (builds run in the default project's image, the toolchain image):
   cd $(q "$STATE/try") && $kiln submit --output hello -- make hello && ./hello
   $kiln audit --limit 5
   $kiln stats --since 1h
+  curl -s http://$(metrics_of controller)/metrics | grep kiln_jobs_finished_total
 EOF
   fi
   cat <<EOF
@@ -249,6 +251,9 @@ Stop it:
   KILN_STATE_DIR=$(q "$STATE") $(q "$REPO/deploy/quickstart.sh") --stop
 EOF
 }
+
+# metrics_of NAME: the address the daemon serves /metrics on (it wrote it once serving).
+metrics_of() { cat -- "$STATE/$1.metrics" 2>/dev/null || echo "(not serving)"; }
 
 # q WORD: WORD quoted for pasting into a shell (unchanged if it needs no quotes).
 q() { printf '%q' "$1"; }
@@ -347,8 +352,10 @@ export KILN_CA=$STATE/tls/ca.crt KILN_TOKEN_FILE=$STATE/admin.token
 log "CA $STATE/tls/ca.crt, admin token $STATE/admin.token"
 
 phase "starting controller"
+# Prometheus /metrics on a port each daemon picks (docs/operations.md, "Metrics").
 start_daemon controller --database-url "$KILN_DATABASE_URL" --listen "$ADDR" \
-  --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas" --set "tls_dir=$STATE/tls"
+  --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas" --set "tls_dir=$STATE/tls" \
+  --set "metrics_address=127.0.0.1:0" --set "metrics_address_file=$STATE/controller.metrics"
 wait_for "the controller to listen (address file $STATE/controller.addr)" "$START_TIMEOUT" address_file_ready
 ADDR=$(<"$STATE/controller.addr")  # the port it bound, when KILN_PORT=0
 log "controller listening on $ADDR"
@@ -356,7 +363,8 @@ log "controller listening on $ADDR"
 phase "starting worker"
 mkdir -p -- "$STATE/worker"
 start_daemon worker --controller "$ADDR" --work-dir "$STATE/worker" --slots 2 \
-  --set "ca_file=$STATE/tls/ca.crt" --set "join_token_file=$STATE/worker.join"
+  --set "ca_file=$STATE/tls/ca.crt" --set "join_token_file=$STATE/worker.join" \
+  --set "metrics_address=127.0.0.1:0" --set "metrics_address_file=$STATE/worker.metrics"
 wait_for "the worker to connect (kiln workers --json)" "$START_TIMEOUT" worker_connected
 FARM_READY=1
 "$BIN/kiln" --controller "$ADDR" workers || true

@@ -56,7 +56,9 @@ ImageStore::ImageStore(std::string dir, int64_t max_bytes, LocalCas* cas)
 
 ImageStore::Stats ImageStore::stats() const {
   std::lock_guard g(mu_);
-  return stats_;
+  Stats s = stats_;
+  for (const auto& [h, e] : entries_) s.bytes += e->bytes;
+  return s;
 }
 
 Status ImageStore::Unpack(cas::CasClient& client, v1::ImageService::Stub& images, const std::string& hash, Entry* e) {

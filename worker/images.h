@@ -26,6 +26,7 @@ class ImageStore {
 
   struct Stats {
     int64_t unpacks = 0;
+    int64_t bytes = 0;  // of the unpacked images now on disk
   };
   Stats stats() const;
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <thread>
 
+#include "api/compile_convert.h"
 #include "cas/client.h"
 #include "cas/walk.h"
 #include "common/mask.h"
@@ -32,6 +33,12 @@ int64_t MsSince(std::chrono::steady_clock::time_point began) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
 }
 
+// Observes the time since `began` as one of a job's phases.
+void ObservePhase(const JobEnv& env, const char* phase, std::chrono::steady_clock::time_point began) {
+  env.metrics.phase.With({{"phase", phase}})
+      .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+}
+
 // Makes the job's own checkout at `base` (worker/checkout.h), its disk
 // capped at `disk_cap`: the input tree in base/lower, while its disk is
 // made and mounted beside it, then the overlay. Returns the directory the
@@ -49,6 +56,9 @@ Result<std::string> PrepareCheckout(const JobEnv& env, const Assignment& a, cons
     auto rep = env.local_cas->Materialize(*env.cas, root, tree, place);
     if (!rep.ok()) return rep.status();
     *fetched += rep->fetched_bytes;
+    ObservePhase(env, "fetch_inputs", began);
+    env.metrics.cas_hits.Inc(static_cast<double>(rep->files - rep->fetched_files));
+    env.metrics.cas_misses.Inc(static_cast<double>(rep->fetched_files));
     spdlog::info("job_id={} attempt={}: input tree {} ready: {} files ({} bytes), fetched {} ({} bytes) in {} ms",
                  a.job_id, a.attempt, root.ToString(), rep->files, rep->bytes, rep->fetched_files,
                  rep->fetched_bytes, MsSince(began));
@@ -64,6 +74,7 @@ Status SyncWorkspace(const JobEnv& env, const Assignment& a, int64_t disk_cap, c
   auto began = std::chrono::steady_clock::now();
   auto rep = env.workspaces->Sync(a.project, a.spec.workspace_name, *env.cas, *env.local_cas, root, disk_cap);
   if (!rep.ok()) return rep.status();
+  ObservePhase(env, "workspace_sync", began);
   auto ms = MsSince(began);
   std::string what = rep->fresh ? "new: the tree was written in full"
                                 : std::to_string(rep->changed) + " changed, " + std::to_string(rep->added) +
@@ -95,12 +106,17 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
       return refuse(queue::JobStatus::kFailed, "worker " + env.worker_id + " runs only jobs with an image "
                                                "(kiln submit --image, or the project's image); "
                                                "allow_plain_jobs is off");
-    return RunJob(req, started, log, js->cancel, js->hand_back, &js->pgid);
+    auto began = std::chrono::steady_clock::now();
+    RunOutcome out = RunJob(req, started, log, js->cancel, js->hand_back, &js->pgid);
+    ObservePhase(env, "run", began);
+    return out;
   }
   if (!env.sandbox)
     return refuse(queue::JobStatus::kFailed, "worker " + env.worker_id + " cannot run containers (" +
                                                  env.no_sandbox_why + "); the job needs image " + image);
+  auto unpack_began = std::chrono::steady_clock::now();
   auto rootfs = env.images->Acquire(*env.cas, *env.image_stub, image);
+  if (rootfs.ok()) ObservePhase(env, "image_unpack", unpack_began);
   if (!rootfs.ok()) {
     bool transient = rootfs.status().code() == Code::kUnavailable;
     return refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
@@ -139,10 +155,22 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
                    srv.status().message());
     }
   }
-  RunOutcome out = env.sandbox->Run(run, *rootfs, started, log, js->cancel, js->hand_back);
+  auto run_began = std::chrono::steady_clock::now();
+  bool container_started = false;
+  auto note_started = [&](int64_t started_ms) {
+    container_started = true;
+    started(started_ms);
+  };
+  env.metrics.sandbox_starts.Inc();
+  RunOutcome out = env.sandbox->Run(run, *rootfs, note_started, log, js->cancel, js->hand_back);
+  ObservePhase(env, "run", run_began);
+  if (!container_started) env.metrics.sandbox_failures.Inc();
   if (cc) {
     cc->Stop();
-    RecordCompiles(*env.stub, cc->Record());
+    auto record = cc->Record();
+    for (const auto& [outcome, count] : api::UnitsByOutcome(record.stats()))
+      if (count > 0) env.metrics.compile_units.With({{"outcome", outcome}}).Inc(static_cast<double>(count));
+    RecordCompiles(*env.stub, record);
   }
   env.images->Release(image);
   return out;
@@ -279,7 +307,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     }
     if (out.status == queue::JobStatus::kSucceeded && !a.spec.outputs.empty()) {
       int64_t uploaded = 0;
+      auto upload_began = std::chrono::steady_clock::now();
       auto root = CaptureOutputs(*env.cas, a, req.job_dir, cfg.max_output_bytes, &uploaded);
+      ObservePhase(env, "upload_outputs", upload_began);
       timings.set_output_bytes(uploaded);
       if (root.ok()) {
         out.result.output_root = *root;
@@ -301,6 +331,7 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   }
   if (std::string rest = mask.Flush(); !rest.empty()) send_log(rest);
   spdlog::debug("job finished job_id={} attempt={} status={}", a.job_id, a.attempt, queue::ToString(out.status));
+  env.metrics.jobs.With({{"outcome", queue::ToString(out.status)}}).Inc();
   v1::JobUpdate final_update = FinalUpdate(a, out, offset);
   if (out.status != queue::JobStatus::kQueued) *final_update.mutable_timings() = timings;  // not a hand-back
   env.finish(final_update);

@@ -14,6 +14,7 @@
 #include "kiln/v1/kiln.grpc.pb.h"
 #include "worker/assignment.h"
 #include "worker/ledger.h"
+#include "worker/metrics.h"
 #include "worker/runner.h"
 
 namespace kiln::cas {
@@ -49,6 +50,7 @@ struct JobEnv {
   std::function<void(const v1::WorkerMessage&)> send;
   // Reports the final update; the job leaves the running set with it.
   std::function<void(const v1::JobUpdate&)> finish;
+  RunMetrics metrics;  // phase times, outcomes, cache use
 };
 
 // Runs the job to its end, reports it (env.finish) and removes what it

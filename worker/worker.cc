@@ -27,6 +27,8 @@
 #include "worker/checkout.h"
 #include "worker/identity.h"
 #include "worker/local_cas.h"
+#include "worker/metrics.h"
+#include "metrics/server.h"
 #include "worker/outbox.h"
 #include "worker/stream.h"
 #include "worker/sandbox.h"
@@ -56,6 +58,8 @@ struct Worker::Impl {
 
   JobLedger ledger;
   Outbox outbox;
+  WorkerMetrics metrics;
+  std::unique_ptr<metrics::Server> metrics_server;  // null: metrics_address is empty
   std::unique_ptr<ControllerStream> stream;  // set by Create
 
   std::mutex mu;  // with cv: the reconnect backoff's wait
@@ -235,7 +239,19 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   env.sandbox = impl->sandbox.get();
   env.no_sandbox_why = impl->no_sandbox_why;
   env.cc = impl->cc.get();
+  env.metrics = impl->metrics.run;
   Impl* i = impl.get();
+  impl->metrics.registry.OnScrape([i] {
+    i->metrics.slots.Set(i->cfg.slots);
+    i->metrics.slots_busy.Set(static_cast<double>(i->ledger.running()));
+    i->metrics.cas_cache_bytes.Set(static_cast<double>(i->local_cas->bytes()));
+    i->metrics.image_bytes.Set(static_cast<double>(i->images->stats().bytes));
+  });
+  if (!cfg.metrics_address.empty()) {
+    auto server = metrics::Server::Start(cfg.metrics_address, {&impl->metrics.registry});
+    if (!server.ok()) return server.status();
+    impl->metrics_server = std::move(server).value();
+  }
   ControllerStream::Deps sd;
   sd.stub = impl->stub.get();
   sd.channel = channel;
@@ -289,6 +305,10 @@ int Worker::Run() {
   spdlog::info("kiln-worker {} starting: worker_id={} controller={} slots={} action_slots={} work_dir={}", kVersion,
                i.id, i.cfg.controller, i.cfg.slots, i.cfg.action_slots, i.cfg.work_dir);
   if (!i.cfg.insecure) i.renew_thread = std::thread([&i] { i.RenewLoop(); });
+  if (i.metrics_server) {
+    spdlog::info("serving metrics on http://{}/metrics", i.metrics_server->address());
+    WriteAddressFile(i.cfg.metrics_address_file, i.metrics_server->address());
+  }
   auto backoff = std::chrono::milliseconds(100);
   while (!i.stream->closed()) {
     auto began = std::chrono::steady_clock::now();

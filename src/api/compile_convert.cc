@@ -63,4 +63,12 @@ cc::CompileEntry FromProto(const v1::StoreCompileRequest& in) {
   return e;
 }
 
+std::vector<std::pair<const char*, int64_t>> UnitsByOutcome(const v1::CompileStats& n) {
+  return {{"hit", n.hits()},
+          {"hit_preprocessed", n.hits_preprocessed()},
+          {"miss", n.misses()},
+          {"fallback", n.fallbacks()},
+          {"failed", n.failed()}};
+}
+
 }  // namespace kiln::api

@@ -5,6 +5,10 @@
 // record by value and move its bytes into the message: pass an rvalue where
 // the record is not needed after.
 
+#include <cstdint>
+#include <utility>
+#include <vector>
+
 #include "cc/record.h"
 #include "kiln/v1/kiln.pb.h"
 
@@ -23,5 +27,9 @@ cc::CompileManifest FromProto(const v1::CompileManifest& in);
 // the store is for) are the caller's.
 void ToProto(cc::CompileEntry in, v1::StoreCompileRequest* out);
 cc::CompileEntry FromProto(const v1::StoreCompileRequest& in);
+
+// A job's compile counts by kiln-cc's outcome names (hit, hit_preprocessed,
+// miss, fallback, failed), for metrics.
+std::vector<std::pair<const char*, int64_t>> UnitsByOutcome(const v1::CompileStats& n);
 
 }  // namespace kiln::api

@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 
 namespace kiln {
@@ -174,5 +175,11 @@ Result<std::string> ReadWholeFile(const std::string& path, bool nofollow) {
 }
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+void WriteAddressFile(const std::string& file, const std::string& address) {
+  if (file.empty()) return;
+  std::string tmp = file + ".tmp";
+  std::ofstream(tmp) << address << "\n";
+  std::rename(tmp.c_str(), file.c_str());
+}
 
 }  // namespace kiln

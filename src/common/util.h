@@ -51,5 +51,9 @@ std::string FormatMs(int64_t ms);
 
 // "<what>: <strerror(errno)>", for a failed system call's message.
 std::string Errno(const std::string& what);
+// Writes "address\n" to `file` through a temporary and a rename (a reader
+// never sees half of it), for tests and scripts that let a daemon pick its
+// port; does nothing when file is empty.
+void WriteAddressFile(const std::string& file, const std::string& address);
 
 }  // namespace kiln

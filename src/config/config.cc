@@ -129,6 +129,8 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "insecure") return ParseBool(k, v, c.insecure);
   else if (k == "insecure_remote") return ParseBool(k, v, c.insecure_remote);
   else if (k == "worker_cert_validity") return ParseDur(k, v, c.worker_cert_validity);
+  else if (k == "metrics_address") c.metrics_address = v;
+  else if (k == "metrics_address_file") c.metrics_address_file = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -166,7 +168,20 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "tls_server_name") c.tls_server_name = v;
   else if (k == "cert_renew_before") return ParseDur(k, v, c.cert_renew_before);
   else if (k == "insecure") return ParseBool(k, v, c.insecure);
+  else if (k == "metrics_address") c.metrics_address = v;
+  else if (k == "metrics_address_file") c.metrics_address_file = v;
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
+  return Status::Ok();
+}
+
+Status CheckMetricsAddress(const std::string& a) {
+  if (a.empty()) return Status::Ok();
+  auto colon = a.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 || !ParseInt("port", a.substr(colon + 1), 0, 65535, port).ok()) {
+    return InvalidArgument("metrics_address: expected HOST:PORT (e.g. 127.0.0.1:9464; port 0 picks a free one), got \"" +
+                           a + "\"");
+  }
   return Status::Ok();
 }
 
@@ -203,7 +218,7 @@ Status Validate(const ControllerConfig& c) {
   }
   if (c.worker_cert_validity < std::chrono::hours(1)) return InvalidArgument("worker_cert_validity must be at least 1h");
   if (!c.insecure && c.tls_dir.empty()) return InvalidArgument("tls_dir: empty path (or set insecure = true)");
-  return Status::Ok();
+  return CheckMetricsAddress(c.metrics_address);
 }
 
 Status Validate(const WorkerConfig& c) {
@@ -220,7 +235,7 @@ Status Validate(const WorkerConfig& c) {
       return InvalidArgument("label." + k + ": \"" + k + "\" is reported by the worker itself and cannot be a label");
     }
   }
-  return Status::Ok();
+  return CheckMetricsAddress(c.metrics_address);
 }
 
 Result<ControllerConfig> LoadController(const std::string& path) {

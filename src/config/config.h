@@ -62,6 +62,9 @@ struct ControllerConfig {
   bool insecure = false;         // plaintext gRPC: loopback addresses only, unless insecure_remote
   bool insecure_remote = false;  // ... allow plaintext on any address (never on a shared network)
   milliseconds worker_cert_validity{30LL * 86'400'000};  // enrolled workers renew at two thirds of it
+  // Prometheus /metrics (docs/operations.md, "Metrics"): HOST:PORT, empty: off.
+  std::string metrics_address;
+  std::string metrics_address_file;  // write the bound metrics address here (for metrics_address port 0)
 };
 
 struct WorkerConfig {
@@ -111,6 +114,9 @@ struct WorkerConfig {
   std::string tls_server_name;   // the name the controller's certificate must carry; empty: the host in `controller`
   bool insecure = false;         // plaintext gRPC to a controller with insecure = true
   milliseconds cert_renew_before{0};  // renew this long before expiry; 0: at two thirds of the lifetime
+  // Prometheus /metrics (docs/operations.md, "Metrics"): HOST:PORT, empty: off.
+  std::string metrics_address;
+  std::string metrics_address_file;  // write the bound metrics address here (for metrics_address port 0)
 };
 
 // Reads "key = value" lines. InvalidArgument names the file and line.
@@ -131,6 +137,9 @@ Status ApplySetting(Config& c, const std::string& key_value) {
 // Whether a listen or dial address stays on this machine: 127.x, [::1],
 // localhost or a unix: socket.
 bool IsLoopbackAddress(const std::string& address);
+
+// Checks a metrics_address: empty (off) or HOST:PORT with a numeric port.
+Status CheckMetricsAddress(const std::string& address);
 
 // Checks cross-field rules (e.g. lease > heartbeat interval).
 Status Validate(const ControllerConfig& c);

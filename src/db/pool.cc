@@ -78,7 +78,9 @@ void Pool::Catch(Conn& c) {
 
 Result<Pool::Lease> Pool::Acquire() {
   std::unique_lock lk(mu_);
+  ++waiting_;
   cv_.wait(lk, [&] { return !idle_.empty() || open_ < size_; });
+  --waiting_;
   Conn conn;
   if (!idle_.empty()) {
     conn = std::move(idle_.back());
@@ -127,19 +129,38 @@ void Pool::Return(Conn c, bool broken) {
 
 Status Pool::Run(const std::function<Status(pqxx::connection&)>& fn, const std::string& what) {
   auto lease = Acquire();
-  if (!lease.ok()) return lease.status();
+  if (!lease.ok()) {
+    ++errors_;
+    return lease.status();
+  }
   try {
     return fn(**lease);
   } catch (const pqxx::broken_connection& e) {
+    ++errors_;
     lease->Discard();
     return FromException(e, what);
   } catch (const pqxx::in_doubt_error& e) {
+    ++errors_;
     lease->Discard();
     return FromException(e, what);
   } catch (const std::exception& e) {
+    ++errors_;
     if (!(**lease).is_open()) lease->Discard();
     return FromException(e, what);
   }
+}
+
+PoolStats StatsOf(const Pool& pool) { return pool.stats(); }
+
+PoolStats Pool::stats() const {
+  std::lock_guard g(mu_);
+  PoolStats s;
+  s.size = size_;
+  s.open = open_;
+  s.in_use = open_ - idle_.size();
+  s.waiting = waiting_;
+  s.errors = errors_;
+  return s;
 }
 
 Result<int64_t> DeleteUnused(Pool& pool, const std::string& statement, std::chrono::milliseconds max_age,

@@ -6,6 +6,7 @@
 
 #include <pqxx/pqxx>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "db/pool_stats.h"
 
 namespace kiln::db {
 
@@ -97,6 +99,9 @@ class Pool {
     return std::move(*out);
   }
 
+  // A snapshot for metrics (db/pool_stats.h).
+  PoolStats stats() const;
+
  private:
   void Return(Conn c, bool broken);
   // Prepares the statements added since the connection last looked.
@@ -105,11 +110,13 @@ class Pool {
   std::string url_;
   size_t size_;
   Prepare prepare_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Conn> idle_;
   std::vector<Statement> statements_;
   size_t open_ = 0;
+  size_t waiting_ = 0;
+  std::atomic<uint64_t> errors_{0};
 };
 
 // Runs the pool's named statement `statement`, a DELETE of rows unused for

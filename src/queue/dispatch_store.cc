@@ -70,7 +70,8 @@ constexpr const char* kClaimSql =
     "   started_at = NULL, finished_at = NULL, result = NULL, log_size = 0, waits_for = NULL, assigned_at = now()"
     " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
     " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text,"
-    "   (SELECT encode(s.sealed, 'hex') FROM job_secrets s WHERE s.job_id = b.id)";
+    "   (SELECT encode(s.sealed, 'hex') FROM job_secrets s WHERE s.job_id = b.id),"
+    "   extract(epoch FROM now() - b.submitted_at)::float8";
 
 // Fenced worker reports: $1 is a JSON array of {id, attempt, status,
 // result, started_ms, finished_ms, worker, cert, timings}.
@@ -226,6 +227,7 @@ Result<std::vector<Claimed>> DispatchStore::Claim(const std::string& worker_id, 
       if (!row[5].is_null()) {
         cl.sealed_secrets = HexDecode(row[5].as<std::string>()).value_or("");
       }
+      cl.since_submit_s = row[6].as<double>();
       out.push_back(std::move(cl));
     }
     return out;

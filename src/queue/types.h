@@ -112,6 +112,7 @@ struct Claimed {
   std::string project;
   JobSpec spec;
   std::string sealed_secrets;  // NewJob::sealed_secrets, empty for none
+  double since_submit_s = 0;   // seconds from its submit to this claim (for metrics)
 };
 
 // Where a final report's job spent its time on the worker (unix ms of the

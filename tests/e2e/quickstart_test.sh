@@ -118,6 +118,7 @@ expect() {
     *' submit --output hello -- make hello && ./hello') echo '^hello from kiln$' ;;
     *' audit --limit 5') echo '[[:space:]]job\.submit[[:space:]]' ;;
     *' stats --since 1h') echo '^  jobs +[1-9][0-9]* ended: [1-9][0-9]* succeeded, ' ;;
+    *'/metrics | grep kiln_jobs_finished_total') echo '^kiln_jobs_finished_total\{outcome="succeeded",project="default"\} [1-9]' ;;
     *) return 1 ;;
   esac
 }
@@ -134,6 +135,21 @@ for cmd in "${TRY[@]}"; do
   grep -Eq -- "$want" "$OUT" || { cat -- "$OUT" >&2; fail "output lacks /$want/: $cmd"; }
   echo "  ok: exit 0, output has /$want/"
 done
+
+# Both daemons' /metrics, as printed: Prometheus' text format (promtool
+# lints it where Debian's prometheus is installed), with the worker's slots.
+mapfile -t METRICS < <(grep -Eo 'http://[^ ]+/metrics' "$LOG" | sort -u)
+((${#METRICS[@]} == 2)) || fail "expected the controller's and the worker's metrics URLs, got: ${METRICS[*]:-none}"
+for url in "${METRICS[@]}"; do
+  curl -sf --max-time 10 "$url" >"$TMP/scrape.txt" || fail "cannot scrape $url"
+  if command -v promtool >/dev/null; then
+    promtool check metrics <"$TMP/scrape.txt" || fail "promtool check metrics refuses $url"
+  fi
+  echo "  ok: $url"
+done
+# (to a file first: grep -q leaving early would fail curl with SIGPIPE, and the pipe under pipefail)
+curl -sf --max-time 10 "${METRICS[@]}" >"$TMP/scrapes.txt" || fail "cannot scrape ${METRICS[*]}"
+grep -q '^kiln_worker_slots 2$' "$TMP/scrapes.txt" || fail "no kiln_worker_slots 2 in the worker's metrics"
 
 PIDS=()
 for name in controller worker; do

@@ -78,16 +78,17 @@ class Farm : public ::testing::Test {
   // next bind); a socket path in the test's own directory can be bound by no
   // one else. The controller, the worker and the CLI all take `unix:` targets
   // (gRPC's own), and the restart is the same code path for the worker.
-  int StartController(const std::string& listen = "127.0.0.1:0") {
+  // `extra`: more arguments (e.g. --set KEY=VALUE) for this controller only.
+  int StartController(const std::string& listen = "127.0.0.1:0", const std::vector<std::string>& extra = {}) {
     std::string n = std::to_string(controllers_.size());
     std::string addr_file = dir_.path() + "/controller" + n + ".addr";
     std::remove(addr_file.c_str());
     std::string log = dir_.path() + "/controller" + n + ".log";
     logs_.push_back(log);
-    controllers_.push_back(std::make_unique<test::Process>(
-        std::vector<std::string>{test::BinPath("kiln-controller"), "--config", conf_, "--database-url", url_,
-                                 "--listen", listen, "--address-file", addr_file},
-        log));
+    std::vector<std::string> argv{test::BinPath("kiln-controller"), "--config", conf_, "--database-url", url_,
+                                  "--listen", listen, "--address-file", addr_file};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    controllers_.push_back(std::make_unique<test::Process>(argv, log));
     std::string addr;
     EXPECT_TRUE(test::WaitFor(
         [&] {

@@ -48,6 +48,25 @@ TEST(WorkerConfig, LabelsAndReservedNames) {
   EXPECT_FALSE(config::Apply(w, "slots", "many").ok());
 }
 
+TEST(MetricsAddress, EmptyIsOffAndAnythingElseIsHostAndPort) {
+  config::ControllerConfig c;
+  c.database_url = "host=/tmp dbname=x";
+  EXPECT_TRUE(config::Validate(c).ok()) << "off by default";
+  ASSERT_TRUE(config::Apply(c, "metrics_address", "127.0.0.1:0").ok());
+  EXPECT_TRUE(config::Validate(c).ok());
+  config::WorkerConfig w;
+  ASSERT_TRUE(config::Apply(w, "metrics_address", "[::1]:9465").ok());
+  EXPECT_TRUE(config::Validate(w).ok());
+  for (const char* bad : {"9464", ":9464", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000"}) {
+    c.metrics_address = bad;
+    Status s = config::Validate(c);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find("metrics_address: expected HOST:PORT"), std::string::npos) << s.message();
+    w.metrics_address = bad;
+    EXPECT_FALSE(config::Validate(w).ok()) << bad;
+  }
+}
+
 TEST(ProjectConfig, ValidatesOnWrite) {
   auto ok = config::ParseProjectConfig(R"({"default_priority": 5, "env": {"CC": "gcc"}, "max_attempts": 2})");
   ASSERT_TRUE(ok.ok()) << ok.status().message();

@@ -1,0 +1,29 @@
+#pragma once
+// The worker's metric families (docs/operations.md, "Metrics"). Worker::Create
+// makes them; a job's run counts in RunMetrics (a copy in JobEnv: default-built,
+// as in unit tests, it counts nothing).
+
+#include "metrics/metrics.h"
+
+namespace kiln::worker {
+
+struct RunMetrics {
+  metrics::CounterFamily jobs;               // kiln_worker_jobs_total{outcome}
+  metrics::HistogramFamily phase;            // kiln_worker_phase_seconds{phase}
+  metrics::Counter cas_hits, cas_misses;     // kiln_worker_cas_cache_files_total{outcome}
+  metrics::CounterFamily compile_units;      // kiln_worker_compile_units_total{outcome}
+  metrics::Counter sandbox_starts;           // kiln_worker_sandbox_starts_total
+  metrics::Counter sandbox_failures;         // kiln_worker_sandbox_failures_total
+};
+
+struct WorkerMetrics {
+  metrics::Registry registry;
+  RunMetrics run;
+  metrics::Gauge slots, slots_busy;          // kiln_worker_slots, kiln_worker_slots_busy
+  metrics::Gauge cas_cache_bytes;            // kiln_worker_cas_cache_bytes
+  metrics::Gauge image_bytes;                // kiln_worker_image_store_bytes
+
+  WorkerMetrics();
+};
+
+}  // namespace kiln::worker
