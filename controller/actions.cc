@@ -61,7 +61,6 @@ struct ActionBroker::Impl {
   std::unordered_map<std::string, std::unordered_map<std::string, int>> lent;  // worker -> input hash -> actions
   std::unordered_map<std::string, std::shared_ptr<Pending>> actions;         // by id, until their requester returns
   uint64_t next = 0;
-  Stats stats;
 
   void Queue(const std::shared_ptr<Pending>& p, bool front) {
     p->queued_at = Clock::now();
@@ -119,8 +118,6 @@ struct ActionBroker::Impl {
     if (queued) Dequeue(p);
     p->finished = true;
     p->result = std::move(r);
-    if (p->result.error().empty()) stats.executed++;
-    else stats.failed++;
     cv.notify_all();
   }
 
@@ -132,7 +129,6 @@ struct ActionBroker::Impl {
       Finish(p, Error("the farm could not run the action (" + std::to_string(p->tries) + " tries); last: " + why));
       return;
     }
-    stats.retried++;
     Queue(p, /*front=*/true);
   }
 
@@ -271,10 +267,9 @@ v1::ActionResult ActionBroker::Execute(const std::string& requester, const std::
   Sends sends;
   {
     std::lock_guard g(i.mu);
-    bool any = false;
-    for (const auto& [_, w] : i.workers) any |= w.cluster == cluster && w.slots > 0;
+    bool any = false;  // (only workers with slots are listed)
+    for (const auto& [_, w] : i.workers) any |= w.cluster == cluster;
     if (!any) {
-      i.stats.failed++;
       return Error("no worker of cluster " + cluster + " connected to this controller runs remote actions");
     }
     p->id = std::to_string(++i.next) + "-" + RandomHex(4);
@@ -337,9 +332,5 @@ void ActionBroker::LentTo(const std::string& worker_id, const std::vector<std::s
     if (l->second.count(h)) out.insert(h);
 }
 
-ActionBroker::Stats ActionBroker::stats() {
-  std::lock_guard g(impl_->mu);
-  return impl_->stats;
-}
 
 }  // namespace kiln::controller

@@ -58,11 +58,6 @@ class ActionBroker {
   void LentTo(const std::string& worker_id, const std::vector<std::string>& hashes,
               std::unordered_set<std::string>& out);
 
-  struct Stats {
-    int64_t executed = 0, failed = 0, retried = 0;
-  };
-  Stats stats();
-
   struct Impl;
 
  private:

@@ -54,6 +54,14 @@ Result<std::unordered_set<std::string>> ContentScopes::Seen(const Caller& c, con
   return store_.Members(*scopes, hashes);
 }
 
+Result<std::unordered_set<std::string>> ContentScopes::SeenThroughJob(const std::string& worker_id,
+                                                                     const cas::ScopeStore::HeldJob& job,
+                                                                     const std::vector<std::string>& hashes) {
+  HashSet out;
+  KILN_RETURN_IF_ERROR(SeenThrough(worker_id, {job}, hashes, out));
+  return out;
+}
+
 Result<std::unordered_set<std::string>> ContentScopes::Unseen(const Caller& c, const std::vector<std::string>& hashes) {
   if (c.IsAdmin()) return HashSet();
   if (c.IsWorker()) {

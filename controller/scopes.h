@@ -39,6 +39,12 @@ class ContentScopes {
   Result<std::vector<std::string>> UploadTo(const Caller& c);
   // Of `hashes`, those the caller sees.
   Result<std::unordered_set<std::string>> Seen(const Caller& c, const std::vector<std::string>& hashes);
+  // Of `hashes`, those worker `worker_id` sees through `job` (one it holds,
+  // as WorkerJobs listed it: no query for the job list), its own uploads,
+  // the images and what is lent to it.
+  Result<std::unordered_set<std::string>> SeenThroughJob(const std::string& worker_id,
+                                                         const cas::ScopeStore::HeldJob& job,
+                                                         const std::vector<std::string>& hashes);
   // Of `hashes`, those the caller does not see (cheaper than Seen when it
   // sees most: FindMissing on a resubmit).
   Result<std::unordered_set<std::string>> Unseen(const Caller& c, const std::vector<std::string>& hashes);

@@ -275,7 +275,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         if (!(*ticket)->seen.count(in.digest().hash())) unchecked.push_back(in.digest().hash());
     }
     if (!unchecked.empty()) {
-      auto seen = d_.scopes.Seen(*who, unchecked);
+      auto seen = d_.scopes.SeenThroughJob(who->worker_id, (*ticket)->job, unchecked);
       if (!seen.ok()) return api::ToGrpc(seen.status());
       for (const auto& h : unchecked)
         if (!seen->count(h))
@@ -313,6 +313,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   // What ExecuteAction remembers of a job's attempt: its project and the
   // inputs its worker was found to see (asked of the database once).
   struct JobTicket {
+    cas::ScopeStore::HeldJob job;
     std::string project;
     std::mutex mu;
     std::unordered_set<std::string> seen;
@@ -329,6 +330,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     for (const auto& j : *jobs) {
       if (j.job_id != job_id || j.attempt != attempt) continue;
       auto t = std::make_shared<JobTicket>();
+      t->job = j;
       for (const auto& sc : j.scopes)
         if (sc.rfind("project:", 0) == 0) t->project = sc.substr(8);
       std::lock_guard g(tickets_mu_);

@@ -161,9 +161,7 @@ struct ActionRunner::Impl {
 
   void Stop(std::unique_ptr<Box> b) {
     std::string image = b->image, dir = b->dir;
-    if (b->fd >= 0) ::close(b->fd);  // the launcher ends with it
-    b->fd = -1;
-    b.reset();  // kills and removes the container
+    b.reset();  // closes the launcher's socket, then kills and removes the container
     std::error_code ec;
     fs::remove_all(dir, ec);
     env.images->Release(image);
@@ -354,6 +352,13 @@ struct ActionRunner::Impl {
   }
 };
 
+v1::WorkerMessage ActionRefused(const std::string& action_id, const std::string& why) {
+  v1::WorkerMessage m;
+  m.mutable_action_done()->set_action_id(action_id);
+  *m.mutable_action_done()->mutable_result() = Failure(why);
+  return m;
+}
+
 ActionRunner::ActionRunner(ActionEnv env, int slots) : impl_(std::make_unique<Impl>()) {
   impl_->env = std::move(env);
   impl_->slots = slots;
@@ -372,12 +377,6 @@ ActionRunner::~ActionRunner() {
     boxes.swap(impl_->idle);
   }
   for (auto& b : boxes) impl_->Stop(std::move(b));
-}
-
-int ActionRunner::slots() const { return impl_->slots; }
-int ActionRunner::running() const {
-  std::lock_guard g(impl_->mu);
-  return impl_->running;
 }
 
 v1::ActionResult ActionRunner::Run(const v1::RunAction& ra) {
@@ -406,13 +405,14 @@ v1::ActionResult ActionRunner::Run(const v1::RunAction& ra) {
 
 void ActionRunner::Start(const v1::RunAction& ra) {
   auto& i = *impl_;
+  if (i.env.draining != nullptr && *i.env.draining) {
+    i.env.send(ActionRefused(ra.action_id(), "worker " + i.env.worker_id + " is draining"));
+    return;
+  }
   {
     std::lock_guard g(i.mu);
     if (i.running >= i.slots) {
-      v1::WorkerMessage m;
-      m.mutable_action_done()->set_action_id(ra.action_id());
-      *m.mutable_action_done()->mutable_result() = Failure("worker " + i.env.worker_id + " has no free action slot");
-      i.env.send(m);
+      i.env.send(ActionRefused(ra.action_id(), "worker " + i.env.worker_id + " has no free action slot"));
       return;
     }
     ++i.running;

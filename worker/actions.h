@@ -7,6 +7,7 @@
 // copied from the local CAS cache; the declared outputs are read back
 // (never through a symlink) and /src is emptied for the next action.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,7 +40,11 @@ struct ActionEnv {
   // Sends an ActionDone (not kept across reconnects: the requester has
   // given up on an action whose stream broke, and runs it itself).
   std::function<void(const v1::WorkerMessage&)> send;
+  const std::atomic<bool>* draining = nullptr;  // set: new actions are refused
 };
+
+// The answer to an action this worker does not run, saying why.
+v1::WorkerMessage ActionRefused(const std::string& action_id, const std::string& why);
 
 class ActionRunner {
  public:
@@ -50,14 +55,11 @@ class ActionRunner {
   ActionRunner& operator=(const ActionRunner&) = delete;
 
   // Runs the action on a thread of its own and sends its ActionDone
-  // (ActionResult.error when it could not run it: no free slot, a bad
-  // action, the box or the inputs failed).
+  // (ActionResult.error when it could not run it: draining, no free slot,
+  // a bad action, the box or the inputs failed).
   void Start(const v1::RunAction& a);
   // Runs it here and now (tests, and Start's thread).
   v1::ActionResult Run(const v1::RunAction& a);
-
-  int slots() const;
-  int running() const;
 
   struct Impl;
 

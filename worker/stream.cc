@@ -1,5 +1,7 @@
 #include "worker/stream.h"
 
+#include "worker/actions.h"
+
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
@@ -40,10 +42,7 @@ void ControllerStream::Handle(const v1::ControllerMessage& m) {
     if (d_.run_action) {
       d_.run_action(m.run_action());
     } else {
-      v1::WorkerMessage done;
-      done.mutable_action_done()->set_action_id(m.run_action().action_id());
-      done.mutable_action_done()->mutable_result()->set_error("worker " + d_.who.id + " runs no remote actions");
-      Send(done, /*keep=*/false);
+      Send(ActionRefused(m.run_action().action_id(), "worker " + d_.who.id + " runs no remote actions"), /*keep=*/false);
     }
   } else if (m.has_cancel()) {
     const auto& c = m.cancel();

@@ -262,17 +262,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   sd.workspaces = impl->workspaces.get();
   sd.draining = &impl->draining;
   sd.assign = [i](const v1::Assign& a) { i->Start(a); };
-  if (impl->cfg.action_slots > 0)
-    sd.run_action = [i](const v1::RunAction& a) {
-      if (i->draining) {
-        v1::WorkerMessage done;
-        done.mutable_action_done()->set_action_id(a.action_id());
-        done.mutable_action_done()->mutable_result()->set_error("worker " + i->id + " is draining");
-        i->stream->Send(done, /*keep=*/false);
-        return;
-      }
-      i->actions->Start(a);
-    };
+  if (impl->cfg.action_slots > 0) sd.run_action = [i](const v1::RunAction& a) { i->actions->Start(a); };
   // A revoked worker stops: its jobs were requeued elsewhere, and it may
   // not report on them.
   sd.refused = [i](const std::string& why) {
@@ -294,6 +284,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     ae.sandbox = impl->sandbox.get();
     ae.cc = impl->cc.get();
     ae.send = [stream](const v1::WorkerMessage& m) { stream->Send(m, /*keep=*/false); };
+    ae.draining = &impl->draining;
     impl->actions = std::make_unique<ActionRunner>(std::move(ae), impl->cfg.action_slots);
   }
   env.finish = [stream](const v1::JobUpdate& update) { stream->Report(update, /*ran_here=*/true); };

@@ -389,11 +389,12 @@ class Wrapper {
     for (const auto& [path, value] : *deps) {
       if (value.rfind("f:", 0) == 0) {
         if (!under_src(path)) return Local("it reads " + path + ", outside /src");
-        auto slash = value.find('/', 2);
+        auto d = cas::ParseDigest(std::string_view(value).substr(2));
+        if (!d.ok()) return Local("its manifest entry for " + path + " is unreadable");
         auto* f = rc->add_files();
         f->set_path(path);
-        f->set_hash(value.substr(2, slash - 2));
-        f->set_size(std::stoll(value.substr(slash + 1)));
+        f->set_hash(d->hash);
+        f->set_size(d->size);
         paths.push_back(path);
       } else if (value == "d" && under_src(path)) {
         rc->add_dirs(path);
