@@ -149,7 +149,9 @@ TEST_F(Remote, ACompileErrorReadsExactlyAsLocally) {
   auto remote = Build(img, "make -k -j$KILN_JOBS app");
   EXPECT_NE(local.exit_code, 0);
   EXPECT_EQ(remote.exit_code, local.exit_code);
-  // The compiler's lines about c.c, as the build log shows them.
+  // The compiler's lines about c.c, as the build log shows them (its
+  // diagnostics, from stderr; not make's echo of the command, from stdout,
+  // whose order against stderr the log does not keep).
   auto about_c = [](const std::string& log) {
     std::string out;
     size_t pos = 0;
@@ -157,7 +159,7 @@ TEST_F(Remote, ACompileErrorReadsExactlyAsLocally) {
       size_t nl = log.find('\n', pos);
       std::string line = log.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
       pos = nl == std::string::npos ? log.size() : nl + 1;
-      if (line.find("c.c") != std::string::npos || line.find("TWICE") != std::string::npos) out += line + "\n";
+      if (line.find("c.c:") != std::string::npos || line.find("TWICE") != std::string::npos) out += line + "\n";
     }
     return out;
   };
