@@ -4,11 +4,13 @@
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,9 +19,12 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "common/mounts.h"
 #include "db/migrate.h"
+#include "db/migrations_embedded.h"
 
 extern char** environ;
 
@@ -35,6 +40,103 @@ int Shell(const std::string& cmd) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// "runuser -u postgres -- " when running as root (PostgreSQL refuses to run
+// as root), after handing `dir` to that user; "" otherwise.
+std::string AsPostgres(const std::string& dir) {
+  if (geteuid() != 0) return "";
+  passwd* pw = getpwnam("postgres");
+  if (!pw) throw std::runtime_error("running as root but there is no postgres user to run initdb as");
+  if (chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown " + dir + " failed");
+  return "runuser -u postgres -- ";
+}
+
+// Starts the server of `dir`/data on a free port, its socket in `dir` (no TCP).
+// Returns the port and the command that started it.
+std::pair<int, std::string> StartServer(const std::string& dir, const std::string& as) {
+  for (int tries = 0; tries < 20; ++tries) {
+    int port = 20000 + static_cast<int>((getpid() * 7 + tries * 131 + time(nullptr)) % 30000);
+    std::string start = as + kPgBin + "/pg_ctl -D " + dir + "/data -l " + dir + "/server.log -w -t 30 -o \"-k " +
+                        dir + " -p " + std::to_string(port) +
+                        " -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                        " -c max_connections=200\" start > /dev/null 2>&1";
+    if (Shell(start) == 0) return {port, start};
+  }
+  throw std::runtime_error("cannot start PostgreSQL; see " + dir + "/server.log");
+}
+
+std::string SocketUrl(const std::string& dir, int port, const std::string& db) {
+  return "host=" + dir + " port=" + std::to_string(port) + " user=postgres dbname=" + db;
+}
+
+// The data directory of a stopped cluster holding `kiln_template` with every
+// migration of this build applied. initdb and the migrations cost a test
+// process about two seconds (more under load, much more under ASan), so one
+// is made per set of migrations and each test process starts from a copy:
+// /tmp/kiln-pg-template-<hash of PostgreSQL's path and the migrations>.
+// KILN_TEST_FRESH_PG=1 makes every process run initdb itself instead.
+std::string MigratedTemplate() {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a: a cache key, not a defence
+  auto mix = [&h](const std::string& s) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  };
+  mix(kPgBin);
+  mix("--wal-segsize=1");  // (the initdb options: 1 MB of WAL to copy, not 16)
+  for (const auto& m : db::EmbeddedMigrations()) {
+    mix(std::to_string(m.version));
+    mix(m.name);
+    mix(m.sql);
+  }
+  char key[17];
+  snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(h));
+  const std::string cached = std::string("/tmp/kiln-pg-template-") + key;
+  if (fs::exists(cached + "/ready")) return cached + "/data";
+
+  // One process builds it; the others wait on the lock and then find it.
+  int lock = open("/tmp/kiln-pg-template.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (lock < 0 || flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock /tmp/kiln-pg-template.lock");
+  struct Unlock {
+    int fd;
+    ~Unlock() { close(fd); }
+  } unlock{lock};
+  if (fs::exists(cached + "/ready")) return cached + "/data";
+
+  char tmpl[] = "/tmp/kiln-pg-build-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  std::string dir = tmpl;
+  chmod(dir.c_str(), 0755);
+  std::string as = AsPostgres(dir);
+  std::string initdb = as + kPgBin + "/initdb -D " + dir + "/data -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync --wal-segsize=1 > " +
+                       dir + "/initdb.log 2>&1";
+  if (Shell(initdb) != 0) throw std::runtime_error("initdb failed; see " + dir + "/initdb.log");
+  auto [port, start] = StartServer(dir, as);
+  std::string stop = as + kPgBin + "/pg_ctl -D " + dir + "/data -m fast -w stop > /dev/null 2>&1";
+  try {
+    pqxx::connection c(SocketUrl(dir, port, "postgres"));
+    pqxx::nontransaction tx(c);
+    tx.exec0("CREATE DATABASE kiln_template");
+    auto m = db::Migrate(SocketUrl(dir, port, "kiln_template"));
+    if (!m.ok()) throw std::runtime_error("migrations failed: " + m.status().message());
+  } catch (...) {
+    Shell(stop);
+    throw;
+  }
+  // A clean stop: the copies start without recovery.
+  if (Shell(stop) != 0) throw std::runtime_error("cannot stop the template cluster in " + dir);
+  WriteFile(dir + "/ready", "");
+  std::error_code ec;
+  fs::remove_all(cached, ec);  // a half-made one from a killed run
+  fs::rename(dir, cached);
+  // Templates of other migration sets, unused for a day, go.
+  for (const auto& e : fs::directory_iterator("/tmp", ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind("kiln-pg-template-", 0) != 0 || e.path() == cached) continue;
+    auto age = fs::file_time_type::clock::now() - fs::last_write_time(e.path(), ec);
+    if (!ec && age > std::chrono::hours(24)) fs::remove_all(e.path(), ec);
+  }
+  return cached + "/data";
+}
+
 class Cluster {
  public:
   Cluster() {
@@ -42,36 +144,30 @@ class Cluster {
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
     chmod(dir_.c_str(), 0755);
+    const bool fresh = std::getenv("KILN_TEST_FRESH_PG") != nullptr;
     std::string as;
-    if (geteuid() == 0) {
-      passwd* pw = getpwnam("postgres");
-      if (!pw) throw std::runtime_error("running as root but there is no postgres user to run initdb as");
-      if (chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown failed");
-      as = "runuser -u postgres -- ";
+    if (fresh) {
+      as = AsPostgres(dir_);
+      std::string initdb = as + kPgBin + "/initdb -D " + dir_ + "/data -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync --wal-segsize=1 > " +
+                           dir_ + "/initdb.log 2>&1";
+      if (Shell(initdb) != 0) throw std::runtime_error("initdb failed; see " + dir_ + "/initdb.log");
+    } else {
+      std::string data = MigratedTemplate();
+      as = AsPostgres(dir_);
+      // cp -a keeps the postgres user's ownership and the 0700 of the data directory.
+      if (Shell("cp -a " + data + " " + dir_ + "/data") != 0) throw std::runtime_error("cannot copy " + data);
     }
-    std::string initdb = as + kPgBin + "/initdb -D " + dir_ + "/data -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync > " +
-                         dir_ + "/initdb.log 2>&1";
-    if (Shell(initdb) != 0) throw std::runtime_error("initdb failed; see " + dir_ + "/initdb.log");
-    for (int tries = 0; tries < 20; ++tries) {
-      port_ = 20000 + static_cast<int>((getpid() * 7 + tries * 131 + time(nullptr)) % 30000);
-      std::string start = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -l " + dir_ + "/server.log -w -t 30 -o \"-k " +
-                          dir_ + " -p " + std::to_string(port_) +
-                          " -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-                          " -c max_connections=200\" start > /dev/null 2>&1";
-      if (Shell(start) == 0) {
-        started_ = true;
-        start_cmd_ = start;
-        break;
-      }
-    }
-    if (!started_) throw std::runtime_error("cannot start PostgreSQL; see " + dir_ + "/server.log");
+    std::tie(port_, start_cmd_) = StartServer(dir_, as);
+    started_ = true;
     stop_cmd_ = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop > /dev/null 2>&1";
     restart_stop_cmd_ = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -m fast -w stop > /dev/null 2>&1";
-    pqxx::connection c(Url("postgres"));
-    pqxx::nontransaction tx(c);
-    tx.exec0("CREATE DATABASE kiln_template");
-    auto m = db::Migrate(Url("kiln_template"));
-    if (!m.ok()) throw std::runtime_error("migrations failed: " + m.status().message());
+    if (fresh) {
+      pqxx::connection c(Url("postgres"));
+      pqxx::nontransaction tx(c);
+      tx.exec0("CREATE DATABASE kiln_template");
+      auto m = db::Migrate(Url("kiln_template"));
+      if (!m.ok()) throw std::runtime_error("migrations failed: " + m.status().message());
+    }
   }
   ~Cluster() {
     if (started_) Shell(stop_cmd_);
@@ -83,9 +179,7 @@ class Cluster {
     if (Shell(start_cmd_) != 0) throw std::runtime_error("cannot restart PostgreSQL; see " + dir_ + "/server.log");
   }
   std::string DataDir() const { return dir_ + "/data"; }
-  std::string Url(const std::string& db) const {
-    return "host=" + dir_ + " port=" + std::to_string(port_) + " user=postgres dbname=" + db;
-  }
+  std::string Url(const std::string& db) const { return SocketUrl(dir_, port_, db); }
 
  private:
   std::string dir_;

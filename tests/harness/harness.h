@@ -13,9 +13,11 @@
 
 namespace kiln::test {
 
-// Starts (once per process) a private PostgreSQL cluster in a temp directory
-// (initdb as the postgres user when running as root), applies the kiln
-// migrations to a template database, and removes everything at exit.
+// Starts (once per process) a private PostgreSQL cluster in a temp directory,
+// holding a template database with the kiln migrations applied, and removes
+// everything at exit. The cluster is a copy of one made (initdb as the postgres
+// user when running as root, then the migrations) once per set of migrations
+// and kept in /tmp; KILN_TEST_FRESH_PG=1 makes each process run initdb itself.
 // Returns the URL of a new database cloned from the template.
 std::string NewDatabase();
 
