@@ -12,7 +12,9 @@
 #include "api/convert.h"
 #include "audit/audit_store.h"
 #include "auth/trust_store.h"
+#include "cluster/state_store.h"
 #include "common/util.h"
+#include "controller/deployer.h"
 #include "controller/guard.h"
 #include "common/text.h"
 #include "config/project_config.h"
@@ -84,6 +86,56 @@ void StatsToProto(const queue::StatsReport& r, v1::Stats* out) {
   }
 }
 
+void StateToProto(const cluster::Spec& s, v1::ClusterState* out) {
+  out->set_cluster(s.cluster);
+  out->set_min_workers(s.min_workers);
+  out->set_max_workers(s.max_workers);
+  out->set_slots_per_worker(s.slots_per_worker);
+  for (const auto& [k, v] : s.labels) (*out->mutable_labels())[k] = v;
+  out->set_worker_config_json(s.worker_config);
+  out->set_provider(s.provider);
+  out->set_provider_settings_json(s.provider_settings);
+  auto* p = out->mutable_policy();
+  p->set_target_queue_wait_ms(s.policy.target_queue_wait_ms);
+  p->set_jobs_per_slot(s.policy.jobs_per_slot);
+  p->set_scale_up_step(s.policy.scale_up_step);
+  p->set_scale_up_cooldown_ms(s.policy.scale_up_cooldown_ms);
+  p->set_scale_down_cooldown_ms(s.policy.scale_down_cooldown_ms);
+  p->set_scale_in_delay_ms(s.policy.scale_in_delay_ms);
+  out->set_updated_by(s.updated_by);
+  out->set_updated_at_ms(s.updated_at_ms);
+}
+
+void PlanToProto(const cluster::Plan& p, v1::ClusterPlan* out) {
+  out->set_cluster(p.cluster);
+  out->set_desired(p.desired);
+  out->set_serving(p.serving);
+  for (const auto& s : p.steps) {
+    auto* st = out->add_steps();
+    st->set_op(cluster::OpName(s.op));
+    st->set_instance(s.instance);
+    st->set_reason(s.reason);
+  }
+  out->set_text(cluster::Render(p));
+}
+
+// Applies the fields a request carries to `s`; the others stay.
+void ApplyRequest(const v1::SetClusterStateRequest& r, cluster::Spec& s) {
+  if (r.has_min_workers()) s.min_workers = r.min_workers();
+  if (r.has_max_workers()) s.max_workers = r.max_workers();
+  if (r.has_slots_per_worker()) s.slots_per_worker = r.slots_per_worker();
+  if (r.has_labels()) s.labels = {r.labels().values().begin(), r.labels().values().end()};
+  if (r.has_worker_config_json()) s.worker_config = r.worker_config_json();
+  if (r.has_provider()) s.provider = r.provider();
+  if (r.has_provider_settings_json()) s.provider_settings = r.provider_settings_json();
+  if (r.has_target_queue_wait_ms()) s.policy.target_queue_wait_ms = r.target_queue_wait_ms();
+  if (r.has_jobs_per_slot()) s.policy.jobs_per_slot = r.jobs_per_slot();
+  if (r.has_scale_up_step()) s.policy.scale_up_step = r.scale_up_step();
+  if (r.has_scale_up_cooldown_ms()) s.policy.scale_up_cooldown_ms = r.scale_up_cooldown_ms();
+  if (r.has_scale_down_cooldown_ms()) s.policy.scale_down_cooldown_ms = r.scale_down_cooldown_ms();
+  if (r.has_scale_in_delay_ms()) s.policy.scale_in_delay_ms = r.scale_in_delay_ms();
+}
+
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   explicit AdminServiceImpl(const AdminServiceDeps& d) : d_(d) {}
@@ -150,8 +202,72 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     if (auto who = d_.guard.Require(ctx, auth::Role::kRead); !who.ok()) return api::ToGrpc(who.status());
     auto cs = d_.catalog.ListClusters();
     if (!cs.ok()) return api::ToGrpc(cs.status());
-    for (const auto& c : *cs) api::ToProto(c, resp->add_clusters());
+    std::vector<cluster::Spec> states;
+    if (d_.cluster_state != nullptr) {
+      auto st = d_.cluster_state->List();
+      if (!st.ok()) return api::ToGrpc(st.status());
+      states = std::move(*st);
+    }
+    for (const auto& c : *cs) {
+      auto* out = resp->add_clusters();
+      api::ToProto(c, out);
+      for (const auto& s : states)
+        if (s.cluster == c.name) StateToProto(s, out->mutable_state());
+    }
     return grpc::Status::OK;
+  }
+
+  grpc::Status PlanClusters(grpc::ServerContext* ctx, const v1::PlanClustersRequest* req,
+                            v1::PlanClustersResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead); !who.ok()) return api::ToGrpc(who.status());
+    auto plans = Plans(req->cluster());
+    if (!plans.ok()) return api::ToGrpc(plans.status());
+    for (const auto& p : *plans) PlanToProto(p, resp->add_plans());
+    return grpc::Status::OK;
+  }
+
+  // Admin only. Each cluster's plan is made and carried out at once; a step
+  // that fails is reported in the plan's error and retried at the next apply.
+  grpc::Status ApplyClusters(grpc::ServerContext* ctx, const v1::PlanClustersRequest* req,
+                             v1::PlanClustersResponse* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    auto plans = Plans(req->cluster());
+    if (!plans.ok()) return api::ToGrpc(plans.status());
+    for (const auto& p : *plans) {
+      auto* out = resp->add_plans();
+      PlanToProto(p, out);
+      auto done = d_.deployer->Apply(p, who->Audit(*ctx));
+      for (const auto& s : done.steps) out->add_applied(s);
+      if (!done.error.ok()) out->set_error(done.error.message());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetCluster(grpc::ServerContext* ctx, const v1::GetClusterStateRequest* req, v1::Cluster* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead); !who.ok()) return api::ToGrpc(who.status());
+    return api::ToGrpc(FillCluster(req->cluster(), resp));
+  }
+
+  // Admin only. The merged spec is validated as a whole in the store's
+  // transaction: an error changes nothing.
+  grpc::Status SetClusterState(grpc::ServerContext* ctx, const v1::SetClusterStateRequest* req,
+                               v1::Cluster* resp) override {
+    auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
+    if (!who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cluster", req->cluster()); !s.ok()) return api::ToGrpc(s);
+    if (d_.cluster_state == nullptr) return grpc::Status(grpc::UNIMPLEMENTED, "this server keeps no cluster state");
+    auto spec = d_.cluster_state->Update(
+        req->cluster(),
+        [&](cluster::Spec& s) {
+          ApplyRequest(*req, s);
+          return Status::Ok();
+        },
+        who->Audit(*ctx));
+    if (!spec.ok()) return api::ToGrpc(spec.status());
+    spdlog::info("cluster state set cluster={} min={} max={} provider={} by={}", spec->cluster, spec->min_workers,
+                 spec->max_workers, spec->provider, who->Name());
+    return api::ToGrpc(FillCluster(req->cluster(), resp));
   }
 
   grpc::Status CreateCluster(grpc::ServerContext* ctx, const v1::CreateClusterRequest* req, v1::Cluster* resp) override {
@@ -400,6 +516,31 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
  private:
+  Result<std::vector<cluster::Plan>> Plans(const std::string& cluster) {
+    if (d_.deployer == nullptr) return Status(Code::kUnimplemented, "this server deploys no workers");
+    if (cluster.empty()) return d_.deployer->PlanAll();
+    KILN_RETURN_IF_ERROR(CheckName("cluster", cluster));
+    auto p = d_.deployer->MakePlan(cluster);
+    if (!p.ok()) return p.status();
+    return std::vector<cluster::Plan>{std::move(*p)};
+  }
+
+  // The cluster's row and its desired state, if managed. NotFound if there
+  // is no such cluster.
+  Status FillCluster(const std::string& name, v1::Cluster* out) {
+    KILN_RETURN_IF_ERROR(CheckName("cluster", name));
+    auto cs = d_.catalog.ListClusters();
+    if (!cs.ok()) return cs.status();
+    auto it = std::find_if(cs->begin(), cs->end(), [&](const queue::ClusterRow& c) { return c.name == name; });
+    if (it == cs->end()) return NotFound("cluster \"" + name + "\" does not exist (see kiln clusters list)");
+    api::ToProto(*it, out);
+    if (d_.cluster_state == nullptr) return Status::Ok();
+    auto st = d_.cluster_state->Get(name);
+    if (!st.ok()) return st.status();
+    if (*st) StateToProto(**st, out->mutable_state());
+    return Status::Ok();
+  }
+
   // A read (or stronger) token of `project` (a valid name), or with no
   // project an admin token. PermissionDenied otherwise, naming `every` (what
   // every project's answer is) and `hint` (how to ask for one project's):

@@ -14,6 +14,9 @@ class AuditStore;
 namespace kiln::auth {
 class TrustStore;
 }
+namespace kiln::cluster {
+class StateStore;
+}
 namespace kiln::queue {
 class CatalogStore;
 class StatsStore;
@@ -22,6 +25,7 @@ class WorkerStore;
 
 namespace kiln::controller {
 
+class Deployer;
 class Guard;
 class Signal;
 
@@ -36,6 +40,8 @@ struct AdminServiceDeps {
   Signal& dispatch_wake;  // a mapping changed: queued jobs may be claimable
   audit::AuditStore& audit;  // ListAudit (the stores above write the rows)
   queue::StatsStore* stats = nullptr;  // GetStats (kiln stats); null: it answers UNIMPLEMENTED
+  cluster::StateStore* cluster_state = nullptr;  // clusters' desired state; null: SetClusterState is UNIMPLEMENTED
+  Deployer* deployer = nullptr;                  // kiln clusters plan / apply; null: UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> MakeAdminService(const AdminServiceDeps& deps);

@@ -9,6 +9,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -19,6 +20,9 @@
 #include "api/convert.h"
 #include "auth/secrets.h"
 #include "audit/audit_store.h"
+#include "cluster/instance_store.h"
+#include "cluster/state_store.h"
+#include "controller/deployer.h"
 #include "auth/trust_store.h"
 #include "auth/x509.h"
 #include "cache/action_store.h"
@@ -73,6 +77,9 @@ struct Controller::Impl {
   std::unique_ptr<cache::ActionCacheStore> action_cache;
   std::unique_ptr<queue::LogStore> logs;
   std::unique_ptr<queue::StatsStore> stats;
+  std::unique_ptr<cluster::StateStore> cluster_state;  // clusters' desired state (kiln clusters set)
+  std::unique_ptr<cluster::InstanceStore> cluster_instances;
+  std::unique_ptr<Deployer> deployer;  // kiln clusters plan / apply
   // The CAS directory at its last collection, for the samples (-1: not yet).
   std::atomic<int64_t> cas_blobs{-1}, cas_bytes{-1};
   std::unique_ptr<cache::CompileCacheStore> compile_cache;
@@ -648,6 +655,8 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   impl->action_cache = std::make_unique<cache::ActionCacheStore>(*impl->pool);
   impl->logs = std::make_unique<queue::LogStore>(*impl->pool);
   impl->stats = std::make_unique<queue::StatsStore>(*impl->pool);
+  impl->cluster_state = std::make_unique<cluster::StateStore>(*impl->pool);
+  impl->cluster_instances = std::make_unique<cluster::InstanceStore>(*impl->pool);
   impl->projects = std::make_unique<ProjectCache>(*impl->catalog);
   impl->trust = std::make_unique<auth::TrustStore>(*impl->pool);
   impl->audit = std::make_unique<audit::AuditStore>(*impl->pool);
@@ -702,8 +711,25 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     if (s) s->Close();
     return s != nullptr;
   };
+  {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    DeployerDeps dd{*i.cluster_state, *i.cluster_instances, *i.trust,
+                    [&i] {
+                      // A wildcard listen address: workers on this host dial loopback.
+                      std::string a = i.bound_address;
+                      for (const char* any : {"0.0.0.0:", "[::]:"})
+                        if (a.rfind(any, 0) == 0) a = "127.0.0.1:" + a.substr(std::strlen(any));
+                      return a;
+                    },
+                    cfg.insecure ? std::string() : cfg.tls_dir,
+                    (ec ? std::filesystem::path("kiln-worker") : self.parent_path() / "kiln-worker").string(),
+                    "/var/lib/kiln-controller/instances", i.controller_id};
+    i.deployer = std::make_unique<Deployer>(std::move(dd));
+  }
   i.admin_service = MakeAdminService(
-      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, i.stats.get()});
+      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, i.stats.get(),
+       i.cluster_state.get(), i.deployer.get()});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.actions, i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
                                         cfg.heartbeat_interval, i.metrics.compiles});

@@ -28,6 +28,7 @@ Status ValidateRegister(const v1::WorkerRegister& r) {
   if (r.worker_id().empty() || r.worker_id().size() > 128) return InvalidArgument("worker_id must be 1-128 bytes");
   KILN_RETURN_IF_ERROR(CheckText(r.worker_id(), "worker_id"));
   KILN_RETURN_IF_ERROR(CheckText(r.hostname(), "hostname", 255));
+  KILN_RETURN_IF_ERROR(CheckText(r.work_dir(), "work_dir", 4096));
   if (r.slots() < 0 || r.slots() > 4096) return InvalidArgument("slots must be between 0 and 4096");
   if (r.arch().empty()) return InvalidArgument("arch is required");
   KILN_RETURN_IF_ERROR(CheckText(r.arch(), "arch", 64));

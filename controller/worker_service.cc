@@ -74,6 +74,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     queue::WorkerRegistration w;
     w.id = reg.worker_id();
     w.hostname = reg.hostname();
+    w.work_dir = reg.work_dir();
     w.cluster = reg.cluster();
     w.arch = reg.arch();
     w.os = reg.os().empty() ? "linux" : reg.os();

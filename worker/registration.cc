@@ -1,6 +1,8 @@
 #include "worker/registration.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <system_error>
 
 #include "common/version.h"
 
@@ -20,6 +22,9 @@ v1::WorkerMessage Registration(const config::WorkerConfig& cfg, const WorkerIden
   if (who.sandbox) (*r->mutable_labels())["sandbox"] = "runc";
   if (cfg.allow_plain_jobs) (*r->mutable_labels())["plain"] = "yes";
   r->set_cluster(cfg.cluster);
+  std::error_code ec;
+  auto dir = std::filesystem::absolute(cfg.work_dir, ec);
+  r->set_work_dir((ec ? std::filesystem::path(cfg.work_dir) : dir.lexically_normal()).string());
   r->set_version(kVersion);
   r->set_draining(draining);
   for (const auto& ws : workspaces) *r->add_workspaces() = ws;

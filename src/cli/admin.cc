@@ -136,9 +136,13 @@ int RunClustersList(Client& c, const Globals& g) {
     PrintLine(ToJsonArray(resp->clusters()));
     return kExitOk;
   }
-  Table t({"NAME", "WORKERS", "PROJECTS"});
+  Table t({"NAME", "WORKERS", "MIN", "MAX", "SLOTS", "PROVIDER", "PROJECTS"});
   for (const auto& cl : resp->clusters()) {
-    t.AddRow({cl.name(), std::to_string(cl.workers()), Join(cl.projects(), "-")});
+    const auto& s = cl.state();
+    const bool managed = cl.has_state();
+    t.AddRow({cl.name(), std::to_string(cl.workers()), managed ? std::to_string(s.min_workers()) : "-",
+              managed ? std::to_string(s.max_workers()) : "-", managed ? std::to_string(s.slots_per_worker()) : "-",
+              managed ? s.provider() : "(not managed)", Join(cl.projects(), "-")});
   }
   t.Print(stdout);
   return kExitOk;

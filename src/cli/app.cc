@@ -437,11 +437,59 @@ int Main(int argc, char** argv) {
   pset->callback([&] { action = [&](Client& c) { return RunProjectsConfigSet(c, g, project_name, project_config); }; });
 
   // clusters
-  auto* cl = Sub(&app, "clusters", "Manage clusters and which projects they serve");
-  cl->require_subcommand(1);
-  auto* cll = Sub(cl, "list", "List clusters");
+  auto* cl = Sub(&app, "clusters",
+                 "Manage clusters, which projects they serve and their desired state (alone: kiln clusters list)");
+  cl->require_subcommand(0, 1);
+  cl->callback([&] {
+    if (cl->get_subcommands().empty()) action = [&](Client& c) { return RunClustersList(c, g); };
+  });
+  auto* cll = Sub(cl, "list", "List clusters and their desired state");
   cll->callback([&] { action = [&](Client& c) { return RunClustersList(c, g); }; });
+  ClustersSetArgs cset;
+  auto* cls = Sub(cl, "set",
+                  "Set a cluster's desired state: the flags given change, the others keep their value (a cluster "
+                  "not managed yet starts from the defaults in docs/operations.md, \"Cluster state\"). Admin token; "
+                  "validated as a whole, an error changes nothing; recorded in the audit trail");
+  cls->add_option("name", cset.name, "cluster name")->required();
+  cls->add_option("--min", cset.min, "fewest workers")->type_name("N");
+  cls->add_option("--max", cset.max, "most workers")->type_name("N");
+  cls->add_option("--slots", cset.slots, "slots of each worker deployed")->type_name("N");
+  cls->add_option("--label", cset.labels, "a label of each worker deployed (repeated; replaces the labels)")
+      ->type_name("K=V");
+  cls->add_flag("--no-labels", cset.no_labels, "deploy workers without labels");
+  cls->add_option("--provider", cset.provider, "what starts workers: process, systemd or command")->type_name("NAME");
+  cls->add_option("--provider-settings", cset.provider_settings,
+                  "the provider's settings: a JSON object, @FILE or - for standard input")
+      ->type_name("JSON");
+  cls->add_option("--worker-config", cset.worker_config,
+                  "further kiln-worker settings to deploy: a JSON object of config keys, @FILE or -")
+      ->type_name("JSON");
+  cls->add_option("--target-queue-wait", cset.target_queue_wait, "scale up while jobs wait longer (0: off)")
+      ->type_name("DUR");
+  cls->add_option("--jobs-per-slot", cset.jobs_per_slot, "queued and running jobs one slot should carry")
+      ->type_name("X");
+  cls->add_option("--scale-up-step", cset.scale_up_step, "at most this many workers more per decision")
+      ->type_name("N");
+  cls->add_option("--scale-up-cooldown", cset.scale_up_cooldown, "after a change, no scale-up before this")
+      ->type_name("DUR");
+  cls->add_option("--scale-down-cooldown", cset.scale_down_cooldown, "after a change, no scale-down before this")
+      ->type_name("DUR");
+  cls->add_option("--scale-in-delay", cset.scale_in_delay, "how long a worker stays idle before it is drained")
+      ->type_name("DUR");
+  cls->callback([&] { action = [&](Client& c) { return RunClustersSet(c, g, cset); }; });
   std::string cluster_name, map_project;
+  for (bool apply : {false, true}) {
+    auto* pa = Sub(cl, apply ? "apply" : "plan",
+                   apply ? "Carry out the plan: start, drain, replace and destroy workers through the cluster's "
+                           "provider (admin)"
+                         : "Show what apply would do to bring managed clusters to their desired state, like a "
+                           "Terraform plan; changes nothing");
+    pa->add_option("name", cluster_name, "cluster name (default: every managed cluster)");
+    pa->callback([&, apply] { action = [&, apply](Client& c) { return RunClustersPlan(c, g, cluster_name, apply); }; });
+  }
+  auto* clsh = Sub(cl, "show", "Show a cluster, its projects and its desired state");
+  clsh->add_option("name", cluster_name, "cluster name")->required();
+  clsh->callback([&] { action = [&](Client& c) { return RunClustersShow(c, g, cluster_name); }; });
   auto* clc = Sub(cl, "create", "Create a cluster");
   clc->add_option("name", cluster_name, "cluster name")->required();
   clc->callback([&] { action = [&](Client& c) { return RunClustersCreate(c, g, cluster_name); }; });

@@ -382,6 +382,31 @@ Result<v1::Cluster> Client::CreateCluster(const std::string& name) {
   });
 }
 
+Result<v1::Cluster> Client::GetCluster(const std::string& name) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::GetClusterStateRequest req;
+  req.set_cluster(name);
+  return Call<v1::Cluster>(impl_->options, [&](grpc::ClientContext* ctx, v1::Cluster* resp) {
+    return impl_->admin->GetCluster(ctx, req, resp);
+  });
+}
+
+Result<v1::Cluster> Client::SetClusterState(const v1::SetClusterStateRequest& req) {
+  if (!impl_->admin) return NoStub("AdminService");
+  return Call<v1::Cluster>(impl_->options, [&](grpc::ClientContext* ctx, v1::Cluster* resp) {
+    return impl_->admin->SetClusterState(ctx, req, resp);
+  });
+}
+
+Result<v1::PlanClustersResponse> Client::PlanClusters(const std::string& cluster, bool apply) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::PlanClustersRequest req;
+  req.set_cluster(cluster);
+  return Call<v1::PlanClustersResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::PlanClustersResponse* resp) {
+    return apply ? impl_->admin->ApplyClusters(ctx, req, resp) : impl_->admin->PlanClusters(ctx, req, resp);
+  });
+}
+
 Result<v1::ListWorkspacesResponse> Client::ListWorkspaces(const std::string& project) {
   if (!impl_->admin) return NoStub("AdminService");
   v1::ListWorkspacesRequest req;

@@ -97,6 +97,14 @@ class Client {
   // The farm's history for a window (an admin token, or a read token of req.project).
   Result<v1::Stats> GetStats(const v1::GetStatsRequest& req);
 
+  // A cluster and its desired state (absent: not managed).
+  Result<v1::Cluster> GetCluster(const std::string& name);
+  // Changes the desired state fields req carries (an admin token).
+  Result<v1::Cluster> SetClusterState(const v1::SetClusterStateRequest& req);
+
+  // The deployer's plans (apply: carried out) of one cluster or, empty, every managed one.
+  Result<v1::PlanClustersResponse> PlanClusters(const std::string& cluster, bool apply);
+
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);
 

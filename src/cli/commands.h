@@ -144,6 +144,21 @@ int RunJoinToken(Client& c, const Globals& g, const std::string& expires);
 int RunWorkersRevoke(Client& c, const Globals& g, const std::string& worker_id);
 int RunWhoAmI(Client& c, const Globals& g);
 
+// kiln clusters set NAME: only the flags given change.
+struct ClustersSetArgs {
+  std::string name;
+  std::optional<int> min, max, slots, scale_up_step;
+  std::vector<std::string> labels;  // K=V; given (or no_labels): replaces the labels
+  bool no_labels = false;
+  std::optional<std::string> worker_config, provider, provider_settings;  // JSON text, @FILE or -
+  std::optional<std::string> target_queue_wait, scale_up_cooldown, scale_down_cooldown, scale_in_delay;  // DUR
+  std::optional<double> jobs_per_slot;
+};
+int RunClustersSet(Client& c, const Globals& g, const ClustersSetArgs& a);
+int RunClustersShow(Client& c, const Globals& g, const std::string& name);
+// kiln clusters plan / apply [NAME]: exit 0, or 5 when an apply step failed.
+int RunClustersPlan(Client& c, const Globals& g, const std::string& name, bool apply);
+
 int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap);
 
 struct AuditArgs {

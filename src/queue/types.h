@@ -174,6 +174,7 @@ struct WorkerRegistration {
   std::string controller_id;
   std::string session;
   bool draining = false;
+  std::string work_dir;  // absolute; empty from older workers
 };
 
 struct WorkerRow {

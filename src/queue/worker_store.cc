@@ -13,14 +13,14 @@ std::vector<db::Statement> Statements() {
   return {
       {"register_worker",
        "INSERT INTO workers (id, cluster_id, hostname, properties, slots, state, controller_id, session,"
-       "                     version, lease_expires_at)"
+       "                     version, lease_expires_at, work_dir)"
        " SELECT $1, c.id, $3, $4::jsonb, $5, CASE WHEN $9 THEN 'draining' ELSE 'connected' END, $6, $7, $8,"
-       "        now() + $10 * interval '1 millisecond'"
+       "        now() + $10 * interval '1 millisecond', $11"
        " FROM clusters c WHERE c.name = $2"
        " ON CONFLICT (id) DO UPDATE SET cluster_id = excluded.cluster_id, hostname = excluded.hostname,"
        "   properties = excluded.properties, slots = excluded.slots, state = excluded.state,"
        "   controller_id = excluded.controller_id, session = excluded.session, version = excluded.version,"
-       "   last_heartbeat = now(), lease_expires_at = excluded.lease_expires_at"
+       "   last_heartbeat = now(), lease_expires_at = excluded.lease_expires_at, work_dir = excluded.work_dir"
        " RETURNING id"},
       {"heartbeat",
        "UPDATE workers SET last_heartbeat = now(), lease_expires_at = now() + $3 * interval '1 millisecond',"
@@ -47,11 +47,14 @@ std::vector<db::Statement> Statements() {
        "WITH held AS (SELECT p.id AS project_id, h.name, h.root, h.bytes"
        "   FROM jsonb_to_recordset($2::jsonb) AS h(project text, name text, root text, bytes bigint)"
        "   JOIN projects p ON p.name = h.project WHERE h.name <> ''),"
-       // A worker process that is gone on this host (a restart has a new
-       // id): its rows are this one's now, removals included.
-       " dead AS (DELETE FROM workspaces w USING workers o"
+       // A worker process that is gone on this host and worked in this
+       // work directory (a restart has a new id): its rows are this one's
+       // now, removals included. Keyed by work_dir, so that of several
+       // workers on one host each takes over only its own.
+       " me AS (SELECT hostname, work_dir FROM workers WHERE id = $1),"
+       " dead AS (DELETE FROM workspaces w USING workers o, me"
        "   WHERE o.id = w.worker_id AND o.id <> $1 AND o.state IN ('disconnected', 'lost')"
-       "     AND o.hostname = (SELECT hostname FROM workers WHERE id = $1)"
+       "     AND o.hostname = me.hostname AND o.work_dir = me.work_dir"
        "   RETURNING w.project_id, w.name, w.removed),"
        " gone AS (DELETE FROM workspaces w WHERE w.worker_id = $1"
        "   AND NOT EXISTS (SELECT 1 FROM held WHERE held.project_id = w.project_id AND held.name = w.name)),"
@@ -92,7 +95,7 @@ Status WorkerStore::Register(const WorkerRegistration& w, std::chrono::milliseco
         pqxx::nontransaction tx(c);
         auto r = tx.exec_prepared("register_worker", w.id, w.cluster, w.hostname, props.dump(), w.slots,
                                   w.controller_id, w.session, w.version, w.draining,
-                                  static_cast<int64_t>(lease.count()));
+                                  static_cast<int64_t>(lease.count()), w.work_dir);
         if (r.empty()) {
           return NotFound("cluster \"" + w.cluster + "\" does not exist; create it with: kiln clusters create " +
                           w.cluster);

@@ -110,7 +110,7 @@ void Prefill(queue::WorkerStore& workers, int n) {
        std::to_string(n) + ")");
   Exec("VACUUM ANALYZE build_jobs");
   for (int i = 0; i < kClients; ++i) {
-    queue::WorkerRegistration w{"bw" + std::to_string(i), "bench", "default", "x86_64", "linux", {}, 64, "", "", "s", false};
+    queue::WorkerRegistration w{"bw" + std::to_string(i), "bench", "default", "x86_64", "linux", {}, 64, "", "", "s", false, ""};
     (void)workers.Register(w, 3600s);
   }
 }

@@ -131,6 +131,82 @@ TEST_F(Cli, ProjectsAndClusters) {
   EXPECT_EQ(run.out, "on east\n");
 }
 
+// A cluster's desired state: set (only the flags given change), show, the
+// list, and refusals that say what is wrong and change nothing.
+TEST_F(Cli, ClustersSetShowAndRefusalsThatChangeNothing) {
+  StartController();
+  auto unmanaged = Kiln({"clusters", "show", "default"});
+  ASSERT_EQ(unmanaged.exit_code, 0) << unmanaged.err;
+  EXPECT_NE(unmanaged.out.find("managed:"), std::string::npos) << unmanaged.out;
+  EXPECT_NE(unmanaged.out.find("kiln clusters set default"), std::string::npos) << unmanaged.out;
+
+  auto set = Kiln({"clusters", "set", "default", "--min", "1", "--max", "3", "--provider", "process", "--slots", "2",
+                   "--label", "pool=fast", "--scale-in-delay", "30s", "--worker-config",
+                   R"({"sandbox": "none", "allow_plain_jobs": true})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_EQ(set.out, "cluster default: 1 to 3 workers of 2 slots, provider process\n");
+  auto state = [&] {
+    auto r = Kiln({"--json", "clusters", "show", "default"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out).at("state");
+  };
+  const nlohmann::json first = state();
+  EXPECT_EQ(first.at("min_workers"), 1) << first.dump();
+  EXPECT_EQ(first.at("max_workers"), 3);
+  EXPECT_EQ(first.at("slots_per_worker"), 2);
+  EXPECT_EQ(first.at("labels").at("pool"), "fast");
+  EXPECT_EQ(first.at("provider"), "process");
+  EXPECT_EQ(first.at("policy").at("scale_in_delay_ms"), "30000");
+  EXPECT_EQ(first.at("worker_config_json"), R"({"allow_plain_jobs":true,"sandbox":"none"})");
+
+  // Refused: each says what is wrong, and nothing changes (updated_at neither).
+  struct Bad {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string says;
+  };
+  const std::vector<Bad> bad = {
+      {{"--min", "5"}, 5, "--min 5 is above --max 3"},
+      {{"--max", "1001"}, 5, "--max 1001 is out of bounds"},
+      {{"--provider", "ec2"}, 5, "process, systemd or command"},
+      {{"--provider", "command"}, 5, "needs the executable to call"},
+      {{"--worker-config", R"({"work_dir": "/tmp/x"})"}, 5, "set by the deployer"},
+      {{"--worker-config", "[]"}, 5, "must be a JSON object"},
+      {{"--slots", "0"}, 5, "--slots 0 is out of bounds"},
+      {{"--scale-in-delay", "soon"}, 2, "--scale-in-delay soon"},
+      {{"--label", "nokey"}, 2, "expected KEY=VALUE"},
+  };
+  for (const auto& b : bad) {
+    std::vector<std::string> args{"clusters", "set", "default"};
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    auto r = Kiln(args);
+    EXPECT_EQ(r.exit_code, b.exit_code) << b.says << ": " << r.err;
+    EXPECT_NE(r.err.find(b.says), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(state(), first) << "a refused change changes nothing";
+  auto nowhere = Kiln({"clusters", "set", "nowhere", "--min", "1", "--max", "1"});
+  EXPECT_EQ(nowhere.exit_code, 4);
+  EXPECT_NE(nowhere.err.find("kiln clusters create nowhere"), std::string::npos) << nowhere.err;
+
+  // Only the flags given change.
+  ASSERT_EQ(Kiln({"clusters", "set", "default", "--max", "2"}).exit_code, 0);
+  nlohmann::json second = state();
+  EXPECT_EQ(second.at("max_workers"), 2);
+  EXPECT_EQ(second.at("min_workers"), 1);
+  EXPECT_EQ(second.at("labels"), first.at("labels"));
+  EXPECT_GE(std::stoll(second.at("updated_at_ms").get<std::string>()),
+            std::stoll(first.at("updated_at_ms").get<std::string>()));
+
+  // `kiln clusters` alone lists them, with their bounds and provider.
+  auto list = Kiln({"clusters"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("MIN"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("process"), std::string::npos) << list.out;
+  auto show = Kiln({"clusters", "show", "default"});
+  EXPECT_NE(show.out.find("scale-in delay:"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("30s"), std::string::npos) << show.out;
+}
+
 TEST_F(Cli, ErrorsSayWhatIsWrongWithDocumentedExitCodes) {
   auto unreachable = Kiln({"status", "1"}, 30s);
   EXPECT_EQ(unreachable.exit_code, 3);

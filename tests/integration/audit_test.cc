@@ -46,6 +46,10 @@ const std::map<std::string, std::string>& Classes() {
       {"kiln.v1.AdminService/ListClusters", "read"},
       {"kiln.v1.AdminService/CreateCluster", "cluster.create"},
       {"kiln.v1.AdminService/MapProject", "cluster.map / cluster.unmap"},
+      {"kiln.v1.AdminService/GetCluster", "read"},
+      {"kiln.v1.AdminService/SetClusterState", "cluster.set"},
+      {"kiln.v1.AdminService/PlanClusters", "read"},
+      {"kiln.v1.AdminService/ApplyClusters", "cluster.apply (when a step was done)"},
       {"kiln.v1.AdminService/ListWorkspaces", "read"},
       {"kiln.v1.AdminService/RemoveWorkspace", "workspace.remove"},
       {"kiln.v1.AdminService/SetCacheScope", "cache_scope.set"},
@@ -262,6 +266,8 @@ TEST_F(Audit, EveryStateChangingCallLeavesExactlyOneRowNamingItsCaller) {
   }
   ok(Kiln({"clusters", "unmap", "east", "web"}));
   want.push_back({"cluster.unmap", admin, "web", "cluster east"});
+  ok(Kiln({"clusters", "set", "east", "--min", "1", "--max", "3", "--provider", "process"}));
+  want.push_back({"cluster.set", admin, "", "cluster east"});
   ok(Kiln({"workers", "revoke", worker_id}));
   want.push_back({"worker.revoke", admin, "", "worker " + worker_id});
   EXPECT_EQ(workers_[0]->Wait(20s), 3) << "the revoked worker stops";
@@ -275,6 +281,9 @@ TEST_F(Audit, EveryStateChangingCallLeavesExactlyOneRowNamingItsCaller) {
   EXPECT_EQ(Kiln({"projects", "config", "set", "web", R"({"timeout_s": 60})"}).exit_code, 0) << "the same again";
   EXPECT_EQ(Kiln({"tokens", "revoke", IdOf(doomed)}).exit_code, 0) << "revoked already";
   EXPECT_EQ(Kiln({"projects", "create", "web"}).exit_code, 5) << "exists";
+  EXPECT_EQ(Kiln({"clusters", "set", "east", "--min", "1", "--max", "3"}).exit_code, 0) << "the same again";
+  EXPECT_EQ(Kiln({"clusters", "set", "east", "--min", "4"}).exit_code, 5) << "above --max 3";
+  EXPECT_EQ(As(reader, {"clusters", "set", "east", "--max", "5"}).exit_code, 6) << "an admin's call";
   EXPECT_EQ(Kiln({"image", "rm", image}).exit_code, 4) << "gone";
   {
     // An invalid configuration, past the CLI's own check: through the API.

@@ -43,7 +43,7 @@ class LogStoreTest : public ::testing::Test {
     test::Sql(url_, "INSERT INTO projects (name) VALUES ('web'), ('api')");
     test::Sql(url_, "INSERT INTO cluster_projects SELECT c.id, p.id FROM clusters c, projects p"
                     " WHERE p.name IN ('web', 'api')");
-    queue::WorkerRegistration w{"w", "h", "default", "x86_64", "linux", {}, 64, "", "", "s-w", false};
+    queue::WorkerRegistration w{"w", "h", "default", "x86_64", "linux", {}, 64, "", "", "s-w", false, ""};
     ASSERT_TRUE(workers_->Register(w, 600s).ok());
   }
 
@@ -161,7 +161,7 @@ TEST_F(LogStoreTest, CapsTakeTheOldestEndedLogsUntilUnderAndCountEveryAttempt) {
   // A job whose first attempt was lost with its worker: both attempts' logs count.
   queue::Claimed first = Running("web", 300);
   ASSERT_TRUE(dispatch_->DropWorker("w", "s-w", "test").ok());
-  queue::WorkerRegistration w{"w", "h", "default", "x86_64", "linux", {}, 64, "", "", "s-w2", false};
+  queue::WorkerRegistration w{"w", "h", "default", "x86_64", "linux", {}, 64, "", "", "s-w2", false, ""};
   ASSERT_TRUE(workers_->Register(w, 600s).ok());
   auto again = dispatch_->Claim("w", "s-w2", 1, kGrace);
   ASSERT_TRUE(again.ok() && again->size() == 1 && (*again)[0].attempt == 2);
@@ -175,7 +175,7 @@ TEST_F(LogStoreTest, CapsTakeTheOldestEndedLogsUntilUnderAndCountEveryAttempt) {
   ASSERT_TRUE(dispatch_->Apply({u}, {}).ok());
   test::Sql(url_, "UPDATE build_jobs SET finished_at = now() - interval '5 hours' WHERE id = " + std::to_string(first.id));
   // Re-register as the session the helpers use.
-  queue::WorkerRegistration back{"w", "h", "default", "x86_64", "linux", {}, 64, "", "", "s-w", false};
+  queue::WorkerRegistration back{"w", "h", "default", "x86_64", "linux", {}, 64, "", "", "s-w", false, ""};
   ASSERT_TRUE(workers_->Register(back, 600s).ok());
 
   int64_t a = Ended("web", 100, "4 hours");

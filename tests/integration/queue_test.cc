@@ -528,7 +528,7 @@ TEST_F(QueueTest, DropOfAnOldSessionDoesNotRequeue) {
   SubmitJob();
   std::string old_session = Worker("w1");
   std::string new_session = "s2-w1";
-  queue::WorkerRegistration w{"w1", "h", "default", "x86_64", "linux", {}, 4, "", "", new_session, false};
+  queue::WorkerRegistration w{"w1", "h", "default", "x86_64", "linux", {}, 4, "", "", new_session, false, ""};
   ASSERT_TRUE(workers_->Register(w, 60s).ok());
   auto c = dispatch_->Claim("w1", new_session, 1, kGrace);
   ASSERT_TRUE(c.ok() && c->size() == 1);

@@ -302,6 +302,34 @@ TEST_F(Workspaces, AKilledOrCancelledBuildLeavesNoHalfWrittenWorkspaceAndRmDelet
   EXPECT_EQ(Kiln({"workspace", "rm", "main"}).exit_code, 4) << "nothing left to remove";
 }
 
+// Two workers on one host: a restarted worker takes over only the dead rows
+// of its own work directory, never its neighbour's. (Keyed by hostname, w1's
+// restart took w0's row, with the removal it carried, and w0 came back
+// still holding a workspace that kiln workspace rm had removed.)
+TEST_F(Workspaces, OfTwoWorkersOnOneHostEachTakesOverOnlyItsOwnWorkDir) {
+  StartController();
+  StartWorker(0, 1);  // w0
+  test::WriteFile(src() + "/in.txt", "in\n");
+  ASSERT_EQ(InWorkspace("echo built > out.o").exit_code, 0);
+  StartWorker(0, 1);  // w1, same host
+  EXPECT_EQ(Q("SELECT count(DISTINCT hostname) || ' ' || count(DISTINCT work_dir) FROM workers"), "1 2");
+  EXPECT_EQ(Q("SELECT work_dir FROM workers w JOIN workspaces h ON h.worker_id = w.id"), dir_.path() + "/w0");
+  // w0 stops; its workspace is removed while it is away.
+  workers_[0]->Signal(SIGTERM);
+  ASSERT_EQ(workers_[0]->Wait(20s), 0);
+  auto rm = Kiln({"workspace", "rm", "main"});
+  ASSERT_EQ(rm.exit_code, 0) << rm.err;
+  // w1 restarts first: w0's row is not its own.
+  workers_[1]->Signal(SIGTERM);
+  ASSERT_EQ(workers_[1]->Wait(20s), 0);
+  StartWorker(0, 1, {}, dir_.path() + "/w1");
+  EXPECT_EQ(Q("SELECT count(*) FROM workspaces WHERE removed"), "1") << "w0's removal is still waiting for it";
+  // w0 comes back: it learns of the removal and deletes the workspace.
+  StartWorker(0, 1, {}, dir_.path() + "/w0");
+  EXPECT_TRUE(test::WaitFor([&] { return Q("SELECT count(*) FROM workspaces") == "0"; }, 10s));
+  EXPECT_TRUE(test::WaitFor([&] { return fs::is_empty(dir_.path() + "/w0/workspaces"); }, 10s));
+}
+
 TEST_F(Workspaces, AOneFileChangeInAWarmWorkspaceBuildsWhatACleanBuildBuilds) {
   Up();
   const std::string img = Toolchain();

@@ -25,6 +25,7 @@ TEST(Registration, SaysWhatTheWorkerIsAndRuns) {
   EXPECT_EQ(r.os(), "linux");
   EXPECT_EQ(r.slots(), 3);
   EXPECT_EQ(r.cluster(), "eu");
+  EXPECT_EQ(r.work_dir(), "/var/lib/kiln-worker") << "absolute: what tells two workers of one host apart";
   EXPECT_TRUE(r.draining());
   EXPECT_FALSE(r.version().empty());
   EXPECT_EQ(r.labels().size(), 3u);

@@ -1,0 +1,187 @@
+#include "controller/deployer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "auth/trust_store.h"
+#include "cluster/instance_store.h"
+#include "cluster/process_provider.h"
+#include "cluster/state_store.h"
+#include "common/util.h"
+#include "common/version.h"
+
+namespace kiln::controller {
+namespace {
+
+constexpr int64_t kDefaultRegisterMs = 120'000;
+
+std::string Setting(const cluster::Spec& s, const char* key, const std::string& fallback) {
+  auto j = nlohmann::json::parse(s.provider_settings, nullptr, false);
+  if (j.is_object() && j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  return fallback;
+}
+
+int64_t RegisterMs(const cluster::Spec& s) {
+  auto j = nlohmann::json::parse(s.provider_settings, nullptr, false);
+  if (j.is_object() && j.contains("register_timeout_s") && j["register_timeout_s"].is_number_integer())
+    return j["register_timeout_s"].get<int64_t>() * 1000;
+  return kDefaultRegisterMs;
+}
+
+std::string ScalarText(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+}  // namespace
+
+Deployer::Deployer(DeployerDeps d) : d_(std::move(d)) {}
+
+Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
+  auto spec = d_.state.Get(name);
+  if (!spec.ok()) return spec.status();
+  if (!*spec)
+    return FailedPrecondition("cluster " + name + " is not managed: give it a desired state first (kiln clusters set " +
+                              name + " --min N --max N)");
+  auto rows = d_.instances.List(name);
+  if (!rows.ok()) return rows.status();
+  auto workers = d_.instances.Workers(name);
+  if (!workers.ok()) return workers.status();
+  auto now = d_.instances.NowMs();
+  if (!now.ok()) return now.status();
+  const cluster::Spec& s = **spec;
+  if (s.provider != "process")
+    return Status(Code::kUnimplemented, "cluster " + name + ": provider " + s.provider +
+                         " is not built yet; only the process provider deploys today (docs/operations.md, \"Cluster "
+                         "state\")");
+  cluster::ProcessProvider provider({Setting(s, "root", d_.default_root), Setting(s, "worker_binary", d_.worker_binary)});
+  auto seen = provider.List();
+  if (!seen.ok()) return seen.status();
+  cluster::Actual actual;
+  actual.workers = std::move(*workers);
+  for (const auto& r : *rows) {
+    cluster::Instance in;
+    in.id = r.id;
+    in.config_hash = r.config_hash;
+    in.state = r.state;
+    in.worker_id = r.worker_id;
+    in.created_at_ms = r.created_at_ms;
+    in.register_deadline_ms = r.register_deadline_ms;
+    in.alive = false;
+    for (const auto& p : *seen)
+      if (p.id == r.id) in.alive = p.alive;
+    actual.instances.push_back(in);
+  }
+  int serving = 0;
+  if (desired < 0) {
+    // As many as serve now: plan with the count itself, then clamp.
+    auto probe = cluster::MakePlan(s, s.max_workers, actual, cluster::ConfigHash(s, kVersion), *now);
+    serving = probe.serving;
+    desired = serving;
+  }
+  return cluster::MakePlan(s, desired, actual, cluster::ConfigHash(s, kVersion), *now);
+}
+
+Result<std::vector<cluster::Plan>> Deployer::PlanAll() {
+  auto specs = d_.state.List();
+  if (!specs.ok()) return specs.status();
+  std::vector<cluster::Plan> out;
+  for (const auto& s : *specs) {
+    auto p = MakePlan(s.cluster);
+    if (!p.ok()) return p.status();
+    out.push_back(std::move(*p));
+  }
+  return out;
+}
+
+Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& who) {
+  auto spec = d_.state.Get(plan.cluster);
+  if (!spec.ok()) return {{}, spec.status()};
+  if (!*spec) return {{}, FailedPrecondition("cluster " + plan.cluster + " is not managed")};
+  const cluster::Spec& s = **spec;
+  cluster::ProcessProvider provider({Setting(s, "root", d_.default_root), Setting(s, "worker_binary", d_.worker_binary)});
+  const std::string hash = cluster::ConfigHash(s, kVersion);
+  std::vector<std::string> done;
+  Status first = Status::Ok();
+  // Instances whose worker registered since the last apply run now.
+  if (auto rows = d_.instances.List(plan.cluster); rows.ok()) {
+    for (const auto& r : *rows)
+      if (r.state == "starting" && !r.worker_id.empty()) (void)d_.instances.SetState(r.id, "running");
+  }
+  auto fail = [&](const Status& st, const std::string& what) {
+    spdlog::warn("cluster step failed cluster={} step=\"{}\": {}", plan.cluster, what, st.message());
+    if (first.ok()) first = st;
+  };
+  auto start = [&]() -> Status {
+    const std::string id = plan.cluster + "-" + RandomHex(3);
+    cluster::InstanceRow row;
+    row.id = id;
+    row.cluster = plan.cluster;
+    row.provider = s.provider;
+    row.config_hash = hash;
+    row.work_dir = std::filesystem::absolute(provider.WorkDir(id)).lexically_normal().string();
+    std::string conf = "controller = " + Setting(s, "controller", d_.controller_address()) + "\ncluster = " + s.cluster +
+                       "\nslots = " + std::to_string(s.slots_per_worker) + "\n";
+    for (const auto& [k, v] : s.labels) conf += "label." + k + " = " + v + "\n";
+    auto wc = nlohmann::json::parse(s.worker_config, nullptr, false);
+    if (wc.is_object())
+      for (const auto& [k, v] : wc.items()) conf += k + " = " + ScalarText(v) + "\n";
+    if (d_.tls_dir.empty()) {
+      conf += "insecure = true\n";
+    } else {
+      auto token = d_.trust.CreateJoinToken("controller " + d_.controller_id, RegisterMs(s) + 60'000, who);
+      if (!token.ok()) return token.status();
+      std::error_code ec;
+      std::filesystem::create_directories(provider.Dir(id), ec);
+      const std::string file = provider.Dir(id) + "/join.token";
+      std::ofstream(file) << *token << "\n";
+      std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+      conf += "ca_file = " + d_.tls_dir + "/ca.crt\njoin_token_file = " + file + "\n";
+    }
+    // The row first: an instance never runs without one.
+    KILN_RETURN_IF_ERROR(d_.instances.Insert(row, RegisterMs(s)));
+    if (Status st = provider.Create(id, conf); !st.ok()) {
+      (void)provider.Destroy(id);
+      (void)d_.instances.Remove(id);
+      return st;
+    }
+    done.push_back("start " + id);
+    return Status::Ok();
+  };
+  auto drain = [&](const std::string& id) -> Status {
+    Status st = provider.Drain(id);
+    if (!st.ok() && st.code() != Code::kNotFound) return st;
+    KILN_RETURN_IF_ERROR(d_.instances.SetState(id, "draining"));
+    done.push_back("drain " + id);
+    return Status::Ok();
+  };
+  for (const auto& step : plan.steps) {
+    const std::string what = std::string(cluster::OpName(step.op)) + " " + step.instance;
+    Status st;
+    switch (step.op) {
+      case cluster::Op::kStart: st = start(); break;
+      case cluster::Op::kDrain: st = drain(step.instance); break;
+      case cluster::Op::kReplace:
+        st = start();
+        if (st.ok()) st = drain(step.instance);
+        break;
+      case cluster::Op::kDestroy:
+        st = provider.Destroy(step.instance);
+        if (st.ok()) st = d_.instances.Remove(step.instance);
+        if (st.ok()) done.push_back("destroy " + step.instance);
+        break;
+    }
+    if (!st.ok()) fail(st, what);
+  }
+  if (!done.empty()) {
+    if (Status st = d_.instances.RecordApply(plan.cluster, done, who); !st.ok()) fail(st, "record");
+    spdlog::info("cluster applied cluster={} steps={}", plan.cluster, done.size());
+  }
+  return {done, first};
+}
+
+}  // namespace kiln::controller

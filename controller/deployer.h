@@ -1,0 +1,63 @@
+#pragma once
+// The deployer (refresh → plan → apply) of managed clusters: refresh reads
+// a cluster's desired state, its provider instances and its workers; plan
+// is cluster/plan.h's difference; apply carries the steps out through the
+// cluster's provider (today: `process`, kiln-worker processes on this
+// host). `kiln clusters plan` changes nothing; `kiln clusters apply` and
+// (later) the autoscaler apply the same plans.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "audit/entry.h"
+#include "cluster/plan.h"
+#include "common/status.h"
+
+namespace kiln::auth {
+class TrustStore;
+}
+namespace kiln::cluster {
+class InstanceStore;
+class StateStore;
+}  // namespace kiln::cluster
+
+namespace kiln::controller {
+
+struct DeployerDeps {
+  cluster::StateStore& state;
+  cluster::InstanceStore& instances;
+  auth::TrustStore& trust;        // a join token for each worker started (TLS farms)
+  std::function<std::string()> controller_address;  // what started workers dial (known once the server listens)
+  std::string tls_dir;            // its ca.crt is the workers' ca_file; empty: insecure
+  std::string worker_binary;      // kiln-worker, when provider settings name none
+  std::string default_root;       // the process provider's state directories, when settings name none
+  std::string controller_id;
+};
+
+class Deployer {
+ public:
+  explicit Deployer(DeployerDeps d);
+
+  // The plan of one managed cluster to `desired` workers (< 0: as many as
+  // serve now, within min..max). NotFound for a cluster that does not exist,
+  // FailedPrecondition for one that is not managed.
+  Result<cluster::Plan> MakePlan(const std::string& cluster, int desired = -1);
+  // Every managed cluster's plan, by name.
+  Result<std::vector<cluster::Plan>> PlanAll();
+
+  // Carries out `plan`. A step that fails is logged and left for the next
+  // apply (the rows stay consistent with what runs); the others are still
+  // tried. Recorded as cluster.apply by `who` when any step was done.
+  struct Applied {
+    std::vector<std::string> steps;  // those done, as "start c-1a2b3c", "drain c-4d5e6f"
+    Status error;                    // the first step that failed; OK if none
+  };
+  Applied Apply(const cluster::Plan& plan, const audit::Who& who);
+
+ private:
+  DeployerDeps d_;
+};
+
+}  // namespace kiln::controller

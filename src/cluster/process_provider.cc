@@ -1,0 +1,151 @@
+#include "cluster/process_provider.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "common/text.h"
+#include "common/util.h"
+
+extern char** environ;
+
+namespace kiln::cluster {
+namespace fs = std::filesystem;
+namespace {
+
+std::string Errno(const std::string& what, int err) { return what + ": " + std::strerror(err); }
+
+std::string ReadSmall(const std::string& path) {
+  auto text = ReadWholeFile(path);
+  return text.ok() ? *text : std::string();
+}
+
+// Writes `text` to `path` atomically (a temporary beside it, renamed).
+Status WriteFileAtomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) return Internal("cannot write " + tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Internal("cannot rename " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+ProcessProvider::ProcessProvider(Options o) : o_(std::move(o)) {}
+
+int ProcessProvider::LivePid(const std::string& id) {
+  const std::string text = ReadSmall(Dir(id) + "/pid");
+  int pid = 0;
+  try {
+    pid = std::stoi(text);
+  } catch (...) {
+    return 0;
+  }
+  if (pid <= 1) return 0;
+  int st = 0;
+  (void)::waitpid(pid, &st, WNOHANG);  // our own child that exited: reaped, so it no longer runs
+  if (::kill(pid, 0) != 0 && errno != EPERM) return 0;
+  // The pid may have been reused: it is ours if its command line names our config.
+  std::string cmdline = ReadSmall("/proc/" + std::to_string(pid) + "/cmdline");
+  for (auto& c : cmdline)
+    if (c == '\0') c = ' ';
+  return cmdline.find(Dir(id) + "/worker.conf") != std::string::npos ? pid : 0;
+}
+
+Result<std::vector<ProcessProvider::Seen>> ProcessProvider::List() {
+  std::vector<Seen> out;
+  std::error_code ec;
+  if (!fs::exists(o_.root, ec)) return out;
+  for (const auto& e : fs::directory_iterator(o_.root, ec)) {
+    if (!e.is_directory()) continue;
+    Seen s;
+    s.id = e.path().filename().string();
+    s.pid = LivePid(s.id);
+    s.alive = s.pid > 0;
+    out.push_back(std::move(s));
+  }
+  if (ec) return Unavailable(Errno("cannot list " + o_.root, ec.value()));
+  std::sort(out.begin(), out.end(), [](const Seen& a, const Seen& b) { return a.id < b.id; });
+  return out;
+}
+
+Status ProcessProvider::Create(const std::string& id, const std::string& config_text) {
+  KILN_RETURN_IF_ERROR(CheckName("instance", id));
+  if (LivePid(id) > 0) return AlreadyExists("instance " + id + " runs already");
+  const std::string dir = Dir(id);
+  std::error_code ec;
+  fs::create_directories(WorkDir(id), ec);
+  if (ec) return Internal("cannot create " + WorkDir(id) + ": " + ec.message());
+  const std::string conf = dir + "/worker.conf";
+  KILN_RETURN_IF_ERROR(WriteFileAtomic(conf, config_text + "work_dir = " + WorkDir(id) + "\n"));
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  const std::string log = dir + "/worker.log";
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  // A session of its own: the worker outlives this controller, and a signal
+  // to the controller's process group does not reach it.
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  std::vector<std::string> args{o_.worker_binary, "--config", conf};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, o_.worker_binary.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return Internal(Errno("cannot start " + o_.worker_binary + " for instance " + id, rc));
+  KILN_RETURN_IF_ERROR(WriteFileAtomic(dir + "/pid", std::to_string(pid) + "\n"));
+  spdlog::info("worker process started instance={} pid={} dir={}", id, pid, dir);
+  return Status::Ok();
+}
+
+Status ProcessProvider::Drain(const std::string& id) {
+  const int pid = LivePid(id);
+  if (pid == 0) return NotFound("instance " + id + " does not run");
+  if (::kill(pid, SIGTERM) != 0) return Internal(Errno("cannot signal instance " + id, errno));
+  spdlog::info("worker process draining instance={} pid={}", id, pid);
+  return Status::Ok();
+}
+
+Status ProcessProvider::Destroy(const std::string& id) {
+  KILN_RETURN_IF_ERROR(CheckName("instance", id));
+  if (const int pid = LivePid(id); pid > 0) {
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    (void)::waitpid(pid, &st, 0);  // ours: reaped; another's: ECHILD at once
+  }
+  std::error_code ec;
+  fs::remove_all(Dir(id), ec);
+  if (ec) return Internal("cannot remove " + Dir(id) + ": " + ec.message());
+  spdlog::info("worker process destroyed instance={}", id);
+  return Status::Ok();
+}
+
+}  // namespace kiln::cluster

@@ -1,0 +1,56 @@
+#pragma once
+// The `process` provider: kiln-worker processes on this host, one state
+// directory per instance under a root (`<root>/<id>/`: worker.conf, pid,
+// worker.log, work/). A worker runs in a session of its own, so it outlives
+// the controller that started it; any controller finds the instances again
+// from their directories (the pid file, kill(pid, 0) and /proc/PID/cmdline
+// naming the instance's config), so a new leader adopts them and never
+// starts duplicates. No database.
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::cluster {
+
+class ProcessProvider {
+ public:
+  struct Options {
+    std::string root;           // the instances' state directories
+    std::string worker_binary;  // kiln-worker (absolute)
+  };
+  explicit ProcessProvider(Options o);
+
+  // An instance as its directory says.
+  struct Seen {
+    std::string id;
+    int pid = 0;
+    bool alive = false;  // its process runs kiln-worker with its config
+  };
+  // Every instance under the root, by id; an empty list when the root does
+  // not exist yet. Reaps the instances this process started that exited.
+  Result<std::vector<Seen>> List();
+
+  // Starts instance `id` (letters, digits, '.', '_', '-'): writes its
+  // worker.conf (`config_text`, "key = value" lines, to which work_dir is
+  // added) and starts `worker_binary --config <dir>/worker.conf`, its output
+  // appended to worker.log. AlreadyExists while the instance runs; Internal
+  // (with errno's text) when the directory or the process cannot be made.
+  Status Create(const std::string& id, const std::string& config_text);
+  // Sends SIGTERM: the worker drains (its jobs finish) and exits.
+  // NotFound if no such instance runs.
+  Status Drain(const std::string& id);
+  // SIGKILL if it still runs, then removes its directory. OK if it is gone.
+  Status Destroy(const std::string& id);
+
+  std::string Dir(const std::string& id) const { return o_.root + "/" + id; }
+  std::string WorkDir(const std::string& id) const { return Dir(id) + "/work"; }
+
+ private:
+  // The instance's pid if its process runs and is ours; 0 otherwise.
+  int LivePid(const std::string& id);
+  Options o_;
+};
+
+}  // namespace kiln::cluster

@@ -1,0 +1,122 @@
+// The process provider (cluster/process_provider.h) over a stand-in for
+// kiln-worker: a shell script that drains on SIGTERM like the worker.
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cluster/process_provider.h"
+
+namespace kiln::cluster {
+namespace {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+template <class F>
+bool WaitFor(F f, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (f()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return f();
+}
+
+class ProcessProviderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("kiln-pp-" + std::to_string(getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    worker_ = (dir_ / "fake-worker").string();
+    std::ofstream(worker_) << "#!/bin/sh\necho started \"$@\"\ntrap 'echo drained; exit 0' TERM\n"
+                              "while :; do sleep 0.05; done\n";
+    fs::permissions(worker_, fs::perms::owner_all);
+  }
+  void TearDown() override {
+    ProcessProvider p(Options());
+    if (auto seen = p.List(); seen.ok())
+      for (const auto& s : *seen) (void)p.Destroy(s.id);
+    fs::remove_all(dir_);
+  }
+  ProcessProvider::Options Options() { return {(dir_ / "instances").string(), worker_}; }
+  bool Alive(ProcessProvider& p, const std::string& id) {
+    auto seen = p.List();
+    if (!seen.ok()) return false;
+    for (const auto& s : *seen)
+      if (s.id == id) return s.alive;
+    return false;
+  }
+
+  fs::path dir_;
+  std::string worker_;
+};
+
+TEST_F(ProcessProviderTest, StartsAWorkerWithItsOwnConfigAndWorkDirAndANewProviderAdoptsIt) {
+  ProcessProvider p(Options());
+  auto none = p.List();
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty()) << "no root yet: no instances";
+  ASSERT_TRUE(p.Create("c-1", "cluster = c\nslots = 2\n").ok());
+  EXPECT_TRUE(WaitFor([&] { return Read(p.Dir("c-1") + "/worker.log").find("started --config") != std::string::npos; },
+                      10s));
+  EXPECT_EQ(Read(p.Dir("c-1") + "/worker.conf"), "cluster = c\nslots = 2\nwork_dir = " + p.WorkDir("c-1") + "\n");
+  EXPECT_TRUE(fs::is_directory(p.WorkDir("c-1")));
+  EXPECT_TRUE(Alive(p, "c-1"));
+  EXPECT_EQ(p.Create("c-1", "").code(), Code::kAlreadyExists) << "never two processes for one instance";
+  // A new leader: another provider over the same root sees it running.
+  ProcessProvider next(Options());
+  auto seen = next.List();
+  ASSERT_TRUE(seen.ok());
+  ASSERT_EQ(seen->size(), 1u);
+  EXPECT_EQ((*seen)[0].id, "c-1");
+  EXPECT_TRUE((*seen)[0].alive);
+  EXPECT_GT((*seen)[0].pid, 1);
+}
+
+TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
+  ProcessProvider p(Options());
+  ASSERT_TRUE(p.Create("c-1", "").ok());
+  ASSERT_TRUE(WaitFor([&] { return Read(p.Dir("c-1") + "/worker.log").find("started") != std::string::npos; }, 10s));
+  ASSERT_TRUE(p.Drain("c-1").ok());
+  EXPECT_TRUE(WaitFor([&] { return !Alive(p, "c-1"); }, 10s)) << "the drained worker exits";
+  EXPECT_NE(Read(p.Dir("c-1") + "/worker.log").find("drained"), std::string::npos);
+  EXPECT_EQ(p.Drain("c-1").code(), Code::kNotFound);
+  ASSERT_TRUE(p.Destroy("c-1").ok());
+  EXPECT_FALSE(fs::exists(p.Dir("c-1")));
+  EXPECT_TRUE(p.Destroy("c-1").ok()) << "gone already: nothing to do";
+  ASSERT_TRUE(p.Create("c-2", "").ok());
+  ASSERT_TRUE(p.Destroy("c-2").ok()) << "a running one is killed";
+  EXPECT_TRUE(p.List()->empty());
+}
+
+TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
+  ProcessProvider p(Options());
+  ASSERT_TRUE(p.Create("c-1", "").ok());
+  auto seen = p.List();
+  ASSERT_TRUE(seen.ok() && seen->size() == 1u);
+  ASSERT_EQ(::kill((*seen)[0].pid, SIGKILL), 0);
+  EXPECT_TRUE(WaitFor([&] { return !Alive(p, "c-1"); }, 10s));
+  // A pid file naming a process that is not this instance's worker.
+  std::ofstream(p.Dir("c-1") + "/pid") << getpid() << "\n";
+  EXPECT_FALSE(Alive(p, "c-1"));
+  EXPECT_EQ(p.Create("bad name", "").code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kiln::cluster
