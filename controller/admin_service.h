@@ -35,7 +35,7 @@ struct AdminServiceDeps {
   Signal& config_wake;    // a project's configuration changed here
   Signal& dispatch_wake;  // a mapping changed: queued jobs may be claimable
   audit::AuditStore& audit;  // ListAudit (the stores above write the rows)
-  queue::StatsStore* stats = nullptr;  // GetStats (kiln stats); null: it answers UNIMPLEMENTED
+  queue::StatsStore& stats;  // GetStats (kiln stats): the farm's history
 };
 
 std::unique_ptr<grpc::Service> MakeAdminService(const AdminServiceDeps& deps);
