@@ -27,6 +27,7 @@ struct Pending {
   std::shared_ptr<Session> session;  // running there; null while queued
   bool finished = false;
   v1::ActionResult result;
+  std::string outcome;               // kiln_actions_finished_total's, once finished
   Clock::time_point queued_at;
 };
 
@@ -50,6 +51,7 @@ v1::ActionResult Error(const std::string& why) {
 
 struct ActionBroker::Impl {
   Options o;
+  ActionMetrics m;
   std::mutex mu;
   std::condition_variable cv;
   std::map<std::string, WorkerSlots> workers;  // by worker id
@@ -67,6 +69,15 @@ struct ActionBroker::Impl {
     auto& q = queues[p->cluster][p->project];
     if (front) q.push_front(p);
     else q.push_back(p);
+    Gauge(p->cluster, p->project);
+  }
+
+  // kiln_actions_queued of (cluster, project), after its queue changed.
+  void Gauge(const std::string& cluster, const std::string& project) {
+    size_t n = 0;
+    if (auto c = queues.find(cluster); c != queues.end())
+      if (auto q = c->second.find(project); q != c->second.end()) n = q->second.size();
+    m.queued.With({{"cluster", cluster}, {"project", project}}).Set(static_cast<double>(n));
   }
 
   void Dequeue(const std::shared_ptr<Pending>& p) {
@@ -81,9 +92,17 @@ struct ActionBroker::Impl {
     }
     if (q->second.empty()) c->second.erase(q);
     if (c->second.empty()) queues.erase(c);
+    Gauge(p->cluster, p->project);
   }
 
   void Assign(const std::shared_ptr<Pending>& p, WorkerSlots& w) {
+    m.queue_wait.With({{"cluster", p->cluster}})
+        .Observe(std::chrono::duration<double>(Clock::now() - p->queued_at).count());
+    m.dispatched
+        .With({{"cluster", p->cluster},
+               {"project", p->project},
+               {"host", w.session->worker_id == p->requester ? "requester" : "other"}})
+        .Inc();
     p->session = w.session;
     w.busy++;
     running[{p->cluster, p->project}]++;
@@ -113,10 +132,11 @@ struct ActionBroker::Impl {
 
   // `queued`: it may still wait in its queue (never when Dispatch, which
   // iterates the queues, took it off).
-  void Finish(const std::shared_ptr<Pending>& p, v1::ActionResult r, bool queued = true) {
+  void Finish(const std::shared_ptr<Pending>& p, const std::string& outcome, v1::ActionResult r, bool queued = true) {
     Unassign(p);
     if (queued) Dequeue(p);
     p->finished = true;
+    p->outcome = outcome;
     p->result = std::move(r);
     cv.notify_all();
   }
@@ -126,7 +146,7 @@ struct ActionBroker::Impl {
     Unassign(p);
     p->last_error = why;
     if (++p->tries >= o.max_tries) {
-      Finish(p, Error("the farm could not run the action (" + std::to_string(p->tries) + " tries); last: " + why));
+      Finish(p, "failed", Error("the farm could not run the action (" + std::to_string(p->tries) + " tries); last: " + why));
       return;
     }
     Queue(p, /*front=*/true);
@@ -165,8 +185,9 @@ struct ActionBroker::Impl {
         }
         if (!any_free) break;
         best->pop_front();
+        Gauge(cluster, p->project);
         if (!pick) {
-          Finish(p, Error("every worker with a free slot failed to run the action; last: " + p->last_error),
+          Finish(p, "failed", Error("every worker with a free slot failed to run the action; last: " + p->last_error),
                  /*queued=*/false);
           continue;
         }
@@ -199,7 +220,10 @@ struct ActionBroker::Impl {
 };
 
 ActionBroker::ActionBroker() : ActionBroker(Options{}) {}
-ActionBroker::ActionBroker(Options o) : impl_(std::make_unique<Impl>()) { impl_->o = o; }
+ActionBroker::ActionBroker(Options o, ActionMetrics m) : impl_(std::make_unique<Impl>()) {
+  impl_->o = o;
+  impl_->m = std::move(m);
+}
 ActionBroker::~ActionBroker() = default;
 
 void ActionBroker::WorkerUp(const std::shared_ptr<Session>& s, const std::string& cluster, int slots) {
@@ -248,7 +272,7 @@ bool ActionBroker::Done(const std::string& worker_id, const v1::ActionDone& d) {
     } else {
       v1::ActionResult r = d.result();
       r.set_worker_id(worker_id);  // who ran it is who answered, whatever it says
-      i.Finish(p, std::move(r));
+      i.Finish(p, "ran", std::move(r));
     }
     sends = i.Dispatch();
   }
@@ -270,6 +294,7 @@ v1::ActionResult ActionBroker::Execute(const std::string& requester, const std::
     bool any = false;  // (only workers with slots are listed)
     for (const auto& [_, w] : i.workers) any |= w.cluster == cluster;
     if (!any) {
+      i.m.finished.With({{"cluster", cluster}, {"outcome", "no_worker"}}).Inc();
       return Error("no worker of cluster " + cluster + " connected to this controller runs remote actions");
     }
     p->id = std::to_string(++i.next) + "-" + RandomHex(4);
@@ -292,17 +317,20 @@ v1::ActionResult ActionBroker::Execute(const std::string& requester, const std::
       std::string why = now >= deadline ? "the action's deadline passed" + std::string(waiting ? " before a slot was free" : " while it ran")
                                         : "no action slot was free in cluster " + cluster + " for " +
                                               FormatDuration(i.o.max_queued.count());
-      i.Finish(p, Error(why));
+      i.Finish(p, "expired", Error(why));
       break;
     }
     auto until = waiting ? std::min(deadline, p->queued_at + i.o.max_queued) : deadline;
     i.cv.wait_until(lk, until);
   }
   i.actions.erase(p->id);
+  i.m.finished.With({{"cluster", cluster}, {"outcome", p->outcome}}).Inc();
   v1::ActionResult r = std::move(p->result);
-  if (r.error().empty())
+  if (r.error().empty()) {
     r.set_queued_ms(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began).count() - r.run_ms()));
+    i.m.overhead.With({{"cluster", cluster}}).Observe(static_cast<double>(r.queued_ms()) / 1000.0);
+  }
   return r;
 }
 

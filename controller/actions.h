@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "controller/metrics.h"
 #include "kiln/v1/kiln.pb.h"
 
 namespace kiln::controller {
@@ -30,7 +31,7 @@ class ActionBroker {
     std::chrono::milliseconds max_queued{30'000};          // waiting for a slot longer than this: an error
   };
   ActionBroker();
-  explicit ActionBroker(Options o);
+  explicit ActionBroker(Options o, ActionMetrics m = {});
   ~ActionBroker();
 
   // A worker's stream registered with `slots` action slots in `cluster`.

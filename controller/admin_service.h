@@ -39,7 +39,7 @@ struct AdminServiceDeps {
   Signal& config_wake;    // a project's configuration changed here
   Signal& dispatch_wake;  // a mapping changed: queued jobs may be claimable
   audit::AuditStore& audit;  // ListAudit (the stores above write the rows)
-  queue::StatsStore* stats = nullptr;  // GetStats (kiln stats); null: it answers UNIMPLEMENTED
+  queue::StatsStore& stats;  // GetStats (kiln stats): the farm's history
   cluster::StateStore* cluster_state = nullptr;  // clusters' desired state; null: SetClusterState is UNIMPLEMENTED
   Deployer* deployer = nullptr;                  // kiln clusters plan / apply; null: UNIMPLEMENTED
 };

@@ -111,7 +111,7 @@ struct Controller::Impl {
   std::unordered_map<int64_t, InFlight> in_flight;
 
   Registry registry;
-  ActionBroker actions;  // remote actions, in memory (docs/architecture.md, "Remote actions")
+  ActionBroker actions{ActionBroker::Options{}, metrics.actions};  // remote actions, in memory (docs/architecture.md, "Remote actions")
   ReportQueue reports;  // worker updates, applied by one thread in batches
   std::atomic<bool> stopping{false};
 
@@ -251,7 +251,8 @@ void Controller::Impl::ApplyLoop() {
         senders[{e.update.job_id, e.update.attempt}] = e.session;
       }
     }
-    auto outcomes = dispatch->Apply(updates, logs);
+    std::vector<queue::EndedJob> completed;  // jobs that waited for an identical one
+    auto outcomes = dispatch->Apply(updates, logs, &completed);
     if (!outcomes.ok() && outcomes.status().code() == Code::kInvalidArgument) {
       // The database refused the data: retrying cannot help. Unacknowledged
       // final reports come again when their workers reconnect.
@@ -270,6 +271,7 @@ void Controller::Impl::ApplyLoop() {
       continue;
     }
     backoff = std::chrono::milliseconds(50);
+    CountEnded(metrics.jobs, completed);
     for (const auto& o : *outcomes) {
       auto& s = senders[{o.job_id, o.attempt}];
       // The status is the stored one if applied, else the one reported.
@@ -392,6 +394,7 @@ void Controller::Impl::ApplyDrop(const Event& drop) {
     if (r.ok()) {
       spdlog::info("worker disconnected worker_id={} requeued={} lost={} cancelled={}", s->worker_id, r->requeued,
                    r->lost, r->cancelled);
+      CountEnded(metrics.jobs, r->ended);
       break;
     }
     if (stopping) {
@@ -413,6 +416,7 @@ void Controller::Impl::ReapLoop() {
       spdlog::warn("lease reaper: {}", r.status().message());
     } else if (!r->job_ids.empty()) {
       spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
+      CountEnded(metrics.jobs, r->ended);
       job_events.Notify();
     }
     seen = shutdown_wake.Wait(seen, cfg.reap_interval);
@@ -728,11 +732,11 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
     i.deployer = std::make_unique<Deployer>(std::move(dd));
   }
   i.admin_service = MakeAdminService(
-      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, i.stats.get(),
+      {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, *i.stats,
        i.cluster_state.get(), i.deployer.get()});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.actions, i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
-                                        cfg.heartbeat_interval, i.metrics.compiles});
+                                        cfg.heartbeat_interval, i.metrics.compiles, i.metrics.jobs});
   i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes,
                                   i.metrics.cas});
   i.image_service = MakeImageService({*i.guard, *i.scopes, i.cas->images(), i.cas->blobs()});

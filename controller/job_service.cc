@@ -258,8 +258,10 @@ class JobServiceImpl final : public v1::JobService::Service {
     if (!who.ok()) return api::ToGrpc(who.status());
     if (Status s = CheckText(req->reason(), "reason", kMaxCancelReason); !s.ok()) return api::ToGrpc(s);
     if (Status s = JobAllowed(*who, auth::Role::kSubmit, req->job_id()); !s.ok()) return api::ToGrpc(s);
-    auto j = d_.jobs.Cancel(req->job_id(), req->reason(), who->Audit(*ctx));
+    bool ended = false;
+    auto j = d_.jobs.Cancel(req->job_id(), req->reason(), who->Audit(*ctx), &ended);
     if (!j.ok()) return api::ToGrpc(j.status());
+    if (ended) CountEnded(d_.metrics, {{j->id, j->project, queue::JobStatus::kCancelled}});
     spdlog::info("cancel requested job_id={} status={} by={}", j->id, queue::ToString(j->status), who->Name());
     d_.job_events.Notify();
     api::ToProto(*j, resp);

@@ -2,12 +2,20 @@
 
 namespace kiln::controller {
 
+void CountEnded(const JobMetrics& m, const std::vector<queue::EndedJob>& ended) {
+  for (const auto& e : ended) {
+    const char* outcome = e.status == queue::JobStatus::kSucceeded ? "cached" : queue::ToString(e.status);
+    m.finished.With({{"project", e.project}, {"outcome", outcome}}).Inc();
+  }
+}
+
 ControllerMetrics::ControllerMetrics() {
   auto& r = registry;
   jobs.submitted = r.Counters("kiln_jobs_submitted_total", "Jobs submitted (not counting repeats of a request id), by project.");
   jobs.finished = r.Counters("kiln_jobs_finished_total",
-                             "Jobs that ended, by project and outcome (succeeded, failed, cancelled, cached: served "
-                             "from the action cache at submit).");
+                             "Jobs that ended, by project and outcome (succeeded, failed, cancelled (also before they "
+                             "ran), lost (their worker gone with no attempts left), cached: served from the action "
+                             "cache at submit or completed by the identical job they waited for).");
   jobs.queue_wait = r.Histograms("kiln_job_queue_wait_seconds",
                                  "Time from a job's submit to its assignment to the worker that runs it, by project.",
                                  metrics::SecondsBuckets());
@@ -35,6 +43,24 @@ ControllerMetrics::ControllerMetrics() {
   cas.read_bytes = r.Counters("kiln_cas_read_bytes_total", "Bytes of blobs read from CAS.").With();
 
   grpc.calls = r.Counters("kiln_grpc_calls_total", "gRPC calls served, by method and status code.");
+
+  actions.queued = r.Gauges("kiln_actions_queued",
+                            "Remote actions waiting for an action slot in this controller, by cluster and project.");
+  actions.dispatched = r.Counters("kiln_actions_dispatched_total",
+                                  "Remote actions handed to a worker, by cluster, project and host (other: not the "
+                                  "requester's worker; requester: its own). A retry counts again.");
+  actions.finished = r.Counters("kiln_actions_finished_total",
+                                "Remote actions answered to their requester, by cluster and outcome (ran: a worker "
+                                "ran it, whatever its exit code; failed: workers could not run it; expired: no slot "
+                                "in time or past its deadline; no_worker: no worker of the cluster runs actions). "
+                                "Every outcome but ran means the unit compiled on the requester's host.");
+  actions.queue_wait = r.Histograms("kiln_action_queue_wait_seconds",
+                                    "Time a remote action waited for an action slot, by cluster.",
+                                    metrics::SecondsBuckets());
+  actions.overhead = r.Histograms("kiln_action_overhead_seconds",
+                                  "Time the farm added to a remote action that ran (the requester's wait minus its "
+                                  "run time on the worker: queueing, transfer, the box), by cluster.",
+                                  metrics::SecondsBuckets());
 
   pool.size = r.Gauges("kiln_db_pool_connections", "Connections the controller's database pool may open.").With();
   pool.in_use = r.Gauges("kiln_db_pool_in_use", "Connections of the pool leased to a statement now.").With();

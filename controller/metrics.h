@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "metrics/metrics.h"
+#include "queue/types.h"
 
 namespace kiln::controller {
 
@@ -23,6 +25,11 @@ struct JobMetrics {
   metrics::Counter action_cache_hits;      // kiln_action_cache_lookups_total{outcome="hit"}
   metrics::Counter action_cache_misses;    // ... {outcome="miss"}
 };
+
+// Counts in kiln_jobs_finished_total the jobs that ended without a worker's
+// final report: lost or cancelled with their worker (outcome lost,
+// cancelled), completed by the identical job they waited for (cached).
+void CountEnded(const JobMetrics& m, const std::vector<queue::EndedJob>& ended);
 
 // The compile cache, as the workers' per-job records report it.
 struct CompileMetrics {
@@ -54,6 +61,19 @@ struct FarmMetrics {
   metrics::Gauge leader;                   // kiln_controller_leader (always exported: 1 on the leader)
 };
 
+// Remote actions in this controller's ActionBroker (each controller
+// schedules over the workers connected to it, so a sum over controllers is
+// the farm's). Labels: admin-made clusters and projects, and fixed outcome
+// sets; never a worker (workers come and go with the autoscaler: which
+// worker ran what is each worker's own kiln_worker_actions_total).
+struct ActionMetrics {
+  metrics::GaugeFamily queued;             // kiln_actions_queued{cluster,project}
+  metrics::CounterFamily dispatched;       // kiln_actions_dispatched_total{cluster,project,host}
+  metrics::CounterFamily finished;         // kiln_actions_finished_total{cluster,outcome}
+  metrics::HistogramFamily queue_wait;     // kiln_action_queue_wait_seconds{cluster}
+  metrics::HistogramFamily overhead;       // kiln_action_overhead_seconds{cluster}
+};
+
 // This controller's pool of database connections (pool="queue").
 struct PoolMetrics {
   metrics::Gauge size, in_use, waiting;    // kiln_db_pool_connections, _in_use, kiln_db_pool_waiting
@@ -67,6 +87,7 @@ struct ControllerMetrics {
   CompileMetrics compiles;
   CasMetrics cas;
   GrpcMetrics grpc;
+  ActionMetrics actions;
   FarmMetrics farm_gauges;
   PoolMetrics pool;
 

@@ -94,8 +94,10 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     std::vector<queue::JobRef> running;
     std::vector<int64_t> kept;
     for (const auto& r : reg.running()) running.push_back({r.job_id(), r.attempt()});
-    auto stop = d_.dispatch.Adopt(w.id, running);
+    std::vector<queue::EndedJob> ended;
+    auto stop = d_.dispatch.Adopt(w.id, running, &ended);
     if (!stop.ok()) return api::ToGrpc(stop.status());
+    CountEnded(d_.job_metrics, ended);
     for (const auto& r : running) {
       bool stopped = false;
       for (const auto& s : *stop) stopped |= s.job_id == r.job_id;

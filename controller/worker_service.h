@@ -51,6 +51,7 @@ struct WorkerServiceDeps {
   std::chrono::milliseconds lease;
   std::chrono::milliseconds heartbeat_interval;
   CompileMetrics compile_metrics{};     // what the workers' compile records count
+  JobMetrics job_metrics{};             // jobs a reconnecting worker's adoption ends
 };
 
 std::unique_ptr<grpc::Service> MakeWorkerService(const WorkerServiceDeps& deps);

@@ -104,7 +104,7 @@ struct ActionRunner::Impl {
   ActionEnv env;
   int slots;
   std::string boxes_dir;
-  std::mutex mu;
+  mutable std::mutex mu;
   std::condition_variable cv;
   int running = 0;
   int threads = 0;  // Start's threads still alive
@@ -379,7 +379,24 @@ ActionRunner::~ActionRunner() {
   for (auto& b : boxes) impl_->Stop(std::move(b));
 }
 
+int ActionRunner::Boxes() const {
+  std::lock_guard g(impl_->mu);
+  return impl_->live_boxes;
+}
+
 v1::ActionResult ActionRunner::Run(const v1::RunAction& ra) {
+  v1::ActionResult r = RunOnce(ra);
+  const auto& m = impl_->env.metrics;
+  if (!r.error().empty()) {
+    m.actions.With({{"outcome", "refused"}}).Inc();
+  } else {
+    m.actions.With({{"outcome", r.exit_code() == 0 && r.term_signal() == 0 ? "succeeded" : "failed"}}).Inc();
+    m.run_time.Observe(static_cast<double>(r.run_ms()) / 1000.0);
+  }
+  return r;
+}
+
+v1::ActionResult ActionRunner::RunOnce(const v1::RunAction& ra) {
   auto& i = *impl_;
   const auto& a = ra.action();
   if (Status s = controller::ValidateAction(a); !s.ok()) return Failure("refused by worker " + i.env.worker_id + ": " + s.message());
@@ -406,12 +423,14 @@ v1::ActionResult ActionRunner::Run(const v1::RunAction& ra) {
 void ActionRunner::Start(const v1::RunAction& ra) {
   auto& i = *impl_;
   if (i.env.draining != nullptr && *i.env.draining) {
+    i.env.metrics.actions.With({{"outcome", "refused"}}).Inc();
     i.env.send(ActionRefused(ra.action_id(), "worker " + i.env.worker_id + " is draining"));
     return;
   }
   {
     std::lock_guard g(i.mu);
     if (i.running >= i.slots) {
+      i.env.metrics.actions.With({{"outcome", "refused"}}).Inc();
       i.env.send(ActionRefused(ra.action_id(), "worker " + i.env.worker_id + " has no free action slot"));
       return;
     }

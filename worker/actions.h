@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "config/config.h"
 #include "kiln/v1/kiln.grpc.pb.h"
+#include "worker/metrics.h"
 
 namespace kiln::cas {
 class CasClient;
@@ -41,6 +42,7 @@ struct ActionEnv {
   // given up on an action whose stream broke, and runs it itself).
   std::function<void(const v1::WorkerMessage&)> send;
   const std::atomic<bool>* draining = nullptr;  // set: new actions are refused
+  ActionRunMetrics metrics;                     // default-built: counts nothing
 };
 
 // The answer to an action this worker does not run, saying why.
@@ -60,10 +62,13 @@ class ActionRunner {
   void Start(const v1::RunAction& a);
   // Runs it here and now (tests, and Start's thread).
   v1::ActionResult Run(const v1::RunAction& a);
+  // Boxes alive now (kiln_worker_action_boxes).
+  int Boxes() const;
 
   struct Impl;
 
  private:
+  v1::ActionResult RunOnce(const v1::RunAction& a);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -63,6 +63,7 @@ bool ReadInto(const std::string& path, int64_t size, std::string* out) {
 
 struct CompileCacheServer::Impl {
   CompileCacheJob job;
+  std::atomic<bool> remote_started{false};  // job.note said so
   SecretMask mask;  // job.secrets
   CompileCacheServices svc;
   int listen_fd = -1;
@@ -275,6 +276,9 @@ struct CompileCacheServer::Impl {
     v1::ActionResult r;
     auto st = svc.stub->ExecuteAction(call.get(), req, &r);
     if (!st.ok()) return Unavailable("the controller did not run it: " + st.error_message());
+    if (r.error().empty() && job.note && !remote_started.exchange(true))
+      job.note("kiln: remote compiles started: the first ran on worker " + r.worker_id() + "; up to " +
+               std::to_string(job.farm_slots) + " at once on the other workers of the cluster (KILN_JOBS)\n");
     auto* done = reply->mutable_remote_done();
     done->set_error(r.error());
     done->set_exit_code(r.exit_code());

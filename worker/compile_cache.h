@@ -7,6 +7,8 @@
 // untrusted: it is checked, and a bad request gets an error and changes
 // nothing.
 
+#include <atomic>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -43,6 +45,11 @@ struct CompileCacheJob {
   // not, why (said in kiln why).
   bool remote = false;
   std::string why_not_remote;
+  // Writes a line into the job's log (thread-safe): the first remote
+  // compile that ran says so there ("kiln: remote compiles started ..."),
+  // for kiln submit and kiln logs -f. Null: nothing is written.
+  std::function<void(const std::string&)> note;
+  int farm_slots = 0;  // action slots of the other workers of its cluster, at assignment
 };
 
 // Masks `secrets` in the text the controller keeps of a compile: its

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -143,6 +144,8 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
     else if (a.parallelism - 1 - std::max(0, cfg.action_slots) <= 0)
       j.why_not_remote = "no other worker of the job's cluster runs remote actions";
     j.remote = j.why_not_remote.empty();
+    j.note = log;
+    j.farm_slots = std::max(0, a.parallelism - 1 - std::max(0, cfg.action_slots));
     auto srv = wrapper.ok() ? CompileCacheServer::Start(
                                   j, {env.stub, env.cas, env.local_cas, env.cc->memory(), env.cc->identities()})
                             : Result<std::unique_ptr<CompileCacheServer>>(wrapper.status());
@@ -260,7 +263,11 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     offset += static_cast<int64_t>(chunk.size());
     env.send(m);
   };
+  // The build's output, and lines of kiln's own from other threads (the
+  // compile cache's "remote compiles started").
+  std::mutex log_mu;
   auto log = [&](const std::string& chunk) {
+    std::lock_guard g(log_mu);
     if (chunk.find("No space left on device") != std::string::npos) saw_enospc = true;
     if (mask.empty()) return send_log(chunk);
     std::string masked = mask.Feed(chunk);

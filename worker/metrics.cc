@@ -22,6 +22,17 @@ WorkerMetrics::WorkerMetrics() {
   run.sandbox_starts = r.Counters("kiln_worker_sandbox_starts_total", "Containers this worker started jobs in.").With();
   run.sandbox_failures =
       r.Counters("kiln_worker_sandbox_failures_total", "Containers that failed before their job could start.").With();
+  actions.actions = r.Counters("kiln_worker_actions_total",
+                               "Remote actions this worker was given, by outcome (succeeded: exit code 0; failed: "
+                               "another exit code or a signal; refused: not run here, e.g. draining, no free slot, "
+                               "the box or its inputs failed; the controller then tries another worker).");
+  actions.run_time = r.Histograms("kiln_worker_action_run_seconds",
+                                  "Time the remote actions this worker ran took in their box (the process alone).",
+                                  metrics::SecondsBuckets())
+                         .With();
+  boxes = r.Gauges("kiln_worker_action_boxes",
+                   "Action sandboxes (long-lived containers per project and image) alive on this worker.")
+              .With();
   slots = r.Gauges("kiln_worker_slots", "Jobs this worker runs at once.").With();
   slots_busy = r.Gauges("kiln_worker_slots_busy", "Jobs this worker runs now.").With();
   cas_cache_bytes = r.Gauges("kiln_worker_cas_cache_bytes", "Bytes in the local CAS cache (work_dir/cas).").With();

@@ -16,9 +16,18 @@ struct RunMetrics {
   metrics::Counter sandbox_failures;         // kiln_worker_sandbox_failures_total
 };
 
+// Remote actions this worker ran for the farm (ActionRunner). Per worker by
+// nature: which worker ran what is each worker's own series.
+struct ActionRunMetrics {
+  metrics::CounterFamily actions;            // kiln_worker_actions_total{outcome}
+  metrics::Histogram run_time;               // kiln_worker_action_run_seconds
+};
+
 struct WorkerMetrics {
   metrics::Registry registry;
   RunMetrics run;
+  ActionRunMetrics actions;
+  metrics::Gauge boxes;                      // kiln_worker_action_boxes
   metrics::Gauge slots, slots_busy;          // kiln_worker_slots, kiln_worker_slots_busy
   metrics::Gauge cas_cache_bytes;            // kiln_worker_cas_cache_bytes
   metrics::Gauge image_bytes;                // kiln_worker_image_store_bytes

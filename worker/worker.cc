@@ -246,6 +246,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     i->metrics.slots_busy.Set(static_cast<double>(i->ledger.running()));
     i->metrics.cas_cache_bytes.Set(static_cast<double>(i->local_cas->bytes()));
     i->metrics.image_bytes.Set(static_cast<double>(i->images->stats().bytes));
+    i->metrics.boxes.Set(i->actions ? i->actions->Boxes() : 0);
   });
   if (!cfg.metrics_address.empty()) {
     auto server = metrics::Server::Start(cfg.metrics_address, {&impl->metrics.registry});
@@ -285,6 +286,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     ae.cc = impl->cc.get();
     ae.send = [stream](const v1::WorkerMessage& m) { stream->Send(m, /*keep=*/false); };
     ae.draining = &impl->draining;
+    ae.metrics = impl->metrics.actions;
     impl->actions = std::make_unique<ActionRunner>(std::move(ae), impl->cfg.action_slots);
   }
   env.finish = [stream](const v1::JobUpdate& update) { stream->Report(update, /*ran_here=*/true); };

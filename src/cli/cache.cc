@@ -37,6 +37,28 @@ std::string Projects(const v1::CacheScope& s) {
 
 }  // namespace
 
+std::string RemoteSummary(const v1::Explanation& ex) {
+  const v1::CompileStats& s = ex.compile();
+  int here = 0;  // remote compiles were on, yet it compiled here (the event says why)
+  for (const auto& e : ex.compile_events())
+    if (e.detail().find(kCompiledHere) != std::string::npos) here++;
+  if (s.remote() <= 0 && here == 0) return "";
+  std::string out;
+  if (s.remote() > 0) {
+    std::map<std::string, int> where;
+    for (const auto& e : ex.compile_events())
+      if (!e.remote_worker().empty()) where[e.remote_worker()]++;
+    std::string list;
+    for (const auto& [w, n] : where) list += (list.empty() ? "" : ", ") + w + " " + FormatCount(n);
+    out = FormatCount(s.remote()) + " of the misses compiled on other workers" + (list.empty() ? "" : " (" + list + ")") +
+          ", " + HumanDuration(s.remote_ms()) + " of compiling off this host";
+  }
+  if (here > 0)
+    out += (out.empty() ? "" : "; ") + FormatCount(here) + (here == 1 ? " unit" : " units") +
+           " compiled here after all (kiln why " + std::to_string(ex.job().id()) + " says why)";
+  return out;
+}
+
 void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
   if (!ex.has_compile()) return;
   const v1::CompileStats& s = ex.compile();
@@ -47,15 +69,7 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
        FormatCount(s.fallbacks()) + " not cacheable");
   if (s.saved_ms() > 0 || s.compile_ms() > 0)
     Line("  saved " + HumanDuration(s.saved_ms()) + " of compiling; the misses compiled for " + HumanDuration(s.compile_ms()));
-  if (s.remote() > 0) {
-    std::map<std::string, int> where;
-    for (const auto& e : ex.compile_events())
-      if (!e.remote_worker().empty()) where[e.remote_worker()]++;
-    std::string list;
-    for (const auto& [w, n] : where) list += (list.empty() ? "" : ", ") + w + " " + FormatCount(n);
-    Line("  remote: " + FormatCount(s.remote()) + " of the misses compiled on other workers" +
-         (list.empty() ? "" : " (" + list + ")") + ", " + HumanDuration(s.remote_ms()) + " of compiling off this host");
-  }
+  if (std::string remote = RemoteSummary(ex); !remote.empty()) Line("  remote: " + remote);
   std::map<std::string, int> fallbacks;
   Table misses({"", "SOURCE", "OUTPUT", "WHY"});
   int listed = 0;

@@ -63,6 +63,14 @@ struct WhyArgs {
 int RunWhy(Client& c, const Globals& g, const WhyArgs& a);
 // The compile cache part of `kiln why` (nothing when the job recorded none).
 void PrintCompileSummary(const v1::Explanation& ex, int max_paths);
+// The remote compiles of the job `ex` explains, in a line (kiln why and kiln
+// status): how many compiled on which other workers and the compile time
+// they took off its host, and how many compiled on its host after all; ""
+// when remote compiles played no part.
+std::string RemoteSummary(const v1::Explanation& ex);
+// What a compile event's detail says when a unit that could have gone to
+// the farm compiled on the job's host (the worker adds it: the reason follows).
+inline constexpr const char* kCompiledHere = " (compiled here: ";
 
 struct CacheStatsArgs {
   std::string project = "default";

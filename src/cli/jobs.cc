@@ -52,7 +52,8 @@ std::string TimeAndAge(int64_t ms, int64_t now_ms) {
   return FormatTime(ms) + " (" + FormatAge(ms, now_ms) + " ago)";
 }
 
-void PrintJobSummary(const v1::Job& j) {
+// `remote`: RemoteSummary of the job ("" leaves the row out).
+void PrintJobSummary(const v1::Job& j, const std::string& remote = "") {
   const int64_t now = NowUnixMs();
   Table t({"id:", std::to_string(j.id())});
   t.AddRow({"status:", JobStatusName(j.status()) + (j.cancel_requested() && !IsTerminal(j.status())
@@ -103,6 +104,7 @@ void PrintJobSummary(const v1::Job& j) {
     if (r.has_output_root()) t.AddRow({"output tree:", digest(r.output_root()) + " (kiln outputs " + std::to_string(j.id()) + ")"});
   }
   if (IsTerminal(j.status())) t.AddRow({"outcome:", DescribeOutcome(j)});
+  if (!remote.empty()) t.AddRow({"remote:", remote});
   if (j.has_log_removed()) t.AddRow({"log:", DescribeLogRemoved(j, now)});
   else t.AddRow({"log:", std::to_string(j.log_size()) + " bytes (attempt " + std::to_string(j.attempt()) + ")"});
   t.Print(stdout);
@@ -277,8 +279,18 @@ int RunStatus(Client& c, const Globals& g, const std::string& job_id) {
   if (!id.ok()) return UsageError(id.status().message());
   auto job = c.GetJob(*id);
   if (!job.ok()) return ReportError(job.status(), Ctx(g));
-  if (g.json) PrintLine(ToJson(*job));
-  else PrintJobSummary(*job);
+  if (g.json) {
+    PrintLine(ToJson(*job));
+    return kExitOk;
+  }
+  // The remote compiles are recorded with the job's final report. The
+  // job's state is shown whatever happens to that second call.
+  std::string remote;
+  if (IsTerminal(job->status())) {
+    auto ex = c.ExplainJob(*id, 1);
+    remote = ex.ok() ? RemoteSummary(*ex) : "unknown: kiln why " + job_id + " failed: " + ex.status().message();
+  }
+  PrintJobSummary(*job, remote);
   return kExitOk;
 }
 

@@ -132,8 +132,11 @@ constexpr const char* kApplyUpdatesSql =
     " waiters AS (UPDATE build_jobs w SET status = 'succeeded', waits_for = NULL,"
     "     result = u.result || jsonb_build_object('cached_from', u.id),"
     "     started_at = now(), finished_at = now(), log_size = u.log_size, log_from = u.id, log_from_attempt = u.attempt"
-    "   FROM upd u WHERE w.waits_for = u.id AND w.status = 'queued' AND u.status = 'succeeded')"
-    " SELECT id, attempt, status FROM upd";
+    "   FROM upd u WHERE w.waits_for = u.id AND w.status = 'queued' AND u.status = 'succeeded'"
+    "   RETURNING w.id, w.attempt, w.status, (SELECT name FROM projects p WHERE p.id = w.project_id) AS project)"
+    // The reports' rows, then the waiters they completed (with their project).
+    " SELECT id, attempt, status, NULL::text AS project FROM upd"
+    " UNION ALL SELECT id, attempt, status, project FROM waiters";
 
 std::vector<db::Statement> Statements() {
   return {
@@ -157,7 +160,7 @@ std::vector<db::Statement> Statements() {
        "           WHERE id = $1 AND session = $2 RETURNING id)"
        " UPDATE build_jobs b SET" KILN_REQUEUE_SET("$3::text")
        " FROM w WHERE b.worker_id = w.id AND b.status IN ('setup', 'running')"
-       " RETURNING b.id, b.status"},
+       " RETURNING b.id, b.status, (SELECT name FROM projects p WHERE p.id = b.project_id)"},
       {"reap",
        "WITH expired AS ("
        "  SELECT j.id, j.attempt FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
@@ -165,7 +168,7 @@ std::vector<db::Statement> Statements() {
        "  FOR UPDATE OF j SKIP LOCKED)"
        " UPDATE build_jobs b SET" KILN_REQUEUE_SET("'its lease expired'")
        " FROM expired e WHERE b.id = e.id AND b.attempt = e.attempt"
-       " RETURNING b.id, b.status"},
+       " RETURNING b.id, b.status, (SELECT name FROM projects p WHERE p.id = b.project_id)"},
       {"reap_workers",
        "UPDATE workers SET state = 'lost'"
        " WHERE state IN ('connected', 'draining', 'disconnected') AND lease_expires_at < now() - interval '1 minute'"},
@@ -174,10 +177,12 @@ std::vector<db::Statement> Statements() {
        " WHERE worker_id = $1 AND status IN ('setup', 'running') FOR UPDATE"},
       // The worker no longer runs it: back in line.
       {"adopt_requeue", "UPDATE build_jobs b SET" KILN_REQUEUE_SET("'the worker reconnected without it'")
-                        "WHERE b.id = $1 AND b.attempt = $2 AND b.status IN ('setup', 'running')"},
+                        "WHERE b.id = $1 AND b.attempt = $2 AND b.status IN ('setup', 'running')"
+                        " RETURNING b.id, b.status, (SELECT name FROM projects p WHERE p.id = b.project_id)"},
   };
 }
 
+// Rows of (id, status, project) of requeue_set statements.
 RequeueOutcome ToRequeueOutcome(const pqxx::result& r) {
   RequeueOutcome o;
   for (const auto& row : r) {
@@ -186,6 +191,7 @@ RequeueOutcome ToRequeueOutcome(const pqxx::result& r) {
     if (st == JobStatus::kQueued) ++o.requeued;
     else if (st == JobStatus::kLost) ++o.lost;
     else ++o.cancelled;
+    if (st != JobStatus::kQueued) o.ended.push_back({row[0].as<int64_t>(), row[2].as<std::string>(""), st});
   }
   return o;
 }
@@ -235,7 +241,8 @@ Result<std::vector<Claimed>> DispatchStore::Claim(const std::string& worker_id, 
 }
 
 Result<std::vector<UpdateOutcome>> DispatchStore::Apply(const std::vector<Update>& updates,
-                                                        const std::vector<LogAppend>& logs) {
+                                                        const std::vector<LogAppend>& logs,
+                                                        std::vector<EndedJob>* completed) {
   // Collapse to the last update per (worker, job, attempt): an UPDATE ... FROM
   // applies only one source row per target row.
   std::map<std::tuple<std::string, int64_t, int>, size_t> last;
@@ -265,11 +272,15 @@ Result<std::vector<UpdateOutcome>> DispatchStore::Apply(const std::vector<Update
   }
   return pool_.Query("cannot apply worker updates", [&](pqxx::connection& c) -> Result<std::vector<UpdateOutcome>> {
         auto run = [&](pqxx::transaction_base& tx) {
+          if (completed != nullptr) completed->clear();  // (a retry starts over)
           if (!lg.empty()) tx.exec_prepared("apply_logs", lg.dump());
           if (ups.empty()) return;
           auto r = tx.exec_prepared("apply_updates", ups.dump());
           std::map<std::pair<int64_t, int>, JobStatus> applied;
-          for (const auto& row : r) applied[{row[0].as<int64_t>(), row[1].as<int>()}] = StatusOf(row[2]);
+          for (const auto& row : r) {
+            if (row[3].is_null()) applied[{row[0].as<int64_t>(), row[1].as<int>()}] = StatusOf(row[2]);
+            else if (completed != nullptr) completed->push_back({row[0].as<int64_t>(), row[3].as<std::string>(), StatusOf(row[2])});
+          }
           for (auto& o : outcomes) {
             auto it = applied.find({o.job_id, o.attempt});
             o.applied = it != applied.end();
@@ -308,10 +319,12 @@ Result<RequeueOutcome> DispatchStore::Reap() {
   });
 }
 
-Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, const std::vector<JobRef>& running) {
+Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, const std::vector<JobRef>& running,
+                                                 std::vector<EndedJob>* ended) {
   return pool_.Query("cannot reconcile the jobs of worker " + worker_id,
                      [&](pqxx::connection& c) -> Result<std::vector<JobRef>> {
                        pqxx::work tx(c);
+                       if (ended != nullptr) ended->clear();  // (a retry starts over)
                        std::vector<JobRef> stop;  // not the worker's any more, or cancelled: stop them
                        std::map<int64_t, int> owned;
                        std::set<int64_t> cancelling;
@@ -330,7 +343,8 @@ Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, c
                        for (const auto& [id, attempt] : owned) {
                          auto it = reported.find(id);
                          if (it != reported.end() && it->second == attempt) continue;
-                         tx.exec_prepared("adopt_requeue", id, attempt);
+                         auto r = ToRequeueOutcome(tx.exec_prepared("adopt_requeue", id, attempt));
+                         if (ended != nullptr) ended->insert(ended->end(), r.ended.begin(), r.ended.end());
                        }
                        tx.commit();
                        return stop;

@@ -46,7 +46,10 @@ class DispatchStore {
   // Applies log chunks then updates, in one transaction, each fenced by
   // (job, attempt, worker). Several updates of one job in the batch are
   // collapsed to the last. Outcomes come back for every update.
-  Result<std::vector<UpdateOutcome>> Apply(const std::vector<Update>& updates, const std::vector<LogAppend>& logs);
+  // `completed` (if given) gets the queued jobs the reports completed: those
+  // that waited for an identical job that succeeded.
+  Result<std::vector<UpdateOutcome>> Apply(const std::vector<Update>& updates, const std::vector<LogAppend>& logs,
+                                           std::vector<EndedJob>* completed = nullptr);
 
   // The worker's stream of this session dropped: requeue its jobs now and
   // mark it disconnected. A no-op if the worker registered again since.
@@ -56,7 +59,9 @@ class DispatchStore {
   // Reconciles a reconnecting worker's running jobs with the database:
   // returns the refs the worker must stop (not its own any more, or with a
   // pending cancel) and requeues the worker's jobs it no longer reports.
-  Result<std::vector<JobRef>> Adopt(const std::string& worker_id, const std::vector<JobRef>& running);
+  // `ended` (if given) gets the jobs this ended (lost or cancelled).
+  Result<std::vector<JobRef>> Adopt(const std::string& worker_id, const std::vector<JobRef>& running,
+                                    std::vector<EndedJob>* ended = nullptr);
 
  private:
   db::Pool& pool_;

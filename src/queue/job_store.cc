@@ -220,7 +220,7 @@ Result<std::vector<Job>> JobStore::List(const ListFilter& f) {
   });
 }
 
-Result<Job> JobStore::Cancel(int64_t id, const std::string& reason, const audit::Who& who) {
+Result<Job> JobStore::Cancel(int64_t id, const std::string& reason, const audit::Who& who, bool* ended_now) {
   Status s = pool_.Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::work tx(c);
@@ -229,6 +229,7 @@ Result<Job> JobStore::Cancel(int64_t id, const std::string& reason, const audit:
           // Every request reaches the holder, not only the first: a cancel
           // lost on the way (a reconnecting worker) can be asked again.
           const std::string status = r[0][1].as<std::string>();
+          if (ended_now != nullptr) *ended_now = status == "cancelled";
           if (status != "cancelled") {
             tx.exec_prepared("notify_cancel", id, r[0][2].as<int>(), r[0][3].as<std::string>());
           }

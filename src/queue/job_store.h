@@ -45,7 +45,9 @@ class JobStore {
   // holding worker is told (via NOTIFY kiln_cancel). Ended: FailedPrecondition.
   // A request taken is recorded in the audit trail as `who`'s (its reason
   // and the status the job had), in the same transaction.
-  Result<Job> Cancel(int64_t job_id, const std::string& reason, const audit::Who& who);
+  // `ended_now` (if given): whether this cancel ended the job (it was
+  // queued); a job that runs ends with its worker's report.
+  Result<Job> Cancel(int64_t job_id, const std::string& reason, const audit::Who& who, bool* ended_now = nullptr);
   // Up to max_bytes of an attempt's log from offset (attempt 0: current),
   // contiguous. With skip_gaps (for an ended job, whose missing chunks will
   // never come), data may start after offset: see LogSlice::offset.

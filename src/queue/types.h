@@ -231,12 +231,22 @@ struct LogSlice {
   std::string data;
 };
 
+// A job that ended without a worker's final report (kiln_jobs_finished_total
+// counts it): lost or cancelled with its worker, or completed by the
+// identical job it waited for.
+struct EndedJob {
+  int64_t job_id = 0;
+  std::string project;
+  JobStatus status = JobStatus::kSucceeded;
+};
+
 // Result of a lease sweep or a dropped stream.
 struct RequeueOutcome {
   int requeued = 0;
   int lost = 0;       // attempts exhausted
   int cancelled = 0;  // cancel was pending
   std::vector<int64_t> job_ids;
+  std::vector<EndedJob> ended;  // the lost and cancelled ones
 };
 
 }  // namespace kiln::queue

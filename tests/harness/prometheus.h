@@ -48,6 +48,32 @@ inline std::string HttpGet(const std::string& host_port, const std::string& path
   return r->body;
 }
 
+// A daemon's /metrics (Prometheus' text format) as a map of series
+// ("name{labels}") to values.
+inline std::map<std::string, double> ScrapeSeries(const std::string& host_port) {
+  std::map<std::string, double> out;
+  const std::string text = HttpGet(host_port, "/metrics");
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    auto sp = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || sp == std::string::npos) continue;
+    out[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+  }
+  return out;
+}
+
+// The sum of the series of `name` whose labels include `label` (e.g.
+// project="web"; "" for all).
+inline double SumSeries(const std::map<std::string, double>& m, const std::string& name, const std::string& label) {
+  double v = 0;
+  for (auto it = m.lower_bound(name + "{"); it != m.end() && it->first.rfind(name + "{", 0) == 0; ++it)
+    if (it->first.find(label) != std::string::npos) v += it->second;
+  return v;
+}
+
 // promtool check metrics on a scrape: its exit code (0 clean) and output.
 inline CommandResult CheckMetrics(const std::string& dir, const std::string& scrape) {
   WriteFile(dir + "/scrape.txt", scrape);

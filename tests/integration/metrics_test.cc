@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -111,7 +112,11 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
       // worker
       "kiln_worker_slots", "kiln_worker_slots_busy", "kiln_worker_jobs_total", "kiln_worker_phase_seconds_count",
       "kiln_worker_cas_cache_files_total", "kiln_worker_cas_cache_bytes", "kiln_worker_image_store_bytes",
-      "kiln_worker_compile_units_total", "kiln_worker_sandbox_starts_total", "kiln_worker_sandbox_failures_total"};
+      "kiln_worker_compile_units_total", "kiln_worker_sandbox_starts_total", "kiln_worker_sandbox_failures_total",
+      // remote actions (the C project's misses compile on the farm)
+      "kiln_actions_queued", "kiln_actions_dispatched_total", "kiln_actions_finished_total",
+      "kiln_action_queue_wait_seconds_count", "kiln_action_overhead_seconds_count", "kiln_worker_actions_total",
+      "kiln_worker_action_run_seconds_count", "kiln_worker_action_boxes"};
   std::set<std::string> missing;
   test::WaitFor(
       [&] {
@@ -146,6 +151,16 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
       {"sum(kiln_cas_reads_total)", kPositive},
       {"sum(kiln_worker_image_store_bytes)", kPositive},
       {"sum(kiln_db_errors_total)", 0},
+      // The cold build's 5 misses compiled as remote actions, each once.
+      {"sum(kiln_actions_dispatched_total)", 5},
+      {"sum(kiln_actions_finished_total{outcome=\"ran\"})", 5},
+      {"sum(kiln_actions_finished_total)", 5},
+      {"sum(kiln_worker_actions_total{outcome=\"succeeded\"})", 5},
+      {"sum(kiln_actions_queued)", 0},
+      {"sum(kiln_action_queue_wait_seconds_count)", 5},
+      {"sum(kiln_action_overhead_seconds_count)", 5},
+      {"sum(kiln_worker_action_run_seconds_count)", 5},
+      {"sum(kiln_worker_action_boxes)", kPositive},
       // Every histogram has observations: one per job that ran on a worker.
       {"sum(kiln_job_queue_wait_seconds_count)", 5},
       {"sum(kiln_job_run_seconds_count)", 5},
@@ -172,6 +187,53 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
     auto check = test::CheckMetrics(dir_.path(), test::HttpGet(addr, "/metrics"));
     EXPECT_EQ(check.exit_code, 0) << addr << ": " << check.out << check.err;
   }
+}
+
+// kiln_jobs_finished_total counts every way a job ends, not only a worker's
+// final report: cancelled before it ran, lost with its worker, completed by
+// the identical job it waited for.
+TEST_F(Metrics, JobsFinishedCountsEveryWayAJobEnds) {
+  StartController("127.0.0.1:0", MetricsArgs("controller0"));
+  const std::string c0 = MetricsAddress("controller0");
+  StartWorker(0, 1);
+  auto finished = [&](const std::string& outcome) {
+    return test::SumSeries(test::ScrapeSeries(c0), "kiln_jobs_finished_total",
+                           "outcome=\"" + outcome + "\",project=\"default\"");
+  };
+  auto id_of = [](const test::CommandResult& r) { return r.out.substr(0, r.out.find('\n')); };
+
+  // Cancelled while queued: no worker has role=none.
+  auto queued = Kiln({"submit", "--detach", "--no-input", "--require", "role=none", "--", "true"});
+  ASSERT_EQ(queued.exit_code, 0) << queued.err;
+  ASSERT_EQ(Kiln({"cancel", id_of(queued)}).exit_code, 0);
+  EXPECT_EQ(finished("cancelled"), 1);
+
+  // Two identical builds in flight: the second waits for the first and takes its result.
+  const std::string img = Busybox();
+  const std::string src = dir_.path() + "/src";
+  test::WriteFile(src + "/in.txt", "input\n");
+  const std::vector<std::string> build{"submit", "--detach", "--image", img, "--input", src, "--no-gitignore", "--",
+                                       "sh", "-c", "sleep 1; cat /src/in.txt"};
+  auto leader = Kiln(build);
+  auto waiter = Kiln(build);
+  ASSERT_EQ(leader.exit_code, 0) << leader.err;
+  ASSERT_EQ(waiter.exit_code, 0) << waiter.err;
+  ASSERT_EQ(Get(*Jobs(), std::stoll(id_of(waiter))).waits_for_job(), std::stoll(id_of(leader)));
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Get(*Jobs(), std::stoll(id_of(waiter))).status(), v1::SUCCEEDED);
+  EXPECT_EQ(finished("succeeded"), 1);
+  EXPECT_EQ(finished("cached"), 1) << "the waiter is counted";
+
+  // Lost: its worker dies and it has no attempts left.
+  auto lost = Kiln({"submit", "--detach", "--no-input", "--max-attempts", "1", "--", "sleep", "30"});
+  ASSERT_EQ(lost.exit_code, 0) << lost.err;
+  const int64_t lost_id = std::stoll(id_of(lost));
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*Jobs(), lost_id).status() == v1::RUNNING; }, 30s));
+  workers_[0]->Signal(SIGKILL);
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*Jobs(), lost_id).status() == v1::LOST; }, 30s));
+  EXPECT_TRUE(test::WaitFor([&] { return finished("lost") == 1; }, 10s)) << "lost: " << finished("lost");
+  EXPECT_EQ(finished("cancelled") + finished("succeeded") + finished("cached") + finished("failed"), 3)
+      << "nothing counted twice";
 }
 
 TEST(MetricsFiles, PromtoolAcceptsTheShippedAlertRulesAndScrapeConfig) {

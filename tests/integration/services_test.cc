@@ -37,6 +37,7 @@
 #include "queue/dispatch_store.h"
 #include "queue/job_store.h"
 #include "queue/open_pool.h"
+#include "queue/stats_store.h"
 #include "queue/worker_store.h"
 
 namespace kiln::controller {
@@ -86,6 +87,7 @@ class ServicesTest : public ::testing::Test {
     // takes a worker's word for its name.
     trust_ = std::make_unique<auth::TrustStore>(*pool_);
     audit_ = std::make_unique<audit::AuditStore>(*pool_);
+    stats_ = std::make_unique<queue::StatsStore>(*pool_);
     guard_ = std::make_unique<Guard>(*trust_, /*tls=*/false);
     enroller_ = Enroller::Disabled(*trust_, "no CA in these tests");
     fx_catalog_ = std::make_unique<queue::CatalogStore>(*pool_);
@@ -104,6 +106,7 @@ class ServicesTest : public ::testing::Test {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<auth::TrustStore> trust_;
   std::unique_ptr<audit::AuditStore> audit_;
+  std::unique_ptr<queue::StatsStore> stats_;
   std::unique_ptr<Guard> guard_;
   std::unique_ptr<Enroller> enroller_;
   std::unique_ptr<queue::CatalogStore> fx_catalog_;
@@ -188,7 +191,7 @@ TEST_F(ServicesTest, AdminServiceChangesTheCatalogAndWakesWhoMustKnow) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_, *stats_}));
   auto stub = v1::AdminService::NewStub(s.channel());
 
   v1::CreateProjectRequest create;
@@ -229,7 +232,7 @@ TEST_F(ServicesTest, AdminServiceRejectsNulInProjectName) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_, *stats_}));
   auto stub = v1::AdminService::NewStub(s.channel());
   v1::CreateProjectRequest create;
   create.set_name("a");
@@ -395,7 +398,7 @@ TEST_F(ServicesTest, AdminServiceRejectsAProjectConfigOver64KiB) {
   queue::CatalogStore catalog(*pool_);
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
-  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_}));
+  Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers, config_wake, dispatch_wake, *audit_, *stats_}));
   auto stub = v1::AdminService::NewStub(s.channel());
   auto config_of = [](size_t bytes) {  // {"env":{"A":"xxx..."}}, `bytes` long
     return R"({"env":{"A":")" + std::string(bytes - 16, 'x') + R"("}})";
@@ -838,7 +841,7 @@ TEST_F(ServicesTest, AdminCallsNeedAnAdminTokenAndTokensAreShownOnce) {
   queue::WorkerStore workers(*pool_);
   Signal config_wake, dispatch_wake;
   Served s(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers,
-                             config_wake, dispatch_wake, *audit_}));
+                             config_wake, dispatch_wake, *audit_, *stats_}));
   auto stub = v1::AdminService::NewStub(s.channel());
   v1::CreateProjectRequest create;
   create.set_name("web");
@@ -910,7 +913,7 @@ TEST_F(ServicesTest, ACacheScopeIsSharedOnlyByTheProjectsAnAdminListed) {
   cache::CompileCacheStore compiles(url_, 1);
   Signal config_wake, dispatch_wake;
   Served admin(MakeAdminService({*guard_, *trust_, [](const std::string&) { return false; }, catalog, workers,
-                                 config_wake, dispatch_wake, *audit_}));
+                                 config_wake, dispatch_wake, *audit_, *stats_}));
   Served cache(MakeCacheService({*guard_, compiles, projects}));
   auto stub = v1::AdminService::NewStub(admin.channel());
   auto cache_stub = v1::CacheService::NewStub(cache.channel());
