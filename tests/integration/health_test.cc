@@ -239,10 +239,16 @@ TEST_F(Health, SighupReloadsTheReloadableSettingsAndABadFileKeepsTheRunningOnes)
   EXPECT_NE(test::ReadFile(logs_[0]).find("health_recover_after"), std::string::npos);
   EXPECT_EQ(HealthOf(id), "unhealthy");
 
-  // A good one again, with the log level and a setting that needs a restart.
+  // A good one again: every other reloadable setting (each one's effect on
+  // a report is unit-tested in health_test.cc), the log level, and a
+  // setting that needs a restart.
   test::WriteFile(conf_, base + "health_min_free_disk = 1MiB\nhealth_recover_after = 1s\nlog_level = debug\n"
-                                "lease = 5s\n");
+                                "health_min_free_percent = 1\nhealth_max_clock_skew = 1h\n"
+                                "health_max_load_per_cpu = 1000\nhealth_max_infra_failures = 5\n"
+                                "health_infra_window = 1m\nlease = 5s\n");
   hup(*controllers_[0]);
+  ASSERT_TRUE(logged(0, "changed=health_infra_window,health_max_clock_skew,health_max_infra_failures,"
+                        "health_max_load_per_cpu,health_min_free_disk,health_min_free_percent,log_level"));
   ASSERT_TRUE(logged(0, "changed settings that need a restart: lease"));
   ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "healthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
 
