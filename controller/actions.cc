@@ -36,7 +36,7 @@ struct WorkerSlots {
   std::string cluster;
   int slots = 0;
   int busy = 0;
-  int Free() const { return session->draining ? 0 : slots - busy; }
+  int Free() const { return session->Available() ? slots - busy : 0; }
 };
 
 using Sends = std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<Pending>>>;
@@ -347,7 +347,7 @@ int ActionBroker::Slots(const std::string& cluster) {
   std::lock_guard g(impl_->mu);
   int n = 0;
   for (const auto& [_, w] : impl_->workers)
-    if (w.cluster == cluster && !w.session->draining) n += w.slots;
+    if (w.cluster == cluster && w.session->Available()) n += w.slots;
   return n;
 }
 

@@ -50,8 +50,8 @@ class ActionBroker {
 
   // Actions of `cluster` waiting for a slot here.
   int Queued(const std::string& cluster);
-  // Action slots of the workers of `cluster` connected here (draining ones
-  // not counted).
+  // Action slots of the workers of `cluster` connected here (draining and
+  // unhealthy ones not counted).
   int Slots(const std::string& cluster);
 
   // Of `hashes`, those that are inputs of actions worker `worker_id` runs

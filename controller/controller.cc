@@ -31,6 +31,7 @@
 #include "common/version.h"
 #include "controller/actions.h"
 #include "controller/admin_service.h"
+#include "controller/health.h"
 #include "controller/cas.h"
 #include "controller/compile_service.h"
 #include "controller/enroll.h"
@@ -68,6 +69,8 @@ namespace kiln::controller {
 struct Controller::Impl {
   config::ControllerConfig cfg;
   std::string controller_id;
+  // The health checker's thresholds: reloadable (Controller::Reload).
+  std::shared_ptr<HealthSettings> health;
 
   std::shared_ptr<db::Pool> pool;  // shared by the queue's stores
   std::unique_ptr<queue::JobStore> jobs;
@@ -367,11 +370,12 @@ void Controller::Impl::FarmGaugeLoop() {
           f.workers.With(l).Set(static_cast<double>(c.workers));
           f.slots.With(l).Set(static_cast<double>(c.slots));
           f.slots_busy.With(l).Set(static_cast<double>(c.busy));
+          f.unhealthy.With(l).Set(static_cast<double>(c.unhealthy));
           clusters_now.insert(c.cluster);
         }
         for (const auto& c : clusters_seen) {
           if (clusters_now.count(c)) continue;
-          for (auto* fam : {&f.workers, &f.slots, &f.slots_busy}) fam->Remove({{"cluster", c}});
+          for (auto* fam : {&f.workers, &f.slots, &f.slots_busy, &f.unhealthy}) fam->Remove({{"cluster", c}});
         }
         clusters_seen = std::move(clusters_now);
       }
@@ -636,6 +640,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   impl->controller_id = std::string(host) + "-" + RandomHex(3);
+  impl->health = std::make_shared<HealthSettings>(ThresholdsOf(cfg));
 
   if (cfg.migrate_on_start) {
     auto m = db::Migrate(cfg.database_url);
@@ -736,7 +741,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
        i.cluster_state.get(), i.deployer.get()});
   i.worker_service = MakeWorkerService({*i.guard, *i.enroller, *i.scopes, *i.workers, *i.dispatch, *i.compile_cache, i.cas->blobs(), i.registry,
                                         i.actions, i.reports, i.dispatch_wake, i.stopping, i.controller_id, cfg.lease,
-                                        cfg.heartbeat_interval, i.metrics.compiles, i.metrics.jobs});
+                                        cfg.heartbeat_interval, i.metrics.compiles, i.metrics.jobs, i.health});
   i.cas_service = MakeCasService({*i.guard, *i.scopes, i.cas->blobs(), i.cas->trees(), cfg.cas_max_blob_bytes,
                                   i.metrics.cas});
   i.image_service = MakeImageService({*i.guard, *i.scopes, i.cas->images(), i.cas->blobs()});
@@ -834,6 +839,11 @@ void Controller::Run() {
                i.cfg.insecure ? "plaintext (insecure = true)" : "TLS", i.controller_id);
   sd_notify(0, "READY=1");
   i.server->Wait();
+}
+
+void Controller::Reload(const config::ControllerConfig& cfg) {
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  impl_->health->Set(ThresholdsOf(cfg));
 }
 
 void Controller::Shutdown() {

@@ -22,6 +22,10 @@ class Controller {
   // Stops serving: closes worker streams without requeueing their jobs (the
   // workers reconnect elsewhere and keep them), ends client streams.
   void Shutdown();
+  // Applies the reloadable settings of `cfg` (validated; config::
+  // ControllerReloadable): the log level and the health thresholds. Others
+  // are ignored. Thread-safe (called from the signal thread).
+  void Reload(const config::ControllerConfig& cfg);
   // The address actually bound (port resolved when listen asked for :0).
   std::string address() const;
 

@@ -18,6 +18,7 @@
 #include "common/signals.h"
 #include "common/version.h"
 #include "config/config.h"
+#include "config/reload.h"
 #include "controller/controller.h"
 #include "db/migrate.h"
 #include "queue/open_pool.h"
@@ -82,22 +83,24 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
-  auto cfg = config::LoadController(config_file);
+  // Defaults, the file, the environment, then the command line: at start
+  // and again on SIGHUP.
+  auto load = [&]() -> Result<config::ControllerConfig> {
+    auto c = config::LoadController(config_file);
+    if (!c.ok()) return c;
+    if (!listen.empty()) c->listen = listen;
+    if (!database_url.empty()) c->database_url = database_url;
+    if (!address_file.empty()) c->address_file = address_file;
+    if (!log_level.empty()) c->log_level = log_level;
+    if (!cas_dir.empty()) c->cas_dir = cas_dir;
+    if (no_migrate) c->migrate_on_start = false;
+    for (const auto& kv : sets) KILN_RETURN_IF_ERROR(config::ApplySetting(*c, kv));
+    return c;
+  };
+  auto cfg = load();
   if (!cfg.ok()) {
     std::cerr << "kiln-controller: " << cfg.status().message() << "\n";
     return 2;
-  }
-  if (!listen.empty()) cfg->listen = listen;
-  if (!database_url.empty()) cfg->database_url = database_url;
-  if (!address_file.empty()) cfg->address_file = address_file;
-  if (!log_level.empty()) cfg->log_level = log_level;
-  if (!cas_dir.empty()) cfg->cas_dir = cas_dir;
-  if (no_migrate) cfg->migrate_on_start = false;
-  for (const auto& kv : sets) {
-    if (Status s = config::ApplySetting(*cfg, kv); !s.ok()) {
-      std::cerr << "kiln-controller: " << s.message() << "\n";
-      return 2;
-    }
   }
   if (*certs_server) {
     std::string dir = certs_dir.empty() ? cfg->tls_dir : certs_dir;
@@ -235,6 +238,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  config::Reloader<config::ControllerConfig> reloader(config_file, config::ControllerReloadable);
   std::atomic<controller::Controller*> running{nullptr};
   std::atomic<bool> stop_requested{false};
   HandleSignals(
@@ -246,7 +250,11 @@ int main(int argc, char** argv) {
         }
         if (auto* c = running.load()) c->Shutdown();
       },
-      [] { spdlog::info("SIGHUP: nothing to reload (restart to apply config changes)"); });
+      [&] {
+        reloader.Reload(load, [&](const config::ControllerConfig& next) {
+          if (auto* c = running.load()) c->Reload(next);
+        });
+      });
 
   auto c = controller::Controller::Create(*cfg);
   if (!c.ok()) {

@@ -76,6 +76,8 @@ ControllerMetrics::ControllerMetrics() {
   farm_gauges.queued = f.Gauges("kiln_queue_depth", "Queued jobs, by project and cluster ((any): not pinned to one).");
   farm_gauges.workers = f.Gauges("kiln_cluster_workers_connected", "Connected workers, by cluster.");
   farm_gauges.slots = f.Gauges("kiln_cluster_slots", "Slots of connected workers, by cluster.");
+  farm_gauges.unhealthy = f.Gauges("kiln_cluster_workers_unhealthy",
+                                   "Connected workers the health checker marked unhealthy (no new jobs), by cluster.");
   farm_gauges.slots_busy = f.Gauges("kiln_cluster_slots_busy", "Slots running a job (setup or running), by cluster.");
   farm_gauges.cas_blobs = f.Gauges("kiln_cas_blobs", "Blobs in CAS, as of the last collection.");
   farm_gauges.cas_bytes = f.Gauges("kiln_cas_stored_bytes", "Bytes of blobs in CAS, as of the last collection.");

@@ -55,6 +55,7 @@ struct FarmMetrics {
   metrics::GaugeFamily workers;            // kiln_cluster_workers_connected{cluster}
   metrics::GaugeFamily slots;              // kiln_cluster_slots{cluster}
   metrics::GaugeFamily slots_busy;         // kiln_cluster_slots_busy{cluster}
+  metrics::GaugeFamily unhealthy;          // kiln_cluster_workers_unhealthy{cluster}
   // kiln_cas_blobs, kiln_cas_stored_bytes: set by each collection (no
   // series before the first: a 0 would be a lie).
   metrics::GaugeFamily cas_blobs, cas_bytes;

@@ -39,6 +39,10 @@ class Session {
   const std::string session_id;
   const int slots;
   std::atomic<bool> draining{false};
+  // The health checker's verdict (controller/health.h): an unhealthy
+  // worker gets no jobs and no actions, like a draining one.
+  std::atomic<bool> unhealthy{false};
+  bool Available() const { return !draining && !unhealthy; }
   std::string cluster;  // set once, before the session is shared
 
   // Returns false if the stream is gone.
@@ -67,7 +71,7 @@ class Session {
   // Jobs assigned and not yet finished, as this controller saw them.
   int FreeSlots() {
     std::lock_guard g(mu_);
-    return draining ? 0 : slots - static_cast<int>(inflight_.size());
+    return Available() ? slots - static_cast<int>(inflight_.size()) : 0;
   }
   void Assigned(int64_t job_id) {
     std::lock_guard g(mu_);

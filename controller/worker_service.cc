@@ -84,10 +84,19 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     w.controller_id = d_.controller_id;
     w.session = RandomHex(8);
     w.draining = reg.draining();
-    if (Status s = d_.workers.Register(w, d_.lease); !s.ok()) return api::ToGrpc(s);
+    auto recorded = d_.workers.Register(w, d_.lease);
+    if (!recorded.ok()) return api::ToGrpc(recorded.status());
 
     auto session = std::make_shared<Session>(w.id, w.session, w.slots, stream, ctx);
     session->draining = reg.draining();
+    // Health outlives a reconnect: an unhealthy worker recovers only by
+    // passing its checks for a while, here as anywhere.
+    HealthState health(*recorded != "unhealthy");
+    session->unhealthy = !health.healthy();
+    if (reg.has_health()) {
+      if (Status hs = JudgeHealth(w, reg.draining(), reg.health(), health, *session); !hs.ok())
+        spdlog::warn("health report of worker {} not recorded: {}", w.id, hs.message());
+    }
     session->cluster = w.cluster;
     // Jobs the worker still runs from before a reconnect: keep those it
     // still owns, stop the others.
@@ -142,7 +151,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         bool draining = msg.heartbeat().draining();
         if (draining && !session->draining) spdlog::info("worker draining worker_id={}", w.id);
         session->draining = draining;
-        Status s = d_.workers.Heartbeat(w.id, w.session, d_.lease, draining);
+        Status s = msg.heartbeat().has_health()
+                       ? JudgeHealth(w, draining, msg.heartbeat().health(), health, *session)
+                       : d_.workers.Heartbeat(w.id, w.session, d_.lease, draining);
         if (s.code() == Code::kNotFound) {
           why = "";
           break;  // registered again through another stream
@@ -178,6 +189,13 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
           if (Status rs = d_.scopes.RecordOutputs(*who, u.job_id(), u.attempt(), e.update.result->output_root);
               !rs.ok())
             spdlog::warn("outputs of job {} not recorded in its scope: {}", u.job_id(), rs.message());
+        }
+        if (u.has_result() && u.result().infrastructure()) {
+          // Counted against the worker (health_max_infra_failures); the
+          // update itself requeues the job while attempts remain.
+          health.NoteInfraFailure(HealthState::Clock::now(), u.result().error());
+          spdlog::warn("infrastructure failure worker_id={} job_id={} attempt={}: {}", w.id, u.job_id(), u.attempt(),
+                       u.result().error());
         }
         if (*st != queue::JobStatus::kRunning && session->Finished(u.job_id())) d_.dispatch_wake.Notify();
         d_.reports.Push(std::move(e));
@@ -304,6 +322,45 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   }
 
  private:
+  // Checks a worker's health report, records it with the heartbeat (and a
+  // change of health, logged) and sets the session's verdict. An invalid
+  // report changes nothing but the lease.
+  Status JudgeHealth(const queue::WorkerRegistration& w, bool draining, const v1::HealthReport& report,
+                     HealthState& state, Session& session) {
+    if (Status v = ValidateHealthReport(report); !v.ok()) {
+      spdlog::warn("worker {} sent an invalid health report; ignored: {}", w.id, v.message());
+      return d_.workers.Heartbeat(w.id, w.session, d_.lease, draining);
+    }
+    const int64_t now_ms = NowUnixMs();
+    const auto now = HealthState::Clock::now();
+    const HealthThresholds t = d_.health->Get();
+    HealthFailure f = CheckHealthReport(report, now_ms, t);
+    if (f.check.empty()) f = state.CheckInfraFailures(now, t);
+    const HealthState before = state;
+    HealthState::Change c = state.Observe(f, now, t.recover_after);
+    queue::HealthRecord rec;
+    rec.report_json = HealthReportJson(report, now_ms);
+    if (c.changed) rec.health = c.healthy ? "healthy" : "unhealthy";
+    rec.reason = c.reason;
+    rec.reason_changed = c.reason_changed;
+    Status s = d_.workers.Heartbeat(w.id, w.session, d_.lease, draining, rec);
+    if (!s.ok()) {
+      state = before;  // recorded nowhere: judged again with the next report
+      return s;
+    }
+    session.unhealthy = !state.healthy();
+    if (c.changed && !c.healthy) {
+      spdlog::warn("worker unhealthy worker_id={} host={} reason=\"{}\"", w.id, w.hostname, c.reason);
+    } else if (c.reason_changed) {
+      spdlog::warn("worker still unhealthy worker_id={} host={} reason=\"{}\"", w.id, w.hostname, c.reason);
+    } else if (c.changed) {
+      spdlog::info("worker healthy again worker_id={} host={} passed_for_ms={}", w.id, w.hostname,
+                   t.recover_after.count());
+      d_.dispatch_wake.Notify();
+    }
+    return s;
+  }
+
   // The calling worker. Without TLS (insecure = true) it is the id it
   // names (kiln-worker-id metadata); with TLS, its certificate's.
   Result<Caller> Worker(grpc::ServerContext* ctx) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "controller/health.h"
 #include "controller/metrics.h"
 
 namespace kiln::queue {
@@ -52,6 +53,8 @@ struct WorkerServiceDeps {
   std::chrono::milliseconds heartbeat_interval;
   CompileMetrics compile_metrics{};     // what the workers' compile records count
   JobMetrics job_metrics{};             // jobs a reconnecting worker's adoption ends
+  // The health checker's thresholds (controller/health.h), replaced on SIGHUP.
+  std::shared_ptr<const HealthSettings> health = std::make_shared<HealthSettings>();
 };
 
 std::unique_ptr<grpc::Service> MakeWorkerService(const WorkerServiceDeps& deps);

@@ -120,8 +120,12 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
   if (rootfs.ok()) ObservePhase(env, "image_unpack", unpack_began);
   if (!rootfs.ok()) {
     bool transient = rootfs.status().code() == Code::kUnavailable;
-    return refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
-                  "cannot prepare image " + image + " on worker " + env.worker_id + ": " + rootfs.status().message());
+    bool infra = InfrastructureError(rootfs.status());
+    RunOutcome out = refuse(transient ? queue::JobStatus::kQueued : queue::JobStatus::kFailed,
+                            std::string(infra ? "infrastructure: " : "") + "cannot prepare image " + image +
+                                " on worker " + env.worker_id + ": " + rootfs.status().message());
+    out.result.infrastructure = infra;
+    return out;
   }
   timings->set_image_ms(NowUnixMs());
   RunRequest run = req;
@@ -180,6 +184,19 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
 }
 
 }  // namespace
+
+bool InfrastructureError(const Status& setup) {
+  switch (setup.code()) {
+    case Code::kOk:
+    case Code::kUnavailable:
+    case Code::kInvalidArgument:    // the job's: a bad digest, a path
+    case Code::kResourceExhausted:  // the job's: inputs past its own disk cap
+    case Code::kCancelled:
+      return false;
+    default:
+      return true;
+  }
+}
 
 bool KeepWorkspace(const Status& setup, const RunOutcome& out) {
   return setup.ok() && (out.status == queue::JobStatus::kSucceeded ||
@@ -292,7 +309,9 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
   if (!setup.ok()) {
     spdlog::warn("job_id={} attempt={}: cannot prepare the input tree: {}", a.job_id, a.attempt, setup.message());
     out.status = setup.code() == Code::kUnavailable ? queue::JobStatus::kQueued : queue::JobStatus::kFailed;
-    out.result.error = "cannot prepare the input tree on worker " + env.worker_id + ": " + setup.message();
+    out.result.infrastructure = InfrastructureError(setup);
+    out.result.error = std::string(out.result.infrastructure ? "infrastructure: " : "") +
+                       "cannot prepare the input tree on worker " + env.worker_id + ": " + setup.message();
     out.started_ms = out.finished_ms = NowUnixMs();
   } else {
     auto started = [&](int64_t started_ms) {

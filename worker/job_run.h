@@ -63,6 +63,13 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
 // cancelled, handed back, timed out, over a limit).
 bool KeepWorkspace(const Status& setup, const RunOutcome& out);
 
+// Whether a setup error (the input tree, a warm workspace, the image) is
+// the worker's (infrastructure: a full disk, a fetch or unpack error; the
+// job is retried elsewhere) rather than the job's (an invalid digest, an
+// input larger than its disk cap: it fails). UNAVAILABLE is neither: the
+// job is handed back as before.
+bool InfrastructureError(const Status& setup);
+
 // Captures the declared outputs under job_dir into CAS (UNAVAILABLE retried);
 // returns the key of their tree's root and adds the bytes it uploaded to
 // *uploaded (if not null). NotFound for an output the build did not produce,

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "config/reload.h"
 #include "common/util.h"
 #include "common/version.h"
 #include "config/config.h"
@@ -37,37 +38,33 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
-  auto cfg = config::LoadWorker(config_file);
+  // Defaults, the file, the environment, then the command line: at start
+  // and again on SIGHUP.
+  auto load = [&]() -> Result<config::WorkerConfig> {
+    auto c = config::LoadWorker(config_file);
+    if (!c.ok()) return c;
+    if (!controller.empty()) c->controller = controller;
+    if (slots >= 0) c->slots = slots;
+    if (!work_dir.empty()) c->work_dir = work_dir;
+    if (!cluster.empty()) c->cluster = cluster;
+    if (!log_level.empty()) c->log_level = log_level;
+    for (const auto& l : labels) {
+      auto kv = ParseKeyValue(l);
+      if (!kv.ok()) return InvalidArgument("--label: " + kv.status().message());
+      c->labels[kv->first] = kv->second;
+    }
+    if (!drain_grace.empty()) {
+      auto d = ParseDuration(drain_grace);
+      if (!d.ok()) return InvalidArgument("--drain-grace: " + d.status().message());
+      c->drain_grace = *d;
+    }
+    for (const auto& kv : sets) KILN_RETURN_IF_ERROR(config::ApplySetting(*c, kv));
+    return c;
+  };
+  auto cfg = load();
   if (!cfg.ok()) {
     std::cerr << "kiln-worker: " << cfg.status().message() << "\n";
     return 2;
-  }
-  if (!controller.empty()) cfg->controller = controller;
-  if (slots >= 0) cfg->slots = slots;
-  if (!work_dir.empty()) cfg->work_dir = work_dir;
-  if (!cluster.empty()) cfg->cluster = cluster;
-  if (!log_level.empty()) cfg->log_level = log_level;
-  for (const auto& l : labels) {
-    auto kv = ParseKeyValue(l);
-    if (!kv.ok()) {
-      std::cerr << "kiln-worker: --label: " << kv.status().message() << "\n";
-      return 2;
-    }
-    cfg->labels[kv->first] = kv->second;
-  }
-  if (!drain_grace.empty()) {
-    auto d = ParseDuration(drain_grace);
-    if (!d.ok()) {
-      std::cerr << "kiln-worker: --drain-grace: " << d.status().message() << "\n";
-      return 2;
-    }
-    cfg->drain_grace = *d;
-  }
-  for (const auto& kv : sets) {
-    if (Status s = config::ApplySetting(*cfg, kv); !s.ok()) {
-      std::cerr << "kiln-worker: " << s.message() << "\n";
-      return 2;
-    }
   }
   if (Status s = config::Validate(*cfg); !s.ok()) {
     std::cerr << "kiln-worker: invalid configuration: " << s.message() << "\n";
@@ -82,6 +79,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  config::Reloader<config::WorkerConfig> reloader(config_file, config::WorkerReloadable);
   std::atomic<worker::Worker*> running{nullptr};
   std::atomic<int> stops{0};
   HandleSignals(
@@ -90,7 +88,11 @@ int main(int argc, char** argv) {
         if (auto* w = running.load()) w->Stop(n);
         else if (n >= 1) std::_Exit(1);
       },
-      nullptr);
+      [&] {
+        reloader.Reload(load, [&](const config::WorkerConfig& next) {
+          if (auto* w = running.load()) w->Reload(next);
+        });
+      });
   auto w = worker::Worker::Create(*cfg);
   if (!w.ok()) {
     spdlog::error("cannot start: {}", w.status().message());

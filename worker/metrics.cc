@@ -36,6 +36,9 @@ WorkerMetrics::WorkerMetrics() {
   slots = r.Gauges("kiln_worker_slots", "Jobs this worker runs at once.").With();
   slots_busy = r.Gauges("kiln_worker_slots_busy", "Jobs this worker runs now.").With();
   cas_cache_bytes = r.Gauges("kiln_worker_cas_cache_bytes", "Bytes in the local CAS cache (work_dir/cas).").With();
+  disk_free_bytes = r.Gauges("kiln_worker_disk_free_bytes",
+                             "Free bytes of the file system of each store (work_dir, images, cas), as the health "
+                             "checker sees them.");
   image_bytes = r.Gauges("kiln_worker_image_store_bytes", "Bytes of unpacked images (work_dir/images).").With();
 }
 

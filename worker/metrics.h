@@ -31,6 +31,7 @@ struct WorkerMetrics {
   metrics::Gauge slots, slots_busy;          // kiln_worker_slots, kiln_worker_slots_busy
   metrics::Gauge cas_cache_bytes;            // kiln_worker_cas_cache_bytes
   metrics::Gauge image_bytes;                // kiln_worker_image_store_bytes
+  metrics::GaugeFamily disk_free_bytes;      // kiln_worker_disk_free_bytes{store}
 
   WorkerMetrics();
 };

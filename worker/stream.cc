@@ -21,6 +21,7 @@ void ControllerStream::Heartbeat() {
   v1::WorkerMessage m;
   m.mutable_heartbeat()->set_running(static_cast<int>(d_.ledger->running()));
   m.mutable_heartbeat()->set_draining(*d_.draining);
+  if (d_.health) *m.mutable_heartbeat()->mutable_health() = d_.health();
   Send(m, /*keep=*/false);
 }
 
@@ -110,6 +111,7 @@ void ControllerStream::Session() {
   // A job whose final report is unacknowledged is still ours.
   JobLedger::Held held = d_.ledger->Snapshot();
   v1::WorkerMessage reg = Registration(cfg, d_.who, *d_.draining, d_.workspaces->List(), held);
+  if (d_.health) *reg.mutable_register_()->mutable_health() = d_.health();
   if (!s->Write(reg)) {
     auto st = s->Finish();
     spdlog::warn("cannot reach controller {}: {}", cfg.controller, st.error_message());

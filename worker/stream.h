@@ -40,6 +40,9 @@ class ControllerStream {
     Outbox* outbox = nullptr;
     WorkspaceStore* workspaces = nullptr;
     const std::atomic<bool>* draining = nullptr;
+    // What the worker measures of itself, sent with the registration and
+    // each heartbeat (may be empty: no report).
+    std::function<v1::HealthReport()> health;
     std::function<void(const v1::Assign&)> assign;  // the controller assigned a job
     std::function<void(const v1::RunAction&)> run_action;  // ... or a remote action (may be empty: refused)
     // The controller refused this worker's certificate (revoked, or not of
@@ -61,7 +64,8 @@ class ControllerStream {
   void Handle(const v1::ControllerMessage& m);
   // Sends now, or (keep) queues for the next connection.
   void Send(const v1::WorkerMessage& m, bool keep = true) { d_.outbox->Send(m, keep); }
-  // Says how many jobs run and whether the worker drains (not kept).
+  // Says how many jobs run, whether the worker drains and how healthy it
+  // measures (not kept).
   void Heartbeat();
   // Reports a final state; kept and re-sent until acknowledged. With
   // ran_here, the job also leaves the running set in the same step, freeing

@@ -22,6 +22,7 @@
 #include "worker/assignment.h"
 #include "worker/cc_wrapper.h"
 #include "worker/images.h"
+#include "worker/health.h"
 #include "worker/job_run.h"
 #include "worker/ledger.h"
 #include "worker/checkout.h"
@@ -54,6 +55,7 @@ struct Worker::Impl {
   std::string no_sandbox_why;
   std::unique_ptr<CompileCacheSetup> cc;  // null: the compile cache is off here
   std::unique_ptr<ActionRunner> actions;  // null: runs no remote actions
+  std::unique_ptr<HealthProbe> health;
   JobEnv env;                             // what each job's run uses of the above
 
   JobLedger ledger;
@@ -134,6 +136,11 @@ Worker::~Worker() {
   if (impl_->renew_thread.joinable()) impl_->renew_thread.join();
 }
 const std::string& Worker::id() const { return impl_->id; }
+
+void Worker::Reload(const config::WorkerConfig& cfg) {
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  impl_->health->SetInterval(cfg.health_check_interval);
+}
 
 Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) {
   auto impl = std::make_unique<Impl>();
@@ -240,8 +247,16 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   env.no_sandbox_why = impl->no_sandbox_why;
   env.cc = impl->cc.get();
   env.metrics = impl->metrics.run;
+  // The stores whose free disk the health reports and metrics give.
+  const std::vector<std::pair<std::string, std::string>> stores = {
+      {"work_dir", cfg.work_dir}, {"images", cfg.work_dir + "/images"}, {"cas", cfg.work_dir + "/cas"}};
+  impl->health = std::make_unique<HealthProbe>(stores, impl->sandbox.get(), cfg.health_check_interval);
   Impl* i = impl.get();
-  impl->metrics.registry.OnScrape([i] {
+  impl->metrics.registry.OnScrape([i, stores] {
+    for (const auto& [store, dir] : stores) {
+      int64_t free = 0, total = 0;
+      if (FreeDisk(dir, free, total)) i->metrics.disk_free_bytes.With({{"store", store}}).Set(static_cast<double>(free));
+    }
     i->metrics.slots.Set(i->cfg.slots);
     i->metrics.slots_busy.Set(static_cast<double>(i->ledger.running()));
     i->metrics.cas_cache_bytes.Set(static_cast<double>(i->local_cas->bytes()));
@@ -262,6 +277,7 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   sd.outbox = &impl->outbox;
   sd.workspaces = impl->workspaces.get();
   sd.draining = &impl->draining;
+  sd.health = [i] { return i->health->Measure(); };
   sd.assign = [i](const v1::Assign& a) { i->Start(a); };
   if (impl->cfg.action_slots > 0) sd.run_action = [i](const v1::RunAction& a) { i->actions->Start(a); };
   // A revoked worker stops: its jobs were requeued elsewhere, and it may

@@ -22,6 +22,11 @@ class Worker {
   // after drain_grace; then exit). n >= 2: kill running jobs, exit at once.
   void Stop(int n);
 
+  // Applies the reloadable settings of `cfg` (validated; config::
+  // WorkerReloadable): the log level and health_check_interval. Others are
+  // ignored. Thread-safe (called from the signal thread).
+  void Reload(const config::WorkerConfig& cfg);
+
   const std::string& id() const;
 
   struct Impl;

@@ -141,6 +141,7 @@ void ToProto(const queue::JobResult& in, v1::JobResult* out) {
   if (!in.output_root.empty()) DigestToProto(in.output_root, out->mutable_output_root());
   out->set_limit(in.limit);
   out->set_cached_from_job(in.cached_from);
+  out->set_infrastructure(in.infrastructure);
 }
 
 queue::JobTimings FromProto(const v1::JobTimings& in, int64_t log_bytes) {
@@ -163,6 +164,7 @@ queue::JobResult FromProto(const v1::JobResult& in) {
   r.timed_out = in.timed_out();
   if (in.has_output_root()) r.output_root = DigestKey(in.output_root());
   r.limit = in.limit();
+  r.infrastructure = in.infrastructure();
   // (cached_from_job is the controller's to set, never a worker's.)
   return r;
 }
@@ -209,6 +211,9 @@ void ToProto(const queue::WorkerRow& in, v1::WorkerInfo* out) {
   out->set_state(in.state);
   out->set_last_heartbeat_ms(in.last_heartbeat_ms);
   out->set_version(in.version);
+  out->set_health(in.health);
+  out->set_health_reason(in.health_reason);
+  out->set_health_since_ms(in.health_since_ms);
 }
 
 void ToProto(const queue::ProjectRow& in, v1::Project* out) {

@@ -41,13 +41,23 @@ int RunWorkers(Client& c, const Globals& g, bool all) {
     return kExitOk;
   }
   const int64_t now = NowUnixMs();
-  Table t({"ID", "HOST", "CLUSTER", "STATE", "SLOTS", "RUNNING", "ARCH", "LABELS", "LAST-SEEN"});
+  Table t({"ID", "HOST", "CLUSTER", "STATE", "HEALTH", "SLOTS", "RUNNING", "ARCH", "LABELS", "LAST-SEEN"});
+  std::vector<std::string> reasons;
   for (const auto& w : resp->workers()) {
     std::string seen = w.last_heartbeat_ms() > 0 ? FormatAge(w.last_heartbeat_ms(), now) + " ago" : "-";
-    t.AddRow({w.id(), w.hostname(), w.cluster().empty() ? "-" : w.cluster(), w.state(), std::to_string(w.slots()),
-              std::to_string(w.running()), w.arch(), w.labels().empty() ? "-" : JoinMap(w.labels()), seen});
+    std::string health = w.health().empty() ? "-" : w.health();
+    if (w.health() == "unhealthy") {
+      if (w.health_since_ms() > 0) health += " (" + FormatAge(w.health_since_ms(), now) + ")";
+      reasons.push_back(w.id() + ": " + w.health_reason());
+    }
+    t.AddRow({w.id(), w.hostname(), w.cluster().empty() ? "-" : w.cluster(), w.state(), health,
+              std::to_string(w.slots()), std::to_string(w.running()), w.arch(),
+              w.labels().empty() ? "-" : JoinMap(w.labels()), seen});
   }
   t.Print(stdout);
+  // Reasons are sentences: below the table, one line per unhealthy worker.
+  if (!reasons.empty()) std::printf("\nunhealthy (no new jobs until their checks pass again):\n");
+  for (const auto& r : reasons) PrintLine("  " + r);
   return kExitOk;
 }
 

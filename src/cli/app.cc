@@ -144,7 +144,8 @@ int Main(int argc, char** argv) {
   sub->add_option("--cluster", submit.cluster, "run only on this cluster (must be mapped to the project)");
   auto* prio = sub->add_option("--priority", priority, "higher runs first; default: the project's")
                    ->check(CLI::Range(-1000, 1000));
-  sub->add_option("--max-attempts", submit.max_attempts, "attempts before giving up on lost workers")
+  sub->add_option("--max-attempts", submit.max_attempts,
+                  "attempts before giving up on lost workers and workers' infrastructure failures")
       ->check(CLI::Range(1, 100));
   sub->add_option("--timeout-s", submit.timeout_s, "kill the build after this many seconds; default: the project's")
       ->check(CLI::Range(int64_t{1}, int64_t{604800}));

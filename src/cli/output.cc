@@ -191,6 +191,9 @@ std::string DescribeOutcome(const v1::Job& job) {
   }
   // For timeouts and signals the error only restates the cause; kiln status shows it.
   if (r.timed_out()) return "failed: timed out after " + FormatMs(job.spec().timeout_s() * 1000);
+  // Not the build's fault: the workers' (their setup), on every attempt.
+  if (r.infrastructure())
+    return "failed on infrastructure, not the build, after " + std::to_string(job.attempt()) + " attempt(s)" + why;
   // A container limit ended it: say which ("killed: exceeded memory limit 2 GiB").
   if (!r.limit().empty() && !r.error().empty()) return "failed: " + r.error();
   if (r.term_signal() > 0) {

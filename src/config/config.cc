@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -42,6 +43,19 @@ Status ParseDur(const std::string& key, const std::string& v, milliseconds& out)
   return Status::Ok();
 }
 
+// A load per CPU: a number from 0 to 1000 (0: off).
+Status ParseLoad(const std::string& key, const std::string& v, double& out) {
+  try {
+    size_t used = 0;
+    double d = std::stod(v, &used);
+    if (used != v.size() || !(d >= 0 && d <= 1000)) throw std::out_of_range(v);
+    out = d;
+    return Status::Ok();
+  } catch (const std::exception&) {
+    return InvalidArgument(key + ": expected a number from 0 (off) to 1000, got \"" + v + "\"");
+  }
+}
+
 template <typename C>
 Result<C> Load(const std::string& path) {
   C c;
@@ -67,6 +81,25 @@ bool IsLoopbackAddress(const std::string& address) {
     host = host.substr(0, colon);
   }
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+bool ControllerReloadable(const std::string& key) {
+  return key == "log_level" || key.rfind("health_", 0) == 0;
+}
+
+bool WorkerReloadable(const std::string& key) { return key == "log_level" || key == "health_check_interval"; }
+
+std::vector<std::string> ChangedKeys(const std::map<std::string, std::string>& before,
+                                     const std::map<std::string, std::string>& after) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : before) {
+    auto it = after.find(k);
+    if (it == after.end() || it->second != v) out.push_back(k);
+  }
+  for (const auto& [k, v] : after)
+    if (!before.count(k)) out.push_back(k);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Result<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& path) {
@@ -131,6 +164,13 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "worker_cert_validity") return ParseDur(k, v, c.worker_cert_validity);
   else if (k == "metrics_address") c.metrics_address = v;
   else if (k == "metrics_address_file") c.metrics_address_file = v;
+  else if (k == "health_min_free_disk") return ParseSize(k, v, c.health_min_free_disk);
+  else if (k == "health_min_free_percent") return ParseInt(k, v, 0, 99, c.health_min_free_percent);
+  else if (k == "health_max_clock_skew") return ParseDur(k, v, c.health_max_clock_skew);
+  else if (k == "health_max_load_per_cpu") return ParseLoad(k, v, c.health_max_load_per_cpu);
+  else if (k == "health_recover_after") return ParseDur(k, v, c.health_recover_after);
+  else if (k == "health_max_infra_failures") return ParseInt(k, v, 0, 64, c.health_max_infra_failures);
+  else if (k == "health_infra_window") return ParseDur(k, v, c.health_infra_window);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -170,6 +210,7 @@ Status Apply(WorkerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "insecure") return ParseBool(k, v, c.insecure);
   else if (k == "metrics_address") c.metrics_address = v;
   else if (k == "metrics_address_file") c.metrics_address_file = v;
+  else if (k == "health_check_interval") return ParseDur(k, v, c.health_check_interval);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/worker.conf.example)");
   return Status::Ok();
 }
@@ -216,6 +257,7 @@ Status Validate(const ControllerConfig& c) {
                            c.listen + "): listen on 127.0.0.1 or a unix: socket, turn TLS on (kiln-controller certs "
                            "init), or set insecure_remote = true if the network is yours alone");
   }
+  if (c.health_max_clock_skew.count() < 100) return InvalidArgument("health_max_clock_skew must be at least 100ms");
   if (c.worker_cert_validity < std::chrono::hours(1)) return InvalidArgument("worker_cert_validity must be at least 1h");
   if (!c.insecure && c.tls_dir.empty()) return InvalidArgument("tls_dir: empty path (or set insecure = true)");
   return CheckMetricsAddress(c.metrics_address);
@@ -230,6 +272,7 @@ Status Validate(const WorkerConfig& c) {
   if (c.sandbox_memory_max < (16 << 20)) return InvalidArgument("sandbox_memory_max must be at least 16MiB");
   if (c.disk_max < (16 << 20)) return InvalidArgument("disk_max must be at least 16MiB");
   if (c.max_log_bytes < (1 << 20)) return InvalidArgument("max_log_bytes must be at least 1MiB");
+  if (c.health_check_interval.count() < 1000) return InvalidArgument("health_check_interval must be at least 1s");
   for (const auto& [k, v] : c.labels) {
     if (k == "arch" || k == "os" || k == "sandbox" || k == "plain") {
       return InvalidArgument("label." + k + ": \"" + k + "\" is reported by the worker itself and cannot be a label");

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -65,6 +66,16 @@ struct ControllerConfig {
   // Prometheus /metrics (docs/operations.md, "Metrics"): HOST:PORT, empty: off.
   std::string metrics_address;
   std::string metrics_address_file;  // write the bound metrics address here (for metrics_address port 0)
+  // Health (docs/operations.md, "Health"): a worker whose report fails one
+  // of these is unhealthy (no new jobs, no actions) until its checks have
+  // passed for health_recover_after.
+  int64_t health_min_free_disk = int64_t{1} << 30;  // per store: work_dir, images, cas
+  int health_min_free_percent = 5;                  // per store; 0: off
+  milliseconds health_max_clock_skew{30'000};
+  double health_max_load_per_cpu = 0;               // 0: off
+  milliseconds health_recover_after{30'000};
+  int health_max_infra_failures = 3;                // jobs' infrastructure failures in the window; 0: off
+  milliseconds health_infra_window{600'000};
 };
 
 struct WorkerConfig {
@@ -117,7 +128,21 @@ struct WorkerConfig {
   // Prometheus /metrics (docs/operations.md, "Metrics"): HOST:PORT, empty: off.
   std::string metrics_address;
   std::string metrics_address_file;  // write the bound metrics address here (for metrics_address port 0)
+  // Health (docs/operations.md, "Health"): the costly check (whether runc
+  // answers) runs this often; disk, load and clock go with every heartbeat.
+  milliseconds health_check_interval{60'000};
 };
+
+// The settings a running daemon applies when SIGHUP makes it read its config
+// file again (marked "reloadable" in deploy/*.conf.example); a change of any
+// other needs a restart.
+bool ControllerReloadable(const std::string& key);
+bool WorkerReloadable(const std::string& key);
+
+// The keys whose values differ between two config files' contents (set in
+// one only, or to another value), sorted.
+std::vector<std::string> ChangedKeys(const std::map<std::string, std::string>& before,
+                                     const std::map<std::string, std::string>& after);
 
 // Reads "key = value" lines. InvalidArgument names the file and line.
 Result<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& path);

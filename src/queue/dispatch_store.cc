@@ -46,7 +46,7 @@ std::string Base64(const std::string& data) {
 // worker. $1 worker, $2 session, $3 n.
 constexpr const char* kClaimSql =
     "WITH w AS (SELECT id, cluster_id, properties FROM workers"
-    "           WHERE id = $1 AND session = $2 AND state = 'connected' FOR SHARE),"
+    "           WHERE id = $1 AND session = $2 AND state = 'connected' AND health = 'healthy' FOR SHARE),"
     " claimed AS MATERIALIZED ("
     "  SELECT j.id FROM build_jobs j, w"
     "  WHERE j.status = 'queued'"
@@ -60,7 +60,11 @@ constexpr const char* kClaimSql =
     "                    AND h.worker_id = $1 AND NOT h.removed)"
     "         OR NOT EXISTS (SELECT 1 FROM workspaces h JOIN workers o ON o.id = h.worker_id"
     "                        WHERE h.project_id = j.project_id AND h.name = j.workspace AND NOT h.removed"
-    "                          AND o.state = 'connected'))"
+    "                          AND o.state = 'connected' AND o.health = 'healthy'))"
+    // Back after a worker's infrastructure failure: another worker first,
+    // the same one again only after the grace.
+    "    AND (j.result IS NULL OR j.result->>'infra_worker' IS DISTINCT FROM $1"
+    "         OR (j.result->>'infra_at')::timestamptz < now() - make_interval(secs => $4))"
     // An identical job in flight: wait for its result (it becomes this one's).
     "    AND (j.waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM build_jobs f WHERE f.id = j.waits_for"
     "                                            AND f.status IN ('queued', 'setup', 'running')))"
@@ -81,22 +85,34 @@ constexpr const char* kClaimSql =
 // its output tree's root node is stored, with the size the report states:
 // UploadTrees stores a tree whole, so the root stands for every node) and completes the jobs that wait for it
 // (their log is its log): all in this one statement.
+// A worker's infrastructure failure (result.infrastructure) of an attempt
+// that is not the job's last goes back in line instead (sql/001's
+// max_attempts counts it), remembering the worker and when: the claim gives
+// it to another worker first (see kClaimSql).
 constexpr const char* kApplyUpdatesSql =
-    "WITH upd AS (UPDATE build_jobs j SET"
+    "WITH u AS (SELECT r.id, r.attempt,"
+    "   CASE WHEN r.status = 'failed' AND coalesce((r.result->>'infrastructure')::boolean, false)"
+    "          AND b.attempt < b.max_attempts THEN 'queued' ELSE r.status END AS status,"
+    "   r.result, r.started_ms, r.finished_ms, r.worker, r.cert, r.timings"
+    " FROM jsonb_to_recordset($1::jsonb)"
+    "   AS r(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
+    "        worker text, cert text, timings jsonb)"
+    " LEFT JOIN build_jobs b ON b.id = r.id),"
+    " upd AS (UPDATE build_jobs j SET"
     "  status = CASE WHEN u.status = 'queued' AND j.cancel_requested THEN 'cancelled' ELSE u.status END,"
     "  worker_id = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,"
     "  result = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled') THEN u.result"
     "                WHEN u.status = 'queued' AND j.cancel_requested"
-    "                  THEN '{\"exit_code\": -1, \"error\": \"cancelled\"}'::jsonb END,"
+    "                  THEN '{\"exit_code\": -1, \"error\": \"cancelled\"}'::jsonb"
+    "                WHEN u.status = 'queued' AND coalesce((u.result->>'infrastructure')::boolean, false)"
+    "                  THEN u.result || jsonb_build_object('infra_worker', u.worker, 'infra_at', now()) END,"
     "  started_at = CASE WHEN u.status = 'queued' AND NOT j.cancel_requested THEN NULL"
     "                    WHEN u.started_ms > 0 THEN to_timestamp(u.started_ms / 1000.0)"
     "                    ELSE j.started_at END,"
     "  finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')"
     "                       OR (u.status = 'queued' AND j.cancel_requested)"
     "                     THEN coalesce(to_timestamp(nullif(u.finished_ms, 0) / 1000.0), now()) END"
-    " FROM jsonb_to_recordset($1::jsonb)"
-    "   AS u(id bigint, attempt int, status text, result jsonb, started_ms bigint, finished_ms bigint,"
-    "        worker text, cert text, timings jsonb)"
+    " FROM u"
     " WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker"
     "   AND (j.status = 'setup' OR (j.status = 'running' AND u.status <> 'running'))"
     " RETURNING j.id, j.attempt, j.status, j.result, j.action_digest, j.cache_scope, j.log_size, j.worker_id,"

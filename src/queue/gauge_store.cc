@@ -16,7 +16,9 @@ GaugeStore::GaugeStore(db::Pool& pool) : pool_(pool) {
        "  (SELECT count(*) FROM workers w WHERE w.cluster_id = c.id AND w.state = 'connected'),"
        "  (SELECT coalesce(sum(w.slots), 0) FROM workers w WHERE w.cluster_id = c.id AND w.state = 'connected'),"
        "  (SELECT count(*) FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
-       "    WHERE w.cluster_id = c.id AND j.status IN ('setup', 'running'))"
+       "    WHERE w.cluster_id = c.id AND j.status IN ('setup', 'running')),"
+       "  (SELECT count(*) FROM workers w WHERE w.cluster_id = c.id AND w.state IN ('connected', 'draining')"
+       "    AND w.health = 'unhealthy')"
        " FROM clusters c"},
   });
 }
@@ -30,7 +32,8 @@ Result<FarmGauges> GaugeStore::Read() {
     }
     for (const auto& row : tx.exec_prepared("gauge_cluster_slots")) {
       g.clusters.push_back(
-          {row[0].as<std::string>(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].as<int64_t>()});
+          {row[0].as<std::string>(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].as<int64_t>(),
+           row[4].as<int64_t>()});
     }
     return g;
   });

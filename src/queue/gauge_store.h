@@ -26,6 +26,7 @@ struct ClusterSlots {
   int64_t workers = 0;  // connected (draining ones not)
   int64_t slots = 0;    // of connected workers
   int64_t busy = 0;     // jobs in setup or running on the cluster's workers
+  int64_t unhealthy = 0;  // connected or draining workers the health checker marked unhealthy
 };
 
 struct FarmGauges {

@@ -57,6 +57,7 @@ nlohmann::json ResultToJson(const JobResult& r) {
   if (!r.output_root.empty()) j["output_root"] = r.output_root;
   if (!r.limit.empty()) j["limit"] = r.limit;
   if (r.cached_from != 0) j["cached_from"] = r.cached_from;
+  if (r.infrastructure) j["infrastructure"] = true;
   return j;
 }
 
@@ -70,6 +71,7 @@ JobResult ResultFromJson(const std::string& text) {
   r.output_root = j.value("output_root", "");
   r.limit = j.value("limit", "");
   r.cached_from = j.value("cached_from", int64_t{0});
+  r.infrastructure = j.value("infrastructure", false);
   return r;
 }
 

@@ -50,6 +50,7 @@ struct JobResult {
   std::string output_root;  // "<sha256 hex>/<size>" of the outputs' tree, or empty
   std::string limit;        // "timeout", "memory", "pids": the limit that ended it
   int64_t cached_from = 0;  // served from the action cache: the job whose run produced it
+  bool infrastructure = false;  // the worker's failure, not the build's: retried elsewhere while attempts remain
 };
 
 // A job's log removed by the log quotas: its own, or for a job served from
@@ -183,6 +184,9 @@ struct WorkerRow {
   int slots = 0;
   int running = 0;
   int64_t last_heartbeat_ms = 0;
+  std::string health = "healthy";  // or unhealthy (sql/020)
+  std::string health_reason;
+  int64_t health_since_ms = 0;
 };
 
 struct ProjectRow {

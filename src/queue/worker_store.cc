@@ -21,17 +21,23 @@ std::vector<db::Statement> Statements() {
        "   properties = excluded.properties, slots = excluded.slots, state = excluded.state,"
        "   controller_id = excluded.controller_id, session = excluded.session, version = excluded.version,"
        "   last_heartbeat = now(), lease_expires_at = excluded.lease_expires_at, work_dir = excluded.work_dir"
-       " RETURNING id"},
+       " RETURNING health"},
       {"heartbeat",
        "UPDATE workers SET last_heartbeat = now(), lease_expires_at = now() + $3 * interval '1 millisecond',"
-       " state = CASE WHEN $4 THEN 'draining' ELSE 'connected' END"
+       " state = CASE WHEN $4 THEN 'draining' ELSE 'connected' END,"
+       // The health checker's: $5 the last report ('' : none), $6 a new
+       // health ('' : unchanged), $7 its reason (when $6 or $8).
+       " health_report = CASE WHEN $5 = '' THEN health_report ELSE $5::jsonb END,"
+       " health_since = CASE WHEN $6 <> '' AND $6 <> health THEN now() ELSE health_since END,"
+       " health_reason = CASE WHEN $6 <> '' OR $8 THEN $7 ELSE health_reason END,"
+       " health = CASE WHEN $6 = '' THEN health ELSE $6 END"
        " WHERE id = $1 AND session = $2"},
       {"list_workers",
        "SELECT w.id, w.hostname, c.name, CASE WHEN w.state IN ('connected', 'draining')"
        "   AND w.lease_expires_at < now() THEN 'silent' ELSE w.state END,"
        " w.version, w.properties::text, w.slots,"
        " (SELECT count(*) FROM build_jobs j WHERE j.worker_id = w.id AND j.status IN ('setup', 'running')),"
-       " " KILN_MS("w.last_heartbeat")
+       " " KILN_MS("w.last_heartbeat") ", w.health, w.health_reason, " KILN_MS("w.health_since")
        " FROM workers w JOIN clusters c ON c.id = w.cluster_id"
        " WHERE $1 OR w.state IN ('connected', 'draining') ORDER BY c.name, w.hostname, w.id"},
       {"workspace_gone",
@@ -86,12 +92,12 @@ WorkerStore::WorkerStore(db::Pool& pool) : pool_(pool) {
   pool_.AddStatements({audit::InsertStatement()});
 }
 
-Status WorkerStore::Register(const WorkerRegistration& w, std::chrono::milliseconds lease) {
+Result<std::string> WorkerStore::Register(const WorkerRegistration& w, std::chrono::milliseconds lease) {
   json props = w.labels;
   props["arch"] = w.arch;
   props["os"] = w.os;
-  return pool_.Run(
-      [&](pqxx::connection& c) -> Status {
+  return pool_.Query(
+      "cannot register worker " + w.id, [&](pqxx::connection& c) -> Result<std::string> {
         pqxx::nontransaction tx(c);
         auto r = tx.exec_prepared("register_worker", w.id, w.cluster, w.hostname, props.dump(), w.slots,
                                   w.controller_id, w.session, w.version, w.draining,
@@ -100,17 +106,17 @@ Status WorkerStore::Register(const WorkerRegistration& w, std::chrono::milliseco
           return NotFound("cluster \"" + w.cluster + "\" does not exist; create it with: kiln clusters create " +
                           w.cluster);
         }
-        return Status::Ok();
-      },
-      "cannot register worker " + w.id);
+        return r[0][0].as<std::string>();
+      });
 }
 
 Status WorkerStore::Heartbeat(const std::string& worker_id, const std::string& session,
-                              std::chrono::milliseconds lease, bool draining) {
+                              std::chrono::milliseconds lease, bool draining, const HealthRecord& health) {
   return pool_.Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
-        auto r = tx.exec_prepared("heartbeat", worker_id, session, static_cast<int64_t>(lease.count()), draining);
+        auto r = tx.exec_prepared("heartbeat", worker_id, session, static_cast<int64_t>(lease.count()), draining,
+                                  health.report_json, health.health, health.reason, health.reason_changed);
         if (r.affected_rows() == 0) {
           return NotFound("worker " + worker_id + " registered again elsewhere; this session is stale");
         }
@@ -134,6 +140,9 @@ Result<std::vector<WorkerRow>> WorkerStore::List(bool include_gone) {
       w.slots = row[6].as<int>();
       w.running = row[7].as<int>();
       w.last_heartbeat_ms = row[8].as<int64_t>();
+      w.health = row[9].as<std::string>();
+      w.health_reason = row[10].as<std::string>();
+      w.health_since_ms = row[11].as<int64_t>();
       out.push_back(std::move(w));
     }
     return out;

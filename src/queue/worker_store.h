@@ -19,17 +19,28 @@ class Pool;
 
 namespace kiln::queue {
 
+// What a heartbeat records of the health checker's (sql/020): every field
+// empty leaves the health columns as they are.
+struct HealthRecord {
+  std::string report_json;      // the worker's last report ('' : none came)
+  std::string health;           // 'healthy' or 'unhealthy' when it changes, else ''
+  std::string reason;           // the reason with a change (or reason_changed)
+  bool reason_changed = false;  // still unhealthy, for another reason
+};
+
 class WorkerStore {
  public:
   // Registers its statements with the pool, which must outlive the store.
   explicit WorkerStore(db::Pool& pool);
 
-  // Upserts the worker row as connected with a fresh lease; NotFound if the
-  // cluster does not exist.
-  Status Register(const WorkerRegistration& w, std::chrono::milliseconds lease);
-  // Extends the worker's lease (one UPDATE); NotFound if the session is stale.
+  // Upserts the worker row as connected with a fresh lease and returns its
+  // health as recorded (healthy for a new worker: health outlives a
+  // reconnect); NotFound if the cluster does not exist.
+  Result<std::string> Register(const WorkerRegistration& w, std::chrono::milliseconds lease);
+  // Extends the worker's lease and records its health (one UPDATE); NotFound
+  // if the session is stale.
   Status Heartbeat(const std::string& worker_id, const std::string& session, std::chrono::milliseconds lease,
-                   bool draining);
+                   bool draining, const HealthRecord& health = {});
   Result<std::vector<WorkerRow>> List(bool include_gone);
 
   // What a worker reports it holds (present) or no longer holds. Returns

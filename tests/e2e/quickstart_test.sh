@@ -110,7 +110,7 @@ run_printed() {
 # A command this test does not know fails it: add its expectation here.
 expect() {
   case $1 in
-    *' workers') echo '[[:space:]]connected[[:space:]]' ;;
+    *' workers') echo '[[:space:]]connected[[:space:]]+healthy[[:space:]]' ;;
     *' whoami') echo '^token [0-9a-f]{12}: admin, projects \(all\), expires never$' ;;
     *' tokens create --role read --project default --expires 1d') echo '^kiln_[0-9a-f]{12}_[0-9a-f]{64}$' ;;
     *"submit --no-input -- sh -c 'echo hello'") echo '^hello$' ;;

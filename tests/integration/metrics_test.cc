@@ -108,7 +108,7 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
       "kiln_cas_upload_bytes_total", "kiln_cas_reads_total", "kiln_cas_read_bytes_total", "kiln_cas_blobs",
       "kiln_cas_stored_bytes", "kiln_queue_depth", "kiln_cluster_workers_connected", "kiln_cluster_slots",
       "kiln_cluster_slots_busy", "kiln_db_pool_connections", "kiln_db_pool_in_use", "kiln_db_pool_waiting",
-      "kiln_db_errors_total", "kiln_grpc_calls_total", "kiln_controller_leader",
+      "kiln_db_errors_total", "kiln_grpc_calls_total", "kiln_controller_leader", "kiln_cluster_workers_unhealthy",
       // worker
       "kiln_worker_slots", "kiln_worker_slots_busy", "kiln_worker_jobs_total", "kiln_worker_phase_seconds_count",
       "kiln_worker_cas_cache_files_total", "kiln_worker_cas_cache_bytes", "kiln_worker_image_store_bytes",
@@ -116,7 +116,7 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
       // remote actions (the C project's misses compile on the farm)
       "kiln_actions_queued", "kiln_actions_dispatched_total", "kiln_actions_finished_total",
       "kiln_action_queue_wait_seconds_count", "kiln_action_overhead_seconds_count", "kiln_worker_actions_total",
-      "kiln_worker_action_run_seconds_count", "kiln_worker_action_boxes"};
+      "kiln_worker_action_run_seconds_count", "kiln_worker_action_boxes", "kiln_worker_disk_free_bytes"};
   std::set<std::string> missing;
   test::WaitFor(
       [&] {
@@ -241,7 +241,7 @@ TEST(MetricsFiles, PromtoolAcceptsTheShippedAlertRulesAndScrapeConfig) {
   const std::string dir = std::string(KILN_SOURCE_DIR) + "/deploy/prometheus";
   auto rules = test::RunCommand({test::kPromtool, "check", "rules", dir + "/kiln-alerts.yml"}, 30s);
   EXPECT_EQ(rules.exit_code, 0) << rules.out << rules.err;
-  EXPECT_NE(rules.out.find("SUCCESS: 4 rules found"), std::string::npos) << rules.out;
+  EXPECT_NE(rules.out.find("SUCCESS: 5 rules found"), std::string::npos) << rules.out;
   auto config = test::RunCommand({test::kPromtool, "check", "config", dir + "/prometheus.yml"}, 30s);
   EXPECT_EQ(config.exit_code, 0) << config.out << config.err;
 }

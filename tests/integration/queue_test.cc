@@ -72,8 +72,8 @@ class QueueTest : public ::testing::Test {
     w.labels = std::move(labels);
     w.slots = 4;
     w.session = "s-" + id;
-    Status s = workers_->Register(w, lease);
-    EXPECT_TRUE(s.ok()) << s.message();
+    auto s = workers_->Register(w, lease);
+    EXPECT_TRUE(s.ok()) << s.status().message();
     return w.session;
   }
 
@@ -219,6 +219,51 @@ TEST_F(QueueTest, ExpiredLeaseRequeuesKeepingPlaceThenMarksLost) {
       EXPECT_NE(j->result->error.find("attempt 2 of 2"), std::string::npos) << j->result->error;
     }
   }
+}
+
+// The health checker's side of dispatch: an unhealthy worker claims nothing;
+// an infrastructure failure with attempts left requeues the job for another
+// worker, and on its last attempt fails it as infrastructure.
+TEST_F(QueueTest, AnUnhealthyWorkerClaimsNothingAndAnInfrastructureFailureGoesElsewhere) {
+  int64_t id = SubmitJob("default", 0, {{"arch", "x86_64"}}, 2);
+  std::string s1 = Worker("w1");
+  ASSERT_TRUE(workers_->Heartbeat("w1", s1, 60s, false, {"{}", "unhealthy", "disk full", false}).ok());
+  EXPECT_EQ(test::Sql(url_, "SELECT health || ' ' || health_reason FROM workers WHERE id = 'w1'"), "unhealthy disk full");
+  auto none = dispatch_->Claim("w1", s1, 1, kGrace);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(workers_->Heartbeat("w1", s1, 60s, false, {"{\"load1\": 1}", "healthy", "", false}).ok());
+  EXPECT_EQ(test::Sql(url_, "SELECT health || ' ' || health_report::text FROM workers WHERE id = 'w1'"),
+            "healthy {\"load1\": 1}");
+  auto c1 = dispatch_->Claim("w1", s1, 1, kGrace);
+  ASSERT_TRUE(c1.ok() && c1->size() == 1);
+
+  auto infra = [&](const std::string& worker, const queue::Claimed& c) {
+    auto u = Done(worker, c, JobStatus::kFailed);
+    u.result->exit_code = -1;
+    u.result->error = "infrastructure: cannot prepare the input tree on worker " + worker + ": disk full";
+    u.result->infrastructure = true;
+    auto out = dispatch_->Apply({u}, {});
+    EXPECT_TRUE(out.ok() && out->size() == 1 && (*out)[0].applied);
+    return out.ok() && !out->empty() ? (*out)[0].status : JobStatus::kLost;
+  };
+  EXPECT_EQ(infra("w1", (*c1)[0]), JobStatus::kQueued);
+  EXPECT_EQ(jobs_->Get(id)->status, JobStatus::kQueued);
+  // Not the same worker again (within the grace), another one.
+  auto again = dispatch_->Claim("w1", s1, 1, kGrace);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+  std::string s2 = Worker("w2");
+  auto c2 = dispatch_->Claim("w2", s2, 1, kGrace);
+  ASSERT_TRUE(c2.ok() && c2->size() == 1);
+  EXPECT_EQ((*c2)[0].attempt, 2);
+  // Its last attempt: failed, as infrastructure.
+  EXPECT_EQ(infra("w2", (*c2)[0]), JobStatus::kFailed);
+  auto j = jobs_->Get(id);
+  ASSERT_TRUE(j.ok() && j->result.has_value());
+  EXPECT_EQ(j->status, JobStatus::kFailed);
+  EXPECT_TRUE(j->result->infrastructure);
+  EXPECT_EQ(j->result->error, "infrastructure: cannot prepare the input tree on worker w2: disk full");
 }
 
 TEST_F(QueueTest, StaleAttemptChangesNothing) {

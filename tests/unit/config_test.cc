@@ -48,6 +48,35 @@ TEST(WorkerConfig, LabelsAndReservedNames) {
   EXPECT_FALSE(config::Apply(w, "slots", "many").ok());
 }
 
+TEST(ControllerConfig, HealthThresholdsParseAndRefuseGarbage) {
+  config::ControllerConfig c;
+  EXPECT_EQ(c.health_min_free_disk, int64_t{1} << 30);
+  EXPECT_EQ(c.health_min_free_percent, 5);
+  EXPECT_TRUE(config::Apply(c, "health_min_free_disk", "16MiB").ok());
+  EXPECT_EQ(c.health_min_free_disk, int64_t{16} << 20);
+  EXPECT_TRUE(config::Apply(c, "health_max_load_per_cpu", "2.5").ok());
+  EXPECT_EQ(c.health_max_load_per_cpu, 2.5);
+  auto bad = config::Apply(c, "health_max_load_per_cpu", "lots");
+  EXPECT_EQ(bad.message(), "health_max_load_per_cpu: expected a number from 0 (off) to 1000, got \"lots\"");
+  EXPECT_FALSE(config::Apply(c, "health_min_free_percent", "100").ok());
+  EXPECT_FALSE(config::Apply(c, "health_recover_after", "soon").ok());
+  config::WorkerConfig w;
+  EXPECT_EQ(w.health_check_interval.count(), 60000);
+  EXPECT_TRUE(config::Apply(w, "health_check_interval", "10ms").ok());
+  EXPECT_EQ(config::Validate(w).message(), "health_check_interval must be at least 1s");
+}
+
+TEST(Reload, ChangedKeysAndWhichAreReloadable) {
+  std::map<std::string, std::string> before{{"lease", "3s"}, {"log_level", "info"}, {"listen", "a"}};
+  std::map<std::string, std::string> after{{"lease", "4s"}, {"log_level", "info"}, {"health_recover_after", "1s"}};
+  EXPECT_EQ(config::ChangedKeys(before, after), (std::vector<std::string>{"health_recover_after", "lease", "listen"}));
+  EXPECT_TRUE(config::ControllerReloadable("log_level"));
+  EXPECT_TRUE(config::ControllerReloadable("health_min_free_disk"));
+  EXPECT_FALSE(config::ControllerReloadable("lease"));
+  EXPECT_TRUE(config::WorkerReloadable("health_check_interval"));
+  EXPECT_FALSE(config::WorkerReloadable("slots"));
+}
+
 TEST(MetricsAddress, EmptyIsOffAndAnythingElseIsHostAndPort) {
   config::ControllerConfig c;
   c.database_url = "host=/tmp dbname=x";

@@ -1,0 +1,279 @@
+// The health checker (docs/operations.md, "Health") with real workers: a
+// worker whose work_dir fills turns unhealthy, takes no jobs while a healthy
+// one runs them, and returns to service once space is freed.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness/container_farm.h"
+#include "harness/prometheus.h"
+
+namespace kiln {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A tmpfs of `mb` MiB mounted at `dir` for the test's life (detached, not
+// merely unmounted, at the end: a worker's leftovers cannot keep it busy).
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& dir, int mb) : dir_(dir) {
+    std::filesystem::create_directories(dir);
+    const std::string opts = "size=" + std::to_string(mb) + "m";
+    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, opts.c_str()) == 0;
+  }
+  ~Tmpfs() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+class Health : public ContainerFarm {
+ protected:
+  // The HEALTH column of `worker`'s row in kiln workers ("" if it is not listed).
+  std::string HealthOf(const std::string& worker) {
+    auto r = Kiln({"--timeout", "60s", "workers"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::istringstream in(r.out);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string id, host, cluster, state, health;
+      f >> id >> host >> cluster >> state >> health;
+      if (id == worker) return health;
+    }
+    return "";
+  }
+  // The value of the series `series` (name{labels}) on the /metrics page at
+  // the address in `addr_file`; -1 if absent.
+  double Metric(const std::string& addr_file, const std::string& series) {
+    std::string page = test::HttpGet(test::ReadFile(addr_file).substr(0, test::ReadFile(addr_file).find('\n')), "/metrics");
+    auto at = page.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(page.substr(at + series.size() + 2));
+  }
+  std::string NewWorkerId(const std::set<std::string>& known) {
+    for (const auto& id : SplitList(test::Sql(url_, "SELECT string_agg(id, ',') FROM workers"), ','))
+      if (!known.count(id)) return id;
+    return "";
+  }
+};
+
+TEST_F(Health, AWorkerWhoseWorkDirFillsGetsNoJobsAndRecoversWhenSpaceIsFreed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  extra_conf_ = "health_min_free_disk = 16MiB\nhealth_min_free_percent = 0\nhealth_recover_after = 1s\n";
+  SetUp();
+  const std::string mnt = dir_.path() + "/small";
+  Tmpfs fs(mnt, 64);
+  ASSERT_TRUE(fs.mounted()) << "cannot mount a tmpfs at " << mnt;
+  const std::string cm = dir_.path() + "/controller.metrics", wm = dir_.path() + "/small.metrics";
+  StartController("127.0.0.1:0", {"--set", "metrics_address=127.0.0.1:0", "--set", "metrics_address_file=" + cm});
+  auto& small = StartWorker(0, 2,
+                            // Job disks (sparse) small enough for the tmpfs.
+                            {"--set", "health_check_interval=1s", "--set", "disk_max=32MiB", "--set",
+                             "metrics_address=127.0.0.1:0", "--set", "metrics_address_file=" + wm},
+                            mnt);
+  const std::string small_id = NewWorkerId({});
+  StartWorker(0, 2);
+  const std::string big_id = NewWorkerId({small_id});
+  ASSERT_FALSE(small_id.empty());
+  ASSERT_FALSE(big_id.empty());
+  EXPECT_EQ(HealthOf(small_id), "healthy");
+
+  // Fill it to under 16 MB free.
+  const std::string filler = mnt + "/filler";
+  {
+    std::ofstream out(filler, std::ios::binary);
+    std::string mb(1 << 20, 'x');
+    for (int i = 0; i < 56 && out; ++i) out << mb;
+  }
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(small_id) == "unhealthy"; }, 20s))
+      << Kiln({"--timeout", "60s", "workers"}).out;
+  auto listed = Kiln({"--timeout", "60s", "workers"});
+  EXPECT_NE(listed.out.find(small_id + ": free disk in work_dir"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("below 16 MiB (health_min_free_disk)"), std::string::npos) << listed.out;
+  EXPECT_EQ(HealthOf(big_id), "healthy");
+  // In metrics: the worker's free disk, the farm's count of unhealthy workers.
+  const double free = Metric(wm, "kiln_worker_disk_free_bytes{store=\"work_dir\"}");
+  EXPECT_GE(free, 0);
+  EXPECT_LT(free, 16 << 20);
+  EXPECT_TRUE(test::WaitFor([&] { return Metric(cm, "kiln_cluster_workers_unhealthy{cluster=\"default\"}") == 1; }, 10s));
+  auto json = Kiln({"--timeout", "60s", "workers", "--json"});
+  EXPECT_NE(json.out.find("\"health\": \"unhealthy\""), std::string::npos) << json.out;
+
+  // While unhealthy it takes no jobs: the healthy worker runs them all.
+  auto jobs = Jobs();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(Submit(*jobs, {"sh", "-c", "echo job $KILN_JOB_ID"}));
+  ASSERT_TRUE(AllEnded(60s));
+  EXPECT_EQ(Count("status = 'succeeded'"), 6);
+  EXPECT_EQ(Count("worker_id = '" + small_id + "'"), 0);
+
+  // Space freed: healthy again after health_recover_after, and it runs jobs.
+  std::filesystem::remove(filler);
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(small_id) == "healthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  EXPECT_EQ(Kiln({"--timeout", "60s", "workers"}).out.find("unhealthy"), std::string::npos);
+  EXPECT_TRUE(test::WaitFor([&] { return Metric(cm, "kiln_cluster_workers_unhealthy{cluster=\"default\"}") == 0; }, 10s));
+  workers_[1]->Signal(SIGTERM);
+  ASSERT_EQ(workers_[1]->Wait(20s), 0);
+  int64_t after = Submit(*jobs, {"sh", "-c", "echo back"});
+  ASSERT_TRUE(AllEnded(30s));
+  EXPECT_EQ(Get(*jobs, after).status(), v1::SUCCEEDED);
+  EXPECT_EQ(test::Sql(url_, "SELECT worker_id FROM build_jobs WHERE id = " + std::to_string(after)), small_id);
+
+  // The controller logged both changes, with the reason.
+  auto log = test::ReadFile(logs_[0]);
+  EXPECT_NE(log.find("worker unhealthy worker_id=" + small_id), std::string::npos);
+  EXPECT_NE(log.find("worker healthy again worker_id=" + small_id), std::string::npos);
+  small.Signal(SIGTERM);
+  EXPECT_EQ(small.Wait(20s), 0);
+}
+
+// A worker whose setup fails for its own reasons (its full disk, with the
+// disk checks off) fails no build: the job runs on another worker; with
+// no attempt left it ends "failed on infrastructure", not as a build failure.
+TEST_F(Health, AJobWhoseWorkerCannotSetItUpRunsOnAnotherWorker) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  extra_conf_ = "health_min_free_disk = 0\nhealth_min_free_percent = 0\nhealth_max_infra_failures = 2\n"
+                "health_recover_after = 1s\n";
+  SetUp();
+  const std::string mnt = dir_.path() + "/small";
+  Tmpfs fs(mnt, 16);
+  ASSERT_TRUE(fs.mounted()) << "cannot mount a tmpfs at " << mnt;
+  StartController();
+  StartWorker(0, 1, {"--set", "disk_max=32MiB"}, mnt);
+  const std::string small_id = NewWorkerId({});
+  {
+    std::ofstream out(mnt + "/filler", std::ios::binary);
+    std::string mb(1 << 20, 'x');
+    for (int i = 0; i < 32 && out; ++i) out << mb;
+  }
+  // Inputs the full worker cannot fetch.
+  const std::string src = dir_.path() + "/src";
+  std::string data(2 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 7919) % 251);
+  test::WriteFile(src + "/big.bin", data);
+  auto submit = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"submit", "--detach", "--input", src};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--", "wc", "-c", "big.bin"});
+    auto r = Kiln(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+
+  // Its only attempt: failed, and kiln status says it was the infrastructure.
+  const std::string once = submit({"--max-attempts", "1"});
+  ASSERT_TRUE(test::WaitFor([&] { return Count("id = " + once + " AND status = 'failed'") == 1; }, 30s));
+  auto st = Kiln({"status", once});
+  EXPECT_NE(st.out.find("failed on infrastructure, not the build, after 1 attempt(s): infrastructure: cannot "
+                        "prepare the input tree on worker " + small_id),
+            std::string::npos)
+      << st.out;
+  EXPECT_EQ(HealthOf(small_id), "healthy") << "one failure is under health_max_infra_failures";
+
+  // With attempts left: back in line, the worker unhealthy at its second.
+  const std::string retried = submit({});
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return test::Sql(url_, "SELECT result->>'infra_worker' FROM build_jobs WHERE id = " + retried) == small_id; },
+      30s));
+  EXPECT_EQ(test::Sql(url_, "SELECT status FROM build_jobs WHERE id = " + retried), "queued");
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(small_id) == "unhealthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  EXPECT_NE(Kiln({"--timeout", "60s", "workers"}).out.find(small_id + ": 2 infrastructure failures of jobs in the last 600 s"),
+            std::string::npos)
+      << Kiln({"--timeout", "60s", "workers"}).out;
+
+  // Another worker runs it: succeeded on attempt 2.
+  StartWorker(0, 1);
+  const std::string other = NewWorkerId({small_id});
+  ASSERT_TRUE(AllEnded(60s));
+  st = Kiln({"status", retried});
+  EXPECT_EQ(Get(*Jobs(), std::stoll(retried)).status(), v1::SUCCEEDED);
+  EXPECT_NE(st.out.find("succeeded in"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(" 2/3\n"), std::string::npos) << st.out;
+  EXPECT_EQ(test::Sql(url_, "SELECT worker_id FROM build_jobs WHERE id = " + retried), other);
+  EXPECT_EQ(Log(*Jobs(), std::stoll(retried)), "2097152 big.bin\n");
+}
+
+// SIGHUP: each daemon reads its config file again. Reloadable settings take
+// effect (seen in what the farm does and logs); a bad file keeps the running
+// settings; a changed setting that needs a restart is named.
+TEST_F(Health, SighupReloadsTheReloadableSettingsAndABadFileKeepsTheRunningOnes) {
+  extra_conf_ = "health_min_free_disk = 1MiB\nhealth_min_free_percent = 0\n";
+  SetUp();
+  const std::string base = test::ReadFile(conf_);
+  const std::string wconf = dir_.path() + "/worker.conf";
+  test::WriteFile(wconf, "log_level = info\nhealth_check_interval = 60s\n");
+  StartController();
+  auto& worker = StartWorker(0, 1, {"--config", wconf});
+  const std::string id = NewWorkerId({});
+  auto logged = [&](size_t daemon, const std::string& text) {
+    return test::WaitFor([&] { return test::ReadFile(logs_[daemon]).find(text) != std::string::npos; }, 20s);
+  };
+  auto hup = [&](test::Process& p) { p.Signal(SIGHUP); };
+
+  // A threshold no disk meets: the worker turns unhealthy.
+  test::WriteFile(conf_, base + "health_min_free_disk = 1000TiB\nhealth_recover_after = 1s\n");
+  hup(*controllers_[0]);
+  ASSERT_TRUE(logged(0, "configuration reloaded file=" + conf_ + " changed=health_min_free_disk,health_recover_after"));
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "unhealthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  EXPECT_NE(Kiln({"--timeout", "60s", "workers"}).out.find("below 1048576000 MiB (health_min_free_disk)"), std::string::npos);
+
+  // A bad file: said so, and the running settings stay (still unhealthy).
+  test::WriteFile(conf_, base + "health_min_free_disk = 1MiB\nhealth_recover_after = soon\n");
+  hup(*controllers_[0]);
+  ASSERT_TRUE(logged(0, "configuration not reloaded file=" + conf_ + " error=\""));
+  EXPECT_NE(test::ReadFile(logs_[0]).find("health_recover_after"), std::string::npos);
+  EXPECT_EQ(HealthOf(id), "unhealthy");
+
+  // A good one again: every other reloadable setting (each one's effect on
+  // a report is unit-tested in health_test.cc), the log level, and a
+  // setting that needs a restart.
+  test::WriteFile(conf_, base + "health_min_free_disk = 1MiB\nhealth_recover_after = 1s\nlog_level = debug\n"
+                                "health_min_free_percent = 1\nhealth_max_clock_skew = 1h\n"
+                                "health_max_load_per_cpu = 1000\nhealth_max_infra_failures = 5\n"
+                                "health_infra_window = 1m\nlease = 5s\n");
+  hup(*controllers_[0]);
+  ASSERT_TRUE(logged(0, "changed=health_infra_window,health_max_clock_skew,health_max_infra_failures,"
+                        "health_max_load_per_cpu,health_min_free_disk,health_min_free_percent,log_level"));
+  ASSERT_TRUE(logged(0, "changed settings that need a restart: lease"));
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "healthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
+
+  // The worker's: its log level and the interval of its runc check; a bad
+  // file (an interval under 1 s) keeps them.
+  test::WriteFile(wconf, "log_level = debug\nhealth_check_interval = 1s\n");
+  hup(worker);
+  ASSERT_TRUE(logged(1, "configuration reloaded file=" + wconf + " changed=health_check_interval,log_level"));
+  test::WriteFile(wconf, "log_level = debug\nhealth_check_interval = 10ms\n");
+  hup(worker);
+  ASSERT_TRUE(logged(1, "configuration not reloaded file=" + wconf + " error=\"health_check_interval must be at least 1s\""));
+
+  // Debug lines now, in both logs.
+  auto jobs = Jobs();
+  int64_t job = Submit(*jobs, {"true"});
+  ASSERT_TRUE(AllEnded(30s));
+  EXPECT_TRUE(logged(0, "submitted job_id=" + std::to_string(job)));
+  EXPECT_TRUE(logged(1, "running job_id=" + std::to_string(job)));
+  // With containers, the runc check now runs every second.
+  const std::string checked = "SELECT coalesce(health_report->'runc'->>'checked_ms', '') FROM workers WHERE id = '" + id + "'";
+  const std::string first = test::Sql(url_, checked);
+  if (!first.empty()) {
+    EXPECT_TRUE(test::WaitFor([&] { return test::Sql(url_, checked) != first; }, 10s));
+  }
+}
+
+}  // namespace
+}  // namespace kiln
