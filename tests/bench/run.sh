@@ -720,19 +720,23 @@ run_fleet_bench() {
     echo "fleet_$1_controller_cpu_s=$ctl_cpu"
     echo "fleet_$1_postgres_cpu_s=$pg_cpu"
   }
-  # where_compiled CASE FILE: the compilers seen, by group: each host's own
-  # (the job's container or the local build), its action boxes, elsewhere.
+  # where_compiled CASE FILE [WORKER-ID...]: the compilers seen, by group:
+  # each host's own (the job's container or the local build), its action
+  # boxes, and the containers of these workers found anywhere else (other
+  # compilers on the machine, say another farm's, are not counted).
   where_compiled() {
-    local seen
-    seen="$(awk '{
+    local seen ours
+    ours="$(printf '%s\n' "${@:3}" | awk 'NF {printf "%s%s", n++ ? "|" : "", $1}')"
+    seen="$(awk -v ours="/kiln-(${ours:-^$})-" '{
         if (match($0, /^\/kiln-bench-h[0-9]+/)) {
           h = substr($0, 14, RLENGTH - 13); rest = substr($0, RLENGTH + 1)
           k = rest ~ /-box-[0-9]+$/ ? "h" h "_box" : rest == "" ? "h" h "_bare" : "h" h "_job"
-        } else if ($0 ~ /kiln[-\/]/) k = "outside_hosts"; else next
+        } else if ($0 ~ ours) k = "outside_hosts"; else next
         n[k]++ }
       END {for (k in n) printf "%s=%d ", k, n[k]}' "$2" | xargs -n1 | sort | xargs)"
     echo "fleet_$1_compilers_seen=${seen:-none}   # samples of cc1 by cpu cgroup: hN_job (a job container), hN_box (an action box), hN_bare (no container)"
-    [[ $seen != *outside_hosts* ]] || echo "bench: warning: compilers of kiln's containers ran outside their host's cgroup: $(grep -v '^/kiln-bench-' "$2" | sort | uniq -c | head -n 5)" >&2
+    [[ $seen != *outside_hosts* ]] || echo "bench: warning: compilers in this farm's containers ran outside their host's cgroup:" \
+      "$(grep -v '^/kiln-bench-' "$2" | grep -E "/kiln-($ours)-" | sort | uniq -c | head -n 5)" >&2
   }
 
   local local_cold local_header cold=() header=() header_wall=() host_cpu ctl_cpu pg_cpu watcher
@@ -782,6 +786,8 @@ run_fleet_bench() {
     done
     farm_pids=("${pids[@]:first}")
     wait_workers "$k" "$state"/fleet-h*.log
+    echo "fleet_k${k}_workers=$(for ((n = 1; n <= k; n++)); do
+      printf 'h%s:%s ' "$n" "$(sed -n 's/.* starting: worker_id=\([^ ]*\) .*/\1/p' "$state/fleet-h$n.log" | head -n 1)"; done)"
     img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
     fresh_copy "$copy"
     usage_snapshot >"$before"
@@ -795,9 +801,11 @@ run_fleet_bench() {
     wait "$watcher"
     cold+=("$(make_s "$state/fleet-k$k.log")")
     echo "fleet_k${k}_make_s=${cold[-1]}   # the job's make -j\$KILN_JOBS; the submit took $wall s (configure, image, upload included)"
+    echo "fleet_k${k}_job_worker=$(sed -n 's/^kiln: job [0-9]* running on worker \([^ ]*\) .*/\1/p' "$state/fleet-k$k.log" | head -n 1)"
     echo "fleet_k${k}_make_j=$(sed -n 's/^kiln_fleet_j=//p' "$state/fleet-k$k.log" | head -n 1)   # \$KILN_JOBS: 1 + the cluster's action slots"
     cpu_report "k$k" "$before" "$k"
-    where_compiled "k$k" "$state/fleet-seen-k$k"
+    # shellcheck disable=SC2046
+    where_compiled "k$k" "$state/fleet-seen-k$k" $(sql "SELECT id FROM workers")
     echo "fleet_k${k}_units=$(sql "SELECT 'misses=' || misses || ' remote=' || remote || ' fallbacks=' || fallbacks || ' failed=' || failed FROM compile_stats WHERE job_id = $job")"
     if ((k > 1)); then
       # The misses that compiled on the job's own host, by the reason kiln-cc gave.
