@@ -52,9 +52,9 @@
 #   KILN_FLEET_ACTION_SLOTS   each worker's action_slots (default 2)
 #   KILN_FLEET_TARGET         a directory of the tree to build alone, after the backend's generated
 #                             headers, for a quick run (e.g. src/backend/utils/adt); default: the whole tree
-# A full run at half a CPU per host takes about an hour on an idle machine;
-# KILN_FLEET_TARGET=src/backend/utils/adt about 15 minutes (most of it
-# configure at half a CPU).
+# KILN_FLEET_TARGET=src/backend/utils/adt took 16 minutes on a loaded 2-core
+# machine (three configures at half a CPU included); the whole tree is
+# estimated from it at about an hour (docs/performance.md, "Fleet").
 #
 # checkout times a fresh job's tree setup on a worker for PostgreSQL's source
 # tree (the same as cas), before and after the writable checkout (hard links
@@ -176,6 +176,8 @@ cleanup() {
   rm -rf "$pgdir" "$state"
 }
 trap cleanup EXIT
+trap 'exit 130' INT  # the EXIT trap cleans up after a signal too (processes, cgroups, temp dirs)
+trap 'exit 143' TERM
 KILN_PG_DURABLE=1 kiln_pg_start "$pgdir/pg" >&2
 "$build/bin/kiln-controller" migrate --database-url "$KILN_DATABASE_URL" >&2
 # Secure by default, as a farm is: TLS with a CA of the run's own, an admin
