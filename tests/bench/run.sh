@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|checkout|tu|pg]...  (default: all but tu and pg)
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|checkout|tu|pg|fleet]...
+# (default: all but tu, pg and fleet). Runs under `flock /tmp/kiln-bench.lock`
+# (takes it itself when not started so).
 # KILN_BENCH_HISTORY=off runs the farm benchmarks' controller without the
 # farm's history (job_timings = false, sample_interval = 0); on, the
 # default, with it and a sample every second (docs/performance.md, "The
@@ -30,6 +32,30 @@
 # header changed (a declaration, then a comment). About 25 minutes on 2
 # cores.
 #
+# fleet is issue 24's benchmark (docs/performance.md, "Fleet"): one build's
+# compiles spread over K simulated hosts, each a cgroup with a CPU quota (its
+# worker, and the worker's containers and action boxes below it). PostgreSQL
+# 15 (the pg case's tree and configure line) cold on one host locally (plain
+# gcc, make -j$KILN_FLEET_J), then on fresh farms of K hosts (new database
+# contents, controller, workers, caches; make -j$KILN_JOBS in the toolchain
+# image); after each, utils/builtins.h gets a declaration and the same tree
+# builds again incrementally (local) or in its warm workspace (farm). Prints
+# the make phases (configure not counted), fleet_kK_ratio= and
+# fleet_header_kK_ratio= (farm / local), each host's, the controller's and
+# PostgreSQL's CPU seconds (cpuacct.usage), where the compilers ran (their
+# cpu cgroup, sampled), and remote_overhead_p50_ms= / _p99_ms= of the largest
+# farm. Settings (environment):
+#   KILN_FLEET_K              the farms' host counts (default "1 3")
+#   KILN_FLEET_QUOTA_US       each host's cpu.cfs_quota_us per 100 ms period (default 50000: half a CPU)
+#   KILN_FLEET_J              the local build's make -j (default 2)
+#   KILN_FLEET_FARM_J         the farm build's make -j (default '$KILN_JOBS', as the job sees it)
+#   KILN_FLEET_ACTION_SLOTS   each worker's action_slots (default 2)
+#   KILN_FLEET_TARGET         a directory of the tree to build alone, after the backend's generated
+#                             headers, for a quick run (e.g. src/backend/utils/adt); default: the whole tree
+# KILN_FLEET_TARGET=src/backend/utils/adt took 16 minutes on a loaded 2-core
+# machine (three configures at half a CPU included); the whole tree is
+# estimated from it at about an hour (docs/performance.md, "Fleet").
+#
 # checkout times a fresh job's tree setup on a worker for PostgreSQL's source
 # tree (the same as cas), before and after the writable checkout (hard links
 # alone, against the overlay with its own disk), median of 15 alternating:
@@ -42,14 +68,32 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
+# One benchmark at a time on a machine (they use fixed ports and simulated
+# hosts' cgroups): run under `flock /tmp/kiln-bench.lock`, or this takes it.
+lock=/tmp/kiln-bench.lock
+under_lock() {  # whether this process or an ancestor (flock(1) runs its command as a child) holds $lock
+  [[ -e $lock ]] || return 1
+  local ino holders p
+  ino="$(stat -c %i "$lock")"
+  holders="$(awk -v ino="$ino" '$2 == "FLOCK" { n = split($6, f, ":"); if (f[n] == ino) print $5 }' /proc/locks)"
+  p=$$
+  while ((p > 1)); do
+    grep -qx "$p" <<<"$holders" && return 0
+    p="$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)" || return 1
+  done
+  return 1
+}
+under_lock || exec flock "$lock" "$0" "$@"
+
 modes=("$@")
 ((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox checkout)
-bench_modes=() run_cas=0 run_sandbox=0 run_checkout=0 run_tu=0 run_pg=0
+bench_modes=() run_cas=0 run_sandbox=0 run_checkout=0 run_tu=0 run_pg=0 run_fleet=0
 for m in "${modes[@]}"; do
   case $m in
     cas) run_cas=1 ;;
     tu) run_tu=1 ;;
     pg) run_pg=1 ;;
+    fleet) run_fleet=1 ;;
     sandbox) run_sandbox=1 ;;
     checkout) run_checkout=1 ;;
     *) bench_modes+=("$m") ;;  # kiln-bench checks the names
@@ -71,14 +115,69 @@ state="$(mktemp -d /var/tmp/kiln-bench-state.XXXXXX)"  # daemons' dirs, the tree
 pids=()
 # shellcheck source=../../deploy/pg.sh
 source deploy/pg.sh
+
+# Simulated hosts (fleet): cgroup v1 groups named kiln-bench-*, made in the
+# cpu hierarchy (the quota) and in cpuacct (the usage; here it is mounted
+# apart from cpu, not as cpu,cpuacct).
+cg_root=/sys/fs/cgroup
+cg_groups=()
+cg_make() {  # cg_make NAME [QUOTA_US]
+  local h
+  for h in cpu cpuacct; do
+    rmdir "$cg_root/$h/$1" 2>/dev/null || true  # an empty leftover of a killed run
+    mkdir "$cg_root/$h/$1" || { echo "bench: cannot make cgroup $cg_root/$h/$1 (a leftover with processes in it?)" >&2; exit 1; }
+  done
+  cg_groups+=("$1")
+  [[ -z ${2:-} ]] || echo "$2" >"$cg_root/cpu/$1/cpu.cfs_quota_us"
+}
+# cg_exec NAME CMD...: this process enters group NAME and becomes CMD (its
+# children inherit the group). Run it with & or in a subshell.
+cg_exec() {
+  # shellcheck disable=SC2016
+  exec sh -c 'for h in cpu cpuacct; do echo $$ >"$0/$h/$1/cgroup.procs" || exit 1; done; shift; exec "$@"' \
+    "$cg_root" "$@"
+}
+cg_join() { local h; for h in cpu cpuacct; do echo "$2" >"$cg_root/$h/$1/cgroup.procs"; done; }  # cg_join NAME PID
+cg_usage_ns() { cat "$cg_root/cpuacct/$1/cpuacct.usage"; }
+# Stops what is left in a worker's runc state directory (containers, boxes).
+runc_leftovers() {
+  local id
+  [[ -d $1 ]] || return 0
+  for id in $(runc --root "$1" list -q 2>/dev/null); do runc --root "$1" delete --force "$id" >/dev/null 2>&1 || true; done
+}
+# Kills what is left in the groups (by pid), then removes them, deepest first.
+cg_remove_all() {
+  local g h d left
+  for g in "${cg_groups[@]}"; do
+    for h in cpu cpuacct; do
+      d=$cg_root/$h/$g
+      [[ -d $d ]] || continue
+      for _ in $(seq 50); do
+        left="$(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)"
+        [[ -z $left ]] && break
+        # shellcheck disable=SC2086
+        kill -KILL $left 2>/dev/null || true
+        sleep 0.1
+      done
+      find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [[ ! -d $d ]] || echo "bench: warning: cgroup $d is still there" >&2
+    done
+  done
+  cg_groups=()
+}
+
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "$state"/fleet-*/runc; do runc_leftovers "$p"; done
   kiln_pg_stop "$pgdir/pg" >/dev/null 2>&1 || true
+  cg_remove_all
   rm -rf "$pgdir" "$state"
 }
 trap cleanup EXIT
+trap 'exit 130' INT  # the EXIT trap cleans up after a signal too (processes, cgroups, temp dirs)
+trap 'exit 143' TERM
 KILN_PG_DURABLE=1 kiln_pg_start "$pgdir/pg" >&2
 "$build/bin/kiln-controller" migrate --database-url "$KILN_DATABASE_URL" >&2
 # Secure by default, as a farm is: TLS with a CA of the run's own, an admin
@@ -122,28 +221,72 @@ pg_source_tree() {
   printf '%s\n' "$tree"
 }
 
+# PostgreSQL's configure line for the tu, pg and fleet builds, and the widely
+# included header of the header cases.
+pg_conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
+pg_header=src/include/utils/builtins.h
+# fresh_copy DIR: DIR a fresh copy of $tree (cp -a keeps mtimes).
+fresh_copy() { rm -rf "$1" "$1.log"; cp -a "$tree" "$1"; }
+# edit FILE NAME [TEXT]: TEXT appended to FILE; by default a real change of the
+# code (a new symbol kiln_bench_NAME), not a comment.
+edit() { echo "${3:-int kiln_bench_$2;}" >>"$1"; }
 
-# Starts a controller (own CAS dir in the state directory; the database's
-# jobs and tree nodes emptied) and one worker with $1 slots; sets addr.
-start_farm() {
+
+# Empties the database's jobs, tree nodes, compile cache and workers.
+reset_farm_db() {
   sql "TRUNCATE action_cache, job_logs, job_secrets, compile_stats, compile_events, build_jobs, cas_trees, compile_results,
-       compile_manifests RESTART IDENTITY;
+       compile_manifests RESTART IDENTITY CASCADE;
        DELETE FROM workers"
+}
+# start_controller [LAUNCHER...]: a controller (own CAS dir in the state
+# directory), started through LAUNCHER when given; sets addr and writes a
+# join token to $state/join.
+start_controller() {
   rm -f "$state/addr"
-  "$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
+  "$@" "$build/bin/kiln-controller" --database-url "$KILN_DATABASE_URL" --listen 127.0.0.1:0 \
     --address-file "$state/addr" --cas-dir "$state/cas" --log-level warn "${tls_ctl[@]}" >"$state/controller.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do [[ -s $state/addr ]] && break; sleep 0.1; done
   [[ -s $state/addr ]] || { echo "bench: controller did not start:" >&2; cat "$state/controller.log" >&2; exit 1; }
   addr="$(<"$state/addr")"
   "$build/bin/kiln-controller" join-token --database-url "$KILN_DATABASE_URL" --out "$state/join"
+}
+# wait_workers N LOG...: waits until N workers are connected; on a timeout
+# prints the logs.
+wait_workers() {
+  for _ in $(seq 300); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == "$1" ]] && return 0; sleep 0.1; done
+  echo "bench: $1 worker(s) did not connect:" >&2
+  tail -n 20 "${@:2}" >&2
+  exit 1
+}
+
+# stop_pids PID...: SIGTERM, then after 20 s SIGKILL; they leave $pids.
+stop_pids() {
+  local p keep=()
+  kill "$@" 2>/dev/null || true
+  local alive
+  for _ in $(seq 200); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  kill -KILL "$@" 2>/dev/null || true
+  for p in "$@"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do [[ " $* " == *" $p "* ]] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+
+# Starts a controller (the database emptied) and one worker with $1 slots;
+# sets addr.
+start_farm() {
+  reset_farm_db
+  start_controller
   "$build/bin/kiln-worker" --controller "$addr" --slots "$1" --work-dir "$state/w0" --label bench=cas \
     --set allow_plain_jobs=true "${tls_wrk[@]}" --set "join_token_file=$state/join" \
     --log-level warn >"$state/worker.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 200); do [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] && break; sleep 0.1; done
-  [[ $(sql "SELECT count(*) FROM workers WHERE state = 'connected'") == 1 ]] ||
-    { echo "bench: worker did not connect:" >&2; cat "$state/worker.log" >&2; exit 1; }
+  wait_workers 1 "$state/worker.log"
 }
 
 run_cas_bench() {
@@ -256,7 +399,7 @@ run_tu_bench() {
   local tree tc conf changed t0 s img job r
   tree="$(pg_source_tree)"
   tc="$(deploy/images/toolchain.sh)"
-  conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
+  conf="$pg_conf"
   changed=src/backend/utils/adt/int.c
   secs() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 
@@ -343,18 +486,15 @@ run_pg_bench() {
   local tree tc conf one header t0 s img r ccache_fresh ccache_fresh_one farm_fresh local_one farm_one
   tree="$(pg_source_tree)"
   tc="$(deploy/images/toolchain.sh)"
-  conf="./configure --enable-depend --without-icu --without-readline --without-zlib"
+  conf="$pg_conf"
   one=src/backend/utils/adt/int.c
-  header=src/include/utils/builtins.h
+  header=$pg_header
   secs() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
   run_in() {  # run_in DIR CMD: CMD in DIR, timed into $s
     t0="$(now)"
     (cd "$1" && sh -c "$2") >>"$1.log" 2>&1 || { echo "bench: '$2' failed in $1:" >&2; tail -n 30 "$1.log" >&2; exit 1; }
     s="$(secs "$t0")"
   }
-  fresh_copy() { rm -rf "$1" "$1.log"; cp -a "$tree" "$1"; }
-  # A real change of the code (a new symbol), not a comment, unless asked.
-  edit() { echo "${3:-int kiln_bench_$2;}" >>"$1"; }
 
   # The farm: one worker; the same commands in the toolchain image. In a warm
   # workspace configure runs once (config.status is kept), as in a developer's
@@ -517,6 +657,200 @@ run_pg_bench() {
   printf '%-50s %9ss %9ss\n' "utils/builtins.h: a comment (incremental)" "$local_comment" "$farm_comment"
 }
 
+# ---- fleet: one build over K simulated hosts (issue 24) ----
+run_fleet_bench() {
+  command -v runc >/dev/null || { echo "bench: runc is missing (deploy/install-deps.sh installs it)" >&2; exit 1; }
+  [[ -d $cg_root/cpu && -d $cg_root/cpuacct ]] ||
+    { echo "bench: fleet needs cgroup v1's cpu and cpuacct hierarchies under $cg_root" >&2; exit 1; }
+  local tree tc img ks=${KILN_FLEET_K:-1 3} quota=${KILN_FLEET_QUOTA_US:-50000} j=${KILN_FLEET_J:-2}
+  local farm_j=${KILN_FLEET_FARM_J:-'$KILN_JOBS'} slots=${KILN_FLEET_ACTION_SLOTS:-2} target=${KILN_FLEET_TARGET:-}
+  local k kmax=1 n
+  for k in $ks; do
+    [[ $k =~ ^[1-9][0-9]*$ ]] || { echo "bench: KILN_FLEET_K: '$k' is not a number of hosts (e.g. KILN_FLEET_K='1 3')" >&2; exit 1; }
+    ((k > kmax)) && kmax=$k
+  done
+  [[ $quota =~ ^[1-9][0-9]*$ ]] || { echo "bench: KILN_FLEET_QUOTA_US: '$quota' is not a number of microseconds per 100 ms" >&2; exit 1; }
+  tree="$(pg_source_tree)"
+  [[ -z $target || -d $tree/$target ]] ||
+    { echo "bench: KILN_FLEET_TARGET: $target is not a directory of PostgreSQL's tree (e.g. src/backend/utils/adt)" >&2; exit 1; }
+  tc="$(deploy/images/toolchain.sh)"
+  # make_cmd J: the make phase (a directory target: its generated headers first).
+  make_cmd() {
+    if [[ -z $target ]]; then echo "make -j$1"; else echo "make -C src/backend generated-headers && make -j$1 -C $target"; fi
+  }
+  # The build as a job runs it: configure (unless the workspace has run it)
+  # then make, which the build times itself (kiln_fleet_make_ms=).
+  timed_build() {  # timed_build J
+    echo "echo kiln_fleet_j=$1 && { test -f config.status || $pg_conf >configure.out 2>&1; } &&" \
+      "t0=\$(date +%s%N) && $(make_cmd "$1") &&" \
+      "echo kiln_fleet_make_ms=\$(( (\$(date +%s%N) - t0) / 1000000 ))"
+  }
+  make_s() { sed -n 's/^kiln_fleet_make_ms=\([0-9]*\)$/\1/p' "$1" | tail -n 1 | awk '{printf "%.2f", $1 / 1000}'; }
+  now_s() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
+
+  # The groups: one per simulated host (h1 is also the local baseline's
+  # host), the controller's and PostgreSQL's (no quota: only their usage).
+  for ((n = 1; n <= kmax; n++)); do cg_make "kiln-bench-h$n" "$quota"; done
+  cg_make kiln-bench-ctl
+  cg_make kiln-bench-pg
+  local pm
+  pm="$(head -n 1 "$pgdir/pg/data/postmaster.pid")"
+  cg_join kiln-bench-pg "$pm"
+  for n in $(pgrep -P "$pm"); do cg_join kiln-bench-pg "$n" 2>/dev/null || true; done
+
+  # Every half second, the cpu cgroup of each compiler process (cc1) on the
+  # machine, to show where the compiles ran: below their host's group.
+  watch_compilers() {  # watch_compilers FILE: until FILE.stop exists
+    local p
+    while [[ ! -e $1.stop ]]; do
+      for p in $(pgrep -x cc1 || true); do sed -n 's/^[0-9]*:cpu:\(.*\)$/\1/p' "/proc/$p/cgroup" 2>/dev/null || true; done >>"$1"
+      sleep 0.5
+    done
+  }
+  # usage_snapshot: "GROUP NS" lines of every group.
+  usage_snapshot() { local g; for g in "${cg_groups[@]}"; do echo "$g $(cg_usage_ns "$g")"; done; }
+  # cpu_report CASE BEFORE-FILE HOSTS: the CPU seconds each group used since BEFORE.
+  cpu_report() {
+    local line
+    line="$(usage_snapshot | awk -v hosts="$3" 'NR == FNR {b[$1] = $2; next}
+      {d = ($2 - b[$1]) / 1e9; sub(/^kiln-bench-/, "", $1)}
+      $1 ~ /^h/ && substr($1, 2) + 0 <= hosts {h = h sprintf("%s%s:%.1f", h == "" ? "" : " ", $1, d); next}
+      $1 == "ctl" {c = d} $1 == "pg" {p = d}
+      END {printf "%s|%.1f|%.1f", h, c, p}' "$2" -)"
+    IFS='|' read -r host_cpu ctl_cpu pg_cpu <<<"$line"
+    echo "fleet_$1_host_cpu_s=$host_cpu"
+    echo "fleet_$1_controller_cpu_s=$ctl_cpu"
+    echo "fleet_$1_postgres_cpu_s=$pg_cpu"
+  }
+  # where_compiled CASE FILE [WORKER-ID...]: the compilers seen, by group:
+  # each host's own (the job's container or the local build), its action
+  # boxes, and the containers of these workers found anywhere else (other
+  # compilers on the machine, say another farm's, are not counted).
+  where_compiled() {
+    local seen ours
+    ours="$(printf '%s\n' "${@:3}" | awk 'NF {printf "%s%s", n++ ? "|" : "", $1}')"
+    seen="$(awk -v ours="/kiln-(${ours:-^$})-" '{
+        if (match($0, /^\/kiln-bench-h[0-9]+/)) {
+          h = substr($0, 14, RLENGTH - 13); rest = substr($0, RLENGTH + 1)
+          k = rest ~ /-box-[0-9]+$/ ? "h" h "_box" : rest == "" ? "h" h "_bare" : "h" h "_job"
+        } else if ($0 ~ ours) k = "outside_hosts"; else next
+        n[k]++ }
+      END {for (k in n) printf "%s=%d ", k, n[k]}' "$2" | xargs -n1 | sort | xargs)"
+    echo "fleet_$1_compilers_seen=${seen:-none}   # samples of cc1 by cpu cgroup: hN_job (a job container), hN_box (an action box), hN_bare (no container)"
+    [[ $seen != *outside_hosts* ]] || echo "bench: warning: compilers in this farm's containers ran outside their host's cgroup:" \
+      "$(grep -v '^/kiln-bench-' "$2" | grep -E "/kiln-($ours)-" | sort | uniq -c | head -n 5)" >&2
+  }
+
+  local local_cold local_header cold=() header=() header_wall=() host_cpu ctl_cpu pg_cpu watcher
+  local dir="$state/fleet-local" before="$state/fleet-usage"
+  # Local baseline: the same make on one host (group h1), plain gcc.
+  fresh_copy "$dir"
+  usage_snapshot >"$before"
+  watch_compilers "$state/fleet-seen-local" &
+  watcher=$!
+  (cd "$dir" && cg_exec kiln-bench-h1 sh -c "export CC=gcc; $(timed_build "$j")") >"$dir.log" 2>&1 ||
+    { echo "bench: the local build failed:" >&2; tail -n 30 "$dir.log" >&2; exit 1; }
+  touch "$state/fleet-seen-local.stop"
+  wait "$watcher"
+  local_cold="$(make_s "$dir.log")"
+  echo "fleet_local_make_s=$local_cold   # make -j$j on one host (cpu quota ${quota} us per 100 ms), plain gcc, configure not counted"
+  cpu_report local "$before" 1
+  where_compiled local "$state/fleet-seen-local"
+  edit "$dir/$pg_header" "" "extern int kiln_bench_header;"
+  (cd "$dir" && cg_exec kiln-bench-h1 sh -c "$(timed_build "$j")") >>"$dir.log" 2>&1 ||
+    { echo "bench: the local incremental build failed:" >&2; tail -n 30 "$dir.log" >&2; exit 1; }
+  local_header="$(make_s "$dir.log")"
+  echo "fleet_local_header_make_s=$local_header   # $pg_header: a declaration, incremental make"
+  rm -rf "$dir"
+
+  # The farm with K hosts, each a fresh one: database emptied, a new
+  # controller, new workers (empty work dirs and compile caches), a new
+  # warm workspace; the build's make -j$KILN_JOBS.
+  local copy="$state/fleet-src" farm_pids job t0 wall
+  fleet_submit() {  # fleet_submit LOG: the build in the warm workspace "fleet"
+    "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" --input "$copy" --no-cache \
+      --workspace persistent --workspace-name fleet -- sh -c "$(timed_build "$farm_j")" >"$1" 2>&1 ||
+      { echo "bench: the farm build failed:" >&2; tail -n 30 "$1" >&2; exit 1; }
+    job="$(sql "SELECT max(id) FROM build_jobs")"
+  }
+  for k in $ks; do
+    reset_farm_db
+    local first=${#pids[@]}
+    start_controller cg_exec kiln-bench-ctl
+    for ((n = 1; n <= k; n++)); do
+      rm -rf "$state/fleet-h$n"
+      # A join token is single-use: one per worker.
+      "$build/bin/kiln-controller" join-token --database-url "$KILN_DATABASE_URL" --out "$state/join-h$n"
+      cg_exec "kiln-bench-h$n" "$build/bin/kiln-worker" --controller "$addr" --slots 1 --work-dir "$state/fleet-h$n" \
+        "${tls_wrk[@]}" --set "join_token_file=$state/join-h$n" --set "action_slots=$slots" --set remote_compiles=true \
+        --log-level info >"$state/fleet-h$n.log" 2>&1 &
+      pids+=($!)
+    done
+    farm_pids=("${pids[@]:first}")
+    wait_workers "$k" "$state"/fleet-h*.log
+    echo "fleet_k${k}_workers=$(for ((n = 1; n <= k; n++)); do
+      printf 'h%s:%s ' "$n" "$(sed -n 's/.* starting: worker_id=\([^ ]*\) .*/\1/p' "$state/fleet-h$n.log" | head -n 1)"; done)"
+    img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
+    fresh_copy "$copy"
+    usage_snapshot >"$before"
+    rm -f "$state/fleet-seen-k$k"*
+    watch_compilers "$state/fleet-seen-k$k" &
+    watcher=$!
+    t0="$(now)"
+    fleet_submit "$state/fleet-k$k.log"
+    wall="$(now_s "$t0")"
+    touch "$state/fleet-seen-k$k.stop"
+    wait "$watcher"
+    cold+=("$(make_s "$state/fleet-k$k.log")")
+    echo "fleet_k${k}_make_s=${cold[-1]}   # the job's make -j\$KILN_JOBS; the submit took $wall s (configure, image, upload included)"
+    echo "fleet_k${k}_job_worker=$(sed -n 's/^kiln: job [0-9]* running on worker \([^ ]*\) .*/\1/p' "$state/fleet-k$k.log" | head -n 1)"
+    echo "fleet_k${k}_make_j=$(sed -n 's/^kiln_fleet_j=//p' "$state/fleet-k$k.log" | head -n 1)   # \$KILN_JOBS: 1 + the cluster's action slots"
+    cpu_report "k$k" "$before" "$k"
+    # shellcheck disable=SC2046
+    where_compiled "k$k" "$state/fleet-seen-k$k" $(sql "SELECT id FROM workers")
+    echo "fleet_k${k}_units=$(sql "SELECT 'misses=' || misses || ' remote=' || remote || ' fallbacks=' || fallbacks || ' failed=' || failed FROM compile_stats WHERE job_id = $job")"
+    if ((k > 1)); then
+      # The misses that compiled on the job's own host, by the reason kiln-cc gave.
+      sql "SELECT '# compiled at home: ' || n || ' x ' || why FROM (
+             SELECT count(*) AS n, coalesce(left(substring(detail FROM '\(compiled here: (.*)\)$'), 140), '(no reason given)') AS why
+             FROM compile_events WHERE job_id = $job AND outcome = 'miss' AND remote_worker = '' GROUP BY 2) t
+           ORDER BY n DESC LIMIT 5"
+      # Remote overhead per action: the remote compile as kiln-cc waited for
+      # it (remote_ms: its inputs named and uploaded, queued, run, outputs
+      # back) less the compile's own run on the other host (remote_run_ms), a
+      # host with the same quota as the job's: the same compile run locally.
+      sql "SELECT 'remote_overhead_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
+                  E'\nremote_overhead_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
+                  E'\nremote_overhead_units=' || count(*) ||
+                  E'\n# remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
+                  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms)) ||
+                  ', remote_run_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_run_ms)) || '/' ||
+                  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_run_ms))
+           FROM compile_events WHERE job_id = $job AND remote_worker <> ''" |
+        if ((k == kmax)); then cat; else sed "s/^remote_/fleet_k${k}_remote_/"; fi
+      sql "SELECT '# ran on ' || remote_worker || ': ' || count(*) FROM compile_events
+           WHERE job_id = $job AND remote_worker <> '' GROUP BY remote_worker ORDER BY 1"
+    fi
+    # The header case in the warm workspace, against local incremental make.
+    edit "$copy/$pg_header" "" "extern int kiln_bench_header;"
+    t0="$(now)"
+    fleet_submit "$state/fleet-k$k-header.log"
+    header_wall+=("$(now_s "$t0")")
+    header+=("$(make_s "$state/fleet-k$k-header.log")")
+    echo "fleet_header_k${k}_make_s=${header[-1]}   # the submit took ${header_wall[-1]} s"
+    echo "fleet_header_k${k}_units=$(sql "SELECT 'misses=' || misses || ' remote=' || remote FROM compile_stats WHERE job_id = $job")"
+    stop_pids "${farm_pids[@]}"
+    for ((n = 1; n <= k; n++)); do runc_leftovers "$state/fleet-h$n/runc"; done
+  done
+  # The p50/p99 of the largest farm are the figures.
+  local i=0
+  for k in $ks; do
+    awk -v k="$k" -v f="${cold[i]}" -v l="$local_cold" -v hf="${header[i]}" -v hl="$local_header" \
+      'BEGIN {printf "fleet_k%s_ratio=%.2f\nfleet_header_k%s_ratio=%.2f\n", k, f / l, k, hf / hl}'
+    i=$((i + 1))
+  done
+}
+
 ((run_cas)) && run_cas_bench
 if ((run_checkout)); then
   tree="$(pg_source_tree)"
@@ -524,4 +858,5 @@ if ((run_checkout)); then
 fi
 ((run_tu)) && run_tu_bench
 ((run_pg)) && run_pg_bench
+((run_fleet)) && run_fleet_bench
 exit 0
