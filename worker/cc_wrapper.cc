@@ -96,13 +96,18 @@ Result<std::string> CompileCacheSetup::WrapperDir(const std::string& image, cons
 
 void RecordCompiles(v1::WorkerService::StubInterface& stub, const v1::RecordCompilesRequest& r) {
   if (r.stats().units() == 0) return;
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  // The build has ended: its statistics wait (up to the deadline) for a
+  // controller that is restarting or a channel still reconnecting, rather
+  // than failing fast and being lost (kiln why would show nothing).
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(30);
+  for (int attempt = 0;; ++attempt) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    ctx.set_deadline(deadline);
+    ctx.set_wait_for_ready(true);
     v1::Empty e;
     auto s = stub.RecordCompiles(&ctx, r, &e);
     if (s.ok()) return;
-    if (s.error_code() != grpc::UNAVAILABLE || attempt == 2) {
+    if (s.error_code() != grpc::UNAVAILABLE || attempt == 4 || std::chrono::system_clock::now() >= deadline) {
       spdlog::warn("job_id={} attempt={}: compile cache statistics not recorded: {}", r.job_id(), r.attempt(),
                    s.error_message());
       return;
