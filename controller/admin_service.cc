@@ -232,6 +232,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                              v1::PlanClustersResponse* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
     if (!who.ok()) return api::ToGrpc(who.status());
+    std::unique_lock<std::mutex> serial;
+    if (d_.deployer != nullptr) serial = d_.deployer->Serialize();
     auto plans = Plans(req->cluster());
     if (!plans.ok()) return api::ToGrpc(plans.status());
     for (const auto& p : *plans) {

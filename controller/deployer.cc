@@ -4,6 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -80,8 +85,11 @@ Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
   if (desired < 0) {
     // As many as serve now: plan with the count itself, then clamp.
     auto probe = cluster::MakePlan(s, s.max_workers, actual, cluster::ConfigHash(s, kVersion), *now);
+    // Those being replaced count too: their successors take their place.
+    int replacing = 0;
+    for (const auto& st : probe.steps) replacing += st.op == cluster::Op::kReplace;
     serving = probe.serving;
-    desired = serving;
+    desired = serving + replacing;
   }
   return cluster::MakePlan(s, desired, actual, cluster::ConfigHash(s, kVersion), *now);
 }
@@ -90,11 +98,18 @@ Result<std::vector<cluster::Plan>> Deployer::PlanAll() {
   auto specs = d_.state.List();
   if (!specs.ok()) return specs.status();
   std::vector<cluster::Plan> out;
+  Status first = Status::Ok();
   for (const auto& s : *specs) {
     auto p = MakePlan(s.cluster);
-    if (!p.ok()) return p.status();
+    if (!p.ok()) {
+      // One cluster whose provider cannot plan does not hide the others.
+      spdlog::warn("cluster plan failed cluster={} error=\"{}\"", s.cluster, p.status().message());
+      if (first.ok()) first = p.status();
+      continue;
+    }
     out.push_back(std::move(*p));
   }
+  if (out.empty() && !first.ok()) return first;
   return out;
 }
 
@@ -138,8 +153,13 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
       std::error_code ec;
       std::filesystem::create_directories(provider.Dir(id), ec);
       const std::string file = provider.Dir(id) + "/join.token";
-      std::ofstream(file) << *token << "\n";
-      std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+      // Created 0600: never readable by others, not even for a moment.
+      int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fd < 0) return Internal("cannot write " + file + ": " + std::strerror(errno));
+      const std::string line = *token + "\n";
+      bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+      close(fd);
+      if (!written) return Internal("cannot write " + file + ": " + std::strerror(errno));
       conf += "ca_file = " + d_.tls_dir + "/ca.crt\njoin_token_file = " + file + "\n";
     }
     // The row first: an instance never runs without one.

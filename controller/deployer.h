@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,15 @@ class Deployer {
   };
   Applied Apply(const cluster::Plan& plan, const audit::Who& who);
 
+  // Held from plan to apply, so that two applies on this controller (two
+  // admins, or a retry while the first still runs) never both start the
+  // workers one plan lacks. Applies on several controllers are not yet
+  // serialized (docs/operations.md, "Plan and apply").
+  std::unique_lock<std::mutex> Serialize() { return std::unique_lock<std::mutex>(apply_mu_); }
+
  private:
   DeployerDeps d_;
+  std::mutex apply_mu_;
 };
 
 }  // namespace kiln::controller

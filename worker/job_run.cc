@@ -192,6 +192,10 @@ bool InfrastructureError(const Status& setup) {
     case Code::kInvalidArgument:    // the job's: a bad digest, a path
     case Code::kResourceExhausted:  // the job's: inputs past its own disk cap
     case Code::kCancelled:
+    // A blob missing from or corrupt in the farm's CAS fails every worker
+    // alike: charging each one would take a whole cluster out of service.
+    case Code::kNotFound:
+    case Code::kDataLoss:
       return false;
     default:
       return true;

@@ -12,8 +12,10 @@ namespace kiln::cluster {
 namespace {
 
 // Worker settings the deployer writes itself, from the spec and the farm.
-constexpr std::array<std::string_view, 6> kDeployerKeys = {"controller", "work_dir",        "cluster",
-                                                           "slots",      "join_token_file", "hostname"};
+// (insecure and ca_file follow the farm's TLS: a worker told otherwise could
+// never register, and would be replaced on every apply.)
+constexpr std::array<std::string_view, 8> kDeployerKeys = {"controller", "work_dir", "cluster",  "slots",
+                                                           "join_token_file", "hostname", "insecure", "ca_file"};
 
 Status CheckMs(const char* flag, int64_t ms) {
   if (ms < 0 || ms > kMaxPolicyMs)
@@ -33,7 +35,15 @@ Result<nlohmann::json> ParseObject(const char* what, const std::string& text) {
 
 // A worker_config value as its config file line would hold it.
 Result<std::string> ScalarText(const std::string& key, const nlohmann::json& v) {
-  if (v.is_string()) return v.get<std::string>();
+  if (v.is_string()) {
+    // The value becomes a line of the worker's configuration file: a newline
+    // would add lines after the deployer's own, a '#' cut it short.
+    std::string t = v.get<std::string>();
+    for (unsigned char c : t)
+      if (c < 0x20 || c == 0x7f || c == '#')
+        return InvalidArgument("--worker-config: " + key + ": control characters and '#' are not allowed in a value");
+    return t;
+  }
   if (v.is_boolean()) return std::string(v.get<bool>() ? "true" : "false");
   if (v.is_number()) return v.dump();
   return InvalidArgument("--worker-config: " + key + " must be a string, number or boolean");

@@ -81,6 +81,7 @@ std::string MigratedTemplate() {
     h = (h ^ 0xff) * 1099511628211ull;
   };
   mix(kPgBin);
+  mix(std::to_string(geteuid()));  // its files belong to postgres only when made by root
   mix("--wal-segsize=1");  // (the initdb options: 1 MB of WAL to copy, not 16)
   for (const auto& m : db::EmbeddedMigrations()) {
     mix(std::to_string(m.version));
@@ -90,7 +91,13 @@ std::string MigratedTemplate() {
   char key[17];
   snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(h));
   const std::string cached = std::string("/tmp/kiln-pg-template-") + key;
-  if (fs::exists(cached + "/ready")) return cached + "/data";
+  // In use: touched, so that no other run prunes it as unused (below).
+  auto used = [&cached] {
+    std::error_code ec;
+    fs::last_write_time(cached, fs::file_time_type::clock::now(), ec);
+    return cached + "/data";
+  };
+  if (fs::exists(cached + "/ready")) return used();
 
   // One process builds it; the others wait on the lock and then find it.
   int lock = open("/tmp/kiln-pg-template.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
@@ -99,7 +106,7 @@ std::string MigratedTemplate() {
     int fd;
     ~Unlock() { close(fd); }
   } unlock{lock};
-  if (fs::exists(cached + "/ready")) return cached + "/data";
+  if (fs::exists(cached + "/ready")) return used();
 
   char tmpl[] = "/tmp/kiln-pg-build-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");

@@ -262,11 +262,12 @@ TEST_F(Remote, TwoBackloggedProjectsEachGetAtLeast40PercentOfTheSlots) {
       std::this_thread::sleep_for(50ms);  // a scrape interval, not a wait for an outcome
     }
   });
-  std::map<std::string, test::CommandResult> builds;
+  // Both keys exist before the threads start: each writes only its own value.
+  std::map<std::string, test::CommandResult> builds{{"big", {}}, {"small", {}}};
   std::vector<std::thread> clis;
   for (const char* p : {"big", "small"})
     clis.emplace_back([&, p = std::string(p)] {
-      builds[p] = Kiln({"submit", "--project", p, "--image", img, "--input", dir_.path() + "/" + p, "--no-gitignore",
+      builds.at(p) = Kiln({"submit", "--project", p, "--image", img, "--input", dir_.path() + "/" + p, "--no-gitignore",
                         "--no-cache", "--require", "role=build", "--", "make", "-j8", "app"},
                        600s);
     });

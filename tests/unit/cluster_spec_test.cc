@@ -92,6 +92,16 @@ TEST(ClusterSpec, WorkerConfigIsCheckedAsKilnWorkerWouldReadIt) {
   EXPECT_NE(Refused(s).find("use --slots"), std::string::npos);
   s.worker_config = R"({"label.pool": "x"})";
   EXPECT_NE(Refused(s).find("--label"), std::string::npos);
+  // The farm's TLS decides these, not the spec.
+  s.worker_config = R"({"insecure": true})";
+  EXPECT_NE(Refused(s).find("set by the deployer"), std::string::npos);
+  s.worker_config = R"({"ca_file": "/tmp/other.crt"})";
+  EXPECT_NE(Refused(s).find("set by the deployer"), std::string::npos);
+  // A value is one line of the worker's file: no line of its own after it.
+  s.worker_config = R"({"log_level": "info\ncontroller = 10.0.0.9:7070"})";
+  EXPECT_NE(Refused(s).find("control characters"), std::string::npos);
+  s.worker_config = R"({"log_level": "info # x"})";
+  EXPECT_NE(Refused(s).find("control characters and '#'"), std::string::npos);
   s.worker_config = R"({"sandbox": ["runc"]})";
   EXPECT_NE(Refused(s).find("string, number or boolean"), std::string::npos);
   s.worker_config = "{}";
