@@ -240,6 +240,15 @@ void ActionBroker::WorkerUp(const std::shared_ptr<Session>& s, const std::string
   impl_->Send(sends);
 }
 
+void ActionBroker::Wake() {
+  Sends sends;
+  {
+    std::lock_guard g(impl_->mu);
+    sends = impl_->Dispatch();
+  }
+  impl_->Send(sends);
+}
+
 void ActionBroker::WorkerDown(const std::shared_ptr<Session>& s) {
   Sends sends;
   {

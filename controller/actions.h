@@ -38,6 +38,9 @@ class ActionBroker {
   void WorkerUp(const std::shared_ptr<Session>& s, const std::string& cluster, int slots);
   // Its stream closed: the actions it ran go to other workers now.
   void WorkerDown(const std::shared_ptr<Session>& s);
+  // A worker's slots may take actions again (it turned healthy): queued
+  // actions are handed out now, not at the next unrelated event.
+  void Wake();
 
   // Runs `a` for a job of `project` whose worker `requester` (in `cluster`)
   // asks; blocks until a worker answered, or `deadline` passed, or no

@@ -357,6 +357,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       spdlog::info("worker healthy again worker_id={} host={} passed_for_ms={}", w.id, w.hostname,
                    t.recover_after.count());
       d_.dispatch_wake.Notify();
+      d_.actions.Wake();
     }
     return s;
   }

@@ -192,5 +192,30 @@ TEST(ActionBroker, NoSlotAnywhereIsAnErrorAtOnceAndABusyFarmOneInTime) {
   refused.join();
 }
 
+TEST(ActionBroker, AWorkerTurningHealthyTakesTheQueuedActionsAtOnce) {
+  ActionBroker broker;
+  Inbox w1("w1"), w2("w2");
+  w2.session->unhealthy = true;
+  broker.WorkerUp(w1.session, "c", 1);
+  broker.WorkerUp(w2.session, "c", 1);
+  std::thread hold([&] { broker.Execute("w0", "p", "c", Compile("long"), ActionBroker::Clock::now() + 60s); });
+  auto running = w1.Next();
+  ASSERT_TRUE(running.has_value());
+  v1::ActionResult waited;
+  std::thread queued([&] { waited = broker.Execute("w0", "p", "c", Compile("y"), ActionBroker::Clock::now() + 60s); });
+  ASSERT_TRUE(QueuedReaches(broker, 1)) << "the unhealthy worker's slot took it";
+  // The health checker's verdict changes (controller/worker_service.cc) and it wakes the broker.
+  w2.session->unhealthy = false;
+  broker.Wake();
+  auto y = w2.Next();
+  ASSERT_TRUE(y.has_value()) << "the queued action waited for an unrelated event";
+  EXPECT_EQ(y->action().argv(1), "y");
+  EXPECT_TRUE(broker.Done("w2", Ok(*y)));
+  EXPECT_TRUE(broker.Done("w1", Ok(*running)));
+  queued.join();
+  hold.join();
+  EXPECT_EQ(waited.stdout(), "ran y");
+}
+
 }  // namespace
 }  // namespace kiln::controller
