@@ -121,7 +121,13 @@ Status ProcessProvider::Create(const std::string& id, const std::string& config_
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return Internal(Errno("cannot start " + o_.worker_binary + " for instance " + id, rc));
-  KILN_RETURN_IF_ERROR(WriteFileAtomic(dir + "/pid", std::to_string(pid) + "\n"));
+  if (Status st = WriteFileAtomic(dir + "/pid", std::to_string(pid) + "\n"); !st.ok()) {
+    // Without its pid file no controller would find it again: it must not run.
+    ::kill(pid, SIGKILL);
+    int ws = 0;
+    (void)::waitpid(pid, &ws, 0);
+    return st;
+  }
   spdlog::info("worker process started instance={} pid={} dir={}", id, pid, dir);
   return Status::Ok();
 }
