@@ -108,9 +108,19 @@ TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
 TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
   ProcessProvider p(Options());
   ASSERT_TRUE(p.Create("c-1", "").ok());
-  auto seen = p.List();
-  ASSERT_TRUE(seen.ok() && seen->size() == 1u);
-  ASSERT_EQ(::kill((*seen)[0].pid, SIGKILL), 0);
+  int pid = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto seen = p.List();
+        pid = seen.ok() && seen->size() == 1u ? (*seen)[0].pid : 0;
+        return pid > 1;
+      },
+      10s))
+      << "the started worker is never seen alive";
+  // Never kill(0) or kill(-1): that would be this test's own process group
+  // (ctest's, and a CI run's with it).
+  ASSERT_GT(pid, 1);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
   EXPECT_TRUE(WaitFor([&] { return !Alive(p, "c-1"); }, 10s));
   // A pid file naming a process that is not this instance's worker.
   std::ofstream(p.Dir("c-1") + "/pid") << getpid() << "\n";
