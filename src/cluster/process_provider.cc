@@ -59,7 +59,12 @@ int ProcessProvider::LivePid(const std::string& id) {
   }
   if (pid <= 1) return 0;
   int st = 0;
-  (void)::waitpid(pid, &st, WNOHANG);  // our own child that exited: reaped, so it no longer runs
+  // Our own child: running (0) is ours whatever /proc says yet (seen just
+  // after its spawn, under load, its command line did not always name its
+  // config yet); exited, it is reaped here and no longer runs.
+  const pid_t w = ::waitpid(pid, &st, WNOHANG);
+  if (w == 0) return pid;
+  if (w == pid) return 0;
   if (::kill(pid, 0) != 0 && errno != EPERM) return 0;
   // The pid may have been reused: it is ours if its command line names our config.
   std::string cmdline = ReadSmall("/proc/" + std::to_string(pid) + "/cmdline");
