@@ -30,6 +30,11 @@ std::string Setting(const cluster::Spec& s, const char* key, const std::string& 
   return fallback;
 }
 
+// The cluster's provider, from its settings and this controller's defaults.
+cluster::ProcessProvider ProviderOf(const cluster::Spec& s, const DeployerDeps& d) {
+  return cluster::ProcessProvider({Setting(s, "root", d.default_root), Setting(s, "worker_binary", d.worker_binary)});
+}
+
 int64_t RegisterMs(const cluster::Spec& s) {
   auto j = nlohmann::json::parse(s.provider_settings, nullptr, false);
   if (j.is_object() && j.contains("register_timeout_s") && j["register_timeout_s"].is_number_integer())
@@ -63,7 +68,7 @@ Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
     return Status(Code::kUnimplemented, "cluster " + name + ": provider " + s.provider +
                          " is not built yet; only the process provider deploys today (docs/operations.md, \"Cluster "
                          "state\")");
-  cluster::ProcessProvider provider({Setting(s, "root", d_.default_root), Setting(s, "worker_binary", d_.worker_binary)});
+  cluster::ProcessProvider provider = ProviderOf(s, d_);
   auto seen = provider.List();
   if (!seen.ok()) return seen.status();
   cluster::Actual actual;
@@ -118,7 +123,7 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
   if (!spec.ok()) return {{}, spec.status()};
   if (!*spec) return {{}, FailedPrecondition("cluster " + plan.cluster + " is not managed")};
   const cluster::Spec& s = **spec;
-  cluster::ProcessProvider provider({Setting(s, "root", d_.default_root), Setting(s, "worker_binary", d_.worker_binary)});
+  cluster::ProcessProvider provider = ProviderOf(s, d_);
   const std::string hash = cluster::ConfigHash(s, kVersion);
   std::vector<std::string> done;
   Status first = Status::Ok();

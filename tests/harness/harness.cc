@@ -68,6 +68,25 @@ std::string SocketUrl(const std::string& dir, int port, const std::string& db) {
   return "host=" + dir + " port=" + std::to_string(port) + " user=postgres dbname=" + db;
 }
 
+// initdb's options, also part of the template's cache key: 1 MB WAL
+// segments, so that a copy moves 1 MB of WAL, not 16.
+const char* kInitdbOptions = "-U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync --wal-segsize=1";
+
+// A new cluster in `dir`/data.
+void InitDb(const std::string& dir, const std::string& as) {
+  if (Shell(as + kPgBin + "/initdb -D " + dir + "/data " + kInitdbOptions + " > " + dir + "/initdb.log 2>&1") != 0)
+    throw std::runtime_error("initdb failed; see " + dir + "/initdb.log");
+}
+
+// kiln_template, with every migration of this build, in the running cluster of `dir`.
+void MakeTemplateDatabase(const std::string& dir, int port) {
+  pqxx::connection c(SocketUrl(dir, port, "postgres"));
+  pqxx::nontransaction tx(c);
+  tx.exec0("CREATE DATABASE kiln_template");
+  auto m = db::Migrate(SocketUrl(dir, port, "kiln_template"));
+  if (!m.ok()) throw std::runtime_error("migrations failed: " + m.status().message());
+}
+
 // The data directory of a stopped cluster holding `kiln_template` with every
 // migration of this build applied. initdb and the migrations cost a test
 // process about two seconds (more under load, much more under ASan), so one
@@ -82,7 +101,7 @@ std::string MigratedTemplate() {
   };
   mix(kPgBin);
   mix(std::to_string(geteuid()));  // its files belong to postgres only when made by root
-  mix("--wal-segsize=1");  // (the initdb options: 1 MB of WAL to copy, not 16)
+  mix(kInitdbOptions);
   for (const auto& m : db::EmbeddedMigrations()) {
     mix(std::to_string(m.version));
     mix(m.name);
@@ -113,17 +132,11 @@ std::string MigratedTemplate() {
   std::string dir = tmpl;
   chmod(dir.c_str(), 0755);
   std::string as = AsPostgres(dir);
-  std::string initdb = as + kPgBin + "/initdb -D " + dir + "/data -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync --wal-segsize=1 > " +
-                       dir + "/initdb.log 2>&1";
-  if (Shell(initdb) != 0) throw std::runtime_error("initdb failed; see " + dir + "/initdb.log");
+  InitDb(dir, as);
   auto [port, start] = StartServer(dir, as);
   std::string stop = as + kPgBin + "/pg_ctl -D " + dir + "/data -m fast -w stop > /dev/null 2>&1";
   try {
-    pqxx::connection c(SocketUrl(dir, port, "postgres"));
-    pqxx::nontransaction tx(c);
-    tx.exec0("CREATE DATABASE kiln_template");
-    auto m = db::Migrate(SocketUrl(dir, port, "kiln_template"));
-    if (!m.ok()) throw std::runtime_error("migrations failed: " + m.status().message());
+    MakeTemplateDatabase(dir, port);
   } catch (...) {
     Shell(stop);
     throw;
@@ -155,9 +168,7 @@ class Cluster {
     std::string as;
     if (fresh) {
       as = AsPostgres(dir_);
-      std::string initdb = as + kPgBin + "/initdb -D " + dir_ + "/data -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync --wal-segsize=1 > " +
-                           dir_ + "/initdb.log 2>&1";
-      if (Shell(initdb) != 0) throw std::runtime_error("initdb failed; see " + dir_ + "/initdb.log");
+      InitDb(dir_, as);
     } else {
       std::string data = MigratedTemplate();
       as = AsPostgres(dir_);
@@ -168,13 +179,7 @@ class Cluster {
     started_ = true;
     stop_cmd_ = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop > /dev/null 2>&1";
     restart_stop_cmd_ = as + kPgBin + "/pg_ctl -D " + dir_ + "/data -m fast -w stop > /dev/null 2>&1";
-    if (fresh) {
-      pqxx::connection c(Url("postgres"));
-      pqxx::nontransaction tx(c);
-      tx.exec0("CREATE DATABASE kiln_template");
-      auto m = db::Migrate(Url("kiln_template"));
-      if (!m.ok()) throw std::runtime_error("migrations failed: " + m.status().message());
-    }
+    if (fresh) MakeTemplateDatabase(dir_, port_);
   }
   ~Cluster() {
     if (started_) Shell(stop_cmd_);
