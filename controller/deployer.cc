@@ -4,17 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-
 #include "auth/trust_store.h"
 #include "cluster/instance_store.h"
-#include "cluster/process_provider.h"
+#include "cluster/provider.h"
 #include "cluster/state_store.h"
 #include "common/util.h"
 #include "common/version.h"
@@ -31,8 +23,8 @@ std::string Setting(const cluster::Spec& s, const char* key, const std::string& 
 }
 
 // The cluster's provider, from its settings and this controller's defaults.
-cluster::ProcessProvider ProviderOf(const cluster::Spec& s, const DeployerDeps& d) {
-  return cluster::ProcessProvider({Setting(s, "root", d.default_root), Setting(s, "worker_binary", d.worker_binary)});
+Result<std::unique_ptr<cluster::Provider>> ProviderOf(const cluster::Spec& s, const DeployerDeps& d) {
+  return cluster::MakeProvider(s, {d.worker_binary, d.default_root});
 }
 
 int64_t RegisterMs(const cluster::Spec& s) {
@@ -64,12 +56,9 @@ Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
   auto now = d_.instances.NowMs();
   if (!now.ok()) return now.status();
   const cluster::Spec& s = **spec;
-  if (s.provider != "process")
-    return Status(Code::kUnimplemented, "cluster " + name + ": provider " + s.provider +
-                         " is not built yet; only the process provider deploys today (docs/operations.md, \"Cluster "
-                         "state\")");
-  cluster::ProcessProvider provider = ProviderOf(s, d_);
-  auto seen = provider.List();
+  auto provider = ProviderOf(s, d_);
+  if (!provider.ok()) return provider.status();
+  auto seen = (*provider)->List();
   if (!seen.ok()) return seen.status();
   cluster::Actual actual;
   actual.workers = std::move(*workers);
@@ -123,7 +112,9 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
   if (!spec.ok()) return {{}, spec.status()};
   if (!*spec) return {{}, FailedPrecondition("cluster " + plan.cluster + " is not managed")};
   const cluster::Spec& s = **spec;
-  cluster::ProcessProvider provider = ProviderOf(s, d_);
+  auto made = ProviderOf(s, d_);
+  if (!made.ok()) return {{}, made.status()};
+  cluster::Provider& provider = **made;
   const std::string hash = cluster::ConfigHash(s, kVersion);
   std::vector<std::string> done;
   Status first = Status::Ok();
@@ -143,33 +134,28 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
     row.cluster = plan.cluster;
     row.provider = s.provider;
     row.config_hash = hash;
-    row.work_dir = std::filesystem::absolute(provider.WorkDir(id)).lexically_normal().string();
-    std::string conf = "controller = " + Setting(s, "controller", d_.controller_address()) + "\ncluster = " + s.cluster +
-                       "\nslots = " + std::to_string(s.slots_per_worker) + "\n";
-    for (const auto& [k, v] : s.labels) conf += "label." + k + " = " + v + "\n";
+    row.work_dir = provider.WorkDir(id);
+    cluster::Launch launch;
+    launch.id = id;
+    launch.work_dir = row.work_dir;
+    launch.settings = {{"controller", Setting(s, "controller", d_.controller_address())},
+                       {"cluster", s.cluster},
+                       {"slots", std::to_string(s.slots_per_worker)}};
+    for (const auto& [k, v] : s.labels) launch.settings.emplace_back("label." + k, v);
     auto wc = nlohmann::json::parse(s.worker_config, nullptr, false);
     if (wc.is_object())
-      for (const auto& [k, v] : wc.items()) conf += k + " = " + ScalarText(v) + "\n";
+      for (const auto& [k, v] : wc.items()) launch.settings.emplace_back(k, ScalarText(v));
     if (d_.tls_dir.empty()) {
-      conf += "insecure = true\n";
+      launch.settings.emplace_back("insecure", "true");
     } else {
       auto token = d_.trust.CreateJoinToken("controller " + d_.controller_id, RegisterMs(s) + 60'000, who);
       if (!token.ok()) return token.status();
-      std::error_code ec;
-      std::filesystem::create_directories(provider.Dir(id), ec);
-      const std::string file = provider.Dir(id) + "/join.token";
-      // Created 0600: never readable by others, not even for a moment.
-      int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-      if (fd < 0) return Internal("cannot write " + file + ": " + std::strerror(errno));
-      const std::string line = *token + "\n";
-      bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-      close(fd);
-      if (!written) return Internal("cannot write " + file + ": " + std::strerror(errno));
-      conf += "ca_file = " + d_.tls_dir + "/ca.crt\njoin_token_file = " + file + "\n";
+      launch.join_token = *token;
+      launch.ca_file = d_.tls_dir + "/ca.crt";
     }
     // The row first: an instance never runs without one.
     KILN_RETURN_IF_ERROR(d_.instances.Insert(row, RegisterMs(s)));
-    if (Status st = provider.Create(id, conf); !st.ok()) {
+    if (Status st = provider.Create(launch); !st.ok()) {
       (void)provider.Destroy(id);
       (void)d_.instances.Remove(id);
       return st;

@@ -47,7 +47,15 @@ Status WriteFileAtomic(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-ProcessProvider::ProcessProvider(Options o) : o_(std::move(o)) {}
+ProcessProvider::ProcessProvider(Options o) : o_(std::move(o)) {
+  // Absolute: the worker's work_dir is matched to the instance's row by it.
+  std::error_code ec;
+  std::string root = fs::absolute(o_.root, ec).lexically_normal().string();
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (!ec) o_.root = root;
+}
+
+std::string ProcessProvider::WorkDir(const std::string& id) const { return Dir(id) + "/work"; }
 
 int ProcessProvider::LivePid(const std::string& id) {
   const std::string text = ReadSmall(Dir(id) + "/pid");
@@ -81,8 +89,7 @@ Result<std::vector<ProcessProvider::Seen>> ProcessProvider::List() {
     if (!e.is_directory()) continue;
     Seen s;
     s.id = e.path().filename().string();
-    s.pid = LivePid(s.id);
-    s.alive = s.pid > 0;
+    s.alive = LivePid(s.id) > 0;
     out.push_back(std::move(s));
   }
   if (ec) return Unavailable(Errno("cannot list " + o_.root, ec.value()));
@@ -90,15 +97,31 @@ Result<std::vector<ProcessProvider::Seen>> ProcessProvider::List() {
   return out;
 }
 
-Status ProcessProvider::Create(const std::string& id, const std::string& config_text) {
+Status ProcessProvider::Create(const Launch& l) {
+  const std::string& id = l.id;
   KILN_RETURN_IF_ERROR(CheckName("instance", id));
   if (LivePid(id) > 0) return AlreadyExists("instance " + id + " runs already");
   const std::string dir = Dir(id);
   std::error_code ec;
   fs::create_directories(WorkDir(id), ec);
   if (ec) return Internal("cannot create " + WorkDir(id) + ": " + ec.message());
+  Launch with_dir = l;
+  if (with_dir.work_dir.empty()) with_dir.work_dir = WorkDir(id);
+  std::string text = RenderWorkerConf(with_dir);
+  if (!l.join_token.empty()) {
+    const std::string file = dir + "/join.token";
+    // Created 0600: never readable by others, not even for a moment.
+    int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return Internal(Errno("cannot write " + file, errno));
+    const std::string line = l.join_token + "\n";
+    const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    const int err = errno;
+    close(fd);
+    if (!written) return Internal(Errno("cannot write " + file, err));
+    text += "join_token_file = " + file + "\n";
+  }
   const std::string conf = dir + "/worker.conf";
-  KILN_RETURN_IF_ERROR(WriteFileAtomic(conf, config_text + "work_dir = " + WorkDir(id) + "\n"));
+  KILN_RETURN_IF_ERROR(WriteFileAtomic(conf, text));
 
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;

@@ -10,11 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "cluster/provider.h"
 #include "common/status.h"
 
 namespace kiln::cluster {
 
-class ProcessProvider {
+class ProcessProvider : public Provider {
  public:
   struct Options {
     std::string root;           // the instances' state directories
@@ -22,30 +23,27 @@ class ProcessProvider {
   };
   explicit ProcessProvider(Options o);
 
-  // An instance as its directory says.
-  struct Seen {
-    std::string id;
-    int pid = 0;
-    bool alive = false;  // its process runs kiln-worker with its config
-  };
-  // Every instance under the root, by id; an empty list when the root does
-  // not exist yet. Reaps the instances this process started that exited.
-  Result<std::vector<Seen>> List();
+  // Every instance under the root, by id (alive: its process runs
+  // kiln-worker with its config); an empty list when the root does not
+  // exist yet. Reaps the instances this process started that exited.
+  Result<std::vector<Seen>> List() override;
 
-  // Starts instance `id` (letters, digits, '.', '_', '-'): writes its
-  // worker.conf (`config_text`, "key = value" lines, to which work_dir is
-  // added) and starts `worker_binary --config <dir>/worker.conf`, its output
-  // appended to worker.log. AlreadyExists while the instance runs; Internal
-  // (with errno's text) when the directory or the process cannot be made.
-  Status Create(const std::string& id, const std::string& config_text);
+  // Starts instance `l.id`: writes its worker.conf (RenderWorkerConf, and
+  // join_token_file naming a join.token file created 0600 beside it) and
+  // starts `worker_binary --config <dir>/worker.conf`, its output appended
+  // to worker.log. AlreadyExists while the instance runs; Internal (with
+  // errno's text) when the directory or the process cannot be made.
+  Status Create(const Launch& l) override;
   // Sends SIGTERM: the worker drains (its jobs finish) and exits.
   // NotFound if no such instance runs.
-  Status Drain(const std::string& id);
+  Status Drain(const std::string& id) override;
   // SIGKILL if it still runs, then removes its directory. OK if it is gone.
-  Status Destroy(const std::string& id);
+  Status Destroy(const std::string& id) override;
 
   std::string Dir(const std::string& id) const { return o_.root + "/" + id; }
-  std::string WorkDir(const std::string& id) const { return Dir(id) + "/work"; }
+  std::string WorkDir(const std::string& id) const override;
+  // The pid of the instance's worker if it runs; 0 otherwise.
+  int Pid(const std::string& id) { return LivePid(id); }
 
  private:
   // The instance's pid if its process runs and is ours; 0 otherwise.

@@ -72,13 +72,13 @@ TEST_F(ProcessProviderTest, StartsAWorkerWithItsOwnConfigAndWorkDirAndANewProvid
   auto none = p.List();
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty()) << "no root yet: no instances";
-  ASSERT_TRUE(p.Create("c-1", "cluster = c\nslots = 2\n").ok());
+  ASSERT_TRUE(p.Create(Launch{"c-1", "", {{"cluster", "c"}, {"slots", "2"}}, "", ""}).ok());
   EXPECT_TRUE(WaitFor([&] { return Read(p.Dir("c-1") + "/worker.log").find("started --config") != std::string::npos; },
                       10s));
   EXPECT_EQ(Read(p.Dir("c-1") + "/worker.conf"), "cluster = c\nslots = 2\nwork_dir = " + p.WorkDir("c-1") + "\n");
   EXPECT_TRUE(fs::is_directory(p.WorkDir("c-1")));
   EXPECT_TRUE(Alive(p, "c-1"));
-  EXPECT_EQ(p.Create("c-1", "").code(), Code::kAlreadyExists) << "never two processes for one instance";
+  EXPECT_EQ(p.Create(Launch{"c-1"}).code(), Code::kAlreadyExists) << "never two processes for one instance";
   // A new leader: another provider over the same root sees it running.
   ProcessProvider next(Options());
   auto seen = next.List();
@@ -86,12 +86,24 @@ TEST_F(ProcessProviderTest, StartsAWorkerWithItsOwnConfigAndWorkDirAndANewProvid
   ASSERT_EQ(seen->size(), 1u);
   EXPECT_EQ((*seen)[0].id, "c-1");
   EXPECT_TRUE((*seen)[0].alive);
-  EXPECT_GT((*seen)[0].pid, 1);
+  EXPECT_GT(next.Pid("c-1"), 1);
+}
+
+TEST_F(ProcessProviderTest, AJoinTokenIsAFileOnlyItsOwnerReads) {
+  ProcessProvider p(Options());
+  Launch l{"c-1", "", {{"cluster", "c"}}, "/farm/ca.crt", "jt-secret"};
+  ASSERT_TRUE(p.Create(l).ok());
+  const std::string token = p.Dir("c-1") + "/join.token";
+  EXPECT_EQ(Read(token), "jt-secret\n");
+  EXPECT_EQ(fs::status(token).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(Read(p.Dir("c-1") + "/worker.conf"), "cluster = c\nwork_dir = " + p.WorkDir("c-1") +
+                                                     "\nca_file = /farm/ca.crt\njoin_token_file = " + token + "\n");
+  EXPECT_EQ(p.WorkDir("c-1").front(), '/') << "absolute: the worker's row is matched by it";
 }
 
 TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
   ProcessProvider p(Options());
-  ASSERT_TRUE(p.Create("c-1", "").ok());
+  ASSERT_TRUE(p.Create(Launch{"c-1"}).ok());
   ASSERT_TRUE(WaitFor([&] { return Read(p.Dir("c-1") + "/worker.log").find("started") != std::string::npos; }, 10s));
   ASSERT_TRUE(p.Drain("c-1").ok());
   EXPECT_TRUE(WaitFor([&] { return !Alive(p, "c-1"); }, 10s)) << "the drained worker exits";
@@ -100,19 +112,18 @@ TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
   ASSERT_TRUE(p.Destroy("c-1").ok());
   EXPECT_FALSE(fs::exists(p.Dir("c-1")));
   EXPECT_TRUE(p.Destroy("c-1").ok()) << "gone already: nothing to do";
-  ASSERT_TRUE(p.Create("c-2", "").ok());
+  ASSERT_TRUE(p.Create(Launch{"c-2"}).ok());
   ASSERT_TRUE(p.Destroy("c-2").ok()) << "a running one is killed";
   EXPECT_TRUE(p.List()->empty());
 }
 
 TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
   ProcessProvider p(Options());
-  ASSERT_TRUE(p.Create("c-1", "").ok());
+  ASSERT_TRUE(p.Create(Launch{"c-1"}).ok());
   int pid = 0;
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto seen = p.List();
-        pid = seen.ok() && seen->size() == 1u ? (*seen)[0].pid : 0;
+        pid = p.Pid("c-1");
         return pid > 1;
       },
       10s))
@@ -125,7 +136,7 @@ TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
   // A pid file naming a process that is not this instance's worker.
   std::ofstream(p.Dir("c-1") + "/pid") << getpid() << "\n";
   EXPECT_FALSE(Alive(p, "c-1"));
-  EXPECT_EQ(p.Create("bad name", "").code(), Code::kInvalidArgument);
+  EXPECT_EQ(p.Create(Launch{"bad name"}).code(), Code::kInvalidArgument);
 }
 
 }  // namespace
