@@ -12,6 +12,7 @@
 #include "api/convert.h"
 #include "audit/audit_store.h"
 #include "auth/trust_store.h"
+#include "cluster/instance_store.h"
 #include "cluster/state_store.h"
 #include "common/util.h"
 #include "controller/deployer.h"
@@ -232,7 +233,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                              v1::PlanClustersResponse* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
     if (!who.ok()) return api::ToGrpc(who.status());
-    std::unique_lock<std::mutex> serial;
+    Deployer::Serial serial;
     if (d_.deployer != nullptr) serial = d_.deployer->Serialize();
     auto plans = Plans(req->cluster());
     if (!plans.ok()) return api::ToGrpc(plans.status());
@@ -242,6 +243,36 @@ class AdminServiceImpl final : public v1::AdminService::Service {
       auto done = d_.deployer->Apply(p, who->Audit(*ctx));
       for (const auto& s : done.steps) out->add_applied(s);
       if (!done.error.ok()) out->set_error(done.error.message());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ClusterHistory(grpc::ServerContext* ctx, const v1::ClusterHistoryRequest* req,
+                              v1::ClusterHistoryResponse* resp) override {
+    if (auto who = d_.guard.Require(ctx, auth::Role::kRead); !who.ok()) return api::ToGrpc(who.status());
+    if (Status s = CheckName("cluster", req->cluster()); !s.ok()) return api::ToGrpc(s);
+    if (req->limit() < 0 || req->limit() > 1000)
+      return api::ToGrpc(InvalidArgument("limit " + std::to_string(req->limit()) + " is out of range: give 1 to 1000"));
+    if (d_.deployer == nullptr) return grpc::Status(grpc::UNIMPLEMENTED, "this server keeps no cluster state");
+    auto rows = d_.deployer->History(req->cluster(), req->limit() == 0 ? 20 : req->limit());
+    if (!rows.ok()) return api::ToGrpc(rows.status());
+    for (const auto& r : *rows) {
+      auto* d = resp->add_decisions();
+      d->set_id(r.id);
+      d->set_at_ms(r.at_ms);
+      d->set_controller(r.controller);
+      d->set_queued_jobs(r.seen.queued_jobs);
+      d->set_running_jobs(r.seen.running_jobs);
+      d->set_queued_actions(r.seen.queued_actions);
+      d->set_oldest_wait_ms(r.seen.oldest_wait_ms);
+      d->set_slots(r.seen.slots);
+      d->set_serving(r.seen.serving);
+      d->set_previous(r.previous);
+      d->set_desired(r.desired);
+      d->set_action(r.action);
+      d->set_reason(r.reason);
+      for (const auto& s : r.steps) d->add_steps(s);
+      d->set_error(r.error);
     }
     return grpc::Status::OK;
   }

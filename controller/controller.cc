@@ -22,6 +22,7 @@
 #include "audit/audit_store.h"
 #include "cluster/instance_store.h"
 #include "cluster/state_store.h"
+#include "controller/autoscaler.h"
 #include "controller/deployer.h"
 #include "auth/trust_store.h"
 #include "auth/x509.h"
@@ -83,6 +84,7 @@ struct Controller::Impl {
   std::unique_ptr<cluster::StateStore> cluster_state;  // clusters' desired state (kiln clusters set)
   std::unique_ptr<cluster::InstanceStore> cluster_instances;
   std::unique_ptr<Deployer> deployer;  // kiln clusters plan / apply
+  std::unique_ptr<Autoscaler> autoscaler;  // on the leader, every autoscale_interval
   // The CAS directory at its last collection, for the samples (-1: not yet).
   std::atomic<int64_t> cas_blobs{-1}, cas_bytes{-1};
   std::unique_ptr<cache::CompileCacheStore> compile_cache;
@@ -144,6 +146,7 @@ struct Controller::Impl {
   void SampleLoop();
   void TokenUseLoop();
   void FarmGaugeLoop();
+  void ScaleLoop();
   // Counts a job's end: its outcome, and how long it waited and ran.
   void CountEnd(const queue::UpdateOutcome& o, const queue::Update* u);
   void OnNotify(const std::string& channel, const std::string& payload);
@@ -339,6 +342,17 @@ void Controller::Impl::CountEnd(const queue::UpdateOutcome& o, const queue::Upda
   }
 }
 
+// The autoscaler runs on the farm's leader only: one controller at a time
+// sizes the clusters and starts their workers (a new leader goes on from
+// the decisions in the database).
+void Controller::Impl::ScaleLoop() {
+  uint64_t seen = shutdown_wake.generation();
+  while (!stopping) {
+    if (leader->IsLeader()) autoscaler->Tick();
+    seen = shutdown_wake.Wait(seen, cfg.autoscale_interval);
+  }
+}
+
 void Controller::Impl::FarmGaugeLoop() {
   // Series seen at the last read: those gone since are dropped, not left at
   // their last value.
@@ -448,6 +462,12 @@ void Controller::Impl::GcLoop() {
         spdlog::warn("audit trail pruning failed: {}", n.status().message());
       } else if (*n > 0) {
         spdlog::info("audit trail: pruned {} rows older than {} s", *n, cfg.audit_retention.count() / 1000);
+      }
+      // The autoscaler's decisions are kept as long as the audit trail.
+      if (auto n = cluster_instances->PruneDecisions(cfg.audit_retention); !n.ok()) {
+        spdlog::warn("autoscaler decisions pruning failed: {}", n.status().message());
+      } else if (*n > 0) {
+        spdlog::info("autoscaler decisions: pruned {} rows older than {} s", *n, cfg.audit_retention.count() / 1000);
       }
     }
     auto st = cas->Collect();
@@ -733,8 +753,16 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
                     },
                     cfg.insecure ? std::string() : cfg.tls_dir,
                     (ec ? std::filesystem::path("kiln-worker") : self.parent_path() / "kiln-worker").string(),
-                    "/var/lib/kiln-controller/instances", i.controller_id};
+                    "/var/lib/kiln-controller/instances", i.controller_id,
+                    [&i](const std::string& cluster) {
+                      i.metrics.clusters.unregistered.With({{"cluster", cluster}}).Inc();
+                    }};
     i.deployer = std::make_unique<Deployer>(std::move(dd));
+    i.autoscaler = std::make_unique<Autoscaler>(AutoscalerDeps{
+        *i.cluster_state, *i.cluster_instances, *i.deployer,
+        [&i](const std::string& cluster) { return i.actions.Queued(cluster); }, i.controller_id,
+        cfg.autoscale_interval.count() > 0 ? cfg.autoscale_interval : std::chrono::milliseconds(5000),
+        {i.metrics.clusters.decisions, i.metrics.clusters.failures, i.metrics.clusters.desired}});
   }
   i.admin_service = MakeAdminService(
       {*i.guard, *i.trust, disconnect, *i.catalog, *i.workers, i.config_wake, i.dispatch_wake, *i.audit, *i.stats,
@@ -829,6 +857,7 @@ void Controller::Run() {
   i.threads.emplace_back([&i] { i.LogPruneLoop(); });
   i.threads.emplace_back([&i] { i.TokenUseLoop(); });
   if (i.cfg.sample_interval.count() > 0) i.threads.emplace_back([&i] { i.SampleLoop(); });
+  if (i.cfg.autoscale_interval.count() > 0) i.threads.emplace_back([&i] { i.ScaleLoop(); });
   i.threads.emplace_back([&i] { i.FarmGaugeLoop(); });
   if (i.metrics_server) {
     spdlog::info("serving metrics on http://{}/metrics", i.metrics_server->address());

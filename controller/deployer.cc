@@ -77,6 +77,12 @@ Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
   }
   int serving = 0;
   if (desired < 0) {
+    // The autoscaler's count, when it has decided one.
+    auto last = d_.instances.Last(name);
+    if (!last.ok()) return last.status();
+    if (*last) desired = (*last)->desired;
+  }
+  if (desired < 0) {
     // As many as serve now: plan with the count itself, then clamp.
     auto probe = cluster::MakePlan(s, s.max_workers, actual, cluster::ConfigHash(s, kVersion), *now);
     // Those being replaced count too: their successors take their place.
@@ -105,6 +111,20 @@ Result<std::vector<cluster::Plan>> Deployer::PlanAll() {
   }
   if (out.empty() && !first.ok()) return first;
   return out;
+}
+
+Deployer::Serial Deployer::Serialize() {
+  Serial s{std::unique_lock<std::mutex>(apply_mu_), nullptr};
+  auto farm = d_.instances.HoldApplyLock();
+  if (farm.ok()) s.farm = std::move(*farm);
+  else spdlog::warn("cluster apply without the farm's apply lock: {}", farm.status().message());
+  return s;
+}
+
+Result<std::vector<cluster::DecisionRow>> Deployer::History(const std::string& name, int limit) {
+  auto spec = d_.state.Get(name);  // NotFound for no such cluster
+  if (!spec.ok()) return spec.status();
+  return d_.instances.Decisions(name, limit);
 }
 
 Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& who) {
@@ -163,11 +183,11 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
     done.push_back("start " + id);
     return Status::Ok();
   };
-  auto drain = [&](const std::string& id) -> Status {
+  auto drain = [&](const std::string& id, const std::string& why) -> Status {
     Status st = provider.Drain(id);
     if (!st.ok() && st.code() != Code::kNotFound) return st;
     KILN_RETURN_IF_ERROR(d_.instances.SetState(id, "draining"));
-    done.push_back("drain " + id);
+    done.push_back("drain " + id + " (" + why + ")");
     return Status::Ok();
   };
   for (const auto& step : plan.steps) {
@@ -175,15 +195,20 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
     Status st;
     switch (step.op) {
       case cluster::Op::kStart: st = start(); break;
-      case cluster::Op::kDrain: st = drain(step.instance); break;
+      case cluster::Op::kDrain: st = drain(step.instance, step.reason); break;
       case cluster::Op::kReplace:
         st = start();
-        if (st.ok()) st = drain(step.instance);
+        if (st.ok()) st = drain(step.instance, "replaced: " + step.reason);
         break;
       case cluster::Op::kDestroy:
         st = provider.Destroy(step.instance);
         if (st.ok()) st = d_.instances.Remove(step.instance);
-        if (st.ok()) done.push_back("destroy " + step.instance);
+        if (st.ok()) done.push_back("destroy " + step.instance + " (" + step.reason + ")");
+        if (st.ok() && step.unregistered) {
+          spdlog::warn("worker never registered cluster={} instance={}: destroyed (its log, kept by the provider, says why)",
+                       plan.cluster, step.instance);
+          if (d_.on_unregistered) d_.on_unregistered(plan.cluster);
+        }
         break;
     }
     if (!st.ok()) fail(st, what);

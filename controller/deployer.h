@@ -4,7 +4,7 @@
 // is cluster/plan.h's difference; apply carries the steps out through the
 // cluster's provider (today: `process`, kiln-worker processes on this
 // host). `kiln clusters plan` changes nothing; `kiln clusters apply` and
-// (later) the autoscaler apply the same plans.
+// the autoscaler (controller/autoscaler.h) apply the same plans.
 
 #include <functional>
 #include <memory>
@@ -22,6 +22,7 @@ class TrustStore;
 namespace kiln::cluster {
 class InstanceStore;
 class StateStore;
+struct DecisionRow;
 }  // namespace kiln::cluster
 
 namespace kiln::controller {
@@ -35,33 +36,45 @@ struct DeployerDeps {
   std::string worker_binary;      // kiln-worker, when provider settings name none
   std::string default_root;       // the process provider's state directories, when settings name none
   std::string controller_id;
+  // Called for each instance destroyed because it never registered.
+  std::function<void(const std::string& cluster)> on_unregistered;
 };
 
 class Deployer {
  public:
   explicit Deployer(DeployerDeps d);
 
-  // The plan of one managed cluster to `desired` workers (< 0: as many as
-  // serve now, within min..max). NotFound for a cluster that does not exist,
+  // The plan of one managed cluster to `desired` workers (< 0: the
+  // autoscaler's last decision, else as many as serve now; within
+  // min..max). NotFound for a cluster that does not exist,
   // FailedPrecondition for one that is not managed.
   Result<cluster::Plan> MakePlan(const std::string& cluster, int desired = -1);
   // Every managed cluster's plan, by name.
   Result<std::vector<cluster::Plan>> PlanAll();
 
+  // The newest `limit` autoscaler decisions of a cluster, newest first.
+  // NotFound for a cluster that does not exist (an unmanaged one has none).
+  Result<std::vector<cluster::DecisionRow>> History(const std::string& cluster, int limit);
+
   // Carries out `plan`. A step that fails is logged and left for the next
   // apply (the rows stay consistent with what runs); the others are still
   // tried. Recorded as cluster.apply by `who` when any step was done.
   struct Applied {
-    std::vector<std::string> steps;  // those done, as "start c-1a2b3c", "drain c-4d5e6f"
+    std::vector<std::string> steps;  // those done, as "start c-1a2b3c", "drain c-4d5e6f (idle for 300s, ...)"
     Status error;                    // the first step that failed; OK if none
   };
   Applied Apply(const cluster::Plan& plan, const audit::Who& who);
 
-  // Held from plan to apply, so that two applies on this controller (two
-  // admins, or a retry while the first still runs) never both start the
-  // workers one plan lacks. Applies on several controllers are not yet
-  // serialized (docs/operations.md, "Plan and apply").
-  std::unique_lock<std::mutex> Serialize() { return std::unique_lock<std::mutex>(apply_mu_); }
+  // Held from plan to apply, so that two applies (two admins, a retry
+  // while the first still runs, the autoscaler) never both start the
+  // workers one plan lacks: one at a time on this controller (a mutex),
+  // and in the farm (InstanceStore::HoldApplyLock). The farm's lock is not
+  // held when the database cannot be reached; then neither can a plan be made.
+  struct Serial {
+    std::unique_lock<std::mutex> local;
+    std::shared_ptr<void> farm;
+  };
+  Serial Serialize();
 
  private:
   DeployerDeps d_;

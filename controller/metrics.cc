@@ -81,6 +81,16 @@ ControllerMetrics::ControllerMetrics() {
   farm_gauges.slots_busy = f.Gauges("kiln_cluster_slots_busy", "Slots running a job (setup or running), by cluster.");
   farm_gauges.cas_blobs = f.Gauges("kiln_cas_blobs", "Blobs in CAS, as of the last collection.");
   farm_gauges.cas_bytes = f.Gauges("kiln_cas_stored_bytes", "Bytes of blobs in CAS, as of the last collection.");
+
+  clusters.decisions = r.Counters("kiln_autoscaler_decisions_total",
+                                  "Decisions the autoscaler recorded (kiln clusters history), by cluster and action "
+                                  "(scale_up, scale_down, hold, reconcile).");
+  clusters.failures = r.Counters("kiln_cluster_apply_failures_total",
+                                 "Autoscaler passes whose plan had a step that failed (retried with backoff), by cluster.");
+  clusters.unregistered = r.Counters("kiln_cluster_workers_unregistered_total",
+                                     "Instances a provider started whose worker never registered by its deadline "
+                                     "(destroyed), by cluster.");
+  clusters.desired = f.Gauges("kiln_cluster_desired_workers", "The autoscaler's desired worker count, by cluster.");
 }
 
 }  // namespace kiln::controller

@@ -81,6 +81,16 @@ struct PoolMetrics {
   metrics::Counter errors;                 // kiln_db_errors_total
 };
 
+// Cluster state: the autoscaler's decisions and the deployer's failures
+// (this controller's, counted where they happen: a sum over controllers is
+// the farm's), and each cluster's desired count (the leader's registry).
+struct ClusterMetrics {
+  metrics::CounterFamily decisions;     // kiln_autoscaler_decisions_total{cluster,action}
+  metrics::CounterFamily failures;      // kiln_cluster_apply_failures_total{cluster}
+  metrics::CounterFamily unregistered;  // kiln_cluster_workers_unregistered_total{cluster}
+  metrics::GaugeFamily desired;         // kiln_cluster_desired_workers{cluster}
+};
+
 struct ControllerMetrics {
   metrics::Registry registry;  // this controller's own
   metrics::Registry farm;      // the leader's: FarmMetrics
@@ -91,6 +101,7 @@ struct ControllerMetrics {
   ActionMetrics actions;
   FarmMetrics farm_gauges;
   PoolMetrics pool;
+  ClusterMetrics clusters;
 
   ControllerMetrics();
 };

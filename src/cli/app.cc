@@ -488,6 +488,15 @@ int Main(int argc, char** argv) {
     pa->add_option("name", cluster_name, "cluster name (default: every managed cluster)");
     pa->callback([&, apply] { action = [&, apply](Client& c) { return RunClustersPlan(c, g, cluster_name, apply); }; });
   }
+  int history_limit = 20;
+  auto* clh = Sub(cl, "history",
+                  "Show the autoscaler's decisions for a cluster, oldest first: when, what it saw (queued and running "
+                  "jobs, queued actions, the oldest wait, slots), what it decided and why, and the steps it carried out");
+  clh->add_option("name", cluster_name, "cluster name")->required();
+  clh->add_option("--limit", history_limit, "the newest N decisions (1 to 1000)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1000));
+  clh->callback([&] { action = [&](Client& c) { return RunClustersHistory(c, g, cluster_name, history_limit); }; });
   auto* clsh = Sub(cl, "show", "Show a cluster, its projects and its desired state");
   clsh->add_option("name", cluster_name, "cluster name")->required();
   clsh->callback([&] { action = [&](Client& c) { return RunClustersShow(c, g, cluster_name); }; });

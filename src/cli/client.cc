@@ -407,6 +407,16 @@ Result<v1::PlanClustersResponse> Client::PlanClusters(const std::string& cluster
   });
 }
 
+Result<v1::ClusterHistoryResponse> Client::ClusterHistory(const std::string& cluster, int limit) {
+  if (!impl_->admin) return NoStub("AdminService");
+  v1::ClusterHistoryRequest req;
+  req.set_cluster(cluster);
+  req.set_limit(limit);
+  return Call<v1::ClusterHistoryResponse>(impl_->options, [&](grpc::ClientContext* ctx, v1::ClusterHistoryResponse* resp) {
+    return impl_->admin->ClusterHistory(ctx, req, resp);
+  });
+}
+
 Result<v1::ListWorkspacesResponse> Client::ListWorkspaces(const std::string& project) {
   if (!impl_->admin) return NoStub("AdminService");
   v1::ListWorkspacesRequest req;

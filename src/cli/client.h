@@ -104,6 +104,7 @@ class Client {
 
   // The deployer's plans (apply: carried out) of one cluster or, empty, every managed one.
   Result<v1::PlanClustersResponse> PlanClusters(const std::string& cluster, bool apply);
+  Result<v1::ClusterHistoryResponse> ClusterHistory(const std::string& cluster, int limit);
 
   // Maps (or with unmap, unmaps) a project to a cluster.
   Result<v1::Cluster> MapProject(const std::string& cluster, const std::string& project, bool unmap);

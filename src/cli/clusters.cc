@@ -154,4 +154,31 @@ int RunClustersPlan(Client& c, const Globals& g, const std::string& name, bool a
   return rc;
 }
 
+int RunClustersHistory(Client& c, const Globals& g, const std::string& name, int limit) {
+  auto r = c.ClusterHistory(name, limit);
+  if (!r.ok()) return ReportError(r.status(), Ctx(g));
+  if (g.json) {
+    PrintLine(ToJsonArray(r->decisions()));
+    return kExitOk;
+  }
+  if (r->decisions_size() == 0) {
+    PrintLine("cluster " + name + ": no autoscaler decisions yet (the farm's leader decides every autoscale_interval "
+              "for clusters managed with kiln clusters set)");
+    return kExitOk;
+  }
+  // Oldest first, as a log reads.
+  Table t({"TIME", "ACTION", "WORKERS", "QUEUED", "RUNNING", "ACTIONS", "WAIT", "SLOTS", "WHY"});
+  for (int k = r->decisions_size() - 1; k >= 0; --k) {
+    const auto& d = r->decisions(k);
+    std::string why = d.reason();
+    for (const auto& st : d.steps()) why += "; " + st;
+    if (!d.error().empty()) why += "; failed: " + d.error();
+    t.AddRow({FormatTime(d.at_ms()), d.action(), std::to_string(d.previous()) + " -> " + std::to_string(d.desired()),
+              std::to_string(d.queued_jobs()), std::to_string(d.running_jobs()), std::to_string(d.queued_actions()),
+              d.oldest_wait_ms() > 0 ? HumanDuration(d.oldest_wait_ms()) : "-", std::to_string(d.slots()), why});
+  }
+  t.Print(stdout);
+  return kExitOk;
+}
+
 }  // namespace kiln::cli

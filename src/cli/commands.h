@@ -166,6 +166,7 @@ int RunClustersSet(Client& c, const Globals& g, const ClustersSetArgs& a);
 int RunClustersShow(Client& c, const Globals& g, const std::string& name);
 // kiln clusters plan / apply [NAME]: exit 0, or 5 when an apply step failed.
 int RunClustersPlan(Client& c, const Globals& g, const std::string& name, bool apply);
+int RunClustersHistory(Client& c, const Globals& g, const std::string& name, int limit);
 
 int RunClustersMap(Client& c, const Globals& g, const std::string& cluster, const std::string& project, bool unmap);
 

@@ -1,5 +1,9 @@
 #include "cluster/instance_store.h"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
 #include "audit/write.h"
 #include "db/pool.h"
 
@@ -27,6 +31,38 @@ InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool) {
        " FROM clusters c WHERE c.name = $2 RETURNING id"},
       {"cluster_instance_state", "UPDATE cluster_instances SET state = $2 WHERE id = $1"},
       {"cluster_instance_remove", "DELETE FROM cluster_instances WHERE id = $1"},
+      // A cluster's queue as its workers see it (the claim's project mapping
+      // and pin), and its workers' slots.
+      {"cluster_seen",
+       "WITH c AS (SELECT id FROM clusters WHERE name = $1),"
+       " q AS (SELECT j.queue_start_time FROM build_jobs j, c WHERE j.status = 'queued'"
+       "   AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = c.id)"
+       "   AND (j.cluster_id IS NULL OR j.cluster_id = c.id))"
+       " SELECT (SELECT count(*) FROM q),"
+       "  coalesce((SELECT (extract(epoch FROM now() - min(queue_start_time)) * 1000)::bigint FROM q), 0),"
+       "  (SELECT count(*) FROM build_jobs j JOIN workers w ON w.id = j.worker_id, c"
+       "    WHERE w.cluster_id = c.id AND j.status IN ('setup', 'running')),"
+       "  (SELECT coalesce(sum(w.slots), 0) FROM workers w, c WHERE w.cluster_id = c.id AND w.state = 'connected'"
+       "    AND w.health = 'healthy')"
+       " FROM c"},
+      {"cluster_decision_insert",
+       "INSERT INTO cluster_decisions (cluster_id, controller, queued_jobs, running_jobs, queued_actions,"
+       " oldest_wait_ms, slots, serving, previous, desired, action, reason, steps, error)"
+       " SELECT c.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14 FROM clusters c WHERE c.name = $1"
+       " RETURNING id"},
+      {"cluster_decision_last",
+       "SELECT d.desired, coalesce((SELECT (extract(epoch FROM max(x.decided_at)) * 1000)::bigint"
+       "   FROM cluster_decisions x WHERE x.cluster_id = d.cluster_id AND x.action IN ('scale_up', 'scale_down')), 0)"
+       " FROM cluster_decisions d JOIN clusters c ON c.id = d.cluster_id WHERE c.name = $1 ORDER BY d.id DESC LIMIT 1"},
+      {"cluster_decisions",
+       "SELECT d.id, (extract(epoch FROM d.decided_at) * 1000)::bigint, d.controller, d.queued_jobs, d.running_jobs,"
+       " d.queued_actions, d.oldest_wait_ms, d.slots, d.serving, d.previous, d.desired, d.action, d.reason,"
+       " d.steps::text, d.error"
+       " FROM cluster_decisions d JOIN clusters c ON c.id = d.cluster_id WHERE c.name = $1 ORDER BY d.id DESC LIMIT $2"},
+      // Older than the retention, but never a cluster's newest (its desired count).
+      {"cluster_decisions_prune",
+       "DELETE FROM cluster_decisions d WHERE d.decided_at < now() - make_interval(secs => $1)"
+       " AND d.id < (SELECT max(x.id) FROM cluster_decisions x WHERE x.cluster_id = d.cluster_id)"},
       audit::InsertStatement(),
   });
 }
@@ -109,6 +145,111 @@ Status InstanceStore::Remove(const std::string& id) {
         return Status::Ok();
       },
       "cannot remove instance " + id);
+}
+
+namespace {
+
+// The apply lock: the two-key form, (1802071150 = "kiln", 2), apart from
+// the farm leader's one-key lock.
+struct ApplyLock {
+  explicit ApplyLock(db::Pool::Lease l) : lease(std::move(l)) {}
+  ~ApplyLock() {
+    try {
+      pqxx::nontransaction tx(*lease);
+      tx.exec("SELECT pg_advisory_unlock(1802071150, 2)");
+    } catch (const std::exception&) {
+      lease.Discard();  // closing the session releases it
+    }
+  }
+  db::Pool::Lease lease;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<void>> InstanceStore::HoldApplyLock() {
+  auto lease = pool_.Acquire();
+  if (!lease.ok()) return lease.status();
+  try {
+    pqxx::nontransaction tx(**lease);
+    tx.exec("SELECT pg_advisory_lock(1802071150, 2)");
+  } catch (const std::exception& e) {
+    lease->Discard();
+    return Unavailable(std::string("cannot take the farm's apply lock: ") + e.what());
+  }
+  return std::shared_ptr<void>(std::make_shared<ApplyLock>(std::move(*lease)));
+}
+
+Result<Signals> InstanceStore::Seen(const std::string& cluster) {
+  return pool_.Query("cannot read cluster " + cluster + "'s queue", [&](pqxx::connection& c) -> Result<Signals> {
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec_prepared("cluster_seen", cluster);
+    if (r.empty()) return NotFound("cluster \"" + cluster + "\" does not exist");
+    Signals g;
+    g.queued_jobs = r[0][0].as<int64_t>();
+    g.oldest_wait_ms = std::max<int64_t>(0, r[0][1].as<int64_t>());
+    g.running_jobs = r[0][2].as<int64_t>();
+    g.slots = r[0][3].as<int64_t>();
+    return g;
+  });
+}
+
+Status InstanceStore::RecordDecision(const std::string& cluster, const DecisionRow& d) {
+  return pool_.Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        if (tx.exec_prepared("cluster_decision_insert", cluster, d.controller, d.seen.queued_jobs, d.seen.running_jobs,
+                             d.seen.queued_actions, d.seen.oldest_wait_ms, d.seen.slots, d.seen.serving, d.previous,
+                             d.desired, d.action, d.reason, nlohmann::json(d.steps).dump(), d.error)
+                .empty())
+          return NotFound("cluster \"" + cluster + "\" does not exist");
+        return Status::Ok();
+      },
+      "cannot record a decision of cluster " + cluster);
+}
+
+Result<std::optional<LastDecision>> InstanceStore::Last(const std::string& cluster) {
+  return pool_.Query("cannot read cluster " + cluster + "'s last decision",
+                     [&](pqxx::connection& c) -> Result<std::optional<LastDecision>> {
+                       pqxx::read_transaction tx(c);
+                       auto r = tx.exec_prepared("cluster_decision_last", cluster);
+                       if (r.empty()) return std::optional<LastDecision>();
+                       return std::optional<LastDecision>(LastDecision{r[0][0].as<int>(), r[0][1].as<int64_t>()});
+                     });
+}
+
+Result<std::vector<DecisionRow>> InstanceStore::Decisions(const std::string& cluster, int limit) {
+  return pool_.Query("cannot read cluster " + cluster + "'s decisions",
+                     [&](pqxx::connection& c) -> Result<std::vector<DecisionRow>> {
+                       pqxx::read_transaction tx(c);
+                       std::vector<DecisionRow> out;
+                       for (const auto& r : tx.exec_prepared("cluster_decisions", cluster, limit)) {
+                         DecisionRow d;
+                         d.id = r[0].as<int64_t>();
+                         d.at_ms = r[1].as<int64_t>();
+                         d.controller = r[2].as<std::string>();
+                         d.seen.queued_jobs = r[3].as<int64_t>();
+                         d.seen.running_jobs = r[4].as<int64_t>();
+                         d.seen.queued_actions = r[5].as<int64_t>();
+                         d.seen.oldest_wait_ms = r[6].as<int64_t>();
+                         d.seen.slots = r[7].as<int64_t>();
+                         d.seen.serving = r[8].as<int>();
+                         d.previous = r[9].as<int>();
+                         d.desired = r[10].as<int>();
+                         d.action = r[11].as<std::string>();
+                         d.reason = r[12].as<std::string>();
+                         auto steps = nlohmann::json::parse(r[13].as<std::string>(), nullptr, false);
+                         if (steps.is_array())
+                           for (const auto& s : steps)
+                             if (s.is_string()) d.steps.push_back(s.get<std::string>());
+                         d.error = r[14].as<std::string>();
+                         out.push_back(std::move(d));
+                       }
+                       return out;
+                     });
+}
+
+Result<int64_t> InstanceStore::PruneDecisions(std::chrono::milliseconds retention) {
+  return db::DeleteUnused(pool_, "cluster_decisions_prune", retention, "cannot prune the autoscaler's decisions");
 }
 
 Status InstanceStore::RecordApply(const std::string& cluster, const std::vector<std::string>& steps,

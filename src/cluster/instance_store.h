@@ -4,13 +4,17 @@
 // the plan needs them. None throws; Unavailable when the database cannot be
 // reached, Internal otherwise.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "audit/entry.h"
 #include "cluster/plan.h"
+#include "cluster/scaler.h"
 #include "common/status.h"
 
 namespace kiln::db {
@@ -24,6 +28,26 @@ struct InstanceRow {
   std::string worker_id;  // the newest worker registered with its work_dir; empty: none yet
   int64_t created_at_ms = 0;
   int64_t register_deadline_ms = 0;
+};
+
+// An autoscaler's decision as cluster_decisions keeps it (sql/022).
+struct DecisionRow {
+  int64_t id = 0;
+  int64_t at_ms = 0;  // set by the store
+  std::string controller;
+  Signals seen;
+  int previous = 0, desired = 0;
+  std::string action;  // scale_up, scale_down, hold, reconcile
+  std::string reason;
+  std::vector<std::string> steps;
+  std::string error;
+};
+
+// What a new leader goes on from: the last decision's desired count and
+// when the count last changed (0: never).
+struct LastDecision {
+  int desired = 0;
+  int64_t last_change_ms = 0;
 };
 
 class InstanceStore {
@@ -45,6 +69,28 @@ class InstanceStore {
   Status Insert(const InstanceRow& r, int64_t register_ms);
   Status SetState(const std::string& id, const std::string& state);
   Status Remove(const std::string& id);
+  // Held from plan to apply (Deployer::Serialize): one apply at a time in
+  // the whole farm, whichever controller serves it (a session advisory
+  // lock, key "kiln", 2, on a pooled connection kept until the holder is
+  // released; a controller that dies releases it with its session).
+  // Blocks while another holds it.
+  Result<std::shared_ptr<void>> HoldApplyLock();
+
+  // What the autoscaler sees of a cluster's queue and workers (queued and
+  // running jobs, the oldest wait, slots of connected healthy workers; not
+  // the actions, which wait in a controller's memory, nor the serving
+  // instances, which are the plan's).
+  Result<Signals> Seen(const std::string& cluster);
+  Status RecordDecision(const std::string& cluster, const DecisionRow& d);
+  // Nothing when the cluster has no decision yet.
+  Result<std::optional<LastDecision>> Last(const std::string& cluster);
+  // The newest `limit` decisions, newest first.
+  Result<std::vector<DecisionRow>> Decisions(const std::string& cluster, int limit);
+
+  // Decisions older than `retention` (each cluster's newest stays: it holds
+  // the desired count). How many went.
+  Result<int64_t> PruneDecisions(std::chrono::milliseconds retention);
+
   // An audit row of an apply (cluster.apply): the steps carried out.
   Status RecordApply(const std::string& cluster, const std::vector<std::string>& steps, const audit::Who& who);
 

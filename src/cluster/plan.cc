@@ -51,7 +51,7 @@ Plan MakePlan(const Spec& spec, int desired, const Actual& actual, const std::st
     }
     if (in.worker_id.empty()) {
       if (now_ms >= in.register_deadline_ms) {
-        p.steps.push_back({Op::kDestroy, in.id, "it did not register within its deadline"});
+        p.steps.push_back({Op::kDestroy, in.id, "it did not register within its deadline", true});
         continue;
       }
     } else if (w == nullptr || Gone(w->state)) {

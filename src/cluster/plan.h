@@ -54,6 +54,7 @@ struct Step {
   Op op;
   std::string instance;  // empty for kStart
   std::string reason;
+  bool unregistered = false;  // kDestroy: it never registered by its deadline (counted)
 };
 
 struct Plan {

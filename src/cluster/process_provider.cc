@@ -132,6 +132,9 @@ Status ProcessProvider::Create(const Launch& l) {
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  // Its own directory as its working directory: relative paths of its
+  // settings (metrics_address_file = metrics.addr) land there.
+  posix_spawn_file_actions_addchdir_np(&fa, dir.c_str());
   // A session of its own: the worker outlives this controller, and a signal
   // to the controller's process group does not reach it.
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -176,6 +179,9 @@ Status ProcessProvider::Destroy(const std::string& id) {
     (void)::waitpid(pid, &st, 0);  // ours: reaped; another's: ECHILD at once
   }
   std::error_code ec;
+  // Its log outlives it, beside the instances (why did it never register?).
+  fs::rename(Dir(id) + "/worker.log", o_.root + "/" + id + ".log", ec);
+  ec.clear();
   fs::remove_all(Dir(id), ec);
   if (ec) return Internal("cannot remove " + Dir(id) + ": " + ec.message());
   spdlog::info("worker process destroyed instance={}", id);

@@ -30,14 +30,15 @@ class ProcessProvider : public Provider {
 
   // Starts instance `l.id`: writes its worker.conf (RenderWorkerConf, and
   // join_token_file naming a join.token file created 0600 beside it) and
-  // starts `worker_binary --config <dir>/worker.conf`, its output appended
-  // to worker.log. AlreadyExists while the instance runs; Internal (with
+  // starts `worker_binary --config <dir>/worker.conf` in <dir> (relative
+  // paths of its settings land there), its output appended to worker.log. AlreadyExists while the instance runs; Internal (with
   // errno's text) when the directory or the process cannot be made.
   Status Create(const Launch& l) override;
   // Sends SIGTERM: the worker drains (its jobs finish) and exits.
   // NotFound if no such instance runs.
   Status Drain(const std::string& id) override;
-  // SIGKILL if it still runs, then removes its directory. OK if it is gone.
+  // SIGKILL if it still runs, then removes its directory; its worker.log
+  // is kept as <root>/<id>.log. OK if it is gone.
   Status Destroy(const std::string& id) override;
 
   std::string Dir(const std::string& id) const { return o_.root + "/" + id; }

@@ -171,6 +171,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "health_recover_after") return ParseDur(k, v, c.health_recover_after);
   else if (k == "health_max_infra_failures") return ParseInt(k, v, 0, 64, c.health_max_infra_failures);
   else if (k == "health_infra_window") return ParseDur(k, v, c.health_infra_window);
+  else if (k == "autoscale_interval") return ParseDur(k, v, c.autoscale_interval);
   else return InvalidArgument("unknown setting \"" + k + "\" (see deploy/controller.conf.example)");
   return Status::Ok();
 }
@@ -248,6 +249,8 @@ Status Validate(const ControllerConfig& c) {
   if (c.log_retention.count() != 0 && c.log_retention.count() < 1000)
     return InvalidArgument("log_retention must be at least 1s (or 0: logs are kept for ever)");
   if (c.log_prune_interval.count() < 100) return InvalidArgument("log_prune_interval must be at least 100ms");
+  if (c.autoscale_interval.count() != 0 && c.autoscale_interval.count() < 100)
+    return InvalidArgument("autoscale_interval must be at least 100ms (or 0: no autoscaler)");
   if (c.sample_interval.count() != 0 && c.sample_interval.count() < 100)
     return InvalidArgument("sample_interval must be at least 100ms (or 0: no samples)");
   if (c.sample_retention.count() != 0 && c.sample_retention.count() < 1000)

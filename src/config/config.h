@@ -76,6 +76,10 @@ struct ControllerConfig {
   milliseconds health_recover_after{30'000};
   int health_max_infra_failures = 3;                // jobs' infrastructure failures in the window; 0: off
   milliseconds health_infra_window{600'000};
+  // Cluster state (docs/operations.md, "Autoscaler"): the farm's leader
+  // sizes each managed cluster and carries out its plan this often; 0: off
+  // (kiln clusters apply by hand only).
+  milliseconds autoscale_interval{5'000};
 };
 
 struct WorkerConfig {

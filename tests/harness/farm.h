@@ -46,6 +46,9 @@ class Farm : public ::testing::Test {
     // The lease must outlast a controller restart plus the worker's reconnect.
     std::ofstream(conf_) << "heartbeat_interval = 200ms\nlease = 3s\nreap_interval = 100ms\n"
                             "config_poll_interval = 200ms\ndispatch_poll_interval = 1s\n"
+                            // No autoscaler unless a test turns it on (extra_conf_): a cluster a
+                            // test manages must not get workers it did not ask for.
+                            "autoscale_interval = 0\n"
                          << "cas_dir = " << dir_.path() << "/cas\n"
                          << "tls_dir = " << tls_ << "\n"
                          << extra_conf_;

@@ -50,6 +50,7 @@ const std::map<std::string, std::string>& Classes() {
       {"kiln.v1.AdminService/SetClusterState", "cluster.set"},
       {"kiln.v1.AdminService/PlanClusters", "read"},
       {"kiln.v1.AdminService/ApplyClusters", "cluster.apply (when a step was done)"},
+      {"kiln.v1.AdminService/ClusterHistory", "read"},
       {"kiln.v1.AdminService/ListWorkspaces", "read"},
       {"kiln.v1.AdminService/RemoveWorkspace", "workspace.remove"},
       {"kiln.v1.AdminService/SetCacheScope", "cache_scope.set"},

@@ -9,39 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "harness/farm.h"
+#include "harness/deploy_farm.h"
 
 namespace kiln {
 namespace {
 namespace fs = std::filesystem;
 
-class Deploy : public Farm {
+class Deploy : public DeployFarm {
  protected:
-  void TearDown() override {
-    // The workers the controller started run in sessions of their own: stop them.
-    std::error_code ec;
-    if (fs::exists(Root(), ec)) {
-      for (const auto& e : fs::directory_iterator(Root(), ec)) {
-        std::ifstream in(e.path() / "pid");
-        int pid = 0;
-        if (in >> pid && pid > 1) ::kill(pid, SIGKILL);
-        logs_.push_back((e.path() / "worker.log").string());
-      }
-    }
-    Farm::TearDown();
-  }
-  std::string Root() { return dir_.path() + "/instances"; }
-  test::CommandResult Kiln(std::vector<std::string> args) {
-    std::vector<std::string> argv{test::BinPath("kiln"), "--controller", addresses_[0]};
-    argv.insert(argv.end(), args.begin(), args.end());
-    fs::create_directories(dir_.path() + "/cwd");
-    return test::RunCommand(argv, 60s, {{"XDG_CACHE_HOME", dir_.path() + "/xdg"}}, dir_.path() + "/cwd");
-  }
-  std::string Q(const std::string& sql) { return test::Sql(url_, sql); }
-  // Connected workers the deployer started (their work_dir under Root()).
-  std::string Deployed() {
-    return Q("SELECT count(*) FROM workers WHERE state = 'connected' AND work_dir LIKE '" + Root() + "/%'");
-  }
   // Everything a plan could change: instance rows, worker rows, the
   // desired state, the audit trail and the provider's directories.
   std::string Snapshot() {
@@ -60,8 +35,7 @@ class Deploy : public Farm {
 TEST_F(Deploy, PlanChangesNothingApplyStartsWorkersAndReplacesAnUnhealthyOne) {
   StartController();
   auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "3", "--provider", "process",
-                   "--provider-settings",
-                   R"({"root": ")" + Root() + R"(", "worker_binary": ")" + test::BinPath("kiln-worker") + R"("})",
+                   "--provider-settings", ProcessSettings(),
                    "--worker-config", R"({"allow_plain_jobs": true})"});
   ASSERT_EQ(set.exit_code, 0) << set.err;
 

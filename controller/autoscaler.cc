@@ -1,0 +1,129 @@
+#include "controller/autoscaler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "cluster/instance_store.h"
+#include "cluster/scaler.h"
+#include "cluster/state_store.h"
+#include "controller/deployer.h"
+
+namespace kiln::controller {
+namespace {
+
+constexpr std::chrono::minutes kMaxBackoff{5};
+
+}  // namespace
+
+Autoscaler::Autoscaler(AutoscalerDeps d) : d_(std::move(d)) {}
+
+void Autoscaler::Tick() {
+  auto specs = d_.state.List();
+  if (!specs.ok()) {
+    spdlog::warn("autoscaler cannot read the clusters' desired state: {}", specs.status().message());
+    return;
+  }
+  for (const auto& s : *specs) TickCluster(s.cluster);
+}
+
+void Autoscaler::TickCluster(const std::string& name) {
+  Memory& m = memory_[name];
+  const auto steady = std::chrono::steady_clock::now();
+  if (steady < m.retry_at) return;
+  // One plan-to-apply at a time on this controller (kiln clusters apply too).
+  auto serial = d_.deployer.Serialize();
+  auto spec = d_.state.Get(name);
+  if (!spec.ok() || !*spec) return;
+  auto last = d_.instances.Last(name);
+  auto seen = d_.instances.Seen(name);
+  auto now = d_.instances.NowMs();
+  // A cluster that cannot be read or planned is said once until that changes
+  // (every interval would flood the log), and tried again each pass.
+  auto cannot = [&](const char* what, const Status& st) {
+    const std::string text = std::string(what) + ": " + st.message();
+    if (text != m.warned) spdlog::warn("autoscaler cannot {} cluster={}: {}", what, name, st.message());
+    m.warned = text;
+  };
+  if (!last.ok() || !seen.ok() || !now.ok()) {
+    cannot("read", !last.ok() ? last.status() : !seen.ok() ? seen.status() : now.status());
+    return;
+  }
+  // Where the count stands: the last decision's, else what serves now.
+  auto current = d_.deployer.MakePlan(name, *last ? (*last)->desired : -1);
+  if (!current.ok()) {
+    cannot("plan", current.status());
+    return;
+  }
+  seen->queued_actions = d_.queued_actions ? d_.queued_actions(name) : 0;
+  seen->serving = current->serving;
+  // No decision yet: what serves now (below the minimum too: say so).
+  const int previous = *last ? (*last)->desired : current->serving;
+  const int64_t last_change = *last ? (*last)->last_change_ms : 0;
+  cluster::Decision decision = cluster::Decide(**spec, previous, *seen, last_change, *now);
+
+  cluster::Plan plan = *current;
+  if (decision.desired != current->desired) {
+    auto next = d_.deployer.MakePlan(name, decision.desired);
+    if (!next.ok()) {
+      cannot("plan", next.status());
+      return;
+    }
+    plan = std::move(*next);
+  }
+  m.warned.clear();
+  Deployer::Applied applied;
+  if (!plan.empty()) applied = d_.deployer.Apply(plan, {"controller " + d_.controller_id + " (autoscaler)", "local"});
+  d_.metrics.desired.With({{"cluster", name}}).Set(decision.desired);
+
+  using A = cluster::Decision::Action;
+  cluster::DecisionRow row;
+  row.controller = d_.controller_id;
+  row.seen = *seen;
+  row.previous = decision.previous;
+  row.desired = decision.desired;
+  row.reason = decision.reason;
+  row.steps = applied.steps;
+  row.error = applied.error.ok() ? "" : applied.error.message();
+  switch (decision.action) {
+    case A::kScaleUp: row.action = "scale_up"; break;
+    case A::kScaleDown: row.action = "scale_down"; break;
+    case A::kHold: row.action = "hold"; break;
+    case A::kNone:
+      row.action = "reconcile";
+      row.reason = row.steps.empty() ? "the plan's steps failed" : "carried out the plan to " +
+                                                                        std::to_string(decision.desired) + " workers";
+      break;
+  }
+  // A held change is recorded once until what it holds back changes; a
+  // failure once until it changes.
+  const std::string key = row.action + " " + std::to_string(decision.desired) + " " + std::to_string(decision.wanted);
+  bool record = decision.action == A::kScaleUp || decision.action == A::kScaleDown || !row.steps.empty() ||
+                (decision.action == A::kHold && key != m.recorded) || (!row.error.empty() && row.error != m.error);
+  if (record) {
+    if (Status st = d_.instances.RecordDecision(name, row); !st.ok()) {
+      spdlog::warn("autoscaler cannot record a decision cluster={}: {}", name, st.message());
+    } else {
+      m.recorded = key;
+      d_.metrics.decisions.With({{"cluster", name}, {"action", row.action}}).Inc();
+      spdlog::info("autoscaler decided cluster={} action={} previous={} desired={} steps={} reason=\"{}\"", name,
+                   row.action, row.previous, row.desired, row.steps.size(), row.reason);
+    }
+  }
+  if (!applied.error.ok()) {
+    d_.metrics.failures.With({{"cluster", name}}).Inc();
+    m.error = row.error;
+    ++m.failures;
+    auto wait = d_.interval * (int64_t{1} << std::min(m.failures, 10));
+    const auto capped = std::min<std::chrono::milliseconds>(wait, kMaxBackoff);
+    m.retry_at = steady + capped;
+    spdlog::warn("cluster plan step failed cluster={} failures={} retry_in_ms={}: {}", name, m.failures,
+                 capped.count(), row.error);
+  } else {
+    m.failures = 0;
+    m.error.clear();
+    m.retry_at = {};
+  }
+}
+
+}  // namespace kiln::controller

@@ -1,0 +1,208 @@
+// The autoscaler (issue 27, item 3) with real kiln-worker processes through
+// the process provider: a burst scales a cluster up to its maximum and, once
+// idle past the scale-in delay, back to its minimum, with no job failed or
+// run twice; a killed leader is replaced and scaling goes on, adopting the
+// workers the old leader started; an instance that never registers is
+// destroyed at its deadline and counted.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "harness/deploy_farm.h"
+#include "harness/prometheus.h"
+
+namespace kiln {
+namespace {
+
+class Autoscale : public DeployFarm {
+ protected:
+  void SetUp() override {
+    extra_conf_ = "autoscale_interval = 300ms\n";
+    DeployFarm::SetUp();
+  }
+  // kiln clusters set for a cluster of 1 to 3 one-slot workers whose
+  // workers dial `controller` (empty: the one that starts them), with short
+  // cooldowns and scale-in delay.
+  void Manage(const std::string& controller = "") {
+    auto set = Kiln({"clusters", "set", "default", "--min", "1", "--max", "3", "--slots", "1", "--provider", "process",
+                     "--provider-settings", ProcessSettings(controller), "--worker-config",
+                     R"({"allow_plain_jobs": true})", "--jobs-per-slot", "1",
+                     "--scale-up-step", "1", "--scale-up-cooldown", "1s", "--scale-down-cooldown", "1s",
+                     "--scale-in-delay", "2s", "--target-queue-wait", "0"});
+    ASSERT_EQ(set.exit_code, 0) << set.err;
+  }
+  // `n` distinct short jobs (distinct: identical ones would wait for the
+  // first's result instead of running).
+  std::vector<int64_t> Burst(int n, const std::string& tag, int controller = 0) {
+    auto stub = Jobs(controller);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < n; ++i)
+      ids.push_back(Submit(*stub, {"sh", "-c", "sleep 0.4; echo " + tag + " " + std::to_string(i)}));
+    return ids;
+  }
+  // Every job succeeded on its first attempt.
+  void ExpectEachRanOnce(const std::vector<int64_t>& ids, int controller = 0) {
+    auto stub = Jobs(controller);
+    for (auto id : ids) {
+      auto j = Get(*stub, id);
+      EXPECT_EQ(j.status(), v1::SUCCEEDED) << "job " << id;
+      EXPECT_EQ(j.attempt(), 1) << "job " << id << " ran more than once";
+    }
+  }
+  // Whether a row of `kiln clusters history` has all of `cells`.
+  static bool HasRow(const std::string& table, const std::vector<std::string>& cells) {
+    size_t at = 0;
+    while (at < table.size()) {
+      size_t end = table.find('\n', at);
+      if (end == std::string::npos) end = table.size();
+      const std::string line = table.substr(at, end - at);
+      bool all = true;
+      for (const auto& c : cells) all = all && line.find(c) != std::string::npos;
+      if (all) return true;
+      at = end + 1;
+    }
+    return false;
+  }
+  std::string History(int controller = 0) {
+    auto h = Kiln({"clusters", "history", "default", "--limit", "1000"}, controller);
+    EXPECT_EQ(h.exit_code, 0) << h.err;
+    return h.out;
+  }
+};
+
+TEST_F(Autoscale, ABurstScalesUpToTheMaximumAndBackDownToTheMinimum) {
+  StartController();
+  Manage();
+  // The minimum first: one worker, started by the autoscaler alone.
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "1"; }, 60s)) << History();
+  auto ids = Burst(40, "burst");
+  int most = 1;
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        most = std::max(most, Running());
+        return Deployed() == "3";
+      },
+      90s))
+      << History();
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        most = std::max(most, Running());
+        return AllEnded(1ms);
+      },
+      120s));
+  ExpectEachRanOnce(ids);
+  // Idle: drained and destroyed back to the minimum.
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        most = std::max(most, Running());
+        return Deployed() == "1" && Running() == 1;
+      },
+      60s))
+      << History();
+  EXPECT_LE(most, 3) << "never more workers than the maximum";
+  // What the autoscaler did, as an operator reads it.
+  const std::string h = History();
+  EXPECT_TRUE(HasRow(h, {"scale_up", "0 -> 1", "below the minimum 1", "start default-"})) << h;
+  EXPECT_TRUE(HasRow(h, {"scale_up", "1 -> 2", "jobs queued", "start default-"})) << h;
+  EXPECT_TRUE(HasRow(h, {"scale_up", "2 -> 3", "start default-"})) << h;
+  EXPECT_TRUE(HasRow(h, {"scale_down", "-> 1 "})) << h;  // in one step or two, as the jobs end
+  EXPECT_NE(h.find("; drain default-"), std::string::npos) << h;
+  // The plan aims at the autoscaler's count and, once the drained workers'
+  // instances are destroyed, has nothing left to do.
+  test::CommandResult plan;
+  EXPECT_TRUE(test::WaitFor(
+      [&] {
+        plan = Kiln({"clusters", "plan", "default"});
+        return plan.out.find("no changes") != std::string::npos;
+      },
+      30s))
+      << plan.out;
+  EXPECT_NE(plan.out.find("cluster default: 1 serving, 1 desired"), std::string::npos) << plan.out;
+  const std::string settled = History();
+  EXPECT_NE(settled.find("; destroy default-"), std::string::npos) << settled;
+  // As JSON too.
+  auto json = Kiln({"--json", "clusters", "history", "default"});
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_NE(json.out.find("\"action\": \"scale_down\""), std::string::npos) << json.out;
+}
+
+TEST_F(Autoscale, AKilledLeaderIsReplacedAndScalingGoesOnWithItsWorkers) {
+  // Controller 0 leads (it starts first); the workers it starts dial
+  // controller 1, which outlives it.
+  StartController();
+  // The farm's leader lock (db/leader.h kFarmLeaderLock: "kiln", 1) held.
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        return Q("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 1802071150"
+                 " AND objid = 1") == "1";
+      },
+      20s));
+  StartController();
+  Manage(addresses_[1]);
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "1"; }, 60s)) << History();
+  auto first = Burst(12, "before", 1);
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "2"; }, 60s)) << History();
+  const std::string by_first = Q("SELECT string_agg(DISTINCT controller, ',') FROM cluster_decisions");
+
+  ::kill(controllers_[0]->pid(), SIGKILL);
+  // Controller 1 leads within seconds, adopts the running workers (no
+  // duplicates), and goes on scaling: up for a new burst, then down.
+  auto second = Burst(30, "after", 1);
+  int most = 0;
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        most = std::max(most, Running());
+        return Deployed() == "3";
+      },
+      90s))
+      << History(1);
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        most = std::max(most, Running());
+        return AllEnded(1ms);
+      },
+      120s));
+  ExpectEachRanOnce(first, 1);
+  ExpectEachRanOnce(second, 1);
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        most = std::max(most, Running());
+        return Deployed() == "1" && Running() == 1;
+      },
+      60s))
+      << History(1);
+  EXPECT_LE(most, 3) << "the new leader started duplicates of the old one's workers";
+  const std::string by_all = Q("SELECT string_agg(DISTINCT controller, ',') FROM cluster_decisions");
+  EXPECT_NE(by_all, by_first) << "the second controller never decided";
+  EXPECT_NE(History(1).find("scale_down"), std::string::npos);
+}
+
+TEST_F(Autoscale, AWorkerThatNeverRegistersIsDestroyedAtItsDeadlineAndCounted) {
+  const std::string metrics_file = dir_.path() + "/controller.metrics";
+  StartController("127.0.0.1:0", {"--set", "metrics_address=127.0.0.1:0", "--set", "metrics_address_file=" + metrics_file});
+  // A "worker" that runs but never registers.
+  const std::string fake = dir_.path() + "/never-registers";
+  test::WriteFile(fake, "#!/bin/sh\nexec sleep 600\n");
+  ASSERT_EQ(::chmod(fake.c_str(), 0755), 0);
+  auto set = Kiln({"clusters", "set", "default", "--min", "1", "--max", "1", "--provider", "process",
+                   "--provider-settings",
+                   R"({"root": ")" + Root() + R"(", "worker_binary": ")" + fake + R"(", "register_timeout_s": 2})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return HasRow(History(), {"reconcile", "(it did not register within its deadline)", "destroy default-"}); },
+      60s))
+      << History();
+  const std::string addr = test::ReadFile(metrics_file).substr(0, test::ReadFile(metrics_file).find('\n'));
+  EXPECT_GE(test::SumSeries(test::ScrapeSeries(addr), "kiln_cluster_workers_unregistered_total", "cluster=\"default\""), 1);
+  // Its log is kept, and the autoscaler keeps trying: one instance at a time.
+  EXPECT_LE(Running(), 1);
+  EXPECT_EQ(Q("SELECT count(*) FROM workers"), "0");
+}
+
+}  // namespace
+}  // namespace kiln
