@@ -26,6 +26,14 @@ std::string Read(const std::string& path) {
   return s.str();
 }
 
+// A launch with only an id: aggregate initialization that leaves members
+// out trips -Wmissing-field-initializers under -Werror.
+Launch Named(const std::string& id) {
+  Launch l;
+  l.id = id;
+  return l;
+}
+
 template <class F>
 bool WaitFor(F f, std::chrono::milliseconds limit) {
   const auto end = std::chrono::steady_clock::now() + limit;
@@ -78,7 +86,7 @@ TEST_F(ProcessProviderTest, StartsAWorkerWithItsOwnConfigAndWorkDirAndANewProvid
   EXPECT_EQ(Read(p.Dir("c-1") + "/worker.conf"), "cluster = c\nslots = 2\nwork_dir = " + p.WorkDir("c-1") + "\n");
   EXPECT_TRUE(fs::is_directory(p.WorkDir("c-1")));
   EXPECT_TRUE(Alive(p, "c-1"));
-  EXPECT_EQ(p.Create(Launch{"c-1"}).code(), Code::kAlreadyExists) << "never two processes for one instance";
+  EXPECT_EQ(p.Create(Named("c-1")).code(), Code::kAlreadyExists) << "never two processes for one instance";
   // A new leader: another provider over the same root sees it running.
   ProcessProvider next(Options());
   auto seen = next.List();
@@ -103,7 +111,7 @@ TEST_F(ProcessProviderTest, AJoinTokenIsAFileOnlyItsOwnerReads) {
 
 TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
   ProcessProvider p(Options());
-  ASSERT_TRUE(p.Create(Launch{"c-1"}).ok());
+  ASSERT_TRUE(p.Create(Named("c-1")).ok());
   ASSERT_TRUE(WaitFor([&] { return Read(p.Dir("c-1") + "/worker.log").find("started") != std::string::npos; }, 10s));
   ASSERT_TRUE(p.Drain("c-1").ok());
   EXPECT_TRUE(WaitFor([&] { return !Alive(p, "c-1"); }, 10s)) << "the drained worker exits";
@@ -112,14 +120,14 @@ TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
   ASSERT_TRUE(p.Destroy("c-1").ok());
   EXPECT_FALSE(fs::exists(p.Dir("c-1")));
   EXPECT_TRUE(p.Destroy("c-1").ok()) << "gone already: nothing to do";
-  ASSERT_TRUE(p.Create(Launch{"c-2"}).ok());
+  ASSERT_TRUE(p.Create(Named("c-2")).ok());
   ASSERT_TRUE(p.Destroy("c-2").ok()) << "a running one is killed";
   EXPECT_TRUE(p.List()->empty());
 }
 
 TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
   ProcessProvider p(Options());
-  ASSERT_TRUE(p.Create(Launch{"c-1"}).ok());
+  ASSERT_TRUE(p.Create(Named("c-1")).ok());
   int pid = 0;
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -136,7 +144,7 @@ TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
   // A pid file naming a process that is not this instance's worker.
   std::ofstream(p.Dir("c-1") + "/pid") << getpid() << "\n";
   EXPECT_FALSE(Alive(p, "c-1"));
-  EXPECT_EQ(p.Create(Launch{"bad name"}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(p.Create(Named("bad name")).code(), Code::kInvalidArgument);
 }
 
 }  // namespace
