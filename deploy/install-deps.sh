@@ -29,6 +29,9 @@ PACKAGES=(
   git
   # the quick start's "Try it" reads the controller's /metrics with it
   curl
+  # the systemd provider's test checks the shipped kiln-worker@.service with
+  # systemd-analyze verify (systemd need not run as PID 1)
+  systemd
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -4,6 +4,8 @@
 
 #include "cluster/process_provider.h"
 #include "cluster/spec.h"
+#include "cluster/systemd_provider.h"
+#include "common/text.h"
 
 namespace kiln::cluster {
 
@@ -26,6 +28,30 @@ Result<std::string> StringSetting(const nlohmann::json& j, const char* key, cons
   return j[key].get<std::string>();
 }
 
+// A path setting that must be absolute (the controller's working directory
+// is nobody's business).
+Result<std::string> PathSetting(const nlohmann::json& j, const char* key, const std::string& fallback) {
+  auto v = StringSetting(j, key, fallback);
+  if (!v.ok()) return v;
+  if (v->empty() || v->front() != '/' || HasControl(*v))
+    return InvalidArgument(std::string("provider setting ") + key + " must be an absolute path, not \"" + Printable(*v) +
+                           "\" (kiln clusters set NAME --provider-settings JSON)");
+  return v;
+}
+
+Result<std::unique_ptr<Provider>> MakeSystemd(const nlohmann::json& j) {
+  SystemdProvider::Options o;
+  auto root = PathSetting(j, "root", o.root);
+  if (!root.ok()) return root.status();
+  auto systemctl = StringSetting(j, "systemctl", o.systemctl);
+  if (!systemctl.ok()) return systemctl.status();
+  auto unit = StringSetting(j, "unit", o.unit);
+  if (!unit.ok()) return unit.status();
+  if (Status st = CheckName("provider setting unit", *unit); !st.ok()) return st;
+  if (systemctl->empty()) return InvalidArgument("provider setting systemctl must name systemctl, not be empty");
+  return std::unique_ptr<Provider>(new SystemdProvider({*root, *systemctl, *unit}));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Provider>> MakeProvider(const Spec& s, const ProviderDefaults& d) {
@@ -38,9 +64,10 @@ Result<std::unique_ptr<Provider>> MakeProvider(const Spec& s, const ProviderDefa
     if (!bin.ok()) return bin.status();
     return std::unique_ptr<Provider>(new ProcessProvider({*root, *bin}));
   }
+  if (s.provider == "systemd") return MakeSystemd(j);
   return Status(Code::kUnimplemented, "cluster " + s.cluster + ": provider " + s.provider +
-                                          " is not built yet; only the process provider deploys today "
-                                          "(docs/operations.md, \"Cluster state\")");
+                                          " is not built yet: process and systemd are "
+                                          "(docs/operations.md, \"Providers\")");
 }
 
 }  // namespace kiln::cluster
