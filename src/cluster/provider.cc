@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cluster/command_provider.h"
 #include "cluster/process_provider.h"
 #include "cluster/spec.h"
 #include "cluster/systemd_provider.h"
@@ -52,6 +53,30 @@ Result<std::unique_ptr<Provider>> MakeSystemd(const nlohmann::json& j) {
   return std::unique_ptr<Provider>(new SystemdProvider({*root, *systemctl, *unit}));
 }
 
+Result<std::unique_ptr<Provider>> MakeCommand(const Spec& s, const nlohmann::json& j) {
+  CommandProvider::Options o;
+  if (!j.contains("command"))
+    return InvalidArgument("cluster " + s.cluster +
+                           ": provider command needs provider setting command, the absolute path of the executable "
+                           "to call (kiln clusters set NAME --provider-settings '{\"command\": \"/abs/path\"}')");
+  auto command = PathSetting(j, "command", "");
+  if (!command.ok()) return command.status();
+  auto base = PathSetting(j, "work_dir_base", o.work_dir_base);
+  if (!base.ok()) return base.status();
+  if (j.contains("timeout_s")) {
+    const auto& t = j["timeout_s"];
+    if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > 3600)
+      return InvalidArgument("provider setting timeout_s must be a whole number of seconds from 1 to 3600, not " +
+                             Printable(t.dump()));
+    o.timeout = std::chrono::seconds(t.get<int64_t>());
+  }
+  o.command = *command;
+  o.work_dir_base = *base;
+  o.cluster = s.cluster;
+  o.provider_settings = j.dump();
+  return std::unique_ptr<Provider>(new CommandProvider(std::move(o)));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Provider>> MakeProvider(const Spec& s, const ProviderDefaults& d) {
@@ -65,8 +90,9 @@ Result<std::unique_ptr<Provider>> MakeProvider(const Spec& s, const ProviderDefa
     return std::unique_ptr<Provider>(new ProcessProvider({*root, *bin}));
   }
   if (s.provider == "systemd") return MakeSystemd(j);
+  if (s.provider == "command") return MakeCommand(s, j);
   return Status(Code::kUnimplemented, "cluster " + s.cluster + ": provider " + s.provider +
-                                          " is not built yet: process and systemd are "
+                                          " is not one this build has: process, systemd or command "
                                           "(docs/operations.md, \"Providers\")");
 }
 
