@@ -12,53 +12,22 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "cluster/command_provider.h"
 #include "cluster/spec.h"
+#include "unit/cluster_provider_test_util.h"
 
 namespace kiln::cluster {
 namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-template <class F>
-bool WaitFor(F f, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return f();
-}
-
-// Gone, or a zombie no one reaped yet.
-bool Dead(int pid) {
-  if (pid <= 1) return false;  // never a kill(0) or kill(-1) by mistake
-  if (::kill(pid, 0) != 0) return true;
-  const std::string stat = Read("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z';
-}
+using namespace kiln::cluster::testing;
 
 class CommandProviderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kiln-cp-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = FreshDir("kiln-cp"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   // A provider calling a script with `body` (after "#!/bin/sh\n"); the
@@ -83,8 +52,7 @@ class CommandProviderTest : public ::testing::Test {
 TEST_F(CommandProviderTest, EachCallGetsOneJsonDocumentAndListAnswersOne) {
   CommandProvider p = Recorder();
   std::ofstream(dir_ / "ca.crt") << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   l.work_dir = p.WorkDir("c-1");
   l.settings = {{"controller", "10.0.0.1:7070"}, {"cluster", "c"}, {"slots", "2"}, {"label.pool", "fast"}};
   l.ca_file = (dir_ / "ca.crt").string();
@@ -128,8 +96,7 @@ TEST_F(CommandProviderTest, EachCallGetsOneJsonDocumentAndListAnswersOne) {
 
 TEST_F(CommandProviderTest, AnInsecureFarmSendsNoCertificateAndNoToken) {
   CommandProvider p = Recorder();
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   l.settings = {{"insecure", "true"}};
   ASSERT_TRUE(p.Create(l).ok());
   const auto create = nlohmann::json::parse(Read((dir_ / "in-create").string()));
@@ -150,8 +117,7 @@ TEST_F(CommandProviderTest, AFailureIsAnErrorWithTheCommandsStderr) {
       "  drain|destroy) echo \"no machine c-1\" >&2; exit 3 ;;\n"
       "  *) echo 'quota exceeded for instances in eu-1' >&2; exit 1 ;;\n"
       "esac\n");
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   Status st = p.Create(l);
   EXPECT_EQ(st.code(), Code::kUnavailable);
   EXPECT_NE(st.message().find(Path() + " create exited with status 1: quota exceeded for instances in eu-1"),
@@ -163,9 +129,7 @@ TEST_F(CommandProviderTest, AFailureIsAnErrorWithTheCommandsStderr) {
   EXPECT_EQ(p.Drain("c-1").code(), Code::kNotFound) << "exit status 3: no such instance";
   EXPECT_TRUE(p.Destroy("c-1").ok()) << "no such instance: destroyed already";
   for (const std::string id : {"a b", "../x", ""}) {
-    Launch bad;
-    bad.id = id;
-    EXPECT_EQ(p.Create(bad).code(), Code::kInvalidArgument) << "never passed to the command: " << id;
+    EXPECT_EQ(p.Create(Named(id)).code(), Code::kInvalidArgument) << "never passed to the command: " << id;
     EXPECT_EQ(p.Destroy(id).code(), Code::kInvalidArgument);
   }
 }
@@ -235,8 +199,7 @@ TEST_F(CommandProviderTest, ACommandThatDoesNotReadItsInputStillWorks) {
   // kiln writes its input to a command that exited without reading it:
   // EPIPE, never a SIGPIPE that would end this process.
   CommandProvider p = Script("exit 0\n");
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   l.settings.emplace_back("big", std::string(1 << 20, 'x'));
   EXPECT_TRUE(p.Create(l).ok());
 }
@@ -282,10 +245,7 @@ class ProviderExampleTest : public CommandProviderTest {
  protected:
   void SetUp() override {
     CommandProviderTest::SetUp();
-    worker_ = (dir_ / "fake-worker").string();
-    std::ofstream(worker_) << "#!/bin/sh\necho started \"$@\"\ntrap 'echo drained; exit 0' TERM\n"
-                              "while :; do sleep 0.05; done\n";
-    fs::permissions(worker_, fs::perms::owner_all);
+    worker_ = FakeWorker(dir_);
   }
   void TearDown() override {
     CommandProvider p = Example();
@@ -316,8 +276,7 @@ TEST_F(ProviderExampleTest, CreateListDrainAndDestroyRealProcesses) {
   EXPECT_TRUE(none->empty());
   const std::string ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
   std::ofstream(dir_ / "ca.crt") << ca;
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   l.work_dir = p.WorkDir("c-1");
   l.settings = {{"cluster", "c"}, {"slots", "2"}};
   l.ca_file = (dir_ / "ca.crt").string();

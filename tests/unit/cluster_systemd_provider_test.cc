@@ -10,21 +10,15 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "cluster/run_command.h"
 #include "cluster/systemd_provider.h"
+#include "unit/cluster_provider_test_util.h"
 
 namespace kiln::cluster {
 namespace {
 namespace fs = std::filesystem;
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using namespace kiln::cluster::testing;
 
 // systemctl as far as the provider uses it. A file fail-VERB makes VERB
 // print the file to stderr and exit 1.
@@ -56,9 +50,7 @@ esac
 class SystemdProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kiln-sp-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = FreshDir("kiln-sp");
     fs::create_directories(dir_ / "fake");
     systemctl_ = (dir_ / "fake" / "systemctl").string();
     std::ofstream(systemctl_) << kFakeSystemctl;
@@ -92,8 +84,7 @@ TEST_F(SystemdProviderTest, CreateWritesTheInstanceDirectoryThenEnablesAndStarts
   ASSERT_TRUE(none.ok()) << none.status().ToString();
   EXPECT_TRUE(none->empty());
   EXPECT_EQ(Calls(), "") << "no root yet: nothing to ask systemd";
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   l.work_dir = p.WorkDir("c-1");
   l.settings = {{"cluster", "c"}, {"slots", "2"}};
   l.ca_file = "/farm/ca.crt";
@@ -121,9 +112,7 @@ TEST_F(SystemdProviderTest, CreateWritesTheInstanceDirectoryThenEnablesAndStarts
 
 TEST_F(SystemdProviderTest, DrainStopsTheUnitWithoutWaitingAndDisablesIt) {
   SystemdProvider p(Options());
-  Launch l;
-  l.id = "c-1";
-  ASSERT_TRUE(p.Create(l).ok());
+  ASSERT_TRUE(p.Create(Named("c-1")).ok());
   (void)Calls();
   ASSERT_TRUE(p.Drain("c-1").ok());
   EXPECT_EQ(Calls(), std::string(kList1) + "stop --no-block kiln-worker@c-1.service\n"
@@ -141,9 +130,7 @@ TEST_F(SystemdProviderTest, DrainStopsTheUnitWithoutWaitingAndDisablesIt) {
 
 TEST_F(SystemdProviderTest, DestroyKillsStopsAndDisablesTheUnitThenRemovesTheDirectory) {
   SystemdProvider p(Options());
-  Launch l;
-  l.id = "c-1";
-  ASSERT_TRUE(p.Create(l).ok());
+  ASSERT_TRUE(p.Create(Named("c-1")).ok());
   (void)Calls();
   ASSERT_TRUE(p.Destroy("c-1").ok());
   EXPECT_EQ(Calls(), std::string(kList1) +
@@ -160,8 +147,7 @@ TEST_F(SystemdProviderTest, DestroyKillsStopsAndDisablesTheUnitThenRemovesTheDir
 
 TEST_F(SystemdProviderTest, AFailedUnitIsNotAlive) {
   SystemdProvider p(Options());
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   ASSERT_TRUE(p.Create(l).ok());
   std::ofstream(dir_ / "fake" / "units" / "kiln-worker@c-1.service") << "failed\n";
   auto seen = p.List();
@@ -174,8 +160,7 @@ TEST_F(SystemdProviderTest, AFailedUnitIsNotAlive) {
 TEST_F(SystemdProviderTest, ACreateSystemctlRefusesIsUndoneAndSaysWhy) {
   SystemdProvider p(Options());
   Fail("enable", "Failed to enable unit: Unit file kiln-worker@.service does not exist.");
-  Launch l;
-  l.id = "c-1";
+  Launch l = Named("c-1");
   l.join_token = "jt-secret";
   Status st = p.Create(l);
   EXPECT_EQ(st.code(), Code::kUnavailable);
@@ -192,9 +177,7 @@ TEST_F(SystemdProviderTest, ACreateSystemctlRefusesIsUndoneAndSaysWhy) {
 
 TEST_F(SystemdProviderTest, FailuresOfTheOtherCallsAreErrorsNamingTheCommand) {
   SystemdProvider p(Options());
-  Launch l;
-  l.id = "c-1";
-  ASSERT_TRUE(p.Create(l).ok());
+  ASSERT_TRUE(p.Create(Named("c-1")).ok());
   Fail("list-units", "Failed to connect to bus: No such file or directory");
   auto seen = p.List();
   ASSERT_FALSE(seen.ok());
@@ -223,9 +206,7 @@ TEST_F(SystemdProviderTest, FailuresOfTheOtherCallsAreErrorsNamingTheCommand) {
 TEST_F(SystemdProviderTest, ANameThatIsNotAnInstanceIdNeverReachesSystemctl) {
   SystemdProvider p(Options());
   for (const std::string id : {"a b", "../x", "-rf", "x;y", ""}) {
-    Launch l;
-    l.id = id;
-    EXPECT_EQ(p.Create(l).code(), Code::kInvalidArgument) << id;
+    EXPECT_EQ(p.Create(Named(id)).code(), Code::kInvalidArgument) << id;
     EXPECT_EQ(p.Drain(id).code(), Code::kInvalidArgument) << id;
     EXPECT_EQ(p.Destroy(id).code(), Code::kInvalidArgument) << id;
   }
