@@ -82,6 +82,7 @@ case $op in
     work_dir=$(field .work_dir)
     [ -n "$work_dir" ] || die "create: no work_dir in the input"
     [ -z "$(pid_of "$id")" ] || die "instance $id runs already"
+    [ -x "$worker" ] || die "worker_binary $worker is not an executable file: set provider setting worker_binary"
     d=$root/$id
     mkdir -p "$d" "$work_dir"
     # worker.conf: kiln's lines (controller, cluster, slots, labels, the

@@ -309,6 +309,16 @@ TEST_F(ProviderExampleTest, CreateListDrainAndDestroyRealProcesses) {
   EXPECT_FALSE(fs::exists(p.WorkDir("c-1")));
   EXPECT_TRUE(p.Destroy("c-1").ok()) << "gone already";
 
+  // A worker binary that is not there fails the create, with the reason.
+  const std::string real = worker_;
+  fs::rename(worker_, worker_ + ".away");
+  l.id = "c-3";
+  st = p.Create(l);
+  EXPECT_EQ(st.code(), Code::kUnavailable);
+  EXPECT_NE(st.message().find("worker_binary " + real + " is not an executable file"), std::string::npos)
+      << st.message();
+  fs::rename(worker_ + ".away", worker_);
+
   l.id = "c-2";
   l.work_dir = p.WorkDir("c-2");
   ASSERT_TRUE(p.Create(l).ok());
