@@ -29,6 +29,11 @@ PACKAGES=(
   git
   # the quick start's "Try it" reads the controller's /metrics with it
   curl
+  # the systemd provider's test checks the shipped kiln-worker@.service with
+  # systemd-analyze verify (systemd need not run as PID 1)
+  systemd
+  # deploy/provider-example.sh (the command provider's example, and its test)
+  jq
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

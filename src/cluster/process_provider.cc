@@ -12,8 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
+#include "cluster/instance_dir.h"
 #include "common/text.h"
 #include "common/util.h"
 
@@ -28,21 +28,6 @@ std::string Errno(const std::string& what, int err) { return what + ": " + std::
 std::string ReadSmall(const std::string& path) {
   auto text = ReadWholeFile(path);
   return text.ok() ? *text : std::string();
-}
-
-// Writes `text` to `path` atomically (a temporary beside it, renamed).
-Status WriteFileAtomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) return Internal("cannot write " + tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Internal("cannot rename " + tmp + ": " + ec.message());
-  return Status::Ok();
 }
 
 }  // namespace
@@ -107,21 +92,8 @@ Status ProcessProvider::Create(const Launch& l) {
   if (ec) return Internal("cannot create " + WorkDir(id) + ": " + ec.message());
   Launch with_dir = l;
   if (with_dir.work_dir.empty()) with_dir.work_dir = WorkDir(id);
-  std::string text = RenderWorkerConf(with_dir);
-  if (!l.join_token.empty()) {
-    const std::string file = dir + "/join.token";
-    // Created 0600: never readable by others, not even for a moment.
-    int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return Internal(Errno("cannot write " + file, errno));
-    const std::string line = l.join_token + "\n";
-    const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-    const int err = errno;
-    close(fd);
-    if (!written) return Internal(Errno("cannot write " + file, err));
-    text += "join_token_file = " + file + "\n";
-  }
+  KILN_RETURN_IF_ERROR(WriteInstanceDir(dir, with_dir));
   const std::string conf = dir + "/worker.conf";
-  KILN_RETURN_IF_ERROR(WriteFileAtomic(conf, text));
 
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;

@@ -5,6 +5,7 @@
 #include <array>
 #include <string_view>
 
+#include "cluster/provider.h"
 #include "common/text.h"
 #include "config/config.h"
 
@@ -86,6 +87,12 @@ Status CheckProviderSettings(const Spec& s) {
       return InvalidArgument(
           "provider command needs the executable to call: --provider-settings '{\"command\": \"/abs/path\"}' "
           "(docs/operations.md, \"Providers\")");
+  }
+  // What the provider itself checks (absolute paths, timeout_s's range), so
+  // a set refuses what plan and apply could not use.
+  if (s.provider == "systemd" || s.provider == "command") {
+    auto made = MakeProvider(s, {});
+    if (!made.ok()) return made.status();
   }
   return Status::Ok();
 }

@@ -18,17 +18,18 @@ namespace kiln {
 class DeployFarm : public Farm {
  protected:
   void TearDown() override {
+    // ROOT/<id>/pid, and the example command provider's
+    // ROOT/example/<cluster>/<id>/pid; a destroyed instance's log is kept as
+    // ROOT/<id>.log.
     std::error_code ec;
     if (std::filesystem::exists(Root(), ec)) {
-      for (const auto& e : std::filesystem::directory_iterator(Root(), ec)) {
-        if (!e.is_directory()) {  // a destroyed instance's kept log
-          logs_.push_back(e.path().string());
-          continue;
-        }
-        std::ifstream in(e.path() / "pid");
+      for (const auto& e : std::filesystem::recursive_directory_iterator(Root(), ec)) {
+        if (e.path().extension() == ".log" && e.path().parent_path() == Root()) logs_.push_back(e.path().string());
+        if (e.path().filename() != "pid") continue;
+        std::ifstream in(e.path());
         int pid = 0;
         if (in >> pid && pid > 1) ::kill(pid, SIGKILL);
-        logs_.push_back((e.path() / "worker.log").string());
+        logs_.push_back((e.path().parent_path() / "worker.log").string());
       }
     }
     Farm::TearDown();

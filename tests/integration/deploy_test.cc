@@ -1,5 +1,6 @@
-// The deployer with the process provider: real kiln-worker processes that
-// the controller starts, drains, replaces and destroys (issue 27, item 4).
+// The deployer with the process provider, and with the command provider
+// driving deploy/provider-example.sh: real kiln-worker processes that the
+// controller starts, drains, replaces and destroys (issue 27, item 4).
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -88,6 +89,42 @@ TEST_F(Deploy, PlanChangesNothingApplyStartsWorkersAndReplacesAnUnhealthyOne) {
   EXPECT_EQ(Q("SELECT count(*) FROM workers WHERE state = 'connected' AND health = 'healthy'"), "2");
   EXPECT_NE(Kiln({"clusters", "plan"}).out.find("no changes"), std::string::npos);
   EXPECT_EQ(Q("SELECT count(*) > 0 FROM audit_log WHERE action = 'cluster.apply'"), "t");
+}
+
+TEST_F(Deploy, TheCommandProviderWithTheExampleScriptStartsAndDrainsRealWorkers) {
+  StartController();
+  const std::string example = Root() + "/example";
+  auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--scale-in-delay", "0s",
+                   "--provider", "command", "--provider-settings",
+                   R"({"command": ")" KILN_SOURCE_DIR R"(/deploy/provider-example.sh", "root": ")" + example +
+                       R"(", "worker_binary": ")" + test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" +
+                       Root() + R"(/work"})",
+                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  auto apply = Kiln({"clusters", "apply", "default"});
+  ASSERT_EQ(apply.exit_code, 0) << apply.err << apply.out;
+  // They enrol on this TLS farm with the CA certificate and join token the
+  // script got on stdin, each with its own work_dir (<work_dir_base>/<id>).
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "2"; }, 60s)) << Q("SELECT * FROM workers");
+  EXPECT_EQ(Q("SELECT count(*) FROM workers w JOIN cluster_instances i ON w.work_dir = i.work_dir "
+              "WHERE w.work_dir = '" + Root() + "/work/' || i.id"),
+            "2");
+  EXPECT_NE(Kiln({"clusters", "plan"}).out.find("no changes"), std::string::npos);
+  auto run = Kiln({"submit", "--no-input", "--", "sh", "-c", "echo through the command provider"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "through the command provider\n");
+
+  // Scaled to none: both drain (SIGTERM from the script), exit, and are destroyed.
+  ASSERT_EQ(Kiln({"clusters", "set", "default", "--min", "0", "--max", "0"}).exit_code, 0);
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        (void)Kiln({"clusters", "apply", "default"});
+        return Q("SELECT count(*) FROM cluster_instances") == "0";
+      },
+      60s))
+      << Kiln({"clusters", "plan"}).out;
+  EXPECT_EQ(Deployed(), "0");
+  EXPECT_TRUE(fs::is_empty(example + "/default")) << "the script removed what it kept";
 }
 
 TEST_F(Deploy, APlanNeedsAManagedClusterAndApplyAnAdmin) {

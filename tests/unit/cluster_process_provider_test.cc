@@ -9,32 +9,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <thread>
 
 #include "cluster/process_provider.h"
+#include "unit/cluster_provider_test_util.h"
 
 namespace kiln::cluster {
 namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-template <class F>
-bool WaitFor(F f, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return f();
-}
+using namespace kiln::cluster::testing;
 
 // A launch of instance `id` with no settings.
 Launch Named(const std::string& id) {
@@ -46,14 +29,8 @@ Launch Named(const std::string& id) {
 class ProcessProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kiln-pp-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    worker_ = (dir_ / "fake-worker").string();
-    std::ofstream(worker_) << "#!/bin/sh\necho started \"$@\"\ntrap 'echo drained; exit 0' TERM\n"
-                              "while :; do sleep 0.05; done\n";
-    fs::permissions(worker_, fs::perms::owner_all);
+    dir_ = FreshDir("kiln-pp");
+    worker_ = FakeWorker(dir_);
   }
   void TearDown() override {
     ProcessProvider p(Options());

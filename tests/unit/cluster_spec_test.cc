@@ -74,6 +74,12 @@ TEST(ClusterSpec, OnlyKnownProvidersAndCommandNeedsItsExecutable) {
   Refused(s);
   s.provider_settings = R"({"command": "/usr/local/bin/kiln-provider"})";
   EXPECT_TRUE(Validate(s).ok()) << Validate(s).message();
+  // The provider's own checks: refused when set, not first at plan time.
+  s.provider_settings = R"({"command": "/usr/local/bin/kiln-provider", "timeout_s": 0})";
+  EXPECT_NE(Refused(s).find("timeout_s must be a whole number of seconds"), std::string::npos);
+  s.provider = "systemd";
+  s.provider_settings = R"({"root": "relative"})";
+  EXPECT_NE(Refused(s).find("root must be an absolute path"), std::string::npos);
 }
 
 TEST(ClusterSpec, WorkerConfigIsCheckedAsKilnWorkerWouldReadIt) {
