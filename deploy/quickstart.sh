@@ -4,12 +4,16 @@
 # One-command kiln demo for a fresh Debian 12 machine (run as root):
 # installs dependencies, builds the binaries it runs (kiln, kiln-controller,
 # kiln-worker, kiln-cc; tests/run.sh builds the tests), starts a private
-# PostgreSQL, the controller and one worker in a state directory, builds a
+# PostgreSQL and the controller in a state directory, makes the default
+# cluster a managed one (1 to 3 workers: the autoscaler starts the first
+# and sizes it from then on, docs/operations.md "Autoscaler"), builds a
 # toolchain image from Debian's packages (once per machine) and makes it the
 # `default` project's image, runs the sample C build (deploy/sample) in it
 # through the farm twice (cold, then served from the farm's action cache) and
 # once more with one file changed (the compile cache serves the other), prints
-# what the caches saved, then stops everything again.
+# what the caches saved, sends a burst of short jobs and shows the
+# autoscaler scale the cluster up to 3 workers and back down to 1 (kiln
+# clusters history default), then stops everything again.
 #
 #   deploy/quickstart.sh                 run the demo, then stop the farm
 #   deploy/quickstart.sh --keep-running  leave the farm running afterwards and
@@ -138,14 +142,49 @@ start_daemon() {
   done
 }
 
-# Fail fast if a daemon we started has exited.
-check_alive() {
-  local name
-  for name in controller worker; do
-    if [[ -s $STATE/$name.pid ]] && ! is_running "$name"; then
-      die "kiln-$name exited unexpectedly (log: $STATE/$name.log)"
-    fi
+# The workers the controller deployed (the process provider's instances,
+# $STATE/instances/ID/pid) that run: "PID DIR" each, if the pid still runs
+# that instance's kiln-worker (a pid file may outlive its process, the pid
+# be reused, and an exited worker be a zombie until its parent reaps it:
+# its command line is then empty).
+live_instances() {
+  local f pid
+  for f in "$STATE"/instances/*/pid; do
+    [[ -s $f ]] || continue
+    pid=$(<"$f")
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "${f%/pid}/worker.conf" && echo "$pid ${f%/pid}"
   done
+  return 0
+}
+instance_pids() { live_instances | cut -d' ' -f1; }
+
+# Stops the deployed workers: SIGTERM (a worker finishes its jobs and
+# exits), SIGKILL after STOP_TIMEOUT. Stop the controller first, or its
+# autoscaler starts them again.
+stop_instances() {
+  local pids deadline
+  mapfile -t pids < <(instance_pids)
+  ((${#pids[@]})) || return 0
+  printf 'stopping %d deployed kiln-worker(s) (pids %s)\n' "${#pids[@]}" "${pids[*]}"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  deadline=$(($(now_us) + STOP_TIMEOUT * 1000000))
+  while [[ -n $(instance_pids) ]]; do
+    if (($(now_us) > deadline)); then
+      warn "deployed kiln-worker(s) did not exit within ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
+      mapfile -t pids < <(instance_pids)
+      kill -KILL "${pids[@]}" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+}
+
+# Fail fast if the controller has exited (the workers are its to restart).
+check_alive() {
+  if [[ -s $STATE/controller.pid ]] && ! is_running controller; then
+    die "kiln-controller exited unexpectedly (log: $STATE/controller.log)"
+  fi
 }
 
 # wait_for DESC TIMEOUT CMD...: poll CMD until it succeeds, or fail at the deadline.
@@ -162,15 +201,28 @@ wait_for() {
 
 address_file_ready() { [[ -s $STATE/controller.addr ]]; }
 
-worker_connected() {
+worker_connected() { workers_are 1; }
+
+# workers_are N: exactly N workers are connected (kiln workers --json).
+workers_are() {
   local out
   out=$("$BIN/kiln" --controller "$ADDR" workers --json 2>/dev/null) || return 1
-  grep -Eq '"state"[[:space:]]*:[[:space:]]*"connected"' <<<"$out"
+  (($(grep -Eo '"state"[[:space:]]*:[[:space:]]*"connected"' <<<"$out" | wc -l) == $1))
+}
+
+# back_to_one: one worker connected, and the drained ones have exited.
+back_to_one() { workers_are 1 && (($(instance_pids | wc -l) == 1)); }
+
+# no_jobs_left: nothing queued, in setup or running (kiln list).
+no_jobs_left() {
+  local out
+  out=$("$BIN/kiln" --controller "$ADDR" --json list --status queued,setup,running 2>/dev/null) || return 1
+  ! grep -q '"id"' <<<"$out"
 }
 
 show_logs() {
   local f
-  for f in "$STATE/controller.log" "$STATE/worker.log" "$STATE/pg/server.log"; do
+  for f in "$STATE/controller.log" "$STATE"/instances/*/worker.log "$STATE/pg/server.log"; do
     [[ -s $f ]] || continue
     printf '\n----- last 40 lines of %s -----\n' "$f" >&2
     tail -n 40 -- "$f" >&2
@@ -180,11 +232,11 @@ show_logs() {
 # ---- stop mode ----------------------------------------------------------------
 stop_farm() {
   local any=0
-  if is_running worker || is_running controller || kiln_pg_status "$STATE/pg"; then
+  if is_running controller || [[ -n $(instance_pids) ]] || kiln_pg_status "$STATE/pg"; then
     any=1
   fi
-  stop_daemon worker
   stop_daemon controller
+  stop_instances
   kiln_pg_stop "$STATE/pg" || warn "PostgreSQL in $STATE/pg did not stop cleanly (log: $STATE/pg/server.log)"
   if ((any)); then echo "kiln farm in $STATE stopped"; else echo "no running kiln farm in $STATE"; fi
 }
@@ -206,8 +258,8 @@ cleanup() {
   fi
   if ((STARTED)); then
     phase "stopping the farm"
-    stop_daemon worker
     stop_daemon controller
+    stop_instances
     kiln_pg_stop "$STATE/pg"
     phase_end
     ((rc == 0)) || show_logs
@@ -225,16 +277,18 @@ print_keep_info() {
 
 kiln farm is running (state in $STATE):
   controller  $ADDR   log: $STATE/controller.log   (TLS, farm CA $STATE/tls/ca.crt)
-  worker      2 slots          log: $STATE/worker.log   (enrolled: $STATE/worker/tls)
+  workers     the default cluster: 1 to 3 workers of 2 slots, started by the autoscaler
+              logs: $STATE/instances/*/worker.log   (kiln clusters history default)
   database    $KILN_DATABASE_URL
   admin token $STATE/admin.token   (or: export KILN_CA=$STATE/tls/ca.crt KILN_TOKEN_FILE=$STATE/admin.token)
-  metrics     http://$(metrics_of controller)/metrics (controller)   http://$(metrics_of worker)/metrics (worker)
+  metrics     http://$(metrics_of controller)/metrics (controller)$(worker_metrics)
 EOF
   if ((TRY_READY)); then
     cat <<EOF
 
 Try it (builds run in the default project's image, the toolchain image):
   $kiln workers
+  $kiln clusters history default
   $kiln whoami
   $kiln tokens create --role read --project default --expires 1d
   $kiln submit --no-input -- sh -c 'echo hello'
@@ -255,6 +309,16 @@ EOF
 # metrics_of NAME: the address the daemon serves /metrics on (it wrote it once serving).
 metrics_of() { cat -- "$STATE/$1.metrics" 2>/dev/null || echo "(not serving)"; }
 
+# The /metrics URL of each deployed worker that runs (each writes its
+# address to metrics.addr in its instance directory).
+worker_metrics() {
+  local dir
+  while read -r _ dir; do
+    [[ -s $dir/metrics.addr ]] && printf '   http://%s/metrics (worker %s)' "$(<"$dir/metrics.addr")" "$(basename -- "$dir")"
+  done < <(live_instances)
+  return 0
+}
+
 # q WORD: WORD quoted for pasting into a shell (unchanged if it needs no quotes).
 q() { printf '%q' "$1"; }
 
@@ -263,7 +327,7 @@ prepare_state() {
   if [[ -e $STATE ]]; then
     [[ -d $STATE ]] || die "$STATE is not a directory: set KILN_STATE_DIR to another path"
     if [[ -e $STATE/$MARKER ]]; then
-      if is_running controller || is_running worker; then
+      if is_running controller || [[ -n $(instance_pids) ]]; then
         die "a farm from an earlier --keep-running is still running in $STATE: stop it with 'KILN_STATE_DIR=$STATE $REPO/deploy/quickstart.sh --stop'"
       fi
       kiln_pg_stop "$STATE/pg" || die "cannot stop the old PostgreSQL in $STATE/pg: stop it by hand, then retry"
@@ -341,13 +405,12 @@ kiln_pg_start "$STATE/pg"
 phase "creating the farm's CA and an admin token"
 # TLS everywhere: the farm's CA signs the controller's certificate and, at
 # enrolment, each worker's. The admin token is the CLI's (shown once, kept
-# in a 0600 file); the worker enrols once with a single-use join token.
+# in a 0600 file); each worker the controller deploys enrols once with a
+# single-use join token of its own.
 "$BIN/kiln-controller" certs init --dir "$STATE/tls" --host "$(hostname)" >/dev/null ||
   die "could not create the farm's certificates (kiln-controller certs init)"
 "$BIN/kiln-controller" tokens create --database-url "$KILN_DATABASE_URL" --role admin \
   --description "quickstart admin" --out "$STATE/admin.token" || die "could not create the admin token"
-"$BIN/kiln-controller" join-token --database-url "$KILN_DATABASE_URL" --out "$STATE/worker.join" ||
-  die "could not create a join token for the worker"
 export KILN_CA=$STATE/tls/ca.crt KILN_TOKEN_FILE=$STATE/admin.token
 log "CA $STATE/tls/ca.crt, admin token $STATE/admin.token"
 
@@ -355,17 +418,24 @@ phase "starting controller"
 # Prometheus /metrics on a port each daemon picks (docs/operations.md, "Metrics").
 start_daemon controller --database-url "$KILN_DATABASE_URL" --listen "$ADDR" \
   --address-file "$STATE/controller.addr" --cas-dir "$STATE/cas" --set "tls_dir=$STATE/tls" \
-  --set "metrics_address=127.0.0.1:0" --set "metrics_address_file=$STATE/controller.metrics"
+  --set "metrics_address=127.0.0.1:0" --set "metrics_address_file=$STATE/controller.metrics" \
+  --set "autoscale_interval=1s"
 wait_for "the controller to listen (address file $STATE/controller.addr)" "$START_TIMEOUT" address_file_ready
 ADDR=$(<"$STATE/controller.addr")  # the port it bound, when KILN_PORT=0
 log "controller listening on $ADDR"
 
-phase "starting worker"
-mkdir -p -- "$STATE/worker"
-start_daemon worker --controller "$ADDR" --work-dir "$STATE/worker" --slots 2 \
-  --set "ca_file=$STATE/tls/ca.crt" --set "join_token_file=$STATE/worker.join" \
-  --set "metrics_address=127.0.0.1:0" --set "metrics_address_file=$STATE/worker.metrics"
-wait_for "the worker to connect (kiln workers --json)" "$START_TIMEOUT" worker_connected
+phase "deploying the default cluster"
+# A managed cluster (docs/operations.md, "Cluster state"): 1 to 3 workers of
+# 2 slots, kiln-worker processes the controller starts in $STATE/instances
+# (the process provider). The autoscaler starts the first at once, adds
+# workers while jobs queue and drains idle ones; short cooldowns here, for
+# the demo.
+"$BIN/kiln" --controller "$ADDR" clusters set default --min 1 --max 3 --slots 2 --provider process \
+  --provider-settings "{\"root\": \"$STATE/instances\"}" \
+  --worker-config '{"metrics_address": "127.0.0.1:0", "metrics_address_file": "metrics.addr"}' \
+  --scale-up-cooldown 2s --scale-down-cooldown 5s --scale-in-delay 5s >/dev/null ||
+  die "could not make the default cluster a managed one (kiln clusters set default)"
+wait_for "the autoscaler's first worker to connect (kiln workers --json)" "$START_TIMEOUT" worker_connected
 FARM_READY=1
 "$BIN/kiln" --controller "$ADDR" workers || true
 
@@ -441,6 +511,28 @@ if ((rc == 0)); then
     [[ ${EDIT_MISSES:-0} == 1 && ${EDIT_HITS:-0} == 1 ]] && EDITED=1
   fi
 fi
+SCALED=0
+if ((rc == 0)); then
+  phase "a burst of jobs: the autoscaler at work"
+  # 16 short jobs (distinct: identical ones would share one run) on one
+  # worker of 2 slots: the autoscaler adds a worker every scale-up cooldown
+  # up to 3, and drains the idle ones once the scale-in delay has passed.
+  BURST=()
+  for i in $(seq 1 16); do
+    id=$("$BIN/kiln" --controller "$ADDR" submit --detach --no-input -- sh -c "sleep 3; echo burst $i") ||
+      die "could not submit the burst's job $i"
+    BURST+=("$id")
+  done
+  wait_for "the autoscaler to scale the default cluster up to 3 workers" 180 workers_are 3
+  log "3 workers connected"
+  wait_for "the burst's jobs to finish" 300 no_jobs_left
+  for id in "${BURST[@]}"; do
+    "$BIN/kiln" --controller "$ADDR" status "$id" | grep -q succeeded || { warn "burst job $id did not succeed"; rc=1; }
+  done
+  wait_for "the autoscaler to drain the idle workers (back to 1)" 180 back_to_one
+  "$BIN/kiln" --controller "$ADDR" clusters history default || true
+  ((rc == 0)) && SCALED=1
+fi
 phase_end
 if ((rc == 0)); then
   printf '\nfirst build (cold):   %8s  compiled on the worker\n' "$(fmt_us "$FIRST_US")"
@@ -459,9 +551,12 @@ if ((rc == 0)); then
       "$(fmt_us "$EDIT_US")" "${EDIT_MISSES:-?}" "${EDIT_HITS:-?}" "${SAMPLE_JOB:-?}"
     rc=1
   fi
+  if ((SCALED)); then
+    printf 'a burst of 16 jobs:             the autoscaler went from 1 to 3 workers and back to 1 when idle (kiln clusters history default)\n'
+  fi
 fi
 if ((rc == 0)); then
-  printf '\nRESULT: PASS - the sample built on the kiln farm; the second build came from its cache, the third recompiled only the changed file\n\n'
+  printf '\nRESULT: PASS - the sample built on the kiln farm; the second build came from its cache, the third recompiled only the changed file; the autoscaler scaled the cluster up for a burst and back down\n\n'
 elif ((rc == 124)); then
   printf '\nRESULT: FAIL - a sample build did not finish within %ss\n\n' "$BUILD_TIMEOUT"
 else

@@ -58,7 +58,7 @@ cleanup() {
   if ((rc != 0 && rc != 77)); then
     show "$LOG"
     show "$STATE/controller.log"
-    show "$STATE/worker.log"
+    for f in "$STATE"/instances/*.log "$STATE"/instances/*/worker.log; do show "$f"; done
   fi
   # Whatever the printed Stop line did: stop anything still running.
   if [[ -e $STATE ]]; then
@@ -111,6 +111,7 @@ run_printed() {
 expect() {
   case $1 in
     *' workers') echo '[[:space:]]connected[[:space:]]+healthy[[:space:]]' ;;
+    *' clusters history default') echo '[[:space:]]scale_down[[:space:]]+[23] -> 1[[:space:]]' ;;
     *' whoami') echo '^token [0-9a-f]{12}: admin, projects \(all\), expires never$' ;;
     *' tokens create --role read --project default --expires 1d') echo '^kiln_[0-9a-f]{12}_[0-9a-f]{64}$' ;;
     *"submit --no-input -- sh -c 'echo hello'") echo '^hello$' ;;
@@ -152,10 +153,11 @@ curl -sf --max-time 10 "${METRICS[@]}" >"$TMP/scrapes.txt" || fail "cannot scrap
 grep -q '^kiln_worker_slots 2$' "$TMP/scrapes.txt" || fail "no kiln_worker_slots 2 in the worker's metrics"
 
 PIDS=()
-for name in controller worker; do
-  [[ -s $STATE/$name.pid ]] || fail "no $STATE/$name.pid while the farm runs"
-  PIDS+=("$(<"$STATE/$name.pid")")
-done
+[[ -s $STATE/controller.pid ]] || fail "no $STATE/controller.pid while the farm runs"
+PIDS+=("$(<"$STATE/controller.pid")")
+# The workers the controller deployed (the process provider's pid files).
+for f in "$STATE"/instances/*/pid; do [[ -s $f ]] && PIDS+=("$(<"$f")"); done
+((${#PIDS[@]} >= 2)) || fail "no deployed worker's pid file under $STATE/instances while the farm runs"
 printf 'running: %s\n' "${STOP[0]}"
 run_printed "${STOP[0]}"
 ((RC == 0)) || { cat -- "$OUT" >&2; fail "exit code $RC: ${STOP[0]}"; }
@@ -170,7 +172,7 @@ if "$REPO/deploy/pg.sh" status "$STATE/pg" >/dev/null 2>&1; then
 fi
 echo "  ok: the farm stopped"
 # In a sanitizer build a report does not always change an exit code: look for one.
-for f in "$STATE/controller.log" "$STATE/worker.log" "$LOG"; do
+for f in "$STATE/controller.log" "$STATE"/instances/*.log "$STATE"/instances/*/worker.log "$LOG"; do
   if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error: ' "$f"; then
     grep -E -A20 'ERROR: (Address|Leak)Sanitizer|runtime error: ' "$f" >&2
     fail "sanitizer report in $f"

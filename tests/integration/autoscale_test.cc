@@ -204,5 +204,41 @@ TEST_F(Autoscale, AWorkerThatNeverRegistersIsDestroyedAtItsDeadlineAndCounted) {
   EXPECT_EQ(Q("SELECT count(*) FROM workers"), "0");
 }
 
+TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
+  StartController();
+  // deploy/provider-example.sh behind a wrapper that fails every other call
+  // (list, create, drain, destroy alike) before doing anything.
+  const std::string flaky = dir_.path() + "/flaky-provider";
+  test::WriteFile(flaky, "#!/bin/sh\n"
+                         "n=$(cat " + dir_.path() + "/calls 2>/dev/null || echo 0); n=$((n + 1)); echo $n > " +
+                             dir_.path() + "/calls\n"
+                         "if [ $((n % 2)) -eq 0 ]; then echo \"flaky: call $n refused\" >&2; exit 1; fi\n"
+                         "exec " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\"\n");
+  ASSERT_EQ(::chmod(flaky.c_str(), 0755), 0);
+  auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--provider", "command",
+                   "--provider-settings",
+                   R"({"command": ")" + flaky + R"(", "root": ")" + Root() + R"(/example", "worker_binary": ")" +
+                       test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" + Root() + R"(/work"})",
+                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  // Converged: two workers, each instance once, and nothing left to do.
+  test::CommandResult plan;
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        plan = Kiln({"clusters", "plan", "default"});
+        return Deployed() == "2" && plan.out.find("no changes") != std::string::npos;
+      },
+      120s))
+      << plan.out << History();
+  EXPECT_EQ(Q("SELECT count(*) FROM cluster_instances"), "2");
+  EXPECT_EQ(Q("SELECT count(*) FROM workers"), "2") << "no worker started twice";
+  EXPECT_GE(std::stoi(test::ReadFile(dir_.path() + "/calls")), 4) << "the provider was not asked at all";
+  const std::string h = History();
+  EXPECT_NE(h.find("flaky: call"), std::string::npos) << "no failure recorded: " << h;
+  auto run = Kiln({"submit", "--no-input", "--", "sh", "-c", "echo converged"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "converged\n");
+}
+
 }  // namespace
 }  // namespace kiln
