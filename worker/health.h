@@ -2,15 +2,18 @@
 // What a worker measures of itself for the controller's health checker
 // (docs/operations.md, "Health"): free disk of work_dir, the image store and
 // the CAS cache, the load average, its clock and, on an interval of its own
-// (the costly part), whether runc answers. The controller judges; the worker
-// only reports. Thread-safe.
+// (the costly part), whether runc starts a container. The controller judges;
+// the worker only reports. Thread-safe.
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/status.h"
 #include "kiln/v1/kiln.pb.h"
 
 namespace kiln::worker {
@@ -21,15 +24,27 @@ class Sandbox;
 // unprivileged writer may use); false if it cannot be read.
 bool FreeDisk(const std::string& path, int64_t& free_bytes, int64_t& total_bytes);
 
+// Starts a container in `sandbox` whose init is the static `kiln_cc` (copied
+// into a rootfs of its own under `dir`, removed after) run as
+// `kiln-cc --kiln-probe`, and checks that it ran: OK, FailedPrecondition
+// saying what runc or the container did, or Unavailable when the probe
+// could not be set up (no verdict on runc). At most `timeout_s`.
+Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s = 30);
+
 class HealthProbe {
  public:
   // stores: (name, directory) pairs, e.g. ("work_dir", "/var/lib/kiln-worker").
-  // sandbox may be null (no containers here: no runc check).
+  // sandbox may be null (no containers here: no runc check). start_container
+  // (may be empty: runc's own checks only) starts a real container.
   HealthProbe(std::vector<std::pair<std::string, std::string>> stores, Sandbox* sandbox,
-              std::chrono::milliseconds check_interval);
+              std::chrono::milliseconds check_interval, std::function<Status()> start_container = {});
+  ~HealthProbe();
 
-  // Measures now; the runc check runs again only once check_interval has
-  // passed since the last one (its last outcome is reported meanwhile).
+  // Measures now. The runc check (runc's version and cgroups, then
+  // start_container) runs on a thread of its own once check_interval has
+  // passed since the last one began, never two at a time: a hung runc never
+  // holds up a heartbeat. The last outcome is reported meanwhile (none
+  // before the first ends).
   v1::HealthReport Measure();
   // The runc check's interval from now on (SIGHUP).
   void SetInterval(std::chrono::milliseconds check_interval);
@@ -37,10 +52,14 @@ class HealthProbe {
  private:
   std::vector<std::pair<std::string, std::string>> stores_;
   Sandbox* sandbox_;
-  std::mutex mu_;  // guards the interval and the last runc check
+  std::function<Status()> start_container_;
+  std::mutex mu_;  // guards the interval, the last runc check and the thread
   std::chrono::milliseconds check_interval_;
   v1::RuncCheck runc_;
   std::chrono::steady_clock::time_point runc_at_{};
+  bool started_ = false;  // a check began once
+  bool probing_ = false;  // one runs now
+  std::thread probe_;
 };
 
 }  // namespace kiln::worker

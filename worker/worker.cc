@@ -250,7 +250,16 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   // The stores whose free disk the health reports and metrics give.
   const std::vector<std::pair<std::string, std::string>> stores = {
       {"work_dir", cfg.work_dir}, {"images", cfg.work_dir + "/images"}, {"cas", cfg.work_dir + "/cas"}};
-  impl->health = std::make_unique<HealthProbe>(stores, impl->sandbox.get(), cfg.health_check_interval);
+  // The runc check starts a real container when kiln-cc (static) is here to
+  // be its init.
+  std::function<Status()> start_container;
+  if (impl->sandbox && impl->cc) {
+    start_container = [sb = impl->sandbox.get(), dir = cfg.work_dir + "/probe", cc = impl->cc->master()] {
+      return ProbeContainer(*sb, dir, cc);
+    };
+  }
+  impl->health =
+      std::make_unique<HealthProbe>(stores, impl->sandbox.get(), cfg.health_check_interval, std::move(start_container));
   Impl* i = impl.get();
   impl->metrics.registry.OnScrape([i, stores] {
     for (const auto& [store, dir] : stores) {

@@ -1,10 +1,12 @@
 // The health checker (docs/operations.md, "Health") with real workers: a
-// worker whose work_dir fills turns unhealthy, takes no jobs while a healthy
-// one runs them, and returns to service once space is freed.
+// worker whose work_dir fills, or whose runc cannot start a container,
+// turns unhealthy, takes no jobs while a healthy one runs them, and returns
+// to service once fixed.
 
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -142,6 +144,47 @@ TEST_F(Health, AWorkerWhoseWorkDirFillsGetsNoJobsAndRecoversWhenSpaceIsFreed) {
   EXPECT_EQ(small.Wait(20s), 0);
 }
 
+// A worker whose runc answers but cannot start a container (a stand-in
+// first on its PATH refuses `runc run`; every other command goes to the
+// real runc) is unhealthy with runc's own words, and returns to service
+// once containers start again.
+TEST_F(Health, AWorkerWhoseRuncCannotStartAContainerIsUnhealthyUntilItCan) {
+  if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+  extra_conf_ = "health_recover_after = 1s\n";
+  SetUp();
+  StartController();
+  auto real = test::RunCommand({"/bin/sh", "-c", "command -v runc"}, 10s);
+  ASSERT_EQ(real.exit_code, 0) << "runc not found: run deploy/install-deps.sh";
+  const std::string bin = dir_.path() + "/fakebin", broken = dir_.path() + "/runc-broken";
+  std::filesystem::create_directories(bin);
+  test::WriteFile(bin + "/runc", "#!/bin/sh\n"
+                                 "if [ -e " + broken + " ]; then for a in \"$@\"; do\n"
+                                 "  if [ \"$a\" = run ]; then echo 'fake runc: no containers today' >&2; exit 1; fi\n"
+                                 "done; fi\n"
+                                 "exec " + real.out.substr(0, real.out.find('\n')) + " \"$@\"\n");
+  ASSERT_EQ(::chmod((bin + "/runc").c_str(), 0755), 0);
+  test::WriteFile(broken, "");
+  const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin";
+  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
+  auto& w = StartWorker(0, 1, {"--set", "health_check_interval=1s"});
+  ::setenv("PATH", path.c_str(), 1);
+  const std::string id = NewWorkerId({});
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "unhealthy"; }, 30s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  auto listed = Kiln({"--timeout", "60s", "workers"});
+  EXPECT_NE(listed.out.find("runc could not start a container"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("fake runc: no containers today"), std::string::npos) << listed.out;
+  // Fixed: the next check starts a container, and after health_recover_after it serves again.
+  std::filesystem::remove(broken);
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "healthy"; }, 30s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  auto jobs = Jobs();
+  int64_t job = Submit(*jobs, {"sh", "-c", "echo served"});
+  ASSERT_TRUE(AllEnded(30s));
+  EXPECT_EQ(Get(*jobs, job).status(), v1::SUCCEEDED);
+  w.Signal(SIGTERM);
+  EXPECT_EQ(w.Wait(20s), 0);
+}
+
 // A worker whose setup fails for its own reasons (its full disk, with the
 // disk checks off) fails no build: the job runs on another worker; with
 // no attempt left it ends "failed on infrastructure", not as a build failure.
@@ -156,6 +199,15 @@ TEST_F(Health, AJobWhoseWorkerCannotSetItUpRunsOnAnotherWorker) {
   StartController();
   StartWorker(0, 1, {"--set", "disk_max=32MiB"}, mnt);
   const std::string small_id = NewWorkerId({});
+  // Its first runc check (a container started) done before the disk fills:
+  // on a full disk runc cannot store a container's state, and says so.
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        return !test::Sql(url_, "SELECT coalesce(health_report->'runc'->>'checked_ms', '') FROM workers WHERE id = '" +
+                                    small_id + "'")
+                    .empty();
+      },
+      30s));
   {
     std::ofstream out(mnt + "/filler", std::ios::binary);
     std::string mb(1 << 20, 'x');
