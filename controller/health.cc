@@ -1,5 +1,6 @@
 #include "controller/health.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -85,6 +86,17 @@ void HealthState::NoteInfraFailure(Clock::time_point now, const std::string& wha
   infra_.push_back(now);
   if (infra_.size() > 64) infra_.pop_front();
   last_infra_ = what.substr(0, 300);
+}
+
+void HealthState::SeedInfraFailures(const std::vector<int64_t>& at_ms, int64_t now_ms, Clock::time_point now,
+                                    const std::string& last) {
+  infra_.clear();
+  for (int64_t at : at_ms) {
+    const int64_t ago = std::max<int64_t>(0, now_ms - at);
+    infra_.push_back(now - std::chrono::milliseconds(ago));
+  }
+  while (infra_.size() > 64) infra_.pop_front();
+  last_infra_ = last.substr(0, 300);
 }
 
 HealthFailure HealthState::CheckInfraFailures(Clock::time_point now, const HealthThresholds& t) {

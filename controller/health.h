@@ -10,6 +10,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "config/config.h"
@@ -84,6 +85,11 @@ class HealthState {
   // An infrastructure failure of a job on this worker (a setup error of its
   // own: result.infrastructure), at `now`.
   void NoteInfraFailure(Clock::time_point now, const std::string& what);
+  // The failures recorded with the worker (sql/023: unix ms, oldest first,
+  // by the database's clock `now_ms`), as they stand at `now`: what a new
+  // session of the worker goes on from.
+  void SeedInfraFailures(const std::vector<int64_t>& at_ms, int64_t now_ms, Clock::time_point now,
+                         const std::string& last);
   // Fails (check "infra") while max or more infrastructure failures fell in
   // the window before `now`; forgets older ones.
   HealthFailure CheckInfraFailures(Clock::time_point now, const HealthThresholds& t);

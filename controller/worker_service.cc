@@ -93,6 +93,11 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     // passing its checks for a while, here as anywhere.
     HealthState health(*recorded != "unhealthy");
     session->unhealthy = !health.healthy();
+    // Its infrastructure failures, whichever session or controller saw them.
+    if (auto infra = d_.workers.InfraFailuresOf(w.id); infra.ok())
+      health.SeedInfraFailures(infra->at_ms, infra->now_ms, HealthState::Clock::now(), infra->last);
+    else
+      spdlog::warn("infrastructure failures of worker {} not read: {}", w.id, infra.status().message());
     if (reg.has_health()) {
       if (Status hs = JudgeHealth(w, reg.draining(), reg.health(), health, *session); !hs.ok())
         spdlog::warn("health report of worker {} not recorded: {}", w.id, hs.message());
@@ -194,6 +199,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
           // Counted against the worker (health_max_infra_failures); the
           // update itself requeues the job while attempts remain.
           health.NoteInfraFailure(HealthState::Clock::now(), u.result().error());
+          if (Status ns = d_.workers.NoteInfraFailure(w.id, u.result().error()); !ns.ok())
+            spdlog::warn("{}", ns.message());
           spdlog::warn("infrastructure failure worker_id={} job_id={} attempt={}: {}", w.id, u.job_id(), u.attempt(),
                        u.result().error());
         }

@@ -1,6 +1,7 @@
 #include "queue/worker_store.h"
 
 #include "audit/write.h"
+#include "common/util.h"
 #include "db/pool.h"
 #include "queue/job_rows.h"
 
@@ -32,6 +33,11 @@ std::vector<db::Statement> Statements() {
        " health_reason = CASE WHEN $6 <> '' OR $8 THEN $7 ELSE health_reason END,"
        " health = CASE WHEN $6 = '' THEN health ELSE $6 END"
        " WHERE id = $1 AND session = $2"},
+      {"worker_infra_failure",
+       "UPDATE workers SET infra_failures = kiln_infra_append(infra_failures, 1), infra_last = $2 WHERE id = $1"},
+      {"worker_infra_failures",
+       "SELECT array_to_string(infra_failures, ','), infra_last, (extract(epoch FROM now()) * 1000)::bigint"
+       " FROM workers WHERE id = $1"},
       {"list_workers",
        "SELECT w.id, w.hostname, c.name, CASE WHEN w.state IN ('connected', 'draining')"
        "   AND w.lease_expires_at < now() THEN 'silent' ELSE w.state END,"
@@ -123,6 +129,31 @@ Status WorkerStore::Heartbeat(const std::string& worker_id, const std::string& s
         return Status::Ok();
       },
       "cannot record heartbeat of worker " + worker_id);
+}
+
+Status WorkerStore::NoteInfraFailure(const std::string& worker_id, const std::string& what) {
+  return pool_.Run(
+      [&](pqxx::connection& c) -> Status {
+        pqxx::nontransaction tx(c);
+        tx.exec_prepared("worker_infra_failure", worker_id, what.substr(0, 300));
+        return Status::Ok();
+      },
+      "cannot record an infrastructure failure of worker " + worker_id);
+}
+
+Result<InfraFailures> WorkerStore::InfraFailuresOf(const std::string& worker_id) {
+  return pool_.Query("cannot read the infrastructure failures of worker " + worker_id,
+                     [&](pqxx::connection& c) -> Result<InfraFailures> {
+                       pqxx::nontransaction tx(c);
+                       auto r = tx.exec_prepared("worker_infra_failures", worker_id);
+                       if (r.empty()) return NotFound("no worker " + worker_id);
+                       InfraFailures f;
+                       for (const auto& ms : SplitList(r[0][0].as<std::string>(), ','))
+                         f.at_ms.push_back(std::stoll(ms));
+                       f.last = r[0][1].as<std::string>();
+                       f.now_ms = r[0][2].as<int64_t>();
+                       return f;
+                     });
 }
 
 Result<std::vector<WorkerRow>> WorkerStore::List(bool include_gone) {

@@ -6,6 +6,7 @@
 // unknown clusters, workers or workspaces, Internal otherwise.
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,13 @@ struct HealthRecord {
   bool reason_changed = false;  // still unhealthy, for another reason
 };
 
+// A worker's recent infrastructure failures as recorded (sql/023).
+struct InfraFailures {
+  std::vector<int64_t> at_ms;  // oldest first
+  std::string last;            // what the newest was
+  int64_t now_ms = 0;          // the database's clock
+};
+
 class WorkerStore {
  public:
   // Registers its statements with the pool, which must outlive the store.
@@ -42,6 +50,11 @@ class WorkerStore {
   Status Heartbeat(const std::string& worker_id, const std::string& session, std::chrono::milliseconds lease,
                    bool draining, const HealthRecord& health = {});
   Result<std::vector<WorkerRow>> List(bool include_gone);
+  // One infrastructure failure of a job on the worker, now (kept with the
+  // worker: the health checker of any controller counts it).
+  Status NoteInfraFailure(const std::string& worker_id, const std::string& what);
+  // The worker's recorded infrastructure failures (at registration).
+  Result<InfraFailures> InfraFailuresOf(const std::string& worker_id);
 
   // What a worker reports it holds (present) or no longer holds. Returns
   // true if the workspace was removed meanwhile (the worker must drop it).

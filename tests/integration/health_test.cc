@@ -260,6 +260,37 @@ TEST_F(Health, AJobWhoseWorkerCannotSetItUpRunsOnAnotherWorker) {
   EXPECT_EQ(Log(*Jobs(), std::stoll(retried)), "2097152 big.bin\n");
 }
 
+// Jobs lost with a worker (killed while they ran) count against it as
+// infrastructure failures, kept with the worker: back with a new session,
+// it is unhealthy at once, and the jobs wait for another worker.
+TEST_F(Health, JobsLostWithAWorkerCountAgainstItWhenItComesBack) {
+  extra_conf_ = "health_max_infra_failures = 2\nhealth_recover_after = 1h\n";
+  SetUp();
+  StartController();
+  const std::string wd = dir_.path() + "/lossy";
+  auto& w = StartWorker(0, 2, {}, wd);
+  const std::string id = NewWorkerId({});
+  ASSERT_FALSE(id.empty());
+  auto jobs = Jobs();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 2; ++i) ids.push_back(Submit(*jobs, {"sh", "-c", "sleep 8; echo " + std::to_string(i)}));
+  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'running'") == 2; }, 30s));
+  w.Signal(SIGKILL);
+  w.Wait(20s);
+  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'queued'") == 2; }, 30s)) << "the lost jobs are not back in line";
+  // The same worker again (its work_dir): unhealthy from its first report.
+  StartWorker(0, 2, {}, wd);
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "unhealthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  auto listed = Kiln({"--timeout", "60s", "workers"});
+  EXPECT_NE(listed.out.find(id + ": 2 infrastructure failures of jobs"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("jobs lost: its stream to controller"), std::string::npos) << listed.out;
+  EXPECT_EQ(Count("status = 'queued'"), 2) << "an unhealthy worker took them";
+  // Another worker runs them: nothing lost.
+  StartWorker(0, 2);
+  ASSERT_TRUE(AllEnded(60s));
+  for (auto j : ids) EXPECT_EQ(Get(*jobs, j).status(), v1::SUCCEEDED) << "job " << j;
+}
+
 // SIGHUP: each daemon reads its config file again. Reloadable settings take
 // effect (seen in what the farm does and logs); a bad file keeps the running
 // settings; a changed setting that needs a restart is named.
