@@ -233,8 +233,9 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                              v1::PlanClustersResponse* resp) override {
     auto who = d_.guard.Require(ctx, auth::Role::kAdmin);
     if (!who.ok()) return api::ToGrpc(who.status());
-    Deployer::Serial serial;
-    if (d_.deployer != nullptr) serial = d_.deployer->Serialize();
+    if (d_.deployer == nullptr) return grpc::Status(grpc::UNIMPLEMENTED, "this server keeps no cluster state");
+    Deployer::Serial serial = d_.deployer->Serialize();
+    if (!serial.status.ok()) return api::ToGrpc(serial.status);
     auto plans = Plans(req->cluster());
     if (!plans.ok()) return api::ToGrpc(plans.status());
     for (const auto& p : *plans) {

@@ -35,9 +35,6 @@ void Autoscaler::TickCluster(const std::string& name) {
   auto serial = d_.deployer.Serialize();
   auto spec = d_.state.Get(name);
   if (!spec.ok() || !*spec) return;
-  auto last = d_.instances.Last(name);
-  auto seen = d_.instances.Seen(name);
-  auto now = d_.instances.NowMs();
   // A cluster that cannot be read or planned is said once until that changes
   // (every interval would flood the log), and tried again each pass.
   auto cannot = [&](const char* what, const Status& st) {
@@ -45,6 +42,13 @@ void Autoscaler::TickCluster(const std::string& name) {
     if (text != m.warned) spdlog::warn("autoscaler cannot {} cluster={}: {}", what, name, st.message());
     m.warned = text;
   };
+  if (!serial.status.ok()) {
+    cannot("lock", serial.status);
+    return;
+  }
+  auto last = d_.instances.Last(name);
+  auto seen = d_.instances.Seen(name);
+  auto now = d_.instances.NowMs();
   if (!last.ok() || !seen.ok() || !now.ok()) {
     cannot("read", !last.ok() ? last.status() : !seen.ok() ? seen.status() : now.status());
     return;

@@ -114,10 +114,10 @@ Result<std::vector<cluster::Plan>> Deployer::PlanAll() {
 }
 
 Deployer::Serial Deployer::Serialize() {
-  Serial s{std::unique_lock<std::mutex>(apply_mu_), nullptr};
+  Serial s{std::unique_lock<std::mutex>(apply_mu_), nullptr, Status::Ok()};
   auto farm = d_.instances.HoldApplyLock();
   if (farm.ok()) s.farm = std::move(*farm);
-  else spdlog::warn("cluster apply without the farm's apply lock: {}", farm.status().message());
+  else s.status = farm.status();
   return s;
 }
 

@@ -68,11 +68,13 @@ class Deployer {
   // Held from plan to apply, so that two applies (two admins, a retry
   // while the first still runs, the autoscaler) never both start the
   // workers one plan lacks: one at a time on this controller (a mutex),
-  // and in the farm (InstanceStore::HoldApplyLock). The farm's lock is not
-  // held when the database cannot be reached; then neither can a plan be made.
+  // and in the farm (InstanceStore::HoldApplyLock). Without the farm's lock
+  // (the database away, another apply holding it too long) nothing may be
+  // applied: `status` says why.
   struct Serial {
     std::unique_lock<std::mutex> local;
     std::shared_ptr<void> farm;
+    Status status;
   };
   Serial Serialize();
 

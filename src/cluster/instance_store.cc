@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "audit/write.h"
 #include "db/pool.h"
@@ -18,7 +20,8 @@ InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool) {
        " FROM cluster_instances i JOIN clusters c ON c.id = i.cluster_id WHERE c.name = $1"
        " ORDER BY i.created_at, i.id"},
       {"cluster_workers",
-       "SELECT w.id, CASE WHEN w.state IN ('connected', 'draining') AND w.lease_expires_at < now() THEN 'lost'"
+       // Lost as the reaper says it (a minute past its lease), before the reaper's next pass.
+       "SELECT w.id, CASE WHEN w.lease_expires_at < now() - interval '1 minute' THEN 'lost'"
        "   ELSE w.state END, w.health = 'healthy', w.health_reason,"
        " (SELECT count(*) FROM build_jobs j WHERE j.worker_id = w.id AND j.status IN ('setup', 'running')),"
        " (extract(epoch FROM greatest(w.registered_at, (SELECT max(j.finished_at) FROM build_jobs j"
@@ -169,9 +172,17 @@ struct ApplyLock {
 Result<std::shared_ptr<void>> InstanceStore::HoldApplyLock() {
   auto lease = pool_.Acquire();
   if (!lease.ok()) return lease.status();
+  // Tried, not waited on in the server: a bounded wait, and a connection
+  // that broke meanwhile is seen at once.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   try {
-    pqxx::nontransaction tx(**lease);
-    tx.exec("SELECT pg_advisory_lock(1802071150, 2)");
+    for (;;) {
+      pqxx::nontransaction tx(**lease);
+      if (tx.exec("SELECT pg_try_advisory_lock(1802071150, 2)")[0][0].as<bool>()) break;
+      if (std::chrono::steady_clock::now() > deadline)
+        return Unavailable("another apply has held the farm's apply lock for 60 s (a slow provider?); try again");
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
   } catch (const std::exception& e) {
     lease->Discard();
     return Unavailable(std::string("cannot take the farm's apply lock: ") + e.what());

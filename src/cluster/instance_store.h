@@ -73,7 +73,9 @@ class InstanceStore {
   // the whole farm, whichever controller serves it (a session advisory
   // lock, key "kiln", 2, on a pooled connection kept until the holder is
   // released; a controller that dies releases it with its session).
-  // Blocks while another holds it.
+  // Waits while another holds it, up to 60 s (then Unavailable). It takes
+  // one of the pool's connections for the whole apply: the pool needs two
+  // at least (db_pool_size).
   Result<std::shared_ptr<void>> HoldApplyLock();
 
   // What the autoscaler sees of a cluster's queue and workers (queued and

@@ -9,7 +9,11 @@
 namespace kiln::cluster {
 namespace {
 
-bool Gone(const std::string& state) { return state == "disconnected" || state == "lost"; }
+// Gone for good: lost (its lease expired a minute ago or more). A worker
+// just disconnected may be reconnecting (a controller restart, a network
+// blip) with its jobs: destroying it would lose them. One whose process
+// ended is destroyed anyway (the provider no longer sees it).
+bool Gone(const std::string& state) { return state == "lost"; }
 
 }  // namespace
 

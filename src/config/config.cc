@@ -130,7 +130,8 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   if (k == "listen") c.listen = v;
   else if (k == "database_url") c.database_url = v;
   else if (k == "migrate_on_start") return ParseBool(k, v, c.migrate_on_start);
-  else if (k == "db_pool_size") return ParseInt(k, v, 1, 256, c.db_pool_size);
+  // Two at least: the deployer holds one for the farm's apply lock while it applies.
+  else if (k == "db_pool_size") return ParseInt(k, v, 2, 256, c.db_pool_size);
   else if (k == "heartbeat_interval") return ParseDur(k, v, c.heartbeat_interval);
   else if (k == "lease") return ParseDur(k, v, c.lease);
   else if (k == "reap_interval") return ParseDur(k, v, c.reap_interval);

@@ -172,26 +172,28 @@ std::vector<db::Statement> Statements() {
        " WHERE j.id = m.job_id AND j.attempt = m.attempt"},
       {"apply_updates", kApplyUpdatesSql},
       {"drop_worker",
-       // Its jobs still in setup or running are lost with it: each counts
-       // against the worker (sql/023, the health checker's).
-       "WITH w AS (UPDATE workers SET state = 'disconnected', lease_expires_at = now(),"
-       "             infra_failures = kiln_infra_append(infra_failures, (SELECT count(*) FROM build_jobs j"
-       "               WHERE j.worker_id = $1 AND j.status IN ('setup', 'running'))),"
-       "             infra_last = CASE WHEN EXISTS (SELECT 1 FROM build_jobs j WHERE j.worker_id = $1"
-       "               AND j.status IN ('setup', 'running')) THEN 'jobs lost: ' || $3::text ELSE infra_last END"
-       "           WHERE id = $1 AND session = $2 RETURNING id)"
-       " UPDATE build_jobs b SET" KILN_REQUEUE_SET("$3::text")
-       " FROM w WHERE b.worker_id = w.id AND b.status IN ('setup', 'running')"
-       " RETURNING b.id, b.status, (SELECT name FROM projects p WHERE p.id = b.project_id)"},
+       // The jobs first (as reap takes them: no deadlock between the two),
+       // then the worker: a loss with jobs in it counts once against the
+       // worker (sql/023), whatever the number of jobs (a job that kills
+       // its worker charges each worker once, not once per job), and jobs
+       // a reap took meanwhile are neither requeued nor counted again.
+       "WITH w AS (SELECT id FROM workers WHERE id = $1 AND session = $2 FOR UPDATE),"
+       " requeued AS (UPDATE build_jobs b SET" KILN_REQUEUE_SET("$3::text")
+       "   FROM w WHERE b.worker_id = w.id AND b.status IN ('setup', 'running')"
+       "   RETURNING b.id, b.status, (SELECT name FROM projects p WHERE p.id = b.project_id) AS project),"
+       " marked AS (UPDATE workers SET state = 'disconnected', lease_expires_at = now(),"
+       "   infra_failures = kiln_infra_append(infra_failures, least((SELECT count(*) FROM requeued), 1)),"
+       "   infra_last = CASE WHEN EXISTS (SELECT 1 FROM requeued) THEN 'jobs lost: ' || $3::text ELSE infra_last END"
+       "   WHERE id IN (SELECT id FROM w))"
+       " SELECT id, status, project FROM requeued"},
       {"reap",
        "WITH expired AS ("
-       "  SELECT j.id, j.attempt, j.worker_id FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
+       "  SELECT j.id, j.attempt FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
        "  WHERE j.status IN ('setup', 'running') AND w.lease_expires_at < now()"
-       "  FOR UPDATE OF j SKIP LOCKED),"
-       // Each counts against its worker (sql/023).
-       " counted AS (UPDATE workers w SET infra_failures = kiln_infra_append(w.infra_failures, x.n),"
-       "               infra_last = 'jobs lost: the lease expired'"
-       "             FROM (SELECT worker_id, count(*) AS n FROM expired GROUP BY worker_id) x WHERE w.id = x.worker_id)"
+       "  FOR UPDATE OF j SKIP LOCKED)"
+       // Not counted against the worker: a lease also expires when the
+       // controllers or the database are away (a restart, a failover),
+       // which is no worker's doing.
        " UPDATE build_jobs b SET" KILN_REQUEUE_SET("'its lease expired'")
        " FROM expired e WHERE b.id = e.id AND b.attempt = e.attempt"
        " RETURNING b.id, b.status, (SELECT name FROM projects p WHERE p.id = b.project_id)"},

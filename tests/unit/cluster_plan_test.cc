@@ -119,6 +119,19 @@ TEST(ClusterPlan, NeverRegisteredGoneAndDrainedInstancesAreDestroyed) {
   EXPECT_EQ(Count(p, Op::kStart), 0);
 }
 
+TEST(ClusterPlan, AWorkerJustDisconnectedIsNotDestroyedWhileItMayReconnect) {
+  Actual a;
+  Add(a, "reconnecting", /*running=*/2);
+  a.workers["w-reconnecting"].state = "disconnected";  // a controller restart, a network blip
+  auto p = MakePlan(Cluster(1, 1), 1, a, "h", kNow);
+  EXPECT_TRUE(p.empty()) << Render(p);
+  EXPECT_EQ(p.serving, 1);
+  a.workers["w-reconnecting"].state = "lost";  // a minute past its lease
+  p = MakePlan(Cluster(1, 1), 1, a, "h", kNow);
+  EXPECT_EQ(Count(p, Op::kDestroy), 1) << Render(p);
+  EXPECT_EQ(Count(p, Op::kStart), 1) << Render(p);
+}
+
 TEST(ClusterPlan, TheConfigHashFollowsWhatIsDeployed) {
   Spec s = Cluster(1, 1);
   const std::string h = ConfigHash(s, "0.1.0");
