@@ -206,13 +206,18 @@ TEST_F(Autoscale, AWorkerThatNeverRegistersIsDestroyedAtItsDeadlineAndCounted) {
 
 TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
   StartController();
-  // deploy/provider-example.sh behind a wrapper that fails every other call
-  // (list, create, drain, destroy alike) before doing anything.
-  const std::string flaky = dir_.path() + "/flaky-provider";
+  // deploy/provider-example.sh behind a wrapper that refuses half of the
+  // calls (list, create, drain, destroy alike), at random, before doing
+  // anything. (Not every other call: a pass makes an even number of calls,
+  // so the create would fall on a refused call every time, a provider no
+  // deployer can converge with.) The calls are counted under a lock: the
+  // autoscaler and this test's kiln clusters plan call it concurrently.
+  const std::string flaky = dir_.path() + "/flaky-provider", calls = dir_.path() + "/calls";
   test::WriteFile(flaky, "#!/bin/sh\n"
-                         "n=$(cat " + dir_.path() + "/calls 2>/dev/null || echo 0); n=$((n + 1)); echo $n > " +
-                             dir_.path() + "/calls\n"
-                         "if [ $((n % 2)) -eq 0 ]; then echo \"flaky: call $n refused\" >&2; exit 1; fi\n"
+                         "n=$(flock " + calls + ".lock sh -c 'n=$(cat " + calls + " 2>/dev/null || echo 0); "
+                         "n=$((n + 1)); echo $n > " + calls + "; echo $n')\n"
+                         "if [ $(($(od -An -N1 -tu1 /dev/urandom) % 2)) -eq 0 ]; then "
+                         "echo \"flaky: call $n refused\" >&2; exit 1; fi\n"
                          "exec " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\"\n");
   ASSERT_EQ(::chmod(flaky.c_str(), 0755), 0);
   auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--provider", "command",
@@ -232,7 +237,7 @@ TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
       << plan.out << History();
   EXPECT_EQ(Q("SELECT count(*) FROM cluster_instances"), "2");
   EXPECT_EQ(Q("SELECT count(*) FROM workers"), "2") << "no worker started twice";
-  EXPECT_GE(std::stoi(test::ReadFile(dir_.path() + "/calls")), 4) << "the provider was not asked at all";
+  EXPECT_GE(std::stoi(test::ReadFile(calls)), 4) << "the provider was not asked at all";
   // Refused calls were seen (a refused list stops that pass's plan, a
   // refused create is a failed step): the controller's log names them.
   EXPECT_NE(test::ReadFile(logs_[0]).find("flaky: call"), std::string::npos) << History();
