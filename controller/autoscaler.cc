@@ -33,8 +33,6 @@ void Autoscaler::TickCluster(const std::string& name) {
   if (steady < m.retry_at) return;
   // One plan-to-apply at a time on this controller (kiln clusters apply too).
   auto serial = d_.deployer.Serialize();
-  auto spec = d_.state.Get(name);
-  if (!spec.ok() || !*spec) return;
   // A cluster that cannot be read or planned is said once until that changes
   // (every interval would flood the log), and tried again each pass.
   auto cannot = [&](const char* what, const Status& st) {
@@ -46,35 +44,23 @@ void Autoscaler::TickCluster(const std::string& name) {
     cannot("lock", serial.status);
     return;
   }
-  auto last = d_.instances.Last(name);
+  // One refresh: both plans below are made from it.
+  auto r = d_.deployer.Refresh(name);
   auto seen = d_.instances.Seen(name);
-  auto now = d_.instances.NowMs();
-  if (!last.ok() || !seen.ok() || !now.ok()) {
-    cannot("read", !last.ok() ? last.status() : !seen.ok() ? seen.status() : now.status());
+  if (!r.ok() || !seen.ok()) {
+    cannot("read", !r.ok() ? r.status() : seen.status());
     return;
   }
   // Where the count stands: the last decision's, else what serves now.
-  auto current = d_.deployer.MakePlan(name, *last ? (*last)->desired : -1);
-  if (!current.ok()) {
-    cannot("plan", current.status());
-    return;
-  }
+  const cluster::Plan current = d_.deployer.PlanFrom(*r, -1);
   seen->queued_actions = d_.queued_actions ? d_.queued_actions(name) : 0;
-  seen->serving = current->serving;
+  seen->serving = current.serving;
   // No decision yet: what serves now (below the minimum too: say so).
-  const int previous = *last ? (*last)->desired : current->serving;
-  const int64_t last_change = *last ? (*last)->last_change_ms : 0;
-  cluster::Decision decision = cluster::Decide(**spec, previous, *seen, last_change, *now);
-
-  cluster::Plan plan = *current;
-  if (decision.desired != current->desired) {
-    auto next = d_.deployer.MakePlan(name, decision.desired);
-    if (!next.ok()) {
-      cannot("plan", next.status());
-      return;
-    }
-    plan = std::move(*next);
-  }
+  const int previous = r->last ? r->last->desired : current.serving;
+  const int64_t last_change = r->last ? r->last->last_change_ms : 0;
+  cluster::Decision decision = cluster::Decide(r->spec, previous, *seen, last_change, r->now_ms);
+  const cluster::Plan plan =
+      decision.desired != current.desired ? d_.deployer.PlanFrom(*r, decision.desired) : current;
   m.warned.clear();
   Deployer::Applied applied;
   if (!plan.empty()) applied = d_.deployer.Apply(plan, {"controller " + d_.controller_id + " (autoscaler)", "local"});

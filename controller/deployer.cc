@@ -43,7 +43,7 @@ std::string ScalarText(const nlohmann::json& v) {
 
 Deployer::Deployer(DeployerDeps d) : d_(std::move(d)) {}
 
-Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
+Result<Deployer::Refreshed> Deployer::Refresh(const std::string& name) {
   auto spec = d_.state.Get(name);
   if (!spec.ok()) return spec.status();
   if (!*spec)
@@ -55,43 +55,49 @@ Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
   if (!workers.ok()) return workers.status();
   auto now = d_.instances.NowMs();
   if (!now.ok()) return now.status();
-  const cluster::Spec& s = **spec;
-  auto provider = ProviderOf(s, d_);
+  auto last = d_.instances.Last(name);
+  if (!last.ok()) return last.status();
+  Refreshed r{std::move(**spec), {}, *now, *last};
+  auto provider = ProviderOf(r.spec, d_);
   if (!provider.ok()) return provider.status();
   auto seen = (*provider)->List();
   if (!seen.ok()) return seen.status();
-  cluster::Actual actual;
-  actual.workers = std::move(*workers);
-  for (const auto& r : *rows) {
+  r.actual.workers = std::move(*workers);
+  for (const auto& row : *rows) {
     cluster::Instance in;
-    in.id = r.id;
-    in.config_hash = r.config_hash;
-    in.state = r.state;
-    in.worker_id = r.worker_id;
-    in.created_at_ms = r.created_at_ms;
-    in.register_deadline_ms = r.register_deadline_ms;
+    in.id = row.id;
+    in.config_hash = row.config_hash;
+    in.state = row.state;
+    in.worker_id = row.worker_id;
+    in.created_at_ms = row.created_at_ms;
+    in.register_deadline_ms = row.register_deadline_ms;
     in.alive = false;
     for (const auto& p : *seen)
-      if (p.id == r.id) in.alive = p.alive;
-    actual.instances.push_back(in);
+      if (p.id == row.id) in.alive = p.alive;
+    r.actual.instances.push_back(in);
   }
-  int serving = 0;
+  return r;
+}
+
+cluster::Plan Deployer::PlanFrom(const Refreshed& r, int desired) const {
+  const std::string hash = cluster::ConfigHash(r.spec, kVersion);
+  // The autoscaler's count, when it has decided one.
+  if (desired < 0 && r.last) desired = r.last->desired;
   if (desired < 0) {
-    // The autoscaler's count, when it has decided one.
-    auto last = d_.instances.Last(name);
-    if (!last.ok()) return last.status();
-    if (*last) desired = (*last)->desired;
-  }
-  if (desired < 0) {
-    // As many as serve now: plan with the count itself, then clamp.
-    auto probe = cluster::MakePlan(s, s.max_workers, actual, cluster::ConfigHash(s, kVersion), *now);
-    // Those being replaced count too: their successors take their place.
+    // As many as serve now: plan with the count itself, then clamp. Those
+    // being replaced count too: their successors take their place.
+    auto probe = cluster::MakePlan(r.spec, r.spec.max_workers, r.actual, hash, r.now_ms);
     int replacing = 0;
     for (const auto& st : probe.steps) replacing += st.op == cluster::Op::kReplace;
-    serving = probe.serving;
-    desired = serving + replacing;
+    desired = probe.serving + replacing;
   }
-  return cluster::MakePlan(s, desired, actual, cluster::ConfigHash(s, kVersion), *now);
+  return cluster::MakePlan(r.spec, desired, r.actual, hash, r.now_ms);
+}
+
+Result<cluster::Plan> Deployer::MakePlan(const std::string& name, int desired) {
+  auto r = Refresh(name);
+  if (!r.ok()) return r.status();
+  return PlanFrom(*r, desired);
 }
 
 Result<std::vector<cluster::Plan>> Deployer::PlanAll() {

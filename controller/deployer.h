@@ -9,10 +9,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "audit/entry.h"
+#include "cluster/instance_store.h"
 #include "cluster/plan.h"
 #include "common/status.h"
 
@@ -43,6 +45,20 @@ struct DeployerDeps {
 class Deployer {
  public:
   explicit Deployer(DeployerDeps d);
+
+  // Refresh: a managed cluster's desired state, its instances as the rows
+  // and the provider see them, its workers, the database's clock and the
+  // autoscaler's last decision. NotFound for a cluster that does not exist,
+  // FailedPrecondition for one that is not managed.
+  struct Refreshed {
+    cluster::Spec spec;
+    cluster::Actual actual;
+    int64_t now_ms = 0;
+    std::optional<cluster::LastDecision> last;
+  };
+  Result<Refreshed> Refresh(const std::string& cluster);
+  // The plan from a refresh (pure), to `desired` workers as MakePlan's.
+  cluster::Plan PlanFrom(const Refreshed& r, int desired) const;
 
   // The plan of one managed cluster to `desired` workers (< 0: the
   // autoscaler's last decision, else as many as serve now; within
