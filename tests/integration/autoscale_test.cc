@@ -210,12 +210,17 @@ TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
   // calls (list, create, drain, destroy alike), at random, before doing
   // anything. (Not every other call: a pass makes an even number of calls,
   // so the create would fall on a refused call every time, a provider no
-  // deployer can converge with.) The calls are counted under a lock: the
-  // autoscaler and this test's kiln clusters plan call it concurrently.
+  // deployer can converge with.) The first create is always refused: only
+  // the autoscaler creates, so at least one refusal reaches the controller's
+  // log whatever the dice say (a refused list may be the test's own plan).
+  // The calls are counted under a lock: the autoscaler and this test's
+  // kiln clusters plan call it concurrently.
   const std::string flaky = dir_.path() + "/flaky-provider", calls = dir_.path() + "/calls";
   test::WriteFile(flaky, "#!/bin/sh\n"
                          "n=$(flock " + calls + ".lock sh -c 'n=$(cat " + calls + " 2>/dev/null || echo 0); "
                          "n=$((n + 1)); echo $n > " + calls + "; echo $n')\n"
+                         "if [ \"$1\" = create ] && mkdir " + calls + ".first-create 2>/dev/null; then "
+                         "echo \"flaky: call $n (the first create) refused\" >&2; exit 1; fi\n"
                          "if [ $(($(od -An -N1 -tu1 /dev/urandom) % 2)) -eq 0 ]; then "
                          "echo \"flaky: call $n refused\" >&2; exit 1; fi\n"
                          "exec " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\"\n");
@@ -239,8 +244,9 @@ TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
   EXPECT_EQ(Q("SELECT count(*) FROM workers"), "2") << "no worker started twice";
   EXPECT_GE(std::stoi(test::ReadFile(calls)), 4) << "the provider was not asked at all";
   // Refused calls were seen (a refused list stops that pass's plan, a
-  // refused create is a failed step): the controller's log names them.
-  EXPECT_NE(test::ReadFile(logs_[0]).find("flaky: call"), std::string::npos) << History();
+  // refused create is a failed step): the controller's log names them,
+  // the first create's refusal at least.
+  EXPECT_NE(test::ReadFile(logs_[0]).find("(the first create) refused"), std::string::npos) << History();
   auto run = Kiln({"submit", "--no-input", "--", "sh", "-c", "echo converged"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "converged\n");
