@@ -26,7 +26,8 @@ bool FreeDisk(const std::string& path, int64_t& free_bytes, int64_t& total_bytes
   return true;
 }
 
-Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s) {
+Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s,
+                      const std::atomic<bool>* cancel) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -56,10 +57,12 @@ Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::strin
       req, dir + "/rootfs", [](int64_t) {}, [&out](const std::string& chunk) {
         if (out.size() < 4096) out += chunk;
       },
-      no, no);
+      cancel != nullptr ? *cancel : no, no);
   fs::remove_all(dir, ec);
   if (o.status == queue::JobStatus::kSucceeded && out.find(cc::kKilnProbeAnswer) != std::string::npos)
     return Status::Ok();
+  if (o.status == queue::JobStatus::kCancelled) return Unavailable("the container probe was cancelled");
+  if (o.start_error == StartError::kSetup) return Unavailable("cannot prepare the container probe: " + o.result.error);
   std::string why = !o.result.error.empty() ? o.result.error : "exit code " + std::to_string(o.result.exit_code);
   if (o.result.timed_out) why = "it did not finish within " + std::to_string(timeout_s) + " s";
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
@@ -68,13 +71,14 @@ Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::strin
 }
 
 HealthProbe::HealthProbe(std::vector<std::pair<std::string, std::string>> stores, Sandbox* sandbox,
-                         std::chrono::milliseconds check_interval, std::function<Status()> start_container)
+                         std::chrono::milliseconds check_interval, StartContainer start_container)
     : stores_(std::move(stores)),
       sandbox_(sandbox),
       start_container_(std::move(start_container)),
       check_interval_(check_interval) {}
 
 HealthProbe::~HealthProbe() {
+  stopping_ = true;
   std::thread t;
   {
     std::lock_guard g(mu_);
@@ -104,19 +108,29 @@ v1::HealthReport HealthProbe::Measure() {
   if (sandbox_ != nullptr) {
     std::lock_guard g(mu_);
     auto now = std::chrono::steady_clock::now();
-    if (!probing_ && (!started_ || now - runc_at_ >= check_interval_)) {
+    const auto wait = failures_ > 0 ? std::min(check_interval_, kRecheckAfter) : check_interval_;
+    if (!probing_ && (!started_ || now - runc_at_ >= wait)) {
       started_ = true;
       probing_ = true;
       runc_at_ = now;
       if (probe_.joinable()) probe_.join();  // it ended: probing_ was false
       probe_ = std::thread([this] {
         Status s = sandbox_->Check();
-        if (s.ok() && start_container_) s = start_container_();
+        if (s.ok() && start_container_) s = start_container_(stopping_);
         std::lock_guard done(mu_);
         if (s.code() == Code::kUnavailable) {
           // Not runc's doing (the probe could not be set up): the last
           // verdict stands, and the next interval tries again.
-          spdlog::warn("health: container probe skipped: {}", s.message());
+          if (!stopping_) spdlog::warn("health: container probe skipped: {}", s.message());
+          probing_ = false;
+          return;
+        }
+        failures_ = s.ok() ? 0 : failures_ + 1;
+        if (failures_ == 1 && !(runc_.checked() && !runc_.ok())) {
+          // Once is no verdict: the next check comes soon and decides.
+          spdlog::warn("health: container probe failed; runc is reported failing if the next check fails too "
+                       "recheck_in_ms={}: {}",
+                       std::min(check_interval_, kRecheckAfter).count(), s.message());
           probing_ = false;
           return;
         }

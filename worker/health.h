@@ -5,6 +5,7 @@
 // (the costly part), whether runc starts a container. The controller judges;
 // the worker only reports. Thread-safe.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -28,37 +29,49 @@ bool FreeDisk(const std::string& path, int64_t& free_bytes, int64_t& total_bytes
 // into a rootfs of its own under `dir`, removed after) run as
 // `kiln-cc --kiln-probe`, and checks that it ran: OK, FailedPrecondition
 // saying what runc or the container did, or Unavailable when the probe
-// could not be set up (no verdict on runc). At most `timeout_s`.
-Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s = 30);
+// could not be set up (its files cannot be written: the disk checks say
+// why) or was cancelled (no verdict on runc). At most `timeout_s`.
+Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s = 30,
+                      const std::atomic<bool>* cancel = nullptr);
 
 class HealthProbe {
  public:
   // stores: (name, directory) pairs, e.g. ("work_dir", "/var/lib/kiln-worker").
   // sandbox may be null (no containers here: no runc check). start_container
-  // (may be empty: runc's own checks only) starts a real container.
+  // (may be empty: runc's own checks only) starts a real container, and
+  // gives up when its argument becomes true (the probe is being destroyed).
+  using StartContainer = std::function<Status(const std::atomic<bool>& cancel)>;
   HealthProbe(std::vector<std::pair<std::string, std::string>> stores, Sandbox* sandbox,
-              std::chrono::milliseconds check_interval, std::function<Status()> start_container = {});
+              std::chrono::milliseconds check_interval, StartContainer start_container = {});
+  // Cancels a runc check under way and waits for it.
   ~HealthProbe();
 
   // Measures now. The runc check (runc's version and cgroups, then
   // start_container) runs on a thread of its own once check_interval has
   // passed since the last one began, never two at a time: a hung runc never
   // holds up a heartbeat. The last outcome is reported meanwhile (none
-  // before the first ends).
+  // before the first ends). runc is reported failing only after two checks
+  // in a row fail (one failure may be the host's moment: memory, pids, a
+  // slow disk); the second comes within kRecheckAfter of the first.
+  // Unavailable from start_container is no verdict either way.
   v1::HealthReport Measure();
   // The runc check's interval from now on (SIGHUP).
   void SetInterval(std::chrono::milliseconds check_interval);
 
  private:
+  static constexpr std::chrono::milliseconds kRecheckAfter{5000};
+
   std::vector<std::pair<std::string, std::string>> stores_;
   Sandbox* sandbox_;
-  std::function<Status()> start_container_;
+  StartContainer start_container_;
+  std::atomic<bool> stopping_{false};
   std::mutex mu_;  // guards the interval, the last runc check and the thread
   std::chrono::milliseconds check_interval_;
   v1::RuncCheck runc_;
   std::chrono::steady_clock::time_point runc_at_{};
   bool started_ = false;  // a check began once
   bool probing_ = false;  // one runs now
+  int failures_ = 0;      // runc checks failed in a row
   std::thread probe_;
 };
 

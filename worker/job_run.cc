@@ -171,7 +171,14 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
   env.metrics.sandbox_starts.Inc();
   RunOutcome out = env.sandbox->Run(run, *rootfs, note_started, log, js->cancel, js->hand_back);
   ObservePhase(env, "run", run_began);
-  if (!container_started) env.metrics.sandbox_failures.Inc();
+  if (!container_started || out.start_error == StartError::kRuntime || out.start_error == StartError::kSetup)
+    env.metrics.sandbox_failures.Inc();
+  if (out.result.infrastructure) {
+    // The worker's failure, not the build's: retried elsewhere (kiln status
+    // says so) and counted against this worker's health.
+    out.result.error = "infrastructure: " + out.result.error + " (worker " + env.worker_id + ")";
+    spdlog::warn("job_id={} attempt={}: {}", a.job_id, a.attempt, out.result.error);
+  }
   if (cc) {
     cc->Stop();
     auto record = cc->Record();

@@ -37,8 +37,20 @@ struct RunRequest {
   std::string cc_wrapper_dir, cc_socket_dir;
 };
 
+// Why a sandbox could not start a job's command (RunOutcome::start_error).
+enum class StartError {
+  kNone,
+  kSetup,    // it could not write what its runtime needs (a full disk): no
+             // verdict on the runtime
+  kRuntime,  // the runtime failed before the command ran: the worker's
+             // (infrastructure), not the job's
+  kCommand,  // the job's command could not be executed (missing from its
+             // image, not executable): the job's
+};
+
 struct RunOutcome {
   queue::JobStatus status = queue::JobStatus::kFailed;
+  StartError start_error = StartError::kNone;
   queue::JobResult result;
   int64_t started_ms = 0;
   int64_t finished_ms = 0;

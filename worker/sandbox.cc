@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -189,11 +190,33 @@ class RuncSandbox : public Sandbox {
     // config.json holds the build's environment, secret env included: root's alone.
     fs::permissions(bundle, fs::perms::owner_all, ec);
     // (The tree already belongs to the build's user: worker/checkout.h.)
-    std::ofstream(bundle + "/config.json") << RuncConfig(req, rootfs, caps_, cgroup);
-    req.launcher = {"runc", "--root", state_, "run", "--keep", "--bundle", bundle, id};
+    {
+      std::ofstream config(bundle + "/config.json");
+      config << RuncConfig(req, rootfs, caps_, cgroup);
+      config.close();
+      if (ec || !config) {
+        // Not runc's failure nor the job's: the worker's disk (its health
+        // checks say so); the job is retried elsewhere.
+        const std::string why = ec ? ec.message() : std::strerror(errno);
+        fs::remove_all(bundle, ec);
+        RunOutcome out;
+        out.start_error = StartError::kSetup;
+        out.result.exit_code = -1;
+        out.result.infrastructure = true;
+        out.result.error = "cannot write the container's bundle in " + bundle + ": " + why;
+        out.started_ms = out.finished_ms = NowUnixMs();
+        return out;
+      }
+    }
+    // runc's own errors go to a log of their own: a container it could not
+    // start is told from a command that ran and failed.
+    const std::string runc_log = bundle + "/runc.log";
+    req.launcher = {"runc", "--root", state_, "--log", runc_log, "--log-format", "json",
+                    "run", "--keep", "--bundle", bundle, id};
     std::string state = state_;
     req.kill = [state, id] { Exec({"runc", "--root", state, "kill", "--all", id, "KILL"}); };
     RunOutcome out = RunJob(req, on_started, on_output, cancel, hand_back);
+    const std::string failure = RuncRunFailure(ReadFile(runc_log));
     // runc exits with the container's status: 128+N when signal N ended it.
     if (out.result.exit_code > 128 && out.result.term_signal == 0) {
       out.result.term_signal = out.result.exit_code - 128;
@@ -205,7 +228,28 @@ class RuncSandbox : public Sandbox {
     Exec({"runc", "--root", state_, "delete", "--force", id});
     fs::remove_all(bundle, ec);
     int64_t mem = CappedLimit(req.spec.memory_bytes, caps_.memory_bytes);
-    if (out.status == queue::JobStatus::kFailed && out.result.limit.empty()) {
+    const bool failed = out.status == queue::JobStatus::kFailed && out.result.limit.empty() && !out.result.timed_out;
+    if (failed && !failure.empty()) {
+      out.start_error = ClassifyRuncFailure(failure);
+      // (What runc printed is in the job's log too.)
+      const std::string prefix = "runc run failed: ";
+      std::string what = failure.rfind(prefix, 0) == 0 ? failure.substr(prefix.size()) : failure;
+      if (what.size() > 1000) what = what.substr(0, 1000) + "...";
+      if (out.start_error == StartError::kCommand) {
+        out.result.exit_code = 127;  // as a shell says of a command it cannot run
+        out.result.error = "cannot run the job's command in its image: " + what.substr(what.find("exec: "));
+      } else {
+        out.result.exit_code = -1;
+        out.result.infrastructure = true;
+        out.result.error = "runc could not start the job's container: " + what;
+      }
+    } else if (failed && out.result.exit_code == 127 && out.result.error.find("cannot run") != std::string::npos) {
+      // runc itself could not be run.
+      out.start_error = StartError::kRuntime;
+      out.result.exit_code = -1;
+      out.result.infrastructure = true;
+      out.result.error = "cannot start runc: " + out.result.error;
+    } else if (out.status == queue::JobStatus::kFailed && out.result.limit.empty()) {
       if (oom > 0) {
         out.result.limit = "memory";
         out.result.error = "killed: exceeded memory limit " + FormatLimitBytes(mem);
@@ -213,8 +257,6 @@ class RuncSandbox : public Sandbox {
         out.result.limit = "pids";
         out.result.error = "failed: reached the limit of " + std::to_string(CappedLimit(req.spec.pids, caps_.pids)) +
                            " processes (pids)";
-      } else if (out.result.exit_code == 127 && out.result.error.find("cannot run") != std::string::npos) {
-        out.result.error = "cannot start runc: " + out.result.error;
       }
     }
     return out;
@@ -226,6 +268,26 @@ class RuncSandbox : public Sandbox {
 };
 
 }  // namespace
+
+std::string RuncRunFailure(const std::string& runc_log) {
+  std::string failure;
+  std::istringstream in(runc_log);
+  for (std::string line; std::getline(in, line);) {
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("msg") || !j["msg"].is_string()) continue;
+    const std::string level = j.value("level", "");
+    const std::string msg = j["msg"].get<std::string>();
+    if ((level == "error" || level == "fatal") && msg.rfind("runc run failed: ", 0) == 0) failure = msg;
+  }
+  return failure;
+}
+
+StartError ClassifyRuncFailure(const std::string& failure) {
+  // runc's words for its init's execve of the command failing, after the
+  // container was set up: "unable to start container process: exec: ...".
+  if (failure.find("unable to start container process: exec: ") != std::string::npos) return StartError::kCommand;
+  return StartError::kRuntime;
+}
 
 std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
                        const std::string& cgroup_path) {

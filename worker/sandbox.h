@@ -58,6 +58,17 @@ class Sandbox {
 std::unique_ptr<Sandbox> MakeRuncSandbox(std::string state_dir, std::string bundle_dir, std::string prefix,
                                          SandboxCaps caps);
 
+// What runc's log (`runc --log FILE --log-format json`, one JSON object
+// per line) says of a `runc run` that failed: the message of its fatal
+// error ("runc run failed: ..."), or "" when runc did not fail (the
+// container ran; its command's exit status is runc's).
+std::string RuncRunFailure(const std::string& runc_log);
+
+// Whose fault a `runc run` failure (RuncRunFailure) is: kCommand when the
+// job's command could not be executed in the container ("exec: ..."),
+// else kRuntime (runc, the host, its cgroups or mounts).
+StartError ClassifyRuncFailure(const std::string& failure);
+
 // The OCI config.json of a job (exposed for tests).
 std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,
                        const std::string& cgroup_path);

@@ -252,10 +252,11 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
       {"work_dir", cfg.work_dir}, {"images", cfg.work_dir + "/images"}, {"cas", cfg.work_dir + "/cas"}};
   // The runc check starts a real container when kiln-cc (static) is here to
   // be its init.
-  std::function<Status()> start_container;
+  HealthProbe::StartContainer start_container;
   if (impl->sandbox && impl->cc) {
-    start_container = [sb = impl->sandbox.get(), dir = cfg.work_dir + "/probe", cc = impl->cc->master()] {
-      return ProbeContainer(*sb, dir, cc);
+    start_container = [sb = impl->sandbox.get(), dir = cfg.work_dir + "/probe",
+                       cc = impl->cc->master()](const std::atomic<bool>& cancel) {
+      return ProbeContainer(*sb, dir, cc, 30, &cancel);
     };
   }
   impl->health =

@@ -260,6 +260,76 @@ TEST_F(Health, AJobWhoseWorkerCannotSetItUpRunsOnAnotherWorker) {
   EXPECT_EQ(Log(*Jobs(), std::stoll(retried)), "2097152 big.bin\n");
 }
 
+// A job whose container runc cannot start on one worker (here a bind mount
+// whose source the host lost: a stand-in runc first on its PATH adds one to
+// the job's bundle, then hands over to the real runc, which fails with its
+// own words) is the worker's failure: retried on another worker, counted
+// against the first. A command missing from the image is the build's own:
+// it fails at once with exit status 127, no retry, no count.
+TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
+  if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+  extra_conf_ = "health_max_infra_failures = 1\n";
+  SetUp();
+  StartController();
+  auto real = test::RunCommand({"/bin/sh", "-c", "command -v runc"}, 10s);
+  ASSERT_EQ(real.exit_code, 0) << "runc not found: run deploy/install-deps.sh";
+  const std::string bin = dir_.path() + "/fakebin";
+  std::filesystem::create_directories(bin);
+  // Jobs' containers only: the runc check's own (job 0, attempt 0) starts.
+  test::WriteFile(bin + "/runc",
+                  "#!/bin/sh\n"
+                  "prev=; bundle=; run=; for a in \"$@\"; do\n"
+                  "  [ \"$prev\" = --bundle ] && bundle=$a; [ \"$a\" = run ] && run=1; prev=$a; id=$a\n"
+                  "done\n"
+                  "case $id in *-0-0) ;; *) if [ -n \"$run\" ] && [ -n \"$bundle\" ]; then\n"
+                  "  jq '.mounts += [{\"destination\": \"/data\", \"type\": \"bind\", "
+                  "\"source\": \"/nonexistent/kiln-lost-mount\", \"options\": [\"rbind\"]}]' "
+                  "\"$bundle/config.json\" > \"$bundle/config.new\" && mv \"$bundle/config.new\" \"$bundle/config.json\"\n"
+                  "fi ;; esac\n"
+                  "exec " + real.out.substr(0, real.out.find('\n')) + " \"$@\"\n");
+  ASSERT_EQ(::chmod((bin + "/runc").c_str(), 0755), 0);
+  const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin";
+  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
+  StartWorker(0, 1);
+  ::setenv("PATH", path.c_str(), 1);
+  const std::string broken = NewWorkerId({});
+  ASSERT_FALSE(broken.empty());
+  const std::string img = Busybox();
+
+  // Its first attempt fails on the broken worker, and it goes back in line.
+  auto sub = Kiln({"submit", "--detach", "--no-input", "--image", img, "--", "sh", "-c", "echo ran"});
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  const std::string job = sub.out.substr(0, sub.out.find('\n'));
+  ASSERT_TRUE(test::WaitFor(
+      [&] { return test::Sql(url_, "SELECT result->>'infra_worker' FROM build_jobs WHERE id = " + job) == broken; },
+      60s))
+      << Kiln({"status", job}).out;
+  EXPECT_EQ(test::Sql(url_, "SELECT status FROM build_jobs WHERE id = " + job), "queued");
+  ASSERT_TRUE(test::WaitFor([&] { return HealthOf(broken) == "unhealthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
+  auto listed = Kiln({"--timeout", "60s", "workers"});
+  EXPECT_NE(listed.out.find("runc could not start the job's container"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("kiln-lost-mount"), std::string::npos) << listed.out;
+
+  // Another worker runs it: succeeded on attempt 2, with its own log.
+  StartWorker(0, 1);
+  const std::string good = NewWorkerId({broken});
+  ASSERT_TRUE(AllEnded(60s));
+  auto st = Kiln({"status", job});
+  EXPECT_NE(st.out.find("succeeded in"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(" 2/3\n"), std::string::npos) << st.out;
+  EXPECT_EQ(test::Sql(url_, "SELECT worker_id FROM build_jobs WHERE id = " + job), good);
+  EXPECT_EQ(Log(*Jobs(), std::stoll(job)), "ran\n");
+
+  // A command the image lacks is the build's: 127 at once, on its first attempt.
+  auto missing = Kiln({"submit", "--no-input", "--image", img, "--", "/no/such/tool", "--version"});
+  EXPECT_EQ(missing.exit_code, 127) << missing.err;
+  EXPECT_NE(missing.err.find("cannot run the job's command in its image: exec: \"/no/such/tool\""), std::string::npos)
+      << missing.err;
+  EXPECT_EQ(missing.err.find("infrastructure"), std::string::npos) << missing.err;
+  EXPECT_EQ(Count("attempt > 1 AND spec->'argv'->>0 = '/no/such/tool'"), 0);
+  EXPECT_EQ(HealthOf(good), "healthy");
+}
+
 // Jobs lost with a worker (killed while they ran) count against it as an
 // infrastructure failure (one per loss, not per job), kept with the worker:
 // back with a new session, it is unhealthy at once, and the jobs wait for

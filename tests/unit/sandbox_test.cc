@@ -1,5 +1,8 @@
 // Where a build's cgroup is: the directory the worker reads its limit
 // counters from must be the one runc made (worker/sandbox.cc, CgroupDir).
+// And whose fault a container runc could not start is, from runc's own log
+// (RuncRunFailure, ClassifyRuncFailure; the words are runc 1.1's, as
+// Debian 12's runc writes them).
 
 #include <gtest/gtest.h>
 
@@ -53,6 +56,46 @@ TEST(CgroupDir, InAContainerThatSeesOnlyItsSubtreeThePathIsFromTheMountsRoot) {
   EXPECT_EQ(CgroupDir("b", "pids", "11:pids:/\n", mounts), "");
   // name=systemd and the unified hierarchy are not controllers.
   EXPECT_EQ(CgroupDir("b", "systemd", "1:name=systemd:/\n", kMounts), "");
+}
+
+TEST(RuncFailure, AContainerThatRanLeavesNoFailureWhateverItsExitStatus) {
+  EXPECT_EQ(RuncRunFailure(""), "");
+  // Warnings and errors of other commands are not run's failure.
+  EXPECT_EQ(RuncRunFailure(R"({"level":"warning","msg":"signal: killed","time":"2026-12-07T07:57:30Z"})"
+                           "\n"
+                           R"({"level":"error","msg":"runc kill failed: container not running","time":"x"})"
+                           "\n"),
+            "");
+}
+
+TEST(RuncFailure, ACommandMissingFromTheImageIsTheJobs) {
+  const std::string log =
+      R"({"level":"error","msg":"runc run failed: unable to start container process: exec: \"/nonexistent\": )"
+      R"(stat /nonexistent: no such file or directory","time":"2026-12-07T07:57:30Z"})"
+      "\n";
+  const std::string failure = RuncRunFailure(log);
+  EXPECT_EQ(failure,
+            "runc run failed: unable to start container process: exec: \"/nonexistent\": stat /nonexistent: no such "
+            "file or directory");
+  EXPECT_EQ(ClassifyRuncFailure(failure), StartError::kCommand);
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to start container process: exec: \"/bin/tool\": "
+                                "permission denied"),
+            StartError::kCommand);
+}
+
+TEST(RuncFailure, AMountCgroupOrRuntimeErrorIsTheWorkers) {
+  const std::string failure = RuncRunFailure(
+      "not json at all\n"
+      R"({"level":"error","msg":"runc run failed: unable to start container process: error during container init: )"
+      R"(error mounting \"/gone\" to rootfs at \"/src\": stat /gone: no such file or directory","time":"x"})"
+      "\n");
+  EXPECT_NE(failure.find("error mounting"), std::string::npos) << failure;
+  EXPECT_EQ(ClassifyRuncFailure(failure), StartError::kRuntime);
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to apply cgroup configuration: mkdir /sys/fs/cgroup/pids/x: "
+                                "no space left on device"),
+            StartError::kRuntime);
+  // A command whose name says "exec: " is still not runc's exec failure.
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: error mounting \"/tmp/exec: x\""), StartError::kRuntime);
 }
 
 }  // namespace
