@@ -241,7 +241,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     for (const auto& p : *plans) {
       auto* out = resp->add_plans();
       PlanToProto(p, out);
-      auto done = d_.deployer->Apply(p, who->Audit(*ctx));
+      auto done = d_.deployer->Apply(p, who->Audit(*ctx), serial);
       for (const auto& s : done.steps) out->add_applied(s);
       if (!done.error.ok()) out->set_error(done.error.message());
     }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "cluster/instance_store.h"
 #include "cluster/scaler.h"
@@ -62,8 +63,6 @@ void Autoscaler::TickCluster(const std::string& name) {
   const cluster::Plan plan =
       decision.desired != current.desired ? d_.deployer.PlanFrom(*r, decision.desired) : current;
   m.warned.clear();
-  Deployer::Applied applied;
-  if (!plan.empty()) applied = d_.deployer.Apply(plan, {"controller " + d_.controller_id + " (autoscaler)", "local"});
   d_.metrics.desired.With({{"cluster", name}}).Set(decision.desired);
 
   using A = cluster::Decision::Action;
@@ -73,33 +72,60 @@ void Autoscaler::TickCluster(const std::string& name) {
   row.previous = decision.previous;
   row.desired = decision.desired;
   row.reason = decision.reason;
-  row.steps = applied.steps;
-  row.error = applied.error.ok() ? "" : applied.error.message();
   switch (decision.action) {
     case A::kScaleUp: row.action = "scale_up"; break;
     case A::kScaleDown: row.action = "scale_down"; break;
     case A::kHold: row.action = "hold"; break;
-    case A::kNone:
-      row.action = "reconcile";
-      row.reason = row.steps.empty() ? "the plan's steps failed" : "carried out the plan to " +
-                                                                        std::to_string(decision.desired) + " workers";
-      break;
+    case A::kNone: row.action = "reconcile"; break;
   }
-  // A held change is recorded once until what it holds back changes; a
-  // failure once until it changes.
-  const std::string key = row.action + " " + std::to_string(decision.desired) + " " + std::to_string(decision.wanted);
-  bool record = decision.action == A::kScaleUp || decision.action == A::kScaleDown || !row.steps.empty() ||
-                (decision.action == A::kHold && key != m.recorded) || (!row.error.empty() && row.error != m.error);
-  if (record) {
-    if (Status st = d_.instances.RecordDecision(name, row); !st.ok()) {
-      spdlog::warn("autoscaler cannot record a decision cluster={}: {}", name, st.message());
-    } else {
-      m.recorded = key;
-      d_.metrics.decisions.With({{"cluster", name}, {"action", row.action}}).Inc();
-      spdlog::info("autoscaler decided cluster={} action={} previous={} desired={} steps={} reason=\"{}\"", name,
-                   row.action, row.previous, row.desired, row.steps.size(), row.reason);
+  auto decided = [&] {
+    m.recorded = row.action + " " + std::to_string(decision.desired) + " " + std::to_string(decision.wanted);
+    d_.metrics.decisions.With({{"cluster", name}, {"action", row.action}}).Inc();
+    spdlog::info("autoscaler decided cluster={} action={} previous={} desired={} reason=\"{}\"", name, row.action,
+                 row.previous, row.desired, row.reason);
+  };
+  // A new count is written before anything is done for it: a leader that
+  // dies mid-apply leaves the count its successor goes on from (else it
+  // would drain what was just started, and start it again).
+  const bool changes_count = decision.action == A::kScaleUp || decision.action == A::kScaleDown;
+  std::optional<int64_t> row_id;
+  if (changes_count) {
+    auto id = d_.instances.RecordDecision(name, row);
+    if (!id.ok()) {
+      cannot("record a decision", id.status());
+      return;  // (nothing applied: the next pass decides again)
+    }
+    row_id = *id;
+    decided();
+  }
+  Deployer::Applied applied;
+  if (!plan.empty())
+    applied = d_.deployer.Apply(plan, {"controller " + d_.controller_id + " (autoscaler)", "local"}, serial);
+  row.steps = applied.steps;
+  row.error = applied.error.ok() ? "" : applied.error.message();
+  if (decision.action == A::kNone)
+    row.reason = row.steps.empty() ? "the plan's steps failed" : "carried out the plan to " +
+                                                                      std::to_string(decision.desired) + " workers";
+  if (row_id) {
+    if (!row.steps.empty() || !row.error.empty()) {
+      if (Status st = d_.instances.FinishDecision(*row_id, row.steps, row.error); !st.ok())
+        spdlog::warn("autoscaler cannot record the steps of a decision cluster={}: {}", name, st.message());
+    }
+  } else {
+    // A held change is recorded once until what it holds back changes; a
+    // failure once until it changes; steps carried out always.
+    const std::string key = row.action + " " + std::to_string(decision.desired) + " " + std::to_string(decision.wanted);
+    const bool record = !row.steps.empty() || (decision.action == A::kHold && key != m.recorded) ||
+                        (!row.error.empty() && row.error != m.error);
+    if (record) {
+      if (auto id = d_.instances.RecordDecision(name, row); !id.ok())
+        spdlog::warn("autoscaler cannot record a decision cluster={}: {}", name, id.status().message());
+      else
+        decided();
     }
   }
+  if (!row.steps.empty())
+    spdlog::info("autoscaler carried out cluster={} steps={} error=\"{}\"", name, row.steps.size(), row.error);
   if (!applied.error.ok()) {
     d_.metrics.failures.With({{"cluster", name}}).Inc();
     m.error = row.error;

@@ -133,7 +133,10 @@ Result<std::vector<cluster::DecisionRow>> Deployer::History(const std::string& n
   return d_.instances.Decisions(name, limit);
 }
 
-Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& who) {
+Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& who, const Serial& serial) {
+  if (!serial.status.ok()) return {{}, serial.status};
+  if (!serial.local.owns_lock() || serial.local.mutex() != &apply_mu_ || !serial.farm)
+    return {{}, Internal("an apply without this deployer's lock")};
   auto spec = d_.state.Get(plan.cluster);
   if (!spec.ok()) return {{}, spec.status()};
   if (!*spec) return {{}, FailedPrecondition("cluster " + plan.cluster + " is not managed")};
@@ -182,8 +185,16 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
     // The row first: an instance never runs without one.
     KILN_RETURN_IF_ERROR(d_.instances.Insert(row, RegisterMs(s)));
     if (Status st = provider.Create(launch); !st.ok()) {
-      (void)provider.Destroy(id);
-      (void)d_.instances.Remove(id);
+      // The row goes only with what it stands for: a create that failed
+      // half-way may have left an instance that a failed destroy leaves
+      // running. Kept, the next refresh finds it (the row is "starting"):
+      // it is adopted if its worker registers, destroyed at its deadline
+      // if not.
+      Status gone = provider.Destroy(id);
+      if (gone.ok() || gone.code() == Code::kNotFound) (void)d_.instances.Remove(id);
+      else
+        spdlog::warn("cluster instance kept after a failed create cluster={} instance={}: cannot destroy it: {}",
+                     plan.cluster, id, gone.message());
       return st;
     }
     done.push_back("start " + id);
@@ -198,6 +209,11 @@ Deployer::Applied Deployer::Apply(const cluster::Plan& plan, const audit::Who& w
   };
   for (const auto& step : plan.steps) {
     const std::string what = std::string(cluster::OpName(step.op)) + " " + step.instance;
+    // Another controller may apply once the lock is gone: nothing more here.
+    if (Status held = serial.farm->Held(); !held.ok()) {
+      fail(held, what);
+      break;
+    }
     Status st;
     switch (step.op) {
       case cluster::Op::kStart: st = start(); break;

@@ -72,15 +72,6 @@ class Deployer {
   // NotFound for a cluster that does not exist (an unmanaged one has none).
   Result<std::vector<cluster::DecisionRow>> History(const std::string& cluster, int limit);
 
-  // Carries out `plan`. A step that fails is logged and left for the next
-  // apply (the rows stay consistent with what runs); the others are still
-  // tried. Recorded as cluster.apply by `who` when any step was done.
-  struct Applied {
-    std::vector<std::string> steps;  // those done, as "start c-1a2b3c", "drain c-4d5e6f (idle for 300s, ...)"
-    Status error;                    // the first step that failed; OK if none
-  };
-  Applied Apply(const cluster::Plan& plan, const audit::Who& who);
-
   // Held from plan to apply, so that two applies (two admins, a retry
   // while the first still runs, the autoscaler) never both start the
   // workers one plan lacks: one at a time on this controller (a mutex),
@@ -89,10 +80,21 @@ class Deployer {
   // applied: `status` says why.
   struct Serial {
     std::unique_lock<std::mutex> local;
-    std::shared_ptr<void> farm;
+    std::unique_ptr<cluster::InstanceStore::ApplyLock> farm;
     Status status;
   };
   Serial Serialize();
+
+  // Carries out `plan`, under `serial` (Serialize's, with its status OK).
+  // A step that fails is logged and left for the next apply (the rows stay
+  // consistent with what runs); the others are still tried, unless the
+  // farm's lock is found lost before one (then none after it is). Recorded
+  // as cluster.apply by `who` when any step was done.
+  struct Applied {
+    std::vector<std::string> steps;  // those done, as "start c-1a2b3c", "drain c-4d5e6f (idle for 300s, ...)"
+    Status error;                    // the first step that failed; OK if none
+  };
+  Applied Apply(const cluster::Plan& plan, const audit::Who& who, const Serial& serial);
 
  private:
   DeployerDeps d_;

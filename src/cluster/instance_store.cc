@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "audit/write.h"
+#include "db/leader.h"
 #include "db/pool.h"
 
 namespace kiln::cluster {
@@ -53,6 +54,7 @@ InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool) {
        " oldest_wait_ms, slots, serving, previous, desired, action, reason, steps, error)"
        " SELECT c.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14 FROM clusters c WHERE c.name = $1"
        " RETURNING id"},
+      {"cluster_decision_finish", "UPDATE cluster_decisions SET steps = $2::jsonb, error = $3 WHERE id = $1"},
       {"cluster_decision_last",
        "SELECT d.desired, coalesce((SELECT (extract(epoch FROM max(x.decided_at)) * 1000)::bigint"
        "   FROM cluster_decisions x WHERE x.cluster_id = d.cluster_id AND x.action IN ('scale_up', 'scale_down')), 0)"
@@ -154,40 +156,56 @@ namespace {
 
 // The apply lock: the two-key form, (1802071150 = "kiln", 2), apart from
 // the farm leader's one-key lock.
-struct ApplyLock {
-  explicit ApplyLock(db::Pool::Lease l) : lease(std::move(l)) {}
-  ~ApplyLock() {
+class PgApplyLock final : public InstanceStore::ApplyLock {
+ public:
+  explicit PgApplyLock(std::unique_ptr<pqxx::connection> c) : c_(std::move(c)) {}
+  ~PgApplyLock() override {
     try {
-      pqxx::nontransaction tx(*lease);
+      pqxx::nontransaction tx(*c_);
       tx.exec("SELECT pg_advisory_unlock(1802071150, 2)");
     } catch (const std::exception&) {
-      lease.Discard();  // closing the session releases it
+      // Closing the session (below) releases it.
     }
   }
-  db::Pool::Lease lease;
+  Status Held() override {
+    try {
+      pqxx::nontransaction tx(*c_);
+      if (tx.exec("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 1802071150"
+                  " AND objid = 2 AND objsubid = 2 AND pid = pg_backend_pid() AND granted)")[0][0]
+              .as<bool>())
+        return Status::Ok();
+      return Unavailable("the farm's apply lock is no longer held by this controller");
+    } catch (const std::exception& e) {
+      return Unavailable(std::string("the farm's apply lock was lost with its connection: ") + e.what());
+    }
+  }
+
+ private:
+  std::unique_ptr<pqxx::connection> c_;
 };
 
 }  // namespace
 
-Result<std::shared_ptr<void>> InstanceStore::HoldApplyLock() {
-  auto lease = pool_.Acquire();
-  if (!lease.ok()) return lease.status();
+Result<std::unique_ptr<InstanceStore::ApplyLock>> InstanceStore::HoldApplyLock() {
+  // A connection of its own: a pooled one could be replaced behind the
+  // holder's back, and keepalives notice a dead server.
+  auto conn = db::Connect(db::WithKeepalives(pool_.url()));
+  if (!conn.ok()) return Unavailable("cannot take the farm's apply lock: " + conn.status().message());
   // Tried, not waited on in the server: a bounded wait, and a connection
   // that broke meanwhile is seen at once.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   try {
     for (;;) {
-      pqxx::nontransaction tx(**lease);
+      pqxx::nontransaction tx(**conn);
       if (tx.exec("SELECT pg_try_advisory_lock(1802071150, 2)")[0][0].as<bool>()) break;
       if (std::chrono::steady_clock::now() > deadline)
         return Unavailable("another apply has held the farm's apply lock for 60 s (a slow provider?); try again");
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   } catch (const std::exception& e) {
-    lease->Discard();
     return Unavailable(std::string("cannot take the farm's apply lock: ") + e.what());
   }
-  return std::shared_ptr<void>(std::make_shared<ApplyLock>(std::move(*lease)));
+  return std::unique_ptr<ApplyLock>(std::make_unique<PgApplyLock>(std::move(*conn)));
 }
 
 Result<Signals> InstanceStore::Seen(const std::string& cluster) {
@@ -204,18 +222,25 @@ Result<Signals> InstanceStore::Seen(const std::string& cluster) {
   });
 }
 
-Status InstanceStore::RecordDecision(const std::string& cluster, const DecisionRow& d) {
+Result<int64_t> InstanceStore::RecordDecision(const std::string& cluster, const DecisionRow& d) {
+  return pool_.Query("cannot record a decision of cluster " + cluster, [&](pqxx::connection& c) -> Result<int64_t> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("cluster_decision_insert", cluster, d.controller, d.seen.queued_jobs, d.seen.running_jobs,
+                              d.seen.queued_actions, d.seen.oldest_wait_ms, d.seen.slots, d.seen.serving, d.previous,
+                              d.desired, d.action, d.reason, nlohmann::json(d.steps).dump(), d.error);
+    if (r.empty()) return NotFound("cluster \"" + cluster + "\" does not exist");
+    return r[0][0].as<int64_t>();
+  });
+}
+
+Status InstanceStore::FinishDecision(int64_t id, const std::vector<std::string>& steps, const std::string& error) {
   return pool_.Run(
       [&](pqxx::connection& c) -> Status {
         pqxx::nontransaction tx(c);
-        if (tx.exec_prepared("cluster_decision_insert", cluster, d.controller, d.seen.queued_jobs, d.seen.running_jobs,
-                             d.seen.queued_actions, d.seen.oldest_wait_ms, d.seen.slots, d.seen.serving, d.previous,
-                             d.desired, d.action, d.reason, nlohmann::json(d.steps).dump(), d.error)
-                .empty())
-          return NotFound("cluster \"" + cluster + "\" does not exist");
+        tx.exec_prepared("cluster_decision_finish", id, nlohmann::json(steps).dump(), error);
         return Status::Ok();
       },
-      "cannot record a decision of cluster " + cluster);
+      "cannot record the steps of decision " + std::to_string(id));
 }
 
 Result<std::optional<LastDecision>> InstanceStore::Last(const std::string& cluster) {

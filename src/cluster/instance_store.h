@@ -71,19 +71,30 @@ class InstanceStore {
   Status Remove(const std::string& id);
   // Held from plan to apply (Deployer::Serialize): one apply at a time in
   // the whole farm, whichever controller serves it (a session advisory
-  // lock, key "kiln", 2, on a pooled connection kept until the holder is
-  // released; a controller that dies releases it with its session).
-  // Waits while another holds it, up to 60 s (then Unavailable). It takes
-  // one of the pool's connections for the whole apply: the pool needs two
-  // at least (db_pool_size).
-  Result<std::shared_ptr<void>> HoldApplyLock();
+  // lock, key "kiln", 2, on a connection of its own with TCP keepalives,
+  // kept until the holder is released; a controller that dies releases it
+  // with its session). Waits while another holds it, up to 60 s (then
+  // Unavailable).
+  class ApplyLock {
+   public:
+    virtual ~ApplyLock() = default;
+    // OK while the lock is still this session's: a connection that broke
+    // (the database restarted, a network cut the server noticed) lost it,
+    // and another controller may apply now. Checked before each step.
+    virtual Status Held() = 0;
+  };
+  Result<std::unique_ptr<ApplyLock>> HoldApplyLock();
 
   // What the autoscaler sees of a cluster's queue and workers (queued and
   // running jobs, the oldest wait, slots of connected healthy workers; not
   // the actions, which wait in a controller's memory, nor the serving
   // instances, which are the plan's).
   Result<Signals> Seen(const std::string& cluster);
-  Status RecordDecision(const std::string& cluster, const DecisionRow& d);
+  // Its id (for FinishDecision).
+  Result<int64_t> RecordDecision(const std::string& cluster, const DecisionRow& d);
+  // The steps carried out for a decision recorded before they were, and
+  // the first that failed ("" if none).
+  Status FinishDecision(int64_t id, const std::vector<std::string>& steps, const std::string& error);
   // Nothing when the cluster has no decision yet.
   Result<std::optional<LastDecision>> Last(const std::string& cluster);
   // The newest `limit` decisions, newest first.

@@ -46,6 +46,8 @@ class Pool {
   // `prepare` (may be empty) runs once on each new connection, first.
   Pool(std::string url, size_t size, Prepare prepare = {});
   ~Pool();
+  // The database it connects to.
+  const std::string& url() const { return url_; }
 
   // Adds named statements, which each connection prepares before its next
   // use (libpqxx sends the PREPARE on a statement's first execution). Stores

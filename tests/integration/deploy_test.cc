@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <future>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -125,6 +126,80 @@ TEST_F(Deploy, TheCommandProviderWithTheExampleScriptStartsAndDrainsRealWorkers)
       << Kiln({"clusters", "plan"}).out;
   EXPECT_EQ(Deployed(), "0");
   EXPECT_TRUE(fs::is_empty(example + "/default")) << "the script removed what it kept";
+}
+
+// A create that fails after its instance started (a cloud call that timed
+// out after the machine came up), whose undoing fails too, leaves the
+// instance tracked: the next apply adopts its worker rather than starting
+// a second one beside an untracked first.
+TEST_F(Deploy, ACreateThatFailsAndCannotBeUndoneKeepsItsInstanceTracked) {
+  StartController();
+  const std::string wrapper = dir_.path() + "/late-provider", broken = dir_.path() + "/destroy-broken";
+  test::WriteFile(wrapper, "#!/bin/sh\n"
+                           "input=$(cat)\n"
+                           "if [ \"$1\" = destroy ] && [ -e " + broken + " ]; then echo 'late: destroy refused' >&2; exit 1; fi\n"
+                           "printf '%s' \"$input\" | " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\" || exit $?\n"
+                           "if [ \"$1\" = create ]; then echo 'late: timed out waiting for the machine' >&2; exit 1; fi\n");
+  ASSERT_EQ(::chmod(wrapper.c_str(), 0755), 0);
+  test::WriteFile(broken, "");
+  auto set = Kiln({"clusters", "set", "default", "--min", "1", "--max", "1", "--provider", "command",
+                   "--provider-settings",
+                   R"({"command": ")" + wrapper + R"(", "root": ")" + Root() + R"(/example", "worker_binary": ")" +
+                       test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" + Root() + R"(/work"})",
+                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  auto apply = Kiln({"clusters", "apply", "default"});
+  EXPECT_NE(apply.exit_code, 0) << apply.out;
+  EXPECT_NE(apply.err.find("late: timed out waiting for the machine"), std::string::npos) << apply.out << apply.err;
+  EXPECT_EQ(Q("SELECT count(*) FROM cluster_instances"), "1") << "the instance that may run is still tracked";
+  // Its worker came up all the same, and registers.
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "1"; }, 60s)) << Q("SELECT * FROM workers");
+  std::filesystem::remove(broken);
+  // Adopted: nothing to start, and no second worker.
+  auto plan = Kiln({"clusters", "plan", "default"});
+  EXPECT_NE(plan.out.find("no changes"), std::string::npos) << plan.out;
+  ASSERT_EQ(Kiln({"clusters", "apply", "default"}).exit_code, 0);
+  EXPECT_EQ(Q("SELECT count(*) FROM workers"), "1");
+  EXPECT_EQ(Q("SELECT count(*) FROM cluster_instances"), "1");
+  auto run = Kiln({"submit", "--no-input", "--", "sh", "-c", "echo adopted"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "adopted\n");
+}
+
+// An apply whose farm lock is lost mid-way (its connection cut: here its
+// backend terminated while a create runs) stops before its next step:
+// another controller may be applying by then. The next apply finishes.
+TEST_F(Deploy, AnApplyThatLosesTheFarmLockStopsBeforeItsNextStep) {
+  StartController();
+  const std::string wrapper = dir_.path() + "/slow-provider", began = dir_.path() + "/create-began",
+                    go = dir_.path() + "/go";
+  test::WriteFile(wrapper, "#!/bin/sh\n"
+                           "if [ \"$1\" = create ] && mkdir " + began + " 2>/dev/null; then\n"
+                           "  i=0; while [ ! -e " + go + " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\n"
+                           "fi\n"
+                           "exec " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\"\n");
+  ASSERT_EQ(::chmod(wrapper.c_str(), 0755), 0);
+  auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--provider", "command",
+                   "--provider-settings",
+                   R"({"command": ")" + wrapper + R"(", "root": ")" + Root() + R"(/example", "worker_binary": ")" +
+                       test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" + Root() + R"(/work"})",
+                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  auto applying = std::async(std::launch::async, [&] { return Kiln({"clusters", "apply", "default"}); });
+  ASSERT_TRUE(test::WaitFor([&] { return fs::exists(began); }, 30s));
+  EXPECT_EQ(Q("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+              " AND classid = 1802071150 AND objid = 2 AND granted"),
+            "1");
+  test::WriteFile(go, "");
+  auto apply = applying.get();
+  EXPECT_NE(apply.exit_code, 0) << apply.out;
+  EXPECT_NE(apply.err.find("the farm's apply lock was lost"), std::string::npos) << apply.out << apply.err;
+  EXPECT_EQ(Q("SELECT count(*) FROM cluster_instances"), "1") << "the step after the loss was not carried out";
+  // The next apply takes the lock again and starts the other.
+  auto again = Kiln({"clusters", "apply", "default"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "2"; }, 60s)) << Kiln({"clusters", "plan"}).out;
+  EXPECT_EQ(Q("SELECT count(*) FROM cluster_instances"), "2");
 }
 
 TEST_F(Deploy, APlanNeedsAManagedClusterAndApplyAnAdmin) {
