@@ -42,6 +42,21 @@ class DeployFarm : public Farm {
     if (!controller.empty()) s += R"(, "controller": ")" + controller + R"(")";
     return s + "}";
   }
+  // Makes "default" a cluster of `min`..`max` workers through the command
+  // provider `command` (deploy/provider-example.sh or a wrapper of it),
+  // which keeps its instances under Root()/example and their work dirs
+  // under Root()/work; its workers run plain jobs. `extra`: more flags.
+  test::CommandResult SetCommandCluster(const std::string& command, int min, int max,
+                                        std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"clusters", "set", "default", "--min", std::to_string(min), "--max",
+                                  std::to_string(max), "--provider", "command", "--provider-settings",
+                                  R"({"command": ")" + command + R"(", "root": ")" + Root() +
+                                      R"(/example", "worker_binary": ")" + test::BinPath("kiln-worker") +
+                                      R"(", "work_dir_base": ")" + Root() + R"(/work"})",
+                                  "--worker-config", R"({"allow_plain_jobs": true})"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Kiln(args);
+  }
   test::CommandResult Kiln(std::vector<std::string> args, int controller = 0) {
     std::vector<std::string> argv{test::BinPath("kiln"), "--controller", addresses_[controller]};
     argv.insert(argv.end(), args.begin(), args.end());

@@ -225,11 +225,7 @@ TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
                          "echo \"flaky: call $n refused\" >&2; exit 1; fi\n"
                          "exec " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\"\n");
   ASSERT_EQ(::chmod(flaky.c_str(), 0755), 0);
-  auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--provider", "command",
-                   "--provider-settings",
-                   R"({"command": ")" + flaky + R"(", "root": ")" + Root() + R"(/example", "worker_binary": ")" +
-                       test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" + Root() + R"(/work"})",
-                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  auto set = SetCommandCluster(flaky, 2, 2);
   ASSERT_EQ(set.exit_code, 0) << set.err;
   // Converged: two workers, each instance once, and nothing left to do.
   test::CommandResult plan;

@@ -95,12 +95,7 @@ TEST_F(Deploy, PlanChangesNothingApplyStartsWorkersAndReplacesAnUnhealthyOne) {
 TEST_F(Deploy, TheCommandProviderWithTheExampleScriptStartsAndDrainsRealWorkers) {
   StartController();
   const std::string example = Root() + "/example";
-  auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--scale-in-delay", "0s",
-                   "--provider", "command", "--provider-settings",
-                   R"({"command": ")" KILN_SOURCE_DIR R"(/deploy/provider-example.sh", "root": ")" + example +
-                       R"(", "worker_binary": ")" + test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" +
-                       Root() + R"(/work"})",
-                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  auto set = SetCommandCluster(KILN_SOURCE_DIR "/deploy/provider-example.sh", 2, 2, {"--scale-in-delay", "0s"});
   ASSERT_EQ(set.exit_code, 0) << set.err;
   auto apply = Kiln({"clusters", "apply", "default"});
   ASSERT_EQ(apply.exit_code, 0) << apply.err << apply.out;
@@ -142,11 +137,7 @@ TEST_F(Deploy, ACreateThatFailsAndCannotBeUndoneKeepsItsInstanceTracked) {
                            "if [ \"$1\" = create ]; then echo 'late: timed out waiting for the machine' >&2; exit 1; fi\n");
   ASSERT_EQ(::chmod(wrapper.c_str(), 0755), 0);
   test::WriteFile(broken, "");
-  auto set = Kiln({"clusters", "set", "default", "--min", "1", "--max", "1", "--provider", "command",
-                   "--provider-settings",
-                   R"({"command": ")" + wrapper + R"(", "root": ")" + Root() + R"(/example", "worker_binary": ")" +
-                       test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" + Root() + R"(/work"})",
-                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  auto set = SetCommandCluster(wrapper, 1, 1);
   ASSERT_EQ(set.exit_code, 0) << set.err;
   auto apply = Kiln({"clusters", "apply", "default"});
   EXPECT_NE(apply.exit_code, 0) << apply.out;
@@ -179,11 +170,7 @@ TEST_F(Deploy, AnApplyThatLosesTheFarmLockStopsBeforeItsNextStep) {
                            "fi\n"
                            "exec " KILN_SOURCE_DIR "/deploy/provider-example.sh \"$@\"\n");
   ASSERT_EQ(::chmod(wrapper.c_str(), 0755), 0);
-  auto set = Kiln({"clusters", "set", "default", "--min", "2", "--max", "2", "--provider", "command",
-                   "--provider-settings",
-                   R"({"command": ")" + wrapper + R"(", "root": ")" + Root() + R"(/example", "worker_binary": ")" +
-                       test::BinPath("kiln-worker") + R"(", "work_dir_base": ")" + Root() + R"(/work"})",
-                   "--worker-config", R"({"allow_plain_jobs": true})"});
+  auto set = SetCommandCluster(wrapper, 2, 2);
   ASSERT_EQ(set.exit_code, 0) << set.err;
   auto applying = std::async(std::launch::async, [&] { return Kiln({"clusters", "apply", "default"}); });
   ASSERT_TRUE(test::WaitFor([&] { return fs::exists(began); }, 30s));
