@@ -37,11 +37,24 @@ InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool) {
       {"cluster_instance_remove", "DELETE FROM cluster_instances WHERE id = $1"},
       // A cluster's queue as its workers see it (the claim's project mapping
       // and pin), and its workers' slots.
+      // A queued job counts for the one managed cluster that is to run it:
+      // of those serving its project (and the cluster it names, if any)
+      // whose workers meet its requirements (a cluster with no worker yet
+      // is given the benefit of the doubt), the first with room under its
+      // maximum, else the first. Not a job waiting for an identical one's
+      // result: it will not run.
       {"cluster_seen",
        "WITH c AS (SELECT id FROM clusters WHERE name = $1),"
        " q AS (SELECT j.queue_start_time FROM build_jobs j, c WHERE j.status = 'queued'"
-       "   AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = c.id)"
-       "   AND (j.cluster_id IS NULL OR j.cluster_id = c.id))"
+       "   AND (j.waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM build_jobs f WHERE f.id = j.waits_for"
+       "                                           AND f.status IN ('queued', 'setup', 'running')))"
+       "   AND c.id = (SELECT m.cluster_id FROM cluster_projects cp JOIN cluster_state m ON m.cluster_id = cp.cluster_id"
+       "     WHERE cp.project_id = j.project_id AND (j.cluster_id IS NULL OR j.cluster_id = m.cluster_id)"
+       "       AND (EXISTS (SELECT 1 FROM workers w WHERE w.cluster_id = m.cluster_id AND w.properties @> j.requirements)"
+       "            OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.cluster_id = m.cluster_id))"
+       "     ORDER BY (SELECT count(*) FROM cluster_instances i WHERE i.cluster_id = m.cluster_id"
+       "               AND i.state <> 'draining') >= m.max_workers, m.cluster_id"
+       "     LIMIT 1))"
        " SELECT (SELECT count(*) FROM q),"
        "  coalesce((SELECT (extract(epoch FROM now() - min(queue_start_time)) * 1000)::bigint FROM q), 0),"
        "  (SELECT count(*) FROM build_jobs j JOIN workers w ON w.id = j.worker_id, c"

@@ -88,7 +88,10 @@ class InstanceStore {
   // What the autoscaler sees of a cluster's queue and workers (queued and
   // running jobs, the oldest wait, slots of connected healthy workers; not
   // the actions, which wait in a controller's memory, nor the serving
-  // instances, which are the plan's).
+  // instances, which are the plan's). A queued job is counted by one
+  // managed cluster only, one whose workers meet its requirements (the
+  // first with room under its maximum), and not while it waits for an
+  // identical job's result.
   Result<Signals> Seen(const std::string& cluster);
   // Its id (for FinishDecision).
   Result<int64_t> RecordDecision(const std::string& cluster, const DecisionRow& d);

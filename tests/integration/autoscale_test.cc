@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -129,6 +130,36 @@ TEST_F(Autoscale, ABurstScalesUpToTheMaximumAndBackDownToTheMinimum) {
   auto json = Kiln({"--json", "clusters", "history", "default"});
   EXPECT_EQ(json.exit_code, 0) << json.err;
   EXPECT_NE(json.out.find("\"action\": \"scale_down\""), std::string::npos) << json.out;
+}
+
+// Jobs no worker of the cluster can run (a property its workers lack) do
+// not scale it: the scale-up the runnable ones cause saw only them.
+TEST_F(Autoscale, JobsItsWorkersCannotRunDoNotScaleTheCluster) {
+  StartController();
+  Manage();
+  ASSERT_TRUE(test::WaitFor([&] { return Deployed() == "1"; }, 60s)) << History();
+  for (int i = 0; i < 8; ++i) {
+    auto r = Kiln({"submit", "--detach", "--no-input", "--require", "gpu=yes", "--", "sh", "-c",
+                   "echo gpu " + std::to_string(i)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  auto ids = Burst(6, "cpu");
+  ASSERT_TRUE(test::WaitFor([&] { return HasRow(History(), {"scale_up", "1 -> 2"}); }, 60s)) << History();
+  // Each decision saw at most the 6 runnable jobs queued, never the 8 others.
+  std::istringstream rows(History());
+  std::string line;
+  int decisions = 0;
+  while (std::getline(rows, line)) {
+    std::istringstream f(line);
+    std::string date, time, action, before, arrow, after, queued;
+    if (!(f >> date >> time >> action >> before >> arrow >> after >> queued) || date == "TIME") continue;
+    ++decisions;
+    EXPECT_LE(std::stoi(queued), 6) << line;
+  }
+  EXPECT_GE(decisions, 2);
+  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'succeeded'") == 6; }, 60s));
+  ExpectEachRanOnce(ids);
+  EXPECT_EQ(Count("status = 'queued'"), 8);
 }
 
 TEST_F(Autoscale, AKilledLeaderIsReplacedAndScalingGoesOnWithItsWorkers) {
