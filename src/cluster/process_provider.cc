@@ -14,10 +14,9 @@
 #include <filesystem>
 
 #include "cluster/instance_dir.h"
+#include "cluster/run_command.h"
 #include "common/text.h"
 #include "common/util.h"
-
-extern char** environ;
 
 namespace kiln::cluster {
 namespace fs = std::filesystem;
@@ -115,12 +114,15 @@ Status ProcessProvider::Create(const Launch& l) {
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  std::vector<std::string> args{o_.worker_binary, "--config", conf};
-  std::vector<char*> argv;
+  std::vector<std::string> args{o_.worker_binary, "--config", conf}, env = ChildEnvironment();
+  std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Not the controller's KILN_* settings: the worker's are its worker.conf.
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, o_.worker_binary.c_str(), &fa, &attr, argv.data(), environ);
+  int rc = posix_spawn(&pid, o_.worker_binary.c_str(), &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return Internal(Errno("cannot start " + o_.worker_binary + " for instance " + id, rc));

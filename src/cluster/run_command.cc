@@ -65,6 +65,13 @@ std::string CommandFailure(const std::vector<std::string>& argv, const CommandRe
   return msg;
 }
 
+std::vector<std::string> ChildEnvironment() {
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e)
+    if (std::strncmp(*e, "KILN_", 5) != 0) env.emplace_back(*e);
+  return env;
+}
+
 Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const CommandOptions& o) {
   if (argv.empty() || argv[0].empty()) return InvalidArgument("no command to run");
   const std::string what = CommandText(argv);
@@ -100,14 +107,16 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const Com
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setpgroup(&attr, 0);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<std::string> args = argv;
-  std::vector<char*> av;
+  std::vector<std::string> args = argv, env = ChildEnvironment();
+  std::vector<char*> av, envp;
   for (auto& a : args) av.push_back(a.data());
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   av.push_back(nullptr);
   pid_t pid = -1;
   const int rc = args[0].find('/') == std::string::npos
-                     ? posix_spawnp(&pid, av[0], &fa, &attr, av.data(), environ)
-                     : posix_spawn(&pid, av[0], &fa, &attr, av.data(), environ);
+                     ? posix_spawnp(&pid, av[0], &fa, &attr, av.data(), envp.data())
+                     : posix_spawn(&pid, av[0], &fa, &attr, av.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   in_r.Close();
@@ -123,6 +132,7 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const Com
   const auto deadline = Clock::now() + o.timeout;
   bool exited = false, timed_out = false;
   int status = 0;
+  Status broke = Status::Ok();  // waiting itself failed
   while (!exited) {
     struct pollfd p[4] = {{in_w.fd, POLLOUT, 0}, {out_r.fd, POLLIN, 0}, {err_r.fd, POLLIN, 0}, {pidfd.fd, POLLIN, 0}};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -132,7 +142,10 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const Com
     }
     const int wait_ms = static_cast<int>(pidfd.fd >= 0 ? std::min<int64_t>(left, 60'000) : std::min<int64_t>(left, 10));
     const int n = ::poll(p, 4, wait_ms);
-    if (n < 0 && errno != EINTR) return Internal(Errno("cannot wait for " + what));
+    if (n < 0 && errno != EINTR) {
+      broke = Internal(Errno("cannot wait for " + what));
+      break;  // (killed and reaped below: nothing is left behind)
+    }
     if (in_w.fd >= 0 && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
       const ssize_t w = ::send(in_w.fd, o.input.data() + sent, o.input.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (w > 0) sent += static_cast<size_t>(w);
@@ -154,6 +167,7 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const Com
     ::kill(pid, SIGKILL);
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    if (!broke.ok()) return broke;
     if (timed_out)
       return Status(Code::kDeadlineExceeded, what + " did not finish within " +
                                                  FormatMs(std::chrono::duration_cast<std::chrono::milliseconds>(o.timeout).count()) +

@@ -25,8 +25,14 @@ struct CommandResult {
   std::string err;     // standard error, at most CommandOptions::kMaxError bytes
 };
 
-// Runs argv[0] (a path, or a name looked up on PATH) with argv, this
-// process's environment, and a process group of its own. Waits for it to
+// This process's environment for a provider's children: all of it but the
+// KILN_* variables, which are this daemon's settings (KILN_DATABASE_URL
+// may hold a password; KILN_CONTROLLER would override a started worker's
+// own configuration). A cloud tool's credentials (AWS_*, ...) pass.
+std::vector<std::string> ChildEnvironment();
+
+// Runs argv[0] (a path, or a name looked up on PATH) with argv,
+// ChildEnvironment(), and a process group of its own. Waits for it to
 // exit, not for processes it left behind holding its output open. A
 // non-zero exit is a result, not an error. Internal when it cannot start;
 // DeadlineExceeded when it outlived the timeout, ResourceExhausted when it

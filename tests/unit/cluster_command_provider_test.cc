@@ -110,6 +110,24 @@ TEST_F(CommandProviderTest, AnInsecureFarmSendsNoCertificateAndNoToken) {
   EXPECT_NE(st.message().find("cannot read the farm's CA certificate"), std::string::npos) << st.message();
 }
 
+// The command gets the controller's environment but its KILN_* settings
+// (a database URL with its password): a cloud tool's credentials pass.
+TEST_F(CommandProviderTest, TheCommandGetsTheEnvironmentButTheControllersSettings) {
+  ::setenv("KILN_DATABASE_URL", "postgresql://kiln:secret@db/kiln", 1);
+  ::setenv("CLOUD_TOKEN_FOR_TEST", "t0ken", 1);
+  CommandProvider p = Script("cat >/dev/null\nenv > \"$D/env-$1\"\n[ \"$1\" = list ] && echo '{\"instances\": []}'\nexit 0\n");
+  auto seen = p.List();
+  ::unsetenv("KILN_DATABASE_URL");
+  ::unsetenv("CLOUD_TOKEN_FOR_TEST");
+  ASSERT_TRUE(seen.ok()) << seen.status().message();
+  std::ifstream in(dir_ / "env-list");
+  std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(env.find("CLOUD_TOKEN_FOR_TEST=t0ken\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("PATH="), std::string::npos) << env;
+  EXPECT_EQ(env.find("secret"), std::string::npos) << env;
+  EXPECT_EQ(env.find("KILN_"), std::string::npos) << env;
+}
+
 TEST_F(CommandProviderTest, AFailureIsAnErrorWithTheCommandsStderr) {
   CommandProvider p = Script(
       "cat >/dev/null\n"
