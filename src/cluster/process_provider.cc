@@ -145,6 +145,20 @@ Status ProcessProvider::Drain(const std::string& id) {
   return Status::Ok();
 }
 
+void ProcessProvider::PruneKeptLogs() {
+  std::vector<std::pair<fs::file_time_type, fs::path>> logs;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(o_.root, ec)) {
+    std::error_code fe;
+    if (e.path().extension() != ".log" || !e.is_regular_file(fe)) continue;
+    const auto t = e.last_write_time(fe);
+    if (!fe) logs.emplace_back(t, e.path());
+  }
+  if (logs.size() <= kKeptLogs) return;
+  std::sort(logs.begin(), logs.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = kKeptLogs; i < logs.size(); ++i) fs::remove(logs[i].second, ec);
+}
+
 Status ProcessProvider::Destroy(const std::string& id) {
   KILN_RETURN_IF_ERROR(CheckName("instance", id));
   if (const int pid = LivePid(id); pid > 0) {
@@ -153,8 +167,10 @@ Status ProcessProvider::Destroy(const std::string& id) {
     (void)::waitpid(pid, &st, 0);  // ours: reaped; another's: ECHILD at once
   }
   std::error_code ec;
-  // Its log outlives it, beside the instances (why did it never register?).
+  // Its log outlives it, beside the instances (why did it never register?):
+  // the newest kKeptLogs of them.
   fs::rename(Dir(id) + "/worker.log", o_.root + "/" + id + ".log", ec);
+  if (!ec) PruneKeptLogs();
   ec.clear();
   fs::remove_all(Dir(id), ec);
   if (ec) return Internal("cannot remove " + Dir(id) + ": " + ec.message());

@@ -38,8 +38,10 @@ class ProcessProvider : public Provider {
   // NotFound if no such instance runs.
   Status Drain(const std::string& id) override;
   // SIGKILL if it still runs, then removes its directory; its worker.log
-  // is kept as <root>/<id>.log. OK if it is gone.
+  // is kept as <root>/<id>.log (the newest kKeptLogs such logs stay). OK
+  // if it is gone.
   Status Destroy(const std::string& id) override;
+  static constexpr size_t kKeptLogs = 20;
 
   std::string Dir(const std::string& id) const { return o_.root + "/" + id; }
   std::string WorkDir(const std::string& id) const override;
@@ -49,6 +51,8 @@ class ProcessProvider : public Provider {
  private:
   // The instance's pid if its process runs and is ours; 0 otherwise.
   int LivePid(const std::string& id);
+  // Removes all but the newest kKeptLogs logs of destroyed instances.
+  void PruneKeptLogs();
   Options o_;
 };
 

@@ -102,6 +102,26 @@ TEST_F(ProcessProviderTest, DrainLetsItExitAndDestroyRemovesIt) {
   EXPECT_TRUE(p.List()->empty()) << "kept logs are not instances";
 }
 
+TEST_F(ProcessProviderTest, OnlyTheNewestLogsOfDestroyedInstancesAreKept) {
+  ProcessProvider p(Options());
+  // Logs of instances destroyed earlier, oldest first.
+  fs::create_directories(Options().root);
+  const auto now = fs::file_time_type::clock::now();
+  for (size_t i = 0; i < ProcessProvider::kKeptLogs + 5; ++i) {
+    const std::string log = Options().root + "/old-" + std::to_string(i) + ".log";
+    std::ofstream(log) << "old " << i << "\n";
+    fs::last_write_time(log, now - std::chrono::hours(100 - i));
+  }
+  ASSERT_TRUE(p.Create(Named("c-1")).ok());
+  ASSERT_TRUE(p.Destroy("c-1").ok());
+  size_t kept = 0;
+  for (const auto& e : fs::directory_iterator(Options().root)) kept += e.path().extension() == ".log";
+  EXPECT_EQ(kept, ProcessProvider::kKeptLogs);
+  EXPECT_TRUE(fs::exists(Options().root + "/c-1.log")) << "the newest stays";
+  EXPECT_FALSE(fs::exists(Options().root + "/old-0.log")) << "the oldest went";
+  EXPECT_TRUE(fs::exists(Options().root + "/old-" + std::to_string(ProcessProvider::kKeptLogs + 4) + ".log"));
+}
+
 TEST_F(ProcessProviderTest, AProcessKilledOrAPidReusedIsNotAlive) {
   ProcessProvider p(Options());
   ASSERT_TRUE(p.Create(Named("c-1")).ok());
