@@ -28,7 +28,11 @@ class DeployFarm : public Farm {
         if (e.path().filename() != "pid") continue;
         std::ifstream in(e.path());
         int pid = 0;
-        if (in >> pid && pid > 1) ::kill(pid, SIGKILL);
+        // Only if the pid is still a worker of this test's (a pid file
+        // outlives its process; the number may be another's by now).
+        if (in >> pid && pid > 1 &&
+            test::ReadFile("/proc/" + std::to_string(pid) + "/cmdline").find(dir_.path()) != std::string::npos)
+          ::kill(pid, SIGKILL);
         logs_.push_back((e.path().parent_path() / "worker.log").string());
       }
     }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -106,6 +107,7 @@ TEST_F(Autoscale, ABurstScalesUpToTheMaximumAndBackDownToTheMinimum) {
       60s))
       << History();
   EXPECT_LE(most, 3) << "never more workers than the maximum";
+  EXPECT_EQ(Q("SELECT count(*) FROM cluster_decisions WHERE desired > 3"), "0") << History();
   // What the autoscaler did, as an operator reads it.
   const std::string h = History();
   EXPECT_TRUE(HasRow(h, {"scale_up", "0 -> 1", "below the minimum 1", "start default-"})) << h;
@@ -218,7 +220,9 @@ TEST_F(Autoscale, AWorkerThatNeverRegistersIsDestroyedAtItsDeadlineAndCounted) {
   StartController("127.0.0.1:0", {"--set", "metrics_address=127.0.0.1:0", "--set", "metrics_address_file=" + metrics_file});
   // A "worker" that runs but never registers.
   const std::string fake = dir_.path() + "/never-registers";
-  test::WriteFile(fake, "#!/bin/sh\nexec sleep 600\n");
+  // (A shell that stays: its command line names its worker.conf, as a
+  // real worker's does, which is how the provider knows it.)
+  test::WriteFile(fake, "#!/bin/sh\necho 'fake worker: not registering'\nwhile :; do sleep 1; done\n");
   ASSERT_EQ(::chmod(fake.c_str(), 0755), 0);
   auto set = Kiln({"clusters", "set", "default", "--min", "1", "--max", "1", "--provider", "process",
                    "--provider-settings",
@@ -230,9 +234,14 @@ TEST_F(Autoscale, AWorkerThatNeverRegistersIsDestroyedAtItsDeadlineAndCounted) {
       << History();
   const std::string addr = test::ReadFile(metrics_file).substr(0, test::ReadFile(metrics_file).find('\n'));
   EXPECT_GE(test::SumSeries(test::ScrapeSeries(addr), "kiln_cluster_workers_unregistered_total", "cluster=\"default\""), 1);
-  // Its log is kept, and the autoscaler keeps trying: one instance at a time.
+  // Its log is kept (ROOT/<instance>.log), and the autoscaler keeps
+  // trying: one instance at a time.
   EXPECT_LE(Running(), 1);
-  EXPECT_EQ(Q("SELECT count(*) FROM workers"), "0");
+  bool kept = false;
+  for (const auto& e : std::filesystem::directory_iterator(Root()))
+    kept = kept || (e.path().extension() == ".log" &&
+                    test::ReadFile(e.path().string()).find("fake worker: not registering") != std::string::npos);
+  EXPECT_TRUE(kept) << "the destroyed instance's log is kept";
 }
 
 TEST_F(Autoscale, AProviderThatFailsHalfTheTimeStillConverges) {
