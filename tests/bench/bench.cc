@@ -50,8 +50,8 @@ namespace fs = std::filesystem;
 
 std::string g_url;
 
-// run.sh makes the CA and the admin token (KILN_BENCH_TLS_DIR,
-// KILN_TOKEN_FILE); KILN_BENCH_INSECURE=1 runs without TLS.
+// run.sh makes the CA and the tokens (KILN_BENCH_TLS_DIR, KILN_TOKEN_FILE,
+// KILN_BENCH_SUBMIT_TOKEN_FILE); KILN_BENCH_INSECURE=1 runs without TLS.
 bool Insecure() {
   const char* v = std::getenv("KILN_BENCH_INSECURE");
   return v != nullptr && std::string(v) == "1";
@@ -67,8 +67,11 @@ bool History() {
   const char* v = std::getenv("KILN_BENCH_HISTORY");
   return v == nullptr || std::string(v) != "off";
 }
+// The token its submits use: run.sh's project-scoped submit token
+// (KILN_BENCH_SUBMIT_TOKEN_FILE), else KILN_TOKEN_FILE's.
 std::string TokenFile() {
-  const char* v = std::getenv("KILN_TOKEN_FILE");
+  const char* v = std::getenv("KILN_BENCH_SUBMIT_TOKEN_FILE");
+  if (v == nullptr || *v == '\0') v = std::getenv("KILN_TOKEN_FILE");
   return v != nullptr ? v : "";
 }
 // A single-use join token for one worker.
