@@ -27,7 +27,7 @@ bool FreeDisk(const std::string& path, int64_t& free_bytes, int64_t& total_bytes
 }
 
 Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s,
-                      const std::atomic<bool>* cancel) {
+                      const std::atomic<bool>* cancel, int n) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -47,7 +47,7 @@ Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::strin
   }
   RunRequest req;
   req.job_id = 0;  // job ids start at 1: its container's name is no job's
-  req.attempt = 0;
+  req.attempt = n;
   req.spec.argv = {"/kiln-probe", "--kiln-probe"};
   req.spec.timeout_s = timeout_s;
   req.job_dir = dir + "/job";
@@ -108,7 +108,8 @@ v1::HealthReport HealthProbe::Measure() {
   if (sandbox_ != nullptr) {
     std::lock_guard g(mu_);
     auto now = std::chrono::steady_clock::now();
-    const auto wait = failures_ > 0 ? std::min(check_interval_, kRecheckAfter) : check_interval_;
+    // The check that confirms a first failure comes sooner; then the interval.
+    const auto wait = failures_ == 1 ? std::min(check_interval_, kRecheckAfter) : check_interval_;
     if (!probing_ && (!started_ || now - runc_at_ >= wait)) {
       started_ = true;
       probing_ = true;

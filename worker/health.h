@@ -31,8 +31,10 @@ bool FreeDisk(const std::string& path, int64_t& free_bytes, int64_t& total_bytes
 // saying what runc or the container did, or Unavailable when the probe
 // could not be set up (its files cannot be written: the disk checks say
 // why) or was cancelled (no verdict on runc). At most `timeout_s`.
+// `n` tells concurrent probes apart: the container is job 0's attempt n
+// (no job's: job ids start at 1).
 Status ProbeContainer(Sandbox& sandbox, const std::string& dir, const std::string& kiln_cc, int timeout_s = 30,
-                      const std::atomic<bool>* cancel = nullptr);
+                      const std::atomic<bool>* cancel = nullptr, int n = 0);
 
 class HealthProbe {
  public:
@@ -52,7 +54,8 @@ class HealthProbe {
   // holds up a heartbeat. The last outcome is reported meanwhile (none
   // before the first ends). runc is reported failing only after two checks
   // in a row fail (one failure may be the host's moment: memory, pids, a
-  // slow disk); the second comes within kRecheckAfter of the first.
+  // slow disk); the second comes kRecheckAfter after the first (or at the
+  // interval, if shorter), at the first Measure after that.
   // Unavailable from start_container is no verdict either way.
   v1::HealthReport Measure();
   // The runc check's interval from now on (SIGHUP).

@@ -173,6 +173,16 @@ RunOutcome RunIn(const JobEnv& env, const Assignment& a, const RunRequest& req,
   ObservePhase(env, "run", run_began);
   if (!container_started || out.start_error == StartError::kRuntime || out.start_error == StartError::kSetup)
     env.metrics.sandbox_failures.Inc();
+  if (out.start_error == StartError::kRuntime && env.runc_check) {
+    // Whose failure: this worker's containers start, or they do not.
+    Status works = env.runc_check();
+    if (works.ok()) {
+      out.result.infrastructure = false;
+      out.result.error += " (this worker's own containers start: the cause is the job's image or settings)";
+    } else if (works.code() != Code::kUnavailable) {
+      out.result.error += " (and this worker's own container check fails too: " + works.message() + ")";
+    }
+  }
   if (out.result.infrastructure) {
     // The worker's failure, not the build's: retried elsewhere (kiln status
     // says so) and counted against this worker's health.
@@ -335,8 +345,8 @@ void RunAssignment(const JobEnv& env, const Assignment& a, const std::shared_ptr
     req.abort_reason = "killed: its log exceeded the limit of " + FormatLimitBytes(cfg.max_log_bytes);
     out = RunIn(env, a, req, started, log, js, &timings);
     timings.set_ended_ms(out.finished_ms);
-    if (out.status == queue::JobStatus::kFailed && out.result.limit.empty() && env.checkouts->overlay().ok() &&
-        Checkouts::DiskFull(base, saw_enospc)) {
+    if (out.status == queue::JobStatus::kFailed && out.result.limit.empty() && !out.result.infrastructure &&
+        env.checkouts->overlay().ok() && Checkouts::DiskFull(base, saw_enospc)) {
       out.result.limit = "disk";
       out.result.error = "its checkout's disk is full: it reached the limit of " +
                          FormatLimitBytes(disk_cap) + " (kiln submit --disk; the worker's disk_max)";

@@ -45,6 +45,11 @@ struct JobEnv {
   Sandbox* sandbox = nullptr;
   std::string no_sandbox_why;  // why sandbox is null
   CompileCacheSetup* cc = nullptr;
+  // Starts a container of the worker's own (ProbeContainer) after runc
+  // failed to start a job's for no reason of the job's it named: OK means
+  // runc works here, so the failure is the job's (its image, its
+  // settings), not the worker's. Empty: such failures are the worker's.
+  std::function<Status()> runc_check;
   // Sends a message to the controller, kept until it can go (log chunks,
   // RUNNING, workspace records).
   std::function<void(const v1::WorkerMessage&)> send;

@@ -42,10 +42,14 @@ enum class StartError {
   kNone,
   kSetup,    // it could not write what its runtime needs (a full disk): no
              // verdict on the runtime
-  kRuntime,  // the runtime failed before the command ran: the worker's
-             // (infrastructure), not the job's
+  kRuntime,  // the runtime failed before the command ran, for no reason of
+             // the job's that it names: the worker's (infrastructure) if
+             // the worker's own containers fail to start too
   kCommand,  // the job's command could not be executed (missing from its
              // image, not executable): the job's
+  kJob,      // the runtime could not start it for the job's own settings
+             // (a memory or pids limit too low for its init, a working
+             // directory that cannot be entered): the job's
 };
 
 struct RunOutcome {

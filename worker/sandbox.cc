@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 #include "common/util.h"
 #include "worker/exec.h"
@@ -191,13 +192,14 @@ class RuncSandbox : public Sandbox {
     fs::permissions(bundle, fs::perms::owner_all, ec);
     // (The tree already belongs to the build's user: worker/checkout.h.)
     {
+      errno = 0;
       std::ofstream config(bundle + "/config.json");
       config << RuncConfig(req, rootfs, caps_, cgroup);
       config.close();
       if (ec || !config) {
         // Not runc's failure nor the job's: the worker's disk (its health
         // checks say so); the job is retried elsewhere.
-        const std::string why = ec ? ec.message() : std::strerror(errno);
+        const std::string why = ec ? ec.message() : errno != 0 ? std::strerror(errno) : "write failed";
         fs::remove_all(bundle, ec);
         RunOutcome out;
         out.start_error = StartError::kSetup;
@@ -230,18 +232,36 @@ class RuncSandbox : public Sandbox {
     int64_t mem = CappedLimit(req.spec.memory_bytes, caps_.memory_bytes);
     const bool failed = out.status == queue::JobStatus::kFailed && out.result.limit.empty() && !out.result.timed_out;
     if (failed && !failure.empty()) {
-      out.start_error = ClassifyRuncFailure(failure);
-      // (What runc printed is in the job's log too.)
-      const std::string prefix = "runc run failed: ";
-      std::string what = failure.rfind(prefix, 0) == 0 ? failure.substr(prefix.size()) : failure;
+      std::string limit;
+      out.start_error = ClassifyRuncFailure(failure, &limit);
+      // Out of processes under a roomy pids limit: the host's, not the job's.
+      if (limit == "pids" && CappedLimit(req.spec.pids, caps_.pids) >= 64) out.start_error = StartError::kRuntime;
+      // (What runc printed is in the job's log too.) Its words, from the
+      // part that says what failed, cut to a bound.
+      std::string what = failure.substr(std::string_view("runc run failed: ").size());
+      const std::string_view exec_prefix = "unable to start container process: ";
+      if (out.start_error == StartError::kCommand) what = what.substr(exec_prefix.size());
       if (what.size() > 1000) what = what.substr(0, 1000) + "...";
-      if (out.start_error == StartError::kCommand) {
-        out.result.exit_code = 127;  // as a shell says of a command it cannot run
-        out.result.error = "cannot run the job's command in its image: " + what.substr(what.find("exec: "));
-      } else {
-        out.result.exit_code = -1;
-        out.result.infrastructure = true;
-        out.result.error = "runc could not start the job's container: " + what;
+      out.result.exit_code = -1;
+      switch (out.start_error) {
+        case StartError::kCommand:
+          out.result.exit_code = 127;  // as a shell says of a command it cannot run
+          out.result.error = "cannot run the job's command in its image (is it in the image? give its full path): " + what;
+          break;
+        case StartError::kJob:
+          out.result.limit = limit;
+          if (limit == "memory")
+            out.result.error = "killed: exceeded memory limit " + FormatLimitBytes(mem) + " before its command started";
+          else if (limit == "pids")
+            out.result.error = "failed: reached the limit of " + std::to_string(CappedLimit(req.spec.pids, caps_.pids)) +
+                               " processes (pids) before its command started";
+          else
+            out.result.error = "cannot start the job's container: " + what;
+          break;
+        default:
+          out.result.infrastructure = true;
+          out.result.error = "runc could not start the job's container: " + what;
+          break;
       }
     } else if (failed && out.result.exit_code == 127 && out.result.error.find("cannot run") != std::string::npos) {
       // runc itself could not be run.
@@ -282,10 +302,24 @@ std::string RuncRunFailure(const std::string& runc_log) {
   return failure;
 }
 
-StartError ClassifyRuncFailure(const std::string& failure) {
-  // runc's words for its init's execve of the command failing, after the
-  // container was set up: "unable to start container process: exec: ...".
-  if (failure.find("unable to start container process: exec: ") != std::string::npos) return StartError::kCommand;
+StartError ClassifyRuncFailure(const std::string& failure, std::string* limit) {
+  // runc 1.1's words. Its init's execve of the command failing, after the
+  // container was set up, at the start of the message (a path the job
+  // named may appear further on, and say anything).
+  if (failure.rfind("runc run failed: unable to start container process: exec: ", 0) == 0) return StartError::kCommand;
+  auto says = [&](const char* words) { return failure.find(words) != std::string::npos; };
+  auto set = [&](const char* l) {
+    if (limit != nullptr) *limit = l;
+    return StartError::kJob;
+  };
+  // Its init killed by the job's memory limit, or unable to make threads
+  // or processes under its pids limit.
+  if (says("container init was OOM-killed")) return set("memory");
+  if (says("resource temporarily unavailable") || says("failed to create new OS thread")) return set("pids");
+  // The job's working directory (a file in its tree, say).
+  if (failure.rfind("runc run failed: unable to start container process: error during container init: chdir to cwd",
+                    0) == 0)
+    return set("");
   return StartError::kRuntime;
 }
 

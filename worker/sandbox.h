@@ -66,8 +66,10 @@ std::string RuncRunFailure(const std::string& runc_log);
 
 // Whose fault a `runc run` failure (RuncRunFailure) is: kCommand when the
 // job's command could not be executed in the container ("exec: ..."),
-// else kRuntime (runc, the host, its cgroups or mounts).
-StartError ClassifyRuncFailure(const std::string& failure);
+// kJob when its init died of the job's limits or could not enter its
+// working directory (`limit` is set to "memory" or "pids" for a limit),
+// else kRuntime (runc, the host, its cgroups or mounts; or the image).
+StartError ClassifyRuncFailure(const std::string& failure, std::string* limit = nullptr);
 
 // The OCI config.json of a job (exposed for tests).
 std::string RuncConfig(const RunRequest& req, const std::string& rootfs, const SandboxCaps& caps,

@@ -246,6 +246,14 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
   env.sandbox = impl->sandbox.get();
   env.no_sandbox_why = impl->no_sandbox_why;
   env.cc = impl->cc.get();
+  if (impl->sandbox && impl->cc) {
+    env.runc_check = [sb = impl->sandbox.get(), dir = cfg.work_dir + "/probe-", cc = impl->cc->master()] {
+      // 1, 2, ...: the health check's own container is 0.
+      static std::atomic<int> n{0};
+      const int k = ++n;
+      return ProbeContainer(*sb, dir + std::to_string(k), cc, 30, nullptr, k);
+    };
+  }
   env.metrics = impl->metrics.run;
   // The stores whose free disk the health reports and metrics give.
   const std::vector<std::pair<std::string, std::string>> stores = {

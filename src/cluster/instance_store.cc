@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "audit/write.h"
@@ -12,7 +13,14 @@
 
 namespace kiln::cluster {
 
-InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool) {
+struct InstanceStore::LockConn {
+  std::mutex mu;
+  std::unique_ptr<pqxx::connection> c;
+};
+
+InstanceStore::~InstanceStore() = default;
+
+InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool), lock_(std::make_unique<LockConn>()) {
   pool_.AddStatements({
       {"cluster_instances_list",
        "SELECT i.id, c.name, i.provider, i.config_hash, i.state, i.work_dir,"
@@ -37,24 +45,30 @@ InstanceStore::InstanceStore(db::Pool& pool) : pool_(pool) {
       {"cluster_instance_remove", "DELETE FROM cluster_instances WHERE id = $1"},
       // A cluster's queue as its workers see it (the claim's project mapping
       // and pin), and its workers' slots.
-      // A queued job counts for the one managed cluster that is to run it:
-      // of those serving its project (and the cluster it names, if any)
-      // whose workers meet its requirements (a cluster with no worker yet
-      // is given the benefit of the doubt), the first with room under its
-      // maximum, else the first. Not a job waiting for an identical one's
-      // result: it will not run.
+      // A queued job counts for one managed cluster only: of those serving
+      // its project (and the cluster it names, if any) whose live workers
+      // meet its requirements (with no live worker: whose labels do, the
+      // properties a worker reports of itself — arch, os, sandbox, plain —
+      // taken as met), the first created. Not a job waiting for an
+      // identical one's result: it will not run. (The first filter is
+      // this cluster's own jobs; the rest runs for those alone.)
       {"cluster_seen",
        "WITH c AS (SELECT id FROM clusters WHERE name = $1),"
        " q AS (SELECT j.queue_start_time FROM build_jobs j, c WHERE j.status = 'queued'"
+       "   AND j.project_id IN (SELECT cp.project_id FROM cluster_projects cp WHERE cp.cluster_id = c.id)"
+       "   AND (j.cluster_id IS NULL OR j.cluster_id = c.id)"
        "   AND (j.waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM build_jobs f WHERE f.id = j.waits_for"
        "                                           AND f.status IN ('queued', 'setup', 'running')))"
        "   AND c.id = (SELECT m.cluster_id FROM cluster_projects cp JOIN cluster_state m ON m.cluster_id = cp.cluster_id"
        "     WHERE cp.project_id = j.project_id AND (j.cluster_id IS NULL OR j.cluster_id = m.cluster_id)"
-       "       AND (EXISTS (SELECT 1 FROM workers w WHERE w.cluster_id = m.cluster_id AND w.properties @> j.requirements)"
-       "            OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.cluster_id = m.cluster_id))"
-       "     ORDER BY (SELECT count(*) FROM cluster_instances i WHERE i.cluster_id = m.cluster_id"
-       "               AND i.state <> 'draining') >= m.max_workers, m.cluster_id"
-       "     LIMIT 1))"
+       "       AND (EXISTS (SELECT 1 FROM workers w WHERE w.cluster_id = m.cluster_id"
+       "                      AND w.state IN ('connected', 'draining') AND w.properties @> j.requirements)"
+       "            OR (NOT EXISTS (SELECT 1 FROM workers w WHERE w.cluster_id = m.cluster_id"
+       "                              AND w.state IN ('connected', 'draining'))"
+       "                AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(j.requirements) r"
+       "                                WHERE r.key NOT IN ('arch', 'os', 'sandbox', 'plain')"
+       "                                  AND (m.labels->>r.key) IS DISTINCT FROM r.value)))"
+       "     ORDER BY m.cluster_id LIMIT 1))"
        " SELECT (SELECT count(*) FROM q),"
        "  coalesce((SELECT (extract(epoch FROM now() - min(queue_start_time)) * 1000)::bigint FROM q), 0),"
        "  (SELECT count(*) FROM build_jobs j JOIN workers w ON w.id = j.worker_id, c"
@@ -171,13 +185,15 @@ namespace {
 // the farm leader's one-key lock.
 class PgApplyLock final : public InstanceStore::ApplyLock {
  public:
-  explicit PgApplyLock(std::unique_ptr<pqxx::connection> c) : c_(std::move(c)) {}
+  // `c` (held under `g`) is the store's lock connection, kept open across
+  // applies; it is dropped when it fails, and opened again by the next.
+  PgApplyLock(std::unique_lock<std::mutex> g, std::unique_ptr<pqxx::connection>& c) : g_(std::move(g)), c_(c) {}
   ~PgApplyLock() override {
     try {
       pqxx::nontransaction tx(*c_);
       tx.exec("SELECT pg_advisory_unlock(1802071150, 2)");
     } catch (const std::exception&) {
-      // Closing the session (below) releases it.
+      c_.reset();  // closing the session releases it
     }
   }
   Status Held() override {
@@ -187,38 +203,54 @@ class PgApplyLock final : public InstanceStore::ApplyLock {
                   " AND objid = 2 AND objsubid = 2 AND pid = pg_backend_pid() AND granted)")[0][0]
               .as<bool>())
         return Status::Ok();
-      return Unavailable("the farm's apply lock is no longer held by this controller");
+      return Unavailable("the farm's apply lock is no longer held by this controller; the steps left are for the "
+                         "next apply (kiln clusters apply, or the autoscaler's next pass)");
     } catch (const std::exception& e) {
-      return Unavailable(std::string("the farm's apply lock was lost with its connection: ") + e.what());
+      return Unavailable(std::string("the farm's apply lock was lost with its connection (") + e.what() +
+                         "); the steps left are for the next apply (kiln clusters apply, or the autoscaler's next pass)");
     }
   }
 
  private:
-  std::unique_ptr<pqxx::connection> c_;
+  std::unique_lock<std::mutex> g_;
+  std::unique_ptr<pqxx::connection>& c_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<InstanceStore::ApplyLock>> InstanceStore::HoldApplyLock() {
-  // A connection of its own: a pooled one could be replaced behind the
-  // holder's back, and keepalives notice a dead server.
-  auto conn = db::Connect(db::WithKeepalives(pool_.url()));
-  if (!conn.ok()) return Unavailable("cannot take the farm's apply lock: " + conn.status().message());
+  // A connection of its own (a pooled one could be replaced behind the
+  // holder's back; keepalives notice a dead peer on both sides), opened once
+  // and kept for the next apply.
+  std::unique_lock<std::mutex> g(lock_->mu);
+  std::unique_ptr<pqxx::connection>& conn = lock_->c;
   // Tried, not waited on in the server: a bounded wait, and a connection
-  // that broke meanwhile is seen at once.
+  // that broke meanwhile is seen at once. A kept connection that broke
+  // since the last apply (the server restarted) is opened again, once.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  try {
-    for (;;) {
-      pqxx::nontransaction tx(**conn);
-      if (tx.exec("SELECT pg_try_advisory_lock(1802071150, 2)")[0][0].as<bool>()) break;
-      if (std::chrono::steady_clock::now() > deadline)
-        return Unavailable("another apply has held the farm's apply lock for 60 s (a slow provider?); try again");
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (int tries = 0;; ++tries) {
+    const bool reused = conn != nullptr && conn->is_open();
+    if (!reused) {
+      conn.reset();
+      auto opened = db::Connect(db::WithKeepalives(pool_.url()));
+      if (!opened.ok()) return Unavailable("cannot take the farm's apply lock: " + opened.status().message());
+      conn = std::move(*opened);
     }
-  } catch (const std::exception& e) {
-    return Unavailable(std::string("cannot take the farm's apply lock: ") + e.what());
+    try {
+      for (;;) {
+        pqxx::nontransaction tx(*conn);
+        if (tx.exec("SELECT pg_try_advisory_lock(1802071150, 2)")[0][0].as<bool>()) break;
+        if (std::chrono::steady_clock::now() > deadline)
+          return Unavailable("another apply has held the farm's apply lock for 60 s (a slow provider?); try again");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      break;
+    } catch (const std::exception& e) {
+      conn.reset();
+      if (!reused || tries > 0) return Unavailable(std::string("cannot take the farm's apply lock: ") + e.what());
+    }
   }
-  return std::unique_ptr<ApplyLock>(std::make_unique<PgApplyLock>(std::move(*conn)));
+  return std::unique_ptr<ApplyLock>(std::make_unique<PgApplyLock>(std::move(g), conn));
 }
 
 Result<Signals> InstanceStore::Seen(const std::string& cluster) {

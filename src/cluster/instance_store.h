@@ -54,6 +54,7 @@ class InstanceStore {
  public:
   // Registers its statements with the pool, which must outlive the store.
   explicit InstanceStore(db::Pool& pool);
+  ~InstanceStore();
 
   // The cluster's instances, oldest first, each with the worker that
   // registered with its work_dir.
@@ -74,7 +75,8 @@ class InstanceStore {
   // lock, key "kiln", 2, on a connection of its own with TCP keepalives,
   // kept until the holder is released; a controller that dies releases it
   // with its session). Waits while another holds it, up to 60 s (then
-  // Unavailable).
+  // Unavailable). The connection stays open between applies; one holder
+  // at a time in this process (a second waits for the first).
   class ApplyLock {
    public:
     virtual ~ApplyLock() = default;
@@ -89,9 +91,9 @@ class InstanceStore {
   // running jobs, the oldest wait, slots of connected healthy workers; not
   // the actions, which wait in a controller's memory, nor the serving
   // instances, which are the plan's). A queued job is counted by one
-  // managed cluster only, one whose workers meet its requirements (the
-  // first with room under its maximum), and not while it waits for an
-  // identical job's result.
+  // managed cluster only, the first created of those whose live workers
+  // (with none, whose labels) meet its requirements, and not while it
+  // waits for an identical job's result.
   Result<Signals> Seen(const std::string& cluster);
   // Its id (for FinishDecision).
   Result<int64_t> RecordDecision(const std::string& cluster, const DecisionRow& d);
@@ -112,6 +114,8 @@ class InstanceStore {
 
  private:
   db::Pool& pool_;
+  struct LockConn;  // the apply lock's connection, one holder at a time
+  std::unique_ptr<LockConn> lock_;
 };
 
 }  // namespace kiln::cluster

@@ -169,8 +169,14 @@ Status ProcessProvider::Destroy(const std::string& id) {
   std::error_code ec;
   // Its log outlives it, beside the instances (why did it never register?):
   // the newest kKeptLogs of them.
-  fs::rename(Dir(id) + "/worker.log", o_.root + "/" + id + ".log", ec);
-  if (!ec) PruneKeptLogs();
+  const std::string kept = o_.root + "/" + id + ".log";
+  fs::rename(Dir(id) + "/worker.log", kept, ec);
+  if (!ec) {
+    // Dated by its destruction, not its last line: a worker that never
+    // registered wrote once, at its start, and its log is the one wanted.
+    fs::last_write_time(kept, fs::file_time_type::clock::now(), ec);
+    PruneKeptLogs();
+  }
   ec.clear();
   fs::remove_all(Dir(id), ec);
   if (ec) return Internal("cannot remove " + Dir(id) + ": " + ec.message());

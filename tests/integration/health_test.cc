@@ -260,12 +260,14 @@ TEST_F(Health, AJobWhoseWorkerCannotSetItUpRunsOnAnotherWorker) {
   EXPECT_EQ(Log(*Jobs(), std::stoll(retried)), "2097152 big.bin\n");
 }
 
-// A job whose container runc cannot start on one worker (here a bind mount
-// whose source the host lost: a stand-in runc first on its PATH adds one to
-// the job's bundle, then hands over to the real runc, which fails with its
-// own words) is the worker's failure: retried on another worker, counted
-// against the first. A command missing from the image is the build's own:
-// it fails at once with exit status 127, no retry, no count.
+// A job whose container runc cannot start (here a bind mount whose source
+// the host lost: a stand-in runc first on the worker's PATH adds one to the
+// bundle, then hands over to the real runc, which fails with its own words)
+// is the worker's failure when the worker's own containers fail to start
+// too: retried on another worker, counted against the first. When they
+// start, the cause is the job's (its image, its settings): it fails as the
+// build, once. A command missing from the image is the build's too: exit
+// status 127, no retry, no count.
 TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
   if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
   extra_conf_ = "health_max_infra_failures = 1\n";
@@ -273,30 +275,52 @@ TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
   StartController();
   auto real = test::RunCommand({"/bin/sh", "-c", "command -v runc"}, 10s);
   ASSERT_EQ(real.exit_code, 0) << "runc not found: run deploy/install-deps.sh";
-  const std::string bin = dir_.path() + "/fakebin";
+  const std::string bin = dir_.path() + "/fakebin", jobs_broken = dir_.path() + "/jobs-broken",
+                    all_broken = dir_.path() + "/all-broken";
   std::filesystem::create_directories(bin);
-  // Jobs' containers only: the runc check's own (job 0, attempt 0) starts.
+  // Job 0's containers are the worker's own checks; the others are jobs'.
   test::WriteFile(bin + "/runc",
                   "#!/bin/sh\n"
                   "prev=; bundle=; run=; for a in \"$@\"; do\n"
                   "  [ \"$prev\" = --bundle ] && bundle=$a; [ \"$a\" = run ] && run=1; prev=$a; id=$a\n"
                   "done\n"
-                  "case $id in *-0-0) ;; *) if [ -n \"$run\" ] && [ -n \"$bundle\" ]; then\n"
+                  "broken=; case $id in *-0-*) [ -e " + all_broken + " ] && broken=1 ;; *) [ -e " + jobs_broken +
+                      " ] && broken=1 ;; esac\n"
+                  "if [ -n \"$run\" ] && [ -n \"$bundle\" ] && [ -n \"$broken\" ]; then\n"
                   "  jq '.mounts += [{\"destination\": \"/data\", \"type\": \"bind\", "
                   "\"source\": \"/nonexistent/kiln-lost-mount\", \"options\": [\"rbind\"]}]' "
                   "\"$bundle/config.json\" > \"$bundle/config.new\" && mv \"$bundle/config.new\" \"$bundle/config.json\"\n"
-                  "fi ;; esac\n"
+                  "fi\n"
                   "exec " + real.out.substr(0, real.out.find('\n')) + " \"$@\"\n");
   ASSERT_EQ(::chmod((bin + "/runc").c_str(), 0755), 0);
   const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin";
   ::setenv("PATH", (bin + ":" + path).c_str(), 1);
-  StartWorker(0, 1);
+  // Its periodic runc check once at start only (it passes), then not again.
+  StartWorker(0, 1, {"--set", "health_check_interval=1h"});
   ::setenv("PATH", path.c_str(), 1);
   const std::string broken = NewWorkerId({});
   ASSERT_FALSE(broken.empty());
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        return !test::Sql(url_, "SELECT coalesce(health_report->'runc'->>'checked_ms', '') FROM workers WHERE id = '" +
+                                    broken + "'")
+                    .empty();
+      },
+      30s));
   const std::string img = Busybox();
 
-  // Its first attempt fails on the broken worker, and it goes back in line.
+  // Only jobs' containers fail: the job's, once, and the worker stays in service.
+  test::WriteFile(jobs_broken, "");
+  auto own = Kiln({"submit", "--no-input", "--image", img, "--", "sh", "-c", "echo own"});
+  EXPECT_NE(own.exit_code, 0) << own.out;
+  EXPECT_NE(own.err.find("runc could not start the job's container"), std::string::npos) << own.err;
+  EXPECT_NE(own.err.find("this worker's own containers start"), std::string::npos) << own.err;
+  EXPECT_EQ(own.err.find("infrastructure"), std::string::npos) << own.err;
+  EXPECT_EQ(Count("attempt > 1"), 0) << "not retried";
+  EXPECT_EQ(HealthOf(broken), "healthy");
+
+  // Every container fails: the worker's. The job goes back in line.
+  test::WriteFile(all_broken, "");
   auto sub = Kiln({"submit", "--detach", "--no-input", "--image", img, "--", "sh", "-c", "echo ran"});
   ASSERT_EQ(sub.exit_code, 0) << sub.err;
   const std::string job = sub.out.substr(0, sub.out.find('\n'));
@@ -309,6 +333,7 @@ TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
   auto listed = Kiln({"--timeout", "60s", "workers"});
   EXPECT_NE(listed.out.find("runc could not start the job's container"), std::string::npos) << listed.out;
   EXPECT_NE(listed.out.find("kiln-lost-mount"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("own container check fails too"), std::string::npos) << listed.out;
 
   // Another worker runs it: succeeded on attempt 2, with its own log.
   StartWorker(0, 1);
@@ -323,8 +348,8 @@ TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
   // A command the image lacks is the build's: 127 at once, on its first attempt.
   auto missing = Kiln({"submit", "--no-input", "--image", img, "--", "/no/such/tool", "--version"});
   EXPECT_EQ(missing.exit_code, 127) << missing.err;
-  EXPECT_NE(missing.err.find("cannot run the job's command in its image: exec: \"/no/such/tool\""), std::string::npos)
-      << missing.err;
+  EXPECT_NE(missing.err.find("cannot run the job's command in its image"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("exec: \"/no/such/tool\""), std::string::npos) << missing.err;
   EXPECT_EQ(missing.err.find("infrastructure"), std::string::npos) << missing.err;
   EXPECT_EQ(Count("attempt > 1 AND spec->'argv'->>0 = '/no/such/tool'"), 0);
   EXPECT_EQ(HealthOf(good), "healthy");

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "db/leader.h"
+#include "db/pool.h"
 #include "harness/harness.h"
 
 namespace kiln {
@@ -70,13 +71,28 @@ TEST(Leader, AnotherTakesOverWhenTheLeaderStops) {
 }
 
 TEST(Leader, KeepalivesAreAddedInTheUrlsOwnForm) {
+  const std::string server_uri =
+      "options=-c%20tcp_keepalives_idle%3D5%20-c%20tcp_keepalives_interval%3D2%20-c%20tcp_keepalives_count%3D3";
   EXPECT_EQ(db::WithKeepalives("postgresql://u@h/db"),
-            "postgresql://u@h/db?keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3");
-  EXPECT_EQ(db::WithKeepalives("postgresql://u@h/db?sslmode=require&keepalives_idle=30"),
-            "postgresql://u@h/db?sslmode=require&keepalives_idle=30&keepalives=1&keepalives_interval=2"
-            "&keepalives_count=3");
+            "postgresql://u@h/db?keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3"
+            "&connect_timeout=10&" + server_uri);
+  EXPECT_EQ(db::WithKeepalives("postgresql://u@h/db?sslmode=require&keepalives_idle=30&options=-c%20x%3Dy"),
+            "postgresql://u@h/db?sslmode=require&keepalives_idle=30&options=-c%20x%3Dy&keepalives=1"
+            "&keepalives_interval=2&keepalives_count=3&connect_timeout=10");
   EXPECT_EQ(db::WithKeepalives("host=/tmp dbname=kiln"),
-            "host=/tmp dbname=kiln keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3");
+            "host=/tmp dbname=kiln keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 "
+            "connect_timeout=10 options='-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
+            "-c tcp_keepalives_count=3'");
+}
+
+// Both forms connect, and the server takes the session's keepalive
+// settings (on the test's Unix socket they are accepted; TCP uses them).
+TEST(Leader, AUrlWithKeepalivesConnects) {
+  const std::string url = test::NewDatabase();
+  auto c = db::Connect(db::WithKeepalives(url));
+  ASSERT_TRUE(c.ok()) << c.status().message() << " url=" << db::WithKeepalives(url);
+  pqxx::nontransaction tx(**c);
+  EXPECT_EQ(tx.exec("SELECT 1")[0][0].as<int>(), 1);
 }
 
 }  // namespace

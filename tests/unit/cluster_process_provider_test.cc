@@ -113,6 +113,9 @@ TEST_F(ProcessProviderTest, OnlyTheNewestLogsOfDestroyedInstancesAreKept) {
     fs::last_write_time(log, now - std::chrono::hours(100 - i));
   }
   ASSERT_TRUE(p.Create(Named("c-1")).ok());
+  // Its log last written long ago (a worker that wrote once, at its start).
+  ASSERT_TRUE(WaitFor([&] { return Read(p.Dir("c-1") + "/worker.log").find("started") != std::string::npos; }, 10s));
+  fs::last_write_time(p.Dir("c-1") + "/worker.log", now - std::chrono::hours(1000));
   ASSERT_TRUE(p.Destroy("c-1").ok());
   size_t kept = 0;
   for (const auto& e : fs::directory_iterator(Options().root)) kept += e.path().extension() == ".log";

@@ -94,8 +94,33 @@ TEST(RuncFailure, AMountCgroupOrRuntimeErrorIsTheWorkers) {
   EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to apply cgroup configuration: mkdir /sys/fs/cgroup/pids/x: "
                                 "no space left on device"),
             StartError::kRuntime);
-  // A command whose name says "exec: " is still not runc's exec failure.
+  // A path that says "exec: " (a job's working directory may say
+  // anything) is still not runc's exec failure.
   EXPECT_EQ(ClassifyRuncFailure("runc run failed: error mounting \"/tmp/exec: x\""), StartError::kRuntime);
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to start container process: error during container init: "
+                                "error mounting \"/w/" + std::string(2000, 'd') +
+                                "/unable to start container process: exec: \" to rootfs"),
+            StartError::kRuntime);
+}
+
+TEST(RuncFailure, AnInitKilledByTheJobsLimitsOrItsWorkingDirectoryIsTheJobs) {
+  std::string limit = "?";
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to start container process: container init was OOM-killed "
+                                "(memory limit too low?)",
+                                &limit),
+            StartError::kJob);
+  EXPECT_EQ(limit, "memory");
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to start container process: error during container init: "
+                                "fork/exec /proc/self/exe: resource temporarily unavailable",
+                                &limit),
+            StartError::kJob);
+  EXPECT_EQ(limit, "pids");
+  limit = "?";
+  EXPECT_EQ(ClassifyRuncFailure("runc run failed: unable to start container process: error during container init: "
+                                "chdir to cwd (\"/src/a.txt/sub\") set in config.json failed: not a directory",
+                                &limit),
+            StartError::kJob);
+  EXPECT_EQ(limit, "");
 }
 
 }  // namespace
