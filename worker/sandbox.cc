@@ -89,9 +89,9 @@ class RuncContainer : public Container {
   RuncContainer(std::string state, std::string id, std::string bundle, pid_t runc)
       : state_(std::move(state)), id_(std::move(id)), bundle_(std::move(bundle)), runc_(runc) {}
   ~RuncContainer() override {
-    Exec({"runc", "--root", state_, "kill", "--all", id_, "KILL"});
+    Exec({"runc", "--root", state_, "kill", "--all", id_, "KILL"}, nullptr, kRuncCommandTimeout);
     Reap(/*wait=*/true);
-    Exec({"runc", "--root", state_, "delete", "--force", id_});
+    Exec({"runc", "--root", state_, "delete", "--force", id_}, nullptr, kRuncCommandTimeout);
     std::error_code ec;
     fs::remove_all(bundle_, ec);
   }
@@ -121,7 +121,7 @@ class RuncSandbox : public Sandbox {
   Status Check() override {
     if (geteuid() != 0) return FailedPrecondition("containers need kiln-worker to run as root");
     std::string v;
-    if (Exec({"runc", "--version"}, &v) != 0) return FailedPrecondition("runc is not installed (apt install runc)");
+    if (Exec({"runc", "--version"}, &v, kRuncCommandTimeout) != 0) return FailedPrecondition("runc is not installed (apt install runc)");
     for (const char* c : {"memory", "pids", "cpu"})
       if (!fs::exists(std::string("/sys/fs/cgroup/") + c))
         return FailedPrecondition(std::string("the cgroup v1 controller ") + c + " is not mounted");
@@ -132,12 +132,12 @@ class RuncSandbox : public Sandbox {
     std::error_code ec;
     fs::create_directories(state_, ec);
     std::string list;
-    if (Exec({"runc", "--root", state_, "list", "-q"}, &list) == 0) {
+    if (Exec({"runc", "--root", state_, "list", "-q"}, &list, kRuncCommandTimeout) == 0) {
       std::istringstream in(list);
       std::string id;
       while (in >> id) {  // the state directory is this worker's own: everything in it is a leftover
         spdlog::info("removing leftover container {}", id);
-        Exec({"runc", "--root", state_, "delete", "--force", id});
+        Exec({"runc", "--root", state_, "delete", "--force", id}, nullptr, kRuncCommandTimeout);
       }
     }
     fs::remove_all(bundles_, ec);
@@ -149,7 +149,7 @@ class RuncSandbox : public Sandbox {
     std::string id = prefix_ + name;
     std::string bundle = bundles_ + "/" + id;
     std::error_code ec;
-    Exec({"runc", "--root", state_, "delete", "--force", id});  // a crashed run's, if any
+    Exec({"runc", "--root", state_, "delete", "--force", id}, nullptr, kRuncCommandTimeout);  // a crashed run's, if any
     fs::remove_all(bundle, ec);
     fs::create_directories(bundle, ec);
     fs::permissions(bundle, fs::perms::owner_all, ec);
@@ -216,7 +216,7 @@ class RuncSandbox : public Sandbox {
     req.launcher = {"runc", "--root", state_, "--log", runc_log, "--log-format", "json",
                     "run", "--keep", "--bundle", bundle, id};
     std::string state = state_;
-    req.kill = [state, id] { Exec({"runc", "--root", state, "kill", "--all", id, "KILL"}); };
+    req.kill = [state, id] { Exec({"runc", "--root", state, "kill", "--all", id, "KILL"}, nullptr, kRuncCommandTimeout); };
     RunOutcome out = RunJob(req, on_started, on_output, cancel, hand_back);
     const std::string failure = RuncRunFailure(ReadFile(runc_log));
     // runc exits with the container's status: 128+N when signal N ended it.
@@ -227,7 +227,7 @@ class RuncSandbox : public Sandbox {
     std::string proc_cgroup = ReadFile("/proc/self/cgroup"), mountinfo = ReadFile("/proc/self/mountinfo");
     int64_t oom = ReadCounter(CgroupDir(cgroup, "memory", proc_cgroup, mountinfo) + "/memory.oom_control", "oom_kill");
     int64_t pids_max = ReadCounter(CgroupDir(cgroup, "pids", proc_cgroup, mountinfo) + "/pids.events", "max");
-    Exec({"runc", "--root", state_, "delete", "--force", id});
+    Exec({"runc", "--root", state_, "delete", "--force", id}, nullptr, kRuncCommandTimeout);
     fs::remove_all(bundle, ec);
     int64_t mem = CappedLimit(req.spec.memory_bytes, caps_.memory_bytes);
     const bool failed = out.status == queue::JobStatus::kFailed && out.result.limit.empty() && !out.result.timed_out;

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "worker/exec.h"
 #include "worker/sandbox.h"
 
 namespace kiln::worker {
@@ -121,6 +122,17 @@ TEST(RuncFailure, AnInitKilledByTheJobsLimitsOrItsWorkingDirectoryIsTheJobs) {
                                 &limit),
             StartError::kJob);
   EXPECT_EQ(limit, "");
+}
+
+// A helper (runc kill, delete, --version) that hangs is killed at its
+// timeout: a job's end or the worker's stop never waits for it for ever.
+TEST(Exec, AHelperPastItsTimeoutIsKilledAndReaped) {
+  std::string out;
+  EXPECT_EQ(Exec({"sh", "-c", "echo before; exec sleep 60"}, &out, std::chrono::milliseconds(300)), 128 + 9);
+  EXPECT_EQ(out, "before\n");
+  EXPECT_EQ(Exec({"sh", "-c", "echo quick; exit 3"}, &out, std::chrono::milliseconds(30'000)), 3);
+  EXPECT_EQ(out, "quick\n");
+  EXPECT_EQ(Exec({"sh", "-c", "exit 4"}), 4) << "no timeout: waits";
 }
 
 }  // namespace
