@@ -210,6 +210,10 @@ Result<std::unique_ptr<Worker>> Worker::Create(const config::WorkerConfig& cfg) 
     auto sb = MakeRuncSandbox(cfg.work_dir + "/runc", cfg.work_dir + "/bundles", "kiln-" + impl->id + "-", caps);
     if (Status s = sb->Check(); s.ok()) {
       sb->CleanUp();
+      // And the probes' rootfs a crashed worker left (work_dir/probe-N).
+      std::error_code probe_ec;
+      for (const auto& e : std::filesystem::directory_iterator(cfg.work_dir, probe_ec))
+        if (e.path().filename().string().rfind("probe-", 0) == 0) std::filesystem::remove_all(e.path(), probe_ec);
       impl->sandbox = std::move(sb);
     } else {
       impl->no_sandbox_why = s.message();
