@@ -466,9 +466,11 @@ TEST_F(CompileCache, WhatTheWrapperDoesNotUnderstandCompilesAsAskedAndIsCounted)
   EXPECT_NE(last_log_.find("hello 42 43 3 4 x"), std::string::npos) << last_log_;
   EXPECT_EQ(Stat(j, "fallbacks"), 5);
   EXPECT_EQ(Stat(j, "misses"), 2) << "main.c and lib/d.c";
-  EXPECT_EQ(Q("SELECT string_agg(reason, ',' ORDER BY seq) FROM compile_events WHERE job_id = " + std::to_string(j) +
+  // (Each reason once; in no promised order: the invocations report to the
+  // worker on connections of their own, and CI saw two orders.)
+  EXPECT_EQ(Q("SELECT string_agg(reason, ',' ORDER BY reason) FROM compile_events WHERE job_id = " + std::to_string(j) +
               " AND outcome = 'fallback'"),
-            "preprocessing only,assembler source,several source files,unsupported option,linking");
+            "assembler source,linking,preprocessing only,several source files,unsupported option");
   // Again: the understood ones hit; the others run again, still correct.
   int64_t again = Build(img, {}, "default", script);
   EXPECT_NE(last_log_.find("hello 42 43 3 4 x"), std::string::npos) << last_log_;
