@@ -210,7 +210,11 @@ TEST_F(CompileCache, WithoutDebugInformationTheCompileNamesItsOwnHeaders) {
   const std::string img = Toolchain();
   WriteProject();
   test::WriteFile(src() + "/c.c", "#include \"common.h\"\nint unit_c(void) { int unused; return 3; }\n");
-  const std::string serial = "make app DEBUG=";  // one compile at a time: the log's order is fixed
+  // One compile at a time, and -s: make's own echo of each command goes
+  // through its buffered stdout, which may reach the log before or after a
+  // compiler's warning (CI saw both); the compiler's words alone are
+  // in a fixed order.
+  const std::string serial = "make -s app DEBUG=";
   Build(img, {"--no-compile-cache"}, "default", serial);
   const auto reference = Artifacts();
   const std::string reference_log = last_log_;
