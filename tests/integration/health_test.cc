@@ -67,6 +67,24 @@ class Health : public ContainerFarm {
     if (at == std::string::npos) return -1;
     return std::stod(page.substr(at + series.size() + 2));
   }
+  // The real runc's path ("" if none).
+  static std::string RealRunc() {
+    auto real = test::RunCommand({"/bin/sh", "-c", "command -v runc"}, 10s);
+    return real.exit_code == 0 ? real.out.substr(0, real.out.find('\n')) : "";
+  }
+  // Starts a worker with `script` (a stand-in runc: its body, after
+  // "#!/bin/sh\n") first on its PATH.
+  test::Process& StartWorkerWithRunc(const std::string& script, std::vector<std::string> extra) {
+    const std::string bin = dir_.path() + "/fakebin";
+    std::filesystem::create_directories(bin);
+    test::WriteFile(bin + "/runc", "#!/bin/sh\n" + script);
+    EXPECT_EQ(::chmod((bin + "/runc").c_str(), 0755), 0);
+    const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin";
+    ::setenv("PATH", (bin + ":" + path).c_str(), 1);
+    auto& w = StartWorker(0, 1, std::move(extra));
+    ::setenv("PATH", path.c_str(), 1);
+    return w;
+  }
   std::string NewWorkerId(const std::set<std::string>& known) {
     for (const auto& id : SplitList(test::Sql(url_, "SELECT string_agg(id, ',') FROM workers"), ','))
       if (!known.count(id)) return id;
@@ -153,21 +171,14 @@ TEST_F(Health, AWorkerWhoseRuncCannotStartAContainerIsUnhealthyUntilItCan) {
   extra_conf_ = "health_recover_after = 1s\n";
   SetUp();
   StartController();
-  auto real = test::RunCommand({"/bin/sh", "-c", "command -v runc"}, 10s);
-  ASSERT_EQ(real.exit_code, 0) << "runc not found: run deploy/install-deps.sh";
-  const std::string bin = dir_.path() + "/fakebin", broken = dir_.path() + "/runc-broken";
-  std::filesystem::create_directories(bin);
-  test::WriteFile(bin + "/runc", "#!/bin/sh\n"
-                                 "if [ -e " + broken + " ]; then for a in \"$@\"; do\n"
-                                 "  if [ \"$a\" = run ]; then echo 'fake runc: no containers today' >&2; exit 1; fi\n"
-                                 "done; fi\n"
-                                 "exec " + real.out.substr(0, real.out.find('\n')) + " \"$@\"\n");
-  ASSERT_EQ(::chmod((bin + "/runc").c_str(), 0755), 0);
+  const std::string real = RealRunc(), broken = dir_.path() + "/runc-broken";
+  ASSERT_FALSE(real.empty()) << "runc not found: run deploy/install-deps.sh";
   test::WriteFile(broken, "");
-  const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin";
-  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
-  auto& w = StartWorker(0, 1, {"--set", "health_check_interval=1s"});
-  ::setenv("PATH", path.c_str(), 1);
+  auto& w = StartWorkerWithRunc("if [ -e " + broken + " ]; then for a in \"$@\"; do\n"
+                                "  if [ \"$a\" = run ]; then echo 'fake runc: no containers today' >&2; exit 1; fi\n"
+                                "done; fi\n"
+                                "exec " + real + " \"$@\"\n",
+                                {"--set", "health_check_interval=1s"});
   const std::string id = NewWorkerId({});
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "unhealthy"; }, 30s)) << Kiln({"--timeout", "60s", "workers"}).out;
@@ -273,31 +284,24 @@ TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
   extra_conf_ = "health_max_infra_failures = 1\n";
   SetUp();
   StartController();
-  auto real = test::RunCommand({"/bin/sh", "-c", "command -v runc"}, 10s);
-  ASSERT_EQ(real.exit_code, 0) << "runc not found: run deploy/install-deps.sh";
-  const std::string bin = dir_.path() + "/fakebin", jobs_broken = dir_.path() + "/jobs-broken",
+  const std::string real = RealRunc(), jobs_broken = dir_.path() + "/jobs-broken",
                     all_broken = dir_.path() + "/all-broken";
-  std::filesystem::create_directories(bin);
+  ASSERT_FALSE(real.empty()) << "runc not found: run deploy/install-deps.sh";
   // Job 0's containers are the worker's own checks; the others are jobs'.
-  test::WriteFile(bin + "/runc",
-                  "#!/bin/sh\n"
-                  "prev=; bundle=; run=; for a in \"$@\"; do\n"
-                  "  [ \"$prev\" = --bundle ] && bundle=$a; [ \"$a\" = run ] && run=1; prev=$a; id=$a\n"
-                  "done\n"
-                  "broken=; case $id in *-0-*) [ -e " + all_broken + " ] && broken=1 ;; *) [ -e " + jobs_broken +
-                      " ] && broken=1 ;; esac\n"
-                  "if [ -n \"$run\" ] && [ -n \"$bundle\" ] && [ -n \"$broken\" ]; then\n"
-                  "  jq '.mounts += [{\"destination\": \"/data\", \"type\": \"bind\", "
-                  "\"source\": \"/nonexistent/kiln-lost-mount\", \"options\": [\"rbind\"]}]' "
-                  "\"$bundle/config.json\" > \"$bundle/config.new\" && mv \"$bundle/config.new\" \"$bundle/config.json\"\n"
-                  "fi\n"
-                  "exec " + real.out.substr(0, real.out.find('\n')) + " \"$@\"\n");
-  ASSERT_EQ(::chmod((bin + "/runc").c_str(), 0755), 0);
-  const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "/usr/sbin:/usr/bin:/sbin:/bin";
-  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
   // Its periodic runc check once at start only (it passes), then not again.
-  StartWorker(0, 1, {"--set", "health_check_interval=1h"});
-  ::setenv("PATH", path.c_str(), 1);
+  StartWorkerWithRunc(
+      "prev=; bundle=; run=; for a in \"$@\"; do\n"
+      "  [ \"$prev\" = --bundle ] && bundle=$a; [ \"$a\" = run ] && run=1; prev=$a; id=$a\n"
+      "done\n"
+      "broken=; case $id in *-0-*) [ -e " + all_broken + " ] && broken=1 ;; *) [ -e " + jobs_broken +
+          " ] && broken=1 ;; esac\n"
+      "if [ -n \"$run\" ] && [ -n \"$bundle\" ] && [ -n \"$broken\" ]; then\n"
+      "  jq '.mounts += [{\"destination\": \"/data\", \"type\": \"bind\", "
+      "\"source\": \"/nonexistent/kiln-lost-mount\", \"options\": [\"rbind\"]}]' "
+      "\"$bundle/config.json\" > \"$bundle/config.new\" && mv \"$bundle/config.new\" \"$bundle/config.json\"\n"
+      "fi\n"
+      "exec " + real + " \"$@\"\n",
+      {"--set", "health_check_interval=1h"});
   const std::string broken = NewWorkerId({});
   ASSERT_FALSE(broken.empty());
   ASSERT_TRUE(test::WaitFor(
