@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -112,6 +113,10 @@ struct Controller::Impl {
     double since_submit_s = 0;
   };
   uint64_t pool_errors_seen = 0;  // the pool's error count at the last scrape (under the registry's lock)
+  // Workers whose dropped stream waits out the reconnect grace here (how
+  // many drops each): the reaper leaves them to the drop.
+  std::mutex parked_mu;
+  std::map<std::string, int> parked_workers;
   std::mutex flight_mu;
   std::unordered_map<int64_t, InFlight> in_flight;
 
@@ -138,6 +143,12 @@ struct Controller::Impl {
   void FailUnopened(const Session& s, const queue::Claimed& job, const Status& why);
   void ApplyLoop();
   void ApplyDrop(const Event& drop);
+  std::vector<std::string> ParkedWorkers() {
+    std::lock_guard g(parked_mu);
+    std::vector<std::string> out;
+    for (const auto& [id, _] : parked_workers) out.push_back(id);
+    return out;
+  }
   void ReapLoop();
   void ConfigLoop();
   void NotifyLoop();
@@ -202,7 +213,7 @@ void Controller::Impl::DispatchLoop() {
           for (auto& [name, value] : *values) (*a->mutable_secret_env())[name] = std::move(value);
         }
         s->Assigned(job.id);
-        metrics.jobs.dispatch_latency.Observe(std::max(0.0, job.since_submit_s));
+        metrics.jobs.dispatch_latency.Observe(std::max(0.0, job.since_queued_s));
         {
           std::lock_guard g(flight_mu);
           in_flight[job.id] = {job.project, NowUnixMs(), job.since_submit_s};
@@ -233,15 +244,41 @@ void Controller::Impl::ApplyLoop() {
   constexpr size_t kMaxBatch = 1000;
   auto backoff = std::chrono::milliseconds(50);
   std::deque<Event> batch;
+  // Dropped streams wait out the reconnect grace here, in the order they
+  // dropped (one grace for all); a worker that registers again meanwhile
+  // keeps its jobs (the drop is fenced by its session).
+  std::deque<Event> parked;
+  const auto grace = std::min(cfg.reconnect_grace, cfg.lease);
   while (true) {
+    while (!parked.empty() && std::chrono::steady_clock::now() >= parked.front().at + grace) {
+      ApplyDrop(parked.front());
+      std::lock_guard g(parked_mu);
+      if (auto it = parked_workers.find(parked.front().session->worker_id); it != parked_workers.end() && --it->second == 0)
+        parked_workers.erase(it);
+      parked.pop_front();
+    }
     Event drop;
-    auto took = reports.Take(batch, drop, kMaxBatch, std::chrono::milliseconds(200), stopping);
+    auto took = reports.Take(batch, drop, kMaxBatch,
+                             parked.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(50), stopping);
     if (took == ReportQueue::Took::kNothing) {
-      if (stopping) return;
+      if (stopping) {
+        for (const auto& p : parked)
+          spdlog::info("worker disconnected worker_id={}: its jobs are requeued when its lease expires, unless it "
+                       "comes back (this controller is stopping)",
+                       p.session->worker_id);
+        return;
+      }
       continue;
     }
     if (took == ReportQueue::Took::kDrop) {
-      ApplyDrop(drop);
+      if (grace.count() > 0)
+        spdlog::info("worker stream closed worker_id={} jobs={}: requeued in {} ms unless it registers again",
+                     drop.session->worker_id, drop.session->Running(), grace.count());
+      {
+        std::lock_guard g(parked_mu);
+        ++parked_workers[drop.session->worker_id];
+      }
+      parked.push_back(std::move(drop));
       continue;
     }
     std::vector<queue::Update> updates;
@@ -426,18 +463,46 @@ void Controller::Impl::ApplyDrop(const Event& drop) {
   job_events.Notify();
 }
 
+// A lease is taken only by a reaper that watched for a whole lease: one that
+// started, could not reach the database, or was itself stalled (stopped,
+// starved of CPU) meanwhile gives the workers a lease to heartbeat first. A
+// lease that expired while no controller recorded heartbeats says nothing of
+// the worker; the controller's own stall is seen as a wait that overran.
 void Controller::Impl::ReapLoop() {
+  using Clock = std::chrono::steady_clock;
   uint64_t seen = shutdown_wake.generation();
+  auto watching_since = Clock::now();
+  bool waiting_said = false;
+  const auto overrun = cfg.reap_interval + cfg.heartbeat_interval;
   while (!stopping) {
-    auto r = dispatch->Reap();
-    if (!r.ok()) {
-      spdlog::warn("lease reaper: {}", r.status().message());
-    } else if (!r->job_ids.empty()) {
-      spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
-      CountEnded(metrics.jobs, r->ended);
-      job_events.Notify();
+    if (Clock::now() - watching_since < cfg.lease) {
+      if (!waiting_said)
+        spdlog::info("lease reaper: watching for {} ms before it takes any lease, so workers can heartbeat",
+                     cfg.lease.count());
+      waiting_said = true;
+    } else if (auto r = dispatch->Reap(ParkedWorkers()); !r.ok()) {
+      spdlog::warn("lease reaper: {}; expired leases are taken a lease after the database answers again",
+                   r.status().message());
+      watching_since = Clock::now();
+      waiting_said = true;
+    } else {
+      if (waiting_said) spdlog::info("lease reaper: taking expired leases");
+      waiting_said = false;
+      if (!r->job_ids.empty()) {
+        spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
+        CountEnded(metrics.jobs, r->ended);
+        job_events.Notify();
+      }
     }
+    auto began = Clock::now();
     seen = shutdown_wake.Wait(seen, cfg.reap_interval);
+    if (auto took = Clock::now() - began; took > overrun) {
+      spdlog::warn("controller stalled: a {} ms wait took {} ms; workers get a lease to heartbeat before any is "
+                   "taken",
+                   cfg.reap_interval.count(), std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+      watching_since = Clock::now();
+      waiting_said = true;
+    }
   }
 }
 

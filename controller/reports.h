@@ -23,6 +23,7 @@ struct Event {
   queue::Update update;
   queue::LogAppend log;
   std::string why;  // kDrop: why the stream closed
+  std::chrono::steady_clock::time_point at{};  // kDrop: when it closed
 };
 
 class ReportQueue {

@@ -81,6 +81,10 @@ class Session {
     std::lock_guard g(mu_);
     return inflight_.count(job_id) > 0;
   }
+  int Running() {
+    std::lock_guard g(mu_);
+    return static_cast<int>(inflight_.size());
+  }
   // Returns true if the job was in flight here.
   bool Finished(int64_t job_id) {
     std::lock_guard g(mu_);

@@ -239,13 +239,17 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       spdlog::info("worker stream closed worker_id={} (jobs stay with the worker)", w.id);
       return grpc::Status::OK;
     }
-    // The worker went away: its jobs go back in line now, not at lease
-    // expiry. Queued behind the reports already read from this stream, so
-    // a result that arrived is stored before the requeue.
+    // The worker went away: its jobs go back in line after the reconnect
+    // grace unless it registers again meanwhile (a stream also breaks while
+    // this controller is stopped or cut off, and the worker then comes back
+    // with its jobs still running), not at lease expiry. Queued behind the
+    // reports already read from this stream, so a result that arrived is
+    // stored before the requeue.
     Event drop;
     drop.kind = Event::kDrop;
     drop.session = session;
     drop.why = "its stream to controller " + d_.controller_id + " closed";
+    drop.at = std::chrono::steady_clock::now();
     d_.reports.Push(std::move(drop));
     return grpc::Status::OK;
   }

@@ -15,7 +15,7 @@ JobLedger::Admission JobLedger::Admit(int64_t job_id, int attempt, int slots, bo
   if (it != jobs_.end()) {
     // A newer attempt owns the job: stop ours, let the new one be claimed again.
     it->second->cancel = true;
-    return {nullptr, "an older attempt of the job is still stopping here"};
+    return {nullptr, "an older attempt of the job is still stopping here", true};
   }
   if (draining) return {nullptr, "the worker is draining"};
   if (static_cast<int>(jobs_.size()) >= slots) return {nullptr, "the worker has no free slot"};
@@ -32,10 +32,21 @@ void JobLedger::RunEnded() {
   cv_.notify_all();
 }
 
+bool JobLedger::WaitGone(int64_t job_id, int attempt, std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  return cv_.wait_for(lk, timeout, [&] {
+    auto it = jobs_.find(job_id);
+    return it == jobs_.end() || it->second->attempt >= attempt;
+  });
+}
+
 void JobLedger::Finish(const v1::JobUpdate& u, bool ran_here) {
-  std::lock_guard g(mu_);
-  if (ran_here) jobs_.erase(u.job_id());
-  unacked_[{u.job_id(), u.attempt()}] = u;
+  {
+    std::lock_guard g(mu_);
+    if (ran_here) jobs_.erase(u.job_id());
+    unacked_[{u.job_id(), u.attempt()}] = u;
+  }
+  cv_.notify_all();
 }
 
 void JobLedger::Ack(int64_t job_id, int attempt) {

@@ -38,15 +38,20 @@ class JobLedger {
   struct Admission {
     std::shared_ptr<JobState> job;
     std::string refuse;
+    bool older_stopping = false;  // with refuse: WaitGone, then Admit again
   };
   // Takes an assignment if a slot is free and the worker is not draining.
   // A newer attempt of a job that runs here stops the older one and is
-  // refused (the controller assigns it again once the old one reported).
+  // refused with older_stopping: its slot is the older one's, free once
+  // that stopped (WaitGone).
   // A cancel that overtook the assignment marks the job cancelled at once.
   // An admitted job counts as a live run until RunEnded.
   Admission Admit(int64_t job_id, int attempt, int slots, bool draining);
   // The run of an admitted job is over (its thread is done).
   void RunEnded();
+  // Waits until no attempt of the job older than `attempt` runs here; false
+  // on timeout.
+  bool WaitGone(int64_t job_id, int attempt, std::chrono::milliseconds timeout);
 
   // Keeps a final report until Ack. With ran_here, the job also leaves the
   // running set in the same step.

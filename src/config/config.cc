@@ -135,6 +135,7 @@ Status Apply(ControllerConfig& c, const std::string& k, const std::string& v) {
   else if (k == "heartbeat_interval") return ParseDur(k, v, c.heartbeat_interval);
   else if (k == "lease") return ParseDur(k, v, c.lease);
   else if (k == "reap_interval") return ParseDur(k, v, c.reap_interval);
+  else if (k == "reconnect_grace") return ParseDur(k, v, c.reconnect_grace);
   else if (k == "dispatch_poll_interval") return ParseDur(k, v, c.dispatch_poll_interval);
   else if (k == "config_poll_interval") return ParseDur(k, v, c.config_poll_interval);
   else if (k == "log_level") c.log_level = v;

@@ -23,6 +23,9 @@ struct ControllerConfig {
   milliseconds heartbeat_interval{2000};     // workers heartbeat this often
   milliseconds lease{10000};                 // a silent worker loses its jobs after this
   milliseconds reap_interval{1000};
+  // A worker whose stream drops keeps its jobs this long (at most the lease)
+  // to come back; then they are requeued. 0: at once.
+  milliseconds reconnect_grace{5000};
   milliseconds dispatch_poll_interval{5000}; // safety net behind LISTEN/NOTIFY
   milliseconds config_poll_interval{2000};
   std::string log_level = "info";

@@ -75,7 +75,8 @@ constexpr const char* kClaimSql =
     " FROM claimed, projects p WHERE b.id = claimed.id AND p.id = b.project_id"
     " RETURNING b.id, b.attempt, p.name, b.spec::text, b.requirements::text,"
     "   (SELECT encode(s.sealed, 'hex') FROM job_secrets s WHERE s.job_id = b.id),"
-    "   extract(epoch FROM now() - b.submitted_at)::float8";
+    "   extract(epoch FROM now() - b.submitted_at)::float8,"
+    "   extract(epoch FROM now() - coalesce(b.requeued_at, b.submitted_at))::float8";
 
 // Fenced worker reports: $1 is a JSON array of {id, attempt, status,
 // result, started_ms, finished_ms, worker, cert, timings}.
@@ -189,7 +190,7 @@ std::vector<db::Statement> Statements() {
       {"reap",
        "WITH expired AS ("
        "  SELECT j.id, j.attempt FROM build_jobs j JOIN workers w ON w.id = j.worker_id"
-       "  WHERE j.status IN ('setup', 'running') AND w.lease_expires_at < now()"
+       "  WHERE j.status IN ('setup', 'running') AND w.lease_expires_at < now() AND NOT ($1::jsonb ? w.id)"
        "  FOR UPDATE OF j SKIP LOCKED)"
        // Not counted against the worker: a lease also expires when the
        // controllers or the database are away (a restart, a failover),
@@ -262,6 +263,7 @@ Result<std::vector<Claimed>> DispatchStore::Claim(const std::string& worker_id, 
         cl.sealed_secrets = HexDecode(row[5].as<std::string>()).value_or("");
       }
       cl.since_submit_s = row[6].as<double>();
+      cl.since_queued_s = row[7].as<double>();
       out.push_back(std::move(cl));
     }
     return out;
@@ -338,10 +340,11 @@ Result<RequeueOutcome> DispatchStore::DropWorker(const std::string& worker_id, c
                      });
 }
 
-Result<RequeueOutcome> DispatchStore::Reap() {
+Result<RequeueOutcome> DispatchStore::Reap(const std::vector<std::string>& skip) {
+  const std::string skipped = json(skip).dump();
   return pool_.Query("cannot reap expired leases", [&](pqxx::connection& c) -> Result<RequeueOutcome> {
     pqxx::nontransaction tx(c);
-    auto out = ToRequeueOutcome(tx.exec_prepared("reap"));
+    auto out = ToRequeueOutcome(tx.exec_prepared("reap", skipped));
     tx.exec_prepared("reap_workers");
     return out;
   });

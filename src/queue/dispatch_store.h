@@ -54,8 +54,10 @@ class DispatchStore {
   // The worker's stream of this session dropped: requeue its jobs now and
   // mark it disconnected. A no-op if the worker registered again since.
   Result<RequeueOutcome> DropWorker(const std::string& worker_id, const std::string& session, const std::string& why);
-  // Requeues jobs of workers whose lease expired, marks those workers lost.
-  Result<RequeueOutcome> Reap();
+  // Requeues jobs of workers whose lease expired, marks those workers lost;
+  // leaves the workers in `skip` alone (their dropped streams are being
+  // handled: DropWorker after the reconnect grace).
+  Result<RequeueOutcome> Reap(const std::vector<std::string>& skip = {});
   // Reconciles a reconnecting worker's running jobs with the database:
   // returns the refs the worker must stop (not its own any more, or with a
   // pending cancel) and requeues the worker's jobs it no longer reports.

@@ -114,6 +114,7 @@ struct Claimed {
   JobSpec spec;
   std::string sealed_secrets;  // NewJob::sealed_secrets, empty for none
   double since_submit_s = 0;   // seconds from its submit to this claim (for metrics)
+  double since_queued_s = 0;   // ... from its last requeue (or its submit) to this claim
 };
 
 // Where a final report's job spent its time on the worker (unix ms of the

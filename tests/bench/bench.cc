@@ -5,7 +5,8 @@
 //             beside pgbench running the same statements (the floor)
 //   e2e       no-op jobs through controller and worker on loopback
 //   dispatch  submit-to-running latency on an idle farm
-//   requeue   kill -9 of a worker until its job runs again elsewhere
+//   requeue   kill -9 of a worker until its job runs again elsewhere (the
+//             controller waits reconnect_grace, 5 s, for the worker first)
 //
 //   kiln-bench hash DIR [--cache-file F]   (no database; run.sh's cas mode)
 //             hashes DIR into a Merkle tree as kiln submit does, with the

@@ -47,7 +47,7 @@ TEST_F(Farm, JobsOfAKilledWorkerRunAgainElsewhere) {
   StartWorker(0, 3);
   victim.Signal(SIGKILL);
   victim.Wait(5s);
-  // Requeued at once on the dropped stream (not after the lease), run by the survivor.
+  // Requeued on the dropped stream after the reconnect grace (here the lease, 3 s), run by the survivor.
   ASSERT_TRUE(AllEnded(30s));
   EXPECT_EQ(Count("status = 'succeeded'"), 3);
   EXPECT_EQ(Count("attempt = 2"), 3);
@@ -103,6 +103,68 @@ TEST_F(Farm, GracefulControllerRestartLeavesRunningJobsWithTheirWorker) {
   auto j = Get(*jobs, id);
   EXPECT_EQ(j.status(), v1::SUCCEEDED);
   EXPECT_EQ(j.attempt(), 1) << "the job was re-run instead of adopted";
+}
+
+// A controller that hangs (SIGSTOP here; a stall, a VM pause) longer than
+// the lease and the workers' keepalive (10 s + 5 s): when it runs again it
+// finds every worker stream broken and every lease expired, through no fault
+// of the workers. The worker comes back within the reconnect grace and keeps
+// its job, which runs on to the end once: no requeue, no second attempt, no
+// loss counted against the worker.
+TEST_F(Farm, AHungControllerThatWakesUpLeavesRunningJobsWithTheirWorker) {
+  StartController();
+  StartWorker(0, 1);
+  auto jobs = Jobs();
+  std::string gate = dir_.path() + "/gate";
+  int64_t id = Submit(*jobs, {"sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.05; done; echo through"});
+  ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::RUNNING; }, 20s));
+  // Whether a daemon's log says `text` after byte `from`, within a deadline.
+  auto logged = [&](size_t daemon, const std::string& text, std::chrono::milliseconds within, size_t from = 0) {
+    return test::WaitFor(
+        [&] {
+          std::string all = test::ReadFile(logs_[daemon]);
+          return all.size() > from && all.find(text, from) != std::string::npos;
+        },
+        within);
+  };
+  ASSERT_TRUE(logged(0, "lease reaper: taking expired leases", 20s)) << "the reaper never began";
+
+  controllers_[0]->Signal(SIGSTOP);
+  // The worker gives the stream up (keepalive), the lease (3 s) runs out.
+  bool broke = logged(1, "lost the controller stream", 40s);
+  const size_t at = test::ReadFile(logs_[0]).size();  // the controller's log, where it stopped
+  const size_t worker_at = test::ReadFile(logs_[1]).size();
+  controllers_[0]->Signal(SIGCONT);
+  ASSERT_TRUE(broke) << "the worker did not notice the hung controller";
+
+  ASSERT_TRUE(logged(0, "controller stalled", 20s, at));
+  ASSERT_TRUE(logged(1, "connected to controller", 30s, worker_at)) << "the worker did not come back";
+  // The old stream's end: seen as stale at once (a heartbeat of the old
+  // session after the new one registered), or a drop applied after the
+  // grace, fenced by the new session: nothing requeued either way.
+  ASSERT_TRUE(test::WaitFor(
+      [&] {
+        std::string after = test::ReadFile(logs_[0]).substr(at);
+        return after.find("(jobs stay with the worker)") != std::string::npos ||
+               after.find("worker disconnected worker_id=") != std::string::npos;
+      },
+      30s));
+  // The reaper, after its own lease of watching, takes nothing either.
+  ASSERT_TRUE(logged(0, "lease reaper: taking expired leases", 30s, at));
+  std::string after = test::ReadFile(logs_[0]).substr(at);
+  EXPECT_EQ(after.find("requeued=1"), std::string::npos) << after;
+
+  auto running = Get(*jobs, id);
+  EXPECT_EQ(running.status(), v1::RUNNING);
+  EXPECT_EQ(running.attempt(), 1) << "the job was requeued while its worker ran it";
+  std::ofstream(gate) << "go";
+  ASSERT_TRUE(AllEnded(30s));
+  auto j = Get(*jobs, id);
+  EXPECT_EQ(j.status(), v1::SUCCEEDED);
+  EXPECT_EQ(j.attempt(), 1);
+  EXPECT_EQ(Log(*jobs, id), "through\n");
+  EXPECT_EQ(test::Sql(url_, "SELECT health || ' ' || cardinality(infra_failures) FROM workers"), "healthy 0")
+      << "the controller's hang was counted against the worker";
 }
 
 TEST_F(Farm, DatabaseRestartMidRunLosesNothing) {

@@ -266,6 +266,25 @@ TEST_F(QueueTest, AnUnhealthyWorkerClaimsNothingAndAnInfrastructureFailureGoesEl
   EXPECT_EQ(j->result->error, "infrastructure: cannot prepare the input tree on worker w2: disk full");
 }
 
+// A claim says how long the job waited since it was last put in line (the
+// dispatch latency) and since its submit (its whole wait): the same on the
+// first claim, apart after a requeue.
+TEST_F(QueueTest, AClaimCountsTheWaitSinceTheLastRequeueAndSinceTheSubmit) {
+  int64_t id = SubmitJob();
+  test::Sql(url_, "UPDATE build_jobs SET submitted_at = now() - interval '1 hour' WHERE id = " + std::to_string(id));
+  std::string s1 = Worker("w1");
+  auto c1 = dispatch_->Claim("w1", s1, 1, kGrace);
+  ASSERT_TRUE(c1.ok() && c1->size() == 1);
+  EXPECT_GE((*c1)[0].since_submit_s, 3600);
+  EXPECT_GE((*c1)[0].since_queued_s, 3600) << "never requeued: it waited since its submit";
+  ASSERT_TRUE(dispatch_->DropWorker("w1", s1, "test").ok());
+  std::string s2 = Worker("w2");
+  auto c2 = dispatch_->Claim("w2", s2, 1, kGrace);
+  ASSERT_TRUE(c2.ok() && c2->size() == 1);
+  EXPECT_GE((*c2)[0].since_submit_s, 3600);
+  EXPECT_LT((*c2)[0].since_queued_s, 600) << "requeued a moment ago";
+}
+
 TEST_F(QueueTest, StaleAttemptChangesNothing) {
   int64_t id = SubmitJob();
   std::string s1 = Worker("w1");

@@ -61,6 +61,22 @@ TEST(JobLedger, IgnoresARepeatAndStopsAnOlderAttempt) {
   EXPECT_EQ(newer.job, nullptr);
   EXPECT_EQ(newer.refuse, "an older attempt of the job is still stopping here");
   EXPECT_TRUE(first.job->cancel) << "the newer attempt stops the older one";
+  EXPECT_TRUE(newer.older_stopping) << "the newer attempt waits for the older one's slot";
+  EXPECT_FALSE(l.WaitGone(1, 3, std::chrono::milliseconds(20))) << "the older attempt still runs";
+
+  // Once the older attempt has stopped, the newer one is admitted.
+  std::thread stopper([&] {
+    v1::JobUpdate u;
+    u.set_job_id(1);
+    u.set_attempt(2);
+    u.set_status(v1::CANCELLED);
+    l.Finish(u, /*ran_here=*/true);
+  });
+  EXPECT_TRUE(l.WaitGone(1, 3, std::chrono::seconds(10)));
+  stopper.join();
+  auto again = l.Admit(1, 3, 4, false);
+  ASSERT_NE(again.job, nullptr) << again.refuse;
+  EXPECT_EQ(again.job->attempt, 3);
 }
 
 TEST(JobLedger, CancelsARunningAttemptOnly) {
