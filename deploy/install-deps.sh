@@ -76,8 +76,32 @@ missing_packages() {
   done
 }
 
+# Debian's prometheus package starts its daemon (:9090) wherever an init
+# system lets it; kiln's tests start their own on loopback, so the packaged
+# one is stopped and kept from starting at boot (also when everything was
+# installed already: an earlier install may have left it running).
+stop_packaged_daemons() {
+  local unit
+  for unit in prometheus; do
+    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+    if [[ -x /etc/init.d/$unit ]]; then
+      "${SUDO[@]}" /etc/init.d/"$unit" stop >/dev/null 2>&1 || true
+      if command -v update-rc.d >/dev/null 2>&1; then
+        "${SUDO[@]}" update-rc.d "$unit" disable >/dev/null 2>&1 || true
+      fi
+    fi
+  done
+  if command -v ss >/dev/null 2>&1 && ss -Hltnp 'sport = :9090' 2>/dev/null | grep -q prometheus; then
+    die "a packaged prometheus still listens on :9090: stop it (kill its pid) and re-run"
+  fi
+}
+
 mapfile -t MISSING < <(missing_packages)
 if ((${#MISSING[@]} == 0)); then
+  SUDO=()
+  ((EUID == 0)) && stop_packaged_daemons
   log "all dependencies present"
   exit 0
 fi
@@ -102,26 +126,6 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300)
 mapfile -t STILL < <(missing_packages)
 ((${#STILL[@]} == 0)) || die "still missing after install: ${STILL[*]}"
 
-# Debian's prometheus package starts its daemon (:9090) wherever an init
-# system lets it; kiln's tests start their own on loopback, so the packaged
-# one is stopped and kept from starting at boot.
-stop_packaged_daemons() {
-  local unit
-  for unit in prometheus; do
-    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-      "${SUDO[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
-    fi
-    if [[ -x /etc/init.d/$unit ]]; then
-      "${SUDO[@]}" /etc/init.d/"$unit" stop >/dev/null 2>&1 || true
-      if command -v update-rc.d >/dev/null 2>&1; then
-        "${SUDO[@]}" update-rc.d "$unit" disable >/dev/null 2>&1 || true
-      fi
-    fi
-  done
-  if command -v ss >/dev/null 2>&1 && ss -Hltnp 'sport = :9090' 2>/dev/null | grep -q prometheus; then
-    die "a packaged prometheus still listens on :9090: stop it (kill its pid) and re-run"
-  fi
-}
 stop_packaged_daemons
 
 log "installed: ${MISSING[*]}"

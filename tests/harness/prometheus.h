@@ -30,6 +30,15 @@ inline std::string PrometheusMissing() {
   for (const char* b : {kPrometheus, kPromtool}) {
     if (::access(b, X_OK) != 0) return std::string(b) + " not found: run deploy/install-deps.sh (Debian's prometheus)";
   }
+
+// In a test body: skips the test where Prometheus is missing, unless
+// KILN_REQUIRE_PROMETHEUS is set (tests/run.sh, which installs it): then
+// the test fails, so a broken install cannot pass as a skip.
+#define KILN_NEED_PROMETHEUS()                                              \
+  if (auto why_missing = ::kiln::test::PrometheusMissing(); !why_missing.empty()) { \
+    if (::getenv("KILN_REQUIRE_PROMETHEUS") != nullptr) FAIL() << why_missing; \
+    GTEST_SKIP() << why_missing;                                            \
+  }
   return "";
 }
 

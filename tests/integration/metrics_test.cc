@@ -11,6 +11,7 @@
 #include <csignal>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "harness/c_project.h"
@@ -58,7 +59,7 @@ class Metrics : public ContainerFarm {
 };
 
 TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
-  if (auto why = test::PrometheusMissing(); !why.empty()) GTEST_SKIP() << why;
+  KILN_NEED_PROMETHEUS();
   extra_conf_ = "cas_gc_interval = 300ms\n";  // the CAS gauges are set by each collection
   SetUp();
   StartController("127.0.0.1:0", MetricsArgs("controller0"));
@@ -136,6 +137,9 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
       {"sum(kiln_jobs_finished_total{outcome=\"failed\"})", 1},
       {"sum(kiln_jobs_finished_total{outcome=\"cached\"})", 1},
       {"sum(kiln_action_cache_lookups_total{outcome=\"hit\"})", 1},
+      // The first build and the failing job; the workspace job and the
+      // --no-cache builds look nothing up.
+      {"sum(kiln_action_cache_lookups_total{outcome=\"miss\"})", 2},
       {"sum(kiln_grpc_calls_total{method=\"/kiln.v1.JobService/Submit\",code=\"OK\"})", 6},
       {"sum(kiln_compile_cache_lookups_total{outcome=\"hit\"})", 5},
       {"sum(kiln_compile_cache_lookups_total{outcome=\"miss\"})", 5},
@@ -237,13 +241,27 @@ TEST_F(Metrics, JobsFinishedCountsEveryWayAJobEnds) {
 }
 
 TEST(MetricsFiles, PromtoolAcceptsTheShippedAlertRulesAndScrapeConfig) {
-  if (auto why = test::PrometheusMissing(); !why.empty()) GTEST_SKIP() << why;
+  KILN_NEED_PROMETHEUS();
   const std::string dir = std::string(KILN_SOURCE_DIR) + "/deploy/prometheus";
   auto rules = test::RunCommand({test::kPromtool, "check", "rules", dir + "/kiln-alerts.yml"}, 30s);
   EXPECT_EQ(rules.exit_code, 0) << rules.out << rules.err;
   EXPECT_NE(rules.out.find("SUCCESS: 5 rules found"), std::string::npos) << rules.out;
   auto config = test::RunCommand({test::kPromtool, "check", "config", dir + "/prometheus.yml"}, 30s);
   EXPECT_EQ(config.exit_code, 0) << config.out << config.err;
+}
+
+// docs/operations.md gives the alert rules in full: the same as the file.
+TEST(MetricsFiles, TheOperationsGuideGivesTheShippedAlertRules) {
+  std::string rules = test::ReadFile(std::string(KILN_SOURCE_DIR) + "/deploy/prometheus/kiln-alerts.yml");
+  const std::string docs = test::ReadFile(std::string(KILN_SOURCE_DIR) + "/docs/operations.md");
+  auto at = rules.find("groups:");
+  ASSERT_NE(at, std::string::npos) << rules;
+  std::string block;  // the rules as an indented Markdown code block
+  std::istringstream in(rules.substr(at));
+  for (std::string line; std::getline(in, line);) block += (line.empty() ? "" : "    " + line) + "\n";
+  EXPECT_NE(docs.find(block), std::string::npos)
+      << "docs/operations.md (Metrics) must carry deploy/prometheus/kiln-alerts.yml from `groups:` on, indented "
+         "by four spaces";
 }
 
 }  // namespace
