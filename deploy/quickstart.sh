@@ -296,6 +296,7 @@ Try it (builds run in the default project's image, the toolchain image):
   cd $(q "$STATE/try") && $kiln submit --output hello -- make hello && ./hello
   $kiln audit --limit 5
   $kiln stats --since 1h
+  $kiln status ${FLEET_JOB:-1}   # the fleet build: where its units compiled
   curl -s http://$(metrics_of controller)/metrics | grep kiln_jobs_finished_total
 EOF
   fi
@@ -455,17 +456,18 @@ log "toolchain image $IMAGE"
 cp -r -- "$REPO/deploy/sample" "$STATE/try"
 TRY_READY=1
 
-# run_sample LABEL [DIR]: submits DIR (default deploy/sample; the CLI sends it as the build's input
-# tree, only what the farm lacks; the worker runs it in the toolchain image
-# under runc; the CLI downloads the declared output into $STATE/out). Sets rc,
-# SAMPLE_US (wall time) and SAMPLE_CACHED (1 if served from the action cache).
-run_sample() {
-  local t0 out=$STATE/sample-$1.log input=${2:-$REPO/deploy/sample}
+# run_build LABEL DIR OUTPUT CMD: submits DIR (the CLI sends it as the
+# build's input tree, only what the farm lacks; the worker runs CMD with sh
+# in the toolchain image under runc; the CLI downloads the declared OUTPUT
+# into $STATE/out). Sets rc, SAMPLE_US (wall time), SAMPLE_CACHED (1 if
+# served from the action cache) and SAMPLE_JOB (its id).
+run_build() {
+  local t0 out=$STATE/sample-$1.log
   t0=$(now_us)
   set +e
   timeout --foreground "$BUILD_TIMEOUT" \
-    "$BIN/kiln" --controller "$ADDR" submit --project default --image "$IMAGE" --input "$input" \
-    --output hello --outputs-dir "$STATE/out" -- sh -c "make && ./hello" 2>&1 | tee "$out"
+    "$BIN/kiln" --controller "$ADDR" submit --project default --image "$IMAGE" --input "$2" \
+    --output "$3" --outputs-dir "$STATE/out" -- sh -c "$4" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
   set -e
   SAMPLE_US=$(($(now_us) - t0))
@@ -473,6 +475,38 @@ run_sample() {
   grep -q 'from the action cache' "$out" && SAMPLE_CACHED=1
   SAMPLE_JOB=$(sed -n 's/^kiln: job \([0-9]*\) .*/\1/p' "$out" | tail -n 1)
   return 0
+}
+
+# run_sample LABEL [DIR]: builds DIR (default deploy/sample) with make and runs ./hello.
+run_sample() { run_build "$1" "${2:-$REPO/deploy/sample}" hello "make && ./hello"; }
+
+# make_fleet_sample DIR: a C program of 13 translation units (main.c and
+# unit1.c .. unit12.c) with a Makefile, for the fleet build.
+make_fleet_sample() {
+  local dir=$1 i
+  rm -rf -- "$dir"
+  mkdir -p -- "$dir"
+  {
+    echo '#include <stdio.h>'
+    for i in $(seq 1 12); do echo "int unit$i(int n);"; done
+    echo 'int main(void) {'
+    echo '  long sum = 0;'
+    for i in $(seq 1 12); do echo "  sum += unit$i(1000);"; done
+    echo '  printf("13 units built on the fleet, sum %ld\n", sum);'
+    echo '  return 0;'
+    echo '}'
+  } >"$dir/main.c"
+  for i in $(seq 1 12); do
+    printf 'int unit%d(int n) {\n  long s = 0;\n  for (int k = 0; k < n; k++) s += (long)k * %d %% 7;\n  return (int)(s %% 100000);\n}\n' \
+      "$i" "$i" >"$dir/unit$i.c"
+  done
+  {
+    echo 'OBJS = main.o' "$(for i in $(seq 1 12); do printf 'unit%d.o ' "$i"; done)"
+    echo 'app: $(OBJS)'
+    printf '\t$(CC) -o $@ $(OBJS)\n'
+    echo '%.o: %.c'
+    printf '\t$(CC) -O2 -Wall -c -o $@ $<\n'
+  } >"$dir/Makefile"
 }
 
 # compile_field JOB NAME: a number from the job's compile cache record (kiln why).
@@ -533,6 +567,32 @@ if ((rc == 0)); then
   "$BIN/kiln" --controller "$ADDR" clusters history default || true
   ((rc == 0)) && SCALED=1
 fi
+FLEET=0
+if ((rc == 0)); then
+  phase "one build, the whole fleet: remote compiles"
+  # Three workers (the cluster's minimum raised for a moment) and one build
+  # of 13 translation units: its worker runs make -j$KILN_JOBS (the build's
+  # share of the cluster's compile slots, in its environment) and kiln-cc
+  # sends each cache miss to a free slot on another worker, where it runs in
+  # a long-lived sandbox of the same image (docs/architecture.md, "Remote
+  # actions"); the objects are those a local compile gives, byte for byte.
+  "$BIN/kiln" --controller "$ADDR" clusters set default --min 3 >/dev/null ||
+    die "could not raise the default cluster's minimum (kiln clusters set default --min 3)"
+  wait_for "3 workers for the fleet build" 180 workers_are 3
+  make_fleet_sample "$STATE/fleet"
+  # shellcheck disable=SC2016 # $KILN_JOBS is the build's, expanded by its shell
+  run_build fleet "$STATE/fleet" app 'make -j$KILN_JOBS app && ./app'
+  FLEET_JOB=$SAMPLE_JOB
+  if ((rc == 0)) && [[ -n $FLEET_JOB ]]; then
+    "$BIN/kiln" --controller "$ADDR" status "$FLEET_JOB" | tee "$STATE/fleet-status.log" || true
+    FLEET_REMOTE=$(sed -n 's/^remote: *\([0-9][0-9]*\) of the misses compiled on other workers.*/\1/p' \
+      "$STATE/fleet-status.log" | head -n 1)
+    ((${FLEET_REMOTE:-0} > 0)) && FLEET=1
+  fi
+  "$BIN/kiln" --controller "$ADDR" clusters set default --min 1 >/dev/null ||
+    warn "could not set the default cluster's minimum back to 1"
+  wait_for "the autoscaler to drain the idle workers (back to 1)" 180 back_to_one
+fi
 phase_end
 if ((rc == 0)); then
   printf '\nfirst build (cold):   %8s  compiled on the worker\n' "$(fmt_us "$FIRST_US")"
@@ -554,9 +614,17 @@ if ((rc == 0)); then
   if ((SCALED)); then
     printf 'a burst of 16 jobs:             the autoscaler went from 1 to 3 workers and back to 1 when idle (kiln clusters history default)\n'
   fi
+  if ((FLEET)); then
+    printf 'one build, 3 workers:           %s of its 13 units compiled on other workers (kiln status %s)\n' \
+      "$FLEET_REMOTE" "$FLEET_JOB"
+  else
+    printf 'one build, 3 workers:           no unit compiled on another worker (kiln status %s, kiln why %s)\n' \
+      "${FLEET_JOB:-?}" "${FLEET_JOB:-?}"
+    rc=1
+  fi
 fi
 if ((rc == 0)); then
-  printf '\nRESULT: PASS - the sample built on the kiln farm; the second build came from its cache, the third recompiled only the changed file; the autoscaler scaled the cluster up for a burst and back down\n\n'
+  printf '\nRESULT: PASS - the sample built on the kiln farm; the second build came from its cache, the third recompiled only the changed file; the autoscaler scaled the cluster up for a burst and back down; one build compiled on three workers\n\n'
 elif ((rc == 124)); then
   printf '\nRESULT: FAIL - a sample build did not finish within %ss\n\n' "$BUILD_TIMEOUT"
 else

@@ -119,6 +119,7 @@ expect() {
     *' submit --output hello -- make hello && ./hello') echo '^hello from kiln$' ;;
     *' audit --limit 5') echo '[[:space:]]job\.submit[[:space:]]' ;;
     *' stats --since 1h') echo '^  jobs +[1-9][0-9]* ended: [1-9][0-9]* succeeded, ' ;;
+    *' status '[0-9]*'   # the fleet build: where its units compiled') echo '^remote: +[1-9][0-9]* of the misses compiled on other workers' ;;
     *'/metrics | grep kiln_jobs_finished_total') echo '^kiln_jobs_finished_total\{outcome="succeeded",project="default"\} [1-9]' ;;
     *) return 1 ;;
   esac
@@ -145,6 +146,8 @@ for url in "${METRICS[@]}"; do
   curl -sf --max-time 10 "$url" >"$TMP/scrape.txt" || fail "cannot scrape $url"
   if command -v promtool >/dev/null; then
     promtool check metrics <"$TMP/scrape.txt" || fail "promtool check metrics refuses $url"
+  elif [[ -n ${KILN_REQUIRE_PROMETHEUS:-} ]]; then
+    fail "promtool not found (KILN_REQUIRE_PROMETHEUS is set): run deploy/install-deps.sh"
   fi
   echo "  ok: $url"
 done
