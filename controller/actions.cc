@@ -36,6 +36,7 @@ struct WorkerSlots {
   std::string cluster;
   int slots = 0;
   int busy = 0;
+  uint64_t last = 0;  // when it was last given an action (the broker's tick)
   int Free() const { return session->Available() ? slots - busy : 0; }
 };
 
@@ -105,6 +106,7 @@ struct ActionBroker::Impl {
         .Inc();
     p->session = w.session;
     w.busy++;
+    w.last = tick + 1;  // the tick `served` takes below
     running[{p->cluster, p->project}]++;
     served[{p->cluster, p->project}] = ++tick;
     auto& mine = lent[w.session->worker_id];
@@ -173,15 +175,23 @@ struct ActionBroker::Impl {
         if (!best) break;
         auto p = best->front();
         // The worker with the most free slots that has not refused it; on a
-        // tie, another than the requester (its host runs make and links).
+        // tie, another than the requester (its host runs make and links),
+        // then the one that was given an action least recently: a build
+        // that runs fewer compiles than there are slots spreads them over
+        // the hosts instead of piling them on the first.
+        auto better = [&](const WorkerSlots& a, const WorkerSlots& b) {
+          if (a.Free() != b.Free()) return a.Free() > b.Free();
+          const bool a_home = a.session->worker_id == p->requester, b_home = b.session->worker_id == p->requester;
+          if (a_home != b_home) return b_home;
+          return a.last < b.last;
+        };
         WorkerSlots* pick = nullptr;
         bool any_free = false;
         for (auto& [id, w] : workers) {
           if (w.cluster != cluster || w.Free() <= 0) continue;
           any_free = true;
           if (p->refused.count(id)) continue;
-          if (!pick || w.Free() > pick->Free() || (w.Free() == pick->Free() && pick->session->worker_id == p->requester))
-            pick = &w;
+          if (!pick || better(w, *pick)) pick = &w;
         }
         if (!any_free) break;
         best->pop_front();

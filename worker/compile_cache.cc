@@ -496,7 +496,8 @@ struct CompileCacheServer::Impl {
       n->set_bytes_stored(n->bytes_stored() + std::max<int64_t>(0, r.bytes()));
       if (!r.remote_worker().empty()) {
         n->set_remote(n->remote() + 1);
-        n->set_remote_ms(n->remote_ms() + std::max<int64_t>(0, r.remote_ms()));
+        // The compiling this host did not do: the units' runs there.
+        n->set_remote_ms(n->remote_ms() + std::max<int64_t>(0, r.remote_run_ms()));
       }
     }
     if (o != "hit" && static_cast<size_t>(record.events_size()) < kMaxEvents) {

@@ -326,6 +326,7 @@ class Wrapper {
   // pass at all; only when it cannot, the pass runs beside the compile.
   int Compile(const std::string& direct, bool may_hit_preprocessed) {
     const int64_t since = CoarseNowNs();
+    const auto started = std::chrono::steady_clock::now();  // a remote unit's wait counts from here
     // A compile that may run on another worker needs its headers named
     // before it runs: the preprocessor's pass names them (and the result
     // key), here; the compile itself goes to the farm.
@@ -353,7 +354,7 @@ class Wrapper {
     const std::string result_key = ResultKey(parts_, h.Finish().Key());
     if (may_hit_preprocessed && ServePreprocessed(direct, result_key, markers.files(), since)) return 0;
     if (remote) {
-      if (!CompileRemote(markers.files(), since, &run, &compile_ms)) compile();
+      if (!CompileRemote(markers.files(), since, started, &run, &compile_ms)) compile();
     } else if (may_hit_preprocessed) {
       compile();
     }
@@ -370,8 +371,11 @@ class Wrapper {
   // report) when it must compile here: it reads a file outside /src, the
   // farm could not run it, or it failed there (a failing compile runs here
   // again, so that its errors are exactly what this host says).
-  bool CompileRemote(const std::vector<std::string>& files, int64_t since, ProcessResult* run, int64_t* compile_ms) {
-    auto began = std::chrono::steady_clock::now();
+  // remote_ms_ counts from `started`, the unit's start here: it includes the
+  // preprocessor pass that naming the unit's headers takes (a local miss
+  // traces them during its compile instead).
+  bool CompileRemote(const std::vector<std::string>& files, int64_t since, std::chrono::steady_clock::time_point started,
+                     ProcessResult* run, int64_t* compile_ms) {
     auto deps = RecordDeps(files, Recording(since), hashes_);
     if (!deps.ok()) return Local("its headers cannot be listed: " + deps.status().message());
     v1::Request req;
@@ -440,7 +444,7 @@ class Wrapper {
     *compile_ms = d.run_ms();
     remote_worker_ = d.worker_id();
     remote_run_ms_ = d.run_ms();
-    remote_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    remote_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
     return true;
   }
 
@@ -624,7 +628,7 @@ class Wrapper {
   Miss miss_;
   bool remote_ = false;         // the worker sends misses to the farm
   std::string remote_worker_;   // where this unit compiled, if elsewhere
-  int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it
+  int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it (its preprocessor pass included)
   int64_t remote_run_ms_ = 0;   // of which the compile's own run there
   std::string local_reason_;    // why it compiled here after all
 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|checkout|tu|pg|fleet]...
-# (default: all but tu, pg and fleet). Runs under `flock /tmp/kiln-bench.lock`
+# Benchmarks: tests/bench/run.sh [queue|e2e|dispatch|requeue|cas|sandbox|checkout|tu|pg|fleet|overhead]...
+# (default: all but tu, pg, fleet and overhead). Runs under `flock /tmp/kiln-bench.lock`
 # (takes it itself when not started so).
 # KILN_BENCH_HISTORY=off runs the farm benchmarks' controller without the
 # farm's history (job_timings = false, sample_interval = 0); on, the
@@ -59,6 +59,19 @@
 # machine (three configures at half a CPU included); the whole tree is
 # estimated from it at about an hour (docs/performance.md, "Fleet").
 #
+# overhead is issue 24's cost of a remote action, unsaturated: a farm of
+# three workers on loopback without CPU quotas, the job's (label role=home,
+# no action slots) and two helpers (action_slots 2 each); a generated C
+# program of KILN_OVERHEAD_UNITS (default 300) small units (each includes
+# <stdio.h> and <string.h>), built cold with make -j1: one compile at a
+# time, which never waits for a slot. Then the same cold with make
+# -j$KILN_JOBS (every slot busy). kiln-cc records per remote unit the
+# remote compile as it waited for it (remote_ms) and the compile's own run
+# on the helper (remote_run_ms): remote_overhead_p50_ms= / _p99_ms= are
+# the percentiles of the difference in the unsaturated build,
+# remote_overhead_saturated_p50_ms= / _p99_ms= in the other; and how many
+# units each helper ran. About 3 minutes.
+#
 # checkout times a fresh job's tree setup on a worker for PostgreSQL's source
 # tree (the same as cas), before and after the writable checkout (hard links
 # alone, against the overlay with its own disk), median of 15 alternating:
@@ -90,13 +103,14 @@ under_lock || exec flock "$lock" "$0" "$@"
 
 modes=("$@")
 ((${#modes[@]})) || modes=(queue e2e dispatch requeue cas sandbox checkout)
-bench_modes=() run_cas=0 run_sandbox=0 run_checkout=0 run_tu=0 run_pg=0 run_fleet=0
+bench_modes=() run_cas=0 run_sandbox=0 run_checkout=0 run_tu=0 run_pg=0 run_fleet=0 run_overhead=0
 for m in "${modes[@]}"; do
   case $m in
     cas) run_cas=1 ;;
     tu) run_tu=1 ;;
     pg) run_pg=1 ;;
     fleet) run_fleet=1 ;;
+    overhead) run_overhead=1 ;;
     sandbox) run_sandbox=1 ;;
     checkout) run_checkout=1 ;;
     *) bench_modes+=("$m") ;;  # kiln-bench checks the names
@@ -878,6 +892,62 @@ run_fleet_bench() {
   done
 }
 
+run_overhead_bench() {
+  command -v runc >/dev/null || { echo "bench: runc is missing (deploy/install-deps.sh installs it)" >&2; exit 1; }
+  local units=${KILN_OVERHEAD_UNITS:-300} src="$state/overhead-src" i tc img job j n logs=()
+  [[ $units =~ ^[1-9][0-9]*$ ]] || { echo "bench: KILN_OVERHEAD_UNITS: '$units' is not a number of units" >&2; exit 1; }
+  mkdir -p "$src"
+  for ((i = 1; i <= units; i++)); do
+    printf '#include <stdio.h>\n#include <string.h>\nint unit%d(const char *s) {\n  char b[64];\n  snprintf(b, sizeof b, "%%s-%d", s);\n  return (int)strlen(b) + KILN_ROUND;\n}\n' \
+      "$i" "$i" >"$src/u$i.c"
+  done
+  {
+    printf 'OBJS ='
+    for ((i = 1; i <= units; i++)); do printf ' u%d.o' "$i"; done
+    printf '\nall: $(OBJS)\n%%.o: %%.c\n\t$(CC) -O1 -DKILN_ROUND=$(ROUND) -c -o $@ $<\n'
+  } >"$src/Makefile"
+  reset_farm_db
+  start_controller
+  for n in 0 1 2; do
+    local role=helper action_slots=2
+    ((n == 0)) && role=home action_slots=0
+    "$build/bin/kiln-controller" join-token --database-url "$KILN_DATABASE_URL" --out "$state/join-o$n"
+    "$build/bin/kiln-worker" --controller "$addr" --slots 1 --work-dir "$state/overhead-w$n" --label "role=$role" \
+      "${tls_wrk[@]}" --set "join_token_file=$state/join-o$n" --set "action_slots=$action_slots" \
+      --set remote_compiles=true --log-level info >"$state/overhead-w$n.log" 2>&1 &
+    pids+=($!)
+    logs+=("$state/overhead-w$n.log")
+  done
+  wait_workers 3 "${logs[@]}"
+  tc="$(deploy/images/toolchain.sh)"
+  img="$("$build/bin/kiln" --controller "$addr" image import "$tc" 2>/dev/null)"
+  # A warm-up build of one unit: each helper starts its box (image unpacked,
+  # launcher up) before the timed builds, which measure actions, not that.
+  for j in warm 1 '$KILN_JOBS'; do
+    local target=all round=$RANDOM
+    [[ $j == warm ]] && target="u1.o u2.o u3.o u4.o" && j=4
+    "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" --input "$src" --no-cache \
+      --require role=home -- sh -c "make -j$j ROUND=$round $target" >"$state/overhead-$round.log" 2>&1 ||
+      { echo "bench: the build failed:" >&2; tail -n 30 "$state/overhead-$round.log" >&2; exit 1; }
+    [[ $target == all ]] || continue
+    job="$(sql "SELECT max(id) FROM build_jobs")"
+    local tag=""
+    [[ $j == 1 ]] || tag=_saturated
+    sql "SELECT 'remote_overhead${tag}_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
+                E'\nremote_overhead${tag}_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
+                E'\nremote_overhead${tag}_units=' || count(*) ||
+                E'   # make -j$j; remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
+                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms)) ||
+                ', remote_run_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_run_ms)) || '/' ||
+                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_run_ms))
+         FROM compile_events WHERE job_id = $job AND remote_worker <> ''"
+    sql "SELECT '# make -j$j: ' || count(*) FILTER (WHERE outcome = 'miss') || ' misses, ' ||
+                count(*) FILTER (WHERE remote_worker <> '') || ' remote' FROM compile_events WHERE job_id = $job"
+    sql "SELECT '# make -j$j ran on ' || remote_worker || ': ' || count(*) FROM compile_events
+         WHERE job_id = $job AND remote_worker <> '' GROUP BY remote_worker ORDER BY 1"
+  done
+}
+
 ((run_cas)) && run_cas_bench
 if ((run_checkout)); then
   tree="$(pg_source_tree)"
@@ -886,4 +956,5 @@ fi
 ((run_tu)) && run_tu_bench
 ((run_pg)) && run_pg_bench
 ((run_fleet)) && run_fleet_bench
+((run_overhead)) && run_overhead_bench
 exit 0

@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -137,6 +138,44 @@ TEST(ActionBroker, SlotsWhileBothWaitGoHalfAndHalf) {
   for (int n = 0; n < 4; ++n) small_in_first_four += order[n] == "small";
   EXPECT_EQ(small_in_first_four, 2) << "small's two actions alternate with big's, not after all of big's";
   EXPECT_EQ(order[0], "small");
+}
+
+// A build that runs one compile at a time (make -j1) spreads them over the
+// helpers, not all on the first: with free slots equal, the one given an
+// action least recently takes the next; the requester's own host last.
+TEST(ActionBroker, OneCompileAtATimeTakesTurnsOverTheHelpers) {
+  ActionBroker broker;
+  Inbox home("home"), w1("w1"), w2("w2");
+  broker.WorkerUp(home.session, "c", 2);
+  broker.WorkerUp(w1.session, "c", 2);
+  broker.WorkerUp(w2.session, "c", 2);
+  std::map<std::string, int> ran;
+  for (int i = 0; i < 6; ++i) {
+    v1::ActionResult result;
+    std::thread caller(
+        [&] { result = broker.Execute("home", "p", "c", Compile("u" + std::to_string(i)), ActionBroker::Clock::now() + 60s); });
+    std::optional<v1::RunAction> sent;
+    std::string where;
+    for (auto until = std::chrono::steady_clock::now() + 10s; !sent && std::chrono::steady_clock::now() < until;) {
+      for (auto* in : {&home, &w1, &w2}) {
+        std::lock_guard g(in->mu);
+        if (in->runs.empty()) continue;
+        sent = in->runs.front();
+        in->runs.pop_front();
+        where = in->session->worker_id;
+        break;
+      }
+      if (!sent) std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_TRUE(sent.has_value()) << "action " << i << " was sent nowhere";
+    EXPECT_TRUE(broker.Done(where, Ok(*sent)));
+    caller.join();
+    EXPECT_EQ(result.error(), "");
+    ran[where]++;
+  }
+  EXPECT_EQ(ran["w1"], 3) << "home " << ran["home"] << ", w2 " << ran["w2"];
+  EXPECT_EQ(ran["w2"], 3);
+  EXPECT_EQ(ran["home"], 0) << "the requester's host keeps its slots for make while helpers are free";
 }
 
 TEST(ActionBroker, AnActionOfAWorkerThatWentRunsOnAnotherAndOnlyItsHolderMayAnswer) {
