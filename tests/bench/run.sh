@@ -260,6 +260,23 @@ fresh_copy() { rm -rf "$1" "$1.log"; cp -a "$tree" "$1"; }
 edit() { echo "${3:-int kiln_bench_$2;}" >>"$1"; }
 
 
+# remote_overhead JOB [TAG [NOTE]]: remote_overhead${TAG}_p50_ms=, _p99_ms=
+# and _units= of the job's remote units. Per unit: the remote compile as
+# kiln-cc waited for it (remote_ms: from the unit's start, its preprocessor
+# pass, its inputs named and uploaded, queued, run, outputs back and
+# written) less the compile's own run on the other host (remote_run_ms):
+# the same compile as it runs locally.
+remote_overhead() {
+  sql "SELECT 'remote_overhead${2:-}_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
+              E'\nremote_overhead${2:-}_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
+              E'\nremote_overhead${2:-}_units=' || count(*) ||
+              E'   # ${3:-}${3:+; }remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
+              round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms)) ||
+              ', remote_run_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_run_ms)) || '/' ||
+              round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_run_ms))
+       FROM compile_events WHERE job_id = $1 AND remote_worker <> ''"
+}
+
 # Empties the database's jobs, tree nodes, compile cache and workers.
 reset_farm_db() {
   sql "TRUNCATE action_cache, job_logs, job_secrets, compile_stats, compile_events, build_jobs, cas_trees, compile_results,
@@ -856,18 +873,7 @@ run_fleet_bench() {
              SELECT count(*) AS n, coalesce(left(substring(detail FROM '\(compiled here: (.*)\)$'), 140), '(no reason given)') AS why
              FROM compile_events WHERE job_id = $job AND outcome = 'miss' AND remote_worker = '' GROUP BY 2) t
            ORDER BY n DESC LIMIT 5"
-      # Remote overhead per action: the remote compile as kiln-cc waited for
-      # it (remote_ms: its inputs named and uploaded, queued, run, outputs
-      # back) less the compile's own run on the other host (remote_run_ms), a
-      # host with the same quota as the job's: the same compile run locally.
-      sql "SELECT 'remote_overhead_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
-                  E'\nremote_overhead_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
-                  E'\nremote_overhead_units=' || count(*) ||
-                  E'\n# remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
-                  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms)) ||
-                  ', remote_run_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_run_ms)) || '/' ||
-                  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_run_ms))
-           FROM compile_events WHERE job_id = $job AND remote_worker <> ''" |
+      remote_overhead "$job" |
         if ((k == kmax)); then cat; else sed "s/^remote_/fleet_k${k}_remote_/"; fi
       sql "SELECT '# ran on ' || remote_worker || ': ' || count(*) FROM compile_events
            WHERE job_id = $job AND remote_worker <> '' GROUP BY remote_worker ORDER BY 1"
@@ -933,14 +939,7 @@ run_overhead_bench() {
     job="$(sql "SELECT max(id) FROM build_jobs")"
     local tag=""
     [[ $j == 1 ]] || tag=_saturated
-    sql "SELECT 'remote_overhead${tag}_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
-                E'\nremote_overhead${tag}_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
-                E'\nremote_overhead${tag}_units=' || count(*) ||
-                E'   # make -j$j; remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
-                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms)) ||
-                ', remote_run_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_run_ms)) || '/' ||
-                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_run_ms))
-         FROM compile_events WHERE job_id = $job AND remote_worker <> ''"
+    remote_overhead "$job" "$tag" "make -j$j"
     sql "SELECT '# make -j$j: ' || count(*) FILTER (WHERE outcome = 'miss') || ' misses, ' ||
                 count(*) FILTER (WHERE remote_worker <> '') || ' remote' FROM compile_events WHERE job_id = $job"
     sql "SELECT '# make -j$j ran on ' || remote_worker || ': ' || count(*) FROM compile_events
