@@ -87,7 +87,29 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     auto recorded = d_.workers.Register(w, d_.lease);
     if (!recorded.ok()) return api::ToGrpc(recorded.status());
 
+    // Jobs the worker still runs from before a reconnect: keep those it
+    // still owns, stop the others. Before its health is read: jobs it lost
+    // (a restart) count against it from this registration on.
+    std::vector<queue::JobRef> running;
+    std::vector<int64_t> kept;
+    for (const auto& r : reg.running()) running.push_back({r.job_id(), r.attempt()});
+    std::vector<queue::EndedJob> ended;
+    int lost = 0;
+    auto stop = d_.dispatch.Adopt(w.id, running, &ended, &lost);
+    if (!stop.ok()) return api::ToGrpc(stop.status());
+    CountEnded(d_.job_metrics, ended);
+    if (lost > 0) {
+      spdlog::warn("worker {} registered again without {} of its jobs (it restarted while they ran?): they are "
+                   "requeued and the loss counts against it",
+                   w.id, lost);
+    }
+    for (const auto& r : running) {
+      bool stopped = false;
+      for (const auto& s : *stop) stopped |= s.job_id == r.job_id;
+      if (!stopped) kept.push_back(r.job_id);
+    }
     auto session = std::make_shared<Session>(w.id, w.session, w.slots, stream, ctx);
+    session->Adopt(kept);
     session->draining = reg.draining();
     // Health outlives a reconnect: an unhealthy worker recovers only by
     // passing its checks for a while, here as anywhere.
@@ -103,21 +125,6 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
         spdlog::warn("health report of worker {} not recorded: {}", w.id, hs.message());
     }
     session->cluster = w.cluster;
-    // Jobs the worker still runs from before a reconnect: keep those it
-    // still owns, stop the others.
-    std::vector<queue::JobRef> running;
-    std::vector<int64_t> kept;
-    for (const auto& r : reg.running()) running.push_back({r.job_id(), r.attempt()});
-    std::vector<queue::EndedJob> ended;
-    auto stop = d_.dispatch.Adopt(w.id, running, &ended);
-    if (!stop.ok()) return api::ToGrpc(stop.status());
-    CountEnded(d_.job_metrics, ended);
-    for (const auto& r : running) {
-      bool stopped = false;
-      for (const auto& s : *stop) stopped |= s.job_id == r.job_id;
-      if (!stopped) kept.push_back(r.job_id);
-    }
-    session->Adopt(kept);
 
     v1::ControllerMessage hello;
     auto* ok = hello.mutable_registered();

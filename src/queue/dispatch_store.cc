@@ -201,6 +201,10 @@ std::vector<db::Statement> Statements() {
       {"reap_workers",
        "UPDATE workers SET state = 'lost'"
        " WHERE state IN ('connected', 'draining', 'disconnected') AND lease_expires_at < now() - interval '1 minute'"},
+      {"adopt_lost",
+       "UPDATE workers SET infra_failures = kiln_infra_append(infra_failures, 1),"
+       " infra_last = 'jobs lost: the worker registered again without them (it restarted while they ran)'"
+       " WHERE id = $1"},
       {"adopt_owned",
        "SELECT id, attempt, cancel_requested FROM build_jobs"
        " WHERE worker_id = $1 AND status IN ('setup', 'running') FOR UPDATE"},
@@ -351,7 +355,7 @@ Result<RequeueOutcome> DispatchStore::Reap(const std::vector<std::string>& skip)
 }
 
 Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, const std::vector<JobRef>& running,
-                                                 std::vector<EndedJob>* ended) {
+                                                 std::vector<EndedJob>* ended, int* lost_jobs) {
   return pool_.Query("cannot reconcile the jobs of worker " + worker_id,
                      [&](pqxx::connection& c) -> Result<std::vector<JobRef>> {
                        pqxx::work tx(c);
@@ -371,12 +375,18 @@ Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, c
                          if (it == owned.end() || it->second != ref.attempt || cancelling.count(ref.job_id))
                            stop.push_back(ref);
                        }
+                       int lost = 0;  // jobs it held and does not know of any more
                        for (const auto& [id, attempt] : owned) {
                          auto it = reported.find(id);
                          if (it != reported.end() && it->second == attempt) continue;
                          auto r = ToRequeueOutcome(tx.exec_prepared("adopt_requeue", id, attempt));
                          if (ended != nullptr) ended->insert(ended->end(), r.ended.begin(), r.ended.end());
+                         if (it == reported.end() && !r.job_ids.empty()) ++lost;
                        }
+                       // A worker back without its jobs lost them (it restarted within
+                       // the reconnect grace): counted once, as a dropped stream's loss.
+                       if (lost > 0) tx.exec_prepared("adopt_lost", worker_id);
+                       if (lost_jobs != nullptr) *lost_jobs = lost;
                        tx.commit();
                        return stop;
                      });

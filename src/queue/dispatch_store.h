@@ -61,9 +61,11 @@ class DispatchStore {
   // Reconciles a reconnecting worker's running jobs with the database:
   // returns the refs the worker must stop (not its own any more, or with a
   // pending cancel) and requeues the worker's jobs it no longer reports.
-  // `ended` (if given) gets the jobs this ended (lost or cancelled).
+  // `ended` (if given) gets the jobs this ended (lost or cancelled);
+  // `lost_jobs` (if given) how many jobs the worker held and no longer
+  // reports (a restart lost them: counted once against the worker).
   Result<std::vector<JobRef>> Adopt(const std::string& worker_id, const std::vector<JobRef>& running,
-                                    std::vector<EndedJob>* ended = nullptr);
+                                    std::vector<EndedJob>* ended = nullptr, int* lost_jobs = nullptr);
 
  private:
   db::Pool& pool_;

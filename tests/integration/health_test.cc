@@ -90,6 +90,7 @@ class Health : public ContainerFarm {
       if (!known.count(id)) return id;
     return "";
   }
+  void LoseTwoJobsAndComeBack(bool quick);
 };
 
 TEST_F(Health, AWorkerWhoseWorkDirFillsGetsNoJobsAndRecoversWhenSpaceIsFreed) {
@@ -362,9 +363,12 @@ TEST_F(Health, AJobWhoseContainerRuncCannotStartRunsOnAnotherWorker) {
 // Jobs lost with a worker (killed while they ran) count against it as an
 // infrastructure failure (one per loss, not per job), kept with the worker:
 // back with a new session, it is unhealthy at once, and the jobs wait for
-// another worker.
-TEST_F(Health, JobsLostWithAWorkerCountAgainstItWhenItComesBack) {
+// another worker. `quick`: it comes back within the reconnect grace (a
+// restart faster than the grace, as systemd's Restart= gives), registering
+// without the jobs it held; else after the grace requeued them.
+void Health::LoseTwoJobsAndComeBack(bool quick) {
   extra_conf_ = "health_max_infra_failures = 1\nhealth_recover_after = 1h\n";
+  if (quick) extra_conf_ += "lease = 60s\nreconnect_grace = 60s\n";
   SetUp();
   StartController();
   const std::string wd = dir_.path() + "/lossy";
@@ -377,20 +381,31 @@ TEST_F(Health, JobsLostWithAWorkerCountAgainstItWhenItComesBack) {
   ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'running'") == 2; }, 30s));
   w.Signal(SIGKILL);
   w.Wait(20s);
-  ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'queued'") == 2; }, 30s)) << "the lost jobs are not back in line";
-  // The same worker again (its work_dir): unhealthy from its first report.
-  StartWorker(0, 2, {}, wd);
+  if (quick) {
+    EXPECT_EQ(Count("status = 'running'"), 2) << "within the grace (60 s) the jobs wait for their worker";
+    StartWorker(0, 2, {}, wd);
+    ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'queued'") == 2; }, 20s)) << "the jobs were not requeued";
+  } else {
+    ASSERT_TRUE(test::WaitFor([&] { return Count("status = 'queued'") == 2; }, 30s)) << "the lost jobs are not back in line";
+    // The same worker again (its work_dir): unhealthy from its first report.
+    StartWorker(0, 2, {}, wd);
+  }
   ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "unhealthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
   auto listed = Kiln({"--timeout", "60s", "workers"});
   EXPECT_NE(listed.out.find(id + ": 1 infrastructure failures of jobs"), std::string::npos)
       << "one loss of two jobs counts once: " << listed.out;
-  EXPECT_NE(listed.out.find("jobs lost: its stream to controller"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find(quick ? "jobs lost: the worker registered again without them" : "jobs lost: its stream to controller"),
+            std::string::npos)
+      << listed.out;
   EXPECT_EQ(Count("status = 'queued'"), 2) << "an unhealthy worker took them";
   // Another worker runs them: nothing lost.
   StartWorker(0, 2);
   ASSERT_TRUE(AllEnded(60s));
   for (auto j : ids) EXPECT_EQ(Get(*jobs, j).status(), v1::SUCCEEDED) << "job " << j;
 }
+
+TEST_F(Health, JobsLostWithAWorkerCountAgainstItWhenItComesBack) { LoseTwoJobsAndComeBack(false); }
+TEST_F(Health, JobsLostInAQuickRestartCountAgainstTheWorkerToo) { LoseTwoJobsAndComeBack(true); }
 
 // SIGHUP: each daemon reads its config file again. Reloadable settings take
 // effect (seen in what the farm does and logs); a bad file keeps the running
