@@ -250,7 +250,8 @@ void Controller::Impl::ApplyLoop() {
   std::deque<Event> parked;
   const auto grace = std::min(cfg.reconnect_grace, cfg.lease);
   while (true) {
-    while (!parked.empty() && std::chrono::steady_clock::now() >= parked.front().at + grace) {
+    while (!parked.empty() &&
+           (parked.front().session->revoked || std::chrono::steady_clock::now() >= parked.front().at + grace)) {
       ApplyDrop(parked.front());
       std::lock_guard g(parked_mu);
       if (auto it = parked_workers.find(parked.front().session->worker_id); it != parked_workers.end() && --it->second == 0)
@@ -271,14 +272,15 @@ void Controller::Impl::ApplyLoop() {
       continue;
     }
     if (took == ReportQueue::Took::kDrop) {
-      if (grace.count() > 0)
+      if (grace.count() > 0 && !drop.session->revoked)
         spdlog::info("worker stream closed worker_id={} jobs={}: requeued in {} ms unless it registers again",
                      drop.session->worker_id, drop.session->Running(), grace.count());
       {
         std::lock_guard g(parked_mu);
         ++parked_workers[drop.session->worker_id];
       }
-      parked.push_back(std::move(drop));
+      if (drop.session->revoked) parked.push_front(std::move(drop));  // it cannot come back
+      else parked.push_back(std::move(drop));
       continue;
     }
     std::vector<queue::Update> updates;
@@ -446,6 +448,10 @@ void Controller::Impl::ApplyDrop(const Event& drop) {
   const auto& s = drop.session;
   for (auto backoff = std::chrono::milliseconds(50);; backoff = std::min(backoff * 2, std::chrono::milliseconds(2000))) {
     auto r = dispatch->DropWorker(s->worker_id, s->session_id, drop.why);
+    if (r.ok() && r->fenced) {
+      spdlog::info("worker came back within the grace worker_id={}: its jobs stay with it", s->worker_id);
+      break;
+    }
     if (r.ok()) {
       spdlog::info("worker disconnected worker_id={} requeued={} lost={} cancelled={}", s->worker_id, r->requeued,
                    r->lost, r->cancelled);
@@ -467,42 +473,53 @@ void Controller::Impl::ApplyDrop(const Event& drop) {
 // started, could not reach the database, or was itself stalled (stopped,
 // starved of CPU) meanwhile gives the workers a lease to heartbeat first. A
 // lease that expired while no controller recorded heartbeats says nothing of
-// the worker; the controller's own stall is seen as a wait that overran.
+// the worker. The controller's own stall is seen as a gap between passes
+// (the end of one to the start of the next) that overran its wait by half
+// of (lease - heartbeat_interval): no shorter stall can expire a lease by
+// itself. Deferrals end after three leases without a pass that took leases:
+// a controller that stalls or loses its database more often than once a
+// lease still reaps, late.
 void Controller::Impl::ReapLoop() {
   using Clock = std::chrono::steady_clock;
   uint64_t seen = shutdown_wake.generation();
-  auto watching_since = Clock::now();
-  bool waiting_said = false;
-  const auto overrun = cfg.reap_interval + cfg.heartbeat_interval;
+  auto watching_since = Clock::now(), last_taken = Clock::now(), last_pass = Clock::now();
+  bool waiting_said = true;  // (the watch after its start)
+  const auto slack = std::max(cfg.heartbeat_interval, (cfg.lease - cfg.heartbeat_interval) / 2);
+  const auto ms = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  spdlog::info("lease reaper: watching for {} ms before it takes any lease, so workers can heartbeat", cfg.lease.count());
   while (!stopping) {
-    if (Clock::now() - watching_since < cfg.lease) {
-      if (!waiting_said)
-        spdlog::info("lease reaper: watching for {} ms before it takes any lease, so workers can heartbeat",
-                     cfg.lease.count());
+    const auto now = Clock::now();
+    if (auto gap = now - last_pass; gap > cfg.reap_interval + slack) {
+      spdlog::warn("controller stalled: {} ms between lease reaper passes ({} ms expected); workers get a lease to "
+                   "heartbeat before any is taken",
+                   ms(gap), cfg.reap_interval.count());
+      watching_since = now;
       waiting_said = true;
-    } else if (auto r = dispatch->Reap(ParkedWorkers()); !r.ok()) {
-      spdlog::warn("lease reaper: {}; expired leases are taken a lease after the database answers again",
-                   r.status().message());
-      watching_since = Clock::now();
-      waiting_said = true;
-    } else {
-      if (waiting_said) spdlog::info("lease reaper: taking expired leases");
-      waiting_said = false;
-      if (!r->job_ids.empty()) {
-        spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
-        CountEnded(metrics.jobs, r->ended);
-        job_events.Notify();
+    }
+    const bool watched = now - watching_since >= cfg.lease, overdue = now - last_taken >= 3 * cfg.lease;
+    if (watched || overdue) {
+      if (!watched)
+        spdlog::warn("lease reaper: taking expired leases after deferring them for {} ms (stalls or database errors)",
+                     ms(now - last_taken));
+      else if (waiting_said)
+        spdlog::info("lease reaper: taking expired leases");
+      if (auto r = dispatch->Reap(ParkedWorkers()); !r.ok()) {
+        spdlog::warn("lease reaper: {}; expired leases are taken a lease after the database answers again",
+                     r.status().message());
+        watching_since = Clock::now();
+        waiting_said = true;
+      } else {
+        waiting_said = false;
+        last_taken = Clock::now();
+        if (!r->job_ids.empty()) {
+          spdlog::info("expired leases: requeued={} lost={} cancelled={}", r->requeued, r->lost, r->cancelled);
+          CountEnded(metrics.jobs, r->ended);
+          job_events.Notify();
+        }
       }
     }
-    auto began = Clock::now();
+    last_pass = Clock::now();
     seen = shutdown_wake.Wait(seen, cfg.reap_interval);
-    if (auto took = Clock::now() - began; took > overrun) {
-      spdlog::warn("controller stalled: a {} ms wait took {} ms; workers get a lease to heartbeat before any is "
-                   "taken",
-                   cfg.reap_interval.count(), std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
-      watching_since = Clock::now();
-      waiting_said = true;
-    }
   }
 }
 
@@ -802,7 +819,10 @@ Result<std::unique_ptr<Controller>> Controller::Create(const config::ControllerC
                                   i.remote_wake, i.job_events, i.stopping, i.metrics.jobs});
   auto disconnect = [&i](const std::string& worker_id) {
     auto s = i.registry.Find(worker_id);
-    if (s) s->Close();
+    if (s) {
+      s->revoked = true;
+      s->Close();
+    }
     return s != nullptr;
   };
   {

@@ -44,6 +44,9 @@ class Session {
   std::atomic<bool> unhealthy{false};
   bool Available() const { return !draining && !unhealthy; }
   std::string cluster;  // set once, before the session is shared
+  // Closed for good (its certificate revoked): it cannot come back, so its
+  // jobs are requeued at once, without the reconnect grace.
+  std::atomic<bool> revoked{false};
 
   // Returns false if the stream is gone.
   bool Send(const v1::ControllerMessage& m) {

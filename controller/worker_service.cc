@@ -99,8 +99,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     if (!stop.ok()) return api::ToGrpc(stop.status());
     CountEnded(d_.job_metrics, ended);
     if (lost > 0) {
-      spdlog::warn("worker {} registered again without {} of its jobs (it restarted while they ran?): they are "
-                   "requeued and the loss counts against it",
+      spdlog::warn("worker registered again without its jobs worker_id={} lost={}: they are requeued and the loss "
+                   "counts against it (did it restart while they ran?)",
                    w.id, lost);
     }
     for (const auto& r : running) {

@@ -296,7 +296,9 @@ Try it (builds run in the default project's image, the toolchain image):
   cd $(q "$STATE/try") && $kiln submit --output hello -- make hello && ./hello
   $kiln audit --limit 5
   $kiln stats --since 1h
-  $kiln status ${FLEET_JOB:-1}   # the fleet build: where its units compiled
+EOF
+    [[ -z ${FLEET_JOB:-} ]] || echo "  $kiln status $FLEET_JOB   # the fleet build: where its units compiled"
+    cat <<EOF
   curl -s http://$(metrics_of controller)/metrics | grep kiln_jobs_finished_total
 EOF
   fi

@@ -4,21 +4,26 @@
 
 namespace kiln::worker {
 
-JobLedger::Admission JobLedger::Admit(int64_t job_id, int attempt, int slots, bool draining) {
+JobLedger::Admission JobLedger::Admit(int64_t job_id, int attempt, int slots, bool draining, const v1::Assign* wire) {
   auto js = std::make_shared<JobState>();
   js->id = job_id;
   js->attempt = attempt;
   std::lock_guard g(mu_);
   auto it = jobs_.find(job_id);
   if (it != jobs_.end() && it->second->attempt >= attempt) return {};  // a repeat of what we run
-  if (early_cancels_.erase({job_id, attempt})) js->cancel = true;
   if (it != jobs_.end()) {
-    // A newer attempt owns the job: stop ours, let the new one be claimed again.
+    // A newer attempt owns the job: stop ours; the new one takes its slot
+    // once it has stopped (a still newer one replaces it).
     it->second->cancel = true;
+    if (wire != nullptr) {
+      auto s = successors_.find(job_id);
+      if (s == successors_.end() || s->second.attempt() <= attempt) successors_[job_id] = *wire;
+    }
     return {nullptr, "an older attempt of the job is still stopping here", true};
   }
   if (draining) return {nullptr, "the worker is draining"};
   if (static_cast<int>(jobs_.size()) >= slots) return {nullptr, "the worker has no free slot"};
+  if (early_cancels_.erase({job_id, attempt})) js->cancel = true;
   jobs_[job_id] = js;
   ++live_runs_;
   return {js, ""};
@@ -32,12 +37,13 @@ void JobLedger::RunEnded() {
   cv_.notify_all();
 }
 
-bool JobLedger::WaitGone(int64_t job_id, int attempt, std::chrono::milliseconds timeout) {
-  std::unique_lock lk(mu_);
-  return cv_.wait_for(lk, timeout, [&] {
-    auto it = jobs_.find(job_id);
-    return it == jobs_.end() || it->second->attempt >= attempt;
-  });
+std::optional<v1::Assign> JobLedger::TakeSuccessor(int64_t job_id) {
+  std::lock_guard g(mu_);
+  auto it = successors_.find(job_id);
+  if (it == successors_.end()) return std::nullopt;
+  v1::Assign next = std::move(it->second);
+  successors_.erase(it);
+  return next;
 }
 
 void JobLedger::Finish(const v1::JobUpdate& u, bool ran_here) {
@@ -74,7 +80,11 @@ JobLedger::CancelResult JobLedger::Cancel(int64_t job_id, int attempt) {
 JobLedger::Held JobLedger::Snapshot() const {
   Held h;
   std::lock_guard g(mu_);
-  for (const auto& [jid, js] : jobs_) h.running.emplace_back(jid, js->attempt);
+  for (const auto& [jid, js] : jobs_) {
+    // The job is the successor's (the controller gave it that attempt).
+    auto next = successors_.find(jid);
+    h.running.emplace_back(jid, next != successors_.end() ? next->second.attempt() : js->attempt);
+  }
   for (const auto& [_, u] : unacked_) {
     h.reports.push_back(u);
     h.running.emplace_back(u.job_id(), u.attempt());

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -38,20 +39,22 @@ class JobLedger {
   struct Admission {
     std::shared_ptr<JobState> job;
     std::string refuse;
-    bool older_stopping = false;  // with refuse: WaitGone, then Admit again
+    bool older_stopping = false;  // with refuse: kept as the older attempt's successor
   };
   // Takes an assignment if a slot is free and the worker is not draining.
   // A newer attempt of a job that runs here stops the older one and is
-  // refused with older_stopping: its slot is the older one's, free once
-  // that stopped (WaitGone).
+  // kept (`wire`, if given) as its successor, with older_stopping: it takes
+  // the older one's slot once that has stopped (TakeSuccessor), instead of
+  // going back to the controller, which would give it straight back here.
+  // Until then registrations name the successor's attempt.
   // A cancel that overtook the assignment marks the job cancelled at once.
   // An admitted job counts as a live run until RunEnded.
-  Admission Admit(int64_t job_id, int attempt, int slots, bool draining);
+  Admission Admit(int64_t job_id, int attempt, int slots, bool draining, const v1::Assign* wire = nullptr);
   // The run of an admitted job is over (its thread is done).
   void RunEnded();
-  // Waits until no attempt of the job older than `attempt` runs here; false
-  // on timeout.
-  bool WaitGone(int64_t job_id, int attempt, std::chrono::milliseconds timeout);
+  // The newer attempt that waits for the job's run here to stop, if any
+  // (taken: the caller starts it, before its RunEnded).
+  std::optional<v1::Assign> TakeSuccessor(int64_t job_id);
 
   // Keeps a final report until Ack. With ran_here, the job also leaves the
   // running set in the same step.
@@ -92,6 +95,7 @@ class JobLedger {
   std::map<int64_t, std::shared_ptr<JobState>> jobs_;
   std::map<std::pair<int64_t, int>, v1::JobUpdate> unacked_;  // final reports until acknowledged
   std::set<std::pair<int64_t, int>> early_cancels_;          // cancels that overtook their assignment
+  std::map<int64_t, v1::Assign> successors_;                 // newer attempts waiting for a run here to stop
   int live_runs_ = 0;                                        // runs not yet finished
 };
 

@@ -98,23 +98,14 @@ struct Worker::Impl {
 
   void Start(const v1::Assign& wire) {
     Assignment a = FromProto(wire);
-    auto adm = ledger.Admit(a.job_id, a.attempt, cfg.slots, draining);
+    auto adm = ledger.Admit(a.job_id, a.attempt, cfg.slots, draining, &wire);
     if (adm.older_stopping) {
       // The controller gave the job to a new attempt while the old one ran
       // here (its lease or stream was lost): the old one is told to stop and
-      // this one takes its slot once it has. Handed back at once, the job
-      // would come straight back here, attempt after attempt.
+      // this one takes its slot once it has (its run's thread starts it).
+      // Handed back at once, the job would come straight back here, attempt
+      // after attempt.
       spdlog::info("job_id={} attempt={} waits for its older attempt to stop here", a.job_id, a.attempt);
-      std::thread([this, wire, id = a.job_id, attempt = a.attempt] {
-        constexpr auto kStopWait = std::chrono::seconds(30);
-        if (ledger.WaitGone(id, attempt, kStopWait)) {
-          Start(wire);
-          return;
-        }
-        std::string why = "an older attempt of the job did not stop here within 30 s";
-        spdlog::warn("handing back job_id={} attempt={}: {}", id, attempt, why);
-        stream->HandBack(id, attempt, why);
-      }).detach();
       return;
     }
     if (!adm.refuse.empty()) {
@@ -125,6 +116,9 @@ struct Worker::Impl {
     if (!adm.job) return;  // a repeat of what we run
     std::thread([this, a = std::move(a), js = std::move(adm.job)] {
       RunAssignment(env, a, js);
+      // A newer attempt that waited for this one: started (or handed back)
+      // while this run still counts as live, so a drain waits for it.
+      if (auto next = ledger.TakeSuccessor(a.job_id)) Start(*next);
       ledger.RunEnded();
     }).detach();
   }

@@ -172,6 +172,7 @@ std::vector<db::Statement> Statements() {
        " FROM (SELECT job_id, attempt, max(e) AS e FROM ins GROUP BY 1, 2) m"
        " WHERE j.id = m.job_id AND j.attempt = m.attempt"},
       {"apply_updates", kApplyUpdatesSql},
+      {"drop_fenced", "SELECT NOT EXISTS (SELECT 1 FROM workers WHERE id = $1 AND session = $2)"},
       {"drop_worker",
        // The jobs first (as reap takes them: no deadlock between the two),
        // then the worker: a loss with jobs in it counts once against the
@@ -206,7 +207,7 @@ std::vector<db::Statement> Statements() {
        " infra_last = 'jobs lost: the worker registered again without them (it restarted while they ran)'"
        " WHERE id = $1"},
       {"adopt_owned",
-       "SELECT id, attempt, cancel_requested FROM build_jobs"
+       "SELECT id, attempt, cancel_requested, status = 'running' FROM build_jobs"
        " WHERE worker_id = $1 AND status IN ('setup', 'running') FOR UPDATE"},
       // The worker no longer runs it: back in line.
       {"adopt_requeue", "UPDATE build_jobs b SET" KILN_REQUEUE_SET("'the worker reconnected without it'")
@@ -338,6 +339,11 @@ Result<RequeueOutcome> DispatchStore::DropWorker(const std::string& worker_id, c
   return pool_.Query("cannot requeue the jobs of worker " + worker_id,
                      [&](pqxx::connection& c) -> Result<RequeueOutcome> {
                        pqxx::work tx(c);
+                       if (tx.exec_prepared1("drop_fenced", worker_id, session)[0].as<bool>()) {
+                         RequeueOutcome fenced;
+                         fenced.fenced = true;
+                         return fenced;
+                       }
                        auto out = ToRequeueOutcome(tx.exec_prepared("drop_worker", worker_id, session, why));
                        tx.commit();
                        return out;
@@ -363,9 +369,11 @@ Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, c
                        std::vector<JobRef> stop;  // not the worker's any more, or cancelled: stop them
                        std::map<int64_t, int> owned;
                        std::set<int64_t> cancelling;
+                       std::set<int64_t> confirmed;  // running: the worker said it started them
                        for (const auto& row : tx.exec_prepared("adopt_owned", worker_id)) {
                          owned[row[0].as<int64_t>()] = row[1].as<int>();
                          if (row[2].as<bool>()) cancelling.insert(row[0].as<int64_t>());
+                         if (row[3].as<bool>()) confirmed.insert(row[0].as<int64_t>());
                        }
                        std::map<int64_t, int> reported;
                        for (const auto& ref : running) {
@@ -381,7 +389,9 @@ Result<std::vector<JobRef>> DispatchStore::Adopt(const std::string& worker_id, c
                          if (it != reported.end() && it->second == attempt) continue;
                          auto r = ToRequeueOutcome(tx.exec_prepared("adopt_requeue", id, attempt));
                          if (ended != nullptr) ended->insert(ended->end(), r.ended.begin(), r.ended.end());
-                         if (it == reported.end() && !r.job_ids.empty()) ++lost;
+                         // Lost by the worker: one it had started (an assignment that never
+                         // reached it, still in setup, is the network's or a controller's).
+                         if (it == reported.end() && !r.job_ids.empty() && confirmed.count(id)) ++lost;
                        }
                        // A worker back without its jobs lost them (it restarted within
                        // the reconnect grace): counted once, as a dropped stream's loss.

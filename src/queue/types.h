@@ -252,6 +252,7 @@ struct RequeueOutcome {
   int cancelled = 0;  // cancel was pending
   std::vector<int64_t> job_ids;
   std::vector<EndedJob> ended;  // the lost and cancelled ones
+  bool fenced = false;          // DropWorker: the worker registered again since; nothing done
 };
 
 }  // namespace kiln::queue

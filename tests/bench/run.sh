@@ -267,10 +267,14 @@ edit() { echo "${3:-int kiln_bench_$2;}" >>"$1"; }
 # written) less the compile's own run on the other host (remote_run_ms):
 # the same compile as it runs locally.
 remote_overhead() {
+  if [[ $(sql "SELECT count(*) FROM compile_events WHERE job_id = $1 AND remote_worker <> ''") == 0 ]]; then
+    echo "bench: no unit of job $1 compiled on another worker: no remote overhead to measure (kiln why $1 says why)" >&2
+    return 1
+  fi
   sql "SELECT 'remote_overhead${2:-}_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
               E'\nremote_overhead${2:-}_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms - remote_run_ms)) ||
               E'\nremote_overhead${2:-}_units=' || count(*) ||
-              E'   # ${3:-}${3:+; }remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
+              E'\n# ${3:-}${3:+: }remote_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_ms)) || '/' ||
               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_ms)) ||
               ', remote_run_ms p50/p99: ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY remote_run_ms)) || '/' ||
               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY remote_run_ms))

@@ -112,6 +112,10 @@ TEST_F(Farm, GracefulControllerRestartLeavesRunningJobsWithTheirWorker) {
 // its job, which runs on to the end once: no requeue, no second attempt, no
 // loss counted against the worker.
 TEST_F(Farm, AHungControllerThatWakesUpLeavesRunningJobsWithTheirWorker) {
+  // Time to come back on a loaded machine (the stop outlasts the lease
+  // anyway: the keepalive takes 15 s).
+  extra_conf_ = "lease = 10s\nreconnect_grace = 10s\n";
+  SetUp();
   StartController();
   StartWorker(0, 1);
   auto jobs = Jobs();
@@ -130,7 +134,7 @@ TEST_F(Farm, AHungControllerThatWakesUpLeavesRunningJobsWithTheirWorker) {
   ASSERT_TRUE(logged(0, "lease reaper: taking expired leases", 20s)) << "the reaper never began";
 
   controllers_[0]->Signal(SIGSTOP);
-  // The worker gives the stream up (keepalive), the lease (3 s) runs out.
+  // The worker gives the stream up (keepalive, 15 s), the lease (10 s) runs out.
   bool broke = logged(1, "lost the controller stream", 40s);
   const size_t at = test::ReadFile(logs_[0]).size();  // the controller's log, where it stopped
   const size_t worker_at = test::ReadFile(logs_[1]).size();
@@ -146,6 +150,7 @@ TEST_F(Farm, AHungControllerThatWakesUpLeavesRunningJobsWithTheirWorker) {
       [&] {
         std::string after = test::ReadFile(logs_[0]).substr(at);
         return after.find("(jobs stay with the worker)") != std::string::npos ||
+               after.find("worker came back within the grace worker_id=") != std::string::npos ||
                after.find("worker disconnected worker_id=") != std::string::npos;
       },
       30s));

@@ -64,7 +64,9 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
   SetUp();
   StartController("127.0.0.1:0", MetricsArgs("controller0"));
   StartController("127.0.0.1:0", MetricsArgs("controller1"));
-  StartWorker(0, 2, MetricsArgs("worker0"));
+  auto pinned = MetricsArgs("worker0");
+  pinned.insert(pinned.end(), {"--label", "pin=w0"});  // the C builds run here, both
+  StartWorker(0, 2, pinned);
   StartWorker(0, 2, MetricsArgs("worker1"));
   const std::string c0 = MetricsAddress("controller0"), c1 = MetricsAddress("controller1");
   const std::string w0 = MetricsAddress("worker0"), w1 = MetricsAddress("worker1");
@@ -91,8 +93,11 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
   const std::string toolchain = Toolchain();
   const std::string csrc = dir_.path() + "/csrc";
   test::WriteCProject(csrc);
-  for (int i = 0; i < 2; ++i) {  // cold (5 misses), then 5 hits; the link falls back both times
-    auto c = Kiln({"submit", "--image", toolchain, "--input", csrc, "--no-gitignore", "--no-cache", "--output", "app",
+  // Cold (5 misses), then 5 hits; the link falls back both times. On one
+  // worker, whose local CAS then has the second build's inputs.
+  for (int i = 0; i < 2; ++i) {
+    auto c = Kiln({"submit", "--image", toolchain, "--input", csrc, "--no-gitignore", "--no-cache", "--require", "pin=w0",
+                   "--output", "app",
                    "--outputs-dir", dir_.path() + "/cout", "--", "sh", "-c", "make -j2 app"},
                   180s);
     ASSERT_EQ(c.exit_code, 0) << c.err << c.out;
@@ -151,6 +156,7 @@ TEST_F(Metrics, PrometheusSeesEveryFamilyAndCountsWhatTheFarmDid) {
       {"sum(kiln_worker_sandbox_starts_total)", 5},
       {"sum(kiln_worker_sandbox_failures_total)", 0},
       {"sum(kiln_worker_cas_cache_files_total{outcome=\"miss\"})", kPositive},
+      {"sum(kiln_worker_cas_cache_files_total{outcome=\"hit\"})", kPositive},  // the second C build's inputs
       {"sum(kiln_cas_uploads_total)", kPositive},
       {"sum(kiln_cas_reads_total)", kPositive},
       {"sum(kiln_worker_image_store_bytes)", kPositive},

@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
-
 #include "worker/ledger.h"
 
 namespace kiln::worker {
@@ -57,26 +55,53 @@ TEST(JobLedger, IgnoresARepeatAndStopsAnOlderAttempt) {
   EXPECT_TRUE(older.refuse.empty());
   EXPECT_FALSE(first.job->cancel);
 
-  auto newer = l.Admit(1, 3, 4, false);
+  v1::Assign wire;
+  wire.set_job_id(1);
+  wire.set_attempt(3);
+  auto newer = l.Admit(1, 3, 4, false, &wire);
   EXPECT_EQ(newer.job, nullptr);
   EXPECT_EQ(newer.refuse, "an older attempt of the job is still stopping here");
   EXPECT_TRUE(first.job->cancel) << "the newer attempt stops the older one";
   EXPECT_TRUE(newer.older_stopping) << "the newer attempt waits for the older one's slot";
-  EXPECT_FALSE(l.WaitGone(1, 3, std::chrono::milliseconds(20))) << "the older attempt still runs";
+  EXPECT_EQ(l.Snapshot().running, (std::vector<Ref>{{1, 3}})) << "a registration names the attempt the job is now";
 
-  // Once the older attempt has stopped, the newer one is admitted.
-  std::thread stopper([&] {
-    v1::JobUpdate u;
-    u.set_job_id(1);
-    u.set_attempt(2);
-    u.set_status(v1::CANCELLED);
-    l.Finish(u, /*ran_here=*/true);
-  });
-  EXPECT_TRUE(l.WaitGone(1, 3, std::chrono::seconds(10)));
-  stopper.join();
-  auto again = l.Admit(1, 3, 4, false);
+  // The older attempt stops: its run's thread takes the successor.
+  v1::JobUpdate u;
+  u.set_job_id(1);
+  u.set_attempt(2);
+  u.set_status(v1::CANCELLED);
+  l.Finish(u, /*ran_here=*/true);
+  auto next = l.TakeSuccessor(1);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->attempt(), 3);
+  EXPECT_FALSE(l.TakeSuccessor(1).has_value()) << "taken once";
+  auto again = l.Admit(1, 3, 4, false, &*next);
   ASSERT_NE(again.job, nullptr) << again.refuse;
   EXPECT_EQ(again.job->attempt, 3);
+  EXPECT_FALSE(again.job->cancel);
+}
+
+// A cancel of the newer attempt that came before its assignment is kept
+// while it waits for the older one, and cancels it when it starts.
+TEST(JobLedger, ACancelOfAWaitingSuccessorIsKept) {
+  JobLedger l;
+  auto first = l.Admit(7, 1, 4, false);
+  ASSERT_NE(first.job, nullptr);
+  EXPECT_EQ(l.Cancel(7, 2), JobLedger::CancelResult::kRemembered);
+  v1::Assign wire;
+  wire.set_job_id(7);
+  wire.set_attempt(2);
+  EXPECT_TRUE(l.Admit(7, 2, 4, false, &wire).older_stopping);
+  v1::JobUpdate u;
+  u.set_job_id(7);
+  u.set_attempt(1);
+  u.set_status(v1::CANCELLED);
+  l.Finish(u, /*ran_here=*/true);
+  auto next = l.TakeSuccessor(7);
+  ASSERT_TRUE(next.has_value());
+  auto started = l.Admit(7, 2, 4, false, &*next);
+  ASSERT_NE(started.job, nullptr);
+  EXPECT_TRUE(started.job->cancel) << "the cancel that overtook the assignment was lost";
 }
 
 TEST(JobLedger, CancelsARunningAttemptOnly) {
