@@ -43,6 +43,15 @@ TEST(JobLedger, RefusesWhileDraining) {
   EXPECT_EQ(l.running(), 0u);
 }
 
+// The attempt's run ended cancelled, its report kept until acknowledged.
+void Stopped(JobLedger& l, int64_t job, int attempt) {
+  v1::JobUpdate u;
+  u.set_job_id(job);
+  u.set_attempt(attempt);
+  u.set_status(v1::CANCELLED);
+  l.Finish(u, /*ran_here=*/true);
+}
+
 TEST(JobLedger, IgnoresARepeatAndStopsAnOlderAttempt) {
   JobLedger l;
   auto first = l.Admit(1, 2, 4, false);
@@ -66,11 +75,7 @@ TEST(JobLedger, IgnoresARepeatAndStopsAnOlderAttempt) {
   EXPECT_EQ(l.Snapshot().running, (std::vector<Ref>{{1, 3}})) << "a registration names the attempt the job is now";
 
   // The older attempt stops: its run's thread takes the successor.
-  v1::JobUpdate u;
-  u.set_job_id(1);
-  u.set_attempt(2);
-  u.set_status(v1::CANCELLED);
-  l.Finish(u, /*ran_here=*/true);
+  Stopped(l, 1, 2);
   auto next = l.TakeSuccessor(1);
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(next->attempt(), 3);
@@ -92,11 +97,7 @@ TEST(JobLedger, ACancelOfAWaitingSuccessorIsKept) {
   wire.set_job_id(7);
   wire.set_attempt(2);
   EXPECT_TRUE(l.Admit(7, 2, 4, false, &wire).older_stopping);
-  v1::JobUpdate u;
-  u.set_job_id(7);
-  u.set_attempt(1);
-  u.set_status(v1::CANCELLED);
-  l.Finish(u, /*ran_here=*/true);
+  Stopped(l, 7, 1);
   auto next = l.TakeSuccessor(7);
   ASSERT_TRUE(next.has_value());
   auto started = l.Admit(7, 2, 4, false, &*next);
