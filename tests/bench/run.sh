@@ -568,12 +568,13 @@ run_pg_bench() {
   # With stamp=1 each line of the CLI's output is kept in farm.stamped with
   # the time it arrived ("@SECONDS line"): where a short build's time went.
   local stamp=0
-  farm() {  # farm CMD [submit flags]: timed into $s
+  farm() {  # farm CMD [submit flags]: timed into $s (with farm_token's token, default the submit token)
     local cmd=$1 rc
     shift
     t0="$(now)"
     if ((stamp)); then
-      { XDG_CACHE_HOME="$state/xdg" "$build/bin/kiln" --controller "$addr" submit --no-gitignore --image "$img" \
+      { XDG_CACHE_HOME="$state/xdg" KILN_TOKEN_FILE="${farm_token:-$submit_token}" "$build/bin/kiln" \
+          --controller "$addr" submit --no-gitignore --image "$img" \
           --input "$copy" "$@" -- sh -c "$cmd" 2>&1; echo "kiln-bench-rc=$?"; } |
         while IFS= read -r l; do printf '@%s %s\n' "$EPOCHREALTIME" "$l"; done >"$state/farm.stamped"
       s="$(secs "$t0")"
@@ -581,7 +582,7 @@ run_pg_bench() {
       rc="$(sed -n 's/^kiln-bench-rc=//p' "$state/farm.log")"
     else
       rc=0
-      XDG_CACHE_HOME="$state/xdg" KILN_TOKEN_FILE="$submit_token" "$build/bin/kiln" --controller "$addr" \
+      XDG_CACHE_HOME="$state/xdg" KILN_TOKEN_FILE="${farm_token:-$submit_token}" "$build/bin/kiln" --controller "$addr" \
     submit --no-gitignore --image "$img" \
         --input "$copy" "$@" -- sh -c "$cmd" >"$state/farm.log" 2>&1 || rc=$?
       s="$(secs "$t0")"
@@ -616,7 +617,14 @@ run_pg_bench() {
   fc+=("$s")
   "$build/bin/kiln" --controller "$addr" projects create bench-cold >/dev/null
   "$build/bin/kiln" --controller "$addr" clusters map default bench-cold >/dev/null
-  farm "$build_cmd" --workspace fresh --no-cache --project bench-cold
+  # The submit token is project default's: bench-cold needs one of its own.
+  local cold_token=$submit_token
+  if [[ $submit_token != "$state/admin.token" ]]; then
+    cold_token="$state/submit-bench-cold.token"
+    "$build/bin/kiln-controller" tokens create --database-url "$KILN_DATABASE_URL" --role submit --project bench-cold \
+      --description "kiln bench submits, project bench-cold" --out "$cold_token" >&2
+  fi
+  farm_token=$cold_token farm "$build_cmd" --workspace fresh --no-cache --project bench-cold
   fc+=("$s")
   fresh_copy "$plain"
   run_in "$plain" "CC=gcc $conf && make -j2"
