@@ -12,7 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -113,10 +112,11 @@ struct Controller::Impl {
     double since_submit_s = 0;
   };
   uint64_t pool_errors_seen = 0;  // the pool's error count at the last scrape (under the registry's lock)
-  // Workers whose dropped stream waits out the reconnect grace here (how
-  // many drops each): the reaper leaves them to the drop.
+  // Dropped streams waiting out the reconnect grace, in the order they
+  // dropped (a revoked worker's first): the applier's, read by the reaper,
+  // which leaves their workers to the drop.
   std::mutex parked_mu;
-  std::map<std::string, int> parked_workers;
+  std::deque<Event> parked;
   std::mutex flight_mu;
   std::unordered_map<int64_t, InFlight> in_flight;
 
@@ -146,7 +146,7 @@ struct Controller::Impl {
   std::vector<std::string> ParkedWorkers() {
     std::lock_guard g(parked_mu);
     std::vector<std::string> out;
-    for (const auto& [id, _] : parked_workers) out.push_back(id);
+    for (const auto& e : parked) out.push_back(e.session->worker_id);
     return out;
   }
   void ReapLoop();
@@ -244,25 +244,33 @@ void Controller::Impl::ApplyLoop() {
   constexpr size_t kMaxBatch = 1000;
   auto backoff = std::chrono::milliseconds(50);
   std::deque<Event> batch;
-  // Dropped streams wait out the reconnect grace here, in the order they
-  // dropped (one grace for all); a worker that registers again meanwhile
-  // keeps its jobs (the drop is fenced by its session).
-  std::deque<Event> parked;
+  // Dropped streams wait out the reconnect grace in `parked` (one grace for
+  // all); a worker that registers again meanwhile keeps its jobs (the drop
+  // is fenced by its session). Only this thread adds or removes: a drop
+  // leaves `parked` once applied, so the reaper skips its worker until then.
   const auto grace = std::min(cfg.reconnect_grace, cfg.lease);
   while (true) {
-    while (!parked.empty() &&
-           (parked.front().session->revoked || std::chrono::steady_clock::now() >= parked.front().at + grace)) {
-      ApplyDrop(parked.front());
+    bool waiting = false;
+    for (;;) {
+      Event due;
+      {
+        std::lock_guard g(parked_mu);
+        waiting = !parked.empty();
+        if (!waiting || !(parked.front().session->revoked ||
+                          std::chrono::steady_clock::now() >= parked.front().at + grace))
+          break;
+        due = parked.front();
+      }
+      ApplyDrop(due);
       std::lock_guard g(parked_mu);
-      if (auto it = parked_workers.find(parked.front().session->worker_id); it != parked_workers.end() && --it->second == 0)
-        parked_workers.erase(it);
       parked.pop_front();
     }
     Event drop;
     auto took = reports.Take(batch, drop, kMaxBatch,
-                             parked.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(50), stopping);
+                             waiting ? std::chrono::milliseconds(50) : std::chrono::milliseconds(200), stopping);
     if (took == ReportQueue::Took::kNothing) {
       if (stopping) {
+        std::lock_guard g(parked_mu);
         for (const auto& p : parked)
           spdlog::info("worker disconnected worker_id={}: its jobs are requeued when its lease expires, unless it "
                        "comes back (this controller is stopping)",
@@ -275,10 +283,7 @@ void Controller::Impl::ApplyLoop() {
       if (grace.count() > 0 && !drop.session->revoked)
         spdlog::info("worker stream closed worker_id={} jobs={}: requeued in {} ms unless it registers again",
                      drop.session->worker_id, drop.session->Running(), grace.count());
-      {
-        std::lock_guard g(parked_mu);
-        ++parked_workers[drop.session->worker_id];
-      }
+      std::lock_guard g(parked_mu);
       if (drop.session->revoked) parked.push_front(std::move(drop));  // it cannot come back
       else parked.push_back(std::move(drop));
       continue;

@@ -47,12 +47,9 @@ std::optional<v1::Assign> JobLedger::TakeSuccessor(int64_t job_id) {
 }
 
 void JobLedger::Finish(const v1::JobUpdate& u, bool ran_here) {
-  {
-    std::lock_guard g(mu_);
-    if (ran_here) jobs_.erase(u.job_id());
-    unacked_[{u.job_id(), u.attempt()}] = u;
-  }
-  cv_.notify_all();
+  std::lock_guard g(mu_);
+  if (ran_here) jobs_.erase(u.job_id());
+  unacked_[{u.job_id(), u.attempt()}] = u;
 }
 
 void JobLedger::Ack(int64_t job_id, int attempt) {

@@ -224,6 +224,17 @@ class Farm : public ::testing::Test {
     return j;
   }
 
+  // Whether the log of daemon `log` (logs_, in start order) says `text`
+  // after byte `from`, waiting up to `within`.
+  bool Logged(size_t log, const std::string& text, std::chrono::milliseconds within = 20s, size_t from = 0) {
+    return test::WaitFor(
+        [&] {
+          std::string all = test::ReadFile(logs_[log]);
+          return all.size() > from && all.find(text, from) != std::string::npos;
+        },
+        within);
+  }
+
   int Count(const std::string& where) { return std::stoi(test::Sql(url_, "SELECT count(*) FROM build_jobs WHERE " + where)); }
 
   bool AllEnded(std::chrono::milliseconds timeout) {

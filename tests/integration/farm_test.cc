@@ -122,27 +122,18 @@ TEST_F(Farm, AHungControllerThatWakesUpLeavesRunningJobsWithTheirWorker) {
   std::string gate = dir_.path() + "/gate";
   int64_t id = Submit(*jobs, {"sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.05; done; echo through"});
   ASSERT_TRUE(test::WaitFor([&] { return Get(*jobs, id).status() == v1::RUNNING; }, 20s));
-  // Whether a daemon's log says `text` after byte `from`, within a deadline.
-  auto logged = [&](size_t daemon, const std::string& text, std::chrono::milliseconds within, size_t from = 0) {
-    return test::WaitFor(
-        [&] {
-          std::string all = test::ReadFile(logs_[daemon]);
-          return all.size() > from && all.find(text, from) != std::string::npos;
-        },
-        within);
-  };
-  ASSERT_TRUE(logged(0, "lease reaper: taking expired leases", 20s)) << "the reaper never began";
+  ASSERT_TRUE(Logged(0, "lease reaper: taking expired leases", 20s)) << "the reaper never began";
 
   controllers_[0]->Signal(SIGSTOP);
   // The worker gives the stream up (keepalive, 15 s), the lease (10 s) runs out.
-  bool broke = logged(1, "lost the controller stream", 40s);
+  bool broke = Logged(1, "lost the controller stream", 40s);
   const size_t at = test::ReadFile(logs_[0]).size();  // the controller's log, where it stopped
   const size_t worker_at = test::ReadFile(logs_[1]).size();
   controllers_[0]->Signal(SIGCONT);
   ASSERT_TRUE(broke) << "the worker did not notice the hung controller";
 
-  ASSERT_TRUE(logged(0, "controller stalled", 20s, at));
-  ASSERT_TRUE(logged(1, "connected to controller", 30s, worker_at)) << "the worker did not come back";
+  ASSERT_TRUE(Logged(0, "controller stalled", 20s, at));
+  ASSERT_TRUE(Logged(1, "connected to controller", 30s, worker_at)) << "the worker did not come back";
   // The old stream's end: seen as stale at once (a heartbeat of the old
   // session after the new one registered), or a drop applied after the
   // grace, fenced by the new session: nothing requeued either way.
@@ -155,7 +146,7 @@ TEST_F(Farm, AHungControllerThatWakesUpLeavesRunningJobsWithTheirWorker) {
       },
       30s));
   // The reaper, after its own lease of watching, takes nothing either.
-  ASSERT_TRUE(logged(0, "lease reaper: taking expired leases", 30s, at));
+  ASSERT_TRUE(Logged(0, "lease reaper: taking expired leases", 30s, at));
   std::string after = test::ReadFile(logs_[0]).substr(at);
   EXPECT_EQ(after.find("requeued=1"), std::string::npos) << after;
 

@@ -419,22 +419,19 @@ TEST_F(Health, SighupReloadsTheReloadableSettingsAndABadFileKeepsTheRunningOnes)
   StartController();
   auto& worker = StartWorker(0, 1, {"--config", wconf});
   const std::string id = NewWorkerId({});
-  auto logged = [&](size_t daemon, const std::string& text) {
-    return test::WaitFor([&] { return test::ReadFile(logs_[daemon]).find(text) != std::string::npos; }, 20s);
-  };
   auto hup = [&](test::Process& p) { p.Signal(SIGHUP); };
 
   // A threshold no disk meets: the worker turns unhealthy.
   test::WriteFile(conf_, base + "health_min_free_disk = 1000TiB\nhealth_recover_after = 1s\n");
   hup(*controllers_[0]);
-  ASSERT_TRUE(logged(0, "configuration reloaded file=" + conf_ + " changed=health_min_free_disk,health_recover_after"));
+  ASSERT_TRUE(Logged(0, "configuration reloaded file=" + conf_ + " changed=health_min_free_disk,health_recover_after"));
   ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "unhealthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
   EXPECT_NE(Kiln({"--timeout", "60s", "workers"}).out.find("below 1048576000 MiB (health_min_free_disk)"), std::string::npos);
 
   // A bad file: said so, and the running settings stay (still unhealthy).
   test::WriteFile(conf_, base + "health_min_free_disk = 1MiB\nhealth_recover_after = soon\n");
   hup(*controllers_[0]);
-  ASSERT_TRUE(logged(0, "configuration not reloaded file=" + conf_ + " error=\""));
+  ASSERT_TRUE(Logged(0, "configuration not reloaded file=" + conf_ + " error=\""));
   EXPECT_NE(test::ReadFile(logs_[0]).find("health_recover_after"), std::string::npos);
   EXPECT_EQ(HealthOf(id), "unhealthy");
 
@@ -446,26 +443,26 @@ TEST_F(Health, SighupReloadsTheReloadableSettingsAndABadFileKeepsTheRunningOnes)
                                 "health_max_load_per_cpu = 1000\nhealth_max_infra_failures = 5\n"
                                 "health_infra_window = 1m\nlease = 5s\n");
   hup(*controllers_[0]);
-  ASSERT_TRUE(logged(0, "changed=health_infra_window,health_max_clock_skew,health_max_infra_failures,"
+  ASSERT_TRUE(Logged(0, "changed=health_infra_window,health_max_clock_skew,health_max_infra_failures,"
                         "health_max_load_per_cpu,health_min_free_disk,health_min_free_percent,log_level"));
-  ASSERT_TRUE(logged(0, "changed settings that need a restart: lease"));
+  ASSERT_TRUE(Logged(0, "changed settings that need a restart: lease"));
   ASSERT_TRUE(test::WaitFor([&] { return HealthOf(id) == "healthy"; }, 20s)) << Kiln({"--timeout", "60s", "workers"}).out;
 
   // The worker's: its log level and the interval of its runc check; a bad
   // file (an interval under 1 s) keeps them.
   test::WriteFile(wconf, "log_level = debug\nhealth_check_interval = 1s\n");
   hup(worker);
-  ASSERT_TRUE(logged(1, "configuration reloaded file=" + wconf + " changed=health_check_interval,log_level"));
+  ASSERT_TRUE(Logged(1, "configuration reloaded file=" + wconf + " changed=health_check_interval,log_level"));
   test::WriteFile(wconf, "log_level = debug\nhealth_check_interval = 10ms\n");
   hup(worker);
-  ASSERT_TRUE(logged(1, "configuration not reloaded file=" + wconf + " error=\"health_check_interval must be at least 1s\""));
+  ASSERT_TRUE(Logged(1, "configuration not reloaded file=" + wconf + " error=\"health_check_interval must be at least 1s\""));
 
   // Debug lines now, in both logs.
   auto jobs = Jobs();
   int64_t job = Submit(*jobs, {"true"});
   ASSERT_TRUE(AllEnded(30s));
-  EXPECT_TRUE(logged(0, "submitted job_id=" + std::to_string(job)));
-  EXPECT_TRUE(logged(1, "running job_id=" + std::to_string(job)));
+  EXPECT_TRUE(Logged(0, "submitted job_id=" + std::to_string(job)));
+  EXPECT_TRUE(Logged(1, "running job_id=" + std::to_string(job)));
   // With containers, the runc check now runs every second.
   const std::string checked = "SELECT coalesce(health_report->'runc'->>'checked_ms', '') FROM workers WHERE id = '" + id + "'";
   const std::string first = test::Sql(url_, checked);
