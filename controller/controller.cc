@@ -479,7 +479,7 @@ void Controller::Impl::ApplyDrop(const Event& drop) {
 // starved of CPU) meanwhile gives the workers a lease to heartbeat first. A
 // lease that expired while no controller recorded heartbeats says nothing of
 // the worker. The controller's own stall is seen as a gap between passes
-// (the end of one to the start of the next) that overran its wait by half
+// (the start of one to the start of the next) that overran its wait by half
 // of (lease - heartbeat_interval): no shorter stall can expire a lease by
 // itself. Deferrals end after three leases without a pass that took leases:
 // a controller that stalls or loses its database more often than once a
@@ -501,6 +501,9 @@ void Controller::Impl::ReapLoop() {
       watching_since = now;
       waiting_said = true;
     }
+    // From this pass's start: a stop during its query or its wait is seen
+    // by the next pass (a slow query looks like a stall: it only defers).
+    last_pass = now;
     const bool watched = now - watching_since >= cfg.lease, overdue = now - last_taken >= 3 * cfg.lease;
     if (watched || overdue) {
       if (!watched)
@@ -523,7 +526,6 @@ void Controller::Impl::ReapLoop() {
         }
       }
     }
-    last_pass = Clock::now();
     seen = shutdown_wake.Wait(seen, cfg.reap_interval);
   }
 }
