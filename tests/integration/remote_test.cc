@@ -153,13 +153,16 @@ TEST_F(Remote, AHelperKilledMidCompileLeavesTheBuildGreenAndTheObjectsTheSame) {
   EXPECT_NE(why.out.find("compile cache: 5 compiler invocations"), std::string::npos) << why.out;
 }
 
-// The path of the file named `name` under worker n's work directory (its
-// jobs' directories), or "" while there is none.
-std::string FindUnder(const std::string& dir, const std::string& name) {
+// The path of the file named `name` in the checkout of a job running on a
+// worker whose work_dir is `work_dir` (its jobs/<job>/src, what the build
+// sees), or "" while there is none. Never the checkout's overlay upper
+// directory (jobs/<job>/disk/upper), which holds the same file: a file
+// written there while the overlay is mounted need not show in the build's
+// view (the build's own lookups of the name are cached there).
+std::string FindInCheckout(const std::string& work_dir, const std::string& name) {
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-    if (it->path().filename() == name && it->is_regular_file(ec)) return it->path().string();
+  for (auto it = fs::directory_iterator(work_dir + "/jobs", ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    if (std::string p = it->path().string() + "/src/" + name; fs::is_regular_file(p, ec)) return p;
   return "";
 }
 
@@ -189,7 +192,7 @@ TEST_F(Remote, WithTheControllerDownTheBuildFinishesLocally) {
   controllers_[0]->Signal(SIGKILL);
   ASSERT_NE(controllers_[0]->Wait(5s), -1);
   std::string built;
-  ASSERT_TRUE(test::WaitFor([&] { return !(built = FindUnder(dir_.path() + "/w0", "built")).empty(); }, 240s))
+  ASSERT_TRUE(test::WaitFor([&] { return !(built = FindInCheckout(dir_.path() + "/w0", "built")).empty(); }, 240s))
       << "make did not finish with the controller down";
   RestartController(0);
   test::WriteFile(fs::path(built).parent_path().string() + "/go", "");
