@@ -250,9 +250,16 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   // A worker killed mid-job leaves its checkouts mounted (its restart
   // would unmount them): never delete through a mount, nor leave it.
-  UnmountUnder(path_);
+  // A killed worker's mount(8) child may still attach a disk after that:
+  // the directory is gone only once nothing is mounted in it.
   std::error_code ec;
-  fs::remove_all(path_, ec);
+  WaitFor(
+      [&] {
+        UnmountUnder(path_);
+        fs::remove_all(path_, ec);
+        return !fs::exists(path_, ec);
+      },
+      std::chrono::seconds(10));
 }
 
 namespace {
