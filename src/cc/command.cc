@@ -263,7 +263,9 @@ const std::vector<std::string>& CompilerEnvironment() {
 }
 
 const std::vector<std::string>& UncacheableEnvironment() {
-  static const std::vector<std::string> v = {"DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES", "GCC_COMPARE_DEBUG"};
+  // CCC_OVERRIDE_OPTIONS edits Clang's command line (it can add -g, say).
+  static const std::vector<std::string> v = {"DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES", "GCC_COMPARE_DEBUG",
+                                             "CCC_OVERRIDE_OPTIONS"};
   return v;
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "cas/digest.h"
+#include "cc/code.h"
 
 namespace kiln::cc {
 namespace {
@@ -157,11 +158,12 @@ bool Under(std::string_view path, const std::vector<std::string>& roots) {
   return false;
 }
 
-Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_since_ns, bool reread) {
-  if (changed_since_ns == 0 && !reread) {
+Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_since_ns, bool reread, bool code) {
+  if (changed_since_ns == 0 && !reread && !(code && !code_.count(path))) {
     auto it = memo_.find(path);
     if (it != memo_.end()) return it->second;
   }
+  code_.erase(path);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno != ENOENT && errno != ENOTDIR) return FailedPrecondition("cannot read " + path + ": " + strerror(errno));
@@ -184,12 +186,15 @@ Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_sin
   char buf[kCarry + 64 * 1024];
   size_t carried = 0;
   bool time_macros = false;
+  std::string text;  // with `code`: the whole file (headers are small; a huge one is named by its bytes)
+  constexpr size_t kMaxCodeText = 16 << 20;
   while (true) {
     ssize_t n = ::read(fd, buf + kCarry, sizeof buf - kCarry);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FailedPrecondition("cannot read " + path + ": " + strerror(errno));
     if (n == 0) break;
     h.Update(buf + kCarry, static_cast<size_t>(n));
+    if (code && text.size() <= kMaxCodeText) text.append(buf + kCarry, static_cast<size_t>(n));
     if (!time_macros) {
       const char* from = buf + kCarry - carried;
       const size_t len = carried + static_cast<size_t>(n);
@@ -200,10 +205,20 @@ Result<std::string> FileHashes::Get(const std::string& path, int64_t changed_sin
     }
   }
   if (time_macros) time_macros_.insert(path);
-  return memo_[path] = "f:" + h.Finish().Key();
+  std::string bytes = "f:" + h.Finish().Key();
+  if (code) {
+    std::optional<std::string> c = text.size() <= kMaxCodeText ? CodeText(text) : std::nullopt;
+    code_[path] = c ? "c:" + cas::DigestOf(*c).Key() : bytes;
+  }
+  return memo_[path] = std::move(bytes);
 }
 
 bool FileHashes::UsesTimeMacros(const std::string& path) const { return time_macros_.count(path) > 0; }
+
+std::string FileHashes::Code(const std::string& path) const {
+  auto it = code_.find(path);
+  return it == code_.end() ? std::string() : it->second;
+}
 
 Result<std::map<std::string, std::string>> RecordDeps(const std::vector<std::string>& files, const RecordOptions& o,
                                                       FileHashes& hashes) {
@@ -221,7 +236,7 @@ Result<std::map<std::string, std::string>> RecordDeps(const std::vector<std::str
     }
     if (writable) {
       auto known = o.known.find(p);
-      auto v = known != o.known.end() ? hashes.Get(p, 0, true) : hashes.Get(p, o.changed_since_ns);
+      auto v = known != o.known.end() ? hashes.Get(p, 0, true, true) : hashes.Get(p, o.changed_since_ns, false, true);
       if (!v.ok()) return v.status();
       if (known != o.known.end() && *v != known->second) return FailedPrecondition(p + " changed during the compile");
       if (v->rfind("f:", 0) != 0) return FailedPrecondition("dependency " + p + " is " + *v + " after the compile");

@@ -69,12 +69,19 @@ class FileHashes {
   // "f:<hex>/<size>", or "missing", "a directory" when it is none. With a
   // `changed_since_ns` limit, a file modified at or after it is an error;
   // with it or `reread`, the file is read again.
-  Result<std::string> Get(const std::string& path, int64_t changed_since_ns = 0, bool reread = false);
+  // With `code`, the file's code is named too (Code).
+  Result<std::string> Get(const std::string& path, int64_t changed_since_ns = 0, bool reread = false,
+                          bool code = false);
   // Whether a file read by Get names __DATE__, __TIME__ or __TIMESTAMP__.
   bool UsesTimeMacros(const std::string& path) const;
+  // The file's code as read by the last Get, if that Get was asked for it
+  // and found a file: "c:<hex>/<size>" of its CodeText, or its "f:" digest
+  // when it has none. Empty otherwise.
+  std::string Code(const std::string& path) const;
 
  private:
   std::unordered_map<std::string, std::string> memo_;
+  std::unordered_map<std::string, std::string> code_;
   std::set<std::string> time_macros_;
 };
 

@@ -45,6 +45,13 @@ std::string DependResultKey(const KeyParts& p, const std::string& source_digest,
   return cas::DigestOf(out).hash;
 }
 
+std::string CodeResultKey(const KeyParts& p, const std::string& source_digest, const std::string& code_manifest_digest) {
+  std::string out = Common("kiln-cc-result-code-1\n", p);
+  EncodeField(out, "source", source_digest);
+  EncodeField(out, "code", code_manifest_digest);
+  return cas::DigestOf(out).hash;
+}
+
 std::string CompilerIdentity(const std::string& binary_digest, const std::string& version_text) {
   std::string out = "kiln-cc-compiler-1\n";
   EncodeField(out, "binary", binary_digest);

@@ -8,6 +8,10 @@
 //   result key: the same with the digest of the preprocessed translation
 //     unit instead of the source's: a header edit that leaves the
 //     preprocessed output alone (a comment) still finds the object.
+//   code result key: the same with the source's digest and the digest of
+//     the unit's manifest in which every file is named by its code
+//     (cc/code.h): an edit of a header's comments finds the object with no
+//     preprocessor pass.
 
 #include <map>
 #include <string>
@@ -22,6 +26,7 @@ namespace kiln::cc {
 std::string DirectKey(const KeyParts& p, const std::string& source_digest);
 std::string ResultKey(const KeyParts& p, const std::string& preprocessed_digest);
 std::string DependResultKey(const KeyParts& p, const std::string& source_digest, const std::string& manifest_digest);
+std::string CodeResultKey(const KeyParts& p, const std::string& source_digest, const std::string& code_manifest_digest);
 
 // sha256 of the compiler binary's digest and what `COMPILER -v` reports.
 std::string CompilerIdentity(const std::string& binary_digest, const std::string& version_text);

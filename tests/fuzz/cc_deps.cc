@@ -2,14 +2,17 @@
 // markers of preprocessed output (cc::LineMarkerScanner, fed in pieces),
 // cc -H's include trace (cc::SplitIncludeTrace), packed manifests
 // (cc::UnpackDeps, PackDeps), the manifest check the worker and the
-// controller apply (cc::CheckManifestEntries), and cc::AbsolutePath.
+// controller apply (cc::CheckManifestEntries), cc::AbsolutePath, and a
+// file's code text (cc::CodeText).
 // kiln has no make-style dependency file parser: the .d file a compile
 // writes is stored and replayed as bytes.
 
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <algorithm>
 #include <set>
 
+#include "cc/code.h"
 #include "cc/deps.h"
 #include "fuzz.h"
 
@@ -50,6 +53,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Require(pieces.files() == whole.files(), "line markers depend on how the output was cut");
     std::set<std::string> unique(whole.files().begin(), whole.files().end());
     Require(unique.size() == whole.files().size(), "a file listed twice");
+  }
+
+  // A file's code: at most one byte longer (the mark of a missing final
+  // newline), no more lines, and a comment line appended at the end (after
+  // a newline, no backslash before it) changes nothing.
+  if (auto code = cc::CodeText(in)) {
+    Require(code->size() <= in.size() + 1, "the code text grew");
+    const auto lines = [](std::string_view s) { return std::count(s.begin(), s.end(), '\n'); };
+    Require(lines(*code) <= lines(in), "the code text has more lines");
+    std::string_view last = *code;
+    // (Blank lines, and lines that only hold a comment's mark, \x01, at the end.)
+    while (!last.empty() && std::string_view("\n \t\x01", 4).find(last.back()) != std::string_view::npos)
+      last.remove_suffix(1);
+    if (!in.empty() && in.back() == '\n' && !last.ends_with('\\')) {
+      auto more = cc::CodeText(std::string(in) + "/* kiln */\n");
+      Require(!more || *more == *code, "a comment line at the end changed the code text");
+    }
   }
 
   cc::IncludeTrace t = cc::SplitIncludeTrace(in, Exists);

@@ -154,6 +154,9 @@ def cc_deps():
                                      "/src/inc/a.h": "-"}))
     write("cc_deps", "packed_bad", "12:/usr/include2:f:99999999999:x")
     write("cc_deps", "paths", "/src/a/../b\\x../../x/./y//z")
+    write("cc_deps", "code", '/* header */\n#ifndef A_H\n#define A_H 1 // one\nint f(void); /* end */\n'
+                             'char *s = "/* not */", c = \'"\';\n/* two\n   lines */ int x;\n'
+                             '#define B 1 \\ /* c */\n#include <a.h> /* c */\n#endif\n\n/* tail */\n')
 
 
 def project_config():

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "cas/digest.h"
+#include "cc/code.h"
 #include "cc/command.h"
 #include "cc/deps.h"
 #include "cc/keys.h"
@@ -215,6 +216,40 @@ TEST_F(Manifests, RecordedDependenciesHoldUntilAFileTheyNameChanges) {
   EXPECT_EQ(DescribeMiss({}, link_mm, {}).reason, "include path changed");
 }
 
+TEST_F(Manifests, RecordedFilesAreNamedByTheirCodeToo) {
+  const std::string a = root() + "/build/a.c", h = root() + "/inc/defs.h";
+  test::WriteFile(a, "#include \"../inc/defs.h\"\n");
+  test::WriteFile(h, "/* defs */\n#define A 1\n");
+  FileHashes first;
+  auto deps = RecordDeps({"a.c", "../inc/defs.h"}, Opts(), first);
+  ASSERT_TRUE(deps.ok()) << deps.status().message();
+  const std::string code = first.Code(h);
+  EXPECT_EQ(code, "c:" + cas::DigestOf(std::string_view("\x01\n#define A 1\n")).Key()) << "its code text's digest";
+  EXPECT_EQ(first.Code(a), "c:" + cas::DigestOf(std::string_view("#include \"../inc/defs.h\"\n")).Key());
+
+  test::WriteFile(h, "/* the definitions */\n#define A 1\n");
+  FileHashes comment;
+  auto bytes = comment.Get(h, 0, false, /*code=*/true);
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_NE("f:" + bytes->substr(2), deps->at(h)) << "other bytes";
+  EXPECT_EQ(comment.Code(h), code) << "the same code";
+
+  test::WriteFile(h, "/* defs */\n#define A 2\n");
+  FileHashes edit;
+  ASSERT_TRUE(edit.Get(h, 0, false, true).ok());
+  EXPECT_NE(edit.Code(h), code);
+  EXPECT_EQ(edit.Code(root() + "/nothing"), "") << "never read with its code";
+  ASSERT_TRUE(edit.Get(h, 0, true).ok());
+  EXPECT_EQ(edit.Code(h), "") << "a reread without its code forgets the code read before";
+
+  // No code text: the file is named by its bytes.
+  test::WriteFile(h, "/* falls through */\n#define A 1\n");
+  FileHashes fall;
+  auto raw = fall.Get(h, 0, false, true);
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(fall.Code(h), *raw);
+}
+
 TEST(PackDeps, RoundTripsAnyPathAndRefusesGarbage) {
   std::map<std::string, std::string> deps = {{"/src/a b:c.h", "f:" + std::string(64, 'a') + "/3"},
                                              {"/src/\xc3\xa9\n.h", "-"}, {"/src/x", "d"}, {"/usr/include/stdio.h", "i"}};
@@ -332,6 +367,10 @@ TEST(CompileKeys, EncodingIsPinned) {
   // The result of a traced compile: the same fields, the source and the manifest's digest.
   std::string depend = "kiln-cc-result-depend-1" + enc.substr(enc.find('\n')) + "manifest 3:m/1\n";
   EXPECT_EQ(DependResultKey(Parts(), "s/10", "m/1"), cas::DigestOf(depend).hash);
+  // Stored by its code: the same fields, and the digest of the manifest
+  // with its files named by their code.
+  std::string code = "kiln-cc-result-code-1" + enc.substr(enc.find('\n')) + "code 3:c/1\n";
+  EXPECT_EQ(CodeResultKey(Parts(), "s/10", "c/1"), cas::DigestOf(code).hash);
 }
 
 TEST(CompileKeys, EachPartChangesBothKeys) {
@@ -352,6 +391,89 @@ TEST(CompileKeys, EachPartChangesBothKeys) {
   for (const auto& v : variants) EXPECT_NE(DependResultKey(v, "s/1", "m"), DependResultKey(base, "s/1", "m"));
   EXPECT_NE(DependResultKey(base, "s/1", "m"), DependResultKey(base, "s/2", "m"));
   EXPECT_NE(DependResultKey(base, "s/1", "m"), DependResultKey(base, "s/1", "n")) << "another manifest";
+  for (const auto& v : variants) EXPECT_NE(CodeResultKey(v, "s/1", "c"), CodeResultKey(base, "s/1", "c"));
+  EXPECT_NE(CodeResultKey(base, "s/1", "c"), CodeResultKey(base, "s/1", "d"));
+  EXPECT_NE(CodeResultKey(base, "s/1", "c"), CodeResultKey(base, "s/2", "c")) << "another source";
+  EXPECT_NE(CodeResultKey(base, "s/1", "m"), DependResultKey(base, "s/1", "m"));
+}
+
+// Two versions of a file name the same code only when each token keeps its
+// line and column, each line starts where it did (a line that starts in a
+// comment is marked), and no comment can change a diagnostic.
+TEST(CodeText, CommentsThatMoveNoTokenAreNotCode) {
+  auto same = [](const std::string& a, const std::string& b) {
+    auto x = CodeText(a), y = CodeText(b);
+    return x && y && *x == *y;
+  };
+  const std::string base = "/* header: old words */\nint f(void); /* at the end */\n#define X 1 // one\n";
+  EXPECT_TRUE(same(base, "/* header: other, longer words */\nint f(void); /* changed */\n#define X 1 // uno\n"));
+  EXPECT_TRUE(same(base, base + "/* appended at the end */\n\n")) << "comments and blank lines at the end";
+  EXPECT_TRUE(same("/* two\n   lines */\nint x;\n", "/* 2\n   ln */\nint x;\n"));
+  EXPECT_TRUE(same("int a;\t/* tab */\n", "int a;\n"));
+  EXPECT_TRUE(same("char c = '\"'; /* a */ int x;\n", "char c = '\"'; /* b */ int x;\n"))
+      << "a quote in a character literal opens no string";
+  EXPECT_TRUE(same("#define M(x) \\\n  f(x) /* c */ \\\n  + 1\n", "#define M(x) \\\n  f(x) /* d */ \\\n  + 1\n"));
+  EXPECT_EQ(CodeText("a /* c */ b\n"), "a         b\n");
+  EXPECT_EQ(CodeText("/* one\n two */\nx // y\n"), "\x01\n \x01\nx\n");
+  EXPECT_EQ(CodeText("#include <inc/a.h> // c\n"), "#include <inc/a.h>\n");
+  EXPECT_EQ(CodeText("#\\\ninclude <inc/a.h>\n"), "#\\\ninclude <inc/a.h>\n");
+  EXPECT_EQ(CodeText("#include \\\n<inc/a.h>\n"), "#include \\\n<inc/a.h>\n");
+  EXPECT_EQ(CodeText("#if X < 3\n#endif // c\n"), "#if X < 3\n#endif\n");
+
+  EXPECT_FALSE(same(base, "/* header: old words */\nint f(void); /* at the end */\n#define X 2 // one\n")) << "code";
+  EXPECT_FALSE(same(base, "\nint f(void);\n#define X 1\n")) << "a line that started in a comment is no blank line";
+  EXPECT_FALSE(same("/* c */ int x;\n", "/* cc */ int x;\n")) << "x moves a column";
+  EXPECT_FALSE(same("/* one line */\nint x;\n", "/* two\nlines */\nint x;\n")) << "x moves a line";
+  EXPECT_FALSE(same("int x;\n", "int x; \n")) << "a blank of the code itself";
+  EXPECT_FALSE(same("int x;\n", "int x;")) << "the final newline";
+  EXPECT_FALSE(same("int a;\n// c", "int a;\n")) << "the final newline, after a comment";
+  EXPECT_FALSE(same("#define X 1 \\\n\n", "#define X 1 \\\n")) << "a splice at the end: GCC warns";
+  EXPECT_FALSE(same("/* a */\tint x;\n", "/* a */ int x;\n")) << "a tab stays a tab";
+  EXPECT_FALSE(same("char *s = \"/* no comment */\";\n", "char *s = \"/* none at all */\";\n"));
+  // -Wmisleading-indentation: a line starting in a comment at column 0
+  // is an unindent between two statements, a blank line is not.
+  EXPECT_FALSE(same("if (a)\n  r = 1;\n// done\n  r += 2;\n", "if (a)\n  r = 1;\n\n  r += 2;\n"));
+  EXPECT_FALSE(same("if (a)\n  r = 1;\n/**/ r += 2;\n", "if (a)\n  r = 1;\n     r += 2;\n"));
+}
+
+TEST(CodeText, CommentsThatMayMatterOrAScanItCannotTrustGiveNoCodeText) {
+  for (const char* text : {
+           "switch (x) { case 1: f(); /* falls through */ case 2: ; }\n",  // -Wimplicit-fallthrough
+           "/* FALLTHRU */\n", "/* fa\\\nllthrough */\n",
+           "/** doc */ int f(void);\n", "/*! doc */\n", "/// doc\n", "//! doc\n",  // -Wdocumentation
+           "/* a /* nested */\n", "/* a /\\\n* nested */\n",                   // -Wcomment
+           "// continued \\\nint x;\n", "// continued \\  \nint x;\n", "// c \\\f\nint a = 1;\n",
+           "/* caf\xc3\xa9 */\n",  // -Wbidi-chars and kin
+           "int x;\r\n", "/* ?\?/ */\n", "int a = 1 ?\?' 2;\n", "%:include <a//b.h>\n",
+           "auto s = R\"(/* x */)\";\n", "R\\\n\"(\n// x\n)\";\n",  // raw strings
+           "int n = 1'000; /* c */\n", "int a = 0xa'b; /* c */\n", "int a = 1\\\n'0; /* c */\n",
+           "/* never closed\n", "/\\\n* split opening */\n", "/* split closing *\\\n/\n",
+           "/* a *\\\f\n/ int x = 1; // */\n",
+           "const char *s = \"a\\\\\nn // y\";\n",  // a splice after an escaped backslash
+           "#define X 1 /*\n*/ int y;\n", "#include /*\n*/ <inc//a.h>\n", "int a = /*\n*/ 1;\n",
+           "#define A 1 \\ /* c */\nint y = 1;\n",  // the comment's blanks would make a splice
+           "#if __has_include(<sys//types.h>)\n#endif\n", "#embed <data//x.bin>\n",
+           "#include <a.h\n", "#include <inc//a.h>\n", "#\\\ninclude <inc//a.h>\n",
+           // Names a splice or a macro hides, quotes GCC reads without
+           // escapes in #include, "/*" in a header name Clang may not lex.
+           "#if __has_inc\\\nlude(<a//b.h>)\n#endif\n", "%\\\n:include <a//b.h>\n",
+           "#define CAT(a, b) a##b\n#if CAT(__has_, include)(<a//b.h>)\n#endif\n",
+           "#if 0\n#include \"x\\\" /*\n#elif 1\nint y = 1; //*/\n#endif\n",
+           "#if 0\n#include <x/*y.h>\n#elif 1\nint y = 1; //*/\n#endif\n",
+           "const char *s = S(1.'a' /* x */ ');\n", "int a = 1e+'a'; /* c */\n", "int a = 1.u8'a'; /* c */\n",
+           "int t = __TIME\\\nSTAMP__; /* c */\n",
+       })
+    EXPECT_FALSE(CodeText(text).has_value()) << text;
+  EXPECT_FALSE(CodeText("int x;\n" + std::string(5000, ' ') + "/* long */\n").has_value()) << "a line too long";
+  EXPECT_FALSE(CodeText(std::string_view("int x;\0 /* c */\n", 16)).has_value()) << "a NUL";
+  EXPECT_TRUE(CodeText("/**/ int x;\n").has_value()) << "an empty comment is no doc comment";
+  EXPECT_TRUE(CodeText("#include <a.h> /* c */\n").has_value());
+  EXPECT_TRUE(CodeText("#include \"a/*b\"\n").has_value()) << "a quoted name is a literal";
+  EXPECT_TRUE(CodeText("char c = u8'a', d = L'b'; /* c */\n").has_value()) << "prefixes";
+  EXPECT_EQ(CodeText(""), "");
+  EXPECT_EQ(CodeText("// c"), "\x02") << "no newline at the end: not the empty file";
+  EXPECT_NE(CodeText("#define X 1\f// c\nint x = X;\n"), CodeText("#define X 1 // c\nint x = X;\n"))
+      << "a form feed in a directive stays";
 }
 
 TEST(DescribeMiss, ComparesWithTheNearestEarlierCompile) {
