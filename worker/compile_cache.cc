@@ -98,6 +98,16 @@ struct CompileCacheServer::Impl {
   std::set<grpc::ClientContext*> calls;    // to the controller, cancelled by Stop
   std::string scope;                       // the job's, as the controller said
   std::unordered_set<std::string> present;  // blobs known to be in CAS (uploaded or found there)
+  // Per change a known unit missed on (Pass), by the sha256 of its
+  // description: how its preprocessor passes went in this job. Bounded: a
+  // change beyond kMaxChanges is not tracked (its units always get their pass).
+  struct PassOutcomes {
+    int missed = 0;
+    int served = 0;
+  };
+  static constexpr size_t kMaxChanges = 10000;
+  static constexpr int kPassesBeforeGivingUp = 4;
+  std::unordered_map<std::string, PassOutcomes> passes;
 
   // A call's context: 30 s deadline, cancelled when the server stops (the
   // job ended: its report must not wait for a slow controller).
@@ -186,6 +196,7 @@ struct CompileCacheServer::Impl {
       case ccv1::Request::kFetch: return Fetch(req.fetch(), reply->mutable_fetch());
       case ccv1::Request::kStore: return Store(req.store());
       case ccv1::Request::kReport: return Report(req.report());
+      case ccv1::Request::kPass: return Pass(req.pass(), reply->mutable_pass());
       default: return InvalidArgument("unknown request");
     }
   }
@@ -472,12 +483,29 @@ struct CompileCacheServer::Impl {
     }
   }
 
+  // A pass is worth it until kPassesBeforeGivingUp passes for the same
+  // change found nothing and none served its unit: a change of code the
+  // units use (a declaration) misses in all of them, one they do not see
+  // (a branch of #if they skip) is served in all.
+  Status Pass(const ccv1::Pass& p, ccv1::PassReply* reply) {
+    const std::string change = cas::DigestOf(p.change()).hash;
+    std::lock_guard g(mu);
+    auto it = passes.find(change);
+    reply->set_run(it == passes.end() || it->second.served > 0 || it->second.missed < kPassesBeforeGivingUp);
+    return Status::Ok();
+  }
+
   Status Report(const ccv1::Report& r) {
     bool known = false;
     for (const char* o : kOutcomes) known = known || r.outcome() == o;
     if (!known) return InvalidArgument("unknown outcome '" + r.outcome().substr(0, 40) + "'");
     auto clip = [](const std::string& s) { return s.size() > kMaxText ? s.substr(0, kMaxText) : s; };
+    const std::string change = r.pass_change().empty() ? "" : cas::DigestOf(r.pass_change()).hash;
     std::lock_guard g(mu);
+    if (!change.empty() && (passes.size() < kMaxChanges || passes.count(change))) {
+      if (r.outcome() == "hit_preprocessed") passes[change].served++;
+      else if (r.outcome() == "miss" || r.outcome() == "failed") passes[change].missed++;
+    }
     auto* n = record.mutable_stats();
     n->set_units(n->units() + 1);
     const std::string& o = r.outcome();

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "cas/digest.h"
@@ -200,7 +201,10 @@ class Wrapper {
     for (const auto& p : found->lookup().previous()) prev.push_back(FromWire(p));
     const bool known_unit = found->lookup().manifests_size() > 0;
     miss_ = DescribeMiss(parts_, known_unit ? first : std::nullopt, prev);
-    return Compile(direct, /*may_hit_preprocessed=*/known_unit);
+    if (known_unit && ServeSameCode(found->lookup(), direct)) return 0;
+    // A preprocessor pass may still find the unit the same (an edit in a
+    // branch of #if it skips). A remote unit runs one anyway.
+    return Compile(direct, /*may_hit_preprocessed=*/known_unit && (remote_ || PassWorthIt(first)));
   }
 
  private:
@@ -227,6 +231,104 @@ class Wrapper {
   }
 
   std::string Abs(const std::string& p) const { return p.empty() || p[0] != '/' ? parts_.cwd + "/" + p : p; }
+
+  // Whether comments, or the blanks and lines they leave, may change what
+  // the compile makes or prints (docs/architecture.md, "Compile cache"):
+  // no code keys then. -C/-CC keep them; C90 has no // comments (and
+  // -Wc90-c99-compat warns of each); trigraphs; any comment marks a
+  // fallthrough at -Wimplicit-fallthrough=1 and is documentation with
+  // -fparse-all-comments; GCC's whitespace warnings; another input charset
+  // (a backslash byte inside a character); debug information (Clang
+  // records each file's MD5).
+  bool CommentsMayMatter() const {
+    static const std::set<std::string_view> kExact = {"-C", "-CC", "-ansi", "-traditional", "-traditional-cpp",
+                                                      "-trigraphs", "-fparse-all-comments"};
+    static const std::set<std::string_view> kC90 = {"c89", "c90", "gnu89", "gnu90", "iso9899:1990",
+                                                    "iso9899:199409"};
+    for (const auto& arg : inv_.args) {
+      const std::string_view a = arg;
+      if (kExact.count(a) || a.find("whitespace") != std::string_view::npos ||
+          a.find("c90-c99-compat") != std::string_view::npos || a.find("charset") != std::string_view::npos)
+        return true;
+      if (auto at = a.find("implicit-fallthrough="); at != std::string_view::npos) {
+        const std::string_view level = a.substr(at + 21);
+        if (level != "0" && level != "2" && level != "3" && level != "4" && level != "5") return true;
+      }
+      std::string_view std = a;
+      while (!std.empty() && std.front() == '-') std.remove_prefix(1);
+      if (std.rfind("std=", 0) == 0 && kC90.count(std.substr(4))) return true;
+      if (a.rfind("-g", 0) == 0 && a != "-g0") return true;
+    }
+    return false;
+  }
+
+  // `deps` with each file named by its code (FileHashes::Code, as read with
+  // the digest in `deps`); nullopt if a file's code is unknown.
+  std::optional<std::map<std::string, std::string>> CodeManifest(const std::map<std::string, std::string>& deps) const {
+    std::map<std::string, std::string> code;
+    for (const auto& [path, value] : deps) {
+      if (value.rfind("f:", 0) != 0) {
+        code.emplace(path, value);
+        continue;
+      }
+      std::string c = hashes_.Code(path);
+      if (c.empty()) return std::nullopt;
+      code.emplace(path, std::move(c));
+    }
+    return code;
+  }
+
+  // A known unit whose files changed in their comments only (cc/code.h):
+  // the newest manifest's files, named by their code as they are now, give
+  // the code result key its compile was stored under. The object is served
+  // with no compile and no preprocessor pass, and a manifest of the files
+  // as they are now goes under the direct key. False if there is none.
+  bool ServeSameCode(const v1::LookupReply& found, const std::string& direct) {
+    if (CommentsMayMatter()) return false;
+    auto deps = UnpackDeps(found.manifests(0).deps_packed());
+    if (!deps) return false;
+    std::map<std::string, std::string> now, checks;
+    for (const auto& [path, value] : *deps) {
+      if (value.rfind("f:", 0) == 0) {
+        auto v = hashes_.Get(path, 0, false, /*code=*/true);
+        if (!v.ok() || v->rfind("f:", 0) != 0) return false;
+        now.emplace(path, *v);
+      } else {
+        if (value != "i") checks.emplace(path, value);  // must still hold: the same headers are found
+        now.emplace(path, value);
+      }
+    }
+    if (CheckManifest(checks, hashes_)) return false;
+    auto code = CodeManifest(now);
+    if (!code) return false;
+    v1::Request lr;
+    lr.mutable_lookup_result()->set_key(CodeResultKey(parts_, parts_.source_digest, ManifestDigest(*code)));
+    auto known = ch_.Call(lr);
+    if (!known.ok() || !known->lookup_result().found()) return false;
+    const CompileResult res = FromWire(known->lookup_result().result());
+    if (!Serve(res)) return false;
+    v1::Request st;
+    ToWire(Entry(direct, std::move(now), res, /*manifest_only=*/true), st.mutable_store());
+    (void)ch_.Call(st);
+    Report("hit_preprocessed", miss_.reason, miss_.detail, res.object.size, res.compile_ms, res.key);
+    return true;
+  }
+
+  // Whether this job's preprocessor passes for the change `first` may still
+  // serve units (the worker keeps count: Pass). A pass that runs reports
+  // the change with its outcome.
+  bool PassWorthIt(const std::optional<Mismatch>& first) {
+    if (!first) return true;
+    v1::Request req;
+    req.mutable_pass()->set_change(first->path + "\n" + first->expected + "\n" + first->actual);
+    auto r = ch_.Call(req);
+    if (r.ok() && !r->pass().run()) {
+      miss_.detail += " (no preprocessor pass: this job's passes for the change served none)";
+      return false;
+    }
+    pass_change_ = req.pass().change();
+    return true;
+  }
 
   bool Hello() {
     v1::Request req;
@@ -318,12 +420,15 @@ class Wrapper {
     return o;
   }
 
-  // The preprocessed translation unit names the result. When a header of a
-  // known unit changed, the preprocessor runs first: if the unit is still
-  // the same (a comment, say), the object is served. A new source or new
-  // arguments rarely preprocess to a known unit: the compile then runs at
-  // once and traces its own headers (CompileTraced), with no preprocessor
-  // pass at all; only when it cannot, the pass runs beside the compile.
+  // The preprocessed translation unit names the result. When a file of a
+  // known unit changed in more than its comments (ServeSameCode), the
+  // preprocessor runs first while that may still find the unit the same (a
+  // branch of #if it skips; PassWorthIt), and the object is served if so. A
+  // new source or new arguments rarely preprocess to a known unit, and a
+  // change whose passes served none in this job is taken for one every
+  // unit sees: the compile then runs at once and traces its own headers
+  // (CompileTraced), with no preprocessor pass at all; only when it cannot,
+  // the pass runs beside the compile.
   int Compile(const std::string& direct, bool may_hit_preprocessed) {
     const int64_t since = CoarseNowNs();
     const auto started = std::chrono::steady_clock::now();  // a remote unit's wait counts from here
@@ -477,11 +582,12 @@ class Wrapper {
     return true;
   }
 
-  // A unit with no manifest, compiled at once with -H: the headers come from
-  // its trace (stripped from what it printed), the result is named by the
-  // manifest (DependResultKey). The cost: no preprocessed key, so the first
-  // comment-only edit of a header it reads recompiles it (the preprocessed
-  // key is recorded then, and serves the next one).
+  // A unit compiled at once with -H: the headers come from its trace
+  // (stripped from what it printed), the result is named by the manifest's
+  // code (CodeResultKey: a comment edit finds it), or by the manifest
+  // itself (DependResultKey) when the compile printed something. The cost:
+  // no preprocessed key, so the first edit in a branch of #if it skips
+  // recompiles it (a pass records the key then, and serves the next one).
   int CompileTraced(const std::string& direct, int64_t since) {
     std::vector<std::string> argv = cmdline_;
     argv.push_back("-H");
@@ -549,7 +655,14 @@ class Wrapper {
     if (why_not.empty()) {
       cas::Digest od = cas::DigestOf(*object);
       CompileResult res;
-      res.key = result_key ? *result_key : DependResultKey(parts_, parts_.source_digest, ManifestDigest(*deps));
+      // Without a preprocessed key (a traced compile), named by its code
+      // when what it printed cannot differ between versions of the same
+      // code (a warning quotes its line, comments and all).
+      std::optional<std::map<std::string, std::string>> code;
+      if (!result_key && run.out.empty() && run.err.empty() && !CommentsMayMatter()) code = CodeManifest(*deps);
+      res.key = result_key ? *result_key
+                : code     ? CodeResultKey(parts_, parts_.source_digest, ManifestDigest(*code))
+                           : DependResultKey(parts_, parts_.source_digest, ManifestDigest(*deps));
       res.object = od;
       res.depfile = std::move(depfile);
       res.stdout = run.out;
@@ -614,6 +727,7 @@ class Wrapper {
     r->set_remote_ms(remote_ms_);
     r->set_remote_run_ms(remote_run_ms_);
     if (remote_ && remote_worker_.empty()) r->set_local_reason(local_reason_);
+    r->set_pass_change(pass_change_);
     ch_.Post(req);
   }
 
@@ -631,6 +745,7 @@ class Wrapper {
   int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it (its preprocessor pass included)
   int64_t remote_run_ms_ = 0;   // of which the compile's own run there
   std::string local_reason_;    // why it compiled here after all
+  std::string pass_change_;     // the change a preprocessor pass ran for (PassWorthIt)
 };
 
 }  // namespace

@@ -18,12 +18,12 @@ void Line(const std::string& s) { std::printf("%s\n", s.c_str()); }
 
 ErrorContext Ctx(const Globals& g) { return {g.controller, g.timeout}; }
 
-// "3 hits (2 direct, 1 after preprocessing), 4 misses, 1 failed"
+// "8 cacheable: 3 hits (38%; 1 after an edit that left the code the same), 4 misses, 1 failed to compile"
 std::string Outcomes(const v1::CompileStats& s) {
   int64_t hits = s.hits() + s.hits_preprocessed();
   int64_t cacheable = hits + s.misses() + s.failed();
   std::string out = FormatCount(cacheable) + " cacheable: " + FormatCount(hits) + " hits (" + FormatPercent(hits, cacheable);
-  if (s.hits_preprocessed() > 0) out += "; " + FormatCount(s.hits_preprocessed()) + " after preprocessing";
+  if (s.hits_preprocessed() > 0) out += "; " + FormatCount(s.hits_preprocessed()) + " after an edit that left the code the same";
   out += "), " + FormatCount(s.misses()) + (s.misses() == 1 ? " miss" : " misses");
   if (s.failed() > 0) out += ", " + FormatCount(s.failed()) + " failed to compile";
   return out;
@@ -81,7 +81,7 @@ void PrintCompileSummary(const v1::Explanation& ex, int max_paths) {
     if (listed++ >= max_paths) continue;
     std::string kind = e.outcome() == "hit_preprocessed" ? "hit" : e.outcome() == "failed" ? "failed" : "miss";
     std::string why = e.detail().empty() ? e.reason() : e.detail();
-    if (e.outcome() == "hit_preprocessed") why += " (same preprocessed source: served)";
+    if (e.outcome() == "hit_preprocessed") why += " (the same code: served)";
     if (!e.remote_worker().empty()) why += " (compiled on " + e.remote_worker() + ")";
     misses.AddRow({"    " + kind, e.source(), e.output(), why});
   }

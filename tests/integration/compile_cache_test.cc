@@ -239,9 +239,11 @@ TEST_F(CompileCache, WithoutDebugInformationTheCompileNamesItsOwnHeaders) {
   test::WriteFile(src() + "/include/stdio.h", "#include_next <stdio.h>\n");
   EXPECT_EQ(Missed(Build(img, {}, "default", serial)), "main.c");
 
-  // The cost: a traced unit has no preprocessed key, so the first comment
-  // edit of a header recompiles it (a.c, b.c and main.c, compiled again
-  // since, were preprocessed then); the next one is served.
+  // A comment edit: lib/d.c, traced and silent, is found by its code with
+  // no pass; a.c, b.c and main.c compiled through a pass since and are found
+  // by it. c.c's compile printed a warning, which quotes a line of the unit,
+  // comments and all: it was stored by neither key and compiles again (with
+  // a pass, which serves the next comment edit).
   for (const char* words : {"used by all the units", "read by all the units"}) {
     std::string common = test::ReadFile(src() + "/include/common.h");
     size_t at = common.find("/* common.h: ") + 13;
@@ -249,8 +251,8 @@ TEST_F(CompileCache, WithoutDebugInformationTheCompileNamesItsOwnHeaders) {
     test::WriteFile(src() + "/include/common.h", common);
     int64_t j = Build(img, {}, "default", serial);
     if (std::string(words).rfind("used", 0) == 0) {
-      EXPECT_EQ(Missed(j), "c.c lib/d.c");
-      EXPECT_EQ(Stat(j, "hits_preprocessed"), 3);
+      EXPECT_EQ(Missed(j), "c.c");
+      EXPECT_EQ(Stat(j, "hits_preprocessed"), 4);
     } else {
       EXPECT_EQ(Missed(j), "");
       EXPECT_EQ(Stat(j, "hits_preprocessed"), 5);
@@ -268,6 +270,47 @@ TEST_F(CompileCache, WithoutDebugInformationTheCompileNamesItsOwnHeaders) {
   int64_t j = Build(img, {"--env", "KILN_CC_TRACE=0"}, "default", pass);
   EXPECT_EQ(Missed(j), "");
   EXPECT_EQ(Stat(j, "hits_preprocessed"), 5);
+}
+
+// A change whose preprocessor passes serve no unit (a declaration every
+// unit sees) stops the passes after four in a job: the other units compile
+// at once, and `kiln why` says so. A change in a branch of #if the units
+// skip is served by its passes, which then go on for every unit.
+TEST_F(CompileCache, PreprocessorPassesStopForAChangeTheyCannotServe) {
+  Up();
+  const std::string img = Toolchain();
+  WriteProject();
+  const std::string serial = "make -s app DEBUG=";  // traced compiles, one at a time
+  EXPECT_EQ(Missed(Build(img, {}, "default", serial)), "a.c b.c c.c lib/d.c main.c");
+  const std::string header = src() + "/include/common.h";
+  const std::string skipped = " (no preprocessor pass: this job's passes for the change served none)";
+
+  test::WriteFile(header, test::ReadFile(header) + "int unit_e(void);\n");
+  int64_t declaration = Build(img, {}, "default", serial);
+  EXPECT_EQ(Missed(declaration), "a.c b.c c.c lib/d.c main.c");
+  auto why = Kiln({"why", std::to_string(declaration)});
+  ASSERT_EQ(why.exit_code, 0) << why.err;
+  size_t notes = 0;
+  for (size_t at = 0; (at = why.out.find(skipped, at)) != std::string::npos; ++at) notes++;
+  EXPECT_EQ(notes, 1u) << "four passes found nothing, the fifth unit had none:\n" << why.out;
+  const std::string fifth =
+      Q("SELECT string_agg(source, ' ') FROM compile_events WHERE job_id = " + std::to_string(declaration) +
+        " AND detail LIKE '%no preprocessor pass%'");
+
+  // The same units as preprocessed: the four passed units are served by their
+  // passes; the fifth has no preprocessed key yet and compiles (with a pass).
+  test::WriteFile(header, test::ReadFile(header) + "#if 0\nint old_api(void);\n#endif\n");
+  int64_t skipped_branch = Build(img, {}, "default", serial);
+  EXPECT_EQ(Missed(skipped_branch), fifth);
+  EXPECT_EQ(Stat(skipped_branch, "hits_preprocessed"), 4);
+  std::string text = test::ReadFile(header);
+  test::WriteFile(header, text.replace(text.find("old_api(void)"), 13, "old_api(long)"));
+  int64_t again = Build(img, {}, "default", serial);
+  EXPECT_EQ(Missed(again), "");
+  EXPECT_EQ(Stat(again, "hits_preprocessed"), 5);
+  const auto served = Artifacts();
+  Build(img, {"--no-compile-cache"}, "default", serial);
+  EXPECT_EQ(Artifacts(), served) << "what the passes served is what a compile makes";
 }
 
 TEST_F(CompileCache, AnotherCompilerInAnotherImageMissesEverywhere) {
