@@ -218,7 +218,7 @@ class Scan {
         return std::nullopt;
     }
     // GCC reads a quoted name in #include without escapes.
-    const bool include = quote == '"' && InDirective() && IncludeLine();
+    const bool include = quote == '"' && IncludeLine();
     out_ += quote;
     ++i;
     while (i < in_.size() && in_[i] != '\n') {
@@ -238,7 +238,7 @@ class Scan {
   // A '<' at `i`: the <...> name of an #include, #include_next or #import
   // is copied as it is (a "//" in it is no comment); anything else is code.
   std::optional<size_t> HeaderName(size_t i) {
-    if (header_named_ || !InDirective() || !IncludeLine()) {
+    if (header_named_ || !IncludeLine()) {
       Code('<');
       return i + 1;
     }

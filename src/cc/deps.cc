@@ -236,7 +236,7 @@ Result<std::map<std::string, std::string>> RecordDeps(const std::vector<std::str
     }
     if (writable) {
       auto known = o.known.find(p);
-      auto v = known != o.known.end() ? hashes.Get(p, 0, true, true) : hashes.Get(p, o.changed_since_ns, false, true);
+      auto v = known != o.known.end() ? hashes.Get(p, 0, true, o.code) : hashes.Get(p, o.changed_since_ns, false, o.code);
       if (!v.ok()) return v.status();
       if (known != o.known.end() && *v != known->second) return FailedPrecondition(p + " changed during the compile");
       if (v->rfind("f:", 0) != 0) return FailedPrecondition("dependency " + p + " is " + *v + " after the compile");

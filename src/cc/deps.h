@@ -95,6 +95,7 @@ struct RecordOptions {
   // just before compiling it, as configure does).
   std::map<std::string, std::string> known;
   bool time_macros_ok = false;        // SOURCE_DATE_EPOCH is set: __DATE__ and __TIME__ are fixed
+  bool code = false;                  // each file's code is named too (FileHashes::Code)
 };
 
 // The manifest of a compile that read `files`. FailedPrecondition when a

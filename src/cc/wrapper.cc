@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <set>
 #include <thread>
@@ -301,17 +302,8 @@ class Wrapper {
     if (CheckManifest(checks, hashes_)) return false;
     auto code = CodeManifest(now);
     if (!code) return false;
-    v1::Request lr;
-    lr.mutable_lookup_result()->set_key(CodeResultKey(parts_, parts_.source_digest, ManifestDigest(*code)));
-    auto known = ch_.Call(lr);
-    if (!known.ok() || !known->lookup_result().found()) return false;
-    const CompileResult res = FromWire(known->lookup_result().result());
-    if (!Serve(res)) return false;
-    v1::Request st;
-    ToWire(Entry(direct, std::move(now), res, /*manifest_only=*/true), st.mutable_store());
-    (void)ch_.Call(st);
-    Report("hit_preprocessed", miss_.reason, miss_.detail, res.object.size, res.compile_ms, res.key);
-    return true;
+    return ServeUnder(direct, CodeResultKey(parts_, parts_.source_digest, ManifestDigest(*code)),
+                      [&] { return std::optional(std::move(now)); });
   }
 
   // Whether this job's preprocessor passes for the change `first` may still
@@ -635,7 +627,12 @@ class Wrapper {
   // `result_key`, or by the manifest when there is none (CompileTraced).
   void Store(const std::string& direct, const std::optional<std::string>& result_key,
              const std::vector<std::string>& files, const ProcessResult& run, int64_t compile_ms, int64_t since) {
-    auto deps = RecordDeps(files, Recording(since), hashes_);
+    // Named by its code when there is no preprocessed key (a traced compile)
+    // and what it printed cannot differ between versions of the same code
+    // (a warning quotes its line, comments and all).
+    RecordOptions o = Recording(since);
+    o.code = !result_key && run.out.empty() && run.err.empty() && !CommentsMayMatter();
+    auto deps = RecordDeps(files, o, hashes_);
     if (!deps.ok()) {
       if (deps.status().code() == Code::kInvalidArgument) Report("fallback", "uses __DATE__ or __TIME__", deps.status().message());
       else Report("miss", miss_.reason, miss_.detail + " (not stored: " + deps.status().message() + ")");
@@ -655,11 +652,8 @@ class Wrapper {
     if (why_not.empty()) {
       cas::Digest od = cas::DigestOf(*object);
       CompileResult res;
-      // Without a preprocessed key (a traced compile), named by its code
-      // when what it printed cannot differ between versions of the same
-      // code (a warning quotes its line, comments and all).
       std::optional<std::map<std::string, std::string>> code;
-      if (!result_key && run.out.empty() && run.err.empty() && !CommentsMayMatter()) code = CodeManifest(*deps);
+      if (o.code) code = CodeManifest(*deps);
       res.key = result_key ? *result_key
                 : code     ? CodeResultKey(parts_, parts_.source_digest, ManifestDigest(*code))
                            : DependResultKey(parts_, parts_.source_digest, ManifestDigest(*deps));
@@ -682,15 +676,27 @@ class Wrapper {
   // manifest of the new dependencies under the direct key. False if not.
   bool ServePreprocessed(const std::string& direct, const std::string& result_key,
                          const std::vector<std::string>& files, int64_t since) {
+    return ServeUnder(direct, result_key, [&]() -> std::optional<std::map<std::string, std::string>> {
+      auto deps = RecordDeps(files, Recording(since), hashes_);
+      if (!deps.ok()) return std::nullopt;
+      return std::move(*deps);
+    });
+  }
+
+  // Serves the result stored under `result_key`, if there is one, and adds
+  // a manifest of `deps()` (the files as they are now; nullopt: none can be
+  // had) under the direct key. A hit after an edit that left the unit the same.
+  bool ServeUnder(const std::string& direct, const std::string& result_key,
+                  const std::function<std::optional<std::map<std::string, std::string>>()>& deps) {
     v1::Request lr;
     lr.mutable_lookup_result()->set_key(result_key);
     auto known = ch_.Call(lr);
     if (!known.ok() || !known->lookup_result().found()) return false;
-    auto deps = RecordDeps(files, Recording(since), hashes_);
+    auto now = deps();
     const CompileResult res = FromWire(known->lookup_result().result());
-    if (!deps.ok() || !Serve(res)) return false;
+    if (!now || !Serve(res)) return false;
     v1::Request st;
-    ToWire(Entry(direct, std::move(*deps), res, /*manifest_only=*/true), st.mutable_store());
+    ToWire(Entry(direct, std::move(*now), res, /*manifest_only=*/true), st.mutable_store());
     (void)ch_.Call(st);
     Report("hit_preprocessed", miss_.reason, miss_.detail, res.object.size, res.compile_ms, res.key);
     return true;

@@ -221,7 +221,9 @@ TEST_F(Manifests, RecordedFilesAreNamedByTheirCodeToo) {
   test::WriteFile(a, "#include \"../inc/defs.h\"\n");
   test::WriteFile(h, "/* defs */\n#define A 1\n");
   FileHashes first;
-  auto deps = RecordDeps({"a.c", "../inc/defs.h"}, Opts(), first);
+  RecordOptions o = Opts();
+  o.code = true;
+  auto deps = RecordDeps({"a.c", "../inc/defs.h"}, o, first);
   ASSERT_TRUE(deps.ok()) << deps.status().message();
   const std::string code = first.Code(h);
   EXPECT_EQ(code, "c:" + cas::DigestOf(std::string_view("\x01\n#define A 1\n")).Key()) << "its code text's digest";
