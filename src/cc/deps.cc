@@ -149,6 +149,24 @@ std::string AbsolutePath(std::string_view path, std::string_view cwd, std::vecto
   return out.empty() ? "/" : out;
 }
 
+Result<std::string> ReadFileUpTo(const std::string& path, size_t max) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFound("cannot read " + path + ": " + strerror(errno));
+  std::string out;
+  char buf[64 * 1024];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max) {
+      ::close(fd);
+      return ResourceExhausted(path + " is larger than " + std::to_string(max) + " bytes");
+    }
+  }
+  ::close(fd);
+  if (n < 0) return Unavailable("cannot read " + path + ": " + strerror(errno));
+  return out;
+}
+
 bool Under(std::string_view path, const std::vector<std::string>& roots) {
   for (const auto& r : roots) {
     if (r == "/") return true;

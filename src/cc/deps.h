@@ -63,6 +63,10 @@ std::string AbsolutePath(std::string_view path, std::string_view cwd, std::vecto
 // True if `path` (normalized) lies in one of the `roots` (normalized).
 bool Under(std::string_view path, const std::vector<std::string>& roots);
 
+// The whole file at `path`: NotFound if it cannot be opened,
+// ResourceExhausted past `max` bytes, Unavailable on a read error.
+Result<std::string> ReadFileUpTo(const std::string& path, size_t max);
+
 // Digests of files by path, each file read once per process.
 class FileHashes {
  public:

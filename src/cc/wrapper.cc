@@ -25,6 +25,7 @@
 #include "cc/keys.h"
 #include "cc/process.h"
 #include "cc/reason.h"
+#include "cc/scan.h"
 #include "cc/wire.h"
 #include "common/write_all.h"
 #include "kiln/cc/v1/cc.pb.h"
@@ -54,24 +55,6 @@ std::string RealPath(const std::string& p) {
 std::string BaseName(const std::string& p) {
   auto s = p.rfind('/');
   return s == std::string::npos ? p : p.substr(s + 1);
-}
-
-Result<std::string> ReadWhole(const std::string& path, size_t max) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFound("cannot read " + path + ": " + strerror(errno));
-  std::string out;
-  char buf[64 * 1024];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max) {
-      ::close(fd);
-      return ResourceExhausted(path + " is larger than " + std::to_string(max) + " bytes");
-    }
-  }
-  ::close(fd);
-  if (n < 0) return Unavailable("cannot read " + path + ": " + strerror(errno));
-  return out;
 }
 
 // Replaces `path` with `data` at once (a temporary file beside it, renamed).
@@ -204,8 +187,8 @@ class Wrapper {
     miss_ = DescribeMiss(parts_, known_unit ? first : std::nullopt, prev);
     if (known_unit && ServeSameCode(found->lookup(), direct)) return 0;
     // A preprocessor pass may still find the unit the same (an edit in a
-    // branch of #if it skips). A remote unit runs one anyway.
-    return Compile(direct, /*may_hit_preprocessed=*/known_unit && (remote_ || PassWorthIt(first)));
+    // branch of #if it skips).
+    return Compile(direct, /*may_hit_preprocessed=*/known_unit && PassWorthIt(first));
   }
 
  private:
@@ -421,14 +404,25 @@ class Wrapper {
   // unit sees: the compile then runs at once and traces its own headers
   // (CompileTraced), with no preprocessor pass at all; only when it cannot,
   // the pass runs beside the compile.
+  // A compile that may run on another worker needs its headers named
+  // before it goes: a scan names every header it may read (cc/scan.h) and
+  // the compile there traces the ones it read, which make the manifest;
+  // when the compile cannot trace or the scan cannot be sure, the
+  // preprocessor's pass names them (and the result key) here.
   int Compile(const std::string& direct, bool may_hit_preprocessed) {
     const int64_t since = CoarseNowNs();
     const auto started = std::chrono::steady_clock::now();  // a remote unit's wait counts from here
-    // A compile that may run on another worker needs its headers named
-    // before it runs: the preprocessor's pass names them (and the result
-    // key), here; the compile itself goes to the farm.
     const bool remote = remote_;
-    if (!may_hit_preprocessed && !remote && CanTraceIncludes()) return CompileTraced(direct, since);
+    if (!may_hit_preprocessed && CanTraceIncludes()) {
+      if (!remote) return CompileTraced(direct, since);
+      if (auto scan = ScanForRemote(); scan.ok()) {
+        ProcessResult run;
+        int64_t compile_ms = 0;
+        if (CompileRemote(scan->files, scan->dirs, /*trace=*/true, since, started, &run, &compile_ms))
+          return StoreTraced(direct, std::move(run), compile_ms, since);
+        return CompileTraced(direct, since);
+      }
+    }
     ProcessResult run;
     int64_t compile_ms = 0;
     auto compile = [&] { run = Timed(cmdline_, &compile_ms); };
@@ -451,7 +445,16 @@ class Wrapper {
     const std::string result_key = ResultKey(parts_, h.Finish().Key());
     if (may_hit_preprocessed && ServePreprocessed(direct, result_key, markers.files(), since)) return 0;
     if (remote) {
-      if (!CompileRemote(markers.files(), since, started, &run, &compile_ms)) compile();
+      // The line markers name the files the preprocessor entered, not those
+      // it only asked about (__has_include): the scan adds those.
+      std::vector<std::string> files = markers.files(), dirs;
+      auto scan = ScanForRemote();
+      if (scan.ok()) {
+        files.insert(files.end(), scan->files.begin(), scan->files.end());
+        dirs = std::move(scan->dirs);
+      }
+      const bool may_go = scan.ok() || !AsksAboutFiles(markers.files(), scan.status().message());
+      if (!may_go || !CompileRemote(files, dirs, /*trace=*/false, since, started, &run, &compile_ms)) compile();
     } else if (may_hit_preprocessed) {
       compile();
     }
@@ -462,22 +465,24 @@ class Wrapper {
   }
 
   // Runs the compile on the farm (RemoteCompile): the source and every
-  // header it reads from /src go along, the image's are there already. True
-  // when it compiled there: the outputs are written as a local compile
-  // would have, `run` holds what it printed. False (the reason kept for the
+  // header it may read from /src (`files`, with the directories `dirs`) go
+  // along, the image's are there already. True when it compiled there: the
+  // outputs are written as a local compile would have, `run` holds what it
+  // printed (with `trace`, -H's trace too). False (the reason kept for the
   // report) when it must compile here: it reads a file outside /src, the
   // farm could not run it, or it failed there (a failing compile runs here
   // again, so that its errors are exactly what this host says).
-  // remote_ms_ counts from `started`, the unit's start here: it includes the
-  // preprocessor pass that naming the unit's headers takes (a local miss
-  // traces them during its compile instead).
-  bool CompileRemote(const std::vector<std::string>& files, int64_t since, std::chrono::steady_clock::time_point started,
-                     ProcessResult* run, int64_t* compile_ms) {
+  // remote_ms_ counts from `started`, the unit's start here: it includes
+  // naming the unit's headers (a scan, or a preprocessor pass).
+  bool CompileRemote(const std::vector<std::string>& files, const std::vector<std::string>& dirs, bool trace,
+                     int64_t since, std::chrono::steady_clock::time_point started, ProcessResult* run,
+                     int64_t* compile_ms) {
     auto deps = RecordDeps(files, Recording(since), hashes_);
     if (!deps.ok()) return Local("its headers cannot be listed: " + deps.status().message());
     v1::Request req;
     auto* rc = req.mutable_remote();
     for (const auto& a : cmdline_) rc->add_argv(a);
+    if (trace) rc->add_argv("-H");
     for (char** e = environ; *e != nullptr; ++e) {
       std::string_view kv(*e);
       auto eq = kv.find('=');
@@ -501,6 +506,8 @@ class Wrapper {
         rc->add_dirs(path);
       }
     }
+    for (const auto& dir : dirs)
+      if (under_src(dir)) rc->add_dirs(dir);
     // Include directories that exist here exist there (a missing one may be warned about).
     for (const auto& dir : SearchOrder(cmd_, builtin_)) {
       std::string abs = AbsolutePath(dir, parts_.cwd);
@@ -520,7 +527,7 @@ class Wrapper {
       v1::Request data;
       for (int i : first->remote().need()) {
         if (i < 0 || i >= rc->files_size()) return Local("the worker asked for a file that was not sent");
-        auto bytes = ReadWhole(rc->files(i).path(), size_t{1} << 30);
+        auto bytes = ReadFileUpTo(rc->files(i).path(), size_t{1} << 30);
         if (!bytes.ok()) return Local(bytes.status().message());
         data.mutable_remote_data()->add_data(std::move(*bytes));
       }
@@ -543,6 +550,35 @@ class Wrapper {
     remote_run_ms_ = d.run_ms();
     remote_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
     return true;
+  }
+
+  // The files a unit for the farm may read, named by a scan (cc/scan.h);
+  // an error when the scan cannot be sure of them: the environment or an
+  // option adds include directories it does not know, or the scan refuses
+  // a file. The preprocessor names them then.
+  Result<IncludeScan> ScanForRemote() const {
+    for (const char* v : {"CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "OBJC_INCLUDE_PATH", "GCC_EXEC_PREFIX",
+                          "COMPILER_PATH"})
+      if (getenv(v) != nullptr) return FailedPrecondition(std::string(v) + " is set");
+    for (const auto& a : inv_.args)
+      for (const char* o : {"-iprefix", "-iwithprefix", "-isysroot", "-imultilib", "-imultiarch", "--sysroot"})
+        if (a.rfind(o, 0) == 0) return FailedPrecondition("it is compiled with " + a);
+    return ScanIncludes(cmd_.source, SearchOrder(cmd_, builtin_), parts_.cwd);
+  }
+
+  // Whether a file the preprocessor entered asks whether a file exists
+  // (__has_include): the farm would answer from the files sent, not this
+  // host's, so such a unit compiles here when the scan cannot name them
+  // (`why`, the scan's reason).
+  bool AsksAboutFiles(const std::vector<std::string>& files, const std::string& why) {
+    for (const auto& f : files) {
+      auto text = ReadFileUpTo(Abs(f), size_t{64} << 20);
+      if (!text.ok() || text->find("__has_include") != std::string::npos) {
+        Local("it asks whether files exist (__has_include), and they cannot be named: " + why);
+        return true;
+      }
+    }
+    return false;
   }
 
   bool Local(const std::string& why) {
@@ -585,6 +621,12 @@ class Wrapper {
     argv.push_back("-H");
     int64_t compile_ms = 0;
     ProcessResult run = Timed(argv, &compile_ms);
+    return StoreTraced(direct, std::move(run), compile_ms, since);
+  }
+
+  // A unit compiled with -H, here or on the farm: its trace is split from
+  // what it printed and names the manifest's files.
+  int StoreTraced(const std::string& direct, ProcessResult run, int64_t compile_ms, int64_t since) {
     IncludeTrace trace = SplitIncludeTrace(run.err, [](const std::string& f) {
       struct stat st {};
       return ::stat(f.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
@@ -639,11 +681,11 @@ class Wrapper {
       return;
     }
     std::string why_not;
-    auto object = ReadWhole(Abs(cmd_.output), kMaxReply / 2);
+    auto object = ReadFileUpTo(Abs(cmd_.output), kMaxReply / 2);
     std::string depfile;
     if (!object.ok()) why_not = object.status().message();
     if (why_not.empty() && !cmd_.depfile.empty()) {
-      auto d = ReadWhole(Abs(cmd_.depfile), 16 << 20);
+      auto d = ReadFileUpTo(Abs(cmd_.depfile), 16 << 20);
       if (d.ok()) depfile = std::move(*d);
       else why_not = d.status().message();
     }

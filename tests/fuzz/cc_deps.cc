@@ -3,7 +3,8 @@
 // cc -H's include trace (cc::SplitIncludeTrace), packed manifests
 // (cc::UnpackDeps, PackDeps), the manifest check the worker and the
 // controller apply (cc::CheckManifestEntries), cc::AbsolutePath, and a
-// file's code text (cc::CodeText).
+// file's code text (cc::CodeText), the include scan's names
+// (cc::IncludeNames).
 // kiln has no make-style dependency file parser: the .d file a compile
 // writes is stored and replayed as bytes.
 
@@ -14,6 +15,7 @@
 
 #include "cc/code.h"
 #include "cc/deps.h"
+#include "cc/scan.h"
 #include "fuzz.h"
 
 using namespace kiln;
@@ -69,6 +71,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!in.empty() && in.back() == '\n' && !last.ends_with('\\')) {
       auto more = cc::CodeText(std::string(in) + "/* kiln */\n");
       Require(!more || *more == *code, "a comment line at the end changed the code text");
+    }
+  }
+
+  // The include scan's names: whole names, and an #include line appended
+  // (after a newline that no splice joins) adds exactly its name, last.
+  if (auto names = cc::IncludeNames(in); names.ok()) {
+    for (const auto& n : *names)
+      Require(!n.name.empty() && n.name.find('\n') == std::string::npos, "an include name is empty or has a newline");
+    std::string_view head = in;
+    if (!head.empty() && head.back() == '\n') {
+      head.remove_suffix(1);
+      while (!head.empty() && std::string_view(" \t\f\v").find(head.back()) != std::string_view::npos) head.remove_suffix(1);
+      if (head.empty() || head.back() != '\\') {
+        auto more = cc::IncludeNames(std::string(in) + "#include \"kiln_fuzz.h\"\n");
+        Require(more.ok(), "an #include line appended made the scan refuse");
+        auto want = *names;
+        want.push_back({"kiln_fuzz.h"});
+        Require(*more == want, "an #include line appended did not add its name, last");
+      }
     }
   }
 

@@ -77,6 +77,13 @@ TEST_F(Remote, CompilesOnOtherWorkersAreByteIdenticalToLocalOnes) {
   Up(2);
   const std::string img = Toolchain();
   test::WriteCProject(src());
+  // A header only __has_include asks about, and one in a branch never
+  // taken that is not there: a remote unit without -g names its headers by
+  // a scan (no preprocessor pass), which must send the first.
+  test::WriteFile(src() + "/include/opt.h", "/* asked about, never included */\n");
+  test::WriteFile(src() + "/c.c",
+                  "#include \"common.h\"\n#if __has_include(\"opt.h\")\nint c_opt = 7;\n#else\nint c_opt = 0;\n#endif\n"
+                  "#if 0\n#include \"absent.h\"\n#endif\nint unit_c(void) { return 3; }\n");
   // A build learns how many compiles it may run at once: its own, and the
   // helpers' two action slots each.
   auto jobs = Run(img, {}, "echo jobs=$KILN_JOBS");
@@ -103,6 +110,22 @@ TEST_F(Remote, CompilesOnOtherWorkersAreByteIdenticalToLocalOnes) {
   auto why = Kiln({"why", std::to_string(LastJob())});
   ASSERT_EQ(why.exit_code, 0) << why.err;
   EXPECT_NE(why.out.find("remote: 5 of the misses compiled on other workers"), std::string::npos) << why.out;
+
+  // A unit whose headers no scan can name (an #include of a macro) and
+  // that asks whether a file exists compiles here: the farm would answer
+  // from the files sent. The others still go.
+  test::WriteFile(src() + "/lib/d.c",
+                  "#define COMMON \"common.h\"\n#include COMMON\n#if __has_include(\"opt.h\")\nint d_opt = 7;\n#endif\n"
+                  "int unit_d(void) { return 4; }\n");
+  auto local = Build(img, "make -j$KILN_JOBS app DEBUG=", {"--no-compile-cache"});
+  ASSERT_EQ(local.exit_code, 0) << local.err << local.out;
+  const auto reference = Artifacts();
+  auto remote = Build(img, "make -j$KILN_JOBS app DEBUG=");
+  ASSERT_EQ(remote.exit_code, 0) << remote.err << remote.out;
+  EXPECT_EQ(Artifacts(), reference);
+  why = Kiln({"why", std::to_string(LastJob())});
+  ASSERT_EQ(why.exit_code, 0) << why.err;
+  EXPECT_NE(why.out.find("it asks whether files exist (__has_include)"), std::string::npos) << why.out;
 }
 
 // `units` units that take a while to compile (-O2 of `loops` loops each;
