@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <set>
@@ -70,6 +72,7 @@ class Lexer {
       switch (ClassOf(c)) {
         case kNewline:
           line_start = true;
+          directive_ = {};
           ++i_;
           break;
         case kBlank:
@@ -150,6 +153,7 @@ class Lexer {
   Status Directive() {
     KILN_RETURN_IF_ERROR(SkipBlanks());
     std::string_view word = Identifier();
+    directive_ = word;
     if (word == "include" || word == "include_next" || word == "import") {
       KILN_RETURN_IF_ERROR(SkipBlanks());
       if (HeaderName() || i_ >= s_.size() || s_[i_] == '\n') return Status::Ok();  // none: the compiler says so
@@ -161,9 +165,24 @@ class Lexer {
     return Status::Ok();  // the rest of the line is read as tokens (#if __has_include(...))
   }
 
+  // #pragma GCC dependency, or _Pragma("GCC dependency ..."): the file it
+  // names is read.
   static Status CheckPragma(std::string_view rest) {
-    if (rest.find("dependency") != std::string_view::npos) return FailedPrecondition("it uses #pragma GCC dependency");
+    for (size_t at = rest.find("GCC"); at != std::string_view::npos; at = rest.find("GCC", at + 3)) {
+      size_t j = at + 3;
+      while (j < rest.size() && IsBlank(rest[j])) ++j;
+      if (rest.substr(j, 10) == "dependency") return FailedPrecondition("it uses #pragma GCC dependency");
+    }
     return Status::Ok();
+  }
+
+  // Whether the identifier ending at `end` is preceded by "defined" (and
+  // blanks or an opening parenthesis): defined(__has_include) asks whether
+  // the feature exists, not about a file.
+  bool AfterDefined(size_t start) const {
+    size_t j = start;
+    while (j > 0 && (IsBlank(s_[j - 1]) || s_[j - 1] == '(')) --j;
+    return j >= 7 && s_.substr(j - 7, 7) == "defined" && (j == 7 || !IsIdent(s_[j - 8]));
   }
 
   Status Token() {
@@ -174,14 +193,25 @@ class Lexer {
       ++i_;
       return Status::Ok();
     }
+    const size_t start = i_;
     std::string_view word = Identifier();
     if (At(i_) == '"' && !word.empty() && word.back() == 'R' &&
         (word == "R" || word == "u8R" || word == "uR" || word == "UR" || word == "LR"))
       return FailedPrecondition("it has a raw string");
     if (word == "_Pragma") return CheckPragma(s_.substr(i_, std::min(s_.find('\n', i_), s_.size()) - i_));
+    if (word == "__has_embed") return FailedPrecondition("it uses __has_embed");
     if (word != "__has_include" && word != "__has_include_next") return Status::Ok();
+    // In a macro's body the name may be a parameter, even between < and >.
+    if (directive_ == "define") return FailedPrecondition("a macro uses __has_include");
     KILN_RETURN_IF_ERROR(SkipBlanks());
-    if (At(i_) != '(') return Status::Ok();  // #ifdef __has_include
+    if (At(i_) != '(') {
+      // #ifdef __has_include, defined(__has_include); anything else may be
+      // a macro that stands for it.
+      if (directive_ == "ifdef" || directive_ == "ifndef" || directive_ == "elifdef" || directive_ == "elifndef" ||
+          directive_ == "undef" || AfterDefined(start))
+        return Status::Ok();
+      return FailedPrecondition("__has_include is used without a file name after it");
+    }
     ++i_;
     KILN_RETURN_IF_ERROR(SkipBlanks());
     if (HeaderName()) return Status::Ok();
@@ -197,17 +227,30 @@ class Lexer {
     return Status::Ok();
   }
 
-  // A preprocessing number (1e+5, 0x1p-3, 1.0f); a quote inside one is a
-  // digit separator in C++14 and C23 but starts a literal in older C: no
-  // scan can know which.
+  // A preprocessing number (1e+5, 0x1p-3, 1.0f). A quote inside one is a
+  // digit separator in C++14 and C23 but opens a character literal in
+  // older C, which ends at the next quote or the line's end; the readings
+  // can differ only in what the rest of the line hides, so the scan reads
+  // it as a separator unless that rest opens a comment or a string or
+  // names a file (2's complement, 1'000'000).
   Status SkipNumber() {
     size_t j = i_ + 1;
     while (j < s_.size()) {
       const char c = s_[j];
-      if (IsIdent(c) || c == '.') ++j;
-      else if ((c == '+' || c == '-') && std::strchr("eEpP", s_[j - 1]) != nullptr) ++j;
-      else if (c == '\'') return FailedPrecondition("a quote follows a digit (a digit separator?)");
-      else break;
+      if (IsIdent(c) || c == '.') {
+        ++j;
+      } else if ((c == '+' || c == '-') && std::strchr("eEpP", s_[j - 1]) != nullptr) {
+        ++j;
+      } else if (c == '\'') {
+        std::string_view rest = s_.substr(j + 1, std::min(s_.find('\n', j), s_.size()) - j - 1);
+        if (rest.find("/*") != std::string_view::npos || rest.find('"') != std::string_view::npos ||
+            rest.find("include") != std::string_view::npos)
+          return FailedPrecondition("a quote follows a digit (a digit separator?) on a line that goes on with a "
+                                    "comment, a string or an include");
+        ++j;
+      } else {
+        break;
+      }
     }
     i_ = j;
     return Status::Ok();
@@ -215,6 +258,7 @@ class Lexer {
 
   std::string_view s_;
   size_t i_ = 0;
+  std::string_view directive_;  // the directive of the line being read, if any
   std::vector<IncludeName> names_;
 };
 
@@ -226,9 +270,13 @@ std::string Parent(const std::string& path) {
 }  // namespace
 
 Result<std::vector<IncludeName>> IncludeNames(std::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a byte order mark, which compilers skip
   if (text.find('\r') != std::string_view::npos) return FailedPrecondition("it has a carriage return");
-  if (text.find("?\?/") != std::string_view::npos || text.find("?\?=") != std::string_view::npos)
-    return FailedPrecondition("it has a trigraph");
+  if (text.find('\0') != std::string_view::npos) return FailedPrecondition("it has a NUL byte");
+  // Every trigraph, as ISO modes read them all (??' is ^, not a quote).
+  for (size_t at = text.find("?\?"); at != std::string_view::npos; at = text.find("?\?", at + 1))
+    if (at + 2 < text.size() && std::strchr("=/'()!<>-", text[at + 2]) != nullptr && text[at + 2] != '\0')
+      return FailedPrecondition("it has a trigraph");
   const std::string s = Spliced(text);
   return Lexer(s).Run();
 }
@@ -239,8 +287,15 @@ Result<IncludeScan> ScanIncludes(const std::string& source, const std::vector<st
   std::set<std::string> files, stepped_dirs;
   std::vector<std::string> dirs;
   for (const auto& d : search) {
+    if (d.rfind('=', 0) == 0 || d.rfind("$SYSROOT", 0) == 0)
+      return FailedPrecondition("include directory " + d + " is relative to the sysroot");
     std::vector<std::string> stepped;
     dirs.push_back(AbsolutePath(d, cwd, &stepped));
+    // The compiler drops a directory searched twice (by its inode); a
+    // symbolic link would make two of one, which a copy of the files has not.
+    char real[PATH_MAX];
+    if (::realpath(dirs.back().c_str(), real) != nullptr && dirs.back() != real)
+      return FailedPrecondition("include directory " + d + " is reached through a symbolic link");
     for (auto& s : stepped) {
       struct stat st {};
       if (::lstat(s.c_str(), &st) != 0) continue;  // the directory is not there: nothing is found in it
@@ -269,6 +324,7 @@ Result<IncludeScan> ScanIncludes(const std::string& source, const std::vector<st
     }
     struct stat st {};
     if (!answer.empty() && (::stat(p.c_str(), &st) != 0 || S_ISDIR(st.st_mode))) answer.clear();
+    if (!answer.empty() && !S_ISREG(st.st_mode)) return FailedPrecondition(path + " is not a regular file");
     if (!answer.empty())
       for (auto& s : stepped) stepped_dirs.insert(std::move(s));
     found.emplace(path, answer);

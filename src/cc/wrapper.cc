@@ -536,6 +536,9 @@ class Wrapper {
     }
     const auto& d = done->remote_done();
     if (!d.error().empty()) return Local(d.error());
+    for (const std::string* out : {&d.stdout(), &d.stderr()})
+      if (out->ends_with("[kiln: output cut at 16 MiB]\n"))
+        return Local("it printed more than 16 MiB on worker " + d.worker_id());
     if (d.exit_code() != 0) return Local("it failed on worker " + d.worker_id() + ": compiled here to show its errors");
     for (const auto& o : d.outputs()) {
       if (std::find(outs.begin(), outs.end(), o.path()) == outs.end())
@@ -560,8 +563,12 @@ class Wrapper {
     for (const char* v : {"CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "OBJC_INCLUDE_PATH", "GCC_EXEC_PREFIX",
                           "COMPILER_PATH"})
       if (getenv(v) != nullptr) return FailedPrecondition(std::string(v) + " is set");
+    // Options that add files or directories the scan does not see (forced
+    // includes; the compiler's own directories for another target, library
+    // or root; modules).
     for (const auto& a : inv_.args)
-      for (const char* o : {"-iprefix", "-iwithprefix", "-isysroot", "-imultilib", "-imultiarch", "--sysroot"})
+      for (const char* o : {"-include", "-imacros", "-iprefix", "-iwithprefix", "-isysroot", "-imultilib", "-imultiarch",
+                            "--sysroot", "-m32", "-mx32", "-m16", "-stdlib=", "-target", "--target", "-fmodule"})
         if (a.rfind(o, 0) == 0) return FailedPrecondition("it is compiled with " + a);
     return ScanIncludes(cmd_.source, SearchOrder(cmd_, builtin_), parts_.cwd);
   }
@@ -790,7 +797,7 @@ class Wrapper {
   Miss miss_;
   bool remote_ = false;         // the worker sends misses to the farm
   std::string remote_worker_;   // where this unit compiled, if elsewhere
-  int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it (its preprocessor pass included)
+  int64_t remote_ms_ = 0;       // the remote compile, as this wrapper waited for it (naming its headers included)
   int64_t remote_run_ms_ = 0;   // of which the compile's own run there
   std::string local_reason_;    // why it compiled here after all
   std::string pass_change_;     // the change a preprocessor pass ran for (PassWorthIt)

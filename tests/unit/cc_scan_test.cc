@@ -3,6 +3,7 @@
 // the scanned files, gcc preprocesses a unit exactly as in the whole tree.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,13 +49,27 @@ TEST(IncludeNames, FindsEveryIncludeInEveryBranchAndNothingInCommentsOrStrings) 
   EXPECT_EQ(Names("// note \\\n#include \"hidden.h\"\n#include \"seen.h\"\n"), std::vector<std::string>{"seen.h"});
   // An #include the compiler rejects names nothing.
   EXPECT_EQ(Names("#include\n#include \"unclosed.h\n#include <>\n"), std::vector<std::string>{});
+  // A byte order mark at the start is skipped, as compilers skip it.
+  EXPECT_EQ(Names("\xEF\xBB\xBF#include \"bom.h\"\n"), std::vector<std::string>{"bom.h"});
+  // A quote after a digit, read either way, hides nothing on these lines.
+  EXPECT_EQ(Names("#if 0\n#error 2's complement\n#endif\nint n = 1'000'000;\n#include \"after.h\"\n"),
+            std::vector<std::string>{"after.h"});
+  // Asking whether __has_include exists is no name; nor is another pragma.
+  EXPECT_EQ(Names("#ifdef __has_include\n#elif defined(__has_include) || defined __has_include_next\n#endif\n"
+                  "#pragma once /* no dependency */\n"),
+            std::vector<std::string>{});
 }
 
 TEST(IncludeNames, RefusesWhatCouldHideAName) {
-  for (const char* text : {"#include HEADER_H\n", "#  include_next CONFIG(x)\n", "#if __has_include(H)\n#endif\n",
-                           "#embed \"data.bin\"\n", "#pragma GCC dependency \"parse.y\"\n",
-                           "_Pragma(\"GCC dependency \\\"parse.y\\\"\")\n", "const char* r = R\"(/*)\";\n",
-                           "?\?=include \"t.h\"\n", "int x;\r\n", "/* open\n#include \"a.h\"\n", "int n = 1'000;\n"}) {
+  static constexpr char kNul[] = "\0#include \"nul.h\"\n";  // GCC reads a NUL as a blank
+  for (std::string_view text : std::initializer_list<std::string_view>{
+           "#include HEADER_H\n", "#  include_next CONFIG(x)\n", "#if __has_include(H)\n#endif\n",
+        "#define HAS __has_include\n#if HAS(<x.h>)\n#endif\n", "#define H(x) __has_include(<x>)\n",
+        "#if __has_include\n#endif\n", "#if __has_embed(\"x.bin\")\n#endif\n", "#embed \"data.bin\"\n",
+        "#pragma GCC dependency \"parse.y\"\n", "_Pragma(\"GCC dependency \\\"parse.y\\\"\")\n",
+        "const char* r = R\"(/*)\";\n", "?\?=include \"t.h\"\n", "#if 1 ?\?' 2\n#endif\n", "int x;\r\n",
+        std::string_view(kNul, sizeof kNul - 1), "/* open\n#include \"a.h\"\n",
+        "int n = 1'000; /* a comment, or a character literal's text? */\n"}) {
     SCOPED_TRACE(text);
     auto n = IncludeNames(text);
     ASSERT_FALSE(n.ok());
@@ -78,7 +93,7 @@ class ScanIncludesTest : public ::testing::Test {
           "#if __has_include(<absent.h>)\nint absent = 1;\n#endif\n"
           "#\\\ninclude \"spliced.h\"\n"
           "# /* c */ include /* d */ <sub/deep.h>\n"
-          "#include \"../inc1/../inc2/dotdot.h\"\n"
+          "#include \"../empty/../inc2/dotdot.h\"\n"
           "#include <stdio.h>\n"
           "int main(void) { return LOCAL + SYS + NEXT + DEEP + DOTDOT + SPLICED; }\n");
     Write("src/local.h", "#include \"next.h\"\n#define LOCAL 1\n");
@@ -92,6 +107,7 @@ class ScanIncludesTest : public ::testing::Test {
     Write("inc1/sub/deeper.h", "#define DEEPER 5\n");
     Write("inc2/dotdot.h", "#define DOTDOT 6\n");
     Write("inc2/unused.h", "#define UNUSED 8\n");
+    fs::create_directories(Tree() + "/empty");  // holds no header: only a ".." steps through it
   }
   // -I../inc1 -I../inc2, then gcc's own directories.
   std::vector<std::string> Search() const {
@@ -118,15 +134,21 @@ class ScanIncludesTest : public ::testing::Test {
     return r.out;
   }
 
-  // A copy of the tree's files in `files` (the others are left out).
-  std::string CopyOf(const std::vector<std::string>& files, const std::string& name) {
+  // What a helper gets of the tree, as kiln-cc sends it: the scanned
+  // `files` in it, the `dirs` the scan names, and the include directories
+  // (the system's headers are there already).
+  std::string CopyOf(const std::vector<std::string>& files, const std::vector<std::string>& dirs,
+                     const std::string& name) {
     const std::string root = dir_.path() + "/" + name;
+    auto in_tree = [&](const std::string& p) { return p.rfind(Tree() + "/", 0) == 0; };
     for (const auto& f : files) {
-      if (f.rfind(Tree() + "/", 0) != 0) continue;  // the system's headers are there already
+      if (!in_tree(f)) continue;
       std::string rel = f.substr(Tree().size() + 1);
       fs::create_directories(fs::path(root + "/" + rel).parent_path());
       fs::copy_file(f, root + "/" + rel);
     }
+    for (const auto& d : dirs)
+      if (in_tree(d)) fs::create_directories(root + "/" + d.substr(Tree().size() + 1));
     for (const char* d : {"src", "inc1", "inc2"}) fs::create_directories(root + "/" + d);
     return root;
   }
@@ -149,19 +171,22 @@ TEST_F(ScanIncludesTest, GivenOnlyTheScannedFilesTheCompilerPreprocessesTheSame)
                                                "inc1/sub/deep.h", "inc1/sub/deeper.h", "inc2/dotdot.h"}));
   EXPECT_NE(std::find(scan->files.begin(), scan->files.end(), "/usr/include/stdio.h"), scan->files.end())
       << "the system's headers are scanned too: a tree header may answer their names";
-  EXPECT_EQ(scan->dirs, (std::vector<std::string>{Tree() + "/inc1", Tree() + "/inc2", Tree() + "/src"}))
+  EXPECT_NE(std::find(scan->dirs.begin(), scan->dirs.end(), Tree() + "/empty"), scan->dirs.end())
       << "the directories a \"..\" stepped out of";
 
   const std::string whole = Preprocess(Tree());
   EXPECT_NE(whole.find("has_opt = 7"), std::string::npos) << whole;
-  EXPECT_EQ(Preprocess(CopyOf(scan->files, "copy")), whole);
+  EXPECT_EQ(Preprocess(CopyOf(scan->files, scan->dirs, "copy")), whole);
 
-  // The check can fail: without the file __has_include found, the unit
-  // preprocesses otherwise.
+  // The check can fail: without the file __has_include found, or without
+  // the directory a ".." steps out of, the unit preprocesses otherwise.
   std::vector<std::string> less;
   for (const auto& f : scan->files)
     if (f != Tree() + "/inc2/opt.h") less.push_back(f);
-  EXPECT_NE(Preprocess(CopyOf(less, "less")), whole);
+  EXPECT_NE(Preprocess(CopyOf(less, scan->dirs, "less")), whole);
+  auto r = RunProcess({"/bin/sh", "-c", "cd " + CopyOf(scan->files, {}, "nodirs") +
+                                            "/src && gcc -E -P -I../inc1 -I../inc2 main.c"});
+  EXPECT_NE(r.exit_code, 0) << "../empty/.. needs the directory";
 }
 
 TEST_F(ScanIncludesTest, RefusesAMacroIncludeAnywhereAndADotDotOutOfASymlink) {
@@ -182,6 +207,24 @@ TEST_F(ScanIncludesTest, RefusesAMacroIncludeAnywhereAndADotDotOutOfASymlink) {
 
   auto missing = ScanIncludes("nothere.c", Search(), Tree() + "/src");
   EXPECT_FALSE(missing.ok());
+}
+
+TEST_F(ScanIncludesTest, RefusesWhatACopyCannotReproduceAndNeverWaitsOnAFifo) {
+  WriteTree();
+  auto refused = [&](std::vector<std::string> search, const std::string& want) {
+    auto scan = ScanIncludes("main.c", search, Tree() + "/src");
+    ASSERT_FALSE(scan.ok()) << want;
+    EXPECT_NE(scan.status().message().find(want), std::string::npos) << scan.status().message();
+  };
+  // A directory under the sysroot, one reached through a symbolic link
+  // (the compiler would drop it as a duplicate; a copy has two).
+  refused({"=/inc1"}, "relative to the sysroot");
+  fs::create_directory_symlink(Tree() + "/inc1", Tree() + "/inc1_link");
+  refused({"../inc1", "../inc1_link"}, "reached through a symbolic link");
+  // A FIFO named anywhere, even in a branch never taken: no read of it.
+  ASSERT_EQ(::mkfifo((Tree() + "/inc1/fifo.h").c_str(), 0644), 0);
+  Write("src/main.c", "#if 0\n#include \"fifo.h\"\n#endif\n");
+  refused({"../inc1"}, "is not a regular file");
 }
 
 }  // namespace
