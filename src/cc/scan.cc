@@ -351,17 +351,13 @@ Result<IncludeScan> ScanIncludes(const std::string& source, const std::vector<st
     if (file == *src) names->insert(names->begin(), IncludeName{"stdc-predef.h"});  // GCC includes it first, unasked
     const std::string here = Parent(file);
     for (const auto& n : *names) {
-      if (n.name[0] == '/') {
-        auto f = open(n.name);
-        if (!f.ok()) return f.status();
-        if (!f->empty()) KILN_RETURN_IF_ERROR(add(*f));
-        continue;
-      }
-      // The including file's directory first, as for "name"; for <name>
-      // too, and every directory for both: more than the compiler looks
-      // at, so that every file it could find is there.
-      for (size_t k = 0; k <= dirs.size(); ++k) {
-        auto f = open((k == 0 ? here : dirs[k - 1]) + "/" + n.name);
+      // An absolute name is itself; any other is looked up in the
+      // including file's directory first, as for "name", for <name> too,
+      // and in every directory for both: more than the compiler looks at,
+      // so that every file it could find is there.
+      const bool absolute = n.name[0] == '/';
+      for (size_t k = 0; k <= (absolute ? 0 : dirs.size()); ++k) {
+        auto f = open(absolute ? n.name : (k == 0 ? here : dirs[k - 1]) + "/" + n.name);
         if (!f.ok()) return f.status();
         if (!f->empty()) KILN_RETURN_IF_ERROR(add(*f));
       }
